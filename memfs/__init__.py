@@ -1,0 +1,68 @@
+"""memfs: an AI agent's memory as plain files, versioned with git and synced to any remote.
+
+    >>> import memfs
+    >>> agent = memfs.init("my-agent", name="my-agent")
+    >>> agent.memory["system/persona"].value
+    >>> agent.commit()
+
+Names are imported on first use, so ``import memfs`` (and the ``memfs`` command) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "CommitInfo",
+    "FileChange",
+    "MemfsError",
+    "MemoryFile",
+    "Problem",
+    "Status",
+    "__version__",
+    "errors",
+    "init",
+    "open",
+]
+
+_LAZY = {
+    "Agent": ("memfs.agent", "Agent"),
+    "Status": ("memfs.agent", "Status"),
+    "init": ("memfs.agent", "init_agent"),
+    "open": ("memfs.agent", "open_agent"),
+    "CommitInfo": ("memfs.history", "CommitInfo"),
+    "FileChange": ("memfs.history", "FileChange"),
+    "MemoryFile": ("memfs.memory", "MemoryFile"),
+    "Problem": ("memfs.schema", "Problem"),
+    "MemfsError": ("memfs.errors", "MemfsError"),
+    "errors": ("memfs.errors", None),
+}
+
+if TYPE_CHECKING:
+    from memfs import errors
+    from memfs.agent import Agent, Status
+    from memfs.agent import init_agent as init
+    from memfs.agent import open_agent as open
+    from memfs.errors import MemfsError
+    from memfs.history import CommitInfo, FileChange
+    from memfs.memory import MemoryFile
+    from memfs.schema import Problem
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'memfs' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

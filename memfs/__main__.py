@@ -1,0 +1,5 @@
+"""``python -m memfs`` runs the command line."""
+
+from memfs.cli import main
+
+main()

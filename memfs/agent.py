@@ -1,0 +1,502 @@
+"""An agent: a directory of memory files versioned by git.
+
+``init`` creates or adopts one, ``open`` opens one; an ``Agent`` reads its memory, reports its
+status and problems, commits, and reads and rolls back its history. Rolling back always makes
+a new commit: no memfs operation rewrites history, and pending edits are committed first so
+nothing a user wrote is ever lost.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from memfs import worktree
+from memfs.config import load_user_config
+from memfs.errors import (
+    AgentExistsError,
+    InvalidNameError,
+    MemfsError,
+    NotAnAgentError,
+    PathNotFoundError,
+    RevertConflictError,
+    RevisionNotFoundError,
+    SchemaError,
+)
+from memfs.history import (
+    TRAILER_HOST,
+    TRAILER_ORIGIN,
+    CommitInfo,
+    FileChange,
+    Files,
+    History,
+    TreeEntry,
+    compare_trees,
+    read_worktree_data,
+    with_trailers,
+    write_diff,
+)
+from memfs.ignore import IgnoreRules
+from memfs.memory import MemoryFile, is_memory_path
+from memfs.schema import (
+    MANIFEST_FILE,
+    AgentManifest,
+    Problem,
+    is_valid_name,
+    key_lines,
+    validation_problems,
+)
+from memfs.util import atomic_write, hostname, utc_now
+
+PERSONA_TEMPLATE = """---
+description: Who I am, how I speak and how I behave.
+limit: 5000
+---
+I am a helpful assistant. I keep my memory in files and update it as I learn.
+"""
+HUMAN_TEMPLATE = """---
+description: What I know about the person I work with.
+limit: 5000
+---
+Nothing yet.
+"""
+
+
+@dataclass
+class Status:
+    """What differs from the last commit, and what is wrong or left out."""
+
+    branch: str
+    head: str | None
+    changes: list[FileChange]
+    problems: list[Problem]
+    secrets: list[str] = field(default_factory=list)
+    skipped: list[worktree.Skipped] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.changes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "branch": self.branch,
+            "head": self.head,
+            "clean": self.clean,
+            "changes": [{"path": c.path, "status": c.status} for c in self.changes],
+            "problems": [p.to_dict() for p in self.problems],
+            "ignored_secrets": self.secrets,
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
+
+
+@dataclass
+class _Snapshot:
+    """The work tree as the next commit would record it."""
+
+    files: Files
+    stats: dict[str, os.stat_result]
+    scan: worktree.Scan
+
+
+class Agent:
+    """An agent directory. Use ``memfs.open`` or ``memfs.init`` to get one."""
+
+    def __init__(self, root: Path, history: History) -> None:
+        self.root = root
+        self.history = history
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.root}>"
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.history.close()
+
+    @property
+    def path(self) -> Path:
+        return self.root
+
+    # -- the manifest -------------------------------------------------------------------
+
+    def manifest_problems(self) -> list[Problem]:
+        """What is wrong with agent.yaml."""
+        path = self.root / MANIFEST_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return [Problem(MANIFEST_FILE, 1, "missing: every agent needs agent.yaml")]
+        except UnicodeDecodeError:
+            return [Problem(MANIFEST_FILE, 1, "not valid UTF-8")]
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            return [Problem(MANIFEST_FILE, (mark.line + 1) if mark else 1, "invalid YAML")]
+        if not isinstance(data, dict):
+            return [Problem(MANIFEST_FILE, 1, "must be a mapping of keys to values")]
+        try:
+            AgentManifest.model_validate(data)
+        except ValidationError as error:
+            return validation_problems(MANIFEST_FILE, error, key_lines(text), first_line=1)
+        return []
+
+    @property
+    def manifest(self) -> AgentManifest:
+        """agent.yaml, validated; SchemaError if it is broken."""
+        problems = self.manifest_problems()
+        if problems:
+            raise SchemaError(problems)
+        data = yaml.safe_load((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return AgentManifest.model_validate(data)
+
+    @property
+    def name(self) -> str:
+        """The agent's name; the folder's name if agent.yaml cannot be read."""
+        try:
+            return self.manifest.name
+        except MemfsError:
+            return self.root.name
+
+    def _max_file_size(self) -> int:
+        try:
+            return self.manifest.max_file_size or worktree.DEFAULT_MAX_FILE_SIZE
+        except MemfsError:
+            return worktree.DEFAULT_MAX_FILE_SIZE
+
+    # -- memory -------------------------------------------------------------------------
+
+    @property
+    def memory(self) -> dict[str, MemoryFile]:
+        """Every memory file in the work tree, by label, sorted by path."""
+        snapshot = self._snapshot(self.history.tree_of(self.history.head()))
+        files: dict[str, MemoryFile] = {}
+        for path in sorted(snapshot.stats):
+            if is_memory_path(path) and path in snapshot.files:
+                try:
+                    files[MemoryFile(self.root, path, b"").label] = MemoryFile.load(self.root, path)
+                except OSError:
+                    continue
+        return files
+
+    def check(self) -> list[Problem]:
+        """Validate agent.yaml and every memory file; errors and warnings, by path.
+
+        Files memfs cannot version (too large, symlinks leaving the agent) are errors too.
+        """
+        problems = self.manifest_problems()
+        for memory_file in self.memory.values():
+            problems.extend(memory_file.problems())
+        snapshot = self._snapshot(self.history.tree_of(self.history.head()))
+        problems.extend(
+            Problem(item.path, 1, f"not versioned: {item.reason}") for item in snapshot.scan.skipped
+        )
+        return problems
+
+    # -- status and commit --------------------------------------------------------------
+
+    def _rules(self) -> IgnoreRules:
+        return IgnoreRules(self.root)
+
+    def _snapshot(self, head_tree: Files) -> _Snapshot:
+        scan = worktree.scan(
+            self.root, self._rules(), self._max_file_size(), tracked=frozenset(head_tree)
+        )
+        files, unreadable = self.history.hash_worktree(scan.files)
+        stats = {path: st for path, st in scan.files.items() if path in files}
+        # A file memfs cannot or will not read keeps its last committed version: skipping
+        # it must never turn into deleting it from history.
+        kept = [s.path for s in scan.skipped] + unreadable
+        for path in kept:
+            if path in head_tree and os.path.lexists(self.root / path):
+                files[path] = head_tree[path]
+        for path in unreadable:
+            scan.skipped.append(worktree.Skipped(path, "could not be read"))
+        return _Snapshot(files, stats, scan)
+
+    def status(self) -> Status:
+        """Uncommitted changes, validation problems, and files left out."""
+        head = self.history.head()
+        snapshot = self._snapshot(self.history.tree_of(head))
+        problems = self.manifest_problems()
+        for path in sorted(snapshot.stats):
+            if is_memory_path(path):
+                try:
+                    problems.extend(MemoryFile.load(self.root, path).problems())
+                except OSError:
+                    continue
+        return Status(
+            branch=self.history.branch(),
+            head=head,
+            changes=compare_trees(self.history.tree_of(head), snapshot.files),
+            problems=problems,
+            secrets=snapshot.scan.secrets,
+            skipped=snapshot.scan.skipped,
+        )
+
+    def commit(
+        self, message: str | None = None, origin: str = "cli", paths: tuple[str, ...] = ()
+    ) -> CommitInfo | None:
+        """Commit every change in the work tree (or only under ``paths``); None if none.
+
+        Broken memory files are committed like any other: nothing a user wrote is dropped.
+        """
+        with self.history.locked():
+            rules = self._rules()
+            rules.sync_git_exclude(self.history.control_dir)
+            head = self.history.head()
+            head_tree = self.history.tree_of(head)
+            snapshot = self._snapshot(head_tree)
+            changes = compare_trees(head_tree, snapshot.files, paths)
+            if not changes:
+                return None
+            payload: dict[str, tuple[int, bytes] | None] = {}
+            for change in changes:
+                payload[change.path] = self._read_change(change, snapshot)
+            effective = [c for c in changes if payload[c.path] is not None or c.new is None]
+            text = message or generated_message(effective)
+            trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
+            sha = self.history.commit(head, payload, with_trailers(text, trailers), self._author())
+            committed = dict(head_tree)
+            for path, change in payload.items():
+                if change is None:
+                    committed.pop(path, None)
+                else:
+                    committed[path] = TreeEntry(change[0], _blob_sha(change[1]))
+            # Stat data vouches for a sha only where the file on disk is what was committed.
+            stats = {
+                path: st
+                for path, st in snapshot.stats.items()
+                if committed.get(path) == snapshot.files.get(path)
+            }
+            self.history.write_index(committed, stats)
+            return self.history.commit_info(sha)
+
+    def _read_change(self, change: FileChange, snapshot: _Snapshot) -> tuple[int, bytes] | None:
+        """The content to commit for one change; None if the file is (now) gone."""
+        if change.new is None:
+            return None
+        try:
+            data = read_worktree_data(self.root / change.path, change.new.mode)
+        except FileNotFoundError:
+            snapshot.stats.pop(change.path, None)
+            return None
+        return change.new.mode, data
+
+    def _author(self) -> str:
+        identity = load_user_config().identity
+        if identity is not None:
+            return f"{identity.name} <{identity.email}>"
+        return self.history.git_identity() or f"memfs <memfs@{hostname()}>"
+
+    # -- history ------------------------------------------------------------------------
+
+    def log(self, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
+        """Commits, newest first; with ``path``, those that changed it (following renames)."""
+        return self.history.log(path, limit)
+
+    def diff(
+        self, rev: str | None = None, rev2: str | None = None, paths: tuple[str, ...] = ()
+    ) -> bytes:
+        """A unified diff: work tree against HEAD or ``rev``, or ``rev`` against ``rev2``."""
+        old_sha = self.history.resolve(rev) if rev else self.history.head()
+        old = self.history.tree_of(old_sha)
+        if rev2 is not None:
+            new = self.history.tree_of(self.history.resolve(rev2))
+            on_disk = False
+        else:
+            new = self._snapshot(self.history.tree_of(self.history.head())).files
+            on_disk = True
+        out = io.BytesIO()
+        for change in compare_trees(old, new, paths):
+            old_data = self.history.blob(change.old.sha) if change.old else b""
+            new_data = b""
+            if change.new is not None:
+                new_data = self._content(change.path, change.new, on_disk)
+            write_diff(out, change, old_data, new_data)
+        return out.getvalue()
+
+    def _content(self, path: str, entry: TreeEntry, on_disk: bool) -> bytes:
+        if on_disk:
+            try:
+                return read_worktree_data(self.root / path, entry.mode)
+            except OSError:
+                pass
+        return self.history.blob(entry.sha)
+
+    def split_revisions(self, args: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Split ``[REV [REV2]] [--] [PATH...]`` into revisions and paths, as git does."""
+        if "--" in args:
+            cut = args.index("--")
+            revs, paths = args[:cut], args[cut + 1 :]
+            for rev in revs:
+                self.history.resolve(rev)
+        else:
+            revs, paths = (), ()
+            head_tree = self.history.tree_of(self.history.head())
+            for arg in args:
+                if not paths and len(revs) < 2 and self._is_revision(arg):
+                    revs += (arg,)
+                elif os.path.lexists(self.root / arg) or any(
+                    p == arg or p.startswith(arg.rstrip("/") + "/") for p in head_tree
+                ):
+                    paths += (arg,)
+                else:
+                    raise RevisionNotFoundError(arg)
+        if len(revs) > 2:
+            raise MemfsError("give at most two revisions to compare")
+        return revs, tuple(p.strip("/") for p in paths)
+
+    def _is_revision(self, text: str) -> bool:
+        try:
+            self.history.resolve(text)
+        except RevisionNotFoundError:
+            return False
+        return True
+
+    def show(self, spec: str) -> bytes:
+        """``REV:PATH``: the file as it was; ``REV``: the commit and what it changed."""
+        rev, sep, path = spec.partition(":")
+        if sep:
+            return self.history.read_file(rev or "HEAD", path)
+        sha = self.history.resolve(rev)
+        info = self.history.commit_info(sha)
+        header = [f"commit {info.sha}"]
+        if len(info.parents) > 1:
+            header.append("Merge: " + " ".join(p[:7] for p in info.parents))
+        header += [f"Author: {info.author}", f"Date:   {info.date.isoformat()}", ""]
+        header += ["    " + line for line in info.message.split("\n")]
+        for key, value in info.trailers.items():
+            header.append(f"    {key}: {value}")
+        out = io.BytesIO()
+        out.write(("\n".join(header) + "\n\n").encode())
+        for change in self.history.changed_paths(sha):
+            old = self.history.blob(change.old.sha) if change.old else b""
+            new = self.history.blob(change.new.sha) if change.new else b""
+            write_diff(out, change, old, new)
+        return out.getvalue()
+
+    def restore(self, path: str, to: str, origin: str = "cli") -> CommitInfo | None:
+        """Bring ``path`` (a file or folder) back to how it was at ``to``, as a new commit."""
+        path = path.strip("/")
+        with self.history.locked():
+            self.commit(origin=origin)  # pending edits go into history before anything moves
+            sha = self.history.resolve(to)
+            target = _under(self.history.tree_of(sha), path)
+            current = _under(self.history.tree_of(self.history.head()), path)
+            if not target:
+                raise PathNotFoundError(path, f"revision {to}")
+            self._apply(current, target)
+            message = f"memfs: restore {path} to {sha[:7]}"
+            return self.commit(message=message, origin=origin, paths=(path,))
+
+    def revert(self, rev: str, origin: str = "cli") -> CommitInfo | None:
+        """Undo the changes of commit ``rev`` in a new commit on top of the current head."""
+        with self.history.locked():
+            self.commit(origin=origin)
+            sha = self.history.resolve(rev)
+            info = self.history.commit_info(sha)
+            head = self.history.head()
+            assert head is not None
+            parent = info.parents[0] if info.parents else None
+            merged, conflicts = self.history.merge_trees(sha, head, parent)
+            if conflicts:
+                raise RevertConflictError(rev, conflicts)
+            current = self.history.tree_of(head)
+            self._apply(current, self.history.tree_entries_by_sha(merged))
+            message = f'memfs: revert "{info.summary}"\n\nThis reverts commit {sha}.'
+            return self.commit(message=message, origin=origin)
+
+    def _apply(self, current: Files, target: Files) -> None:
+        """Make the work tree go from ``current`` to ``target`` (both committed trees)."""
+        for change in compare_trees(current, target):
+            if change.new is None:
+                worktree.remove_file(self.root, change.path)
+            else:
+                data = self.history.blob(change.new.sha)
+                worktree.write_file(self.root, change.path, change.new.mode, data)
+
+
+def generated_message(changes: list[FileChange]) -> str:
+    """``memfs: update system/persona.md`` or ``memfs: 3 files changed: a, b, c``."""
+    verbs = {"added": "add", "modified": "update", "deleted": "delete"}
+    if len(changes) == 1:
+        return f"memfs: {verbs[changes[0].status]} {changes[0].path}"
+    names = [c.path for c in changes[:3]]
+    more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+    return f"memfs: {len(changes)} files changed: {', '.join(names)}{more}"
+
+
+def _under(tree: Files, path: str) -> Files:
+    return {p: e for p, e in tree.items() if p == path or p.startswith(path + "/")}
+
+
+def _blob_sha(data: bytes) -> str:
+    from dulwich.objects import Blob
+
+    return Blob.from_string(data).id.decode()
+
+
+def open_agent(path: str | os.PathLike[str] = ".") -> Agent:
+    """Open the agent whose directory is ``path``."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise NotAnAgentError(str(path), "no such directory")
+    if not (root / MANIFEST_FILE).exists():
+        raise NotAnAgentError(str(path), f"no {MANIFEST_FILE}")
+    return Agent(root, History.open(root))
+
+
+def find_agent(start: str | os.PathLike[str] = ".") -> Agent:
+    """Open the agent containing ``start`` (it or a parent folder holds agent.yaml)."""
+    here = Path(start).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / MANIFEST_FILE).is_file() and (folder / ".git").exists():
+            return Agent(folder, History.open(folder))
+    raise NotAnAgentError(str(start), f"no {MANIFEST_FILE} here or in a parent folder")
+
+
+def init_agent(
+    path: str | os.PathLike[str] = ".", name: str | None = None, description: str = ""
+) -> Agent:
+    """Create an agent in ``path``, or adopt the memory folder (or git repo) already there."""
+    root = Path(path).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise NotAnAgentError(str(path), "it is a file, not a folder")
+    if (root / MANIFEST_FILE).exists():
+        raise AgentExistsError(str(path))
+    name = name or root.name
+    if not is_valid_name(name):
+        raise InvalidNameError(name)
+    root.mkdir(parents=True, exist_ok=True)
+    adopting = any(entry.name != ".git" for entry in root.iterdir())
+    history = History.create(root)
+    system = root / "system"
+    if not (system.is_dir() and any(system.glob("*.md"))):
+        system.mkdir(exist_ok=True)
+        for file_name, text in (("persona.md", PERSONA_TEMPLATE), ("human.md", HUMAN_TEMPLATE)):
+            if not (system / file_name).exists():
+                atomic_write(system / file_name, text.encode())
+    manifest = {
+        "name": name,
+        "id": f"agent-{uuid.uuid4()}",
+        "description": description,
+        "created_at": utc_now().isoformat().replace("+00:00", "Z"),
+        "format": 1,
+    }
+    atomic_write(root / MANIFEST_FILE, yaml.safe_dump(manifest, sort_keys=False).encode())
+    agent = Agent(root, history)
+    verb = "adopt" if adopting else "create"
+    agent.commit(message=f"memfs: {verb} agent {name}", origin="cli")
+    return agent

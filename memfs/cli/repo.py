@@ -1,0 +1,237 @@
+"""Commands on one agent's files and local history."""
+
+from __future__ import annotations
+
+import click
+
+from memfs.cli import AppState, pass_state
+from memfs.cli.output import emit_bytes, emit_json, json_option, warn
+
+
+@click.command()
+@click.argument("directory", default=".", required=False, type=click.Path(file_okay=False))
+@click.option("--name", help="The agent's name (default: the folder's name).")
+@click.option("--description", default="", help="One line saying what this agent is for.")
+def init(directory: str, name: str | None, description: str) -> None:
+    """Create an agent in DIRECTORY (default: here), or adopt the memory folder there.
+
+    A new agent gets agent.yaml, system/persona.md and system/human.md and a first commit.
+    An existing Letta Code memory folder (plain or a git repo) is adopted: agent.yaml is
+    added and every file is kept.
+
+    \b
+    Example:
+      memfs init my-agent --description "helps with the garden"
+    """
+    from memfs.agent import init_agent
+
+    agent = init_agent(directory, name=name, description=description)
+    head = agent.log(limit=1)[0]
+    files = len(agent.memory)
+    click.echo(f"{head.summary.removeprefix('memfs: ').capitalize()} in {agent.root}")
+    click.echo(f"{files} memory files, commit {head.short}")
+
+
+@click.command()
+@json_option
+@pass_state
+def status(state: AppState, as_json: bool) -> None:
+    """Show uncommitted changes, problems in memory files, and files left out.
+
+    \b
+    Example:
+      memfs status --json
+    """
+    report = state.agent().status()
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    head = report.head[:7] if report.head else "no commits yet"
+    click.echo(f"On branch {report.branch} at {head}")
+    if report.clean:
+        click.echo("Nothing to commit: the memory matches the last commit.")
+    else:
+        click.echo("Changes not committed (run 'memfs commit'):")
+        for change in report.changes:
+            click.echo(f"  {change.status + ':':<10} {change.path}")
+    if report.problems:
+        click.echo("Problems (run 'memfs check' for details):")
+        for problem in report.problems:
+            click.echo(f"  {problem.render()}")
+    if report.secrets:
+        click.echo("Ignored, looks like a secret: " + ", ".join(report.secrets))
+    for skipped in report.skipped:
+        click.echo(f"Not versioned: {skipped.path}: {skipped.reason}")
+
+
+@click.command()
+@click.option("-m", "--message", help="Commit message (default: one saying what changed).")
+@pass_state
+def commit(state: AppState, message: str | None) -> None:
+    """Commit every change to the memory files.
+
+    Broken files are committed too, so nothing is lost; 'memfs check' reports them.
+    Exits 1 if some files were left out (too large, or a symlink leaving the agent).
+
+    \b
+    Example:
+      memfs commit -m "remember the user's timezone"
+    """
+    agent = state.agent()
+    info = agent.commit(message=message)
+    if info is None:
+        click.echo("Nothing to commit.")
+    else:
+        click.echo(f"[{agent.history.branch()} {info.short}] {info.summary}")
+    skipped = agent.status().skipped
+    for item in skipped:
+        warn(f"not versioned: {item.path}: {item.reason}")
+    if skipped:
+        click.get_current_context().exit(1)
+
+
+@click.command()
+@click.argument("path", required=False)
+@click.option(
+    "-n", "--max-count", "limit", type=click.IntRange(min=1), help="Show at most N commits."
+)
+@json_option
+@pass_state
+def log(state: AppState, path: str | None, limit: int | None, as_json: bool) -> None:
+    """Show the history of the agent, or of one memory file (following renames).
+
+    \b
+    Example:
+      memfs log system/persona.md -n 5
+    """
+    entries = state.agent().log(path, limit)
+    if as_json:
+        emit_json([entry.to_dict() for entry in entries])
+        return
+    for entry in entries:
+        where = "/".join(part for part in (entry.host, entry.origin) if part)
+        when = entry.date.strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{entry.short}  {when}  {where or '-':<16} {entry.summary}")
+
+
+@click.command()
+@click.argument("args", nargs=-1)
+@pass_state
+def diff(state: AppState, args: tuple[str, ...]) -> None:
+    """Show changes: work tree vs last commit, vs REV, or REV vs REV2, optionally for PATHs.
+
+    ARGS are [REV [REV2]] [--] [PATH...]: leading arguments that name revisions are revisions.
+
+    \b
+    Examples:
+      memfs diff
+      memfs diff HEAD~3 system/persona.md
+      memfs diff HEAD~2 HEAD
+    """
+    agent = state.agent()
+    revs, paths = agent.split_revisions(args)
+    emit_bytes(agent.diff(*revs, paths=paths))
+
+
+@click.command()
+@click.argument("spec", metavar="REV[:PATH]")
+@pass_state
+def show(state: AppState, spec: str) -> None:
+    """Show a commit and its changes, or a file as it was at REV.
+
+    \b
+    Examples:
+      memfs show HEAD
+      memfs show HEAD~2:system/persona.md
+    """
+    emit_bytes(state.agent().show(spec))
+
+
+@click.command()
+@click.argument("path")
+@click.option(
+    "--to", "rev", required=True, metavar="REV", help="The revision to bring PATH back to."
+)
+@pass_state
+def restore(state: AppState, path: str, rev: str) -> None:
+    """Bring PATH (a file or folder) back to how it was at REV, as a new commit.
+
+    Uncommitted edits are committed first, so they stay in history.
+
+    \b
+    Example:
+      memfs restore system/persona.md --to HEAD~2
+    """
+    info = state.agent().restore(path, rev)
+    _report_new_commit(info, f"{path} already is as at {rev}")
+
+
+@click.command()
+@click.argument("rev")
+@pass_state
+def revert(state: AppState, rev: str) -> None:
+    """Undo the changes of commit REV in a new commit; history is never rewritten.
+
+    \b
+    Example:
+      memfs revert HEAD
+    """
+    info = state.agent().revert(rev)
+    _report_new_commit(info, f"nothing to revert: the changes of {rev} are already undone")
+
+
+def _report_new_commit(info: object, nothing: str) -> None:
+    from memfs.history import CommitInfo
+
+    if isinstance(info, CommitInfo):
+        click.echo(f"[{info.short}] {info.summary}")
+    else:
+        click.echo(nothing[0].upper() + nothing[1:] + ".")
+
+
+@click.command()
+@click.option("--strict", is_flag=True, help="Fail on warnings (unknown front matter keys) too.")
+@json_option
+@pass_state
+def check(state: AppState, strict: bool, as_json: bool) -> None:
+    """Validate agent.yaml and every memory file; print path:line: message for each problem.
+
+    Checks front matter YAML, known keys and their types, body length against 'limit',
+    and UTF-8. Exits 1 if any error is found (with --strict, any warning too).
+    """
+    agent = state.agent()
+    problems = agent.check()
+    failing = [p for p in problems if strict or p.severity == "error"]
+    if as_json:
+        emit_json({"ok": not failing, "problems": [p.to_dict() for p in problems]})
+    else:
+        for problem in problems:
+            click.echo(problem.render())
+        if not problems:
+            click.echo(f"All {len(agent.memory)} memory files are valid.")
+    if failing:
+        click.get_current_context().exit(1)
+
+
+@click.command(name="ls")
+@json_option
+@pass_state
+def ls(state: AppState, as_json: bool) -> None:
+    """List memory files: label, pinned or not, size against limit, description."""
+    files = list(state.agent().memory.values())
+    if as_json:
+        emit_json([memory_file.to_dict() for memory_file in files])
+        return
+    width = max((len(f.label) for f in files), default=5)
+    for memory_file in files:
+        pinned = "pinned" if memory_file.pinned else "      "
+        size = (
+            f"{memory_file.size}/{memory_file.limit}"
+            if memory_file.limit
+            else str(memory_file.size)
+        )
+        flags = " read-only" if memory_file.read_only else ""
+        description = memory_file.description or ""
+        click.echo(
+            f"{memory_file.label:<{width}}  {pinned}  {size:>11}{flags}  {description}".rstrip()
+        )

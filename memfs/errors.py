@@ -1,0 +1,143 @@
+"""Errors a user can cause. The CLI prints ``str(error)`` and exits with ``exit_code``.
+
+MemfsError
+├── NotAnAgentError        the directory holds no agent (no agent.yaml / no .git)
+├── AgentExistsError       init on a directory that already is an agent
+├── InvalidNameError       an agent name that cannot be a folder or URL segment
+├── RevisionNotFoundError  a REV that does not resolve to a commit
+├── PathNotFoundError      a path absent from the work tree or from a revision
+├── UnsafePathError        a path that would write outside the agent or into .git
+├── LockTimeoutError       another process kept the agent's lock too long
+├── SchemaError            memory files whose content cannot be used (carries problems)
+├── RevertConflictError    a revert that does not apply cleanly to the current head
+├── ConcurrentUpdateError  the branch moved while an operation was writing
+└── ConfigError            the user config file cannot be read
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from memfs.schema import Problem
+
+
+class MemfsError(Exception):
+    """Base of every error memfs raises for something the user can fix."""
+
+    exit_code = 1
+
+
+class NotAnAgentError(MemfsError):
+    """The directory is not a memfs agent."""
+
+    exit_code = 3
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is not a memfs agent ({reason}); run 'memfs init' there first")
+
+
+class AgentExistsError(MemfsError):
+    """``init`` was asked to create an agent where one already is."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is already a memfs agent (it has agent.yaml)")
+
+
+class InvalidNameError(MemfsError):
+    """An agent name that cannot be used as a folder or URL segment."""
+
+    exit_code = 2
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"invalid agent name {name!r}: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, at most 100 characters"
+        )
+
+
+class RevisionNotFoundError(MemfsError):
+    """A revision that names no commit."""
+
+    exit_code = 4
+
+    def __init__(self, rev: str) -> None:
+        self.rev = rev
+        super().__init__(f"unknown revision {rev!r}: see 'memfs log' for valid ones")
+
+
+class PathNotFoundError(MemfsError):
+    """A path that is not in the work tree or not in a revision."""
+
+    exit_code = 4
+
+    def __init__(self, path: str, where: str) -> None:
+        self.path = path
+        self.where = where
+        super().__init__(f"{path} does not exist in {where}")
+
+
+class UnsafePathError(MemfsError):
+    """A path that would be written outside the agent or inside .git."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(f"refusing unsafe path {path!r}: {why}")
+
+
+class LockTimeoutError(MemfsError):
+    """Another process held the agent's lock for longer than the timeout."""
+
+    exit_code = 5
+
+    def __init__(self, lock_path: str, timeout: float, holder: str) -> None:
+        self.lock_path = lock_path
+        self.holder = holder
+        super().__init__(
+            f"the agent is busy: {holder} held {lock_path} for more than {timeout:g}s; "
+            "try again when it is done"
+        )
+
+
+class SchemaError(MemfsError):
+    """Memory files whose content a command needs but cannot use."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        first = self.problems[0].render() if self.problems else "invalid memory"
+        more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
+        super().__init__(first + more)
+
+
+class RevertConflictError(MemfsError):
+    """A revert whose changes collide with later edits of the same lines."""
+
+    exit_code = 6
+
+    def __init__(self, rev: str, paths: Sequence[str]) -> None:
+        self.rev = rev
+        self.paths = list(paths)
+        super().__init__(
+            f"cannot revert {rev}: later commits changed the same lines in "
+            f"{', '.join(self.paths)}; nothing was changed (restore those files instead)"
+        )
+
+
+class ConcurrentUpdateError(MemfsError):
+    """The branch or a file moved under an operation; nothing was lost, try again."""
+
+    exit_code = 5
+
+
+class ConfigError(MemfsError):
+    """The user config file cannot be read."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, line: int, what: str) -> None:
+        self.path = path
+        super().__init__(f"{path}:{line}: {what}")

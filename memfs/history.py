@@ -1,0 +1,611 @@
+"""The git layer: the only module (with ``remotes``) that talks to dulwich.
+
+Everything here works on plain data: a tree is a ``dict`` of posix paths to ``TreeEntry``
+(mode, hex sha). Commits are written without the index (DESIGN.md §4): blobs for the changed
+paths, ``commit_tree_changes`` on the parent's tree, then a compare-and-swap of the branch.
+The index is rewritten afterwards only as a stat cache, so ``git status`` agrees with memfs.
+Mutating callers hold ``History.locked()`` for the whole operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import io
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+from dulwich.diff_tree import tree_changes
+from dulwich.errors import NotGitRepository
+from dulwich.index import Index, IndexEntry, index_entry_from_stat
+from dulwich.merge import Merger
+from dulwich.object_store import commit_tree_changes, iter_tree_contents
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.objectspec import parse_commit, parse_object
+from dulwich.patch import gen_diff_header, is_binary, unified_diff
+from dulwich.repo import Repo
+from dulwich.walk import Walker
+
+from memfs.errors import (
+    ConcurrentUpdateError,
+    LockTimeoutError,
+    NotAnAgentError,
+    PathNotFoundError,
+    RevisionNotFoundError,
+)
+
+BRANCH = "main"
+LOCK_TIMEOUT_ENV = "MEMFS_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 60.0
+MODE_FILE = 0o100644
+MODE_EXECUTABLE = 0o100755
+MODE_SYMLINK = 0o120000
+TRAILER_HOST = "Memfs-Host"
+TRAILER_ORIGIN = "Memfs-Origin"
+
+
+class TreeEntry(NamedTuple):
+    """One file in a tree: its git mode and the hex sha of its blob."""
+
+    mode: int
+    sha: str
+
+
+Files = dict[str, TreeEntry]
+"""A tree or a work tree, flattened: posix path -> entry."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """How one path differs between two trees."""
+
+    path: str
+    status: str  # "added" | "modified" | "deleted"
+    old: TreeEntry | None
+    new: TreeEntry | None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit as memfs shows it."""
+
+    sha: str
+    parents: list[str]
+    author: str
+    date: datetime
+    message: str
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short(self) -> str:
+        return self.sha[:7]
+
+    @property
+    def summary(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+    @property
+    def host(self) -> str | None:
+        return self.trailers.get(TRAILER_HOST)
+
+    @property
+    def origin(self) -> str | None:
+        return self.trailers.get(TRAILER_ORIGIN)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "sha": self.sha,
+            "short": self.short,
+            "parents": self.parents,
+            "author": self.author,
+            "date": self.date.isoformat(),
+            "summary": self.summary,
+            "message": self.message,
+            "host": self.host,
+            "origin": self.origin,
+        }
+
+
+def file_mode(st: os.stat_result) -> int:
+    """The git mode for a file with this stat."""
+    if stat.S_ISLNK(st.st_mode):
+        return MODE_SYMLINK
+    return MODE_EXECUTABLE if st.st_mode & 0o100 else MODE_FILE
+
+
+def read_worktree_data(path: Path, mode: int) -> bytes:
+    """The blob content git stores for the file at ``path``."""
+    if mode == MODE_SYMLINK:
+        return os.fsencode(os.readlink(path))
+    return path.read_bytes()
+
+
+def with_trailers(message: str, trailers: Mapping[str, str]) -> str:
+    """``message`` followed by a blank line and git trailers."""
+    lines = [f"{key}: {value}" for key, value in trailers.items()]
+    return message.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+
+
+def parse_trailers(message: str) -> tuple[str, dict[str, str]]:
+    """Split a commit message into its text and its memfs trailers."""
+    paragraphs = message.rstrip("\n").split("\n\n")
+    last = paragraphs[-1].split("\n")
+    trailers: dict[str, str] = {}
+    if len(paragraphs) > 1 and all(": " in line for line in last):
+        for line in last:
+            key, value = line.split(": ", 1)
+            trailers[key] = value
+        if any(key.startswith("Memfs-") for key in trailers):
+            return "\n\n".join(paragraphs[:-1]), trailers
+    return message.rstrip("\n"), {}
+
+
+class History:
+    """An agent's git repository."""
+
+    def __init__(self, root: Path, repo: Repo) -> None:
+        self.root = root
+        self.repo = repo
+        self._lock = _RepoLock(Path(repo.controldir()) / "memfs" / "lock")
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: Path) -> History:
+        """Open the repository whose work tree is ``root``."""
+        if not (root / ".git").exists():
+            raise NotAnAgentError(str(root), "no .git folder")
+        try:
+            repo = Repo(str(root))
+        except NotGitRepository as error:
+            raise NotAnAgentError(str(root), "its .git folder is not a git repository") from error
+        return cls(root, repo)
+
+    @classmethod
+    def create(cls, root: Path) -> History:
+        """Open ``root``'s repository, creating it on branch ``main`` if there is none."""
+        if (root / ".git").exists():
+            history = cls.open(root)
+        else:
+            repo = Repo.init(str(root), default_branch=BRANCH.encode())
+            history = cls(root, repo)
+        config = history.repo.get_config()
+        config.set((b"gc",), b"auto", b"0")
+        config.write_to_path()
+        return history
+
+    def close(self) -> None:
+        self.repo.close()
+
+    @property
+    def control_dir(self) -> Path:
+        return Path(self.repo.controldir())
+
+    @property
+    def state_dir(self) -> Path:
+        """``.git/memfs``: memfs's own state, never versioned."""
+        path = self.control_dir / "memfs"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold the agent's write lock (reentrant within one process)."""
+        if timeout is None:
+            timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
+        return self._lock.hold(timeout)
+
+    # -- refs ---------------------------------------------------------------------------
+
+    def branch_ref(self) -> bytes:
+        """The ref HEAD points to (``refs/heads/main``)."""
+        names, _ = self.repo.refs.follow(b"HEAD")
+        return names[-1]
+
+    def branch(self) -> str:
+        return self.branch_ref().decode().removeprefix("refs/heads/")
+
+    def head(self) -> str | None:
+        """The sha of the branch tip, or None before the first commit."""
+        try:
+            return self.repo.refs[self.branch_ref()].decode()
+        except KeyError:
+            return None
+
+    def resolve(self, rev: str) -> str:
+        """The sha of the commit ``rev`` names (sha prefix, HEAD~2, branch, tag)."""
+        spec = rev.encode()
+        try:
+            if any(op in spec for op in (b"~", b"^", b"@{")):
+                spec = parse_object(self.repo, spec).id
+            return parse_commit(self.repo, spec).id.decode()
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+            raise RevisionNotFoundError(rev) from error
+
+    def git_identity(self) -> str | None:
+        """``Name <email>`` from git's config (repo, then global), if it names one."""
+        config = self.repo.get_config_stack()
+        try:
+            name = config.get((b"user",), b"name").decode()
+            email = config.get((b"user",), b"email").decode()
+        except KeyError:
+            return None
+        return f"{name} <{email}>"
+
+    def count_commits(self) -> int:
+        head = self.head()
+        if head is None:
+            return 0
+        return sum(1 for _ in Walker(self.repo.object_store, [head.encode()]))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def tree_of(self, commit_sha: str | None) -> Files:
+        """Every file of the commit's tree (an empty tree for None)."""
+        if commit_sha is None:
+            return {}
+        commit = self.repo[commit_sha.encode()]
+        assert isinstance(commit, Commit)
+        return {
+            entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
+            for entry in iter_tree_contents(self.repo.object_store, commit.tree)
+        }
+
+    def blob(self, sha: str) -> bytes:
+        blob = self.repo.object_store[sha.encode()]
+        assert isinstance(blob, Blob)
+        return blob.as_raw_string()
+
+    def read_file(self, rev: str, path: str) -> bytes:
+        """The content of ``path`` at ``rev``."""
+        sha = self.resolve(rev)
+        entry = self.tree_of(sha).get(path)
+        if entry is None:
+            raise PathNotFoundError(path, f"revision {rev}")
+        return self.blob(entry.sha)
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        commit = self.repo[sha.encode()]
+        assert isinstance(commit, Commit)
+        return _commit_info(commit)
+
+    def log(self, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
+        """Commits from the head backwards; with ``path``, those touching it (following renames)."""
+        head = self.head()
+        if head is None:
+            return []
+        walker = Walker(
+            self.repo.object_store,
+            [head.encode()],
+            paths=[path.encode()] if path else None,
+            follow=bool(path),
+            max_entries=limit,
+        )
+        return [_commit_info(entry.commit) for entry in walker]
+
+    # -- the work tree ------------------------------------------------------------------
+
+    def hash_worktree(self, files: Mapping[str, os.stat_result]) -> tuple[Files, list[str]]:
+        """Tree entries for the files on disk, hashing only those the index can't vouch for.
+
+        Returns the entries and the paths that vanished or became unreadable meanwhile.
+        """
+        cache = _load_stat_cache(self.control_dir)
+        entries: Files = {}
+        unreadable: list[str] = []
+        for path, st in files.items():
+            mode = file_mode(st)
+            cached = cache.lookup(path, st, mode)
+            if cached is not None:
+                entries[path] = TreeEntry(mode, cached)
+                continue
+            try:
+                data = read_worktree_data(self.root / path, mode)
+            except OSError:
+                unreadable.append(path)
+                continue
+            entries[path] = TreeEntry(mode, Blob.from_string(data).id.decode())
+        return entries, unreadable
+
+    def write_index(self, tree: Files, stats: Mapping[str, os.stat_result]) -> None:
+        """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean."""
+        index = Index(str(self.control_dir / "index"), read=False)
+        for path, entry in tree.items():
+            st = stats.get(path)
+            key = path.encode("utf-8", "surrogateescape")
+            if st is not None:
+                index[key] = index_entry_from_stat(st, entry.sha.encode(), mode=entry.mode)
+            else:
+                index[key] = IndexEntry(
+                    ctime=0, mtime=0, dev=0, ino=0, mode=entry.mode, uid=0, gid=0,
+                    size=0, sha=entry.sha.encode(),
+                )  # fmt: skip
+        index.write()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def commit(
+        self,
+        parent: str | None,
+        changes: Mapping[str, tuple[int, bytes] | None],
+        message: str,
+        author: str,
+        extra_parents: tuple[str, ...] = (),
+    ) -> str:
+        """Write a commit of ``parent``'s tree plus ``changes`` and move the branch to it.
+
+        ``changes`` maps a path to (mode, content), or to None to delete it. The branch moves
+        only if it still points at ``parent``; otherwise ConcurrentUpdateError.
+        """
+        tree_sha = self.build_tree(parent, changes)
+        return self.commit_tree(tree_sha, (parent, *extra_parents), message, author)
+
+    def build_tree(
+        self, parent: str | None, changes: Mapping[str, tuple[int, bytes] | None]
+    ) -> str:
+        """Store blobs for ``changes`` and the trees of parent's tree with them applied."""
+        store = self.repo.object_store
+        edits: list[tuple[bytes, int | None, bytes | None]] = []
+        for path, change in sorted(changes.items()):
+            key = path.encode("utf-8", "surrogateescape")
+            if change is None:
+                edits.append((key, None, None))
+                continue
+            mode, data = change
+            blob = Blob.from_string(data)
+            store.add_object(blob)
+            edits.append((key, mode, blob.id))
+        base: Tree | bytes = Tree()
+        if parent is not None:
+            commit = self.repo[parent.encode()]
+            assert isinstance(commit, Commit)
+            base = commit.tree
+        return commit_tree_changes(store, base, _drop_shadowed_deletes(edits)).decode()
+
+    def tree_from_entries(self, tree: Files) -> str:
+        """Store the tree objects for a complete ``tree`` whose blobs are stored already."""
+        edits = [
+            (path.encode("utf-8", "surrogateescape"), entry.mode, entry.sha.encode())
+            for path, entry in sorted(tree.items())
+        ]
+        return commit_tree_changes(self.repo.object_store, Tree(), edits).decode()
+
+    def commit_tree(
+        self, tree_sha: str, parents: tuple[str | None, ...], message: str, author: str
+    ) -> str:
+        """Write a commit of ``tree_sha`` and move the branch from ``parents[0]`` to it."""
+        commit = Commit()
+        commit.tree = tree_sha.encode()
+        commit.parents = [p.encode() for p in parents if p is not None]
+        commit.author = commit.committer = author.encode()
+        commit.author_time = commit.commit_time = int(time.time())
+        offset = time.localtime().tm_gmtoff
+        commit.author_timezone = commit.commit_timezone = offset
+        commit.message = message.encode()
+        self.repo.object_store.add_object(commit)
+        self.move_branch(parents[0], commit.id.decode(), commit.message.split(b"\n", 1)[0])
+        return commit.id.decode()
+
+    def move_branch(self, old: str | None, new: str, reason: bytes = b"memfs") -> None:
+        """Compare-and-swap the branch from ``old`` to ``new``."""
+        ref = self.branch_ref()
+        if old is None:
+            moved = self.repo.refs.add_if_new(ref, new.encode(), message=b"commit: " + reason)
+        else:
+            moved = self.repo.refs.set_if_equals(
+                ref, old.encode(), new.encode(), message=b"commit: " + reason
+            )
+        if not moved:
+            raise ConcurrentUpdateError(
+                f"{ref.decode()} moved while memfs was committing; nothing was lost, try again"
+            )
+
+    # -- comparing ----------------------------------------------------------------------
+
+    def merge_trees(self, base: str | None, ours: str, theirs: str | None) -> tuple[str, list[str]]:
+        """Three-way merge of commits' trees: the merged tree's sha and conflicted paths."""
+
+        def tree(sha: str | None) -> Tree | None:
+            if sha is None:
+                return None
+            commit = self.repo[sha.encode()]
+            assert isinstance(commit, Commit)
+            obj = self.repo[commit.tree]
+            assert isinstance(obj, Tree)
+            return obj
+
+        merger = Merger(self.repo.object_store)
+        merged, conflicts = merger.merge_trees(
+            tree(base), tree(ours) or Tree(), tree(theirs) or Tree()
+        )
+        self.repo.object_store.add_object(merged)
+        return merged.id.decode(), [c.decode("utf-8", "surrogateescape") for c in conflicts]
+
+    def tree_entries_by_sha(self, tree_sha: str) -> Files:
+        return {
+            entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
+            for entry in iter_tree_contents(self.repo.object_store, tree_sha.encode())
+        }
+
+    def changed_paths(self, sha: str) -> list[FileChange]:
+        """What ``sha`` changed against its first parent."""
+        info = self.commit_info(sha)
+        parent = info.parents[0] if info.parents else None
+        return compare_trees(self.tree_of(parent), self.tree_of(sha))
+
+    def rename_pairs(self, old_sha: str | None, new_sha: str) -> Iterator[tuple[str, str]]:
+        """Renames git would detect between two commits' trees."""
+        old_tree = self.repo[old_sha.encode()].tree if old_sha else None  # type: ignore[attr-defined]
+        new_tree = self.repo[new_sha.encode()].tree  # type: ignore[attr-defined]
+        for change in tree_changes(
+            self.repo.object_store, old_tree, new_tree, rename_detector=None
+        ):
+            if change.type == "rename" and change.old and change.new:
+                yield change.old.path.decode(), change.new.path.decode()
+
+
+def compare_trees(old: Files, new: Files, paths: tuple[str, ...] = ()) -> list[FileChange]:
+    """Per-path differences between two trees, sorted by path, limited to ``paths`` if given."""
+    changes = []
+    for path in sorted(old.keys() | new.keys()):
+        if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):
+            continue
+        before, after = old.get(path), new.get(path)
+        if before == after:
+            continue
+        status = "added" if before is None else "deleted" if after is None else "modified"
+        changes.append(FileChange(path, status, before, after))
+    return changes
+
+
+def write_diff(
+    out: io.BufferedIOBase | io.BytesIO, change: FileChange, old: bytes, new: bytes
+) -> None:
+    """A git-style unified diff of one change, or a 'Binary files differ' line."""
+    path = change.path.encode("utf-8", "surrogateescape")
+    out.writelines(
+        gen_diff_header(
+            (path if change.old else None, path if change.new else None),
+            (change.old.mode if change.old else None, change.new.mode if change.new else None),
+            (
+                change.old.sha.encode() if change.old else None,
+                change.new.sha.encode() if change.new else None,
+            ),
+        )
+    )
+    old_name = b"a/" + path if change.old else b"/dev/null"
+    new_name = b"b/" + path if change.new else b"/dev/null"
+    if is_binary(old) or is_binary(new):
+        out.write(b"Binary files " + old_name + b" and " + new_name + b" differ\n")
+        return
+    out.writelines(unified_diff(old.splitlines(True), new.splitlines(True), old_name, new_name))
+
+
+def _commit_info(commit: Commit) -> CommitInfo:
+    message, trailers = parse_trailers(commit.message.decode("utf-8", "replace"))
+    tz = timezone(timedelta(seconds=commit.author_timezone))
+    return CommitInfo(
+        sha=commit.id.decode(),
+        parents=[p.decode() for p in commit.parents],
+        author=commit.author.decode("utf-8", "replace"),
+        date=datetime.fromtimestamp(commit.author_time, tz),
+        message=message,
+        trailers=trailers,
+    )
+
+
+def _drop_shadowed_deletes(
+    edits: list[tuple[bytes, int | None, bytes | None]],
+) -> list[tuple[bytes, int | None, bytes | None]]:
+    """Drop deletions under a path that becomes a file: replacing the folder deletes them."""
+    files = {path for path, _, sha in edits if sha is not None}
+    return [
+        (path, mode, sha)
+        for path, mode, sha in edits
+        if sha is not None or not any(path.startswith(f + b"/") for f in files)
+    ]
+
+
+class _StatCache:
+    """The index as a cache of blob shas, valid for entries whose stat data still matches.
+
+    An entry written in the same instant its file was last modified is not trusted (git's
+    "racy clean" rule): the file may have changed again within the timestamp's resolution.
+    """
+
+    def __init__(self, entries: dict[bytes, object], index_mtime_ns: int) -> None:
+        self._entries = entries
+        self._index_mtime_ns = index_mtime_ns
+
+    def lookup(self, path: str, st: os.stat_result, mode: int) -> str | None:
+        entry = self._entries.get(path.encode("utf-8", "surrogateescape"))
+        if not isinstance(entry, IndexEntry) or entry.mode != mode:
+            return None
+        mtime = entry.mtime
+        entry_ns = (
+            mtime[0] * 1_000_000_000 + mtime[1] if isinstance(mtime, tuple) else int(mtime * 1e9)
+        )
+        if (
+            entry.size != st.st_size
+            or entry_ns != st.st_mtime_ns
+            or entry.ino != st.st_ino
+            or entry_ns >= self._index_mtime_ns
+        ):
+            return None
+        return entry.sha.decode()
+
+
+def _load_stat_cache(control_dir: Path) -> _StatCache:
+    path = control_dir / "index"
+    try:
+        index_mtime = path.stat().st_mtime_ns
+        index = Index(str(path))
+    except (OSError, ValueError, AssertionError):
+        return _StatCache({}, 0)
+    return _StatCache(dict(index.items()), index_mtime)
+
+
+class _RepoLock:
+    """``fcntl.flock`` on ``.git/memfs/lock``, held per operation, reentrant in a process.
+
+    The kernel releases the lock when the holder dies, so a crash never leaves it stale.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def hold(self, timeout: float) -> Iterator[None]:
+        if not self._thread_lock.acquire(timeout=timeout):
+            raise LockTimeoutError(str(self.path), timeout, "another thread")
+        try:
+            if self._depth == 0:
+                self._fd = self._acquire(timeout)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    os.close(self._fd)
+                    self._fd = None
+        finally:
+            self._thread_lock.release()
+
+    def _acquire(self, timeout: float) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise LockTimeoutError(
+                        str(self.path),
+                        timeout,
+                        f"process {holder}" if holder else "another process",
+                    ) from error
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd

@@ -1,0 +1,250 @@
+"""One memory file: a Markdown block with front matter, or a YAML mapping.
+
+A ``MemoryFile`` reads its file once and can be edited through ``.description``, ``.value``,
+``.read_only`` and ``.limit``; ``save()`` writes it back crash-safely, keeping unknown front
+matter keys and, when only the body changed, the front matter text byte-for-byte.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from memfs import frontmatter
+from memfs.errors import SchemaError
+from memfs.schema import (
+    KNOWN_FRONT_MATTER_KEYS,
+    FrontMatter,
+    Problem,
+    key_lines,
+    validation_problems,
+)
+from memfs.util import atomic_write
+
+MARKDOWN_SUFFIXES = (".md",)
+YAML_SUFFIXES = (".yaml", ".yml")
+PINNED_FOLDER = "system"
+
+
+def is_memory_path(path: str) -> bool:
+    """Whether ``path`` (posix, relative to the agent) holds a memory block."""
+    return path != "agent.yaml" and path.endswith(MARKDOWN_SUFFIXES + YAML_SUFFIXES)
+
+
+def label_of(path: str) -> str:
+    """``system/persona.md`` -> ``system/persona``."""
+    return str(PurePosixPath(path).with_suffix(""))
+
+
+class MemoryFile:
+    """A memory block stored as a file in the agent directory."""
+
+    def __init__(self, root: Path, path: str, raw: bytes) -> None:
+        self.root = root
+        self.path = path
+        self.label = label_of(path)
+        self.kind = "yaml" if path.endswith(YAML_SUFFIXES) else "markdown"
+        self._raw = raw
+        self._text: str | None = None
+        self._decode_error = ""
+        self._document = frontmatter.Document(front_matter=None, body="")
+        self._original_metadata: dict[str, Any] = {}
+        self._metadata_error: Problem | None = None
+        self._decode()
+        self.metadata: dict[str, Any] = dict(self._original_metadata)
+        self.value: str = self._document.body if self.kind == "markdown" else (self._text or "")
+
+    @classmethod
+    def load(cls, root: Path, path: str) -> MemoryFile:
+        return cls(root, path, (root / path).read_bytes())
+
+    # -- typed access -------------------------------------------------------------------
+
+    @property
+    def pinned(self) -> bool:
+        """Files under ``system/`` are always in the agent's context."""
+        return self.path.startswith(PINNED_FOLDER + "/")
+
+    @property
+    def description(self) -> str | None:
+        value = self.metadata.get("description")
+        return value if isinstance(value, str) else None
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        self._set("description", value)
+
+    @property
+    def read_only(self) -> bool:
+        return self.metadata.get("read_only") is True
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        self._set("read_only", value if value else None)
+
+    @property
+    def limit(self) -> int | None:
+        value = self.metadata.get("limit")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @limit.setter
+    def limit(self, value: int | None) -> None:
+        self._set("limit", value)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Front matter keys memfs does not know, kept as they are."""
+        return {k: v for k, v in self.metadata.items() if k not in KNOWN_FRONT_MATTER_KEYS}
+
+    @property
+    def size(self) -> int:
+        """Characters in the value (the body of a Markdown file)."""
+        return len(self.value)
+
+    def _set(self, key: str, value: Any) -> None:
+        if value is None:
+            self.metadata.pop(key, None)
+        else:
+            self.metadata[key] = value
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _decode(self) -> None:
+        if b"\0" in self._raw:
+            self._decode_error = "binary content (NUL bytes) in a memory file"
+            return
+        try:
+            self._text = self._raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = self._raw[: error.start].count(b"\n") + 1
+            byte = self._raw[error.start]
+            self._decode_error = f"not valid UTF-8 (byte 0x{byte:02x} on line {line})"
+            return
+        if self.kind == "markdown":
+            self._document = frontmatter.split(self._text)
+            self._load_front_matter()
+        else:
+            self._load_yaml()
+
+    def _load_front_matter(self) -> None:
+        document = self._document
+        if document.unclosed:
+            self._metadata_error = Problem(
+                self.path, 1, "front matter starts with '---' but has no closing '---' line"
+            )
+            return
+        try:
+            self._original_metadata = frontmatter.load_metadata(document.front_matter)
+        except yaml.YAMLError as error:
+            self._metadata_error = _yaml_problem(self.path, error, first_line=2)
+        except TypeError as error:
+            self._metadata_error = Problem(self.path, 2, str(error))
+
+    def _load_yaml(self) -> None:
+        assert self._text is not None
+        try:
+            data = yaml.safe_load(self._text)
+        except yaml.YAMLError as error:
+            self._metadata_error = _yaml_problem(self.path, error, first_line=1)
+            return
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self._metadata_error = Problem(self.path, 1, "a YAML memory file must be a mapping")
+            return
+        self._original_metadata = data
+
+    # -- validation ---------------------------------------------------------------------
+
+    def problems(self) -> list[Problem]:
+        """Everything wrong with this file, errors first."""
+        if self._decode_error:
+            return [Problem(self.path, 1, self._decode_error)]
+        if self._metadata_error:
+            return [self._metadata_error]
+        if self.kind == "yaml":
+            return self._yaml_problems()
+        return self._markdown_problems()
+
+    def _markdown_problems(self) -> list[Problem]:
+        text = self._document.front_matter or ""
+        lines = key_lines(text)
+        problems: list[Problem] = []
+        try:
+            FrontMatter.model_validate(self.metadata)
+        except ValidationError as error:
+            problems.extend(validation_problems(self.path, error, lines, first_line=2))
+        limit = self.limit
+        if limit is not None and limit > 0 and self.size > limit:
+            line = 2 + lines["limit"] if "limit" in lines else 1
+            problems.append(
+                Problem(
+                    self.path, line, f"body is {self.size} characters, over its limit of {limit}"
+                )
+            )
+        for key in self.extra:
+            line = 2 + lines.get(str(key), 0)
+            problems.append(
+                Problem(self.path, line, f"unknown front matter key {key!r} (kept)", "warning")
+            )
+        return problems
+
+    def _yaml_problems(self) -> list[Problem]:
+        description = self.metadata.get("description")
+        if description is not None and not isinstance(description, str):
+            line = 1 + key_lines(self._text or "").get("description", 0)
+            return [Problem(self.path, line, f"description: must be text, got {description!r}")]
+        return []
+
+    def require_valid(self) -> None:
+        """Raise SchemaError if the file has errors (warnings are fine)."""
+        errors = [p for p in self.problems() if p.severity == "error"]
+        if errors:
+            raise SchemaError(errors)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The file's bytes as they would be saved."""
+        if self._decode_error or self._metadata_error:
+            raise SchemaError(self.problems())
+        if self.kind == "yaml":
+            return self.value.encode()
+        if self.metadata == self._original_metadata:
+            document = frontmatter.Document(
+                front_matter=self._document.front_matter,
+                body=self.value,
+                opening=self._document.opening,
+                closing=self._document.closing,
+            )
+            if document.front_matter is not None or not frontmatter.starts_with_fence(self.value):
+                return frontmatter.join(document).encode()
+        return frontmatter.render(self.metadata, self.value, self._document).encode()
+
+    def save(self) -> None:
+        """Write the file back (crash-safe); refuses a file whose front matter it cannot read."""
+        data = self.render()
+        atomic_write(self.root / self.path, data)
+        self._raw = data
+        self._decode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "path": self.path,
+            "description": self.description,
+            "pinned": self.pinned,
+            "read_only": self.read_only,
+            "size": self.size,
+            "limit": self.limit,
+        }
+
+
+def _yaml_problem(path: str, error: yaml.YAMLError, first_line: int) -> Problem:
+    mark = getattr(error, "problem_mark", None)
+    line = first_line + mark.line if mark is not None else first_line
+    what = getattr(error, "problem", None) or str(error).split("\n", 1)[0]
+    return Problem(path, line, f"invalid YAML: {what}")

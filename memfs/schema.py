@@ -1,0 +1,124 @@
+"""Pydantic models of what memfs reads from files, and the ``Problem`` a check reports.
+
+Validation never blocks saving or syncing (DESIGN.md §2): the models only turn file content
+into typed values and say precisely what is wrong, as ``path:line: message``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+MANIFEST_FILE = "agent.yaml"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one file, located to a line."""
+
+    path: str
+    line: int
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def render(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.path}:{self.line}: {prefix}{self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` can be an agent's name (a folder and URL segment)."""
+    return NAME_PATTERN.fullmatch(name) is not None and name not in {".", ".."}
+
+
+class AgentManifest(BaseModel):
+    """``agent.yaml``: who the agent is. Unknown keys are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[StrictStr, Field(pattern=NAME_PATTERN.pattern)]
+    id: StrictStr
+    description: StrictStr = ""
+    created_at: datetime
+    format: Literal[1] = FORMAT_VERSION
+    max_file_size: Annotated[StrictInt, Field(gt=0)] | None = None
+
+
+class FrontMatter(BaseModel):
+    """The keys memfs knows in a Markdown memory file's front matter. Unknown keys are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    description: StrictStr | None = None
+    read_only: StrictBool | None = None
+    limit: Annotated[StrictInt, Field(gt=0)] | None = None
+
+
+KNOWN_FRONT_MATTER_KEYS = frozenset(FrontMatter.model_fields)
+
+
+class Identity(BaseModel):
+    """Who commits: used for commit author and committer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    email: StrictStr
+
+
+class UserConfig(BaseModel):
+    """``~/.config/memfs/config.yaml``. Unknown keys are kept for newer versions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    identity: Identity | None = None
+
+
+def key_lines(yaml_text: str) -> dict[str, int]:
+    """Map each top-level key of a YAML mapping to its 0-based line in ``yaml_text``."""
+    try:
+        node = yaml.compose(yaml_text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {
+        str(key.value): key.start_mark.line
+        for key, _ in node.value
+        if isinstance(key, yaml.ScalarNode)
+    }
+
+
+def validation_problems(
+    path: str, error: ValidationError, lines: dict[str, int], first_line: int
+) -> list[Problem]:
+    """Turn a pydantic error into problems, each at the line of the key it is about."""
+    problems = []
+    for issue in error.errors():
+        key = str(issue["loc"][0]) if issue["loc"] else ""
+        line = first_line + lines[key] if key in lines else first_line
+        where = f"{key}: " if key else ""
+        problems.append(Problem(path, line, f"{where}{_describe(issue)}"))
+    return problems
+
+
+def _describe(issue: Any) -> str:
+    kind = issue["type"]
+    if kind == "missing":
+        return "required key is missing"
+    if kind in {"string_type", "int_type", "bool_type"}:
+        wanted = {"string_type": "text", "int_type": "a whole number", "bool_type": "true or false"}
+        return f"must be {wanted[kind]}, got {issue['input']!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{issue['input']!r} is not a valid name (letters, digits, '.', '_', '-')"
+    return str(issue["msg"]).replace("Input should be", "must be")

@@ -1,0 +1,63 @@
+"""Small helpers shared by the library: crash-safe writes, host name, time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+TEMP_PREFIX = ".memfs-tmp-"
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never half.
+
+    Writes a temp file in the same folder, fsyncs it, renames it over the target and fsyncs
+    the folder. Keeps the permission bits of the file it replaces unless ``mode`` is given.
+    """
+    folder = path.parent
+    if mode is None:
+        try:
+            mode = path.lstat().st_mode & 0o777 if not path.is_symlink() else 0o644
+        except FileNotFoundError:
+            mode = 0o644
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or creation in ``folder`` durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def hostname() -> str:
+    """The name this machine reports, used in commit trailers."""
+    return os.environ.get("MEMFS_HOST") or socket.gethostname() or "localhost"
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0)

@@ -1,0 +1,191 @@
+"""The agent's files on disk: what a commit would hold, and writing files back safely.
+
+``scan`` walks the work tree and sorts every file into versioned, ignored as a secret, or
+skipped (too large, a symlink leaving the agent, a nested repository, not a regular file).
+``write_file``/``remove_file`` are the only ways memfs changes the work tree; both refuse a
+path that would land outside the agent or inside ``.git`` (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memfs.errors import UnsafePathError
+from memfs.ignore import IgnoreRules
+from memfs.util import atomic_write
+
+DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
+MODE_SYMLINK = 0o120000
+MODE_EXECUTABLE = 0o100755
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file memfs does not version, and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class Scan:
+    """The outcome of walking the work tree."""
+
+    files: dict[str, os.stat_result] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def scan(
+    root: Path,
+    rules: IgnoreRules,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    tracked: frozenset[str] = frozenset(),
+) -> Scan:
+    """Walk ``root`` and classify every file below it (``.git`` excluded).
+
+    As in git, a file already in history stays versioned even if a rule now ignores it.
+    """
+    walker = _Walker(root, rules, max_file_size, tracked)
+    walker.walk("")
+    return walker.result
+
+
+class _Walker:
+    """One walk of the work tree, collecting into ``result``."""
+
+    def __init__(self, root: Path, rules: IgnoreRules, cap: int, tracked: frozenset[str]) -> None:
+        self.root = root
+        self.rules = rules
+        self.cap = cap
+        self.tracked = tracked
+        self.tracked_dirs = {
+            "/".join(parts[:depth]) + "/"
+            for parts in (path.split("/")[:-1] for path in tracked)
+            for depth in range(1, len(parts) + 1)
+        }
+        self.real_root = os.path.realpath(root)
+        self.result = Scan()
+
+    def walk(self, prefix: str) -> None:
+        out = self.result
+        try:
+            entries = sorted(os.scandir(self.root / prefix), key=lambda e: e.name)
+        except OSError as error:
+            out.skipped.append(Skipped(prefix or ".", f"cannot list folder: {error.strerror}"))
+            return
+        for entry in entries:
+            path = prefix + entry.name
+            if entry.name == ".git":
+                if prefix:
+                    out.skipped.append(Skipped(path, "a nested git repository is not versioned"))
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished while walking
+            if stat.S_ISDIR(st.st_mode):
+                if not self.rules.is_ignored(path, is_dir=True) or path + "/" in self.tracked_dirs:
+                    self.walk(path + "/")
+                continue
+            if path not in self.tracked and self.rules.is_ignored(path):
+                if self.rules.is_secret(path):
+                    out.secrets.append(path)
+                continue
+            reason = _skip_reason(self.root, path, st, self.cap, self.real_root)
+            if reason:
+                out.skipped.append(Skipped(path, reason))
+            else:
+                out.files[path] = st
+
+
+def _skip_reason(root: Path, path: str, st: os.stat_result, cap: int, real_root: str) -> str:
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(root / path)
+        if os.path.isabs(target):
+            return f"symlink to an absolute path ({target}) would break on other machines"
+        resolved = os.path.realpath(os.path.join(real_root, os.path.dirname(path), target))
+        if os.path.commonpath([resolved, real_root]) != real_root:
+            return f"symlink points outside the agent ({target})"
+        if resolved == real_root or resolved.startswith(os.path.join(real_root, ".git")):
+            return f"symlink points into the agent's own repository ({target})"
+        return ""
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size > cap:
+        return (
+            f"{_size(st.st_size)} is over the {_size(cap)} size cap (max_file_size in agent.yaml)"
+        )
+    if not os.access(root / path, os.R_OK):
+        return "not readable"
+    return ""
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def safe_path(root: Path, path: str) -> Path:
+    """``root/path``, refusing anything that escapes ``root`` or touches ``.git``."""
+    if not path or path.startswith("/") or "\\" in path or "\0" in path:
+        raise UnsafePathError(path, "not a relative path inside the agent")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePathError(path, "it climbs out of the agent")
+        if part.lower().rstrip(". ") in (".git", "git~1"):
+            raise UnsafePathError(path, "it writes into the .git folder")
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise UnsafePathError(path, f"{current.relative_to(root)} is a symlink")
+    return root / path
+
+
+def write_file(root: Path, path: str, mode: int, data: bytes) -> None:
+    """Write ``data`` at ``path`` crash-safely, as a symlink for the symlink mode."""
+    target = safe_path(root, path)
+    if target.is_dir() and not target.is_symlink():
+        raise UnsafePathError(path, "a folder is in the way")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if mode == MODE_SYMLINK:
+        link_target = os.fsdecode(data)
+        if os.path.isabs(link_target) or ".." in link_target.split("/"):
+            real = os.path.realpath(os.path.join(target.parent, link_target))
+            if os.path.commonpath([real, os.path.realpath(root)]) != os.path.realpath(root):
+                raise UnsafePathError(
+                    path, f"symlink would point outside the agent ({link_target})"
+                )
+        temp = target.with_name(f".memfs-tmp-link-{os.getpid()}-{target.name}")
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        os.symlink(link_target, temp)
+        os.replace(temp, target)
+        return
+    atomic_write(target, data, 0o755 if mode == MODE_EXECUTABLE else 0o644)
+
+
+def remove_file(root: Path, path: str) -> None:
+    """Delete ``path`` and any folders it leaves empty."""
+    target = safe_path(root, path)
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()
+    parent = target.parent
+    while parent != root:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
