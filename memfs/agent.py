@@ -391,8 +391,8 @@ class Agent:
         """Bring ``path`` (a file or folder) back to how it was at ``to``, as a new commit."""
         path = path.strip("/")
         with self.history.locked():
+            sha = self.history.resolve(to)  # before committing: HEAD~1 means what the user saw
             self.commit(origin=origin)  # pending edits go into history before anything moves
-            sha = self.history.resolve(to)
             target = _under(self.history.tree_of(sha), path)
             current = _under(self.history.tree_of(self.history.head()), path)
             if not target:
@@ -404,8 +404,8 @@ class Agent:
     def revert(self, rev: str, origin: str = "cli") -> CommitInfo | None:
         """Undo the changes of commit ``rev`` in a new commit on top of the current head."""
         with self.history.locked():
+            sha = self.history.resolve(rev)  # before committing: HEAD~1 means what the user saw
             self.commit(origin=origin)
-            sha = self.history.resolve(rev)
             info = self.history.commit_info(sha)
             head = self.history.head()
             assert head is not None

@@ -76,10 +76,22 @@ def load_metadata(front_matter: str | None) -> dict[str, Any]:
 
 
 def dump_metadata(metadata: dict[str, Any]) -> str:
-    """Render metadata as block-style YAML, keeping key order."""
-    return yaml.safe_dump(
-        metadata, sort_keys=False, allow_unicode=True, default_flow_style=False, width=2**16
-    )
+    """Render metadata as block-style YAML, keeping key order.
+
+    Non-ASCII text stays readable, except where PyYAML would write a character it later
+    reads as a line break (NEL, U+2028): then everything is escaped so nothing changes.
+    """
+    for allow_unicode in (True, False):
+        text = yaml.safe_dump(
+            metadata,
+            sort_keys=False,
+            allow_unicode=allow_unicode,
+            default_flow_style=False,
+            width=2**16,
+        )
+        if yaml.safe_load(text) == metadata:
+            return text
+    return text
 
 
 def render(metadata: dict[str, Any], body: str, template: Document | None = None) -> str:

@@ -113,15 +113,17 @@ class MemoryFile:
     # -- reading ------------------------------------------------------------------------
 
     def _decode(self) -> None:
-        if b"\0" in self._raw:
-            self._decode_error = "binary content (NUL bytes) in a memory file"
-            return
         try:
             self._text = self._raw.decode("utf-8")
         except UnicodeDecodeError as error:
             line = self._raw[: error.start].count(b"\n") + 1
             byte = self._raw[error.start]
-            self._decode_error = f"not valid UTF-8 (byte 0x{byte:02x} on line {line})"
+            binary = b"\0" in self._raw
+            self._decode_error = (
+                "binary content in a memory file (it is versioned but cannot be read as text)"
+                if binary
+                else f"not valid UTF-8 (byte 0x{byte:02x} on line {line})"
+            )
             return
         if self.kind == "markdown":
             self._document = frontmatter.split(self._text)
@@ -165,9 +167,11 @@ class MemoryFile:
             return [Problem(self.path, 1, self._decode_error)]
         if self._metadata_error:
             return [self._metadata_error]
-        if self.kind == "yaml":
-            return self._yaml_problems()
-        return self._markdown_problems()
+        problems = self._yaml_problems() if self.kind == "yaml" else self._markdown_problems()
+        if "\0" in (self._text or ""):
+            line = (self._text or "")[: (self._text or "").index("\0")].count("\n") + 1
+            problems.insert(0, Problem(self.path, line, "contains NUL characters"))
+        return problems
 
     def _markdown_problems(self) -> list[Problem]:
         text = self._document.front_matter or ""

@@ -7,7 +7,6 @@ modules are imported inside the commands so ``memfs --help`` stays fast.
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,7 +49,46 @@ class AppState:
 pass_state = click.make_pass_decorator(AppState)
 
 
+class CommandError(click.ClickException):
+    """A library error on its way out: one line on stderr and the error's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"memfs: {self.format_message()}", err=True)
+
+
+class MemfsGroup(click.Group):
+    """Runs a subcommand and turns whatever it raises into a ``CommandError``."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from memfs.errors import MemfsError
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except MemfsError as error:
+            raise CommandError(str(error), error.exit_code) from error
+        except KeyboardInterrupt:
+            raise CommandError("interrupted", 130) from None
+        except OSError as error:
+            where = f": {error.filename}" if error.filename else ""
+            raise CommandError(f"{error.strerror or error}{where}", 1) from error
+        except Exception as error:
+            if os.environ.get("MEMFS_DEBUG"):
+                traceback.print_exc()
+            raise CommandError(
+                f"internal error: {type(error).__name__}: {error} "
+                "(set MEMFS_DEBUG=1 for the traceback, and please report it)",
+                70,
+            ) from error
+
+
 @click.group(
+    cls=MemfsGroup,
     help="memfs: an AI agent's memory as plain files, versioned with git.\n\n" + EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -82,34 +120,5 @@ _register()
 
 
 def main() -> None:
-    """Entry point: run the CLI, turning every error into one line on stderr and an exit code."""
-    from memfs.errors import MemfsError
-
-    try:
-        result = cli.main(prog_name="memfs", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("memfs: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except MemfsError as error:
-        click.echo(f"memfs: {error}", err=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        click.echo("memfs: interrupted", err=True)
-        sys.exit(130)
-    except OSError as error:
-        where = f": {error.filename}" if error.filename else ""
-        click.echo(f"memfs: {error.strerror or error}{where}", err=True)
-        sys.exit(1)
-    except Exception as error:
-        if os.environ.get("MEMFS_DEBUG"):
-            traceback.print_exc()
-        click.echo(
-            f"memfs: internal error: {type(error).__name__}: {error} "
-            "(set MEMFS_DEBUG=1 for the traceback, and please report it)",
-            err=True,
-        )
-        sys.exit(70)
-    sys.exit(result if isinstance(result, int) else 0)
+    """Entry point of the ``memfs`` console script and ``python -m memfs``."""
+    cli(prog_name="memfs")

@@ -23,9 +23,8 @@ def emit_json(data: Any) -> None:
 
 
 def emit_bytes(data: bytes) -> None:
-    stream = click.get_binary_stream("stdout")
-    stream.write(data)
-    stream.flush()
+    """Write file content or a diff exactly as stored (click sends bytes to the binary stream)."""
+    click.echo(data, nl=False)
 
 
 def warn(message: str) -> None:

@@ -1,0 +1,110 @@
+"""Shared fixtures: isolated config and git identity, agents in tmp_path, git CLI helpers."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, settings
+
+import memfs
+from memfs.cli import cli
+
+# Hypothesis builds its unicode tables on first use; that is not the code under test.
+settings.register_profile("memfs", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("memfs")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the developer's config, git identity or data folder."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
+    monkeypatch.setenv("MEMFS_CONFIG", str(home / ".config/memfs/config.yaml"))
+    monkeypatch.setenv("MEMFS_DATA_DIR", str(home / ".local/share/memfs"))
+    monkeypatch.setenv("MEMFS_HOST", "test-host")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.delenv("MEMFS_AGENT", raising=False)
+    for name in (
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[memfs.Agent]:
+    """A fresh agent named 'test-agent'."""
+    with memfs.init(tmp_path / "test-agent", name="test-agent") as created:
+        yield created
+
+
+def git(root: Path, *args: str, check: bool = True) -> str:
+    """Run the real git CLI in ``root`` and return its stdout."""
+    completed = subprocess.run(
+        ["git", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",
+        check=False,
+        env=_git_env(),
+    )
+    if check and completed.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {completed.stderr}")
+    return completed.stdout
+
+
+def _git_env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        GIT_AUTHOR_NAME="Git User",
+        GIT_AUTHOR_EMAIL="git@example.com",
+        GIT_COMMITTER_NAME="Git User",
+        GIT_COMMITTER_EMAIL="git@example.com",
+    )
+    return env
+
+
+def assert_git_agrees(root: Path) -> None:
+    """The real git finds the repo sound and the work tree clean."""
+    git(root, "fsck", "--strict")
+    assert git(root, "status", "--porcelain") == ""
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> Result:
+    """Run the memfs CLI in-process, as a user would call it."""
+    runner = CliRunner()
+    if cwd is None:
+        return runner.invoke(cli, list(args), prog_name="memfs", catch_exceptions=False)
+    import os
+
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return runner.invoke(cli, list(args), prog_name="memfs", catch_exceptions=False)
+    finally:
+        os.chdir(before)
+
+
+def write(root: Path, path: str, text: str | bytes) -> Path:
+    """Write a file in an agent, creating folders."""
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        target.write_bytes(text)
+    else:
+        target.write_text(text, encoding="utf-8")
+    return target

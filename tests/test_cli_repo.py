@@ -1,0 +1,201 @@
+"""The repository commands as a user runs them: output, --json, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs.cli import cli
+
+from .conftest import assert_git_agrees, git, run_cli, write
+
+
+def test_every_command_has_help() -> None:
+    for name, command in cli.commands.items():
+        result = run_cli(name, "--help")
+        assert result.exit_code == 0, name
+        assert command.help, f"{name} has no help text"
+        assert "Usage: memfs " + name in result.output
+
+
+def test_init_then_status_commit_log(tmp_path: Path) -> None:
+    result = run_cli("init", str(tmp_path / "ada"), "--description", "Ada's agent")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Create agent ada in ")
+    root = tmp_path / "ada"
+    assert run_cli("status", cwd=root).output.endswith(
+        "Nothing to commit: the memory matches the last commit.\n"
+    )
+    (root / "system/human.md").write_text("Name: Ada\n")
+    status = run_cli("status", cwd=root / "system")  # found from a sub-folder
+    assert "  modified:  system/human.md" in status.output
+    committed = run_cli("commit", cwd=root)
+    assert committed.exit_code == 0
+    assert committed.output.endswith("] memfs: update system/human.md\n")
+    assert run_cli("commit", cwd=root).output == "Nothing to commit.\n"
+    log = run_cli("log", "-n", "1", cwd=root).output
+    assert "test-host/cli" in log and "memfs: update system/human.md" in log
+    assert_git_agrees(root)
+
+
+def test_dash_c_and_env_select_the_agent(agent: memfs.Agent, tmp_path: Path) -> None:
+    assert run_cli("-C", str(agent.root), "status").exit_code == 0
+    os.environ["MEMFS_AGENT"] = str(agent.root)
+    try:
+        assert run_cli("ls", cwd=tmp_path).exit_code == 0
+    finally:
+        del os.environ["MEMFS_AGENT"]
+
+
+def test_json_outputs(agent: memfs.Agent) -> None:
+    write(agent.root, "notes/new.md", "---\ndescription: new note\n---\nhi\n")
+    status = json.loads(run_cli("-C", str(agent.root), "status", "--json").output)
+    assert status["changes"] == [{"path": "notes/new.md", "status": "added"}]
+    assert status["clean"] is False
+    listing = json.loads(run_cli("-C", str(agent.root), "ls", "--json").output)
+    assert [item["label"] for item in listing] == ["notes/new", "system/human", "system/persona"]
+    assert listing[0] == {
+        "label": "notes/new", "path": "notes/new.md", "description": "new note",
+        "pinned": False, "read_only": False, "size": 3, "limit": None,
+    }  # fmt: skip
+    run_cli("-C", str(agent.root), "commit")
+    log = json.loads(run_cli("-C", str(agent.root), "log", "--json").output)
+    assert log[0]["summary"] == "memfs: add notes/new.md"
+    assert log[0]["origin"] == "cli" and log[0]["host"] == "test-host"
+    check = json.loads(run_cli("-C", str(agent.root), "check", "--json").output)
+    assert check == {"ok": True, "problems": []}
+
+
+def test_ls_text(agent: memfs.Agent) -> None:
+    output = run_cli("-C", str(agent.root), "ls").output.splitlines()
+    assert output[0].split()[:3] == ["system/human", "pinned", "13/5000"]
+
+
+def test_diff_show_restore_revert(agent: memfs.Agent) -> None:
+    root = str(agent.root)
+    (agent.root / "system/human.md").write_text("Name: Ada\n")
+    assert "+Name: Ada" in run_cli("-C", root, "diff").output
+    run_cli("-C", root, "commit")
+    assert "+Name: Ada" in run_cli("-C", root, "diff", "HEAD~1", "HEAD", "system").output
+    assert run_cli("-C", root, "show", "HEAD:system/human.md").output == "Name: Ada\n"
+    restored = run_cli("-C", root, "restore", "system/human.md", "--to", "HEAD~1")
+    assert restored.exit_code == 0 and "memfs: restore system/human.md to" in restored.output
+    again = run_cli("-C", root, "restore", "system/human.md", "--to", "HEAD")
+    assert again.output == "System/human.md already is as at HEAD.\n"
+    reverted = run_cli("-C", root, "revert", "HEAD")
+    assert reverted.exit_code == 0 and 'memfs: revert "memfs: restore' in reverted.output
+    assert (agent.root / "system/human.md").read_text() == "Name: Ada\n"
+
+
+def test_check_reports_problems_and_exit_code(agent: memfs.Agent) -> None:
+    root = str(agent.root)
+    write(agent.root, "system/human.md", "---\nlimit: 3\ncolour: red\n---\ntoo long\n")
+    result = run_cli("-C", root, "check")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "system/human.md:2: body is 9 characters, over its limit of 3",
+        "system/human.md:3: warning: unknown front matter key 'colour' (kept)",
+    ]
+    write(agent.root, "system/human.md", "---\ncolour: red\n---\nok\n")
+    assert run_cli("-C", root, "check").exit_code == 0
+    assert run_cli("-C", root, "check", "--strict").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("show", "nope"), 4, "memfs: unknown revision 'nope': see 'memfs log' for valid ones\n"),
+        (("show", "HEAD:missing.md"), 4, "memfs: missing.md does not exist in revision HEAD\n"),
+        (("diff", "nope"), 4, "memfs: unknown revision 'nope': see 'memfs log' for valid ones\n"),
+        (("restore", "system/human.md", "--to", "zzz"), 4, "memfs: unknown revision 'zzz': see 'memfs log' for valid ones\n"),
+        (("revert", "HEAD~5"), 4, "memfs: unknown revision 'HEAD~5': see 'memfs log' for valid ones\n"),
+    ],
+)  # fmt: skip
+def test_bad_revisions_are_one_line_errors(
+    agent: memfs.Agent, args: tuple[str, ...], code: int, message: str
+) -> None:
+    head = agent.history.head()
+    result = run_cli("-C", str(agent.root), *args)
+    assert (result.exit_code, result.stderr) == (code, message)
+    assert agent.history.head() == head
+
+
+def test_not_an_agent(tmp_path: Path) -> None:
+    result = run_cli("status", cwd=tmp_path)
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f"memfs: {tmp_path} is not a memfs agent (no agent.yaml here or in a parent folder); "
+        "run 'memfs init' there first\n".replace(str(tmp_path), ".")
+    )
+    result = run_cli("-C", str(tmp_path / "nope"), "log")
+    assert result.exit_code == 3 and "no such directory" in result.stderr
+    assert run_cli("init", str(tmp_path / "x"), "--name", "bad/name").exit_code == 2
+
+
+def test_commit_exits_1_when_files_are_left_out(agent: memfs.Agent, tmp_path: Path) -> None:
+    os.symlink(tmp_path, agent.root / "escape")
+    write(agent.root, "ok.md", "fine")
+    result = run_cli("-C", str(agent.root), "commit")
+    assert result.exit_code == 1
+    assert "memfs: add ok.md" in result.output
+    assert result.stderr.startswith("memfs: not versioned: escape: symlink to an absolute path")
+    assert "ok.md" in git(agent.root, "ls-files")
+
+
+def test_a_broken_agent_yaml_is_reported_not_a_crash(agent: memfs.Agent) -> None:
+    (agent.root / "agent.yaml").write_text("name: [unclosed\n")
+    status = run_cli("-C", str(agent.root), "status")
+    assert status.exit_code == 0
+    assert "agent.yaml:2: invalid YAML" in status.output
+    commit = run_cli("-C", str(agent.root), "commit")
+    assert commit.exit_code == 0 and "update agent.yaml" in commit.output
+
+
+def test_busy_agent_is_a_clear_error(agent: memfs.Agent, tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(agent.root)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        os.environ["MEMFS_LOCK_TIMEOUT"] = "0.2"
+        (agent.root / "system/human.md").write_text("edit")
+        result = run_cli("-C", str(agent.root), "commit")
+    finally:
+        os.environ.pop("MEMFS_LOCK_TIMEOUT", None)
+        holder.kill()
+        holder.wait(timeout=10)
+    assert result.exit_code == 5
+    assert result.stderr.startswith(f"memfs: the agent is busy: process {holder.pid} held ")
+    assert (agent.root / "system/human.md").read_text() == "edit"
+
+
+HOLD_LOCK = """
+import sys, time, memfs
+agent = memfs.open(sys.argv[1])
+with agent.history.locked():
+    print("locked", flush=True)
+    sys.stdin.read() if False else time.sleep(60)
+"""
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    result = run_cli("demo", "--dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "memfs: restore system/human.md to" in result.output
+    assert_git_agrees(tmp_path / "demo-agent")
+
+
+def test_internal_errors_are_one_line_without_traceback(agent: memfs.Agent) -> None:
+    head = agent.history.head()
+    assert head is not None
+    (agent.root / ".git/objects" / head[:2] / head[2:]).unlink()  # a corrupted repository
+    result = run_cli("-C", str(agent.root), "log")
+    assert result.exit_code != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("memfs: ") and result.stderr.count("\n") == 1

@@ -1,0 +1,32 @@
+"""``memfs --help`` starts fast: heavy libraries load only in the commands that use them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("dulwich", "pydantic", "s3fs", "fsspec", "watchdog", "yaml", "botocore")
+
+
+def test_help_imports_no_heavy_library() -> None:
+    probe = (
+        "import sys\n"
+        "from memfs.cli import cli\n"
+        "try:\n"
+        "    cli(['--help'], prog_name='memfs')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip().endswith("[]"), result.stdout
+
+
+def test_python_dash_m_memfs_works() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "memfs", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == "memfs, version 0.1.0"

@@ -1,0 +1,78 @@
+"""Front matter: split/join keeps every byte; render/parse keeps metadata and body."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memfs import frontmatter
+
+yaml_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\ufeff"), max_size=40),
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=10), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+metadata = st.dictionaries(
+    st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=15),
+    yaml_values,
+    max_size=6,
+)
+bodies = st.text(st.characters(exclude_categories=("Cs",)), max_size=200) | st.sampled_from(
+    ["", "---\n", "---\nx: 1\n---\n", "body\n---\nmore", "\r\n---\r\n"]
+)
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",))))
+def test_split_then_join_gives_back_every_byte(text: str) -> None:
+    assert frontmatter.join(frontmatter.split(text)) == text
+
+
+@given(metadata, bodies)
+def test_render_then_parse_gives_back_metadata_and_body(meta: dict, body: str) -> None:
+    text = frontmatter.render(meta, body)
+    document = frontmatter.split(text)
+    assert document.body == body
+    assert frontmatter.load_metadata(document.front_matter) == meta
+
+
+@given(metadata, bodies, st.sampled_from(["---\n", "---\r\n", "--- \n"]))
+def test_render_keeps_the_template_fence_style(meta: dict, body: str, opening: str) -> None:
+    template = frontmatter.split(f"{opening}a: 1\n---\nold")
+    document = frontmatter.split(frontmatter.render(meta, body, template))
+    assert document.body == body
+    assert frontmatter.load_metadata(document.front_matter) == meta
+
+
+@pytest.mark.parametrize(
+    ("text", "front", "body", "line"),
+    [
+        ("---\ndescription: x\n---\nhello\n", "description: x\n", "hello\n", 4),
+        ("---\r\nlimit: 5\r\n---\r\nbody", "limit: 5\r\n", "body", 4),
+        ("no front matter\n", None, "no front matter\n", 1),
+        ("---\nunclosed\n", None, "---\nunclosed\n", 1),
+        ("---\n---\nbody", "", "body", 3),
+        ("---\na: 1\n---", "a: 1\n", "", 4),
+    ],
+)
+def test_split_examples(text: str, front: str | None, body: str, line: int) -> None:
+    document = frontmatter.split(text)
+    assert (document.front_matter, document.body, document.body_line) == (front, body, line)
+
+
+def test_unclosed_front_matter_is_flagged() -> None:
+    assert frontmatter.split("---\nkey: value\nno closing fence").unclosed
+
+
+def test_metadata_must_be_a_mapping() -> None:
+    with pytest.raises(TypeError, match="must be a mapping"):
+        frontmatter.load_metadata("- a\n- b\n")
