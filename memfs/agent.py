@@ -8,7 +8,9 @@ nothing a user wrote is ever lost.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -195,10 +197,8 @@ class Agent:
 
         Files memfs cannot version (too large, symlinks leaving the agent) are errors too.
         """
-        problems = self.manifest_problems()
-        for memory_file in self.memory.values():
-            problems.extend(memory_file.problems())
         snapshot = self._snapshot(self.history.tree_of(self.history.head()))
+        problems = self._problems(snapshot)
         problems.extend(
             Problem(item.path, 1, f"not versioned: {item.reason}") for item in snapshot.scan.skipped
         )
@@ -225,22 +225,26 @@ class Agent:
             scan.skipped.append(worktree.Skipped(path, "could not be read"))
         return _Snapshot(files, stats, scan)
 
+    def _problems(self, snapshot: _Snapshot) -> list[Problem]:
+        """agent.yaml's and every memory file's problems, validated once per content."""
+        cache = _ProblemCache(self.history.state_dir / "problems.json")
+        problems = self.manifest_problems()
+        for path in sorted(snapshot.stats):
+            if is_memory_path(path) and path in snapshot.files:
+                problems.extend(cache.problems(self.root, path, snapshot.files[path].sha))
+        cache.save()
+        return problems
+
     def status(self) -> Status:
         """Uncommitted changes, validation problems, and files left out."""
         head = self.history.head()
-        snapshot = self._snapshot(self.history.tree_of(head))
-        problems = self.manifest_problems()
-        for path in sorted(snapshot.stats):
-            if is_memory_path(path):
-                try:
-                    problems.extend(MemoryFile.load(self.root, path).problems())
-                except OSError:
-                    continue
+        head_tree = self.history.tree_of(head)
+        snapshot = self._snapshot(head_tree)
         return Status(
             branch=self.history.branch(),
             head=head,
-            changes=compare_trees(self.history.tree_of(head), snapshot.files),
-            problems=problems,
+            changes=compare_trees(head_tree, snapshot.files),
+            problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
         )
@@ -426,6 +430,41 @@ class Agent:
             else:
                 data = self.history.blob(change.new.sha)
                 worktree.write_file(self.root, change.path, change.new.mode, data)
+
+
+class _ProblemCache:
+    """Validation results by blob sha: a file's problems depend only on its content and kind.
+
+    Kept in ``.git/memfs/problems.json`` so ``status`` on a large agent re-validates only the
+    files that changed. Losing the file only costs time.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._entries: dict[str, list[list[Any]]] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self._entries = {}
+        self._used: dict[str, list[list[Any]]] = {}
+
+    def problems(self, root: Path, path: str, sha: str) -> list[Problem]:
+        key = f"{sha}:{Path(path).suffix}"
+        found = self._entries.get(key)
+        if found is None:
+            try:
+                memory_file = MemoryFile.load(root, path)
+            except OSError:
+                return []
+            computed = memory_file.problems()
+            key = f"{_blob_sha(memory_file.raw)}:{Path(path).suffix}"  # what was actually read
+            found = [[p.line, p.message, p.severity] for p in computed]
+        self._used[key] = found
+        return [Problem(path, line, message, severity) for line, message, severity in found]
+
+    def save(self) -> None:
+        if self._used != self._entries:
+            with contextlib.suppress(OSError):
+                atomic_write(self.path, json.dumps(self._used).encode())
 
 
 def generated_message(changes: list[FileChange]) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+# libyaml's loader is ~10x faster than the pure-Python one; both read the same YAML 1.1.
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _OPENING = re.compile(r"---[ \t]*(\r?\n)")
 _CLOSING = re.compile(r"^---[ \t]*(?:\r?\n|\Z)", re.MULTILINE)
 
@@ -67,12 +69,17 @@ def load_metadata(front_matter: str | None) -> dict[str, Any]:
     """Parse front matter YAML into a mapping; raises yaml.YAMLError or TypeError."""
     if front_matter is None or not front_matter.strip():
         return {}
-    data = yaml.safe_load(front_matter)
+    data = load_yaml(front_matter)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise TypeError(f"front matter must be a mapping of keys to values, not {_kind(data)}")
     return data
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely, with libyaml when it is installed."""
+    return yaml.load(text, Loader=YamlLoader)
 
 
 def dump_metadata(metadata: dict[str, Any]) -> str:
@@ -89,7 +96,7 @@ def dump_metadata(metadata: dict[str, Any]) -> str:
             default_flow_style=False,
             width=2**16,
         )
-        if yaml.safe_load(text) == metadata:
+        if load_yaml(text) == metadata:
             return text
     return text
 

@@ -64,6 +64,11 @@ class MemoryFile:
     # -- typed access -------------------------------------------------------------------
 
     @property
+    def raw(self) -> bytes:
+        """The file's bytes as read."""
+        return self._raw
+
+    @property
     def pinned(self) -> bool:
         """Files under ``system/`` are always in the agent's context."""
         return self.path.startswith(PINNED_FOLDER + "/")
@@ -148,7 +153,7 @@ class MemoryFile:
     def _load_yaml(self) -> None:
         assert self._text is not None
         try:
-            data = yaml.safe_load(self._text)
+            data = frontmatter.load_yaml(self._text)
         except yaml.YAMLError as error:
             self._metadata_error = _yaml_problem(self.path, error, first_line=1)
             return
@@ -174,22 +179,28 @@ class MemoryFile:
         return problems
 
     def _markdown_problems(self) -> list[Problem]:
-        text = self._document.front_matter or ""
-        lines = key_lines(text)
-        problems: list[Problem] = []
+        extra = self.extra
+        limit = self.limit
+        over_limit = limit is not None and limit > 0 and self.size > limit
         try:
             FrontMatter.model_validate(self.metadata)
+            invalid = None
         except ValidationError as error:
-            problems.extend(validation_problems(self.path, error, lines, first_line=2))
-        limit = self.limit
-        if limit is not None and limit > 0 and self.size > limit:
+            invalid = error
+        if invalid is None and not over_limit and not extra:
+            return []
+        lines = key_lines(self._document.front_matter or "")  # only to locate problems
+        problems: list[Problem] = []
+        if invalid is not None:
+            problems.extend(validation_problems(self.path, invalid, lines, first_line=2))
+        if over_limit:
             line = 2 + lines["limit"] if "limit" in lines else 1
             problems.append(
                 Problem(
                     self.path, line, f"body is {self.size} characters, over its limit of {limit}"
                 )
             )
-        for key in self.extra:
+        for key in extra:
             line = 2 + lines.get(str(key), 0)
             problems.append(
                 Problem(self.path, line, f"unknown front matter key {key!r} (kept)", "warning")
