@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from dulwich.diff_tree import tree_changes
 from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
 from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.merge import Merger
 from dulwich.object_store import commit_tree_changes, iter_tree_contents
@@ -327,7 +328,12 @@ class History:
                     ctime=0, mtime=0, dev=0, ino=0, mode=entry.mode, uid=0, gid=0,
                     size=0, sha=entry.sha.encode(),
                 )  # fmt: skip
-        index.write()
+        try:
+            index.write()
+        except FileLocked:
+            # git itself is writing the index, or a crash left index.lock behind. The index is
+            # only memfs's stat cache: skipping it costs re-hashing, never correctness.
+            return
 
     # -- writing ------------------------------------------------------------------------
 
@@ -396,12 +402,19 @@ class History:
     def move_branch(self, old: str | None, new: str, reason: bytes = b"memfs") -> None:
         """Compare-and-swap the branch from ``old`` to ``new``."""
         ref = self.branch_ref()
-        if old is None:
-            moved = self.repo.refs.add_if_new(ref, new.encode(), message=b"commit: " + reason)
-        else:
-            moved = self.repo.refs.set_if_equals(
-                ref, old.encode(), new.encode(), message=b"commit: " + reason
-            )
+        try:
+            if old is None:
+                moved = self.repo.refs.add_if_new(ref, new.encode(), message=b"commit: " + reason)
+            else:
+                moved = self.repo.refs.set_if_equals(
+                    ref, old.encode(), new.encode(), message=b"commit: " + reason
+                )
+        except FileLocked as error:
+            lock = os.fsdecode(error.lockfilename)
+            raise ConcurrentUpdateError(
+                f"{ref.decode()} is locked by {lock}: another git command is updating it; "
+                "if none is running, a crash left the lock behind and you may delete it"
+            ) from error
         if not moved:
             raise ConcurrentUpdateError(
                 f"{ref.decode()} moved while memfs was committing; nothing was lost, try again"

@@ -14,6 +14,7 @@ import yaml
 import memfs
 from memfs.errors import (
     AgentExistsError,
+    ConcurrentUpdateError,
     InvalidNameError,
     NotAnAgentError,
     PathNotFoundError,
@@ -404,4 +405,29 @@ def test_concurrent_committers_never_lose_a_commit(agent: memfs.Agent, tmp_path:
     for n in range(4):
         assert (agent.root / f"writer-{n}.md").read_text() == f"{n} edit 14\n"
     assert agent.status().clean
+    assert_git_agrees(agent.root)
+
+
+def test_stale_git_lock_files_never_lose_an_edit(agent: memfs.Agent) -> None:
+    (agent.root / ".git/index.lock").write_text("")
+    (agent.root / "system/human.md").write_text("edit one")
+    assert agent.commit() is not None, "a locked index is only a cache miss"
+    (agent.root / ".git/refs/heads/main.lock").write_text("")
+    (agent.root / "system/human.md").write_text("edit two")
+    head = agent.history.head()
+    with pytest.raises(ConcurrentUpdateError, match=r"refs/heads/main is locked by .*main\.lock"):
+        agent.commit()
+    assert agent.history.head() == head
+    assert (agent.root / "system/human.md").read_text() == "edit two"
+    (agent.root / ".git/refs/heads/main.lock").unlink()
+    (agent.root / ".git/index.lock").unlink()
+    assert agent.commit() is not None
+    assert_git_agrees(agent.root)
+
+
+def test_init_in_an_empty_git_repo(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "trunk", str(tmp_path / "empty"))
+    agent = memfs.init(tmp_path / "empty")
+    assert agent.history.branch() == "trunk"
+    assert set(agent.memory) == {"system/persona", "system/human"}
     assert_git_agrees(agent.root)
