@@ -4,6 +4,8 @@
     >>> agent = memfs.init("my-agent", name="my-agent")
     >>> agent.memory["system/persona"].value
     >>> agent.commit()
+    >>> memfs.sync.sync(agent)              # commit, fetch, merge, push to every remote
+    >>> memfs.clone(url, "elsewhere")       # check an agent out on another machine
 
 Names are imported on first use, so ``import memfs`` (and the ``memfs`` command) stays fast.
 """
@@ -24,6 +26,7 @@ __all__ = [
     "Problem",
     "Status",
     "__version__",
+    "clone",
     "errors",
     "init",
     "open",
@@ -34,6 +37,7 @@ _LAZY = {
     "Status": ("memfs.agent", "Status"),
     "init": ("memfs.agent", "init_agent"),
     "open": ("memfs.agent", "open_agent"),
+    "clone": ("memfs.sync", "clone"),
     "CommitInfo": ("memfs.history", "CommitInfo"),
     "FileChange": ("memfs.history", "FileChange"),
     "MemoryFile": ("memfs.memory", "MemoryFile"),
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from memfs.history import CommitInfo, FileChange
     from memfs.memory import MemoryFile
     from memfs.schema import Problem
+    from memfs.sync import clone
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from memfs.config import load_user_config
 from memfs.errors import (
     AgentExistsError,
     InvalidNameError,
+    LocalEditError,
     MemfsError,
     NotAnAgentError,
     PathNotFoundError,
@@ -41,6 +43,7 @@ from memfs.history import (
     History,
     TreeEntry,
     compare_trees,
+    file_mode,
     read_worktree_data,
     with_trailers,
     write_diff,
@@ -271,7 +274,7 @@ class Agent:
             effective = [c for c in changes if payload[c.path] is not None or c.new is None]
             text = message or generated_message(effective)
             trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
-            sha = self.history.commit(head, payload, with_trailers(text, trailers), self._author())
+            sha = self.history.commit(head, payload, with_trailers(text, trailers), self.author())
             committed = dict(head_tree)
             for path, change in payload.items():
                 if change is None:
@@ -298,7 +301,8 @@ class Agent:
             return None
         return change.new.mode, data
 
-    def _author(self) -> str:
+    def author(self) -> str:
+        """``Name <email>`` for commits: user config, then git config, then memfs@host."""
         identity = load_user_config().identity
         if identity is not None:
             return f"{identity.name} <{identity.email}>"
@@ -401,7 +405,7 @@ class Agent:
             current = _under(self.history.tree_of(self.history.head()), path)
             if not target:
                 raise PathNotFoundError(path, f"revision {to}")
-            self._apply(current, target)
+            self.apply_tree(current, target)
             message = f"memfs: restore {path} to {sha[:7]}"
             return self.commit(message=message, origin=origin, paths=(path,))
 
@@ -418,18 +422,64 @@ class Agent:
             if conflicts:
                 raise RevertConflictError(rev, conflicts)
             current = self.history.tree_of(head)
-            self._apply(current, self.history.tree_entries_by_sha(merged))
+            self.apply_tree(current, self.history.tree_entries_by_sha(merged))
             message = f'memfs: revert "{info.summary}"\n\nThis reverts commit {sha}.'
             return self.commit(message=message, origin=origin)
 
-    def _apply(self, current: Files, target: Files) -> None:
-        """Make the work tree go from ``current`` to ``target`` (both committed trees)."""
-        for change in compare_trees(current, target):
+    def apply_tree(self, current: Files, target: Files, verify: bool = False) -> None:
+        """Make the work tree go from ``current`` to ``target`` (both trees of stored blobs).
+
+        Every path and symlink is checked before anything is written, so a malicious tree
+        changes nothing. With ``verify``, each file must still hold its ``current`` version
+        when it is about to be rewritten: a file edited meanwhile is never overwritten
+        (LocalEditError; the caller commits and goes round again).
+        """
+        # Deletions first, so a folder that becomes a file is gone before the file is written.
+        changes = sorted(compare_trees(current, target), key=lambda c: c.new is not None)
+        contents: dict[str, bytes] = {}
+        for change in changes:
+            worktree.safe_path(self.root, change.path)
+            if change.new is not None:
+                contents[change.path] = self.history.blob(change.new.sha)
+                worktree.check_symlink(
+                    self.root, change.path, change.new.mode, contents[change.path]
+                )
+        for change in changes:
+            if verify and self._on_disk(change.path) != change.old:
+                raise LocalEditError(change.path)
             if change.new is None:
                 worktree.remove_file(self.root, change.path)
             else:
-                data = self.history.blob(change.new.sha)
-                worktree.write_file(self.root, change.path, change.new.mode, data)
+                worktree.write_file(self.root, change.path, change.new.mode, contents[change.path])
+
+    def _on_disk(self, path: str) -> TreeEntry | None:
+        """The entry the file at ``path`` would have in a commit, None if there is none."""
+        full = self.root / path
+        try:
+            st = full.lstat()
+        except FileNotFoundError:
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return TreeEntry(0o040000, "")
+        mode = file_mode(st)
+        return TreeEntry(mode, _blob_sha(read_worktree_data(full, mode)))
+
+    def worktree_files(self) -> list[str]:
+        """Every path a commit would hold now."""
+        return sorted(self._snapshot(self.history.tree_of(self.history.head())).files)
+
+    def file_mode(self, path: str) -> int:
+        """The git mode of the file at ``path``."""
+        return file_mode((self.root / path).lstat())
+
+    def refresh_index(self) -> None:
+        """Rewrite the index for HEAD, so ``git status`` and memfs's stat cache agree."""
+        head_tree = self.history.tree_of(self.history.head())
+        snapshot = self._snapshot(head_tree)
+        stats = {
+            p: st for p, st in snapshot.stats.items() if head_tree.get(p) == snapshot.files.get(p)
+        }
+        self.history.write_index(head_tree, stats)
 
 
 class _ProblemCache:

@@ -141,3 +141,93 @@ class ConfigError(MemfsError):
     def __init__(self, path: str, line: int, what: str) -> None:
         self.path = path
         super().__init__(f"{path}:{line}: {what}")
+
+
+class LocalEditError(ConcurrentUpdateError):
+    """A file changed on disk after it was committed, while a merge was about to rewrite it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} was edited while memfs was merging; it was kept, run sync again")
+
+
+class RemoteError(MemfsError):
+    """A remote could not be used."""
+
+    exit_code = 7
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class UnknownRemoteError(RemoteError):
+    """No remote has that name."""
+
+    exit_code = 2
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__("", f"no remote named {name!r}: see 'memfs remote list'")
+
+
+class UnsupportedURLError(RemoteError):
+    """A URL that is neither a git URL nor an object store memfs can use."""
+
+    exit_code = 2
+
+    def __init__(self, url: str, why: str) -> None:
+        super().__init__(url, f"cannot use {url!r} as a remote: {why}")
+
+
+class RemoteUnreachableError(RemoteError):
+    """The host did not answer."""
+
+    def __init__(self, url: str, why: str) -> None:
+        super().__init__(url, f"cannot reach {url}: {why}")
+
+
+class RemoteAuthError(RemoteError):
+    """The remote refused our credentials (or asked for some)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url,
+            f"{url} refused the credentials (check the URL's user, ssh agent, or GIT_* settings)",
+        )
+
+
+class RemoteNotFoundError(RemoteError):
+    """Nothing is at that URL."""
+
+    def __init__(self, url: str, why: str = "") -> None:
+        detail = f" ({why})" if why else ""
+        super().__init__(url, f"no repository at {url}{detail}")
+
+
+class NotAMemfsRemoteError(RemoteError):
+    """The remote holds a repository without agent.yaml."""
+
+    def __init__(self, url: str, branch: str) -> None:
+        super().__init__(url, f"{url} is not a memfs agent: branch {branch} has no agent.yaml")
+
+
+class PushRejectedError(RemoteError):
+    """The remote branch is not where we last saw it: someone pushed meanwhile."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        extra = f" ({detail})" if detail else ""
+        super().__init__(url, f"{url} has new commits{extra}: run 'memfs sync' to merge them first")
+
+
+class DivergedError(MemfsError):
+    """Local and remote both have commits the other lacks, and only a fast-forward was allowed."""
+
+    exit_code = 6
+
+    def __init__(self, remote: str, local: str, theirs: str) -> None:
+        self.local, self.theirs = local, theirs
+        super().__init__(
+            f"local {local[:7]} and {remote} {theirs[:7]} have diverged; nothing was changed "
+            "(run without --ff-only to merge)"
+        )

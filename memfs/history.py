@@ -26,6 +26,7 @@ from typing import NamedTuple
 from dulwich.diff_tree import tree_changes
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
+from dulwich.graph import can_fast_forward, find_merge_base
 from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.merge import Merger
 from dulwich.object_store import commit_tree_changes, iter_tree_contents
@@ -230,6 +231,40 @@ class History:
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
             raise RevisionNotFoundError(rev) from error
 
+    def ref(self, name: str) -> str | None:
+        """The sha a ref points to, or None."""
+        try:
+            return self.repo.refs[name.encode()].decode()
+        except KeyError:
+            return None
+
+    def set_ref(self, name: str, sha: str, reason: str) -> None:
+        """Point ``name`` (a remote-tracking ref) at ``sha`` unconditionally."""
+        self.repo.refs.set_if_equals(name.encode(), None, sha.encode(), message=reason.encode())
+
+    def point_head_at(self, branch: str) -> None:
+        """Make HEAD a symbolic ref to ``refs/heads/<branch>`` (before the first commit)."""
+        self.repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+
+    def has_commit(self, sha: str) -> bool:
+        return sha.encode() in self.repo.object_store
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other)."""
+        if ancestor == descendant:
+            return True
+        return can_fast_forward(self.repo, ancestor.encode(), descendant.encode())
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two commits, or None for unrelated histories."""
+        bases = find_merge_base(self.repo, [a.encode(), b.encode()])
+        return bases[0].decode() if bases else None
+
+    def commit_time(self, sha: str) -> int:
+        commit = self.repo[sha.encode()]
+        assert isinstance(commit, Commit)
+        return commit.commit_time
+
     def git_identity(self) -> str | None:
         """``Name <email>`` from git's config (repo, then global), if it names one."""
         config = self.repo.get_config_stack()
@@ -263,6 +298,12 @@ class History:
         blob = self.repo.object_store[sha.encode()]
         assert isinstance(blob, Blob)
         return blob.as_raw_string()
+
+    def store_blob(self, data: bytes) -> str:
+        """Store ``data`` as a blob; its sha."""
+        blob = Blob.from_string(data)
+        self.repo.object_store.add_object(blob)
+        return blob.id.decode()
 
     def read_file(self, rev: str, path: str) -> bytes:
         """The content of ``path`` at ``rev``."""

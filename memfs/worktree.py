@@ -161,13 +161,8 @@ def write_file(root: Path, path: str, mode: int, data: bytes) -> None:
         raise UnsafePathError(path, "a folder is in the way")
     target.parent.mkdir(parents=True, exist_ok=True)
     if mode == MODE_SYMLINK:
+        check_symlink(root, path, mode, data)
         link_target = os.fsdecode(data)
-        if os.path.isabs(link_target) or ".." in link_target.split("/"):
-            real = os.path.realpath(os.path.join(target.parent, link_target))
-            if os.path.commonpath([real, os.path.realpath(root)]) != os.path.realpath(root):
-                raise UnsafePathError(
-                    path, f"symlink would point outside the agent ({link_target})"
-                )
         temp = target.with_name(f".memfs-tmp-link-{os.getpid()}-{target.name}")
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
@@ -175,6 +170,21 @@ def write_file(root: Path, path: str, mode: int, data: bytes) -> None:
         os.replace(temp, target)
         return
     atomic_write(target, data, 0o755 if mode == MODE_EXECUTABLE else 0o644)
+
+
+def check_symlink(root: Path, path: str, mode: int, data: bytes) -> None:
+    """Refuse a symlink whose target is absolute or climbs out of the agent."""
+    if mode != MODE_SYMLINK:
+        return
+    link_target = os.fsdecode(data)
+    if os.path.isabs(link_target):
+        raise UnsafePathError(path, f"symlink to an absolute path ({link_target})")
+    real_root = os.path.realpath(root)
+    resolved = os.path.normpath(os.path.join(real_root, os.path.dirname(path), link_target))
+    if os.path.commonpath([resolved, real_root]) != real_root:
+        raise UnsafePathError(path, f"symlink would point outside the agent ({link_target})")
+    if resolved == real_root or (resolved + "/").startswith(os.path.join(real_root, ".git") + "/"):
+        raise UnsafePathError(path, f"symlink points into the repository ({link_target})")
 
 
 def remove_file(root: Path, path: str) -> None:

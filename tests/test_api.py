@@ -15,6 +15,7 @@ def test_exported_names() -> None:
         "Problem",
         "Status",
         "__version__",
+        "clone",
         "errors",
         "init",
         "open",

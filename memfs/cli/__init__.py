@@ -26,7 +26,8 @@ Exit codes:
   3  not a memfs agent
   4  unknown revision or path
   5  agent busy (lock held) or changed meanwhile; try again
-  6  revert conflicts with later edits
+  6  revert conflicts with later edits, or diverged with --ff-only
+  7  a remote failed: unreachable, refused credentials, not found, not an agent
   70 internal error (set MEMFS_DEBUG=1 for the traceback)
 """
 
@@ -41,9 +42,8 @@ class AppState:
         """The agent named by ``-C``, or the one containing the current folder."""
         from memfs.agent import find_agent, open_agent
 
-        if self.agent_dir is not None:
-            return open_agent(self.agent_dir)
-        return find_agent(".")
+        agent = open_agent(self.agent_dir) if self.agent_dir is not None else find_agent(".")
+        return click.get_current_context().with_resource(agent)
 
 
 pass_state = click.make_pass_decorator(AppState)
@@ -107,11 +107,13 @@ def cli(ctx: click.Context, agent_dir: str | None) -> None:
 
 
 def _register() -> None:
-    from memfs.cli import demo, repo
+    from memfs.cli import demo, remote, repo, sync
 
     for command in (
         repo.init, repo.status, repo.commit, repo.log, repo.diff, repo.show,
-        repo.restore, repo.revert, repo.check, repo.ls, demo.demo,
+        repo.restore, repo.revert, repo.check, repo.ls,
+        remote.remote, sync.push, sync.fetch, sync.pull, sync.sync, sync.clone,
+        sync.conflicts, sync.resolve, demo.demo,
     ):  # fmt: skip
         cli.add_command(command)
 

@@ -1,0 +1,180 @@
+"""Moving an agent between machines: push, fetch, pull, sync, clone; and conflicts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from memfs.cli import AppState, CommandError, pass_state
+from memfs.cli.output import emit_json, json_option, warn
+
+if TYPE_CHECKING:
+    from memfs.sync import SyncReport
+
+POLICY_CHOICE = click.Choice(["copy", "markers", "ours", "theirs"])
+conflict_option = click.option(
+    "--conflict",
+    "policy",
+    type=POLICY_CHOICE,
+    help="How to settle a conflict (default: agent.yaml sync.conflict, else copy).",
+)
+
+
+def _report(report: SyncReport, as_json: bool) -> None:
+    """Print a report, then fail with the first remote error, if any."""
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        if report.committed is not None:
+            click.echo(f"committed {report.committed.short} {report.committed.summary}")
+        for outcome in report.remotes:
+            steps = []
+            if outcome.integrated:
+                steps.append(outcome.integrated)
+            if outcome.pushed:
+                steps.append(outcome.pushed)
+            if outcome.error:
+                steps.append("failed")
+            click.echo(f"{outcome.remote}: {', '.join(steps) or 'nothing to do'}")
+            for conflict in outcome.conflicts:
+                where = (
+                    f"other version at {conflict.copy_path}"
+                    if conflict.copy_path
+                    else conflict.resolution
+                )
+                click.echo(f"  conflict in {conflict.path} ({conflict.kind}): {where}")
+        if not report.remotes:
+            click.echo("No remotes: add one with 'memfs remote add NAME URL'.")
+    if report.conflicts and not as_json:
+        warn(
+            f"{len(report.conflicts)} conflicts settled, both versions kept: see 'memfs conflicts'"
+        )
+    errors = [o.error for o in report.remotes if o.error]
+    if errors:
+        raise CommandError(errors[0], 7)
+
+
+@click.command()
+@click.argument("remote", required=False)
+@conflict_option
+@json_option
+@pass_state
+def push(state: AppState, remote: str | None, policy: str | None, as_json: bool) -> None:
+    """Commit and push to REMOTE (default: every remote, mirrors included).
+
+    If the remote has new commits they are fetched and merged first; memfs never force-pushes.
+    """
+    from memfs.sync import push as run
+
+    _report(run(state.agent(), remote, policy), as_json)
+
+
+@click.command()
+@click.argument("remote", required=False)
+@json_option
+@pass_state
+def fetch(state: AppState, remote: str | None, as_json: bool) -> None:
+    """Download new commits from REMOTE (default: every non-mirror remote); change nothing else."""
+    from memfs.sync import fetch as run
+
+    report = run(state.agent(), remote)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for outcome in report.remotes:
+            at = outcome.fetched[:7] if outcome.fetched else "empty"
+            click.echo(f"{outcome.remote}: {'failed' if outcome.error else at}")
+    errors = [o.error for o in report.remotes if o.error]
+    if errors:
+        raise CommandError(errors[0], 7)
+
+
+@click.command()
+@click.argument("remote", required=False)
+@conflict_option
+@click.option("--ff-only", is_flag=True, help="Refuse to merge: only fast-forward.")
+@json_option
+@pass_state
+def pull(
+    state: AppState, remote: str | None, policy: str | None, ff_only: bool, as_json: bool
+) -> None:
+    """Commit, then fetch and merge from REMOTE (default: every non-mirror remote)."""
+    from memfs.sync import pull as run
+
+    _report(run(state.agent(), remote, policy, ff_only=ff_only), as_json)
+
+
+@click.command()
+@conflict_option
+@json_option
+@pass_state
+def sync(state: AppState, policy: str | None, as_json: bool) -> None:
+    """Commit, fetch and merge from every remote, then push to every remote.
+
+    \b
+    Example:
+      memfs sync --conflict markers
+    """
+    from memfs.sync import sync as run
+
+    _report(run(state.agent(), policy), as_json)
+
+
+@click.command()
+@click.argument("url")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def clone(url: str, directory: str | None) -> None:
+    """Check out the agent at URL into DIRECTORY (default: the URL's last part).
+
+    \b
+    Example:
+      memfs clone git@github.com:ada/garden-agent.git
+    """
+    from memfs.sync import clone as run
+
+    agent = run(url, directory)
+    with agent:
+        click.echo(f"Cloned {agent.name} into {agent.root} ({len(agent.memory)} memory files)")
+
+
+@click.command()
+@json_option
+@pass_state
+def conflicts(state: AppState, as_json: bool) -> None:
+    """List open conflicts: conflict copies and files with conflict markers."""
+    from memfs.conflicts import find
+
+    found = find(state.agent())
+    if as_json:
+        emit_json([c.to_dict() for c in found])
+        return
+    for conflict in found:
+        if conflict.kind == "copy":
+            click.echo(f"{conflict.path}\tother version at {conflict.copy_path}")
+        else:
+            click.echo(f"{conflict.path}\tconflict markers")
+    if not found:
+        click.echo("No open conflicts.")
+
+
+@click.command()
+@click.argument("path")
+@click.option(
+    "--keep",
+    type=click.Choice(["ours", "theirs", "both"]),
+    required=True,
+    help="ours: the file at PATH (upper side); theirs: the copy (lower side); both: both.",
+)
+@pass_state
+def resolve(state: AppState, path: str, keep: str) -> None:
+    """Settle the conflict at PATH and commit.
+
+    \b
+    Example:
+      memfs resolve system/persona.md --keep both
+    """
+    from memfs.conflicts import resolve as run
+
+    info = run(state.agent(), path, keep)  # type: ignore[arg-type]
+    click.echo(f"[{info.short}] {info.summary}" if info else f"{path}: nothing changed")

@@ -1,0 +1,105 @@
+"""Open conflicts in the work tree, and settling them by hand.
+
+A merge settles every conflict by policy so syncing never stops, but leaves the evidence for a
+person or the agent to reconcile: conflict copies (``name.conflict-<sha>.md``) and git-style
+markers. ``find`` lists them; ``resolve`` keeps one side or both and commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+
+from memfs import frontmatter
+from memfs.agent import Agent
+from memfs.errors import MemfsError
+from memfs.history import CommitInfo, read_worktree_data
+from memfs.merge import CONFLICT_COPY, has_markers, is_conflict_copy, resolve_markers
+from memfs.worktree import remove_file, write_file
+
+Keep = Literal["ours", "theirs", "both"]
+
+
+@dataclass(frozen=True)
+class OpenConflict:
+    """One unresolved conflict: a copy beside ``path``, or markers inside it."""
+
+    path: str
+    kind: str  # "copy" | "markers"
+    copy_path: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"path": self.path, "kind": self.kind, "copy_path": self.copy_path}
+
+
+def original_path(copy_path: str) -> str:
+    """``notes/a.conflict-1a2b3c4.md`` -> ``notes/a.md``."""
+    pure = PurePosixPath(copy_path)
+    return str(pure.with_name(CONFLICT_COPY.sub("", pure.name, count=1)))
+
+
+def find(agent: Agent) -> list[OpenConflict]:
+    """Every conflict copy and every file with conflict markers, by path."""
+    found = []
+    for path in sorted(agent.worktree_files()):
+        if is_conflict_copy(path):
+            found.append(OpenConflict(original_path(path), "copy", path))
+            continue
+        try:
+            content = (agent.root / path).read_bytes()
+        except OSError:
+            continue
+        if b"\0" not in content[:8000] and has_markers(content):
+            found.append(OpenConflict(path, "markers"))
+    return found
+
+
+def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:
+    """Settle the conflict at ``path`` (the file or its conflict copy) and commit.
+
+    ``ours`` keeps the file at the path (the upper side of markers); ``theirs`` keeps the
+    conflict copy (the lower side); ``both`` keeps both, one after the other.
+    """
+    path = path.strip("/")
+    with agent.history.locked():
+        matches = [c for c in find(agent) if path in (c.path, c.copy_path)]
+        if not matches:
+            raise MemfsError(f"no open conflict at {path}: see 'memfs conflicts'")
+        copies = [c for c in matches if c.kind == "copy"]
+        if len(copies) > 1 and path not in {c.copy_path for c in copies}:
+            names = ", ".join(str(c.copy_path) for c in copies)
+            raise MemfsError(
+                f"{path} has several conflict copies ({names}): name the one to resolve"
+            )
+        conflict = next((c for c in matches if c.copy_path == path), matches[0])
+        if conflict.kind == "markers":
+            content = (agent.root / conflict.path).read_bytes()
+            mode = agent.file_mode(conflict.path)
+            write_file(agent.root, conflict.path, mode, resolve_markers(content, keep))
+        else:
+            assert conflict.copy_path is not None
+            _resolve_copy(agent, conflict.path, conflict.copy_path, keep)
+        return agent.commit(message=f"memfs: resolve conflict in {conflict.path} (kept {keep})")
+
+
+def _resolve_copy(agent: Agent, path: str, copy_path: str, keep: Keep) -> None:
+    copy_mode = agent.file_mode(copy_path)
+    copy_data = read_worktree_data(agent.root / copy_path, copy_mode)
+    if keep == "theirs":
+        write_file(agent.root, path, copy_mode, copy_data)
+    elif keep == "both":
+        mode = agent.file_mode(path)
+        current = read_worktree_data(agent.root / path, mode)
+        write_file(agent.root, path, mode, _concatenate(path, current, copy_data))
+    remove_file(agent.root, copy_path)
+
+
+def _concatenate(path: str, first: bytes, second: bytes) -> bytes:
+    """Both versions in one file; a Markdown file keeps only the first one's front matter."""
+    if path.endswith(".md"):
+        with contextlib.suppress(UnicodeDecodeError):
+            second = frontmatter.split(second.decode()).body.encode()
+    joiner = b"" if first.endswith(b"\n") or not first else b"\n"
+    return first + joiner + b"\n" + second

@@ -1,0 +1,295 @@
+"""Three-way merge of two flattened trees, and the conflict policies (DESIGN.md §6).
+
+The merge works on data (``Files`` dicts and blob contents through two callbacks) and returns
+data: the merged tree and the conflicts it resolved. It never raises for a conflict; what to
+do about one is ``sync``'s and the CLI's business.
+
+Both machines must converge on the same tree whichever runs the merge, so the merge is done in
+one canonical order: the *newer* side (the head commit with the later time, ties broken by
+sha) against the *older* one, never "local against remote". Only the ``ours``/``theirs``
+policies, which the user picks to favour one machine, depend on who merges.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Literal
+
+from merge3 import Merge3
+
+from memfs.history import Files, TreeEntry
+
+Policy = Literal["copy", "markers", "ours", "theirs"]
+POLICIES: tuple[Policy, ...] = ("copy", "markers", "ours", "theirs")
+CONFLICT_COPY = re.compile(r"\.conflict-[0-9a-f]{7,40}(?:-\d+)?(?=\.[^./]*$|$)")
+START_MARKER = b"<<<<<<< "
+MID_MARKER = b"=======\n"
+END_MARKER = b">>>>>>> "
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a merge: its tree, and the commit it comes from."""
+
+    files: Files
+    commit: str
+    label: str  # shown in markers and used in conflict copy names: the short sha
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A path both sides changed incompatibly, and how the policy settled it."""
+
+    path: str
+    kind: str  # "content" | "add/add" | "binary" | "file/folder"
+    resolution: str  # "copy" | "markers" | "ours" | "theirs"
+    copy_path: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "resolution": self.resolution,
+            "copy_path": self.copy_path,
+        }
+
+
+@dataclass
+class MergeResult:
+    """The merged tree, and the conflicts the policy resolved in it."""
+
+    files: Files
+    conflicts: list[Conflict] = field(default_factory=list)
+    kept_over_delete: list[str] = field(default_factory=list)
+
+
+def conflict_copy_path(path: str, label: str) -> str:
+    """``notes/a.md`` -> ``notes/a.conflict-1a2b3c4.md``."""
+    pure = PurePosixPath(path)
+    suffix = pure.suffix if pure.stem else ""
+    stem = pure.name[: len(pure.name) - len(suffix)] if suffix else pure.name
+    return str(pure.with_name(f"{stem}.conflict-{label}{suffix}"))
+
+
+def is_conflict_copy(path: str) -> bool:
+    return CONFLICT_COPY.search(PurePosixPath(path).name) is not None
+
+
+def merge(
+    base: Files,
+    newer: Side,
+    older: Side,
+    read: Callable[[str], bytes],
+    store: Callable[[bytes], str],
+    policy: Policy = "copy",
+    ours_is_newer: bool = True,
+) -> MergeResult:
+    """Merge ``newer`` and ``older`` (both descended from ``base``) under ``policy``.
+
+    ``read`` returns a blob's content by sha; ``store`` stores content and returns its sha.
+    """
+    merger = _Merger(newer, older, read, store, policy, ours_is_newer)
+    for path in sorted(base.keys() | newer.files.keys() | older.files.keys()):
+        merger.merge_path(path, base.get(path), newer.files.get(path), older.files.get(path))
+    merger.settle_file_folder_clashes()
+    return merger.result
+
+
+class _Merger:
+    def __init__(
+        self,
+        newer: Side,
+        older: Side,
+        read: Callable[[str], bytes],
+        store: Callable[[bytes], str],
+        policy: Policy,
+        ours_is_newer: bool,
+    ) -> None:
+        self.newer, self.older = newer, older
+        self.read, self.store = read, store
+        self.policy = policy
+        self.ours_is_newer = ours_is_newer
+        self.result = MergeResult(files={})
+
+    def merge_path(
+        self, path: str, base: TreeEntry | None, new: TreeEntry | None, old: TreeEntry | None
+    ) -> None:
+        files = self.result.files
+        if new == old or old == base:
+            chosen = new
+        elif new == base:
+            chosen = old
+        elif new is None or old is None:
+            chosen = new or old  # delete vs modify: the modified file is kept
+            self.result.kept_over_delete.append(path)
+        elif new.sha == old.sha:
+            chosen = new  # only the mode differs: the newer side's mode
+        else:
+            self._both_changed(path, base, new, old)
+            return
+        if chosen is not None:
+            files[path] = chosen
+
+    def _both_changed(
+        self, path: str, base: TreeEntry | None, new: TreeEntry, old: TreeEntry
+    ) -> None:
+        texts = _texts(self.read, base, new, old)
+        if texts is not None and base is not None:
+            merged = _merge_text(*texts)
+            if merged is not None:
+                self.result.files[path] = TreeEntry(new.mode, self.store(merged))
+                return
+        kind = "content" if base is not None else "add/add"
+        if texts is None:
+            kind = "binary"
+        self._resolve(path, kind, new, old, texts)
+
+    def _resolve(
+        self,
+        path: str,
+        kind: str,
+        new: TreeEntry,
+        old: TreeEntry,
+        texts: tuple[bytes, bytes, bytes] | None,
+    ) -> None:
+        files = self.result.files
+        policy = self.policy
+        if policy == "markers" and texts is None:
+            policy = "copy"  # markers cannot go into a binary file or a symlink
+        if policy in ("ours", "theirs"):
+            take_newer = (policy == "ours") == self.ours_is_newer
+            files[path] = new if take_newer else old
+            self.result.conflicts.append(Conflict(path, kind, policy))
+        elif policy == "markers":
+            assert texts is not None
+            _, new_text, old_text = texts
+            merged = _merge_with_markers(
+                texts[0], new_text, old_text, self.newer.label, self.older.label
+            )
+            files[path] = TreeEntry(new.mode, self.store(merged))
+            self.result.conflicts.append(Conflict(path, kind, "markers"))
+        else:
+            files[path] = new
+            copy = self._free_copy_path(path)
+            files[copy] = old
+            self.result.conflicts.append(Conflict(path, kind, "copy", copy))
+
+    def _free_copy_path(self, path: str) -> str:
+        candidate = conflict_copy_path(path, self.older.label)
+        number = 2
+        while candidate in self.result.files or _exists_in(candidate, self.newer, self.older):
+            candidate = conflict_copy_path(path, f"{self.older.label}-{number}")
+            number += 1
+        return candidate
+
+    def settle_file_folder_clashes(self) -> None:
+        """A path that is a file on one side and a folder on the other: the file moves aside."""
+        files = self.result.files
+        folders = {str(parent) for path in files for parent in PurePosixPath(path).parents}
+        for path in sorted(p for p in files if p in folders):
+            entry = files.pop(path)
+            copy = self._free_copy_path(path)
+            files[copy] = entry
+            self.result.conflicts.append(Conflict(path, "file/folder", "copy", copy))
+
+
+def _exists_in(path: str, *sides: Side) -> bool:
+    return any(path in side.files for side in sides)
+
+
+def _texts(
+    read: Callable[[str], bytes], base: TreeEntry | None, new: TreeEntry, old: TreeEntry
+) -> tuple[bytes, bytes, bytes] | None:
+    """The three versions as bytes, or None if any is not a regular text file."""
+    entries = [e for e in (base, new, old) if e is not None]
+    if any(e.mode not in (0o100644, 0o100755) for e in entries):
+        return None
+    contents = [read(e.sha) if e is not None else b"" for e in (base, new, old)]
+    if any(b"\0" in content[:8000] for content in contents):
+        return None
+    return contents[0], contents[1], contents[2]
+
+
+def _merge_text(base: bytes, new: bytes, old: bytes) -> bytes | None:
+    """A clean line merge of the two edits, or None if they touch the same lines."""
+    merged: list[bytes] = []
+    for group in Merge3(
+        base.splitlines(True), new.splitlines(True), old.splitlines(True)
+    ).merge_groups():
+        if group[0] != "conflict":
+            merged.extend(group[1])
+            continue
+        _, base_lines, new_lines, old_lines = group
+        resolved = _trivial(base_lines, new_lines, old_lines)
+        if resolved is None:
+            return None
+        merged.extend(resolved)
+    return b"".join(merged)
+
+
+def _trivial(
+    base: Sequence[bytes], new: Sequence[bytes], old: Sequence[bytes]
+) -> Sequence[bytes] | None:
+    if new == old or old == base:
+        return new
+    if new == base:
+        return old
+    return None
+
+
+def _merge_with_markers(
+    base: bytes, new: bytes, old: bytes, new_label: str, old_label: str
+) -> bytes:
+    """git-style conflict markers around each hunk both sides changed."""
+    out: list[bytes] = []
+    groups = Merge3(
+        base.splitlines(True), new.splitlines(True), old.splitlines(True)
+    ).merge_groups()
+    for group in groups:
+        if group[0] != "conflict":
+            out.extend(group[1])
+            continue
+        _, base_lines, new_lines, old_lines = group
+        resolved = _trivial(base_lines, new_lines, old_lines)
+        if resolved is not None:
+            out.extend(resolved)
+            continue
+        out.append(START_MARKER + new_label.encode() + b"\n")
+        out.extend(_terminated(new_lines))
+        out.append(MID_MARKER)
+        out.extend(_terminated(old_lines))
+        out.append(END_MARKER + old_label.encode() + b"\n")
+    return b"".join(out)
+
+
+def _terminated(lines: Sequence[bytes]) -> list[bytes]:
+    result = list(lines)
+    if result and not result[-1].endswith(b"\n"):
+        result[-1] += b"\n"
+    return result
+
+
+def has_markers(content: bytes) -> bool:
+    """Whether a file holds unresolved conflict markers."""
+    lines = content.splitlines(True)
+    starts = any(line.startswith(START_MARKER) for line in lines)
+    return starts and MID_MARKER in lines and any(line.startswith(END_MARKER) for line in lines)
+
+
+def resolve_markers(content: bytes, keep: Literal["ours", "theirs", "both"]) -> bytes:
+    """Remove conflict markers, keeping the upper side, the lower side, or both in order."""
+    out: list[bytes] = []
+    state = "outside"
+    for line in content.splitlines(True):
+        if state == "outside" and line.startswith(START_MARKER):
+            state = "upper"
+        elif state == "upper" and line == MID_MARKER:
+            state = "lower"
+        elif state == "lower" and line.startswith(END_MARKER):
+            state = "outside"
+        elif state == "outside" or keep == "both" or (state == "upper") == (keep == "ours"):
+            out.append(line)
+    return b"".join(out)

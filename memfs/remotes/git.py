@@ -1,0 +1,191 @@
+"""Git hosts through dulwich's clients: every transport dulwich speaks.
+
+Pushes are plain git pushes with a compare-and-swap: memfs checks in ``update_refs`` that the
+remote branch is still where it was fetched, and git's receive-pack re-checks the old value
+under its ref lock, so a push never overwrites commits it has not merged. Nothing is forced.
+dulwich and network errors become memfs errors in one place, ``_translated``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+from collections.abc import Iterator, Set
+from typing import TYPE_CHECKING, Any
+
+from dulwich.client import HTTPUnauthorized, get_transport_and_path
+from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+
+from memfs.errors import (
+    PushRejectedError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteNotFoundError,
+    RemoteUnreachableError,
+    UnsupportedURLError,
+)
+from memfs.remotes import redact
+
+if TYPE_CHECKING:
+    from memfs.history import History
+
+CONNECT_TIMEOUT = 20.0
+
+
+class _RemoteMoved(Exception):
+    """Raised in update_refs to abort a push whose branch moved since it was looked at."""
+
+
+class GitRemote:
+    """A git repository reached over a path, file://, git://, ssh:// or http(s)://."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.url = redact(url)
+
+    def _client(self, operation: str) -> tuple[Any, str]:
+        try:
+            return get_transport_and_path(self._url, operation=operation, quiet=True)
+        except (ValueError, KeyError) as error:
+            raise UnsupportedURLError(self.url, str(error)) from error
+
+    def _refs(self) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+        client, path = self._client("pull")
+        with self._translated():
+            result = client.get_refs(path.encode() if isinstance(path, str) else path)
+        refs = {name: sha for name, sha in (result.refs or {}).items() if sha is not None}
+        return refs, dict(result.symrefs or {})
+
+    def head(self, branch: str) -> str | None:
+        refs, _ = self._refs()
+        sha = refs.get(f"refs/heads/{branch}".encode())
+        return sha.decode() if sha else None
+
+    def default_branch(self) -> str | None:
+        refs, symrefs = self._refs()
+        target = symrefs.get(b"HEAD")
+        if target and target in refs:
+            return target.decode().removeprefix("refs/heads/")
+        heads = sorted(name for name in refs if name.startswith(b"refs/heads/"))
+        return heads[0].decode().removeprefix("refs/heads/") if len(heads) == 1 else None
+
+    def fetch(self, history: History, branch: str) -> str | None:
+        ref = f"refs/heads/{branch}".encode()
+        store = history.repo.object_store
+
+        def determine_wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
+            sha = refs.get(ref)
+            return [sha] if sha is not None and sha not in store else []
+
+        client, path = self._client("pull")
+        with self._translated():
+            result = client.fetch(path, history.repo, determine_wants=determine_wants)
+        sha = (result.refs or {}).get(ref)
+        return sha.decode() if sha else None
+
+    def push(self, history: History, branch: str, new: str, expected: str | None) -> None:
+        ref = f"refs/heads/{branch}".encode()
+
+        def update_refs(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+            current = refs.get(ref)
+            if (current.decode() if current else None) != expected:
+                raise _RemoteMoved
+            return {ref: new.encode()}
+
+        def generate_pack_data(
+            have: Set[bytes], want: Set[bytes], *, ofs_delta: bool = False, progress: Any = None
+        ) -> tuple[int, Iterator[Any]]:
+            return history.repo.generate_pack_data(
+                set(have), set(want), progress=progress, ofs_delta=ofs_delta
+            )
+
+        client, path = self._client("push")
+        try:
+            with self._translated():
+                result = client.send_pack(
+                    path.encode() if isinstance(path, str) else path,
+                    update_refs,
+                    generate_pack_data=generate_pack_data,
+                )
+        except _RemoteMoved:
+            raise PushRejectedError(self.url) from None
+        error = (result.ref_status or {}).get(ref)
+        if error:
+            raise PushRejectedError(self.url, str(error))
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn dulwich and network errors into memfs errors, keeping the cause."""
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(CONNECT_TIMEOUT)
+        try:
+            yield
+        except _RemoteMoved:
+            raise
+        except HTTPUnauthorized as error:
+            raise RemoteAuthError(self.url) from error
+        except NotGitRepository as error:
+            raise RemoteNotFoundError(self.url) from error
+        except HangupException as error:
+            raise _from_hangup(self.url, error) from error
+        except GitProtocolError as error:
+            if _network_failure(error):
+                raise RemoteUnreachableError(self.url, _reason(error)) from error
+            raise _from_protocol(self.url, str(error)) from error
+        except (ConnectionError, TimeoutError, socket.gaierror) as error:
+            raise RemoteUnreachableError(self.url, _reason(error)) from error
+        except OSError as error:
+            raise RemoteUnreachableError(self.url, _reason(error)) from error
+        except Exception as error:
+            if type(error).__module__.startswith("urllib3"):
+                raise RemoteUnreachableError(self.url, _reason(error)) from error
+            raise
+        finally:
+            socket.setdefaulttimeout(previous)
+
+
+def _from_hangup(url: str, error: HangupException) -> RemoteError:
+    said = " ".join(
+        line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
+        for line in (getattr(error, "stderr_lines", None) or [])
+    ).strip()
+    lowered = said.lower()
+    if any(word in lowered for word in ("not found", "does not appear", "not exported", "no such")):
+        return RemoteNotFoundError(url, said)
+    if any(word in lowered for word in ("permission denied", "publickey", "authentication")):
+        return RemoteAuthError(url)
+    return RemoteUnreachableError(url, said or "the remote hung up")
+
+
+def _from_protocol(url: str, message: str) -> RemoteError:
+    lowered = message.lower()
+    if (
+        "404" in lowered
+        or "not found" in lowered
+        or ("repository" in lowered and "exist" in lowered)
+    ):
+        return RemoteNotFoundError(url, message)
+    if "401" in lowered or "403" in lowered:
+        return RemoteAuthError(url)
+    return RemoteError(url, f"{url}: {message}")
+
+
+def _network_failure(error: BaseException) -> bool:
+    """Whether a protocol error is really a connection that failed (dulwich wraps urllib3's)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) or type(seen).__module__.startswith("urllib3"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    return "Max retries exceeded" in text or "Failed to establish a new connection" in text
+
+
+def _reason(error: BaseException) -> str:
+    """A short reason: 'Connection refused' rather than a page of urllib3 repr."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    errno_text = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text)
+    if errno_text:
+        return errno_text.group(1).strip()
+    return text.split("\n", 1)[0][:200]

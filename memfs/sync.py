@@ -1,0 +1,401 @@
+"""One sync cycle (DESIGN.md §6): commit -> fetch -> merge -> update the work tree -> push.
+
+Written once for every kind of remote (``memfs.remotes.Remote``). The rules it keeps:
+- a file is rewritten by a merge only if it still holds what was last committed; otherwise
+  the edit is committed and the merge goes round again;
+- no version is lost: delete-vs-modify keeps the modified file, conflicts are settled by the
+  policy, and a merge commit has both parents;
+- a push moves the remote only from the commit memfs merged (compare-and-swap); a rejected
+  push is fetched, merged and retried, never forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memfs.agent import Agent
+from memfs.errors import (
+    ConcurrentUpdateError,
+    DivergedError,
+    LocalEditError,
+    MemfsError,
+    NotAMemfsRemoteError,
+    PushRejectedError,
+    RemoteError,
+    RemoteNotFoundError,
+)
+from memfs.history import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, History, with_trailers
+from memfs.merge import POLICIES, Conflict, Policy, Side, merge
+from memfs.remotes import RemoteConfig, add_remote, get_remote, list_remotes, open_remote, redact
+from memfs.schema import MANIFEST_FILE
+from memfs.util import atomic_write, hostname, utc_now
+
+ATTEMPTS = 5
+
+
+@dataclass
+class RemoteOutcome:
+    """What one sync step did with one remote."""
+
+    remote: str
+    fetched: str | None = None
+    integrated: str = ""  # "up to date" | "fast-forward" | "merged" | ""
+    pushed: str = ""  # "pushed" | "up to date" | ""
+    conflicts: list[Conflict] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "fetched": self.fetched,
+            "integrated": self.integrated or None,
+            "pushed": self.pushed or None,
+            "conflicts": [c.to_dict() for c in self.conflicts],
+            "error": self.error,
+        }
+
+
+@dataclass
+class SyncReport:
+    """What a sync, pull, push or fetch did."""
+
+    committed: CommitInfo | None = None
+    remotes: list[RemoteOutcome] = field(default_factory=list)
+    head: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.error is None for outcome in self.remotes)
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        return [c for outcome in self.remotes for c in outcome.conflicts]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "committed": self.committed.to_dict() if self.committed else None,
+            "head": self.head,
+            "remotes": [outcome.to_dict() for outcome in self.remotes],
+        }
+
+
+def conflict_policy(agent: Agent, override: str | None = None) -> Policy:
+    """``--conflict``, else agent.yaml's ``sync.conflict``, else ``copy``."""
+    chosen = override
+    if chosen is None:
+        with contextlib.suppress(MemfsError):
+            settings = agent.manifest.model_extra or {}
+            sync_settings = settings.get("sync")
+            if isinstance(sync_settings, dict):
+                chosen = sync_settings.get("conflict")
+    if chosen is None:
+        return "copy"
+    if chosen not in POLICIES:
+        raise MemfsError(f"unknown conflict policy {chosen!r}: use one of {', '.join(POLICIES)}")
+    return chosen  # type: ignore[return-value]
+
+
+def _selected(agent: Agent, name: str | None, include_mirrors: bool) -> list[RemoteConfig]:
+    if name is not None:
+        return [get_remote(agent.history, name)]
+    return [r for r in list_remotes(agent.history) if include_mirrors or not r.mirror]
+
+
+def _tracking_ref(remote: str, branch: str) -> str:
+    return f"refs/remotes/{remote}/{branch}"
+
+
+# -- fetch ---------------------------------------------------------------------------------
+
+
+def fetch_remote(agent: Agent, config: RemoteConfig) -> str | None:
+    """Fetch the agent's branch from one remote; its sha, or None if the remote has none."""
+    history = agent.history
+    branch = history.branch()
+    sha = open_remote(config.url).fetch(history, branch)
+    if sha is None:
+        return None
+    if MANIFEST_FILE not in history.tree_of(sha):
+        raise NotAMemfsRemoteError(config.display_url, branch)
+    history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
+    return sha
+
+
+def fetch(agent: Agent, remote: str | None = None) -> SyncReport:
+    """Fetch from one remote, or from every remote that is not a mirror."""
+    report = SyncReport()
+    for config in _selected(agent, remote, include_mirrors=remote is not None):
+        outcome = RemoteOutcome(config.name)
+        try:
+            outcome.fetched = fetch_remote(agent, config)
+        except RemoteError as error:
+            outcome.error = str(error)
+        report.remotes.append(outcome)
+    report.head = agent.history.head()
+    return report
+
+
+# -- merge ---------------------------------------------------------------------------------
+
+
+def integrate(
+    agent: Agent,
+    theirs: str | None,
+    source: str,
+    policy: Policy = "copy",
+    ff_only: bool = False,
+    origin: str = "cli",
+) -> tuple[str, list[Conflict]]:
+    """Bring commit ``theirs`` into the local branch: fast-forward or merge.
+
+    Returns what was done ("up to date", "fast-forward", "merged") and the conflicts the
+    policy settled. Local edits are committed first, and again whenever one appears while
+    the work tree is being updated.
+    """
+    history = agent.history
+    with history.locked():
+        for _ in range(ATTEMPTS):
+            agent.commit(origin=origin)
+            ours = history.head()
+            if theirs is None or ours == theirs or (ours and history.is_ancestor(theirs, ours)):
+                return "up to date", []
+            try:
+                if ours is None or history.is_ancestor(ours, theirs):
+                    agent.apply_tree(history.tree_of(ours), history.tree_of(theirs), verify=True)
+                    history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
+                    agent.refresh_index()
+                    return "fast-forward", []
+                if ff_only:
+                    raise DivergedError(source, ours, theirs)
+                conflicts = _merge_commit(agent, ours, theirs, source, policy)
+                return "merged", conflicts
+            except LocalEditError:
+                continue
+        raise ConcurrentUpdateError(
+            "files kept changing while memfs was merging; every edit is committed, run sync again"
+        )
+
+
+def _merge_commit(
+    agent: Agent, ours: str, theirs: str, source: str, policy: Policy
+) -> list[Conflict]:
+    history = agent.history
+    base_sha = history.merge_base(ours, theirs)
+    ours_newer = (history.commit_time(ours), ours) >= (history.commit_time(theirs), theirs)
+    local = Side(history.tree_of(ours), ours, ours[:7])
+    remote = Side(history.tree_of(theirs), theirs, theirs[:7])
+    newer, older = (local, remote) if ours_newer else (remote, local)
+    result = merge(
+        history.tree_of(base_sha),
+        newer,
+        older,
+        read=history.blob,
+        store=history.store_blob,
+        policy=policy,
+        ours_is_newer=ours_newer,
+    )
+    agent.apply_tree(local.files, result.files, verify=True)
+    tree = history.tree_from_entries(result.files)
+    summary = f"memfs: merge {source}"
+    if result.conflicts:
+        summary += f" ({len(result.conflicts)} conflicts settled by '{policy}')"
+    body = "\n".join(
+        f"conflict: {c.path} ({c.kind}) -> {c.copy_path or c.resolution}" for c in result.conflicts
+    )
+    message = with_trailers(
+        summary + ("\n\n" + body if body else ""),
+        {TRAILER_HOST: hostname(), TRAILER_ORIGIN: "merge"},
+    )
+    history.commit_tree(tree, (ours, theirs), message, agent.author())
+    agent.refresh_index()
+    return result.conflicts
+
+
+def pull(
+    agent: Agent,
+    remote: str | None = None,
+    policy: str | None = None,
+    ff_only: bool = False,
+    origin: str = "cli",
+) -> SyncReport:
+    """Commit local edits, then fetch and merge from one remote or every non-mirror remote."""
+    chosen = conflict_policy(agent, policy)
+    report = SyncReport(committed=agent.commit(origin=origin))
+    for config in _selected(agent, remote, include_mirrors=remote is not None):
+        report.remotes.append(_pull_one(agent, config, chosen, ff_only, origin))
+    report.head = agent.history.head()
+    _record(agent, report)
+    return report
+
+
+def _pull_one(
+    agent: Agent, config: RemoteConfig, policy: Policy, ff_only: bool, origin: str
+) -> RemoteOutcome:
+    outcome = RemoteOutcome(config.name)
+    try:
+        outcome.fetched = fetch_remote(agent, config)
+        outcome.integrated, outcome.conflicts = integrate(
+            agent, outcome.fetched, config.name, policy, ff_only, origin
+        )
+    except RemoteError as error:
+        outcome.error = str(error)
+    return outcome
+
+
+# -- push ----------------------------------------------------------------------------------
+
+
+def push_remote(
+    agent: Agent, config: RemoteConfig, policy: Policy, origin: str = "cli"
+) -> RemoteOutcome:
+    """Push the branch to one remote, merging first (retrying) if the remote moved on."""
+    history = agent.history
+    branch = history.branch()
+    outcome = RemoteOutcome(config.name)
+    remote = open_remote(config.url)
+    for _ in range(ATTEMPTS):
+        local = history.head()
+        if local is None:
+            outcome.pushed = "up to date"
+            return outcome
+        theirs = remote.head(branch)
+        if theirs == local:
+            outcome.pushed = "up to date"
+            return outcome
+        if theirs is not None and not (
+            history.has_commit(theirs) and history.is_ancestor(theirs, local)
+        ):
+            if config.mirror:
+                raise RemoteError(
+                    config.display_url,
+                    f"mirror {config.name} has commits this agent does not; mirrors are never "
+                    "merged from, so fix it by hand (memfs never force-pushes)",
+                )
+            outcome.fetched = fetch_remote(agent, config)
+            integrated, conflicts = integrate(
+                agent, outcome.fetched, config.name, policy, origin=origin
+            )
+            outcome.integrated = outcome.integrated or integrated
+            outcome.conflicts += conflicts
+            continue
+        try:
+            remote.push(history, branch, local, expected=theirs)
+        except PushRejectedError:
+            continue  # someone pushed between our look and our push: look again
+        history.set_ref(_tracking_ref(config.name, branch), local, f"push: to {config.name}")
+        outcome.pushed = "pushed"
+        return outcome
+    raise PushRejectedError(config.display_url, f"still moving after {ATTEMPTS} attempts")
+
+
+def push(
+    agent: Agent, remote: str | None = None, policy: str | None = None, origin: str = "cli"
+) -> SyncReport:
+    """Commit local edits and push to one remote or to every remote (mirrors included)."""
+    chosen = conflict_policy(agent, policy)
+    report = SyncReport(committed=agent.commit(origin=origin))
+    for config in _selected(agent, remote, include_mirrors=True):
+        try:
+            report.remotes.append(push_remote(agent, config, chosen, origin))
+        except RemoteError as error:
+            report.remotes.append(RemoteOutcome(config.name, error=str(error)))
+    report.head = agent.history.head()
+    _record(agent, report)
+    return report
+
+
+# -- the whole cycle -----------------------------------------------------------------------
+
+
+def sync(agent: Agent, policy: str | None = None, origin: str = "cli") -> SyncReport:
+    """Commit, fetch and merge from every non-mirror remote, then push to every remote."""
+    chosen = conflict_policy(agent, policy)
+    report = SyncReport(committed=agent.commit(origin=origin))
+    outcomes: dict[str, RemoteOutcome] = {}
+    for config in _selected(agent, None, include_mirrors=False):
+        outcomes[config.name] = _pull_one(agent, config, chosen, False, origin)
+    for config in _selected(agent, None, include_mirrors=True):
+        outcome = outcomes.setdefault(config.name, RemoteOutcome(config.name))
+        if outcome.error is not None:
+            continue
+        try:
+            pushed = push_remote(agent, config, chosen, origin)
+        except RemoteError as error:
+            outcome.error = str(error)
+            continue
+        outcome.pushed = pushed.pushed
+        outcome.conflicts += pushed.conflicts
+        outcome.integrated = outcome.integrated or pushed.integrated
+    report.remotes = list(outcomes.values())
+    report.head = agent.history.head()
+    _record(agent, report)
+    return report
+
+
+def _record(agent: Agent, report: SyncReport) -> None:
+    """Remember the last sync in ``.git/memfs/state.json`` for ``status``."""
+    path = agent.history.state_dir / "state.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        state = {}
+    state["last_sync"] = utc_now().isoformat()
+    remotes = state.setdefault("remotes", {})
+    for outcome in report.remotes:
+        entry = remotes.setdefault(outcome.remote, {})
+        entry["last_error"] = outcome.error
+        if outcome.error is None:
+            entry["last_ok"] = state["last_sync"]
+    errors = [o.error for o in report.remotes if o.error]
+    state["last_error"] = errors[0] if errors else None
+    with contextlib.suppress(OSError):
+        atomic_write(path, json.dumps(state, indent=2).encode())
+
+
+# -- clone ---------------------------------------------------------------------------------
+
+
+def clone(url: str, directory: str | os.PathLike[str] | None = None) -> Agent:
+    """Check an agent out from ``url`` into ``directory`` (default: the URL's last part)."""
+    remote = open_remote(url)
+    root = Path(directory) if directory is not None else Path(_name_from_url(url))
+    root = root.expanduser().resolve()
+    created = not root.exists()
+    if not created and (not root.is_dir() or any(root.iterdir())):
+        raise MemfsError(f"{root} already exists and is not an empty folder")
+    try:
+        branch = remote.default_branch() or "main"
+        root.mkdir(parents=True, exist_ok=True)
+        history = History.create(root)
+        history.point_head_at(branch)
+        config = add_remote(history, "origin", url)
+        agent = Agent(root, history)
+        sha = fetch_remote(agent, config)
+        if sha is None:
+            raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
+        agent.apply_tree({}, history.tree_of(sha), verify=True)
+        history.move_branch(None, sha, f"clone: from {redact(url)}".encode())
+        agent.refresh_index()
+        return agent
+    except BaseException:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            for child in root.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink()
+        raise
+
+
+def _name_from_url(url: str) -> str:
+    tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
+    return tail.removesuffix(".git") or "agent"
