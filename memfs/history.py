@@ -275,6 +275,13 @@ class History:
             return None
         return f"{name} <{email}>"
 
+    def count_between(self, include: str | None, exclude: str | None) -> int:
+        """Commits reachable from ``include`` but not from ``exclude``."""
+        if include is None:
+            return 0
+        excluded = [exclude.encode()] if exclude and self.has_commit(exclude) else []
+        return sum(1 for _ in Walker(self.repo.object_store, [include.encode()], exclude=excluded))
+
     def count_commits(self) -> int:
         head = self.head()
         if head is None:

@@ -339,6 +339,48 @@ def sync(agent: Agent, policy: str | None = None, origin: str = "cli") -> SyncRe
     return report
 
 
+@dataclass(frozen=True)
+class RemoteState:
+    """Where a remote stood at the last fetch or push, as far as this machine knows."""
+
+    name: str
+    url: str
+    mirror: bool
+    ahead: int
+    behind: int
+    last_ok: str | None
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def remote_states(agent: Agent) -> list[RemoteState]:
+    """Ahead/behind and last outcome per remote, from local refs only (no network)."""
+    history = agent.history
+    head, branch = history.head(), history.branch()
+    try:
+        saved = json.loads((history.state_dir / "state.json").read_text()).get("remotes", {})
+    except (OSError, ValueError):
+        saved = {}
+    states = []
+    for config in list_remotes(history):
+        tracking = history.ref(_tracking_ref(config.name, branch))
+        entry = saved.get(config.name, {})
+        states.append(
+            RemoteState(
+                name=config.name,
+                url=config.display_url,
+                mirror=config.mirror,
+                ahead=history.count_between(head, tracking),
+                behind=history.count_between(tracking, head),
+                last_ok=entry.get("last_ok"),
+                last_error=entry.get("last_error"),
+            )
+        )
+    return states
+
+
 def _record(agent: Agent, report: SyncReport) -> None:
     """Remember the last sync in ``.git/memfs/state.json`` for ``status``."""
     path = agent.history.state_dir / "state.json"

@@ -63,11 +63,25 @@ def assert_converged(a: memfs.Agent, b: memfs.Agent) -> None:
 # -- transports ----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["path", "file", "git", "http"])
-def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+STAND_IN_SSH = """#!/bin/sh
+# Stands in for ssh: drops the options and host, runs the remote git command here.
+while [ $# -gt 1 ]; do shift; done
+exec sh -c "$1"
+"""
+
+
+@pytest.fixture(params=["path", "file", "git", "http", "ssh"])
+def remote_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """The URL of an empty bare repo, served over each transport."""
     hub = bare_repo(tmp_path / "hub" / "agent.git")
-    if request.param == "path":
+    if request.param == "ssh":
+        ssh = write(tmp_path, "bin/fake-ssh", STAND_IN_SSH)
+        ssh.chmod(0o755)
+        monkeypatch.setenv("GIT_SSH_COMMAND", str(ssh))
+        yield f"ssh://agent-host{hub}"
+    elif request.param == "path":
         yield str(hub)
     elif request.param == "file":
         yield hub.as_uri()
@@ -86,7 +100,8 @@ def test_push_clone_and_sync_over_every_transport(tmp_path: Path, remote_url: st
     # real git clones what memfs pushed
     git(tmp_path, "clone", "-q", remote_url, str(tmp_path / "by-git"))
     by_git = tmp_path / "by-git"
-    assert (by_git / "agent.yaml").read_bytes() == (a.root / "agent.yaml").read_bytes()
+    assert git(by_git, "ls-tree", "-r", "HEAD") == git(a.root, "ls-tree", "-r", "HEAD")
+    assert git(by_git, "rev-parse", "HEAD") == git(a.root, "rev-parse", "HEAD")
     git(by_git, "fsck", "--strict")
     # an edit on A reaches B
     write(a.root, "system/human.md", "Name: Ada\n")
@@ -556,3 +571,48 @@ def test_remote_commands(agent: memfs.Agent, tmp_path: Path) -> None:
         run_cli("-C", root, "sync").output
         == "No remotes: add one with 'memfs remote add NAME URL'.\n"
     )
+
+
+def test_status_shows_ahead_behind_and_last_error(tmp_path: Path) -> None:
+    a, b = two_machines(tmp_path, str(bare_repo(tmp_path / "hub.git")))
+    write(a.root, "a.md", "a\n")
+    sync.sync(a)
+    write(b.root, "b.md", "b\n")
+    b.commit()
+    sync.fetch(b)
+    [state] = sync.remote_states(b)
+    assert (state.ahead, state.behind) == (1, 1)
+    add_remote(b.history, "down", "git://127.0.0.1:1/x.git")
+    sync.sync(b)
+    output = run_cli("-C", str(b.root), "status").output
+    assert "Remote origin: 0 ahead, 0 behind; last sync 20" in output
+    assert (
+        "Remote down: " in output
+        and "last sync failed: cannot reach git://127.0.0.1:1/x.git" in output
+    )
+
+
+@pytest.mark.parametrize("keep", ["ours", "both"])
+def test_resolve_a_conflict_copy_keeping_ours_or_both(tmp_path: Path, keep: str) -> None:
+    a, b = two_machines(tmp_path, str(bare_repo(tmp_path / "hub.git")))
+    write(a.root, "notes/n.md", "---\ndescription: n\n---\nfrom A\n")
+    write(b.root, "notes/n.md", "---\ndescription: n\n---\nfrom B\n")
+    sync.sync(a)
+    sync.sync(b)
+    [conflict] = find(b)
+    assert conflict.copy_path is not None
+    at_path = (b.root / "notes/n.md").read_text()
+    resolve(b, conflict.copy_path, keep)  # naming the copy works too
+    text = (b.root / "notes/n.md").read_text()
+    if keep == "ours":
+        assert text == at_path
+    else:
+        assert "from A" in text and "from B" in text and text.count("description:") == 1
+    assert find(b) == []
+    assert b.status().clean
+
+
+def test_resolve_without_a_conflict_is_a_clear_error(agent: memfs.Agent) -> None:
+    result = run_cli("-C", str(agent.root), "resolve", "system/human.md", "--keep", "ours")
+    assert result.exit_code == 1
+    assert result.stderr == "memfs: no open conflict at system/human.md: see 'memfs conflicts'\n"

@@ -42,9 +42,13 @@ def status(state: AppState, as_json: bool) -> None:
     Example:
       memfs status --json
     """
-    report = state.agent().status()
+    from memfs.sync import remote_states
+
+    agent = state.agent()
+    report = agent.status()
+    remotes = remote_states(agent)
     if as_json:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "remotes": [r.to_dict() for r in remotes]})
         return
     head = report.head[:7] if report.head else "no commits yet"
     click.echo(f"On branch {report.branch} at {head}")
@@ -62,6 +66,13 @@ def status(state: AppState, as_json: bool) -> None:
         click.echo("Ignored, looks like a secret: " + ", ".join(report.secrets))
     for skipped in report.skipped:
         click.echo(f"Not versioned: {skipped.path}: {skipped.reason}")
+    for remote in remotes:
+        line = f"Remote {remote.name}: {remote.ahead} ahead, {remote.behind} behind"
+        if remote.last_error:
+            line += f"; last sync failed: {remote.last_error}"
+        elif remote.last_ok:
+            line += f"; last sync {remote.last_ok}"
+        click.echo(line)
 
 
 @click.command()

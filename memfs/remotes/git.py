@@ -9,6 +9,7 @@ dulwich and network errors become memfs errors in one place, ``_translated``.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 from collections.abc import Iterator, Set
@@ -45,8 +46,11 @@ class GitRemote:
         self.url = redact(url)
 
     def _client(self, operation: str) -> tuple[Any, str]:
+        ssh_command = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
         try:
-            return get_transport_and_path(self._url, operation=operation, quiet=True)
+            return get_transport_and_path(
+                self._url, operation=operation, quiet=True, ssh_command=ssh_command
+            )
         except (ValueError, KeyError) as error:
             raise UnsupportedURLError(self.url, str(error)) from error
 
