@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import yaml
 from pydantic import ValidationError
 
-from memfs.errors import ConfigError
+from memfs.errors import ConfigError, MemfsError
 from memfs.schema import UserConfig
+from memfs.util import atomic_write
 
 APP_NAME = "memfs"
 
@@ -57,3 +59,47 @@ def load_user_config() -> UserConfig:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ConfigError(str(path), 1, f"{where}: {first['msg']}") from error
+
+
+LOCAL_CLOUD = "local"
+
+
+def default_cloud_url() -> str:
+    """The cloud used when none is configured: a folder in memfs's data dir."""
+    return (data_dir() / "cloud").as_uri()
+
+
+def save_user_config(config: UserConfig) -> None:
+    """Write the user config back (crash-safe), keeping keys this version does not know."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    atomic_write(path, yaml.safe_dump(data, sort_keys=False).encode())
+
+
+def resolve_cloud(name: str | None = None) -> tuple[str, str, dict[str, Any]]:
+    """(name, url, options) of the cloud ``name``: --cloud, MEMFS_CLOUD, default, local.
+
+    A value containing ``://`` is taken as a cloud URL as it is.
+    """
+    config = load_user_config()
+    chosen = name or os.environ.get("MEMFS_CLOUD") or config.default_cloud
+    if chosen is None or (chosen == LOCAL_CLOUD and LOCAL_CLOUD not in config.clouds):
+        return LOCAL_CLOUD, default_cloud_url(), {}
+    if "://" in chosen:
+        return chosen, chosen.rstrip("/"), storage_options_for(chosen, config)
+    cloud = config.clouds.get(chosen)
+    if cloud is None:
+        known = ", ".join(sorted([LOCAL_CLOUD, *config.clouds]))
+        raise MemfsError(
+            f"no cloud named {chosen!r} (known: {known}); add one with 'memfs cloud add'"
+        )
+    return chosen, cloud.url.rstrip("/"), dict(cloud.options)
+
+
+def storage_options_for(url: str, config: UserConfig | None = None) -> dict[str, Any]:
+    """The options of the configured cloud whose URL is the longest prefix of ``url``."""
+    config = config or load_user_config()
+    url = url.removeprefix("memfs::")
+    matches = [c for c in config.clouds.values() if url.startswith(c.url.rstrip("/") + "/")]
+    return dict(max(matches, key=lambda c: len(c.url)).options) if matches else {}

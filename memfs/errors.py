@@ -231,3 +231,18 @@ class DivergedError(MemfsError):
             f"local {local[:7]} and {remote} {theirs[:7]} have diverged; nothing was changed "
             "(run without --ff-only to merge)"
         )
+
+
+class PackCorruptError(MemfsError):
+    """A pack (or its index) whose checksums do not match its content."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        super().__init__(f"{name} is corrupt ({why})")
+
+
+class RemoteCorruptError(RemoteError):
+    """Something on the remote fails its checksums; nothing local was changed."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(url, f"{url}: {what}; it was refused and nothing local was changed")

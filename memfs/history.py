@@ -15,6 +15,7 @@ import fcntl
 import io
 import os
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -29,9 +30,10 @@ from dulwich.file import FileLocked
 from dulwich.graph import can_fast_forward, find_merge_base
 from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.merge import Merger
-from dulwich.object_store import commit_tree_changes, iter_tree_contents
+from dulwich.object_store import MissingObjectFinder, commit_tree_changes, iter_tree_contents
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.objectspec import parse_commit, parse_object
+from dulwich.pack import Pack, write_pack_index, write_pack_objects
 from dulwich.patch import gen_diff_header, is_binary, unified_diff
 from dulwich.repo import Repo
 from dulwich.walk import Walker
@@ -40,6 +42,7 @@ from memfs.errors import (
     ConcurrentUpdateError,
     LockTimeoutError,
     NotAnAgentError,
+    PackCorruptError,
     PathNotFoundError,
     RevisionNotFoundError,
 )
@@ -264,6 +267,50 @@ class History:
         commit = self.repo[sha.encode()]
         assert isinstance(commit, Commit)
         return commit.commit_time
+
+    # -- packs (for object-store remotes) ---------------------------------------------
+
+    def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
+        """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
+        store = self.repo.object_store
+        haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
+        finder = MissingObjectFinder(store, haves=haves, wants=[sha.encode() for sha in include])
+        objects = [(store[sha], None) for sha, _ in finder]
+        if not objects:
+            return None
+        pack = io.BytesIO()
+        entries, checksum = write_pack_objects(
+            pack.write, objects, object_format=store.object_format, deltify=False
+        )
+        index = io.BytesIO()
+        write_pack_index(
+            index, sorted((sha, offset, crc) for sha, (offset, crc) in entries.items()), checksum
+        )
+        return PackFiles(f"pack-{checksum.hex()}", pack.getvalue(), index.getvalue(), len(objects))
+
+    def pack_loose(self) -> int:
+        """Move loose objects into a pack (memfs's gc); the number packed."""
+        return self.repo.object_store.pack_loose_objects()
+
+    def has_pack(self, name: str) -> bool:
+        """Whether a pack of this name is in the local object store."""
+        return (self.control_dir / "objects" / "pack" / f"{name}.idx").exists()
+
+    def import_pack(self, name: str, pack: bytes, index: bytes) -> None:
+        """Verify a pack against its checksums and every object in it, then add it.
+
+        Nothing is added unless all of it checks out (PackCorruptError otherwise).
+        """
+        pack_dir = self.control_dir / "objects" / "pack"
+        pack_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="incoming-", dir=pack_dir) as temp:
+            base = os.path.join(temp, name)
+            Path(base + ".pack").write_bytes(pack)
+            Path(base + ".idx").write_bytes(index)
+            _verify_pack(base, name, self.repo.object_store.object_format)
+            os.replace(base + ".pack", pack_dir / f"{name}.pack")
+            os.replace(base + ".idx", pack_dir / f"{name}.idx")  # the .idx marks it complete
+        self.repo.object_store._update_pack_cache()
 
     def git_identity(self) -> str | None:
         """``Name <email>`` from git's config (repo, then global), if it names one."""
@@ -572,6 +619,33 @@ def _drop_shadowed_deletes(
         for path, mode, sha in edits
         if sha is not None or not any(path.startswith(f + b"/") for f in files)
     ]
+
+
+@dataclass(frozen=True)
+class PackFiles:
+    """A pack ready to upload: its name (``pack-<checksum>``), bytes, index, object count."""
+
+    name: str
+    pack: bytes
+    index: bytes
+    count: int
+
+
+def _verify_pack(base: str, name: str, object_format: object) -> None:
+    try:
+        pack = Pack(base, object_format=object_format)  # type: ignore[arg-type]
+    except Exception as error:
+        raise PackCorruptError(name, f"unreadable: {error}") from error
+    try:
+        pack.check()
+        if f"pack-{pack.data.get_stored_checksum().hex()}" != name:
+            raise PackCorruptError(name, "its checksum does not match its name")
+    except PackCorruptError:
+        raise
+    except Exception as error:
+        raise PackCorruptError(name, f"{type(error).__name__}: {error}") from error
+    finally:
+        pack.close()
 
 
 class _StatCache:

@@ -76,12 +76,58 @@ class Identity(BaseModel):
     email: StrictStr
 
 
+class CloudConfig(BaseModel):
+    """A cloud: a URL prefix holding many agents, and the fsspec options to reach it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class UserConfig(BaseModel):
     """``~/.config/memfs/config.yaml``. Unknown keys are kept for newer versions."""
 
     model_config = ConfigDict(extra="allow")
 
     identity: Identity | None = None
+    clouds: dict[str, CloudConfig] = Field(default_factory=dict)
+    default_cloud: StrictStr | None = None
+
+
+class RetiredPack(BaseModel):
+    """A pack a compaction replaced; deleted once its grace period is over."""
+
+    name: str
+    retired_at: float
+
+
+class BucketManifest(BaseModel):
+    """``manifest.json`` of an agent in an object store: the one object that changes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal[1] = FORMAT_VERSION
+    generation: int = 0
+    refs: dict[str, str] = Field(default_factory=dict)
+    packs: list[str] = Field(default_factory=list)
+    retired: list[RetiredPack] = Field(default_factory=list)
+    push_id: str | None = None
+    pushed_at: str | None = None
+    host: str | None = None
+    name: str | None = None
+    description: str = ""
+
+
+class BucketIdentity(BaseModel):
+    """``memfs.json``: which agent lives at this URL, written once."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal[1] = FORMAT_VERSION
+    name: str
+    id: str
+    created_at: str = ""
 
 
 def key_lines(yaml_text: str) -> dict[str, int]:

@@ -15,9 +15,12 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from memfs.agent import Agent
 from memfs.errors import (
@@ -37,6 +40,7 @@ from memfs.schema import MANIFEST_FILE
 from memfs.util import atomic_write, hostname, utc_now
 
 ATTEMPTS = 5
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -68,6 +72,7 @@ class SyncReport:
     committed: CommitInfo | None = None
     remotes: list[RemoteOutcome] = field(default_factory=list)
     head: str | None = None
+    created_remote: RemoteConfig | None = None
 
     @property
     def ok(self) -> bool:
@@ -115,26 +120,49 @@ def _tracking_ref(remote: str, branch: str) -> str:
 # -- fetch ---------------------------------------------------------------------------------
 
 
-def fetch_remote(agent: Agent, config: RemoteConfig) -> str | None:
+def fetch_remote(
+    agent: Agent, config: RemoteConfig, progress: Progress | None = None
+) -> str | None:
     """Fetch the agent's branch from one remote; its sha, or None if the remote has none."""
     history = agent.history
     branch = history.branch()
-    sha = open_remote(config.url).fetch(history, branch)
+    sha = open_remote(config.url, progress).fetch(history, branch)
     if sha is None:
         return None
-    if MANIFEST_FILE not in history.tree_of(sha):
+    remote_tree = history.tree_of(sha)
+    if MANIFEST_FILE not in remote_tree:
         raise NotAMemfsRemoteError(config.display_url, branch)
+    ours, theirs = _agent_id(history, history.head()), _agent_id(history, sha)
+    if ours and theirs and ours != theirs:
+        raise RemoteError(
+            config.display_url,
+            f"{config.display_url} holds another agent (id {theirs}, this one is {ours}); "
+            "nothing was merged",
+        )
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     return sha
 
 
-def fetch(agent: Agent, remote: str | None = None) -> SyncReport:
+def _agent_id(history: History, sha: str | None) -> str | None:
+    """The ``id`` in agent.yaml at commit ``sha``, if it can be read."""
+    entry = history.tree_of(sha).get(MANIFEST_FILE) if sha else None
+    if entry is None:
+        return None
+    try:
+        data = yaml.safe_load(history.blob(entry.sha))
+    except yaml.YAMLError:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
+def fetch(agent: Agent, remote: str | None = None, progress: Progress | None = None) -> SyncReport:
     """Fetch from one remote, or from every remote that is not a mirror."""
     report = SyncReport()
     for config in _selected(agent, remote, include_mirrors=remote is not None):
         outcome = RemoteOutcome(config.name)
         try:
-            outcome.fetched = fetch_remote(agent, config)
+            outcome.fetched = fetch_remote(agent, config, progress)
         except RemoteError as error:
             outcome.error = str(error)
         report.remotes.append(outcome)
@@ -224,23 +252,29 @@ def pull(
     policy: str | None = None,
     ff_only: bool = False,
     origin: str = "cli",
+    progress: Progress | None = None,
 ) -> SyncReport:
     """Commit local edits, then fetch and merge from one remote or every non-mirror remote."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
-        report.remotes.append(_pull_one(agent, config, chosen, ff_only, origin))
+        report.remotes.append(_pull_one(agent, config, chosen, ff_only, origin, progress))
     report.head = agent.history.head()
     _record(agent, report)
     return report
 
 
 def _pull_one(
-    agent: Agent, config: RemoteConfig, policy: Policy, ff_only: bool, origin: str
+    agent: Agent,
+    config: RemoteConfig,
+    policy: Policy,
+    ff_only: bool,
+    origin: str,
+    progress: Progress | None = None,
 ) -> RemoteOutcome:
     outcome = RemoteOutcome(config.name)
     try:
-        outcome.fetched = fetch_remote(agent, config)
+        outcome.fetched = fetch_remote(agent, config, progress)
         outcome.integrated, outcome.conflicts = integrate(
             agent, outcome.fetched, config.name, policy, ff_only, origin
         )
@@ -253,13 +287,17 @@ def _pull_one(
 
 
 def push_remote(
-    agent: Agent, config: RemoteConfig, policy: Policy, origin: str = "cli"
+    agent: Agent,
+    config: RemoteConfig,
+    policy: Policy,
+    origin: str = "cli",
+    progress: Progress | None = None,
 ) -> RemoteOutcome:
     """Push the branch to one remote, merging first (retrying) if the remote moved on."""
     history = agent.history
     branch = history.branch()
     outcome = RemoteOutcome(config.name)
-    remote = open_remote(config.url)
+    remote = open_remote(config.url, progress)
     for _ in range(ATTEMPTS):
         local = history.head()
         if local is None:
@@ -278,7 +316,7 @@ def push_remote(
                     f"mirror {config.name} has commits this agent does not; mirrors are never "
                     "merged from, so fix it by hand (memfs never force-pushes)",
                 )
-            outcome.fetched = fetch_remote(agent, config)
+            outcome.fetched = fetch_remote(agent, config, progress)
             integrated, conflicts = integrate(
                 agent, outcome.fetched, config.name, policy, origin=origin
             )
@@ -296,14 +334,25 @@ def push_remote(
 
 
 def push(
-    agent: Agent, remote: str | None = None, policy: str | None = None, origin: str = "cli"
+    agent: Agent,
+    remote: str | None = None,
+    policy: str | None = None,
+    origin: str = "cli",
+    progress: Progress | None = None,
 ) -> SyncReport:
-    """Commit local edits and push to one remote or to every remote (mirrors included)."""
+    """Commit local edits and push to one remote or to every remote (mirrors included).
+
+    An agent with no remote at all is pushed to the default cloud, as remote ``origin``.
+    """
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
+    if remote is None and not list_remotes(agent.history):
+        from memfs.cloud import add_default_cloud_remote
+
+        report.created_remote = add_default_cloud_remote(agent)
     for config in _selected(agent, remote, include_mirrors=True):
         try:
-            report.remotes.append(push_remote(agent, config, chosen, origin))
+            report.remotes.append(push_remote(agent, config, chosen, origin, progress))
         except RemoteError as error:
             report.remotes.append(RemoteOutcome(config.name, error=str(error)))
     report.head = agent.history.head()
@@ -314,19 +363,21 @@ def push(
 # -- the whole cycle -----------------------------------------------------------------------
 
 
-def sync(agent: Agent, policy: str | None = None, origin: str = "cli") -> SyncReport:
+def sync(
+    agent: Agent, policy: str | None = None, origin: str = "cli", progress: Progress | None = None
+) -> SyncReport:
     """Commit, fetch and merge from every non-mirror remote, then push to every remote."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     outcomes: dict[str, RemoteOutcome] = {}
     for config in _selected(agent, None, include_mirrors=False):
-        outcomes[config.name] = _pull_one(agent, config, chosen, False, origin)
+        outcomes[config.name] = _pull_one(agent, config, chosen, False, origin, progress)
     for config in _selected(agent, None, include_mirrors=True):
         outcome = outcomes.setdefault(config.name, RemoteOutcome(config.name))
         if outcome.error is not None:
             continue
         try:
-            pushed = push_remote(agent, config, chosen, origin)
+            pushed = push_remote(agent, config, chosen, origin, progress)
         except RemoteError as error:
             outcome.error = str(error)
             continue
@@ -404,9 +455,11 @@ def _record(agent: Agent, report: SyncReport) -> None:
 # -- clone ---------------------------------------------------------------------------------
 
 
-def clone(url: str, directory: str | os.PathLike[str] | None = None) -> Agent:
+def clone(
+    url: str, directory: str | os.PathLike[str] | None = None, progress: Progress | None = None
+) -> Agent:
     """Check an agent out from ``url`` into ``directory`` (default: the URL's last part)."""
-    remote = open_remote(url)
+    remote = open_remote(url, progress)
     root = Path(directory) if directory is not None else Path(_name_from_url(url))
     root = root.expanduser().resolve()
     created = not root.exists()
@@ -419,7 +472,7 @@ def clone(url: str, directory: str | os.PathLike[str] | None = None) -> Agent:
         history.point_head_at(branch)
         config = add_remote(history, "origin", url)
         agent = Agent(root, history)
-        sha = fetch_remote(agent, config)
+        sha = fetch_remote(agent, config, progress)
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
         agent.apply_tree({}, history.tree_of(sha), verify=True)
@@ -441,3 +494,13 @@ def clone(url: str, directory: str | os.PathLike[str] | None = None) -> Agent:
 def _name_from_url(url: str) -> str:
     tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
     return tail.removesuffix(".git") or "agent"
+
+
+def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]:
+    """Compact an object-store remote: (packs merged, packs deleted)."""
+    config = get_remote(agent.history, remote)
+    target = open_remote(config.url)
+    if not hasattr(target, "compact"):
+        raise MemfsError(f"{remote} is a git host: it packs its own objects")
+    with agent.history.locked():
+        return target.compact(agent.history, grace_s)  # type: ignore[attr-defined]

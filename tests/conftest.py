@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, settings
 import memfs
 from memfs.cli import cli
 
+from .s3 import CREDENTIALS, MotoServer, moto_s3
+
 # Hypothesis builds its unicode tables on first use; that is not the code under test.
 settings.register_profile("memfs", suppress_health_check=[HealthCheck.too_slow], deadline=None)
 settings.load_profile("memfs")
@@ -108,3 +110,41 @@ def write(root: Path, path: str, text: str | bytes) -> Path:
     else:
         target.write_text(text, encoding="utf-8")
     return target
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto S3 server for the session; each test gets its own bucket."""
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(
+    moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[S3Bucket]:
+    """A fresh bucket on the shared moto server, with the environment pointing at it."""
+    import re
+
+    import boto3
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + "-b"
+    client = boto3.client("s3", endpoint_url=moto_server.endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    moto_server.requests.clear()
+    yield S3Bucket(name=name, server=moto_server, client=client)
+
+
+class S3Bucket:
+    """A bucket on the test moto server."""
+
+    def __init__(self, name: str, server: MotoServer, client: object) -> None:
+        self.name = name
+        self.server = server
+        self.client = client
+
+    def url(self, path: str = "") -> str:
+        return f"s3://{self.name}/{path}".rstrip("/")

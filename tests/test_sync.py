@@ -492,7 +492,7 @@ def _malicious_remote(tmp_path: Path, entry: str) -> Path:
     repo = Repo(str(hub))
     store = repo.object_store
     payload = Blob.from_string(b"#!/bin/sh\necho pwned\n")
-    manifest = Blob.from_string(b"name: evil\nid: x\ncreated_at: 2026-01-01T00:00:00Z\nformat: 1\n")
+    manifest = Blob.from_string(b"name: evil\nformat: 1\n")  # no id: it passes the same-agent check
     store.add_object(payload)
     store.add_object(manifest)
     root = Tree()

@@ -107,13 +107,14 @@ def cli(ctx: click.Context, agent_dir: str | None) -> None:
 
 
 def _register() -> None:
-    from memfs.cli import demo, remote, repo, sync
+    from memfs.cli import cloud, demo, remote, repo, sync
 
     for command in (
         repo.init, repo.status, repo.commit, repo.log, repo.diff, repo.show,
         repo.restore, repo.revert, repo.check, repo.ls,
         remote.remote, sync.push, sync.fetch, sync.pull, sync.sync, sync.clone,
-        sync.conflicts, sync.resolve, demo.demo,
+        sync.conflicts, sync.resolve, cloud.cloud, cloud.agents, cloud.checkout, sync.gc,
+        demo.demo,
     ):  # fmt: skip
         cli.add_command(command)
 

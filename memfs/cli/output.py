@@ -29,3 +29,19 @@ def emit_bytes(data: bytes) -> None:
 
 def warn(message: str) -> None:
     click.echo(f"memfs: {message}", err=True)
+
+
+def progress_printer(quiet: bool) -> Callable[[str], None] | None:
+    """A progress callback writing lines to stderr, or None when quiet.
+
+    Progress is shown only on a terminal: piped or redirected output stays clean.
+    """
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(message: str) -> None:
+        click.echo(f"memfs: {message}", err=True)
+
+    return show

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 import click
 
 from memfs.cli import AppState, CommandError, pass_state
-from memfs.cli.output import emit_json, json_option, warn
+from memfs.cli.output import emit_json, json_option, progress_printer, warn
 
 if TYPE_CHECKING:
     from memfs.sync import SyncReport
 
 POLICY_CHOICE = click.Choice(["copy", "markers", "ours", "theirs"])
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 conflict_option = click.option(
     "--conflict",
     "policy",
@@ -58,27 +59,35 @@ def _report(report: SyncReport, as_json: bool) -> None:
 @click.command()
 @click.argument("remote", required=False)
 @conflict_option
+@quiet_option
 @json_option
 @pass_state
-def push(state: AppState, remote: str | None, policy: str | None, as_json: bool) -> None:
+def push(
+    state: AppState, remote: str | None, policy: str | None, quiet: bool, as_json: bool
+) -> None:
     """Commit and push to REMOTE (default: every remote, mirrors included).
 
     If the remote has new commits they are fetched and merged first; memfs never force-pushes.
+    An agent with no remote is pushed to the default cloud (see 'memfs cloud').
     """
     from memfs.sync import push as run
 
-    _report(run(state.agent(), remote, policy), as_json)
+    report = run(state.agent(), remote, policy, progress=progress_printer(quiet))
+    if report.created_remote is not None and not as_json:
+        click.echo(f"Added remote origin: {report.created_remote.display_url}")
+    _report(report, as_json)
 
 
 @click.command()
 @click.argument("remote", required=False)
+@quiet_option
 @json_option
 @pass_state
-def fetch(state: AppState, remote: str | None, as_json: bool) -> None:
+def fetch(state: AppState, remote: str | None, quiet: bool, as_json: bool) -> None:
     """Download new commits from REMOTE (default: every non-mirror remote); change nothing else."""
     from memfs.sync import fetch as run
 
-    report = run(state.agent(), remote)
+    report = run(state.agent(), remote, progress=progress_printer(quiet))
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -94,22 +103,30 @@ def fetch(state: AppState, remote: str | None, as_json: bool) -> None:
 @click.argument("remote", required=False)
 @conflict_option
 @click.option("--ff-only", is_flag=True, help="Refuse to merge: only fast-forward.")
+@quiet_option
 @json_option
 @pass_state
 def pull(
-    state: AppState, remote: str | None, policy: str | None, ff_only: bool, as_json: bool
+    state: AppState,
+    remote: str | None,
+    policy: str | None,
+    ff_only: bool,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Commit, then fetch and merge from REMOTE (default: every non-mirror remote)."""
     from memfs.sync import pull as run
 
-    _report(run(state.agent(), remote, policy, ff_only=ff_only), as_json)
+    progress = progress_printer(quiet)
+    _report(run(state.agent(), remote, policy, ff_only=ff_only, progress=progress), as_json)
 
 
 @click.command()
 @conflict_option
+@quiet_option
 @json_option
 @pass_state
-def sync(state: AppState, policy: str | None, as_json: bool) -> None:
+def sync(state: AppState, policy: str | None, quiet: bool, as_json: bool) -> None:
     """Commit, fetch and merge from every remote, then push to every remote.
 
     \b
@@ -118,22 +135,24 @@ def sync(state: AppState, policy: str | None, as_json: bool) -> None:
     """
     from memfs.sync import sync as run
 
-    _report(run(state.agent(), policy), as_json)
+    _report(run(state.agent(), policy, progress=progress_printer(quiet)), as_json)
 
 
 @click.command()
 @click.argument("url")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-def clone(url: str, directory: str | None) -> None:
+@quiet_option
+def clone(url: str, directory: str | None, quiet: bool) -> None:
     """Check out the agent at URL into DIRECTORY (default: the URL's last part).
 
     \b
     Example:
       memfs clone git@github.com:ada/garden-agent.git
+      memfs clone s3://acme-agents/memory/garden-agent
     """
     from memfs.sync import clone as run
 
-    agent = run(url, directory)
+    agent = run(url, directory, progress=progress_printer(quiet))
     with agent:
         click.echo(f"Cloned {agent.name} into {agent.root} ({len(agent.memory)} memory files)")
 
@@ -178,3 +197,31 @@ def resolve(state: AppState, path: str, keep: str) -> None:
 
     info = run(state.agent(), path, keep)  # type: ignore[arg-type]
     click.echo(f"[{info.short}] {info.summary}" if info else f"{path}: nothing changed")
+
+
+@click.command()
+@click.option(
+    "--remote", "remote_name", metavar="NAME", help="Compact this object-store remote's packs."
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Seconds a replaced pack stays readable before it is deleted.",
+)
+@pass_state
+def gc(state: AppState, remote_name: str | None, grace: float) -> None:
+    """Pack loose objects locally; with --remote, compact a bucket remote's packs into one.
+
+    A compaction is a compare-and-swap of the manifest like any push; replaced packs are
+    deleted only after the grace period, so a reader that still uses them never fails.
+    """
+    from memfs.sync import compact_remote
+
+    agent = state.agent()
+    packed = agent.history.pack_loose()
+    click.echo(f"Packed {packed} loose objects.")
+    if remote_name is not None:
+        merged, deleted = compact_remote(agent, remote_name, grace)
+        click.echo(f"{remote_name}: {merged} packs merged into one, {deleted} old packs deleted.")

@@ -9,6 +9,7 @@ git hosts. Every remote offers the same three calls (``Remote``), so sync is wri
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -113,14 +114,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def open_remote(url: str) -> Remote:
-    """The Remote for ``url``."""
-    kind = url_kind(url)
-    if kind == "git":
+def open_remote(url: str, progress: Callable[[str], None] | None = None) -> Remote:
+    """The Remote for ``url``; object stores get the options of the cloud they belong to."""
+    if url_kind(url) == "git":
         from memfs.remotes.git import GitRemote
 
         return GitRemote(url)
-    raise UnsupportedURLError(redact(url), "object-store remotes are not supported yet")
+    from memfs.config import storage_options_for
+    from memfs.remotes.bucket import BucketRemote
+
+    return BucketRemote(normalize_url(url), storage_options_for(url), progress)
 
 
 def list_remotes(history: History) -> list[RemoteConfig]:

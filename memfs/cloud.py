@@ -1,0 +1,144 @@
+"""Clouds: URL prefixes holding many agents, ``<cloud>/<agent-name>/...`` (DESIGN.md §5).
+
+With nothing configured, the cloud is a folder in memfs's data dir, so ``memfs init`` and
+``memfs push`` work on one machine with no account. Credentials never live in memfs's config:
+S3 reads the standard AWS chain and ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from memfs.agent import Agent
+from memfs.config import load_user_config, resolve_cloud, save_user_config
+from memfs.errors import MemfsError, RemoteNotFoundError
+from memfs.remotes import BUCKET_PREFIX, RemoteConfig, add_remote, url_kind
+from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.storage import open_storage
+from memfs.schema import CloudConfig, is_valid_name
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """An agent as a cloud lists it."""
+
+    name: str
+    description: str
+    pushed_at: str | None
+    host: str | None
+    head: str | None
+    url: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """A configured cloud."""
+
+    name: str
+    url: str
+    options: dict[str, Any]
+    default: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "default": self.default,
+            "options": sorted(self.options),
+        }
+
+
+def agent_url(cloud_url: str, name: str) -> str:
+    """The remote URL of agent ``name`` in the cloud at ``cloud_url``."""
+    return f"{BUCKET_PREFIX}{cloud_url.rstrip('/')}/{name}"
+
+
+def add_cloud(name: str, url: str, options: dict[str, Any] | None = None) -> Cloud:
+    """Name a cloud in the user config (``--option`` values become fsspec storage options)."""
+    if not is_valid_name(name):
+        raise MemfsError(f"invalid cloud name {name!r}: use letters, digits, '.', '_' and '-'")
+    url = url.removeprefix(BUCKET_PREFIX).rstrip("/")
+    if url_kind(url) != "bucket" and not url.startswith("file://"):
+        raise MemfsError(f"a cloud is an object-store URL (s3://..., file:///...), not {url!r}")
+    config = load_user_config()
+    config.clouds[name] = CloudConfig(url=url, options=options or {})
+    save_user_config(config)
+    return Cloud(name, url, options or {}, config.default_cloud == name)
+
+
+def list_clouds() -> list[Cloud]:
+    """The local default cloud and every configured one."""
+    config = load_user_config()
+    default, _, _ = resolve_cloud(None)
+    from memfs.config import LOCAL_CLOUD, default_cloud_url
+
+    clouds = [Cloud(LOCAL_CLOUD, default_cloud_url(), {}, default == LOCAL_CLOUD)]
+    clouds += [
+        Cloud(name, cloud.url, dict(cloud.options), default == name)
+        for name, cloud in sorted(config.clouds.items())
+        if name != LOCAL_CLOUD
+    ]
+    return clouds
+
+
+def set_default_cloud(name: str) -> Cloud:
+    """Make ``name`` the cloud used when none is given."""
+    resolved, url, options = resolve_cloud(name)
+    config = load_user_config()
+    config.default_cloud = resolved
+    save_user_config(config)
+    return Cloud(resolved, url, options, True)
+
+
+def list_agents(cloud: str | None = None) -> tuple[str, list[AgentEntry]]:
+    """The cloud's name and every agent in it (name, description, last push, host, head)."""
+    name, url, options = resolve_cloud(cloud)
+    entries = []
+    for folder in open_storage(url, options).folders():
+        remote = BucketRemote(agent_url(url, folder), options)
+        manifest, _ = remote.read_manifest()
+        if manifest is None:
+            continue
+        entries.append(
+            AgentEntry(
+                name=folder,
+                description=manifest.description,
+                pushed_at=manifest.pushed_at,
+                host=manifest.host,
+                head=manifest.refs.get("main") or next(iter(manifest.refs.values()), None),
+                url=agent_url(url, folder),
+            )
+        )
+    return name, entries
+
+
+def checkout(
+    name: str,
+    directory: str | os.PathLike[str] | None = None,
+    cloud: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Agent:
+    """Bring agent ``name`` down from a cloud, ready to edit and sync."""
+    from memfs.sync import clone
+
+    if not is_valid_name(name):
+        raise MemfsError(f"invalid agent name {name!r}")
+    cloud_name, url, options = resolve_cloud(cloud)
+    remote = BucketRemote(agent_url(url, name), options)
+    if remote.read_manifest()[0] is None:
+        raise RemoteNotFoundError(
+            remote.url, f"cloud {cloud_name} has no agent {name!r}: see 'memfs agents'"
+        )
+    return clone(agent_url(url, name), directory if directory is not None else name, progress)
+
+
+def add_default_cloud_remote(agent: Agent) -> RemoteConfig:
+    """Give an agent with no remote the remote ``origin`` in the default cloud."""
+    _, url, _ = resolve_cloud(None)
+    return add_remote(agent.history, "origin", agent_url(url, agent.name))

@@ -1,0 +1,259 @@
+"""Object-store remotes: packs plus one compare-and-swap manifest (DESIGN.md §5, format 1).
+
+    <agent-url>/memfs.json              written once, create-if-absent
+    <agent-url>/manifest.json           refs, packs, who pushed when: compare-and-swap
+    <agent-url>/packs/pack-<sha>.pack   immutable, create-if-absent
+    <agent-url>/packs/pack-<sha>.idx    immutable, written after its .pack
+
+Data is made visible last: a push uploads its pack and index, then moves the manifest with a
+compare-and-swap on the ETag it read. A lost race is an ordinary PushRejectedError (fetch,
+merge, retry); packs it uploaded are harmless, being named by their content and listed by no
+manifest. There are no lock files and no expiry timers. An incremental push is 4 requests:
+read the manifest, write the pack, the index, the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+
+from memfs.errors import (
+    PackCorruptError,
+    PushRejectedError,
+    RemoteCorruptError,
+    RemoteError,
+)
+from memfs.remotes import BUCKET_PREFIX, redact
+from memfs.remotes.storage import Storage, open_storage
+from memfs.schema import MANIFEST_FILE, BucketIdentity, BucketManifest, RetiredPack
+from memfs.util import hostname, utc_now
+
+if TYPE_CHECKING:
+    from memfs.history import History
+
+MANIFEST = "manifest.json"
+IDENTITY = "memfs.json"
+DEFAULT_GRACE_S = 3600.0
+Progress = Callable[[str], None]
+
+
+class _PackGone(Exception):
+    """A pack the manifest listed has been deleted by a compaction: read the manifest again."""
+
+
+class BucketRemote:
+    """An agent stored in an object store (S3, a local folder, memory://...)."""
+
+    def __init__(
+        self, url: str, options: dict[str, Any] | None = None, progress: Progress | None = None
+    ) -> None:
+        self.url = redact(url)
+        self.storage: Storage = open_storage(url.removeprefix(BUCKET_PREFIX), options)
+        self.progress = progress or (lambda message: None)
+        self._last_read: tuple[BucketManifest | None, str | None] | None = None
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read_manifest(self) -> tuple[BucketManifest | None, str | None]:
+        """The manifest and its ETag, or (None, None) if nothing was ever pushed here."""
+        got = self.storage.get(MANIFEST)
+        if got is None:
+            self._last_read = (None, None)
+            return None, None
+        data, etag = got
+        try:
+            raw = json.loads(data)
+        except ValueError as error:
+            raise RemoteCorruptError(self.url, "manifest.json is not valid JSON") from error
+        if isinstance(raw, dict) and raw.get("format", 1) != 1:
+            raise RemoteError(
+                self.url,
+                f"{self.url} uses manifest format {raw.get('format')!r}; this memfs reads "
+                "format 1: upgrade memfs",
+            )
+        try:
+            manifest = BucketManifest.model_validate(raw)
+        except ValidationError as error:
+            raise RemoteCorruptError(
+                self.url, "manifest.json does not have the expected fields"
+            ) from error
+        self._last_read = (manifest, etag)
+        return manifest, etag
+
+    def head(self, branch: str) -> str | None:
+        manifest, _ = self.read_manifest()
+        return manifest.refs.get(branch) if manifest else None
+
+    def default_branch(self) -> str | None:
+        manifest, _ = self.read_manifest()
+        if manifest is None:
+            return None
+        if "main" in manifest.refs or len(manifest.refs) != 1:
+            return "main" if "main" in manifest.refs else None
+        return next(iter(manifest.refs))
+
+    def identity(self) -> BucketIdentity | None:
+        """memfs.json: the agent stored here, or None if no agent is."""
+        got = self.storage.get(IDENTITY)
+        if got is None:
+            return None
+        try:
+            return BucketIdentity.model_validate(json.loads(got[0]))
+        except (ValueError, ValidationError) as error:
+            raise RemoteCorruptError(
+                self.url, "memfs.json is not a memfs agent identity"
+            ) from error
+
+    def fetch(self, history: History, branch: str) -> str | None:
+        """Import the packs the local repo lacks; the branch's sha, or None if absent."""
+        for _ in range(3):
+            manifest, _ = self.read_manifest()
+            if manifest is None or branch not in manifest.refs:
+                return None
+            sha = manifest.refs[branch]
+            if history.has_commit(sha):
+                return sha
+            try:
+                self._import(history, manifest.packs)
+            except _PackGone:
+                continue  # a compaction replaced the packs: the new manifest lists the new one
+            if not history.has_commit(sha):
+                raise RemoteCorruptError(
+                    self.url, f"the manifest names {sha[:7]} but no pack holds it"
+                )
+            return sha
+        raise RemoteError(
+            self.url, f"{self.url}: packs kept disappearing while fetching; try again"
+        )
+
+    def _import(self, history: History, names: list[str]) -> None:
+        missing = [name for name in names if not history.has_pack(name)]
+        received = 0
+        for number, name in enumerate(missing, start=1):
+            pack = self.storage.get(f"packs/{name}.pack")
+            index = self.storage.get(f"packs/{name}.idx")
+            if pack is None or index is None:
+                raise _PackGone(name)
+            received += len(pack[0]) + len(index[0])
+            self.progress(f"fetched pack {number}/{len(missing)}, {_size(received)}")
+            try:
+                history.import_pack(name, pack[0], index[0])
+            except PackCorruptError as error:
+                raise RemoteCorruptError(self.url, str(error)) from error
+
+    # -- writing ------------------------------------------------------------------------
+
+    def push(self, history: History, branch: str, new: str, expected: str | None) -> None:
+        """Upload what the remote lacks, then compare-and-swap the manifest to ``new``."""
+        manifest, etag = self._last_read if self._last_read is not None else self.read_manifest()
+        self._last_read = None  # a cached read serves one push; the swap checks it anyway
+        if (manifest.refs.get(branch) if manifest else None) != expected:
+            raise PushRejectedError(self.url)
+        known = [
+            sha for sha in (manifest.refs.values() if manifest else ()) if history.has_commit(sha)
+        ]
+        packs = list(manifest.packs) if manifest else []
+        pack = history.pack_between([new], known)
+        if pack is not None:
+            self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
+            self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
+            self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
+            history.import_pack(pack.name, pack.pack, pack.index)  # so fetch never downloads it
+            if pack.name not in packs:
+                packs.append(pack.name)
+        agent = _agent_yaml(history, new)
+        updated = BucketManifest(
+            generation=(manifest.generation + 1) if manifest else 1,
+            refs={**(manifest.refs if manifest else {}), branch: new},
+            packs=packs,
+            retired=list(manifest.retired) if manifest else [],
+            push_id=uuid.uuid4().hex,
+            pushed_at=utc_now().isoformat(),
+            host=hostname(),
+            name=str(agent.get("name", "")),
+            description=str(agent.get("description", "") or ""),
+        )
+        if manifest is None:
+            self._claim(agent)
+            moved = self.storage.put_if_absent(MANIFEST, _encode(updated))
+        else:
+            assert etag is not None
+            moved = self.storage.put_if_match(MANIFEST, _encode(updated), etag)
+        if not moved:
+            raise PushRejectedError(self.url)
+
+    def _claim(self, agent: dict[str, Any]) -> None:
+        """Write memfs.json once; refuse if another agent already lives at this URL."""
+        identity = BucketIdentity(
+            name=str(agent.get("name", "")),
+            id=str(agent.get("id", "")),
+            created_at=str(agent.get("created_at", "")),
+        )
+        if self.storage.put_if_absent(IDENTITY, identity.model_dump_json(indent=1).encode()):
+            return
+        existing = self.identity()
+        if existing is not None and existing.id != identity.id:
+            raise RemoteError(
+                self.url,
+                f"{self.url} holds another agent ({existing.name}, {existing.id}); "
+                "push to another URL or name",
+            )
+
+    def compact(self, history: History, grace_s: float = DEFAULT_GRACE_S) -> tuple[int, int]:
+        """Replace the listed packs by one; delete packs retired more than ``grace_s`` ago.
+
+        Returns (packs merged, packs deleted). Readers that still use a retired pack find it
+        for the grace period; one that finds it gone re-reads the manifest.
+        """
+        manifest, etag = self.read_manifest()
+        if manifest is None:
+            return 0, 0
+        now = time.time()
+        expired = [r for r in manifest.retired if now - r.retired_at >= grace_s]
+        merged = 0
+        packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
+        if len(manifest.packs) > 1:
+            self._import(history, manifest.packs)
+            whole = history.pack_between(list(manifest.refs.values()), [])
+            if whole is not None:
+                self.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
+                self.storage.put_if_absent(f"packs/{whole.name}.idx", whole.index)
+                retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
+                merged, packs = len(packs), [whole.name]
+        if merged or expired:
+            updated = manifest.model_copy(
+                update={"generation": manifest.generation + 1, "packs": packs, "retired": retired}
+            )
+            assert etag is not None
+            if not self.storage.put_if_match(MANIFEST, _encode(updated), etag):
+                raise PushRejectedError(self.url, "it changed during compaction")
+        for pack in expired:
+            if pack.name not in packs:
+                self.storage.delete(f"packs/{pack.name}.idx")
+                self.storage.delete(f"packs/{pack.name}.pack")
+        return merged, len(expired)
+
+
+def _encode(manifest: BucketManifest) -> bytes:
+    return json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True).encode()
+
+
+def _agent_yaml(history: History, sha: str) -> dict[str, Any]:
+    entry = history.tree_of(sha).get(MANIFEST_FILE)
+    if entry is None:
+        return {}
+    try:
+        data = yaml.safe_load(history.blob(entry.sha))
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"

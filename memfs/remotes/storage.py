@@ -1,0 +1,359 @@
+"""Object storage with compare-and-swap, one small adapter per filesystem (DESIGN.md §5).
+
+Every adapter offers the same primitives, relative to the agent's root URL:
+
+- ``get(key)``: ``(data, etag)`` read together, or None if absent;
+- ``put_if_absent(key, data)``: create only if nothing is there (False if something is);
+- ``put_if_match(key, data, etag)``: replace only if the object still has ``etag``;
+- ``delete(key)``, ``list(prefix)``, ``folders()``.
+
+A write is visible whole or not at all. S3 does this server-side (``If-None-Match``/
+``If-Match``); local files with ``link``/``rename`` and an ``flock`` held while comparing; the
+memory filesystem with a process-wide lock. Other filesystems can be read but not pushed to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from memfs.errors import (
+    RemoteAuthError,
+    RemoteError,
+    RemoteNotFoundError,
+    RemoteUnreachableError,
+    UnsupportedURLError,
+)
+from memfs.util import fsync_dir
+
+CAS_PROTOCOLS = ("s3", "s3a", "file", "local", "memory")
+
+
+class Storage(Protocol):
+    """What the bucket remote needs from a filesystem."""
+
+    url: str
+
+    def get(self, key: str) -> tuple[bytes, str] | None: ...
+    def put_if_absent(self, key: str, data: bytes) -> bool: ...
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str = "") -> list[str]: ...
+    def folders(self) -> list[str]: ...
+
+
+def open_storage(url: str, options: dict[str, Any] | None = None) -> Storage:
+    """The storage adapter for an fsspec URL (without the ``memfs::`` prefix)."""
+    import fsspec.core
+
+    options = dict(options or {})
+    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if protocol in ("file", "local"):
+        return LocalStorage(Path(url.split("://", 1)[1] if "://" in url else url), url)
+    if protocol in ("s3", "s3a"):
+        options.setdefault("skip_instance_cache", True)
+        options.setdefault("config_kwargs", {"connect_timeout": 5, "retries": {"max_attempts": 2}})
+    else:
+        options.setdefault("skip_instance_cache", True)
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except ImportError as error:
+        raise UnsupportedURLError(url, f"its filesystem is not installed ({error})") from error
+    except ValueError as error:
+        raise UnsupportedURLError(url, str(error)) from error
+    if protocol in ("s3", "s3a"):
+        return S3Storage(fs, root, url)
+    if protocol == "memory":
+        return MemoryStorage(fs, root, url)
+    return ReadOnlyStorage(fs, root, url)
+
+
+class LocalStorage:
+    """A folder on this machine (``file://``)."""
+
+    def __init__(self, root: Path, url: str) -> None:
+        self.root = root
+        self.url = url
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = self._write_temp(target, data)
+        try:
+            os.link(temp, target)  # atomic: fails if the name exists, never half-written
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(temp)
+        fsync_dir(target.parent)
+        return True
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
+        target = self._path(key)
+        with self._locked(target):
+            current = self.get(key)
+            if current is None or current[1] != etag:
+                return False
+            temp = self._write_temp(target, data)
+            os.replace(temp, target)
+            fsync_dir(target.parent)
+        return True
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(
+            str(path.relative_to(self.root))
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.endswith(".lock")
+        )
+
+    def folders(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def _write_temp(self, target: Path, data: bytes) -> str:
+        fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return temp
+
+    @contextlib.contextmanager
+    def _locked(self, target: Path) -> Iterator[None]:
+        """``flock`` on a sidecar file; the kernel drops it if this process dies."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target.with_name(target.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+class _FsspecStorage:
+    """Shared reads and listings over an fsspec filesystem."""
+
+    def __init__(self, fs: Any, root: str, url: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.url = url
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        try:
+            found = self.fs.find(self._path(prefix))
+        except FileNotFoundError:
+            return []
+        root = self.fs._strip_protocol(self.root).rstrip("/") + "/"
+        return sorted(path[len(root) :] if path.startswith(root) else path for path in found)
+
+    def folders(self) -> list[str]:
+        try:
+            entries = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
+        )
+
+
+class MemoryStorage(_FsspecStorage):
+    """fsspec's in-process memory filesystem; compare-and-swap under a process-wide lock."""
+
+    _lock = threading.Lock()
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        with self._lock:
+            if self.fs.exists(self._path(key)):
+                return False
+            self.fs.pipe_file(self._path(key), data)
+        return True
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
+        with self._lock:
+            current = self.get(key)
+            if current is None or current[1] != etag:
+                return False
+            self.fs.pipe_file(self._path(key), data)
+        return True
+
+
+class ReadOnlyStorage(_FsspecStorage):
+    """A filesystem memfs cannot compare-and-swap on: it can be fetched from, never pushed to."""
+
+    def _refuse(self) -> bool:
+        raise UnsupportedURLError(
+            self.url,
+            "this filesystem cannot compare-and-swap, so concurrent pushes could lose commits; "
+            f"memfs pushes only to {', '.join(CAS_PROTOCOLS)}",
+        )
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._refuse()
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
+        return self._refuse()
+
+
+class S3Storage(_FsspecStorage):
+    """S3 and S3-compatible stores through s3fs, with conditional writes done by the server."""
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        from fsspec.asyn import sync
+
+        bucket, object_key, _ = self.fs.split_path(self._path(key))
+
+        async def read() -> tuple[bytes, str]:
+            response = await self.fs._call_s3("get_object", Bucket=bucket, Key=object_key)
+            try:
+                return await response["Body"].read(), response["ETag"]
+            finally:
+                response["Body"].close()
+
+        with self.translated():
+            try:
+                return sync(self.fs.loop, read)
+            except FileNotFoundError as error:
+                if _s3_code(error) == "NoSuchBucket":
+                    raise RemoteNotFoundError(
+                        self.url, f"bucket {bucket} does not exist"
+                    ) from error
+                return None
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._put(key, data, mode="create")
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
+        return self._put(key, data, IfMatch=etag)
+
+    def _put(self, key: str, data: bytes, **conditions: Any) -> bool:
+        with self.translated():
+            try:
+                self.fs.pipe_file(self._path(key), data, **conditions)
+            except FileExistsError:
+                return False
+            except OSError as error:
+                if _s3_code(error) in (
+                    "PreconditionFailed",
+                    "ConditionalRequestConflict",
+                    "412",
+                    "409",
+                ):
+                    return False
+                raise
+        return True
+
+    def list(self, prefix: str = "") -> list[str]:
+        with self.translated():
+            return super().list(prefix)
+
+    def folders(self) -> list[str]:
+        with self.translated():
+            return super().folders()
+
+    def delete(self, key: str) -> None:
+        with self.translated():
+            super().delete(key)
+
+    @contextlib.contextmanager
+    def translated(self) -> Iterator[None]:
+        """botocore, aiohttp and s3fs errors -> memfs errors, keeping the cause."""
+        try:
+            yield
+        except RemoteError:
+            raise
+        except PermissionError as error:
+            raise RemoteAuthError(self.url) from error
+        except FileNotFoundError as error:
+            if _s3_code(error) == "NoSuchBucket":
+                raise RemoteNotFoundError(self.url, "the bucket does not exist") from error
+            raise
+        except Exception as error:
+            name = type(error).__name__
+            if name in (
+                "NoCredentialsError",
+                "PartialCredentialsError",
+                "CredentialRetrievalError",
+            ):
+                raise RemoteError(
+                    self.url,
+                    f"no credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
+                ) from error
+            if _is_connection_error(error):
+                raise RemoteUnreachableError(self.url, _short(error)) from error
+            if _s3_code(error) in (
+                "AccessDenied",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "403",
+            ):
+                raise RemoteAuthError(self.url) from error
+            if isinstance(error, OSError) and _s3_code(error) == "NoSuchBucket":
+                raise RemoteNotFoundError(self.url, "the bucket does not exist") from error
+            raise
+
+
+def _s3_code(error: BaseException) -> str | None:
+    seen: BaseException | None = error
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code"))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        name = type(seen).__name__
+        if name in (
+            "EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
+            "ConnectionClosedError", "ServerDisconnectedError", "ConnectionRefusedError",
+        ) or isinstance(seen, (ConnectionError, TimeoutError)):  # fmt: skip
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _short(error: BaseException) -> str:
+    return str(error).split("\n", 1)[0][:200] or type(error).__name__

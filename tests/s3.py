@@ -1,0 +1,64 @@
+"""moto's S3 served over real HTTP on 127.0.0.1, single-threaded (DESIGN.md §8).
+
+moto's own threaded server checks conditional writes without a lock and was seen letting two
+writers win one compare-and-swap; served by one thread, requests are handled one at a time.
+A counter records every request, so tests can assert how many a push made.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class MotoServer:
+    """A running moto S3 endpoint and the requests it has served."""
+
+    endpoint: str
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+    def count(self, method: str | None = None, contains: str = "") -> int:
+        return sum(
+            1 for m, path in self.requests if (method is None or m == method) and contains in path
+        )
+
+    def by_method(self) -> Counter[str]:
+        return Counter(method for method, _ in self.requests)
+
+
+def _counting(app: Any, server: MotoServer) -> Any:
+    def counted(environ: dict[str, Any], start_response: Any) -> Any:
+        server.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")))
+        return app(environ, start_response)
+
+    return counted
+
+
+@contextmanager
+def moto_s3() -> Iterator[MotoServer]:
+    """Start moto's S3 on a free port; stop it afterwards."""
+    app = DomainDispatcherApplication(create_backend_app)
+    holder = MotoServer(endpoint="")
+    server = make_server("127.0.0.1", 0, _counting(app, holder), threaded=False)
+    holder.endpoint = f"http://127.0.0.1:{server.port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
