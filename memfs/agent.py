@@ -452,6 +452,17 @@ class Agent:
             else:
                 worktree.write_file(self.root, change.path, change.new.mode, contents[change.path])
 
+    def check_out_fresh(self, sha: str, reason: str) -> None:
+        """Fill an empty work tree with commit ``sha`` and point the unborn branch at it.
+
+        Every path is checked before the first file is written (see worktree.populate).
+        """
+        tree = self.history.tree_of(sha)
+        entries = {path: (entry.mode, self.history.blob(entry.sha)) for path, entry in tree.items()}
+        stats = worktree.populate(self.root, entries)
+        self.history.move_branch(None, sha, reason.encode())
+        self.history.write_index(tree, stats)
+
     def _on_disk(self, path: str) -> TreeEntry | None:
         """The entry the file at ``path`` would have in a commit, None if there is none."""
         full = self.root / path

@@ -208,8 +208,10 @@ class RemoteNotFoundError(RemoteError):
 class NotAMemfsRemoteError(RemoteError):
     """The remote holds a repository without agent.yaml."""
 
-    def __init__(self, url: str, branch: str) -> None:
-        super().__init__(url, f"{url} is not a memfs agent: branch {branch} has no agent.yaml")
+    def __init__(self, url: str, branch: str, why: str = "") -> None:
+        super().__init__(
+            url, f"{url} is not a memfs agent: {why or f'branch {branch} has no agent.yaml'}"
+        )
 
 
 class PushRejectedError(RemoteError):

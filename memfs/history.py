@@ -33,7 +33,7 @@ from dulwich.merge import Merger
 from dulwich.object_store import MissingObjectFinder, commit_tree_changes, iter_tree_contents
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.objectspec import parse_commit, parse_object
-from dulwich.pack import Pack, write_pack_index, write_pack_objects
+from dulwich.pack import PackData, write_pack_index, write_pack_objects
 from dulwich.patch import gen_diff_header, is_binary, unified_diff
 from dulwich.repo import Repo
 from dulwich.walk import Walker
@@ -53,6 +53,7 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 MODE_FILE = 0o100644
 MODE_EXECUTABLE = 0o100755
 MODE_SYMLINK = 0o120000
+LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 TRAILER_HOST = "Memfs-Host"
 TRAILER_ORIGIN = "Memfs-Origin"
 
@@ -296,18 +297,19 @@ class History:
         """Whether a pack of this name is in the local object store."""
         return (self.control_dir / "objects" / "pack" / f"{name}.idx").exists()
 
-    def import_pack(self, name: str, pack: bytes, index: bytes) -> None:
-        """Verify a pack against its checksums and every object in it, then add it.
+    def import_pack(self, name: str, pack: bytes) -> None:
+        """Verify a pack and add it, with an index memfs computes itself.
 
-        Nothing is added unless all of it checks out (PackCorruptError otherwise).
+        The pack's checksum must match its content and its name; the index is built here from
+        the objects (every id hashed from its content, as ``git index-pack`` does), so a
+        remote's index is never trusted. Nothing is added unless all of it checks out.
         """
         pack_dir = self.control_dir / "objects" / "pack"
         pack_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="incoming-", dir=pack_dir) as temp:
             base = os.path.join(temp, name)
             Path(base + ".pack").write_bytes(pack)
-            Path(base + ".idx").write_bytes(index)
-            _verify_pack(base, name, self.repo.object_store.object_format)
+            _verify_and_index(base, name, self.repo.object_store.object_format)
             os.replace(base + ".pack", pack_dir / f"{name}.pack")
             os.replace(base + ".idx", pack_dir / f"{name}.idx")  # the .idx marks it complete
         self.repo.object_store._update_pack_cache()
@@ -454,6 +456,7 @@ class History:
         """Store blobs for ``changes`` and the trees of parent's tree with them applied."""
         store = self.repo.object_store
         edits: list[tuple[bytes, int | None, bytes | None]] = []
+        blobs: list[Blob] = []
         for path, change in sorted(changes.items()):
             key = path.encode("utf-8", "surrogateescape")
             if change is None:
@@ -461,8 +464,13 @@ class History:
                 continue
             mode, data = change
             blob = Blob.from_string(data)
-            store.add_object(blob)
+            blobs.append(blob)
             edits.append((key, mode, blob.id))
+        if len(blobs) > LOOSE_OBJECT_LIMIT:
+            store.add_objects([(blob, None) for blob in blobs])  # one pack, not a file per blob
+        else:
+            for blob in blobs:
+                store.add_object(blob)
         base: Tree | bytes = Tree()
         if parent is not None:
             commit = self.repo[parent.encode()]
@@ -631,21 +639,23 @@ class PackFiles:
     count: int
 
 
-def _verify_pack(base: str, name: str, object_format: object) -> None:
+def _verify_and_index(base: str, name: str, object_format: object) -> None:
+    """Check ``base.pack`` against its checksum and name, then write ``base.idx`` for it."""
     try:
-        pack = Pack(base, object_format=object_format)  # type: ignore[arg-type]
+        data = PackData(base + ".pack", object_format=object_format)  # type: ignore[arg-type]
     except Exception as error:
         raise PackCorruptError(name, f"unreadable: {error}") from error
     try:
-        pack.check()
-        if f"pack-{pack.data.get_stored_checksum().hex()}" != name:
+        data.check()
+        if f"pack-{data.get_stored_checksum().hex()}" != name:
             raise PackCorruptError(name, "its checksum does not match its name")
+        data.create_index(base + ".idx", version=2)
     except PackCorruptError:
         raise
     except Exception as error:
         raise PackCorruptError(name, f"{type(error).__name__}: {error}") from error
     finally:
-        pack.close()
+        data.close()
 
 
 class _StatCache:

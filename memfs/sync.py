@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +37,20 @@ from memfs.errors import (
 )
 from memfs.history import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, History, with_trailers
 from memfs.merge import POLICIES, Conflict, Policy, Side, merge
-from memfs.remotes import RemoteConfig, add_remote, get_remote, list_remotes, open_remote, redact
+from memfs.remotes import (
+    Remote,
+    RemoteConfig,
+    add_remote,
+    get_remote,
+    list_remotes,
+    open_remote,
+    redact,
+)
 from memfs.schema import MANIFEST_FILE
 from memfs.util import atomic_write, hostname, utc_now
 
 ATTEMPTS = 5
+PUSH_ATTEMPTS = 60
 Progress = Callable[[str], None]
 
 
@@ -121,12 +132,16 @@ def _tracking_ref(remote: str, branch: str) -> str:
 
 
 def fetch_remote(
-    agent: Agent, config: RemoteConfig, progress: Progress | None = None
+    agent: Agent,
+    config: RemoteConfig,
+    progress: Progress | None = None,
+    remote: Remote | None = None,
 ) -> str | None:
     """Fetch the agent's branch from one remote; its sha, or None if the remote has none."""
     history = agent.history
     branch = history.branch()
-    sha = open_remote(config.url, progress).fetch(history, branch)
+    remote = remote or open_remote(config.url, progress)
+    sha = remote.fetch(history, branch)
     if sha is None:
         return None
     remote_tree = history.tree_of(sha)
@@ -271,10 +286,11 @@ def _pull_one(
     ff_only: bool,
     origin: str,
     progress: Progress | None = None,
+    remote: Remote | None = None,
 ) -> RemoteOutcome:
     outcome = RemoteOutcome(config.name)
     try:
-        outcome.fetched = fetch_remote(agent, config, progress)
+        outcome.fetched = fetch_remote(agent, config, progress, remote)
         outcome.integrated, outcome.conflicts = integrate(
             agent, outcome.fetched, config.name, policy, ff_only, origin
         )
@@ -292,19 +308,21 @@ def push_remote(
     policy: Policy,
     origin: str = "cli",
     progress: Progress | None = None,
+    remote: Remote | None = None,
 ) -> RemoteOutcome:
-    """Push the branch to one remote, merging first (retrying) if the remote moved on."""
+    """Push the branch to one remote, merging first (retrying) if the remote moved on.
+
+    The window between reading the remote and swapping it is kept short: after a merge the
+    push is tried at once against the state just fetched; only a lost swap backs off.
+    """
     history = agent.history
     branch = history.branch()
     outcome = RemoteOutcome(config.name)
-    remote = open_remote(config.url, progress)
-    for _ in range(ATTEMPTS):
+    remote = remote or open_remote(config.url, progress)
+    theirs = remote.head(branch)
+    for attempt in range(PUSH_ATTEMPTS):
         local = history.head()
-        if local is None:
-            outcome.pushed = "up to date"
-            return outcome
-        theirs = remote.head(branch)
-        if theirs == local:
+        if local is None or theirs == local:
             outcome.pushed = "up to date"
             return outcome
         if theirs is not None and not (
@@ -316,21 +334,26 @@ def push_remote(
                     f"mirror {config.name} has commits this agent does not; mirrors are never "
                     "merged from, so fix it by hand (memfs never force-pushes)",
                 )
-            outcome.fetched = fetch_remote(agent, config, progress)
-            integrated, conflicts = integrate(
-                agent, outcome.fetched, config.name, policy, origin=origin
-            )
+            outcome.fetched = theirs = fetch_remote(agent, config, progress, remote)
+            integrated, conflicts = integrate(agent, theirs, config.name, policy, origin=origin)
             outcome.integrated = outcome.integrated or integrated
             outcome.conflicts += conflicts
             continue
         try:
             remote.push(history, branch, local, expected=theirs)
         except PushRejectedError:
-            continue  # someone pushed between our look and our push: look again
+            _backoff(attempt)  # someone pushed between our look and our swap: look again
+            theirs = remote.head(branch)
+            continue
         history.set_ref(_tracking_ref(config.name, branch), local, f"push: to {config.name}")
         outcome.pushed = "pushed"
         return outcome
-    raise PushRejectedError(config.display_url, f"still moving after {ATTEMPTS} attempts")
+    raise PushRejectedError(config.display_url, f"still moving after {PUSH_ATTEMPTS} attempts")
+
+
+def _backoff(attempt: int) -> None:
+    """Wait a little before trying again, jittered so racing writers spread out (cap 1 s)."""
+    time.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
 
 
 def push(
@@ -370,14 +393,23 @@ def sync(
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     outcomes: dict[str, RemoteOutcome] = {}
+    opened: dict[str, Remote] = {}  # one connection per remote for the whole cycle
+    for config in _selected(agent, None, include_mirrors=True):
+        try:
+            opened[config.name] = open_remote(config.url, progress)
+        except RemoteError as error:
+            outcomes[config.name] = RemoteOutcome(config.name, error=str(error))
     for config in _selected(agent, None, include_mirrors=False):
-        outcomes[config.name] = _pull_one(agent, config, chosen, False, origin, progress)
+        if config.name in opened:
+            outcomes[config.name] = _pull_one(
+                agent, config, chosen, False, origin, progress, opened[config.name]
+            )
     for config in _selected(agent, None, include_mirrors=True):
         outcome = outcomes.setdefault(config.name, RemoteOutcome(config.name))
         if outcome.error is not None:
             continue
         try:
-            pushed = push_remote(agent, config, chosen, origin, progress)
+            pushed = push_remote(agent, config, chosen, origin, progress, opened[config.name])
         except RemoteError as error:
             outcome.error = str(error)
             continue
@@ -475,9 +507,7 @@ def clone(
         sha = fetch_remote(agent, config, progress)
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
-        agent.apply_tree({}, history.tree_of(sha), verify=True)
-        history.move_branch(None, sha, f"clone: from {redact(url)}".encode())
-        agent.refresh_index()
+        agent.check_out_fresh(sha, f"clone: from {redact(url)}")
         return agent
     except BaseException:
         if created:

@@ -40,9 +40,22 @@ class MotoServer:
         return Counter(method for method, _ in self.requests)
 
 
+DENIED_PREFIX = "/denied-"
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
+
+
 def _counting(app: Any, server: MotoServer) -> Any:
+    """Count requests; answer S3's real 403 AccessDenied for buckets named ``denied-*``."""
+
     def counted(environ: dict[str, Any], start_response: Any) -> Any:
-        server.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")))
+        path = environ.get("PATH_INFO", "")
+        server.requests.append((environ["REQUEST_METHOD"], path))
+        if path.startswith(DENIED_PREFIX):
+            start_response("403 Forbidden", [("Content-Type", "application/xml")])
+            return [ACCESS_DENIED]
         return app(environ, start_response)
 
     return counted

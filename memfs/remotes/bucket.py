@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from memfs.errors import (
+    NotAMemfsRemoteError,
     PackCorruptError,
     PushRejectedError,
     RemoteCorruptError,
@@ -54,7 +55,7 @@ class BucketRemote:
         self, url: str, options: dict[str, Any] | None = None, progress: Progress | None = None
     ) -> None:
         self.url = redact(url)
-        self.storage: Storage = open_storage(url.removeprefix(BUCKET_PREFIX), options)
+        self.storage: Storage = open_storage(url.removeprefix(BUCKET_PREFIX), options, self.url)
         self.progress = progress or (lambda message: None)
         self._last_read: tuple[BucketManifest | None, str | None] | None = None
 
@@ -114,6 +115,8 @@ class BucketRemote:
         """Import the packs the local repo lacks; the branch's sha, or None if absent."""
         for _ in range(3):
             manifest, _ = self.read_manifest()
+            if manifest is None and self.storage.list(""):
+                raise NotAMemfsRemoteError(self.url, branch, "it holds files but no manifest.json")
             if manifest is None or branch not in manifest.refs:
                 return None
             sha = manifest.refs[branch]
@@ -136,14 +139,13 @@ class BucketRemote:
         missing = [name for name in names if not history.has_pack(name)]
         received = 0
         for number, name in enumerate(missing, start=1):
-            pack = self.storage.get(f"packs/{name}.pack")
-            index = self.storage.get(f"packs/{name}.idx")
-            if pack is None or index is None:
+            pack = self.storage.get(f"packs/{name}.pack")  # the .idx is rebuilt, not trusted
+            if pack is None:
                 raise _PackGone(name)
-            received += len(pack[0]) + len(index[0])
+            received += len(pack[0])
             self.progress(f"fetched pack {number}/{len(missing)}, {_size(received)}")
             try:
-                history.import_pack(name, pack[0], index[0])
+                history.import_pack(name, pack[0])
             except PackCorruptError as error:
                 raise RemoteCorruptError(self.url, str(error)) from error
 
@@ -164,7 +166,7 @@ class BucketRemote:
             self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
             self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
             self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
-            history.import_pack(pack.name, pack.pack, pack.index)  # so fetch never downloads it
+            history.import_pack(pack.name, pack.pack)  # so fetch never downloads it
             if pack.name not in packs:
                 packs.append(pack.name)
         agent = _agent_yaml(history, new)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -49,8 +50,17 @@ class Storage(Protocol):
     def folders(self) -> list[str]: ...
 
 
-def open_storage(url: str, options: dict[str, Any] | None = None) -> Storage:
-    """The storage adapter for an fsspec URL (without the ``memfs::`` prefix)."""
+def open_storage(url: str, options: dict[str, Any] | None = None, display: str = "") -> Storage:
+    """The storage adapter for an fsspec URL (without the ``memfs::`` prefix).
+
+    ``display`` is how errors name it (the remote's URL, credentials removed).
+    """
+    storage = _open(url, options)
+    storage.url = display or storage.url
+    return storage
+
+
+def _open(url: str, options: dict[str, Any] | None) -> Storage:
     import fsspec.core
 
     options = dict(options or {})
@@ -58,21 +68,52 @@ def open_storage(url: str, options: dict[str, Any] | None = None) -> Storage:
     if protocol in ("file", "local"):
         return LocalStorage(Path(url.split("://", 1)[1] if "://" in url else url), url)
     if protocol in ("s3", "s3a"):
-        options.setdefault("skip_instance_cache", True)
-        options.setdefault("config_kwargs", {"connect_timeout": 5, "retries": {"max_attempts": 2}})
-    else:
-        options.setdefault("skip_instance_cache", True)
+        fs = _s3_filesystem(options)
+        return S3Storage(fs, fs._strip_protocol(url), url)
+    options.setdefault("skip_instance_cache", True)
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
     except ImportError as error:
         raise UnsupportedURLError(url, f"its filesystem is not installed ({error})") from error
     except ValueError as error:
         raise UnsupportedURLError(url, str(error)) from error
-    if protocol in ("s3", "s3a"):
-        return S3Storage(fs, root, url)
     if protocol == "memory":
         return MemoryStorage(fs, root, url)
     return ReadOnlyStorage(fs, root, url)
+
+
+# Settings that change which endpoint or credentials an S3 client uses.
+_AWS_SETTINGS = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION",
+    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_EC2_METADATA_DISABLED",
+)  # fmt: skip
+_s3_filesystems: dict[str, Any] = {}
+_s3_lock = threading.Lock()
+
+
+def _s3_filesystem(options: dict[str, Any]) -> Any:
+    """An S3 filesystem for these options, reused within this process.
+
+    Creating the client costs ~100 ms, a request ~5 ms: a watcher or a sync touching several
+    remotes reuses one client. The key holds everything that changes endpoint or credentials
+    (and the pid: a forked child builds its own), so a changed setting gets a new client.
+    This replaces fsspec's implicit instance cache, which memfs turns off.
+    """
+    from s3fs import S3FileSystem
+
+    options = {
+        "config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 2}},
+        **options,
+        "skip_instance_cache": True,
+    }
+    settings = {name: os.environ.get(name) for name in _AWS_SETTINGS}
+    key = json.dumps([os.getpid(), options, settings], sort_keys=True, default=str)
+    with _s3_lock:
+        fs = _s3_filesystems.get(key)
+        if fs is None:
+            fs = _s3_filesystems[key] = S3FileSystem(**options)
+        return fs
 
 
 class LocalStorage:
