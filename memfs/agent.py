@@ -458,7 +458,8 @@ class Agent:
         Every path is checked before the first file is written (see worktree.populate).
         """
         tree = self.history.tree_of(sha)
-        entries = {path: (entry.mode, self.history.blob(entry.sha)) for path, entry in tree.items()}
+        blobs = self.history.read_blobs({entry.sha for entry in tree.values()})
+        entries = {path: (entry.mode, blobs[entry.sha]) for path, entry in tree.items()}
         stats = worktree.populate(self.root, entries)
         self.history.move_branch(None, sha, reason.encode())
         self.history.write_index(tree, stats)

@@ -355,11 +355,38 @@ class History:
         assert isinstance(blob, Blob)
         return blob.as_raw_string()
 
+    def read_blobs(self, shas: set[str]) -> dict[str, bytes]:
+        """The contents of many blobs, by sha: one sequential pass over each pack.
+
+        A fresh checkout reads every blob of a pack; walking it in order decompresses each
+        object once, where looking each up by sha seeks and re-reads the pack per object.
+        """
+        wanted = {bytes.fromhex(sha) for sha in shas}
+        found: dict[str, bytes] = {}
+        for pack in self.repo.object_store.packs:
+            if not wanted:
+                break
+            for unpacked in pack.data.iter_unpacked():
+                if unpacked.pack_type_num != Blob.type_num:
+                    continue  # trees, commits and deltas are left to the lookups below
+                raw = unpacked.sha()
+                if raw in wanted:
+                    found[raw.hex()] = b"".join(unpacked.decomp_chunks)
+                    wanted.discard(raw)
+        for raw in wanted:
+            found[raw.hex()] = self.blob(raw.hex())
+        return found
+
     def store_blob(self, data: bytes) -> str:
         """Store ``data`` as a blob; its sha."""
         blob = Blob.from_string(data)
         self.repo.object_store.add_object(blob)
         return blob.id.decode()
+
+    def file_at(self, sha: str | None, path: str) -> bytes | None:
+        """The content of ``path`` in commit ``sha``, or None if it has none."""
+        entry = self.tree_of(sha).get(path) if sha else None
+        return self.blob(entry.sha) if entry else None
 
     def read_file(self, rev: str, path: str) -> bytes:
         """The content of ``path`` at ``rev``."""

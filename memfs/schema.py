@@ -130,6 +130,17 @@ class BucketIdentity(BaseModel):
     created_at: str = ""
 
 
+def manifest_data(data: bytes | None) -> dict[str, Any]:
+    """agent.yaml's keys from its bytes; {} if it is missing or cannot be read."""
+    if data is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def key_lines(yaml_text: str) -> dict[str, int]:
     """Map each top-level key of a YAML mapping to its 0-based line in ``yaml_text``."""
     try:

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from memfs.agent import Agent
 from memfs.errors import (
     ConcurrentUpdateError,
@@ -46,7 +44,7 @@ from memfs.remotes import (
     open_remote,
     redact,
 )
-from memfs.schema import MANIFEST_FILE
+from memfs.schema import MANIFEST_FILE, manifest_data
 from memfs.util import atomic_write, hostname, utc_now
 
 ATTEMPTS = 5
@@ -160,14 +158,7 @@ def fetch_remote(
 
 def _agent_id(history: History, sha: str | None) -> str | None:
     """The ``id`` in agent.yaml at commit ``sha``, if it can be read."""
-    entry = history.tree_of(sha).get(MANIFEST_FILE) if sha else None
-    if entry is None:
-        return None
-    try:
-        data = yaml.safe_load(history.blob(entry.sha))
-    except yaml.YAMLError:
-        return None
-    value = data.get("id") if isinstance(data, dict) else None
+    value = manifest_data(history.file_at(sha, MANIFEST_FILE)).get("id")
     return str(value) if value else None
 
 

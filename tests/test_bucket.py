@@ -31,7 +31,7 @@ from memfs.remotes import add_remote, get_remote, list_remotes
 from memfs.remotes.bucket import BucketRemote
 
 from .conftest import S3Bucket, assert_git_agrees, git, run_cli, write
-from .test_sync import assert_converged, contents
+from .test_sync import assert_converged, contents, two_machines
 
 
 @pytest.fixture(params=["file", "memory", "s3"])
@@ -46,16 +46,8 @@ def bucket_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield bucket.url("agents/agent")  # typed without the prefix, as users do
 
 
-def machines(tmp_path: Path, url: str) -> tuple[memfs.Agent, memfs.Agent]:
-    a = memfs.init(tmp_path / "a" / "agent", name="shared")
-    add_remote(a.history, "origin", url)
-    assert sync.push(a).ok
-    b = sync.clone(url, tmp_path / "b" / "agent")
-    return a, b
-
-
 def test_push_clone_sync_and_merge_on_every_store(tmp_path: Path, bucket_url: str) -> None:
-    a, b = machines(tmp_path, bucket_url)
+    a, b = two_machines(tmp_path, bucket_url)
     assert get_remote(a.history, "origin").url.startswith("memfs::")
     assert contents(a) == contents(b)
     assert_git_agrees(b.root)
@@ -199,7 +191,7 @@ def test_eight_writers_and_a_reader_lose_nothing(tmp_path: Path, s3: S3Bucket) -
 
 def test_partial_pushes_leave_a_usable_remote(tmp_path: Path, s3: S3Bucket) -> None:
     url = s3.url("agents/crashy")
-    a, b = machines(tmp_path, url)
+    a, b = two_machines(tmp_path, url)
     remote = BucketRemote("memfs::" + url)
     write(a.root, "x.md", "x\n")
     a.commit()
@@ -247,7 +239,7 @@ PUSHER = textwrap.dedent(
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.4])
 def test_a_push_killed_at_any_point_is_harmless(tmp_path: Path, s3: S3Bucket, delay: float) -> None:
     url = s3.url("agents/killed")
-    a, b = machines(tmp_path, url)
+    a, b = two_machines(tmp_path, url)
     (a.root / "bulk").mkdir()
     pusher = write(tmp_path, "pusher.py", PUSHER)
     proc = subprocess.Popen(
@@ -267,7 +259,7 @@ def test_a_push_killed_at_any_point_is_harmless(tmp_path: Path, s3: S3Bucket, de
 
 def test_corrupted_and_truncated_packs_are_refused(tmp_path: Path, s3: S3Bucket) -> None:
     url = s3.url("agents/damaged")
-    a, b = machines(tmp_path, url)
+    a, b = two_machines(tmp_path, url)
     write(a.root, "x.md", "x\n")
     assert sync.push(a).ok
     manifest, _ = BucketRemote("memfs::" + url).read_manifest()
@@ -425,7 +417,7 @@ def test_named_s3_cloud(tmp_path: Path, s3: S3Bucket) -> None:
 
 def test_gc_remote_compacts_packs_with_a_grace_period(tmp_path: Path, s3: S3Bucket) -> None:
     url = s3.url("agents/compact")
-    a, b = machines(tmp_path, url)
+    a, b = two_machines(tmp_path, url)
     for i in range(4):
         write(a.root, f"n{i}.md", f"{i}\n")
         assert sync.push(a).ok

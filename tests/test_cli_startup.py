@@ -30,3 +30,22 @@ def test_python_dash_m_memfs_works() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == "memfs, version 0.1.0"
+
+
+def test_status_does_not_import_object_store_libraries(tmp_path: object) -> None:
+    import memfs
+
+    agent = memfs.init(f"{tmp_path}/agent")
+    probe = (
+        "import sys\n"
+        "from memfs.cli import cli\n"
+        "try:\n"
+        f"    cli(['-C', {str(agent.root)!r}, 'status'], prog_name='memfs')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('s3fs', 'fsspec', 'botocore', 'aiohttp', 'watchdog') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip().endswith("[]"), result.stdout

@@ -616,3 +616,35 @@ def test_resolve_without_a_conflict_is_a_clear_error(agent: memfs.Agent) -> None
     result = run_cli("-C", str(agent.root), "resolve", "system/human.md", "--keep", "ours")
     assert result.exit_code == 1
     assert result.stderr == "memfs: no open conflict at system/human.md: see 'memfs conflicts'\n"
+
+
+def test_concurrent_writers_on_a_git_remote_lose_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .test_bucket import WRITER
+
+    hub = bare_repo(tmp_path / "hub.git")
+    seed = memfs.init(tmp_path / "seed", name="busy")
+    add_remote(seed.history, "origin", str(hub))
+    assert sync.push(seed).ok
+    script = write(tmp_path, "writer.py", WRITER)
+    writers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(hub),
+                str(tmp_path / f"w{n}"),
+                str(n),
+                "5",
+                str(tmp_path / f"out{n}"),
+            ]
+        )
+        for n in range(4)
+    ]
+    assert [proc.wait(timeout=300) for proc in writers] == [0] * 4
+    committed = [sha for n in range(4) for sha in (tmp_path / f"out{n}").read_text().split()]
+    assert len(committed) == 20
+    assert set(committed) <= set(git(hub, "rev-list", "main").split())
+    git(hub, "fsck", "--strict")

@@ -51,6 +51,11 @@ def _report(report: SyncReport, as_json: bool) -> None:
         warn(
             f"{len(report.conflicts)} conflicts settled, both versions kept: see 'memfs conflicts'"
         )
+    _fail_on_remote_errors(report)
+
+
+def _fail_on_remote_errors(report: SyncReport) -> None:
+    """Exit 7 with the first remote's error, once everything else has been reported."""
     errors = [o.error for o in report.remotes if o.error]
     if errors:
         raise CommandError(errors[0], 7)
@@ -94,9 +99,7 @@ def fetch(state: AppState, remote: str | None, quiet: bool, as_json: bool) -> No
         for outcome in report.remotes:
             at = outcome.fetched[:7] if outcome.fetched else "empty"
             click.echo(f"{outcome.remote}: {'failed' if outcome.error else at}")
-    errors = [o.error for o in report.remotes if o.error]
-    if errors:
-        raise CommandError(errors[0], 7)
+    _fail_on_remote_errors(report)
 
 
 @click.command()

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from memfs.errors import (
@@ -32,7 +31,13 @@ from memfs.errors import (
 )
 from memfs.remotes import BUCKET_PREFIX, redact
 from memfs.remotes.storage import Storage, open_storage
-from memfs.schema import MANIFEST_FILE, BucketIdentity, BucketManifest, RetiredPack
+from memfs.schema import (
+    MANIFEST_FILE,
+    BucketIdentity,
+    BucketManifest,
+    RetiredPack,
+    manifest_data,
+)
 from memfs.util import hostname, utc_now
 
 if TYPE_CHECKING:
@@ -169,7 +174,7 @@ class BucketRemote:
             history.import_pack(pack.name, pack.pack)  # so fetch never downloads it
             if pack.name not in packs:
                 packs.append(pack.name)
-        agent = _agent_yaml(history, new)
+        agent = manifest_data(history.file_at(new, MANIFEST_FILE))
         updated = BucketManifest(
             generation=(manifest.generation + 1) if manifest else 1,
             refs={**(manifest.refs if manifest else {}), branch: new},
@@ -244,17 +249,6 @@ class BucketRemote:
 
 def _encode(manifest: BucketManifest) -> bytes:
     return json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True).encode()
-
-
-def _agent_yaml(history: History, sha: str) -> dict[str, Any]:
-    entry = history.tree_of(sha).get(MANIFEST_FILE)
-    if entry is None:
-        return {}
-    try:
-        data = yaml.safe_load(history.blob(entry.sha))
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _size(n: int) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from dulwich.client import HTTPUnauthorized, get_transport_and_path
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+from dulwich.file import FileLocked
 
 from memfs.errors import (
     PushRejectedError,
@@ -36,6 +37,10 @@ CONNECT_TIMEOUT = 20.0
 
 class _RemoteMoved(Exception):
     """Raised in update_refs to abort a push whose branch moved since it was looked at."""
+
+
+class _RefLocked(Exception):
+    """A local remote's ref lock is held by another push."""
 
 
 class GitRemote:
@@ -77,16 +82,24 @@ class GitRemote:
     def fetch(self, history: History, branch: str) -> str | None:
         ref = f"refs/heads/{branch}".encode()
         store = history.repo.object_store
+        seen: list[bytes] = []
 
         def determine_wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
             sha = refs.get(ref)
-            return [sha] if sha is not None and sha not in store else []
+            if sha is None:
+                return []
+            seen.append(sha)  # what was fetched; the result's refs may be read later
+            return [sha] if sha not in store else []
 
         client, path = self._client("pull")
         with self._translated():
-            result = client.fetch(path, history.repo, determine_wants=determine_wants)
-        sha = (result.refs or {}).get(ref)
-        return sha.decode() if sha else None
+            client.fetch(path, history.repo, determine_wants=determine_wants)
+        if not seen:
+            return None
+        sha = seen[-1].decode()
+        if not history.has_commit(sha):
+            raise RemoteError(self.url, f"{self.url}: the fetch did not bring {sha[:7]}; try again")
+        return sha
 
     def push(self, history: History, branch: str, new: str, expected: str | None) -> None:
         ref = f"refs/heads/{branch}".encode()
@@ -114,6 +127,8 @@ class GitRemote:
                 )
         except _RemoteMoved:
             raise PushRejectedError(self.url) from None
+        except _RefLocked as locked:
+            raise PushRejectedError(self.url, "its branch was being updated") from locked
         error = (result.ref_status or {}).get(ref)
         if error:
             raise PushRejectedError(self.url, str(error))
@@ -127,6 +142,9 @@ class GitRemote:
             yield
         except _RemoteMoved:
             raise
+        except (FileLocked, FileExistsError) as error:
+            # a local remote's ref is locked by a concurrent push: a lost race, not an outage
+            raise _RefLocked(str(error)) from error
         except HTTPUnauthorized as error:
             raise RemoteAuthError(self.url) from error
         except NotGitRepository as error:
