@@ -6,6 +6,8 @@
     >>> agent.commit()
     >>> memfs.sync.sync(agent)              # commit, fetch, merge, push to every remote
     >>> memfs.clone(url, "elsewhere")       # check an agent out on another machine
+    >>> with memfs.watch(agent):            # edits are committed and synced by themselves
+    ...     ...
 
 Names are imported on first use, so ``import memfs`` (and the ``memfs`` command) stays fast.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "errors",
     "init",
     "open",
+    "watch",
 ]
 
 _LAZY = {
@@ -38,6 +41,7 @@ _LAZY = {
     "init": ("memfs.agent", "init_agent"),
     "open": ("memfs.agent", "open_agent"),
     "clone": ("memfs.sync", "clone"),
+    "watch": ("memfs.watcher", "watch"),
     "CommitInfo": ("memfs.history", "CommitInfo"),
     "FileChange": ("memfs.history", "FileChange"),
     "MemoryFile": ("memfs.memory", "MemoryFile"),
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     from memfs.memory import MemoryFile
     from memfs.schema import Problem
     from memfs.sync import clone
+    from memfs.watcher import watch
 
 
 def __getattr__(name: str) -> Any:

@@ -290,6 +290,44 @@ class Agent:
             self.history.write_index(committed, stats)
             return self.history.commit_info(sha)
 
+    def commit_paths(
+        self, paths: list[str], message: str | None = None, origin: str = "watch"
+    ) -> CommitInfo | None:
+        """Commit what is on disk now at ``paths`` (files or folders), and nothing else.
+
+        The watcher's commit (DESIGN.md §4): no scan of the work tree, no flattening of HEAD's
+        tree; every named path is checked against disk and against the same rules as a full
+        commit, so the cost is O(changed files), whatever the agent's size.
+        """
+        wanted = sorted({p.strip("/") for p in paths if p.strip("/")})
+        with self.history.locked():
+            head = self.history.head()
+            before: Files = {}
+            for path in wanted:
+                before.update(self.history.entries_at(head, path))
+            scan = worktree.scan_paths(
+                self.root, self._rules(), wanted, self._max_file_size(), frozenset(before)
+            )
+            files, unreadable = self.history.hash_worktree(scan.files)
+            for path in [s.path for s in scan.skipped] + unreadable:
+                if path in before and os.path.lexists(self.root / path):
+                    files[path] = before[path]  # kept at its last version, never deleted
+            changes = compare_trees(before, files)
+            if not changes:
+                return None
+            snapshot = _Snapshot(files, dict(scan.files), scan)
+            payload = {change.path: self._read_change(change, snapshot) for change in changes}
+            text = message or generated_message(changes)
+            trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
+            sha = self.history.commit(head, payload, with_trailers(text, trailers), self.author())
+            updates = {
+                path: None if change is None else TreeEntry(change[0], _blob_sha(change[1]))
+                for path, change in payload.items()
+            }
+            fresh = {p: st for p, st in snapshot.stats.items() if updates.get(p) == files.get(p)}
+            self.history.update_index_paths(updates, fresh)
+            return self.history.commit_info(sha)
+
     def _read_change(self, change: FileChange, snapshot: _Snapshot) -> tuple[int, bytes] | None:
         """The content to commit for one change; None if the file is (now) gone."""
         if change.new is None:

@@ -248,3 +248,9 @@ class RemoteCorruptError(RemoteError):
 
     def __init__(self, url: str, what: str) -> None:
         super().__init__(url, f"{url}: {what}; it was refused and nothing local was changed")
+
+
+class WatcherError(MemfsError):
+    """A watcher already runs for the agent, none does, or one would not start."""
+
+    exit_code = 8

@@ -25,12 +25,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 from dulwich.diff_tree import tree_changes
-from dulwich.errors import NotGitRepository
+from dulwich.errors import NotGitRepository, NotTreeError
 from dulwich.file import FileLocked
 from dulwich.graph import can_fast_forward, find_merge_base
 from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.merge import Merger
-from dulwich.object_store import MissingObjectFinder, commit_tree_changes, iter_tree_contents
+from dulwich.object_store import (
+    MissingObjectFinder,
+    commit_tree_changes,
+    iter_tree_contents,
+    tree_lookup_path,
+)
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.objectspec import parse_commit, parse_object
 from dulwich.pack import PackData, write_pack_index, write_pack_objects
@@ -350,6 +355,28 @@ class History:
             for entry in iter_tree_contents(self.repo.object_store, commit.tree)
         }
 
+    def entries_at(self, commit_sha: str | None, path: str) -> Files:
+        """The files at ``path`` in a commit (one file, or all under a folder), without
+        flattening the whole tree: O(depth + files under path)."""
+        if commit_sha is None:
+            return {}
+        commit = self.repo[commit_sha.encode()]
+        assert isinstance(commit, Commit)
+        try:
+            mode, sha = tree_lookup_path(
+                self.repo.__getitem__, commit.tree, path.encode("utf-8", "surrogateescape")
+            )
+        except (KeyError, NotTreeError):
+            return {}
+        if stat.S_ISDIR(mode):
+            return {
+                f"{path}/{entry.path.decode('utf-8', 'surrogateescape')}": TreeEntry(
+                    entry.mode, entry.sha.decode()
+                )
+                for entry in iter_tree_contents(self.repo.object_store, sha)
+            }
+        return {path: TreeEntry(mode, sha.decode())}
+
     def blob(self, sha: str) -> bytes:
         blob = self.repo.object_store[sha.encode()]
         assert isinstance(blob, Blob)
@@ -458,6 +485,34 @@ class History:
             # git itself is writing the index, or a crash left index.lock behind. The index is
             # only memfs's stat cache: skipping it costs re-hashing, never correctness.
             return
+
+    def update_index_paths(
+        self, updates: Mapping[str, TreeEntry | None], stats: Mapping[str, os.stat_result]
+    ) -> None:
+        """Bring the index in line for some paths only (after an index-free commit)."""
+        index_path = str(self.control_dir / "index")
+        try:
+            index = Index(index_path)
+        except (OSError, ValueError, AssertionError):
+            index = Index(index_path, read=False)
+        for path, entry in updates.items():
+            key = path.encode("utf-8", "surrogateescape")
+            if entry is None:
+                if key in index:
+                    del index[key]
+                continue
+            st = stats.get(path)
+            if st is None:
+                index[key] = IndexEntry(
+                    ctime=0, mtime=0, dev=0, ino=0, mode=entry.mode, uid=0, gid=0,
+                    size=0, sha=entry.sha.encode(),
+                )  # fmt: skip
+            else:
+                index[key] = index_entry_from_stat(st, entry.sha.encode(), mode=entry.mode)
+        try:
+            index.write()
+        except FileLocked:
+            return  # only a stat cache: see write_index
 
     # -- writing ------------------------------------------------------------------------
 

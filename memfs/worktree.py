@@ -75,35 +75,65 @@ class _Walker:
         self.result = Scan()
 
     def walk(self, prefix: str) -> None:
-        out = self.result
+        """Visit every entry of the folder ``prefix`` ("" for the root)."""
         try:
             entries = sorted(os.scandir(self.root / prefix), key=lambda e: e.name)
         except OSError as error:
-            out.skipped.append(Skipped(prefix or ".", f"cannot list folder: {error.strerror}"))
+            self.result.skipped.append(
+                Skipped(prefix or ".", f"cannot list folder: {error.strerror}")
+            )
             return
         for entry in entries:
             path = prefix + entry.name
             if entry.name == ".git":
                 if prefix:
-                    out.skipped.append(Skipped(path, "a nested git repository is not versioned"))
+                    self.result.skipped.append(
+                        Skipped(path, "a nested git repository is not versioned")
+                    )
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished while walking
-            if stat.S_ISDIR(st.st_mode):
-                if not self.rules.is_ignored(path, is_dir=True) or path + "/" in self.tracked_dirs:
-                    self.walk(path + "/")
-                continue
-            if path not in self.tracked and self.rules.is_ignored(path):
-                if self.rules.is_secret(path):
-                    out.secrets.append(path)
-                continue
-            reason = _skip_reason(self.root, path, st, self.cap, self.real_root)
-            if reason:
-                out.skipped.append(Skipped(path, reason))
-            else:
-                out.files[path] = st
+            self.visit(path, st)
+
+    def visit(self, path: str, st: os.stat_result) -> None:
+        """Classify one entry: walk a folder, keep, ignore or skip a file."""
+        out = self.result
+        if stat.S_ISDIR(st.st_mode):
+            if not self.rules.is_ignored(path, is_dir=True) or path + "/" in self.tracked_dirs:
+                self.walk(path + "/")
+            return
+        if path not in self.tracked and self.rules.is_ignored(path):
+            if self.rules.is_secret(path):
+                out.secrets.append(path)
+            return
+        reason = _skip_reason(self.root, path, st, self.cap, self.real_root)
+        if reason:
+            out.skipped.append(Skipped(path, reason))
+        else:
+            out.files[path] = st
+
+
+def scan_paths(
+    root: Path,
+    rules: IgnoreRules,
+    paths: list[str],
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    tracked: frozenset[str] = frozenset(),
+) -> Scan:
+    """Like ``scan`` but only for ``paths`` (files or folders): O(what they hold)."""
+    walker = _Walker(root, rules, max_file_size, tracked)
+    for path in paths:
+        parts = path.split("/")
+        if not path or ".git" in parts or "" in parts or ".." in parts:
+            continue
+        try:
+            st = os.lstat(root / path)
+        except OSError:
+            continue  # deleted: the caller compares with history
+        walker.visit(path, st)
+    return walker.result
 
 
 def _skip_reason(root: Path, path: str, st: os.stat_result, cap: int, real_root: str) -> str:

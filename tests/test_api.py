@@ -19,6 +19,7 @@ def test_exported_names() -> None:
         "errors",
         "init",
         "open",
+        "watch",
     ]
     for name in memfs.__all__:
         assert getattr(memfs, name) is not None, name

@@ -28,6 +28,7 @@ Exit codes:
   5  agent busy (lock held) or changed meanwhile; try again
   6  revert conflicts with later edits, or diverged with --ff-only
   7  a remote failed: unreachable, refused credentials, not found, not an agent
+  8  a watcher already runs for the agent, or none does (--stop)
   70 internal error (set MEMFS_DEBUG=1 for the traceback)
 """
 
@@ -107,14 +108,14 @@ def cli(ctx: click.Context, agent_dir: str | None) -> None:
 
 
 def _register() -> None:
-    from memfs.cli import cloud, demo, remote, repo, sync
+    from memfs.cli import cloud, demo, remote, repo, sync, watch
 
     for command in (
         repo.init, repo.status, repo.commit, repo.log, repo.diff, repo.show,
         repo.restore, repo.revert, repo.check, repo.ls,
         remote.remote, sync.push, sync.fetch, sync.pull, sync.sync, sync.clone,
         sync.conflicts, sync.resolve, cloud.cloud, cloud.agents, cloud.checkout, sync.gc,
-        demo.demo,
+        watch.watch, demo.demo,
     ):  # fmt: skip
         cli.add_command(command)
 

@@ -43,12 +43,15 @@ def status(state: AppState, as_json: bool) -> None:
       memfs status --json
     """
     from memfs.sync import remote_states
+    from memfs.watcher import status as watcher_status
 
     agent = state.agent()
     report = agent.status()
     remotes = remote_states(agent)
+    watcher = watcher_status(agent)
     if as_json:
-        emit_json({**report.to_dict(), "remotes": [r.to_dict() for r in remotes]})
+        remote_dicts = [r.to_dict() for r in remotes]
+        emit_json({**report.to_dict(), "remotes": remote_dicts, "watcher": watcher})
         return
     head = report.head[:7] if report.head else "no commits yet"
     click.echo(f"On branch {report.branch} at {head}")
@@ -73,6 +76,11 @@ def status(state: AppState, as_json: bool) -> None:
         elif remote.last_ok:
             line += f"; last sync {remote.last_ok}"
         click.echo(line)
+    if watcher["running"]:
+        line = f"Watcher: running (pid {watcher['pid']}), last commit {watcher.get('last_commit')}"
+        click.echo(
+            line + (f"; last error: {watcher['last_error']}" if watcher.get("last_error") else "")
+        )
 
 
 @click.command()

@@ -1,0 +1,497 @@
+"""The watcher: file events -> debounce -> index-free commits -> push; remote polling -> pull.
+
+Pieces, each testable without threads (DESIGN.md §7):
+- ``EventFilter`` turns watchdog events into agent-relative paths, dropping ``.git`` and
+  editor litter (it only translates; what gets committed is decided by ``commit_paths``).
+- ``Debouncer`` decides when a batch is due: after a quiet period, but no later than a maximum
+  delay after its first event.
+- ``Watcher`` runs one loop per agent: commit due batches, push with capped exponential backoff
+  while the remote is unreachable, poll remotes cheaply and pull when they moved, rescan fully
+  now and then to catch anything an event missed, and flush on stop.
+Memfs's own writes (merges) leave files equal to the new head, so they commit nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from memfs.agent import Agent
+from memfs.errors import MemfsError, RemoteError, WatcherError
+from memfs.util import atomic_write, utc_now
+
+Log = Callable[[str], None]
+# The same editor litter as ignore.LITTER_PATTERNS, matched by name without pathspec: this
+# runs for every event. Anything else is decided by commit_paths with the full rules.
+LITTER_NAMES = ("4913", ".DS_Store")
+LITTER_PREFIXES = (".#", ".memfs-tmp-", "#")
+LITTER_SUFFIXES = (".swp", ".swo", ".swx", "~", ".tmp")
+
+
+@dataclass
+class WatchSettings:
+    """How the watcher paces itself (milliseconds and seconds as the CLI names them)."""
+
+    quiet_ms: int = 300
+    max_delay_ms: int = 2000
+    poll_s: float | None = None  # None: 1 s for object stores, 10 s for git hosts
+    push: bool = True
+    rescan_s: float = 60.0
+    backoff_max_s: float = 60.0
+
+
+class Debouncer:
+    """Collects paths; a batch is due after ``quiet_s`` without events or ``max_delay_s``
+    after its first event, whichever comes first."""
+
+    def __init__(self, quiet_s: float, max_delay_s: float) -> None:
+        self.quiet_s = quiet_s
+        self.max_delay_s = max_delay_s
+        self.paths: set[str] = set()
+        self._first = 0.0
+        self._last = 0.0
+
+    def add(self, path: str, now: float) -> None:
+        if not self.paths:
+            self._first = now
+        self.paths.add(path)
+        self._last = now
+
+    def deadline(self) -> float | None:
+        """When the current batch falls due, or None if there is none."""
+        if not self.paths:
+            return None
+        return min(self._last + self.quiet_s, self._first + self.max_delay_s)
+
+    def take(self, now: float) -> list[str]:
+        """The batch if it is due (emptying it), else []."""
+        due = self.deadline()
+        if due is None or now < due:
+            return []
+        batch, self.paths = sorted(self.paths), set()
+        return batch
+
+
+def is_litter(path: str) -> bool:
+    """Editor swap, backup and lock files, and memfs's own temp files."""
+    name = PurePosixPath(path).name
+    return (
+        name in LITTER_NAMES or name.startswith(LITTER_PREFIXES) or name.endswith(LITTER_SUFFIXES)
+    )
+
+
+class EventFilter:
+    """watchdog events -> agent-relative paths worth looking at."""
+
+    def __init__(self, root: Path, on_path: Callable[[str], None]) -> None:
+        self.root = os.path.realpath(root)
+        self.on_path = on_path
+
+    def dispatch(self, event: Any) -> None:
+        """watchdog's handler entry point."""
+        if getattr(event, "event_type", "") in ("opened", "closed_no_write"):
+            return
+        for raw in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
+            path = self.relative(os.fsdecode(raw)) if raw else None
+            if path is not None:
+                self.on_path(path)
+
+    def relative(self, absolute: str) -> str | None:
+        try:
+            rel = os.path.relpath(os.path.realpath(absolute), self.root)
+        except ValueError:
+            return None
+        if rel == "." or rel.startswith(".."):
+            return None
+        rel = rel.replace(os.sep, "/")
+        if rel.split("/", 1)[0] == ".git" or is_litter(rel):
+            return None
+        return rel
+
+
+@dataclass
+class WatchState:
+    """What ``status`` shows about a watcher."""
+
+    pid: int
+    started_at: str
+    last_commit: str | None = None
+    last_sync: str | None = None
+    last_error: str | None = None
+    pending_push: bool = False
+    mode: str = "inotify"
+    ready: bool = False
+    commits: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Watcher:
+    """Keeps one agent committed and synced while it runs. Use ``memfs.watch``."""
+
+    def __init__(
+        self, agent: Agent, settings: WatchSettings | None = None, log: Log | None = None
+    ) -> None:
+        self.agent = agent
+        self.settings = settings or WatchSettings()
+        self.log = log or (lambda message: None)
+        self.debouncer = Debouncer(self.settings.quiet_ms / 1000, self.settings.max_delay_ms / 1000)
+        self.state = WatchState(pid=os.getpid(), started_at=utc_now().isoformat())
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._observer: Any = None
+        self._thread: threading.Thread | None = None
+        self._push_due = 0.0
+        self._backoff = 1.0
+        self._next_poll = 0.0
+        self._next_rescan = time.monotonic() + self.settings.rescan_s
+        self._remote_heads: dict[str, str | None] = {}
+        self._claim_fd: int | None = None
+
+    def _claim(self) -> None:
+        """Hold ``.git/memfs/watch.lock`` while running: one watcher per agent.
+
+        The kernel drops the lock if this process dies, so a crash never blocks a restart.
+        """
+        fd = os.open(_lock_path(self.agent), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            holder = read_state(self.agent).get("pid", "?")
+            raise WatcherError(
+                f"a watcher already runs for {self.agent.root} (pid {holder}); "
+                f"stop it with 'memfs watch --stop {self.agent.root}'"
+            ) from error
+        self._claim_fd = fd
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Watcher:
+        """Follow events, commit what changed while nobody watched, sync; then run.
+
+        The observer starts first, so an edit made during the catch-up is not missed; the
+        state says ``ready`` only once events flow and the loop runs.
+        """
+        self._claim()
+        self._start_observer()
+        self._catch_up()
+        self._thread = threading.Thread(target=self._run, name="memfs-watch", daemon=True)
+        self._thread.start()
+        self.state.ready = True
+        self._write_state()
+        return self
+
+    def stop(self) -> None:
+        """Flush (commit and push what is pending) and stop."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=10)
+        self.flush()
+        self._write_state(running=False)
+        if self._claim_fd is not None:
+            os.close(self._claim_fd)  # releases the flock
+            self._claim_fd = None
+
+    def __enter__(self) -> Watcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def flush(self) -> None:
+        """Commit everything pending now and push it."""
+        with self._wake:
+            paths = sorted(self.debouncer.paths)
+            self.debouncer.paths.clear()
+        self._commit(paths)
+        self._commit_all()
+        if self.settings.push:
+            self._push()
+
+    def notify(self, path: str) -> None:
+        """A path changed (called from the observer thread, or directly by tests)."""
+        with self._wake:
+            self.debouncer.add(path, time.monotonic())
+            self._wake.notify_all()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if self._stopping:
+                    return
+                timeout = self._next_wake() - time.monotonic()
+                if timeout > 0:
+                    self._wake.wait(timeout)
+                if self._stopping:
+                    return
+                batch = self.debouncer.take(time.monotonic())
+            try:
+                self.step(batch)
+            except Exception as error:  # the loop must survive anything one step does
+                self._note_error(f"{type(error).__name__}: {error}")
+
+    def _next_wake(self) -> float:
+        candidates = [self._next_poll, self._next_rescan]
+        deadline = self.debouncer.deadline()
+        if deadline is not None:
+            candidates.append(deadline)
+        if self.state.pending_push:
+            candidates.append(self._push_due)
+        return min(candidates)
+
+    def step(self, batch: list[str]) -> None:
+        """One turn of the loop: commit a due batch, push, poll, rescan."""
+        now = time.monotonic()
+        if batch:
+            self._commit(batch)
+        if now >= self._next_rescan:
+            self._next_rescan = now + self.settings.rescan_s
+            self._commit_all()
+        if self.settings.push and self.state.pending_push and now >= self._push_due:
+            self._push()
+        if now >= self._next_poll:
+            self._next_poll = now + self._poll_interval()
+            self._poll()
+
+    # -- the work -----------------------------------------------------------------------
+
+    def _commit(self, paths: list[str]) -> None:
+        if not paths:
+            return
+        info = self.agent.commit_paths(paths, origin="watch")
+        if info is not None:
+            self._committed(info.short, info.summary)
+
+    def _commit_all(self) -> None:
+        info = self.agent.commit(origin="watch")
+        if info is not None:
+            self._committed(info.short, info.summary)
+
+    def _committed(self, short: str, summary: str) -> None:
+        self.log(f"committed {short} {summary}")
+        self.state.commits += 1
+        self.state.last_commit = utc_now().isoformat()
+        self.state.pending_push = True
+        self._push_due = time.monotonic()
+        self._write_state()
+
+    def _push(self) -> None:
+        from memfs import sync
+        from memfs.remotes import list_remotes
+
+        if not list_remotes(self.agent.history):
+            self.state.pending_push = False
+            return
+        report = sync.push(self.agent, origin="watch")
+        self._after_sync(report)
+
+    def _poll(self) -> None:
+        """Pull if a remote's head moved; cheap when nothing did (one small read)."""
+        from memfs import sync
+        from memfs.remotes import list_remotes, open_remote
+
+        branch = self.agent.history.branch()
+        moved = False
+        for config in list_remotes(self.agent.history):
+            if config.mirror:
+                continue
+            try:
+                head = open_remote(config.url).head(branch)
+            except RemoteError as error:
+                self._note_error(str(error))
+                continue
+            if head is not None and head != self.agent.history.ref(
+                f"refs/remotes/{config.name}/{branch}"
+            ):
+                moved = True
+            self._remote_heads[config.name] = head
+        if moved:
+            report = sync.pull(self.agent, origin="watch")
+            self._after_sync(report)
+            if any(o.integrated in ("merged",) for o in report.remotes) and self.settings.push:
+                self._push()
+
+    def _after_sync(self, report: Any) -> None:
+        errors = [o.error for o in report.remotes if o.error]
+        for outcome in report.remotes:
+            if outcome.integrated in ("fast-forward", "merged"):
+                self.log(f"{outcome.remote}: {outcome.integrated}")
+            if outcome.pushed == "pushed":
+                self.log(f"{outcome.remote}: pushed")
+        self.state.last_sync = utc_now().isoformat()
+        if errors:
+            self._note_error(errors[0])
+            self.state.pending_push = True
+            self._push_due = time.monotonic() + self._backoff
+            self.log(f"retrying in {self._backoff:.0f}s")
+            self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
+        else:
+            self.state.last_error = None
+            self.state.pending_push = False
+            self._backoff = 1.0
+        self._write_state()
+
+    def _note_error(self, message: str) -> None:
+        self.state.last_error = message
+        self.log(f"error: {message}")
+        self._write_state()
+
+    def _catch_up(self) -> None:
+        """On start: commit what changed while nobody watched, then sync."""
+        from memfs import sync
+
+        self._commit_all()
+        with contextlib.suppress(MemfsError):
+            self._after_sync(sync.sync(self.agent, origin="watch"))
+
+    def _poll_interval(self) -> float:
+        if self.settings.poll_s is not None:
+            return self.settings.poll_s
+        from memfs.remotes import list_remotes
+
+        kinds = {config.kind for config in list_remotes(self.agent.history)}
+        return 1.0 if kinds <= {"bucket"} else 10.0
+
+    # -- the observer -------------------------------------------------------------------
+
+    def _start_observer(self) -> None:
+        from watchdog import events
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        filter_ = EventFilter(self.agent.root, self.notify)
+
+        class Handler(events.FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                filter_.dispatch(event)
+
+        # Only changes: every read of a file (memfs's own polling reads .git often) would
+        # otherwise be an open and a close event.
+        changes: list[type[events.FileSystemEvent]] = [
+            events.FileCreatedEvent, events.FileModifiedEvent, events.FileMovedEvent,
+            events.FileDeletedEvent, events.FileClosedEvent, events.DirCreatedEvent,
+            events.DirMovedEvent, events.DirDeletedEvent,
+        ]  # fmt: skip
+        try:
+            observer = Observer()
+            observer.schedule(Handler(), str(self.agent.root), recursive=True, event_filter=changes)
+            observer.start()
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EMFILE):
+                raise
+            self.log("inotify watch limit reached: falling back to polling the folder every 2 s")
+            self.state.mode = "polling"
+            observer = PollingObserver(timeout=2)
+            observer.schedule(Handler(), str(self.agent.root), recursive=True, event_filter=changes)
+            observer.start()
+        self._observer = observer
+
+    def _write_state(self, running: bool = True) -> None:
+        path = self.agent.history.state_dir / "watch.json"
+        data = {**self.state.__dict__, "running": running}
+        with contextlib.suppress(OSError):
+            atomic_write(path, json.dumps(data, indent=2).encode())
+
+
+def _lock_path(agent: Agent) -> Path:
+    return agent.history.state_dir / "watch.lock"
+
+
+def read_state(agent: Agent) -> dict[str, Any]:
+    """The last state a watcher wrote for this agent ({} if none ever ran)."""
+    try:
+        data = json.loads((agent.history.state_dir / "watch.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_running(agent: Agent) -> bool:
+    """Whether a watcher holds this agent's watch lock right now."""
+    fd = os.open(_lock_path(agent), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def status(agent: Agent) -> dict[str, Any]:
+    """The watcher's state for ``memfs status`` and ``memfs watch --status``."""
+    state = read_state(agent)
+    running = is_running(agent)
+    return {
+        **state,
+        "agent": str(agent.root),
+        "running": running,
+        "pid": state.get("pid") if running else None,
+    }
+
+
+def start_daemon(agent: Agent, args: list[str], timeout_s: float = 30.0) -> int:
+    """Start ``memfs watch`` for ``agent`` in the background; its pid once it runs.
+
+    It logs to ``.git/memfs/watch.log`` and survives the terminal that started it.
+    """
+    if is_running(agent):
+        raise WatcherError(
+            f"a watcher already runs for {agent.root} (pid {read_state(agent).get('pid')})"
+        )
+    log = agent.history.state_dir / "watch.log"
+    command = [sys.executable, "-m", "memfs", "watch", str(agent.root), "--log", str(log), *args]
+    with open(os.devnull, "rb") as stdin, open(log, "ab") as output:
+        child = subprocess.Popen(
+            command, stdin=stdin, stdout=output, stderr=output, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise WatcherError(f"the watcher exited at once (code {child.returncode}); see {log}")
+        state = read_state(agent)
+        if state.get("pid") == child.pid and state.get("ready") and state.get("running", True):
+            return child.pid
+        time.sleep(0.05)
+    child.terminate()
+    raise WatcherError(f"the watcher did not start within {timeout_s:g}s; see {log}")
+
+
+def stop_daemon(agent: Agent, timeout_s: float = 60.0) -> int:
+    """Ask the agent's watcher to flush and stop (SIGTERM); its pid once it has exited."""
+    if not is_running(agent):
+        raise WatcherError(f"no watcher runs for {agent.root}")
+    pid = int(read_state(agent).get("pid", 0))
+    if pid <= 0:
+        raise WatcherError(f"the watcher of {agent.root} did not record its pid")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_running(agent):
+            return pid
+        time.sleep(0.05)
+    raise WatcherError(f"the watcher (pid {pid}) did not stop within {timeout_s:g}s")
+
+
+def watch(agent: Agent, settings: WatchSettings | None = None, log: Log | None = None) -> Watcher:
+    """Start watching ``agent``; a handle with ``stop()`` and ``flush()``, and a context manager."""
+    return Watcher(agent, settings, log).start()
