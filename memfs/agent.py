@@ -291,13 +291,18 @@ class Agent:
             return self.history.commit_info(sha)
 
     def commit_paths(
-        self, paths: list[str], message: str | None = None, origin: str = "watch"
+        self,
+        paths: list[str],
+        message: str | None = None,
+        origin: str = "watch",
+        update_index: bool = True,
     ) -> CommitInfo | None:
         """Commit what is on disk now at ``paths`` (files or folders), and nothing else.
 
         The watcher's commit (DESIGN.md §4): no scan of the work tree, no flattening of HEAD's
-        tree; every named path is checked against disk and against the same rules as a full
-        commit, so the cost is O(changed files), whatever the agent's size.
+        tree, no reading of the index; every named path is checked against disk and against
+        the same rules as a full commit, so the cost is O(changed files). The index is brought
+        in line afterwards: here, or later by ``refresh_index_paths`` (``update_index=False``).
         """
         wanted = sorted({p.strip("/") for p in paths if p.strip("/")})
         with self.history.locked():
@@ -308,7 +313,7 @@ class Agent:
             scan = worktree.scan_paths(
                 self.root, self._rules(), wanted, self._max_file_size(), frozenset(before)
             )
-            files, unreadable = self.history.hash_worktree(scan.files)
+            files, unreadable = self.history.hash_worktree(scan.files, use_index=False)
             for path in [s.path for s in scan.skipped] + unreadable:
                 if path in before and os.path.lexists(self.root / path):
                     files[path] = before[path]  # kept at its last version, never deleted
@@ -320,13 +325,29 @@ class Agent:
             text = message or generated_message(changes)
             trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
             sha = self.history.commit(head, payload, with_trailers(text, trailers), self.author())
-            updates = {
-                path: None if change is None else TreeEntry(change[0], _blob_sha(change[1]))
-                for path, change in payload.items()
-            }
-            fresh = {p: st for p, st in snapshot.stats.items() if updates.get(p) == files.get(p)}
-            self.history.update_index_paths(updates, fresh)
+            if update_index:
+                self.refresh_index_paths(list(payload))
             return self.history.commit_info(sha)
+
+    def refresh_index_paths(self, paths: list[str]) -> None:
+        """Bring the index in line with HEAD for ``paths`` (after index-free commits)."""
+        with self.history.locked():
+            head = self.history.head()
+            updates: dict[str, TreeEntry | None] = dict.fromkeys(paths)
+            stats: dict[str, os.stat_result] = {}
+            for path in paths:
+                for entry_path, entry in self.history.entries_at(head, path).items():
+                    updates[entry_path] = entry
+                    on_disk = self._on_disk_stat(entry_path)
+                    if on_disk is not None and self._on_disk(entry_path) == entry:
+                        stats[entry_path] = on_disk
+            self.history.update_index_paths(updates, stats)
+
+    def _on_disk_stat(self, path: str) -> os.stat_result | None:
+        try:
+            return (self.root / path).lstat()
+        except OSError:
+            return None
 
     def _read_change(self, change: FileChange, snapshot: _Snapshot) -> tuple[int, bytes] | None:
         """The content to commit for one change; None if the file is (now) gone."""

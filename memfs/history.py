@@ -444,12 +444,15 @@ class History:
 
     # -- the work tree ------------------------------------------------------------------
 
-    def hash_worktree(self, files: Mapping[str, os.stat_result]) -> tuple[Files, list[str]]:
+    def hash_worktree(
+        self, files: Mapping[str, os.stat_result], use_index: bool = True
+    ) -> tuple[Files, list[str]]:
         """Tree entries for the files on disk, hashing only those the index can't vouch for.
 
         Returns the entries and the paths that vanished or became unreadable meanwhile.
+        ``use_index=False`` hashes everything: cheaper for a few files than reading the index.
         """
-        cache = _load_stat_cache(self.control_dir)
+        cache = _load_stat_cache(self.control_dir) if use_index else _StatCache({}, 0)
         entries: Files = {}
         unreadable: list[str] = []
         for path, st in files.items():

@@ -158,6 +158,7 @@ class Watcher:
         self._next_rescan = time.monotonic() + self.settings.rescan_s
         self._remote_heads: dict[str, str | None] = {}
         self._claim_fd: int | None = None
+        self._index_behind: set[str] = set()
 
     def _claim(self) -> None:
         """Hold ``.git/memfs/watch.lock`` while running: one watcher per agent.
@@ -221,6 +222,7 @@ class Watcher:
             paths = sorted(self.debouncer.paths)
             self.debouncer.paths.clear()
         self._commit(paths)
+        self._refresh_index()
         self._commit_all()
         if self.settings.push:
             self._push()
@@ -263,6 +265,8 @@ class Watcher:
         now = time.monotonic()
         if batch:
             self._commit(batch)
+        elif self.debouncer.deadline() is None:
+            self._refresh_index()  # quiet now: catch the index up with the commits
         if now >= self._next_rescan:
             self._next_rescan = now + self.settings.rescan_s
             self._commit_all()
@@ -277,9 +281,16 @@ class Watcher:
     def _commit(self, paths: list[str]) -> None:
         if not paths:
             return
-        info = self.agent.commit_paths(paths, origin="watch")
+        info = self.agent.commit_paths(paths, origin="watch", update_index=False)
         if info is not None:
+            self._index_behind.update(paths)
             self._committed(info.short, info.summary)
+
+    def _refresh_index(self) -> None:
+        """Bring the index in line for what was committed without it (O(index), so batched)."""
+        if self._index_behind:
+            paths, self._index_behind = sorted(self._index_behind), set()
+            self.agent.refresh_index_paths(paths)
 
     def _commit_all(self) -> None:
         info = self.agent.commit(origin="watch")

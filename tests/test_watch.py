@@ -90,6 +90,8 @@ def test_an_edit_becomes_one_commit(watched: Watcher) -> None:
     write(agent.root, "system/human.md", "Name: Ada\n")
     wait_for(lambda: watch_commits(agent) == ["memfs: update system/human.md"], what="the commit")
     assert agent.status().clean
+    # the index is brought in line once edits pause, so the real git agrees too
+    wait_for(lambda: git(agent.root, "status", "--porcelain") == "", what="git status clean")
 
 
 def test_editor_saves_commit_only_real_files(watched: Watcher) -> None:
@@ -234,3 +236,14 @@ def test_daemon_survives_sigkill_and_picks_up_where_it_was(tmp_path: Path) -> No
     assert not is_running(a)
     assert run_cli("watch", "--stop", str(a.root)).exit_code == 8
     assert sync.sync(b).ok and (b.root / "while-dead.md").exists()
+
+
+def test_periodic_rescan_commits_what_no_event_reported(agent: memfs.Agent) -> None:
+    watcher = Watcher(agent, WatchSettings(push=False, poll_s=3600, rescan_s=3600))
+    write(agent.root, "missed.md", "no event was seen for this\n")
+    watcher.step([])
+    assert watch_commits(agent) == [], "not yet: the rescan is not due"
+    watcher._next_rescan = 0.0  # the rescan falls due
+    watcher.step([])
+    assert watch_commits(agent) == ["memfs: add missed.md"]
+    assert watcher.state.pending_push
