@@ -406,6 +406,10 @@ class Watcher:
             observer = Observer()
             observer.schedule(Handler(), str(self.agent.root), recursive=True, event_filter=changes)
             observer.start()
+            if _unwatched_folders(observer, self.agent.root):
+                observer.stop()
+                observer.join(timeout=10)
+                raise OSError(errno.ENOSPC, "inotify watch limit reached")
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EMFILE):
                 raise
@@ -421,6 +425,21 @@ class Watcher:
         data = {**self.state.__dict__, "running": running}
         with contextlib.suppress(OSError):
             atomic_write(path, json.dumps(data, indent=2).encode())
+
+
+def _unwatched_folders(observer: Any, root: Path) -> int:
+    """How many folders an inotify observer failed to watch.
+
+    watchdog swallows the limit error for every folder but the root, which would leave parts
+    of the agent silently unwatched. Counting its watches reads a watchdog internal; if that is
+    not there, this trusts the observer (the periodic rescan still catches what it misses).
+    """
+    try:
+        watched = sum(len(e._inotify._active_callbacks_by_path) for e in observer.emitters)
+    except AttributeError:
+        return 0
+    folders = sum(1 for _ in os.walk(root))
+    return max(0, folders - watched)
 
 
 def _lock_path(agent: Agent) -> Path:

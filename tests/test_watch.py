@@ -247,3 +247,32 @@ def test_periodic_rescan_commits_what_no_event_reported(agent: memfs.Agent) -> N
     watcher.step([])
     assert watch_commits(agent) == ["memfs: add missed.md"]
     assert watcher.state.pending_push
+
+
+MAX_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+
+
+def _can_lower_watch_limit() -> bool:
+    try:
+        MAX_WATCHES.write_text(MAX_WATCHES.read_text())
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _can_lower_watch_limit(), reason="needs a writable fs.inotify limit")
+def test_inotify_limit_falls_back_to_polling_and_says_so(agent: memfs.Agent) -> None:
+    saved = MAX_WATCHES.read_text()
+    messages: list[str] = []
+    MAX_WATCHES.write_text("1")  # no new inotify watch can be added now
+    try:
+        watcher = Watcher(agent, FAST, messages.append).start()
+    finally:
+        MAX_WATCHES.write_text(saved)
+    try:
+        assert watcher.state.mode == "polling"
+        assert any("inotify watch limit reached" in m for m in messages)
+        write(agent.root, "polled.md", "seen by polling\n")
+        wait_for(lambda: "memfs: add polled.md" in watch_commits(agent), what="a polled commit")
+    finally:
+        watcher.stop()
