@@ -185,6 +185,8 @@ class Watcher:
         The observer starts first, so an edit made during the catch-up is not missed; the
         state says ``ready`` only once events flow and the loop runs.
         """
+        if self._thread is not None:
+            return self  # already running: ``with memfs.watch(agent):`` enters a started one
         self._claim()
         self._start_observer()
         self._catch_up()
@@ -252,7 +254,9 @@ class Watcher:
                 self._note_error(f"{type(error).__name__}: {error}")
 
     def _next_wake(self) -> float:
-        candidates = [self._next_poll, self._next_rescan]
+        candidates = [self._next_rescan]
+        if self.settings.push:
+            candidates.append(self._next_poll)
         deadline = self.debouncer.deadline()
         if deadline is not None:
             candidates.append(deadline)
@@ -272,7 +276,7 @@ class Watcher:
             self._commit_all()
         if self.settings.push and self.state.pending_push and now >= self._push_due:
             self._push()
-        if now >= self._next_poll:
+        if self.settings.push and now >= self._next_poll:  # --no-push: commit only
             self._next_poll = now + self._poll_interval()
             self._poll()
 
@@ -371,8 +375,9 @@ class Watcher:
         from memfs import sync
 
         self._commit_all()
-        with contextlib.suppress(MemfsError):
-            self._after_sync(sync.sync(self.agent, origin="watch"))
+        if self.settings.push:
+            with contextlib.suppress(MemfsError):
+                self._after_sync(sync.sync(self.agent, origin="watch"))
 
     def _poll_interval(self) -> float:
         if self.settings.poll_s is not None:

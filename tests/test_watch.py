@@ -276,3 +276,19 @@ def test_inotify_limit_falls_back_to_polling_and_says_so(agent: memfs.Agent) -> 
         wait_for(lambda: "memfs: add polled.md" in watch_commits(agent), what="a polled commit")
     finally:
         watcher.stop()
+
+
+def test_python_api_and_no_push(tmp_path: Path) -> None:
+    hub = bare_repo(tmp_path / "hub.git")
+    a, b = two_machines(tmp_path, str(hub))
+    remote_head = git(hub, "rev-parse", "main")
+    write(b.root, "from-b.md", "b\n")
+    assert sync.sync(b).ok
+    settings = WatchSettings(quiet_ms=50, max_delay_ms=500, push=False)
+    with memfs.watch(a, settings) as handle:
+        write(a.root, "local-only.md", "not pushed\n")
+        wait_for(lambda: watch_commits(a) == ["memfs: add local-only.md"], what="a local commit")
+        handle.flush()
+    assert git(hub, "rev-parse", "main") != remote_head  # B's push, and nothing from A
+    assert "local-only.md" not in git(hub, "ls-tree", "-r", "--name-only", "main")
+    assert not (a.root / "from-b.md").exists(), "--no-push neither pushes nor pulls"
