@@ -9,6 +9,7 @@ Mutating callers hold ``History.locked()`` for the whole operation.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -18,6 +19,7 @@ import stat
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -61,6 +63,17 @@ MODE_SYMLINK = 0o120000
 LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 TRAILER_HOST = "Memfs-Host"
 TRAILER_ORIGIN = "Memfs-Origin"
+
+
+_open_histories: weakref.WeakSet[History] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_histories() -> None:
+    """Close repositories still open at exit: dulwich's finalizers fail noisily at shutdown."""
+    for history in list(_open_histories):
+        with contextlib.suppress(Exception):
+            history.close()
 
 
 class TreeEntry(NamedTuple):
@@ -166,6 +179,7 @@ class History:
         self.root = root
         self.repo = repo
         self._lock = _RepoLock(Path(repo.controldir()) / "memfs" / "lock")
+        _open_histories.add(self)
 
     # -- opening ------------------------------------------------------------------------
 

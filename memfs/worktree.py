@@ -212,14 +212,15 @@ def populate(root: Path, entries: dict[str, tuple[int, bytes]]) -> dict[str, os.
         target = os.path.join(base, path)
         if mode == MODE_SYMLINK:
             os.symlink(os.fsdecode(data), target)
-        else:
-            permissions = 0o755 if mode == MODE_EXECUTABLE else 0o644
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
-        stats[path] = os.lstat(target)
+            stats[path] = os.lstat(target)
+            continue
+        permissions = 0o755 if mode == MODE_EXECUTABLE else 0o644
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions)
+        try:
+            _write_all(fd, data)
+            stats[path] = os.fstat(fd)  # after the last write: what the index must record
+        finally:
+            os.close(fd)
     return stats
 
 
