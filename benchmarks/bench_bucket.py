@@ -30,17 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import boto3
 
 import memfs
+from benchmarks._common import git, populate
 from memfs import sync
 from memfs.remotes import add_remote, get_remote
 from tests.s3 import CREDENTIALS, moto_s3
-
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
 
 WRITER = textwrap.dedent(
     """
@@ -55,10 +48,6 @@ WRITER = textwrap.dedent(
         assert sync.push(agent).ok
     """
 )
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True)
 
 
 REPEAT = 3
@@ -77,10 +66,7 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
 
 def build_agent(root: Path, files: int, commits: int) -> memfs.Agent:
     agent = memfs.init(root, name=root.name)
-    for i in range(files):
-        folder = root / "reference" / f"topic-{i % 100:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"note-{i:05d}.md").write_text(f"---\ndescription: note {i}\n---\nfact {i}\n")
+    populate(root, files)
     agent.commit()
     for c in range(commits - 1):
         (root / "reference" / "log.md").write_text(f"commit {c}\n")

@@ -13,7 +13,6 @@ Files are spread over 100 folders, as a real agent's memory is.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -23,28 +22,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import memfs
-
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
-
-
-def populate(root: Path, files: int) -> None:
-    for i in range(files):
-        folder = root / "reference" / f"topic-{i % 100:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"note-{i:05d}.md").write_text(
-            f"---\ndescription: note {i}\n---\nSome remembered fact number {i}.\n"
-        )
-
-
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=root, env=GIT_ENV, check=True, capture_output=True)
+from benchmarks._common import git, populate
 
 
 def memfs_cli(root: Path, *args: str) -> None:

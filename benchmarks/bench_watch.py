@@ -29,30 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import boto3
 
 import memfs
+from benchmarks._common import GIT_ENV, populate
 from memfs import sync
 from memfs.remotes import add_remote
 from memfs.watcher import start_daemon, stop_daemon
 from tests.s3 import CREDENTIALS, moto_s3
 
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
-
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def populate(root: Path, files: int) -> None:
-    for i in range(files):
-        folder = root / "reference" / f"topic-{i % 100:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"note-{i:05d}.md").write_text(f"---\ndescription: note {i}\n---\nfact {i}\n")
 
 
 def sync_latency(work: Path, url: str, edits: int) -> list[float]:
