@@ -278,10 +278,11 @@ class History:
             return True
         return can_fast_forward(self.repo, ancestor.encode(), descendant.encode())
 
-    def merge_base(self, a: str, b: str) -> str | None:
-        """The best common ancestor of two commits, or None for unrelated histories."""
-        bases = find_merge_base(self.repo, [a.encode(), b.encode()])
-        return bases[0].decode() if bases else None
+    def merge_bases(self, a: str, b: str) -> list[str]:
+        """Every best common ancestor of two commits (several after criss-cross merges),
+        oldest first; [] for unrelated histories."""
+        bases = [sha.decode() for sha in find_merge_base(self.repo, [a.encode(), b.encode()])]
+        return sorted(set(bases), key=lambda sha: (self.commit_time(sha), sha))
 
     def commit_time(self, sha: str) -> int:
         commit = self.repo[sha.encode()]

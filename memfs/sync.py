@@ -33,7 +33,14 @@ from memfs.errors import (
     RemoteError,
     RemoteNotFoundError,
 )
-from memfs.history import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, History, with_trailers
+from memfs.history import (
+    TRAILER_HOST,
+    TRAILER_ORIGIN,
+    CommitInfo,
+    Files,
+    History,
+    with_trailers,
+)
 from memfs.merge import POLICIES, Conflict, Policy, Side, merge
 from memfs.remotes import (
     Remote,
@@ -49,6 +56,7 @@ from memfs.util import atomic_write, hostname, utc_now
 
 ATTEMPTS = 5
 PUSH_ATTEMPTS = 60
+MAX_BASE_DEPTH = 8
 Progress = Callable[[str], None]
 
 
@@ -221,13 +229,12 @@ def _merge_commit(
     agent: Agent, ours: str, theirs: str, source: str, policy: Policy
 ) -> list[Conflict]:
     history = agent.history
-    base_sha = history.merge_base(ours, theirs)
     ours_newer = (history.commit_time(ours), ours) >= (history.commit_time(theirs), theirs)
     local = Side(history.tree_of(ours), ours, ours[:7])
     remote = Side(history.tree_of(theirs), theirs, theirs[:7])
     newer, older = (local, remote) if ours_newer else (remote, local)
     result = merge(
-        history.tree_of(base_sha),
+        merge_base_tree(history, ours, theirs),
         newer,
         older,
         read=history.blob,
@@ -250,6 +257,37 @@ def _merge_commit(
     history.commit_tree(tree, (ours, theirs), message, agent.author())
     agent.refresh_index()
     return result.conflicts
+
+
+def merge_base_tree(history: History, a: str, b: str, depth: int = 0) -> Files:
+    """The tree to merge ``a`` and ``b`` against: their merge base, or, after criss-cross
+    merges left several, a virtual base merged from them (git's recursive strategy).
+
+    Picking one of several bases makes a merge see both sides change a file only one side
+    changed, and can bring an older version back. The bases are folded oldest first, each
+    pair against its own base; a conflict inside the virtual base goes to the newer side.
+    Every machine computes the same virtual base for the same two commits.
+    """
+    bases = history.merge_bases(a, b)
+    if not bases:
+        return {}
+    tree = history.tree_of(bases[0])
+    if depth > MAX_BASE_DEPTH:
+        return tree
+    folded = bases[0]
+    for other in bases[1:]:
+        base = merge_base_tree(history, folded, other, depth + 1)
+        result = merge(
+            base,
+            Side(history.tree_of(other), other, other[:7]),
+            Side(tree, folded, folded[:7]),
+            read=history.blob,
+            store=history.store_blob,
+            policy="ours",
+            ours_is_newer=True,
+        )
+        tree, folded = result.files, other
+    return tree
 
 
 def pull(

@@ -184,6 +184,8 @@ def test_eight_writers_and_a_reader_lose_nothing(tmp_path: Path, s3: S3Bucket) -
     assert set(committed) <= reachable, "a pushed commit is missing from the remote head"
     for n in range(8):
         assert (fresh.root / f"writer-{n}.md").read_text() == f"{n} edit 9\n"
+    # every writer edits only its own file: a correct merge never sees a conflict
+    assert not [path for path in fresh.worktree_files() if ".conflict-" in path]
 
 
 # -- crash safety --------------------------------------------------------------------------

@@ -648,3 +648,49 @@ def test_concurrent_writers_on_a_git_remote_lose_nothing(tmp_path: Path) -> None
     assert len(committed) == 20
     assert set(committed) <= set(git(hub, "rev-list", "main").split())
     git(hub, "fsck", "--strict")
+
+
+def test_criss_cross_merges_use_a_virtual_base(agent: memfs.Agent) -> None:
+    """After criss-cross merges two commits have two best common ancestors; picking either
+    alone makes a file changed on one side look changed on both (and an old version can win).
+    """
+    from dulwich.objects import Commit
+
+    from memfs.history import TreeEntry
+    from memfs.sync import merge_base_tree
+
+    history = agent.history
+
+    def commit(parents: tuple[str, ...], files: dict[str, str]) -> str:
+        tree = dict(history.tree_of(parents[0]))
+        for path, text in files.items():
+            tree[path] = TreeEntry(0o100644, history.store_blob(text.encode()))
+        made = Commit()
+        made.tree = history.tree_from_entries(tree).encode()
+        made.parents = [p.encode() for p in parents]
+        made.author = made.committer = b"t <t@example.com>"
+        made.author_time = made.commit_time = 1_700_000_000 + len(history.log()) + len(parents)
+        made.author_timezone = made.commit_timezone = 0
+        made.message = b"c"
+        history.repo.object_store.add_object(made)
+        return made.id.decode()
+
+    start = history.head()
+    assert start is not None
+    base = commit((start,), {"f.md": "v1\n"})
+    a1 = commit((base,), {"f.md": "v2\n"})  # only this line of work ever edits f.md
+    x = commit((base,), {"g.md": "x\n"})
+    m1 = commit((a1, x), {"g.md": "x\n"})  # the criss-cross: both merges hold both changes
+    m2 = commit((x, a1), {"f.md": "v2\n"})
+    a2 = commit((m1,), {"f.md": "v3\n"})
+    y = commit((m2,), {"h.md": "y\n"})
+    assert len(history.merge_bases(a2, y)) == 2
+    virtual = merge_base_tree(history, a2, y)
+    assert history.blob(virtual["f.md"].sha) == b"v2\n", "the virtual base has the shared v2"
+    agent.apply_tree(history.tree_of(start), history.tree_of(a2))
+    history.move_branch(start, a2)
+    agent.refresh_index()
+    integrated, conflicts = sync.integrate(agent, y, "test")
+    assert (integrated, conflicts) == ("merged", [])
+    assert (agent.root / "f.md").read_text() == "v3\n", "the later edit wins, as it must"
+    assert (agent.root / "h.md").read_text() == "y\n"
