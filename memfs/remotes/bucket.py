@@ -118,8 +118,11 @@ class BucketRemote:
 
     def fetch(self, history: History, branch: str) -> str | None:
         """Import the packs the local repo lacks; the branch's sha, or None if absent."""
-        for _ in range(3):
-            manifest, _ = self.read_manifest()
+        for attempt in range(3):
+            if attempt == 0 and self._last_read is not None:
+                manifest = self._last_read[0]  # read by head() just now: one GET less per race
+            else:
+                manifest, _ = self.read_manifest()
             if manifest is None and self.storage.list(""):
                 raise NotAMemfsRemoteError(self.url, branch, "it holds files but no manifest.json")
             if manifest is None or branch not in manifest.refs:
