@@ -1,0 +1,183 @@
+"""What a harness puts in the system prompt: pinned memory in full, the rest as a tree.
+
+The output is deterministic (sorted by path) so a prompt only changes when memory does. Open
+conflicts come first, naming both files, so the agent itself can reconcile them (as Letta Code's
+conflict reminder does); a conflict copy is never rendered as a block of its own. A memory file
+over its limit or with broken front matter is an error naming the file (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from memfs.agent import Agent
+from memfs.conflicts import OpenConflict, find, original_path
+from memfs.errors import SchemaError
+from memfs.memory import MemoryFile, is_memory_path
+from memfs.merge import has_markers, is_conflict_copy
+
+
+@dataclass(frozen=True)
+class Block:
+    """A pinned memory file, as the agent sees it."""
+
+    label: str
+    path: str
+    description: str | None
+    chars: int
+    limit: int | None
+    read_only: bool
+    value: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A memory file that is not pinned: listed with its description, read on demand."""
+
+    path: str
+    label: str
+    description: str | None
+
+
+@dataclass
+class Context:
+    """An agent's prompt context."""
+
+    name: str
+    blocks: list[Block] = field(default_factory=list)
+    files: list[Entry] = field(default_factory=list)
+    conflicts: list[OpenConflict] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.name,
+            "conflicts": [c.to_dict() for c in self.conflicts],
+            "blocks": [asdict(b) for b in self.blocks],
+            "files": [asdict(f) for f in self.files],
+        }
+
+    def render(self) -> str:
+        """The context as prompt text."""
+        parts = []
+        if self.conflicts:
+            lines = [
+                "<memory_conflicts>",
+                "Memory has unresolved sync conflicts. Reconcile each file with the other version,",
+                "then delete the conflict copy (or remove the markers):",
+            ]
+            for conflict in self.conflicts:
+                where = (
+                    f"other version: {conflict.copy_path}"
+                    if conflict.copy_path
+                    else "conflict markers inside"
+                )
+                lines.append(f"- {conflict.path} ({where})")
+            lines.append("</memory_conflicts>")
+            parts.append("\n".join(lines))
+        blocks = ["<memory_blocks>"]
+        for block in self.blocks:
+            limit = block.limit if block.limit is not None else "none"
+            blocks += [
+                f"<{block.label}>",
+                "<description>",
+                block.description or "",
+                "</description>",
+                "<metadata>",
+                f"- chars_current={block.chars}",
+                f"- chars_limit={limit}",
+                f"- read_only={'true' if block.read_only else 'false'}",
+                "</metadata>",
+                "<value>",
+                block.value.rstrip("\n"),
+                "</value>",
+                f"</{block.label}>",
+            ]
+        blocks.append("</memory_blocks>")
+        parts.append("\n".join(blocks))
+        if self.files:
+            parts.append(
+                "\n".join(
+                    [
+                        "<memory_files>",
+                        "More memory, not loaded: read a file when it is relevant.",
+                        *_tree(self.files),
+                        "</memory_files>",
+                    ]
+                )
+            )
+        return "\n\n".join(parts) + "\n"
+
+
+def build_context(agent: Agent, rev: str | None = None) -> Context:
+    """The context of the work tree, or of revision ``rev``."""
+    contents = _contents_at(agent, rev) if rev else _contents_on_disk(agent)
+    context = Context(name=agent.name)
+    context.conflicts = find(agent) if rev is None else _conflicts_in(contents)
+    problems = []
+    for path in sorted(contents):
+        if not is_memory_path(path) or is_conflict_copy(path):
+            continue
+        memory_file = MemoryFile(agent.root, path, contents[path])
+        problems += [p for p in memory_file.problems() if p.severity == "error"]
+        if memory_file.pinned:
+            context.blocks.append(
+                Block(
+                    label=memory_file.label,
+                    path=path,
+                    description=memory_file.description,
+                    chars=memory_file.size,
+                    limit=memory_file.limit,
+                    read_only=memory_file.read_only,
+                    value=memory_file.value,
+                )
+            )
+        else:
+            context.files.append(Entry(path, memory_file.label, memory_file.description))
+    if problems:
+        raise SchemaError(problems)
+    return context
+
+
+def _contents_on_disk(agent: Agent) -> dict[str, bytes]:
+    contents = {}
+    for path in agent.worktree_files():
+        if is_memory_path(path):
+            try:
+                contents[path] = (agent.root / path).read_bytes()
+            except OSError:
+                continue
+    return contents
+
+
+def _contents_at(agent: Agent, rev: str) -> dict[str, bytes]:
+    history = agent.history
+    tree = history.tree_of(history.resolve(rev))
+    return {path: history.blob(entry.sha) for path, entry in tree.items() if is_memory_path(path)}
+
+
+def _conflicts_in(contents: dict[str, bytes]) -> list[OpenConflict]:
+    found = []
+    for path, data in sorted(contents.items()):
+        if is_conflict_copy(path):
+            found.append(OpenConflict(original_path(path), "copy", path))
+        elif has_markers(data):
+            found.append(OpenConflict(path, "markers"))
+    return found
+
+
+def _tree(entries: list[Entry]) -> list[str]:
+    """``reference/garden/tomatoes.md`` as an indented tree with descriptions."""
+    lines: list[str] = []
+    shown: set[str] = set()
+    for entry in sorted(entries, key=lambda e: e.path):
+        parts = PurePosixPath(entry.path).parts
+        for depth in range(len(parts) - 1):
+            folder = "/".join(parts[: depth + 1])
+            if folder not in shown:
+                shown.add(folder)
+                lines.append(f"{'  ' * depth}{parts[depth]}/")
+        note = f": {entry.description}" if entry.description else ""
+        lines.append(f"{'  ' * (len(parts) - 1)}{parts[-1]}{note}")
+    return lines
