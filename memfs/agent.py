@@ -628,9 +628,15 @@ def find_agent(start: str | os.PathLike[str] = ".") -> Agent:
 
 
 def init_agent(
-    path: str | os.PathLike[str] = ".", name: str | None = None, description: str = ""
+    path: str | os.PathLike[str] = ".",
+    name: str | None = None,
+    description: str = "",
+    templates: bool = True,
 ) -> Agent:
-    """Create an agent in ``path``, or adopt the memory folder (or git repo) already there."""
+    """Create an agent in ``path``, or adopt the memory folder (or git repo) already there.
+
+    ``templates=False`` adds no starter persona/human files (an import brings its own memory).
+    """
     root = Path(path).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise NotAnAgentError(str(path), "it is a file, not a folder")
@@ -643,7 +649,7 @@ def init_agent(
     adopting = any(entry.name != ".git" for entry in root.iterdir())
     history = History.create(root)
     system = root / "system"
-    if not (system.is_dir() and any(system.glob("*.md"))):
+    if templates and not (system.is_dir() and any(system.glob("*.md"))):
         system.mkdir(exist_ok=True)
         for file_name, text in (("persona.md", PERSONA_TEMPLATE), ("human.md", HUMAN_TEMPLATE)):
             if not (system / file_name).exists():

@@ -1,0 +1,104 @@
+"""Letta Agent Files: the real fixtures round-trip; edits are carried; bad files are clear."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs.letta import AgentFileError, export_agent_file, import_agent_file, read_agent_file
+
+from .conftest import assert_git_agrees, run_cli, write
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "agent-file"
+AGENT_FILES = sorted(FIXTURES.glob("*.af"))
+
+
+def blocks_of(document: dict) -> list[tuple]:
+    return [
+        (b["label"], b["value"], b["description"], b["limit"], b["read_only"])
+        for b in document["blocks"]
+    ]
+
+
+def test_the_fixtures_are_there() -> None:
+    assert len(AGENT_FILES) == 4, f"expected the agent-file fixtures in {FIXTURES}"
+
+
+@pytest.mark.parametrize("source", AGENT_FILES, ids=lambda p: p.stem)
+def test_import_then_export_gives_back_the_same_document(tmp_path: Path, source: Path) -> None:
+    original = read_agent_file(source)
+    agent = import_agent_file(source, tmp_path / "agent")
+    assert_git_agrees(agent.root)
+    labels = {m.label.removeprefix("system/") for m in agent.memory.values() if m.pinned}
+    assert labels == {b["label"] for b in original["blocks"]}
+    exported = export_agent_file(agent, tmp_path / "out.af")
+    assert blocks_of(exported) == blocks_of(original)
+    assert exported == original, "settings, tools and messages come back as they were"
+    assert json.loads((tmp_path / "out.af").read_text()) == original
+
+
+def test_an_edit_is_carried_into_the_export(tmp_path: Path) -> None:
+    source = FIXTURES / "memgpt_agent.af"
+    agent = import_agent_file(source, tmp_path / "agent")
+    human = agent.memory["system/human"]
+    human.value += "Favourite colour: green\n"
+    human.save()
+    agent.commit()
+    write(
+        agent.root,
+        "system/projects.md",
+        "---\ndescription: Current projects\nlimit: 500\n---\nmemfs\n",
+    )
+    (agent.root / "system/persona.md").unlink()
+    result = run_cli("export-af", str(agent.root), "-o", str(tmp_path / "edited.af"))
+    assert result.exit_code == 0, result.stderr
+    exported = json.loads((tmp_path / "edited.af").read_text())
+    blocks = {b["label"]: b for b in exported["blocks"]}
+    assert blocks["human"]["value"].endswith("Favourite colour: green\n")
+    assert "persona" not in blocks
+    assert (blocks["projects"]["value"], blocks["projects"]["limit"]) == ("memfs\n", 500)
+    assert set(exported["agents"][0]["block_ids"]) == {b["id"] for b in exported["blocks"]}
+    original = read_agent_file(source)
+    assert (
+        exported["agents"][0]["tools"] == original["agents"][0]["tools"]
+        if "tools" in original["agents"][0]
+        else True
+    )
+    assert exported["tools"] == original["tools"]
+
+
+def test_double_encoded_files_are_read() -> None:
+    raw = json.loads((FIXTURES / "customer_service.af").read_text())
+    assert isinstance(raw, str), "this fixture is a JSON string holding the document"
+    assert (
+        read_agent_file(FIXTURES / "customer_service.af")["agents"][0]["name"] == "customer_service"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"blocks": []}', "it has no 'agents' list"),
+        ('{"agents": [{}, {}]}', "memfs imports one agent, it holds 2"),
+        ('"just a string"', "not valid JSON"),
+        ('"[1, 2]"', "it has no 'agents' list"),
+    ],
+)
+def test_malformed_agent_files_are_clear_errors(tmp_path: Path, content: str, message: str) -> None:
+    bad = write(tmp_path, "bad.af", content)
+    with pytest.raises(AgentFileError, match=message):
+        import_agent_file(bad, tmp_path / "agent")
+    result = run_cli("import-af", str(bad), str(tmp_path / "agent2"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"memfs: {bad} is not a usable Letta Agent File: {message}")
+    assert not (tmp_path / "agent2").exists()
+
+
+def test_export_of_a_native_agent(agent: memfs.Agent, tmp_path: Path) -> None:
+    document = export_agent_file(agent, tmp_path / "native.af")
+    assert document["agents"][0]["name"] == "test-agent"
+    assert {b["label"] for b in document["blocks"]} == {"human", "persona"}
