@@ -31,6 +31,7 @@ __all__ = [
     "clone",
     "errors",
     "init",
+    "mounted",
     "open",
     "watch",
 ]
@@ -42,6 +43,7 @@ _LAZY = {
     "open": ("memfs.agent", "open_agent"),
     "clone": ("memfs.sync", "clone"),
     "watch": ("memfs.watcher", "watch"),
+    "mounted": ("memfs.mount", "mounted"),
     "CommitInfo": ("memfs.history", "CommitInfo"),
     "FileChange": ("memfs.history", "FileChange"),
     "MemoryFile": ("memfs.memory", "MemoryFile"),
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from memfs.errors import MemfsError
     from memfs.history import CommitInfo, FileChange
     from memfs.memory import MemoryFile
+    from memfs.mount import mounted
     from memfs.schema import Problem
     from memfs.sync import clone
     from memfs.watcher import watch

@@ -535,6 +535,14 @@ class Agent:
         mode = file_mode(st)
         return TreeEntry(mode, _blob_sha(read_worktree_data(full, mode)))
 
+    def is_read_only_mount(self) -> bool:
+        """Whether this folder is a read-only (or pinned) mount: nothing is pushed from it."""
+        try:
+            marker = json.loads((self.history.state_dir / "mount.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(isinstance(marker, dict) and marker.get("read_only"))
+
     def worktree_files(self) -> list[str]:
         """Every path a commit would hold now."""
         return sorted(self._snapshot(self.history.tree_of(self.history.head())).files)

@@ -347,6 +347,10 @@ def push_remote(
     history = agent.history
     branch = history.branch()
     outcome = RemoteOutcome(config.name)
+    if agent.is_read_only_mount():
+        raise RemoteError(
+            config.display_url, f"{agent.root} is a read-only mount: nothing is pushed from it"
+        )
     remote = remote or open_remote(config.url, progress)
     theirs = remote.head(branch)
     for attempt in range(PUSH_ATTEMPTS):

@@ -48,6 +48,7 @@ class WatchSettings:
     max_delay_ms: int = 2000
     poll_s: float | None = None  # None: 1 s for object stores, 10 s for git hosts
     push: bool = True
+    pull_only: bool = False  # a read-only mount: follow the remote, commit and push nothing
     rescan_s: float = 60.0
     backoff_max_s: float = 60.0
 
@@ -226,7 +227,7 @@ class Watcher:
         self._commit(paths)
         self._refresh_index()
         self._commit_all()
-        if self.settings.push:
+        if self._pushing:
             self._push()
 
     def notify(self, path: str) -> None:
@@ -234,6 +235,14 @@ class Watcher:
         with self._wake:
             self.debouncer.add(path, time.monotonic())
             self._wake.notify_all()
+
+    @property
+    def _pushing(self) -> bool:
+        return self.settings.push and not self.settings.pull_only
+
+    @property
+    def _syncing(self) -> bool:
+        return self.settings.push or self.settings.pull_only
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -255,7 +264,7 @@ class Watcher:
 
     def _next_wake(self) -> float:
         candidates = [self._next_rescan]
-        if self.settings.push:
+        if self._syncing:
             candidates.append(self._next_poll)
         deadline = self.debouncer.deadline()
         if deadline is not None:
@@ -274,16 +283,16 @@ class Watcher:
         if now >= self._next_rescan:
             self._next_rescan = now + self.settings.rescan_s
             self._commit_all()
-        if self.settings.push and self.state.pending_push and now >= self._push_due:
+        if self._pushing and self.state.pending_push and now >= self._push_due:
             self._push()
-        if self.settings.push and now >= self._next_poll:  # --no-push: commit only
+        if self._syncing and now >= self._next_poll:  # --no-push: commit only
             self._next_poll = now + self._poll_interval()
             self._poll()
 
     # -- the work -----------------------------------------------------------------------
 
     def _commit(self, paths: list[str]) -> None:
-        if not paths:
+        if not paths or self.settings.pull_only:
             return
         info = self.agent.commit_paths(paths, origin="watch", update_index=False)
         if info is not None:
@@ -297,6 +306,8 @@ class Watcher:
             self.agent.refresh_index_paths(paths)
 
     def _commit_all(self) -> None:
+        if self.settings.pull_only:
+            return
         info = self.agent.commit(origin="watch")
         if info is not None:
             self._committed(info.short, info.summary)
@@ -342,7 +353,7 @@ class Watcher:
         if moved:
             report = sync.pull(self.agent, origin="watch")
             self._after_sync(report)
-            if any(o.integrated in ("merged",) for o in report.remotes) and self.settings.push:
+            if any(o.integrated in ("merged",) for o in report.remotes) and self._pushing:
                 self._push()
 
     def _after_sync(self, report: Any) -> None:
@@ -375,9 +386,12 @@ class Watcher:
         from memfs import sync
 
         self._commit_all()
-        if self.settings.push:
+        if self._pushing:
             with contextlib.suppress(MemfsError):
                 self._after_sync(sync.sync(self.agent, origin="watch"))
+        elif self._syncing:
+            with contextlib.suppress(MemfsError):
+                self._after_sync(sync.pull(self.agent, origin="watch"))
 
     def _poll_interval(self) -> float:
         if self.settings.poll_s is not None:

@@ -18,6 +18,7 @@ def test_exported_names() -> None:
         "clone",
         "errors",
         "init",
+        "mounted",
         "open",
         "watch",
     ]

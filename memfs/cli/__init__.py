@@ -108,14 +108,15 @@ def cli(ctx: click.Context, agent_dir: str | None) -> None:
 
 
 def _register() -> None:
-    from memfs.cli import cloud, context, demo, letta, remote, repo, sync, watch
+    from memfs.cli import cloud, context, demo, letta, mount, remote, repo, sync, watch
 
     for command in (
         repo.init, repo.status, repo.commit, repo.log, repo.diff, repo.show,
         repo.restore, repo.revert, repo.check, repo.ls,
         remote.remote, sync.push, sync.fetch, sync.pull, sync.sync, sync.clone,
         sync.conflicts, sync.resolve, cloud.cloud, cloud.agents, cloud.checkout, sync.gc,
-        watch.watch, context.context, letta.import_af, letta.export_af, demo.demo,
+        watch.watch, context.context, letta.import_af, letta.export_af,
+        mount.mount, mount.unmount, mount.mounts, demo.demo,
     ):  # fmt: skip
         cli.add_command(command)
 

@@ -36,6 +36,7 @@ from memfs.cli.output import emit_json
     help="Check remotes this often (default: 1 s object stores, 10 s git hosts).",
 )
 @click.option("--no-push", is_flag=True, help="Commit only; do not push or pull.")
+@click.option("--pull-only", is_flag=True, help="Follow the remote; commit and push nothing.")
 @click.option(
     "--log",
     "log_file",
@@ -59,6 +60,7 @@ def watch(
     max_delay_ms: int,
     poll_s: float | None,
     no_push: bool,
+    pull_only: bool,
     log_file: str | None,
     daemon: bool,
     stop: bool,
@@ -93,13 +95,18 @@ def watch(
     options = [f"--quiet-ms={quiet_ms}", f"--max-delay-ms={max_delay_ms}"]
     options += [f"--poll-s={poll_s}"] if poll_s is not None else []
     options += ["--no-push"] if no_push else []
+    options += ["--pull-only"] if pull_only else []
     if daemon:
         for agent in agents:
             pid = watching.start_daemon(agent, options)
             click.echo(f"Watching {agent.root} in the background (pid {pid})")
         return
     settings = watching.WatchSettings(
-        quiet_ms=quiet_ms, max_delay_ms=max_delay_ms, poll_s=poll_s, push=not no_push
+        quiet_ms=quiet_ms,
+        max_delay_ms=max_delay_ms,
+        poll_s=poll_s,
+        push=not no_push,
+        pull_only=pull_only,
     )
     _run_foreground(agents, settings, log_file)
 

@@ -1,0 +1,73 @@
+"""Mounting agents into sandbox folders: mount, unmount, mounts."""
+
+from __future__ import annotations
+
+import click
+
+from memfs.cli import CommandError
+from memfs.cli.output import emit_json, json_option
+
+
+@click.command()
+@click.argument("source")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--read-only", is_flag=True, help="Read-only files; only pulled, never pushed.")
+@click.option("--rev", metavar="REV", help="Pin to a revision: read-only, no watcher.")
+def mount(source: str, directory: str, read_only: bool, rev: str | None) -> None:
+    """Check SOURCE out into DIRECTORY and keep it synced both ways in the background.
+
+    SOURCE is an agent name in the default cloud, a remote URL, or a local agent folder.
+    Returns once the files are in place.
+
+    \b
+    Examples:
+      memfs mount garden-agent /sandbox/memory
+      memfs mount s3://acme-agents/memory/garden /sandbox/memory --read-only
+    """
+    from memfs.mount import mount as run
+
+    record = run(source, directory, read_only=read_only, rev=rev)
+    mode = (
+        "pinned to " + record.rev[:7]
+        if record.rev
+        else "read-only"
+        if record.read_only
+        else "synced"
+    )
+    click.echo(f"Mounted {source} at {record.path} ({mode})")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--remove", is_flag=True, help="Delete DIRECTORY afterwards, only if everything was pushed."
+)
+def unmount(directory: str, remove: bool) -> None:
+    """Commit and push what is left, stop the watcher; exit 7 if the remote did not get it all."""
+    from memfs.mount import unmount as run
+
+    result = run(directory, remove=remove)
+    if not result.synced:
+        raise CommandError(
+            f"unmounted {result.path}, but not everything reached the remote: {result.error}"
+            + ("; the folder was kept" if remove else ""),
+            7,
+        )
+    click.echo(f"Unmounted {result.path}" + (" and removed it" if result.removed else ""))
+
+
+@click.command()
+@json_option
+def mounts(as_json: bool) -> None:
+    """List mounted agents."""
+    from memfs.mount import mounts as run
+
+    entries = run()
+    if as_json:
+        emit_json([entry.to_dict() for entry in entries])
+        return
+    for entry in entries:
+        mode = "read-only" if entry.read_only else "synced"
+        click.echo(f"{entry.path}\t{entry.source}\t{mode}")
+    if not entries:
+        click.echo("No mounts.")

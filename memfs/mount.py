@@ -1,0 +1,226 @@
+"""Mounting an agent into a sandbox folder, kept in sync by a background watcher.
+
+``mount`` checks the agent out (by cloud name, remote URL or local agent path), starts a watcher
+daemon and returns once the files are in place. ``unmount`` commits and pushes what is left
+(even if the watcher was killed), stops the watcher, and says whether everything reached the
+remote; ``remove=True`` deletes the folder only if it did. A read-only mount (or one pinned to a
+revision) is marked in ``.git/memfs/mount.json``: every push refuses for it, so making the files
+writable by hand cannot publish anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from memfs.agent import Agent, open_agent
+from memfs.config import data_dir
+from memfs.errors import MemfsError, NotAnAgentError
+from memfs.remotes import url_kind
+from memfs.schema import is_valid_name
+from memfs.util import atomic_write, utc_now
+
+MOUNT_FILE = "mount.json"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mounted agent."""
+
+    path: str
+    source: str
+    read_only: bool
+    rev: str | None
+    mounted_at: str
+    watcher_pid: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UnmountResult:
+    """What unmount did: whether every commit reached the remote, and if the folder went."""
+
+    path: str
+    synced: bool
+    removed: bool
+    error: str | None = None
+
+
+def mount(
+    source: str,
+    directory: str | os.PathLike[str],
+    read_only: bool = False,
+    rev: str | None = None,
+    watch_args: list[str] | None = None,
+) -> Mount:
+    """Check ``source`` out into ``directory`` and keep it synced; returns once files are there."""
+    from memfs import watcher
+
+    root = Path(directory).expanduser().resolve()
+    agent = _check_out(source, root)
+    try:
+        pinned = rev is not None
+        if pinned:
+            _pin(agent, str(rev))
+        record = Mount(
+            path=str(root),
+            source=source,
+            read_only=read_only or pinned,
+            rev=agent.history.resolve(rev) if rev else None,
+            mounted_at=utc_now().isoformat(),
+        )
+        _write_marker(agent, record)
+        if record.read_only:
+            _make_read_only(agent)
+        if not pinned:
+            args = list(watch_args or [])
+            if record.read_only:
+                args.append("--pull-only")
+            pid = watcher.start_daemon(agent, args)
+            record = Mount(**{**record.to_dict(), "watcher_pid": pid})
+            _write_marker(agent, record)
+        _registry_update(str(root), record.to_dict())
+        return record
+    finally:
+        agent.close()
+
+
+def unmount(directory: str | os.PathLike[str], remove: bool = False) -> UnmountResult:
+    """Flush and stop a mount; ``remove`` deletes the folder only if everything was pushed."""
+    from memfs import sync, watcher
+
+    root = Path(directory).expanduser().resolve()
+    try:
+        agent = open_agent(root)
+    except NotAnAgentError as error:
+        raise MemfsError(f"{directory} is not mounted (no agent there)") from error
+    with agent:
+        record = read_marker(agent)
+        if record is None:
+            raise MemfsError(f"{directory} is not mounted: see 'memfs mounts'")
+        if watcher.is_running(agent):
+            watcher.stop_daemon(agent)  # it flushes: commit and push what is pending
+        synced, error = True, None
+        if not record.read_only:
+            report = sync.push(agent, origin="mount")  # again, in case the watcher had died
+            errors = [o.error for o in report.remotes if o.error]
+            synced = not errors and all(o.pushed for o in report.remotes)
+            error = errors[0] if errors else None
+    removed = False
+    if remove and synced:
+        _make_writable(root)
+        shutil.rmtree(root)
+        removed = True
+    elif not remove:
+        with contextlib.suppress(OSError):
+            (root / ".git" / "memfs" / MOUNT_FILE).unlink()
+    _registry_update(str(root), None)
+    return UnmountResult(str(root), synced, removed, error)
+
+
+def mounts() -> list[Mount]:
+    """Every mount this user made that is still there."""
+    entries = []
+    for path, data in sorted(_registry().items()):
+        if (Path(path) / ".git" / "memfs" / MOUNT_FILE).exists():
+            entries.append(Mount(**data))
+    return entries
+
+
+@contextlib.contextmanager
+def mounted(
+    source: str, directory: str | os.PathLike[str], read_only: bool = False
+) -> Iterator[Agent]:
+    """``with memfs.mounted(source, dir) as agent:`` mount, yield the agent, unmount."""
+    mount(source, directory, read_only=read_only)
+    agent = open_agent(directory)
+    try:
+        yield agent
+    finally:
+        agent.close()
+        unmount(directory)
+
+
+def read_marker(agent: Agent) -> Mount | None:
+    """The mount record of an agent folder, or None if it is not a mount."""
+    try:
+        return Mount(**json.loads((agent.history.state_dir / MOUNT_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _check_out(source: str, root: Path) -> Agent:
+    from memfs import cloud, sync
+
+    local = Path(source).expanduser()
+    if "://" not in source and local.is_dir():  # an agent folder, or a bare repository
+        return sync.clone(str(local.resolve()), root)
+    if "://" in source or source.startswith("memfs::") or ":" in source:
+        url_kind(source)
+        return sync.clone(source, root)
+    if is_valid_name(source):
+        return cloud.checkout(source, root)
+    raise MemfsError(f"{source!r} is neither an agent name, a remote URL nor an agent folder")
+
+
+def _pin(agent: Agent, rev: str) -> None:
+    history = agent.history
+    target = history.resolve(rev)
+    current = history.head()
+    agent.apply_tree(history.tree_of(current), history.tree_of(target))
+    history.move_branch(current, target, f"mount: pinned to {rev}".encode())
+    agent.refresh_index()
+
+
+def _write_marker(agent: Agent, record: Mount) -> None:
+    atomic_write(
+        agent.history.state_dir / MOUNT_FILE, json.dumps(record.to_dict(), indent=2).encode()
+    )
+
+
+def _make_read_only(agent: Agent) -> None:
+    for path in agent.worktree_files():
+        full = agent.root / path
+        if not full.is_symlink():
+            full.chmod(full.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _make_writable(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            full = Path(folder) / name
+            if not full.is_symlink():
+                with contextlib.suppress(OSError):
+                    full.chmod(full.stat().st_mode | stat.S_IWUSR)
+
+
+def _registry_path() -> Path:
+    return data_dir() / "mounts.json"
+
+
+def _registry() -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(_registry_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _registry_update(path: str, entry: dict[str, Any] | None) -> None:
+    registry = _registry()
+    if entry is None:
+        registry.pop(path, None)
+    else:
+        registry[path] = entry
+    target = _registry_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, json.dumps(registry, indent=2).encode())
