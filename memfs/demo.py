@@ -1,7 +1,8 @@
-"""The story ``memfs demo`` tells: an agent's memory edited, committed, diffed, rolled back.
+"""The story ``memfs demo`` tells: one agent, two machines, one cloud, nothing lost.
 
-Each step is a library call; the CLI prints the steps. Runs in a temporary folder with no
-account and no network.
+Machine A creates an agent and edits its memory; it syncs to a cloud; machine B checks it out by
+name; both edit at once; both sync and converge on one history; the harness gets the context.
+Everything happens in a temporary folder (the cloud too): no account, no network, seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from memfs import sync
 from memfs.agent import init_agent
+from memfs.cloud import agent_url, checkout
+from memfs.context import build_context
+from memfs.remotes import add_remote
 
 
 @dataclass(frozen=True)
@@ -23,56 +28,75 @@ class Step:
 
 
 def run_demo(workdir: Path) -> Iterator[Step]:
-    """Create an agent in ``workdir`` and walk through editing and history."""
-    path = workdir / "demo-agent"
-    agent = init_agent(path, name="demo-agent", description="memfs demo agent")
+    """Tell the two-machine story in ``workdir``."""
+    cloud = (workdir / "cloud").as_uri()
+    a_root = workdir / "machine-a" / "garden"
+    b_root = workdir / "machine-b" / "garden"
+
+    a = init_agent(a_root, name="garden", description="helps with the vegetable garden")
     yield Step(
-        "Create an agent: a folder of memory files in a git repository",
-        f"memfs init {path} --description 'memfs demo agent'",
-        "\n".join(f"{m.label:<16} {m.description or ''}" for m in agent.memory.values()),
+        "Machine A: create an agent, a folder of memory files in a git repository",
+        f"memfs init {a_root} --description 'helps with the vegetable garden'",
+        "\n".join(f"{m.label:<16} {m.description or ''}" for m in a.memory.values()),
     )
 
-    human = agent.memory["system/human"]
-    human.value = "Name: Ada. Prefers short answers. Works on a vegetable garden.\n"
+    human = a.memory["system/human"]
+    human.value = "Name: Ada.\nGrows tomatoes and beans.\nPrefers short answers.\n"
     human.save()
+    add_remote(a.history, "origin", agent_url(cloud, "garden"))
+    report = sync.sync(a)
     yield Step(
-        "The agent (or you, in any editor) edits a memory file",
-        "$EDITOR system/human.md",
-        (path / "system/human.md").read_text(),
+        "Machine A: the agent (or you, in any editor) edits memory; it is committed and synced",
+        f"$EDITOR system/human.md && memfs sync    # cloud: {cloud}",
+        f"committed {report.committed.short if report.committed else '-'}: "
+        + (report.committed.summary if report.committed else "")
+        + f"\norigin: {report.remotes[0].pushed}",
     )
 
-    status = agent.status()
+    b = checkout("garden", b_root, cloud=cloud)
     yield Step(
-        "memfs sees the change",
-        "memfs status",
-        "\n".join(f"{c.status}: {c.path}" for c in status.changes),
+        "Machine B: check the agent out of the cloud by name",
+        f"memfs checkout garden {b_root} --cloud {cloud}",
+        (b_root / "system/human.md").read_text(),
     )
 
-    info = agent.commit()
-    assert info is not None
+    a_human = a.memory["system/human"]
+    a_human.value = a_human.value.replace("Name: Ada.", "Name: Ada Lovelace.")
+    a_human.save()
+    b_human = b.memory["system/human"]
+    b_human.value = b_human.value.replace(
+        "Prefers short answers.", "Prefers short answers, in French."
+    )
+    b_human.save()
+    notes = b_root / "reference" / "harvest.md"
+    notes.parent.mkdir(parents=True, exist_ok=True)
+    notes.write_text("---\ndescription: What was harvested when\n---\nJuly: 3 kg of tomatoes.\n")
     yield Step(
-        "Commit it; the message says what changed", "memfs commit", f"[{info.short}] {info.summary}"
+        "Both machines edit at once: A the first line of human.md, B the last one and a new file",
+        "(on A) $EDITOR system/human.md   (on B) $EDITOR system/human.md reference/harvest.md",
+        "A: Name: Ada Lovelace.\nB: Prefers short answers, in French.  +reference/harvest.md",
     )
 
+    outcomes = [sync.sync(machine) for machine in (a, b, a)]
+    merged = [o.integrated for report in outcomes for o in report.remotes if o.integrated]
     yield Step(
-        "Every version is kept",
+        "Both sync: the edits merge line by line, nothing is lost, both hold the same history",
+        "memfs sync   (on A, then B, then A)",
+        f"{', '.join(merged)}\n\n"
+        + (a_root / "system/human.md").read_text()
+        + f"\nsame head on A and B: {a.history.head() == b.history.head()}",
+    )
+    yield Step(
+        "The merged history: who changed what, where",
         "memfs log",
-        "\n".join(f"{e.short}  {e.summary}" for e in agent.log()),
+        "\n".join(
+            f"{e.short}  {(e.host or '') + '/' + (e.origin or ''):<16} {e.summary}" for e in a.log()
+        ),
     )
     yield Step(
-        "See exactly what changed", "memfs diff HEAD~1 HEAD", agent.diff("HEAD~1", "HEAD").decode()
+        "What a harness puts in the agent's prompt",
+        "memfs context",
+        build_context(b).render(),
     )
-
-    restored = agent.restore("system/human.md", to="HEAD~1")
-    assert restored is not None
-    yield Step(
-        "Roll the file back, as a new commit (history is never rewritten)",
-        "memfs restore system/human.md --to HEAD~1",
-        f"[{restored.short}] {restored.summary}\n\n" + (path / "system/human.md").read_text(),
-    )
-    yield Step(
-        "It is an ordinary git repository: git log, git diff, GitHub all work",
-        f"git -C {path} log --oneline",
-        "\n".join(f"{e.short} {e.summary}" for e in agent.log()),
-    )
-    agent.close()
+    a.close()
+    b.close()

@@ -43,7 +43,7 @@ from dulwich.objectspec import parse_commit, parse_object
 from dulwich.pack import PackData, write_pack_index, write_pack_objects
 from dulwich.patch import gen_diff_header, is_binary, unified_diff
 from dulwich.repo import Repo
-from dulwich.walk import Walker
+from dulwich.walk import ORDER_TOPO, Walker
 
 from memfs.errors import (
     ConcurrentUpdateError,
@@ -454,6 +454,7 @@ class History:
             paths=[path.encode()] if path else None,
             follow=bool(path),
             max_entries=limit,
+            order=ORDER_TOPO,  # children before parents even within one second
         )
         return [_commit_info(entry.commit) for entry in walker]
 

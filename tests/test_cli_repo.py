@@ -187,8 +187,14 @@ with agent.history.locked():
 def test_demo_runs(tmp_path: Path) -> None:
     result = run_cli("demo", "--dir", str(tmp_path))
     assert result.exit_code == 0, result.output
-    assert "memfs: restore system/human.md to" in result.output
-    assert_git_agrees(tmp_path / "demo-agent")
+    assert "Name: Ada Lovelace." in result.output and "in French." in result.output
+    assert "same head on A and B: True" in result.output
+    assert (
+        "<memory_blocks>" in result.output
+        and "harvest.md: What was harvested when" in result.output
+    )
+    for machine in ("machine-a", "machine-b"):
+        assert_git_agrees(tmp_path / machine / "garden")
 
 
 def test_internal_errors_are_one_line_without_traceback(agent: memfs.Agent) -> None:

@@ -16,7 +16,8 @@ import click
     help="Keep the demo agent in this folder (default: a temporary folder, removed after).",
 )
 def demo(directory: str | None) -> None:
-    """Walk through memfs on a throwaway agent: edit, commit, log, diff, restore."""
+    """Tell the two-machine story: create, edit, sync, check out by name, edit on both
+    machines at once, merge, and the prompt context. No account, no network, seconds."""
     from memfs.demo import run_demo
 
     with tempfile.TemporaryDirectory(prefix="memfs-demo-") as temporary:
@@ -27,4 +28,6 @@ def demo(directory: str | None) -> None:
             click.secho(f"   $ {step.command}", fg="cyan")
             for line in step.output.rstrip("\n").split("\n"):
                 click.echo(f"   {line}")
-        click.echo("\nDone. Try it on your own agent: memfs init my-agent")
+        click.echo(
+            "\nDone. Try it on your own agent: memfs init my-agent && memfs -C my-agent push"
+        )
