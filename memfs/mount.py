@@ -61,8 +61,12 @@ def mount(
     read_only: bool = False,
     rev: str | None = None,
     watch_args: list[str] | None = None,
+    daemon: bool = True,
 ) -> Mount:
-    """Check ``source`` out into ``directory`` and keep it synced; returns once files are there."""
+    """Check ``source`` out into ``directory`` and keep it synced; returns once files are there.
+
+    ``daemon=False`` starts no watcher: the caller runs one (``memfs mount --foreground``).
+    """
     from memfs import watcher
 
     root = Path(directory).expanduser().resolve()
@@ -81,7 +85,7 @@ def mount(
         _write_marker(agent, record)
         if record.read_only:
             _make_read_only(agent)
-        if not pinned:
+        if not pinned and daemon:
             args = list(watch_args or [])
             if record.read_only:
                 args.append("--pull-only")

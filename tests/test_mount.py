@@ -121,3 +121,34 @@ def test_remove_keeps_the_folder_when_the_remote_did_not_get_everything(tmp_path
     result = run_cli("unmount", str(sandbox), "--remove")
     assert result.exit_code == 7 and "the folder was kept" in result.stderr
     assert (sandbox / "unsaved.md").read_text() == "must not be lost\n"
+
+
+def test_foreground_mount_watches_until_sigterm_then_unmounts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    hub = bare_repo(tmp_path / "hub.git")
+    laptop = published(tmp_path, str(hub))
+    sandbox = tmp_path / "sandbox"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memfs", "mount", str(hub), str(sandbox), "--foreground"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(f"Mounted {hub} at {sandbox}")
+        watched = memfs.open(sandbox)
+        wait_for(lambda: is_running(watched), what="the foreground watcher")
+        write(sandbox, "notes/foreground.md", "made while mounted in the foreground\n")
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert f"Unmounted {sandbox}" in out
+    assert sync.sync(laptop).ok
+    assert (
+        laptop.root / "notes/foreground.md"
+    ).read_text() == "made while mounted in the foreground\n"

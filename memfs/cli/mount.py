@@ -13,11 +13,16 @@ from memfs.cli.output import emit_json, json_option
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--read-only", is_flag=True, help="Read-only files; only pulled, never pushed.")
 @click.option("--rev", metavar="REV", help="Pin to a revision: read-only, no watcher.")
-def mount(source: str, directory: str, read_only: bool, rev: str | None) -> None:
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Watch in this process until Ctrl-C (or SIGTERM), then unmount.",
+)
+def mount(source: str, directory: str, read_only: bool, rev: str | None, foreground: bool) -> None:
     """Check SOURCE out into DIRECTORY and keep it synced both ways in the background.
 
     SOURCE is an agent name in the default cloud, a remote URL, or a local agent folder.
-    Returns once the files are in place.
+    Returns once the files are in place (with --foreground: once Ctrl-C has unmounted it).
 
     \b
     Examples:
@@ -26,15 +31,33 @@ def mount(source: str, directory: str, read_only: bool, rev: str | None) -> None
     """
     from memfs.mount import mount as run
 
-    record = run(source, directory, read_only=read_only, rev=rev)
-    mode = (
-        "pinned to " + record.rev[:7]
-        if record.rev
-        else "read-only"
-        if record.read_only
-        else "synced"
-    )
+    watch_here = foreground and rev is None
+    record = run(source, directory, read_only=read_only, rev=rev, daemon=not watch_here)
+    if record.rev:
+        mode = "pinned to " + record.rev[:7]
+    else:
+        mode = "read-only" if record.read_only else "synced"
     click.echo(f"Mounted {source} at {record.path} ({mode})")
+    if watch_here:
+        _watch_then_unmount(record.path, record.read_only)
+
+
+def _watch_then_unmount(path: str, read_only: bool) -> None:
+    from memfs.agent import open_agent
+    from memfs.cli.watch import run_foreground
+    from memfs.mount import unmount as stop
+    from memfs.watcher import WatchSettings
+
+    agent = open_agent(path)
+    try:
+        run_foreground([agent], WatchSettings(pull_only=read_only), None)
+    finally:
+        agent.close()
+    result = stop(path)
+    if not result.synced:
+        message = f"unmounted {path}, but not everything reached the remote: {result.error}"
+        raise CommandError(message, 7)
+    click.echo(f"Unmounted {path}")
 
 
 @click.command()

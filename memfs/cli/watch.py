@@ -108,10 +108,11 @@ def watch(
         push=not no_push,
         pull_only=pull_only,
     )
-    _run_foreground(agents, settings, log_file)
+    run_foreground(agents, settings, log_file)
 
 
-def _run_foreground(agents: list[Any], settings: Any, log_file: str | None) -> None:
+def run_foreground(agents: list[Any], settings: Any, log_file: str | None) -> None:
+    """Watch ``agents`` in this process until SIGINT or SIGTERM; every watcher flushes."""
     from memfs import watcher as watching
 
     sink = open(log_file, "a", buffering=1) if log_file else sys.stderr  # noqa: SIM115
