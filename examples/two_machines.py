@@ -20,9 +20,8 @@ cloud = (work / "cloud").as_uri()
 
 laptop = memfs.init(work / "laptop" / "garden", name="garden", description="garden helper")
 add_remote(laptop.history, "origin", agent_url(cloud, "garden"))
-first = laptop.memory["system/human"]  # .memory reads the files afresh on every access
-first.value = "Name: Ada.\nGrows tomatoes.\n"
-first.save()
+laptop.memory["system/human"].value = "Name: Ada.\nGrows tomatoes.\n"
+laptop.memory["system/human"].save()
 sync.sync(laptop)
 
 server = checkout("garden", work / "server" / "garden", cloud=cloud)

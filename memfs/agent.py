@@ -116,6 +116,7 @@ class Agent:
     def __init__(self, root: Path, history: History) -> None:
         self.root = root
         self.history = history
+        self._memory_cache: dict[str, tuple[tuple[int, int, int], MemoryFile]] = {}
 
     def __repr__(self) -> str:
         return f"<Agent {self.root}>"
@@ -184,15 +185,31 @@ class Agent:
 
     @property
     def memory(self) -> dict[str, MemoryFile]:
-        """Every memory file in the work tree, by label, sorted by path."""
+        """Every memory file in the work tree, by label, sorted by path.
+
+        The same MemoryFile comes back while its file is unchanged on disk, so
+        ``agent.memory[label].value = ...`` then ``agent.memory[label].save()`` saves the edit;
+        a file changed on disk (by an editor, a merge) is read afresh.
+        """
         snapshot = self._snapshot(self.history.tree_of(self.history.head()))
         files: dict[str, MemoryFile] = {}
+        cache: dict[str, tuple[tuple[int, int, int], MemoryFile]] = {}
         for path in sorted(snapshot.stats):
-            if is_memory_path(path) and path in snapshot.files:
+            if not (is_memory_path(path) and path in snapshot.files):
+                continue
+            st = snapshot.stats[path]
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            cached = self._memory_cache.get(path)
+            if cached is not None and cached[0] == key:
+                memory_file = cached[1]
+            else:
                 try:
-                    files[MemoryFile(self.root, path, b"").label] = MemoryFile.load(self.root, path)
+                    memory_file = MemoryFile.load(self.root, path)
                 except OSError:
                     continue
+            cache[path] = (key, memory_file)
+            files[memory_file.label] = memory_file
+        self._memory_cache = cache
         return files
 
     def check(self) -> list[Problem]:

@@ -431,3 +431,12 @@ def test_init_in_an_empty_git_repo(tmp_path: Path) -> None:
     assert agent.history.branch() == "trunk"
     assert set(agent.memory) == {"system/persona", "system/human"}
     assert_git_agrees(agent.root)
+
+
+def test_memory_edits_through_repeated_lookups_are_saved(agent: memfs.Agent) -> None:
+    agent.memory["system/human"].value = "Name: Ada\n"
+    agent.memory["system/human"].save()
+    assert agent.memory["system/human"].value == "Name: Ada\n"
+    assert "Name: Ada\n" in (agent.root / "system/human.md").read_text()
+    write(agent.root, "system/human.md", "---\ndescription: changed on disk\n---\nby an editor\n")
+    assert agent.memory["system/human"].value == "by an editor\n", "a changed file is read afresh"
