@@ -451,3 +451,21 @@ def test_progress_goes_to_the_callback(tmp_path: Path) -> None:
     assert fetched == ["fetched pack 1/1, " + fetched[0].split(", ")[1]]
     quiet = run_cli("-C", str(a.root), "push")
     assert quiet.stderr == "", "no progress when stderr is not a terminal"
+
+
+def test_gc_deletes_packs_left_by_lost_races_only_after_the_grace_period(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    url = s3.url("agents/orphans")
+    a, _ = two_machines(tmp_path, url)
+    remote = BucketRemote("memfs::" + url)
+    orphan = "pack-0123456789abcdef0123456789abcdef01234567"
+    remote.storage.put_if_absent(f"packs/{orphan}.pack", b"a pack a lost race uploaded")
+    assert sync.compact_remote(a, "origin", grace_s=3600) == (0, 0), "too young to delete"
+    assert remote.storage.get(f"packs/{orphan}.pack") is not None
+    assert sync.compact_remote(a, "origin", grace_s=0) == (0, 1)
+    assert remote.storage.get(f"packs/{orphan}.pack") is None
+    manifest, _ = remote.read_manifest()
+    assert manifest is not None
+    assert all(remote.storage.get(f"packs/{name}.pack") for name in manifest.packs)
+    git(sync.clone(url, tmp_path / "fresh").root, "fsck", "--strict")

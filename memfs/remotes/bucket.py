@@ -216,7 +216,8 @@ class BucketRemote:
             )
 
     def compact(self, history: History, grace_s: float = DEFAULT_GRACE_S) -> tuple[int, int]:
-        """Replace the listed packs by one; delete packs retired more than ``grace_s`` ago.
+        """Replace the listed packs by one; delete packs retired more than ``grace_s`` ago, and
+        packs no manifest lists (lost push races) older than that.
 
         Returns (packs merged, packs deleted). Readers that still use a retired pack find it
         for the grace period; one that finds it gone re-reads the manifest.
@@ -245,9 +246,28 @@ class BucketRemote:
                 raise PushRejectedError(self.url, "it changed during compaction")
         for pack in expired:
             if pack.name not in packs:
-                self.storage.delete(f"packs/{pack.name}.idx")
-                self.storage.delete(f"packs/{pack.name}.pack")
-        return merged, len(expired)
+                self._delete_pack(pack.name)
+        orphans = self._orphans(set(packs) | {r.name for r in retired}, now - grace_s)
+        for name in orphans:
+            self._delete_pack(name)
+        return merged, len(expired) + len(orphans)
+
+    def _orphans(self, listed: set[str], older_than: float) -> list[str]:
+        """Packs no manifest lists (uploaded by a push that lost its race), old enough that no
+        push still in flight can be about to list them."""
+        names = {key.rsplit("/", 1)[-1].rsplit(".", 1)[0] for key in self.storage.list("packs")}
+        orphans = []
+        for name in sorted(names - listed):
+            stamp = self.storage.modified(f"packs/{name}.pack") or self.storage.modified(
+                f"packs/{name}.idx"
+            )
+            if stamp is not None and stamp <= older_than:
+                orphans.append(name)
+        return orphans
+
+    def _delete_pack(self, name: str) -> None:
+        self.storage.delete(f"packs/{name}.idx")
+        self.storage.delete(f"packs/{name}.pack")
 
 
 def _encode(manifest: BucketManifest) -> bytes:

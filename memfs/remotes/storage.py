@@ -5,7 +5,7 @@ Every adapter offers the same primitives, relative to the agent's root URL:
 - ``get(key)``: ``(data, etag)`` read together, or None if absent;
 - ``put_if_absent(key, data)``: create only if nothing is there (False if something is);
 - ``put_if_match(key, data, etag)``: replace only if the object still has ``etag``;
-- ``delete(key)``, ``list(prefix)``, ``folders()``.
+- ``delete(key)``, ``modified(key)`` (epoch seconds), ``list(prefix)``, ``folders()``.
 
 A write is visible whole or not at all. S3 does this server-side (``If-None-Match``/
 ``If-Match``); local files with ``link``/``rename`` and an ``flock`` held while comparing; the
@@ -46,6 +46,7 @@ class Storage(Protocol):
     def put_if_absent(self, key: str, data: bytes) -> bool: ...
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def modified(self, key: str) -> float | None: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def folders(self) -> list[str]: ...
 
@@ -161,6 +162,12 @@ class LocalStorage:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
+    def modified(self, key: str) -> float | None:
+        try:
+            return self._path(key).stat().st_mtime
+        except OSError:
+            return None
+
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
@@ -217,6 +224,16 @@ class _FsspecStorage:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
+
+    def modified(self, key: str) -> float | None:
+        try:
+            info = self.fs.info(self._path(key))
+        except FileNotFoundError:
+            return None
+        stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+        if hasattr(stamp, "timestamp"):
+            return float(stamp.timestamp())
+        return float(stamp) if isinstance(stamp, (int, float)) else None
 
     def list(self, prefix: str = "") -> list[str]:
         try:
