@@ -202,6 +202,7 @@ def test_internal_errors_are_one_line_without_traceback(agent: memfs.Agent) -> N
     assert head is not None
     (agent.root / ".git/objects" / head[:2] / head[2:]).unlink()  # a corrupted repository
     result = run_cli("-C", str(agent.root), "log")
-    assert result.exit_code != 0
+    assert result.exit_code == 9
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("memfs: ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("memfs: the agent's git repository is damaged or unreadable")
+    assert result.stderr.count("\n") == 1

@@ -29,6 +29,7 @@ Exit codes:
   6  revert conflicts with later edits, or diverged with --ff-only
   7  a remote failed: unreachable, refused credentials, not found, not an agent
   8  a watcher already runs for the agent, or none does (--stop)
+  9  the agent's git repository is damaged
   70 internal error (set MEMFS_DEBUG=1 for the traceback)
 """
 
@@ -81,6 +82,12 @@ class MemfsGroup(click.Group):
         except Exception as error:
             if os.environ.get("MEMFS_DEBUG"):
                 traceback.print_exc()
+            if type(error).__module__.startswith("dulwich"):  # no import: the CLI stays light
+                raise CommandError(
+                    f"the agent's git repository is damaged or unreadable ({type(error).__name__}: "
+                    f"{error}); 'git fsck' says what is wrong, and a clone from a remote is whole",
+                    9,
+                ) from error
             raise CommandError(
                 f"internal error: {type(error).__name__}: {error} "
                 "(set MEMFS_DEBUG=1 for the traceback, and please report it)",
