@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +112,23 @@ def write(root: Path, path: str, text: str | bytes) -> Path:
     else:
         target.write_text(text, encoding="utf-8")
     return target
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_watcher_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end, stop any watcher daemon a test started in its temp dir and left running."""
+    yield
+    import signal
+
+    base = str(tmp_path_factory.getbasetemp())
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"watch" in args and any(base.encode() in arg for arg in args):
+            with contextlib.suppress(OSError):
+                os.kill(int(cmdline.parent.name), signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")
