@@ -109,6 +109,12 @@ class _Snapshot:
     stats: dict[str, os.stat_result]
     scan: worktree.Scan
 
+    def stats_matching(self, tree: Files) -> dict[str, os.stat_result]:
+        """Stat data that may vouch for ``tree``'s shas: where the file on disk is what it holds."""
+        return {
+            path: st for path, st in self.stats.items() if tree.get(path) == self.files.get(path)
+        }
+
 
 class Agent:
     """An agent directory. Use ``memfs.open`` or ``memfs.init`` to get one."""
@@ -298,13 +304,7 @@ class Agent:
                     committed.pop(path, None)
                 else:
                     committed[path] = TreeEntry(change[0], _blob_sha(change[1]))
-            # Stat data vouches for a sha only where the file on disk is what was committed.
-            stats = {
-                path: st
-                for path, st in snapshot.stats.items()
-                if committed.get(path) == snapshot.files.get(path)
-            }
-            self.history.write_index(committed, stats)
+            self.history.write_index(committed, snapshot.stats_matching(committed))
             return self.history.commit_info(sha)
 
     def commit_paths(
@@ -572,10 +572,7 @@ class Agent:
         """Rewrite the index for HEAD, so ``git status`` and memfs's stat cache agree."""
         head_tree = self.history.tree_of(self.history.head())
         snapshot = self._snapshot(head_tree)
-        stats = {
-            p: st for p, st in snapshot.stats.items() if head_tree.get(p) == snapshot.files.get(p)
-        }
-        self.history.write_index(head_tree, stats)
+        self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
 
 
 class _ProblemCache:

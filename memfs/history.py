@@ -26,7 +26,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-from dulwich.diff_tree import tree_changes
 from dulwich.errors import NotGitRepository, NotTreeError
 from dulwich.file import FileLocked
 from dulwich.graph import can_fast_forward, find_merge_base
@@ -351,12 +350,6 @@ class History:
         excluded = [exclude.encode()] if exclude and self.has_commit(exclude) else []
         return sum(1 for _ in Walker(self.repo.object_store, [include.encode()], exclude=excluded))
 
-    def count_commits(self) -> int:
-        head = self.head()
-        if head is None:
-            return 0
-        return sum(1 for _ in Walker(self.repo.object_store, [head.encode()]))
-
     # -- reading ------------------------------------------------------------------------
 
     def tree_of(self, commit_sha: str | None) -> Files:
@@ -656,16 +649,6 @@ class History:
         info = self.commit_info(sha)
         parent = info.parents[0] if info.parents else None
         return compare_trees(self.tree_of(parent), self.tree_of(sha))
-
-    def rename_pairs(self, old_sha: str | None, new_sha: str) -> Iterator[tuple[str, str]]:
-        """Renames git would detect between two commits' trees."""
-        old_tree = self.repo[old_sha.encode()].tree if old_sha else None  # type: ignore[attr-defined]
-        new_tree = self.repo[new_sha.encode()].tree  # type: ignore[attr-defined]
-        for change in tree_changes(
-            self.repo.object_store, old_tree, new_tree, rename_detector=None
-        ):
-            if change.type == "rename" and change.old and change.new:
-                yield change.old.path.decode(), change.new.path.decode()
 
 
 def compare_trees(old: Files, new: Files, paths: tuple[str, ...] = ()) -> list[FileChange]:

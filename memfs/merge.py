@@ -63,7 +63,6 @@ class MergeResult:
 
     files: Files
     conflicts: list[Conflict] = field(default_factory=list)
-    kept_over_delete: list[str] = field(default_factory=list)
 
 
 def conflict_copy_path(path: str, label: str) -> str:
@@ -124,7 +123,6 @@ class _Merger:
             chosen = old
         elif new is None or old is None:
             chosen = new or old  # delete vs modify: the modified file is kept
-            self.result.kept_over_delete.append(path)
         elif new.sha == old.sha:
             chosen = new  # only the mode differs: the newer side's mode
         else:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -135,7 +135,6 @@ class WatchState:
     mode: str = "inotify"
     ready: bool = False
     commits: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Watcher:
@@ -157,7 +156,6 @@ class Watcher:
         self._backoff = 1.0
         self._next_poll = 0.0
         self._next_rescan = time.monotonic() + self.settings.rescan_s
-        self._remote_heads: dict[str, str | None] = {}
         self._claim_fd: int | None = None
         self._index_behind: set[str] = set()
 
@@ -349,7 +347,6 @@ class Watcher:
                 f"refs/remotes/{config.name}/{branch}"
             ):
                 moved = True
-            self._remote_heads[config.name] = head
         if moved:
             report = sync.pull(self.agent, origin="watch")
             self._after_sync(report)

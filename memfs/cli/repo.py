@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from memfs.cli import AppState, pass_state
 from memfs.cli.output import emit_bytes, emit_json, json_option, warn
+
+if TYPE_CHECKING:
+    from memfs.history import CommitInfo
 
 
 @click.command()
@@ -199,10 +204,8 @@ def revert(state: AppState, rev: str) -> None:
     _report_new_commit(info, f"nothing to revert: the changes of {rev} are already undone")
 
 
-def _report_new_commit(info: object, nothing: str) -> None:
-    from memfs.history import CommitInfo
-
-    if isinstance(info, CommitInfo):
+def _report_new_commit(info: CommitInfo | None, nothing: str) -> None:
+    if info is not None:
         click.echo(f"[{info.short}] {info.summary}")
     else:
         click.echo(nothing[0].upper() + nothing[1:] + ".")

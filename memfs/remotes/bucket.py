@@ -100,9 +100,9 @@ class BucketRemote:
         manifest, _ = self.read_manifest()
         if manifest is None:
             return None
-        if "main" in manifest.refs or len(manifest.refs) != 1:
-            return "main" if "main" in manifest.refs else None
-        return next(iter(manifest.refs))
+        if "main" in manifest.refs:
+            return "main"
+        return next(iter(manifest.refs)) if len(manifest.refs) == 1 else None
 
     def identity(self) -> BucketIdentity | None:
         """memfs.json: the agent stored here, or None if no agent is."""
