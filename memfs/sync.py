@@ -150,8 +150,7 @@ def fetch_remote(
     sha = remote.fetch(history, branch)
     if sha is None:
         return None
-    remote_tree = history.tree_of(sha)
-    if MANIFEST_FILE not in remote_tree:
+    if MANIFEST_FILE not in history.entries_at(sha, MANIFEST_FILE):
         raise NotAMemfsRemoteError(config.display_url, branch)
     ours, theirs = _agent_id(history, history.head()), _agent_id(history, sha)
     if ours and theirs and ours != theirs:

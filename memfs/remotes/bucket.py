@@ -174,7 +174,7 @@ class BucketRemote:
             self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
             self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
             self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
-            history.import_pack(pack.name, pack.pack)  # so fetch never downloads it
+            history.import_pack(pack.name, pack.pack, pack.index)  # so fetch never downloads it
             if pack.name not in packs:
                 packs.append(pack.name)
         agent = manifest_data(history.file_at(new, MANIFEST_FILE))
