@@ -14,7 +14,9 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import heapq
 import io
+import itertools
 import os
 import stat
 import struct
@@ -30,16 +32,15 @@ from typing import NamedTuple
 
 from dulwich.errors import NotGitRepository, NotTreeError
 from dulwich.file import FileLocked, GitFile
-from dulwich.graph import can_fast_forward, find_merge_base
+from dulwich.graph import find_merge_base
 from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.merge import Merger
 from dulwich.object_store import (
-    MissingObjectFinder,
     commit_tree_changes,
     iter_tree_contents,
     tree_lookup_path,
 )
-from dulwich.objects import Blob, Commit, Tree, parse_tree
+from dulwich.objects import S_ISGITLINK, Blob, Commit, Tree, parse_tree
 from dulwich.objectspec import parse_commit, parse_object
 from dulwich.pack import write_pack_index, write_pack_objects
 from dulwich.patch import gen_diff_header, is_binary, unified_diff
@@ -63,6 +64,7 @@ MODE_FILE = 0o100644
 MODE_EXECUTABLE = 0o100755
 MODE_SYMLINK = 0o120000
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
+COMMIT_CACHE_SIZE = 50_000
 LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 SHA_BYTES = 20
 TRAILER_HOST = "Memfs-Host"
@@ -186,6 +188,7 @@ class History:
         # The objects of the pack imported last, by hex sha: a fresh checkout reads its trees
         # and blobs from here instead of inflating them from the pack a second time.
         self._unpacked: dict[bytes, RawObject] = {}
+        self._commits: dict[bytes, Commit] = {}
         _open_histories.add(self)
 
     # -- opening ------------------------------------------------------------------------
@@ -281,10 +284,56 @@ class History:
         return sha.encode() in self.repo.object_store
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other)."""
+        """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other).
+
+        Both sides are walked newest first, each commit painted with the side(s) that reach
+        it (git's merge-base walk). The walk stops as soon as ``ancestor`` is reached from
+        ``descendant``, or when no commit left to look at is reached from ``descendant``
+        alone: the others are ancestors of ``ancestor``, which cannot lie behind them. The
+        cost is the commits since the two diverged, not the whole history (dulwich's
+        ``can_fast_forward`` walks all of it, on every push).
+        """
         if ancestor == descendant:
             return True
-        return can_fast_forward(self.repo, ancestor.encode(), descendant.encode())
+        target = ancestor.encode()
+        from_ancestor, from_descendant = 1, 2
+        paint: dict[bytes, int] = {target: from_ancestor, descendant.encode(): from_descendant}
+        # Newest first; among commits of the same second (a burst of commits), the
+        # descendant's side first, so that a parent or grandparent is found at once.
+        queue: list[tuple[int, int, int, bytes]] = []
+        counter = itertools.count()
+
+        def visit(sha: bytes) -> None:
+            side = 0 if paint[sha] == from_descendant else 1
+            item = (-self._commit(sha).commit_time, side, next(counter), sha)
+            heapq.heappush(queue, item)
+
+        for sha in paint:
+            visit(sha)
+        while queue and any(paint[sha] == from_descendant for *_, sha in queue):
+            *_, sha = heapq.heappop(queue)
+            colour = paint[sha]
+            for parent in self._commit(sha).parents:
+                old = paint.get(parent, 0)
+                new = old | colour
+                if parent == target and new & from_descendant:
+                    return True
+                if new != old:
+                    paint[parent] = new
+                    visit(parent)
+        return False
+
+    def _commit(self, sha: bytes) -> Commit:
+        """A commit by binary-hex sha, cached: walks revisit the same commits on every push,
+        and a lookup in a store of many small packs costs a scan of every pack index."""
+        commit = self._commits.get(sha)
+        if commit is None:
+            found = self.repo[sha]
+            assert isinstance(found, Commit)
+            if len(self._commits) >= COMMIT_CACHE_SIZE:
+                self._commits.clear()
+            commit = self._commits[sha] = found
+        return commit
 
     def merge_bases(self, a: str, b: str) -> list[str]:
         """Every best common ancestor of two commits (several after criss-cross merges),
@@ -303,8 +352,8 @@ class History:
         """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
         store = self.repo.object_store
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
-        finder = MissingObjectFinder(store, haves=haves, wants=[sha.encode() for sha in include])
-        objects = [(store[sha], None) for sha, _ in finder]
+        commits = self._commits_between([sha.encode() for sha in include], haves)
+        objects = [(store[sha], None) for sha in self._objects_of(commits)]
         if not objects:
             return None
         pack = io.BytesIO()
@@ -316,6 +365,79 @@ class History:
             index, sorted((sha, offset, crc) for sha, (offset, crc) in entries.items()), checksum
         )
         return PackFiles(f"pack-{checksum.hex()}", pack.getvalue(), index.getvalue(), len(objects))
+
+    def _commits_between(self, wants: list[bytes], haves: list[bytes]) -> list[Commit]:
+        """Commits reachable from ``wants`` but not from ``haves``, newest first.
+
+        git's revision walk: newest commit first, ancestors of ``haves`` marked uninteresting,
+        stopping once only uninteresting commits are left to look at. It visits the new
+        commits and their boundary, not the whole history as dulwich's MissingObjectFinder
+        does. A clock skewed enough can only add a commit the remote has (a bigger pack),
+        never leave out one it lacks.
+        """
+        uninteresting: set[bytes] = set(haves)
+        seen: set[bytes] = set()
+        queue: list[tuple[int, int, bytes]] = []
+        counter = itertools.count()  # ties broken by insertion order, never by sha
+
+        def push(sha: bytes) -> None:
+            if sha not in seen:
+                seen.add(sha)
+                heapq.heappush(queue, (-self._commit(sha).commit_time, next(counter), sha))
+
+        for sha in (*haves, *wants):
+            push(sha)
+        found: list[Commit] = []
+        while queue and any(sha not in uninteresting for _, _, sha in queue):
+            _, _, sha = heapq.heappop(queue)
+            commit = self._commit(sha)
+            if sha in uninteresting:
+                uninteresting.update(commit.parents)
+            else:
+                found.append(commit)
+            for parent in commit.parents:
+                push(parent)
+        return [commit for commit in found if commit.id not in uninteresting]
+
+    def _objects_of(self, commits: list[Commit]) -> list[bytes]:
+        """The commits and every tree and blob they add over their parents.
+
+        Subtrees equal to a parent's are skipped whole: a parent is either among ``commits``
+        (its objects are here) or on the remote (with all of its objects).
+        """
+        store = self.repo.object_store
+        listed: set[bytes] = set()
+        result: list[bytes] = []
+
+        def add_tree(sha: bytes, parent_shas: list[bytes]) -> None:
+            if sha in listed or sha in parent_shas:
+                return
+            listed.add(sha)
+            result.append(sha)
+            tree = store[sha]
+            assert isinstance(tree, Tree)
+            parents = [store[p] for p in parent_shas]
+            for name, mode, entry_sha in tree.iteritems():
+                if entry_sha in listed:
+                    continue
+                before = [p[name] for p in parents if isinstance(p, Tree) and name in p]
+                if any(old_sha == entry_sha for _, old_sha in before):
+                    continue
+                if stat.S_ISDIR(mode):
+                    add_tree(entry_sha, [old for m, old in before if stat.S_ISDIR(m)])
+                elif not S_ISGITLINK(mode):  # a submodule commit is not ours to send
+                    listed.add(entry_sha)
+                    result.append(entry_sha)
+
+        for commit in commits:
+            result.append(commit.id)
+            parent_trees = []
+            for parent in commit.parents:
+                parent_commit = store[parent]
+                assert isinstance(parent_commit, Commit)
+                parent_trees.append(parent_commit.tree)
+            add_tree(commit.tree, parent_trees)
+        return result
 
     def pack_loose(self) -> int:
         """Move loose objects into a pack (memfs's gc); the number packed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ def run(script: str, *args: str, cwd: Path) -> str:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
         cwd=cwd,
+        env={**os.environ, "TMPDIR": str(cwd)},  # the examples' scratch folders go with cwd
         capture_output=True,
         text=True,
         timeout=120,

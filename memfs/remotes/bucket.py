@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
 DEFAULT_GRACE_S = 3600.0
+FETCH_BATCH = 8  # packs downloaded at once: small packs overlap, big ones stay bounded in memory
 Progress = Callable[[str], None]
 
 
@@ -63,6 +64,7 @@ class BucketRemote:
         self.storage: Storage = open_storage(url.removeprefix(BUCKET_PREFIX), options, self.url)
         self.progress = progress or (lambda message: None)
         self._last_read: tuple[BucketManifest | None, str | None] | None = None
+        self._contended = False  # a push through this remote lost a race: others are pushing
 
     # -- reading ------------------------------------------------------------------------
 
@@ -145,17 +147,21 @@ class BucketRemote:
 
     def _import(self, history: History, names: list[str]) -> None:
         missing = [name for name in names if not history.has_pack(name)]
-        received = 0
-        for number, name in enumerate(missing, start=1):
-            pack = self.storage.get(f"packs/{name}.pack")  # the .idx is rebuilt, not trusted
-            if pack is None:
-                raise _PackGone(name)
-            received += len(pack[0])
-            self.progress(f"fetched pack {number}/{len(missing)}, {_size(received)}")
-            try:
-                history.import_pack(name, pack[0])
-            except PackCorruptError as error:
-                raise RemoteCorruptError(self.url, str(error)) from error
+        received = done = 0
+        for start in range(0, len(missing), FETCH_BATCH):
+            batch = missing[start : start + FETCH_BATCH]
+            # the .idx is rebuilt here, never trusted: only the .pack is downloaded
+            packs = self.storage.get_many([f"packs/{name}.pack" for name in batch])
+            for name, pack in zip(batch, packs, strict=True):
+                if pack is None:
+                    raise _PackGone(name)
+                received += len(pack[0])
+                done += 1
+                self.progress(f"fetched pack {done}/{len(missing)}, {_size(received)}")
+                try:
+                    history.import_pack(name, pack[0])
+                except PackCorruptError as error:
+                    raise RemoteCorruptError(self.url, str(error)) from error
 
     # -- writing ------------------------------------------------------------------------
 
@@ -163,20 +169,25 @@ class BucketRemote:
         """Upload what the remote lacks, then compare-and-swap the manifest to ``new``."""
         manifest, etag = self._last_read if self._last_read is not None else self.read_manifest()
         self._last_read = None  # a cached read serves one push; the swap checks it anyway
-        if (manifest.refs.get(branch) if manifest else None) != expected:
-            raise PushRejectedError(self.url)
+        self._check_expected(manifest, branch, expected)
         known = [
             sha for sha in (manifest.refs.values() if manifest else ()) if history.has_commit(sha)
         ]
-        packs = list(manifest.packs) if manifest else []
         pack = history.pack_between([new], known)
         if pack is not None:
             self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
             self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
             self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
             history.import_pack(pack.name, pack.pack, pack.index)  # so fetch never downloads it
-            if pack.name not in packs:
-                packs.append(pack.name)
+            if self._contended:
+                # Others are pushing too: read again after the uploads, so that the swap
+                # follows its read at once instead of racing the whole upload (one GET more).
+                manifest, etag = self.read_manifest()
+                self._check_expected(manifest, branch, expected)
+                self._last_read = None
+        packs = list(manifest.packs) if manifest else []
+        if pack is not None and pack.name not in packs:
+            packs.append(pack.name)
         agent = manifest_data(history.file_at(new, MANIFEST_FILE))
         updated = BucketManifest(
             generation=(manifest.generation + 1) if manifest else 1,
@@ -196,6 +207,14 @@ class BucketRemote:
             assert etag is not None
             moved = self.storage.put_if_match(MANIFEST, _encode(updated), etag)
         if not moved:
+            self._contended = True
+            raise PushRejectedError(self.url)
+
+    def _check_expected(
+        self, manifest: BucketManifest | None, branch: str, expected: str | None
+    ) -> None:
+        if (manifest.refs.get(branch) if manifest else None) != expected:
+            self._contended = True
             raise PushRejectedError(self.url)
 
     def _claim(self, agent: dict[str, Any]) -> None:

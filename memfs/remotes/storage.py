@@ -2,7 +2,8 @@
 
 Every adapter offers the same primitives, relative to the agent's root URL:
 
-- ``get(key)``: ``(data, etag)`` read together, or None if absent;
+- ``get(key)``: ``(data, etag)`` read together, or None if absent; ``get_many(keys)``, the
+  same for several keys (concurrently where the filesystem can);
 - ``put_if_absent(key, data)``: create only if nothing is there (False if something is);
 - ``put_if_match(key, data, etag)``: replace only if the object still has ``etag``;
 - ``delete(key)``, ``modified(key)`` (epoch seconds), ``list(prefix)``, ``folders()``.
@@ -14,6 +15,7 @@ memory filesystem with a process-wide lock. Other filesystems can be read but no
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -43,6 +45,7 @@ class Storage(Protocol):
     url: str
 
     def get(self, key: str) -> tuple[bytes, str] | None: ...
+    def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]: ...
     def put_if_absent(self, key: str, data: bytes) -> bool: ...
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -126,6 +129,9 @@ class LocalStorage:
 
     def _path(self, key: str) -> Path:
         return self.root / key
+
+    def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
+        return [self.get(key) for key in keys]
 
     def get(self, key: str) -> tuple[bytes, str] | None:
         try:
@@ -214,6 +220,9 @@ class _FsspecStorage:
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
 
+    def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
+        return [self.get(key) for key in keys]
+
     def get(self, key: str) -> tuple[bytes, str] | None:
         try:
             data = self.fs.cat_file(self._path(key))
@@ -297,24 +306,33 @@ class S3Storage(_FsspecStorage):
     def get(self, key: str) -> tuple[bytes, str] | None:
         from fsspec.asyn import sync
 
-        bucket, object_key, _ = self.fs.split_path(self._path(key))
+        with self.translated():
+            return sync(self.fs.loop, self._read, key)
 
-        async def read() -> tuple[bytes, str]:
-            response = await self.fs._call_s3("get_object", Bucket=bucket, Key=object_key)
-            try:
-                return await response["Body"].read(), response["ETag"]
-            finally:
-                response["Body"].close()
+    def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
+        """Several objects in one go: the requests overlap instead of waiting on each other."""
+        if len(keys) < 2:
+            return [self.get(key) for key in keys]
+        from fsspec.asyn import sync
+
+        async def read_all() -> list[tuple[bytes, str] | None]:
+            return list(await asyncio.gather(*(self._read(key) for key in keys)))
 
         with self.translated():
-            try:
-                return sync(self.fs.loop, read)
-            except FileNotFoundError as error:
-                if _s3_code(error) == "NoSuchBucket":
-                    raise RemoteNotFoundError(
-                        self.url, f"bucket {bucket} does not exist"
-                    ) from error
-                return None
+            return sync(self.fs.loop, read_all)
+
+    async def _read(self, key: str) -> tuple[bytes, str] | None:
+        bucket, object_key, _ = self.fs.split_path(self._path(key))
+        try:
+            response = await self.fs._call_s3("get_object", Bucket=bucket, Key=object_key)
+        except FileNotFoundError as error:
+            if _s3_code(error) == "NoSuchBucket":
+                raise RemoteNotFoundError(self.url, f"bucket {bucket} does not exist") from error
+            return None
+        try:
+            return await response["Body"].read(), response["ETag"]
+        finally:
+            response["Body"].close()
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         return self._put(key, data, mode="create")

@@ -1,0 +1,196 @@
+"""Packs and history walks: the one-sweep indexer against git, pushed packs that are complete,
+and the ancestry walk against `git merge-base --is-ancestor`."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from dulwich.repo import Repo
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import memfs
+from memfs.errors import PackCorruptError
+from memfs.history import History
+from memfs.packs import PackError, index_pack
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def git_repo_with_deltas(root: Path) -> Path:
+    """A repository git packed itself, with delta chains (ofs-deltas) in its pack."""
+    git(root.parent, "init", "-q", "-b", "main", str(root))
+    for n in range(40):
+        (root / f"f{n % 4}.txt").write_text("".join(f"line {i}\n" for i in range(200 + n)))
+        git(root, "add", "-A")
+        git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"c{n}")
+    git(root, "repack", "-adfq", "--depth=20")
+    (pack,) = (root / ".git/objects/pack").glob("*.pack")
+    return pack
+
+
+def test_index_matches_git_byte_for_byte(tmp_path: Path) -> None:
+    pack = git_repo_with_deltas(tmp_path / "repo")
+    assert "delta" in git(tmp_path, "verify-pack", "-v", str(pack.with_suffix(".idx")))
+    indexed = index_pack(pack.read_bytes())
+    assert indexed.index_bytes() == pack.with_suffix(".idx").read_bytes()
+    assert len(indexed.objects) == len(indexed.entries)  # every object unpacked, deltas too
+
+
+def test_every_object_is_unpacked_with_its_content(tmp_path: Path) -> None:
+    pack = git_repo_with_deltas(tmp_path / "repo")
+    indexed = index_pack(pack.read_bytes())
+    for sha, (type_num, data) in list(indexed.objects.items())[:50]:
+        kind = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}[type_num]
+        shown = subprocess.run(
+            ["git", "cat-file", kind, sha.hex()], cwd=tmp_path / "repo", capture_output=True
+        ).stdout
+        assert shown == data
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[:-7], "checksum"),
+        (lambda data: data[:100] + bytes([data[100] ^ 1]) + data[101:], "checksum"),
+        (lambda data: b"JUNK" + data[4:], "not a pack"),
+        (lambda data: data[:12], "not a pack"),
+    ],
+)
+def test_damaged_packs_are_refused(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    pack = git_repo_with_deltas(tmp_path / "repo").read_bytes()
+    with pytest.raises(PackError, match=message):
+        index_pack(damage(pack))
+
+
+def test_a_thin_pack_is_refused(tmp_path: Path) -> None:
+    git_repo_with_deltas(tmp_path / "repo")
+    thin = subprocess.run(
+        ["git", "pack-objects", "--thin", "--revs", "--stdout", "-q"],
+        cwd=tmp_path / "repo",
+        input=b"HEAD\n^HEAD~20\n",
+        capture_output=True,
+        check=True,
+    ).stdout
+    with pytest.raises(PackError, match="no base in the pack"):
+        index_pack(thin)
+
+
+def test_import_refuses_a_pack_under_another_name(tmp_path: Path) -> None:
+    pack = git_repo_with_deltas(tmp_path / "repo").read_bytes()
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    with pytest.raises(PackCorruptError, match="does not match its name"):
+        agent.history.import_pack("pack-" + "0" * 40, pack)
+    assert not list((tmp_path / "agent/.git/objects/pack").glob("*.pack"))
+
+
+# -- pack_between: what a push uploads is always enough --------------------------------
+
+
+def _random_history(history: History, steps: list[tuple[int, int, int]]) -> list[str]:
+    """Commits with edits, merges and reverts on a few branches; every commit's sha."""
+    shas: list[str] = []
+    parent = history.head()
+    for kind, path_n, value in steps:
+        if kind == 2 and shas:  # go back to an older commit: the next ones diverge from here
+            parent = shas[value % len(shas)]
+            history.set_ref("refs/heads/main", parent, "test: branch off")
+            continue
+        if kind == 0 or len(shas) < 2:
+            changes = {f"d{path_n % 3}/f{path_n}.md": (0o100644, f"v{value}\n".encode())}
+            if value % 5 == 0:
+                changes = {f"d{path_n % 3}/f{path_n}.md": None} | changes
+            parent = history.commit(parent, changes, f"edit {len(shas)}", "t <t@t>")
+        else:
+            other = shas[value % len(shas)]
+            if other == parent or history.is_ancestor(other, parent or other):
+                continue
+            tree = history.build_tree(parent, {f"merge-{len(shas)}.md": (0o100644, b"m\n")})
+            parent = history.commit_tree(tree, (parent, other), "merge", "t <t@t>")
+        shas.append(parent)
+    return shas
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 99)),
+        min_size=3,
+        max_size=25,
+    ),
+    cut=st.integers(0, 1000),
+)
+def test_a_pack_holds_everything_the_other_side_lacks(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, int, int]], cut: int
+) -> None:
+    work = tmp_path_factory.mktemp("packs")
+    source = memfs.init(work / "source", name="source").history
+    shas = _random_history(source, steps)
+    have = shas[cut % len(shas)]
+    target_dir = work / "target"
+    subprocess.run(["git", "init", "-q", "--bare", str(target_dir)], check=True)
+    target = History(target_dir, Repo(str(target_dir)))
+    first = source.pack_between([have], [])
+    assert first is not None
+    target.import_pack(first.name, first.pack)
+    rest = source.pack_between([shas[-1]], [have])
+    if rest is not None:
+        target.import_pack(rest.name, rest.pack)
+    git(target_dir, "update-ref", "refs/heads/main", shas[-1])
+    git(target_dir, "fsck", "--strict", "--no-dangling")  # every object reachable is there
+    target.close()
+    source.close()
+
+
+def test_an_incremental_pack_is_small(tmp_path: Path) -> None:
+    history = memfs.init(tmp_path / "agent", name="agent").history
+    parent = history.head()
+    for n in range(30):
+        parent = history.commit(
+            parent, {f"d{n % 5}/f{n}.md": (0o100644, f"{n}\n".encode())}, "c", "t <t@t>"
+        )
+    before = history.head()
+    assert before is not None
+    after = history.commit(before, {"d1/new.md": (0o100644, b"new\n")}, "c", "t <t@t>")
+    pack = history.pack_between([after], [before])
+    assert pack is not None
+    assert pack.count == 4  # the commit, the root tree, d1/ and the blob: nothing else
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 99)),
+        min_size=3,
+        max_size=25,
+    ),
+    pairs=st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 1000)), min_size=1, max_size=8),
+)
+def test_is_ancestor_agrees_with_git(
+    tmp_path_factory: pytest.TempPathFactory,
+    steps: list[tuple[int, int, int]],
+    pairs: list[tuple[int, int]],
+) -> None:
+    root = tmp_path_factory.mktemp("walk") / "agent"
+    history = memfs.init(root, name="agent").history
+    shas = [history.head() or "", *_random_history(history, steps)]
+    for a, b in pairs:
+        ancestor, descendant = shas[a % len(shas)], shas[b % len(shas)]
+        expected = (
+            subprocess.run(
+                ["git", "merge-base", "--is-ancestor", ancestor, descendant], cwd=root
+            ).returncode
+            == 0
+        )
+        assert history.is_ancestor(ancestor, descendant) == expected
+    history.close()
