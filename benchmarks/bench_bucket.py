@@ -1,6 +1,7 @@
 """Object-store remote speed: memfs on moto's S3 (loopback) beside git on a local bare repo.
 
-    python benchmarks/bench_bucket.py [--sizes 100,1000,10000] [--commits 1,100] [--writers 8]
+    python benchmarks/bench_bucket.py [--sizes 100,1000,10000] [--commits 1,100]
+                                      [--no-writers] [--dir FOLDER]
 
 Rows, each measured in the same run as its git counterpart on the same repository:
   push            first push of the whole agent      vs  git push to a local bare repo
@@ -8,8 +9,10 @@ Rows, each measured in the same run as its git counterpart on the same repositor
   incr push       push of a committed one-file change vs  git push of the same change
                   (the transfer, as a watcher does it; with the number of S3 requests made)
   8 writers       8 processes x 10 commits pushed    vs  the same memfs run against a bare repo
-Ratios are memfs / git (lower is better). Targets (issue 4): incremental push of a 10,000-file
-agent <= 4 requests and <= 100 ms; clone <= 1.5x git clone; 8 writers <= 2x the bare-repo run.
+Ratios are memfs / git (lower is better); each figure is the median of 3 runs, the two sides
+run in turns. --dir picks where the agents are written (default: the system's temp folder).
+Targets (issue 4): incremental push of a 10,000-file agent <= 4 requests and <= 100 ms;
+clone <= 1.5x git clone; 8 writers <= 2x the bare-repo run.
 """
 
 from __future__ import annotations
@@ -53,15 +56,18 @@ WRITER = textwrap.dedent(
 REPEAT = 3
 
 
-def timed(action) -> float:  # type: ignore[no-untyped-def]
-    """Median ms of REPEAT runs; ``action(n)`` gets the run number for fresh target names."""
-    times = []
+def timed_pair(ours, theirs) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median ms of REPEAT runs of each, taken in turns (ours, theirs, ours...) so that a slow
+    spell of the machine's disk falls on both sides alike. ``action(n)`` gets the run number,
+    for fresh target names."""
+    times: tuple[list[float], list[float]] = ([], [])
     for n in range(REPEAT):
-        os.sync()  # both sides start with no dirty pages being written back
-        start = time.perf_counter()
-        action(n)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for side, action in enumerate((ours, theirs)):
+            os.sync()  # both sides start with no dirty pages being written back
+            start = time.perf_counter()
+            action(n)
+            times[side].append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def build_agent(root: Path, files: int, commits: int) -> memfs.Agent:
@@ -84,13 +90,15 @@ def bench_case(work: Path, server, bucket: str, files: int, commits: int) -> lis
         git(work, "init", "-q", "--bare", "-b", "main", str(bares[n]))
     configs = [get_remote(agent.history, f"r{n}") for n in range(REPEAT)]
     rows = []
-    push_ms = timed(lambda n: sync.push_remote(agent, configs[n], "copy"))
-    git_push_ms = timed(lambda n: git(agent.root, "push", "-q", str(bares[n]), "main"))
+    push_ms, git_push_ms = timed_pair(
+        lambda n: sync.push_remote(agent, configs[n], "copy"),
+        lambda n: git(agent.root, "push", "-q", str(bares[n]), "main"),
+    )
     rows.append(("push", files, commits, push_ms, git_push_ms, ""))
-    clone_ms = timed(lambda n: sync.clone(urls[n], work / f"{name}-clone-{n}").close())
     # file:// makes git use its transport, as memfs must; a plain path would hardlink objects
-    git_clone_ms = timed(
-        lambda n: git(work, "clone", "-q", bares[n].as_uri(), str(work / f"{name}-gitclone-{n}"))
+    clone_ms, git_clone_ms = timed_pair(
+        lambda n: sync.clone(urls[n], work / f"{name}-clone-{n}").close(),
+        lambda n: git(work, "clone", "-q", bares[n].as_uri(), str(work / f"{name}-gitclone-{n}")),
     )
     rows.append(("clone", files, commits, clone_ms, git_clone_ms, ""))
     counts = []
@@ -106,27 +114,25 @@ def bench_case(work: Path, server, bucket: str, files: int, commits: int) -> lis
 
     for n in range(REPEAT):
         one_file_change(n)  # every remote is one commit behind, with the same change each
-    incr_ms = timed(incremental_push)
-    git_incr_ms = timed(lambda n: git(agent.root, "push", "-q", str(bares[n]), "main"))
+    incr_ms, git_incr_ms = timed_pair(
+        incremental_push, lambda n: git(agent.root, "push", "-q", str(bares[n]), "main")
+    )
     rows.append(("incr push", files, commits, incr_ms, git_incr_ms, f"{max(counts)} requests"))
     agent.close()
     return rows
 
 
-def run_writers(work: Path, url: str, tag: str) -> float:
-    """Wall time of 8 writer processes, each pushing 10 commits to ``url``."""
+def run_writers(work: Path, url: str, tag: str) -> None:
+    """8 writer processes, each pushing 10 commits to ``url``."""
     script = work / "writer.py"
     script.write_text(WRITER)
-    start = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, str(script), url, str(work / f"{tag}-w{n}"), str(n)])
         for n in range(8)
     ]
     codes = [p.wait() for p in procs]
-    elapsed = (time.perf_counter() - start) * 1000
     if any(codes):
         raise SystemExit(f"a writer failed in the {tag} run: {codes}")
-    return elapsed
 
 
 def bench_writers(work: Path, bucket: str) -> tuple:  # type: ignore[no-untyped-def]
@@ -138,8 +144,10 @@ def bench_writers(work: Path, bucket: str) -> tuple:  # type: ignore[no-untyped-
     git(work, "init", "-q", "--bare", "-b", "main", str(bare))
     add_remote(seed.history, "bare", str(bare))
     sync.push(seed, "bare")
-    s3_ms = run_writers(work, s3_url, "s3")
-    bare_ms = run_writers(work, str(bare), "bare")
+    s3_ms, bare_ms = timed_pair(
+        lambda n: run_writers(work, s3_url, f"s3-{n}"),
+        lambda n: run_writers(work, str(bare), f"bare-{n}"),
+    )
     return ("8 writers", 80, 8, s3_ms, bare_ms, "memfs on S3 vs memfs on a bare repo")
 
 
@@ -150,9 +158,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--commits", default="1,100")
     parser.add_argument("--no-writers", action="store_true")
+    parser.add_argument("--dir", default=None, help="where to write (default: temp folder)")
     args = parser.parse_args()
     os.environ.update(CREDENTIALS)
-    work = Path(tempfile.mkdtemp(prefix="memfs-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="memfs-bench-", dir=args.dir))
     os.environ["MEMFS_DATA_DIR"] = str(work / "data")
     rows = []
     try:

@@ -41,10 +41,30 @@ class IndexedPack:
     objects: dict[bytes, RawObject]  # every object, by binary sha
 
     def index_bytes(self) -> bytes:
-        """The pack's ``.idx`` (version 2)."""
-        out = io.BytesIO()
-        write_pack_index_v2(out, self.entries, self.checksum)
-        return out.getvalue()
+        """The pack's ``.idx`` (version 2), built with a few ``struct`` calls (dulwich's
+        writer makes three small writes per object)."""
+        if any(offset >= 2**31 for _, offset, _ in self.entries):
+            out = io.BytesIO()  # a pack over 2 GiB: rare enough for dulwich's general writer
+            write_pack_index_v2(out, self.entries, self.checksum)
+            return out.getvalue()
+        count = len(self.entries)
+        fanout = [0] * 256
+        for sha, _, _ in self.entries:
+            fanout[sha[0]] += 1
+        for first in range(1, 256):
+            fanout[first] += fanout[first - 1]
+        body = b"".join(
+            (
+                b"\377tOc",
+                struct.pack(">L", 2),
+                struct.pack(">256L", *fanout),
+                b"".join(sha for sha, _, _ in self.entries),
+                struct.pack(f">{count}L", *(crc for _, _, crc in self.entries)),
+                struct.pack(f">{count}L", *(offset for _, offset, _ in self.entries)),
+                self.checksum,
+            )
+        )
+        return body + hashlib.sha1(body).digest()
 
 
 def object_id(type_num: int, data: bytes) -> bytes:
@@ -114,10 +134,22 @@ def index_pack(pack: bytes) -> IndexedPack:
             offset += SHA_LENGTH
         elif type_num not in TYPE_NAMES:
             raise PackError(f"object at {start} has unknown type {type_num}")
-        data, offset = _inflate(view, offset, end, size, start)
+        if size > MAX_INFLATE_RATIO * (end - offset) + 64:
+            raise PackError(f"object at {start} claims {size} bytes, more than the pack can hold")
+        # The common case inline: the whole stream within size + 64 bytes, inflated at once.
+        decompressor = zlib.decompressobj()
+        window_end = min(end, offset + size + 64)
+        try:
+            data = decompressor.decompress(view[offset:window_end], size + 1)
+        except zlib.error:
+            data = b""  # the slow path below says what is wrong, and where
+        if decompressor.eof and len(data) == size:
+            offset = window_end - len(decompressor.unused_data)
+        else:
+            data, offset = _inflate(view, offset, end, size, start)
         crc = zlib.crc32(view[start:offset])
         if base is None:
-            sha = object_id(type_num, data)
+            sha = hashlib.sha1(b"%b %d\x00%b" % (TYPE_NAMES[type_num], size, data)).digest()
             objects[sha] = (type_num, data)
             by_offset[start] = sha
             entries.append((sha, start, crc))
@@ -132,8 +164,6 @@ def index_pack(pack: bytes) -> IndexedPack:
 
 def _inflate(view: memoryview, offset: int, end: int, size: int, start: int) -> tuple[bytes, int]:
     """Inflate the zlib stream at ``offset`` to exactly ``size`` bytes; (data, end offset)."""
-    if size > MAX_INFLATE_RATIO * (end - offset) + 64:
-        raise PackError(f"object at {start} claims {size} bytes, more than the pack can hold")
     decompressor = zlib.decompressobj()
     window_end = min(end, offset + size + 64)  # deflate adds a few bytes per block at worst
     out = [decompressor.decompress(view[offset:window_end], size + 1)]

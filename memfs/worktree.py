@@ -186,12 +186,19 @@ def check_incoming_tree(root: Path, entries: dict[str, tuple[int, bytes]]) -> No
     same tree (writing ``link/file`` would follow the link).
     """
     links = {path for path, (mode, _) in entries.items() if mode == MODE_SYMLINK}
+    checked_folders: set[str] = set()  # thousands of files share a few folders
     for path, (mode, data) in entries.items():
-        parts = check_path(path)
-        for depth in range(1, len(parts)):
-            if "/".join(parts[:depth]) in links:
-                raise UnsafePathError(path, f"{'/'.join(parts[:depth])} is a symlink")
-        check_symlink(root, path, mode, data)
+        folder, _, name = path.rpartition("/")
+        if folder not in checked_folders:
+            parts = check_path(path)
+            for depth in range(1, len(parts)):
+                if "/".join(parts[:depth]) in links:
+                    raise UnsafePathError(path, f"{'/'.join(parts[:depth])} is a symlink")
+            checked_folders.add(folder)
+        else:
+            check_path(name)  # the folder part is known good; the name is checked alone
+        if mode == MODE_SYMLINK:
+            check_symlink(root, path, mode, data)
 
 
 def populate(root: Path, entries: dict[str, tuple[int, bytes]]) -> dict[str, os.stat_result]:
@@ -209,7 +216,7 @@ def populate(root: Path, entries: dict[str, tuple[int, bytes]]) -> dict[str, os.
         if folder and folder not in made:
             os.makedirs(os.path.join(base, folder), exist_ok=True)
             made.add(folder)
-        target = os.path.join(base, path)
+        target = f"{base}/{path}"
         if mode == MODE_SYMLINK:
             os.symlink(os.fsdecode(data), target)
             stats[path] = os.lstat(target)
@@ -217,14 +224,16 @@ def populate(root: Path, entries: dict[str, tuple[int, bytes]]) -> dict[str, os.
         permissions = 0o755 if mode == MODE_EXECUTABLE else 0o644
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions)
         try:
-            _write_all(fd, data)
+            written = os.write(fd, data)
+            if written != len(data):
+                _write_all(fd, memoryview(data)[written:])
             stats[path] = os.fstat(fd)  # after the last write: what the index must record
         finally:
             os.close(fd)
     return stats
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

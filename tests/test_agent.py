@@ -440,3 +440,22 @@ def test_memory_edits_through_repeated_lookups_are_saved(agent: memfs.Agent) -> 
     assert "Name: Ada\n" in (agent.root / "system/human.md").read_text()
     write(agent.root, "system/human.md", "---\ndescription: changed on disk\n---\nby an editor\n")
     assert agent.memory["system/human"].value == "by an editor\n", "a changed file is read afresh"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["notes/..", "notes/.git", "notes/.GIT", "notes/git~1", "notes/a\\b", "notes/", "link/x.md"],
+)
+def test_an_unsafe_path_is_refused_even_among_safe_ones_in_its_folder(
+    tmp_path: Path, bad: str
+) -> None:
+    from memfs.errors import UnsafePathError
+    from memfs.worktree import MODE_SYMLINK, check_incoming_tree
+
+    entries = {f"notes/n{i}.md": (0o100644, b"x") for i in range(5)}
+    entries["link"] = (MODE_SYMLINK, b"notes")
+    entries[bad] = (0o100644, b"payload")
+    with pytest.raises(UnsafePathError):
+        check_incoming_tree(tmp_path, entries)
+    del entries[bad]
+    check_incoming_tree(tmp_path, entries)  # the rest is fine
