@@ -539,6 +539,7 @@ class Agent:
         stats = worktree.populate(self.root, entries)
         self.history.move_branch(None, sha, reason.encode())
         self.history.write_index(tree, stats)
+        self.history.drop_unpacked()  # written out: the pack on disk serves from now on
 
     def _on_disk(self, path: str) -> TreeEntry | None:
         """The entry the file at ``path`` would have in a commit, None if there is none."""

@@ -217,6 +217,10 @@ class History:
         config.write_to_path()
         return history
 
+    def drop_unpacked(self) -> None:
+        """Let go of the objects kept from the last imported pack."""
+        self._unpacked = {}
+
     def close(self) -> None:
         self._unpacked = {}
         self.repo.close()
