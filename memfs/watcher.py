@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,6 +34,12 @@ from memfs.errors import MemfsError, RemoteError, WatcherError
 from memfs.util import atomic_write, utc_now
 
 Log = Callable[[str], None]
+# watchdog registers a folder created inside a watched tree twice (its creation event and
+# its recursive walk both add it) and warns that the second replaces the first: harmless,
+# but printed to the user's terminal mid-watch.
+warnings.filterwarnings(
+    "ignore", message=r"Callback with id .* already exists", category=RuntimeWarning
+)
 # The same editor litter as ignore.LITTER_PATTERNS, matched by name without pathspec: this
 # runs for every event. Anything else is decided by commit_paths with the full rules.
 LITTER_NAMES = ("4913", ".DS_Store")
