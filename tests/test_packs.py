@@ -3,7 +3,11 @@ and the ancestry walk against `git merge-base --is-ancestor`."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -69,6 +73,49 @@ def test_damaged_packs_are_refused(tmp_path: Path, damage, message: str) -> None
         index_pack(damage(pack))
 
 
+def _pack(*entries: tuple[int, int, bytes], trailer: bytes = b"") -> bytes:
+    """A pack of (type, declared size, content) entries, with a valid checksum."""
+    body = b"PACK" + struct.pack(">II", 2, len(entries))
+    for type_num, size, content in entries:
+        header = bytearray([(type_num << 4) | (size & 0x0F)])
+        size >>= 4
+        while size:
+            header[-1] |= 0x80
+            header.append(size & 0x7F)
+            size >>= 7
+        body += bytes(header) + zlib.compress(content)
+    body += trailer
+    return body + hashlib.sha1(body).digest()
+
+
+def test_a_big_incompressible_object_is_read_across_windows() -> None:
+    content = os.urandom(300_000)  # stored deflate blocks: longer than the content itself
+    indexed = index_pack(_pack((3, len(content), content)))
+    ((sha, offset, _),) = indexed.entries
+    assert indexed.objects[sha] == (3, content)
+    assert offset == 12
+
+
+def _truncated_but_checksummed() -> bytes:
+    body = _pack((3, 11, b"hello world"), (3, 2, b"hi"))[:-20]
+    return body[:-4] + hashlib.sha1(body[:-4]).digest()  # a writer that stopped mid-object
+
+
+@pytest.mark.parametrize(
+    ("pack", "message"),
+    [
+        (_pack((3, 5, b"hello world")), "inflates to 6 bytes, not 5"),
+        (_pack((3, 11, b"hello world"), trailer=b"junk"), "4 bytes of garbage after"),
+        (_pack((5, 11, b"hello world")), "unknown type 5"),
+        (_truncated_but_checksummed(), "truncated|does not inflate"),
+    ],
+)
+def test_a_pack_that_lies_is_refused(pack: bytes, message: str) -> None:
+    assert index_pack(_pack((3, 11, b"hello world"))).entries  # the honest one is fine
+    with pytest.raises(PackError, match=message):
+        index_pack(pack)
+
+
 def test_a_thin_pack_is_refused(tmp_path: Path) -> None:
     git_repo_with_deltas(tmp_path / "repo")
     thin = subprocess.run(
@@ -91,6 +138,16 @@ def test_import_refuses_a_pack_under_another_name(tmp_path: Path) -> None:
 
 
 # -- pack_between: what a push uploads is always enough --------------------------------
+
+
+# A history: (kind, path number, value) steps; kind 0 edits, 1 merges an older commit, 2 goes
+# back to an older commit so that the next ones diverge.
+HISTORIES = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 99)), min_size=3, max_size=25
+)
+HISTORY_SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def _random_history(history: History, steps: list[tuple[int, int, int]]) -> list[str]:
@@ -117,15 +174,9 @@ def _random_history(history: History, steps: list[tuple[int, int, int]]) -> list
     return shas
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@HISTORY_SETTINGS
 @given(
-    steps=st.lists(
-        st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 99)),
-        min_size=3,
-        max_size=25,
-    ),
+    steps=HISTORIES,
     cut=st.integers(0, 1000),
 )
 def test_a_pack_holds_everything_the_other_side_lacks(
@@ -165,15 +216,9 @@ def test_an_incremental_pack_is_small(tmp_path: Path) -> None:
     assert pack.count == 4  # the commit, the root tree, d1/ and the blob: nothing else
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@HISTORY_SETTINGS
 @given(
-    steps=st.lists(
-        st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 99)),
-        min_size=3,
-        max_size=25,
-    ),
+    steps=HISTORIES,
     pairs=st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 1000)), min_size=1, max_size=8),
 )
 def test_is_ancestor_agrees_with_git(
