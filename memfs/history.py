@@ -20,7 +20,6 @@ import itertools
 import os
 import stat
 import struct
-import tempfile
 import threading
 import time
 import weakref
@@ -56,6 +55,7 @@ from memfs.errors import (
     RevisionNotFoundError,
 )
 from memfs.packs import PackError, RawObject, index_pack
+from memfs.util import atomic_write
 
 BRANCH = "main"
 LOCK_TIMEOUT_ENV = "MEMFS_LOCK_TIMEOUT"
@@ -476,12 +476,10 @@ class History:
             )
         pack_dir = self.control_dir / "objects" / "pack"
         pack_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="incoming-", dir=pack_dir) as temp:
-            base = os.path.join(temp, name)
-            Path(base + ".pack").write_bytes(pack)
-            Path(base + ".idx").write_bytes(index)
-            os.replace(base + ".pack", pack_dir / f"{name}.pack")
-            os.replace(base + ".idx", pack_dir / f"{name}.idx")  # the .idx marks it complete
+        # Durable before any ref can point into it (as git fsyncs its packs); the .idx, last,
+        # marks the pack complete.
+        atomic_write(pack_dir / f"{name}.pack", pack, 0o444)
+        atomic_write(pack_dir / f"{name}.idx", index, 0o444)
         self.repo.object_store._update_pack_cache()
 
     def git_identity(self) -> str | None:
