@@ -9,7 +9,7 @@ Rows, each measured in the same run as its git counterpart on the same repositor
   incr push       push of a committed one-file change vs  git push of the same change
                   (the transfer, as a watcher does it; with the number of S3 requests made)
   8 writers       8 processes x 10 commits pushed    vs  the same memfs run against a bare repo
-Ratios are memfs / git (lower is better); each figure is the median of 3 runs, the two sides
+Ratios are memfs / git (lower is better); each figure is the median of 5 runs, the two sides
 run in turns. --dir picks where the agents are written (default: the system's temp folder).
 Targets (issue 4): incremental push of a 10,000-file agent <= 4 requests and <= 100 ms;
 clone <= 1.5x git clone; 8 writers <= 2x the bare-repo run.
@@ -54,7 +54,7 @@ WRITER = textwrap.dedent(
 )
 
 
-REPEAT = 3
+REPEAT = 5
 
 
 def timed_pair(ours, theirs) -> tuple[float, float]:  # type: ignore[no-untyped-def]
