@@ -9,7 +9,9 @@ Data is made visible last: a push uploads its pack and index, then moves the man
 compare-and-swap on the ETag it read. A lost race is an ordinary PushRejectedError (fetch,
 merge, retry); packs it uploaded are harmless, being named by their content and listed by no
 manifest. There are no lock files and no expiry timers. An incremental push is 4 requests:
-read the manifest, write the pack, the index, the manifest.
+read the manifest, write the pack, the index, the manifest. Once a push has lost a race
+(others are pushing), it reads the manifest again after its uploads, so that its swap
+follows a fresh read instead of racing the whole upload: 5 requests, far fewer lost swaps.
 """
 
 from __future__ import annotations
