@@ -42,6 +42,7 @@ from memfs.history import (
     Files,
     History,
     TreeEntry,
+    blob_sha,
     compare_trees,
     file_mode,
     read_worktree_data,
@@ -303,7 +304,7 @@ class Agent:
                 if change is None:
                     committed.pop(path, None)
                 else:
-                    committed[path] = TreeEntry(change[0], _blob_sha(change[1]))
+                    committed[path] = TreeEntry(change[0], blob_sha(change[1]))
             self.history.write_index(committed, snapshot.stats_matching(committed))
             return self.history.commit_info(sha)
 
@@ -551,7 +552,7 @@ class Agent:
         if stat.S_ISDIR(st.st_mode):
             return TreeEntry(0o040000, "")
         mode = file_mode(st)
-        return TreeEntry(mode, _blob_sha(read_worktree_data(full, mode)))
+        return TreeEntry(mode, blob_sha(read_worktree_data(full, mode)))
 
     def is_read_only_mount(self) -> bool:
         """Whether this folder is a read-only (or pinned) mount: nothing is pushed from it."""
@@ -600,7 +601,7 @@ class _ProblemCache:
             except OSError:
                 return []
             computed = memory_file.problems()
-            key = f"{_blob_sha(memory_file.raw)}:{Path(path).suffix}"  # what was actually read
+            key = f"{blob_sha(memory_file.raw)}:{Path(path).suffix}"  # what was actually read
             found = [[p.line, p.message, p.severity] for p in computed]
         self._used[key] = found
         return [Problem(path, line, message, severity) for line, message, severity in found]
@@ -623,12 +624,6 @@ def generated_message(changes: list[FileChange]) -> str:
 
 def _under(tree: Files, path: str) -> Files:
     return {p: e for p, e in tree.items() if p == path or p.startswith(path + "/")}
-
-
-def _blob_sha(data: bytes) -> str:
-    from dulwich.objects import Blob
-
-    return Blob.from_string(data).id.decode()
 
 
 def open_agent(path: str | os.PathLike[str] = ".") -> Agent:

@@ -901,6 +901,11 @@ _U32 = 0xFFFFFFFF
 _NAME_LENGTH_MASK = 0xFFF
 
 
+def blob_sha(data: bytes) -> str:
+    """The hex sha git gives a blob holding ``data``."""
+    return Blob.from_string(data).id.decode()
+
+
 def _serialize_index(tree: Files, stats: Mapping[str, os.stat_result]) -> bytes:
     """``tree`` as a version-2 git index, with the stat data of the files in ``stats``.
 
