@@ -222,7 +222,7 @@ class History:
         self._unpacked = {}
 
     def close(self) -> None:
-        self._unpacked = {}
+        self.drop_unpacked()
         self.repo.close()
 
     @property
@@ -435,12 +435,7 @@ class History:
 
         for commit in commits:
             result.append(commit.id)
-            parent_trees = []
-            for parent in commit.parents:
-                parent_commit = store[parent]
-                assert isinstance(parent_commit, Commit)
-                parent_trees.append(parent_commit.tree)
-            add_tree(commit.tree, parent_trees)
+            add_tree(commit.tree, [self._commit(parent).tree for parent in commit.parents])
         return result
 
     def pack_loose(self) -> int:
@@ -505,8 +500,7 @@ class History:
         """Every file of the commit's tree (an empty tree for None)."""
         if commit_sha is None:
             return {}
-        commit = self.repo[commit_sha.encode()]
-        assert isinstance(commit, Commit)
+        commit = self._commit(commit_sha.encode())
         files: Files = {}
         # Depth first with a stack of iterators: git's order, and no recursion limit for a
         # (hostile) tree nested thousands deep.
@@ -523,11 +517,16 @@ class History:
                 stack.pop()
         return files
 
+    def _kept(self, sha: bytes, type_num: int) -> bytes | None:
+        """The content of object ``sha`` from the last imported pack, if kept and of that type."""
+        unpacked = self._unpacked.get(sha)
+        return unpacked[1] if unpacked is not None and unpacked[0] == type_num else None
+
     def _tree_items(self, sha: bytes) -> list[tuple[bytes, int, bytes]]:
         """(name, mode, hex sha) of each entry of tree ``sha``."""
-        unpacked = self._unpacked.get(sha)
-        if unpacked is not None and unpacked[0] == Tree.type_num:
-            return list(parse_tree(unpacked[1], SHA_BYTES))
+        kept = self._kept(sha, Tree.type_num)
+        if kept is not None:
+            return list(parse_tree(kept, SHA_BYTES))
         tree = self.repo.object_store[sha]
         if not isinstance(tree, Tree):
             raise NotTreeError(sha)
@@ -556,9 +555,9 @@ class History:
         return {path: TreeEntry(mode, sha.decode())}
 
     def blob(self, sha: str) -> bytes:
-        unpacked = self._unpacked.get(sha.encode())
-        if unpacked is not None and unpacked[0] == Blob.type_num:
-            return unpacked[1]
+        kept = self._kept(sha.encode(), Blob.type_num)
+        if kept is not None:
+            return kept
         blob = self.repo.object_store[sha.encode()]
         assert isinstance(blob, Blob)
         return blob.as_raw_string()
@@ -572,9 +571,9 @@ class History:
         found: dict[str, bytes] = {}
         wanted: set[bytes] = set()
         for sha in shas:
-            unpacked = self._unpacked.get(sha.encode())
-            if unpacked is not None and unpacked[0] == Blob.type_num:
-                found[sha] = unpacked[1]
+            kept = self._kept(sha.encode(), Blob.type_num)
+            if kept is not None:
+                found[sha] = kept
             else:
                 wanted.add(bytes.fromhex(sha))
         for pack in self.repo.object_store.packs:
