@@ -134,22 +134,10 @@ def index_pack(pack: bytes) -> IndexedPack:
             offset += SHA_LENGTH
         elif type_num not in TYPE_NAMES:
             raise PackError(f"object at {start} has unknown type {type_num}")
-        if size > MAX_INFLATE_RATIO * (end - offset) + 64:
-            raise PackError(f"object at {start} claims {size} bytes, more than the pack can hold")
-        # The common case inline: the whole stream within size + 64 bytes, inflated at once.
-        decompressor = zlib.decompressobj()
-        window_end = min(end, offset + size + 64)
-        try:
-            data = decompressor.decompress(view[offset:window_end], size + 1)
-        except zlib.error:
-            data = b""  # the slow path below says what is wrong, and where
-        if decompressor.eof and len(data) == size:
-            offset = window_end - len(decompressor.unused_data)
-        else:
-            data, offset = _inflate(view, offset, end, size, start)
+        data, offset = _inflate(view, offset, end, size, start)
         crc = zlib.crc32(view[start:offset])
         if base is None:
-            sha = hashlib.sha1(b"%b %d\x00%b" % (TYPE_NAMES[type_num], size, data)).digest()
+            sha = object_id(type_num, data)
             objects[sha] = (type_num, data)
             by_offset[start] = sha
             entries.append((sha, start, crc))
@@ -164,11 +152,13 @@ def index_pack(pack: bytes) -> IndexedPack:
 
 def _inflate(view: memoryview, offset: int, end: int, size: int, start: int) -> tuple[bytes, int]:
     """Inflate the zlib stream at ``offset`` to exactly ``size`` bytes; (data, end offset)."""
+    if size > MAX_INFLATE_RATIO * (end - offset) + 64:
+        raise PackError(f"object at {start} claims {size} bytes, more than the pack can hold")
     decompressor = zlib.decompressobj()
     window_end = min(end, offset + size + 64)  # deflate adds a few bytes per block at worst
-    out = [decompressor.decompress(view[offset:window_end], size + 1)]
-    produced = len(out[0])
     try:
+        out = [decompressor.decompress(view[offset:window_end], size + 1)]
+        produced = len(out[0])
         while not decompressor.eof:
             if produced > size:
                 break

@@ -101,6 +101,12 @@ def _truncated_but_checksummed() -> bytes:
     return body[:-4] + hashlib.sha1(body[:-4]).digest()  # a writer that stopped mid-object
 
 
+def _not_zlib() -> bytes:
+    body = _pack((3, 11, b"hello world"))[:-20]
+    body = body[:12] + body[12:13] + b"\xff" * (len(body) - 13)  # the header, then no zlib
+    return body + hashlib.sha1(body).digest()
+
+
 @pytest.mark.parametrize(
     ("pack", "message"),
     [
@@ -108,6 +114,7 @@ def _truncated_but_checksummed() -> bytes:
         (_pack((3, 11, b"hello world"), trailer=b"junk"), "4 bytes of garbage after"),
         (_pack((5, 11, b"hello world")), "unknown type 5"),
         (_truncated_but_checksummed(), "truncated|does not inflate"),
+        (_not_zlib(), "does not inflate"),
     ],
 )
 def test_a_pack_that_lies_is_refused(pack: bytes, message: str) -> None:
