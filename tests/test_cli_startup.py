@@ -49,3 +49,17 @@ def test_status_does_not_import_object_store_libraries(tmp_path: object) -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip().endswith("[]"), result.stdout
+
+
+def test_cli_defaults_are_the_librarys() -> None:
+    """The CLI spells its defaults out (importing the library would slow --help); they must
+    stay the library's."""
+    from memfs.cli.sync import gc
+    from memfs.cli.watch import watch
+    from memfs.remotes.bucket import DEFAULT_GRACE_S
+    from memfs.watcher import WatchSettings
+
+    defaults = {param.name: param.default for param in watch.params}
+    assert defaults["quiet_ms"] == WatchSettings.quiet_ms
+    assert defaults["max_delay_ms"] == WatchSettings.max_delay_ms
+    assert {param.name: param.default for param in gc.params}["grace"] == DEFAULT_GRACE_S
