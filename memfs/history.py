@@ -54,6 +54,7 @@ from memfs.errors import (
     PathNotFoundError,
     RevisionNotFoundError,
 )
+from memfs.faults import crash_point
 from memfs.packs import PackError, RawObject, index_pack
 from memfs.util import atomic_write
 
@@ -765,6 +766,7 @@ class History:
         commit.author_timezone = commit.commit_timezone = offset
         commit.message = message.encode()
         self.repo.object_store.add_object(commit)
+        crash_point("commit.objects")
         self.move_branch(parents[0], commit.id.decode(), commit.message.split(b"\n", 1)[0])
         return commit.id.decode()
 

@@ -31,6 +31,7 @@ from memfs.errors import (
     RemoteCorruptError,
     RemoteError,
 )
+from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
 from memfs.remotes.storage import Storage, open_storage
 from memfs.schema import (
@@ -160,6 +161,7 @@ class BucketRemote:
                 received += len(pack[0])
                 done += 1
                 self.progress(f"fetched pack {done}/{len(missing)}, {_size(received)}")
+                crash_point("fetch.import")
                 try:
                     history.import_pack(name, pack[0])
                 except PackCorruptError as error:
@@ -178,7 +180,9 @@ class BucketRemote:
         pack = history.pack_between([new], known)
         if pack is not None:
             self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
+            crash_point("push.pack")
             self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
+            crash_point("push.index")
             self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
             history.import_pack(pack.name, pack.pack, pack.index)  # so fetch never downloads it
             if self._contended:
@@ -202,6 +206,7 @@ class BucketRemote:
             name=str(agent.get("name", "")),
             description=str(agent.get("description", "") or ""),
         )
+        crash_point("push.manifest")
         if manifest is None:
             self._claim(agent)
             moved = self.storage.put_if_absent(MANIFEST, _encode(updated))

@@ -27,6 +27,7 @@ from memfs.errors import (
     RemoteUnreachableError,
     UnsupportedURLError,
 )
+from memfs.faults import crash_point
 from memfs.remotes import redact
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class GitRemote:
             )
 
         client, path = self._client("push")
+        crash_point("push.git")
         try:
             with self._translated():
                 result = client.send_pack(

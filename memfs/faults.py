@@ -1,0 +1,46 @@
+"""Crash points: named places in the write paths where a test can kill the process.
+
+A crash test runs memfs in a child process with ``MEMFS_CRASH_AT=name`` (or ``name:N``,
+the Nth time that point is reached; several specs separated by commas). When the point is
+reached the process kills itself with SIGKILL: no ``finally``, no atexit, no flush, as
+``kill -9`` or a power cut would leave it. Unset (always, outside tests), a crash point is
+one dictionary lookup.
+
+Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
+- ``apply.write``: before each work-tree write of a merge, fast-forward, restore or revert
+- ``apply.commit``: after a merge's files are written, before its commit
+- ``commit.objects``: a commit's objects are written, its branch not yet moved
+- ``push.pack``, ``push.index``, ``push.manifest``: a bucket push, before each upload
+- ``push.git``: before a git push sends its pack
+- ``fetch.import``: a fetched pack is downloaded, not yet imported
+- ``checkout.write``: before each file of a fresh clone or checkout is written
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "MEMFS_CRASH_AT"
+
+
+def _parse(spec: str) -> dict[str, int]:
+    points: dict[str, int] = {}
+    for item in spec.split(","):
+        name, _, count = item.strip().partition(":")
+        if name:
+            points[name] = int(count) if count.isdigit() and int(count) > 0 else 1
+    return points
+
+
+_POINTS: dict[str, int] = _parse(os.environ.get(ENV, ""))
+_hits: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Kill this process here if a crash test asked for it (see the module docstring)."""
+    if not _POINTS or name not in _POINTS:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] == _POINTS[name]:
+        os.kill(os.getpid(), signal.SIGKILL)
