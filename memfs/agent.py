@@ -12,8 +12,8 @@ import contextlib
 import io
 import json
 import os
-import stat
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from memfs import worktree
+from memfs import apply, worktree
 from memfs.config import load_user_config
 from memfs.errors import (
     AgentExistsError,
     InvalidNameError,
-    LocalEditError,
     MemfsError,
     NotAnAgentError,
     PathNotFoundError,
@@ -124,6 +123,7 @@ class Agent:
         self.root = root
         self.history = history
         self._memory_cache: dict[str, tuple[tuple[int, int, int], MemoryFile]] = {}
+        self._active_update: str | None = None  # the token of the update being applied
 
     def __repr__(self) -> str:
         return f"<Agent {self.root}>"
@@ -284,6 +284,7 @@ class Agent:
         Broken memory files are committed like any other: nothing a user wrote is dropped.
         """
         with self.history.locked():
+            self.recover()
             rules = self._rules()
             rules.sync_git_exclude(self.history.control_dir)
             head = self.history.head()
@@ -324,6 +325,8 @@ class Agent:
         """
         wanted = sorted({p.strip("/") for p in paths if p.strip("/")})
         with self.history.locked():
+            if self.recover():  # rolled back: files other than ``paths`` changed too
+                return self.commit(message, origin)
             head = self.history.head()
             before: Files = {}
             for path in wanted:
@@ -482,9 +485,9 @@ class Agent:
             current = _under(self.history.tree_of(self.history.head()), path)
             if not target:
                 raise PathNotFoundError(path, f"revision {to}")
-            self.apply_tree(current, target)
             message = f"memfs: restore {path} to {sha[:7]}"
-            return self.commit(message=message, origin=origin, paths=(path,))
+            with self.updating(current, target):
+                return self.commit(message=message, origin=origin, paths=(path,))
 
     def revert(self, rev: str, origin: str = "cli") -> CommitInfo | None:
         """Undo the changes of commit ``rev`` in a new commit on top of the current head."""
@@ -499,35 +502,34 @@ class Agent:
             if conflicts:
                 raise RevertConflictError(rev, conflicts)
             current = self.history.tree_of(head)
-            self.apply_tree(current, self.history.tree_entries_by_sha(merged))
             message = f'memfs: revert "{info.summary}"\n\nThis reverts commit {sha}.'
-            return self.commit(message=message, origin=origin)
+            with self.updating(current, self.history.tree_entries_by_sha(merged)):
+                return self.commit(message=message, origin=origin)
 
-    def apply_tree(self, current: Files, target: Files, verify: bool = False) -> None:
-        """Make the work tree go from ``current`` to ``target`` (both trees of stored blobs).
+    def updating(self, current: Files, target: Files) -> contextlib.AbstractContextManager[Any]:
+        """Make the work tree go from ``current`` to ``target`` for a commit made inside.
 
-        Every path and symlink is checked before anything is written, so a malicious tree
-        changes nothing. With ``verify``, each file must still hold its ``current`` version
-        when it is about to be rewritten: a file edited meanwhile is never overwritten
-        (LocalEditError; the caller commits and goes round again).
+        Journaled and edit-safe (memfs/apply.py): a file is replaced only while it holds its
+        ``current`` version (else LocalEditError: the caller commits and goes round again),
+        and a change stopped before its commit is rolled back, never committed half done.
         """
-        # Deletions first, so a folder that becomes a file is gone before the file is written.
-        changes = sorted(compare_trees(current, target), key=lambda c: c.new is not None)
-        contents: dict[str, bytes] = {}
-        for change in changes:
-            worktree.safe_path(self.root, change.path)
-            if change.new is not None:
-                contents[change.path] = self.history.blob(change.new.sha)
-                worktree.check_symlink(
-                    self.root, change.path, change.new.mode, contents[change.path]
-                )
-        for change in changes:
-            if verify and self._on_disk(change.path) != change.old:
-                raise LocalEditError(change.path)
-            if change.new is None:
-                worktree.remove_file(self.root, change.path)
-            else:
-                worktree.write_file(self.root, change.path, change.new.mode, contents[change.path])
+        return self._updating(current, target)
+
+    @contextlib.contextmanager
+    def _updating(self, current: Files, target: Files) -> Iterator[Any]:
+        with self.history.locked():
+            self.recover()
+            with apply.updating(self.root, self.history, current, target) as update:
+                self._active_update = update.token
+                try:
+                    yield update
+                finally:
+                    self._active_update = None
+
+    def recover(self) -> bool:
+        """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py)."""
+        with self.history.locked():
+            return apply.recover(self.root, self.history, self._active_update)
 
     def check_out_fresh(self, sha: str, reason: str) -> None:
         """Fill an empty work tree with commit ``sha`` and point the unborn branch at it.
@@ -544,15 +546,7 @@ class Agent:
 
     def _on_disk(self, path: str) -> TreeEntry | None:
         """The entry the file at ``path`` would have in a commit, None if there is none."""
-        full = self.root / path
-        try:
-            st = full.lstat()
-        except FileNotFoundError:
-            return None
-        if stat.S_ISDIR(st.st_mode):
-            return TreeEntry(0o040000, "")
-        mode = file_mode(st)
-        return TreeEntry(mode, blob_sha(read_worktree_data(full, mode)))
+        return apply.entry_on_disk(self.root / path)
 
     def is_read_only_mount(self) -> bool:
         """Whether this folder is a read-only (or pinned) mount: nothing is pushed from it."""

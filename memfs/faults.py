@@ -8,6 +8,8 @@ one dictionary lookup.
 
 Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 - ``apply.write``: before each work-tree write of a merge, fast-forward, restore or revert
+- ``apply.moved``: a file to be replaced is moved aside, its new version not yet linked in
+- ``apply.linked``: one file's new version is in place
 - ``apply.commit``: after a merge's files are written, before its commit
 - ``commit.objects``: a commit's objects are written, its branch not yet moved
 - ``push.pack``, ``push.index``, ``push.manifest``: a bucket push, before each upload
@@ -18,8 +20,10 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Callable, Iterator
 
 ENV = "MEMFS_CRASH_AT"
 
@@ -35,12 +39,29 @@ def _parse(spec: str) -> dict[str, int]:
 
 _POINTS: dict[str, int] = _parse(os.environ.get(ENV, ""))
 _hits: dict[str, int] = {}
+_hooks: dict[str, Callable[[], None]] = {}
 
 
 def crash_point(name: str) -> None:
-    """Kill this process here if a crash test asked for it (see the module docstring)."""
+    """Kill this process here if a crash test asked for it (see the module docstring).
+
+    An in-process test may instead run code at the point (``at``): an edit that lands
+    exactly there, as a concurrent editor's would.
+    """
+    if _hooks and name in _hooks:
+        _hooks[name]()
     if not _POINTS or name not in _POINTS:
         return
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] == _POINTS[name]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def at(name: str, action: Callable[[], None]) -> Iterator[None]:
+    """Run ``action`` each time the point ``name`` is reached, while the block runs (tests)."""
+    _hooks[name] = action
+    try:
+        yield
+    finally:
+        _hooks.pop(name, None)

@@ -180,8 +180,8 @@ def _pin(agent: Agent, rev: str) -> None:
     history = agent.history
     target = history.resolve(rev)
     current = history.head()
-    agent.apply_tree(history.tree_of(current), history.tree_of(target))
-    history.move_branch(current, target, f"mount: pinned to {rev}".encode())
+    with agent.updating(history.tree_of(current), history.tree_of(target)):
+        history.move_branch(current, target, f"mount: pinned to {rev}".encode())
     agent.refresh_index()
 
 

@@ -209,8 +209,8 @@ def integrate(
                 return "up to date", []
             try:
                 if ours is None or history.is_ancestor(ours, theirs):
-                    agent.apply_tree(history.tree_of(ours), history.tree_of(theirs), verify=True)
-                    history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
+                    with agent.updating(history.tree_of(ours), history.tree_of(theirs)):
+                        history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
                     agent.refresh_index()
                     return "fast-forward", []
                 if ff_only:
@@ -241,7 +241,6 @@ def _merge_commit(
         policy=policy,
         ours_is_newer=ours_newer,
     )
-    agent.apply_tree(local.files, result.files, verify=True)
     tree = history.tree_from_entries(result.files)
     summary = f"memfs: merge {source}"
     if result.conflicts:
@@ -253,7 +252,8 @@ def _merge_commit(
         summary + ("\n\n" + body if body else ""),
         {TRAILER_HOST: hostname(), TRAILER_ORIGIN: "merge"},
     )
-    history.commit_tree(tree, (ours, theirs), message, agent.author())
+    with agent.updating(local.files, result.files):
+        history.commit_tree(tree, (ours, theirs), message, agent.author())
     agent.refresh_index()
     return result.conflicts
 

@@ -325,8 +325,8 @@ def test_a_merge_never_overwrites_a_file_edited_meanwhile(tmp_path: Path) -> Non
     # the user edits the file after B's last commit, while the update is about to run
     write(b.root, "system/human.md", "typed on B just now\n")
     current = b.history.tree_of(b.history.head())
-    with pytest.raises(LocalEditError):
-        b.apply_tree(current, b.history.tree_of(theirs), verify=True)
+    with pytest.raises(LocalEditError), b.updating(current, b.history.tree_of(theirs)):
+        pass
     assert (b.root / "system/human.md").read_text() == "typed on B just now\n"
     # the full cycle commits the edit first, then merges: both versions survive
     report = sync.sync(b)
@@ -687,8 +687,8 @@ def test_criss_cross_merges_use_a_virtual_base(agent: memfs.Agent) -> None:
     assert len(history.merge_bases(a2, y)) == 2
     virtual = merge_base_tree(history, a2, y)
     assert history.blob(virtual["f.md"].sha) == b"v2\n", "the virtual base has the shared v2"
-    agent.apply_tree(history.tree_of(start), history.tree_of(a2))
-    history.move_branch(start, a2)
+    with agent.updating(history.tree_of(start), history.tree_of(a2)):
+        history.move_branch(start, a2)
     agent.refresh_index()
     integrated, conflicts = sync.integrate(agent, y, "test")
     assert (integrated, conflicts) == ("merged", [])

@@ -1,0 +1,213 @@
+"""Applying a merge to the work tree: edits landing mid-way, and kills between its writes.
+
+Issue 10, items 2 and 3: an edit that lands while a merge rewrites the work tree was lost,
+and a merge stopped between two writes was committed half-applied as a local edit, dropping
+one side of a conflict. Each test puts an edit (or a SIGKILL) at an exact point of the write
+path (memfs/faults.py) and then checks that every version anyone wrote is still in the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs import faults, sync
+from memfs.remotes import add_remote
+
+from .conftest import assert_git_agrees, write
+from .servers import bare_repo
+
+BASE = {
+    "notes/todo": "todo: base\n",  # no extension: its conflict copy sorts after it
+    "system/human.md": "human: base\n",
+    "reference/x.md": "x: base\n",
+    "reference/y.md": "y: base\n",
+    "reference/z.md": "z: base\n",
+}
+ON_A = {
+    "notes/todo": "todo: from A\n",
+    "system/human.md": "human: from A\n",
+    "reference/z.md": "z: from A\n",
+    "ref/new-a.md": "a\n",
+}
+ON_B = {"notes/todo": "todo: from B\n", "system/human.md": "human: from B\n", "reference/x.md": "x B\n"}
+EVERY_VERSION = [
+    *("todo: from A", "todo: from B", "human: from A", "human: from B"),
+    *("x B", "z: from A", "a\n"),
+]
+
+
+def committed(agent: memfs.Agent) -> dict[str, bytes]:
+    history = agent.history
+    return {p: history.blob(e.sha) for p, e in history.tree_of(history.head()).items()}
+
+
+def diverged(tmp_path: Path) -> tuple[memfs.Agent, memfs.Agent]:
+    """A and B share BASE through a bare repo, then both change it; A has pushed.
+
+    A commits a second later than B, so A's side is the newer one: the merge on B rewrites
+    B's conflicting files in place and writes B's versions as copies that sort after them.
+    """
+    url = str(bare_repo(tmp_path / "hub.git"))
+    a = memfs.init(tmp_path / "a" / "agent", name="shared")
+    add_remote(a.history, "origin", url)
+    for path, text in BASE.items():
+        write(a.root, path, text)
+    assert sync.push(a).ok
+    b = sync.clone(url, tmp_path / "b" / "agent")
+    for path, text in ON_B.items():
+        write(b.root, path, text)
+    b.commit()
+    second = int(time.time())
+    deadline = time.monotonic() + 3
+    while int(time.time()) == second and time.monotonic() < deadline:
+        time.sleep(0.01)  # commit times are whole seconds: A's must be the later one
+    for path, text in ON_A.items():
+        write(a.root, path, text)
+    (a.root / "reference/y.md").unlink()
+    assert sync.push(a).ok
+    return a, b
+
+
+def assert_nothing_lost(
+    a: memfs.Agent, b: memfs.Agent, extra: tuple[str, ...] = (), replaced: str = ""
+) -> None:
+    """Both converge on one tree holding every version written; the deleted file is gone."""
+    for _ in range(2):
+        assert sync.sync(b).ok
+        assert sync.sync(a).ok
+    assert a.history.head() == b.history.head()
+    tree = committed(b)
+    text = b"\n".join(tree.values()).decode()
+    for version in (*EVERY_VERSION, *extra):
+        if version == replaced:
+            continue
+        assert version in text, f"{version!r} was lost: {sorted(tree)}"
+    assert "reference/y.md" not in tree
+    assert not [p for p in os.listdir(b.root / "notes") if p.startswith(".memfs-tmp-")]
+    for agent in (a, b):
+        assert agent.status().clean
+        assert_git_agrees(agent.root)
+
+
+def once_moved_aside(path: Path, action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, the first time the merge has just moved ``path`` aside."""
+    done: list[bool] = []
+
+    def run() -> None:
+        if not done and not path.exists():
+            done.append(True)
+            action()
+
+    return run
+
+
+def test_a_merge_writes_every_version_and_leaves_no_journal(tmp_path: Path) -> None:
+    a, b = diverged(tmp_path)
+    report = sync.pull(b)
+    assert report.ok and len(report.conflicts) == 2
+    assert not (b.history.state_dir / "update.json").exists()
+    assert_nothing_lost(a, b)
+
+
+def test_an_append_through_a_handle_opened_before_the_merge_is_kept(tmp_path: Path) -> None:
+    a, b = diverged(tmp_path)
+    z = b.root / "reference/z.md"
+    handle = open(z, "a")  # an editor holding the file open
+    try:
+
+        def append() -> None:
+            handle.write("appended during the merge\n")
+            handle.flush()
+
+        # the append lands after the merge moved z.md aside, through the old handle
+        with faults.at("apply.moved", once_moved_aside(z, append)):
+            assert sync.pull(b).ok
+    finally:
+        handle.close()
+    assert_nothing_lost(a, b, extra=("appended during the merge",))
+
+
+def test_a_save_landing_while_a_file_is_moved_aside_is_kept(tmp_path: Path) -> None:
+    a, b = diverged(tmp_path)
+
+    human = b.root / "system/human.md"
+
+    def editor_save() -> None:  # write a temp file, rename it over the path (vim, VS Code)
+        temp = b.root / "system/.human.md.swp-save"
+        temp.write_text("human: from B\nsaved during the merge\n")
+        os.replace(temp, human)
+
+    with faults.at("apply.moved", once_moved_aside(human, editor_save)):
+        assert sync.pull(b).ok
+    assert_nothing_lost(a, b, extra=("saved during the merge",))
+
+
+def test_an_edit_of_a_later_file_rolls_the_whole_merge_back_first(tmp_path: Path) -> None:
+    """The merge meets an edit on its third write: the two files it already wrote go back to
+    B's versions before B's edit is committed, so the re-merge still sees both conflicts."""
+    a, b = diverged(tmp_path)
+    seen: list[int] = []
+
+    def edit_on_third_write() -> None:
+        seen.append(1)
+        if len(seen) == 3:
+            for path in ("notes/todo", "system/human.md", "reference/x.md"):
+                text = (b.root / path).read_text()
+                if "from A" not in text and "x B" in text or "from B" in text:
+                    write(b.root, path, text + "edited mid-merge\n")
+                    return
+
+    with faults.at("apply.write", edit_on_third_write):
+        assert sync.pull(b).ok
+    assert_nothing_lost(a, b, extra=("edited mid-merge",))
+
+
+def _kill_points() -> list[str]:
+    writes = 6  # todo, its copy, human.md, its copy, new-a.md, y.md deleted
+    return [
+        *(f"apply.write:{n}" for n in range(1, writes + 1)),
+        *(f"apply.moved:{n}" for n in range(1, 4)),
+        *(f"apply.linked:{n}" for n in range(1, writes)),
+        "apply.commit",
+        "commit.objects",
+    ]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("point", _kill_points())
+def test_a_merge_killed_between_any_two_writes_loses_nothing(tmp_path: Path, point: str) -> None:
+    a, b = diverged(tmp_path)
+    b_root = b.root
+    b.close()
+    killed = subprocess.run(
+        [sys.executable, "-m", "memfs", "-C", str(b_root), "pull"],
+        env={**os.environ, faults.ENV: point},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    with memfs.open(b_root) as b:
+        assert_nothing_lost(a, b)
+
+
+def test_the_hooks_above_fire_where_the_tests_say(tmp_path: Path) -> None:
+    """Guards the tests' own premise: the merge on B rewrites z.md and human.md in place."""
+    a, b = diverged(tmp_path)
+    moved: list[str] = []
+
+    def note() -> None:
+        moved.extend(p for p in ("reference/z.md", "system/human.md") if not (b.root / p).exists())
+
+    with faults.at("apply.moved", note):
+        assert sync.pull(b).ok
+    assert set(moved) == {"reference/z.md", "system/human.md"}
