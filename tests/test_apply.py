@@ -37,7 +37,11 @@ ON_A = {
     "reference/z.md": "z: from A\n",
     "ref/new-a.md": "a\n",
 }
-ON_B = {"notes/todo": "todo: from B\n", "system/human.md": "human: from B\n", "reference/x.md": "x B\n"}
+ON_B = {
+    "notes/todo": "todo: from B\n",
+    "system/human.md": "human: from B\n",
+    "reference/x.md": "x B\n",
+}
 EVERY_VERSION = [
     *("todo: from A", "todo: from B", "human: from A", "human: from B"),
     *("x B", "z: from A", "a\n"),
@@ -120,8 +124,7 @@ def test_a_merge_writes_every_version_and_leaves_no_journal(tmp_path: Path) -> N
 def test_an_append_through_a_handle_opened_before_the_merge_is_kept(tmp_path: Path) -> None:
     a, b = diverged(tmp_path)
     z = b.root / "reference/z.md"
-    handle = open(z, "a")  # an editor holding the file open
-    try:
+    with open(z, "a") as handle:  # an editor holding the file open
 
         def append() -> None:
             handle.write("appended during the merge\n")
@@ -130,8 +133,6 @@ def test_an_append_through_a_handle_opened_before_the_merge_is_kept(tmp_path: Pa
         # the append lands after the merge moved z.md aside, through the old handle
         with faults.at("apply.moved", once_moved_aside(z, append)):
             assert sync.pull(b).ok
-    finally:
-        handle.close()
     assert_nothing_lost(a, b, extra=("appended during the merge",))
 
 
@@ -156,14 +157,12 @@ def test_an_edit_of_a_later_file_rolls_the_whole_merge_back_first(tmp_path: Path
     a, b = diverged(tmp_path)
     seen: list[int] = []
 
-    def edit_on_third_write() -> None:
+    def edit_on_third_write() -> None:  # human.md sorts last: the merge has not reached it
         seen.append(1)
         if len(seen) == 3:
-            for path in ("notes/todo", "system/human.md", "reference/x.md"):
-                text = (b.root / path).read_text()
-                if "from A" not in text and "x B" in text or "from B" in text:
-                    write(b.root, path, text + "edited mid-merge\n")
-                    return
+            human = b.root / "system/human.md"
+            assert human.read_text() == "human: from B\n"
+            human.write_text("human: from B\nedited mid-merge\n")
 
     with faults.at("apply.write", edit_on_third_write):
         assert sync.pull(b).ok
@@ -202,7 +201,7 @@ def test_a_merge_killed_between_any_two_writes_loses_nothing(tmp_path: Path, poi
 
 def test_the_hooks_above_fire_where_the_tests_say(tmp_path: Path) -> None:
     """Guards the tests' own premise: the merge on B rewrites z.md and human.md in place."""
-    a, b = diverged(tmp_path)
+    _, b = diverged(tmp_path)
     moved: list[str] = []
 
     def note() -> None:
