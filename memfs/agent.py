@@ -32,6 +32,7 @@ from memfs.errors import (
     RevertConflictError,
     RevisionNotFoundError,
     SchemaError,
+    UnsafePathError,
 )
 from memfs.history import (
     TRAILER_HOST,
@@ -212,8 +213,8 @@ class Agent:
             else:
                 try:
                     memory_file = MemoryFile.load(self.root, path)
-                except OSError:
-                    continue
+                except (OSError, UnsafePathError):
+                    continue  # gone, or a symlink chain leaving the agent: never read
             cache[path] = (key, memory_file)
             files[memory_file.label] = memory_file
         self._memory_cache = cache
@@ -592,8 +593,8 @@ class _ProblemCache:
         if found is None:
             try:
                 memory_file = MemoryFile.load(root, path)
-            except OSError:
-                return []
+            except (OSError, UnsafePathError):
+                return []  # reported as a file left out, never read
             computed = memory_file.problems()
             key = f"{blob_sha(memory_file.raw)}:{Path(path).suffix}"  # what was actually read
             found = [[p.line, p.message, p.severity] for p in computed]

@@ -274,6 +274,9 @@ def apply_tree(
 
     The caller commits (or moves the branch away from ``head``), then calls ``finish``.
     """
+    worktree.check_tree_links(
+        {p: history.blob(e.sha) for p, e in target.items() if e.mode == worktree.MODE_SYMLINK}
+    )
     # Deletions first, so a folder that becomes a file is gone before the file is written.
     found = sorted(compare_trees(current, target), key=lambda c: c.new is not None)
     changes = [_Change(c.path, c.old, c.new) for c in found]

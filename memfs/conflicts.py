@@ -14,10 +14,10 @@ from typing import Literal
 
 from memfs import frontmatter
 from memfs.agent import Agent
-from memfs.errors import MemfsError
+from memfs.errors import MemfsError, UnsafePathError
 from memfs.history import CommitInfo, read_worktree_data
 from memfs.merge import CONFLICT_COPY, has_markers, is_conflict_copy, resolve_markers
-from memfs.worktree import remove_file, write_file
+from memfs.worktree import read_inside, remove_file, write_file
 
 Keep = Literal["ours", "theirs", "both"]
 
@@ -48,8 +48,8 @@ def find(agent: Agent) -> list[OpenConflict]:
             found.append(OpenConflict(original_path(path), "copy", path))
             continue
         try:
-            content = (agent.root / path).read_bytes()
-        except OSError:
+            content = read_inside(agent.root, path)
+        except (OSError, UnsafePathError):
             continue
         if b"\0" not in content[:8000] and has_markers(content):
             found.append(OpenConflict(path, "markers"))

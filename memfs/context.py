@@ -14,9 +14,10 @@ from typing import Any
 
 from memfs.agent import Agent
 from memfs.conflicts import OpenConflict, find, original_path
-from memfs.errors import SchemaError
+from memfs.errors import SchemaError, UnsafePathError
 from memfs.memory import MemoryFile, is_memory_path
 from memfs.merge import has_markers, is_conflict_copy
+from memfs.worktree import read_inside
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,9 @@ def _contents_on_disk(agent: Agent) -> dict[str, bytes]:
     for path in agent.worktree_files():
         if is_memory_path(path):
             try:
-                contents[path] = (agent.root / path).read_bytes()
-            except OSError:
-                continue
+                contents[path] = read_inside(agent.root, path)
+            except (OSError, UnsafePathError):
+                continue  # status and check report it; the prompt never shows it
     return contents
 
 

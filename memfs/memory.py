@@ -23,6 +23,7 @@ from memfs.schema import (
     validation_problems,
 )
 from memfs.util import atomic_write
+from memfs.worktree import read_inside
 
 MARKDOWN_SUFFIXES = (".md",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -59,7 +60,8 @@ class MemoryFile:
 
     @classmethod
     def load(cls, root: Path, path: str) -> MemoryFile:
-        return cls(root, path, (root / path).read_bytes())
+        """Read the file at ``path``; UnsafePathError if it resolves outside the agent."""
+        return cls(root, path, read_inside(root, path))
 
     # -- typed access -------------------------------------------------------------------
 

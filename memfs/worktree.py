@@ -132,6 +132,10 @@ def scan_paths(
             st = os.lstat(root / path)
         except OSError:
             continue  # deleted: the caller compares with history
+        link = beneath_symlink(root, path)
+        if link is not None:
+            walker.result.skipped.append(Skipped(path, f"{link} is a symlink"))
+            continue
         walker.visit(path, st)
     return walker.result
 
@@ -186,6 +190,7 @@ def check_incoming_tree(root: Path, entries: dict[str, tuple[int, bytes]]) -> No
     same tree (writing ``link/file`` would follow the link).
     """
     links = {path for path, (mode, _) in entries.items() if mode == MODE_SYMLINK}
+    check_tree_links({path: entries[path][1] for path in links})
     checked_folders: set[str] = set()  # thousands of files share a few folders
     for path, (mode, data) in entries.items():
         folder, _, name = path.rpartition("/")
@@ -281,6 +286,86 @@ def check_symlink(root: Path, path: str, mode: int, data: bytes) -> None:
         raise UnsafePathError(path, f"symlink would point outside the agent ({link_target})")
     if resolved == real_root or (resolved + "/").startswith(os.path.join(real_root, ".git") + "/"):
         raise UnsafePathError(path, f"symlink points into the repository ({link_target})")
+
+
+MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
+
+
+def check_tree_links(links: dict[str, bytes]) -> None:
+    """Refuse a tree whose symlinks (path -> target), followed through each other, leave it.
+
+    Each link alone may look harmless (``d/l2 -> ../../reference``, ``d/l1.md ->
+    l2/../../../SECRET.txt``) while together they reach outside: a target is resolved the way
+    the kernel will, one part at a time, following the tree's own links on the way.
+    """
+    for path in links:
+        resolve_in_tree(path, links)
+
+
+def resolve_in_tree(path: str, links: dict[str, bytes]) -> str:
+    """Where the symlink at ``path`` ends, as a path inside the agent ("" is its root).
+
+    UnsafePathError if it leaves the agent, enters ``.git``, or loops.
+    """
+    hops = 0
+    resolved: list[str] = path.split("/")[:-1]
+    pending = _parts_of_target(path, links[path])
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise UnsafePathError(path, "its symlinks lead outside the agent")
+            resolved.pop()
+            continue
+        resolved.append(part)
+        here = "/".join(resolved)
+        if part.lower().rstrip(". ") in (".git", "git~1") and len(resolved) == 1:
+            raise UnsafePathError(path, "its symlinks lead into the repository")
+        if here in links:
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise UnsafePathError(path, "its symlinks form a loop")
+            resolved.pop()
+            pending = _parts_of_target(here, links[here]) + pending
+    return "/".join(resolved)
+
+
+def _parts_of_target(path: str, data: bytes) -> list[str]:
+    target = os.fsdecode(data)
+    if os.path.isabs(target):
+        raise UnsafePathError(path, f"symlink to an absolute path ({target})")
+    return target.split("/")
+
+
+def inside(root: Path, path: str) -> Path:
+    """``root/path`` resolved through every symlink, refused if it ends outside the agent
+    or in its ``.git``: what every read of a memory file goes through."""
+    real_root = os.path.realpath(root)
+    resolved = os.path.realpath(os.path.join(real_root, path))
+    git_dir = os.path.join(real_root, ".git")
+    if os.path.commonpath([resolved, real_root]) != real_root or resolved == real_root:
+        raise UnsafePathError(path, "it resolves to a place outside the agent")
+    if resolved == git_dir or resolved.startswith(git_dir + os.sep):
+        raise UnsafePathError(path, "it resolves into the agent's repository")
+    return Path(resolved)
+
+
+def read_inside(root: Path, path: str) -> bytes:
+    """The content of the file at ``path``, read only if it resolves inside the agent."""
+    return inside(root, path).read_bytes()
+
+
+def beneath_symlink(root: Path, path: str) -> str | None:
+    """The first folder of ``path`` that is a symlink on disk, if any: a path beneath it
+    is not the agent's own file (git does not follow symlinked folders either)."""
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        folder = "/".join(parts[:depth])
+        if os.path.islink(os.path.join(root, folder)):
+            return folder
+    return None
 
 
 def remove_file(root: Path, path: str) -> None:

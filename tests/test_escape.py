@@ -1,0 +1,91 @@
+"""Nothing outside the agent is read or written, after full symlink resolution (issue 10, 4).
+
+Two symlinks that each look harmless can reach outside together: ``system/d/l2 ->
+../../reference`` and ``system/d/l1.md -> l2/../../../SECRET.txt``. A remote made with the
+real git CLI sends them; memfs must refuse the tree, and whatever links are on disk, no
+memory read (context, ls, conflicts) and no commit follows them out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs import sync
+from memfs.errors import UnsafePathError
+from memfs.remotes import add_remote
+
+from .conftest import git, run_cli, write
+from .servers import bare_repo
+
+SECRET = "the neighbour's wifi password"
+
+
+def _hostile_push(tmp_path: Path, hub: Path) -> None:
+    """An attacker with push access adds the two links with plain git."""
+    work = tmp_path / "attacker"
+    git(tmp_path, "clone", "-q", str(hub), str(work))
+    (work / "system/d").mkdir(parents=True)
+    write(work, "reference/x.md", "x\n")
+    os.symlink("../../reference", work / "system/d/l2")
+    os.symlink("l2/../../../SECRET.txt", work / "system/d/l1.md")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "two harmless-looking links")
+    git(work, "push", "-q", "origin", "HEAD:main")
+
+
+def test_a_symlink_chain_out_of_the_agent_is_refused_by_pull_and_clone(tmp_path: Path) -> None:
+    (tmp_path / "SECRET.txt").write_text(SECRET)
+    hub = bare_repo(tmp_path / "hub.git")
+    a = memfs.init(tmp_path / "a" / "agent", name="shared")
+    add_remote(a.history, "origin", str(hub))
+    assert sync.push(a).ok
+    b = sync.clone(str(hub), tmp_path / "b" / "agent")  # l1.md would reach tmp_path/SECRET.txt
+    _hostile_push(tmp_path, hub)
+
+    result = run_cli("-C", str(b.root), "pull")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "memfs: refusing unsafe path 'system/d/l1.md': its symlinks lead outside the agent\n"
+    )
+    assert not os.path.lexists(b.root / "system/d")
+    assert not (b.root / "reference").exists()
+
+    with pytest.raises(UnsafePathError, match="lead outside the agent"):
+        sync.clone(str(hub), tmp_path / "c" / "agent")
+    assert not (tmp_path / "c" / "agent").exists()
+
+
+def test_reads_never_follow_links_out_of_the_agent(agent: memfs.Agent, tmp_path: Path) -> None:
+    """Links in history and on disk (here committed with plain git, as an older memfs took
+    them from a remote): context, ls, check and conflicts never read out through them."""
+    outside = agent.root.parent
+    (outside / "SECRET.txt").write_text(SECRET + "\n<<<<<<< x\n=======\n>>>>>>> y\n")
+    (agent.root / "system/d").mkdir()
+    (agent.root / "reference").mkdir()
+    os.symlink("../../reference", agent.root / "system/d/l2")
+    os.symlink("l2/../../SECRET.txt", agent.root / "system/d/l1.md")
+    os.symlink("../../SECRET.txt", agent.root / "system/direct.md")
+    git(agent.root, "add", "-A")
+    git(agent.root, "commit", "-qm", "links")
+    for args in (["context"], ["context", "--format", "json"], ["ls"], ["conflicts"]):
+        result = run_cli("-C", str(agent.root), *args)
+        assert SECRET not in result.output + result.stderr, args
+    status = run_cli("-C", str(agent.root), "status").output
+    assert "system/d/l1.md" in status and "system/direct.md" in status
+    assert SECRET not in str({label: m.value for label, m in agent.memory.items()})
+
+
+def test_the_watchers_commit_never_reads_beneath_a_symlinked_folder(
+    agent: memfs.Agent, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.md").write_text(SECRET)
+    os.symlink(str(elsewhere), agent.root / "reference")  # skipped: absolute, leaves the agent
+    assert agent.commit_paths(["reference/x.md"]) is None
+    tree = agent.history.tree_of(agent.history.head())
+    assert "reference/x.md" not in tree
