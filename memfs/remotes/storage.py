@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -120,6 +121,18 @@ def _s3_filesystem(options: dict[str, Any]) -> Any:
         return fs
 
 
+def check_key(url: str, key: str) -> str:
+    """Refuse an object key that could leave the agent's prefix (``..``, absolute, NUL).
+
+    Keys are memfs's own names plus pack names read from the remote's manifest; the manifest
+    is validated, and this is the last line: no key ever reads or writes outside the prefix.
+    """
+    parts = key.split("/")
+    if key.startswith("/") or "\0" in key or "\\" in key or any(p in (".", "..") for p in parts):
+        raise RemoteError(url, f"{url}: refusing object key {key!r}, it leaves the agent's prefix")
+    return key
+
+
 class LocalStorage:
     """A folder on this machine (``file://``)."""
 
@@ -128,7 +141,7 @@ class LocalStorage:
         self.url = url
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        return self.root / check_key(self.url, key) if key else self.root
 
     def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
         return [self.get(key) for key in keys]
@@ -218,7 +231,7 @@ class _FsspecStorage:
         self.url = url
 
     def _path(self, key: str) -> str:
-        return f"{self.root}/{key}" if key else self.root
+        return f"{self.root}/{check_key(self.url, key)}" if key else self.root
 
     def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
         return [self.get(key) for key in keys]
@@ -369,6 +382,10 @@ class S3Storage(_FsspecStorage):
         with self.translated():
             super().delete(key)
 
+    def modified(self, key: str) -> float | None:
+        with self.translated():
+            return super().modified(key)
+
     @contextlib.contextmanager
     def translated(self) -> Iterator[None]:
         """botocore, aiohttp and s3fs errors -> memfs errors, keeping the cause."""
@@ -405,7 +422,13 @@ class S3Storage(_FsspecStorage):
                 raise RemoteAuthError(self.url) from error
             if isinstance(error, OSError) and _s3_code(error) == "NoSuchBucket":
                 raise RemoteNotFoundError(self.url, "the bucket does not exist") from error
-            raise
+            # Anything else outlived the client's retries (a 500 on every try, a throttle,
+            # a reply cut short): the store failed, nothing was lost locally.
+            raise RemoteError(
+                self.url,
+                f"{self.url} failed: {_short(error)}; nothing was lost, try again when the "
+                "store answers",
+            ) from error
 
 
 def _s3_code(error: BaseException) -> str | None:
@@ -432,4 +455,9 @@ def _is_connection_error(error: BaseException) -> bool:
 
 
 def _short(error: BaseException) -> str:
-    return str(error).split("\n", 1)[0][:200] or type(error).__name__
+    """One short line: the S3 error code and message, without Python's ``[Errno N]``."""
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(error).split("\n", 1)[0])[:200]
+    code = _s3_code(error)
+    if code and code != "None" and code not in text:
+        text = f"{code}: {text}" if text else code
+    return text or type(error).__name__
