@@ -669,6 +669,7 @@ def init_agent(
     root = Path(path).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise NotAnAgentError(str(path), "it is a file, not a folder")
+    _refuse_unfinished_checkout(root)  # its files are a partial copy of another agent
     if (root / MANIFEST_FILE).exists():
         raise AgentExistsError(str(path))
     name = name or root.name

@@ -411,7 +411,7 @@ def push_remote(
     for attempt in range(PUSH_ATTEMPTS):
         local = history.head()
         if local is None or theirs == local:
-            outcome.pushed = "up to date"
+            outcome.pushed = outcome.pushed or "up to date"
             return outcome
         if theirs is not None and not (
             history.has_commit(theirs) and history.is_ancestor(theirs, local)
@@ -432,9 +432,9 @@ def push_remote(
         folder = remote.checked_out_folder(branch) if isinstance(remote, GitRemote) else None
         if folder is not None:
             theirs = _deliver_to_folder(agent, folder, config, policy, origin)
+            outcome.pushed = "pushed"  # delivered, even if it merged commits of its own
             if theirs == local:
                 history.set_ref(_tracking_ref(config.name, branch), local, "push: merged there")
-                outcome.pushed = "pushed"
                 return outcome
             continue  # it merged with commits of its own: bring those here, then look again
         try:

@@ -209,6 +209,8 @@ def test_a_checkout_killed_midway_is_recognised_and_finished(tmp_path: Path, kin
         assert "is an unfinished checkout of" in result.stderr and "again" in result.stderr
     inside = _memfs("status", cwd=target / "reference")
     assert inside.returncode == 3 and "unfinished checkout" in inside.stderr
+    adopted = _memfs("init", str(target))
+    assert adopted.returncode == 3 and "unfinished checkout" in adopted.stderr
     finished = _memfs(*command, str(target))
     assert finished.returncode == 0, finished.stderr
     assert not (target / MARKER).exists()
