@@ -412,7 +412,9 @@ class S3Storage(_FsspecStorage):
                     "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
                 ) from error
             if _is_connection_error(error):
-                raise RemoteUnreachableError(self.url, _short(error)) from error
+                raise RemoteUnreachableError(
+                    self.url, f"{_short(error)}; nothing was lost, try again when it answers"
+                ) from error
             if _s3_code(error) in (
                 "AccessDenied",
                 "InvalidAccessKeyId",
@@ -456,7 +458,8 @@ def _is_connection_error(error: BaseException) -> bool:
 
 def _short(error: BaseException) -> str:
     """One short line: the S3 error code and message, without Python's ``[Errno N]``."""
-    text = re.sub(r"^\[Errno -?\d+\] ", "", str(error).split("\n", 1)[0])[:200]
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(error).split("\n", 1)[0])
+    text = re.sub(r'(?: from| to)?(?: the)? endpoint URL: "[^"]*"?', "", text)[:200].rstrip(".")
     code = _s3_code(error)
     if code and code != "None" and code not in text:
         text = f"{code}: {text}" if text else code
