@@ -121,6 +121,15 @@ def _branch_name(value: str) -> str:
     return value
 
 
+def is_valid_branch(name: str) -> bool:
+    """Whether a branch name a remote announced is safe to use as a ref name."""
+    try:
+        _branch_name(name)
+    except ValueError:
+        return False
+    return len(name) <= 200
+
+
 PackName = Annotated[StrictStr, Field(pattern=PACK_NAME_PATTERN)]
 CommitSha = Annotated[StrictStr, Field(pattern=SHA_PATTERN)]
 BranchName = Annotated[StrictStr, Field(max_length=200), AfterValidator(_branch_name)]

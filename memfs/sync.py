@@ -33,6 +33,7 @@ from memfs.errors import (
     NotAMemfsRemoteError,
     NotAnAgentError,
     PushRejectedError,
+    RemoteCorruptError,
     RemoteError,
     RemoteNotFoundError,
     UnrelatedHistoriesError,
@@ -58,7 +59,7 @@ from memfs.remotes import (
     resolve_url,
 )
 from memfs.remotes.git import GitRemote
-from memfs.schema import MANIFEST_FILE, manifest_data
+from memfs.schema import MANIFEST_FILE, is_valid_branch, manifest_data
 from memfs.util import atomic_write, hostname, utc_now
 
 ATTEMPTS = 5
@@ -655,6 +656,8 @@ def clone(
         raise MemfsError(f"{root} already exists and is not an empty folder")
     try:
         branch = remote.default_branch() or "main"
+        if not is_valid_branch(branch):
+            raise RemoteCorruptError(redact(url), f"its default branch {branch!r} is not a name")
         root.mkdir(parents=True, exist_ok=True)
         history = History.create(root)
         mark_started(root, redact(url), "")

@@ -233,3 +233,13 @@ def test_a_second_clone_never_deletes_what_was_put_in_the_unfinished_folder(tmp_
     assert (target / "reference/mine.md").read_text() == "written by someone since\n"
     (target / "reference/mine.md").unlink()
     assert _memfs("clone", str(hub), str(target)).returncode == 0
+
+
+def test_a_url_memfs_refuses_is_still_listed_and_refused_only_when_used(tmp_path: Path) -> None:
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    git(agent.root, "remote", "add", "odd", "::")  # written by git, not memfs
+    listed = run_cli("-C", str(agent.root), "remote", "list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert '"kind": "invalid"' in listed.output
+    pushed = run_cli("-C", str(agent.root), "push", "odd")
+    assert pushed.exit_code == 7 and "neither a local path nor" in pushed.stderr

@@ -72,7 +72,11 @@ class RemoteConfig:
 
     @property
     def kind(self) -> str:
-        return url_kind(self.url)
+        """``"bucket"`` or ``"git"``; ``"invalid"`` for a URL memfs refuses (when it is used)."""
+        try:
+            return url_kind(self.url)
+        except UnsupportedURLError:
+            return "invalid"
 
     @property
     def display_url(self) -> str:
