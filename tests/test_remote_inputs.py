@@ -154,6 +154,14 @@ def _push_into_plain_checkout(tmp_path: Path, request: pytest.FixtureRequest) ->
         return ["-C", str(agent.root), "push", "backup"]
 
 
+def _bucket_under_a_file(tmp_path: Path, request: pytest.FixtureRequest) -> list[str]:
+    """A local bucket whose folder cannot be made: a file is in the way."""
+    (tmp_path / "blocked").write_text("a file, not a folder\n")
+    with _agent(tmp_path) as agent:
+        add_remote(agent.history, "origin", f"memfs::{(tmp_path / 'blocked').as_uri()}/agent")
+        return ["-C", str(agent.root), "push"]
+
+
 def _s3_agent(tmp_path: Path, request: pytest.FixtureRequest, endpoint: str) -> list[str]:
     """An agent with an S3 remote, its client then pointed at ``endpoint``."""
     s3 = request.getfixturevalue("s3")
@@ -222,6 +230,7 @@ CASES = [
     Case("remote tree holds a submodule (pull)", _gitlink_pull, 7, "holds a submodule at 'vendor'"),
     Case("push into a checked-out plain repository", _push_into_plain_checkout, 7,
          "has its files checked out and is not a memfs agent"),
+    Case("local bucket cannot be written", _bucket_under_a_file, 7, "blocked/agent failed: "),
     Case("s3 answers 500 to every request", _s3_500, 7, "failed: InternalError"),
     Case("s3 endpoint goes away mid-sync", _s3_goes_away, 7, "nothing was lost, try again"),
     Case("s3 endpoint closed", _s3_closed_port, 7, "Could not connect; nothing was lost"),

@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from memfs.errors import (
     RemoteAuthError,
@@ -38,6 +39,7 @@ from memfs.errors import (
 from memfs.util import fsync_dir
 
 CAS_PROTOCOLS = ("s3", "s3a", "file", "local", "memory")
+T = TypeVar("T")
 
 
 class Storage(Protocol):
@@ -133,6 +135,23 @@ def check_key(url: str, key: str) -> str:
     return key
 
 
+def _local_errors(method: Callable[..., T]) -> Callable[..., T]:
+    """A folder store's OS errors (permission denied, disk full, not a folder) are remote
+    errors naming the store (exit 7), like any other store's, not a bare OSError."""
+
+    @functools.wraps(method)
+    def wrapped(self: LocalStorage, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename else ""
+            raise RemoteError(
+                self.url, f"{self.url} failed: {error.strerror or error}{where}"
+            ) from error
+
+    return wrapped
+
+
 class LocalStorage:
     """A folder on this machine (``file://``)."""
 
@@ -146,6 +165,7 @@ class LocalStorage:
     def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
         return [self.get(key) for key in keys]
 
+    @_local_errors
     def get(self, key: str) -> tuple[bytes, str] | None:
         try:
             data = self._path(key).read_bytes()
@@ -153,6 +173,7 @@ class LocalStorage:
             return None
         return data, hashlib.sha256(data).hexdigest()
 
+    @_local_errors
     def put_if_absent(self, key: str, data: bytes) -> bool:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +187,7 @@ class LocalStorage:
         fsync_dir(target.parent)
         return True
 
+    @_local_errors
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
         target = self._path(key)
         with self._locked(target):
@@ -177,6 +199,7 @@ class LocalStorage:
             fsync_dir(target.parent)
         return True
 
+    @_local_errors
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
@@ -187,6 +210,7 @@ class LocalStorage:
         except OSError:
             return None
 
+    @_local_errors
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
@@ -197,6 +221,7 @@ class LocalStorage:
             if path.is_file() and not path.name.endswith(".lock")
         )
 
+    @_local_errors
     def folders(self) -> list[str]:
         if not self.root.is_dir():
             return []
