@@ -432,7 +432,7 @@ def push_remote(
             continue
         folder = remote.checked_out_folder(branch) if isinstance(remote, GitRemote) else None
         if folder is not None:
-            theirs = _deliver_to_folder(agent, folder, config, policy, origin)
+            theirs = _deliver_to_folder(agent, folder, config, policy, origin, allow_unrelated)
             outcome.pushed = "pushed"  # delivered, even if it merged commits of its own
             if theirs == local:
                 history.set_ref(_tracking_ref(config.name, branch), local, "push: merged there")
@@ -451,7 +451,12 @@ def push_remote(
 
 
 def _deliver_to_folder(
-    agent: Agent, folder: str, config: RemoteConfig, policy: Policy, origin: str
+    agent: Agent,
+    folder: str,
+    config: RemoteConfig,
+    policy: Policy,
+    origin: str,
+    allow_unrelated: bool = False,
 ) -> str | None:
     """Push into an agent folder that has its files checked out: merge there, as a pull.
 
@@ -477,10 +482,10 @@ def _deliver_to_folder(
             raise RemoteError(
                 config.display_url, f"{folder} is a read-only mount: nothing is pushed into it"
             )
-        source = GitRemote(str(agent.root))
-        local = source.fetch(target.history, history.branch())
+        local = GitRemote(str(agent.root)).fetch(target.history, history.branch())
         try:
-            integrate(target, local, f"{agent.name} at {agent.root}", policy, origin=origin)
+            source = f"{agent.name} at {agent.root}"
+            integrate(target, local, source, policy, origin=origin, allow_unrelated=allow_unrelated)
         except RemoteError:
             raise
         except MemfsError as error:

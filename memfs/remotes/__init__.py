@@ -136,9 +136,8 @@ def url_kind(url: str) -> str:
         raise UnsupportedURLError(
             redact(url), f"unknown scheme {scheme!r} (git: {', '.join(sorted(GIT_SCHEMES))})"
         )
-    if _scp_like(url):
-        return "git"
-    return "git"  # a local path
+    _scp_like(url)  # refuses a ':' that makes neither a path nor a host ('::')
+    return "git"  # a local path or scp-style [user@]host:path
 
 
 def _scp_like(url: str) -> bool:
