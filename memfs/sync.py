@@ -38,6 +38,7 @@ from memfs.errors import (
     RemoteNotFoundError,
     UnrelatedHistoriesError,
 )
+from memfs.faults import crash_point
 from memfs.history import (
     TRAILER_HOST,
     TRAILER_ORIGIN,
@@ -674,6 +675,7 @@ def clone(
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
         mark_started(root, redact(url), sha)
         agent.check_out_fresh(sha, f"clone: from {redact(url)}")
+        crash_point("checkout.finish")
         mark_finished(root)
         return agent
     except BaseException:

@@ -243,3 +243,21 @@ def test_a_url_memfs_refuses_is_still_listed_and_refused_only_when_used(tmp_path
     assert '"kind": "invalid"' in listed.output
     pushed = run_cli("-C", str(agent.root), "push", "odd")
     assert pushed.exit_code == 7 and "neither a local path nor" in pushed.stderr
+
+
+def test_a_clone_killed_at_every_write_is_finished_by_the_next(tmp_path: Path) -> None:
+    with memfs.init(tmp_path / "laptop" / "garden", name="garden") as laptop:
+        hub = bare_repo(tmp_path / "hub.git")
+        add_remote(laptop.history, "origin", str(hub))
+        assert sync.push(laptop).ok
+        expected, files = contents(laptop), len(laptop.worktree_files())
+    points = [f"checkout.write:{n}" for n in range(1, files + 1)] + ["checkout.finish"]
+    for point in points:
+        target = tmp_path / point.replace(":", "-")
+        assert _memfs("clone", str(hub), str(target), crash_at=point).returncode == -9, point
+        assert _memfs("-C", str(target), "sync").returncode == 3, point
+        finished = _memfs("clone", str(hub), str(target))
+        assert finished.returncode == 0, (point, finished.stderr)
+        with memfs.open(target) as agent:
+            assert contents(agent) == expected, point
+    assert git(hub, "rev-list", "--count", "main").strip() == "1", "nothing was pushed back"
