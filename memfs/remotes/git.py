@@ -120,7 +120,7 @@ class GitRemote:
             )
 
         client, path = self._client("push")
-        self._refuse_checked_out(client, path, branch)
+        self._refuse_checked_out(branch)
         crash_point("push.git")
         try:
             with self._translated():
@@ -159,7 +159,7 @@ class GitRemote:
             target.close()
         return work_tree if head == b"ref: refs/heads/" + branch.encode() else None
 
-    def _refuse_checked_out(self, client: Any, path: str | bytes, branch: str) -> None:
+    def _refuse_checked_out(self, branch: str) -> None:
         """Refuse to push into the checked-out branch of a repository with a work tree.
 
         git's ``receive.denyCurrentBranch``: the push would move the branch but not the files,
