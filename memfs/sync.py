@@ -739,8 +739,9 @@ def _empty_folder(root: Path) -> None:
 
 
 def _name_from_url(url: str) -> str:
-    tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
-    return tail.removesuffix(".git") or "agent"
+    """The folder a clone goes to by default: the URL's last part, never '.' or '..'."""
+    tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1].removesuffix(".git")
+    return "agent" if tail in ("", ".", "..") else tail
 
 
 def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]:
