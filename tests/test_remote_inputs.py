@@ -321,3 +321,21 @@ def _failing_server(upstream: str, answered: int, hang_up: bool) -> http.server.
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+@pytest.mark.parametrize("key", ["../outside.pack", "packs/../../outside.pack", "/etc/passwd"])
+def test_no_storage_key_leaves_the_agent_prefix(tmp_path: Path, key: str) -> None:
+    """The last line behind the manifest's validation: the store itself refuses the key."""
+    from memfs.errors import RemoteError
+    from memfs.remotes.storage import open_storage
+
+    (tmp_path / "outside.pack").write_bytes(b"outside the bucket")
+    storage = open_storage((tmp_path / "cloud" / "agent").as_uri())
+    for call in (
+        lambda: storage.get(key),
+        lambda: storage.put_if_absent(key, b"x"),
+        lambda: storage.delete(key),
+    ):
+        with pytest.raises(RemoteError, match="leaves the agent's prefix"):
+            call()
+    assert (tmp_path / "outside.pack").read_bytes() == b"outside the bucket"
