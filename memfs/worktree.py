@@ -184,12 +184,15 @@ def check_path(path: str) -> list[str]:
 def check_incoming_tree(root: Path, entries: dict[str, tuple[int, bytes]]) -> None:
     """Refuse a tree (path -> (mode, content)) that would write outside the agent.
 
-    Checks every path, every symlink's target, and that no path lies under a symlink of the
-    same tree (writing ``link/file`` would follow the link).
+    Checks every path, every symlink's target, that every entry is a file or a symlink (a
+    submodule is neither), and that no path lies under a symlink of the same tree (writing
+    ``link/file`` would follow the link).
     """
     links = {path for path, (mode, _) in entries.items() if mode == MODE_SYMLINK}
     checked_folders: set[str] = set()  # thousands of files share a few folders
     for path, (mode, data) in entries.items():
+        if not (stat.S_ISREG(mode) or mode == MODE_SYMLINK):
+            raise UnsafePathError(path, f"git mode {mode:o} is not a file or a symlink")
         folder, _, name = path.rpartition("/")
         if folder not in checked_folders:
             parts = check_path(path)

@@ -339,3 +339,14 @@ def test_no_storage_key_leaves_the_agent_prefix(tmp_path: Path, key: str) -> Non
         with pytest.raises(RemoteError, match="leaves the agent's prefix"):
             call()
     assert (tmp_path / "outside.pack").read_bytes() == b"outside the bucket"
+
+
+def test_a_tree_with_a_submodule_is_never_written(tmp_path: Path) -> None:
+    """The work-tree side of the submodule rule: populate refuses before the first file."""
+    from memfs.errors import UnsafePathError
+    from memfs.worktree import populate
+
+    entries = {"a.md": (0o100644, b"a\n"), "vendor": (0o160000, b"")}
+    with pytest.raises(UnsafePathError, match="git mode 160000 is not a file"):
+        populate(tmp_path, entries)
+    assert list(tmp_path.iterdir()) == []
