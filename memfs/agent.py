@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from memfs import apply, worktree
+from memfs.checkout import unfinished
 from memfs.config import load_user_config
 from memfs.errors import (
     AgentExistsError,
@@ -32,6 +33,7 @@ from memfs.errors import (
     RevertConflictError,
     RevisionNotFoundError,
     SchemaError,
+    UnfinishedCheckoutError,
     UnsafePathError,
 )
 from memfs.history import (
@@ -626,6 +628,7 @@ def open_agent(path: str | os.PathLike[str] = ".") -> Agent:
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise NotAnAgentError(str(path), "no such directory")
+    _refuse_unfinished_checkout(root)
     if not (root / MANIFEST_FILE).exists():
         raise NotAnAgentError(str(path), f"no {MANIFEST_FILE}")
     return Agent(root, History.open(root))
@@ -635,9 +638,17 @@ def find_agent(start: str | os.PathLike[str] = ".") -> Agent:
     """Open the agent containing ``start`` (it or a parent folder holds agent.yaml)."""
     here = Path(start).expanduser().resolve()
     for folder in (here, *here.parents):
+        _refuse_unfinished_checkout(folder)
         if (folder / MANIFEST_FILE).is_file() and (folder / ".git").exists():
             return Agent(folder, History.open(folder))
     raise NotAnAgentError(str(start), f"no {MANIFEST_FILE} here or in a parent folder")
+
+
+def _refuse_unfinished_checkout(root: Path) -> None:
+    """A clone or checkout stopped midway in ``root``: no command may commit its files."""
+    stale = unfinished(root)
+    if stale is not None:
+        raise UnfinishedCheckoutError(str(root), stale.url)
 
 
 def init_agent(
@@ -653,6 +664,7 @@ def init_agent(
     root = Path(path).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise NotAnAgentError(str(path), "it is a file, not a folder")
+    _refuse_unfinished_checkout(root)  # its files are a partial copy of another agent
     if (root / MANIFEST_FILE).exists():
         raise AgentExistsError(str(path))
     name = name or root.name

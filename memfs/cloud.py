@@ -99,6 +99,7 @@ def set_default_cloud(name: str) -> Cloud:
 def list_agents(cloud: str | None = None) -> tuple[str, list[AgentEntry]]:
     """The cloud's name and every agent in it (name, description, last push, host, head)."""
     name, url, options = resolve_cloud(cloud)
+    url_kind(agent_url(url, "x"))  # a malformed or relative cloud URL is refused, not read
     entries = []
     for folder in open_storage(url, options).folders():
         remote = BucketRemote(agent_url(url, folder), options)
@@ -130,6 +131,7 @@ def checkout(
     if not is_valid_name(name):
         raise MemfsError(f"invalid agent name {name!r}")
     cloud_name, url, options = resolve_cloud(cloud)
+    url_kind(agent_url(url, name))  # a malformed or relative cloud URL is refused, not read
     remote = BucketRemote(agent_url(url, name), options)
     if remote.read_manifest()[0] is None:
         raise RemoteNotFoundError(

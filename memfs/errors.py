@@ -2,6 +2,7 @@
 
 MemfsError
 ├── NotAnAgentError        the directory holds no agent (no agent.yaml / no .git)
+│   └── UnfinishedCheckoutError  a clone or checkout stopped midway there
 ├── AgentExistsError       init on a directory that already is an agent
 ├── InvalidNameError       an agent name that cannot be a folder or URL segment
 ├── RevisionNotFoundError  a REV that does not resolve to a commit
@@ -11,7 +12,8 @@ MemfsError
 ├── SchemaError            memory files whose content cannot be used (carries problems)
 ├── RevertConflictError    a revert that does not apply cleanly to the current head
 ├── ConcurrentUpdateError  the branch moved while an operation was writing
-└── ConfigError            the user config file cannot be read
+├── ConfigError            the user config file cannot be read
+└── UnrelatedHistoriesError  local and remote share no commit (merge refused unless asked)
 """
 
 from __future__ import annotations
@@ -254,3 +256,28 @@ class WatcherError(MemfsError):
     """A watcher already runs for the agent, none does, or one would not start."""
 
     exit_code = 8
+
+
+class UnrelatedHistoriesError(MemfsError):
+    """Local and remote histories share no commit: merging them would graft one onto the other."""
+
+    exit_code = 6
+
+    def __init__(self, remote: str, local: str, theirs: str) -> None:
+        self.local, self.theirs = local, theirs
+        super().__init__(
+            f"local {local[:7]} and {remote} {theirs[:7]} share no history; nothing was merged "
+            "(run again with --allow-unrelated-histories only if they really are one agent)"
+        )
+
+
+class UnfinishedCheckoutError(NotAnAgentError):
+    """The folder holds a clone or checkout that stopped midway: it is not an agent yet."""
+
+    def __init__(self, path: str, url: str) -> None:
+        self.path = path
+        MemfsError.__init__(
+            self,
+            f"{path} is an unfinished checkout of {url}: run 'memfs clone {url} {path}' again "
+            "to finish it (its files are not committed, nothing else changes it)",
+        )

@@ -16,6 +16,8 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 - ``push.git``: before a git push sends its pack
 - ``fetch.import``: a fetched pack is downloaded, not yet imported
 - ``checkout.write``: before each file of a fresh clone or checkout is written
+- ``checkout.finish``: a clone's files, branch and index are written, its unfinished
+  marker (``memfs.checkout``) not yet removed
 """
 
 from __future__ import annotations

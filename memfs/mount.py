@@ -1,6 +1,7 @@
 """Mounting an agent into a sandbox folder, kept in sync by a background watcher.
 
-``mount`` checks the agent out (by cloud name, remote URL or local agent path), starts a watcher
+``mount`` checks the agent out (by cloud name, remote URL or local agent path: see
+``source_kind``, a bare name is always a cloud agent), starts a watcher
 daemon and returns once the files are in place. ``unmount`` commits and pushes what is left
 (even if the watcher was killed), stops the watcher, and says whether everything reached the
 remote; ``remove=True`` deletes the folder only if it did. A read-only mount (or one pinned to a
@@ -22,8 +23,8 @@ from typing import Any
 
 from memfs.agent import Agent, open_agent
 from memfs.config import data_dir
-from memfs.errors import MemfsError, NotAnAgentError
-from memfs.remotes import url_kind
+from memfs.errors import MemfsError, NotAnAgentError, RemoteNotFoundError
+from memfs.remotes import BUCKET_PREFIX, url_kind
 from memfs.schema import is_valid_name
 from memfs.util import atomic_write, utc_now
 
@@ -162,18 +163,45 @@ def read_marker(agent: Agent) -> Mount | None:
         return None
 
 
+def source_kind(source: str) -> str:
+    """How ``mount`` reads SOURCE: ``"url"``, ``"path"`` or ``"name"`` (a cloud agent).
+
+    The rule is in the text alone, never in what happens to exist on disk: a URL has a scheme
+    (``s3://``, ``memfs::``...) or is ``[user@]host:path``; a path contains ``/`` or starts with
+    ``.`` or ``~``; anything else is an agent name in the cloud, even if a folder of that name
+    is in the current folder (write ``./NAME`` for that folder).
+    """
+    if source.startswith(BUCKET_PREFIX) or "://" in source:
+        return "url"
+    if source.startswith((".", "~", "/")):
+        return "path"
+    colon, slash = source.find(":"), source.find("/")
+    if colon >= 0 and (slash < 0 or colon < slash):
+        return "url"  # scp-style user@host:path
+    return "path" if slash >= 0 else "name"
+
+
 def _check_out(source: str, root: Path) -> Agent:
     from memfs import cloud, sync
 
-    local = Path(source).expanduser()
-    if "://" not in source and local.is_dir():  # an agent folder, or a bare repository
-        return sync.clone(str(local.resolve()), root)
-    if "://" in source or source.startswith("memfs::") or ":" in source:
+    kind = source_kind(source)
+    if kind == "url":
         url_kind(source)
         return sync.clone(source, root)
-    if is_valid_name(source):
+    if kind == "path":
+        local = Path(source).expanduser()
+        if not local.is_dir():
+            raise MemfsError(f"no folder {source}: a SOURCE with '/' is a path on this machine")
+        return sync.clone(str(local.resolve()), root)
+    if not is_valid_name(source):
+        raise MemfsError(f"{source!r} is neither an agent name, a remote URL nor a path")
+    try:
         return cloud.checkout(source, root)
-    raise MemfsError(f"{source!r} is neither an agent name, a remote URL nor an agent folder")
+    except RemoteNotFoundError as error:
+        if Path(source).is_dir():
+            hint = f"no agent {source!r} in the cloud; to mount the folder, write ./{source}"
+            raise RemoteNotFoundError(error.url, hint) from error
+        raise
 
 
 def _pin(agent: Agent, rev: str) -> None:

@@ -12,7 +12,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MANIFEST_FILE = "agent.yaml"
@@ -95,22 +104,57 @@ class UserConfig(BaseModel):
     default_cloud: StrictStr | None = None
 
 
+# What a bucket manifest may name. Everything in it comes from the remote: a pack name becomes
+# an object key and a local file name, a branch a ref name, so each is held to its exact form.
+PACK_NAME_PATTERN = r"^pack-[0-9a-f]{40}(?:[0-9a-f]{24})?$"
+SHA_PATTERN = r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$"
+BRANCH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def _branch_name(value: str) -> str:
+    """A branch name as git accepts one, in the few characters memfs uses (no '..', no .lock)."""
+    parts = value.split("/")
+    if ".." in value or not all(
+        BRANCH_PART.fullmatch(part) and not part.endswith(".lock") for part in parts
+    ):
+        raise ValueError(f"{value!r} is not a branch name")
+    return value
+
+
+def is_valid_branch(name: str) -> bool:
+    """Whether a branch name a remote announced is safe to use as a ref name."""
+    try:
+        _branch_name(name)
+    except ValueError:
+        return False
+    return len(name) <= 200
+
+
+PackName = Annotated[StrictStr, Field(pattern=PACK_NAME_PATTERN)]
+CommitSha = Annotated[StrictStr, Field(pattern=SHA_PATTERN)]
+BranchName = Annotated[StrictStr, Field(max_length=200), AfterValidator(_branch_name)]
+
+
 class RetiredPack(BaseModel):
     """A pack a compaction replaced; deleted once its grace period is over."""
 
-    name: str
+    name: PackName
     retired_at: float
 
 
 class BucketManifest(BaseModel):
-    """``manifest.json`` of an agent in an object store: the one object that changes."""
+    """``manifest.json`` of an agent in an object store: the one object that changes.
+
+    Refs must be full hex shas and packs ``pack-<hex>``: a name like ``../x`` would make
+    memfs read or delete outside the agent's prefix (DESIGN.md §5).
+    """
 
     model_config = ConfigDict(extra="allow")
 
     format: Literal[1] = FORMAT_VERSION
-    generation: int = 0
-    refs: dict[str, str] = Field(default_factory=dict)
-    packs: list[str] = Field(default_factory=list)
+    generation: Annotated[int, Field(ge=0)] = 0
+    refs: dict[BranchName, CommitSha] = Field(default_factory=dict)
+    packs: list[PackName] = Field(default_factory=list)
     retired: list[RetiredPack] = Field(default_factory=list)
     push_id: str | None = None
     pushed_at: str | None = None

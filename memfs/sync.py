@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,16 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from memfs.agent import Agent
+from memfs.checkout import UnfinishedCheckout, mark_finished, mark_started, unfinished
 from memfs.errors import (
     ConcurrentUpdateError,
     DivergedError,
     LocalEditError,
     MemfsError,
     NotAMemfsRemoteError,
+    NotAnAgentError,
     PushRejectedError,
+    RemoteCorruptError,
     RemoteError,
     RemoteNotFoundError,
+    UnrelatedHistoriesError,
 )
+from memfs.faults import crash_point
 from memfs.history import (
     TRAILER_HOST,
     TRAILER_ORIGIN,
@@ -46,12 +52,15 @@ from memfs.remotes import (
     Remote,
     RemoteConfig,
     add_remote,
+    check_outside,
     get_remote,
     list_remotes,
     open_remote,
     redact,
+    resolve_url,
 )
-from memfs.schema import MANIFEST_FILE, manifest_data
+from memfs.remotes.git import GitRemote
+from memfs.schema import MANIFEST_FILE, is_valid_branch, manifest_data
 from memfs.util import atomic_write, hostname, utc_now
 
 ATTEMPTS = 5
@@ -130,6 +139,12 @@ def _selected(agent: Agent, name: str | None, include_mirrors: bool) -> list[Rem
     return [r for r in list_remotes(agent.history) if include_mirrors or not r.mirror]
 
 
+def open_for(agent: Agent, config: RemoteConfig, progress: Progress | None = None) -> Remote:
+    """Open a configured remote of ``agent``, refusing one that lies inside the agent itself."""
+    check_outside(config.url, agent.root)
+    return open_remote(config.url, progress)
+
+
 def _tracking_ref(remote: str, branch: str) -> str:
     return f"refs/remotes/{remote}/{branch}"
 
@@ -146,7 +161,7 @@ def fetch_remote(
     """Fetch the agent's branch from one remote; its sha, or None if the remote has none."""
     history = agent.history
     branch = history.branch()
-    remote = remote or open_remote(config.url, progress)
+    remote = remote or open_for(agent, config, progress)
     sha = remote.fetch(history, branch)
     if sha is None:
         return None
@@ -159,8 +174,26 @@ def fetch_remote(
             f"{config.display_url} holds another agent (id {theirs}, this one is {ours}); "
             "nothing was merged",
         )
+    if sha != history.ref(_tracking_ref(config.name, branch)):
+        _refuse_foreign_entries(history, sha, config.display_url)
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     return sha
+
+
+def _refuse_foreign_entries(history: History, sha: str, url: str) -> None:
+    """Refuse a fetched commit whose tree holds anything but files, folders and symlinks.
+
+    A submodule (gitlink, mode 160000) names a commit of another repository that no pack
+    carries: checking it out or merging it would fail halfway. Nothing is merged from it.
+    """
+    for path, entry in history.tree_of(sha).items():
+        if not (stat.S_ISREG(entry.mode) or entry.mode == 0o120000):
+            what = "a submodule" if entry.mode == 0o160000 else f"an entry of mode {entry.mode:o}"
+            raise RemoteError(
+                url,
+                f"{url}: commit {sha[:7]} holds {what} at {path!r}; memfs agents hold only "
+                "files and symlinks, so nothing was merged (remove it from that history)",
+            )
 
 
 def _agent_id(history: History, sha: str | None) -> str | None:
@@ -193,20 +226,26 @@ def integrate(
     policy: Policy = "copy",
     ff_only: bool = False,
     origin: str = "cli",
+    allow_unrelated: bool = False,
 ) -> tuple[str, list[Conflict]]:
     """Bring commit ``theirs`` into the local branch: fast-forward or merge.
+
+    Histories with no common commit are refused (UnrelatedHistoriesError) unless
+    ``allow_unrelated``: see ``refuse_unrelated``.
 
     Returns what was done ("up to date", "fast-forward", "merged") and the conflicts the
     policy settled. Local edits are committed first, and again whenever one appears while
     the work tree is being updated.
     """
     history = agent.history
+    allow_unrelated = allow_unrelated or history.head() is None  # no commit yet: not unrelated
     with history.locked():
         for _ in range(ATTEMPTS):
             agent.commit(origin=origin)
             ours = history.head()
             if theirs is None or ours == theirs or (ours and history.is_ancestor(theirs, ours)):
                 return "up to date", []
+            refuse_unrelated(history, ours, theirs, source, allow_unrelated)
             try:
                 if ours is None or history.is_ancestor(ours, theirs):
                     with agent.updating(history.tree_of(ours), history.tree_of(theirs)):
@@ -222,6 +261,20 @@ def integrate(
         raise ConcurrentUpdateError(
             "files kept changing while memfs was merging; every edit is committed, run sync again"
         )
+
+
+def refuse_unrelated(
+    history: History, ours: str | None, theirs: str, source: str, allow: bool
+) -> None:
+    """Refuse to merge two non-empty histories that share no commit, unless ``allow``.
+
+    As git does: such a merge grafts one history onto the other, and every file both hold
+    becomes an add/add conflict (a partial checkout committed as a new root, an agent folder
+    created twice). An agent with no commit yet is not unrelated: it simply takes theirs.
+    """
+    if allow or ours is None or history.merge_bases(ours, theirs):
+        return
+    raise UnrelatedHistoriesError(source, ours, theirs)
 
 
 def _merge_commit(
@@ -296,12 +349,15 @@ def pull(
     ff_only: bool = False,
     origin: str = "cli",
     progress: Progress | None = None,
+    allow_unrelated: bool = False,
 ) -> SyncReport:
     """Commit local edits, then fetch and merge from one remote or every non-mirror remote."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
-        report.remotes.append(_pull_one(agent, config, chosen, ff_only, origin, progress))
+        report.remotes.append(
+            _pull_one(agent, config, chosen, ff_only, origin, progress, None, allow_unrelated)
+        )
     report.head = agent.history.head()
     _record(agent, report)
     return report
@@ -315,12 +371,13 @@ def _pull_one(
     origin: str,
     progress: Progress | None = None,
     remote: Remote | None = None,
+    allow_unrelated: bool = False,
 ) -> RemoteOutcome:
     outcome = RemoteOutcome(config.name)
     try:
         outcome.fetched = fetch_remote(agent, config, progress, remote)
         outcome.integrated, outcome.conflicts = integrate(
-            agent, outcome.fetched, config.name, policy, ff_only, origin
+            agent, outcome.fetched, config.name, policy, ff_only, origin, allow_unrelated
         )
     except RemoteError as error:
         outcome.error = str(error)
@@ -337,6 +394,7 @@ def push_remote(
     origin: str = "cli",
     progress: Progress | None = None,
     remote: Remote | None = None,
+    allow_unrelated: bool = False,
 ) -> RemoteOutcome:
     """Push the branch to one remote, merging first (retrying) if the remote moved on.
 
@@ -350,12 +408,12 @@ def push_remote(
         raise RemoteError(
             config.display_url, f"{agent.root} is a read-only mount: nothing is pushed from it"
         )
-    remote = remote or open_remote(config.url, progress)
+    remote = remote or open_for(agent, config, progress)
     theirs = remote.head(branch)
     for attempt in range(PUSH_ATTEMPTS):
         local = history.head()
         if local is None or theirs == local:
-            outcome.pushed = "up to date"
+            outcome.pushed = outcome.pushed or "up to date"
             return outcome
         if theirs is not None and not (
             history.has_commit(theirs) and history.is_ancestor(theirs, local)
@@ -367,10 +425,20 @@ def push_remote(
                     "merged from, so fix it by hand (memfs never force-pushes)",
                 )
             outcome.fetched = theirs = fetch_remote(agent, config, progress, remote)
-            integrated, conflicts = integrate(agent, theirs, config.name, policy, origin=origin)
+            integrated, conflicts = integrate(
+                agent, theirs, config.name, policy, origin=origin, allow_unrelated=allow_unrelated
+            )
             outcome.integrated = outcome.integrated or integrated
             outcome.conflicts += conflicts
             continue
+        folder = remote.checked_out_folder(branch) if isinstance(remote, GitRemote) else None
+        if folder is not None:
+            theirs = _deliver_to_folder(agent, folder, config, policy, origin, allow_unrelated)
+            outcome.pushed = "pushed"  # delivered, even if it merged commits of its own
+            if theirs == local:
+                history.set_ref(_tracking_ref(config.name, branch), local, "push: merged there")
+                return outcome
+            continue  # it merged with commits of its own: bring those here, then look again
         try:
             remote.push(history, branch, local, expected=theirs)
         except PushRejectedError:
@@ -381,6 +449,49 @@ def push_remote(
         outcome.pushed = "pushed"
         return outcome
     raise PushRejectedError(config.display_url, f"still moving after {PUSH_ATTEMPTS} attempts")
+
+
+def _deliver_to_folder(
+    agent: Agent,
+    folder: str,
+    config: RemoteConfig,
+    policy: Policy,
+    origin: str,
+    allow_unrelated: bool = False,
+) -> str | None:
+    """Push into an agent folder that has its files checked out: merge there, as a pull.
+
+    Moving its branch alone would leave its files behind and its next commit would undo the
+    push (git refuses such a push: ``receive.denyCurrentBranch``). Instead the folder fetches
+    this agent's commits and integrates them under its own lock, exactly as ``memfs pull``
+    run there would: its own edits are committed first and never overwritten. Returns the
+    folder's branch afterwards.
+    """
+    from memfs.agent import open_agent
+
+    history = agent.history
+    try:
+        target = open_agent(folder)
+    except NotAnAgentError as error:
+        raise RemoteError(
+            config.display_url,
+            f"{config.display_url} has its files checked out and is not a memfs agent: a push "
+            "would move its branch but not its files; push to a bare repository instead",
+        ) from error
+    with target:
+        if target.is_read_only_mount():
+            raise RemoteError(
+                config.display_url, f"{folder} is a read-only mount: nothing is pushed into it"
+            )
+        local = GitRemote(str(agent.root)).fetch(target.history, history.branch())
+        try:
+            source = f"{agent.name} at {agent.root}"
+            integrate(target, local, source, policy, origin=origin, allow_unrelated=allow_unrelated)
+        except RemoteError:
+            raise
+        except MemfsError as error:
+            raise RemoteError(config.display_url, f"{config.display_url}: {error}") from error
+        return target.history.head()
 
 
 def _backoff(attempt: int) -> None:
@@ -394,6 +505,7 @@ def push(
     policy: str | None = None,
     origin: str = "cli",
     progress: Progress | None = None,
+    allow_unrelated: bool = False,
 ) -> SyncReport:
     """Commit local edits and push to one remote or to every remote (mirrors included).
 
@@ -407,7 +519,9 @@ def push(
         report.created_remote = add_default_cloud_remote(agent)
     for config in _selected(agent, remote, include_mirrors=True):
         try:
-            report.remotes.append(push_remote(agent, config, chosen, origin, progress))
+            report.remotes.append(
+                push_remote(agent, config, chosen, origin, progress, None, allow_unrelated)
+            )
         except RemoteError as error:
             report.remotes.append(RemoteOutcome(config.name, error=str(error)))
     report.head = agent.history.head()
@@ -419,7 +533,11 @@ def push(
 
 
 def sync(
-    agent: Agent, policy: str | None = None, origin: str = "cli", progress: Progress | None = None
+    agent: Agent,
+    policy: str | None = None,
+    origin: str = "cli",
+    progress: Progress | None = None,
+    allow_unrelated: bool = False,
 ) -> SyncReport:
     """Commit, fetch and merge from every non-mirror remote, then push to every remote."""
     chosen = conflict_policy(agent, policy)
@@ -428,20 +546,22 @@ def sync(
     opened: dict[str, Remote] = {}  # one connection per remote for the whole cycle
     for config in _selected(agent, None, include_mirrors=True):
         try:
-            opened[config.name] = open_remote(config.url, progress)
+            opened[config.name] = open_for(agent, config, progress)
         except RemoteError as error:
             outcomes[config.name] = RemoteOutcome(config.name, error=str(error))
     for config in _selected(agent, None, include_mirrors=False):
         if config.name in opened:
             outcomes[config.name] = _pull_one(
-                agent, config, chosen, False, origin, progress, opened[config.name]
+                agent, config, chosen, False, origin, progress, opened[config.name], allow_unrelated
             )
     for config in _selected(agent, None, include_mirrors=True):
         outcome = outcomes.setdefault(config.name, RemoteOutcome(config.name))
         if outcome.error is not None:
             continue
         try:
-            pushed = push_remote(agent, config, chosen, origin, progress, opened[config.name])
+            pushed = push_remote(
+                agent, config, chosen, origin, progress, opened[config.name], allow_unrelated
+            )
         except RemoteError as error:
             outcome.error = str(error)
             continue
@@ -522,46 +642,112 @@ def _record(agent: Agent, report: SyncReport) -> None:
 def clone(
     url: str, directory: str | os.PathLike[str] | None = None, progress: Progress | None = None
 ) -> Agent:
-    """Check an agent out from ``url`` into ``directory`` (default: the URL's last part)."""
+    """Check an agent out from ``url`` into ``directory`` (default: the URL's last part).
+
+    A relative local path is taken from the current folder and stored absolute, so the
+    remote means the same place from inside the agent. A folder left by a clone or checkout
+    that stopped midway (see ``memfs.checkout``) is replaced, once every file in it is
+    checked to be what that checkout wrote.
+    """
+    url = resolve_url(url, Path.cwd())
     remote = open_remote(url, progress)
     root = Path(directory) if directory is not None else Path(_name_from_url(url))
     root = root.expanduser().resolve()
+    check_outside(url, root)
+    stale = unfinished(root) if root.is_dir() else None
+    if stale is not None:
+        _clear_unfinished(root, stale)
     created = not root.exists()
     if not created and (not root.is_dir() or any(root.iterdir())):
         raise MemfsError(f"{root} already exists and is not an empty folder")
     try:
         branch = remote.default_branch() or "main"
+        if not is_valid_branch(branch):
+            raise RemoteCorruptError(redact(url), f"its default branch {branch!r} is not a name")
         root.mkdir(parents=True, exist_ok=True)
         history = History.create(root)
+        mark_started(root, redact(url), "")
         history.point_head_at(branch)
         config = add_remote(history, "origin", url)
         agent = Agent(root, history)
         sha = fetch_remote(agent, config, progress)
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
+        mark_started(root, redact(url), sha)
         agent.check_out_fresh(sha, f"clone: from {redact(url)}")
+        crash_point("checkout.finish")
+        mark_finished(root)
         return agent
     except BaseException:
         if created:
             shutil.rmtree(root, ignore_errors=True)
         else:
-            for child in root.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink()
+            _empty_folder(root)
         raise
 
 
+def _clear_unfinished(root: Path, stale: UnfinishedCheckout) -> None:
+    """Empty a folder a stopped checkout left, refusing if anything in it is not its own.
+
+    A file counts as the checkout's own if it holds what the commit has at its path, or the
+    start of it (the process was killed while writing it). Anything else was put there
+    since: it is never deleted.
+    """
+    expected: dict[str, tuple[int, bytes]] = {}
+    with contextlib.suppress(Exception):  # a repository the kill left unreadable holds nothing
+        history = History.open(root)
+        try:
+            tree = history.tree_of(stale.sha) if stale.sha else {}
+            blobs = history.read_blobs({entry.sha for entry in tree.values()})
+            expected = {path: (e.mode, blobs[e.sha]) for path, e in tree.items()}
+        finally:
+            history.close()
+    for folder, dirs, files in os.walk(root):
+        relative = os.path.relpath(folder, root)
+        if relative == ".":
+            dirs[:] = [name for name in dirs if name != ".git"]
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            path = name if relative == "." else f"{relative}/{name}"
+            if not _written_by_checkout(root / path, expected.get(path)):
+                raise MemfsError(
+                    f"{root} is an unfinished checkout, but {path} is not what it wrote; "
+                    "move that file out of the folder and run the clone again"
+                )
+    _empty_folder(root)
+
+
+def _written_by_checkout(full: Path, entry: tuple[int, bytes] | None) -> bool:
+    """Whether the file at ``full`` is (the start of) what a checkout wrote there."""
+    if entry is None:
+        return False
+    mode, data = entry
+    try:
+        if full.is_symlink():
+            return mode == 0o120000 and os.fsencode(os.readlink(full)) == data
+        on_disk = full.read_bytes()
+    except OSError:
+        return False
+    return mode != 0o120000 and data.startswith(on_disk)
+
+
+def _empty_folder(root: Path) -> None:
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink()
+
+
 def _name_from_url(url: str) -> str:
-    tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
-    return tail.removesuffix(".git") or "agent"
+    """The folder a clone goes to by default: the URL's last part, never '.' or '..'."""
+    tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1].removesuffix(".git")
+    return "agent" if tail in ("", ".", "..") else tail
 
 
 def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]:
     """Compact an object-store remote: (packs merged, packs deleted)."""
     config = get_remote(agent.history, remote)
-    target = open_remote(config.url)
+    target = open_for(agent, config)
     if not hasattr(target, "compact"):
         raise MemfsError(f"{remote} is a git host: it packs its own objects")
     with agent.history.locked():

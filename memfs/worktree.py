@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memfs.errors import UnsafePathError
+from memfs.faults import crash_point
 from memfs.ignore import IgnoreRules
 from memfs.util import atomic_write
 
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 MODE_SYMLINK = 0o120000
 MODE_EXECUTABLE = 0o100755
+MANIFEST = "agent.yaml"  # memfs.schema.MANIFEST_FILE; written last by a fresh checkout
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,16 @@ def check_path(path: str) -> list[str]:
 def check_incoming_tree(root: Path, entries: dict[str, tuple[int, bytes]]) -> None:
     """Refuse a tree (path -> (mode, content)) that would write outside the agent.
 
-    Checks every path, every symlink's target, and that no path lies under a symlink of the
-    same tree (writing ``link/file`` would follow the link).
+    Checks every path, every symlink's target, that every entry is a file or a symlink (a
+    submodule is neither), and that no path lies under a symlink of the same tree (writing
+    ``link/file`` would follow the link).
     """
     links = {path for path, (mode, _) in entries.items() if mode == MODE_SYMLINK}
     check_tree_links({path: entries[path][1] for path in links})
     checked_folders: set[str] = set()  # thousands of files share a few folders
     for path, (mode, data) in entries.items():
+        if not (stat.S_ISREG(mode) or mode == MODE_SYMLINK):
+            raise UnsafePathError(path, f"git mode {mode:o} is not a file or a symlink")
         folder, _, name = path.rpartition("/")
         if folder not in checked_folders:
             parts = check_path(path)
@@ -210,13 +215,19 @@ def populate(root: Path, entries: dict[str, tuple[int, bytes]]) -> dict[str, os.
     """Write a checked tree into an empty work tree; the stat of every file written.
 
     The fast path of a fresh checkout: each folder is made once and each file written once
-    (no temp files, no fsync): the checkout is removed whole if anything fails.
+    (no temp files, no fsync): the checkout is removed whole if anything fails, and a
+    checkout killed midway is recognised by its marker (``memfs.checkout``), written before
+    the first file. ``agent.yaml`` is written last, so a partial folder is not an agent even
+    to a memfs that does not know the marker.
     """
     check_incoming_tree(root, entries)
     made: set[str] = set()
     stats: dict[str, os.stat_result] = {}
     base = str(root)
-    for path, (mode, data) in sorted(entries.items()):
+    for path, (mode, data) in sorted(
+        entries.items(), key=lambda item: (item[0] == MANIFEST, item[0])
+    ):
+        crash_point("checkout.write")
         folder = path.rpartition("/")[0]
         if folder and folder not in made:
             os.makedirs(os.path.join(base, folder), exist_ok=True)

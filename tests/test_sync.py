@@ -538,7 +538,7 @@ def test_dangerous_paths_from_a_remote_are_refused(tmp_path: Path, entry: str) -
     agent = memfs.init(tmp_path / "victim")
     add_remote(agent.history, "origin", str(hub))
     unchanged = _unchanged(agent)
-    result = run_cli("-C", str(agent.root), "pull")
+    result = run_cli("-C", str(agent.root), "pull", "--allow-unrelated-histories")
     assert result.exit_code == 1
     assert result.stderr.startswith("memfs: refusing unsafe path")
     unchanged()

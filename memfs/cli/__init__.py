@@ -23,10 +23,10 @@ Exit codes:
   0  success
   1  error, or problems found (check), or files left out (commit)
   2  bad usage or bad config
-  3  not a memfs agent
+  3  not a memfs agent (or a clone/checkout stopped midway: run it again)
   4  unknown revision or path
   5  agent busy (lock held) or changed meanwhile; try again
-  6  revert conflicts with later edits, or diverged with --ff-only
+  6  revert conflicts with later edits, diverged with --ff-only, or unrelated histories
   7  a remote failed: unreachable, refused credentials, not found, not an agent
   8  a watcher already runs for the agent, or none does (--stop)
   9  the agent's git repository is damaged

@@ -99,6 +99,8 @@ def agents(cloud_name: str | None, as_json: bool) -> None:
 def checkout(name: str, directory: str | None, cloud_name: str | None, quiet: bool) -> None:
     """Bring agent NAME down from a cloud into DIRECTORY (default: NAME), ready to edit and sync.
 
+    A DIRECTORY left by a checkout that was stopped midway is finished: run it again.
+
     \b
     Example:
       memfs checkout garden-agent --cloud team

@@ -21,12 +21,16 @@ from memfs.cli.output import emit_json, json_option
 def mount(source: str, directory: str, read_only: bool, rev: str | None, foreground: bool) -> None:
     """Check SOURCE out into DIRECTORY and keep it synced both ways in the background.
 
-    SOURCE is an agent name in the default cloud, a remote URL, or a local agent folder.
-    Returns once the files are in place (with --foreground: once Ctrl-C has unmounted it).
+    SOURCE is read by its form alone: a URL (s3://..., memfs::..., user@host:path), a path
+    (it contains '/' or starts with '.' or '~'), or else an agent NAME in the default cloud,
+    even if a folder NAME is here: write ./NAME to mount that folder. Edits in a mount of an
+    agent folder are merged into that folder's files. Returns once the files are in place
+    (with --foreground: once Ctrl-C has unmounted it).
 
     \b
     Examples:
       memfs mount garden-agent /sandbox/memory
+      memfs mount ./garden-agent /sandbox/memory
       memfs mount s3://acme-agents/memory/garden /sandbox/memory --read-only
     """
     from memfs.mount import mount as run

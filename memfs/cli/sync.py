@@ -20,6 +20,13 @@ conflict_option = click.option(
     type=POLICY_CHOICE,
     help="How to settle a conflict (default: agent.yaml sync.conflict, else copy).",
 )
+unrelated_option = click.option(
+    "--allow-unrelated-histories",
+    "allow_unrelated",
+    is_flag=True,
+    help="Merge a remote history that shares no commit with this one (refused by default, "
+    "exit 6: each file both hold would become a conflict).",
+)
 
 
 def _report(report: SyncReport, as_json: bool) -> None:
@@ -64,20 +71,28 @@ def _fail_on_remote_errors(report: SyncReport) -> None:
 @click.command()
 @click.argument("remote", required=False)
 @conflict_option
+@unrelated_option
 @quiet_option
 @json_option
 @pass_state
 def push(
-    state: AppState, remote: str | None, policy: str | None, quiet: bool, as_json: bool
+    state: AppState,
+    remote: str | None,
+    policy: str | None,
+    allow_unrelated: bool,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Commit and push to REMOTE (default: every remote, mirrors included).
 
     If the remote has new commits they are fetched and merged first; memfs never force-pushes.
-    An agent with no remote is pushed to the default cloud (see 'memfs cloud').
+    An agent with no remote is pushed to the default cloud (see 'memfs cloud'). A push into
+    an agent folder with its files checked out is refused (exit 7): pull there instead.
     """
     from memfs.sync import push as run
 
-    report = run(state.agent(), remote, policy, progress=progress_printer(quiet))
+    progress = progress_printer(quiet)
+    report = run(state.agent(), remote, policy, progress=progress, allow_unrelated=allow_unrelated)
     if report.created_remote is not None and not as_json:
         click.echo(f"Added remote origin: {report.created_remote.display_url}")
     _report(report, as_json)
@@ -106,6 +121,7 @@ def fetch(state: AppState, remote: str | None, quiet: bool, as_json: bool) -> No
 @click.argument("remote", required=False)
 @conflict_option
 @click.option("--ff-only", is_flag=True, help="Refuse to merge: only fast-forward.")
+@unrelated_option
 @quiet_option
 @json_option
 @pass_state
@@ -114,6 +130,7 @@ def pull(
     remote: str | None,
     policy: str | None,
     ff_only: bool,
+    allow_unrelated: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -121,15 +138,26 @@ def pull(
     from memfs.sync import pull as run
 
     progress = progress_printer(quiet)
-    _report(run(state.agent(), remote, policy, ff_only=ff_only, progress=progress), as_json)
+    report = run(
+        state.agent(),
+        remote,
+        policy,
+        ff_only=ff_only,
+        progress=progress,
+        allow_unrelated=allow_unrelated,
+    )
+    _report(report, as_json)
 
 
 @click.command()
 @conflict_option
+@unrelated_option
 @quiet_option
 @json_option
 @pass_state
-def sync(state: AppState, policy: str | None, quiet: bool, as_json: bool) -> None:
+def sync(
+    state: AppState, policy: str | None, allow_unrelated: bool, quiet: bool, as_json: bool
+) -> None:
     """Commit, fetch and merge from every remote, then push to every remote.
 
     \b
@@ -138,7 +166,8 @@ def sync(state: AppState, policy: str | None, quiet: bool, as_json: bool) -> Non
     """
     from memfs.sync import sync as run
 
-    _report(run(state.agent(), policy, progress=progress_printer(quiet)), as_json)
+    progress = progress_printer(quiet)
+    _report(run(state.agent(), policy, progress=progress, allow_unrelated=allow_unrelated), as_json)
 
 
 @click.command()
@@ -147,6 +176,9 @@ def sync(state: AppState, policy: str | None, quiet: bool, as_json: bool) -> Non
 @quiet_option
 def clone(url: str, directory: str | None, quiet: bool) -> None:
     """Check out the agent at URL into DIRECTORY (default: the URL's last part).
+
+    A relative path is taken from the current folder and stored absolute. A DIRECTORY left
+    by a clone or checkout that was stopped midway is finished: run the same command again.
 
     \b
     Example:

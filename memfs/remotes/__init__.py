@@ -4,13 +4,22 @@ A URL is sorted here, before dulwich sees it (dulwich reads unknown schemes as s
 ``memfs::<fsspec-url>`` and bare object-store URLs (``s3://``, ``memory://``...) are object
 stores; paths, ``file://``, ``git://``, ``ssh://``, ``user@host:path`` and ``http(s)://`` are
 git hosts. Every remote offers the same three calls (``Remote``), so sync is written once.
+
+A relative local path (``../bare.git``) means a path relative to the agent's folder, as git
+reads one in ``.git/config``: ``list_remotes`` resolves it against the agent root every time,
+whatever the caller's current folder. An object store is always a full URL with a scheme
+(``memfs::relcloud`` or ``memfs::`` would write a bucket wherever the caller stands), and a
+local one must be outside the agent's work tree (the next commit would save it as memory).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +32,12 @@ BUCKET_PREFIX = "memfs::"
 BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"})
 GIT_SCHEMES = frozenset({"file", "git", "ssh", "git+ssh", "ssh+git", "http", "https"})
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# scp-style ``[user@]host:path`` as git reads it: a ':' before any '/'; the host is a name
+# or a bracketed IPv6 address (``[::1]:repo``).
+SCP_LIKE = re.compile(
+    r"(?:(?P<user>[^@/:]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\[\]]*):(?P<path>.*)"
+)
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 MIRROR_KEY = b"memfs-mirror"
 
 
@@ -57,7 +72,11 @@ class RemoteConfig:
 
     @property
     def kind(self) -> str:
-        return url_kind(self.url)
+        """``"bucket"`` or ``"git"``; ``"invalid"`` for a URL memfs refuses (when it is used)."""
+        try:
+            return url_kind(self.url)
+        except UnsupportedURLError:
+            return "invalid"
 
     @property
     def display_url(self) -> str:
@@ -76,7 +95,11 @@ def redact(url: str) -> str:
     """The URL with any password (or token) removed, fit to print or log."""
     if "://" not in url:
         return url
-    parts = urlsplit(url.removeprefix(BUCKET_PREFIX))
+    try:
+        parts = urlsplit(url.removeprefix(BUCKET_PREFIX))
+        parts.password  # noqa: B018  (parses the netloc: raises for a malformed one)
+    except ValueError:  # malformed (``http://[::1``): hide whatever precedes an '@'
+        return re.sub(r"(://)[^/]*@", r"\1***@", url)
     if parts.password is None and not (
         parts.username and "@" in parts.netloc and parts.scheme.startswith("http")
     ):
@@ -89,22 +112,127 @@ def redact(url: str) -> str:
 
 
 def url_kind(url: str) -> str:
-    """``"bucket"`` for object stores, ``"git"`` for git hosts; UnsupportedURLError otherwise."""
+    """``"bucket"`` for object stores, ``"git"`` for git hosts; UnsupportedURLError otherwise.
+
+    The URL's form is checked whole here, so that no later step reads a malformed URL as
+    something else (``::`` as an ssh host, ``memfs::relcloud`` as a folder here).
+    """
     if url.startswith(BUCKET_PREFIX):
+        _check_bucket_url(url)
         return "bucket"
+    if not url.strip():
+        raise UnsupportedURLError(url, "the URL is empty")
+    if "\0" in url or "\n" in url:
+        raise UnsupportedURLError(redact(url), "it holds control characters")
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
     if match:
         scheme = match.group(1).lower()
         if scheme in BUCKET_SCHEMES:
+            _check_bucket_url(url)
             return "bucket"
         if scheme in GIT_SCHEMES:
+            _check_git_url(url, scheme)
             return "git"
         raise UnsupportedURLError(
             redact(url), f"unknown scheme {scheme!r} (git: {', '.join(sorted(GIT_SCHEMES))})"
         )
-    if not url.strip():
-        raise UnsupportedURLError(url, "the URL is empty")
-    return "git"  # a local path or scp-style user@host:path
+    _scp_like(url)  # refuses a ':' that makes neither a path nor a host ('::')
+    return "git"  # a local path or scp-style [user@]host:path
+
+
+def _scp_like(url: str) -> bool:
+    """Whether ``url`` is scp-style ``[user@]host:path``; refuses one whose host is not a host."""
+    colon, slash = url.find(":"), url.find("/")
+    if colon < 0 or (0 <= slash < colon and not url.startswith("[")):
+        return False  # no ':' before the first '/': a local path, as git reads it
+    match = SCP_LIKE.fullmatch(url)
+    if match is None or HOST_NAME.fullmatch(match.group("host")) is None:
+        raise UnsupportedURLError(
+            redact(url),
+            "it is neither a local path nor [user@]host:path (an ssh host name is missing or "
+            "malformed); write ./PATH for a local folder",
+        )
+    return True
+
+
+def _check_git_url(url: str, scheme: str) -> None:
+    """A git URL with a scheme must parse and name a host (or, for file://, an absolute path)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError as error:
+        raise UnsupportedURLError(redact(url), f"it is not a valid URL ({error})") from error
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise UnsupportedURLError(
+                redact(url), "a file:// URL takes an absolute path (file:///path/to/repo)"
+            )
+    elif not parts.hostname:
+        raise UnsupportedURLError(redact(url), "it names no host")
+
+
+def _check_bucket_url(url: str) -> None:
+    """An object store is a full URL: a scheme, and for local folders an absolute path."""
+    rest = url.removeprefix(BUCKET_PREFIX)
+    if "://" not in rest:
+        raise UnsupportedURLError(
+            redact(url),
+            "an object store needs a full URL with a scheme (s3://bucket/path, "
+            "file:///absolute/path); a bare or relative name would write into the current folder",
+        )
+    for part in rest.split("::"):
+        scheme, sep, location = part.partition("://")
+        if not sep:
+            continue  # a chained fsspec layer such as 'simplecache'
+        scheme = scheme.lower()
+        if scheme in ("file", "local"):
+            if not location.startswith("/"):
+                raise UnsupportedURLError(
+                    redact(url), "a file:// URL takes an absolute path (file:///path/to/cloud)"
+                )
+        elif not location.strip("/"):
+            raise UnsupportedURLError(redact(url), "it names no bucket")
+        if any(segment == ".." for segment in location.split("/")):
+            raise UnsupportedURLError(redact(url), "it climbs with '..': write the path in full")
+
+
+def local_path(url: str) -> str | None:
+    """The folder a URL names on this machine (git path, file://, local bucket), else None."""
+    if url.startswith(BUCKET_PREFIX) or re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
+        last = url.removeprefix(BUCKET_PREFIX).split("::")[-1]
+        scheme, sep, location = last.partition("://")
+        if sep and scheme.lower() in ("file", "local"):
+            return location if location.startswith("/") else None
+        return None
+    if url.strip() and not _scp_like(url):
+        return url
+    return None
+
+
+def resolve_url(url: str, base: Path) -> str:
+    """``url`` with a relative local path made absolute against ``base`` (the agent root)."""
+    path = local_path(url)
+    if path is None or os.path.isabs(path) or url_kind(url) != "git":
+        return url
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def check_outside(url: str, root: Path) -> None:
+    """Refuse a remote on this machine that lies inside the agent's folder (or is it).
+
+    Its packs or repository would be saved as memory by the next commit, and pushing into
+    the agent itself would move its branch under its own files.
+    """
+    path = local_path(resolve_url(url, root))
+    if path is None:
+        return
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root, path))
+    if os.path.commonpath([real, real_root]) == real_root:
+        raise UnsupportedURLError(
+            redact(url),
+            f"it is inside the agent's own folder {root}; put the remote outside the agent",
+        )
 
 
 def normalize_url(url: str) -> str:
@@ -127,7 +255,11 @@ def open_remote(url: str, progress: Callable[[str], None] | None = None) -> Remo
 
 
 def list_remotes(history: History) -> list[RemoteConfig]:
-    """Every remote in .git/config, in the order configured."""
+    """Every remote in .git/config, in the order configured.
+
+    A relative local path is resolved against the agent's folder here, as git does, so a
+    remote means the same place from whatever folder memfs runs in.
+    """
     config = history.repo.get_config()
     remotes = []
     for section in config.sections():
@@ -137,6 +269,8 @@ def list_remotes(history: History) -> list[RemoteConfig]:
             except KeyError:
                 continue
             mirror = config.get_boolean(section, MIRROR_KEY, False)
+            with contextlib.suppress(UnsupportedURLError):  # refused later, when it is used
+                url = resolve_url(url, history.root)
             remotes.append(RemoteConfig(section[1].decode(), url, bool(mirror)))
     return remotes
 
@@ -155,6 +289,7 @@ def add_remote(history: History, name: str, url: str, mirror: bool = False) -> R
     if any(remote.name == name for remote in list_remotes(history)):
         raise MemfsError(f"a remote named {name!r} exists already (remove it first)")
     url = normalize_url(url)
+    check_outside(url, history.root)
     config = history.repo.get_config()
     section = (b"remote", name.encode())
     config.set(section, b"url", url.encode())

@@ -15,9 +15,10 @@ import socket
 from collections.abc import Iterator, Set
 from typing import TYPE_CHECKING, Any
 
-from dulwich.client import HTTPUnauthorized, get_transport_and_path
+from dulwich.client import HTTPUnauthorized, LocalGitClient, get_transport_and_path
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.file import FileLocked
+from dulwich.repo import Repo
 
 from memfs.errors import (
     PushRejectedError,
@@ -119,6 +120,7 @@ class GitRemote:
             )
 
         client, path = self._client("push")
+        self._refuse_checked_out(branch)
         crash_point("push.git")
         try:
             with self._translated():
@@ -134,6 +136,45 @@ class GitRemote:
         error = (result.ref_status or {}).get(ref)
         if error:
             raise PushRejectedError(self.url, str(error))
+
+    def checked_out_folder(self, branch: str) -> str | None:
+        """The work tree, if this remote is a repository on this machine that has ``branch``
+        checked out with its files (None for bare repositories and remote hosts)."""
+        client, path = self._client("push")
+        if not isinstance(client, LocalGitClient):
+            return None
+        folder = os.fsdecode(path)
+        try:
+            target = Repo(folder)
+        except (NotGitRepository, OSError):
+            return None  # nothing there yet: the push itself reports it
+        try:
+            # ``src/.git`` opens as bare, but its config knows it has a work tree
+            declared_bare = target.get_config().get_boolean((b"core",), b"bare", target.bare)
+            if target.bare and declared_bare:
+                return None
+            head = target.refs.read_ref(b"HEAD")
+            work_tree = target.path if not target.bare else os.path.dirname(target.path)
+        finally:
+            target.close()
+        return work_tree if head == b"ref: refs/heads/" + branch.encode() else None
+
+    def _refuse_checked_out(self, branch: str) -> None:
+        """Refuse to push into the checked-out branch of a repository with a work tree.
+
+        git's ``receive.denyCurrentBranch``: the push would move the branch but not the files,
+        and the folder's next commit would undo what was pushed. A git server refuses this
+        itself; a local path (dulwich's own receive-pack) would not, so it is checked here.
+        memfs's sync delivers to a local agent folder by merging there instead.
+        """
+        folder = self.checked_out_folder(branch)
+        if folder is not None:
+            raise RemoteError(
+                self.url,
+                f"{self.url} has branch {branch} checked out with its files: a push would move "
+                "its branch but not its files. Pull from this agent there instead "
+                f"(memfs -C {folder} pull), or push to a bare repository or a cloud",
+            )
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:

@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from memfs.errors import (
     RemoteAuthError,
@@ -37,6 +39,7 @@ from memfs.errors import (
 from memfs.util import fsync_dir
 
 CAS_PROTOCOLS = ("s3", "s3a", "file", "local", "memory")
+T = TypeVar("T")
 
 
 class Storage(Protocol):
@@ -120,6 +123,35 @@ def _s3_filesystem(options: dict[str, Any]) -> Any:
         return fs
 
 
+def check_key(url: str, key: str) -> str:
+    """Refuse an object key that could leave the agent's prefix (``..``, absolute, NUL).
+
+    Keys are memfs's own names plus pack names read from the remote's manifest; the manifest
+    is validated, and this is the last line: no key ever reads or writes outside the prefix.
+    """
+    parts = key.split("/")
+    if key.startswith("/") or "\0" in key or "\\" in key or any(p in (".", "..") for p in parts):
+        raise RemoteError(url, f"{url}: refusing object key {key!r}, it leaves the agent's prefix")
+    return key
+
+
+def _local_errors(method: Callable[..., T]) -> Callable[..., T]:
+    """A folder store's OS errors (permission denied, disk full, not a folder) are remote
+    errors naming the store (exit 7), like any other store's, not a bare OSError."""
+
+    @functools.wraps(method)
+    def wrapped(self: LocalStorage, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename else ""
+            raise RemoteError(
+                self.url, f"{self.url} failed: {error.strerror or error}{where}"
+            ) from error
+
+    return wrapped
+
+
 class LocalStorage:
     """A folder on this machine (``file://``)."""
 
@@ -128,11 +160,12 @@ class LocalStorage:
         self.url = url
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        return self.root / check_key(self.url, key) if key else self.root
 
     def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
         return [self.get(key) for key in keys]
 
+    @_local_errors
     def get(self, key: str) -> tuple[bytes, str] | None:
         try:
             data = self._path(key).read_bytes()
@@ -140,6 +173,7 @@ class LocalStorage:
             return None
         return data, hashlib.sha256(data).hexdigest()
 
+    @_local_errors
     def put_if_absent(self, key: str, data: bytes) -> bool:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +187,7 @@ class LocalStorage:
         fsync_dir(target.parent)
         return True
 
+    @_local_errors
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
         target = self._path(key)
         with self._locked(target):
@@ -164,6 +199,7 @@ class LocalStorage:
             fsync_dir(target.parent)
         return True
 
+    @_local_errors
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
@@ -174,6 +210,7 @@ class LocalStorage:
         except OSError:
             return None
 
+    @_local_errors
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
@@ -184,6 +221,7 @@ class LocalStorage:
             if path.is_file() and not path.name.endswith(".lock")
         )
 
+    @_local_errors
     def folders(self) -> list[str]:
         if not self.root.is_dir():
             return []
@@ -218,7 +256,7 @@ class _FsspecStorage:
         self.url = url
 
     def _path(self, key: str) -> str:
-        return f"{self.root}/{key}" if key else self.root
+        return f"{self.root}/{check_key(self.url, key)}" if key else self.root
 
     def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
         return [self.get(key) for key in keys]
@@ -369,6 +407,10 @@ class S3Storage(_FsspecStorage):
         with self.translated():
             super().delete(key)
 
+    def modified(self, key: str) -> float | None:
+        with self.translated():
+            return super().modified(key)
+
     @contextlib.contextmanager
     def translated(self) -> Iterator[None]:
         """botocore, aiohttp and s3fs errors -> memfs errors, keeping the cause."""
@@ -395,7 +437,9 @@ class S3Storage(_FsspecStorage):
                     "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
                 ) from error
             if _is_connection_error(error):
-                raise RemoteUnreachableError(self.url, _short(error)) from error
+                raise RemoteUnreachableError(
+                    self.url, f"{_short(error)}; nothing was lost, try again when it answers"
+                ) from error
             if _s3_code(error) in (
                 "AccessDenied",
                 "InvalidAccessKeyId",
@@ -405,7 +449,13 @@ class S3Storage(_FsspecStorage):
                 raise RemoteAuthError(self.url) from error
             if isinstance(error, OSError) and _s3_code(error) == "NoSuchBucket":
                 raise RemoteNotFoundError(self.url, "the bucket does not exist") from error
-            raise
+            # Anything else outlived the client's retries (a 500 on every try, a throttle,
+            # a reply cut short): the store failed, nothing was lost locally.
+            raise RemoteError(
+                self.url,
+                f"{self.url} failed: {_short(error)}; nothing was lost, try again when the "
+                "store answers",
+            ) from error
 
 
 def _s3_code(error: BaseException) -> str | None:
@@ -432,4 +482,10 @@ def _is_connection_error(error: BaseException) -> bool:
 
 
 def _short(error: BaseException) -> str:
-    return str(error).split("\n", 1)[0][:200] or type(error).__name__
+    """One short line: the S3 error code and message, without Python's ``[Errno N]``."""
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(error).split("\n", 1)[0])
+    text = re.sub(r'(?: from| to)?(?: the)? endpoint URL: "[^"]*"?', "", text)[:200].rstrip(".")
+    code = _s3_code(error)
+    if code and code != "None" and code not in text:
+        text = f"{code}: {text}" if text else code
+    return text or type(error).__name__
