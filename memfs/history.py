@@ -357,7 +357,7 @@ class History:
         """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
         store = self.repo.object_store
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
-        commits = self._commits_between([sha.encode() for sha in include], haves)
+        commits = _parents_first(self._commits_between([sha.encode() for sha in include], haves))
         objects = [(store[sha], None) for sha in self._objects_of(commits)]
         if not objects:
             return None
@@ -407,8 +407,14 @@ class History:
     def _objects_of(self, commits: list[Commit]) -> list[bytes]:
         """The commits and every tree and blob they add over their parents.
 
-        Subtrees equal to a parent's are skipped whole: a parent is either among ``commits``
-        (its objects are here) or on the remote (with all of its objects).
+        ``commits`` must come parents first (``_parents_first``). Subtrees equal to a parent's
+        are skipped whole: a parent is either among ``commits`` (handled before, so its
+        objects are here) or on the remote (with all of its objects). A tree already listed is
+        skipped whole too, which is only sound because of that order: it was listed for an
+        ancestor or earlier in this commit, and every entry it skipped then is covered. Newest
+        first, a merge whose tree equals an ancestor's would list that tree while skipping the
+        entries its other parent had, and the ancestor would then send none of them (a blob
+        the remote never had: issue 10, item 1).
         """
         store = self.repo.object_store
         listed: set[bytes] = set()
@@ -873,6 +879,33 @@ def _commit_info(commit: Commit) -> CommitInfo:
         message=message,
         trailers=trailers,
     )
+
+
+def _parents_first(commits: list[Commit]) -> list[Commit]:
+    """``commits`` reordered so that each comes after those of its parents among them.
+
+    A depth-first walk (no recursion: a history can be long) over the commits only, in
+    O(commits + parents); unrelated commits keep the reverse of the order given.
+    """
+    by_id = {commit.id: commit for commit in commits}
+    ordered: list[Commit] = []
+    entered: set[bytes] = set()
+    for start in reversed(commits):
+        if start.id in entered:
+            continue
+        entered.add(start.id)
+        stack = [(start, iter(start.parents))]
+        while stack:
+            commit, parents = stack[-1]
+            for parent in parents:
+                if parent in by_id and parent not in entered:
+                    entered.add(parent)
+                    stack.append((by_id[parent], iter(by_id[parent].parents)))
+                    break
+            else:
+                stack.pop()
+                ordered.append(commit)
+    return ordered
 
 
 def _drop_shadowed_deletes(
