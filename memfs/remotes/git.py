@@ -114,9 +114,7 @@ class GitRemote:
         def generate_pack_data(
             have: Set[bytes], want: Set[bytes], *, ofs_delta: bool = False, progress: Any = None
         ) -> tuple[int, Iterator[Any]]:
-            return history.repo.generate_pack_data(
-                set(have), set(want), progress=progress, ofs_delta=ofs_delta
-            )
+            return history.pack_data(set(have), set(want), ofs_delta, progress)
 
         client, path = self._client("push")
         crash_point("push.git")
