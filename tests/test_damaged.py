@@ -248,3 +248,18 @@ def test_status_works_on_an_agent_the_user_cannot_write(tmp_path: Path) -> None:
         assert not state.exists()  # nothing written
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=True)
+
+
+def test_a_ref_lock_left_in_a_local_git_remote_is_named_not_retried(tmp_path: Path) -> None:
+    """The remote's lock is not the agent's to clear: one line naming it, exit 7, at once."""
+    root = make_agent(tmp_path)
+    hub = tmp_path / "hub.git"
+    lock = leave_dulwich_lock(hub / "refs/heads/main", git(hub, "rev-parse", "main").strip())
+    os.utime(lock, (lock.stat().st_atime - 60, lock.stat().st_mtime - 60))
+    result = run_cli("-C", str(root), "sync")
+    assert result.exit_code == 7
+    assert f"its branch is locked by {lock}" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    lock.unlink()  # what the message says to do
+    assert run_cli("-C", str(root), "sync").exit_code == 0
+    assert git(hub, "rev-parse", "main") == git(root, "rev-parse", "HEAD")

@@ -400,6 +400,10 @@ def test_a_pack_holds_what_git_would_send_and_completes_the_receiver(
     pack = source.pack_between(wants, haves)
     sent = {sha.hex() for sha, _, _ in index_pack(pack.pack).entries} if pack else set()
     assert expected <= sent, f"missing from the pack: {sorted(expected - sent)}"
+    # what a git remote's push sends (dulwich's walk, through History.pack_data)
+    _, objects = source.pack_data({h.encode() for h in haves}, {w.encode() for w in wants}, False)
+    pushed = {unpacked.sha().hex() for unpacked in objects}
+    assert expected <= pushed, f"missing from a git push: {sorted(expected - pushed)}"
     if haves:  # the receiver has the excluded side, every object of it, from git itself
         old = subprocess.run(
             ["git", "pack-objects", "--revs", "--stdout", "-q"],
