@@ -397,6 +397,14 @@ class History:
             lambda: self.repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
         )
 
+    def _cleared_stale_lock(self, error: FileLocked) -> bool:
+        """Whether the git lock of ``error`` was stale and is gone, when this thread holds
+        the agent's lock (only then can no memfs process be behind it): see _update_refs."""
+        if not self._lock.held_here():
+            return False
+        lock = Path(os.fsdecode(error.lockfilename))
+        return _clear_stale_git_lock(lock)
+
     def _update_refs(self, update: Callable[[], _T]) -> _T:
         """Run a dulwich ref update under the agent's lock, clearing a git lock a crash left.
 
@@ -849,10 +857,16 @@ class History:
         """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean."""
         try:
             index_file = GitFile(str(self.control_dir / "index"), "wb")
-        except FileLocked:
+        except FileLocked as error:
             # git itself is writing the index, or a crash left index.lock behind. The index is
-            # only memfs's stat cache: skipping it costs re-hashing, never correctness.
-            return
+            # only memfs's stat cache: skipping it costs re-hashing, never correctness; but a
+            # stale lock would leave it (and 'git status') out of date for good.
+            if not self._cleared_stale_lock(error):
+                return
+            try:
+                index_file = GitFile(str(self.control_dir / "index"), "wb")
+            except FileLocked:
+                return
         try:
             index_file.write(_serialize_index(tree, stats))
         except BaseException:
@@ -885,8 +899,11 @@ class History:
                 index[key] = index_entry_from_stat(st, entry.sha.encode(), mode=entry.mode)
         try:
             index.write()
-        except FileLocked:
-            return  # only a stat cache: see write_index
+        except FileLocked as error:
+            if not self._cleared_stale_lock(error):
+                return  # only a stat cache: see write_index
+            with contextlib.suppress(FileLocked):
+                index.write()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -1214,6 +1231,7 @@ class _RepoLock:
         self.path = path
         self._thread_lock = threading.RLock()
         self._depth = 0
+        self._owner: int | None = None
         self._fd: int | None = None
 
     @contextlib.contextmanager
@@ -1223,6 +1241,7 @@ class _RepoLock:
         try:
             if self._depth == 0:
                 self._fd = self._acquire(timeout)
+                self._owner = threading.get_ident()
             self._depth += 1
             try:
                 yield
@@ -1232,8 +1251,13 @@ class _RepoLock:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
                     os.close(self._fd)
                     self._fd = None
+                    self._owner = None
         finally:
             self._thread_lock.release()
+
+    def held_here(self) -> bool:
+        """Whether this thread holds the lock now."""
+        return self._depth > 0 and self._owner == threading.get_ident()
 
     def _acquire(self, timeout: float) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)

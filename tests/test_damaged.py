@@ -263,3 +263,15 @@ def test_a_ref_lock_left_in_a_local_git_remote_is_named_not_retried(tmp_path: Pa
     lock.unlink()  # what the message says to do
     assert run_cli("-C", str(root), "sync").exit_code == 0
     assert git(hub, "rev-parse", "main") == git(root, "rev-parse", "HEAD")
+
+
+def test_an_index_lock_left_by_a_killed_process_is_cleared(tmp_path: Path) -> None:
+    """Skipping the index while locked is right for a live git; a stale lock would keep it,
+    and 'git status', out of date for good."""
+    root = make_agent(tmp_path)
+    lock = leave_dulwich_lock(root / ".git/index", "not an index")
+    os.utime(lock, (lock.stat().st_atime - 60, lock.stat().st_mtime - 60))
+    assert run_cli("-C", str(root), "commit").exit_code == 0
+    assert not lock.exists()
+    assert git(root, "status", "--porcelain") == ""
+    git(root, "fsck", "--strict")
