@@ -112,6 +112,7 @@ CASES = [
     Case("corrupt tree", corrupt_head_tree, ("sync",), 9, DAMAGED),
     *(Case("corrupt commit", corrupt_head_commit, cmd, 9, DAMAGED) for cmd in COMMANDS),
     Case("corrupt blob", corrupt_blob, ("status",), 0, ""),  # reads no blob
+    Case("corrupt blob", corrupt_blob, ("commit",), 0, ""),  # commits human.md only
     Case("corrupt blob", corrupt_blob, ("log",), 0, ""),
     Case("corrupt blob", corrupt_blob, ("context",), 0, ""),  # reads the files on disk
     Case("corrupt blob", corrupt_blob, ("sync",), 9, "zlib.error"),  # the push reads it

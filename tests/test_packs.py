@@ -14,7 +14,7 @@ import pytest
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import memfs
@@ -370,6 +370,13 @@ def _walk_history(
     skews=st.lists(st.integers(-300, 300), min_size=1, max_size=4),
     include=st.lists(st.integers(0, 99), min_size=1, max_size=2),
     exclude=st.lists(st.integers(0, 99), max_size=2),
+)
+@example(  # the history: B1 adds d/f1, M1 merges A1 (adds g/f3), A2 deletes g/f3,
+    # M2 merges A2 back to B1's tree; pushing M2 over A2 must send d/f1's blob
+    steps=[(0, 0, 1, 1), (0, 0, 3, 1), (1, 1, 2, 0), (0, 2, 3, 0), (1, 3, 4, 11)],
+    skews=[0],
+    include=[5],
+    exclude=[4],
 )
 def test_a_pack_holds_what_git_would_send_and_completes_the_receiver(
     tmp_path_factory: pytest.TempPathFactory,
