@@ -75,6 +75,14 @@ def corrupt_blob(root: Path) -> None:
     overwrite(loose_object(root, "HEAD:system/persona.md"), b"x\x9c not a deflate stream")
 
 
+def garbled_branch(root: Path) -> None:
+    (root / ".git/refs/heads/main").write_bytes(b"zzzz\n")
+
+
+def missing_head_tree(root: Path) -> None:
+    loose_object(root, "HEAD^{tree}").unlink()
+
+
 def gitdir_pointing_nowhere(root: Path) -> None:
     subprocess.run(["rm", "-rf", str(root / ".git")], check=True)
     (root / ".git").write_text(f"gitdir: {root.parent / 'elsewhere' / 'deep' / 'git'}\n")
@@ -116,6 +124,12 @@ CASES = [
     Case("corrupt blob", corrupt_blob, ("log",), 0, ""),
     Case("corrupt blob", corrupt_blob, ("context",), 0, ""),  # reads the files on disk
     Case("corrupt blob", corrupt_blob, ("sync",), 9, "zlib.error"),  # the push reads it
+    *(
+        Case("garbled branch", garbled_branch, cmd, 9, "refs/heads/main holds no")
+        for cmd in COMMANDS
+    ),
+    Case("missing tree", missing_head_tree, ("status",), 9, "is missing"),
+    Case("missing tree", missing_head_tree, ("sync",), 9, "is missing"),
     *(Case("gitdir missing", gitdir_pointing_nowhere, cmd, 9, GITDIR_TEXT) for cmd in COMMANDS),
     *(Case("objects missing", objects_missing, cmd, 9, OBJECTS_TEXT) for cmd in COMMANDS),
 ]
