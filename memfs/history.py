@@ -391,6 +391,10 @@ class History:
             )
         )
 
+    def delete_ref(self, name: str) -> None:
+        """Delete ref ``name`` (a remote-tracking ref of a removed remote), if it exists."""
+        self._update_refs(lambda: self.repo.refs.remove_if_equals(name.encode(), None))
+
     def point_head_at(self, branch: str) -> None:
         """Make HEAD a symbolic ref to ``refs/heads/<branch>`` (before the first commit)."""
         self._update_refs(

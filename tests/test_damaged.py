@@ -290,3 +290,15 @@ def test_an_index_lock_left_by_a_killed_process_is_cleared(tmp_path: Path) -> No
     assert not lock.exists()
     assert git(root, "status", "--porcelain") == ""
     git(root, "fsck", "--strict")
+
+
+def test_deleting_a_ref_clears_a_stale_lock(tmp_path: Path) -> None:
+    """History.delete_ref (for 'memfs remote remove') goes through the same lock handling."""
+    root = make_agent(tmp_path)
+    lock = leave_dulwich_lock(root / ".git/refs/remotes/origin/main", "0" * 40)
+    os.utime(lock, (lock.stat().st_atime - 60, lock.stat().st_mtime - 60))
+    with memfs.open(root) as agent:
+        agent.history.delete_ref("refs/remotes/origin/main")
+        assert agent.history.ref("refs/remotes/origin/main") is None
+    assert not lock.exists()
+    git(root, "fsck", "--strict")
