@@ -13,7 +13,8 @@ MemfsError
 ├── RevertConflictError    a revert that does not apply cleanly to the current head
 ├── ConcurrentUpdateError  the branch moved while an operation was writing
 ├── ConfigError            the user config file cannot be read
-└── UnrelatedHistoriesError  local and remote share no commit (merge refused unless asked)
+├── UnrelatedHistoriesError  local and remote share no commit (merge refused unless asked)
+└── RepositoryDamagedError the agent's .git cannot be read (garbled HEAD, corrupt object, ...)
 """
 
 from __future__ import annotations
@@ -143,6 +144,21 @@ class ConfigError(MemfsError):
     def __init__(self, path: str, line: int, what: str) -> None:
         self.path = path
         super().__init__(f"{path}:{line}: {what}")
+
+
+class RepositoryDamagedError(MemfsError):
+    """The agent's git repository cannot be read: a garbled HEAD, a corrupt or missing object,
+    a ``.git`` file pointing nowhere. Nothing was written."""
+
+    exit_code = 9
+
+    def __init__(self, root: str, what: str) -> None:
+        self.root = root
+        self.what = what
+        super().__init__(
+            f"the git repository of {root} is damaged ({what}): "
+            "'git fsck' there says what is wrong, and a clone from a remote is whole"
+        )
 
 
 class LocalEditError(ConcurrentUpdateError):

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import heapq
 import io
@@ -23,13 +24,20 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from dulwich.errors import NotGitRepository, NotTreeError
+from dulwich.errors import (
+    ChecksumMismatch,
+    FileFormatException,
+    NotCommitError,
+    NotGitRepository,
+    NotTreeError,
+)
 from dulwich.file import FileLocked, GitFile
 from dulwich.graph import find_merge_base
 from dulwich.index import Index, IndexEntry, index_entry_from_stat
@@ -52,6 +60,7 @@ from memfs.errors import (
     NotAnAgentError,
     PackCorruptError,
     PathNotFoundError,
+    RepositoryDamagedError,
     RevisionNotFoundError,
 )
 from memfs.faults import crash_point
@@ -68,10 +77,13 @@ UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to 
 COMMIT_CACHE_SIZE = 50_000
 LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 SHA_BYTES = 20
+STALE_GIT_LOCK_S = 2.0  # git holds a ref lock for milliseconds: one this old was left by a crash
 TRAILER_HOST = "Memfs-Host"
 TRAILER_ORIGIN = "Memfs-Origin"
 
 
+_T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
 _open_histories: weakref.WeakSet[History] = weakref.WeakSet()
 
 
@@ -179,6 +191,86 @@ def parse_trailers(message: str) -> tuple[str, dict[str, str]]:
     return message.rstrip("\n"), {}
 
 
+_DAMAGE = (
+    zlib.error,
+    struct.error,
+    ChecksumMismatch,
+    FileFormatException,  # ObjectFormatException among them
+    NotCommitError,
+    NotTreeError,
+    UnicodeDecodeError,
+)
+"""What reading a corrupt object or ref raises, from dulwich or below it."""
+
+
+def _missing_object(error: KeyError) -> str | None:
+    """The sha a KeyError of dulwich's object store names, if it names one."""
+    key = error.args[0] if error.args else None
+    text = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
+    return text if len(text) == 40 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def _reads_objects(method: _F) -> _F:
+    """Turn what a damaged object store raises inside ``method`` into RepositoryDamagedError:
+    one clear line and exit 9 instead of an internal error (issue 10)."""
+
+    @functools.wraps(method)
+    def reading(self: History, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _DAMAGE as error:
+            kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
+                type(error), type(error).__name__
+            )
+            what = kind + (f": {str(error)[:200]}" if str(error) else "")
+            raise RepositoryDamagedError(str(self.root), what) from error
+        except KeyError as error:
+            sha = _missing_object(error)
+            if sha is None:
+                raise
+            raise RepositoryDamagedError(str(self.root), f"object {sha} is missing") from error
+
+    return reading  # type: ignore[return-value]
+
+
+def _damage_of(control: Path) -> str | None:
+    """What makes the control folder ``control`` unusable, or None; reads only, writes nothing.
+
+    Checked before dulwich opens it: dulwich accepts a ``.git`` file pointing nowhere (and
+    memfs would then create folders there) and a HEAD it cannot follow.
+    """
+    if not control.is_dir():
+        return f"its git folder {control} does not exist"
+    if not (control / "objects").is_dir():
+        return f"{control / 'objects'} is missing"
+    try:
+        with open(control / "HEAD", "rb") as file:
+            head = file.read(4096)
+    except OSError as error:
+        return f"{control / 'HEAD'} cannot be read ({error.strerror or error})"
+    text = head.strip()
+    if text.startswith(b"ref: refs/") and b"\n" not in text and b"\0" not in text:
+        return None
+    if len(text) == 40 and all(c in b"0123456789abcdef" for c in text):
+        return None
+    return f"{control / 'HEAD'} names neither a branch nor a commit"
+
+
+def _control_dir_of(root: Path) -> Path:
+    """``root/.git``, or the folder a ``.git`` file's ``gitdir:`` line names."""
+    dot_git = root / ".git"
+    if not dot_git.is_file():
+        return dot_git
+    try:
+        with open(dot_git, "rb") as file:
+            line = file.read(4096).split(b"\n", 1)[0].strip()
+    except OSError:
+        return dot_git
+    if not line.startswith(b"gitdir:"):
+        return dot_git
+    return root / os.fsdecode(line.removeprefix(b"gitdir:").strip())
+
+
 class History:
     """An agent's git repository."""
 
@@ -199,6 +291,9 @@ class History:
         """Open the repository whose work tree is ``root``."""
         if not (root / ".git").exists():
             raise NotAnAgentError(str(root), "no .git folder")
+        damage = _damage_of(_control_dir_of(root))
+        if damage is not None:
+            raise RepositoryDamagedError(str(root), damage)
         try:
             repo = Repo(str(root))
         except NotGitRepository as error:
@@ -232,9 +327,14 @@ class History:
 
     @property
     def state_dir(self) -> Path:
-        """``.git/memfs``: memfs's own state, never versioned."""
+        """``.git/memfs``: memfs's own state, never versioned.
+
+        Created on first use; on an agent the user cannot write it may stay missing, and
+        what reads it (``status``) finds no state rather than failing.
+        """
         path = self.control_dir / "memfs"
-        path.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):
+            path.mkdir(exist_ok=True)
         return path
 
     def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
@@ -245,6 +345,7 @@ class History:
 
     # -- refs ---------------------------------------------------------------------------
 
+    @_reads_objects
     def branch_ref(self) -> bytes:
         """The ref HEAD points to (``refs/heads/main``)."""
         names, _ = self.repo.refs.follow(b"HEAD")
@@ -253,12 +354,17 @@ class History:
     def branch(self) -> str:
         return self.branch_ref().decode().removeprefix("refs/heads/")
 
+    @_reads_objects
     def head(self) -> str | None:
         """The sha of the branch tip, or None before the first commit."""
+        ref = self.branch_ref()
         try:
-            return self.repo.refs[self.branch_ref()].decode()
+            sha = self.repo.refs[ref]
         except KeyError:
             return None
+        if len(sha) != 40 or any(c not in b"0123456789abcdef" for c in sha):
+            raise RepositoryDamagedError(str(self.root), f"{ref.decode()} holds no commit sha")
+        return sha.decode()
 
     def resolve(self, rev: str) -> str:
         """The sha of the commit ``rev`` names (sha prefix, HEAD~2, branch, tag)."""
@@ -279,15 +385,60 @@ class History:
 
     def set_ref(self, name: str, sha: str, reason: str) -> None:
         """Point ``name`` (a remote-tracking ref) at ``sha`` unconditionally."""
-        self.repo.refs.set_if_equals(name.encode(), None, sha.encode(), message=reason.encode())
+        self._update_refs(
+            lambda: self.repo.refs.set_if_equals(
+                name.encode(), None, sha.encode(), message=reason.encode()
+            )
+        )
+
+    def delete_ref(self, name: str) -> None:
+        """Delete ref ``name`` (a remote-tracking ref of a removed remote), if it exists."""
+        self._update_refs(lambda: self.repo.refs.remove_if_equals(name.encode(), None))
 
     def point_head_at(self, branch: str) -> None:
         """Make HEAD a symbolic ref to ``refs/heads/<branch>`` (before the first commit)."""
-        self.repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+        self._update_refs(
+            lambda: self.repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+        )
+
+    def _cleared_stale_lock(self, error: FileLocked) -> bool:
+        """Whether the git lock of ``error`` was stale and is gone, when this thread holds
+        the agent's lock (only then can no memfs process be behind it): see _update_refs."""
+        if not self._lock.held_here():
+            return False
+        lock = Path(os.fsdecode(error.lockfilename))
+        return _clear_stale_git_lock(lock)
+
+    def _update_refs(self, update: Callable[[], _T]) -> _T:
+        """Run a dulwich ref update under the agent's lock, clearing a git lock a crash left.
+
+        dulwich, like git, writes a ref through ``<ref>.lock`` (or ``packed-refs.lock``) and
+        renames it; a kill -9 in between leaves the lock, and every later update fails
+        (issue 10, item 8). With the agent's lock held no other memfs process is updating
+        refs, so the lock file is a git command's, gone within milliseconds, or a crash's:
+        one still there when it is ``STALE_GIT_LOCK_S`` old is removed and the update retried.
+        A lock that keeps being renewed ends in ConcurrentUpdateError naming the file.
+        """
+        with self.locked():
+            deadline = time.monotonic() + 2 * STALE_GIT_LOCK_S
+            while True:
+                try:
+                    return update()
+                except FileLocked as error:
+                    lock = Path(os.fsdecode(error.lockfilename))
+                    if _clear_stale_git_lock(lock):
+                        continue
+                    if time.monotonic() >= deadline:
+                        raise ConcurrentUpdateError(
+                            f"{lock} is held by a git command that keeps it; "
+                            "if none is running, delete the file and try again"
+                        ) from error
+                    time.sleep(0.02)
 
     def has_commit(self, sha: str) -> bool:
         return sha.encode() in self.repo.object_store
 
+    @_reads_objects
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other).
 
@@ -328,6 +479,7 @@ class History:
                     visit(parent)
         return False
 
+    @_reads_objects
     def _commit(self, sha: bytes) -> Commit:
         """A commit by binary-hex sha, cached: walks revisit the same commits on every push,
         and a lookup in a store of many small packs costs a scan of every pack index."""
@@ -340,12 +492,14 @@ class History:
             commit = self._commits[sha] = found
         return commit
 
+    @_reads_objects
     def merge_bases(self, a: str, b: str) -> list[str]:
         """Every best common ancestor of two commits (several after criss-cross merges),
         oldest first; [] for unrelated histories."""
         bases = [sha.decode() for sha in find_merge_base(self.repo, [a.encode(), b.encode()])]
         return sorted(set(bases), key=lambda sha: (self.commit_time(sha), sha))
 
+    @_reads_objects
     def commit_time(self, sha: str) -> int:
         commit = self.repo[sha.encode()]
         assert isinstance(commit, Commit)
@@ -353,11 +507,12 @@ class History:
 
     # -- packs (for object-store remotes) ---------------------------------------------
 
+    @_reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
         """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
         store = self.repo.object_store
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
-        commits = self._commits_between([sha.encode() for sha in include], haves)
+        commits = _parents_first(self._commits_between([sha.encode() for sha in include], haves))
         objects = [(store[sha], None) for sha in self._objects_of(commits)]
         if not objects:
             return None
@@ -370,6 +525,37 @@ class History:
             index, sorted((sha, offset, crc) for sha, (offset, crc) in entries.items()), checksum
         )
         return PackFiles(f"pack-{checksum.hex()}", pack.getvalue(), index.getvalue(), len(objects))
+
+    def pack_data(
+        self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any = None
+    ) -> tuple[int, Iterator[Any]]:
+        """dulwich's pack data for a git push, read errors of a damaged store translated.
+
+        The objects are read lazily while the pack is sent, so each is read under the same
+        translation as ``History``'s other reads (``_reads_objects``).
+        """
+        count, objects = self._pack_data_start(haves, wants, ofs_delta, progress)
+        return count, self._translated_objects(objects)
+
+    @_reads_objects
+    def _pack_data_start(
+        self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any
+    ) -> tuple[int, Iterator[Any]]:
+        count, objects = self.repo.generate_pack_data(
+            haves, wants, progress=progress, ofs_delta=ofs_delta
+        )
+        return count, iter(objects)
+
+    def _translated_objects(self, objects: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            item = self._next_object(objects)
+            if item is None:
+                return
+            yield item
+
+    @_reads_objects
+    def _next_object(self, objects: Iterator[Any]) -> Any:
+        return next(objects, None)
 
     def _commits_between(self, wants: list[bytes], haves: list[bytes]) -> list[Commit]:
         """Commits reachable from ``wants`` but not from ``haves``, newest first.
@@ -407,8 +593,14 @@ class History:
     def _objects_of(self, commits: list[Commit]) -> list[bytes]:
         """The commits and every tree and blob they add over their parents.
 
-        Subtrees equal to a parent's are skipped whole: a parent is either among ``commits``
-        (its objects are here) or on the remote (with all of its objects).
+        ``commits`` must come parents first (``_parents_first``). Subtrees equal to a parent's
+        are skipped whole: a parent is either among ``commits`` (handled before, so its
+        objects are here) or on the remote (with all of its objects). A tree already listed is
+        skipped whole too, which is only sound because of that order: it was listed for an
+        ancestor or earlier in this commit, and every entry it skipped then is covered. Newest
+        first, a merge whose tree equals an ancestor's would list that tree while skipping the
+        entries its other parent had, and the ancestor would then send none of them (a blob
+        the remote never had: issue 10, item 1).
         """
         store = self.repo.object_store
         listed: set[bytes] = set()
@@ -488,6 +680,7 @@ class History:
             return None
         return f"{name} <{email}>"
 
+    @_reads_objects
     def count_between(self, include: str | None, exclude: str | None) -> int:
         """Commits reachable from ``include`` but not from ``exclude``."""
         if include is None:
@@ -497,6 +690,7 @@ class History:
 
     # -- reading ------------------------------------------------------------------------
 
+    @_reads_objects
     def tree_of(self, commit_sha: str | None) -> Files:
         """Every file of the commit's tree (an empty tree for None)."""
         if commit_sha is None:
@@ -533,6 +727,7 @@ class History:
             raise NotTreeError(sha)
         return [(entry.path, entry.mode, entry.sha) for entry in tree.iteritems()]
 
+    @_reads_objects
     def entries_at(self, commit_sha: str | None, path: str) -> Files:
         """The files at ``path`` in a commit (one file, or all under a folder), without
         flattening the whole tree: O(depth + files under path)."""
@@ -555,6 +750,7 @@ class History:
             }
         return {path: TreeEntry(mode, sha.decode())}
 
+    @_reads_objects
     def blob(self, sha: str) -> bytes:
         kept = self._kept(sha.encode(), Blob.type_num)
         if kept is not None:
@@ -563,6 +759,7 @@ class History:
         assert isinstance(blob, Blob)
         return blob.as_raw_string()
 
+    @_reads_objects
     def read_blobs(self, shas: set[str]) -> dict[str, bytes]:
         """The contents of many blobs, by sha: one sequential pass over each pack.
 
@@ -597,11 +794,13 @@ class History:
         self.repo.object_store.add_object(blob)
         return blob.id.decode()
 
+    @_reads_objects
     def file_at(self, sha: str | None, path: str) -> bytes | None:
         """The content of ``path`` in commit ``sha``, or None if it has none."""
         entry = self.entries_at(sha, path).get(path)
         return self.blob(entry.sha) if entry else None
 
+    @_reads_objects
     def read_file(self, rev: str, path: str) -> bytes:
         """The content of ``path`` at ``rev``."""
         entry = self.entries_at(self.resolve(rev), path).get(path)
@@ -609,11 +808,13 @@ class History:
             raise PathNotFoundError(path, f"revision {rev}")
         return self.blob(entry.sha)
 
+    @_reads_objects
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self.repo[sha.encode()]
         assert isinstance(commit, Commit)
         return _commit_info(commit)
 
+    @_reads_objects
     def log(self, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
         """Commits from the head backwards; with ``path``, those touching it (following renames)."""
         head = self.head()
@@ -660,10 +861,16 @@ class History:
         """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean."""
         try:
             index_file = GitFile(str(self.control_dir / "index"), "wb")
-        except FileLocked:
+        except FileLocked as error:
             # git itself is writing the index, or a crash left index.lock behind. The index is
-            # only memfs's stat cache: skipping it costs re-hashing, never correctness.
-            return
+            # only memfs's stat cache: skipping it costs re-hashing, never correctness; but a
+            # stale lock would leave it (and 'git status') out of date for good.
+            if not self._cleared_stale_lock(error):
+                return
+            try:
+                index_file = GitFile(str(self.control_dir / "index"), "wb")
+            except FileLocked:
+                return
         try:
             index_file.write(_serialize_index(tree, stats))
         except BaseException:
@@ -678,7 +885,7 @@ class History:
         index_path = str(self.control_dir / "index")
         try:
             index = Index(index_path)
-        except (OSError, ValueError, AssertionError):
+        except (OSError, ValueError, AssertionError, struct.error, IndexError):
             index = Index(index_path, read=False)
         for path, entry in updates.items():
             key = path.encode("utf-8", "surrogateescape")
@@ -696,8 +903,11 @@ class History:
                 index[key] = index_entry_from_stat(st, entry.sha.encode(), mode=entry.mode)
         try:
             index.write()
-        except FileLocked:
-            return  # only a stat cache: see write_index
+        except FileLocked as error:
+            if not self._cleared_stale_lock(error):
+                return  # only a stat cache: see write_index
+            with contextlib.suppress(FileLocked):
+                index.write()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -717,6 +927,7 @@ class History:
         tree_sha = self.build_tree(parent, changes)
         return self.commit_tree(tree_sha, (parent, *extra_parents), message, author)
 
+    @_reads_objects
     def build_tree(
         self, parent: str | None, changes: Mapping[str, tuple[int, bytes] | None]
     ) -> str:
@@ -773,19 +984,13 @@ class History:
     def move_branch(self, old: str | None, new: str, reason: bytes = b"memfs") -> None:
         """Compare-and-swap the branch from ``old`` to ``new``."""
         ref = self.branch_ref()
-        try:
-            if old is None:
-                moved = self.repo.refs.add_if_new(ref, new.encode(), message=b"commit: " + reason)
-            else:
-                moved = self.repo.refs.set_if_equals(
-                    ref, old.encode(), new.encode(), message=b"commit: " + reason
-                )
-        except FileLocked as error:
-            lock = os.fsdecode(error.lockfilename)
-            raise ConcurrentUpdateError(
-                f"{ref.decode()} is locked by {lock}: another git command is updating it; "
-                "if none is running, a crash left the lock behind and you may delete it"
-            ) from error
+        message = b"commit: " + reason
+        if old is None:
+            moved = self._update_refs(lambda: self.repo.refs.add_if_new(ref, new.encode(), message))
+        else:
+            moved = self._update_refs(
+                lambda: self.repo.refs.set_if_equals(ref, old.encode(), new.encode(), message)
+            )
         if not moved:
             raise ConcurrentUpdateError(
                 f"{ref.decode()} moved while memfs was committing; nothing was lost, try again"
@@ -793,6 +998,7 @@ class History:
 
     # -- comparing ----------------------------------------------------------------------
 
+    @_reads_objects
     def merge_trees(self, base: str | None, ours: str, theirs: str | None) -> tuple[str, list[str]]:
         """Three-way merge of commits' trees: the merged tree's sha and conflicted paths."""
 
@@ -812,12 +1018,14 @@ class History:
         self.repo.object_store.add_object(merged)
         return merged.id.decode(), [c.decode("utf-8", "surrogateescape") for c in conflicts]
 
+    @_reads_objects
     def tree_entries_by_sha(self, tree_sha: str) -> Files:
         return {
             entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
             for entry in iter_tree_contents(self.repo.object_store, tree_sha.encode())
         }
 
+    @_reads_objects
     def changed_paths(self, sha: str) -> list[FileChange]:
         """What ``sha`` changed against its first parent."""
         info = self.commit_info(sha)
@@ -873,6 +1081,49 @@ def _commit_info(commit: Commit) -> CommitInfo:
         message=message,
         trailers=trailers,
     )
+
+
+def _clear_stale_git_lock(lock: Path) -> bool:
+    """Whether ``lock`` is gone now: it was already, or it was stale and is removed.
+
+    Only for callers holding the agent's lock (see ``History._update_refs``).
+    """
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    if age < STALE_GIT_LOCK_S:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        lock.unlink()
+    return True
+
+
+def _parents_first(commits: list[Commit]) -> list[Commit]:
+    """``commits`` reordered so that each comes after those of its parents among them.
+
+    A depth-first walk (no recursion: a history can be long) over the commits only, in
+    O(commits + parents); unrelated commits keep the reverse of the order given.
+    """
+    by_id = {commit.id: commit for commit in commits}
+    ordered: list[Commit] = []
+    entered: set[bytes] = set()
+    for start in reversed(commits):
+        if start.id in entered:
+            continue
+        entered.add(start.id)
+        stack = [(start, iter(start.parents))]
+        while stack:
+            commit, parents = stack[-1]
+            for parent in parents:
+                if parent in by_id and parent not in entered:
+                    entered.add(parent)
+                    stack.append((by_id[parent], iter(by_id[parent].parents)))
+                    break
+            else:
+                stack.pop()
+                ordered.append(commit)
+    return ordered
 
 
 def _drop_shadowed_deletes(
@@ -969,8 +1220,8 @@ def _load_stat_cache(control_dir: Path) -> _StatCache:
     try:
         index_mtime = path.stat().st_mtime_ns
         index = Index(str(path))
-    except (OSError, ValueError, AssertionError):
-        return _StatCache({}, 0)
+    except (OSError, ValueError, AssertionError, struct.error, IndexError):
+        return _StatCache({}, 0)  # a cache: an index cut short or garbled means hash again
     return _StatCache(dict(index.items()), index_mtime)
 
 
@@ -984,6 +1235,7 @@ class _RepoLock:
         self.path = path
         self._thread_lock = threading.RLock()
         self._depth = 0
+        self._owner: int | None = None
         self._fd: int | None = None
 
     @contextlib.contextmanager
@@ -993,6 +1245,7 @@ class _RepoLock:
         try:
             if self._depth == 0:
                 self._fd = self._acquire(timeout)
+                self._owner = threading.get_ident()
             self._depth += 1
             try:
                 yield
@@ -1002,8 +1255,13 @@ class _RepoLock:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
                     os.close(self._fd)
                     self._fd = None
+                    self._owner = None
         finally:
             self._thread_lock.release()
+
+    def held_here(self) -> bool:
+        """Whether this thread holds the lock now."""
+        return self._depth > 0 and self._owner == threading.get_ident()
 
     def _acquire(self, timeout: float) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -479,8 +479,15 @@ def read_state(agent: Agent) -> dict[str, Any]:
 
 
 def is_running(agent: Agent) -> bool:
-    """Whether a watcher holds this agent's watch lock right now."""
-    fd = os.open(_lock_path(agent), os.O_RDWR | os.O_CREAT, 0o644)
+    """Whether a watcher holds this agent's watch lock right now.
+
+    Opened read-only and never created: ``status`` must work on an agent the user cannot
+    write, and no lock file means no watcher.
+    """
+    try:
+        fd = os.open(_lock_path(agent), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -11,14 +11,21 @@ import zlib
 from pathlib import Path
 
 import pytest
+from dulwich.object_store import commit_tree_changes
+from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import memfs
+from memfs import sync
 from memfs.errors import PackCorruptError
 from memfs.history import History
 from memfs.packs import PackError, index_pack
+
+from .conftest import S3Bucket, run_cli, write
+from .servers import bare_repo
+from .test_sync import two_machines
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -246,3 +253,192 @@ def test_is_ancestor_agrees_with_git(
         )
         assert history.is_ancestor(ancestor, descendant) == expected
     history.close()
+
+
+# -- the push walk against git: merges whose trees revert, criss-crosses, deletes ---------
+
+
+@pytest.fixture(params=["s3", "git"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty agent location: a bucket on moto S3, or a bare git repository."""
+    if request.param == "s3":
+        bucket: S3Bucket = request.getfixturevalue("s3")
+        return bucket.url("agents/agent")
+    return str(bare_repo(tmp_path / "hub.git"))
+
+
+def test_a_merge_back_to_an_older_tree_still_pushes_that_trees_blobs(
+    tmp_path: Path, shared_url: str
+) -> None:
+    """Issue 10, item 1: B's second merge has the tree of B's own first commit. Walked newest
+    first, the merge listed that tree while skipping the blob its first parent had, and B's
+    first commit then skipped the tree whole: the pack lacked reference/b.md's blob."""
+    a, b = two_machines(tmp_path, shared_url)
+    write(b.root, "reference/b.md", "from b\n")
+    b.commit()
+    b_first = b.history.head()
+    write(a.root, "reference/a.md", "from a\n")
+    a.commit()
+    assert sync.push(a).ok
+    assert sync.pull(b).ok
+    (a.root / "reference/a.md").unlink()
+    a.commit()
+    assert sync.push(a).ok
+    assert sync.pull(b).ok
+    head = b.history.head()
+    assert head != b_first and b.history.tree_of(head) == b.history.tree_of(b_first)
+    assert sync.push(b).ok
+    result = run_cli("clone", shared_url, str(tmp_path / "fresh"))
+    assert result.exit_code == 0, result.output
+    git(tmp_path / "fresh", "fsck", "--strict")
+    assert (tmp_path / "fresh/reference/b.md").read_text() == "from b\n"
+
+
+WALK_PATHS = ("f0.md", "d/f1.md", "d/e/f2.md", "g/f3.md")
+# Steps of a history: (kind, a, b, c). kind 0: a commit on commit a that sets path b to
+# value c (value 0 deletes it); 1: a merge of commits a and b whose tree is both trees
+# merged, a's, b's, or the tree of any commit c (a merge that reverts to an older tree);
+# 2: a commit on a whose tree is commit c's (a revert or a re-add). Few values, so trees
+# and subtrees repeat often.
+WALK_STEPS = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)),
+    min_size=2,
+    max_size=14,
+)
+WALK_SETTINGS = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _walk_history(
+    repo: Repo, steps: list[tuple[int, int, int, int]], skews: list[int]
+) -> list[bytes]:
+    """Commits written straight into ``repo`` for ``steps``; their shas, oldest first.
+
+    Commit times follow the steps but are skewed by ``skews`` (clocks of several machines).
+    """
+    store = repo.object_store
+
+    def write_tree(files: dict[str, int]) -> bytes:
+        edits: list[tuple[bytes, int | None, bytes | None]] = []
+        for path, value in sorted(files.items()):
+            blob = Blob.from_string(f"{path}: {value}\n".encode())
+            store.add_object(blob)
+            edits.append((path.encode(), 0o100644, blob.id))
+        return commit_tree_changes(store, Tree(), edits)
+
+    def write_commit(files: dict[str, int], parents: list[bytes], n: int) -> bytes:
+        commit = Commit()
+        commit.tree, commit.parents = write_tree(files), parents
+        commit.author = commit.committer = b"t <t@t>"
+        commit.author_time = commit.commit_time = 1_700_000_000 + 60 * n + skews[n % len(skews)]
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = f"c{n}\n".encode()
+        store.add_object(commit)
+        return commit.id
+
+    history = [{WALK_PATHS[0]: 1}]
+    shas = [write_commit(history[0], [], 0)]
+    for kind, a, b, c in steps:
+        n = len(shas)
+        first = a % n
+        if kind == 0:
+            files = dict(history[first])
+            path = WALK_PATHS[b % len(WALK_PATHS)]
+            if c % 4 == 0:
+                files.pop(path, None)
+            else:
+                files[path] = c % 4
+            parents = [shas[first]]
+        elif kind == 1:
+            second = b % n
+            if second == first:
+                continue
+            both = history[second] | history[first]  # a clean merge, first parent wins
+            files = (both, history[first], history[second], history[c % n])[c % 4]
+            parents = [shas[first], shas[second]]
+        else:
+            files, parents = history[c % n], [shas[first]]  # a revert, or a re-add
+        shas.append(write_commit(files, parents, n))
+        history.append(files)
+    return shas
+
+
+@WALK_SETTINGS
+@given(
+    steps=WALK_STEPS,
+    skews=st.lists(st.integers(-300, 300), min_size=1, max_size=4),
+    include=st.lists(st.integers(0, 99), min_size=1, max_size=2),
+    exclude=st.lists(st.integers(0, 99), max_size=2),
+)
+@example(  # the issue's history: B1 adds d/f1, M1 merges A1 (adds g/f3), A2 deletes g/f3,
+    # M2 merges A2 back to B1's tree; pushing M2 over A2 must send d/f1's blob
+    steps=[(0, 0, 1, 1), (0, 0, 3, 1), (1, 1, 2, 0), (0, 2, 3, 0), (1, 3, 4, 11)],
+    skews=[0],
+    include=[5],
+    exclude=[4],
+)
+def test_a_pack_holds_what_git_would_send_and_completes_the_receiver(
+    tmp_path_factory: pytest.TempPathFactory,
+    steps: list[tuple[int, int, int, int]],
+    skews: list[int],
+    include: list[int],
+    exclude: list[int],
+) -> None:
+    """pack_between against ``git rev-list --objects``: every object git would send is in the
+    pack, and a receiver holding only the excluded side's objects is whole after importing it."""
+    work = tmp_path_factory.mktemp("walk")
+    source_dir, receiver_dir = work / "source.git", work / "receiver.git"
+    for folder in (source_dir, receiver_dir):
+        git(work, "init", "-q", "--bare", str(folder))
+    source = History(source_dir, Repo(str(source_dir)))
+    shas = [sha.decode() for sha in _walk_history(source.repo, steps, skews)]
+    wants = sorted({shas[i % len(shas)] for i in include})
+    haves = sorted({shas[i % len(shas)] for i in exclude})
+    listed = subprocess.run(
+        ["git", "rev-list", "--objects", "--stdin"],
+        cwd=source_dir,
+        input="".join(f"{sha}\n" for sha in wants) + "".join(f"^{sha}\n" for sha in haves),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    expected = {line.split(" ", 1)[0] for line in listed.splitlines()}
+    pack = source.pack_between(wants, haves)
+    sent = {sha.hex() for sha, _, _ in index_pack(pack.pack).entries} if pack else set()
+    assert expected <= sent, f"missing from the pack: {sorted(expected - sent)}"
+    # What a git remote's push sends (dulwich's walk, through History.pack_data) leaves out
+    # everything the excluded side reaches, where git only leaves out the boundary's trees.
+    _, objects = source.pack_data({h.encode() for h in haves}, {w.encode() for w in wants}, False)
+    pushed = {unpacked.sha().hex() for unpacked in objects}
+    reached = git(source_dir, "rev-list", "--objects", *haves) if haves else ""
+    held = {line.split(" ", 1)[0] for line in reached.splitlines()}
+    missing = expected - pushed - held
+    assert not missing, f"missing from a git push: {sorted(missing)}"
+    if haves:  # the receiver has the excluded side, every object of it, from git itself
+        old = subprocess.run(
+            ["git", "pack-objects", "--revs", "--stdout", "-q"],
+            cwd=source_dir,
+            input="".join(f"{sha}\n" for sha in haves).encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(
+            ["git", "index-pack", "--stdin"],
+            cwd=receiver_dir,
+            input=old,
+            check=True,
+            capture_output=True,
+        )
+    if pack is not None:
+        subprocess.run(
+            ["git", "index-pack", "--stdin", "--strict"],
+            cwd=receiver_dir,
+            input=pack.pack,
+            check=True,
+            capture_output=True,
+        )
+    for n, sha in enumerate((*wants, *haves)):
+        git(receiver_dir, "update-ref", f"refs/heads/b{n}", sha)
+    git(receiver_dir, "fsck", "--strict", "--no-dangling")
+    source.close()

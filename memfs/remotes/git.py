@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator, Set
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from memfs.errors import (
     UnsupportedURLError,
 )
 from memfs.faults import crash_point
+from memfs.history import STALE_GIT_LOCK_S
 from memfs.remotes import redact
 
 if TYPE_CHECKING:
@@ -42,7 +44,11 @@ class _RemoteMoved(Exception):
 
 
 class _RefLocked(Exception):
-    """A local remote's ref lock is held by another push."""
+    """A local remote's ref lock is held by another push (or was left by a killed one)."""
+
+    def __init__(self, message: str, lock: str | None) -> None:
+        super().__init__(message)
+        self.lock = lock
 
 
 class GitRemote:
@@ -115,9 +121,7 @@ class GitRemote:
         def generate_pack_data(
             have: Set[bytes], want: Set[bytes], *, ofs_delta: bool = False, progress: Any = None
         ) -> tuple[int, Iterator[Any]]:
-            return history.repo.generate_pack_data(
-                set(have), set(want), progress=progress, ofs_delta=ofs_delta
-            )
+            return history.pack_data(set(have), set(want), ofs_delta, progress)
 
         client, path = self._client("push")
         self._refuse_checked_out(branch)
@@ -132,6 +136,16 @@ class GitRemote:
         except _RemoteMoved:
             raise PushRejectedError(self.url) from None
         except _RefLocked as locked:
+            age = _age_s(locked.lock)
+            if locked.lock is not None and age is not None and age >= STALE_GIT_LOCK_S:
+                # no push holds a ref lock for seconds: a killed one left it, and retrying
+                # cannot help. It is the remote's file, so it is named, not removed.
+                raise RemoteError(
+                    self.url,
+                    f"{self.url}: its branch is locked by {locked.lock}, left {age:.0f}s ago by "
+                    "a push that was killed; if no git command is using it, delete that file "
+                    "and sync again",
+                ) from locked
             raise PushRejectedError(self.url, "its branch was being updated") from locked
         error = (result.ref_status or {}).get(ref)
         if error:
@@ -185,9 +199,12 @@ class GitRemote:
             yield
         except _RemoteMoved:
             raise
-        except (FileLocked, FileExistsError) as error:
+        except FileLocked as error:
             # a local remote's ref is locked by a concurrent push: a lost race, not an outage
-            raise _RefLocked(str(error)) from error
+            raise _RefLocked(str(error), os.fsdecode(error.lockfilename)) from error
+        except FileExistsError as error:
+            lock = os.fsdecode(error.filename) if error.filename else None
+            raise _RefLocked(str(error), lock) from error
         except HTTPUnauthorized as error:
             raise RemoteAuthError(self.url) from error
         except NotGitRepository as error:
@@ -208,6 +225,16 @@ class GitRemote:
             raise
         finally:
             socket.setdefaulttimeout(previous)
+
+
+def _age_s(path: str | None) -> float | None:
+    """Seconds since ``path`` was last modified, or None if it is gone."""
+    if path is None:
+        return None
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 def _from_hangup(url: str, error: HangupException) -> RemoteError:
