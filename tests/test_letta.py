@@ -12,7 +12,7 @@ from memfs.letta import AgentFileError, export_agent_file, import_agent_file, re
 
 from .conftest import assert_git_agrees, run_cli, write
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "agent-file"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "agent-file"
 AGENT_FILES = sorted(FIXTURES.glob("*.af"))
 
 
