@@ -34,6 +34,7 @@ from memfs.errors import (
     RevisionNotFoundError,
     SchemaError,
 )
+from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.history import (
     TRAILER_HOST,
     TRAILER_ORIGIN,
@@ -153,10 +154,11 @@ class Agent:
         except UnicodeDecodeError:
             return [Problem(MANIFEST_FILE, 1, "not valid UTF-8")]
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
-            return [Problem(MANIFEST_FILE, (mark.line + 1) if mark else 1, "invalid YAML")]
+            line = (mark.line + 1) if mark else 1
+            return [Problem(MANIFEST_FILE, line, yaml_error_summary(error))]
         if not isinstance(data, dict):
             return [Problem(MANIFEST_FILE, 1, "must be a mapping of keys to values")]
         try:
@@ -171,7 +173,7 @@ class Agent:
         problems = self.manifest_problems()
         if problems:
             raise SchemaError(problems)
-        data = yaml.safe_load((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
+        data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
         return AgentManifest.model_validate(data)
 
     @property

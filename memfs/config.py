@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from memfs.errors import ConfigError, MemfsError
+from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.schema import UserConfig
 from memfs.util import atomic_write
 
@@ -47,10 +48,11 @@ def load_user_config() -> UserConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), 1, f"cannot read: {error}") from error
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        raise ConfigError(str(path), (mark.line + 1) if mark else 1, "invalid YAML") from error
+        line = (mark.line + 1) if mark else 1
+        raise ConfigError(str(path), line, yaml_error_summary(error)) from error
     if not isinstance(data, dict):
         raise ConfigError(str(path), 1, "the config must be a mapping")
     try:
