@@ -257,7 +257,7 @@ class Agent:
     def _problems(self, snapshot: _Snapshot) -> list[Problem]:
         """agent.yaml's and every memory file's problems, validated once per content."""
         cache = _ProblemCache(self.history.state_dir / "problems.json")
-        problems = self.manifest_problems()
+        problems = self.manifest_problems() + self._rules().problems
         for path in sorted(snapshot.stats):
             if is_memory_path(path) and path in snapshot.files:
                 problems.extend(cache.problems(self.root, path, snapshot.files[path].sha))
