@@ -22,6 +22,26 @@ from memfs.util import atomic_write
 APP_NAME = "memfs"
 
 
+class SettingError(MemfsError):
+    """An environment setting (MEMFS_*) memfs cannot use: bad config, exit 2."""
+
+    exit_code = 2
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """The number of seconds the environment variable ``name`` holds, ``default`` if unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise SettingError(f"{name}={text!r} is not a number of seconds (e.g. 60 or 0.5)")
+    return value
+
+
 def config_path() -> Path:
     """The user config file, ``~/.config/memfs/config.yaml`` unless ``MEMFS_CONFIG`` is set."""
     override = os.environ.get("MEMFS_CONFIG")
