@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from memfs import worktree
 from memfs.config import load_user_config
+from memfs.conflicts import OpenConflict, find_in
 from memfs.errors import (
     AgentExistsError,
     InvalidNameError,
@@ -86,6 +87,7 @@ class Status:
     problems: list[Problem]
     secrets: list[str] = field(default_factory=list)
     skipped: list[worktree.Skipped] = field(default_factory=list)
+    conflicts: list[OpenConflict] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -100,6 +102,7 @@ class Status:
             "problems": [p.to_dict() for p in self.problems],
             "ignored_secrets": self.secrets,
             "skipped": [s.to_dict() for s in self.skipped],
+            "conflicts": [c.to_dict() for c in self.conflicts],
         }
 
 
@@ -265,7 +268,7 @@ class Agent:
         return problems
 
     def status(self) -> Status:
-        """Uncommitted changes, validation problems, and files left out."""
+        """Uncommitted changes, validation problems, files left out, and open conflicts."""
         head = self.history.head()
         head_tree = self.history.tree_of(head)
         snapshot = self._snapshot(head_tree)
@@ -276,6 +279,7 @@ class Agent:
             problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
+            conflicts=find_in(self.root, snapshot.files),
         )
 
     def commit(

@@ -8,16 +8,19 @@ markers. ``find`` lists them; ``resolve`` keeps one side or both and commits.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Literal
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Literal
 
 from memfs import frontmatter
-from memfs.agent import Agent
 from memfs.errors import MemfsError
 from memfs.history import CommitInfo, read_worktree_data
 from memfs.merge import CONFLICT_COPY, has_markers, is_conflict_copy, resolve_markers
 from memfs.worktree import remove_file, write_file
+
+if TYPE_CHECKING:  # agent.py uses find_in for its status: no import cycle at runtime
+    from memfs.agent import Agent
 
 Keep = Literal["ours", "theirs", "both"]
 
@@ -42,13 +45,18 @@ def original_path(copy_path: str) -> str:
 
 def find(agent: Agent) -> list[OpenConflict]:
     """Every conflict copy and every file with conflict markers, by path."""
+    return find_in(agent.root, agent.worktree_files())
+
+
+def find_in(root: Path, paths: Iterable[str]) -> list[OpenConflict]:
+    """The open conflicts among ``paths`` (the files a commit would hold) under ``root``."""
     found = []
-    for path in sorted(agent.worktree_files()):
+    for path in sorted(paths):
         if is_conflict_copy(path):
             found.append(OpenConflict(original_path(path), "copy", path))
             continue
         try:
-            content = (agent.root / path).read_bytes()
+            content = (root / path).read_bytes()
         except OSError:
             continue
         if b"\0" not in content[:8000] and has_markers(content):

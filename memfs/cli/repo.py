@@ -66,6 +66,13 @@ def status(state: AppState, as_json: bool) -> None:
         click.echo("Changes not committed (run 'memfs commit'):")
         for change in report.changes:
             click.echo(f"  {change.status + ':':<10} {change.path}")
+    if report.conflicts:
+        click.echo("Open conflicts (reconcile, then 'memfs resolve PATH --keep ours|theirs|both'):")
+        for conflict in report.conflicts:
+            if conflict.kind == "copy":
+                click.echo(f"  {conflict.path}: other version at {conflict.copy_path}")
+            else:
+                click.echo(f"  {conflict.path}: conflict markers")
     if report.problems:
         click.echo("Problems (run 'memfs check' for details):")
         for problem in report.problems:
