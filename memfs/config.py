@@ -28,6 +28,12 @@ class SettingError(MemfsError):
     exit_code = 2
 
 
+class UnknownCloudError(MemfsError):
+    """A cloud name that is not configured: bad usage, exit 2 (as an unknown remote)."""
+
+    exit_code = 2
+
+
 def seconds_from_env(name: str, default: float) -> float:
     """The number of seconds the environment variable ``name`` holds, ``default`` if unset."""
     text = os.environ.get(name, "").strip()
@@ -113,7 +119,7 @@ def resolve_cloud(name: str | None = None) -> tuple[str, str, dict[str, Any]]:
     cloud = config.clouds.get(chosen)
     if cloud is None:
         known = ", ".join(sorted([LOCAL_CLOUD, *config.clouds]))
-        raise MemfsError(
+        raise UnknownCloudError(
             f"no cloud named {chosen!r} (known: {known}); add one with 'memfs cloud add'"
         )
     return chosen, cloud.url.rstrip("/"), dict(cloud.options)
