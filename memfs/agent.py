@@ -279,7 +279,11 @@ class Agent:
             problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
-            conflicts=find_in(self.root, snapshot.files),
+            conflicts=find_in(
+                self.root,
+                {path: entry.sha for path, entry in snapshot.files.items()},
+                self.history.state_dir / "markers.json",
+            ),
         )
 
     def commit(

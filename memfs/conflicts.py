@@ -8,15 +8,17 @@ markers. ``find`` lists them; ``resolve`` keeps one side or both and commits.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 from memfs import frontmatter
 from memfs.errors import MemfsError
-from memfs.history import CommitInfo, read_worktree_data
+from memfs.history import CommitInfo, blob_sha, read_worktree_data
 from memfs.merge import CONFLICT_COPY, has_markers, is_conflict_copy, resolve_markers
+from memfs.util import atomic_write
 from memfs.worktree import remove_file, write_file
 
 if TYPE_CHECKING:  # agent.py uses find_in for its status: no import cycle at runtime
@@ -45,23 +47,59 @@ def original_path(copy_path: str) -> str:
 
 def find(agent: Agent) -> list[OpenConflict]:
     """Every conflict copy and every file with conflict markers, by path."""
-    return find_in(agent.root, agent.worktree_files())
+    return find_in(agent.root, dict.fromkeys(agent.worktree_files()))
 
 
-def find_in(root: Path, paths: Iterable[str]) -> list[OpenConflict]:
-    """The open conflicts among ``paths`` (the files a commit would hold) under ``root``."""
+def find_in(
+    root: Path, files: Mapping[str, str | None], cache_file: Path | None = None
+) -> list[OpenConflict]:
+    """The open conflicts among ``files`` (path -> blob sha if known) under ``root``.
+
+    With ``cache_file``, which blobs hold markers is remembered by sha, so a status of a large
+    agent reads only the files whose content it has not seen.
+    """
+    cache = _MarkerCache(cache_file)
     found = []
-    for path in sorted(paths):
+    for path in sorted(files):
         if is_conflict_copy(path):
             found.append(OpenConflict(original_path(path), "copy", path))
-            continue
-        try:
-            content = (root / path).read_bytes()
-        except OSError:
-            continue
-        if b"\0" not in content[:8000] and has_markers(content):
+        elif cache.has_markers(root / path, files[path]):
             found.append(OpenConflict(path, "markers"))
+    cache.save()
     return found
+
+
+class _MarkerCache:
+    """Whether a blob holds conflict markers, by sha, kept in a JSON file (or nowhere).
+
+    Losing or failing to write the file only costs time; a read-only agent works without it.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._known: dict[str, bool] = {}
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                self._known = dict(json.loads(path.read_text()))
+        self._used: dict[str, bool] = {}
+
+    def has_markers(self, file: Path, sha: str | None) -> bool:
+        if sha is not None and sha in self._known:
+            self._used[sha] = self._known[sha]
+            return self._known[sha]
+        try:
+            content = file.read_bytes()
+        except OSError:
+            return False
+        marked = b"\0" not in content[:8000] and has_markers(content)
+        if self.path is not None:
+            self._used[blob_sha(content)] = marked  # what was actually read
+        return marked
+
+    def save(self) -> None:
+        if self.path is not None and self._used != self._known:
+            with contextlib.suppress(OSError):
+                atomic_write(self.path, json.dumps(self._used).encode())
 
 
 def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:

@@ -235,3 +235,12 @@ def test_status_lists_open_conflicts_in_text_and_json(tmp_path: Path) -> None:
     assert {"path": "system/human.md", "kind": "copy", "copy_path": copy} in report["conflicts"]
     assert {"path": "notes/q.md", "kind": "markers", "copy_path": None} in report["conflicts"]
     assert memfs.open(b.root).status().conflicts == find(b)
+    again = json.loads(run_cli("-C", str(b.root), "status", "--json").output)  # from the cache
+    assert again["conflicts"] == report["conflicts"]
+    write(b.root, "notes/q.md", "settled\n")
+    write(b.root, "notes/r.md", "<<<<<<< mine\nx\n=======\ny\n>>>>>>> theirs\n")
+    paths = [
+        c["path"]
+        for c in json.loads(run_cli("-C", str(b.root), "status", "--json").output)["conflicts"]
+    ]
+    assert "notes/r.md" in paths and "system/human.md" in paths and "notes/q.md" not in paths
