@@ -259,7 +259,8 @@ class Agent:
 
     def _problems(self, snapshot: _Snapshot) -> list[Problem]:
         """agent.yaml's and every memory file's problems, validated once per content."""
-        cache = _ProblemCache(self.history.state_dir / "problems.json")
+        # Not state_dir, which creates the folder: status must work on a read-only agent.
+        cache = _ProblemCache(self.history.control_dir / "memfs" / "problems.json")
         problems = self.manifest_problems() + self._rules().problems
         for path in sorted(snapshot.stats):
             if is_memory_path(path) and path in snapshot.files:
@@ -282,7 +283,7 @@ class Agent:
             conflicts=find_in(
                 self.root,
                 {path: entry.sha for path, entry in snapshot.files.items()},
-                self.history.state_dir / "markers.json",
+                self.history.control_dir / "memfs" / "markers.json",
             ),
         )
 
@@ -618,7 +619,8 @@ class _ProblemCache:
 
     def save(self) -> None:
         if self._used != self._entries:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a read-only agent: only costs time
+                self.path.parent.mkdir(exist_ok=True)
                 atomic_write(self.path, json.dumps(self._used).encode())
 
 

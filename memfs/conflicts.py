@@ -99,6 +99,7 @@ class _MarkerCache:
     def save(self) -> None:
         if self.path is not None and self._used != self._known:
             with contextlib.suppress(OSError):
+                self.path.parent.mkdir(exist_ok=True)
                 atomic_write(self.path, json.dumps(self._used).encode())
 
 

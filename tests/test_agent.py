@@ -510,3 +510,17 @@ def test_an_unsafe_path_is_refused_even_among_safe_ones_in_its_folder(
         check_incoming_tree(tmp_path, entries)
     del entries[bad]
     check_incoming_tree(tmp_path, entries)  # the rest is fine
+
+
+def test_status_works_where_memfs_cannot_write_its_state(agent: memfs.Agent) -> None:
+    """As on a read-only agent: the caches of status cannot be written, status still works."""
+    import shutil
+
+    shutil.rmtree(agent.history.control_dir / "memfs", ignore_errors=True)
+    (agent.history.control_dir / "memfs").write_text("a file where the state folder would be")
+    write(agent.root, "system/human.md", "edited\n")
+    write(agent.root, "notes/q.md", "<<<<<<< mine\nx\n=======\ny\n>>>>>>> theirs\n")
+    status = agent.status()
+    assert ("modified", "system/human.md") in changes(agent)
+    assert [c.path for c in status.conflicts] == ["notes/q.md"]
+    assert agent.check() == []
