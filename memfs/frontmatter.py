@@ -4,8 +4,9 @@
 text. ``render`` builds a file from metadata and a body; ``load_metadata`` parses the YAML.
 
 ``load_yaml`` is the one YAML reader for text memfs did not write itself (front matter, *.yaml
-memory, agent.yaml, the user config): it is bounded in size and in what aliases may expand to,
-so a hostile file (a "billion laughs") is reported as invalid YAML instead of hanging memfs.
+memory, agent.yaml, the user config): it is bounded in size, depth and in what aliases may
+expand to, so a hostile file (a "billion laughs") is reported as invalid YAML instead of
+hanging memfs. Issue 11's line-by-line front matter reader is meant to go through it too.
 """
 
 from __future__ import annotations
@@ -89,14 +90,15 @@ def load_metadata(front_matter: str | None) -> dict[str, Any]:
 
 
 class YamlTooComplexError(yaml.MarkedYAMLError):
-    """YAML memfs refuses to parse: too long, or aliases that expand without bound."""
+    """YAML memfs refuses to parse: too long, too deep, or aliases that expand without bound."""
 
 
 def load_yaml(text: str | bytes) -> Any:
     """Parse YAML safely and boundedly, with libyaml when it is installed.
 
     Raises yaml.YAMLError for invalid YAML, and its subclass YamlTooComplexError for text
-    over MAX_YAML_CHARS or aliases that would expand to more than MAX_ALIAS_NODES nodes.
+    over MAX_YAML_CHARS, nested over MAX_YAML_DEPTH levels, or with aliases that would expand
+    to more than MAX_ALIAS_NODES extra nodes.
     """
     node = compose_yaml(text)
     if node is None:
