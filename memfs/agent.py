@@ -232,7 +232,8 @@ class Agent:
         snapshot = self._snapshot(self.history.tree_of(self.history.head()))
         problems = self._problems(snapshot)
         problems.extend(
-            Problem(item.path, 1, f"not versioned: {item.reason}") for item in snapshot.scan.skipped
+            Problem(skipped.shown, 1, f"not versioned: {skipped.reason}")
+            for skipped in snapshot.scan.skipped
         )
         return problems
 

@@ -27,13 +27,21 @@ MODE_EXECUTABLE = 0o100755
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file memfs does not version, and why."""
+    """A file memfs does not version, and why.
+
+    ``path`` is the name as the file system gave it (matching history's keys, so a tracked
+    file keeps its last version); ``shown`` is the same name safe to print.
+    """
 
     path: str
     reason: str
 
+    @property
+    def shown(self) -> str:
+        return display_path(self.path)
+
     def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
+        return {"path": self.shown, "reason": self.reason}
 
 
 @dataclass
@@ -82,7 +90,7 @@ class _Walker:
             entries = sorted(os.scandir(self.root / prefix), key=lambda e: e.name)
         except OSError as error:
             self.result.skipped.append(
-                Skipped(display_path(prefix) or ".", f"cannot list folder: {error.strerror}")
+                Skipped(prefix or ".", f"cannot list folder: {error.strerror}")
             )
             return
         for entry in entries:
@@ -112,7 +120,7 @@ class _Walker:
             return
         reason = _skip_reason(self.root, path, st, self.cap, self.real_root)
         if reason:
-            out.skipped.append(Skipped(display_path(path), reason))
+            out.skipped.append(Skipped(path, reason))
         else:
             out.files[path] = st
 

@@ -285,7 +285,7 @@ def test_what_a_checkout_would_refuse_is_never_committed(
     assert "reference/fine.md" in tracked
     assert not [path for path in tracked if path.startswith(("Git~1", ".GIT", "notes"))]
     assert not [path for path in tracked if "\\" in path or "caf" in path]
-    reasons = {s.path: s.reason for s in agent.status().skipped}
+    reasons = {s.shown: s.reason for s in agent.status().skipped}
     assert "backslash" in reasons["reference/back\\slash.md"]
     assert "not valid UTF-8" in reasons["reference/caf\\xe9.md"]
     assert {"Git~1/config", ".GIT/hooks/post-checkout", "notes/.git./x.md"} <= set(reasons)
@@ -305,6 +305,19 @@ def test_a_tracked_file_with_a_refused_name_keeps_its_last_version(agent: memfs.
     assert agent.commit() is None
     assert git(agent.root, "show", "HEAD:reference/back\\slash.md") == "v1"
     assert (agent.root / "reference/back\\slash.md").read_text() == "v2"
+
+
+def test_a_tracked_file_with_a_non_utf8_name_keeps_its_last_version(agent: memfs.Agent) -> None:
+    name = os.fsdecode(b"reference/caf\xe9.md")
+    write(agent.root, name, "v1")
+    subprocess.run(["git", "add", "--", os.fsencode(name)], cwd=agent.root, check=True)
+    git(agent.root, "commit", "-q", "-m", "committed by git itself")
+    write(agent.root, name, "v2")
+    write(agent.root, "system/human.md", "edited\n")
+    assert [s.shown for s in agent.status().skipped] == ["reference/caf\\xe9.md"]
+    agent.commit()
+    assert name in agent.history.tree_of(agent.history.head()), "never deleted from history"
+    assert (agent.root / name).read_text() == "v2"
 
 
 def test_an_invalid_ignore_line_is_a_problem_not_a_crash(agent: memfs.Agent) -> None:

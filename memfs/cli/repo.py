@@ -80,7 +80,7 @@ def status(state: AppState, as_json: bool) -> None:
     if report.secrets:
         click.echo("Ignored, looks like a secret: " + ", ".join(report.secrets))
     for skipped in report.skipped:
-        click.echo(f"Not versioned: {skipped.path}: {skipped.reason}")
+        click.echo(f"Not versioned: {skipped.shown}: {skipped.reason}")
     for remote in remotes:
         line = f"Remote {remote.name}: {remote.ahead} ahead, {remote.behind} behind"
         if remote.last_error:
@@ -116,7 +116,7 @@ def commit(state: AppState, message: str | None) -> None:
         click.echo(f"[{agent.history.branch()} {info.short}] {info.summary}")
     skipped = agent.status().skipped
     for item in skipped:
-        warn(f"not versioned: {item.path}: {item.reason}")
+        warn(f"not versioned: {item.shown}: {item.reason}")
     if skipped:
         click.get_current_context().exit(1)
 
