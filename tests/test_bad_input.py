@@ -271,6 +271,8 @@ CASES: list[Case] = [
          stderr="no cloud named 'nocloud'"),
     Case("agents-unknown-cloud", agent(), ("agents", "--cloud", "nocloud"), 2,
          stderr="no cloud named 'nocloud'"),
+    Case("cloud-default-unknown", agent(), ("cloud", "default", "nocloud"), 2,
+         stderr="no cloud named 'nocloud'"),
     Case("checkout-unknown-agent", agent(), ("checkout", "nosuch", "../c"), 7,
          stderr="cloud local has no agent 'nosuch'"),
     Case("watch-stop-none", agent(), ("watch", "--stop", "."), 8, stderr="no watcher runs"),
@@ -286,6 +288,10 @@ CASES: list[Case] = [
          stderr="blocks 'human' and 'system/human' would both be"),
     Case("import-af-over-cap", agent_file([("human", "x" * OVER_CAP)]),
          ("import-af", "in.af", "x"), 1, stderr="block 'human' is 10485"),
+    Case("import-af-backslash-label", agent_file([("notes\\draft", "a")]),
+         ("import-af", "in.af", "x"), 1, stderr="(a backslash in the name)"),
+    Case("import-af-escaping-label", agent_file([("../../outside", "a")]),
+         ("import-af", "in.af", "x"), 1, stderr="block '../../outside' cannot be the memory file"),
 ]  # fmt: skip
 
 
