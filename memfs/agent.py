@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from memfs import apply, worktree
 from memfs.checkout import unfinished
 from memfs.config import load_user_config
+from memfs.conflicts import OpenConflict, find_in
 from memfs.errors import (
     AgentExistsError,
     InvalidNameError,
@@ -36,6 +37,7 @@ from memfs.errors import (
     UnfinishedCheckoutError,
     UnsafePathError,
 )
+from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.history import (
     TRAILER_HOST,
     TRAILER_ORIGIN,
@@ -87,6 +89,7 @@ class Status:
     problems: list[Problem]
     secrets: list[str] = field(default_factory=list)
     skipped: list[worktree.Skipped] = field(default_factory=list)
+    conflicts: list[OpenConflict] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -101,6 +104,7 @@ class Status:
             "problems": [p.to_dict() for p in self.problems],
             "ignored_secrets": self.secrets,
             "skipped": [s.to_dict() for s in self.skipped],
+            "conflicts": [c.to_dict() for c in self.conflicts],
         }
 
 
@@ -156,10 +160,11 @@ class Agent:
         except UnicodeDecodeError:
             return [Problem(MANIFEST_FILE, 1, "not valid UTF-8")]
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
-            return [Problem(MANIFEST_FILE, (mark.line + 1) if mark else 1, "invalid YAML")]
+            line = (mark.line + 1) if mark else 1
+            return [Problem(MANIFEST_FILE, line, yaml_error_summary(error))]
         if not isinstance(data, dict):
             return [Problem(MANIFEST_FILE, 1, "must be a mapping of keys to values")]
         try:
@@ -174,7 +179,7 @@ class Agent:
         problems = self.manifest_problems()
         if problems:
             raise SchemaError(problems)
-        data = yaml.safe_load((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
+        data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
         return AgentManifest.model_validate(data)
 
     @property
@@ -230,7 +235,8 @@ class Agent:
         snapshot = self._snapshot(self.history.tree_of(self.history.head()))
         problems = self._problems(snapshot)
         problems.extend(
-            Problem(item.path, 1, f"not versioned: {item.reason}") for item in snapshot.scan.skipped
+            Problem(skipped.shown, 1, f"not versioned: {skipped.reason}")
+            for skipped in snapshot.scan.skipped
         )
         return problems
 
@@ -257,8 +263,9 @@ class Agent:
 
     def _problems(self, snapshot: _Snapshot) -> list[Problem]:
         """agent.yaml's and every memory file's problems, validated once per content."""
-        cache = _ProblemCache(self.history.state_dir / "problems.json")
-        problems = self.manifest_problems()
+        # Not state_dir, which creates the folder: status must work on a read-only agent.
+        cache = _ProblemCache(self.history.control_dir / "memfs" / "problems.json")
+        problems = self.manifest_problems() + self._rules().problems
         for path in sorted(snapshot.stats):
             if is_memory_path(path) and path in snapshot.files:
                 problems.extend(cache.problems(self.root, path, snapshot.files[path].sha))
@@ -266,7 +273,7 @@ class Agent:
         return problems
 
     def status(self) -> Status:
-        """Uncommitted changes, validation problems, and files left out."""
+        """Uncommitted changes, validation problems, files left out, and open conflicts."""
         head = self.history.head()
         head_tree = self.history.tree_of(head)
         snapshot = self._snapshot(head_tree)
@@ -277,6 +284,11 @@ class Agent:
             problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
+            conflicts=find_in(
+                self.root,
+                {path: entry.sha for path, entry in snapshot.files.items()},
+                self.history.control_dir / "memfs" / "markers.json",
+            ),
         )
 
     def commit(
@@ -605,7 +617,8 @@ class _ProblemCache:
 
     def save(self) -> None:
         if self._used != self._entries:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a read-only agent: only costs time
+                self.path.parent.mkdir(exist_ok=True)
                 atomic_write(self.path, json.dumps(self._used).encode())
 
 

@@ -15,10 +15,37 @@ import yaml
 from pydantic import ValidationError
 
 from memfs.errors import ConfigError, MemfsError
+from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.schema import UserConfig
 from memfs.util import atomic_write
 
 APP_NAME = "memfs"
+
+
+class SettingError(MemfsError):
+    """An environment setting (MEMFS_*) memfs cannot use: bad config, exit 2."""
+
+    exit_code = 2
+
+
+class UnknownCloudError(MemfsError):
+    """A cloud name that is not configured: bad usage, exit 2 (as an unknown remote)."""
+
+    exit_code = 2
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """The number of seconds the environment variable ``name`` holds, ``default`` if unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise SettingError(f"{name}={text!r} is not a number of seconds (e.g. 60 or 0.5)")
+    return value
 
 
 def config_path() -> Path:
@@ -47,10 +74,11 @@ def load_user_config() -> UserConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), 1, f"cannot read: {error}") from error
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        raise ConfigError(str(path), (mark.line + 1) if mark else 1, "invalid YAML") from error
+        line = (mark.line + 1) if mark else 1
+        raise ConfigError(str(path), line, yaml_error_summary(error)) from error
     if not isinstance(data, dict):
         raise ConfigError(str(path), 1, "the config must be a mapping")
     try:
@@ -91,7 +119,7 @@ def resolve_cloud(name: str | None = None) -> tuple[str, str, dict[str, Any]]:
     cloud = config.clouds.get(chosen)
     if cloud is None:
         known = ", ".join(sorted([LOCAL_CLOUD, *config.clouds]))
-        raise MemfsError(
+        raise UnknownCloudError(
             f"no cloud named {chosen!r} (known: {known}); add one with 'memfs cloud add'"
         )
     return chosen, cloud.url.rstrip("/"), dict(cloud.options)

@@ -8,16 +8,21 @@ markers. ``find`` lists them; ``resolve`` keeps one side or both and commits.
 from __future__ import annotations
 
 import contextlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Literal
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Literal
 
 from memfs import frontmatter
-from memfs.agent import Agent
 from memfs.errors import MemfsError, UnsafePathError
-from memfs.history import CommitInfo, read_worktree_data
+from memfs.history import CommitInfo, blob_sha, read_worktree_data
 from memfs.merge import CONFLICT_COPY, has_markers, is_conflict_copy, resolve_markers
+from memfs.util import atomic_write
 from memfs.worktree import read_inside, remove_file, write_file
+
+if TYPE_CHECKING:  # agent.py uses find_in for its status: no import cycle at runtime
+    from memfs.agent import Agent
 
 Keep = Literal["ours", "theirs", "both"]
 
@@ -42,18 +47,60 @@ def original_path(copy_path: str) -> str:
 
 def find(agent: Agent) -> list[OpenConflict]:
     """Every conflict copy and every file with conflict markers, by path."""
+    return find_in(agent.root, dict.fromkeys(agent.worktree_files()))
+
+
+def find_in(
+    root: Path, files: Mapping[str, str | None], cache_file: Path | None = None
+) -> list[OpenConflict]:
+    """The open conflicts among ``files`` (path -> blob sha if known) under ``root``.
+
+    With ``cache_file``, which blobs hold markers is remembered by sha, so a status of a large
+    agent reads only the files whose content it has not seen.
+    """
+    cache = _MarkerCache(cache_file)
     found = []
-    for path in sorted(agent.worktree_files()):
+    for path in sorted(files):
         if is_conflict_copy(path):
             found.append(OpenConflict(original_path(path), "copy", path))
-            continue
-        try:
-            content = read_inside(agent.root, path)
-        except (OSError, UnsafePathError):
-            continue
-        if b"\0" not in content[:8000] and has_markers(content):
+        elif cache.has_markers(root, path, files[path]):
             found.append(OpenConflict(path, "markers"))
+    cache.save()
     return found
+
+
+class _MarkerCache:
+    """Whether a blob holds conflict markers, by sha, kept in a JSON file (or nowhere).
+
+    Losing or failing to write the file only costs time; a read-only agent works without it.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._known: dict[str, bool] = {}
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                self._known = dict(json.loads(path.read_text()))
+        self._used: dict[str, bool] = {}
+
+    def has_markers(self, root: Path, path: str, sha: str | None) -> bool:
+        if sha is not None and sha in self._known:
+            self._used[sha] = self._known[sha]
+            return self._known[sha]
+        try:
+            content = read_inside(root, path)
+        except (OSError, UnsafePathError):
+            return False  # gone, or a link leading out of the agent: never read
+        marked = b"\0" not in content[:8000] and has_markers(content)
+        if self.path is not None:
+            self._used[blob_sha(content)] = marked  # what was actually read
+        return marked
+
+    def save(self) -> None:
+        if self.path is not None and self._used != self._known:
+            with contextlib.suppress(OSError):
+                self.path.parent.mkdir(exist_ok=True)
+                atomic_write(self.path, json.dumps(self._used).encode())
 
 
 def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:

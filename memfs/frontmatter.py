@@ -2,6 +2,11 @@
 
 ``split`` keeps every byte (fence style, line endings), so ``join(split(text)) == text`` for any
 text. ``render`` builds a file from metadata and a body; ``load_metadata`` parses the YAML.
+
+``load_yaml`` is the one YAML reader for text memfs did not write itself (front matter, *.yaml
+memory, agent.yaml, the user config): it is bounded in size, depth and in what aliases may
+expand to, so a hostile file (a "billion laughs") is reported as invalid YAML instead of
+hanging memfs. Issue 11's line-by-line front matter reader is meant to go through it too.
 """
 
 from __future__ import annotations
@@ -14,6 +19,13 @@ import yaml
 
 # libyaml's loader is ~10x faster than the pure-Python one; both read the same YAML 1.1.
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Bounds on YAML memfs reads: the text parsed, and the nodes aliases may add when expanded
+# (a document's own nodes are bounded by its size; aliases are what multiply them).
+MAX_YAML_CHARS = 1024 * 1024
+MAX_ALIAS_NODES = 10_000
+# libyaml composes nested collections recursively in C: past some tens of thousands of levels
+# it overflows the stack (a segfault, not an exception), so depth is checked before composing.
+MAX_YAML_DEPTH = 500
 _OPENING = re.compile(r"---[ \t]*(\r?\n)")
 _CLOSING = re.compile(r"^---[ \t]*(?:\r?\n|\Z)", re.MULTILINE)
 
@@ -77,9 +89,114 @@ def load_metadata(front_matter: str | None) -> dict[str, Any]:
     return data
 
 
-def load_yaml(text: str) -> Any:
-    """Parse YAML safely, with libyaml when it is installed."""
-    return yaml.load(text, Loader=YamlLoader)
+class YamlTooComplexError(yaml.MarkedYAMLError):
+    """YAML memfs refuses to parse: too long, too deep, or aliases that expand without bound."""
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """Parse YAML safely and boundedly, with libyaml when it is installed.
+
+    Raises yaml.YAMLError for invalid YAML, and its subclass YamlTooComplexError for text
+    over MAX_YAML_CHARS, nested over MAX_YAML_DEPTH levels, or with aliases that would expand
+    to more than MAX_ALIAS_NODES extra nodes.
+    """
+    node = compose_yaml(text)
+    if node is None:
+        return None
+    loader = YamlLoader("")
+    try:
+        return loader.construct_document(node)
+    except RecursionError:
+        raise YamlTooComplexError(problem="nested too deeply; not parsed") from None
+    finally:
+        loader.dispose()
+
+
+def yaml_error_summary(error: yaml.YAMLError) -> str:
+    """``invalid YAML``, saying why when memfs itself refused to parse it."""
+    if isinstance(error, YamlTooComplexError) and error.problem:
+        return f"invalid YAML: {error.problem}"
+    return "invalid YAML"
+
+
+def compose_yaml(text: str | bytes) -> yaml.Node | None:
+    """The node tree of ``text`` (to locate keys by line), under the same bounds as load_yaml."""
+    if len(text) > MAX_YAML_CHARS:
+        raise YamlTooComplexError(
+            problem=f"over {MAX_YAML_CHARS // 1024} KiB of YAML; not parsed (kept as it is)"
+        )
+    if len(text) > 2 * MAX_YAML_DEPTH:  # shorter text cannot nest that deep
+        _check_depth(text)
+    loader = YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+    finally:
+        loader.dispose()
+
+
+def _check_depth(text: str | bytes) -> None:
+    """Refuse YAML nested deeper than MAX_YAML_DEPTH, reading its events (no recursion)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=YamlLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YamlTooComplexError(
+                    problem=f"nested more than {MAX_YAML_DEPTH} levels deep; not parsed",
+                    problem_mark=event.start_mark,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph whose aliases expand to more than MAX_ALIAS_NODES extra nodes.
+
+    Aliases make the composed graph a DAG (or a cycle): its size as a tree is computed once
+    per distinct node, without recursion, so the check costs O(distinct nodes) however large
+    the expansion or deep the nesting.
+    """
+    expanded: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            total = 1 + sum(expanded[id(child)] for child in children)
+            in_progress.discard(key)
+            expanded[key] = total
+            # Every node below this one has been visited: what exceeds the distinct nodes
+            # seen so far can only come from aliases.
+            if total > len(expanded) + len(in_progress) + MAX_ALIAS_NODES:
+                raise YamlTooComplexError(
+                    problem=f"aliases expand to more than {MAX_ALIAS_NODES} extra nodes"
+                    " (a 'billion laughs'?); not parsed",
+                    problem_mark=node.start_mark,
+                )
+            continue
+        if key in expanded:
+            continue
+        if key in in_progress:
+            raise YamlTooComplexError(
+                problem="an alias refers to a node that contains it (a recursive structure)",
+                problem_mark=node.start_mark,
+            )
+        in_progress.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(children) if id(child) not in expanded)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def dump_metadata(metadata: dict[str, Any]) -> str:
@@ -96,7 +213,7 @@ def dump_metadata(metadata: dict[str, Any]) -> str:
             default_flow_style=False,
             width=2**16,
         )
-        if load_yaml(text) == metadata:
+        if yaml.load(text, Loader=YamlLoader) == metadata:  # our own output: no bound needed
             return text
     return text
 

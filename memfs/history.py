@@ -54,6 +54,7 @@ from dulwich.patch import gen_diff_header, is_binary, unified_diff
 from dulwich.repo import Repo
 from dulwich.walk import ORDER_TOPO, Walker
 
+from memfs.config import seconds_from_env
 from memfs.errors import (
     ConcurrentUpdateError,
     LockTimeoutError,
@@ -340,7 +341,7 @@ class History:
     def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
         """Hold the agent's write lock (reentrant within one process)."""
         if timeout is None:
-            timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
+            timeout = seconds_from_env(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT)
         return self._lock.hold(timeout)
 
     # -- refs ---------------------------------------------------------------------------

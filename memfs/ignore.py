@@ -2,7 +2,8 @@
 
 All rules use gitignore syntax (pathspec), later rules win, so a ``!.env`` line in .memfsignore
 opts a file back in. The same rules are mirrored into ``.git/info/exclude`` so that the real
-``git status`` agrees with memfs about what is not versioned.
+``git status`` agrees with memfs about what is not versioned. A line that is not a valid
+pattern (``\\`` alone) is left out and reported as a problem, never an error.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pathspec
 
+from memfs.schema import Problem
 from memfs.util import TEMP_PREFIX, atomic_write
 
 MEMFSIGNORE = ".memfsignore"
@@ -30,7 +32,8 @@ class IgnoreRules:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.user_lines = _read_lines(root / ".gitignore") + _read_lines(root / MEMFSIGNORE)
+        self.problems: list[Problem] = []
+        self.user_lines = self._valid_lines(".gitignore") + self._valid_lines(MEMFSIGNORE)
         self._own = [*LITTER_PATTERNS, *SECRET_PATTERNS]
         self._spec = pathspec.GitIgnoreSpec.from_lines([*self._own, *self.user_lines])
         self._first_user_rule = len(self._own)
@@ -53,7 +56,7 @@ class IgnoreRules:
         except (FileNotFoundError, UnicodeDecodeError):
             current = ""
         block = "\n".join(
-            [_BLOCK_START, *self._own, *_read_lines(self.root / MEMFSIGNORE), _BLOCK_END]
+            [_BLOCK_START, *self._own, *self._valid_lines(MEMFSIGNORE, report=False), _BLOCK_END]
         )
         before, _, rest = current.partition(_BLOCK_START)
         _, _, after = rest.partition(_BLOCK_END + "\n") if rest else ("", "", "")
@@ -61,6 +64,20 @@ class IgnoreRules:
         if wanted != current:
             exclude.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(exclude, wanted.encode())
+
+    def _valid_lines(self, name: str, report: bool = True) -> list[str]:
+        """The lines of the ignore file ``name`` that are valid patterns; the rest reported."""
+        valid = []
+        for number, line in enumerate(_read_lines(self.root / name), start=1):
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+            except (ValueError, TypeError) as error:
+                if report:
+                    why = f"not a valid ignore pattern, left out ({error})"
+                    self.problems.append(Problem(name, number, why))
+                continue
+            valid.append(line)
+        return valid
 
 
 def _read_lines(path: Path) -> list[str]:

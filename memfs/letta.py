@@ -8,6 +8,11 @@ one copy of each memory and export gives back an equivalent .af with the memory 
 Export: the kept document, with one block per pinned memory file as it is now; new pinned files
 become new blocks, deleted ones are dropped. Files holding a JSON string of the JSON document (as
 some published .af files do) are read too.
+
+Nothing is dropped on the way in: the import checks every block before writing anything and
+refuses the file if two blocks would land in one memory file (``human`` and ``system/human``),
+or a block could not be committed (over the size cap, a name memfs never commits, a name the
+ignore rules leave out). After the first commit it checks that every file it wrote is in it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 from memfs import frontmatter, worktree
 from memfs.agent import Agent, init_agent
 from memfs.errors import MemfsError, SchemaError
+from memfs.ignore import IgnoreRules
 from memfs.memory import MemoryFile, label_of
 from memfs.schema import is_valid_name
 from memfs.util import atomic_write
@@ -59,10 +65,11 @@ def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def block_path(label: str) -> str:
-    """``human`` -> ``system/human.md``; a label with a folder keeps it (Letta Code's)."""
-    path = f"{label}.md" if "/" in label else f"system/{label}.md"
-    worktree.check_path(path)
-    return path
+    """``human`` -> ``system/human.md``; a label with a folder keeps it (Letta Code's).
+
+    The path is not checked here: ``_plan_blocks`` refuses one memfs would not commit.
+    """
+    return f"{label}.md" if "/" in label else f"system/{label}.md"
 
 
 def import_agent_file(
@@ -77,32 +84,87 @@ def import_agent_file(
         raise MemfsError(f"{root} already exists and is not empty")
     created = not root.exists()
     try:
-        return _import_into(root, document, name)
+        return _import_into(root, document, name, str(source))
     except BaseException:
         if created:
             shutil.rmtree(root, ignore_errors=True)
         raise
 
 
-def _import_into(root: Path, document: dict[str, Any], name: str) -> Agent:
+def _import_into(root: Path, document: dict[str, Any], name: str, source: str) -> Agent:
     agent_data = document["agents"][0]
-    block_ids = set(agent_data.get("block_ids") or [])
+    planned = _plan_blocks(root, document, source)
     root.mkdir(parents=True, exist_ok=True)
-    for block in document.get("blocks", []):
-        if not isinstance(block, dict) or block.get("id") not in block_ids:
-            continue
-        path = block_path(str(block.get("label", "")))
+    for block, path, data in planned:
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, _render_block(block).encode())
+        atomic_write(target, data)
         for key in MEMORY_KEYS:
             block.pop(key, None)
         block[PATH_KEY] = path
+    kept = json.dumps(document, indent=1, ensure_ascii=False).encode()
+    if len(kept) > worktree.DEFAULT_MAX_FILE_SIZE:
+        raise AgentFileError(
+            source,
+            f"its settings and messages take {len(kept)} bytes, over the "
+            f"{worktree.DEFAULT_MAX_FILE_SIZE}-byte size cap, so {SIDECAR} could not be committed",
+        )
     sidecar = root / SIDECAR
     sidecar.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(sidecar, json.dumps(document, indent=1, ensure_ascii=False).encode())
+    atomic_write(sidecar, kept)
     description = agent_data.get("description") or ""
-    return init_agent(root, name=name, description=str(description), templates=False)
+    agent = init_agent(root, name=name, description=str(description), templates=False)
+    committed = agent.history.tree_of(agent.history.head())
+    missing = [path for _, path, _ in planned if path not in committed]
+    missing += [] if SIDECAR in committed else [SIDECAR]
+    if missing:
+        agent.close()
+        raise AgentFileError(source, f"memfs could not commit {', '.join(missing)}")
+    return agent
+
+
+def _plan_blocks(
+    root: Path, document: dict[str, Any], source: str
+) -> list[tuple[dict[str, Any], str, bytes]]:
+    """(block, path, file content) of every memory block, refusing what would lose one.
+
+    Runs before anything is written: two blocks bound for one file, or a block that the
+    first commit would leave out, make the whole import fail with the reason.
+    """
+    agent_data = document["agents"][0]
+    block_ids = set(agent_data.get("block_ids") or [])
+    rules = IgnoreRules(root)
+    planned: list[tuple[dict[str, Any], str, bytes]] = []
+    labels_by_path: dict[str, str] = {}
+    for block in document.get("blocks", []):
+        if not isinstance(block, dict) or block.get("id") not in block_ids:
+            continue
+        label = str(block.get("label", ""))
+        path = block_path(label)
+        refused = worktree.name_refusal(path) or (
+            "memfs leaves such files out (see .memfsignore)" if rules.is_ignored(path) else ""
+        )
+        if refused:
+            raise AgentFileError(
+                source, f"block {label!r} cannot be the memory file {path}: {refused}"
+            )
+        same = labels_by_path.get(path.casefold())
+        if same is not None:
+            raise AgentFileError(
+                source,
+                f"blocks {same!r} and {label!r} would both be the memory file {path}: "
+                "rename one in the .af file",
+            )
+        labels_by_path[path.casefold()] = label
+        data = _render_block(block).encode()
+        if len(data) > worktree.DEFAULT_MAX_FILE_SIZE:
+            raise AgentFileError(
+                source,
+                f"block {label!r} is {len(data)} bytes, over the "
+                f"{worktree.DEFAULT_MAX_FILE_SIZE}-byte size cap for a memory file",
+            )
+        planned.append((block, path, data))
+    return planned
 
 
 def export_agent_file(agent: Agent, target: str | os.PathLike[str]) -> dict[str, Any]:
@@ -110,7 +172,13 @@ def export_agent_file(agent: Agent, target: str | os.PathLike[str]) -> dict[str,
     document = _kept_document(agent)
     agent_data = document["agents"][0]
     stubs = {b.get(PATH_KEY): b for b in document.get("blocks", []) if isinstance(b, dict)}
-    memory = {m.path: m for m in agent.memory.values() if m.pinned and m.kind == "markdown"}
+    # Pinned files, and files a block was imported into (a label with a folder, such as
+    # "projects/garden", lives outside system/): each comes back as its block.
+    memory = {
+        m.path: m
+        for m in agent.memory.values()
+        if m.kind == "markdown" and (m.pinned or m.path in stubs)
+    }
     problems = [p for m in memory.values() for p in m.problems() if p.severity == "error"]
     if problems:
         raise SchemaError(problems)

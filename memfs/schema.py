@@ -23,6 +23,8 @@ from pydantic import (
     ValidationError,
 )
 
+from memfs.frontmatter import compose_yaml, load_yaml
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MANIFEST_FILE = "agent.yaml"
 FORMAT_VERSION = 1
@@ -179,7 +181,7 @@ def manifest_data(data: bytes | None) -> dict[str, Any]:
     if data is None:
         return {}
     try:
-        loaded = yaml.safe_load(data)
+        loaded = load_yaml(data)
     except yaml.YAMLError:
         return {}
     return loaded if isinstance(loaded, dict) else {}
@@ -188,7 +190,7 @@ def manifest_data(data: bytes | None) -> dict[str, Any]:
 def key_lines(yaml_text: str) -> dict[str, int]:
     """Map each top-level key of a YAML mapping to its 0-based line in ``yaml_text``."""
     try:
-        node = yaml.compose(yaml_text)
+        node = compose_yaml(yaml_text)
     except yaml.YAMLError:
         return {}
     if not isinstance(node, yaml.MappingNode):

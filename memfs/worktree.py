@@ -1,7 +1,9 @@
 """The agent's files on disk: what a commit would hold, and writing files back safely.
 
 ``scan`` walks the work tree and sorts every file into versioned, ignored as a secret, or
-skipped (too large, a symlink leaving the agent, a nested repository, not a regular file).
+skipped (too large, a symlink leaving the agent, a nested repository, not a regular file, a
+name another machine could not check out). What ``check_path`` refuses to check out is never
+committed: the scan applies the same predicate to every path it would version.
 ``write_file``/``remove_file`` are the only ways memfs changes the work tree; both refuse a
 path that would land outside the agent or inside ``.git`` (DESIGN.md §4).
 """
@@ -27,13 +29,21 @@ MANIFEST = "agent.yaml"  # memfs.schema.MANIFEST_FILE; written last by a fresh c
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file memfs does not version, and why."""
+    """A file memfs does not version, and why.
+
+    ``path`` is the name as the file system gave it (matching history's keys, so a tracked
+    file keeps its last version); ``shown`` is the same name safe to print.
+    """
 
     path: str
     reason: str
 
+    @property
+    def shown(self) -> str:
+        return display_path(self.path)
+
     def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
+        return {"path": self.shown, "reason": self.reason}
 
 
 @dataclass
@@ -108,7 +118,7 @@ class _Walker:
             return
         if path not in self.tracked and self.rules.is_ignored(path):
             if self.rules.is_secret(path):
-                out.secrets.append(path)
+                out.secrets.append(display_path(path))
             return
         reason = _skip_reason(self.root, path, st, self.cap, self.real_root)
         if reason:
@@ -142,7 +152,34 @@ def scan_paths(
     return walker.result
 
 
+def display_path(path: str) -> str:
+    """``path`` as text that can be printed: bytes that are not UTF-8 shown as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def name_refusal(path: str) -> str:
+    """Why ``path`` must not be committed (its name), or "" if it may.
+
+    The rule is ``check_path``'s, the one a checkout applies: what memfs would refuse to check
+    out on another machine, it never commits. A name that is not UTF-8 cannot be stored as a
+    git path other machines read the same way, so it is refused too.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8, so other machines could not check it out"
+    try:
+        check_path(path)
+    except UnsafePathError as error:
+        why = "a backslash in the name" if "\\" in path else str(error).rpartition(": ")[2]
+        return f"memfs would refuse to check this name out on another machine ({why})"
+    return ""
+
+
 def _skip_reason(root: Path, path: str, st: os.stat_result, cap: int, real_root: str) -> str:
+    refused = name_refusal(path)
+    if refused:
+        return refused
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(root / path)
         if os.path.isabs(target):

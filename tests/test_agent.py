@@ -265,6 +265,70 @@ def test_nested_git_repositories_are_skipped(agent: memfs.Agent, tmp_path: Path)
     assert any(s.path == "vendor/lib/.git" for s in status.skipped)
 
 
+NAMES_NO_CHECKOUT_TAKES = [
+    "reference/back\\slash.md",  # a checkout elsewhere refuses the whole agent over it
+    "Git~1/config",
+    ".GIT/hooks/post-checkout",
+    "notes/.git./x.md",
+    os.fsdecode(b"reference/caf\xe9.md"),  # Latin-1, not UTF-8
+]
+
+
+def test_what_a_checkout_would_refuse_is_never_committed(
+    agent: memfs.Agent, tmp_path: Path
+) -> None:
+    for name in NAMES_NO_CHECKOUT_TAKES:
+        write(agent.root, name, "kept on disk")
+    write(agent.root, "reference/fine.md", "committed")
+    agent.commit()
+    tracked = git(agent.root, "ls-files", "-z").split("\0")
+    assert "reference/fine.md" in tracked
+    assert not [path for path in tracked if path.startswith(("Git~1", ".GIT", "notes"))]
+    assert not [path for path in tracked if "\\" in path or "caf" in path]
+    reasons = {s.shown: s.reason for s in agent.status().skipped}
+    assert "backslash" in reasons["reference/back\\slash.md"]
+    assert "not valid UTF-8" in reasons["reference/caf\\xe9.md"]
+    assert {"Git~1/config", ".GIT/hooks/post-checkout", "notes/.git./x.md"} <= set(reasons)
+    for name in NAMES_NO_CHECKOUT_TAKES:
+        assert (agent.root / name).read_text() == "kept on disk"
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(agent.root), str(bare))
+    with memfs.clone(str(bare), tmp_path / "elsewhere") as other:
+        assert (other.root / "reference/fine.md").read_text() == "committed"
+
+
+def test_a_tracked_file_with_a_refused_name_keeps_its_last_version(agent: memfs.Agent) -> None:
+    write(agent.root, "reference/back\\slash.md", "v1")
+    git(agent.root, "add", "reference/back\\slash.md")
+    git(agent.root, "commit", "-q", "-m", "committed by git itself")
+    write(agent.root, "reference/back\\slash.md", "v2")
+    assert agent.commit() is None
+    assert git(agent.root, "show", "HEAD:reference/back\\slash.md") == "v1"
+    assert (agent.root / "reference/back\\slash.md").read_text() == "v2"
+
+
+def test_a_tracked_file_with_a_non_utf8_name_keeps_its_last_version(agent: memfs.Agent) -> None:
+    name = os.fsdecode(b"reference/caf\xe9.md")
+    write(agent.root, name, "v1")
+    subprocess.run(["git", "add", "--", os.fsencode(name)], cwd=agent.root, check=True)
+    git(agent.root, "commit", "-q", "-m", "committed by git itself")
+    write(agent.root, name, "v2")
+    write(agent.root, "system/human.md", "edited\n")
+    assert [s.shown for s in agent.status().skipped] == ["reference/caf\\xe9.md"]
+    agent.commit()
+    assert name in agent.history.tree_of(agent.history.head()), "never deleted from history"
+    assert (agent.root / name).read_text() == "v2"
+
+
+def test_an_invalid_ignore_line_is_a_problem_not_a_crash(agent: memfs.Agent) -> None:
+    write(agent.root, ".memfsignore", "*.log\n\\\n")
+    write(agent.root, "run.log", "x")
+    problems = [p.render() for p in agent.status().problems]
+    assert any(p.startswith(".memfsignore:2: not a valid ignore pattern") for p in problems)
+    agent.commit()
+    assert "run.log" not in git(agent.root, "ls-files").split()
+
+
 # -- history -------------------------------------------------------------------------------
 
 
@@ -460,3 +524,17 @@ def test_an_unsafe_path_is_refused_even_among_safe_ones_in_its_folder(
         check_incoming_tree(tmp_path, entries)
     del entries[bad]
     check_incoming_tree(tmp_path, entries)  # the rest is fine
+
+
+def test_status_works_where_memfs_cannot_write_its_state(agent: memfs.Agent) -> None:
+    """As on a read-only agent: the caches of status cannot be written, status still works."""
+    import shutil
+
+    shutil.rmtree(agent.history.control_dir / "memfs", ignore_errors=True)
+    (agent.history.control_dir / "memfs").write_text("a file where the state folder would be")
+    write(agent.root, "system/human.md", "edited\n")
+    write(agent.root, "notes/q.md", "<<<<<<< mine\nx\n=======\ny\n>>>>>>> theirs\n")
+    status = agent.status()
+    assert ("modified", "system/human.md") in changes(agent)
+    assert [c.path for c in status.conflicts] == ["notes/q.md"]
+    assert agent.check() == []

@@ -409,7 +409,7 @@ def test_named_s3_cloud(tmp_path: Path, s3: S3Bucket) -> None:
     assert entries[0].url == agent_url(s3.url("memory"), "alpha")
     copy = checkout("beta", tmp_path / "beta-copy", cloud="team")
     assert list_remotes(copy.history)[0].url == "memfs::" + s3.url("memory/beta")
-    assert run_cli("agents", "--cloud", "nope").exit_code == 1
+    assert run_cli("agents", "--cloud", "nope").exit_code == 2  # bad usage, as an unknown remote
     with pytest.raises(UnsupportedURLError):
         add_cloud("bad", "gopher://x")
 

@@ -12,6 +12,7 @@ import pytest
 
 import memfs
 from memfs.cli import cli
+from memfs.conflicts import find
 
 from .conftest import assert_git_agrees, git, run_cli, write
 
@@ -206,3 +207,40 @@ def test_internal_errors_are_one_line_without_traceback(agent: memfs.Agent) -> N
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("memfs: the agent's git repository is damaged or unreadable")
     assert result.stderr.count("\n") == 1
+
+
+def test_status_lists_open_conflicts_in_text_and_json(tmp_path: Path) -> None:
+    from memfs import sync
+
+    from .test_sync import bare_repo, two_machines
+
+    a, b = two_machines(tmp_path, str(bare_repo(tmp_path / "hub.git")))
+    write(a.root, "system/human.md", "A's human\n")
+    write(b.root, "system/human.md", "B's human\n")
+    write(a.root, "notes/p.md", "one\ntwo\nthree\n")
+    sync.sync(a)
+    sync.sync(b)
+    write(a.root, "notes/p.md", "one\nA two\nthree\n")
+    write(b.root, "notes/p.md", "one\nB two\nthree\n")
+    sync.sync(a)
+    sync.sync(b, policy="copy")
+    copy = next(p for p in b.worktree_files() if p.startswith("system/human.conflict-"))
+    write(b.root, "notes/q.md", "<<<<<<< mine\nx\n=======\ny\n>>>>>>> theirs\n")
+    text = run_cli("-C", str(b.root), "status")
+    assert text.exit_code == 0, text.output
+    assert "Open conflicts (reconcile, then 'memfs resolve PATH --keep" in text.output
+    assert f"  system/human.md: other version at {copy}\n" in text.output
+    assert "  notes/q.md: conflict markers\n" in text.output
+    report = json.loads(run_cli("-C", str(b.root), "status", "--json").output)
+    assert {"path": "system/human.md", "kind": "copy", "copy_path": copy} in report["conflicts"]
+    assert {"path": "notes/q.md", "kind": "markers", "copy_path": None} in report["conflicts"]
+    assert memfs.open(b.root).status().conflicts == find(b)
+    again = json.loads(run_cli("-C", str(b.root), "status", "--json").output)  # from the cache
+    assert again["conflicts"] == report["conflicts"]
+    write(b.root, "notes/q.md", "settled\n")
+    write(b.root, "notes/r.md", "<<<<<<< mine\nx\n=======\ny\n>>>>>>> theirs\n")
+    paths = [
+        c["path"]
+        for c in json.loads(run_cli("-C", str(b.root), "status", "--json").output)["conflicts"]
+    ]
+    assert "notes/r.md" in paths and "system/human.md" in paths and "notes/q.md" not in paths

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "agent-file"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "agent-file"
 
 
 def run(script: str, *args: str, cwd: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,3 +77,38 @@ def test_unclosed_front_matter_is_flagged() -> None:
 def test_metadata_must_be_a_mapping() -> None:
     with pytest.raises(TypeError, match="must be a mapping"):
         frontmatter.load_metadata("- a\n- b\n")
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A YAML mapping whose aliases expand to 9**levels strings (a "billion laughs")."""
+    lines = ["a: &a [" + ", ".join(['"lol"'] * 9) + "]"]
+    for level in range(1, levels):
+        name, previous = chr(ord("a") + level), chr(ord("a") + level - 1)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (billion_laughs(), "aliases expand"),
+        ("a: &x [1, *x]\n", "recursive"),
+        ("[" * 100_000 + "]" * 100_000, "level"),  # libyaml's composer would overflow the C stack
+        ("- " * 100_000 + "x\n", "nested more than"),
+        ("x: " + "y" * frontmatter.MAX_YAML_CHARS + "\n", "KiB of YAML"),
+    ],
+    ids=["billion-laughs", "recursive-alias", "deep-flow", "deep-block", "too-long"],
+)
+def test_hostile_yaml_is_refused_quickly(text: str, why: str) -> None:
+    with pytest.raises(yaml.YAMLError, match=why):
+        frontmatter.load_yaml(text)
+    with pytest.raises(yaml.YAMLError, match=why):
+        frontmatter.load_metadata(text)
+
+
+def test_harmless_aliases_still_load() -> None:
+    assert frontmatter.load_yaml("a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}
+    nested = frontmatter.load_yaml("[" * 100 + "x" + "]" * 100 + "\n# " + "padding " * 200)
+    for _ in range(100):
+        nested = nested[0]
+    assert nested == "x"

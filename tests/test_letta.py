@@ -12,7 +12,7 @@ from memfs.letta import AgentFileError, export_agent_file, import_agent_file, re
 
 from .conftest import assert_git_agrees, run_cli, write
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "agent-file"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "agent-file"
 AGENT_FILES = sorted(FIXTURES.glob("*.af"))
 
 
@@ -102,3 +102,57 @@ def test_export_of_a_native_agent(agent: memfs.Agent, tmp_path: Path) -> None:
     document = export_agent_file(agent, tmp_path / "native.af")
     assert document["agents"][0]["name"] == "test-agent"
     assert {b["label"] for b in document["blocks"]} == {"human", "persona"}
+
+
+def agent_file_with(blocks: list[tuple[str, str]]) -> dict:
+    """A minimal one-agent .af document holding ``blocks`` as (label, value)."""
+    return {
+        "agents": [{"name": "lossy", "block_ids": [f"block-{i}" for i in range(len(blocks))]}],
+        "blocks": [
+            {"id": f"block-{i}", "label": label, "value": value, "limit": 5000}
+            for i, (label, value) in enumerate(blocks)
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        ([("human", "one"), ("human", "two")], "would both be the memory file system/human.md"),
+        ([("human", "one"), ("system/human", "two")], "would both be the memory file"),
+        ([("Human", "one"), ("human", "two")], "would both be the memory file"),
+        ([("human", "x" * (10 * 1024 * 1024 + 1))], "over the 10485760-byte size cap"),
+        ([("notes\\draft", "x")], "backslash"),
+        ([(".env", "x")], "memfs leaves such files out"),
+    ],
+    ids=[
+        "same-label",
+        "label-and-system-label",
+        "same-but-case",
+        "over-the-cap",
+        "backslash",
+        "ignored-name",
+    ],
+)
+def test_an_import_that_would_drop_a_block_is_refused_before_writing(
+    tmp_path: Path, blocks: list[tuple[str, str]], message: str
+) -> None:
+    source = write(tmp_path, "lossy.af", json.dumps(agent_file_with(blocks)))
+    with pytest.raises(AgentFileError, match=message):
+        import_agent_file(source, tmp_path / "agent")
+    assert not (tmp_path / "agent").exists()
+    result = run_cli("import-af", str(source), str(tmp_path / "agent"))
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and message.split(" ")[0] in result.stderr
+    assert not (tmp_path / "agent").exists()
+
+
+def test_every_imported_block_is_committed_and_exported(tmp_path: Path) -> None:
+    blocks = [("human", "h"), ("projects/garden", "g"), ("system/style", "s")]
+    source = write(tmp_path, "fine.af", json.dumps(agent_file_with(blocks)))
+    agent = import_agent_file(source, tmp_path / "agent")
+    assert_git_agrees(agent.root)
+    tree = agent.history.tree_of(agent.history.head())
+    assert {"system/human.md", "projects/garden.md", "system/style.md"} <= set(tree)
+    exported = export_agent_file(agent, tmp_path / "out.af")
+    assert sorted(b["label"] for b in exported["blocks"]) == sorted(label for label, _ in blocks)

@@ -66,6 +66,13 @@ def status(state: AppState, as_json: bool) -> None:
         click.echo("Changes not committed (run 'memfs commit'):")
         for change in report.changes:
             click.echo(f"  {change.status + ':':<10} {change.path}")
+    if report.conflicts:
+        click.echo("Open conflicts (reconcile, then 'memfs resolve PATH --keep ours|theirs|both'):")
+        for conflict in report.conflicts:
+            if conflict.kind == "copy":
+                click.echo(f"  {conflict.path}: other version at {conflict.copy_path}")
+            else:
+                click.echo(f"  {conflict.path}: conflict markers")
     if report.problems:
         click.echo("Problems (run 'memfs check' for details):")
         for problem in report.problems:
@@ -73,7 +80,7 @@ def status(state: AppState, as_json: bool) -> None:
     if report.secrets:
         click.echo("Ignored, looks like a secret: " + ", ".join(report.secrets))
     for skipped in report.skipped:
-        click.echo(f"Not versioned: {skipped.path}: {skipped.reason}")
+        click.echo(f"Not versioned: {skipped.shown}: {skipped.reason}")
     for remote in remotes:
         line = f"Remote {remote.name}: {remote.ahead} ahead, {remote.behind} behind"
         if remote.last_error:
@@ -109,7 +116,7 @@ def commit(state: AppState, message: str | None) -> None:
         click.echo(f"[{agent.history.branch()} {info.short}] {info.summary}")
     skipped = agent.status().skipped
     for item in skipped:
-        warn(f"not versioned: {item.path}: {item.reason}")
+        warn(f"not versioned: {item.shown}: {item.reason}")
     if skipped:
         click.get_current_context().exit(1)
 
