@@ -406,8 +406,14 @@ class Agent:
     # -- history ------------------------------------------------------------------------
 
     def log(self, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
-        """Commits, newest first; with ``path``, those that changed it (following renames)."""
-        return self.history.log(path, limit)
+        """Commits, newest first; with ``path``, those that changed it (following renames).
+
+        PathNotFoundError for a path that no commit touched and that is not on disk.
+        """
+        commits = self.history.log(path, limit)
+        if path and not commits and not os.path.lexists(self.root / path.strip("/")):
+            raise PathNotFoundError(path, "the history or the work tree")
+        return commits
 
     def diff(
         self, rev: str | None = None, rev2: str | None = None, paths: tuple[str, ...] = ()

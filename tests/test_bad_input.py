@@ -245,6 +245,8 @@ CASES: list[Case] = [
          stderr="nosuch.md does not exist in revision HEAD"),
     Case("restore-unknown-path", agent(), ("restore", "nosuch.md", "--to", "HEAD"), 4,
          stderr="nosuch.md does not exist in revision HEAD"),
+    Case("log-unknown-path", agent(), ("log", "nosuch.md"), 4,
+         stderr="nosuch.md does not exist in the history or the work tree"),
     Case("log-zero", agent(), ("log", "-n", "0"), 2, stderr="Error: Invalid value for '-n'",
          stderr_lines=4),
     # -- remotes, merges, conflicts (issue 3) ---------------------------------------------

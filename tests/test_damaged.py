@@ -302,3 +302,15 @@ def test_deleting_a_ref_clears_a_stale_lock(tmp_path: Path) -> None:
         assert agent.history.ref("refs/remotes/origin/main") is None
     assert not lock.exists()
     git(root, "fsck", "--strict")
+
+
+def test_removing_a_remote_clears_a_stale_lock_of_its_tracking_ref(tmp_path: Path) -> None:
+    root = make_agent(tmp_path)
+    assert run_cli("-C", str(root), "sync").exit_code == 0
+    tracking = root / ".git/refs/remotes/origin/main"
+    lock = leave_dulwich_lock(tracking, tracking.read_text().strip())
+    os.utime(lock, (lock.stat().st_atime - 60, lock.stat().st_mtime - 60))
+    result = run_cli("-C", str(root), "remote", "remove", "origin")
+    assert (result.exit_code, result.output) == (0, "Removed remote origin\n")
+    assert not lock.exists() and not tracking.exists()
+    git(root, "fsck", "--strict")

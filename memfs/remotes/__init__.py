@@ -303,10 +303,11 @@ def add_remote(history: History, name: str, url: str, mirror: bool = False) -> R
 def remove_remote(history: History, name: str) -> None:
     """Remove a remote and its remote-tracking refs."""
     get_remote(history, name)
-    config = history.repo.get_config()
-    del config[(b"remote", name.encode())]
-    config.write_to_path()
-    prefix = f"refs/remotes/{name}/".encode()
-    for ref in list(history.repo.refs.keys()):
-        if ref.startswith(prefix):
-            history.repo.refs.remove_if_equals(ref, None)
+    with history.locked():  # a git lock left by a killed fetch is then known to be stale
+        config = history.repo.get_config()
+        del config[(b"remote", name.encode())]
+        config.write_to_path()
+        prefix = f"refs/remotes/{name}/".encode()
+        for ref in list(history.repo.refs.keys()):
+            if ref.startswith(prefix):
+                history.delete_ref(ref.decode())
