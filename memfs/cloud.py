@@ -14,7 +14,7 @@ from typing import Any
 
 from memfs.agent import Agent
 from memfs.config import load_user_config, resolve_cloud, save_user_config
-from memfs.errors import MemfsError, RemoteNotFoundError
+from memfs.errors import MemfsError, RemoteCorruptError, RemoteNotFoundError
 from memfs.remotes import BUCKET_PREFIX, RemoteConfig, add_remote, url_kind
 from memfs.remotes.bucket import BucketRemote
 from memfs.remotes.storage import open_storage
@@ -31,6 +31,7 @@ class AgentEntry:
     host: str | None
     head: str | None
     url: str
+    problem: str | None = None  # why its manifest could not be read; the others still list
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +104,12 @@ def list_agents(cloud: str | None = None) -> tuple[str, list[AgentEntry]]:
     entries = []
     for folder in open_storage(url, options).folders():
         remote = BucketRemote(agent_url(url, folder), options)
-        manifest, _ = remote.read_manifest()
+        try:
+            manifest, _ = remote.read_manifest()
+        except RemoteCorruptError as error:
+            problem = str(error).removeprefix(f"{remote.url}: ")
+            entries.append(AgentEntry(folder, "", None, None, None, remote.url, problem))
+            continue
         if manifest is None:
             continue
         entries.append(

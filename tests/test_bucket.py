@@ -393,6 +393,24 @@ def test_default_cloud_push_agents_and_checkout(tmp_path: Path) -> None:
     assert missing.exit_code == 7 and "has no agent 'nobody'" in missing.stderr
 
 
+def test_one_unreadable_agent_does_not_hide_the_others(tmp_path: Path) -> None:
+    for name in ("garden", "kitchen"):
+        agent = memfs.init(tmp_path / name, description=f"helps in the {name}")
+        assert run_cli("-C", str(agent.root), "push").exit_code == 0
+    cloud = Path(os.environ["MEMFS_DATA_DIR"]) / "cloud"
+    (cloud / "kitchen/manifest.json").write_text('{"generation": 1, "refs": {"main": "nope"}}')
+    result = run_cli("agents")
+    assert result.exit_code == 0, result.stderr
+    garden, kitchen = result.output.splitlines()
+    assert garden.startswith("garden") and garden.endswith("helps in the garden")
+    assert kitchen.startswith("kitchen") and "unreadable: " in kitchen
+    listing = json.loads(run_cli("agents", "--json").output)
+    assert [(e["name"], e["problem"] is None) for e in listing] == [
+        ("garden", True),
+        ("kitchen", False),
+    ]
+
+
 def test_named_s3_cloud(tmp_path: Path, s3: S3Bucket) -> None:
     result = run_cli(
         "cloud", "add", "team", s3.url("memory"), "--option", "default_block_size=5242880"

@@ -86,7 +86,8 @@ def agents(cloud_name: str | None, as_json: bool) -> None:
         when = (entry.pushed_at or "")[:16].replace("T", " ")
         head = (entry.head or "")[:7]
         host = entry.host or "-"
-        click.echo(f"{entry.name:<24} {when:<16}  {host:<12} {head}  {entry.description}".rstrip())
+        about = f"unreadable: {entry.problem}" if entry.problem else entry.description
+        click.echo(f"{entry.name:<24} {when:<16}  {host:<12} {head:<7}  {about}".rstrip())
     if not entries:
         click.echo(f"No agents in cloud {name} yet: 'memfs push' in an agent puts it there.")
 
