@@ -90,6 +90,7 @@ class Status:
     secrets: list[str] = field(default_factory=list)
     skipped: list[worktree.Skipped] = field(default_factory=list)
     conflicts: list[OpenConflict] = field(default_factory=list)
+    update_pending: bool = False  # a merge's journal is there: running now, or stopped midway
 
     @property
     def clean(self) -> bool:
@@ -105,6 +106,7 @@ class Status:
             "ignored_secrets": self.secrets,
             "skipped": [s.to_dict() for s in self.skipped],
             "conflicts": [c.to_dict() for c in self.conflicts],
+            "update_pending": self.update_pending,
         }
 
 
@@ -289,6 +291,7 @@ class Agent:
                 {path: entry.sha for path, entry in snapshot.files.items()},
                 self.history.control_dir / "memfs" / "markers.json",
             ),
+            update_pending=(self.history.control_dir / "memfs" / apply.JOURNAL).exists(),
         )
 
     def commit(

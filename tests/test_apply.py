@@ -196,6 +196,10 @@ def test_a_merge_killed_between_any_two_writes_loses_nothing(tmp_path: Path, poi
     )
     assert killed.returncode == -9, killed.stderr
     with memfs.open(b_root) as b:
+        if point.startswith("apply.") and point != "apply.write:1":
+            status = b.status()  # read-only: shows the stopped merge, undoes nothing yet
+            assert status.update_pending and not status.clean
+            assert (b.history.state_dir / "update.json").exists()
         assert_nothing_lost(a, b)
 
 

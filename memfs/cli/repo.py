@@ -66,6 +66,11 @@ def status(state: AppState, as_json: bool) -> None:
         click.echo("Changes not committed (run 'memfs commit'):")
         for change in report.changes:
             click.echo(f"  {change.status + ':':<10} {change.path}")
+    if report.update_pending:
+        click.echo(
+            "A merge is updating the files, or stopped midway: the next commit or sync puts"
+            " back what it wrote and merges again (nothing is lost)"
+        )
     if report.conflicts:
         click.echo("Open conflicts (reconcile, then 'memfs resolve PATH --keep ours|theirs|both'):")
         for conflict in report.conflicts:
