@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
-import fcntl
 import functools
 import hashlib
 import heapq
@@ -21,7 +19,6 @@ import itertools
 import os
 import stat
 import struct
-import threading
 import time
 import weakref
 import zlib
@@ -57,7 +54,6 @@ from dulwich.walk import ORDER_TOPO, Walker
 from memfs.config import seconds_from_env
 from memfs.errors import (
     ConcurrentUpdateError,
-    LockTimeoutError,
     NotAnAgentError,
     PackCorruptError,
     PathNotFoundError,
@@ -66,6 +62,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.packs import PackError, RawObject, index_pack
+from memfs.repolock import RepoLock, retry_past_stale_git_lock
 from memfs.util import atomic_write
 
 BRANCH = "main"
@@ -78,7 +75,6 @@ UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to 
 COMMIT_CACHE_SIZE = 50_000
 LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 SHA_BYTES = 20
-STALE_GIT_LOCK_S = 2.0  # git holds a ref lock for milliseconds: one this old was left by a crash
 TRAILER_HOST = "Memfs-Host"
 TRAILER_ORIGIN = "Memfs-Origin"
 
@@ -278,7 +274,7 @@ class History:
     def __init__(self, root: Path, repo: Repo) -> None:
         self.root = root
         self.repo = repo
-        self._lock = _RepoLock(Path(repo.controldir()) / "memfs" / "lock")
+        self._lock = RepoLock(Path(repo.controldir()) / "memfs" / "lock")
         # The objects of the pack imported last, by hex sha: a fresh checkout reads its trees
         # and blobs from here instead of inflating them from the pack a second time.
         self._unpacked: dict[bytes, RawObject] = {}
@@ -402,39 +398,10 @@ class History:
             lambda: self.repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
         )
 
-    def _cleared_stale_lock(self, error: FileLocked) -> bool:
-        """Whether the git lock of ``error`` was stale and is gone, when this thread holds
-        the agent's lock (only then can no memfs process be behind it): see _update_refs."""
-        if not self._lock.held_here():
-            return False
-        lock = Path(os.fsdecode(error.lockfilename))
-        return _clear_stale_git_lock(lock)
-
     def _update_refs(self, update: Callable[[], _T]) -> _T:
-        """Run a dulwich ref update under the agent's lock, clearing a git lock a crash left.
-
-        dulwich, like git, writes a ref through ``<ref>.lock`` (or ``packed-refs.lock``) and
-        renames it; a kill -9 in between leaves the lock, and every later update fails
-        (issue 10, item 8). With the agent's lock held no other memfs process is updating
-        refs, so the lock file is a git command's, gone within milliseconds, or a crash's:
-        one still there when it is ``STALE_GIT_LOCK_S`` old is removed and the update retried.
-        A lock that keeps being renewed ends in ConcurrentUpdateError naming the file.
-        """
+        """Run a dulwich ref update under the agent's lock, clearing a git lock a crash left."""
         with self.locked():
-            deadline = time.monotonic() + 2 * STALE_GIT_LOCK_S
-            while True:
-                try:
-                    return update()
-                except FileLocked as error:
-                    lock = Path(os.fsdecode(error.lockfilename))
-                    if _clear_stale_git_lock(lock):
-                        continue
-                    if time.monotonic() >= deadline:
-                        raise ConcurrentUpdateError(
-                            f"{lock} is held by a git command that keeps it; "
-                            "if none is running, delete the file and try again"
-                        ) from error
-                    time.sleep(0.02)
+            return retry_past_stale_git_lock(update)
 
     def has_commit(self, sha: str) -> bool:
         return sha.encode() in self.repo.object_store
@@ -866,7 +833,7 @@ class History:
             # git itself is writing the index, or a crash left index.lock behind. The index is
             # only memfs's stat cache: skipping it costs re-hashing, never correctness; but a
             # stale lock would leave it (and 'git status') out of date for good.
-            if not self._cleared_stale_lock(error):
+            if not self._lock.cleared_stale_git_lock(error):
                 return
             try:
                 index_file = GitFile(str(self.control_dir / "index"), "wb")
@@ -905,7 +872,7 @@ class History:
         try:
             index.write()
         except FileLocked as error:
-            if not self._cleared_stale_lock(error):
+            if not self._lock.cleared_stale_git_lock(error):
                 return  # only a stat cache: see write_index
             with contextlib.suppress(FileLocked):
                 index.write()
@@ -1084,22 +1051,6 @@ def _commit_info(commit: Commit) -> CommitInfo:
     )
 
 
-def _clear_stale_git_lock(lock: Path) -> bool:
-    """Whether ``lock`` is gone now: it was already, or it was stale and is removed.
-
-    Only for callers holding the agent's lock (see ``History._update_refs``).
-    """
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return True
-    if age < STALE_GIT_LOCK_S:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        lock.unlink()
-    return True
-
-
 def _parents_first(commits: list[Commit]) -> list[Commit]:
     """``commits`` reordered so that each comes after those of its parents among them.
 
@@ -1224,69 +1175,3 @@ def _load_stat_cache(control_dir: Path) -> _StatCache:
     except (OSError, ValueError, AssertionError, struct.error, IndexError):
         return _StatCache({}, 0)  # a cache: an index cut short or garbled means hash again
     return _StatCache(dict(index.items()), index_mtime)
-
-
-class _RepoLock:
-    """``fcntl.flock`` on ``.git/memfs/lock``, held per operation, reentrant in a process.
-
-    The kernel releases the lock when the holder dies, so a crash never leaves it stale.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._thread_lock = threading.RLock()
-        self._depth = 0
-        self._owner: int | None = None
-        self._fd: int | None = None
-
-    @contextlib.contextmanager
-    def hold(self, timeout: float) -> Iterator[None]:
-        if not self._thread_lock.acquire(timeout=timeout):
-            raise LockTimeoutError(str(self.path), timeout, "another thread")
-        try:
-            if self._depth == 0:
-                self._fd = self._acquire(timeout)
-                self._owner = threading.get_ident()
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._fd is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-                    os.close(self._fd)
-                    self._fd = None
-                    self._owner = None
-        finally:
-            self._thread_lock.release()
-
-    def held_here(self) -> bool:
-        """Whether this thread holds the lock now."""
-        return self._depth > 0 and self._owner == threading.get_ident()
-
-    def _acquire(self, timeout: float) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                    os.close(fd)
-                    raise LockTimeoutError(
-                        str(self.path),
-                        timeout,
-                        f"process {holder}" if holder else "another process",
-                    ) from error
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        return fd
