@@ -13,9 +13,7 @@ import atexit
 import contextlib
 import functools
 import hashlib
-import heapq
 import io
-import itertools
 import os
 import stat
 import struct
@@ -44,12 +42,13 @@ from dulwich.object_store import (
     iter_tree_contents,
     tree_lookup_path,
 )
-from dulwich.objects import S_ISGITLINK, Blob, Commit, Tree, parse_tree
+from dulwich.objects import Blob, Commit, Tree, parse_tree
 from dulwich.objectspec import parse_commit, parse_object
 from dulwich.pack import write_pack_index, write_pack_objects
 from dulwich.repo import Repo
 from dulwich.walk import ORDER_TOPO, Walker
 
+from memfs import walks
 from memfs.config import seconds_from_env
 from memfs.errors import (
     ConcurrentUpdateError,
@@ -316,44 +315,9 @@ class History:
 
     @_reads_objects
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other).
-
-        Both sides are walked newest first, each commit painted with the side(s) that reach
-        it (git's merge-base walk). The walk stops as soon as ``ancestor`` is reached from
-        ``descendant``, or when no commit left to look at is reached from ``descendant``
-        alone: the others are ancestors of ``ancestor``, which cannot lie behind them. The
-        cost is the commits since the two diverged, not the whole history (dulwich's
-        ``can_fast_forward`` walks all of it, on every push).
-        """
-        if ancestor == descendant:
-            return True
-        target = ancestor.encode()
-        from_ancestor, from_descendant = 1, 2
-        paint: dict[bytes, int] = {target: from_ancestor, descendant.encode(): from_descendant}
-        # Newest first; among commits of the same second (a burst of commits), the
-        # descendant's side first, so that a parent or grandparent is found at once.
-        queue: list[tuple[int, int, int, bytes]] = []
-        counter = itertools.count()
-
-        def visit(sha: bytes) -> None:
-            side = 0 if paint[sha] == from_descendant else 1
-            item = (-self._commit(sha).commit_time, side, next(counter), sha)
-            heapq.heappush(queue, item)
-
-        for sha in paint:
-            visit(sha)
-        while queue and any(paint[sha] == from_descendant for *_, sha in queue):
-            *_, sha = heapq.heappop(queue)
-            colour = paint[sha]
-            for parent in self._commit(sha).parents:
-                old = paint.get(parent, 0)
-                new = old | colour
-                if parent == target and new & from_descendant:
-                    return True
-                if new != old:
-                    paint[parent] = new
-                    visit(parent)
-        return False
+        """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other):
+        ``walks.is_ancestor``, whose cost is the commits since the two diverged."""
+        return walks.is_ancestor(self._commit, ancestor, descendant)
 
     @_reads_objects
     def _commit(self, sha: bytes) -> Commit:
@@ -388,8 +352,11 @@ class History:
         """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
         store = self.repo.object_store
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
-        commits = _parents_first(self._commits_between([sha.encode() for sha in include], haves))
-        objects = [(store[sha], None) for sha in self._objects_of(commits)]
+        wants = [sha.encode() for sha in include]
+        commits = walks.parents_first(walks.commits_between(self._commit, wants, haves))
+        objects = [
+            (store[sha], None) for sha in walks.objects_of(store.__getitem__, self._commit, commits)
+        ]
         if not objects:
             return None
         pack = io.BytesIO()
@@ -432,80 +399,6 @@ class History:
     @_reads_objects
     def _next_object(self, objects: Iterator[Any]) -> Any:
         return next(objects, None)
-
-    def _commits_between(self, wants: list[bytes], haves: list[bytes]) -> list[Commit]:
-        """Commits reachable from ``wants`` but not from ``haves``, newest first.
-
-        git's revision walk: newest commit first, ancestors of ``haves`` marked uninteresting,
-        stopping once only uninteresting commits are left to look at. It visits the new
-        commits and their boundary, not the whole history as dulwich's MissingObjectFinder
-        does. A clock skewed enough can only add a commit the remote has (a bigger pack),
-        never leave out one it lacks.
-        """
-        uninteresting: set[bytes] = set(haves)
-        seen: set[bytes] = set()
-        queue: list[tuple[int, int, bytes]] = []
-        counter = itertools.count()  # ties broken by insertion order, never by sha
-
-        def push(sha: bytes) -> None:
-            if sha not in seen:
-                seen.add(sha)
-                heapq.heappush(queue, (-self._commit(sha).commit_time, next(counter), sha))
-
-        for sha in (*haves, *wants):
-            push(sha)
-        found: list[Commit] = []
-        while queue and any(sha not in uninteresting for _, _, sha in queue):
-            _, _, sha = heapq.heappop(queue)
-            commit = self._commit(sha)
-            if sha in uninteresting:
-                uninteresting.update(commit.parents)
-            else:
-                found.append(commit)
-            for parent in commit.parents:
-                push(parent)
-        return [commit for commit in found if commit.id not in uninteresting]
-
-    def _objects_of(self, commits: list[Commit]) -> list[bytes]:
-        """The commits and every tree and blob they add over their parents.
-
-        ``commits`` must come parents first (``_parents_first``). Subtrees equal to a parent's
-        are skipped whole: a parent is either among ``commits`` (handled before, so its
-        objects are here) or on the remote (with all of its objects). A tree already listed is
-        skipped whole too, which is only sound because of that order: it was listed for an
-        ancestor or earlier in this commit, and every entry it skipped then is covered. Newest
-        first, a merge whose tree equals an ancestor's would list that tree while skipping the
-        entries its other parent had, and the ancestor would then send none of them (a blob
-        the remote never had: issue 10, item 1).
-        """
-        store = self.repo.object_store
-        listed: set[bytes] = set()
-        result: list[bytes] = []
-
-        def add_tree(sha: bytes, parent_shas: list[bytes]) -> None:
-            if sha in listed or sha in parent_shas:
-                return
-            listed.add(sha)
-            result.append(sha)
-            tree = store[sha]
-            assert isinstance(tree, Tree)
-            parents = [store[p] for p in parent_shas]
-            for name, mode, entry_sha in tree.iteritems():
-                if entry_sha in listed:
-                    continue
-                before = [p[name] for p in parents if isinstance(p, Tree) and name in p]
-                if any(old_sha == entry_sha for _, old_sha in before):
-                    continue
-                if stat.S_ISDIR(mode):
-                    add_tree(entry_sha, [old for m, old in before if stat.S_ISDIR(m)])
-                elif not S_ISGITLINK(mode):  # a submodule commit is not ours to send
-                    listed.add(entry_sha)
-                    result.append(entry_sha)
-
-        for commit in commits:
-            result.append(commit.id)
-            add_tree(commit.tree, [self._commit(parent).tree for parent in commit.parents])
-        return result
 
     def pack_loose(self) -> int:
         """Move loose objects into a pack (memfs's gc); the number packed."""
@@ -920,33 +813,6 @@ def _commit_info(commit: Commit) -> CommitInfo:
         message=message,
         trailers=trailers,
     )
-
-
-def _parents_first(commits: list[Commit]) -> list[Commit]:
-    """``commits`` reordered so that each comes after those of its parents among them.
-
-    A depth-first walk (no recursion: a history can be long) over the commits only, in
-    O(commits + parents); unrelated commits keep the reverse of the order given.
-    """
-    by_id = {commit.id: commit for commit in commits}
-    ordered: list[Commit] = []
-    entered: set[bytes] = set()
-    for start in reversed(commits):
-        if start.id in entered:
-            continue
-        entered.add(start.id)
-        stack = [(start, iter(start.parents))]
-        while stack:
-            commit, parents = stack[-1]
-            for parent in parents:
-                if parent in by_id and parent not in entered:
-                    entered.add(parent)
-                    stack.append((by_id[parent], iter(by_id[parent].parents)))
-                    break
-            else:
-                stack.pop()
-                ordered.append(commit)
-    return ordered
 
 
 def _drop_shadowed_deletes(
