@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import hashlib
 import io
 import os
 import stat
@@ -33,9 +32,7 @@ from dulwich.errors import (
     NotGitRepository,
     NotTreeError,
 )
-from dulwich.file import FileLocked, GitFile
 from dulwich.graph import find_merge_base
-from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.merge import Merger
 from dulwich.object_store import (
     commit_tree_changes,
@@ -48,7 +45,7 @@ from dulwich.pack import write_pack_index, write_pack_objects
 from dulwich.repo import Repo
 from dulwich.walk import ORDER_TOPO, Walker
 
-from memfs import walks
+from memfs import gitindex, walks
 from memfs.config import seconds_from_env
 from memfs.errors import (
     ConcurrentUpdateError,
@@ -67,9 +64,7 @@ from memfs.trees import (
     Files,
     TreeEntry,
     compare_trees,
-    file_mode,
     parse_trailers,
-    read_worktree_data,
 )
 from memfs.util import atomic_write
 
@@ -609,74 +604,19 @@ class History:
         Returns the entries and the paths that vanished or became unreadable meanwhile.
         ``use_index=False`` hashes everything: cheaper for a few files than reading the index.
         """
-        cache = _load_stat_cache(self.control_dir) if use_index else _StatCache({}, 0)
-        entries: Files = {}
-        unreadable: list[str] = []
-        for path, st in files.items():
-            mode = file_mode(st)
-            cached = cache.lookup(path, st, mode)
-            if cached is not None:
-                entries[path] = TreeEntry(mode, cached)
-                continue
-            try:
-                data = read_worktree_data(self.root / path, mode)
-            except OSError:
-                unreadable.append(path)
-                continue
-            entries[path] = TreeEntry(mode, Blob.from_string(data).id.decode())
-        return entries, unreadable
+        return gitindex.hash_worktree(self.root, self.control_dir, files, use_index)
 
     def write_index(self, tree: Files, stats: Mapping[str, os.stat_result]) -> None:
         """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean."""
-        try:
-            index_file = GitFile(str(self.control_dir / "index"), "wb")
-        except FileLocked as error:
-            # git itself is writing the index, or a crash left index.lock behind. The index is
-            # only memfs's stat cache: skipping it costs re-hashing, never correctness; but a
-            # stale lock would leave it (and 'git status') out of date for good.
-            if not self._lock.cleared_stale_git_lock(error):
-                return
-            try:
-                index_file = GitFile(str(self.control_dir / "index"), "wb")
-            except FileLocked:
-                return
-        try:
-            index_file.write(_serialize_index(tree, stats))
-        except BaseException:
-            index_file.abort()
-            raise
-        index_file.close()
+        gitindex.write_index(self.control_dir, tree, stats, self._lock.cleared_stale_git_lock)
 
     def update_index_paths(
         self, updates: Mapping[str, TreeEntry | None], stats: Mapping[str, os.stat_result]
     ) -> None:
         """Bring the index in line for some paths only (after an index-free commit)."""
-        index_path = str(self.control_dir / "index")
-        try:
-            index = Index(index_path)
-        except (OSError, ValueError, AssertionError, struct.error, IndexError):
-            index = Index(index_path, read=False)
-        for path, entry in updates.items():
-            key = path.encode("utf-8", "surrogateescape")
-            if entry is None:
-                if key in index:
-                    del index[key]
-                continue
-            st = stats.get(path)
-            if st is None:
-                index[key] = IndexEntry(
-                    ctime=0, mtime=0, dev=0, ino=0, mode=entry.mode, uid=0, gid=0,
-                    size=0, sha=entry.sha.encode(),
-                )  # fmt: skip
-            else:
-                index[key] = index_entry_from_stat(st, entry.sha.encode(), mode=entry.mode)
-        try:
-            index.write()
-        except FileLocked as error:
-            if not self._lock.cleared_stale_git_lock(error):
-                return  # only a stat cache: see write_index
-            with contextlib.suppress(FileLocked):
-                index.write()
+        gitindex.update_index_paths(
+            self.control_dir, updates, stats, self._lock.cleared_stale_git_lock
+        )
 
     # -- writing ------------------------------------------------------------------------
 
@@ -835,75 +775,3 @@ class PackFiles:
     pack: bytes
     index: bytes
     count: int
-
-
-_INDEX_ENTRY = struct.Struct(">10L20sH")
-_U32 = 0xFFFFFFFF
-_NAME_LENGTH_MASK = 0xFFF
-
-
-def _serialize_index(tree: Files, stats: Mapping[str, os.stat_result]) -> bytes:
-    """``tree`` as a version-2 git index, with the stat data of the files in ``stats``.
-
-    One ``struct`` call per entry: dulwich's ``Index.write`` builds an object and makes a
-    dozen small writes per entry, a tenth of a second for a fresh 10,000-file checkout.
-    Times are taken in whole nanoseconds, as git compares them.
-    """
-    parts = [b"DIRC", struct.pack(">LL", 2, len(tree))]
-    for key, path in sorted((path.encode("utf-8", "surrogateescape"), path) for path in tree):
-        entry = tree[path]
-        st = stats.get(path)
-        if st is None:
-            fields: tuple[int, ...] = (0, 0, 0, 0, 0, 0, entry.mode, 0, 0, 0)
-        else:
-            ctime_s, ctime_ns = divmod(st.st_ctime_ns, 1_000_000_000)
-            mtime_s, mtime_ns = divmod(st.st_mtime_ns, 1_000_000_000)
-            fields = (
-                ctime_s & _U32, ctime_ns, mtime_s & _U32, mtime_ns, st.st_dev & _U32,
-                st.st_ino & _U32, entry.mode, st.st_uid & _U32, st.st_gid & _U32,
-                st.st_size & _U32,
-            )  # fmt: skip
-        name_length = min(len(key), _NAME_LENGTH_MASK)
-        parts.append(_INDEX_ENTRY.pack(*fields, bytes.fromhex(entry.sha), name_length))
-        parts.append(key + b"\0" * (8 - (_INDEX_ENTRY.size + len(key)) % 8))
-    data = b"".join(parts)
-    return data + hashlib.sha1(data).digest()
-
-
-class _StatCache:
-    """The index as a cache of blob shas, valid for entries whose stat data still matches.
-
-    An entry written in the same instant its file was last modified is not trusted (git's
-    "racy clean" rule): the file may have changed again within the timestamp's resolution.
-    """
-
-    def __init__(self, entries: dict[bytes, object], index_mtime_ns: int) -> None:
-        self._entries = entries
-        self._index_mtime_ns = index_mtime_ns
-
-    def lookup(self, path: str, st: os.stat_result, mode: int) -> str | None:
-        entry = self._entries.get(path.encode("utf-8", "surrogateescape"))
-        if not isinstance(entry, IndexEntry) or entry.mode != mode:
-            return None
-        mtime = entry.mtime
-        entry_ns = (
-            mtime[0] * 1_000_000_000 + mtime[1] if isinstance(mtime, tuple) else int(mtime * 1e9)
-        )
-        if (
-            entry.size != st.st_size
-            or entry_ns != st.st_mtime_ns
-            or entry.ino != st.st_ino
-            or entry_ns >= self._index_mtime_ns
-        ):
-            return None
-        return entry.sha.decode()
-
-
-def _load_stat_cache(control_dir: Path) -> _StatCache:
-    path = control_dir / "index"
-    try:
-        index_mtime = path.stat().st_mtime_ns
-        index = Index(str(path))
-    except (OSError, ValueError, AssertionError, struct.error, IndexError):
-        return _StatCache({}, 0)  # a cache: an index cut short or garbled means hash again
-    return _StatCache(dict(index.items()), index_mtime)
