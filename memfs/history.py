@@ -1,10 +1,12 @@
-"""The git layer: the only module (with ``remotes``) that talks to dulwich.
+"""The git layer's facade: ``History``, an agent's repository, the one object callers use.
 
-Everything here works on plain data: a tree is a ``dict`` of posix paths to ``TreeEntry``
-(mode, hex sha). Commits are written without the index (DESIGN.md §4): blobs for the changed
-paths, ``commit_tree_changes`` on the parent's tree, then a compare-and-swap of the branch.
-The index is rewritten afterwards only as a stat cache, so ``git status`` agrees with memfs.
-Mutating callers hold ``History.locked()`` for the whole operation.
+Opening and creating, refs, reading trees, blobs and the log, writing commits, comparing, and
+packs for object-store remotes. Trees are plain data (``trees.py``): a ``dict`` of posix paths
+to ``TreeEntry`` (mode, hex sha). Commits are written without the index (DESIGN.md §4): blobs
+for the changed paths, ``commit_tree_changes`` on the parent's tree, then a compare-and-swap
+of the branch. The index is rewritten afterwards only as a stat cache (``gitindex.py``), so
+``git status`` agrees with memfs. The revision walks of a push are in ``walks.py``.
+Mutating callers hold ``History.locked()`` (``repolock.py``) for the whole operation.
 """
 
 from __future__ import annotations
