@@ -6,21 +6,19 @@ to ``TreeEntry`` (mode, hex sha). Commits are written without the index (DESIGN.
 for the changed paths, ``commit_tree_changes`` on the parent's tree, then a compare-and-swap
 of the branch. The index is rewritten afterwards only as a stat cache (``gitindex.py``), so
 ``git status`` agrees with memfs. The revision walks of a push are in ``walks.py``.
-Mutating callers hold ``History.locked()`` (``repolock.py``) for the whole operation.
+Mutating callers hold ``History.locked()`` (``repolock.py``) for the whole operation. Each
+read that a damaged repository can break is wrapped by ``damage.reads_objects``.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import io
 import os
 import stat
-import struct
 import time
 import weakref
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,9 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dulwich.errors import (
-    ChecksumMismatch,
-    FileFormatException,
-    NotCommitError,
     NotGitRepository,
     NotTreeError,
 )
@@ -49,6 +44,7 @@ from dulwich.walk import ORDER_TOPO, Walker
 
 from memfs import gitindex, walks
 from memfs.config import seconds_from_env
+from memfs.damage import control_dir_of, damage_of, reads_objects
 from memfs.errors import (
     ConcurrentUpdateError,
     NotAnAgentError,
@@ -80,7 +76,6 @@ SHA_BYTES = 20
 
 
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
 _open_histories: weakref.WeakSet[History] = weakref.WeakSet()
 
 
@@ -90,86 +85,6 @@ def _close_open_histories() -> None:
     for history in list(_open_histories):
         with contextlib.suppress(Exception):
             history.close()
-
-
-_DAMAGE = (
-    zlib.error,
-    struct.error,
-    ChecksumMismatch,
-    FileFormatException,  # ObjectFormatException among them
-    NotCommitError,
-    NotTreeError,
-    UnicodeDecodeError,
-)
-"""What reading a corrupt object or ref raises, from dulwich or below it."""
-
-
-def _missing_object(error: KeyError) -> str | None:
-    """The sha a KeyError of dulwich's object store names, if it names one."""
-    key = error.args[0] if error.args else None
-    text = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
-    return text if len(text) == 40 and all(c in "0123456789abcdef" for c in text) else None
-
-
-def _reads_objects(method: _F) -> _F:
-    """Turn what a damaged object store raises inside ``method`` into RepositoryDamagedError:
-    one clear line and exit 9 instead of an internal error (issue 10)."""
-
-    @functools.wraps(method)
-    def reading(self: History, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except _DAMAGE as error:
-            kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
-                type(error), type(error).__name__
-            )
-            what = kind + (f": {str(error)[:200]}" if str(error) else "")
-            raise RepositoryDamagedError(str(self.root), what) from error
-        except KeyError as error:
-            sha = _missing_object(error)
-            if sha is None:
-                raise
-            raise RepositoryDamagedError(str(self.root), f"object {sha} is missing") from error
-
-    return reading  # type: ignore[return-value]
-
-
-def _damage_of(control: Path) -> str | None:
-    """What makes the control folder ``control`` unusable, or None; reads only, writes nothing.
-
-    Checked before dulwich opens it: dulwich accepts a ``.git`` file pointing nowhere (and
-    memfs would then create folders there) and a HEAD it cannot follow.
-    """
-    if not control.is_dir():
-        return f"its git folder {control} does not exist"
-    if not (control / "objects").is_dir():
-        return f"{control / 'objects'} is missing"
-    try:
-        with open(control / "HEAD", "rb") as file:
-            head = file.read(4096)
-    except OSError as error:
-        return f"{control / 'HEAD'} cannot be read ({error.strerror or error})"
-    text = head.strip()
-    if text.startswith(b"ref: refs/") and b"\n" not in text and b"\0" not in text:
-        return None
-    if len(text) == 40 and all(c in b"0123456789abcdef" for c in text):
-        return None
-    return f"{control / 'HEAD'} names neither a branch nor a commit"
-
-
-def _control_dir_of(root: Path) -> Path:
-    """``root/.git``, or the folder a ``.git`` file's ``gitdir:`` line names."""
-    dot_git = root / ".git"
-    if not dot_git.is_file():
-        return dot_git
-    try:
-        with open(dot_git, "rb") as file:
-            line = file.read(4096).split(b"\n", 1)[0].strip()
-    except OSError:
-        return dot_git
-    if not line.startswith(b"gitdir:"):
-        return dot_git
-    return root / os.fsdecode(line.removeprefix(b"gitdir:").strip())
 
 
 class History:
@@ -192,7 +107,7 @@ class History:
         """Open the repository whose work tree is ``root``."""
         if not (root / ".git").exists():
             raise NotAnAgentError(str(root), "no .git folder")
-        damage = _damage_of(_control_dir_of(root))
+        damage = damage_of(control_dir_of(root))
         if damage is not None:
             raise RepositoryDamagedError(str(root), damage)
         try:
@@ -246,7 +161,7 @@ class History:
 
     # -- refs ---------------------------------------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def branch_ref(self) -> bytes:
         """The ref HEAD points to (``refs/heads/main``)."""
         names, _ = self.repo.refs.follow(b"HEAD")
@@ -255,7 +170,7 @@ class History:
     def branch(self) -> str:
         return self.branch_ref().decode().removeprefix("refs/heads/")
 
-    @_reads_objects
+    @reads_objects
     def head(self) -> str | None:
         """The sha of the branch tip, or None before the first commit."""
         ref = self.branch_ref()
@@ -310,13 +225,13 @@ class History:
     def has_commit(self, sha: str) -> bool:
         return sha.encode() in self.repo.object_store
 
-    @_reads_objects
+    @reads_objects
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other):
         ``walks.is_ancestor``, whose cost is the commits since the two diverged."""
         return walks.is_ancestor(self._commit, ancestor, descendant)
 
-    @_reads_objects
+    @reads_objects
     def _commit(self, sha: bytes) -> Commit:
         """A commit by binary-hex sha, cached: walks revisit the same commits on every push,
         and a lookup in a store of many small packs costs a scan of every pack index."""
@@ -329,14 +244,14 @@ class History:
             commit = self._commits[sha] = found
         return commit
 
-    @_reads_objects
+    @reads_objects
     def merge_bases(self, a: str, b: str) -> list[str]:
         """Every best common ancestor of two commits (several after criss-cross merges),
         oldest first; [] for unrelated histories."""
         bases = [sha.decode() for sha in find_merge_base(self.repo, [a.encode(), b.encode()])]
         return sorted(set(bases), key=lambda sha: (self.commit_time(sha), sha))
 
-    @_reads_objects
+    @reads_objects
     def commit_time(self, sha: str) -> int:
         commit = self.repo[sha.encode()]
         assert isinstance(commit, Commit)
@@ -344,7 +259,7 @@ class History:
 
     # -- packs (for object-store remotes) ---------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
         """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
         store = self.repo.object_store
@@ -372,12 +287,12 @@ class History:
         """dulwich's pack data for a git push, read errors of a damaged store translated.
 
         The objects are read lazily while the pack is sent, so each is read under the same
-        translation as ``History``'s other reads (``_reads_objects``).
+        translation as ``History``'s other reads (``reads_objects``).
         """
         count, objects = self._pack_data_start(haves, wants, ofs_delta, progress)
         return count, self._translated_objects(objects)
 
-    @_reads_objects
+    @reads_objects
     def _pack_data_start(
         self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any
     ) -> tuple[int, Iterator[Any]]:
@@ -393,7 +308,7 @@ class History:
                 return
             yield item
 
-    @_reads_objects
+    @reads_objects
     def _next_object(self, objects: Iterator[Any]) -> Any:
         return next(objects, None)
 
@@ -446,7 +361,7 @@ class History:
             return None
         return f"{name} <{email}>"
 
-    @_reads_objects
+    @reads_objects
     def count_between(self, include: str | None, exclude: str | None) -> int:
         """Commits reachable from ``include`` but not from ``exclude``."""
         if include is None:
@@ -456,7 +371,7 @@ class History:
 
     # -- reading ------------------------------------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def tree_of(self, commit_sha: str | None) -> Files:
         """Every file of the commit's tree (an empty tree for None)."""
         if commit_sha is None:
@@ -493,7 +408,7 @@ class History:
             raise NotTreeError(sha)
         return [(entry.path, entry.mode, entry.sha) for entry in tree.iteritems()]
 
-    @_reads_objects
+    @reads_objects
     def entries_at(self, commit_sha: str | None, path: str) -> Files:
         """The files at ``path`` in a commit (one file, or all under a folder), without
         flattening the whole tree: O(depth + files under path)."""
@@ -516,7 +431,7 @@ class History:
             }
         return {path: TreeEntry(mode, sha.decode())}
 
-    @_reads_objects
+    @reads_objects
     def blob(self, sha: str) -> bytes:
         kept = self._kept(sha.encode(), Blob.type_num)
         if kept is not None:
@@ -525,7 +440,7 @@ class History:
         assert isinstance(blob, Blob)
         return blob.as_raw_string()
 
-    @_reads_objects
+    @reads_objects
     def read_blobs(self, shas: set[str]) -> dict[str, bytes]:
         """The contents of many blobs, by sha: one sequential pass over each pack.
 
@@ -560,13 +475,13 @@ class History:
         self.repo.object_store.add_object(blob)
         return blob.id.decode()
 
-    @_reads_objects
+    @reads_objects
     def file_at(self, sha: str | None, path: str) -> bytes | None:
         """The content of ``path`` in commit ``sha``, or None if it has none."""
         entry = self.entries_at(sha, path).get(path)
         return self.blob(entry.sha) if entry else None
 
-    @_reads_objects
+    @reads_objects
     def read_file(self, rev: str, path: str) -> bytes:
         """The content of ``path`` at ``rev``."""
         entry = self.entries_at(self.resolve(rev), path).get(path)
@@ -574,13 +489,13 @@ class History:
             raise PathNotFoundError(path, f"revision {rev}")
         return self.blob(entry.sha)
 
-    @_reads_objects
+    @reads_objects
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self.repo[sha.encode()]
         assert isinstance(commit, Commit)
         return _commit_info(commit)
 
-    @_reads_objects
+    @reads_objects
     def log(self, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
         """Commits from the head backwards; with ``path``, those touching it (following renames)."""
         head = self.head()
@@ -638,7 +553,7 @@ class History:
         tree_sha = self.build_tree(parent, changes)
         return self.commit_tree(tree_sha, (parent, *extra_parents), message, author)
 
-    @_reads_objects
+    @reads_objects
     def build_tree(
         self, parent: str | None, changes: Mapping[str, tuple[int, bytes] | None]
     ) -> str:
@@ -709,7 +624,7 @@ class History:
 
     # -- comparing ----------------------------------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def merge_trees(self, base: str | None, ours: str, theirs: str | None) -> tuple[str, list[str]]:
         """Three-way merge of commits' trees: the merged tree's sha and conflicted paths."""
 
@@ -729,14 +644,14 @@ class History:
         self.repo.object_store.add_object(merged)
         return merged.id.decode(), [c.decode("utf-8", "surrogateescape") for c in conflicts]
 
-    @_reads_objects
+    @reads_objects
     def tree_entries_by_sha(self, tree_sha: str) -> Files:
         return {
             entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
             for entry in iter_tree_contents(self.repo.object_store, tree_sha.encode())
         }
 
-    @_reads_objects
+    @reads_objects
     def changed_paths(self, sha: str) -> list[FileChange]:
         """What ``sha`` changed against its first parent."""
         info = self.commit_info(sha)
