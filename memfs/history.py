@@ -25,10 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dulwich.errors import (
-    NotGitRepository,
-    NotTreeError,
-)
+from dulwich.errors import NotGitRepository, NotTreeError
 from dulwich.graph import find_merge_base
 from dulwich.merge import Merger
 from dulwich.object_store import (
