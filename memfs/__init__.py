@@ -44,8 +44,8 @@ _LAZY = {
     "clone": ("memfs.sync", "clone"),
     "watch": ("memfs.watcher", "watch"),
     "mounted": ("memfs.mount", "mounted"),
-    "CommitInfo": ("memfs.history", "CommitInfo"),
-    "FileChange": ("memfs.history", "FileChange"),
+    "CommitInfo": ("memfs.trees", "CommitInfo"),
+    "FileChange": ("memfs.trees", "FileChange"),
     "MemoryFile": ("memfs.memory", "MemoryFile"),
     "Problem": ("memfs.schema", "Problem"),
     "MemfsError": ("memfs.errors", "MemfsError"),
@@ -58,11 +58,11 @@ if TYPE_CHECKING:
     from memfs.agent import init_agent as init
     from memfs.agent import open_agent as open
     from memfs.errors import MemfsError
-    from memfs.history import CommitInfo, FileChange
     from memfs.memory import MemoryFile
     from memfs.mount import mounted
     from memfs.schema import Problem
     from memfs.sync import clone
+    from memfs.trees import CommitInfo, FileChange
     from memfs.watcher import watch
 
 

@@ -38,21 +38,7 @@ from memfs.errors import (
     UnsafePathError,
 )
 from memfs.frontmatter import load_yaml, yaml_error_summary
-from memfs.history import (
-    TRAILER_HOST,
-    TRAILER_ORIGIN,
-    CommitInfo,
-    FileChange,
-    Files,
-    History,
-    TreeEntry,
-    blob_sha,
-    compare_trees,
-    file_mode,
-    read_worktree_data,
-    with_trailers,
-    write_diff,
-)
+from memfs.history import History
 from memfs.ignore import IgnoreRules
 from memfs.memory import MemoryFile, is_memory_path
 from memfs.schema import (
@@ -62,6 +48,20 @@ from memfs.schema import (
     is_valid_name,
     key_lines,
     validation_problems,
+)
+from memfs.trees import (
+    TRAILER_HOST,
+    TRAILER_ORIGIN,
+    CommitInfo,
+    FileChange,
+    Files,
+    TreeEntry,
+    blob_sha,
+    compare_trees,
+    file_mode,
+    read_worktree_data,
+    with_trailers,
+    write_diff,
 )
 from memfs.util import atomic_write, hostname, utc_now
 

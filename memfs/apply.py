@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from memfs import worktree
 from memfs.errors import LocalEditError, UnsafePathError
 from memfs.faults import crash_point
-from memfs.history import (
+from memfs.trees import (
     Files,
     TreeEntry,
     blob_sha,

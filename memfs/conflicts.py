@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal
 
 from memfs import frontmatter
 from memfs.errors import MemfsError, UnsafePathError
-from memfs.history import CommitInfo, blob_sha, read_worktree_data
 from memfs.merge import CONFLICT_COPY, has_markers, is_conflict_copy, resolve_markers
+from memfs.trees import CommitInfo, blob_sha, read_worktree_data
 from memfs.util import atomic_write
 from memfs.worktree import read_inside, remove_file, write_file
 

@@ -1,63 +1,49 @@
-"""The git layer: the only module (with ``remotes``) that talks to dulwich.
+"""The git layer's facade: ``History``, an agent's repository, the one object callers use.
 
-Everything here works on plain data: a tree is a ``dict`` of posix paths to ``TreeEntry``
-(mode, hex sha). Commits are written without the index (DESIGN.md §4): blobs for the changed
-paths, ``commit_tree_changes`` on the parent's tree, then a compare-and-swap of the branch.
-The index is rewritten afterwards only as a stat cache, so ``git status`` agrees with memfs.
-Mutating callers hold ``History.locked()`` for the whole operation.
+Opening and creating, refs, reading trees, blobs and the log, writing commits, comparing, and
+packs for object-store remotes. Trees are plain data (``trees.py``): a ``dict`` of posix paths
+to ``TreeEntry`` (mode, hex sha). Commits are written without the index (DESIGN.md §4): blobs
+for the changed paths, ``commit_tree_changes`` on the parent's tree, then a compare-and-swap
+of the branch. The index is rewritten afterwards only as a stat cache (``gitindex.py``), so
+``git status`` agrees with memfs. The revision walks of a push are in ``walks.py``.
+Mutating callers hold ``History.locked()`` (``repolock.py``) for the whole operation. Each
+read that a damaged repository can break is wrapped by ``damage.reads_objects``.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
-import fcntl
-import functools
-import hashlib
-import heapq
 import io
-import itertools
 import os
 import stat
-import struct
-import threading
 import time
 import weakref
-import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
-from dulwich.errors import (
-    ChecksumMismatch,
-    FileFormatException,
-    NotCommitError,
-    NotGitRepository,
-    NotTreeError,
-)
-from dulwich.file import FileLocked, GitFile
+from dulwich.errors import NotGitRepository, NotTreeError
 from dulwich.graph import find_merge_base
-from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.merge import Merger
 from dulwich.object_store import (
     commit_tree_changes,
     iter_tree_contents,
     tree_lookup_path,
 )
-from dulwich.objects import S_ISGITLINK, Blob, Commit, Tree, parse_tree
+from dulwich.objects import Blob, Commit, Tree, parse_tree
 from dulwich.objectspec import parse_commit, parse_object
 from dulwich.pack import write_pack_index, write_pack_objects
-from dulwich.patch import gen_diff_header, is_binary, unified_diff
 from dulwich.repo import Repo
 from dulwich.walk import ORDER_TOPO, Walker
 
+from memfs import gitindex, walks
 from memfs.config import seconds_from_env
+from memfs.damage import control_dir_of, damage_of, reads_objects
 from memfs.errors import (
     ConcurrentUpdateError,
-    LockTimeoutError,
     NotAnAgentError,
     PackCorruptError,
     PathNotFoundError,
@@ -66,25 +52,27 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.packs import PackError, RawObject, index_pack
+from memfs.repolock import RepoLock, retry_past_stale_git_lock
+from memfs.trees import (
+    CommitInfo,
+    FileChange,
+    Files,
+    TreeEntry,
+    compare_trees,
+    parse_trailers,
+)
 from memfs.util import atomic_write
 
 BRANCH = "main"
 LOCK_TIMEOUT_ENV = "MEMFS_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 60.0
-MODE_FILE = 0o100644
-MODE_EXECUTABLE = 0o100755
-MODE_SYMLINK = 0o120000
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
 COMMIT_CACHE_SIZE = 50_000
 LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 SHA_BYTES = 20
-STALE_GIT_LOCK_S = 2.0  # git holds a ref lock for milliseconds: one this old was left by a crash
-TRAILER_HOST = "Memfs-Host"
-TRAILER_ORIGIN = "Memfs-Origin"
 
 
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
 _open_histories: weakref.WeakSet[History] = weakref.WeakSet()
 
 
@@ -96,189 +84,13 @@ def _close_open_histories() -> None:
             history.close()
 
 
-class TreeEntry(NamedTuple):
-    """One file in a tree: its git mode and the hex sha of its blob."""
-
-    mode: int
-    sha: str
-
-
-Files = dict[str, TreeEntry]
-"""A tree or a work tree, flattened: posix path -> entry."""
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """How one path differs between two trees."""
-
-    path: str
-    status: str  # "added" | "modified" | "deleted"
-    old: TreeEntry | None
-    new: TreeEntry | None
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    """A commit as memfs shows it."""
-
-    sha: str
-    parents: list[str]
-    author: str
-    date: datetime
-    message: str
-    trailers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def short(self) -> str:
-        return self.sha[:7]
-
-    @property
-    def summary(self) -> str:
-        return self.message.split("\n", 1)[0]
-
-    @property
-    def host(self) -> str | None:
-        return self.trailers.get(TRAILER_HOST)
-
-    @property
-    def origin(self) -> str | None:
-        return self.trailers.get(TRAILER_ORIGIN)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "sha": self.sha,
-            "short": self.short,
-            "parents": self.parents,
-            "author": self.author,
-            "date": self.date.isoformat(),
-            "summary": self.summary,
-            "message": self.message,
-            "host": self.host,
-            "origin": self.origin,
-        }
-
-
-def file_mode(st: os.stat_result) -> int:
-    """The git mode for a file with this stat."""
-    if stat.S_ISLNK(st.st_mode):
-        return MODE_SYMLINK
-    return MODE_EXECUTABLE if st.st_mode & 0o100 else MODE_FILE
-
-
-def read_worktree_data(path: Path, mode: int) -> bytes:
-    """The blob content git stores for the file at ``path``."""
-    if mode == MODE_SYMLINK:
-        return os.fsencode(os.readlink(path))
-    return path.read_bytes()
-
-
-def with_trailers(message: str, trailers: Mapping[str, str]) -> str:
-    """``message`` followed by a blank line and git trailers."""
-    lines = [f"{key}: {value}" for key, value in trailers.items()]
-    return message.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-
-
-def parse_trailers(message: str) -> tuple[str, dict[str, str]]:
-    """Split a commit message into its text and its memfs trailers."""
-    paragraphs = message.rstrip("\n").split("\n\n")
-    last = paragraphs[-1].split("\n")
-    trailers: dict[str, str] = {}
-    if len(paragraphs) > 1 and all(": " in line for line in last):
-        for line in last:
-            key, value = line.split(": ", 1)
-            trailers[key] = value
-        if any(key.startswith("Memfs-") for key in trailers):
-            return "\n\n".join(paragraphs[:-1]), trailers
-    return message.rstrip("\n"), {}
-
-
-_DAMAGE = (
-    zlib.error,
-    struct.error,
-    ChecksumMismatch,
-    FileFormatException,  # ObjectFormatException among them
-    NotCommitError,
-    NotTreeError,
-    UnicodeDecodeError,
-)
-"""What reading a corrupt object or ref raises, from dulwich or below it."""
-
-
-def _missing_object(error: KeyError) -> str | None:
-    """The sha a KeyError of dulwich's object store names, if it names one."""
-    key = error.args[0] if error.args else None
-    text = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
-    return text if len(text) == 40 and all(c in "0123456789abcdef" for c in text) else None
-
-
-def _reads_objects(method: _F) -> _F:
-    """Turn what a damaged object store raises inside ``method`` into RepositoryDamagedError:
-    one clear line and exit 9 instead of an internal error (issue 10)."""
-
-    @functools.wraps(method)
-    def reading(self: History, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except _DAMAGE as error:
-            kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
-                type(error), type(error).__name__
-            )
-            what = kind + (f": {str(error)[:200]}" if str(error) else "")
-            raise RepositoryDamagedError(str(self.root), what) from error
-        except KeyError as error:
-            sha = _missing_object(error)
-            if sha is None:
-                raise
-            raise RepositoryDamagedError(str(self.root), f"object {sha} is missing") from error
-
-    return reading  # type: ignore[return-value]
-
-
-def _damage_of(control: Path) -> str | None:
-    """What makes the control folder ``control`` unusable, or None; reads only, writes nothing.
-
-    Checked before dulwich opens it: dulwich accepts a ``.git`` file pointing nowhere (and
-    memfs would then create folders there) and a HEAD it cannot follow.
-    """
-    if not control.is_dir():
-        return f"its git folder {control} does not exist"
-    if not (control / "objects").is_dir():
-        return f"{control / 'objects'} is missing"
-    try:
-        with open(control / "HEAD", "rb") as file:
-            head = file.read(4096)
-    except OSError as error:
-        return f"{control / 'HEAD'} cannot be read ({error.strerror or error})"
-    text = head.strip()
-    if text.startswith(b"ref: refs/") and b"\n" not in text and b"\0" not in text:
-        return None
-    if len(text) == 40 and all(c in b"0123456789abcdef" for c in text):
-        return None
-    return f"{control / 'HEAD'} names neither a branch nor a commit"
-
-
-def _control_dir_of(root: Path) -> Path:
-    """``root/.git``, or the folder a ``.git`` file's ``gitdir:`` line names."""
-    dot_git = root / ".git"
-    if not dot_git.is_file():
-        return dot_git
-    try:
-        with open(dot_git, "rb") as file:
-            line = file.read(4096).split(b"\n", 1)[0].strip()
-    except OSError:
-        return dot_git
-    if not line.startswith(b"gitdir:"):
-        return dot_git
-    return root / os.fsdecode(line.removeprefix(b"gitdir:").strip())
-
-
 class History:
     """An agent's git repository."""
 
     def __init__(self, root: Path, repo: Repo) -> None:
         self.root = root
         self.repo = repo
-        self._lock = _RepoLock(Path(repo.controldir()) / "memfs" / "lock")
+        self._lock = RepoLock(Path(repo.controldir()) / "memfs" / "lock")
         # The objects of the pack imported last, by hex sha: a fresh checkout reads its trees
         # and blobs from here instead of inflating them from the pack a second time.
         self._unpacked: dict[bytes, RawObject] = {}
@@ -292,7 +104,7 @@ class History:
         """Open the repository whose work tree is ``root``."""
         if not (root / ".git").exists():
             raise NotAnAgentError(str(root), "no .git folder")
-        damage = _damage_of(_control_dir_of(root))
+        damage = damage_of(control_dir_of(root))
         if damage is not None:
             raise RepositoryDamagedError(str(root), damage)
         try:
@@ -346,7 +158,7 @@ class History:
 
     # -- refs ---------------------------------------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def branch_ref(self) -> bytes:
         """The ref HEAD points to (``refs/heads/main``)."""
         names, _ = self.repo.refs.follow(b"HEAD")
@@ -355,7 +167,7 @@ class History:
     def branch(self) -> str:
         return self.branch_ref().decode().removeprefix("refs/heads/")
 
-    @_reads_objects
+    @reads_objects
     def head(self) -> str | None:
         """The sha of the branch tip, or None before the first commit."""
         ref = self.branch_ref()
@@ -402,85 +214,21 @@ class History:
             lambda: self.repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
         )
 
-    def _cleared_stale_lock(self, error: FileLocked) -> bool:
-        """Whether the git lock of ``error`` was stale and is gone, when this thread holds
-        the agent's lock (only then can no memfs process be behind it): see _update_refs."""
-        if not self._lock.held_here():
-            return False
-        lock = Path(os.fsdecode(error.lockfilename))
-        return _clear_stale_git_lock(lock)
-
     def _update_refs(self, update: Callable[[], _T]) -> _T:
-        """Run a dulwich ref update under the agent's lock, clearing a git lock a crash left.
-
-        dulwich, like git, writes a ref through ``<ref>.lock`` (or ``packed-refs.lock``) and
-        renames it; a kill -9 in between leaves the lock, and every later update fails
-        (issue 10, item 8). With the agent's lock held no other memfs process is updating
-        refs, so the lock file is a git command's, gone within milliseconds, or a crash's:
-        one still there when it is ``STALE_GIT_LOCK_S`` old is removed and the update retried.
-        A lock that keeps being renewed ends in ConcurrentUpdateError naming the file.
-        """
+        """Run a dulwich ref update under the agent's lock, clearing a git lock a crash left."""
         with self.locked():
-            deadline = time.monotonic() + 2 * STALE_GIT_LOCK_S
-            while True:
-                try:
-                    return update()
-                except FileLocked as error:
-                    lock = Path(os.fsdecode(error.lockfilename))
-                    if _clear_stale_git_lock(lock):
-                        continue
-                    if time.monotonic() >= deadline:
-                        raise ConcurrentUpdateError(
-                            f"{lock} is held by a git command that keeps it; "
-                            "if none is running, delete the file and try again"
-                        ) from error
-                    time.sleep(0.02)
+            return retry_past_stale_git_lock(update)
 
     def has_commit(self, sha: str) -> bool:
         return sha.encode() in self.repo.object_store
 
-    @_reads_objects
+    @reads_objects
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other).
+        """Whether ``descendant`` contains ``ancestor`` (a fast-forward from one to the other):
+        ``walks.is_ancestor``, whose cost is the commits since the two diverged."""
+        return walks.is_ancestor(self._commit, ancestor, descendant)
 
-        Both sides are walked newest first, each commit painted with the side(s) that reach
-        it (git's merge-base walk). The walk stops as soon as ``ancestor`` is reached from
-        ``descendant``, or when no commit left to look at is reached from ``descendant``
-        alone: the others are ancestors of ``ancestor``, which cannot lie behind them. The
-        cost is the commits since the two diverged, not the whole history (dulwich's
-        ``can_fast_forward`` walks all of it, on every push).
-        """
-        if ancestor == descendant:
-            return True
-        target = ancestor.encode()
-        from_ancestor, from_descendant = 1, 2
-        paint: dict[bytes, int] = {target: from_ancestor, descendant.encode(): from_descendant}
-        # Newest first; among commits of the same second (a burst of commits), the
-        # descendant's side first, so that a parent or grandparent is found at once.
-        queue: list[tuple[int, int, int, bytes]] = []
-        counter = itertools.count()
-
-        def visit(sha: bytes) -> None:
-            side = 0 if paint[sha] == from_descendant else 1
-            item = (-self._commit(sha).commit_time, side, next(counter), sha)
-            heapq.heappush(queue, item)
-
-        for sha in paint:
-            visit(sha)
-        while queue and any(paint[sha] == from_descendant for *_, sha in queue):
-            *_, sha = heapq.heappop(queue)
-            colour = paint[sha]
-            for parent in self._commit(sha).parents:
-                old = paint.get(parent, 0)
-                new = old | colour
-                if parent == target and new & from_descendant:
-                    return True
-                if new != old:
-                    paint[parent] = new
-                    visit(parent)
-        return False
-
-    @_reads_objects
+    @reads_objects
     def _commit(self, sha: bytes) -> Commit:
         """A commit by binary-hex sha, cached: walks revisit the same commits on every push,
         and a lookup in a store of many small packs costs a scan of every pack index."""
@@ -493,14 +241,14 @@ class History:
             commit = self._commits[sha] = found
         return commit
 
-    @_reads_objects
+    @reads_objects
     def merge_bases(self, a: str, b: str) -> list[str]:
         """Every best common ancestor of two commits (several after criss-cross merges),
         oldest first; [] for unrelated histories."""
         bases = [sha.decode() for sha in find_merge_base(self.repo, [a.encode(), b.encode()])]
         return sorted(set(bases), key=lambda sha: (self.commit_time(sha), sha))
 
-    @_reads_objects
+    @reads_objects
     def commit_time(self, sha: str) -> int:
         commit = self.repo[sha.encode()]
         assert isinstance(commit, Commit)
@@ -508,13 +256,16 @@ class History:
 
     # -- packs (for object-store remotes) ---------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
         """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
         store = self.repo.object_store
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
-        commits = _parents_first(self._commits_between([sha.encode() for sha in include], haves))
-        objects = [(store[sha], None) for sha in self._objects_of(commits)]
+        wants = [sha.encode() for sha in include]
+        commits = walks.parents_first(walks.commits_between(self._commit, wants, haves))
+        objects = [
+            (store[sha], None) for sha in walks.objects_of(store.__getitem__, self._commit, commits)
+        ]
         if not objects:
             return None
         pack = io.BytesIO()
@@ -533,12 +284,12 @@ class History:
         """dulwich's pack data for a git push, read errors of a damaged store translated.
 
         The objects are read lazily while the pack is sent, so each is read under the same
-        translation as ``History``'s other reads (``_reads_objects``).
+        translation as ``History``'s other reads (``reads_objects``).
         """
         count, objects = self._pack_data_start(haves, wants, ofs_delta, progress)
         return count, self._translated_objects(objects)
 
-    @_reads_objects
+    @reads_objects
     def _pack_data_start(
         self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any
     ) -> tuple[int, Iterator[Any]]:
@@ -554,83 +305,9 @@ class History:
                 return
             yield item
 
-    @_reads_objects
+    @reads_objects
     def _next_object(self, objects: Iterator[Any]) -> Any:
         return next(objects, None)
-
-    def _commits_between(self, wants: list[bytes], haves: list[bytes]) -> list[Commit]:
-        """Commits reachable from ``wants`` but not from ``haves``, newest first.
-
-        git's revision walk: newest commit first, ancestors of ``haves`` marked uninteresting,
-        stopping once only uninteresting commits are left to look at. It visits the new
-        commits and their boundary, not the whole history as dulwich's MissingObjectFinder
-        does. A clock skewed enough can only add a commit the remote has (a bigger pack),
-        never leave out one it lacks.
-        """
-        uninteresting: set[bytes] = set(haves)
-        seen: set[bytes] = set()
-        queue: list[tuple[int, int, bytes]] = []
-        counter = itertools.count()  # ties broken by insertion order, never by sha
-
-        def push(sha: bytes) -> None:
-            if sha not in seen:
-                seen.add(sha)
-                heapq.heappush(queue, (-self._commit(sha).commit_time, next(counter), sha))
-
-        for sha in (*haves, *wants):
-            push(sha)
-        found: list[Commit] = []
-        while queue and any(sha not in uninteresting for _, _, sha in queue):
-            _, _, sha = heapq.heappop(queue)
-            commit = self._commit(sha)
-            if sha in uninteresting:
-                uninteresting.update(commit.parents)
-            else:
-                found.append(commit)
-            for parent in commit.parents:
-                push(parent)
-        return [commit for commit in found if commit.id not in uninteresting]
-
-    def _objects_of(self, commits: list[Commit]) -> list[bytes]:
-        """The commits and every tree and blob they add over their parents.
-
-        ``commits`` must come parents first (``_parents_first``). Subtrees equal to a parent's
-        are skipped whole: a parent is either among ``commits`` (handled before, so its
-        objects are here) or on the remote (with all of its objects). A tree already listed is
-        skipped whole too, which is only sound because of that order: it was listed for an
-        ancestor or earlier in this commit, and every entry it skipped then is covered. Newest
-        first, a merge whose tree equals an ancestor's would list that tree while skipping the
-        entries its other parent had, and the ancestor would then send none of them (a blob
-        the remote never had: issue 10, item 1).
-        """
-        store = self.repo.object_store
-        listed: set[bytes] = set()
-        result: list[bytes] = []
-
-        def add_tree(sha: bytes, parent_shas: list[bytes]) -> None:
-            if sha in listed or sha in parent_shas:
-                return
-            listed.add(sha)
-            result.append(sha)
-            tree = store[sha]
-            assert isinstance(tree, Tree)
-            parents = [store[p] for p in parent_shas]
-            for name, mode, entry_sha in tree.iteritems():
-                if entry_sha in listed:
-                    continue
-                before = [p[name] for p in parents if isinstance(p, Tree) and name in p]
-                if any(old_sha == entry_sha for _, old_sha in before):
-                    continue
-                if stat.S_ISDIR(mode):
-                    add_tree(entry_sha, [old for m, old in before if stat.S_ISDIR(m)])
-                elif not S_ISGITLINK(mode):  # a submodule commit is not ours to send
-                    listed.add(entry_sha)
-                    result.append(entry_sha)
-
-        for commit in commits:
-            result.append(commit.id)
-            add_tree(commit.tree, [self._commit(parent).tree for parent in commit.parents])
-        return result
 
     def pack_loose(self) -> int:
         """Move loose objects into a pack (memfs's gc); the number packed."""
@@ -681,7 +358,7 @@ class History:
             return None
         return f"{name} <{email}>"
 
-    @_reads_objects
+    @reads_objects
     def count_between(self, include: str | None, exclude: str | None) -> int:
         """Commits reachable from ``include`` but not from ``exclude``."""
         if include is None:
@@ -691,7 +368,7 @@ class History:
 
     # -- reading ------------------------------------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def tree_of(self, commit_sha: str | None) -> Files:
         """Every file of the commit's tree (an empty tree for None)."""
         if commit_sha is None:
@@ -728,7 +405,7 @@ class History:
             raise NotTreeError(sha)
         return [(entry.path, entry.mode, entry.sha) for entry in tree.iteritems()]
 
-    @_reads_objects
+    @reads_objects
     def entries_at(self, commit_sha: str | None, path: str) -> Files:
         """The files at ``path`` in a commit (one file, or all under a folder), without
         flattening the whole tree: O(depth + files under path)."""
@@ -751,7 +428,7 @@ class History:
             }
         return {path: TreeEntry(mode, sha.decode())}
 
-    @_reads_objects
+    @reads_objects
     def blob(self, sha: str) -> bytes:
         kept = self._kept(sha.encode(), Blob.type_num)
         if kept is not None:
@@ -760,7 +437,7 @@ class History:
         assert isinstance(blob, Blob)
         return blob.as_raw_string()
 
-    @_reads_objects
+    @reads_objects
     def read_blobs(self, shas: set[str]) -> dict[str, bytes]:
         """The contents of many blobs, by sha: one sequential pass over each pack.
 
@@ -795,13 +472,13 @@ class History:
         self.repo.object_store.add_object(blob)
         return blob.id.decode()
 
-    @_reads_objects
+    @reads_objects
     def file_at(self, sha: str | None, path: str) -> bytes | None:
         """The content of ``path`` in commit ``sha``, or None if it has none."""
         entry = self.entries_at(sha, path).get(path)
         return self.blob(entry.sha) if entry else None
 
-    @_reads_objects
+    @reads_objects
     def read_file(self, rev: str, path: str) -> bytes:
         """The content of ``path`` at ``rev``."""
         entry = self.entries_at(self.resolve(rev), path).get(path)
@@ -809,13 +486,13 @@ class History:
             raise PathNotFoundError(path, f"revision {rev}")
         return self.blob(entry.sha)
 
-    @_reads_objects
+    @reads_objects
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self.repo[sha.encode()]
         assert isinstance(commit, Commit)
         return _commit_info(commit)
 
-    @_reads_objects
+    @reads_objects
     def log(self, path: str | None = None, limit: int | None = None) -> list[CommitInfo]:
         """Commits from the head backwards; with ``path``, those touching it (following renames)."""
         head = self.head()
@@ -841,74 +518,19 @@ class History:
         Returns the entries and the paths that vanished or became unreadable meanwhile.
         ``use_index=False`` hashes everything: cheaper for a few files than reading the index.
         """
-        cache = _load_stat_cache(self.control_dir) if use_index else _StatCache({}, 0)
-        entries: Files = {}
-        unreadable: list[str] = []
-        for path, st in files.items():
-            mode = file_mode(st)
-            cached = cache.lookup(path, st, mode)
-            if cached is not None:
-                entries[path] = TreeEntry(mode, cached)
-                continue
-            try:
-                data = read_worktree_data(self.root / path, mode)
-            except OSError:
-                unreadable.append(path)
-                continue
-            entries[path] = TreeEntry(mode, Blob.from_string(data).id.decode())
-        return entries, unreadable
+        return gitindex.hash_worktree(self.root, self.control_dir, files, use_index)
 
     def write_index(self, tree: Files, stats: Mapping[str, os.stat_result]) -> None:
         """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean."""
-        try:
-            index_file = GitFile(str(self.control_dir / "index"), "wb")
-        except FileLocked as error:
-            # git itself is writing the index, or a crash left index.lock behind. The index is
-            # only memfs's stat cache: skipping it costs re-hashing, never correctness; but a
-            # stale lock would leave it (and 'git status') out of date for good.
-            if not self._cleared_stale_lock(error):
-                return
-            try:
-                index_file = GitFile(str(self.control_dir / "index"), "wb")
-            except FileLocked:
-                return
-        try:
-            index_file.write(_serialize_index(tree, stats))
-        except BaseException:
-            index_file.abort()
-            raise
-        index_file.close()
+        gitindex.write_index(self.control_dir, tree, stats, self._lock.cleared_stale_git_lock)
 
     def update_index_paths(
         self, updates: Mapping[str, TreeEntry | None], stats: Mapping[str, os.stat_result]
     ) -> None:
         """Bring the index in line for some paths only (after an index-free commit)."""
-        index_path = str(self.control_dir / "index")
-        try:
-            index = Index(index_path)
-        except (OSError, ValueError, AssertionError, struct.error, IndexError):
-            index = Index(index_path, read=False)
-        for path, entry in updates.items():
-            key = path.encode("utf-8", "surrogateescape")
-            if entry is None:
-                if key in index:
-                    del index[key]
-                continue
-            st = stats.get(path)
-            if st is None:
-                index[key] = IndexEntry(
-                    ctime=0, mtime=0, dev=0, ino=0, mode=entry.mode, uid=0, gid=0,
-                    size=0, sha=entry.sha.encode(),
-                )  # fmt: skip
-            else:
-                index[key] = index_entry_from_stat(st, entry.sha.encode(), mode=entry.mode)
-        try:
-            index.write()
-        except FileLocked as error:
-            if not self._cleared_stale_lock(error):
-                return  # only a stat cache: see write_index
-            with contextlib.suppress(FileLocked):
-                index.write()
+        gitindex.update_index_paths(
+            self.control_dir, updates, stats, self._lock.cleared_stale_git_lock
+        )
 
     # -- writing ------------------------------------------------------------------------
 
@@ -928,7 +550,7 @@ class History:
         tree_sha = self.build_tree(parent, changes)
         return self.commit_tree(tree_sha, (parent, *extra_parents), message, author)
 
-    @_reads_objects
+    @reads_objects
     def build_tree(
         self, parent: str | None, changes: Mapping[str, tuple[int, bytes] | None]
     ) -> str:
@@ -999,7 +621,7 @@ class History:
 
     # -- comparing ----------------------------------------------------------------------
 
-    @_reads_objects
+    @reads_objects
     def merge_trees(self, base: str | None, ours: str, theirs: str | None) -> tuple[str, list[str]]:
         """Three-way merge of commits' trees: the merged tree's sha and conflicted paths."""
 
@@ -1019,56 +641,19 @@ class History:
         self.repo.object_store.add_object(merged)
         return merged.id.decode(), [c.decode("utf-8", "surrogateescape") for c in conflicts]
 
-    @_reads_objects
+    @reads_objects
     def tree_entries_by_sha(self, tree_sha: str) -> Files:
         return {
             entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
             for entry in iter_tree_contents(self.repo.object_store, tree_sha.encode())
         }
 
-    @_reads_objects
+    @reads_objects
     def changed_paths(self, sha: str) -> list[FileChange]:
         """What ``sha`` changed against its first parent."""
         info = self.commit_info(sha)
         parent = info.parents[0] if info.parents else None
         return compare_trees(self.tree_of(parent), self.tree_of(sha))
-
-
-def compare_trees(old: Files, new: Files, paths: tuple[str, ...] = ()) -> list[FileChange]:
-    """Per-path differences between two trees, sorted by path, limited to ``paths`` if given."""
-    changes = []
-    for path in sorted(old.keys() | new.keys()):
-        if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):
-            continue
-        before, after = old.get(path), new.get(path)
-        if before == after:
-            continue
-        status = "added" if before is None else "deleted" if after is None else "modified"
-        changes.append(FileChange(path, status, before, after))
-    return changes
-
-
-def write_diff(
-    out: io.BufferedIOBase | io.BytesIO, change: FileChange, old: bytes, new: bytes
-) -> None:
-    """A git-style unified diff of one change, or a 'Binary files differ' line."""
-    path = change.path.encode("utf-8", "surrogateescape")
-    out.writelines(
-        gen_diff_header(
-            (path if change.old else None, path if change.new else None),
-            (change.old.mode if change.old else None, change.new.mode if change.new else None),
-            (
-                change.old.sha.encode() if change.old else None,
-                change.new.sha.encode() if change.new else None,
-            ),
-        )
-    )
-    old_name = b"a/" + path if change.old else b"/dev/null"
-    new_name = b"b/" + path if change.new else b"/dev/null"
-    if is_binary(old) or is_binary(new):
-        out.write(b"Binary files " + old_name + b" and " + new_name + b" differ\n")
-        return
-    out.writelines(unified_diff(old.splitlines(True), new.splitlines(True), old_name, new_name))
 
 
 def _commit_info(commit: Commit) -> CommitInfo:
@@ -1082,49 +667,6 @@ def _commit_info(commit: Commit) -> CommitInfo:
         message=message,
         trailers=trailers,
     )
-
-
-def _clear_stale_git_lock(lock: Path) -> bool:
-    """Whether ``lock`` is gone now: it was already, or it was stale and is removed.
-
-    Only for callers holding the agent's lock (see ``History._update_refs``).
-    """
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return True
-    if age < STALE_GIT_LOCK_S:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        lock.unlink()
-    return True
-
-
-def _parents_first(commits: list[Commit]) -> list[Commit]:
-    """``commits`` reordered so that each comes after those of its parents among them.
-
-    A depth-first walk (no recursion: a history can be long) over the commits only, in
-    O(commits + parents); unrelated commits keep the reverse of the order given.
-    """
-    by_id = {commit.id: commit for commit in commits}
-    ordered: list[Commit] = []
-    entered: set[bytes] = set()
-    for start in reversed(commits):
-        if start.id in entered:
-            continue
-        entered.add(start.id)
-        stack = [(start, iter(start.parents))]
-        while stack:
-            commit, parents = stack[-1]
-            for parent in parents:
-                if parent in by_id and parent not in entered:
-                    entered.add(parent)
-                    stack.append((by_id[parent], iter(by_id[parent].parents)))
-                    break
-            else:
-                stack.pop()
-                ordered.append(commit)
-    return ordered
 
 
 def _drop_shadowed_deletes(
@@ -1147,146 +689,3 @@ class PackFiles:
     pack: bytes
     index: bytes
     count: int
-
-
-_INDEX_ENTRY = struct.Struct(">10L20sH")
-_U32 = 0xFFFFFFFF
-_NAME_LENGTH_MASK = 0xFFF
-
-
-def blob_sha(data: bytes) -> str:
-    """The hex sha git gives a blob holding ``data``."""
-    return Blob.from_string(data).id.decode()
-
-
-def _serialize_index(tree: Files, stats: Mapping[str, os.stat_result]) -> bytes:
-    """``tree`` as a version-2 git index, with the stat data of the files in ``stats``.
-
-    One ``struct`` call per entry: dulwich's ``Index.write`` builds an object and makes a
-    dozen small writes per entry, a tenth of a second for a fresh 10,000-file checkout.
-    Times are taken in whole nanoseconds, as git compares them.
-    """
-    parts = [b"DIRC", struct.pack(">LL", 2, len(tree))]
-    for key, path in sorted((path.encode("utf-8", "surrogateescape"), path) for path in tree):
-        entry = tree[path]
-        st = stats.get(path)
-        if st is None:
-            fields: tuple[int, ...] = (0, 0, 0, 0, 0, 0, entry.mode, 0, 0, 0)
-        else:
-            ctime_s, ctime_ns = divmod(st.st_ctime_ns, 1_000_000_000)
-            mtime_s, mtime_ns = divmod(st.st_mtime_ns, 1_000_000_000)
-            fields = (
-                ctime_s & _U32, ctime_ns, mtime_s & _U32, mtime_ns, st.st_dev & _U32,
-                st.st_ino & _U32, entry.mode, st.st_uid & _U32, st.st_gid & _U32,
-                st.st_size & _U32,
-            )  # fmt: skip
-        name_length = min(len(key), _NAME_LENGTH_MASK)
-        parts.append(_INDEX_ENTRY.pack(*fields, bytes.fromhex(entry.sha), name_length))
-        parts.append(key + b"\0" * (8 - (_INDEX_ENTRY.size + len(key)) % 8))
-    data = b"".join(parts)
-    return data + hashlib.sha1(data).digest()
-
-
-class _StatCache:
-    """The index as a cache of blob shas, valid for entries whose stat data still matches.
-
-    An entry written in the same instant its file was last modified is not trusted (git's
-    "racy clean" rule): the file may have changed again within the timestamp's resolution.
-    """
-
-    def __init__(self, entries: dict[bytes, object], index_mtime_ns: int) -> None:
-        self._entries = entries
-        self._index_mtime_ns = index_mtime_ns
-
-    def lookup(self, path: str, st: os.stat_result, mode: int) -> str | None:
-        entry = self._entries.get(path.encode("utf-8", "surrogateescape"))
-        if not isinstance(entry, IndexEntry) or entry.mode != mode:
-            return None
-        mtime = entry.mtime
-        entry_ns = (
-            mtime[0] * 1_000_000_000 + mtime[1] if isinstance(mtime, tuple) else int(mtime * 1e9)
-        )
-        if (
-            entry.size != st.st_size
-            or entry_ns != st.st_mtime_ns
-            or entry.ino != st.st_ino
-            or entry_ns >= self._index_mtime_ns
-        ):
-            return None
-        return entry.sha.decode()
-
-
-def _load_stat_cache(control_dir: Path) -> _StatCache:
-    path = control_dir / "index"
-    try:
-        index_mtime = path.stat().st_mtime_ns
-        index = Index(str(path))
-    except (OSError, ValueError, AssertionError, struct.error, IndexError):
-        return _StatCache({}, 0)  # a cache: an index cut short or garbled means hash again
-    return _StatCache(dict(index.items()), index_mtime)
-
-
-class _RepoLock:
-    """``fcntl.flock`` on ``.git/memfs/lock``, held per operation, reentrant in a process.
-
-    The kernel releases the lock when the holder dies, so a crash never leaves it stale.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._thread_lock = threading.RLock()
-        self._depth = 0
-        self._owner: int | None = None
-        self._fd: int | None = None
-
-    @contextlib.contextmanager
-    def hold(self, timeout: float) -> Iterator[None]:
-        if not self._thread_lock.acquire(timeout=timeout):
-            raise LockTimeoutError(str(self.path), timeout, "another thread")
-        try:
-            if self._depth == 0:
-                self._fd = self._acquire(timeout)
-                self._owner = threading.get_ident()
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._fd is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-                    os.close(self._fd)
-                    self._fd = None
-                    self._owner = None
-        finally:
-            self._thread_lock.release()
-
-    def held_here(self) -> bool:
-        """Whether this thread holds the lock now."""
-        return self._depth > 0 and self._owner == threading.get_ident()
-
-    def _acquire(self, timeout: float) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                    os.close(fd)
-                    raise LockTimeoutError(
-                        str(self.path),
-                        timeout,
-                        f"process {holder}" if holder else "another process",
-                    ) from error
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        return fd

@@ -20,7 +20,7 @@ from typing import Literal
 
 from merge3 import Merge3
 
-from memfs.history import Files, TreeEntry
+from memfs.trees import Files, TreeEntry
 
 Policy = Literal["copy", "markers", "ours", "theirs"]
 POLICIES: tuple[Policy, ...] = ("copy", "markers", "ours", "theirs")

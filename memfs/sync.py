@@ -39,14 +39,7 @@ from memfs.errors import (
     UnrelatedHistoriesError,
 )
 from memfs.faults import crash_point
-from memfs.history import (
-    TRAILER_HOST,
-    TRAILER_ORIGIN,
-    CommitInfo,
-    Files,
-    History,
-    with_trailers,
-)
+from memfs.history import History
 from memfs.merge import POLICIES, Conflict, Policy, Side, merge
 from memfs.remotes import (
     Remote,
@@ -61,6 +54,7 @@ from memfs.remotes import (
 )
 from memfs.remotes.git import GitRemote
 from memfs.schema import MANIFEST_FILE, is_valid_branch, manifest_data
+from memfs.trees import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, Files, with_trailers
 from memfs.util import atomic_write, hostname, utc_now
 
 ATTEMPTS = 5

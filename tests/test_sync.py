@@ -656,8 +656,8 @@ def test_criss_cross_merges_use_a_virtual_base(agent: memfs.Agent) -> None:
     """
     from dulwich.objects import Commit
 
-    from memfs.history import TreeEntry
     from memfs.sync import merge_base_tree
+    from memfs.trees import TreeEntry
 
     history = agent.history
 

@@ -10,7 +10,7 @@ from memfs.cli import AppState, pass_state
 from memfs.cli.output import emit_bytes, emit_json, json_option, warn
 
 if TYPE_CHECKING:
-    from memfs.history import CommitInfo
+    from memfs.trees import CommitInfo
 
 
 @click.command()

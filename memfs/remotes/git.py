@@ -30,8 +30,8 @@ from memfs.errors import (
     UnsupportedURLError,
 )
 from memfs.faults import crash_point
-from memfs.history import STALE_GIT_LOCK_S
 from memfs.remotes import redact
+from memfs.repolock import STALE_GIT_LOCK_S
 
 if TYPE_CHECKING:
     from memfs.history import History

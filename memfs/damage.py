@@ -1,0 +1,115 @@
+"""Recognising a damaged repository, so that it ends in one clear line, not a traceback.
+
+A repository can be damaged on disk: a ``.git`` file pointing nowhere, a HEAD that names
+nothing, a corrupt or missing object. dulwich then raises from deep inside (zlib, struct,
+its own format errors, a bare KeyError); ``reads_objects`` turns those into
+``RepositoryDamagedError`` (exit 9, issue 10) around each of ``History``'s reads, and
+``damage_of`` checks a control folder before dulwich opens it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from dulwich.errors import (
+    ChecksumMismatch,
+    FileFormatException,
+    NotCommitError,
+    NotTreeError,
+)
+
+from memfs.errors import RepositoryDamagedError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _Rooted(Protocol):
+    """What ``reads_objects`` needs of the object whose method it wraps: its work tree."""
+
+    root: Path
+
+
+_DAMAGE = (
+    zlib.error,
+    struct.error,
+    ChecksumMismatch,
+    FileFormatException,  # ObjectFormatException among them
+    NotCommitError,
+    NotTreeError,
+    UnicodeDecodeError,
+)
+"""What reading a corrupt object or ref raises, from dulwich or below it."""
+
+
+def _missing_object(error: KeyError) -> str | None:
+    """The sha a KeyError of dulwich's object store names, if it names one."""
+    key = error.args[0] if error.args else None
+    text = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
+    return text if len(text) == 40 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def reads_objects(method: _F) -> _F:
+    """Turn what a damaged object store raises inside ``method`` into RepositoryDamagedError:
+    one clear line and exit 9 instead of an internal error (issue 10)."""
+
+    @functools.wraps(method)
+    def reading(self: _Rooted, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _DAMAGE as error:
+            kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
+                type(error), type(error).__name__
+            )
+            what = kind + (f": {str(error)[:200]}" if str(error) else "")
+            raise RepositoryDamagedError(str(self.root), what) from error
+        except KeyError as error:
+            sha = _missing_object(error)
+            if sha is None:
+                raise
+            raise RepositoryDamagedError(str(self.root), f"object {sha} is missing") from error
+
+    return reading  # type: ignore[return-value]
+
+
+def damage_of(control: Path) -> str | None:
+    """What makes the control folder ``control`` unusable, or None; reads only, writes nothing.
+
+    Checked before dulwich opens it: dulwich accepts a ``.git`` file pointing nowhere (and
+    memfs would then create folders there) and a HEAD it cannot follow.
+    """
+    if not control.is_dir():
+        return f"its git folder {control} does not exist"
+    if not (control / "objects").is_dir():
+        return f"{control / 'objects'} is missing"
+    try:
+        with open(control / "HEAD", "rb") as file:
+            head = file.read(4096)
+    except OSError as error:
+        return f"{control / 'HEAD'} cannot be read ({error.strerror or error})"
+    text = head.strip()
+    if text.startswith(b"ref: refs/") and b"\n" not in text and b"\0" not in text:
+        return None
+    if len(text) == 40 and all(c in b"0123456789abcdef" for c in text):
+        return None
+    return f"{control / 'HEAD'} names neither a branch nor a commit"
+
+
+def control_dir_of(root: Path) -> Path:
+    """``root/.git``, or the folder a ``.git`` file's ``gitdir:`` line names."""
+    dot_git = root / ".git"
+    if not dot_git.is_file():
+        return dot_git
+    try:
+        with open(dot_git, "rb") as file:
+            line = file.read(4096).split(b"\n", 1)[0].strip()
+    except OSError:
+        return dot_git
+    if not line.startswith(b"gitdir:"):
+        return dot_git
+    return root / os.fsdecode(line.removeprefix(b"gitdir:").strip())

@@ -1,0 +1,165 @@
+"""Trees, changes and commits as plain data, and the pure helpers over them.
+
+A tree (or a work tree) is a ``dict`` of posix paths to ``TreeEntry`` (git mode, hex sha of
+the blob); a commit is a ``CommitInfo``. Nothing here opens a repository: merge, apply and the
+conflict code work on these values, and ``history.py`` turns dulwich's objects into them.
+dulwich is used only for what git defines byte for byte: a blob's sha and a diff's text.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+from dulwich.objects import Blob
+from dulwich.patch import gen_diff_header, is_binary, unified_diff
+
+MODE_FILE = 0o100644
+MODE_EXECUTABLE = 0o100755
+MODE_SYMLINK = 0o120000
+TRAILER_HOST = "Memfs-Host"
+TRAILER_ORIGIN = "Memfs-Origin"
+
+
+class TreeEntry(NamedTuple):
+    """One file in a tree: its git mode and the hex sha of its blob."""
+
+    mode: int
+    sha: str
+
+
+Files = dict[str, TreeEntry]
+"""A tree or a work tree, flattened: posix path -> entry."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """How one path differs between two trees."""
+
+    path: str
+    status: str  # "added" | "modified" | "deleted"
+    old: TreeEntry | None
+    new: TreeEntry | None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit as memfs shows it."""
+
+    sha: str
+    parents: list[str]
+    author: str
+    date: datetime
+    message: str
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short(self) -> str:
+        return self.sha[:7]
+
+    @property
+    def summary(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+    @property
+    def host(self) -> str | None:
+        return self.trailers.get(TRAILER_HOST)
+
+    @property
+    def origin(self) -> str | None:
+        return self.trailers.get(TRAILER_ORIGIN)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "sha": self.sha,
+            "short": self.short,
+            "parents": self.parents,
+            "author": self.author,
+            "date": self.date.isoformat(),
+            "summary": self.summary,
+            "message": self.message,
+            "host": self.host,
+            "origin": self.origin,
+        }
+
+
+def file_mode(st: os.stat_result) -> int:
+    """The git mode for a file with this stat."""
+    if stat.S_ISLNK(st.st_mode):
+        return MODE_SYMLINK
+    return MODE_EXECUTABLE if st.st_mode & 0o100 else MODE_FILE
+
+
+def read_worktree_data(path: Path, mode: int) -> bytes:
+    """The blob content git stores for the file at ``path``."""
+    if mode == MODE_SYMLINK:
+        return os.fsencode(os.readlink(path))
+    return path.read_bytes()
+
+
+def with_trailers(message: str, trailers: Mapping[str, str]) -> str:
+    """``message`` followed by a blank line and git trailers."""
+    lines = [f"{key}: {value}" for key, value in trailers.items()]
+    return message.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+
+
+def parse_trailers(message: str) -> tuple[str, dict[str, str]]:
+    """Split a commit message into its text and its memfs trailers."""
+    paragraphs = message.rstrip("\n").split("\n\n")
+    last = paragraphs[-1].split("\n")
+    trailers: dict[str, str] = {}
+    if len(paragraphs) > 1 and all(": " in line for line in last):
+        for line in last:
+            key, value = line.split(": ", 1)
+            trailers[key] = value
+        if any(key.startswith("Memfs-") for key in trailers):
+            return "\n\n".join(paragraphs[:-1]), trailers
+    return message.rstrip("\n"), {}
+
+
+def compare_trees(old: Files, new: Files, paths: tuple[str, ...] = ()) -> list[FileChange]:
+    """Per-path differences between two trees, sorted by path, limited to ``paths`` if given."""
+    changes = []
+    for path in sorted(old.keys() | new.keys()):
+        if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):
+            continue
+        before, after = old.get(path), new.get(path)
+        if before == after:
+            continue
+        status = "added" if before is None else "deleted" if after is None else "modified"
+        changes.append(FileChange(path, status, before, after))
+    return changes
+
+
+def write_diff(
+    out: io.BufferedIOBase | io.BytesIO, change: FileChange, old: bytes, new: bytes
+) -> None:
+    """A git-style unified diff of one change, or a 'Binary files differ' line."""
+    path = change.path.encode("utf-8", "surrogateescape")
+    out.writelines(
+        gen_diff_header(
+            (path if change.old else None, path if change.new else None),
+            (change.old.mode if change.old else None, change.new.mode if change.new else None),
+            (
+                change.old.sha.encode() if change.old else None,
+                change.new.sha.encode() if change.new else None,
+            ),
+        )
+    )
+    old_name = b"a/" + path if change.old else b"/dev/null"
+    new_name = b"b/" + path if change.new else b"/dev/null"
+    if is_binary(old) or is_binary(new):
+        out.write(b"Binary files " + old_name + b" and " + new_name + b" differ\n")
+        return
+    out.writelines(unified_diff(old.splitlines(True), new.splitlines(True), old_name, new_name))
+
+
+def blob_sha(data: bytes) -> str:
+    """The hex sha git gives a blob holding ``data``."""
+    return Blob.from_string(data).id.decode()
