@@ -38,6 +38,8 @@ from memfs import worktree
 from memfs.errors import LocalEditError, UnsafePathError
 from memfs.faults import crash_point
 from memfs.trees import (
+    MODE_EXECUTABLE,
+    MODE_SYMLINK,
     Files,
     TreeEntry,
     blob_sha,
@@ -275,7 +277,7 @@ def apply_tree(
     The caller commits (or moves the branch away from ``head``), then calls ``finish``.
     """
     worktree.check_tree_links(
-        {p: history.blob(e.sha) for p, e in target.items() if e.mode == worktree.MODE_SYMLINK}
+        {p: history.blob(e.sha) for p, e in target.items() if e.mode == MODE_SYMLINK}
     )
     # Deletions first, so a folder that becomes a file is gone before the file is written.
     found = sorted(compare_trees(current, target), key=lambda c: c.new is not None)
@@ -321,10 +323,10 @@ def _prepare(path: Path, mode: int, data: bytes) -> None:
     """Write a new version to ``path`` (a temp name beside its target), durably."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    if mode == worktree.MODE_SYMLINK:
+    if mode == MODE_SYMLINK:
         os.symlink(os.fsdecode(data), path)
         return
-    permissions = 0o755 if mode == worktree.MODE_EXECUTABLE else 0o644
+    permissions = 0o755 if mode == MODE_EXECUTABLE else 0o644
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions)
     try:
         view = memoryview(data)

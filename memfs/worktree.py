@@ -19,11 +19,10 @@ from pathlib import Path
 from memfs.errors import UnsafePathError
 from memfs.faults import crash_point
 from memfs.ignore import IgnoreRules
+from memfs.trees import MODE_EXECUTABLE, MODE_SYMLINK
 from memfs.util import atomic_write
 
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
-MODE_SYMLINK = 0o120000
-MODE_EXECUTABLE = 0o100755
 MANIFEST = "agent.yaml"  # memfs.schema.MANIFEST_FILE; written last by a fresh checkout
 
 
