@@ -373,24 +373,33 @@ def write_tokens(machine: Machine, ledger: Ledger, paths: Iterable[str]) -> None
             handle.write(f"{token} from {machine.name}\n".encode())
 
 
-def prepare_merge(a: Machine, b: Machine, ledger: Ledger, tag: str) -> None:
+def prepare_merge(
+    a: Machine, b: Machine, ledger: Ledger, tag: str, local_edits: bool = True
+) -> None:
     """Leave ``a`` one pull away from a merge that writes several files, some conflicting.
 
-    Both start from the same four files under ``tag/``; then b changes two (one of them
-    ``log``, which a changes too: a conflict whose copy ``log.conflict-*`` sorts after the
-    file), adds two and pushes; a changes ``log`` and another file and deletes a third,
-    uncommitted: the pull commits them first, then merges.
+    Both start from the same four files under ``tag/``. a changes ``log`` and commits; then,
+    a second later (so the remote side is the newer and its version goes to the path), b
+    changes ``log`` too (a conflict whose copy ``log.conflict-*`` sorts after the file:
+    the merge writes the path first), changes another file, adds two and pushes. Last, a
+    edits one file and deletes another without committing: the pull commits them first.
     """
     write_tokens(a, ledger, [f"{tag}/log", f"{tag}/two.md", f"{tag}/three.c", f"{tag}/four.md"])
     for machine in (a, b):
         done = machine.memfs("sync")
         assert done.returncode == 0, f"{machine.name}: sync: {done.stderr}"
+    write_tokens(a, ledger, [f"{tag}/log"])
+    done = a.memfs("commit")
+    assert done.returncode == 0, f"a: commit: {done.stderr}"
+    committed_at = int(time.time())
+    wait_for(lambda: int(time.time()) > committed_at, 5, "the next second")
     write_tokens(b, ledger, [f"{tag}/log", f"{tag}/four.md", f"{tag}/five.md", f"{tag}/six"])
     done = b.memfs("sync")
     assert done.returncode == 0, f"b: sync: {done.stderr}"
-    write_tokens(a, ledger, [f"{tag}/log", f"{tag}/two.md"])
-    ledger.removed(f"{tag}/three.c")
-    (a.root / tag / "three.c").unlink()
+    if local_edits:
+        write_tokens(a, ledger, [f"{tag}/two.md"])
+        ledger.removed(f"{tag}/three.c")
+        (a.root / tag / "three.c").unlink()
 
 
 def check_after_crash(machines: list[Machine], ledger: Ledger, what: str) -> None:
