@@ -413,3 +413,34 @@ def check_after_crash(machines: list[Machine], ledger: Ledger, what: str) -> Non
     assert lost == {}, f"{what}: edits lost: {lost}"
     for machine in machines:
         assert worktree_files(machine.root) == committed_files(machine.root), machine.name
+
+
+# -- watchers --------------------------------------------------------------------------------
+
+WATCH_OPTIONS = ("--quiet-ms", "100", "--max-delay-ms", "1000", "--poll-s", "0.2")
+
+
+def start_watcher(machine: Machine) -> None:
+    """``memfs watch --daemon`` on this machine's agent (returns once it watches)."""
+    done = machine.memfs("watch", "--daemon", str(machine.root), *WATCH_OPTIONS, agent=False)
+    assert done.returncode == 0, f"{machine.name}: watch --daemon: {done.stderr}"
+
+
+def stop_watcher(machine: Machine) -> subprocess.CompletedProcess[str]:
+    """``memfs watch --stop``: commits and pushes what is pending, then stops."""
+    return machine.memfs("watch", "--stop", str(machine.root), agent=False)
+
+
+def edit_for_a_while(editor: RandomEditor, count: int, max_pause_s: float = 0.3) -> None:
+    """``count`` random edits, 0 to ``max_pause_s`` apart (the pauses are the workload)."""
+    for _ in range(count):
+        editor.edit()
+        time.sleep(editor.random.uniform(0.0, max_pause_s))
+
+
+def watched_machines_converged(
+    machines: list[Machine], remote_head: Callable[[], str | None]
+) -> bool:
+    """Both heads equal the remote's and every work tree is clean."""
+    heads = {machine.head() for machine in machines}
+    return len(heads) == 1 and heads == {remote_head()} and all(m.clean() for m in machines)
