@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memfs.errors import UnsafePathError
+from memfs.faults import crash_point
 from memfs.ignore import IgnoreRules
 from memfs.util import atomic_write
 
@@ -222,6 +223,7 @@ def populate(root: Path, entries: dict[str, tuple[int, bytes]]) -> dict[str, os.
             os.makedirs(os.path.join(base, folder), exist_ok=True)
             made.add(folder)
         target = f"{base}/{path}"
+        crash_point("checkout.write")
         if mode == MODE_SYMLINK:
             os.symlink(os.fsdecode(data), target)
             stats[path] = os.lstat(target)
