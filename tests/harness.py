@@ -17,11 +17,20 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from memfs.remotes import open_remote
+
+from .s3 import CREDENTIALS
+
+if TYPE_CHECKING:
+    from .faultproxy import FaultProxy
 
 INTERNAL_ERROR_EXIT = 70
 REMOTE_EXIT = 7
@@ -444,3 +453,109 @@ def watched_machines_converged(
     """Both heads equal the remote's and every work tree is clean."""
     heads = {machine.head() for machine in machines}
     return len(heads) == 1 and heads == {remote_head()} and all(m.clean() for m in machines)
+
+
+# -- fault runs ------------------------------------------------------------------------------
+
+
+@dataclass
+class FaultRun:
+    """What one faulty two-machine run did."""
+
+    syncs: int = 0
+    exits: Counter[int] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    edits: int = 0
+    lost: dict[str, str] = field(default_factory=dict)
+    fsck: dict[str, str] = field(default_factory=dict)
+
+
+def faulty_two_machine_run(
+    base: Path, proxy: FaultProxy, url: str, seed: int, rounds: int, edits_per_round: int
+) -> FaultRun:
+    """Two machines edit at random and sync through ``proxy`` for ``rounds``, then converge.
+
+    Raises AssertionError on an internal error, a traceback or no convergence; returns the
+    figures, with the lost tokens and fsck findings for the caller to assert on or print.
+    """
+    env = dict(CREDENTIALS, AWS_ENDPOINT_URL=proxy.endpoint)
+    proxy.enabled = False
+    a, b = setup_two_machines(base, url, env)
+    ledger = Ledger()
+    rng = random.Random(seed)
+    editors = [RandomEditor(m.name, m.root, ledger, random.Random(rng.random())) for m in (a, b)]
+    run = FaultRun()
+    proxy.enabled = True
+    for _ in range(rounds):
+        for machine, editor in zip((a, b), editors, strict=True):
+            random_edits([editor], edits_per_round)
+            result = machine.memfs("sync")
+            assert_exit_is_documented(result, f"machine {machine.name}: sync (faults on)")
+            run.syncs += 1
+            run.exits[result.returncode] += 1
+    proxy.enabled = False
+    run.faults = Counter(proxy.counts)
+    run.requests = proxy.requests
+
+    def remote_head() -> str | None:
+        return open_remote(url).head("main")
+
+    sync_until_converged([a, b], remote_head=remote_head)
+    assert a.head() == b.head()
+    assert committed_files(a.root) == committed_files(b.root)
+    fresh = Machine.create(base, "fresh", env)
+    cloned = fresh.memfs("clone", url, str(fresh.root), agent=False)
+    assert cloned.returncode == 0, f"a fresh clone failed: {cloned.stderr}"
+    run.edits = sum(ledger.edits.values())
+    run.lost = ledger.lost(committed_files(fresh.root))
+    run.fsck = {m.name: fsck(m.root) for m in (a, b, fresh)}
+    return run
+
+
+def watched_two_machine_run(
+    a: Machine, b: Machine, url: str, seed: int, edits_per_machine: int
+) -> tuple[Ledger, dict[str, str]]:
+    """Watchers on both, random editors on both; wait for convergence; the lost tokens."""
+    ledger = Ledger()
+    rng = random.Random(seed)
+    editors = [RandomEditor(m.name, m.root, ledger, random.Random(rng.random())) for m in (a, b)]
+    for machine in (a, b):
+        start_watcher(machine)
+    try:
+        threads = [
+            threading.Thread(target=edit_for_a_while, args=(editor, edits_per_machine))
+            for editor in editors
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_for(
+            lambda: watched_machines_converged([a, b], lambda: open_remote(url).head("main")),
+            timeout=60,
+            what="both watched machines to converge on the remote's head",
+        )
+    finally:
+        stopped = [stop_watcher(machine) for machine in (a, b)]
+    assert all(done.returncode == 0 for done in stopped), [d.stderr for d in stopped]
+    return ledger, ledger.lost(committed_files(a.root))
+
+
+def isolate_this_process(base: Path) -> None:
+    """Point this process's HOME, config and data dir into ``base`` (for the stress scripts,
+    which run outside pytest and its fixtures), with moto's test credentials."""
+    home = base / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    for key in [k for k in os.environ if k.startswith(("MEMFS_", "GIT_", "AWS_"))]:
+        del os.environ[key]
+    os.environ.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        MEMFS_CONFIG=str(home / ".config/memfs/config.yaml"),
+        MEMFS_DATA_DIR=str(home / ".local/share/memfs"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+        **CREDENTIALS,
+    )

@@ -9,89 +9,19 @@ fresh clone, is ``git fsck --strict`` clean.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from memfs.remotes import open_remote
-
 from .conftest import S3Bucket
 from .faultproxy import FAULT_KINDS, FaultProxy, fault_proxy
-from .harness import (
-    Ledger,
-    Machine,
-    RandomEditor,
-    assert_exit_is_documented,
-    committed_files,
-    fsck,
-    random_edits,
-    setup_two_machines,
-    sync_until_converged,
-)
-from .s3 import CREDENTIALS
-
-
-@dataclass
-class FaultRun:
-    """What one faulty two-machine run did."""
-
-    syncs: int = 0
-    exits: Counter[int] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    requests: int = 0
-    edits: int = 0
-    lost: dict[str, str] = field(default_factory=dict)
-    fsck: dict[str, str] = field(default_factory=dict)
-
-
-def faulty_two_machine_run(
-    base: Path, proxy: FaultProxy, url: str, seed: int, rounds: int, edits_per_round: int
-) -> FaultRun:
-    """Two machines edit at random and sync through ``proxy`` for ``rounds``, then converge.
-
-    Raises AssertionError on an internal error, a traceback or no convergence; returns the
-    figures, with the lost tokens and fsck findings for the caller to assert on or print.
-    """
-    env = dict(CREDENTIALS, AWS_ENDPOINT_URL=proxy.endpoint)
-    proxy.enabled = False
-    a, b = setup_two_machines(base, url, env)
-    ledger = Ledger()
-    rng = random.Random(seed)
-    editors = [RandomEditor(m.name, m.root, ledger, random.Random(rng.random())) for m in (a, b)]
-    run = FaultRun()
-    proxy.enabled = True
-    for _ in range(rounds):
-        for machine, editor in zip((a, b), editors, strict=True):
-            random_edits([editor], edits_per_round)
-            result = machine.memfs("sync")
-            assert_exit_is_documented(result, f"machine {machine.name}: sync (faults on)")
-            run.syncs += 1
-            run.exits[result.returncode] += 1
-    proxy.enabled = False
-    run.faults = Counter(proxy.counts)
-    run.requests = proxy.requests
-
-    def remote_head() -> str | None:
-        return open_remote(url).head("main")
-
-    sync_until_converged([a, b], remote_head=remote_head)
-    assert a.head() == b.head()
-    assert committed_files(a.root) == committed_files(b.root)
-    fresh = Machine.create(base, "fresh", env)
-    cloned = fresh.memfs("clone", url, str(fresh.root), agent=False)
-    assert cloned.returncode == 0, f"a fresh clone failed: {cloned.stderr}"
-    run.edits = sum(ledger.edits.values())
-    run.lost = ledger.lost(committed_files(fresh.root))
-    run.fsck = {m.name: fsck(m.root) for m in (a, b, fresh)}
-    return run
+from .harness import faulty_two_machine_run
 
 
 @pytest.fixture
-def proxy(s3: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+def proxy(s3: S3Bucket) -> Iterator[FaultProxy]:
     """A fault proxy in front of the test's moto server; this process talks to moto directly."""
     with fault_proxy(s3.server.endpoint, rate=0.2, seed=1) as running:
         yield running

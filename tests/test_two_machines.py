@@ -9,58 +9,13 @@ tree, at its path or in a conflict copy.
 
 from __future__ import annotations
 
-import random
-import threading
 from pathlib import Path
 
 import pytest
 
-from memfs.remotes import open_remote
-
 from .conftest import S3Bucket
-from .harness import (
-    Ledger,
-    Machine,
-    RandomEditor,
-    committed_files,
-    edit_for_a_while,
-    fsck,
-    setup_two_machines,
-    start_watcher,
-    stop_watcher,
-    wait_for,
-    watched_machines_converged,
-)
+from .harness import committed_files, fsck, setup_two_machines, watched_two_machine_run
 from .s3 import CREDENTIALS
-
-
-def watched_two_machine_run(
-    a: Machine, b: Machine, url: str, seed: int, edits_per_machine: int
-) -> tuple[Ledger, dict[str, str]]:
-    """Watchers on both, random editors on both; wait for convergence; the lost tokens."""
-    ledger = Ledger()
-    rng = random.Random(seed)
-    editors = [RandomEditor(m.name, m.root, ledger, random.Random(rng.random())) for m in (a, b)]
-    for machine in (a, b):
-        start_watcher(machine)
-    try:
-        threads = [
-            threading.Thread(target=edit_for_a_while, args=(editor, edits_per_machine))
-            for editor in editors
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        wait_for(
-            lambda: watched_machines_converged([a, b], lambda: open_remote(url).head("main")),
-            timeout=60,
-            what="both watched machines to converge on the remote's head",
-        )
-    finally:
-        stopped = [stop_watcher(machine) for machine in (a, b)]
-    assert all(done.returncode == 0 for done in stopped), [d.stderr for d in stopped]
-    return ledger, ledger.lost(committed_files(a.root))
 
 
 @pytest.mark.timeout(150)
