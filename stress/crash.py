@@ -56,6 +56,7 @@ def classify(error: AssertionError) -> str:
     for marker, kind in (
         ("fsck", "fsck"), ("converge", "no convergence"), ("lost", "lost edits"),
         ("internal error", "internal error"), ("traceback", "traceback"),
+        ("clone again", "re-clone refused"),
     ):  # fmt: skip
         if marker in text:
             return kind
@@ -168,7 +169,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    outcomes = ["ok", "fsck", "no convergence", "lost edits", "internal error", "traceback"]
+    outcomes = ["ok", "fsck", "no convergence", "lost edits", "internal error", "traceback",
+                "re-clone refused"]  # fmt: skip
     stats: dict[str, Counter[str]] = defaultdict(Counter)
     seconds: dict[str, float] = defaultdict(float)
     examples: list[str] = []
