@@ -14,6 +14,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,6 +36,7 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[dict[str, object]] = []
     failures = 0
+    messages: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="memfs-stress-faults-") as tmp:
         base = Path(tmp)
         isolate_this_process(base)
@@ -74,10 +76,15 @@ def main() -> int:
                     s=f"{time.monotonic() - started:.1f}",
                 )
                 rows.append(row)
+                messages.update(run.errors)
                 print(table(rows[-1:]) if trial == 0 else table(rows).splitlines()[-1], flush=True)
     print()
     print(table(rows))
     print(f"\n{len(rows)} trials, {failures} with a lost edit, bad fsck or no convergence")
+    if messages:
+        print("\nFailed syncs (faults on), by exit code and message:")
+        for message, count in messages.most_common():
+            print(f"  {count:4d} x {message}")
     return 1 if failures else 0
 
 

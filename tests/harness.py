@@ -464,6 +464,7 @@ class FaultRun:
 
     syncs: int = 0
     exits: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # "exit: message" of failed syncs
     faults: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     edits: int = 0
@@ -494,6 +495,8 @@ def faulty_two_machine_run(
             assert_exit_is_documented(result, f"machine {machine.name}: sync (faults on)")
             run.syncs += 1
             run.exits[result.returncode] += 1
+            if result.returncode != 0:
+                run.errors[f"{result.returncode}: {result.stderr.strip()[:160]}"] += 1
     proxy.enabled = False
     run.faults = Counter(proxy.counts)
     run.requests = proxy.requests
