@@ -11,8 +11,8 @@ On a seeded fraction of requests it does one of four things a real network or a 
 Requests are handled one at a time (one lock around decide + forward + answer), so the
 server behind keeps its single-threaded order and a seed gives the same fault sequence for the
 same request sequence. ``counts`` says how many faults of each kind were injected and
-``requests`` how many requests went through. ``enabled = False`` (or ``rate = 0``) turns it into
-a plain proxy. The client's own retries (botocore/s3fs) are left as a user has them: they will
+``requests`` how many requests went through. ``kinds`` narrows the faults to choose from;
+``enabled = False`` (or ``rate = 0``) turns it into a plain proxy. The client's own retries (botocore/s3fs) are left as a user has them: they will
 retry some of these faults by themselves, which is part of what is tested.
 """
 
@@ -49,13 +49,14 @@ class FaultProxy:
         self.requests = 0
         self.lock = threading.Lock()
         self.endpoint = ""
+        self.kinds: tuple[str, ...] = FAULT_KINDS  # the kinds to choose from
 
     def choose_fault(self) -> str | None:
         """The fault for the next request, or None to pass it through."""
         self.requests += 1
         if not self.enabled or self.random.random() >= self.rate:
             return None
-        kind = self.random.choice(FAULT_KINDS)
+        kind = self.random.choice(self.kinds)
         self.counts[kind] += 1
         return kind
 

@@ -17,7 +17,14 @@ import pytest
 
 from .conftest import S3Bucket
 from .faultproxy import FAULT_KINDS, FaultProxy, fault_proxy
-from .harness import faulty_two_machine_run
+from .harness import (
+    Ledger,
+    assert_exit_is_documented,
+    faulty_two_machine_run,
+    setup_two_machines,
+    write_tokens,
+)
+from .s3 import CREDENTIALS
 
 
 @pytest.fixture
@@ -34,10 +41,11 @@ def test_two_machines_through_faulty_s3_lose_nothing(
 ) -> None:
     proxy.random.seed(seed)
     run = faulty_two_machine_run(
-        tmp_path, proxy, s3.url("agents/shared"), seed, rounds=6, edits_per_round=3
+        tmp_path, proxy, s3.url(f"agents/{tmp_path.name}"), seed, rounds=6, edits_per_round=3
     )
     assert sum(run.faults.values()) >= 3, f"too few faults injected to test anything: {run}"
     assert run.lost == {}, f"tokens lost (seed {seed}): {run.lost}"
+    assert set(run.exits) <= {0, 7}, f"a sync failed other than as a remote error: {run.errors}"
     assert run.fsck == {"a": "", "b": "", "fresh": ""}, run.fsck
 
 
@@ -75,3 +83,25 @@ def test_the_proxy_injects_each_kind_and_can_be_switched_off(
     proxy.enabled = False
     client.put_object(Bucket=s3.name, Key="through", Body=b"y")
     assert client.get_object(Bucket=s3.name, Key="through")["Body"].read() == b"y"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_an_s3_error_that_outlives_the_retries_is_a_remote_error(
+    tmp_path: Path, s3: S3Bucket, proxy: FaultProxy, kind: str
+) -> None:
+    """Every request fails: sync ends as a remote error (exit 7) naming the remote.
+
+    Found by stress/faults.py (seed 1): a 500 that outlived s3fs's retries ended a sync as
+    'memfs: We encountered an internal error. Please try again.', exit 1, no remote named.
+    """
+    env = dict(CREDENTIALS, AWS_ENDPOINT_URL=proxy.endpoint)
+    proxy.enabled = False
+    a, _ = setup_two_machines(tmp_path, s3.url(f"agents/{tmp_path.name}"), env)
+    write_tokens(a, Ledger(), ["one.md"])
+    proxy.enabled, proxy.rate, proxy.kinds = True, 1.0, (kind,)
+    result = a.memfs("sync")
+    assert_exit_is_documented(result, f"sync with every request failing ({kind})")
+    assert result.returncode == 7, f"{kind}: exit {result.returncode}: {result.stderr.strip()}"
+    named = "origin" in result.stderr or "s3://" in result.stderr
+    assert named, f"{kind}: the remote is not named: {result.stderr.strip()}"
