@@ -269,7 +269,6 @@ def populate(root: Path, entries: dict[str, tuple[int, bytes]]) -> dict[str, os.
             os.makedirs(os.path.join(base, folder), exist_ok=True)
             made.add(folder)
         target = f"{base}/{path}"
-        crash_point("checkout.write")
         if mode == MODE_SYMLINK:
             os.symlink(os.fsdecode(data), target)
             stats[path] = os.lstat(target)
