@@ -11,6 +11,8 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 - ``apply.moved``: a file to be replaced is moved aside, its new version not yet linked in
 - ``apply.linked``: one file's new version is in place
 - ``apply.commit``: after a merge's files are written, before its commit
+- ``update.index``: a merge or fast-forward is committed (branch moved, files in place), the
+  index not yet rewritten for it
 - ``commit.objects``: a commit's objects are written, its branch not yet moved
 - ``push.pack``, ``push.index``, ``push.manifest``: a bucket push, before each upload
 - ``push.git``: before a git push sends its pack

@@ -204,7 +204,13 @@ def sync_until_converged(
         if len(heads) == 1 and all(machine.clean() for machine in machines):
             return results
     last = "\n".join(f"{r.returncode}: {r.stderr.strip()}" for r in results[-len(machines) :])
-    raise AssertionError(f"machines did not converge in {rounds} rounds; last syncs:\n{last}")
+    state = "\n".join(
+        f"{m.name}: head {m.head()[:7]}, git status {git(m.root, 'status', '--porcelain')!r}"
+        for m in machines
+    )
+    raise AssertionError(
+        f"machines did not converge in {rounds} rounds; last syncs:\n{last}\n{state}"
+    )
 
 
 # -- trees and tokens ------------------------------------------------------------------------

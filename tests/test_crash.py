@@ -88,6 +88,28 @@ def test_kill_during_a_pull_at_fetch_and_before_the_merge_commit(
     check_after_crash([a, b], ledger, f"kill at {point} ({kind})")
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("merge", [True, False], ids=["merge", "fast-forward"])
+def test_kill_after_a_merge_is_committed_before_the_index_is_written(
+    tmp_path: Path, merge: bool
+) -> None:
+    """The branch moved, the index still describes the old tree: the next sync must notice.
+
+    Found by stress/crash.py (a sync killed at a random moment): afterwards memfs said
+    'nothing to commit' for ever while git status showed the merged files as staged
+    deletions and untracked (a 'git commit' there would delete them).
+    """
+    a, b = setup_two_machines(tmp_path, str(bare_repo(tmp_path / "hub.git")))
+    ledger = Ledger()
+    if merge:
+        prepare_merge(a, b, ledger, "m")
+    else:
+        write_tokens(b, ledger, ["from-b.md", "notes/more-from-b"])
+        assert b.memfs("sync").returncode == 0
+    assert_killed(a.memfs("pull", crash_at="update.index"), "update.index")
+    check_after_crash([a, b], ledger, "kill at update.index")
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("point", ["apply.write", "apply.moved", "apply.linked"])
 def test_kill_at_every_work_tree_write_of_a_merge(tmp_path: Path, point: str) -> None:
