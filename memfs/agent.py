@@ -37,6 +37,7 @@ from memfs.errors import (
     UnfinishedCheckoutError,
     UnsafePathError,
 )
+from memfs.faults import crash_point
 from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.history import History
 from memfs.ignore import IgnoreRules
@@ -510,7 +511,7 @@ class Agent:
             if not target:
                 raise PathNotFoundError(path, f"revision {to}")
             message = f"memfs: restore {path} to {sha[:7]}"
-            with self.updating(current, target):
+            with self.updating(current, target, index=False):
                 return self.commit(message=message, origin=origin, paths=(path,))
 
     def revert(self, rev: str, origin: str = "cli") -> CommitInfo | None:
@@ -527,20 +528,26 @@ class Agent:
                 raise RevertConflictError(rev, conflicts)
             current = self.history.tree_of(head)
             message = f'memfs: revert "{info.summary}"\n\nThis reverts commit {sha}.'
-            with self.updating(current, self.history.tree_entries_by_sha(merged)):
+            merged_tree = self.history.tree_entries_by_sha(merged)
+            with self.updating(current, merged_tree, index=False):
                 return self.commit(message=message, origin=origin)
 
-    def updating(self, current: Files, target: Files) -> contextlib.AbstractContextManager[Any]:
+    def updating(
+        self, current: Files, target: Files, index: bool = True
+    ) -> contextlib.AbstractContextManager[Any]:
         """Make the work tree go from ``current`` to ``target`` for a commit made inside.
 
         Journaled and edit-safe (memfs/apply.py): a file is replaced only while it holds its
         ``current`` version (else LocalEditError: the caller commits and goes round again),
         and a change stopped before its commit is rolled back, never committed half done.
+        Once the branch has moved, the index is rewritten before the journal goes (``index``;
+        off when the commit inside writes it), so a crash in between is finished by
+        ``recover`` and never leaves ``git status`` describing the old tree.
         """
-        return self._updating(current, target)
+        return self._updating(current, target, index)
 
     @contextlib.contextmanager
-    def _updating(self, current: Files, target: Files) -> Iterator[Any]:
+    def _updating(self, current: Files, target: Files, index: bool) -> Iterator[Any]:
         with self.history.locked():
             self.recover()
             with apply.updating(self.root, self.history, current, target) as update:
@@ -549,11 +556,18 @@ class Agent:
                     yield update
                 finally:
                     self._active_update = None
+                if index and self.history.head() != update.head:
+                    crash_point("update.index")
+                    self.refresh_index()
 
     def recover(self) -> bool:
-        """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py)."""
+        """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py);
+        whether there was one."""
         with self.history.locked():
-            return apply.recover(self.root, self.history, self._active_update)
+            outcome = apply.recover(self.root, self.history, self._active_update)
+            if outcome == "finished":
+                self.refresh_index()
+            return outcome is not None
 
     def check_out_fresh(self, sha: str, reason: str) -> None:
         """Fill an empty work tree with commit ``sha`` and point the unborn branch at it.

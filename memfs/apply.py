@@ -287,20 +287,22 @@ def apply_tree(
     return update
 
 
-def recover(root: Path, history: History, active: str | None = None) -> bool:
-    """Finish or undo an update a crash or an error left behind; whether there was one.
+def recover(root: Path, history: History, active: str | None = None) -> str | None:
+    """Finish or undo an update a crash or an error left behind.
 
-    If its commit happened (the branch moved on), only the moved-aside files are settled;
-    otherwise it is rolled back. ``active`` names an update this process is running now.
+    If its commit happened (the branch moved on), only the moved-aside files are settled:
+    "finished" (the caller rewrites the index, which the crash may have left behind);
+    otherwise it is "rolled back". None if there was none. ``active`` names an update this
+    process is running now.
     """
     update = TreeUpdate.load(root, history)
     if update is None or update.token == active:
-        return False
+        return None
     if history.head() != update.head:
         update.finish()
-    else:
-        update.roll_back()
-    return True
+        return "finished"
+    update.roll_back()
+    return "rolled back"
 
 
 @contextlib.contextmanager

@@ -210,7 +210,6 @@ def _pin(agent: Agent, rev: str) -> None:
     current = history.head()
     with agent.updating(history.tree_of(current), history.tree_of(target)):
         history.move_branch(current, target, f"mount: pinned to {rev}".encode())
-    agent.refresh_index()
 
 
 def _write_marker(agent: Agent, record: Mount) -> None:

@@ -244,8 +244,6 @@ def integrate(
                 if ours is None or history.is_ancestor(ours, theirs):
                     with agent.updating(history.tree_of(ours), history.tree_of(theirs)):
                         history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
-                    crash_point("update.index")
-                    agent.refresh_index()
                     return "fast-forward", []
                 if ff_only:
                     raise DivergedError(source, ours, theirs)
@@ -302,8 +300,6 @@ def _merge_commit(
     )
     with agent.updating(local.files, result.files):
         history.commit_tree(tree, (ours, theirs), message, agent.author())
-    crash_point("update.index")
-    agent.refresh_index()
     return result.conflicts
 
 
