@@ -16,7 +16,8 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 - ``commit.objects``: a commit's objects are written, its branch not yet moved
 - ``push.pack``, ``push.index``, ``push.manifest``: a bucket push, before each upload
 - ``push.git``: before a git push sends its pack
-- ``fetch.import``: a fetched pack is downloaded, not yet imported
+- ``fetch.import``: a fetched pack is downloaded (bucket: not yet imported; git: stored,
+  no ref pointing at it yet)
 - ``checkout.write``: before each file of a fresh clone or checkout is written
 - ``checkout.finish``: a clone's files, branch and index are written, its unfinished
   marker (``memfs.checkout``) not yet removed

@@ -80,8 +80,6 @@ def test_kill_during_a_pull_at_fetch_and_before_the_merge_commit(
     pair: tuple[Machine, Machine, str], point: str
 ) -> None:
     a, b, kind = pair
-    if point == "fetch.import" and kind == "git":
-        pytest.skip("fetch.import is a bucket remote's point")
     ledger = Ledger()
     prepare_merge(a, b, ledger, "m")
     assert_killed(a.memfs("pull", crash_at=point), point)

@@ -102,6 +102,7 @@ class GitRemote:
         client, path = self._client("pull")
         with self._translated():
             client.fetch(path, history.repo, determine_wants=determine_wants)
+        crash_point("fetch.import")  # the pack is in, no ref points at it yet
         if not seen:
             return None
         sha = seen[-1].decode()
