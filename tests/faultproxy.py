@@ -40,9 +40,12 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection
 class FaultProxy:
     """The proxy's settings and counters; ``endpoint`` is what clients talk to."""
 
-    def __init__(self, upstream: str, rate: float = 0.2, seed: int = 0) -> None:
+    def __init__(
+        self, upstream: str, rate: float = 0.2, seed: int = 0, pass_first: int = 0
+    ) -> None:
         self.upstream = urlsplit(upstream)
         self.rate = rate
+        self.pass_first = pass_first  # requests let through untouched before any fault
         self.enabled = True
         self.random = random.Random(seed)
         self.counts: Counter[str] = Counter()
@@ -54,6 +57,8 @@ class FaultProxy:
     def choose_fault(self) -> str | None:
         """The fault for the next request, or None to pass it through."""
         self.requests += 1
+        if self.requests <= self.pass_first:
+            return None
         if not self.enabled or self.random.random() >= self.rate:
             return None
         kind = self.random.choice(self.kinds)
@@ -155,9 +160,11 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def fault_proxy(upstream: str, rate: float = 0.2, seed: int = 0) -> Iterator[FaultProxy]:
+def fault_proxy(
+    upstream: str, rate: float = 0.2, seed: int = 0, pass_first: int = 0
+) -> Iterator[FaultProxy]:
     """Run a FaultProxy in front of ``upstream`` (http://host:port) on a free local port."""
-    proxy = FaultProxy(upstream, rate, seed)
+    proxy = FaultProxy(upstream, rate, seed, pass_first)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(proxy))
     server.daemon_threads = True
     proxy.endpoint = f"http://127.0.0.1:{server.server_address[1]}"

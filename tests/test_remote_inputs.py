@@ -8,10 +8,8 @@ URL without a scheme used to write its manifest and packs there).
 
 from __future__ import annotations
 
-import http.client
-import http.server
+import contextlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,8 @@ from memfs import sync
 from memfs.remotes import add_remote
 
 from .conftest import git, run_cli
+from .faultproxy import fault_proxy
+from .s3 import MotoServer
 from .servers import bare_repo, free_port
 
 Setup = Callable[[Path, pytest.FixtureRequest], list[str]]
@@ -246,107 +246,24 @@ def test_bad_remote_input(tmp_path: Path, request: pytest.FixtureRequest, case: 
     assert result.exit_code == case.exit_code, result.stderr
     assert result.stderr.startswith("memfs: ") and result.stderr.count("\n") == 1, result.stderr
     assert case.stderr in result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr and "memfs: internal error" not in result.stderr
+    assert result.exit_code != 70
     assert list(caller.iterdir()) == [], "nothing is written in the caller's folder"
     assert not (tmp_path / "clone").exists(), "a refused clone leaves nothing behind"
 
 
-# -- a tiny failing S3 endpoint -------------------------------------------------------------
+# -- a failing S3 endpoint ------------------------------------------------------------------
 
 
 @pytest.fixture
-def failing_endpoint(moto_server: object) -> Iterator[Callable[..., str]]:
-    """Start an endpoint that forwards ``answered`` requests to moto, then fails every one:
-    a 500 InternalError, or (``hang_up``) a connection closed without an answer."""
-    servers: list[http.server.ThreadingHTTPServer] = []
+def failing_endpoint(moto_server: MotoServer) -> Iterator[Callable[..., str]]:
+    """The fault proxy in front of moto, passing ``answered`` requests, then failing every
+    one: a 500 InternalError, or (``hang_up``) a connection reset without an answer."""
+    with contextlib.ExitStack() as stack:
 
-    def start(answered: int, hang_up: bool = False) -> str:
-        upstream = moto_server.endpoint.removeprefix("http://")
-        server = _failing_server(upstream, answered, hang_up)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
+        def start(answered: int, hang_up: bool = False) -> str:
+            proxy = stack.enter_context(fault_proxy(moto_server.endpoint, 1.0, 0, answered))
+            proxy.kinds = ("reset-before",) if hang_up else ("500-before",)
+            return proxy.endpoint
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-def _failing_server(upstream: str, answered: int, hang_up: bool) -> http.server.ThreadingHTTPServer:
-    lock = threading.Lock()
-    count = [0]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def handle_one_request(self) -> None:
-            self.raw_requestline = self.rfile.readline(65537)
-            if not self.raw_requestline or not self.parse_request():
-                self.close_connection = True
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            with lock:
-                count[0] += 1
-                forward = count[0] <= answered
-            if forward:
-                self._forward(body)
-            elif hang_up:
-                self.close_connection = True  # no answer at all: the endpoint went away
-            else:
-                error = b"<Error><Code>InternalError</Code><Message>boom</Message></Error>"
-                self.send_response(500)
-                self.send_header("Content-Length", str(len(error)))
-                self.end_headers()
-                self.wfile.write(error)
-
-        def _forward(self, body: bytes) -> None:
-            connection = http.client.HTTPConnection(upstream, timeout=10)
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-            connection.request(self.command, self.path, body=body, headers=headers)
-            reply = connection.getresponse()
-            data = reply.read()
-            self.send_response(reply.status)
-            for key, value in reply.getheaders():
-                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            connection.close()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-@pytest.mark.parametrize("key", ["../outside.pack", "packs/../../outside.pack", "/etc/passwd"])
-def test_no_storage_key_leaves_the_agent_prefix(tmp_path: Path, key: str) -> None:
-    """The last line behind the manifest's validation: the store itself refuses the key."""
-    from memfs.errors import RemoteError
-    from memfs.remotes.storage import open_storage
-
-    (tmp_path / "outside.pack").write_bytes(b"outside the bucket")
-    storage = open_storage((tmp_path / "cloud" / "agent").as_uri())
-    for call in (
-        lambda: storage.get(key),
-        lambda: storage.put_if_absent(key, b"x"),
-        lambda: storage.delete(key),
-    ):
-        with pytest.raises(RemoteError, match="leaves the agent's prefix"):
-            call()
-    assert (tmp_path / "outside.pack").read_bytes() == b"outside the bucket"
-
-
-def test_a_tree_with_a_submodule_is_never_written(tmp_path: Path) -> None:
-    """The work-tree side of the submodule rule: populate refuses before the first file."""
-    from memfs.errors import UnsafePathError
-    from memfs.worktree import populate
-
-    entries = {"a.md": (0o100644, b"a\n"), "vendor": (0o160000, b"")}
-    with pytest.raises(UnsafePathError, match="git mode 160000 is not a file"):
-        populate(tmp_path, entries)
-    assert list(tmp_path.iterdir()) == []
+        yield start
