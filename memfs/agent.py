@@ -311,6 +311,10 @@ class Agent:
             snapshot = self._snapshot(head_tree)
             changes = compare_trees(head_tree, snapshot.files, paths)
             if not changes:
+                if not self.history.index_describes(head_tree):
+                    # a commit killed before its index write, or index-free commits (the
+                    # watcher's): git status must describe HEAD, not an older tree
+                    self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
                 return None
             payload: dict[str, tuple[int, bytes] | None] = {}
             for change in changes:
@@ -319,6 +323,7 @@ class Agent:
             text = message or generated_message(effective)
             trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
             sha = self.history.commit(head, payload, with_trailers(text, trailers), self.author())
+            crash_point("commit.index")
             committed = dict(head_tree)
             for path, change in payload.items():
                 if change is None:

@@ -14,6 +14,7 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 - ``update.index``: a merge or fast-forward is committed (branch moved, files in place), the
   index not yet rewritten for it
 - ``commit.objects``: a commit's objects are written, its branch not yet moved
+- ``commit.index``: a commit's branch moved, the index not yet rewritten for it
 - ``push.pack``, ``push.index``, ``push.manifest``: a bucket push, before each upload
 - ``push.git``: before a git push sends its pack
 - ``fetch.import``: a fetched pack is downloaded (bucket: not yet imported; git: stored,

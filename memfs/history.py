@@ -167,6 +167,12 @@ class History:
     def branch(self) -> str:
         return self.branch_ref().decode().removeprefix("refs/heads/")
 
+    def index_describes(self, tree: Files) -> bool:
+        """Whether the index holds exactly ``tree`` (paths, modes, shas): after a commit
+        killed before its index write, it holds an older tree, and git status would show
+        that tree staged."""
+        return gitindex.index_describes(self.control_dir, tree)
+
     @reads_objects
     def head(self) -> str | None:
         """The sha of the branch tip, or None before the first commit."""

@@ -21,7 +21,7 @@ import memfs
 from memfs import faults, sync
 from memfs.remotes import add_remote
 
-from .conftest import assert_git_agrees, write
+from .conftest import assert_git_agrees, git, write
 from .servers import bare_repo
 
 BASE = {
@@ -214,3 +214,23 @@ def test_the_hooks_above_fire_where_the_tests_say(tmp_path: Path) -> None:
     with faults.at("apply.moved", note):
         assert sync.pull(b).ok
     assert set(moved) == {"reference/z.md", "system/human.md"}
+
+
+def test_a_commit_killed_before_its_index_write_is_repaired_by_the_next(tmp_path: Path) -> None:
+    """Branch moved, index still the old tree: git status would show the edit reverted as
+    staged (a plain 'git commit' there would undo it). The next memfs commit rewrites it."""
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    write(agent.root, "system/human.md", "committed, then killed\n")
+    killed = subprocess.run(
+        [sys.executable, "-m", "memfs", "-C", str(agent.root), "commit"],
+        env={**os.environ, faults.ENV: "commit.index"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -9
+    assert git(agent.root, "status", "--porcelain") != ""  # the premise: the index is behind
+    with memfs.open(agent.root) as reopened:
+        assert reopened.commit() is None  # nothing to commit: the edit is in HEAD
+    assert_git_agrees(agent.root)
+    assert git(agent.root, "show", "HEAD:system/human.md") == "committed, then killed\n"
