@@ -52,7 +52,6 @@ from memfs.remotes import (
     redact,
     resolve_url,
 )
-from memfs.remotes.git import GitRemote
 from memfs.schema import MANIFEST_FILE, is_valid_branch, manifest_data
 from memfs.trees import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, Files, with_trailers
 from memfs.util import atomic_write, hostname, utc_now
@@ -423,7 +422,7 @@ def push_remote(
             outcome.integrated = outcome.integrated or integrated
             outcome.conflicts += conflicts
             continue
-        folder = remote.checked_out_folder(branch) if isinstance(remote, GitRemote) else None
+        folder = _checked_out_folder(remote, branch)
         if folder is not None:
             theirs = _deliver_to_folder(agent, folder, config, policy, origin, allow_unrelated)
             outcome.pushed = "pushed"  # delivered, even if it merged commits of its own
@@ -441,6 +440,14 @@ def push_remote(
         outcome.pushed = "pushed"
         return outcome
     raise PushRejectedError(config.display_url, f"still moving after {PUSH_ATTEMPTS} attempts")
+
+
+def _checked_out_folder(remote: Remote, branch: str) -> str | None:
+    """The work tree a push to ``remote`` would land in, for a git repository on this
+    machine with ``branch`` checked out (see GitRemote.checked_out_folder)."""
+    from memfs.remotes.git import GitRemote  # imported here: status needs none of dulwich's client
+
+    return remote.checked_out_folder(branch) if isinstance(remote, GitRemote) else None
 
 
 def _deliver_to_folder(
@@ -475,6 +482,8 @@ def _deliver_to_folder(
             raise RemoteError(
                 config.display_url, f"{folder} is a read-only mount: nothing is pushed into it"
             )
+        from memfs.remotes.git import GitRemote  # dulwich's client: only when it is needed
+
         local = GitRemote(str(agent.root)).fetch(target.history, history.branch())
         try:
             source = f"{agent.name} at {agent.root}"
