@@ -17,14 +17,16 @@ agent, a watcher's harness) keep writing. Two rules hold (DESIGN.md §6):
   every path that holds the new one and leaves every other file (an edit) as it is; the
   caller then commits those edits and merges again.
 
-Files moved aside or prepared live beside their path as ``.memfs-tmp-*`` (ignored, so never
-committed). A moved-aside file that turns out to hold an edit and cannot go back to its
-path becomes a conflict copy, which the next commit records: nothing is dropped.
+Files moved aside or prepared live in the update's own folder at the agent's root,
+``.memfs-tmp-update-<token>/`` (ignored, so never committed), never inside a folder the
+update is emptying. A moved-aside file that turns out to hold an edit and cannot go back to
+its path becomes a conflict copy, which the next commit records: nothing is dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -92,9 +94,14 @@ class TreeUpdate:
 
     # -- names ----------------------------------------------------------------------------
 
+    @property
+    def staging(self) -> Path:
+        """The update's own folder at the agent's root (ignored, so never committed): moved-
+        aside and prepared files live here, out of the folders the update empties."""
+        return self.root / f"{TEMP_PREFIX}update-{self.token}"
+
     def _beside(self, index: int, role: str) -> Path:
-        folder = os.path.dirname(self.changes[index].path)
-        return self.root / folder / f"{TEMP_PREFIX}{role}-{self.token}-{index}"
+        return self.staging / f"{index}-{role}"
 
     def aside(self, index: int) -> Path:
         """Where the file replaced by change ``index`` is kept until the commit."""
@@ -160,6 +167,7 @@ class TreeUpdate:
                 )
         self._record()
         try:
+            self.staging.mkdir(exist_ok=True)
             for index, change in enumerate(self.changes):
                 crash_point("apply.write")
                 if not self._apply_one(index, change, contents):
@@ -209,13 +217,15 @@ class TreeUpdate:
                 return _discard(replacement)
         if replacement is not None:
             try:
-                os.link(replacement, target, follow_symlinks=False)
+                _link_no_clobber(replacement, target)
             except FileExistsError:
-                # Something appeared at the path since: it is an edit and stays. What was
-                # moved aside is the expected version, which history has.
-                aside.unlink(missing_ok=True)
+                # Something appeared at the path since: an edit (a save, or an append that
+                # made a new file), and it stays. What was moved aside goes back beside it
+                # as a conflict copy: an append must not turn into losing the lines before.
+                if os.path.lexists(aside):
+                    _put_back(aside, target)
                 return _discard(replacement)
-            replacement.unlink()
+            replacement.unlink(missing_ok=True)
             crash_point("apply.linked")
         fsync_dir(target.parent)
         return True
@@ -227,13 +237,22 @@ class TreeUpdate:
         for index, change in enumerate(self.changes):
             self._settle_aside(index, change)
             self.prepared(index).unlink(missing_ok=True)
+        self._drop_staging()
         self.journal.unlink(missing_ok=True)
+
+    def _drop_staging(self) -> None:
+        for leftover in ("undone",):  # an undo stopped by a crash leaves its new version
+            for index in range(len(self.changes)):
+                self._beside(index, leftover).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.staging.rmdir()  # anything still there is kept (ignored, never committed)
 
     def roll_back(self) -> None:
         """Undo what was applied: every path holding its new version gets its old one back.
 
         A path holding anything else is an edit and stays as it is.
         """
+        self.staging.mkdir(exist_ok=True)
         for index in reversed(range(len(self.changes))):
             change = self.changes[index]
             target = self.root / change.path
@@ -245,6 +264,9 @@ class TreeUpdate:
                 _put_back(aside, target)
             self._settle_aside(index, change)
             self.prepared(index).unlink(missing_ok=True)
+            if change.old is None:
+                _remove_empty_folders(target.parent, self.root)  # made for an undone add
+        self._drop_staging()
         self.journal.unlink(missing_ok=True)
 
     def _undo_write(self, index: int, change: _Change, target: Path, aside: Path) -> None:
@@ -355,12 +377,33 @@ def _put_back(aside: Path, target: Path) -> None:
             return
     else:
         try:
-            os.link(aside, target, follow_symlinks=False)
-            aside.unlink()
+            _link_no_clobber(aside, target)
+            aside.unlink(missing_ok=True)
             return
         except FileExistsError:
             pass
     _keep_as_copy(aside, target)
+
+
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
+def _link_no_clobber(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` unless something is there (FileExistsError).
+
+    A hard link does it in one step. Filesystems without hard links (vfat, exFAT, some FUSE
+    and SMB mounts) get a check and a rename: a window of microseconds instead of none.
+    """
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from error
+        os.rename(source, target)
 
 
 def _keep_as_copy(aside: Path, target: Path) -> None:

@@ -93,7 +93,9 @@ class Debouncer:
 
 
 def is_litter(path: str) -> bool:
-    """Editor swap, backup and lock files, and memfs's own temp files."""
+    """Editor swap, backup and lock files, and memfs's own temp files (and folders)."""
+    if "/.memfs-tmp-" in "/" + path:
+        return True
     name = PurePosixPath(path).name
     return (
         name in LITTER_NAMES or name.startswith(LITTER_PREFIXES) or name.endswith(LITTER_SUFFIXES)

@@ -95,7 +95,14 @@ def assert_nothing_lost(
             continue
         assert version in text, f"{version!r} was lost: {sorted(tree)}"
     assert "reference/y.md" not in tree
-    assert not [p for p in os.listdir(b.root / "notes") if p.startswith(".memfs-tmp-")]
+    leftovers = [
+        os.path.join(folder, name)
+        for folder, dirs, names in os.walk(b.root)
+        if ".git" not in folder.split(os.sep)
+        for name in dirs + names
+        if name.startswith(".memfs-tmp-")
+    ]
+    assert not leftovers, leftovers
     for agent in (a, b):
         assert agent.status().clean
         assert_git_agrees(agent.root)
@@ -234,3 +241,50 @@ def test_a_commit_killed_before_its_index_write_is_repaired_by_the_next(tmp_path
         assert reopened.commit() is None  # nothing to commit: the edit is in HEAD
     assert_git_agrees(agent.root)
     assert git(agent.root, "show", "HEAD:system/human.md") == "committed, then killed\n"
+
+
+def test_a_folder_that_becomes_a_file_is_replaced(tmp_path: Path) -> None:
+    """Deletions empty the folder first: nothing of the update may stay inside it."""
+    a, b = diverged(tmp_path)
+    (a.root / "reference/topic").mkdir()
+    write(a.root, "reference/topic/b.md", "in a folder\n")
+    assert sync.sync(a).ok and sync.sync(b).ok
+    import shutil
+
+    shutil.rmtree(a.root / "reference/topic")
+    write(a.root, "reference/topic", "now a file\n")
+    assert sync.sync(a).ok
+    assert sync.pull(b).ok
+    assert (b.root / "reference/topic").read_text() == "now a file\n"
+    assert_nothing_lost(a, b)
+
+
+def test_a_filesystem_without_hard_links_still_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vfat, exFAT and some FUSE or SMB mounts refuse link(): memfs falls back to rename."""
+    a, b = diverged(tmp_path)
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert sync.pull(b).ok
+    assert_nothing_lost(a, b)
+
+
+def test_an_append_that_creates_the_file_while_it_is_moved_aside_keeps_the_rest(
+    tmp_path: Path,
+) -> None:
+    """``open(path, "a")`` in the instant the file is moved aside makes a new file holding
+    only the appended line: the lines before it must not leave the tree."""
+    a, b = diverged(tmp_path)
+    z = b.root / "reference/z.md"
+
+    def append_to_missing_file() -> None:
+        with open(z, "a") as handle:
+            handle.write("appended into a new file\n")
+
+    with faults.at("apply.moved", once_moved_aside(z, append_to_missing_file)):
+        assert sync.pull(b).ok
+    assert_nothing_lost(a, b, extra=("appended into a new file", "z: base"))
