@@ -139,8 +139,59 @@ def clear_stale_git_lock(lock: Path) -> bool:
         age = time.time() - lock.stat().st_mtime
     except FileNotFoundError:
         return True
-    if age < STALE_GIT_LOCK_S:
+    if age < STALE_GIT_LOCK_S or git_running_in(lock.parent):
         return False
     with contextlib.suppress(FileNotFoundError):
         lock.unlink()
     return True
+
+
+def git_running_in(folder: Path) -> bool:
+    """Whether a git process works in the repository holding ``folder`` right now.
+
+    A git command can hold a lock for minutes (``git commit`` keeps ``index.lock`` while its
+    editor is open), so age alone never makes a lock stale: one with a git process working
+    in the repository is live. Read from /proc (Linux); where there is none, every lock
+    older than ``UNSURE_LOCK_S`` counts as stale.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return _newest_is_recent(folder)
+    repo = _repository_of(folder)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or entry.name == str(os.getpid()):
+            continue
+        try:
+            if not (entry / "comm").read_text().startswith("git"):
+                continue
+            cwd = os.path.realpath(entry / "cwd")
+        except OSError:
+            continue  # gone, or not ours to read
+        if cwd == repo or cwd.startswith(repo + os.sep):
+            return True
+    return False
+
+
+UNSURE_LOCK_S = 600.0
+
+
+def _newest_is_recent(folder: Path) -> bool:
+    return any(
+        time.time() - path.stat().st_mtime < UNSURE_LOCK_S
+        for path in folder.glob("*.lock")
+        if path.is_file()
+    )
+
+
+def _repository_of(folder: Path) -> str:
+    """The work tree root (or bare repository) a path inside ``.git`` belongs to."""
+    path = os.path.realpath(folder)
+    while path != os.path.dirname(path):
+        if os.path.basename(path) == ".git":
+            return os.path.dirname(path)
+        if os.path.isfile(os.path.join(path, "HEAD")) and os.path.isdir(
+            os.path.join(path, "objects")
+        ):
+            return path  # a bare repository (or a .git folder elsewhere)
+        path = os.path.dirname(path)
+    return os.path.realpath(folder)

@@ -13,6 +13,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import memfs
 from memfs import sync
 from memfs.remotes import add_remote, remove_remote
 
-from .conftest import git, run_cli, write
+from .conftest import _git_env, git, run_cli, write
 from .servers import bare_repo
 
 
@@ -313,4 +314,44 @@ def test_removing_a_remote_clears_a_stale_lock_of_its_tracking_ref(tmp_path: Pat
     result = run_cli("-C", str(root), "remote", "remove", "origin")
     assert (result.exit_code, result.output) == (0, "Removed remote origin\n")
     assert not lock.exists() and not tracking.exists()
+    git(root, "fsck", "--strict")
+
+
+def test_a_lock_held_by_a_live_git_command_is_never_removed(tmp_path: Path) -> None:
+    """'git commit -a' keeps index.lock while its editor is open, for minutes: however old
+    the lock, memfs leaves it (and skips its own index write) while git works there."""
+    root = make_agent(tmp_path)
+    (root / "system/human.md").write_text("edited for git\n")
+    editor = tmp_path / "editor.sh"
+    release = tmp_path / "release"
+    editor.write_text(
+        f'#!/bin/sh\nwhile [ ! -e {release} ]; do sleep 0.05; done\necho msg > "$1"\n'
+    )
+    editor.chmod(0o755)
+    lock = root / ".git/index.lock"
+    committing = subprocess.Popen(
+        ["git", "commit", "-qa"],
+        cwd=root,
+        env={**_git_env(), "GIT_EDITOR": str(editor)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not lock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lock.exists(), "git commit never took index.lock"
+        os.utime(lock, (time.time() - 600, time.time() - 600))  # old, and still live
+        (root / "system/persona.md").write_text("edited for memfs\n")
+        result = run_cli("-C", str(root), "commit")
+        assert result.exit_code == 0, result.stderr
+        assert lock.exists(), "memfs removed the lock of a running git commit"
+    finally:
+        release.touch()
+        _, git_stderr = committing.communicate(timeout=30)
+    # memfs committed meanwhile, so git's commit finds HEAD moved and refuses, as it does
+    # between two git commands: its lock was never taken from it, and nothing is lost
+    assert "lock" not in git_stderr.replace("cannot lock ref", ""), git_stderr
+    assert git(root, "show", "HEAD:system/human.md") == "edited for git\n"
     git(root, "fsck", "--strict")
