@@ -565,6 +565,13 @@ class Agent:
                     crash_point("update.index")
                     self.refresh_index()
 
+    def left_out_reason(self, path: str) -> str | None:
+        """Why the file at ``path`` is not committed as it is on disk, if it is not."""
+        head = self.history.head()
+        tracked = frozenset(self.history.entries_at(head, path))
+        scan = worktree.scan_paths(self.root, self._rules(), [path], self._max_file_size(), tracked)
+        return next((item.reason for item in scan.skipped if item.path == path), None)
+
     def recover(self) -> bool:
         """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py);
         whether there was one."""

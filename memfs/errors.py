@@ -169,6 +169,20 @@ class LocalEditError(ConcurrentUpdateError):
         super().__init__(f"{path} was edited while memfs was merging; it was kept, run sync again")
 
 
+class UncommittableEditError(MemfsError):
+    """A merge must rewrite a file whose local version memfs cannot commit (over the size
+    cap, unreadable, beneath a symlink, ...): it is never overwritten, so the merge waits."""
+
+    exit_code = 6
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} changed on the remote, and its local version cannot be committed "
+            f"({reason}); nothing was changed: move it away or fix it, then sync again"
+        )
+
+
 class RemoteError(MemfsError):
     """A remote could not be used."""
 

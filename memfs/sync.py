@@ -36,6 +36,7 @@ from memfs.errors import (
     RemoteCorruptError,
     RemoteError,
     RemoteNotFoundError,
+    UncommittableEditError,
     UnrelatedHistoriesError,
 )
 from memfs.faults import crash_point
@@ -248,7 +249,10 @@ def integrate(
                     raise DivergedError(source, ours, theirs)
                 conflicts = _merge_commit(agent, ours, theirs, source, policy)
                 return "merged", conflicts
-            except LocalEditError:
+            except LocalEditError as edit:
+                reason = agent.left_out_reason(edit.path)
+                if reason is not None:  # committing cannot settle it: say so, never spin
+                    raise UncommittableEditError(edit.path, reason) from edit
                 continue
         raise ConcurrentUpdateError(
             "files kept changing while memfs was merging; every edit is committed, run sync again"

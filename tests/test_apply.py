@@ -288,3 +288,26 @@ def test_an_append_that_creates_the_file_while_it_is_moved_aside_keeps_the_rest(
     with faults.at("apply.moved", once_moved_aside(z, append_to_missing_file)):
         assert sync.pull(b).ok
     assert_nothing_lost(a, b, extra=("appended into a new file", "z: base"))
+
+
+def test_a_local_file_memfs_cannot_commit_stops_the_merge_with_a_reason(tmp_path: Path) -> None:
+    """B's tracked file grew past the size cap (kept at its committed version) and A changed
+    it: the merge must not overwrite it, and must say why instead of retrying for ever."""
+    a, b = diverged(tmp_path)
+    assert sync.pull(b).ok and sync.sync(b).ok and sync.sync(a).ok
+    write(b.root, "reference/z.md", "z" * (11 * 1024 * 1024))  # over the 10 MiB cap
+    write(a.root, "reference/z.md", "z: changed again on A\n")
+    assert sync.push(a).ok
+    result = subprocess.run(
+        [sys.executable, "-m", "memfs", "-C", str(b.root), "sync"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 6, result.stderr
+    assert result.stderr.startswith("memfs: reference/z.md changed on the remote, and its local")
+    assert "size cap" in result.stderr
+    assert (b.root / "reference/z.md").stat().st_size == 11 * 1024 * 1024
+    (b.root / "reference/z.md").rename(tmp_path / "big.md")  # the user moves it away
+    assert_nothing_lost(a, b, extra=("z: changed again on A",), replaced="z: from A")
