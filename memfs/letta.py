@@ -157,6 +157,14 @@ def _plan_blocks(
             )
         labels_by_path[path.casefold()] = label
         data = _render_block(block).encode()
+        folded = path.casefold()
+        for other_path, other in labels_by_path.items():
+            if other_path.startswith(folded + "/") or folded.startswith(other_path + "/"):
+                raise AgentFileError(
+                    source,
+                    f"blocks {other!r} and {label!r} would be a file and a folder of the same "
+                    "name: rename one in the .af file",
+                )
         if len(data) > worktree.DEFAULT_MAX_FILE_SIZE:
             raise AgentFileError(
                 source,

@@ -729,6 +729,8 @@ def _written_by_checkout(full: Path, entry: tuple[int, bytes] | None) -> bool:
     try:
         if full.is_symlink():
             return mode == 0o120000 and os.fsencode(os.readlink(full)) == data
+        if not full.is_file():
+            return False  # a folder, a FIFO, a device: never what a checkout writes
         on_disk = full.read_bytes()
     except OSError:
         return False

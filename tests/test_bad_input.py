@@ -288,6 +288,8 @@ CASES: list[Case] = [
     Case("import-af-label-and-system-label",
          agent_file([("human", "a"), ("system/human", "b")]), ("import-af", "in.af", "x"), 1,
          stderr="blocks 'human' and 'system/human' would both be"),
+    Case("import-af-file-and-folder", agent_file([("notes/a", "a"), ("notes/a.md/b", "b")]),
+         ("import-af", "in.af", "x"), 1, stderr="would be a file and a folder of the same name"),
     Case("import-af-over-cap", agent_file([("human", "x" * OVER_CAP)]),
          ("import-af", "in.af", "x"), 1, stderr="block 'human' is 10485"),
     Case("import-af-backslash-label", agent_file([("notes\\draft", "a")]),
