@@ -241,9 +241,8 @@ class TreeUpdate:
         self.journal.unlink(missing_ok=True)
 
     def _drop_staging(self) -> None:
-        for leftover in ("undone",):  # an undo stopped by a crash leaves its new version
-            for index in range(len(self.changes)):
-                self._beside(index, leftover).unlink(missing_ok=True)
+        for index in range(len(self.changes)):  # an undo stopped by a crash leaves these
+            self._beside(index, "undone").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.staging.rmdir()  # anything still there is kept (ignored, never committed)
 
