@@ -11,6 +11,8 @@ path that would land outside the agent or inside ``.git`` (DESIGN.md §4).
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import os
 import stat
 from dataclasses import dataclass, field
@@ -388,20 +390,49 @@ def _parts_of_target(path: str, data: bytes) -> list[str]:
 
 def inside(root: Path, path: str) -> Path:
     """``root/path`` resolved through every symlink, refused if it ends outside the agent
-    or in its ``.git``: what every read of a memory file goes through."""
-    real_root = os.path.realpath(root)
-    resolved = os.path.realpath(os.path.join(real_root, path))
+    or in its ``.git``."""
+    resolved = os.path.realpath(os.path.join(root, path))
+    _check_inside(_real(str(root)), resolved, path)
+    return Path(resolved)
+
+
+def read_inside(root: Path, path: str) -> bytes:
+    """The content of the file at ``path``, read only if it resolves inside the agent: what
+    every read of a memory file goes through.
+
+    The file is opened first and the path the kernel actually opened is checked (one
+    readlink of /proc/self/fd), so there is no window between check and read and no
+    realpath walk per file; a symlink as the last part, or no /proc, takes ``inside``.
+    """
+    try:
+        fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        return inside(root, path).read_bytes()  # the last part is a symlink
+    try:
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            opened = os.path.realpath(os.path.join(root, path))
+        _check_inside(_real(str(root)), opened, path)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
+@functools.lru_cache(maxsize=16)
+def _real(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _check_inside(real_root: str, resolved: str, path: str) -> None:
     git_dir = os.path.join(real_root, ".git")
     if os.path.commonpath([resolved, real_root]) != real_root or resolved == real_root:
         raise UnsafePathError(path, "it resolves to a place outside the agent")
     if resolved == git_dir or resolved.startswith(git_dir + os.sep):
         raise UnsafePathError(path, "it resolves into the agent's repository")
-    return Path(resolved)
-
-
-def read_inside(root: Path, path: str) -> bytes:
-    """The content of the file at ``path``, read only if it resolves inside the agent."""
-    return inside(root, path).read_bytes()
 
 
 def beneath_symlink(root: Path, path: str) -> str | None:

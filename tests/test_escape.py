@@ -89,3 +89,20 @@ def test_the_watchers_commit_never_reads_beneath_a_symlinked_folder(
     assert agent.commit_paths(["reference/x.md"]) is None
     tree = agent.history.tree_of(agent.history.head())
     assert "reference/x.md" not in tree
+
+
+def test_read_inside_checks_the_file_the_kernel_opened(agent: memfs.Agent) -> None:
+    """A folder link in the middle of a path (followed by open) and a link as the last part
+    (O_NOFOLLOW refuses it, realpath decides): both are checked where they end."""
+    from memfs.worktree import read_inside
+
+    (agent.root.parent / "SECRET.txt").write_text(SECRET)
+    os.symlink("..", agent.root / "up")
+    os.symlink("up/SECRET.txt", agent.root / "last.md")
+    os.symlink("system", agent.root / "pinned")
+    for path in ("up/SECRET.txt", "last.md", f"up/{agent.root.name}/.git/HEAD", ".git/HEAD"):
+        with pytest.raises(UnsafePathError):
+            read_inside(agent.root, path)
+    assert (
+        read_inside(agent.root, "pinned/human.md") == (agent.root / "system/human.md").read_bytes()
+    )
