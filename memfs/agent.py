@@ -537,9 +537,8 @@ class Agent:
             with self.updating(current, merged_tree, index=False):
                 return self.commit(message=message, origin=origin)
 
-    def updating(
-        self, current: Files, target: Files, index: bool = True
-    ) -> contextlib.AbstractContextManager[Any]:
+    @contextlib.contextmanager
+    def updating(self, current: Files, target: Files, index: bool = True) -> Iterator[Any]:
         """Make the work tree go from ``current`` to ``target`` for a commit made inside.
 
         Journaled and edit-safe (memfs/apply.py): a file is replaced only while it holds its
@@ -549,10 +548,6 @@ class Agent:
         off when the commit inside writes it), so a crash in between is finished by
         ``recover`` and never leaves ``git status`` describing the old tree.
         """
-        return self._updating(current, target, index)
-
-    @contextlib.contextmanager
-    def _updating(self, current: Files, target: Files, index: bool) -> Iterator[Any]:
         with self.history.locked():
             self.recover()
             with apply.updating(self.root, self.history, current, target) as update:
