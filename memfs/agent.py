@@ -266,8 +266,7 @@ class Agent:
 
     def _problems(self, snapshot: _Snapshot) -> list[Problem]:
         """agent.yaml's and every memory file's problems, validated once per content."""
-        # Not state_dir, which creates the folder: status must work on a read-only agent.
-        cache = _ProblemCache(self.history.control_dir / "memfs" / "problems.json")
+        cache = _ProblemCache(self.history.state_dir / "problems.json")
         problems = self.manifest_problems() + self._rules().problems
         for path in sorted(snapshot.stats):
             if is_memory_path(path) and path in snapshot.files:
@@ -290,9 +289,9 @@ class Agent:
             conflicts=find_in(
                 self.root,
                 {path: entry.sha for path, entry in snapshot.files.items()},
-                self.history.control_dir / "memfs" / "markers.json",
+                self.history.state_dir / "markers.json",
             ),
-            update_pending=(self.history.control_dir / "memfs" / apply.JOURNAL).exists(),
+            update_pending=(self.history.state_dir / apply.JOURNAL).exists(),
         )
 
     def commit(
