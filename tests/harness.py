@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from memfs.remotes import open_remote
 
 from .s3 import CREDENTIALS
+from .servers import wait_for
 
 if TYPE_CHECKING:
     from .faultproxy import FaultProxy
@@ -36,16 +37,6 @@ INTERNAL_ERROR_EXIT = 70
 REMOTE_EXIT = 7
 TOKEN = re.compile(rb"<tok-[a-z]+-\d{6}>")
 SHARED_FILES = ("shared/log", "shared/plan.md", "shared/data.c")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Wait until ``condition()`` holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 # -- machines --------------------------------------------------------------------------------

@@ -24,6 +24,16 @@ def bare_repo(path: Path) -> Path:
     return path
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Wait until ``condition()`` holds, failing after ``timeout`` seconds (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def wait_for_port(
     port: int, deadline_s: float = 15.0, alive: Callable[[], bool] = lambda: True
 ) -> bool:

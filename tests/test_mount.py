@@ -14,9 +14,8 @@ from memfs.remotes import add_remote
 from memfs.watcher import is_running, read_state
 
 from .conftest import run_cli, write
-from .servers import bare_repo
+from .servers import bare_repo, wait_for
 from .test_sync import contents
-from .test_watch import wait_for
 
 
 def published(tmp_path: Path, url: str) -> memfs.Agent:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +16,10 @@ from memfs.errors import WatcherError
 from memfs.watcher import Debouncer, EventFilter, Watcher, WatchSettings, is_running, read_state
 
 from .conftest import git, run_cli, write
-from .servers import bare_repo
+from .servers import bare_repo, wait_for
 from .test_sync import contents, two_machines
 
 FAST = WatchSettings(quiet_ms=100, max_delay_ms=1000, poll_s=0.2, rescan_s=3600, backoff_max_s=1.0)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Wait until ``condition()`` holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def watch_commits(agent: memfs.Agent) -> list[str]:
