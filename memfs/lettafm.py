@@ -305,6 +305,11 @@ def render_v2(name: str, description: str, body: str) -> str:
     return f"{header}\n{body}" if body else f"{header}\n"
 
 
+def render_v2_value(value: str) -> str:
+    """A v2 field value as Letta Code writes it (JSON-quoted)."""
+    return _json_string(value)
+
+
 def _json_string(value: str) -> str:
     """``JSON.stringify`` of a string (non-ASCII kept, as JavaScript does)."""
     return json.dumps(value, ensure_ascii=False)
