@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import time
@@ -41,6 +42,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.history import History
+from memfs.layout import V2_MARKER, Layout
 from memfs.merge import POLICIES, Conflict, Policy, Side, merge
 from memfs.remotes import (
     Remote,
@@ -53,7 +55,7 @@ from memfs.remotes import (
     redact,
     resolve_url,
 )
-from memfs.schema import MANIFEST_FILE, is_valid_branch, manifest_data
+from memfs.schema import MANIFEST_FILE, is_valid_branch, is_valid_name, manifest_data
 from memfs.trees import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, Files, with_trailers
 from memfs.util import atomic_write, hostname, utc_now
 
@@ -159,8 +161,7 @@ def fetch_remote(
     sha = remote.fetch(history, branch)
     if sha is None:
         return None
-    if MANIFEST_FILE not in history.entries_at(sha, MANIFEST_FILE):
-        raise NotAMemfsRemoteError(config.display_url, branch)
+    _refuse_other_kind(history, sha, config.display_url, branch)
     ours, theirs = _agent_id(history, history.head()), _agent_id(history, sha)
     if ours and theirs and ours != theirs:
         raise RemoteError(
@@ -172,6 +173,48 @@ def fetch_remote(
         _refuse_foreign_entries(history, sha, config.display_url)
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     return sha
+
+
+def remote_layout(history: History, sha: str) -> Layout | None:
+    """What commit ``sha`` holds: a memfs-native agent (agent.yaml), a Letta Code memory repo
+    (``system/`` or a root ``MEMORY.md``), or neither (None)."""
+    if history.entries_at(sha, MANIFEST_FILE):
+        return Layout.NATIVE
+    if history.entries_at(sha, V2_MARKER):
+        return Layout.LETTA_V2
+    if history.entries_at(sha, "system"):
+        return Layout.LETTA_V1
+    return None
+
+
+def _refuse_other_kind(history: History, sha: str, url: str, branch: str) -> None:
+    """Refuse a fetched commit that is not the same kind of agent as this one.
+
+    A memfs-native agent takes only commits with agent.yaml (as before); a Letta Code memory
+    repo takes commits without one (Letta repos carry no agent.yaml, and no id in their tree:
+    two of them are told apart only by their histories, see ``refuse_unrelated``). An agent
+    with no commit yet (a clone) takes either kind, but not a repository that is neither.
+    """
+    head = history.head()
+    theirs_native = bool(history.entries_at(sha, MANIFEST_FILE))
+    if head is None:
+        if remote_layout(history, sha) is None:
+            raise NotAMemfsRemoteError(
+                url,
+                branch,
+                f"branch {branch} has no agent.yaml, and is not a Letta Code memory repo "
+                f"either (no system/ folder or root {V2_MARKER})",
+            )
+        return
+    ours_native = bool(history.entries_at(head, MANIFEST_FILE))
+    if ours_native and not theirs_native:
+        raise NotAMemfsRemoteError(url, branch)
+    if theirs_native and not ours_native:
+        raise RemoteError(
+            url,
+            f"{url} holds a memfs-native agent (agent.yaml) and this is a Letta Code memory "
+            "repo; nothing was merged",
+        )
 
 
 def _refuse_foreign_entries(history: History, sha: str, url: str) -> None:
@@ -289,6 +332,7 @@ def _merge_commit(
         store=history.store_blob,
         policy=policy,
         ours_is_newer=ours_newer,
+        layout=merge_layout(local.files, remote.files),
     )
     tree = history.tree_from_entries(result.files)
     summary = f"memfs: merge {source}"
@@ -304,6 +348,15 @@ def _merge_commit(
     with agent.updating(local.files, result.files):
         history.commit_tree(tree, (ours, theirs), message, agent.author())
     return result.conflicts
+
+
+def merge_layout(ours: Files, theirs: Files) -> Layout:
+    """The layout a merge of these two trees follows: memfs-native with agent.yaml, else a
+    Letta repo, v2 as soon as either side has a root MEMORY.md (Letta's hook then checks the
+    merged tree as v2)."""
+    if MANIFEST_FILE in ours:
+        return Layout.NATIVE
+    return Layout.LETTA_V2 if V2_MARKER in ours or V2_MARKER in theirs else Layout.LETTA_V1
 
 
 def merge_base_tree(history: History, a: str, b: str, depth: int = 0) -> Files:
@@ -645,9 +698,15 @@ def _record(agent: Agent, report: SyncReport) -> None:
 
 
 def clone(
-    url: str, directory: str | os.PathLike[str] | None = None, progress: Progress | None = None
+    url: str,
+    directory: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    name: str | None = None,
 ) -> Agent:
     """Check an agent out from ``url`` into ``directory`` (default: the URL's last part).
+
+    A Letta Code memory repo (no agent.yaml) is recorded as one in ``.git/config``, named
+    ``name`` (a cloud's name for it), else after its folder; nothing is added to its tree.
 
     A relative local path is taken from the current folder and stored absolute, so the
     remote means the same place from inside the agent. A folder left by a clone or checkout
@@ -679,6 +738,9 @@ def clone(
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
         mark_started(root, redact(url), sha)
+        layout = remote_layout(history, sha)
+        if layout is not None and layout.is_letta:
+            _record_cloned_letta_repo(history, root, url, layout, name)
         agent.check_out_fresh(sha, f"clone: from {redact(url)}")
         crash_point("checkout.finish")
         mark_finished(root)
@@ -689,6 +751,33 @@ def clone(
         else:
             _empty_folder(root)
         raise
+
+
+def _record_cloned_letta_repo(
+    history: History, root: Path, url: str, layout: Layout, name: str | None
+) -> None:
+    """A cloned Letta Code memory repo opens as one: who it is goes to ``.git/config``
+    (``[memfs]``), nothing is added to its tree. A Letta URL names the agent's id
+    (``.../v1/git/<agent-id>/state.git``): that id is kept as the agent's id."""
+    from memfs.agent import default_letta_name, record_letta_identity
+
+    chosen = name if name is not None and is_valid_name(name) else default_letta_name(root)
+    record_letta_identity(history, chosen, layout)
+    letta_id = _letta_agent_id(url)
+    if letta_id is not None:
+        history.set_config_values("memfs", {"id": letta_id})
+
+
+_LETTA_URL = re.compile(r"(?:/v1/git/([^/\s]+)/state\.git|^letta://([^/\s]+))/*\Z")
+
+
+def _letta_agent_id(url: str) -> str | None:
+    """The agent id in a Letta memory URL (``.../v1/git/<id>/state.git``, ``letta://<id>``)."""
+    found = _LETTA_URL.search(url)
+    if found is None:
+        return None
+    agent_id = found.group(1) or found.group(2)
+    return agent_id if is_valid_name(agent_id) else None
 
 
 def _clear_unfinished(root: Path, stale: UnfinishedCheckout) -> None:
@@ -747,6 +836,9 @@ def _empty_folder(root: Path) -> None:
 
 def _name_from_url(url: str) -> str:
     """The folder a clone goes to by default: the URL's last part, never '.' or '..'."""
+    letta_id = _letta_agent_id(url)
+    if letta_id is not None:
+        return letta_id  # Letta's remote is .../<agent-id>/state.git: not "state"
     tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1].removesuffix(".git")
     return "agent" if tail in ("", ".", "..") else tail
 
