@@ -1,0 +1,327 @@
+"""Syncing Letta Code memory repos: fetch, pull, sync, clone and checkout without agent.yaml,
+and conflicts that never add a block, with plain git (as Letta Code and its server use it) on
+the other side."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs import lettafm, sync
+from memfs.cloud import checkout
+from memfs.conflicts import find, resolve
+from memfs.errors import NotAMemfsRemoteError, RemoteError, UnrelatedHistoriesError
+from memfs.layout import Layout, in_context, is_memory_path
+from memfs.merge import LETTA_CONFLICTS
+from memfs.remotes import add_remote
+
+from .conftest import assert_git_agrees, git, run_cli, write
+from .servers import bare_repo
+
+PERSONA = "---\ndescription: Who I am\n---\nI am a careful coding agent.\nI keep notes.\n"
+HUMAN = "---\ndescription: What I know about the user\n---\nName: Ada\nPrefers: short answers\n"
+NOTES = "---\ndescription: Loose ends\n---\n- check the hook\n"
+V1_FILES = {"system/persona.md": PERSONA, "system/human.md": HUMAN, "reference/notes.md": NOTES}
+V2_FILES = {
+    "MEMORY.md": "# Memory\n\n- persona.md: who I am\n",
+    "persona.md": '---\nname: "Persona"\ndescription: "Who I am"\n---\nI am careful.\n',
+    "projects/MEMORY.md": "# Projects\n",
+    "projects/letta.md": '---\nname: "Letta"\ndescription: "The project"\n---\nAgents.\n',
+}
+
+
+def plain_repo(path: Path, files: Mapping[str, str], message: str = "initial memory") -> Path:
+    """A repo written and committed with plain git, as Letta's server or Letta Code does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(path.parent, "init", "-q", "-b", "main", str(path))
+    commit_files(path, files, message)
+    return path
+
+
+def commit_files(repo: Path, files: Mapping[str, str], message: str) -> str:
+    for relative, text in files.items():
+        write(repo, relative, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def published(tmp_path: Path, files: Mapping[str, str]) -> tuple[str, Path]:
+    """A Letta repo pushed to a bare hub; returns the hub's URL and the pusher's clone."""
+    hub = bare_repo(tmp_path / "hub" / "memory.git")
+    letta = plain_repo(tmp_path / "letta-code", files)
+    git(letta, "remote", "add", "origin", str(hub))
+    git(letta, "push", "-q", "-u", "origin", "main")
+    return str(hub), letta
+
+
+def tree(agent: memfs.Agent) -> dict[str, bytes]:
+    history = agent.history
+    return {path: history.blob(e.sha) for path, e in history.tree_of(history.head()).items()}
+
+
+# -- fetch, pull, sync, clone, checkout ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "layout"), [(V1_FILES, Layout.LETTA_V1), (V2_FILES, Layout.LETTA_V2)]
+)
+def test_a_cloned_letta_repo_opens_as_one_and_syncs_with_plain_git(
+    tmp_path: Path, files: Mapping[str, str], layout: Layout
+) -> None:
+    url, letta = published(tmp_path, files)
+    agent = sync.clone(url, tmp_path / "machine-a" / "memory")
+    assert agent.layout is layout
+    assert tree(agent) == {path: text.encode() for path, text in files.items()}  # nothing added
+    assert git(agent.root, "config", "memfs.layout").strip() == layout.value
+    assert memfs.open(agent.root).layout is layout  # opens again without agent.yaml
+    assert_git_agrees(agent.root)
+    # Letta Code commits and pushes; memfs pulls (fast-forward) and pushes an edit back.
+    first = next(path for path in files if path.endswith(".md") and path != "MEMORY.md")
+    commit_files(letta, {first: files[first] + "Letta's line.\n"}, "letta edit")
+    git(letta, "push", "-q")
+    assert sync.pull(agent).remotes[0].integrated == "fast-forward"
+    write(agent.root, first, files[first] + "Letta's line.\nmemfs's line.\n")
+    assert sync.sync(agent).ok
+    git(letta, "pull", "-q", "--ff-only")
+    assert (letta / first).read_text() == files[first] + "Letta's line.\nmemfs's line.\n"
+    assert_git_agrees(agent.root)
+
+
+def test_letta_url_names_the_folder_and_the_agent_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Letta's remote is ``.../v1/git/<agent-id>/state.git``: the clone is named after the
+    id, not "state", and keeps the id as the agent's."""
+    agent_id = "agent-3b6c1f2e-0000-4000-8000-000000000001"
+    hub = bare_repo(tmp_path / "server" / "v1" / "git" / agent_id / "state.git")
+    letta = plain_repo(tmp_path / "letta-code", V1_FILES)
+    git(letta, "push", "-q", str(hub), "main")
+    monkeypatch.chdir(tmp_path)
+    agent = sync.clone(str(hub))
+    assert agent.root == tmp_path / agent_id
+    assert agent.manifest.id == agent_id and agent.name == agent_id
+
+
+def test_checkout_of_a_letta_repo_from_a_cloud(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMFS_DATA_DIR", str(tmp_path / "data"))
+    letta = plain_repo(tmp_path / "garden", V1_FILES)
+    adopted = memfs.init(letta)
+    assert sync.push(adopted).ok  # to the default cloud, as garden
+    copy = checkout("garden", tmp_path / "machine-b" / "here")
+    assert copy.layout is Layout.LETTA_V1 and copy.name == "garden"
+    assert tree(copy) == tree(adopted)
+    assert not (copy.root / "agent.yaml").exists()
+    write(copy.root, "system/human.md", HUMAN + "Likes tomatoes.\n")
+    assert sync.sync(copy).ok and sync.sync(adopted).ok
+    assert tree(copy) == tree(adopted)
+
+
+def test_a_native_agent_still_refuses_a_letta_remote_and_the_reverse(tmp_path: Path) -> None:
+    url, _ = published(tmp_path, V1_FILES)
+    native = memfs.init(tmp_path / "native", name="native")
+    add_remote(native.history, "origin", url)
+    head = native.history.head()
+    with pytest.raises(NotAMemfsRemoteError, match=r"has no agent\.yaml"):
+        sync.fetch_remote(native, sync.get_remote(native.history, "origin"))
+    result = run_cli("-C", str(native.root), "pull")
+    assert result.exit_code == 7 and "is not a memfs agent" in result.stderr
+    assert native.history.head() == head and native.layout is Layout.NATIVE
+
+    hub = bare_repo(tmp_path / "native-hub.git")
+    add_remote(native.history, "hub", str(hub))
+    assert sync.push(native, "hub").ok
+    letta = sync.clone(url, tmp_path / "letta")
+    add_remote(letta.history, "hub", str(hub))
+    before = letta.history.head()
+    with pytest.raises(RemoteError, match="holds a memfs-native agent"):
+        sync.fetch_remote(letta, sync.get_remote(letta.history, "hub"))
+    assert letta.history.head() == before and not (letta.root / "agent.yaml").exists()
+
+
+def test_a_repo_that_is_neither_is_not_cloned(tmp_path: Path) -> None:
+    plain = plain_repo(tmp_path / "plain", {"README.md": "a project\n"})
+    with pytest.raises(NotAMemfsRemoteError, match="not a Letta Code memory repo either"):
+        sync.clone(str(plain), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_two_letta_repos_with_unrelated_histories_are_not_merged(tmp_path: Path) -> None:
+    url, _ = published(tmp_path, V1_FILES)
+    other = memfs.init(plain_repo(tmp_path / "other" / "memory", V1_FILES, "another agent"))
+    add_remote(other.history, "origin", url)
+    head = other.history.head()
+    with pytest.raises(UnrelatedHistoriesError):
+        sync.pull(other)
+    with pytest.raises(UnrelatedHistoriesError):
+        sync.push(other)
+    assert other.history.head() == head
+
+
+# -- conflicts never add a block ---------------------------------------------------------------
+
+
+def diverge(
+    tmp_path: Path, files: Mapping[str, str], ours: Mapping[str, str], theirs: Mapping[str, str]
+) -> tuple[memfs.Agent, Path]:
+    """memfs (machine A) and Letta Code (plain git) edit one repo; Letta Code pushes first."""
+    url, letta = published(tmp_path, files)
+    agent = sync.clone(url, tmp_path / "machine-a" / "memory")
+    for path, text in ours.items():
+        write(agent.root, path, text)
+    agent.commit()
+    commit_files(letta, theirs, "letta edit")
+    git(letta, "push", "-q")
+    return agent, letta
+
+
+def assert_no_block_added(agent: memfs.Agent, before: set[str]) -> None:
+    """No new path Letta reads as memory (any .md) and nothing new in context."""
+    layout = agent.layout
+    for path in set(tree(agent)) - before:
+        assert not is_memory_path(path, layout) and not path.endswith(".md"), path
+        assert not in_context(path, layout), path
+        assert path.startswith(LETTA_CONFLICTS + "/"), path
+
+
+def assert_hook_rules_hold(agent: memfs.Agent) -> None:
+    """Each Markdown file of the merge commit passes Letta's hook rules against its first
+    parent (lettafm ports them; test_letta_code_peer runs the real hook)."""
+    history = agent.history
+    head = history.head()
+    parent = git(agent.root, "rev-parse", "HEAD^1").strip()
+    for path, data in tree(agent).items():
+        previous = history.file_at(parent, path)
+        if path.endswith(".md") and previous != data:
+            previous_text = previous.decode() if previous is not None else None
+            errors = lettafm.validate(path, data.decode(), previous_text, agent.layout.v2)
+            assert errors == [], (head, errors)
+
+
+@pytest.mark.parametrize("policy", ["copy", "markers", "theirs"])
+def test_a_conflict_in_a_pinned_block_goes_where_letta_never_reads(
+    tmp_path: Path, policy: str
+) -> None:
+    agent, _ = diverge(
+        tmp_path,
+        V1_FILES,
+        {"system/persona.md": PERSONA.replace("careful", "memfs-careful")},
+        {"system/persona.md": PERSONA.replace("careful", "letta-careful")},
+    )
+    before = set(tree(agent))
+    report = sync.sync(agent, policy=policy)
+    assert report.ok
+    assert_no_block_added(agent, before)
+    assert_hook_rules_hold(agent)
+    merged = tree(agent)
+    assert b"<<<<<<<" not in merged["system/persona.md"]
+    if policy == "theirs":
+        assert merged["system/persona.md"] == PERSONA.replace("careful", "letta-careful").encode()
+        return
+    [conflict] = report.conflicts
+    assert conflict.path == "system/persona.md" and conflict.resolution == "copy"
+    assert conflict.copy_path is not None
+    assert conflict.copy_path.startswith(f"{LETTA_CONFLICTS}/system/persona.md.conflict-")
+    both = merged["system/persona.md"] + merged[conflict.copy_path]
+    assert b"memfs-careful" in both and b"letta-careful" in both  # every edit kept
+    assert [(c.path, c.copy_path) for c in find(agent)] == [
+        ("system/persona.md", conflict.copy_path)
+    ]
+    assert (
+        "other version at .memfs-conflicts/" in run_cli("-C", str(agent.root), "conflicts").output
+    )
+    info = resolve(agent, "system/persona.md", "both")
+    assert info is not None
+    settled = (agent.root / "system/persona.md").read_text()
+    assert "memfs-careful" in settled and "letta-careful" in settled
+    assert lettafm.validate("system/persona.md", settled, PERSONA, v2=False) == []
+    assert not (agent.root / LETTA_CONFLICTS).exists() and find(agent) == []
+    assert_git_agrees(agent.root)
+
+
+def test_markers_still_go_into_a_file_letta_does_not_read(tmp_path: Path) -> None:
+    files = {**V1_FILES, "reference/todo.txt": "one\ntwo\n"}
+    agent, _ = diverge(
+        tmp_path,
+        files,
+        {"reference/todo.txt": "one (memfs)\ntwo\n"},
+        {"reference/todo.txt": "one (letta)\ntwo\n"},
+    )
+    report = sync.sync(agent, policy="markers")
+    assert [c.resolution for c in report.conflicts] == ["markers"]
+    assert b"<<<<<<<" in tree(agent)["reference/todo.txt"]
+
+
+def test_a_v2_root_file_conflict_adds_nothing_in_context(tmp_path: Path) -> None:
+    agent, _ = diverge(
+        tmp_path,
+        V2_FILES,
+        {"persona.md": V2_FILES["persona.md"].replace("careful", "memfs-careful")},
+        {"persona.md": V2_FILES["persona.md"].replace("careful", "letta-careful")},
+    )
+    before = set(tree(agent))
+    report = sync.sync(agent)
+    assert report.ok and len(report.conflicts) == 1
+    assert agent.layout is Layout.LETTA_V2
+    assert_no_block_added(agent, before)
+    assert_hook_rules_hold(agent)
+
+
+def test_front_matter_and_body_edits_merge_cleanly(tmp_path: Path) -> None:
+    agent, _ = diverge(
+        tmp_path,
+        V1_FILES,
+        {"system/human.md": HUMAN.replace("user\n", "user and her garden\n")},
+        {"system/human.md": HUMAN + "Likes tomatoes.\n"},
+    )
+    report = sync.sync(agent)
+    assert report.ok and report.conflicts == []
+    merged = tree(agent)["system/human.md"].decode()
+    assert merged == HUMAN.replace("user\n", "user and her garden\n") + "Likes tomatoes.\n"
+    assert_hook_rules_hold(agent)
+
+
+RULES = "---\ndescription: House rules\nread_only: true\n---\nNever force-push.\n"
+
+
+def test_a_file_read_only_at_head_keeps_the_heads_version(tmp_path: Path) -> None:
+    """Both sides changed a read-only block (the server may; a person may override): Letta's
+    hook refuses any change to it in a commit whose parent has it read-only, so the local
+    version stays at the path and the remote's is kept as a conflict copy."""
+    files = {**V1_FILES, "system/rules.md": RULES}
+    agent, _ = diverge(tmp_path, files, {}, {"system/rules.md": RULES + "Rebase often.\n"})
+    write(agent.root, "system/rules.md", RULES.replace("Never", "Do not ever"))
+    git(agent.root, "commit", "-q", "-am", "a person's override")  # no hook: a person
+    ours = (agent.root / "system/rules.md").read_bytes()
+    report = sync.sync(agent)
+    assert report.ok
+    [conflict] = report.conflicts
+    assert conflict.kind == "read-only" and conflict.copy_path is not None
+    merged = tree(agent)
+    assert merged["system/rules.md"] == ours
+    assert merged[conflict.copy_path] == (RULES + "Rebase often.\n").encode()
+    assert_hook_rules_hold(agent)
+
+
+def test_a_merge_never_changes_the_heads_read_only_flag(tmp_path: Path) -> None:
+    """The server made a block read-only while memfs edited its body: the lines merge
+    cleanly, but the merged file would change read_only against the local head, which
+    Letta's hook refuses: the head's version stays, the server's is kept as a copy."""
+    agent, _ = diverge(
+        tmp_path,
+        V1_FILES,
+        {"system/human.md": HUMAN + "Likes tomatoes.\n"},
+        {"system/human.md": HUMAN.replace("---\nName", "read_only: true\n---\nName")},
+    )
+    report = sync.sync(agent)
+    [conflict] = report.conflicts
+    assert conflict.copy_path is not None
+    merged = tree(agent)
+    assert merged["system/human.md"] == (HUMAN + "Likes tomatoes.\n").encode()
+    assert b"read_only: true" in merged[conflict.copy_path]
+    assert_hook_rules_hold(agent)
