@@ -147,7 +147,10 @@ def ensure_built(cache_root: Path = CACHE_ROOT) -> Path:
     with _locked(cache_root / f"{target.name}.lock"):
         if (target / "READY").is_file():
             return target
-        if target.exists():  # a partial rename cannot happen, but a hand-made dir can
+        # Leftovers of a killed build (or a hand-made dir): never used, removed under the lock.
+        for leftover in cache_root.glob(f".{target.name}.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if target.exists():
             shutil.rmtree(target)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_root))
         try:

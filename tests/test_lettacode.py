@@ -172,3 +172,28 @@ def test_a_killed_node_is_restarted_or_reported(letta_code: LettaCode) -> None:
     with pytest.raises(OracleBroken, match=r"exited with 3 during exitForTest; stderr: .*gone"):
         letta_code.call("exitForTest", {"code": 3, "message": "gone"})
     assert letta_code.memory_block_path("human") == "system/human.md"
+
+
+def test_a_half_built_cache_is_never_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    target = lettacode.build_dir(cache)
+    (target / "package").mkdir(parents=True)  # a build that stopped before READY
+    stale = cache / f".{target.name}.killed"
+    stale.mkdir()
+
+    def killed_build(scratch: Path, tarballs: Path) -> None:
+        (scratch / "letta-code.mjs").write_text("half")
+        raise OracleBroken("killed")
+
+    monkeypatch.setattr(lettacode, "_build", killed_build)
+    with pytest.raises(OracleBroken, match="killed"):
+        lettacode.ensure_built(cache)
+    assert sorted(path.name for path in cache.iterdir()) == [f"{target.name}.lock"]
+
+    def build(scratch: Path, tarballs: Path) -> None:
+        (scratch / "letta-code.mjs").write_text("whole")
+
+    monkeypatch.setattr(lettacode, "_build", build)
+    assert lettacode.ensure_built(cache) == target
+    assert (target / "letta-code.mjs").read_text() == "whole"
+    assert (target / "READY").read_text().strip() == lettacode.LETTA_CODE_INTEGRITY
