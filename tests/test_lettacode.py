@@ -123,6 +123,25 @@ def test_compile_a_v2_repo(letta_code: LettaCode, letta_v2_repo: Path) -> None:
     assert lettacode.layout_policy(letta_v2_repo) == "root-marker"
 
 
+def test_the_agent_patches_a_v2_repo(letta_code: LettaCode, letta_v2_repo: Path) -> None:
+    patch = (
+        "*** Begin Patch\n*** Update File: projects/letta.md\n@@\n-Letta: agents with memory.\n"
+        "+Letta: stateful agents.\n*** Add File: projects/new.md\n+fresh\n*** End Patch"
+    )
+    written = letta_code.agent_write(letta_v2_repo, "apply_patch", {"input": patch, "reason": "p"})
+    assert written["format"] == "memfs-v2"
+    assert sorted(written["affected"]) == ["projects/letta.md", "projects/new.md"]
+    assert "Letta: stateful agents." in (letta_v2_repo / "projects/letta.md").read_text()
+    assert (letta_v2_repo / "projects/new.md").read_text().startswith('---\nname: "New"\n')
+    assert git(letta_v2_repo, "status", "--porcelain") == ""
+    with pytest.raises(LettaCodeError, match=r"Memory requires deep/MEMORY\.md"):
+        letta_code.agent_write(
+            letta_v2_repo,
+            "create",
+            {"file_path": "deep/x.md", "description": "d", "file_text": "x", "reason": "r"},
+        )
+
+
 def test_the_agent_writes_and_syncs_as_letta_code(
     letta_code: LettaCode, letta_v1_repo: Path, tmp_path: Path
 ) -> None:
