@@ -739,3 +739,80 @@ def letta_v1_repo(oracle: LettaCode, path: Path, hooks: bool = True) -> Path:
 def letta_v2_repo(oracle: LettaCode, path: Path, hooks: bool = True) -> Path:
     """A realistic MemFS v2 repo (v2_files) committed through Letta Code's root-marker hook."""
     return letta_repo(oracle, path, "v2", v2_files(oracle), hooks=hooks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Would Letta's hook have accepted a commit?
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HookVerdict:
+    """Letta's pre-commit hook run on one commit: ``accepted``, and what it printed."""
+
+    commit: str
+    accepted: bool
+    output: str
+
+
+def hook_verdict(
+    oracle: LettaCode,
+    repo: Path,
+    commit: str = "HEAD",
+    policy: LayoutPolicy | None = None,
+    approve_config: bool = False,
+) -> HookVerdict:
+    """Run Letta Code's pre-commit hook as if ``commit`` were being made now on its first parent.
+
+    A scratch clone (sharing ``repo``'s objects) is checked out at the parent, its index set to
+    the commit's tree, and Letta's hooks installed with ``policy`` (default: ``repo``'s own
+    layout policy, else root-marker, what Letta Code installs on a hosted agent's repo). Nothing
+    in ``repo`` changes. ``approve_config`` is the human approval a `.memfs.config.json` change
+    needs (LETTA_MEMORY_CONSTRAINTS_UPDATE=1).
+    """
+    sha = _git_text(repo, "rev-parse", "--verify", f"{commit}^{{commit}}")
+    parents = _git_text(repo, "rev-list", "--parents", "-n", "1", sha).split()[1:]
+    policy = policy or layout_policy(repo) or "root-marker"
+    with tempfile.TemporaryDirectory(prefix="letta-hook-") as scratch:
+        work = Path(scratch) / "repo"
+        _git_text(Path(scratch), "clone", "-q", "--shared", "--no-checkout", str(repo), str(work))
+        if parents:
+            _git_text(work, "checkout", "-q", "--detach", parents[0])
+        else:
+            _git_text(work, "checkout", "-q", "--orphan", "letta-hook-root")
+        _git_text(work, "read-tree", sha)
+        oracle.install_hooks(work, policy)
+        env = dict(os.environ)
+        if approve_config:
+            env[CONSTRAINTS_UPDATE_ENV] = "1"
+        completed = subprocess.run(
+            [str(work / ".git" / "hooks" / "pre-commit")],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    return HookVerdict(sha, completed.returncode == 0, completed.stdout + completed.stderr)
+
+
+def hook_rejections(
+    oracle: LettaCode,
+    repo: Path,
+    revisions: str,
+    policy: LayoutPolicy | None = None,
+    approve_config: bool = False,
+) -> list[HookVerdict]:
+    """The commits of ``revisions`` (``git rev-list`` syntax, e.g. ``base..HEAD``) that Letta's
+    hook would have refused, oldest first."""
+    shas = _git_text(repo, "rev-list", "--reverse", revisions).split()
+    verdicts = [hook_verdict(oracle, repo, sha, policy, approve_config) for sha in shas]
+    return [verdict for verdict in verdicts if not verdict.accepted]
+
+
+def _git_text(cwd: Path, *args: str) -> str:
+    completed = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise OracleBroken(f"git {' '.join(args)} failed in {cwd}: {completed.stderr.strip()}")
+    return completed.stdout.strip()

@@ -216,3 +216,27 @@ def test_a_half_built_cache_is_never_used(tmp_path: Path, monkeypatch: pytest.Mo
     assert lettacode.ensure_built(cache) == target
     assert (target / "letta-code.mjs").read_text() == "whole"
     assert (target / "READY").read_text().strip() == lettacode.LETTA_CODE_INTEGRITY
+
+
+def test_hook_verdicts_on_commits_already_made(letta_code: LettaCode, letta_v1_repo: Path) -> None:
+    base = git(letta_v1_repo, "rev-parse", "HEAD").strip()
+    write(letta_v1_repo, "system/human.md", "---\ndescription: The user\n---\nAda\n")
+    git(letta_v1_repo, "commit", "-qam", "fine")
+    write(letta_v1_repo, "system/rules.md", "---\ndescription: Rules\n---\nNone.\n")
+    git(letta_v1_repo, "commit", "-qam", "drops read_only", "--no-verify")
+    assert lettacode.hook_verdict(letta_code, letta_v1_repo, "HEAD~1").accepted
+    rejected = lettacode.hook_rejections(letta_code, letta_v1_repo, f"{base}..HEAD")
+    assert [verdict.commit for verdict in rejected] == [
+        git(letta_v1_repo, "rev-parse", "HEAD").strip()
+    ]
+    assert "system/rules.md: file is read_only and cannot be modified" in rejected[0].output
+    assert git(letta_v1_repo, "status", "--porcelain") == ""
+    first = git(letta_v1_repo, "rev-list", "--max-parents=0", "HEAD").strip()
+    assert lettacode.hook_verdict(letta_code, letta_v1_repo, first).accepted
+
+
+def test_a_config_change_needs_approval(letta_code: LettaCode, letta_v2_repo: Path) -> None:
+    refused = lettacode.hook_verdict(letta_code, letta_v2_repo)
+    assert not refused.accepted
+    assert ".memfs.config.json is protected and requires human approval" in refused.output
+    assert lettacode.hook_verdict(letta_code, letta_v2_repo, approve_config=True).accepted
