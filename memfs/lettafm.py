@@ -57,8 +57,8 @@ class LettaDocument:
     ``fields`` are the front matter values as Letta's reader gives them (strings, lists for
     ``- item`` lines under an empty key); ``body`` is the text after the closing fence exactly as
     written (memfs's value); ``letta_value`` is the body as Letta's reader returns it (trimmed
-    when there is front matter), which is what its prompt shows. ``has_front_matter`` is False when Letta finds none (the
-    whole text is then the body).
+    when there is front matter), which is what its prompt shows. ``has_front_matter`` is False
+    when Letta finds none (the whole text is then the body).
     """
 
     fields: dict[str, FieldValue]
