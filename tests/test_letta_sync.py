@@ -4,7 +4,9 @@ the other side."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ from memfs.layout import Layout, in_context, is_memory_path
 from memfs.merge import LETTA_CONFLICTS
 from memfs.remotes import add_remote
 
+from . import lettacode
 from .conftest import assert_git_agrees, git, run_cli, write
+from .lettacode import LettaCode
 from .servers import bare_repo
 
 PERSONA = "---\ndescription: Who I am\n---\nI am a careful coding agent.\nI keep notes.\n"
@@ -325,3 +329,128 @@ def test_a_merge_never_changes_the_heads_read_only_flag(tmp_path: Path) -> None:
     assert merged["system/human.md"] == (HUMAN + "Likes tomatoes.\n").encode()
     assert b"read_only: true" in merged[conflict.copy_path]
     assert_hook_rules_hold(agent)
+
+
+# -- a Letta Code peer: plain git with Letta's hooks, Letta Code's own sequence -----------------
+
+
+def letta_turn(oracle: LettaCode, repo: Path, command: str, args: Mapping[str, object]) -> str:
+    """One turn of "Letta Code" on machine B: the agent's memory tool writes and commits
+    through Letta's hooks, then the push after the turn (``pull --rebase`` when rejected).
+    A rebase that stops on a conflict is resolved as the harness asks the agent to: keep both
+    sides' lines, ``git add``, ``rebase --continue`` (the hook runs), push again."""
+    oracle.agent_write(repo, command, {"reason": f"memory {command}", **args})
+    pushed = oracle.push_after_turn(repo)
+    if pushed["status"] == "conflict":
+        resolve_rebase_as_the_agent(repo)
+        pushed = oracle.push_after_turn(repo)
+    assert pushed["status"] in ("pushed", "rebased_and_pushed"), pushed
+    return str(pushed["status"])
+
+
+def resolve_rebase_as_the_agent(repo: Path) -> None:
+    conflicted = git(repo, "diff", "--name-only", "--diff-filter=U").split()
+    assert conflicted, "a rebase stopped without a conflicted file"
+    for path in conflicted:
+        text = (repo / path).read_text()
+        kept = [line for line in text.splitlines(True) if not line.startswith(MARKER_LINES)]
+        (repo / path).write_text("".join(kept))
+        git(repo, "add", "--", path)
+    environment = {**os.environ, "GIT_EDITOR": "true"}
+    completed = subprocess.run(
+        ["git", "rebase", "--continue"], cwd=repo, env=environment, capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr  # the hook accepted it
+
+
+MARKER_LINES = ("<<<<<<< ", "=======", ">>>>>>> ")
+
+
+def memfs_commits(repo: Path) -> list[str]:
+    """Every commit memfs made (its trailer) in ``repo``'s history, oldest first."""
+    shas = git(repo, "rev-list", "--reverse", "--grep", "^Memfs-Origin:", "HEAD").split()
+    assert shas
+    return shas
+
+
+def test_letta_code_peer_converges_with_memfs(letta_code: LettaCode, tmp_path: Path) -> None:
+    """Machine A runs memfs sync, machine B is Letta Code (its memory tool, hooks, pull and
+    push after each turn) on one bare remote: same file, other files, front matter and body,
+    conflicts on both sides, B rebasing over memfs's merge commits. Both converge, every
+    edit is kept, and Letta's hook accepts every commit memfs made."""
+    hub = bare_repo(tmp_path / "hub" / "memory.git")
+    b = lettacode.letta_v1_repo(letta_code, tmp_path / "machine-b" / "memory")
+    git(b, "remote", "add", "origin", str(hub))
+    git(b, "push", "-q", "-u", "origin", "main")
+    a = sync.clone(str(hub), tmp_path / "machine-a" / "memory")
+    assert a.layout is Layout.LETTA_V1
+    initial = set(tree(a))
+
+    def edit_a(path: str, change: Callable[[str], str]) -> None:
+        write(a.root, path, change((a.root / path).read_text()))
+
+    def body_line(path: str) -> str:
+        return lettafm.parse((b / path).read_text()).body.splitlines()[0]
+
+    # 1. other files: B pushes first, memfs merges.
+    edit_a("system/human.md", lambda text: text + "A1 likes tomatoes\n")
+    letta_code.pull(b)
+    notes = body_line("reference/notes.md")
+    letta_turn(letta_code, b, "str_replace", {
+        "file_path": "reference/notes.md", "old_string": notes, "new_string": notes + "\nB1 note",
+    })  # fmt: skip
+    assert sync.sync(a).remotes[0].integrated == "merged"
+    # 2. one file, front matter (memfs) and body (Letta Code): B pulls memfs's merge first.
+    letta_code.pull(b)
+    project = body_line("system/project/x.md")
+    letta_turn(letta_code, b, "str_replace", {
+        "file_path": "system/project/x.md", "old_string": project, "new_string": project + "\nB2",
+    })  # fmt: skip
+    edit_a("system/project/x.md", lambda t: lettafm.set_field(t, "description", "A2 project"))
+    assert sync.sync(a).remotes[0].integrated == "merged"
+    # 3. the same line on both: memfs merges, the other version goes where Letta never reads.
+    letta_code.pull(b)
+    persona = body_line("system/persona.md")
+    letta_turn(letta_code, b, "str_replace", {
+        "file_path": "system/persona.md", "old_string": persona, "new_string": persona + " B3",
+    })  # fmt: skip
+    edit_a("system/persona.md", lambda text: text.replace(persona, persona + " A3", 1))
+    report = sync.sync(a)
+    assert [c.path for c in report.conflicts] == ["system/persona.md"]
+    # 4. memfs pushes first: B's push is rejected and it rebases over memfs's merge commits.
+    edit_a("system/human.md", lambda text: text + "A4 grows basil\n")
+    assert sync.sync(a).ok
+    notes = body_line("reference/notes.md")
+    status = letta_turn(letta_code, b, "str_replace", {
+        "file_path": "reference/notes.md", "old_string": notes, "new_string": "B4 " + notes,
+    })  # fmt: skip
+    assert status == "rebased_and_pushed"
+    # 5. the same line again, memfs first: B's rebase stops on a conflict the agent resolves.
+    letta_code.pull(b)
+    human = body_line("system/human.md")
+    edit_a("system/human.md", lambda text: text.replace(human, human + " A5", 1))
+    assert sync.sync(a).ok
+    letta_turn(letta_code, b, "str_replace", {
+        "file_path": "system/human.md", "old_string": human, "new_string": human + " B5",
+    })  # fmt: skip
+    # 6. both edit again and memfs merges; then both settle.
+    edit_a("reference/notes.md", lambda text: text + "A6 note\n")
+    letta_code.pull(b)
+    letta_turn(letta_code, b, "update_description", {
+        "file_path": "system/human.md", "description": "B6 what I know about Ada",
+    })  # fmt: skip
+    assert sync.sync(a).ok
+    assert letta_code.pull(b)["step"] == "ff-only"
+
+    head = git(b, "rev-parse", "HEAD").strip()
+    assert a.history.head() == head == git(hub, "rev-parse", "main").strip()
+    assert git(b, "status", "--porcelain") == "" and a.status().clean
+    final = tree(a)
+    assert {path: (b / path).read_bytes() for path in final} == final
+    everything = b"".join(final.values()).decode()
+    for token in ("A1", "B1", "A2", "B2", "A3", "B3", "A4", "B4", "A5", "B5", "A6", "B6"):
+        assert token in everything, token
+    assert_no_block_added(a, initial)
+    verdicts = [lettacode.hook_verdict(letta_code, b, sha) for sha in memfs_commits(b)]
+    assert [v for v in verdicts if not v.accepted] == []
+    assert_git_agrees(a.root)
