@@ -23,7 +23,7 @@ from memfs.remotes import add_remote
 from . import lettacode
 from .conftest import assert_git_agrees, git, run_cli, write
 from .lettacode import LettaCode
-from .servers import bare_repo
+from .servers import bare_repo, wait_for
 
 PERSONA = "---\ndescription: Who I am\n---\nI am a careful coding agent.\nI keep notes.\n"
 HUMAN = "---\ndescription: What I know about the user\n---\nName: Ada\nPrefers: short answers\n"
@@ -454,3 +454,56 @@ def test_letta_code_peer_converges_with_memfs(letta_code: LettaCode, tmp_path: P
     verdicts = [lettacode.hook_verdict(letta_code, b, sha) for sha in memfs_commits(b)]
     assert [v for v in verdicts if not v.accepted] == []
     assert_git_agrees(a.root)
+
+
+def test_letta_code_peer_and_the_memfs_watcher_converge(
+    letta_code: LettaCode, tmp_path: Path
+) -> None:
+    """The same with memfs's watcher on machine A, editing at the same time as Letta Code:
+    whichever push loses (memfs merges, or Letta Code rebases), both end on one commit."""
+    from memfs.watcher import Watcher, WatchSettings
+
+    hub = bare_repo(tmp_path / "hub" / "memory.git")
+    b = lettacode.letta_v1_repo(letta_code, tmp_path / "machine-b" / "memory")
+    git(b, "remote", "add", "origin", str(hub))
+    git(b, "push", "-q", "-u", "origin", "main")
+    a = sync.clone(str(hub), tmp_path / "machine-a" / "memory")
+    initial = set(tree(a))
+    fast = WatchSettings(quiet_ms=50, max_delay_ms=500, poll_s=0.1, rescan_s=3600)
+    persona = lettafm.parse((b / "system/persona.md").read_text()).body.splitlines()[0]
+    with Watcher(a, fast):
+        for round_number in range(3):
+            write(
+                a.root,
+                "system/human.md",
+                (a.root / "system/human.md").read_text() + f"memfs-human-{round_number}\n",
+            )
+            text = (a.root / "system/persona.md").read_text()
+            write(
+                a.root,
+                "system/persona.md",
+                text.replace(persona, f"{persona} memfs-persona-{round_number}", 1),
+            )
+            letta_code.pull(b)
+            current = lettafm.parse((b / "system/persona.md").read_text()).body.splitlines()[0]
+            letta_turn(letta_code, b, "str_replace", {
+                "file_path": "system/persona.md", "old_string": current,
+                "new_string": f"{current} letta-persona-{round_number}",
+            })  # fmt: skip
+
+        def settled() -> bool:
+            hub_head = git(hub, "rev-parse", "main").strip()
+            return a.history.head() == hub_head and a.status().clean
+
+        wait_for(settled, timeout=30, what="machine A to merge and push everything")
+    assert letta_code.pull(b)["step"] == "ff-only"
+    assert a.history.head() == git(b, "rev-parse", "HEAD").strip()
+    final = tree(a)
+    assert {path: (b / path).read_bytes() for path in final} == final
+    everything = b"".join(final.values()).decode()
+    for number in range(3):
+        for token in ("memfs-human", "memfs-persona", "letta-persona"):
+            assert f"{token}-{number}" in everything, (token, number)
+    assert_no_block_added(a, initial)
+    verdicts = [lettacode.hook_verdict(letta_code, b, sha) for sha in memfs_commits(b)]
+    assert [v for v in verdicts if not v.accepted] == []
