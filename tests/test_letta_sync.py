@@ -507,3 +507,30 @@ def test_letta_code_peer_and_the_memfs_watcher_converge(
     assert_no_block_added(a, initial)
     verdicts = [lettacode.hook_verdict(letta_code, b, sha) for sha in memfs_commits(b)]
     assert [v for v in verdicts if not v.accepted] == []
+
+
+def test_a_v2_repo_conflict_with_a_letta_code_peer(letta_code: LettaCode, tmp_path: Path) -> None:
+    """MemFS v2: Letta's hook checks every projected file and the tree on every commit; the
+    other version of an in-context root file goes where v2 never projects, and memfs's merge
+    passes the hook (root-marker policy, as Letta Code installs it)."""
+    hub = bare_repo(tmp_path / "hub" / "memory.git")
+    b = lettacode.letta_v2_repo(letta_code, tmp_path / "machine-b" / "memory")
+    git(b, "remote", "add", "origin", str(hub))
+    git(b, "push", "-q", "-u", "origin", "main")
+    a = sync.clone(str(hub), tmp_path / "machine-a" / "memory")
+    assert a.layout is Layout.LETTA_V2
+    initial = set(tree(a))
+    line = lettafm.parse((b / "persona.md").read_text()).body.splitlines()[0]
+    write(a.root, "persona.md", (a.root / "persona.md").read_text().replace(line, line + " A"))
+    letta_turn(letta_code, b, "str_replace", {
+        "file_path": "persona.md", "old_string": line, "new_string": line + " B",
+    })  # fmt: skip
+    report = sync.sync(a)
+    assert [c.path for c in report.conflicts] == ["persona.md"]
+    assert letta_code.pull(b)["step"] == "ff-only"
+    assert a.history.head() == git(b, "rev-parse", "HEAD").strip()
+    assert_no_block_added(a, initial)
+    everything = b"".join(tree(a).values()).decode()
+    assert f"{line} A" in everything and f"{line} B" in everything
+    verdicts = [lettacode.hook_verdict(letta_code, b, sha) for sha in memfs_commits(b)]
+    assert [v for v in verdicts if not v.accepted] == []
