@@ -4,8 +4,10 @@ the other side."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -534,3 +536,38 @@ def test_a_v2_repo_conflict_with_a_letta_code_peer(letta_code: LettaCode, tmp_pa
     assert f"{line} A" in everything and f"{line} B" in everything
     verdicts = [lettacode.hook_verdict(letta_code, b, sha) for sha in memfs_commits(b)]
     assert [v for v in verdicts if not v.accepted] == []
+
+
+def memfs_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The memfs CLI as a separate process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "memfs", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_the_cli_clones_syncs_and_resolves_a_letta_repo(tmp_path: Path) -> None:
+    url, letta = published(tmp_path, V1_FILES)
+    cloned = memfs_cli("clone", url, "garden", cwd=tmp_path)
+    assert cloned.returncode == 0, cloned.stderr
+    assert "Cloned garden into" in cloned.stdout and "(3 memory files)" in cloned.stdout
+    root = tmp_path / "garden"
+    write(root, "system/human.md", HUMAN.replace("Ada", "Ada Lovelace"))
+    commit_files(letta, {"system/human.md": HUMAN.replace("Ada", "Ada King")}, "letta edit")
+    git(letta, "push", "-q")
+    synced = memfs_cli("sync", "--conflict", "markers", cwd=root)
+    assert synced.returncode == 0, synced.stderr
+    assert "other version at .memfs-conflicts/system/human.md.conflict-" in synced.stdout
+    listed = memfs_cli("conflicts", "--json", cwd=root)
+    [conflict] = json.loads(listed.stdout)
+    assert conflict["path"] == "system/human.md"
+    settled = memfs_cli("resolve", conflict["copy_path"], "--keep", "theirs", cwd=root)
+    assert settled.returncode == 0, settled.stderr
+    assert (root / "system/human.md").read_text() == HUMAN.replace("Ada", "Ada King")
+    assert not (root / LETTA_CONFLICTS).exists()
+    assert_git_agrees(root)
+
+    plain = plain_repo(tmp_path / "plain", {"README.md": "a project\n"})
+    refused = memfs_cli("clone", str(plain), "elsewhere", cwd=tmp_path)
+    assert refused.returncode == 7 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "not a Letta Code memory repo" in refused.stderr
+    assert not (tmp_path / "elsewhere").exists()
