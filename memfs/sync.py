@@ -48,6 +48,7 @@ from memfs.remotes import (
     add_remote,
     check_outside,
     get_remote,
+    letta_mirror,
     list_remotes,
     open_remote,
     redact,
@@ -93,6 +94,8 @@ class SyncReport:
     remotes: list[RemoteOutcome] = field(default_factory=list)
     head: str | None = None
     created_remote: RemoteConfig | None = None
+    # push-only mirrors pushed on the side (letta.memoryRepository.url): an error is a warning
+    mirrors: list[RemoteOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -108,6 +111,7 @@ class SyncReport:
             "committed": self.committed.to_dict() if self.committed else None,
             "head": self.head,
             "remotes": [outcome.to_dict() for outcome in self.remotes],
+            "mirrors": [outcome.to_dict() for outcome in self.mirrors],
         }
 
 
@@ -446,6 +450,25 @@ def push_remote(
     raise PushRejectedError(config.display_url, f"still moving after {PUSH_ATTEMPTS} attempts")
 
 
+def push_letta_mirror(
+    agent: Agent, policy: Policy, origin: str = "cli", progress: Progress | None = None
+) -> RemoteOutcome | None:
+    """Push the branch to the mirror Letta Code names in ``letta.memoryRepository.url``.
+
+    What Letta Code's post-commit hook does after each commit: a plain push, never forced,
+    never fetched or merged from (a mirror that has commits of its own is left alone). A
+    failure is returned in the outcome, for the caller to report as a warning: the mirror is
+    a copy, so it never fails a sync. None if the repository names no mirror.
+    """
+    config = letta_mirror(agent.history)
+    if config is None or agent.is_read_only_mount():
+        return None
+    try:
+        return push_remote(agent, config, policy, origin, progress)
+    except RemoteError as error:
+        return RemoteOutcome(config.name, error=str(error))
+
+
 def _checked_out_folder(remote: Remote, branch: str) -> str | None:
     """The work tree a push to ``remote`` would land in, for a git repository on this
     machine with ``branch`` checked out (see GitRemote.checked_out_folder)."""
@@ -529,6 +552,8 @@ def push(
             )
         except RemoteError as error:
             report.remotes.append(RemoteOutcome(config.name, error=str(error)))
+    mirrored = push_letta_mirror(agent, chosen, origin, progress)
+    report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
     return report
@@ -574,6 +599,8 @@ def sync(
         outcome.conflicts += pushed.conflicts
         outcome.integrated = outcome.integrated or pushed.integrated
     report.remotes = list(outcomes.values())
+    mirrored = push_letta_mirror(agent, chosen, origin, progress)
+    report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
     return report
@@ -604,7 +631,8 @@ def remote_states(agent: Agent) -> list[RemoteState]:
     except (OSError, ValueError):
         saved = {}
     states = []
-    for config in list_remotes(history):
+    mirror = letta_mirror(history)
+    for config in list_remotes(history) + ([mirror] if mirror else []):
         tracking = history.ref(_tracking_ref(config.name, branch))
         entry = saved.get(config.name, {})
         states.append(
@@ -630,7 +658,7 @@ def _record(agent: Agent, report: SyncReport) -> None:
         state = {}
     state["last_sync"] = utc_now().isoformat()
     remotes = state.setdefault("remotes", {})
-    for outcome in report.remotes:
+    for outcome in report.remotes + report.mirrors:
         entry = remotes.setdefault(outcome.remote, {})
         entry["last_error"] = outcome.error
         if outcome.error is None:
