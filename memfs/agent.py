@@ -41,7 +41,8 @@ from memfs.faults import crash_point
 from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.history import History
 from memfs.ignore import IgnoreRules
-from memfs.memory import MemoryFile, is_memory_path
+from memfs.layout import V2_MARKER, Layout, is_memory_path
+from memfs.memory import MemoryFile
 from memfs.schema import (
     MANIFEST_FILE,
     AgentManifest,
@@ -151,10 +152,27 @@ class Agent:
     def path(self) -> Path:
         return self.root
 
+    @property
+    def layout(self) -> Layout:
+        """memfs-native (agent.yaml), or a Letta Code repo: v2 with a root MEMORY.md, else v1.
+
+        Read from the files each time (two stats), so a MEMORY.md that arrives with a merge
+        switches the rules at once, as it does for Letta Code.
+        """
+        if (self.root / MANIFEST_FILE).is_file():
+            return Layout.NATIVE
+        if (self.root / V2_MARKER).is_file() or V2_MARKER in self.history.entries_at(
+            self.history.head(), V2_MARKER
+        ):
+            return Layout.LETTA_V2
+        return Layout.LETTA_V1
+
     # -- the manifest -------------------------------------------------------------------
 
     def manifest_problems(self) -> list[Problem]:
-        """What is wrong with agent.yaml."""
+        """What is wrong with agent.yaml (a Letta repo has none, and needs none)."""
+        if self.layout.is_letta:
+            return []
         path = self.root / MANIFEST_FILE
         try:
             text = path.read_text(encoding="utf-8")
@@ -178,12 +196,29 @@ class Agent:
 
     @property
     def manifest(self) -> AgentManifest:
-        """agent.yaml, validated; SchemaError if it is broken."""
+        """agent.yaml, validated; SchemaError if it is broken.
+
+        A Letta repo keeps who it is out of its tree, in ``.git/config`` (``[memfs]``): the
+        manifest is made from that, with the folder's name when nothing was recorded.
+        """
+        if self.layout.is_letta:
+            return self._letta_manifest()
         problems = self.manifest_problems()
         if problems:
             raise SchemaError(problems)
         data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
         return AgentManifest.model_validate(data)
+
+    def _letta_manifest(self) -> AgentManifest:
+        history = self.history
+        name = history.config_value("memfs", "name") or default_letta_name(self.root)
+        created = history.config_value("memfs", "created") or "1970-01-01T00:00:00Z"
+        return AgentManifest(
+            name=name if is_valid_name(name) else "agent",
+            id=history.config_value("memfs", "id") or f"letta-{name}",
+            description=history.config_value("memfs", "description") or "",
+            created_at=created,  # type: ignore[arg-type]
+        )
 
     @property
     def name(self) -> str:
@@ -210,19 +245,20 @@ class Agent:
         a file changed on disk (by an editor, a merge) is read afresh.
         """
         snapshot = self._snapshot(self.history.tree_of(self.history.head()))
+        layout = self.layout
         files: dict[str, MemoryFile] = {}
         cache: dict[str, tuple[tuple[int, int, int], MemoryFile]] = {}
         for path in sorted(snapshot.stats):
-            if not (is_memory_path(path) and path in snapshot.files):
+            if not (is_memory_path(path, layout) and path in snapshot.files):
                 continue
             st = snapshot.stats[path]
             key = (st.st_mtime_ns, st.st_size, st.st_ino)
             cached = self._memory_cache.get(path)
-            if cached is not None and cached[0] == key:
+            if cached is not None and cached[0] == key and cached[1].layout is layout:
                 memory_file = cached[1]
             else:
                 try:
-                    memory_file = MemoryFile.load(self.root, path)
+                    memory_file = MemoryFile.load(self.root, path, layout)
                 except (OSError, UnsafePathError):
                     continue  # gone, or a symlink chain leaving the agent: never read
             cache[path] = (key, memory_file)
@@ -267,10 +303,11 @@ class Agent:
     def _problems(self, snapshot: _Snapshot) -> list[Problem]:
         """agent.yaml's and every memory file's problems, validated once per content."""
         cache = _ProblemCache(self.history.state_dir / "problems.json")
+        layout = self.layout
         problems = self.manifest_problems() + self._rules().problems
         for path in sorted(snapshot.stats):
-            if is_memory_path(path) and path in snapshot.files:
-                problems.extend(cache.problems(self.root, path, snapshot.files[path].sha))
+            if is_memory_path(path, layout) and path in snapshot.files:
+                problems.extend(cache.problems(self.root, path, snapshot.files[path].sha, layout))
         cache.save()
         return problems
 
@@ -630,16 +667,18 @@ class _ProblemCache:
             self._entries = {}
         self._used: dict[str, list[list[Any]]] = {}
 
-    def problems(self, root: Path, path: str, sha: str) -> list[Problem]:
-        key = f"{sha}:{Path(path).suffix}"
+    def problems(self, root: Path, path: str, sha: str, layout: Layout) -> list[Problem]:
+        # The rules depend on the layout and, in Letta repos, on where the file is.
+        where = Path(path).suffix if layout is Layout.NATIVE else f"{layout.value}:{path}"
+        key = f"{sha}:{where}"
         found = self._entries.get(key)
         if found is None:
             try:
-                memory_file = MemoryFile.load(root, path)
+                memory_file = MemoryFile.load(root, path, layout)
             except (OSError, UnsafePathError):
                 return []  # reported as a file left out, never read
             computed = memory_file.problems()
-            key = f"{blob_sha(memory_file.raw)}:{Path(path).suffix}"  # what was actually read
+            key = f"{blob_sha(memory_file.raw)}:{where}"  # what was actually read
             found = [[p.line, p.message, p.severity] for p in computed]
         self._used[key] = found
         return [Problem(path, line, message, severity) for line, message, severity in found]
@@ -671,19 +710,54 @@ def open_agent(path: str | os.PathLike[str] = ".") -> Agent:
     if not root.is_dir():
         raise NotAnAgentError(str(path), "no such directory")
     _refuse_unfinished_checkout(root)
-    if not (root / MANIFEST_FILE).exists():
-        raise NotAnAgentError(str(path), f"no {MANIFEST_FILE}")
+    if not is_agent_folder(root):
+        raise NotAnAgentError(
+            str(path), f"no {MANIFEST_FILE}, and not a Letta memory repo (no .git with system/)"
+        )
     return Agent(root, History.open(root))
 
 
 def find_agent(start: str | os.PathLike[str] = ".") -> Agent:
-    """Open the agent containing ``start`` (it or a parent folder holds agent.yaml)."""
+    """Open the agent containing ``start`` (agent.yaml, or a Letta memory repo, there or above)."""
     here = Path(start).expanduser().resolve()
     for folder in (here, *here.parents):
         _refuse_unfinished_checkout(folder)
-        if (folder / MANIFEST_FILE).is_file() and (folder / ".git").exists():
+        if is_agent_folder(folder):
             return Agent(folder, History.open(folder))
-    raise NotAnAgentError(str(start), f"no {MANIFEST_FILE} here or in a parent folder")
+    raise NotAnAgentError(
+        str(start), f"no {MANIFEST_FILE} or Letta memory repo here or in a parent folder"
+    )
+
+
+def is_agent_folder(root: Path) -> bool:
+    """A git work tree holding agent.yaml, or a Letta Code memory repo.
+
+    A Letta repo has ``system/`` or a root ``MEMORY.md`` (in the work tree; a fresh clone may
+    hold nothing yet), or was adopted by ``memfs init`` (``[memfs] layout`` in .git/config).
+    """
+    if not (root / ".git").exists():
+        return False
+    if (root / MANIFEST_FILE).is_file():
+        return True
+    if (root / "system").is_dir() or (root / V2_MARKER).is_file():
+        return True
+    return _adopted(root)
+
+
+def _adopted(root: Path) -> bool:
+    """Whether ``memfs init`` or a clone recorded this repo as a Letta repo in .git/config."""
+    try:
+        text = (root / ".git" / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "[memfs]" in text and "layout = letta" in text
+
+
+def default_letta_name(root: Path) -> str:
+    """A Letta repo's name when none was recorded: Letta Code keeps a repo at
+    ``~/.letta/agents/<agent-id>/memory``, so ``memory`` gives the agent id."""
+    name = root.parent.name if root.name == "memory" and root.parent.name else root.name
+    return name if is_valid_name(name) else "agent"
 
 
 def _refuse_unfinished_checkout(root: Path) -> None:
@@ -693,15 +767,63 @@ def _refuse_unfinished_checkout(root: Path) -> None:
         raise UnfinishedCheckoutError(str(root), stale.url)
 
 
+def _is_letta_folder(root: Path) -> bool:
+    """A Letta Code memory folder (or repo): system/ or a root MEMORY.md, and no agent.yaml."""
+    if (root / ".git").exists() and _adopted(root):
+        return True
+    return (root / V2_MARKER).is_file() or (root / "system").is_dir()
+
+
+def adopt_letta_repo(root: Path, name: str | None = None, description: str = "") -> Agent:
+    """Take a Letta Code memory repo on as it is: no agent.yaml, no starter file in its tree.
+
+    Who the agent is goes to ``.git/config`` (``[memfs]``), where Letta never looks; pending
+    edits are committed as any commit is (a file Letta's hook would refuse is still saved).
+    """
+    if (root / ".git").exists() and _adopted(root):
+        raise AgentExistsError(str(root))
+    name = name or default_letta_name(root)
+    if not is_valid_name(name):
+        raise InvalidNameError(name)
+    history = History.create(root)
+    paths = set(history.tree_of(history.head())) | set(worktree_names(root))
+    layout = Layout.LETTA_V2 if V2_MARKER in paths else Layout.LETTA_V1
+    record_letta_identity(history, name, layout, description)
+    agent = Agent(root, history)
+    agent.commit(message=f"memfs: adopt agent {name}", origin="cli")
+    return agent
+
+
+def record_letta_identity(
+    history: History, name: str, layout: Layout, description: str = ""
+) -> None:
+    """Write memfs's metadata for a Letta repo into .git/config (kept by clones: not synced)."""
+    values = {"layout": layout.value, "name": name}
+    if history.config_value("memfs", "id") is None:
+        values["id"] = f"agent-{uuid.uuid4()}"
+        values["created"] = utc_now().isoformat().replace("+00:00", "Z")
+    if description:
+        values["description"] = description
+    history.set_config_values("memfs", values)
+
+
+def worktree_names(root: Path) -> list[str]:
+    """The top-level names in ``root`` (enough to tell a layout: MEMORY.md, system/)."""
+    return [entry.name for entry in root.iterdir() if entry.name != ".git"]
+
+
 def init_agent(
     path: str | os.PathLike[str] = ".",
     name: str | None = None,
     description: str = "",
     templates: bool = True,
+    layout: Layout | None = None,
 ) -> Agent:
     """Create an agent in ``path``, or adopt the memory folder (or git repo) already there.
 
-    ``templates=False`` adds no starter persona/human files (an import brings its own memory).
+    A Letta Code memory folder (system/ or a root MEMORY.md) is adopted as it is, without
+    agent.yaml, unless ``layout`` is ``Layout.NATIVE``. ``templates=False`` adds no starter
+    persona/human files (an import brings its own memory).
     """
     root = Path(path).expanduser().resolve()
     if root.exists() and not root.is_dir():
@@ -709,6 +831,8 @@ def init_agent(
     _refuse_unfinished_checkout(root)  # its files are a partial copy of another agent
     if (root / MANIFEST_FILE).exists():
         raise AgentExistsError(str(path))
+    if layout is not Layout.NATIVE and root.is_dir() and _is_letta_folder(root):
+        return adopt_letta_repo(root, name, description)
     name = name or root.name
     if not is_valid_name(name):
         raise InvalidNameError(name)

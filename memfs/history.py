@@ -354,6 +354,20 @@ class History:
         atomic_write(pack_dir / f"{name}.idx", index, 0o444)
         self.repo.object_store._update_pack_cache()
 
+    def config_value(self, section: str, key: str) -> str | None:
+        """A value of this repository's own ``.git/config`` (``[section] key``), if set."""
+        try:
+            return self.repo.get_config().get((section.encode(),), key.encode()).decode()
+        except (KeyError, UnicodeDecodeError):
+            return None
+
+    def set_config_values(self, section: str, values: dict[str, str]) -> None:
+        """Set ``[section]`` keys in ``.git/config`` (memfs's metadata for a Letta repo)."""
+        config = self.repo.get_config()
+        for key, value in values.items():
+            config.set((section.encode(),), key.encode(), value.encode())
+        config.write_to_path()
+
     def git_identity(self) -> str | None:
         """``Name <email>`` from git's config (repo, then global), if it names one."""
         config = self.repo.get_config_stack()

@@ -29,6 +29,7 @@ from memfs import frontmatter, worktree
 from memfs.agent import Agent, init_agent
 from memfs.errors import MemfsError, SchemaError
 from memfs.ignore import IgnoreRules
+from memfs.layout import Layout
 from memfs.memory import MemoryFile, label_of
 from memfs.schema import is_valid_name
 from memfs.util import atomic_write
@@ -113,7 +114,9 @@ def _import_into(root: Path, document: dict[str, Any], name: str, source: str) -
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(sidecar, kept)
     description = agent_data.get("description") or ""
-    agent = init_agent(root, name=name, description=str(description), templates=False)
+    agent = init_agent(
+        root, name=name, description=str(description), templates=False, layout=Layout.NATIVE
+    )
     committed = agent.history.tree_of(agent.history.head())
     missing = [path for _, path, _ in planned if path not in committed]
     missing += [] if SIDECAR in committed else [SIDECAR]

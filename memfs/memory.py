@@ -13,8 +13,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from memfs import frontmatter
+from memfs import frontmatter, lettafm
 from memfs.errors import SchemaError
+from memfs.layout import Layout, hook_checks, in_context
+from memfs.layout import label_of as layout_label_of
 from memfs.schema import (
     KNOWN_FRONT_MATTER_KEYS,
     FrontMatter,
@@ -43,11 +45,15 @@ def label_of(path: str) -> str:
 class MemoryFile:
     """A memory block stored as a file in the agent directory."""
 
-    def __init__(self, root: Path, path: str, raw: bytes) -> None:
+    def __init__(self, root: Path, path: str, raw: bytes, layout: Layout = Layout.NATIVE) -> None:
         self.root = root
         self.path = path
-        self.label = label_of(path)
+        self.layout = layout
+        self.label = layout_label_of(path, layout)
         self.kind = "yaml" if path.endswith(YAML_SUFFIXES) else "markdown"
+        # A Letta repo's Markdown is read as Letta Code reads it (line by line, memfs.lettafm).
+        self.letta = layout.is_letta and self.kind == "markdown"
+        self._letta_document: lettafm.LettaDocument | None = None
         self._raw = raw
         self._text: str | None = None
         self._decode_error = ""
@@ -59,9 +65,9 @@ class MemoryFile:
         self.value: str = self._document.body if self.kind == "markdown" else (self._text or "")
 
     @classmethod
-    def load(cls, root: Path, path: str) -> MemoryFile:
+    def load(cls, root: Path, path: str, layout: Layout = Layout.NATIVE) -> MemoryFile:
         """Read the file at ``path``; UnsafePathError if it resolves outside the agent."""
-        return cls(root, path, read_inside(root, path))
+        return cls(root, path, read_inside(root, path), layout)
 
     # -- typed access -------------------------------------------------------------------
 
@@ -72,8 +78,8 @@ class MemoryFile:
 
     @property
     def pinned(self) -> bool:
-        """Files under ``system/`` are always in the agent's context."""
-        return self.path.startswith(PINNED_FOLDER + "/")
+        """Whether the harness always puts this file in the agent's context (``system/``)."""
+        return in_context(self.path, self.layout)
 
     @property
     def description(self) -> str | None:
@@ -132,7 +138,9 @@ class MemoryFile:
                 else f"not valid UTF-8 (byte 0x{byte:02x} on line {line})"
             )
             return
-        if self.kind == "markdown":
+        if self.letta:
+            self._load_letta(self._text)
+        elif self.kind == "markdown":
             self._document = frontmatter.split(self._text)
             self._load_front_matter()
         else:
@@ -151,6 +159,26 @@ class MemoryFile:
             self._metadata_error = _yaml_problem(self.path, error, first_line=2)
         except TypeError as error:
             self._metadata_error = Problem(self.path, 2, str(error))
+
+    def _load_letta(self, text: str) -> None:
+        """Front matter read as Letta Code reads it; values typed as memfs shows them."""
+        document = lettafm.parse(text)
+        self._letta_document = document
+        self._document = frontmatter.Document(
+            front_matter=document.front_matter if document.has_front_matter else None,
+            body=document.body,
+        )
+        metadata: dict[str, Any] = {}
+        for key, value in document.fields.items():
+            if isinstance(value, str) and self.layout.v2 and key in lettafm.V2_KEYS:
+                metadata[key] = lettafm.v2_value(value)
+            elif key == "read_only" and value in ("true", "false"):
+                metadata[key] = value == "true"
+            elif key == "limit" and isinstance(value, str) and value.isdigit():
+                metadata[key] = int(value)
+            else:
+                metadata[key] = value
+        self._original_metadata = metadata
 
     def _load_yaml(self) -> None:
         assert self._text is not None
@@ -174,7 +202,12 @@ class MemoryFile:
             return [Problem(self.path, 1, self._decode_error)]
         if self._metadata_error:
             return [self._metadata_error]
-        problems = self._yaml_problems() if self.kind == "yaml" else self._markdown_problems()
+        if self.letta:
+            problems = self._letta_problems()
+        elif self.kind == "yaml":
+            problems = self._yaml_problems()
+        else:
+            problems = self._markdown_problems()
         if "\0" in (self._text or ""):
             line = (self._text or "")[: (self._text or "").index("\0")].count("\n") + 1
             problems.insert(0, Problem(self.path, line, "contains NUL characters"))
@@ -182,8 +215,7 @@ class MemoryFile:
 
     def _markdown_problems(self) -> list[Problem]:
         extra = self.extra
-        limit = self.limit
-        over_limit = limit is not None and limit > 0 and self.size > limit
+        over_limit = self.over_limit
         try:
             FrontMatter.model_validate(self.metadata)
             invalid = None
@@ -196,18 +228,64 @@ class MemoryFile:
         if invalid is not None:
             problems.extend(validation_problems(self.path, invalid, lines, first_line=2))
         if over_limit:
-            line = 2 + lines["limit"] if "limit" in lines else 1
-            problems.append(
-                Problem(
-                    self.path, line, f"body is {self.size} characters, over its limit of {limit}"
-                )
-            )
+            problems.append(self._over_limit_problem())
         for key in extra:
             line = 2 + lines.get(str(key), 0)
             problems.append(
                 Problem(self.path, line, f"unknown front matter key {key!r} (kept)", "warning")
             )
         return problems
+
+    def _letta_problems(self) -> list[Problem]:
+        """What Letta's pre-commit hook would refuse in this file alone, and a legacy limit.
+
+        Changes against HEAD (``read_only`` added, flipped, removed; a read-only file edited)
+        are the agent's to check: they need the committed version.
+        """
+        problems: list[Problem] = []
+        if self.hook_checked:
+            text_now = self._text or ""
+            for message in lettafm.validate(self.path, text_now, None, self.layout.v2, False):
+                text = message.removeprefix(f"{self.path}: ")
+                problems.append(Problem(self.path, self._line_naming(text), text))
+        if self.over_limit:
+            problems.append(self._over_limit_problem())
+        return problems
+
+    @property
+    def hook_checked(self) -> bool:
+        """Whether Letta's hook validates this file's front matter (system/, reference/ in v1)."""
+        return hook_checks(self.path, {self.path, "MEMORY.md"}, self.layout)
+
+    def _line_naming(self, message: str) -> int:
+        """The front matter line of the key a message quotes ('description'), else line 1."""
+        quoted = message.split("'")
+        key = quoted[1] if len(quoted) > 2 else None
+        for number, line in enumerate((self._text or "").split("\n")[1:], start=2):
+            if line == "---":
+                break
+            if key and line.split(":", 1)[0].strip() == key:
+                return number
+        return 1
+
+    @property
+    def over_limit(self) -> bool:
+        limit = self.limit
+        return limit is not None and limit > 0 and self.size > limit
+
+    def _over_limit_problem(self) -> Problem:
+        """``limit`` is legacy and advisory (as in Letta): over it is a warning, never an error."""
+        if self.letta:
+            line = self._line_naming("'limit'")
+        else:
+            lines = key_lines(self._document.front_matter or "")
+            line = 2 + lines["limit"] if "limit" in lines else 1
+        return Problem(
+            self.path,
+            line,
+            f"body is {self.size} characters, over its limit of {self.limit} (advisory)",
+            "warning",
+        )
 
     def _yaml_problems(self) -> list[Problem]:
         description = self.metadata.get("description")
@@ -230,6 +308,8 @@ class MemoryFile:
             raise SchemaError(self.problems())
         if self.kind == "yaml":
             return self.value.encode()
+        if self.letta:
+            return self._render_letta().encode()
         if self.metadata == self._original_metadata:
             document = frontmatter.Document(
                 front_matter=self._document.front_matter,
@@ -240,6 +320,35 @@ class MemoryFile:
             if document.front_matter is not None or not frontmatter.starts_with_fence(self.value):
                 return frontmatter.join(document).encode()
         return frontmatter.render(self.metadata, self.value, self._document).encode()
+
+    def _render_letta(self) -> str:
+        """The file as Letta writes it: only changed front matter lines are rewritten."""
+        text = self._text or ""
+        document = self._letta_document
+        assert document is not None
+        if not document.has_front_matter and self.metadata:
+            description = str(self.metadata.get("description") or "")
+            if self.layout.v2:
+                name = str(self.metadata.get("name") or lettafm.default_name(self.label))
+                return lettafm.render_v2(name, description, self.value)
+            return lettafm.render_v1(description, self.value, self.read_only)
+        header = text[: len(text) - len(document.body)] if document.has_front_matter else ""
+        for key in {*self.metadata, *self._original_metadata}:
+            new, old = self.metadata.get(key), self._original_metadata.get(key)
+            if new != old:
+                header = lettafm.set_field(header, key, self._letta_field(key, new))
+        return header + self.value
+
+    def _letta_field(self, key: str, value: Any) -> str | None:
+        """A front matter value as Letta writes it (None removes the line)."""
+        if value is None or (key == "read_only" and value is False):
+            return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        text = lettafm.one_line(str(value))
+        if self.layout.v2 and key in lettafm.V2_KEYS:
+            return lettafm.render_v2_value(text)
+        return text
 
     def save(self) -> None:
         """Write the file back (crash-safe); refuses a file whose front matter it cannot read."""

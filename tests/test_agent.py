@@ -21,6 +21,7 @@ from memfs.errors import (
     RevertConflictError,
     RevisionNotFoundError,
 )
+from memfs.layout import Layout
 
 from .conftest import assert_git_agrees, git, write
 
@@ -66,9 +67,14 @@ def test_init_adopts_a_letta_code_git_repo_keeping_history(tmp_path: Path) -> No
     ]  # fmt: skip
     assert (root / "system/persona.md").read_text() == "---\ndescription: me\n---\nI am Letta.\n"
     assert not (root / "system/human.md").exists(), "adoption must not add template files"
+    assert not (root / "agent.yaml").exists(), "a Letta repo keeps memfs's metadata in .git"
+    assert agent.layout is Layout.LETTA_V1 and agent.name == "letta-agent"
+    assert git(root, "config", "memfs.name").strip() == "letta-agent"
     assert set(agent.memory) == {"system/persona", "notes/project", "notes/uncommitted"}
     assert agent.history.branch() == "master"
     assert_git_agrees(root)
+    reopened = memfs.open(root)
+    assert reopened.name == "letta-agent" and reopened.layout is Layout.LETTA_V1
 
 
 def test_init_adopts_a_plain_folder(tmp_path: Path) -> None:
@@ -78,6 +84,7 @@ def test_init_adopts_a_plain_folder(tmp_path: Path) -> None:
     assert agent.name == "plain"
     assert (root / "system/human.md").read_text() == "Name: Ada\n"
     assert git(root, "log", "--format=%s").strip() == "memfs: adopt agent plain"
+    assert git(root, "ls-files").split() == ["system/human.md"], "nothing added to the tree"
     assert_git_agrees(root)
 
 
@@ -94,7 +101,7 @@ def test_open_refuses_folders_that_are_not_agents(tmp_path: Path) -> None:
     with pytest.raises(NotAnAgentError, match="no such directory"):
         memfs.open(tmp_path / "missing")
     git(tmp_path, "init", "-q", str(tmp_path / "repo"))
-    with pytest.raises(NotAnAgentError, match=r"no agent\.yaml"):
+    with pytest.raises(NotAnAgentError, match=r"no agent\.yaml, and not a Letta memory repo"):
         memfs.open(tmp_path / "repo")
 
 

@@ -96,13 +96,19 @@ def test_diff_show_restore_revert(agent: memfs.Agent) -> None:
 
 def test_check_reports_problems_and_exit_code(agent: memfs.Agent) -> None:
     root = str(agent.root)
-    write(agent.root, "system/human.md", "---\nlimit: 3\ncolour: red\n---\ntoo long\n")
+    write(agent.root, "system/human.md", "---\nlimit: nine\ncolour: red\n---\ntoo long\n")
     result = run_cli("-C", root, "check")
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        "system/human.md:2: body is 9 characters, over its limit of 3",
+        "system/human.md:2: limit: must be a whole number, got 'nine'",
         "system/human.md:3: warning: unknown front matter key 'colour' (kept)",
     ]
+    write(agent.root, "system/human.md", "---\nlimit: 3\n---\ntoo long\n")
+    result = run_cli("-C", root, "check")
+    assert result.exit_code == 0, "a limit is advisory: over it is a warning"
+    assert result.output == (
+        "system/human.md:2: warning: body is 9 characters, over its limit of 3 (advisory)\n"
+    )
     write(agent.root, "system/human.md", "---\ncolour: red\n---\nok\n")
     assert run_cli("-C", root, "check").exit_code == 0
     assert run_cli("-C", root, "check", "--strict").exit_code == 1
@@ -131,7 +137,7 @@ def test_not_an_agent(tmp_path: Path) -> None:
     result = run_cli("status", cwd=tmp_path)
     assert result.exit_code == 3
     assert result.stderr == (
-        f"memfs: {tmp_path} is not a memfs agent (no agent.yaml here or in a parent folder); "
+        f"memfs: {tmp_path} is not a memfs agent (no agent.yaml or Letta memory repo here or in a parent folder); "
         "run 'memfs init' there first\n".replace(str(tmp_path), ".")
     )
     result = run_cli("-C", str(tmp_path / "nope"), "log")

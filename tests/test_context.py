@@ -54,11 +54,11 @@ def test_context_at_a_revision(agent: memfs.Agent) -> None:
     assert "v3 (not committed)" in build_context(agent).render()
 
 
-def test_over_limit_or_broken_files_are_errors_naming_the_file(agent: memfs.Agent) -> None:
+def test_broken_files_are_errors_naming_the_file(agent: memfs.Agent) -> None:
     write(agent.root, "system/human.md", "---\nlimit: 5\n---\nfar too long\n")
     result = run_cli("-C", str(agent.root), "context")
-    assert result.exit_code == 1
-    assert result.stderr == "memfs: system/human.md:2: body is 13 characters, over its limit of 5\n"
+    assert result.exit_code == 0, "a limit is advisory"
+    assert "far too long" in result.output
     write(agent.root, "system/human.md", "---\ndescription: [broken\n---\nx\n")
     result = run_cli("-C", str(agent.root), "context")
     assert result.exit_code == 1 and result.stderr.startswith(

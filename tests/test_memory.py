@@ -94,7 +94,6 @@ def test_body_that_looks_like_front_matter_survives_a_file_without_any(tmp_path:
         ("---\nread_only: yes please\n---\n", "m.md:2: read_only: must be true or false"),
         ("---\ndescription: 5\n---\n", "m.md:2: description: must be text, got 5"),
         ("---\nlimit: 0\n---\n", "m.md:2: limit: must be greater than 0"),
-        ("---\na: 1\n\nlimit: 3\n---\nfour", "m.md:4: body is 4 characters, over its limit of 3"),
         ("---\n- a list\n---\n", "m.md:2: front matter must be a mapping"),
         ("---\nno closing fence\n", "m.md:1: front matter starts with '---' but has no closing"),
     ],
@@ -104,6 +103,15 @@ def test_problems_name_the_file_and_line(tmp_path: Path, text: str, expected: st
     assert problems, "expected a problem"
     assert problems[0].render().startswith(expected)
     assert problems[0].severity == "error"
+
+
+def test_a_limit_is_advisory_a_warning_never_an_error(tmp_path: Path) -> None:
+    """As in Letta, where ``limit`` is legacy: a value over it is saved and only warned about."""
+    problems = load(tmp_path, "m.md", "---\na: 1\n\nlimit: 3\n---\nfour").problems()
+    over = [p for p in problems if "over its limit" in p.message]
+    assert [p.render() for p in over] == [
+        "m.md:4: warning: body is 4 characters, over its limit of 3 (advisory)"
+    ]
 
 
 def test_unknown_keys_are_warnings(tmp_path: Path) -> None:

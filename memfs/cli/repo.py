@@ -21,8 +21,9 @@ def init(directory: str, name: str | None, description: str) -> None:
     """Create an agent in DIRECTORY (default: here), or adopt the memory folder there.
 
     A new agent gets agent.yaml, system/persona.md and system/human.md and a first commit.
-    An existing Letta Code memory folder (plain or a git repo) is adopted: agent.yaml is
-    added and every file is kept.
+    An existing Letta Code memory folder or repo (system/, or MEMORY.md for MemFS v2) is
+    adopted as it is: no agent.yaml or starter file is added to its tree (memfs records the
+    agent's name and id in .git/config), every file and every commit is kept.
 
     \b
     Example:
