@@ -41,6 +41,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.history import History
+from memfs.layout import V2_MARKER, Layout
 from memfs.merge import POLICIES, Conflict, Policy, Side, merge
 from memfs.remotes import (
     Remote,
@@ -163,8 +164,12 @@ def fetch_remote(
     sha = remote.fetch(history, branch)
     if sha is None:
         return None
-    if MANIFEST_FILE not in history.entries_at(sha, MANIFEST_FILE):
-        raise NotAMemfsRemoteError(config.display_url, branch)
+    if not _holds_an_agent(history, sha):
+        raise NotAMemfsRemoteError(
+            config.display_url,
+            branch,
+            f"branch {branch} has no agent.yaml, and no system/ or MEMORY.md of a Letta repo",
+        )
     ours, theirs = _agent_id(history, history.head()), _agent_id(history, sha)
     if ours and theirs and ours != theirs:
         raise RemoteError(
@@ -176,6 +181,12 @@ def fetch_remote(
         _refuse_foreign_entries(history, sha, config.display_url)
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     return sha
+
+
+def _holds_an_agent(history: History, sha: str) -> bool:
+    """Whether commit ``sha`` is an agent: agent.yaml (memfs), or a Letta Code memory repo
+    (``system/`` or a root ``MEMORY.md``: memfs.layout.looks_like_letta)."""
+    return any(history.entries_at(sha, name) for name in (MANIFEST_FILE, V2_MARKER, "system"))
 
 
 def _refuse_foreign_entries(history: History, sha: str, url: str) -> None:
@@ -707,6 +718,8 @@ def clone(
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
         mark_started(root, redact(url), sha)
+        if not history.entries_at(sha, MANIFEST_FILE):
+            _record_letta_clone(history, root, url, sha)
         agent.check_out_fresh(sha, f"clone: from {redact(url)}")
         crash_point("checkout.finish")
         mark_finished(root)
@@ -717,6 +730,20 @@ def clone(
         else:
             _empty_folder(root)
         raise
+
+
+def _record_letta_clone(history: History, root: Path, url: str, sha: str) -> None:
+    """A clone of a Letta Code repo: memfs's metadata goes to .git/config, as ``memfs init``
+    adopting one writes it; its id is the Letta agent's when the URL names one."""
+    from memfs.agent import default_letta_name, record_letta_identity
+    from memfs.remotes import letta_agent_id
+
+    letta_id = letta_agent_id(url)
+    if letta_id is not None:
+        created = utc_now().isoformat().replace("+00:00", "Z")
+        history.set_config_values("memfs", {"id": letta_id, "created": created})
+    layout = Layout.LETTA_V2 if history.entries_at(sha, V2_MARKER) else Layout.LETTA_V1
+    record_letta_identity(history, default_letta_name(root), layout)
 
 
 def _clear_unfinished(root: Path, stale: UnfinishedCheckout) -> None:
