@@ -310,3 +310,73 @@ def test_the_mirror_is_pushed_by_the_library_and_can_be_removed(tmp_path: Path) 
     assert removed.returncode == 0, removed.stderr
     assert "letta.memoryRepository.url" not in git(agent.root, "config", "--list")
     assert sync.push(memfs.open(agent.root)).mirrors == []
+
+
+# -- Letta Code repositories (no agent.yaml) -------------------------------------------------
+
+LETTA_V1 = {
+    "system/persona.md": "---\ndescription: Who I am: my voice\n---\nI am Ezra.\n",
+    "system/human.md": "---\ndescription: The human\nread_only: true\n---\nName: Ada\n",
+    "reference/notes.md": "---\ndescription: notes\n---\nTomatoes.\n",
+}
+LETTA_V2 = {
+    "MEMORY.md": "---\nname: memory\ndescription: the root\n---\n",
+    "persona.md": "---\nname: persona\ndescription: Who I am\n---\nI am Ezra.\n",
+    "projects/MEMORY.md": "---\nname: projects\ndescription: projects\n---\n",
+}
+
+
+def publish_letta_repo(tmp_path: Path, hub: Path, files: dict[str, str]) -> Path:
+    """A memory repo as Letta Code writes it (plain git, no agent.yaml), pushed to ``hub``."""
+    repo = tmp_path / "letta-code"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    for path, text in files.items():
+        write(repo, path, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "chore: initialize memory")
+    git(repo, "push", "-q", str(hub), "main")
+    return repo
+
+
+@pytest.mark.parametrize("files", [LETTA_V1, LETTA_V2], ids=["v1", "v2"])
+def test_a_letta_code_repo_clones_and_syncs_without_agent_yaml(
+    tmp_path: Path, files: dict[str, str]
+) -> None:
+    with letta_server(tmp_path) as (base, hub):
+        letta_code = publish_letta_repo(tmp_path, hub, files)
+        cloned = memfs_cli("clone", f"letta://{AGENT_ID}", str(tmp_path / "copy"), base=base)
+        assert cloned.returncode == 0, cloned.stderr
+        copy = tmp_path / "copy"
+        for path, text in files.items():
+            assert (copy / path).read_text() == text
+        assert not (copy / "agent.yaml").exists()
+        agent = memfs.open(copy)
+        assert agent.layout.is_letta and agent.manifest.id == AGENT_ID
+
+        first = next(iter(files))
+        write(copy, "notes.md" if "MEMORY.md" in files else "reference/more.md", "more\n")
+        synced = memfs_cli("-C", str(copy), "sync", base=base)
+        assert synced.returncode == 0, synced.stderr
+        git(letta_code, "pull", "-q", str(hub), "main")  # Letta Code's side, plain git
+        tree = git(letta_code, "ls-tree", "-r", "--name-only", "HEAD").split()
+        assert "agent.yaml" not in tree and first in tree
+        assert bare_head(hub) == git(letta_code, "rev-parse", "HEAD").strip()
+
+
+def test_a_repo_letta_code_cloned_syncs_through_its_own_origin(tmp_path: Path) -> None:
+    """Letta Code's clone keeps origin = <base>/v1/git/<id>/state.git: adopted as it is,
+    memfs syncs through it with LETTA_API_KEY."""
+    with letta_server(tmp_path) as (base, hub):
+        publish_letta_repo(tmp_path, hub, LETTA_V1)
+        memory = tmp_path / ".letta" / "agents" / AGENT_ID / "memory"
+        url = f"{base}/v1/git/{AGENT_ID}/state.git"
+        subprocess.run(["git", "clone", "-q", str(hub), str(memory)], check=True)
+        git(memory, "remote", "set-url", "origin", url)
+        git(memory, "config", "letta.agentId", AGENT_ID)
+        assert memfs_cli("init", str(memory)).returncode == 0
+        write(memory, "reference/more.md", "---\ndescription: more\n---\nmore\n")
+        synced = memfs_cli("-C", str(memory), "sync", base=base)
+        assert synced.returncode == 0, synced.stderr
+        assert bare_head(hub) == memfs.open(memory).history.head()
+        assert not (memory / "agent.yaml").exists()
+        _assert_key_hidden((memory / ".git" / "config").read_text(), synced.stdout)
