@@ -801,7 +801,14 @@ def _empty_folder(root: Path) -> None:
 
 
 def _name_from_url(url: str) -> str:
-    """The folder a clone goes to by default: the URL's last part, never '.' or '..'."""
+    """The folder a clone goes to by default: the URL's last part, never '.' or '..'; the
+    agent id for a Letta memory repository (``letta://ID``, ``.../v1/git/ID/state.git``)."""
+    from memfs.remotes import letta_agent_id
+
+    with contextlib.suppress(MemfsError):
+        agent_id = letta_agent_id(url)
+        if agent_id is not None:
+            return agent_id
     tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1].removesuffix(".git")
     return "agent" if tail in ("", ".", "..") else tail
 

@@ -181,6 +181,20 @@ def test_a_missing_key_says_so_before_any_request(tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("bad_key", ["sk-let-caf\u00e9", "sk-let one", "sk-let-\x1b[2J"])
+def test_a_key_http_cannot_carry_is_one_line_never_echoed(tmp_path: Path, bad_key: str) -> None:
+    agent = memfs.init(tmp_path / "garden", name="garden")
+    add_remote(agent.history, "origin", f"letta://{AGENT_ID}")
+    base = f"http://127.0.0.1:{free_port()}"
+    result = memfs_cli("-C", str(agent.root), "push", base=base, key=bad_key)
+    assert result.returncode == 7
+    assert result.stderr.strip().splitlines() == [
+        f"memfs: {base}/v1/git/{AGENT_ID}/state.git: LETTA_API_KEY holds spaces or characters "
+        "that are not printable ASCII; it is not a Letta API key (they look like sk-let-...)"
+    ]
+    assert bad_key not in result.stdout + result.stderr
+
+
 def test_an_https_state_git_url_gets_the_key_unless_it_has_its_own(tmp_path: Path) -> None:
     with letta_server(tmp_path) as (base, hub):
         agent = memfs.init(tmp_path / "garden", name="garden")
@@ -193,6 +207,9 @@ def test_an_https_state_git_url_gets_the_key_unless_it_has_its_own(tmp_path: Pat
         ]
         assert memfs_cli("-C", str(agent.root), "push").returncode == 0
         assert bare_head(hub) == agent.history.head()
+        cloned = memfs_cli("clone", url, cwd=tmp_path)  # named after the agent, not 'state'
+        assert cloned.returncode == 0, cloned.stderr
+        assert (tmp_path / AGENT_ID / "agent.yaml").is_file()
 
         other = memfs.init(tmp_path / "other", name="garden")
         own = url.replace("http://", "http://letta:nope@")

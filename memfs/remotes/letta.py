@@ -57,7 +57,7 @@ def is_letta_url(url: str) -> bool:
 def agent_id(url: str) -> str:
     """The agent id of ``letta://AGENT_ID``; UnsupportedURLError for anything else."""
     rest = url[len(SCHEME) + 3 :]
-    if AGENT_ID.fullmatch(rest) is None or ".." in rest:
+    if not _is_agent_id(rest):
         shown = url if "@" not in rest else f"{SCHEME}://***@{rest.rsplit('@', 1)[-1]}"
         raise UnsupportedURLError(
             shown,
@@ -97,7 +97,14 @@ def resolve(url: str) -> str:
 def state_url_agent(url: str) -> str | None:
     """The agent id if ``url`` is an http(s) Letta memory repository URL, else None."""
     match = STATE_URL.fullmatch(url.strip().rstrip("/"))
-    return match.group("agent") if match else None
+    if match is None or not _is_agent_id(match.group("agent")):
+        return None
+    return match.group("agent")
+
+
+def _is_agent_id(text: str) -> bool:
+    """One safe path segment: never '/', '..', whitespace or a leading '-' or '.'."""
+    return AGENT_ID.fullmatch(text) is not None and ".." not in text
 
 
 def api_key() -> str | None:
@@ -106,7 +113,13 @@ def api_key() -> str | None:
     return key or None
 
 
+def _key_is_sendable(key: str) -> bool:
+    """HTTP Basic carries printable ASCII (Letta keys are ``sk-let-...``)."""
+    return all(" " < char < "\x7f" for char in key)
+
+
 def missing_key_error(url: str) -> LettaAuthError:
+    """The error for a Letta remote used without ``$LETTA_API_KEY``."""
     return LettaAuthError(
         url,
         f"{url}: {API_KEY_ENV} is not set; export your Letta API key as {API_KEY_ENV} "
@@ -133,6 +146,16 @@ def open_letta_remote(url: str) -> GitRemote:
     from memfs.remotes.git import GitRemote
 
     key = api_key()
+    if key is not None and not _key_is_sendable(key):
+        shown = redact(resolve(url) if is_letta_url(url) else url)
+        return GitRemote(
+            url,
+            missing=LettaAuthError(
+                shown,
+                f"{shown}: {API_KEY_ENV} holds spaces or characters that are not printable "
+                "ASCII; it is not a Letta API key (they look like sk-let-...)",
+            ),
+        )
     if is_letta_url(url):
         target = resolve(url)
         shown = redact(target)
