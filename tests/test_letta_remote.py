@@ -23,7 +23,8 @@ from memfs.errors import UnsupportedURLError
 from memfs.remotes import add_remote, letta, list_remotes, url_kind
 
 from .conftest import git, write
-from .servers import bare_repo, free_port, http_git_server
+from .lettacode import LettaCode, hook_rejections
+from .servers import bare_repo, free_port, http_git_server, wait_for
 
 AGENT_ID = "agent-3f2a1c9e-1111-4222-8333-444455556666"
 KEY = "sk-let-right-key-0123456789"
@@ -397,3 +398,51 @@ def test_a_repo_letta_code_cloned_syncs_through_its_own_origin(tmp_path: Path) -
         assert bare_head(hub) == memfs.open(memory).history.head()
         assert not (memory / "agent.yaml").exists()
         _assert_key_hidden((memory / ".git" / "config").read_text(), synced.stdout)
+
+
+# -- with Letta Code's own code (tests/lettacode.py) -----------------------------------------
+
+LETTA_CODE_AGENT = "agent-00000000-0000-4000-8000-000000000000"  # lettacode.letta_repo's id
+
+
+def test_letta_code_and_memfs_share_the_server_and_the_mirror(
+    letta_code: LettaCode, letta_v1_repo: Path, tmp_path: Path
+) -> None:
+    """Letta Code's machine (its memory tool, post-commit hook, push after a turn, pull) and
+    a memfs machine on letta:// keep one repository and one mirror, neither undoing the
+    other, and Letta's pre-commit hook accepts every commit memfs adds."""
+    repo, mirror = letta_v1_repo, bare_repo(tmp_path / "mirror.git")
+    with letta_server(tmp_path, LETTA_CODE_AGENT) as (base, hub):
+        git(repo, "push", "-q", str(hub), "main")
+        git(repo, "remote", "add", "origin", str(hub))  # the same repository, reached directly
+        git(repo, "fetch", "-q", "origin")
+        git(repo, "config", "letta.memoryRepository.url", str(mirror))
+        copy = tmp_path / "memfs-machine"
+        cloned = memfs_cli("clone", f"letta://{LETTA_CODE_AGENT}", str(copy), base=base)
+        assert cloned.returncode == 0, cloned.stderr
+        git(copy, "config", "letta.memoryRepository.url", str(mirror))
+
+        letta_code.agent_write(
+            repo,
+            "create",
+            {
+                "file_path": "system/new.md",
+                "description": "a: b",
+                "file_text": "x\n",
+                "reason": "r",
+            },
+        )
+        letta_head = git(repo, "rev-parse", "HEAD").strip()
+        wait_for(lambda: bare_head(mirror) == letta_head, what="Letta's post-commit mirror push")
+        assert letta_code.push_after_turn(repo)["status"] == "pushed"
+
+        write(copy, "reference/from-memfs.md", "---\ndescription: from memfs\n---\nhello\n")
+        synced = memfs_cli("-C", str(copy), "sync", base=base)
+        assert synced.returncode == 0 and synced.stderr == "", synced.stderr
+        head = memfs.open(copy).history.head()
+        assert bare_head(hub) == head and bare_head(mirror) == head
+        assert (copy / "system/new.md").read_text() == (repo / "system/new.md").read_text()
+
+        assert letta_code.pull(repo)["step"] == "ff-only"
+        assert git(repo, "rev-parse", "HEAD").strip() == head
+        assert hook_rejections(letta_code, repo, f"{letta_head}..HEAD") == []
