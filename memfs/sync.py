@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import stat
 import time
@@ -50,6 +49,7 @@ from memfs.remotes import (
     add_remote,
     check_outside,
     get_remote,
+    letta_mirror,
     list_remotes,
     open_remote,
     redact,
@@ -95,6 +95,8 @@ class SyncReport:
     remotes: list[RemoteOutcome] = field(default_factory=list)
     head: str | None = None
     created_remote: RemoteConfig | None = None
+    # push-only mirrors pushed on the side (letta.memoryRepository.url): an error is a warning
+    mirrors: list[RemoteOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +112,7 @@ class SyncReport:
             "committed": self.committed.to_dict() if self.committed else None,
             "head": self.head,
             "remotes": [outcome.to_dict() for outcome in self.remotes],
+            "mirrors": [outcome.to_dict() for outcome in self.mirrors],
         }
 
 
@@ -499,6 +502,25 @@ def push_remote(
     raise PushRejectedError(config.display_url, f"still moving after {PUSH_ATTEMPTS} attempts")
 
 
+def push_letta_mirror(
+    agent: Agent, policy: Policy, origin: str = "cli", progress: Progress | None = None
+) -> RemoteOutcome | None:
+    """Push the branch to the mirror Letta Code names in ``letta.memoryRepository.url``.
+
+    What Letta Code's post-commit hook does after each commit: a plain push, never forced,
+    never fetched or merged from (a mirror that has commits of its own is left alone). A
+    failure is returned in the outcome, for the caller to report as a warning: the mirror is
+    a copy, so it never fails a sync. None if the repository names no mirror.
+    """
+    config = letta_mirror(agent.history)
+    if config is None or agent.is_read_only_mount():
+        return None
+    try:
+        return push_remote(agent, config, policy, origin, progress)
+    except RemoteError as error:
+        return RemoteOutcome(config.name, error=str(error))
+
+
 def _checked_out_folder(remote: Remote, branch: str) -> str | None:
     """The work tree a push to ``remote`` would land in, for a git repository on this
     machine with ``branch`` checked out (see GitRemote.checked_out_folder)."""
@@ -582,6 +604,8 @@ def push(
             )
         except RemoteError as error:
             report.remotes.append(RemoteOutcome(config.name, error=str(error)))
+    mirrored = push_letta_mirror(agent, chosen, origin, progress)
+    report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
     return report
@@ -627,6 +651,8 @@ def sync(
         outcome.conflicts += pushed.conflicts
         outcome.integrated = outcome.integrated or pushed.integrated
     report.remotes = list(outcomes.values())
+    mirrored = push_letta_mirror(agent, chosen, origin, progress)
+    report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
     return report
@@ -657,7 +683,8 @@ def remote_states(agent: Agent) -> list[RemoteState]:
     except (OSError, ValueError):
         saved = {}
     states = []
-    for config in list_remotes(history):
+    mirror = letta_mirror(history)
+    for config in list_remotes(history) + ([mirror] if mirror else []):
         tracking = history.ref(_tracking_ref(config.name, branch))
         entry = saved.get(config.name, {})
         states.append(
@@ -683,7 +710,7 @@ def _record(agent: Agent, report: SyncReport) -> None:
         state = {}
     state["last_sync"] = utc_now().isoformat()
     remotes = state.setdefault("remotes", {})
-    for outcome in report.remotes:
+    for outcome in report.remotes + report.mirrors:
         entry = remotes.setdefault(outcome.remote, {})
         entry["last_error"] = outcome.error
         if outcome.error is None:
@@ -757,27 +784,20 @@ def _record_cloned_letta_repo(
     history: History, root: Path, url: str, layout: Layout, name: str | None
 ) -> None:
     """A cloned Letta Code memory repo opens as one: who it is goes to ``.git/config``
-    (``[memfs]``), nothing is added to its tree. A Letta URL names the agent's id
-    (``.../v1/git/<agent-id>/state.git``): that id is kept as the agent's id."""
+    (``[memfs]``), as ``memfs init`` adopting one writes it; nothing is added to its tree. Its
+    name is ``name`` (a cloud's name for it), else its folder's; its id is the Letta agent's
+    when the URL names one (``letta://ID``, ``.../v1/git/ID/state.git``)."""
     from memfs.agent import default_letta_name, record_letta_identity
+    from memfs.remotes import letta_agent_id
 
+    letta_id = None
+    with contextlib.suppress(MemfsError):
+        letta_id = letta_agent_id(url)
+    if letta_id is not None:
+        created = utc_now().isoformat().replace("+00:00", "Z")
+        history.set_config_values("memfs", {"id": letta_id, "created": created})
     chosen = name if name is not None and is_valid_name(name) else default_letta_name(root)
     record_letta_identity(history, chosen, layout)
-    letta_id = _letta_agent_id(url)
-    if letta_id is not None:
-        history.set_config_values("memfs", {"id": letta_id})
-
-
-_LETTA_URL = re.compile(r"(?:/v1/git/([^/\s]+)/state\.git|^letta://([^/\s]+))/*\Z")
-
-
-def _letta_agent_id(url: str) -> str | None:
-    """The agent id in a Letta memory URL (``.../v1/git/<id>/state.git``, ``letta://<id>``)."""
-    found = _LETTA_URL.search(url)
-    if found is None:
-        return None
-    agent_id = found.group(1) or found.group(2)
-    return agent_id if is_valid_name(agent_id) else None
 
 
 def _clear_unfinished(root: Path, stale: UnfinishedCheckout) -> None:
@@ -835,10 +855,14 @@ def _empty_folder(root: Path) -> None:
 
 
 def _name_from_url(url: str) -> str:
-    """The folder a clone goes to by default: the URL's last part, never '.' or '..'."""
-    letta_id = _letta_agent_id(url)
-    if letta_id is not None:
-        return letta_id  # Letta's remote is .../<agent-id>/state.git: not "state"
+    """The folder a clone goes to by default: the URL's last part, never '.' or '..'; the
+    agent id for a Letta memory repository (``letta://ID``, ``.../v1/git/ID/state.git``)."""
+    from memfs.remotes import letta_agent_id
+
+    with contextlib.suppress(MemfsError):
+        agent_id = letta_agent_id(url)
+        if agent_id is not None:
+            return agent_id
     tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1].removesuffix(".git")
     return "agent" if tail in ("", ".", "..") else tail
 
