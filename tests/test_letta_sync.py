@@ -97,21 +97,6 @@ def test_a_cloned_letta_repo_opens_as_one_and_syncs_with_plain_git(
     assert_git_agrees(agent.root)
 
 
-def test_letta_url_names_the_folder_and_the_agent_id(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Letta's remote is ``.../v1/git/<agent-id>/state.git``: the clone is named after the
-    id, not "state", and keeps the id as the agent's."""
-    agent_id = "agent-3b6c1f2e-0000-4000-8000-000000000001"
-    hub = bare_repo(tmp_path / "server" / "v1" / "git" / agent_id / "state.git")
-    letta = plain_repo(tmp_path / "letta-code", V1_FILES)
-    git(letta, "push", "-q", str(hub), "main")
-    monkeypatch.chdir(tmp_path)
-    agent = sync.clone(str(hub))
-    assert agent.root == tmp_path / agent_id
-    assert agent.manifest.id == agent_id and agent.name == agent_id
-
-
 def test_checkout_of_a_letta_repo_from_a_cloud(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
