@@ -33,7 +33,7 @@ from merge3 import Merge3
 
 from memfs import lettafm
 from memfs.layout import V2_CONFIG, Layout
-from memfs.trees import Files, TreeEntry
+from memfs.trees import Files, TreeEntry, blob_sha
 
 Policy = Literal["copy", "markers", "ours", "theirs"]
 POLICIES: tuple[Policy, ...] = ("copy", "markers", "ours", "theirs")
@@ -163,15 +163,16 @@ class _Merger:
     ) -> None:
         texts = _texts(self.read, base, new, old)
         ours = new if self.ours_is_newer else old
-        if self.letta is not None and self.letta.head_protected(path, ours):
+        merged = _merge_text(*texts) if texts is not None and base is not None else None
+        letta = self.letta
+        changes_head = merged is None or blob_sha(merged) != ours.sha
+        if letta is not None and changes_head and letta.head_protected(path, ours):
             # Read-only at the local head: Letta's hook refuses any change to it there.
             self._keep_head(path, "read-only", ours, old if ours is new else new)
             return
-        if texts is not None and base is not None:
-            merged = _merge_text(*texts)
-            if merged is not None and (
-                self.letta is None or self.letta.accepts(path, merged, texts[1:], ours)
-            ):
+        if merged is not None and texts is not None:
+            sound = letta is None or letta.accepts(path, merged, (texts[1], texts[2]), ours)
+            if sound:
                 self.result.files[path] = TreeEntry(new.mode, self.store(merged))
                 return
         kind = "content" if base is not None else "add/add"

@@ -19,8 +19,9 @@ from memfs.cloud import checkout
 from memfs.conflicts import find, resolve
 from memfs.errors import NotAMemfsRemoteError, RemoteError, UnrelatedHistoriesError
 from memfs.layout import Layout, in_context, is_memory_path
-from memfs.merge import LETTA_CONFLICTS
+from memfs.merge import LETTA_CONFLICTS, Side, merge
 from memfs.remotes import add_remote
+from memfs.trees import TreeEntry, blob_sha
 
 from . import lettacode
 from .conftest import assert_git_agrees, git, run_cli, write
@@ -545,9 +546,14 @@ def test_the_cli_clones_syncs_and_resolves_a_letta_repo(tmp_path: Path) -> None:
     listed = memfs_cli("conflicts", "--json", cwd=root)
     [conflict] = json.loads(listed.stdout)
     assert conflict["path"] == "system/human.md"
+    other = (root / conflict["copy_path"]).read_text()  # the older side's, whichever it is
+    assert {other, (root / "system/human.md").read_text()} == {
+        HUMAN.replace("Ada", "Ada King"),
+        HUMAN.replace("Ada", "Ada Lovelace"),
+    }
     settled = memfs_cli("resolve", conflict["copy_path"], "--keep", "theirs", cwd=root)
     assert settled.returncode == 0, settled.stderr
-    assert (root / "system/human.md").read_text() == HUMAN.replace("Ada", "Ada King")
+    assert (root / "system/human.md").read_text() == other
     assert not (root / LETTA_CONFLICTS).exists()
     assert_git_agrees(root)
 
@@ -556,3 +562,41 @@ def test_the_cli_clones_syncs_and_resolves_a_letta_repo(tmp_path: Path) -> None:
     assert refused.returncode == 7 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "not a Letta Code memory repo" in refused.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_merge_that_leaves_a_read_only_file_as_at_head_is_no_conflict() -> None:
+    """Read-only at the head, changed on both sides, but the other side's change is already
+    in the head's version: the merge keeps the head's bytes, which the hook accepts."""
+    blobs: dict[str, bytes] = {}
+
+    def store(data: bytes) -> str:
+        blobs[blob_sha(data)] = data
+        return blob_sha(data)
+
+    def entry(text: str) -> TreeEntry:
+        return TreeEntry(0o100644, store(text.encode()))
+
+    base = RULES + "two\nthree\nfour\n"
+    ours = RULES.replace("Never", "Do not ever") + "two\nthree\nfour (both)\n"
+    theirs = RULES + "two\nthree\nfour (both)\n"
+    result = merge(
+        {"system/rules.md": entry(base)},
+        Side({"system/rules.md": entry(ours)}, "a" * 40, "aaaaaaa"),
+        Side({"system/rules.md": entry(theirs)}, "b" * 40, "bbbbbbb"),
+        read=blobs.__getitem__,
+        store=store,
+        layout=Layout.LETTA_V1,
+    )
+    assert result.conflicts == [] and result.files == {"system/rules.md": entry(ours)}
+    other = merge(
+        {"system/rules.md": entry(base)},
+        Side({"system/rules.md": entry(ours)}, "a" * 40, "aaaaaaa"),
+        Side({"system/rules.md": entry(theirs.replace("two", "2"))}, "b" * 40, "bbbbbbb"),
+        read=blobs.__getitem__,
+        store=store,
+        layout=Layout.LETTA_V1,
+    )
+    assert [(c.kind, c.copy_path) for c in other.conflicts] == [
+        ("read-only", ".memfs-conflicts/system/rules.md.conflict-bbbbbbb")
+    ]
+    assert other.files["system/rules.md"] == entry(ours)
