@@ -90,6 +90,9 @@ def test_a_cloned_letta_repo_opens_as_one_and_syncs_with_plain_git(
     first = next(path for path in files if path.endswith(".md") and path != "MEMORY.md")
     commit_files(letta, {first: files[first] + "Letta's line.\n"}, "letta edit")
     git(letta, "push", "-q")
+    fetched = sync.fetch(agent)
+    assert fetched.ok and fetched.remotes[0].fetched == git(letta, "rev-parse", "HEAD").strip()
+    assert (agent.root / first).read_text() == files[first]  # a fetch changes nothing else
     assert sync.pull(agent).remotes[0].integrated == "fast-forward"
     write(agent.root, first, files[first] + "Letta's line.\nmemfs's line.\n")
     assert sync.sync(agent).ok
@@ -600,3 +603,21 @@ def test_a_merge_that_leaves_a_read_only_file_as_at_head_is_no_conflict() -> Non
         ("read-only", ".memfs-conflicts/system/rules.md.conflict-bbbbbbb")
     ]
     assert other.files["system/rules.md"] == entry(ours)
+
+
+def test_the_servers_edit_of_a_read_only_block_comes_through_a_merge(tmp_path: Path) -> None:
+    """Only the server (or a person) changes a read-only block; Letta Code takes such an edit
+    with ``pull --rebase``, which runs no hook, and so does a memfs merge: it is never
+    reverted to the local version, whatever else memfs committed meanwhile."""
+    files = {**V1_FILES, "system/rules.md": RULES}
+    agent, _ = diverge(
+        tmp_path,
+        files,
+        {"reference/notes.md": NOTES + "- memfs's note\n"},
+        {"system/rules.md": RULES + "Rebase often.\n"},
+    )
+    report = sync.sync(agent)
+    assert report.ok and report.conflicts == []
+    merged = tree(agent)
+    assert merged["system/rules.md"] == (RULES + "Rebase often.\n").encode()
+    assert merged["reference/notes.md"] == (NOTES + "- memfs's note\n").encode()
