@@ -335,7 +335,9 @@ def _letta_listing(agent: Agent, rev: str | None) -> tuple[list[tuple[str, Any]]
     problems: list[Problem] = []
     history = agent.history
     if rev is not None:
-        tree = history.tree_of(history.resolve(rev))
+        # Before the first commit Letta compiles nothing (rev-parse HEAD fails): no files.
+        unborn = rev == "HEAD" and history.head() is None
+        tree = {} if unborn else history.tree_of(history.resolve(rev))
         blobs = {path: entry.sha for path, entry in tree.items() if entry.mode != GITLINK_MODE}
 
         def at_rev(path: str) -> bytes | None:

@@ -278,3 +278,22 @@ def test_a_v2_repo_letta_code_wrote(letta_code: LettaCode, letta_v2_repo: Path) 
     assert '<file name="persona.md">\n---\nname: "Persona"\n' in result.stdout
     assert '<directory path="projects/" index="projects/MEMORY.md" />' in result.stdout
     assert "letta.md" not in result.stdout, "deferred files stay out of the prompt"
+
+
+def test_before_the_first_commit_letta_compiles_no_memory(
+    letta_code: LettaCode, tmp_path: Path
+) -> None:
+    repo = tmp_path / "memory"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "system").mkdir()
+    (repo / "system/persona.md").write_text("---\ndescription: d\n---\nnot committed\n")
+    expected = letta_code.compile_prompt(repo, agent_id="a", now_iso="2026-01-01T13:00:00.000Z")
+    result = run_cli(
+        *("context", str(repo), "--format", "letta", "--from-head"),
+        *("--agent-id", "a", "--now", "2026-01-01T13:00:00Z"),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == expected["coreMemory"]
+    assert letta_code.compile_memory(repo) == ""
+    now = run_cli("context", str(repo), "--format", "letta")
+    assert "not committed" in now.stdout, "the work tree is rendered as it will be committed"
