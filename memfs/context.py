@@ -425,16 +425,12 @@ def _letta_file(path: str, data: bytes, problems: list[Problem]) -> LettaFile:
         )
         raw = data.decode("utf-8", "replace")
     document = lettafm.parse(raw)
-    if document.has_front_matter:
-        value = lettafm.js_trim(lettafm.normalize_newlines(document.body))
-    else:
-        value = lettafm.normalize_newlines(raw)  # Letta trims only a body after front matter
     description = document.fields.get("description")
     return LettaFile(
         path=path,
         label=path.removesuffix(".md"),
         raw=raw,
-        value=value,
+        value=document.letta_value,
         description=lettafm.js_trim(description) if isinstance(description, str) else "",
     )
 
