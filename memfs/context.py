@@ -328,6 +328,17 @@ def build_letta_context(
     return LettaContext(text=text, files=files, problems=problems)
 
 
+CORE_MEMORY_VARIABLE = "{CORE_MEMORY}"
+
+
+def inject_core_memory(system_prompt: str, core_memory: str) -> str:
+    """Letta Code's ``injectCoreMemory``: the memory replaces ``{CORE_MEMORY}`` in the raw
+    system prompt, or follows it after a blank line when the prompt has no such variable."""
+    if CORE_MEMORY_VARIABLE not in system_prompt:
+        system_prompt = f"{lettafm.js_trim_end(system_prompt)}\n\n{CORE_MEMORY_VARIABLE}"
+    return system_prompt.replace(CORE_MEMORY_VARIABLE, core_memory)
+
+
 def _letta_listing(agent: Agent, rev: str | None) -> tuple[list[tuple[str, Any]], list[Problem]]:
     """The ``.md`` paths Letta's ``git ls-tree -r --name-only`` gives, in git's order, each
     with a function reading it (None where Letta's ``git show`` would fail)."""

@@ -115,6 +115,8 @@ def test_letta_layouts_in_text_and_json(tmp_path: Path) -> None:
 def test_letta_only_options_need_the_letta_format(agent: memfs.Agent) -> None:
     result = run_cli("-C", str(agent.root), "context", "--agent-id", "x")
     assert result.exit_code == 2 and "--agent-id goes with --format letta" in result.stderr
+    result = run_cli("-C", str(agent.root), "context", "--messages", "0")
+    assert result.exit_code == 2 and "--messages goes with --format letta" in result.stderr
     result = run_cli("-C", str(agent.root), "context", "--from-head", "--rev", "HEAD")
     assert result.exit_code == 2
     result = run_cli("-C", str(agent.root), "context", "--format", "letta", "--now", "soon")

@@ -297,3 +297,23 @@ def test_before_the_first_commit_letta_compiles_no_memory(
     assert letta_code.compile_memory(repo) == ""
     now = run_cli("context", str(repo), "--format", "letta")
     assert "not committed" in now.stdout, "the work tree is rendered as it will be committed"
+
+
+@pytest.mark.parametrize(
+    "system",
+    ["You are an agent.\n\n{CORE_MEMORY}\n\nEnd: {CORE_MEMORY}", "No variable here.\n\n\n"],
+)
+def test_the_whole_system_prompt(
+    letta_code: LettaCode, letta_v1_repo: Path, tmp_path: Path, system: str
+) -> None:
+    compiled = letta_code.compile_prompt(
+        letta_v1_repo, agent_id="agent-1", now_iso="2026-03-04T05:06:07.000Z", system=system
+    )
+    (tmp_path / "system.md").write_text(system)
+    result = run_cli(
+        *("context", str(letta_v1_repo), "--format", "letta", "--from-head"),
+        *("--agent-id", "agent-1", "--now", "2026-03-04T05:06:07Z", "--messages", "0"),
+        *("--system", str(tmp_path / "system.md")),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == compiled["content"]

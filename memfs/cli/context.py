@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 @click.option(
     "--metadata",
     is_flag=True,
-    help="letta: add <memory_metadata> as Letta Code does (implied by the next four options).",
+    help="letta: add <memory_metadata> as Letta Code does (implied by the options below).",
 )
 @click.option("--agent-id", metavar="ID", help="letta: AGENT_ID in <memory_metadata>.")
 @click.option(
@@ -52,6 +52,14 @@ if TYPE_CHECKING:
     type=click.IntRange(min=0),
     help="letta: previous messages in recall memory (default: 0).",
 )
+@click.option(
+    "--system",
+    "system_file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="FILE",
+    help="letta: print the whole system prompt: FILE with {CORE_MEMORY} replaced by the memory "
+    "and <memory_metadata> (appended if FILE has no {CORE_MEMORY}), as Letta Code builds it.",
+)
 @click.option("--strict", is_flag=True, help="Exit 1 when a memory file was reported.")
 @pass_state
 def context(
@@ -65,6 +73,7 @@ def context(
     conversation_id: str | None,
     compiled_at: str | None,
     messages: int | None,
+    system_file: TextIO | None,
     strict: bool,
 ) -> None:
     """Print the agent's prompt context.
@@ -88,9 +97,15 @@ def context(
       memfs context > prompt.txt
       memfs context ~/agents/garden --format json --rev HEAD~3
       memfs context --format letta --from-head --metadata --agent-id agent-123
+      memfs context --format letta --from-head --system system.md > prompt.txt
     """
     from memfs.agent import open_agent
-    from memfs.context import MemoryMetadata, build_context, build_letta_context
+    from memfs.context import (
+        MemoryMetadata,
+        build_context,
+        build_letta_context,
+        inject_core_memory,
+    )
 
     if from_head and rev is not None:
         raise click.UsageError("--from-head and --rev are the same thing: give one")
@@ -100,8 +115,9 @@ def context(
         "--conversation-id": conversation_id,
         "--now": compiled_at,
         "--messages": messages,
+        "--system": system_file,
     }
-    given = [name for name, value in letta_only.items() if value not in (None, False)]
+    given = [name for name, value in letta_only.items() if value is not None and value is not False]
     if given and output_format != "letta":
         raise click.UsageError(f"{given[0]} goes with --format letta")
     agent = open_agent(directory) if directory else state.agent()
@@ -118,7 +134,10 @@ def context(
             )
         letta = build_letta_context(agent, rev, memory_metadata)
         _report(letta.problems)
-        click.echo(letta.text, nl=False)
+        text = letta.text
+        if system_file is not None:
+            text = inject_core_memory(system_file.read(), text)
+        click.echo(text, nl=False)
         _exit_if_strict(letta.problems, strict)
         return
     built = build_context(agent, rev)
