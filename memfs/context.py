@@ -16,7 +16,7 @@ skips files it cannot read.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
@@ -301,18 +301,16 @@ def build_letta_context(
     in Letta (it reads ``git ls-tree``, not memfs's layout); a root ``MEMORY.md`` makes it v2.
     With ``metadata``, ``<memory_metadata>`` follows, as in Letta's ``compileLocalSystemPrompt``.
     """
-    listing, problems = _letta_listing(agent, rev)
-    paths = [path for path, _ in listing]
+    paths, read, problems = _letta_listing(agent, rev)
     v2 = "MEMORY.md" in paths
     all_paths = set(paths)
     files: list[LettaFile] = []
-    for path, read in listing:
+    for path in paths:
         label = path.removesuffix(".md")
-        wanted = not v2 or "/" not in path or _is_child_index(path, all_paths)
-        if not wanted:
-            files.append(LettaFile(path, label, "", "", ""))
+        if v2 and "/" in path and not _is_child_index(path, all_paths):
+            files.append(LettaFile(path, label, "", "", ""))  # listed, never read (v2)
             continue
-        data = read()
+        data = read(path)
         if data is None:
             continue  # Letta's git show failed: the file is skipped
         files.append(_letta_file(path, data, problems))
@@ -339,10 +337,11 @@ def inject_core_memory(system_prompt: str, core_memory: str) -> str:
     return system_prompt.replace(CORE_MEMORY_VARIABLE, core_memory)
 
 
-def _letta_listing(agent: Agent, rev: str | None) -> tuple[list[tuple[str, Any]], list[Problem]]:
-    """The ``.md`` paths Letta's ``git ls-tree -r --name-only`` gives, in git's order, each
-    with a function reading it (None where Letta's ``git show`` would fail)."""
-    quote_non_ascii = _git_quotes_non_ascii(agent)
+def _letta_listing(
+    agent: Agent, rev: str | None
+) -> tuple[list[str], Callable[[str], bytes | None], list[Problem]]:
+    """The ``.md`` paths Letta's ``git ls-tree -r --name-only`` gives, in git's order; a
+    function reading one (None where Letta's ``git show`` would fail); problems found."""
     problems: list[Problem] = []
     history = agent.history
     if rev is not None:
@@ -350,43 +349,34 @@ def _letta_listing(agent: Agent, rev: str | None) -> tuple[list[tuple[str, Any]]
         unborn = rev == "HEAD" and history.head() is None
         tree = {} if unborn else history.tree_of(history.resolve(rev))
         blobs = {path: entry.sha for path, entry in tree.items() if entry.mode != GITLINK_MODE}
+        paths = list(tree)
 
-        def at_rev(path: str) -> bytes | None:
-            sha = blobs.get(path)
-            return history.blob(sha) if sha is not None else None
+        def read_file(path: str) -> bytes | None:
+            return history.blob(blobs[path]) if path in blobs else None
 
-        reader, paths = at_rev, list(tree)
     else:
+        # git's tree order is the order of the paths' bytes.
+        paths = sorted(agent.worktree_files(), key=lambda p: p.encode("utf-8", "surrogateescape"))
 
-        def on_disk(path: str) -> bytes | None:
+        def read_file(path: str) -> bytes | None:
             try:
                 return read_inside(agent.root, path)
             except (OSError, UnsafePathError):
                 problems.append(Problem(path, 1, "could not be read (left out)"))
                 return None
 
-        reader = on_disk
-        paths = sorted(agent.worktree_files(), key=lambda p: p.encode("utf-8", "surrogateescape"))
+    def read(path: str) -> bytes | None:
+        data = read_file(path)
+        if data is not None and len(data) > LETTA_MAX_FILE_BYTES:
+            problems.append(Problem(path, 1, "over 1 MiB: Letta Code leaves it out of the prompt"))
+            return None
+        return data
+
+    quote_non_ascii = _git_quotes_non_ascii(agent)
     existing = set(paths)
-    listing: list[tuple[str, Any]] = []
-    for path in paths:
-        listed = _as_listed(path, quote_non_ascii)
-        if not listed.endswith(".md"):
-            continue
-        if listed not in existing:
-            continue  # git show of a name git quoted or trimmed fails
-
-        def read(listed: str = listed) -> bytes | None:
-            data = reader(listed)
-            if data is not None and len(data) > LETTA_MAX_FILE_BYTES:
-                problems.append(
-                    Problem(listed, 1, "over 1 MiB: Letta Code leaves it out of the prompt")
-                )
-                return None
-            return data
-
-        listing.append((listed, read))
-    return listing, problems
+    # A name git quotes never ends in .md; one Letta trims is not found by git show.
+    listed = [_as_listed(path, quote_non_ascii) for path in paths]
+    return [path for path in listed if path.endswith(".md") and path in existing], read, problems
 
 
 def _as_listed(path: str, quote_non_ascii: bool) -> str:
@@ -409,8 +399,9 @@ def _git_quotes_non_ascii(agent: Agent) -> bool:
         value = agent.history.repo.get_config_stack().get((b"core",), b"quotepath")
     except KeyError:
         return True
-    text = value.decode("utf-8", "replace").strip().lower() if isinstance(value, bytes) else ""
-    return text not in ("false", "no", "off", "0", "")
+    if not isinstance(value, bytes):
+        return True  # a bare "quotepath" line means true
+    return value.decode("utf-8", "replace").strip().lower() not in ("false", "no", "off", "0", "")
 
 
 def _is_child_index(path: str, all_paths: set[str]) -> bool:
