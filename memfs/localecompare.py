@@ -13,9 +13,8 @@ tertiary (case, compatibility forms). Checked against node (ICU 78) in
 tests/test_context_letta.py: exact for ASCII, Latin letters with accents, ``ß æ œ ł ø đ ð þ``
 and dotless i, compatibility forms (``ﬁ ² ½ Ⅻ``), digits of every script (Arabic-Indic one
 equals ``1``), and the order of scripts (Latin, Greek, Cyrillic, Hebrew, Arabic, Hangul, kana,
-Han). Approximate: the relative order of non-ASCII punctuation and symbols among themselves
-(placed beside the ASCII mark of the same kind), and contractions of languages that ICU's root
-order does not hold anyway.
+Han), and of ASCII and the common non-ASCII punctuation and symbols (``_MARKS_IN_ORDER``).
+Approximate: rarer punctuation and symbols (placed after a common mark of the same kind).
 """
 
 from __future__ import annotations
@@ -23,25 +22,46 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-# ICU root order of printable ASCII punctuation and symbols (letters and digits come after).
-_ASCII_MARKS = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
+# ICU's root order of ASCII punctuation and symbols and of the common non-ASCII ones (typographic
+# quotes and dashes, bullets, Latin-1 signs, arrows, check marks, currencies), taken from node.
+_MARKS_IN_ORDER = (
+    " _-\u2010\u2012\u2013\u2014\u2015\u2053,;\u204f:!\u00a1?\u00bf\u203d.\u00b7\u2055\u2056"
+    "\u2058\u2059\u205a\u205b\u205c\u205d\u205e'\u2018\u2019\u201a\u201b\u2039\u203a\"\u201c"
+    "\u201d\u201e\u201f\u00ab\u00bb()[]{}\u2045\u2046\u2016\u00a7\u00b6\u204b@*\u204e\u2051/"
+    "\\&\u204a#%\u2030\u2031\u2020\u2021\u2022\u2023\u2027\u2043\u204c\u204d\u2032\u2035"
+    "\u2038\u203b\u203f\u2054\u2040\u2050\u2041\u2042`^\u00b0\u00a9\u00ae\u2190\u2192\u2191"
+    "\u2193\u2194\u21d2+\u00b1\u00f7\u00d7<=>\u00ac|\u00a6~\u2212\u2052\u2044\u221e\u2264"
+    "\u2265\u25a0\u25a1\u25b6\u25cb\u25cf\u2605\u2606\u2705\u2713\u2714\u2717\u274c\u2764"
+    "\u2b50\u00a4\u00a2$\u00a3\u00a5\u20a0\u20a1\u20a2\u20a3\u20a4\u20a5\u20a6\u20a9\u20aa"
+    "\u20ab\u20ac\u20ad\u20ae\u20af\u20b0\u20b1\u20b2\u20b3\u20b4\u20b5\u20b6\u20b7\u20b8"
+    "\u20b9\u20ba\u20bb\u20bc\u20bd\u20be\u20bf\u20c0"
+)
+# Quotes ICU weighs as the ASCII quote with a secondary difference, in this order.
+_QUOTE_VARIANTS = ("'\u2018\u2019\u201a\u201b", '"\u201c\u201d\u201e\u201f')
+_MARK_RANK = {char: rank for rank, char in enumerate(_MARKS_IN_ORDER)}
+_MARK_SECONDARY: dict[str, int] = {}
+for _quotes in _QUOTE_VARIANTS:
+    for _index, _quote in enumerate(_quotes):
+        _MARK_RANK[_quote] = _MARK_RANK[_quotes[0]]
+        _MARK_SECONDARY[_quote] = _index
 _WHITESPACE = "\t\n\x0b\x0c\r"
-# Where a non-ASCII mark of each Unicode category sorts: just after this ASCII mark.
+# Where another mark of each Unicode category sorts: just after this one (emoji, for one, come
+# after the symbols above and before the currencies).
 _ANCHOR_BY_CATEGORY = {
     "Zs": " ",
     "Zl": " ",
     "Zp": " ",
     "Pc": "_",
-    "Pd": "-",
-    "Ps": '"',
-    "Pe": '"',
-    "Pi": '"',
-    "Pf": '"',
-    "Po": ".",
-    "Sm": "+",
+    "Pd": "\u2053",
+    "Ps": "}",
+    "Pe": "}",
+    "Pi": "\u00bb",
+    "Pf": "\u00bb",
+    "Po": "\u2042",
+    "Sm": "\u2265",
     "Sk": "^",
-    "So": "~",
-    "Sc": "$",
+    "So": "\u2b50",
+    "Sc": "\u20c0",
 }
 # Latin letters ICU treats as a base letter with a secondary difference (d < đ < ð < e).
 _SECONDARY_LETTERS = {"đ": ("d", 1), "ð": ("d", 2), "ł": ("l", 1), "ø": ("o", 1)}
@@ -108,7 +128,7 @@ def _elements(char: str) -> tuple[Element, ...]:
     if folded in _SECONDARY_LETTERS:
         base, secondary = _SECONDARY_LETTERS[folded]
         return ((_latin(base), 0, case), (None, secondary, None))
-    return (((*_primary(folded, category),), 0, case),)
+    return ((_primary(folded, category), _MARK_SECONDARY.get(folded, 0), case),)
 
 
 def _latin(letter: str) -> Weight:
@@ -120,13 +140,13 @@ def _primary(char: str, category: str) -> Weight:
         return _latin(char)
     if char in _OWN_LETTERS:
         return (_LETTER_BAND, 0, *_OWN_LETTERS[char])
-    if char in _ASCII_MARKS:
-        return (_MARK_BAND, _ASCII_MARKS.index(char) * 2)
+    if char in _MARK_RANK:
+        return (_MARK_BAND, _MARK_RANK[char], 0)
     if category == "Nd":
         return (_DIGIT_BAND, unicodedata.decimal(char))
     if category[0] in "PSZ" or char == "\x85":
-        anchor = " " if char == "\x85" else _ANCHOR_BY_CATEGORY.get(category, "~")
-        return (_MARK_BAND, _ASCII_MARKS.index(anchor) * 2 + 1, ord(char))
+        anchor = " " if char == "\x85" else _ANCHOR_BY_CATEGORY.get(category, "\u2b50")
+        return (_MARK_BAND, _MARK_RANK[anchor], 1, ord(char))
     if category[0] == "N":
         return (_DIGIT_BAND, 10, ord(char))
     return (_LETTER_BAND, _script_group(ord(char)), ord(char))

@@ -153,9 +153,18 @@ ICU_ORDER = [
 ]  # fmt: skip
 
 
+# Typographic marks in file names: dashes, quotes, bullets, emoji, currencies (node's order).
+ICU_MARKS_ORDER = [
+    "a-b", "a\u2013b", "a\u2014b", "a\u2026", "a.b", "a\u00b7b", "a's", "a\u2018s", "a\u2019s",
+    'a"q"', "a\u201cq\u201d", "a\u2022b", "a\u00a9", "a\u2192b", "a\u00b1", "a\u2705",
+    "a\U0001f600", "a\U0001f680", "a$", "a\u20ac", "ab",
+]  # fmt: skip
+
+
 def test_collation_key_orders_as_localecompare() -> None:
-    shuffled = sorted(ICU_ORDER, key=lambda text: text.encode()[::-1])
-    assert sorted(shuffled, key=collation_key) == ICU_ORDER
+    for expected in (ICU_ORDER, ICU_MARKS_ORDER):
+        shuffled = sorted(expected, key=lambda text: text.encode()[::-1])
+        assert sorted(shuffled, key=collation_key) == expected
     assert collation_key("x\u200by") == collation_key("xy"), "format characters are ignored"
     assert collation_key("e\u0301") == collation_key("é"), "canonically equal strings are equal"
     assert collation_key("\u0661") == collation_key("1"), "digits of every script are digits"

@@ -105,6 +105,16 @@ def test_tricky_repos_render_as_letta_code_renders_them(
 def test_non_ascii_labels_with_quote_path_off(letta_code: LettaCode, tmp_path: Path) -> None:
     """With core.quotePath off git lists non-ASCII names as they are, and Letta sorts them."""
     names = ["éclair", "eclair", "Eclair", "ábc", "abd", "Ωmega", "日本", "zeta", "ß", "ss", "æon"]
+    names += [
+        "a\u2013b",
+        "a-b",
+        "it\u2019s",
+        "it's",
+        "\u201cq\u201d",
+        "\u2022 b",
+        "\U0001f600",
+        "\u20acuro",
+    ]
     files = {f"system/{name}.md": f"---\ndescription: {name}\n---\n{name}" for name in names}
     files |= {f"reference/{name}.md": "x" for name in names}
     repo = committed_repo(tmp_path / "memory", files, quote_path=False)
