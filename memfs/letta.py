@@ -114,6 +114,12 @@ def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise AgentFileError(str(path), "it is a folder") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise AgentFileError(str(path), f"not valid JSON ({error})") from error
+    if isinstance(data, dict) and "core_memory" in data and "agents" not in data:
+        raise AgentFileError(
+            str(path),
+            "it is in Letta's first agent file schema (one agent with 'core_memory'), which "
+            "memfs does not import: export the agent again from a current Letta server",
+        )
     if not isinstance(data, dict) or not isinstance(data.get("agents"), list):
         raise AgentFileError(str(path), "it has no 'agents' list")
     if not data["agents"]:

@@ -103,6 +103,7 @@ def test_double_encoded_files_are_read() -> None:
         ("{not json", "not valid JSON"),
         ('{"blocks": []}', "it has no 'agents' list"),
         ('{"agents": []}', "its 'agents' list is empty"),
+        ('{"name": "old", "core_memory": []}', "it is in Letta's first agent file schema"),
         ('{"agents": [1]}', "an entry of 'agents' is not an object"),
         ('"just a string"', "not valid JSON"),
         ('"[1, 2]"', "it has no 'agents' list"),
