@@ -345,23 +345,28 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path: Path, team_file: 
     document["blocks"].append(block("block-9", "system/human", "clash"))
     document["agents"][0]["block_ids"].append("block-9")
     write(tmp_path, "clash.af", json.dumps(document))
+    write(tmp_path, "old.af", json.dumps({"name": "old", "core_memory": []}))
     cases = [
         (
             ("import-af", "clash.af", "out"),
+            1,
             "blocks 'human' and 'system/human' would both be the memory file system/human.md",
         ),
         (
             ("import-af", "team.af", "out", "--agent", "nobody"),
+            1,
             "it holds no agent named 'nobody' (it holds 'main', 'main-sleeptime')",
         ),
-        (("export-af", "nowhere", "-o", "x.af"), "nowhere"),
+        (("import-af", "old.af", "out"), 1, "it is in Letta's first agent file schema"),
+        (("import-af", "none.af", "out"), 1, "none.af is not a usable Letta Agent File: no such"),
+        (("export-af", "nowhere", "-o", "x.af"), 3, "nowhere"),
     ]
-    for args, message in cases:
+    for args, code, message in cases:
         run = memfs_cli(*args, cwd=tmp_path)
-        assert run.returncode in (1, 3), (args, run.returncode, run.stderr)
+        assert run.returncode == code, (args, run.returncode, run.stderr)
         assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
         assert "Traceback" not in run.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clash.af", "team.af"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clash.af", "old.af", "team.af"]
     (tmp_path / "full").mkdir()
     write(tmp_path / "full", "main/keep.txt", "mine")
     run = memfs_cli("import-af", "team.af", "full", cwd=tmp_path)
@@ -377,3 +382,22 @@ def test_cli_agent_option_imports_one(tmp_path: Path, team_file: Path) -> None:
     agent = memfs.open(tmp_path / "sleepy")
     with agent:
         assert sorted(agent.memory) == ["system/human", "system/persona", "system/sleep_notes"]
+
+
+def test_agents_from_different_imports_are_not_exported_as_one(
+    tmp_path: Path, team_file: Path, agent: memfs.Agent
+) -> None:
+    with (
+        import_agent_file(team_file, tmp_path / "one") as one,
+        import_agent_file(team_file, tmp_path / "two") as two,
+    ):
+        with pytest.raises(AgentFileExportError, match=r"imported from different \.af files"):
+            export_agent_files([one.agents[0], two.agents[1]], tmp_path / "x.af")
+        with (
+            pytest.raises(AgentFileExportError, match="are the same agent of the"),
+            memfs.open(one.agents[0].root) as again,
+        ):
+            export_agent_files([one.agents[0], again], tmp_path / "x.af")
+        with pytest.raises(AgentFileExportError, match=r"was not imported from an \.af file"):
+            export_agent_files([one.agents[0], agent], tmp_path / "x.af")
+    assert not (tmp_path / "x.af").exists()
