@@ -28,8 +28,8 @@ def blocks_of(document: dict) -> list[tuple]:
 def assert_letta_accepts(root: Path) -> None:
     """Every Markdown file under system/ passes Letta's pre-commit hook rules for a new file.
 
-    memfs.lettafm ports the hook; tests/lettacode.py (Letta Code's own code run with node)
-    replaces it here once it is on main.
+    memfs.lettafm's port of the hook, so these round trips run without node; the same files
+    go through Letta Code's own hook and reader in tests/test_af_lettacode.py.
     """
     for file in sorted((root / "system").rglob("*.md")):
         path = file.relative_to(root).as_posix()
