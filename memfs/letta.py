@@ -124,11 +124,29 @@ def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise AgentFileError(str(path), "it has no 'agents' list")
     if not data["agents"]:
         raise AgentFileError(str(path), "its 'agents' list is empty")
-    if not all(isinstance(agent, dict) for agent in data["agents"]):
-        raise AgentFileError(str(path), "an entry of 'agents' is not an object")
-    if not isinstance(data.get("blocks", []), list):
-        raise AgentFileError(str(path), "'blocks' is not a list")
+    why = _shape_problem(data)
+    if why:
+        raise AgentFileError(str(path), why)
     return data
+
+
+def _shape_problem(data: dict[str, Any]) -> str:
+    """What in the document's shape import and export could not work with ('' if nothing)."""
+    for key in ("blocks", "groups", "mcp_servers"):
+        if data.get(key) is not None and not isinstance(data[key], list):
+            return f"'{key}' is not a list"
+    for agent in data["agents"]:
+        if not isinstance(agent, dict):
+            return "an entry of 'agents' is not an object"
+        ids = agent.get("block_ids")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            return f"agent {agent.get('name')!r} has 'block_ids' that are not a list of ids"
+    for block in data.get("blocks") or []:
+        if not isinstance(block, dict):
+            return "an entry of 'blocks' is not an object"
+        if "id" in block and not isinstance(block["id"], str):
+            return f"block {block.get('label')!r} has an id that is not text"
+    return ""
 
 
 def block_path(label: str) -> str | None:
@@ -303,6 +321,8 @@ def _plan_blocks(
         label = block.get("label")
         if not isinstance(label, str):
             raise AgentFileError(source, f"block {block_id!r} has no label")
+        if not isinstance(block.get("value"), str):
+            raise AgentFileError(source, f"block {label!r} has no text value")
         path = block_path(label)
         if path is None:
             raise AgentFileError(
@@ -532,13 +552,39 @@ def _read_sidecar(agent: Agent) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError) as error:
         raise AgentFileError(SIDECAR, f"not valid JSON ({error})") from error
     if isinstance(data, dict) and FORMAT_KEY in data:
-        document = data.get("document")
-        if not isinstance(document, dict) or not isinstance(document.get("agents"), list):
-            raise AgentFileError(str(agent.root / SIDECAR), "it has no 'agents' list")
+        why = _sidecar_problem(data)
+        if why:
+            raise AgentFileError(str(agent.root / SIDECAR), why)
         return data
     if not isinstance(data, dict) or not isinstance(data.get("agents"), list):
         raise AgentFileError(str(agent.root / SIDECAR), "it has no 'agents' list")
     return data
+
+
+def _sidecar_problem(data: dict[str, Any]) -> str:
+    """What makes a format-2 sidecar unusable ('' if nothing): it was edited by hand."""
+    document = data.get("document")
+    if not isinstance(document, dict) or not isinstance(document.get("agents"), list):
+        return "it has no 'agents' list"
+    why = _shape_problem(document) if document["agents"] else "its 'agents' list is empty"
+    if why:
+        return why
+    index = data.get("agent_index")
+    if not isinstance(index, int) or not 0 <= index < len(document["agents"]):
+        return "its 'agent_index' names no agent"
+    files = data.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and isinstance(entry.get("written"), dict)
+        for entry in files.values()
+    ):
+        return "its 'files' are not a map of block ids to files"
+    if not isinstance(data.get("source"), str) or not isinstance(
+        data.get("secrets_left_out", []), list
+    ):
+        return "its 'source' or 'secrets_left_out' is damaged"
+    return ""
 
 
 def _new_document(agent: Agent) -> dict[str, Any]:
@@ -721,10 +767,7 @@ def _keep_groups(document: dict[str, Any], warnings: list[str]) -> None:
     present = {data.get("id") for data in document["agents"]}
     kept = []
     for group in document.get("groups") or []:
-        members = set(group.get("agent_ids") or []) if isinstance(group, dict) else set()
-        manager = (group.get("manager_config") or {}) if isinstance(group, dict) else {}
-        if isinstance(manager, dict) and manager.get("manager_agent_id"):
-            members.add(manager["manager_agent_id"])
+        members = _group_members(group)
         if members <= present:
             kept.append(group)
         else:
@@ -734,6 +777,18 @@ def _keep_groups(document: dict[str, Any], warnings: list[str]) -> None:
             )
     if "groups" in document:
         document["groups"] = kept
+
+
+def _group_members(group: Any) -> set[Any]:
+    """The agent ids a group names (its agents and its manager)."""
+    if not isinstance(group, dict):
+        return set()
+    agent_ids = group.get("agent_ids")
+    members = {i for i in agent_ids if isinstance(i, str)} if isinstance(agent_ids, list) else set()
+    manager = group.get("manager_config")
+    if isinstance(manager, dict) and isinstance(manager.get("manager_agent_id"), str):
+        members.add(manager["manager_agent_id"])
+    return members
 
 
 def _export_legacy(agent: Agent, document: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,14 @@ def test_double_encoded_files_are_read() -> None:
         ('{"blocks": []}', "it has no 'agents' list"),
         ('{"agents": []}', "its 'agents' list is empty"),
         ('{"name": "old", "core_memory": []}', "it is in Letta's first agent file schema"),
+        ('{"agents": [{"name": "a", "block_ids": 5}]}', "agent 'a' has 'block_ids' that are not"),
+        (
+            '{"agents": [{"block_ids": ["b"]}], "blocks": [{"id": "b", "label": "h"}]}',
+            "block 'h' has no text value",
+        ),
+        ('{"agents": [{}], "blocks": [7]}', "an entry of 'blocks' is not an object"),
+        ('{"agents": [{}], "groups": {}}', "'groups' is not a list"),
+        ('{"agents": [{}], "blocks": [{"id": ["b"]}]}', "block None has an id that is not text"),
         ('{"agents": [1]}', "an entry of 'agents' is not an object"),
         ('"just a string"', "not valid JSON"),
         ('"[1, 2]"', "it has no 'agents' list"),
@@ -203,3 +211,36 @@ def test_an_agent_imported_before_exports_as_before(tmp_path: Path) -> None:
         ("human", "Ada\n", "Who", 500),
         ("projects/garden", "Tomatoes\n", "Beds", None),
     ]
+
+
+def test_odd_groups_come_back_as_they_were(tmp_path: Path) -> None:
+    document = agent_file_with([("human", "h")])
+    document["groups"] = [5, {"id": "g", "agent_ids": 3}, {"id": "h", "agent_ids": ["x"]}]
+    source = write(tmp_path, "odd.af", json.dumps(document))
+    (agent,) = import_agent_file(source, tmp_path / "agent").agents
+    exported = export_agent_file(agent, tmp_path / "out.af")
+    assert exported.document["groups"] == [5, {"id": "g", "agent_ids": 3}]
+    assert exported.warnings == [
+        "left out group 'h': it names agents not in this export (export them together to keep it)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ({"agent_index": 7}, "its 'agent_index' names no agent"),
+        ({"files": {"block-0": "system/human.md"}}, "its 'files' are not a map"),
+        ({"document": {"agents": "x"}}, "it has no 'agents' list"),
+        ({"source": None}, "its 'source' or 'secrets_left_out' is damaged"),
+    ],
+)
+def test_a_damaged_sidecar_is_one_clear_error(tmp_path: Path, damage: dict, message: str) -> None:
+    source = write(tmp_path, "in.af", json.dumps(agent_file_with([("human", "h")])))
+    (agent,) = import_agent_file(source, tmp_path / "agent").agents
+    sidecar = agent.root / ".letta/agent-file.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), **damage}))
+    result = run_cli("export-af", str(agent.root), "-o", str(tmp_path / "out.af"))
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"memfs: {sidecar} is not a usable Letta Agent File: {message}")
+    assert not (tmp_path / "out.af").exists()
