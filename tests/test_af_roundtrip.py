@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import memfs
 from memfs import lettafm
 from memfs.layout import Layout
 from memfs.letta import (
+    AgentFileError,
     AgentFileExportError,
     export_agent_file,
     export_agent_files,
@@ -401,3 +404,40 @@ def test_agents_from_different_imports_are_not_exported_as_one(
         with pytest.raises(AgentFileExportError, match=r"was not imported from an \.af file"):
             export_agent_files([one.agents[0], agent], tmp_path / "x.af")
     assert not (tmp_path / "x.af").exists()
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+LABEL = st.text(st.sampled_from("abcXYZ_-/. \\ü🌱:#'\"\r\n\t"), min_size=1, max_size=12)
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    blocks=st.lists(
+        st.tuples(LABEL, TEXT, st.none() | TEXT, st.booleans(), st.integers(0, 50)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_block_that_is_imported_comes_back_equal(
+    tmp_path_factory: pytest.TempPathFactory, blocks: list[tuple[str, str, str | None, bool, int]]
+) -> None:
+    """Whatever the label, value and description, an accepted import round-trips exactly; a
+    refused one writes nothing."""
+    tmp = tmp_path_factory.mktemp("any")
+    document = {
+        "agents": [{"id": "agent-0", "name": "any", "block_ids": []}],
+        "blocks": [],
+    }
+    for i, (label, value, description, read_only, limit) in enumerate(blocks):
+        document["blocks"].append(block(f"block-{i}", label, value, description, limit, read_only))
+        document["agents"][0]["block_ids"].append(f"block-{i}")
+    source = write(tmp, "any.af", json.dumps(document))
+    try:
+        imported = import_agent_file(source, tmp / "agent")
+    except AgentFileError:
+        assert not (tmp / "agent").exists()
+        return
+    with imported:
+        (agent,) = imported.agents
+        assert_letta_accepts(agent.root)
+        assert export_agent_file(agent, tmp / "out.af").document == document
