@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from memfs import frontmatter, lettafm, worktree
-from memfs.agent import Agent, adopt_letta_repo, init_agent
+from memfs.agent import Agent, init_agent, record_letta_identity
 from memfs.errors import MemfsError, SchemaError
+from memfs.history import History
 from memfs.ignore import IgnoreRules
 from memfs.layout import Layout
 from memfs.memory import MemoryFile, label_of
@@ -454,7 +455,10 @@ def _import_into(
             root, name=plan.name, description=description, templates=False, layout=Layout.NATIVE
         )
     else:
-        agent = adopt_letta_repo(root, plan.name, description)
+        history = History.create(root)
+        record_letta_identity(history, plan.name, Layout.LETTA_V1, description)
+        agent = Agent(root, history)
+        agent.commit(message=f"memfs: import agent {plan.name} from {Path(source).name}")
     committed = agent.history.tree_of(agent.history.head())
     missing = [p.path for p in plan.blocks if p.path not in committed]
     missing += [] if SIDECAR in committed else [SIDECAR]
