@@ -49,13 +49,15 @@ from memfs.ignore import IgnoreRules
 from memfs.layout import Layout
 from memfs.memory import MemoryFile, label_of
 from memfs.schema import is_valid_name
-from memfs.util import atomic_write
+from memfs.util import atomic_write, utc_now
 
 SIDECAR = ".letta/agent-file.json"
 FORMAT_KEY = "memfs_agent_file"
 SIDECAR_FORMAT = 2
-LEGACY_MEMORY_KEYS = ("value", "description", "limit", "read_only")  # the label stays in the stub
 PATH_KEY = "memfs_path"  # the file of a block, in sidecars written before SIDECAR_FORMAT 2
+# A document read from Letta's first .af schema carries this key until it is written back.
+FIRST_SCHEMA_KEY = "memfs_first_schema"
+FIRST_SCHEMA_LIMIT = 100000  # Letta's CORE_MEMORY_BLOCK_CHAR_LIMIT, for a block made in memfs
 # The fields a memory file carries; the sidecar has the original, used while the file's own
 # value is still the one the import wrote.
 CARRIED_FIELDS = ("description", "read_only", "limit")
@@ -116,11 +118,7 @@ def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as error:
         raise AgentFileError(str(path), f"not valid JSON ({error})") from error
     if isinstance(data, dict) and "core_memory" in data and "agents" not in data:
-        raise AgentFileError(
-            str(path),
-            "it is in Letta's first agent file schema (one agent with 'core_memory'), which "
-            "memfs does not import: export the agent again from a current Letta server",
-        )
+        data = _from_first_schema(data, str(path))
     if not isinstance(data, dict) or not isinstance(data.get("agents"), list):
         raise AgentFileError(str(path), "it has no 'agents' list")
     if not data["agents"]:
@@ -129,6 +127,38 @@ def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if why:
         raise AgentFileError(str(path), why)
     return data
+
+
+def _from_first_schema(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """A file of Letta's first agent file schema (letta/serialize_schemas/
+    pydantic_agent_schema.py: one agent, its blocks inline in ``core_memory``, no ids) as a
+    current document, marked so export writes it back in the first schema."""
+    core_memory = data["core_memory"]
+    if not isinstance(core_memory, list) or not all(isinstance(b, dict) for b in core_memory):
+        raise AgentFileError(source, "its 'core_memory' is not a list of blocks")
+    agent = {key: value for key, value in data.items() if key != "core_memory"}
+    blocks = [{**block, "id": f"block-{i}"} for i, block in enumerate(core_memory)]
+    agent["block_ids"] = [block["id"] for block in blocks]
+    return {"agents": [agent], "blocks": blocks, FIRST_SCHEMA_KEY: 1}
+
+
+def _to_first_schema(document: dict[str, Any]) -> dict[str, Any]:
+    """The exported document back in the first schema (a new block gets its required fields)."""
+    (agent,) = document["agents"]
+    agent = dict(agent)
+    by_id = {block["id"]: block for block in document.get("blocks", [])}
+    core_memory = []
+    for block_id in agent.pop("block_ids", None) or []:
+        block = {key: value for key, value in by_id[block_id].items() if key != "id"}
+        if "metadata" in block:  # made by memfs for a new file: the first schema's names
+            now = utc_now().isoformat()
+            block["metadata_"] = block.pop("metadata")
+            block.setdefault("limit", FIRST_SCHEMA_LIMIT)
+            block.update(is_template=False, template_name=None, created_at=now, updated_at=now)
+            if block.pop("read_only", False):
+                block["read_only"] = True  # not in the first schema, kept when it is set
+        core_memory.append(block)
+    return {**agent, "core_memory": core_memory}
 
 
 def _shape_problem(data: dict[str, Any]) -> str:
@@ -543,6 +573,8 @@ def export_agent_files(agents: Sequence[Agent], target: str | os.PathLike[str]) 
         result = AgentFileExport(_export_legacy(agents[0], sidecars[0] or {}))
     else:
         result = _export_set(agents, sidecars)
+    if result.document.pop(FIRST_SCHEMA_KEY, None) is not None:
+        result.document = _to_first_schema(result.document)
     data = json.dumps(result.document, indent=2, ensure_ascii=False).encode()
     atomic_write(Path(target), data)
     return result

@@ -15,7 +15,7 @@ from memfs.letta import block_path, import_agent_file, read_agent_file
 from .conftest import git, write
 from .lettacode import LettaCode, hook_verdict
 from .test_af_roundtrip import team_document
-from .test_letta import AGENT_FILES
+from .test_letta import AGENT_FILES, FIRST_SCHEMA
 
 
 def memory_files(root: Path) -> dict[str, str]:
@@ -71,7 +71,7 @@ def test_every_file_is_the_one_letta_code_writes_for_the_block(
         assert files == expected
 
 
-@pytest.mark.parametrize("source", AGENT_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", [*AGENT_FILES, FIRST_SCHEMA], ids=lambda p: p.stem)
 def test_letta_reads_each_imported_fixture_block_and_its_hook_takes_the_commit(
     letta_code: LettaCode, tmp_path: Path, source: Path
 ) -> None:

@@ -348,7 +348,7 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path: Path, team_file: 
     document["blocks"].append(block("block-9", "system/human", "clash"))
     document["agents"][0]["block_ids"].append("block-9")
     write(tmp_path, "clash.af", json.dumps(document))
-    write(tmp_path, "old.af", json.dumps({"name": "old", "core_memory": []}))
+    write(tmp_path, "old.af", json.dumps({"name": "old", "core_memory": 3}))
     cases = [
         (
             ("import-af", "clash.af", "out"),
@@ -360,7 +360,7 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path: Path, team_file: 
             1,
             "it holds no agent named 'nobody' (it holds 'main', 'main-sleeptime')",
         ),
-        (("import-af", "old.af", "out"), 1, "it is in Letta's first agent file schema"),
+        (("import-af", "old.af", "out"), 1, "its 'core_memory' is not a list of blocks"),
         (("import-af", "none.af", "out"), 1, "none.af is not a usable Letta Agent File: no such"),
         (("export-af", "nowhere", "-o", "x.af"), 3, "nowhere"),
     ]

@@ -103,7 +103,7 @@ def test_double_encoded_files_are_read() -> None:
         ("{not json", "not valid JSON"),
         ('{"blocks": []}', "it has no 'agents' list"),
         ('{"agents": []}', "its 'agents' list is empty"),
-        ('{"name": "old", "core_memory": []}', "it is in Letta's first agent file schema"),
+        ('{"name": "old", "core_memory": 3}', "its 'core_memory' is not a list of blocks"),
         ('{"agents": [{"name": "a", "block_ids": 5}]}', "agent 'a' has 'block_ids' that are not"),
         (
             '{"agents": [{"block_ids": ["b"]}], "blocks": [{"id": "b", "label": "h"}]}',
@@ -244,3 +244,29 @@ def test_a_damaged_sidecar_is_one_clear_error(tmp_path: Path, damage: dict, mess
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"memfs: {sidecar} is not a usable Letta Agent File: {message}")
     assert not (tmp_path / "out.af").exists()
+
+
+FIRST_SCHEMA = FIXTURES / "first-schema" / "deep-thought.af"
+
+
+def test_a_file_of_lettas_first_schema_comes_back_in_it(tmp_path: Path) -> None:
+    original = json.loads(FIRST_SCHEMA.read_text(encoding="utf-8"))
+    assert "core_memory" in original and "agents" not in original
+    (agent,) = import_agent_file(FIRST_SCHEMA, tmp_path / "agent").agents
+    assert sorted(agent.memory) == [
+        f"system/{b['label']}" for b in sorted(original["core_memory"], key=lambda b: b["label"])
+    ]
+    assert_letta_accepts(agent.root)
+    assert export_agent_file(agent, tmp_path / "out.af").document == original
+    write(agent.root, "system/new.md", "---\ndescription: Fresh\n---\nIdea\n")
+    exported = export_agent_file(agent, tmp_path / "edited.af").document
+    new = exported["core_memory"][-1]
+    assert "agents" not in exported and "blocks" not in exported
+    assert {k: new[k] for k in ("label", "value", "description", "metadata_", "limit")} == {
+        "label": "new",
+        "value": "Idea\n",
+        "description": "Fresh",
+        "metadata_": {},
+        "limit": 100000,
+    }
+    assert set(new) == set(original["core_memory"][0]), "the first schema's fields, no others"
