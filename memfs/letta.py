@@ -172,11 +172,16 @@ def _shape_problem(data: dict[str, Any]) -> str:
         ids = agent.get("block_ids")
         if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
             return f"agent {agent.get('name')!r} has 'block_ids' that are not a list of ids"
+    ids: set[str] = set()
     for block in data.get("blocks") or []:
         if not isinstance(block, dict):
             return "an entry of 'blocks' is not an object"
         if "id" in block and not isinstance(block["id"], str):
             return f"block {block.get('label')!r} has an id that is not text"
+        if "id" in block:
+            if block["id"] in ids:
+                return f"two blocks have the id {block['id']!r}"
+            ids.add(block["id"])
     return ""
 
 
@@ -354,36 +359,8 @@ def _plan_blocks(
             raise AgentFileError(source, f"block {block_id!r} has no label")
         if not isinstance(block.get("value"), str):
             raise AgentFileError(source, f"block {label!r} has no text value")
-        path = block_path(label)
-        if path is None:
-            raise AgentFileError(
-                source,
-                f"block {label!r} cannot be the memory file system/{label}.md: a '.' or '..' "
-                "in its path (Letta writes no file for it)",
-            )
-        refused = worktree.name_refusal(path) or (
-            "memfs leaves such files out (see .memfsignore)" if rules.is_ignored(path) else ""
-        )
-        if refused:
-            raise AgentFileError(
-                source, f"block {label!r} cannot be the memory file {path}: {refused}"
-            )
-        folded = path.casefold()
-        same = labels_by_path.get(folded)
-        if same is not None:
-            raise AgentFileError(
-                source,
-                f"blocks {same!r} and {label!r} would both be the memory file {path}: "
-                "rename one in the .af file",
-            )
-        for other_path, other in labels_by_path.items():
-            if other_path.startswith(folded + "/") or folded.startswith(other_path + "/"):
-                raise AgentFileError(
-                    source,
-                    f"blocks {other!r} and {label!r} would be a file and a folder of the same "
-                    "name: rename one in the .af file",
-                )
-        labels_by_path[folded] = label
+        path = _file_of(label, rules, labels_by_path, source)
+        labels_by_path[path.casefold()] = label
         content = _render_block(block, label, layout).encode()
         if len(content) > worktree.DEFAULT_MAX_FILE_SIZE:
             raise AgentFileError(
@@ -395,6 +372,42 @@ def _plan_blocks(
         written = _carried(MemoryFile(root, path, content, layout))
         planned.append(_PlannedBlock(block, path, content, written))
     return planned
+
+
+def _file_of(label: str, rules: IgnoreRules, labels_by_path: dict[str, str], source: str) -> str:
+    """The memory file of the block ``label``; AgentFileError if memfs cannot keep it whole.
+
+    ``labels_by_path``: the labels already placed, by case-folded path (two blocks in one
+    file, or a file and a folder of one name, would lose one on a case-insensitive disk too).
+    """
+    path = block_path(label)
+    if path is None:
+        raise AgentFileError(
+            source,
+            f"block {label!r} cannot be the memory file system/{label}.md: a '.' or '..' "
+            "in its path (Letta writes no file for it)",
+        )
+    refused = worktree.name_refusal(path) or (
+        "memfs leaves such files out (see .memfsignore)" if rules.is_ignored(path) else ""
+    )
+    if refused:
+        raise AgentFileError(source, f"block {label!r} cannot be the memory file {path}: {refused}")
+    folded = path.casefold()
+    same = labels_by_path.get(folded)
+    if same is not None:
+        raise AgentFileError(
+            source,
+            f"blocks {same!r} and {label!r} would both be the memory file {path}: "
+            "rename one in the .af file",
+        )
+    for other_path, other in labels_by_path.items():
+        if other_path.startswith(folded + "/") or folded.startswith(other_path + "/"):
+            raise AgentFileError(
+                source,
+                f"blocks {other!r} and {label!r} would be a file and a folder of the same "
+                "name: rename one in the .af file",
+            )
+    return path
 
 
 def _warn_over_limit(

@@ -112,6 +112,7 @@ def test_double_encoded_files_are_read() -> None:
         ('{"agents": [{}], "blocks": [7]}', "an entry of 'blocks' is not an object"),
         ('{"agents": [{}], "groups": {}}', "'groups' is not a list"),
         ('{"agents": [{}], "blocks": [{"id": ["b"]}]}', "block None has an id that is not text"),
+        ('{"agents": [{}], "blocks": [{"id": "b"}, {"id": "b"}]}', "two blocks have the id 'b'"),
         ('{"agents": [1]}', "an entry of 'agents' is not an object"),
         ('"just a string"', "not valid JSON"),
         ('"[1, 2]"', "it has no 'agents' list"),
