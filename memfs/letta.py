@@ -646,30 +646,10 @@ def _new_document(agent: Agent) -> dict[str, Any]:
 
 def _export_set(agents: Sequence[Agent], sidecars: list[dict[str, Any] | None]) -> AgentFileExport:
     """Agents with format-2 sidecars from one import, as one document."""
-    for agent, sidecar in zip(agents, sidecars, strict=True):
-        if sidecar is None or FORMAT_KEY not in sidecar:
-            raise AgentFileExportError(
-                f"{agent.root} was not imported from an .af file by this memfs version: "
-                "export it on its own"
-            )
-    sources = {str(s["source"]) for s in sidecars if s is not None}
-    if len(sources) > 1:
-        raise AgentFileExportError(
-            "these agents were imported from different .af files: export them one at a time"
-        )
-    first = sidecars[0]
-    assert first is not None
+    chosen = _by_index(agents, sidecars)
+    first = chosen[min(chosen)][1]
     document = copy.deepcopy(first["document"])
     originals = document["agents"]
-    chosen: dict[int, tuple[Agent, dict[str, Any]]] = {}
-    for agent, sidecar in zip(agents, sidecars, strict=True):
-        assert sidecar is not None
-        index = int(sidecar["agent_index"])
-        if index in chosen:
-            raise AgentFileExportError(
-                f"{chosen[index][0].root} and {agent.root} are the same agent of the .af file"
-            )
-        chosen[index] = (agent, sidecar)
     result = AgentFileExport(document, warnings=[])
     blocks_by_id = {b.get("id"): b for b in document.get("blocks", []) if isinstance(b, dict)}
     built: dict[Any, _BuiltBlock] = {}
@@ -689,33 +669,64 @@ def _export_set(agents: Sequence[Agent], sidecars: list[dict[str, Any] | None]) 
             if secret not in result.secrets_left_out:
                 result.secrets_left_out.append(secret)
     document["agents"] = [originals[i] for i in sorted(chosen)]
-    kept_ids = {i for data in document["agents"] for i in data.get("block_ids") or []}
     everyone = len(chosen) == len(originals)
+    owned = {block_id for _, sidecar in chosen.values() for block_id in sidecar["files"]}
+    document["blocks"] = _blocks_in_order(document, originals, built, owned, everyone, result)
+    document["blocks"] += new_blocks
+    _keep_groups(document, result.warnings)
+    return result
+
+
+def _by_index(
+    agents: Sequence[Agent], sidecars: list[dict[str, Any] | None]
+) -> dict[int, tuple[Agent, dict[str, Any]]]:
+    """Each agent with its sidecar, by its place in the .af file; refuses what is not one set."""
+    chosen: dict[int, tuple[Agent, dict[str, Any]]] = {}
+    for agent, sidecar in zip(agents, sidecars, strict=True):
+        if sidecar is None or FORMAT_KEY not in sidecar:
+            raise AgentFileExportError(
+                f"{agent.root} was not imported from an .af file by this memfs version: "
+                "export it on its own"
+            )
+        index = int(sidecar["agent_index"])
+        if index in chosen:
+            raise AgentFileExportError(
+                f"{chosen[index][0].root} and {agent.root} are the same agent of the .af file"
+            )
+        chosen[index] = (agent, sidecar)
+    if len({str(sidecar["source"]) for _, sidecar in chosen.values()}) > 1:
+        raise AgentFileExportError(
+            "these agents were imported from different .af files: export them one at a time"
+        )
+    return chosen
+
+
+def _blocks_in_order(
+    document: dict[str, Any],
+    originals: list[dict[str, Any]],
+    built: dict[Any, _BuiltBlock],
+    owned: set[str],
+    everyone: bool,
+    result: AgentFileExport,
+) -> list[Any]:
+    """The document's blocks in their order: each exported agent's as its files hold them now,
+    blocks no agent uses kept whole when every agent is exported (else said), no others."""
+    kept_ids = {i for data in document["agents"] for i in data.get("block_ids") or []}
+    used = {i for data in originals for i in data.get("block_ids") or []}
     blocks = []
     for block in document.get("blocks", []):
         block_id = block.get("id") if isinstance(block, dict) else None
         if block_id in built:
             if block_id in kept_ids:
                 blocks.append(built[block_id].block)
-        elif block_id in kept_ids or (everyone and not _owned(block_id, sidecars)):
+        elif block_id in kept_ids or (everyone and str(block_id) not in owned):
             blocks.append(block)
-        elif not _owned(block_id, [first]) and not _in_any_agent(block_id, originals):
+        elif block_id not in used and str(block_id) not in owned:
             result.warnings.append(
                 f"left out block {block.get('label')!r}: no agent of the .af file uses it "
                 "(export all of them together to keep it)"
             )
-    document["blocks"] = blocks + new_blocks
-    _keep_groups(document, result.warnings)
-    return result
-
-
-def _in_any_agent(block_id: Any, agents: list[dict[str, Any]]) -> bool:
-    return any(block_id in (data.get("block_ids") or []) for data in agents)
-
-
-def _owned(block_id: Any, sidecars: list[dict[str, Any] | None]) -> bool:
-    """Whether some agent's folder holds ``block_id`` as a file (else it is kept whole)."""
-    return any(sidecar is not None and str(block_id) in sidecar["files"] for sidecar in sidecars)
+    return blocks
 
 
 @dataclass
