@@ -37,7 +37,8 @@ def import_af(
     \b
     Examples:
       memfs import-af customer_service.af ~/agents/support
-      memfs import-af team.af ~/agents --agent main
+      memfs import-af team.af ~/agents/team      # team/main, team/main-sleeptime
+      memfs import-af team.af ~/agents/main --agent main
     """
     from memfs.letta import import_agent_file
 
