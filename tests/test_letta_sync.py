@@ -621,3 +621,24 @@ def test_the_servers_edit_of_a_read_only_block_comes_through_a_merge(tmp_path: P
     merged = tree(agent)
     assert merged["system/rules.md"] == (RULES + "Rebase often.\n").encode()
     assert merged["reference/notes.md"] == (NOTES + "- memfs's note\n").encode()
+
+
+def test_a_letta_clone_killed_midway_is_refused_then_finished(tmp_path: Path) -> None:
+    """A stopped clone of a Letta repo is marked unfinished like any (its [memfs] identity
+    is written before its files): refused by other commands, finished by the same clone."""
+    url, _ = published(tmp_path, V1_FILES)
+    killed = subprocess.run(
+        [sys.executable, "-m", "memfs", "clone", url, "garden"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEMFS_CRASH_AT": "checkout.finish"},
+    )
+    assert killed.returncode != 0
+    status = memfs_cli("status", cwd=tmp_path / "garden")
+    assert status.returncode == 3 and "unfinished checkout" in status.stderr
+    finished = memfs_cli("clone", url, "garden", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    agent = memfs.open(tmp_path / "garden")
+    assert agent.layout is Layout.LETTA_V1 and agent.status().clean
+    assert tree(agent) == {path: text.encode() for path, text in V1_FILES.items()}
