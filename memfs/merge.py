@@ -23,6 +23,7 @@ stays at the path.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ class _Merger:
         kind = "content" if base is not None else "add/add"
         if texts is None:
             kind = "binary"
-        if self.letta is not None and self.letta.flag_differs(path, new, old):
+        if letta is not None and letta.flag_differs(path, new, old):
             self._keep_head(path, kind, ours, old if ours is new else new)
             return
         self._resolve(path, kind, new, old, texts)
@@ -204,7 +205,7 @@ class _Merger:
         if policy == "markers" and texts is None:
             policy = "copy"  # markers cannot go into a binary file or a symlink
         if policy == "markers" and self.letta is not None and self.letta.reads(path):
-            policy = "copy"  # never markers in a file Letta reads: its hook and prompt would
+            policy = "copy"  # markers would reach Letta's prompt, its server and its hook
         if policy in ("ours", "theirs"):
             take_newer = (policy == "ours") == self.ours_is_newer
             files[path] = new if take_newer else old
@@ -307,8 +308,6 @@ def _read_only_value(text: str | None) -> str:
 
 
 def _json_object(data: bytes) -> bool:
-    import json
-
     try:
         return isinstance(json.loads(data), dict)
     except ValueError:
