@@ -56,9 +56,9 @@ class LettaDocument:
 
     ``fields`` are the front matter values as Letta's reader gives them (strings, lists for
     ``- item`` lines under an empty key); ``body`` is the text after the closing fence exactly as
-    written (memfs's value); ``letta_value`` is the body as Letta's reader returns it (trimmed),
-    which is what its prompt shows. ``has_front_matter`` is False when Letta finds none (the
-    whole text is then the body).
+    written (memfs's value); ``letta_value`` is the body as Letta's reader returns it (trimmed
+    when there is front matter), which is what its prompt shows. ``has_front_matter`` is False
+    when Letta finds none (the whole text is then the body).
     """
 
     fields: dict[str, FieldValue]
@@ -69,7 +69,9 @@ class LettaDocument:
 
     @property
     def letta_value(self) -> str:
-        return js_trim(normalize_newlines(self.body))
+        """The body as Letta's reader returns it: trimmed after front matter, else untouched."""
+        body = normalize_newlines(self.body)
+        return js_trim(body) if self.has_front_matter else body
 
     def text(self, key: str) -> str | None:
         """A field as a string (a list field is not one), or None when absent."""

@@ -275,8 +275,11 @@ class MemoryFile:
 
     def _over_limit_problem(self) -> Problem:
         """``limit`` is legacy and advisory (as in Letta): over it is a warning, never an error."""
-        lines = key_lines(self._document.front_matter or "") if not self.letta else {}
-        line = 2 + lines["limit"] if "limit" in lines else 1
+        if self.letta:
+            line = self._line_naming("'limit'")
+        else:
+            lines = key_lines(self._document.front_matter or "")
+            line = 2 + lines["limit"] if "limit" in lines else 1
         return Problem(
             self.path,
             line,

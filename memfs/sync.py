@@ -41,6 +41,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.history import History
+from memfs.layout import V2_MARKER, Layout
 from memfs.merge import POLICIES, Conflict, Policy, Side, merge
 from memfs.remotes import (
     Remote,
@@ -48,6 +49,7 @@ from memfs.remotes import (
     add_remote,
     check_outside,
     get_remote,
+    letta_mirror,
     list_remotes,
     open_remote,
     redact,
@@ -93,6 +95,8 @@ class SyncReport:
     remotes: list[RemoteOutcome] = field(default_factory=list)
     head: str | None = None
     created_remote: RemoteConfig | None = None
+    # push-only mirrors pushed on the side (letta.memoryRepository.url): an error is a warning
+    mirrors: list[RemoteOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -108,6 +112,7 @@ class SyncReport:
             "committed": self.committed.to_dict() if self.committed else None,
             "head": self.head,
             "remotes": [outcome.to_dict() for outcome in self.remotes],
+            "mirrors": [outcome.to_dict() for outcome in self.mirrors],
         }
 
 
@@ -159,8 +164,12 @@ def fetch_remote(
     sha = remote.fetch(history, branch)
     if sha is None:
         return None
-    if MANIFEST_FILE not in history.entries_at(sha, MANIFEST_FILE):
-        raise NotAMemfsRemoteError(config.display_url, branch)
+    if not _holds_an_agent(history, sha):
+        raise NotAMemfsRemoteError(
+            config.display_url,
+            branch,
+            f"branch {branch} has no agent.yaml, and no system/ or MEMORY.md of a Letta repo",
+        )
     ours, theirs = _agent_id(history, history.head()), _agent_id(history, sha)
     if ours and theirs and ours != theirs:
         raise RemoteError(
@@ -172,6 +181,12 @@ def fetch_remote(
         _refuse_foreign_entries(history, sha, config.display_url)
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     return sha
+
+
+def _holds_an_agent(history: History, sha: str) -> bool:
+    """Whether commit ``sha`` is an agent: agent.yaml (memfs), or a Letta Code memory repo
+    (``system/`` or a root ``MEMORY.md``: memfs.layout.looks_like_letta)."""
+    return any(history.entries_at(sha, name) for name in (MANIFEST_FILE, V2_MARKER, "system"))
 
 
 def _refuse_foreign_entries(history: History, sha: str, url: str) -> None:
@@ -446,6 +461,25 @@ def push_remote(
     raise PushRejectedError(config.display_url, f"still moving after {PUSH_ATTEMPTS} attempts")
 
 
+def push_letta_mirror(
+    agent: Agent, policy: Policy, origin: str = "cli", progress: Progress | None = None
+) -> RemoteOutcome | None:
+    """Push the branch to the mirror Letta Code names in ``letta.memoryRepository.url``.
+
+    What Letta Code's post-commit hook does after each commit: a plain push, never forced,
+    never fetched or merged from (a mirror that has commits of its own is left alone). A
+    failure is returned in the outcome, for the caller to report as a warning: the mirror is
+    a copy, so it never fails a sync. None if the repository names no mirror.
+    """
+    config = letta_mirror(agent.history)
+    if config is None or agent.is_read_only_mount():
+        return None
+    try:
+        return push_remote(agent, config, policy, origin, progress)
+    except RemoteError as error:
+        return RemoteOutcome(config.name, error=str(error))
+
+
 def _checked_out_folder(remote: Remote, branch: str) -> str | None:
     """The work tree a push to ``remote`` would land in, for a git repository on this
     machine with ``branch`` checked out (see GitRemote.checked_out_folder)."""
@@ -529,6 +563,8 @@ def push(
             )
         except RemoteError as error:
             report.remotes.append(RemoteOutcome(config.name, error=str(error)))
+    mirrored = push_letta_mirror(agent, chosen, origin, progress)
+    report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
     return report
@@ -574,6 +610,8 @@ def sync(
         outcome.conflicts += pushed.conflicts
         outcome.integrated = outcome.integrated or pushed.integrated
     report.remotes = list(outcomes.values())
+    mirrored = push_letta_mirror(agent, chosen, origin, progress)
+    report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
     return report
@@ -604,7 +642,8 @@ def remote_states(agent: Agent) -> list[RemoteState]:
     except (OSError, ValueError):
         saved = {}
     states = []
-    for config in list_remotes(history):
+    mirror = letta_mirror(history)
+    for config in list_remotes(history) + ([mirror] if mirror else []):
         tracking = history.ref(_tracking_ref(config.name, branch))
         entry = saved.get(config.name, {})
         states.append(
@@ -630,7 +669,7 @@ def _record(agent: Agent, report: SyncReport) -> None:
         state = {}
     state["last_sync"] = utc_now().isoformat()
     remotes = state.setdefault("remotes", {})
-    for outcome in report.remotes:
+    for outcome in report.remotes + report.mirrors:
         entry = remotes.setdefault(outcome.remote, {})
         entry["last_error"] = outcome.error
         if outcome.error is None:
@@ -679,6 +718,8 @@ def clone(
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
         mark_started(root, redact(url), sha)
+        if not history.entries_at(sha, MANIFEST_FILE):
+            _record_letta_clone(history, root, url, sha)
         agent.check_out_fresh(sha, f"clone: from {redact(url)}")
         crash_point("checkout.finish")
         mark_finished(root)
@@ -689,6 +730,20 @@ def clone(
         else:
             _empty_folder(root)
         raise
+
+
+def _record_letta_clone(history: History, root: Path, url: str, sha: str) -> None:
+    """A clone of a Letta Code repo: memfs's metadata goes to .git/config, as ``memfs init``
+    adopting one writes it; its id is the Letta agent's when the URL names one."""
+    from memfs.agent import default_letta_name, record_letta_identity
+    from memfs.remotes import letta_agent_id
+
+    letta_id = letta_agent_id(url)
+    if letta_id is not None:
+        created = utc_now().isoformat().replace("+00:00", "Z")
+        history.set_config_values("memfs", {"id": letta_id, "created": created})
+    layout = Layout.LETTA_V2 if history.entries_at(sha, V2_MARKER) else Layout.LETTA_V1
+    record_letta_identity(history, default_letta_name(root), layout)
 
 
 def _clear_unfinished(root: Path, stale: UnfinishedCheckout) -> None:
@@ -746,7 +801,14 @@ def _empty_folder(root: Path) -> None:
 
 
 def _name_from_url(url: str) -> str:
-    """The folder a clone goes to by default: the URL's last part, never '.' or '..'."""
+    """The folder a clone goes to by default: the URL's last part, never '.' or '..'; the
+    agent id for a Letta memory repository (``letta://ID``, ``.../v1/git/ID/state.git``)."""
+    from memfs.remotes import letta_agent_id
+
+    with contextlib.suppress(MemfsError):
+        agent_id = letta_agent_id(url)
+        if agent_id is not None:
+            return agent_id
     tail = url.rstrip("/").replace(":", "/").rsplit("/", 1)[-1].removesuffix(".git")
     return "agent" if tail in ("", ".", "..") else tail
 

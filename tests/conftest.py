@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, settings
 import memfs
 from memfs.cli import cli
 
+from . import lettacode
+from .lettacode import LettaCode
 from .s3 import CREDENTIALS, MotoServer, moto_s3
 
 # Hypothesis builds its unicode tables on first use; that is not the code under test.
@@ -167,3 +169,34 @@ class S3Bucket:
 
     def url(self, path: str = "") -> str:
         return f"s3://{self.name}/{path}".rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def letta_code(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LettaCode]:
+    """Letta Code's own code, run with node, as the oracle (tests/lettacode.py).
+
+    Skips only when node or npm is missing; a failed fetch or build is an error, so a broken
+    oracle never turns the conformance tests into silent skips.
+    """
+    missing = lettacode.missing_tools()
+    if missing:
+        pytest.skip(
+            f"the Letta Code oracle needs {' and '.join(missing)} on PATH "
+            f"(@letta-ai/letta-code {lettacode.LETTA_CODE_VERSION} runs under node)"
+        )
+    oracle = LettaCode(lettacode.ensure_built(), tmp_path_factory.mktemp("letta-code-home"))
+    oracle.start()
+    yield oracle
+    oracle.close()
+
+
+@pytest.fixture
+def letta_v1_repo(letta_code: LettaCode, tmp_path: Path) -> Path:
+    """A realistic MemFS v1 repo made by Letta Code (lettacode.letta_v1_repo), hooks installed."""
+    return lettacode.letta_v1_repo(letta_code, tmp_path / "letta-v1")
+
+
+@pytest.fixture
+def letta_v2_repo(letta_code: LettaCode, tmp_path: Path) -> Path:
+    """A realistic MemFS v2 repo made by Letta Code (lettacode.letta_v2_repo), hooks installed."""
+    return lettacode.letta_v2_repo(letta_code, tmp_path / "letta-v2")

@@ -54,10 +54,16 @@ def _report(report: SyncReport, as_json: bool) -> None:
                 click.echo(f"  conflict in {conflict.path} ({conflict.kind}): {where}")
         if not report.remotes:
             click.echo("No remotes: add one with 'memfs remote add NAME URL'.")
+        for outcome in report.mirrors:
+            if outcome.error is None:
+                click.echo(f"{outcome.remote}: {outcome.pushed or 'nothing to do'} (mirror)")
     if report.conflicts and not as_json:
         warn(
             f"{len(report.conflicts)} conflicts settled, both versions kept: see 'memfs conflicts'"
         )
+    for outcome in report.mirrors:
+        if outcome.error is not None:
+            warn(f"warning: mirror {outcome.remote} not updated (nothing lost): {outcome.error}")
     _fail_on_remote_errors(report)
 
 

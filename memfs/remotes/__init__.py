@@ -3,7 +3,12 @@
 A URL is sorted here, before dulwich sees it (dulwich reads unknown schemes as scp-style ssh):
 ``memfs::<fsspec-url>`` and bare object-store URLs (``s3://``, ``memory://``...) are object
 stores; paths, ``file://``, ``git://``, ``ssh://``, ``user@host:path`` and ``http(s)://`` are
-git hosts. Every remote offers the same three calls (``Remote``), so sync is written once.
+git hosts; ``letta://AGENT_ID`` is an agent's memory repository on a Letta server (a git host
+found and authenticated from the environment: ``memfs.remotes.letta``). Every remote offers
+the same three calls (``Remote``), so sync is written once.
+
+Besides the ``remote.*`` sections, a Letta Code repository may name a push-only mirror in
+``letta.memoryRepository.url``: ``letta_mirror`` lists it, sync pushes it, nothing fetches it.
 
 A relative local path (``../bare.git``) means a path relative to the agent's folder, as git
 reads one in ``.git/config``: ``list_remotes`` resolves it against the agent root every time,
@@ -26,6 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 from memfs.errors import MemfsError, UnknownRemoteError, UnsupportedURLError
 
 if TYPE_CHECKING:
+    from dulwich.config import Config
+
     from memfs.history import History
 
 BUCKET_PREFIX = "memfs::"
@@ -39,6 +46,10 @@ SCP_LIKE = re.compile(
 )
 HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 MIRROR_KEY = b"memfs-mirror"
+# Letta Code's MEMORY_REPOSITORY_CONFIG_KEY, letta.memoryRepository.url (memory-git.ts)
+LETTA_MIRROR_SECTION = (b"letta", b"memoryRepository")
+LETTA_MIRROR_NAME = "letta.memoryRepository"
+LETTA_MIRROR_KEY = "letta.memoryRepository.url"
 
 
 class Remote(Protocol):
@@ -69,10 +80,12 @@ class RemoteConfig:
     name: str
     url: str
     mirror: bool = False
+    config_key: str = ""  # where it is set, if not a remote section (letta.memoryRepository.url)
 
     @property
     def kind(self) -> str:
-        """``"bucket"`` or ``"git"``; ``"invalid"`` for a URL memfs refuses (when it is used)."""
+        """``"bucket"``, ``"git"`` or ``"letta"``; ``"invalid"`` for a URL memfs refuses (when
+        it is used)."""
         try:
             return url_kind(self.url)
         except UnsupportedURLError:
@@ -82,12 +95,26 @@ class RemoteConfig:
     def display_url(self) -> str:
         return redact(self.url)
 
+    @property
+    def resolved_url(self) -> str | None:
+        """For ``letta://``, the URL it stands for now (from the environment), else None."""
+        from memfs.remotes import letta
+
+        if self.kind != "letta":
+            return None
+        try:
+            return redact(letta.resolve(self.url))
+        except UnsupportedURLError:
+            return None
+
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
             "url": self.display_url,
             "kind": self.kind,
             "mirror": self.mirror,
+            "resolved_url": self.resolved_url,
+            "config_key": self.config_key or f"remote.{self.name}.url",
         }
 
 
@@ -112,7 +139,8 @@ def redact(url: str) -> str:
 
 
 def url_kind(url: str) -> str:
-    """``"bucket"`` for object stores, ``"git"`` for git hosts; UnsupportedURLError otherwise.
+    """``"bucket"`` for object stores, ``"git"`` for git hosts, ``"letta"`` for
+    ``letta://AGENT_ID`` (a git host named by agent id); UnsupportedURLError otherwise.
 
     The URL's form is checked whole here, so that no later step reads a malformed URL as
     something else (``::`` as an ssh host, ``memfs::relcloud`` as a folder here).
@@ -127,6 +155,11 @@ def url_kind(url: str) -> str:
     match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
     if match:
         scheme = match.group(1).lower()
+        if scheme == "letta":
+            from memfs.remotes import letta
+
+            letta.agent_id(url)
+            return "letta"
         if scheme in BUCKET_SCHEMES:
             _check_bucket_url(url)
             return "bucket"
@@ -244,7 +277,12 @@ def normalize_url(url: str) -> str:
 
 def open_remote(url: str, progress: Callable[[str], None] | None = None) -> Remote:
     """The Remote for ``url``; object stores get the options of the cloud they belong to."""
-    if url_kind(url) == "git":
+    kind = url_kind(url)
+    if kind == "letta" or (kind == "git" and _is_letta_state_url(url)):
+        from memfs.remotes.letta import open_letta_remote
+
+        return open_letta_remote(url)
+    if kind == "git":
         from memfs.remotes.git import GitRemote
 
         return GitRemote(url)
@@ -252,6 +290,40 @@ def open_remote(url: str, progress: Callable[[str], None] | None = None) -> Remo
     from memfs.remotes.bucket import BucketRemote
 
     return BucketRemote(normalize_url(url), storage_options_for(url), progress)
+
+
+def _is_letta_state_url(url: str) -> bool:
+    from memfs.remotes.letta import state_url_agent
+
+    return state_url_agent(url) is not None
+
+
+def letta_agent_id(url: str) -> str | None:
+    """The Letta agent a remote URL names (``letta://ID`` or ``.../v1/git/ID/state.git``)."""
+    from memfs.remotes import letta
+
+    if letta.is_letta_url(url):
+        return letta.agent_id(url)
+    return letta.state_url_agent(url)
+
+
+def letta_mirror(history: History) -> RemoteConfig | None:
+    """The push-only mirror Letta Code names in ``letta.memoryRepository.url``, if any.
+
+    Letta Code's post-commit hook pushes the branch there after each commit and never
+    fetches from it; memfs does the same after its own pushes (``memfs.sync``). A relative
+    path is taken from the agent's folder, where the hook runs ``git push``.
+    """
+    config = history.repo.get_config()
+    try:
+        url = config.get(LETTA_MIRROR_SECTION, b"url").decode().strip()
+    except (KeyError, UnicodeDecodeError):
+        return None
+    if not url:
+        return None
+    with contextlib.suppress(UnsupportedURLError):  # refused later, when it is used
+        url = resolve_url(url, history.root)
+    return RemoteConfig(LETTA_MIRROR_NAME, url, mirror=True, config_key=LETTA_MIRROR_KEY)
 
 
 def list_remotes(history: History) -> list[RemoteConfig]:
@@ -286,11 +358,16 @@ def add_remote(history: History, name: str, url: str, mirror: bool = False) -> R
     """Add a remote; the URL is checked for form, not reached."""
     if NAME.fullmatch(name) is None:
         raise MemfsError(f"invalid remote name {name!r}: use letters, digits, '.', '_' and '-'")
+    if name == LETTA_MIRROR_NAME:
+        raise MemfsError(
+            f"{name!r} is the name memfs shows for letta.memoryRepository.url: pick another name"
+        )
     if any(remote.name == name for remote in list_remotes(history)):
         raise MemfsError(f"a remote named {name!r} exists already (remove it first)")
     url = normalize_url(url)
     check_outside(url, history.root)
     config = history.repo.get_config()
+    _refuse_other_letta_agent(config, url)
     section = (b"remote", name.encode())
     config.set(section, b"url", url.encode())
     config.set(section, b"fetch", f"+refs/heads/*:refs/remotes/{name}/*".encode())
@@ -300,8 +377,38 @@ def add_remote(history: History, name: str, url: str, mirror: bool = False) -> R
     return RemoteConfig(name, url, mirror)
 
 
+def _refuse_other_letta_agent(config: Config, url: str) -> None:
+    """Refuse a Letta remote for another agent than the one Letta Code cloned here.
+
+    Letta Code records the agent in ``letta.agentId``; pushing its memory into another
+    agent's repository would mix two agents' memories.
+    """
+    wanted = letta_agent_id(url)
+    if wanted is None:
+        return
+    try:
+        here = config.get((b"letta",), b"agentId").decode().strip()
+    except (KeyError, UnicodeDecodeError):
+        return
+    if here and here != wanted:
+        raise MemfsError(
+            f"this repository is Letta agent {here} (git config letta.agentId), not {wanted}: "
+            "a remote for another agent would mix their memories"
+        )
+
+
 def remove_remote(history: History, name: str) -> None:
-    """Remove a remote and its remote-tracking refs."""
+    """Remove a remote and its remote-tracking refs.
+
+    ``letta.memoryRepository`` unsets Letta Code's ``letta.memoryRepository.url`` (as its
+    ``/memory-repository unset`` does); nothing on the mirror is touched.
+    """
+    if name == LETTA_MIRROR_NAME and letta_mirror(history) is not None:
+        with history.locked():
+            config = history.repo.get_config()
+            del config[LETTA_MIRROR_SECTION][b"url"]
+            config.write_to_path()
+        return
     get_remote(history, name)
     with history.locked():  # a git lock left by a killed fetch is then known to be stale
         config = history.repo.get_config()

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Set
+from collections.abc import Callable, Iterator, Set
 from typing import TYPE_CHECKING, Any
 
 from dulwich.client import HTTPUnauthorized, LocalGitClient, get_transport_and_path
@@ -52,17 +52,37 @@ class _RefLocked(Exception):
 
 
 class GitRemote:
-    """A git repository reached over a path, file://, git://, ssh:// or http(s)://."""
+    """A git repository reached over a path, file://, git://, ssh:// or http(s)://.
 
-    def __init__(self, url: str) -> None:
+    ``auth`` is HTTP Basic (user, password) sent with every request to the URL's origin
+    only; it is held in memory, never written or shown. ``missing`` is raised on first use
+    when credentials the remote needs were not given; ``refused`` builds the error for a
+    401/403 (default: RemoteAuthError). Both let a caller say what to fix (memfs.remotes.letta).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        auth: tuple[str, str] | None = None,
+        missing: RemoteError | None = None,
+        refused: Callable[[], RemoteError] | None = None,
+    ) -> None:
         self._url = url
         self.url = redact(url)
+        self._auth = auth
+        self._missing = missing
+        self._refused = refused or (lambda: RemoteAuthError(self.url))
 
     def _client(self, operation: str) -> tuple[Any, str]:
+        if self._missing is not None:
+            raise self._missing
         ssh_command = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
+        credentials: dict[str, str] = {}
+        if self._auth is not None:
+            credentials = {"username": self._auth[0], "password": self._auth[1]}
         try:
             return get_transport_and_path(
-                self._url, operation=operation, quiet=True, ssh_command=ssh_command
+                self._url, operation=operation, quiet=True, ssh_command=ssh_command, **credentials
             )
         except (ValueError, KeyError) as error:
             raise UnsupportedURLError(self.url, str(error)) from error
@@ -207,15 +227,15 @@ class GitRemote:
             lock = os.fsdecode(error.filename) if error.filename else None
             raise _RefLocked(str(error), lock) from error
         except HTTPUnauthorized as error:
-            raise RemoteAuthError(self.url) from error
+            raise self._refused() from error
         except NotGitRepository as error:
             raise RemoteNotFoundError(self.url) from error
         except HangupException as error:
-            raise _from_hangup(self.url, error) from error
+            raise self._auth_checked(_from_hangup(self.url, error)) from error
         except GitProtocolError as error:
             if _network_failure(error):
                 raise RemoteUnreachableError(self.url, _reason(error)) from error
-            raise _from_protocol(self.url, str(error)) from error
+            raise self._auth_checked(_from_protocol(self.url, str(error))) from error
         except (ConnectionError, TimeoutError, socket.gaierror) as error:
             raise RemoteUnreachableError(self.url, _reason(error)) from error
         except OSError as error:
@@ -226,6 +246,10 @@ class GitRemote:
             raise
         finally:
             socket.setdefaulttimeout(previous)
+
+    def _auth_checked(self, error: RemoteError) -> RemoteError:
+        """``error``, or this remote's own refusal if it is one (a 403 says so in text)."""
+        return self._refused() if isinstance(error, RemoteAuthError) else error
 
 
 def _age_s(path: str | None) -> float | None:
