@@ -181,6 +181,11 @@ class _Tree:
                 tree[path] = entry
         return tree
 
+    def sha(self, path: str, included: set[str]) -> str | None:
+        """The blob sha ``path`` has in the commit (no read: results are cached by it)."""
+        entry = self._new_entries.get(path) if path in included else self.head.get(path)
+        return None if entry is None else entry.sha
+
     def data(self, path: str, included: set[str]) -> bytes | None:
         if path in included:
             change = self.changes[path]
@@ -359,14 +364,13 @@ def _file_refusals(
     rules: Rules | None = None,
 ) -> list[Refusal]:
     """validateMemoryFileFrontmatter on one file (v1: against its HEAD version)."""
+    key = f"v2:{tree.sha(path, included)}:{path}"
+    if v2 and key in cache:
+        return [Refusal(*item) for item in cache[key]]
     data = tree.data(path, included)
     if data is None:
         return []
     overridden = rules is not None and rules.lifts(path)
-    if v2:
-        key = f"v2:{blob_sha(data)}:{path}"
-        if key in cache:
-            return [Refusal(*item) for item in cache[key]]
     text = decode(data)
     previous_data = None if v2 else tree.previous(path)
     previous = decode(previous_data) if previous_data is not None else None
@@ -451,11 +455,10 @@ def _regular(mode: int) -> bool:
 
 def _characters(tree: _Tree, path: str, included: set[str], cache: dict[str, Any]) -> int:
     """Characters (code points) of a file as the validator counts them, cached by blob."""
-    data = tree.data(path, included) or b""
-    key = f"chars:{blob_sha(data)}"
+    key = f"chars:{tree.sha(path, included)}"
     count = cache.get(key)
     if count is None:
-        count = cache[key] = len(decode(data))
+        count = cache[key] = len(decode(tree.data(path, included) or b""))
     return int(count)
 
 
