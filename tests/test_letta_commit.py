@@ -23,6 +23,7 @@ from memfs.watcher import Watcher, WatchSettings
 from .conftest import git, write
 from .lettacode import (
     LettaCode,
+    hook_verdict,
     letta_repo,
     remove_hooks,
     server_commit,
@@ -418,3 +419,63 @@ def test_hook_detection_reads_letta_code_s_marker(tmp_path: Path, letta_code: Le
 def test_commit_refused_error_is_one_line() -> None:
     error = CommitRefusedError("restore x", ["x:1: a", "y:1: b"], "hint")
     assert str(error) == "cannot restore x: x:1: a (and 1 more); nothing was changed; hint"
+
+
+# -- memfs holds exactly what the real hook refuses --------------------------------------------
+
+CHANGES = {
+    "v1": {
+        "system/ok.md": "---\ndescription: fine\n---\nok\n",
+        "system/bad.md": "---\ndescription:\n---\nempty description\n",
+        "reference/keys.md": "---\ndescription: d\nlimit: 10\nmood: calm\n---\nx\n",
+        "notes/anything.md": "not checked by the v1 hook\n",
+        "skills/flat.md": "flat\n",
+        "system/human.md": None,  # a deletion
+    },
+    "v2": {
+        "ok.md": '---\nname: "Ok"\ndescription: "fine"\n---\nok\n',
+        "twice.md": '---\nname: "A"\nname: "B"\ndescription: "d"\n---\n',
+        "MEMORY.md": "---\nname: x\n---\nan index with front matter\n",
+        "deep/MEMORY.md": "# Deep\n",
+        "deep/er/MEMORY.md": "# Deeper\n",
+        "deep/er/est.md": '---\nname: "E"\ndescription: "three levels"\n---\n',
+        "projects/letta.md": '---\nname: "Letta"\n---\nlost its description\n',
+    },
+}
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_memfs_holds_exactly_what_the_real_hook_refuses(
+    letta_code: LettaCode, request: pytest.FixtureRequest, layout: str
+) -> None:
+    """Committed alone, the allowed changes pass the real hook; each held change added to
+    them makes it refuse: memfs holds nothing the hook would accept, and lets nothing in that
+    it would refuse."""
+    repo: Path = request.getfixturevalue(f"letta_{layout}_repo")
+    base = head(repo)
+    for path, text in CHANGES[layout].items():
+        if text is None:
+            (repo / path).unlink()
+        else:
+            write(repo, path, text)
+    with memfs.open(repo) as agent:
+        status = agent.status()
+    held = sorted({problem.path for problem in status.held})
+    changed = sorted(change.path for change in status.changes)
+    allowed = [path for path in changed if path not in held]
+    assert held and allowed and not status.blocked
+
+    def verdict_with(paths: list[str]) -> bool:
+        git(repo, "add", "-A", "--", *paths)
+        git(repo, "commit", "-q", "--no-verify", "--allow-empty", "-m", "probe")
+        accepted = hook_verdict(letta_code, repo, "HEAD").accepted
+        git(repo, "reset", "-q", "--mixed", base)
+        return accepted
+
+    assert verdict_with(allowed), "the changes memfs lets through pass the hook"
+    for path in held:
+        assert not verdict_with([*allowed, path]), f"memfs held {path}, the hook accepts it"
+    with memfs.open(repo) as agent:
+        agent.commit()
+    assert sorted(git(repo, "show", "--name-only", "--format=", "HEAD").split()) == allowed
+    assert_letta_hook_accepts(letta_code, repo, commits_since(repo, base))
