@@ -22,6 +22,7 @@ from memfs.watcher import Watcher, WatchSettings
 
 from .conftest import git, write
 from .lettacode import (
+    READ_ONLY_RULES,
     LettaCode,
     hook_verdict,
     letta_repo,
@@ -479,3 +480,40 @@ def test_memfs_holds_exactly_what_the_real_hook_refuses(
         agent.commit()
     assert sorted(git(repo, "show", "--name-only", "--format=", "HEAD").split()) == allowed
     assert_letta_hook_accepts(letta_code, repo, commits_since(repo, base))
+
+
+def test_init_adopts_a_repo_whose_files_the_hook_refuses_without_committing_them(
+    letta_code: LettaCode, tmp_path: Path
+) -> None:
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    letta_code.install_hooks(repo, "legacy-only")
+    write(repo, "system/persona.md", "no front matter yet\n")
+    result = memfs_cli(repo, "init", str(repo))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.endswith("1 memory files, nothing committed yet\n")
+    assert result.stderr == (
+        "memfs: not committed, kept in the work tree: "
+        "system/persona.md:1: missing frontmatter (must start with ---)\n"
+    )
+    assert git(repo, "rev-list", "--all") == ""
+
+
+def test_a_pull_that_must_rewrite_a_held_read_only_edit_stops_and_keeps_it(
+    letta_code: LettaCode, letta_v1_repo: Path, tmp_path: Path
+) -> None:
+    repo = letta_v1_repo
+    hub = tmp_path / "hub.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(hub))
+    assert memfs_cli(repo, "remote", "add", "origin", str(hub)).returncode == 0
+    assert memfs_cli(repo, "fetch").returncode == 0
+    server = tmp_path / "server"
+    git(tmp_path, "clone", "-q", str(hub), str(server))
+    server_commit(server, {RULES: READ_ONLY_RULES + "Ask before deleting.\n"}, "Update rules")
+    git(server, "push", "-q", "origin", "HEAD")
+    edit(repo, RULES, "Never force-push.", "my own rule")
+    result = memfs_cli(repo, "pull")
+    assert result.returncode == 6, result.stderr
+    assert RULES in result.stderr and "file is read_only and cannot be modified" in result.stderr
+    assert "my own rule" in (repo / RULES).read_text(), "the held edit is never overwritten"

@@ -10,6 +10,7 @@ from memfs.cli import AppState, pass_state
 from memfs.cli.output import emit_bytes, emit_json, json_option, warn
 
 if TYPE_CHECKING:
+    from memfs.lettahook import Refusal
     from memfs.trees import CommitInfo
 
 ALLOW_READ_ONLY_HELP = (
@@ -36,10 +37,26 @@ def init(directory: str, name: str | None, description: str) -> None:
     from memfs.agent import init_agent
 
     agent = init_agent(directory, name=name, description=description)
-    head = agent.log(limit=1)[0]
     files = len(agent.memory)
-    click.echo(f"{head.summary.removeprefix('memfs: ').capitalize()} in {agent.root}")
-    click.echo(f"{files} memory files, commit {head.short}")
+    latest = agent.log(limit=1)
+    if latest:
+        click.echo(f"{latest[0].summary.removeprefix('memfs: ').capitalize()} in {agent.root}")
+        click.echo(f"{files} memory files, commit {latest[0].short}")
+    else:  # a Letta repo whose every file its installed hook refuses
+        click.echo(f"Adopt agent {agent.name} in {agent.root}")
+        click.echo(f"{files} memory files, nothing committed yet")
+    _warn_held(agent.held)
+    if agent.held:
+        click.get_current_context().exit(1)
+
+
+def _warn_held(held: list[Refusal]) -> None:
+    """Each change Letta's rules keep out of a commit, on stderr."""
+    for refusal in held:
+        if refusal.blocking:
+            warn(f"Letta's hook refuses every commit until this is fixed: {refusal.render()}")
+        else:
+            warn(f"not committed, kept in the work tree: {refusal.render()}")
 
 
 @click.command()
@@ -147,11 +164,7 @@ def commit(state: AppState, message: str | None, allow_read_only: tuple[str, ...
         click.echo("Nothing to commit." if not held else "Nothing committed.")
     else:
         click.echo(f"[{agent.history.branch()} {info.short}] {info.summary}")
-    for refusal in held:
-        if refusal.blocking:
-            warn(f"Letta's hook refuses every commit until this is fixed: {refusal.render()}")
-        else:
-            warn(f"not committed, kept in the work tree: {refusal.render()}")
+    _warn_held(held)
     skipped = agent.status().skipped
     for item in skipped:
         warn(f"not versioned: {item.shown}: {item.reason}")
