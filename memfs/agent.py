@@ -303,7 +303,7 @@ class Agent:
         verdict = lettahook.review(rules, head_tree, payload, self.history.blob, self._hook_cache)
         seen = {(p.path, p.message) for p in known}
         found = []
-        for refusal in verdict.refusals:
+        for refusal in verdict.errors:
             if (refusal.path, refusal.message) not in seen:
                 seen.add((refusal.path, refusal.message))
                 found.append(refusal.problem())

@@ -56,6 +56,7 @@ FLAT_SKILL_V2 = re.compile(r"skills/[^/]+\.md\Z", re.DOTALL)
 V1_CHECKED = re.compile(r"(?:memory/)?(?:system|reference)/.*\.md\Z", re.DOTALL)
 FLAT_SKILL_MESSAGE = "invalid skill path (skills must be folders). Use skills/<name>/SKILL.md"
 CORE = "core memory"
+WAITING = "waits: Letta's hook refuses every commit until the error above is fixed"
 MAX_SAFE_INTEGER = 2**53 - 1
 
 Payload = Mapping[str, tuple[int, bytes] | None]
@@ -152,6 +153,11 @@ class Verdict:
     overridden: list[str] = field(default_factory=list)  # read-only, committed on request
 
     @property
+    def errors(self) -> list[Refusal]:
+        """The refusals that say what is wrong (not the changes merely waiting behind one)."""
+        return [refusal for refusal in self.refusals if refusal.message != WAITING]
+
+    @property
     def refusals(self) -> list[Refusal]:
         """Every reason, blocked ones first, then by path."""
         held = [refusal for path in sorted(self.held) for refusal in self.held[path]]
@@ -217,8 +223,8 @@ def review(
     saves re-reading unchanged files between commits.
     """
     verdict = Verdict(allowed=dict(changes))
-    if not rules.active or not changes:
-        return verdict
+    if not rules.active or not (changes or rules.hook_installed):
+        return verdict  # with the hook, a tree with no change may still be one it refuses
     cache = {} if cache is None else cache
     tree = _Tree(head, changes, read)
     held: dict[str, list[Refusal]] = {}
@@ -240,9 +246,8 @@ def review(
     if blocked:
         verdict.blocked = [Refusal(r.path, r.message, r.line, blocking=True) for r in blocked]
         verdict.allowed = {}
-        waiting = "waits: Letta's hook refuses every commit until the error above is fixed"
         for path in changes:
-            held.setdefault(path, [Refusal(path, waiting)])
+            held.setdefault(path, [Refusal(path, WAITING)])
         verdict.held = held
         return verdict
     verdict.held = held

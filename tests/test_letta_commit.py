@@ -517,3 +517,30 @@ def test_a_pull_that_must_rewrite_a_held_read_only_edit_stops_and_keeps_it(
     assert result.returncode == 6, result.stderr
     assert RULES in result.stderr and "file is read_only and cannot be modified" in result.stderr
     assert "my own rule" in (repo / RULES).read_text(), "the held edit is never overwritten"
+
+
+def test_check_reports_the_hook_s_tree_rules_without_the_hook_and_a_limit_as_a_warning(
+    letta_code: LettaCode, letta_v2_repo: Path, letta_v1_repo: Path
+) -> None:
+    repo = letta_v2_repo
+    remove_hooks(repo)
+    write(repo, "notes/loose.md", '---\nname: "Loose"\ndescription: "x"\n---\nno index\n')
+    write(repo, "big.md", '---\nname: "Big"\ndescription: "big"\n---\n' + "x" * 20001)
+    check = memfs_cli(repo, "check")
+    assert check.returncode == 1
+    assert check.stdout.splitlines() == [
+        "big.md:1: 20040 characters exceeds 20000 from maxFileCharacters",
+        "notes/loose.md:1: missing required index notes/MEMORY.md",
+    ]
+    assert memfs_cli(repo, "commit").returncode == 0, "no hook: committed, nothing lost"
+    assert memfs_cli(repo, "check").returncode == 1, "and still reported"
+
+    write(
+        letta_v1_repo, "system/long.md", "---\ndescription: long\nlimit: 5\n---\nlonger than five\n"
+    )
+    v1 = memfs_cli(letta_v1_repo, "check")
+    assert v1.returncode == 0, v1.stdout
+    assert v1.stdout == (
+        "system/long.md:3: warning: body is 17 characters, over its limit of 5 (advisory)\n"
+    )
+    assert memfs_cli(letta_v1_repo, "commit").returncode == 0
