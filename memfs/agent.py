@@ -145,6 +145,7 @@ class Agent:
         self._hook_cache: dict[str, Any] = {}  # Letta's hook rules: results by blob
         # What the last commit left in the work tree, and why (see memfs.lettahook).
         self.held: list[lettahook.Refusal] = []
+        self.overridden: list[str] = []  # read-only files it changed on a person's request
 
     def __repr__(self) -> str:
         return f"<Agent {self.root}>"
@@ -328,6 +329,7 @@ class Agent:
         rules = self.letta_rules(allow_read_only)
         verdict = lettahook.review(rules, head_tree, payload, self.history.blob, self._hook_cache)
         self.held = verdict.refusals
+        self.overridden = [path for path in verdict.overridden if path in verdict.allowed]
         return verdict
 
     # -- status and commit --------------------------------------------------------------

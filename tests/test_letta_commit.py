@@ -113,6 +113,9 @@ def test_a_person_may_change_a_read_only_file_on_purpose(
     edit(repo, RULES, "Never force-push.", "Force-push on Fridays.")
     result = memfs_cli(repo, "commit", "--allow-read-only", RULES, "-m", "owner's edit")
     assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"memfs: {RULES} is read-only in Letta: changed on purpose (Letta's hook would refuse it)\n"
+    )
     assert "Force-push on Fridays." in committed(repo, RULES)
     # what the person chose is what git commit --no-verify does: Letta's hook refuses it
     assert_letta_hook_refuses(letta_code, repo, "HEAD", "file is read_only and cannot be modified")

@@ -164,6 +164,8 @@ def commit(state: AppState, message: str | None, allow_read_only: tuple[str, ...
         click.echo("Nothing to commit." if not held else "Nothing committed.")
     else:
         click.echo(f"[{agent.history.branch()} {info.short}] {info.summary}")
+        for path in agent.overridden:
+            warn(f"{path} is read-only in Letta: changed on purpose (Letta's hook would refuse it)")
     _warn_held(held)
     skipped = agent.status().skipped
     for item in skipped:
