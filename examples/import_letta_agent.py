@@ -14,7 +14,8 @@ from memfs.letta import export_agent_file, import_agent_file
 
 source = Path(sys.argv[1])
 work = Path(tempfile.mkdtemp(prefix="memfs-example-af-"))
-agent = import_agent_file(source, work / "agent")
+imported = import_agent_file(source, work / "agent")  # one folder per agent in the file
+agent = imported.agents[0]
 print("blocks:", ", ".join(sorted(agent.memory)))
 
 human = agent.memory.get("system/human")

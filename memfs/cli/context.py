@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, TextIO
+
 import click
 
 from memfs.cli import AppState, pass_state
-from memfs.cli.output import emit_json
+from memfs.cli.output import emit_json, warn
+
+if TYPE_CHECKING:
+    from memfs.agent import Agent
+    from memfs.schema import Problem
 
 
 @click.command()
@@ -13,32 +20,164 @@ from memfs.cli.output import emit_json
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(["text", "json", "letta"]),
     default="text",
     show_default=True,
-    help="Prompt text, or JSON for a harness to lay out itself.",
+    help="memfs's prompt text, JSON for a harness to lay out itself, or exactly the memory "
+    "section Letta Code compiles.",
 )
 @click.option("--rev", metavar="REV", help="The context as it was at REV (default: the files now).")
+@click.option(
+    "--from-head",
+    is_flag=True,
+    help="From the last commit, as Letta Code compiles it (the same as --rev HEAD).",
+)
+@click.option(
+    "--metadata",
+    is_flag=True,
+    help="letta: add <memory_metadata> as Letta Code does (implied by the options below).",
+)
+@click.option("--agent-id", metavar="ID", help="letta: AGENT_ID in <memory_metadata>.")
+@click.option(
+    "--conversation-id", metavar="ID", help="letta: CONVERSATION_ID (default: 'default')."
+)
+@click.option(
+    "--now",
+    "compiled_at",
+    metavar="ISO-TIME",
+    help="letta: when the prompt was compiled (default: now), e.g. 2026-01-02T03:04:05Z.",
+)
+@click.option(
+    "--messages",
+    type=click.IntRange(min=0),
+    help="letta: previous messages in recall memory (default: 0).",
+)
+@click.option(
+    "--system",
+    "system_file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="FILE",
+    help="letta: print the whole system prompt: FILE with {CORE_MEMORY} replaced by the memory "
+    "and <memory_metadata> (appended if FILE has no {CORE_MEMORY}), as Letta Code builds it.",
+)
+@click.option("--strict", is_flag=True, help="Exit 1 when a memory file was reported.")
 @pass_state
-def context(state: AppState, directory: str | None, output_format: str, rev: str | None) -> None:
-    """Print the agent's prompt context: every pinned (system/) file in full with its label,
-    description, characters used and limit; then a tree of the other memory files.
+def context(
+    state: AppState,
+    directory: str | None,
+    output_format: str,
+    rev: str | None,
+    from_head: bool,
+    metadata: bool,
+    agent_id: str | None,
+    conversation_id: str | None,
+    compiled_at: str | None,
+    messages: int | None,
+    system_file: TextIO | None,
+    strict: bool,
+) -> None:
+    """Print the agent's prompt context.
 
-    Open conflicts are listed first so the agent can reconcile them. A file over its limit or
-    with broken front matter is an error naming the file (exit 1).
+    text/json: every pinned file in full (system/; in a Letta MemFS v2 repo, the root *.md
+    files) with its label, description, characters used and limit; then a tree of the other
+    memory files. Open conflicts are listed first so the agent can reconcile them.
+
+    letta: byte for byte the memory section Letta Code compiles into its system prompt
+    (<self>, <memory> with <projection> and <description>, the tree of the other files; for a
+    v2 repo the root files and the indexed folders), with no newline added. Letta Code
+    compiles from the last commit: use --from-head for the same; without it, the files as
+    they are now (uncommitted edits included) are rendered the same way.
+
+    A file memfs cannot read never fails the agent: it is reported on stderr as
+    'path:line: what' and the rest is printed (exit 0, as Letta Code skips what it cannot
+    read; exit 1 with --strict).
 
     \b
     Examples:
       memfs context > prompt.txt
       memfs context ~/agents/garden --format json --rev HEAD~3
+      memfs context --format letta --from-head --metadata --agent-id agent-123
+      memfs context --format letta --from-head --system system.md > prompt.txt
     """
     from memfs.agent import open_agent
-    from memfs.context import build_context
+    from memfs.context import (
+        MemoryMetadata,
+        build_context,
+        build_letta_context,
+        inject_core_memory,
+    )
 
+    if from_head and rev is not None:
+        raise click.UsageError("--from-head and --rev are the same thing: give one")
+    letta_only = {
+        "--metadata": metadata,
+        "--agent-id": agent_id,
+        "--conversation-id": conversation_id,
+        "--now": compiled_at,
+        "--messages": messages,
+        "--system": system_file,
+    }
+    given = [name for name, value in letta_only.items() if value is not None and value is not False]
+    if given and output_format != "letta":
+        raise click.UsageError(f"{given[0]} goes with --format letta")
     agent = open_agent(directory) if directory else state.agent()
     click.get_current_context().with_resource(agent)
+    rev = "HEAD" if from_head else rev
+    if output_format == "letta":
+        memory_metadata = None
+        if given:
+            memory_metadata = MemoryMetadata(
+                agent_id=agent_id or _default_agent_id(agent),
+                conversation_id=conversation_id or "default",
+                compiled_at=_parse_time(compiled_at),
+                previous_messages=messages or 0,
+            )
+        letta = build_letta_context(agent, rev, memory_metadata)
+        _report(letta.problems)
+        text = letta.text
+        if system_file is not None:
+            text = inject_core_memory(system_file.read(), text)
+        click.echo(text, nl=False)
+        _exit_if_strict(letta.problems, strict)
+        return
     built = build_context(agent, rev)
+    _report(built.problems)
     if output_format == "json":
         emit_json(built.to_dict())
     else:
         click.echo(built.render(), nl=False)
+    _exit_if_strict(built.problems, strict)
+
+
+def _report(problems: list[Problem]) -> None:
+    for problem in problems:
+        warn(problem.render())
+
+
+def _exit_if_strict(problems: list[Problem], strict: bool) -> None:
+    if strict and problems:
+        click.get_current_context().exit(1)
+
+
+def _default_agent_id(agent: Agent) -> str:
+    """Letta Code keeps an agent's memory at ``~/.letta/agents/<agent-id>/memory``: that id;
+    otherwise the id memfs keeps for the agent."""
+    root = agent.root
+    if root.name == "memory" and root.parent.parent.name == "agents":
+        return root.parent.name
+    from memfs.errors import MemfsError
+
+    try:
+        return agent.manifest.id
+    except MemfsError:  # a broken agent.yaml: its name still says who it is
+        return agent.name
+
+
+def _parse_time(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint="--now") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

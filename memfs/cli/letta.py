@@ -5,45 +5,116 @@ from __future__ import annotations
 import click
 
 from memfs.cli import AppState, pass_state
+from memfs.cli.output import emit_json, json_option, warn
 
 
 @click.command(name="import-af")
 @click.argument("source", metavar="FILE.af", type=click.Path(dir_okay=False))
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-def import_af(source: str, directory: str | None) -> None:
-    """Create an agent from a Letta Agent File, in DIRECTORY (default: the agent's name).
+@click.option("--agent", "agent_name", metavar="NAME", help="Import only the agent named NAME.")
+@click.option(
+    "--native",
+    is_flag=True,
+    help="Make memfs-native agents (agent.yaml, YAML front matter) instead of Letta Code repos.",
+)
+@json_option
+def import_af(
+    source: str, directory: str | None, agent_name: str | None, native: bool, as_json: bool
+) -> None:
+    """Create agents from a Letta Agent File: one folder per agent in it.
 
-    Memory blocks become system/<label>.md; everything else of the file is kept in
-    .letta/agent-file.json so 'memfs export-af' gives back an equivalent file.
+    Each memory block becomes system/<label>.md, written as Letta's server writes it, so the
+    folder is a Letta Code memory repo (no agent.yaml). Everything else of the file (settings,
+    tools, messages, limits, labels as written) is kept in .letta/agent-file.json so
+    'memfs export-af' gives back an equal file. One agent goes to DIRECTORY (default: its
+    name); a file with several (a main agent and its sleeptime agent) gives DIRECTORY/<name>
+    for each (default DIRECTORY: the file's name), or --agent picks one.
+
+    Secret values (agent secrets, tool environment variables, MCP tokens) are never
+    committed: each is named in a warning. A value over its limit is imported whole, with a
+    warning. Nothing is written if a block cannot be imported whole (exit 1).
 
     \b
-    Example:
+    Examples:
       memfs import-af customer_service.af ~/agents/support
+      memfs import-af team.af ~/agents/team      # team/main, team/main-sleeptime
+      memfs import-af team.af ~/agents/main --agent main
     """
     from memfs.letta import import_agent_file
 
-    agent = import_agent_file(source, directory)
-    with agent:
-        click.echo(f"Imported {agent.name} into {agent.root} ({len(agent.memory)} memory blocks)")
+    with import_agent_file(source, directory, agent=agent_name, native=native) as result:
+        for message in result.warnings:
+            warn(f"warning: {message}")
+        agents = [
+            {
+                "name": agent.name,
+                "path": str(agent.root),
+                "layout": agent.layout.value,
+                "blocks": sum(1 for m in agent.memory.values() if m.pinned),
+            }
+            for agent in result.agents
+        ]
+        if as_json:
+            emit_json(
+                {
+                    "agents": agents,
+                    "warnings": result.warnings,
+                    "secrets_left_out": result.secrets_left_out,
+                }
+            )
+            return
+        for entry in agents:
+            click.echo(
+                f"Imported {entry['name']} into {entry['path']} ({entry['blocks']} memory blocks)"
+            )
 
 
 @click.command(name="export-af")
-@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.argument("directories", metavar="[DIRECTORY]...", nargs=-1, type=click.Path(file_okay=False))
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .af file to write."
 )
+@json_option
 @pass_state
-def export_af(state: AppState, directory: str | None, output: str) -> None:
-    """Write the agent as a Letta Agent File, with its memory as it is now.
+def export_af(state: AppState, directories: tuple[str, ...], output: str, as_json: bool) -> None:
+    """Write agents as a Letta Agent File, with their memory as it is now.
+
+    One DIRECTORY (default: the agent here) gives that agent's .af. Several agents imported
+    from one file (a main agent and its sleeptime agent) give one file holding them all, their
+    shared blocks once; a shared block edited differently in two of them is refused (exit 1).
+    Secrets whose values were left out at import are named in a warning (and in --json).
 
     \b
-    Example:
+    Examples:
       memfs export-af ~/agents/support -o support.af
+      memfs export-af ~/agents/team/main ~/agents/team/main-sleeptime -o team.af
     """
     from memfs.agent import open_agent
-    from memfs.letta import export_agent_file
+    from memfs.letta import export_agent_files
 
-    agent = open_agent(directory) if directory else state.agent()
-    click.get_current_context().with_resource(agent)
-    document = export_agent_file(agent, output)
-    click.echo(f"Wrote {output} ({len(document.get('blocks', []))} memory blocks)")
+    context = click.get_current_context()
+    if directories:
+        agents = [context.with_resource(open_agent(directory)) for directory in directories]
+    else:
+        agents = [context.with_resource(state.agent())]
+    result = export_agent_files(agents, output)
+    for message in result.warnings:
+        warn(f"warning: {message}")
+    if result.secrets_left_out:
+        warn(
+            f"warning: {output} has no values for {len(result.secrets_left_out)} secrets left out "
+            f"at import (set them in Letta): {', '.join(result.secrets_left_out)}"
+        )
+    blocks = len(result.document.get("blocks", []))
+    if as_json:
+        emit_json(
+            {
+                "output": output,
+                "agents": [a.get("name") for a in result.document.get("agents", [])],
+                "blocks": blocks,
+                "warnings": result.warnings,
+                "secrets_left_out": result.secrets_left_out,
+            }
+        )
+        return
+    click.echo(f"Wrote {output} ({blocks} memory blocks)")

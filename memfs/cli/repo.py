@@ -309,8 +309,17 @@ def check(state: AppState, strict: bool, as_json: bool) -> None:
 @json_option
 @pass_state
 def ls(state: AppState, as_json: bool) -> None:
-    """List memory files: label, pinned or not, size against limit, description."""
+    """List memory files: label, pinned or not, size against limit, description.
+
+    A file memfs cannot read (not UTF-8, front matter it cannot parse) is still listed, and
+    named on stderr as 'path:line: what' (exit 0: 'memfs check' says more).
+    """
+    from memfs.context import unreadable
+
     files = list(state.agent().memory.values())
+    for memory_file in files:
+        for problem in unreadable(memory_file):
+            warn(problem.render())
     if as_json:
         emit_json([memory_file.to_dict() for memory_file in files])
         return
