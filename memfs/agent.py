@@ -321,13 +321,16 @@ class Agent:
         payload: dict[str, tuple[int, bytes] | None],
         origin: str,
         allow_read_only: tuple[str, ...] = (),
+        first_commit: bool = False,
     ) -> lettahook.Verdict:
         """Split a proposed commit into what Letta's rules let through and what stays in the
         work tree; only a person's command (origin ``cli``) may lift read_only."""
         if allow_read_only and origin != "cli":
             raise MemfsError(f"only a person's command may change a read-only file, not {origin}")
         rules = self.letta_rules(allow_read_only)
-        verdict = lettahook.review(rules, head_tree, payload, self.history.blob, self._hook_cache)
+        verdict = lettahook.review(
+            rules, head_tree, payload, self.history.blob, self._hook_cache, first_commit
+        )
         self.held = verdict.refusals
         self.overridden = [path for path in verdict.overridden if path in verdict.allowed]
         return verdict
@@ -375,7 +378,7 @@ class Agent:
         if rules.active and changes:
             payload = {change.path: self._read_change(change, snapshot) for change in changes}
             verdict = lettahook.review(
-                rules, head_tree, payload, self.history.blob, self._hook_cache
+                rules, head_tree, payload, self.history.blob, self._hook_cache, head is None
             )
         return Status(
             branch=self.history.branch(),
@@ -426,7 +429,9 @@ class Agent:
             payload: dict[str, tuple[int, bytes] | None] = {}
             for change in changes:
                 payload[change.path] = self._read_change(change, snapshot)
-            payload = self._gate(head_tree, payload, origin, allow_read_only).allowed
+            payload = self._gate(
+                head_tree, payload, origin, allow_read_only, first_commit=head is None
+            ).allowed
             if not payload:
                 if not self.history.index_describes(head_tree):
                     self.history.write_index(head_tree, snapshot.stats_matching(head_tree))

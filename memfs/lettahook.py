@@ -215,12 +215,15 @@ def review(
     changes: Payload,
     read: Callable[[str], bytes],
     cache: dict[str, Any] | None = None,
+    first_commit: bool = False,
 ) -> Verdict:
     """Split ``changes`` (a commit on top of ``head``) into what Letta's rules let through.
 
     ``head`` is HEAD's tree: all of it when ``rules.tree_wide``, else at least the entries of
     the changed paths. ``read`` gives a blob's bytes by sha; ``cache`` (kept by the caller)
-    saves re-reading unchanged files between commits.
+    saves re-reading unchanged files between commits. A ``first_commit`` (the repo has none
+    yet: an import, an adoption) creates its blocks as Letta's server does, ``read_only``
+    included; only an installed hook still refuses that.
     """
     verdict = Verdict(allowed=dict(changes))
     if not rules.active or not (changes or rules.hook_installed):
@@ -228,7 +231,7 @@ def review(
     cache = {} if cache is None else cache
     tree = _Tree(head, changes, read)
     held: dict[str, list[Refusal]] = {}
-    for path in sorted(changes):
+    for path in sorted(changes) if not (first_commit and not rules.hook_installed) else ():
         refusals = _read_only_refusals(rules, tree, path)
         if refusals:
             held[path] = refusals

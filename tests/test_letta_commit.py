@@ -547,3 +547,16 @@ def test_check_reports_the_hook_s_tree_rules_without_the_hook_and_a_limit_as_a_w
         "system/long.md:3: warning: body is 17 characters, over its limit of 5 (advisory)\n"
     )
     assert memfs_cli(letta_v1_repo, "commit").returncode == 0
+
+
+def test_a_first_commit_creates_read_only_blocks_as_letta_s_server_does(tmp_path: Path) -> None:
+    """An import or adoption writes blocks read-only as the server would: no HEAD, nothing to
+    protect; once committed, the flag is protected."""
+    root = tmp_path / "memory"
+    write(root, RULES, READ_ONLY_RULES)
+    result = memfs_cli(tmp_path, "init", str(root))
+    assert result.returncode == 0, result.stderr
+    assert committed(root, RULES) == READ_ONLY_RULES
+    edit(root, RULES, "Never force-push.", "changed")
+    assert memfs_cli(root, "commit").returncode == 1
+    assert committed(root, RULES) == READ_ONLY_RULES
