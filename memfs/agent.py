@@ -21,12 +21,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from memfs import apply, worktree
+from memfs import apply, lettahook, worktree
 from memfs.checkout import unfinished
 from memfs.config import load_user_config
 from memfs.conflicts import OpenConflict, find_in
 from memfs.errors import (
     AgentExistsError,
+    CommitRefusedError,
     InvalidNameError,
     MemfsError,
     NotAnAgentError,
@@ -93,6 +94,10 @@ class Status:
     skipped: list[worktree.Skipped] = field(default_factory=list)
     conflicts: list[OpenConflict] = field(default_factory=list)
     update_pending: bool = False  # a merge's journal is there: running now, or stopped midway
+    # Changes the next commit leaves in the work tree, and why (a Letta repo's read_only, or
+    # what Letta's installed pre-commit hook would refuse): kept, never committed by memfs.
+    held: list[Problem] = field(default_factory=list)
+    blocked: bool = False  # Letta's hook refuses any commit until the tree is fixed
 
     @property
     def clean(self) -> bool:
@@ -109,6 +114,8 @@ class Status:
             "skipped": [s.to_dict() for s in self.skipped],
             "conflicts": [c.to_dict() for c in self.conflicts],
             "update_pending": self.update_pending,
+            "held": [p.to_dict() for p in self.held],
+            "blocked": self.blocked,
         }
 
 
@@ -135,6 +142,10 @@ class Agent:
         self.history = history
         self._memory_cache: dict[str, tuple[tuple[int, int, int], MemoryFile]] = {}
         self._active_update: str | None = None  # the token of the update being applied
+        self._hook_cache: dict[str, Any] = {}  # Letta's hook rules: results by blob
+        # What the last commit left in the work tree, and why (see memfs.lettahook).
+        self.held: list[lettahook.Refusal] = []
+        self.overridden: list[str] = []  # read-only files it changed on a person's request
 
     def __repr__(self) -> str:
         return f"<Agent {self.root}>"
@@ -271,13 +282,58 @@ class Agent:
 
         Files memfs cannot version (too large, symlinks leaving the agent) are errors too.
         """
-        snapshot = self._snapshot(self.history.tree_of(self.history.head()))
+        head_tree = self.history.tree_of(self.history.head())
+        snapshot = self._snapshot(head_tree)
         problems = self._problems(snapshot)
         problems.extend(
             Problem(skipped.shown, 1, f"not versioned: {skipped.reason}")
             for skipped in snapshot.scan.skipped
         )
+        if self.layout.is_letta:
+            problems.extend(self._hook_problems(head_tree, snapshot, problems))
         return problems
+
+    def _hook_problems(
+        self, head_tree: Files, snapshot: _Snapshot, known: list[Problem]
+    ) -> list[Problem]:
+        """What Letta's pre-commit hook would say of the work tree as a commit, installed or
+        not (its change rules, v2 folders, the tree constraints), beyond ``known``."""
+        rules = self.letta_rules().as_installed()
+        changes = compare_trees(head_tree, snapshot.files)
+        payload = {change.path: self._read_change(change, snapshot) for change in changes}
+        verdict = lettahook.review(rules, head_tree, payload, self.history.blob, self._hook_cache)
+        seen = {(p.path, p.message) for p in known}
+        found = []
+        for refusal in verdict.errors:
+            if (refusal.path, refusal.message) not in seen:
+                seen.add((refusal.path, refusal.message))
+                found.append(refusal.problem())
+        return found
+
+    def letta_rules(self, allow_read_only: tuple[str, ...] = ()) -> lettahook.Rules:
+        """The Letta rules this repo's commits keep (memfs.lettahook): read_only in a Letta
+        repo, and everything Letta's pre-commit hook checks when it is installed."""
+        return lettahook.Rules.of_repo(self.history.control_dir, self.layout, allow_read_only)
+
+    def _gate(
+        self,
+        head_tree: Files,
+        payload: dict[str, tuple[int, bytes] | None],
+        origin: str,
+        allow_read_only: tuple[str, ...] = (),
+        first_commit: bool = False,
+    ) -> lettahook.Verdict:
+        """Split a proposed commit into what Letta's rules let through and what stays in the
+        work tree; only a person's command (origin ``cli``) may lift read_only."""
+        if allow_read_only and origin != "cli":
+            raise MemfsError(f"only a person's command may change a read-only file, not {origin}")
+        rules = self.letta_rules(allow_read_only)
+        verdict = lettahook.review(
+            rules, head_tree, payload, self.history.blob, self._hook_cache, first_commit
+        )
+        self.held = verdict.refusals
+        self.overridden = [path for path in verdict.overridden if path in verdict.allowed]
+        return verdict
 
     # -- status and commit --------------------------------------------------------------
 
@@ -316,10 +372,20 @@ class Agent:
         head = self.history.head()
         head_tree = self.history.tree_of(head)
         snapshot = self._snapshot(head_tree)
+        changes = compare_trees(head_tree, snapshot.files)
+        verdict = lettahook.Verdict(allowed={})
+        rules = self.letta_rules()
+        if rules.active and changes:
+            payload = {change.path: self._read_change(change, snapshot) for change in changes}
+            verdict = lettahook.review(
+                rules, head_tree, payload, self.history.blob, self._hook_cache, head is None
+            )
         return Status(
             branch=self.history.branch(),
             head=head,
-            changes=compare_trees(head_tree, snapshot.files),
+            changes=changes,
+            held=[refusal.problem() for refusal in verdict.refusals],
+            blocked=bool(verdict.blocked),
             problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
@@ -332,12 +398,20 @@ class Agent:
         )
 
     def commit(
-        self, message: str | None = None, origin: str = "cli", paths: tuple[str, ...] = ()
+        self,
+        message: str | None = None,
+        origin: str = "cli",
+        paths: tuple[str, ...] = (),
+        allow_read_only: tuple[str, ...] = (),
     ) -> CommitInfo | None:
         """Commit every change in the work tree (or only under ``paths``); None if none.
 
         Broken memory files are committed like any other: nothing a user wrote is dropped.
+        In a Letta repo a change Letta's rules refuse (a read-only file, or what its installed
+        pre-commit hook rejects) is left in the work tree and listed in ``self.held``;
+        ``allow_read_only`` (a person's command only) lets read-only files at those paths change.
         """
+        self.held = []
         with self.history.locked():
             self.recover()
             rules = self._rules()
@@ -355,7 +429,18 @@ class Agent:
             payload: dict[str, tuple[int, bytes] | None] = {}
             for change in changes:
                 payload[change.path] = self._read_change(change, snapshot)
-            effective = [c for c in changes if payload[c.path] is not None or c.new is None]
+            payload = self._gate(
+                head_tree, payload, origin, allow_read_only, first_commit=head is None
+            ).allowed
+            if not payload:
+                if not self.history.index_describes(head_tree):
+                    self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
+                return None
+            effective = [
+                c
+                for c in changes
+                if c.path in payload and (payload[c.path] is not None or c.new is None)
+            ]
             text = message or generated_message(effective)
             trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
             sha = self.history.commit(head, payload, with_trailers(text, trailers), self.author())
@@ -384,6 +469,7 @@ class Agent:
         in line afterwards: here, or later by ``refresh_index_paths`` (``update_index=False``).
         """
         wanted = sorted({p.strip("/") for p in paths if p.strip("/")})
+        self.held = []
         with self.history.locked():
             if self.recover():  # rolled back: files other than ``paths`` changed too
                 return self.commit(message, origin)
@@ -403,6 +489,12 @@ class Agent:
                 return None
             snapshot = _Snapshot(files, dict(scan.files), scan)
             payload = {change.path: self._read_change(change, snapshot) for change in changes}
+            # Letta's hook looks at the whole tree: only then is HEAD's tree flattened
+            rules_tree = self.history.tree_of(head) if self.letta_rules().tree_wide else before
+            payload = self._gate(rules_tree, payload, origin).allowed
+            if not payload:
+                return None
+            changes = [change for change in changes if change.path in payload]
             text = message or generated_message(changes)
             trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
             sha = self.history.commit(head, payload, with_trailers(text, trailers), self.author())
@@ -541,22 +633,40 @@ class Agent:
             write_diff(out, change, old, new)
         return out.getvalue()
 
-    def restore(self, path: str, to: str, origin: str = "cli") -> CommitInfo | None:
-        """Bring ``path`` (a file or folder) back to how it was at ``to``, as a new commit."""
+    def restore(
+        self, path: str, to: str, origin: str = "cli", allow_read_only: bool = False
+    ) -> CommitInfo | None:
+        """Bring ``path`` (a file or folder) back to how it was at ``to``, as a new commit.
+
+        In a Letta repo a restore Letta's rules refuse (it would change a read-only file, or
+        make a commit its installed hook rejects) raises CommitRefusedError before any file is
+        touched; ``allow_read_only`` (a person's command) lets it change read-only files.
+        """
         path = path.strip("/")
         with self.history.locked():
             sha = self.history.resolve(to)  # before committing: HEAD~1 means what the user saw
             self.commit(origin=origin)  # pending edits go into history before anything moves
             target = _under(self.history.tree_of(sha), path)
-            current = _under(self.history.tree_of(self.history.head()), path)
+            head_tree = self.history.tree_of(self.history.head())
+            current = _under(head_tree, path)
             if not target:
                 raise PathNotFoundError(path, f"revision {to}")
+            allowed = self._refuse_letta(
+                f"restore {path}", head_tree, current, target, origin, allow_read_only
+            )
             message = f"memfs: restore {path} to {sha[:7]}"
             with self.updating(current, target, index=False):
-                return self.commit(message=message, origin=origin, paths=(path,))
+                return self.commit(
+                    message=message, origin=origin, paths=(path,), allow_read_only=allowed
+                )
 
-    def revert(self, rev: str, origin: str = "cli") -> CommitInfo | None:
-        """Undo the changes of commit ``rev`` in a new commit on top of the current head."""
+    def revert(
+        self, rev: str, origin: str = "cli", allow_read_only: bool = False
+    ) -> CommitInfo | None:
+        """Undo the changes of commit ``rev`` in a new commit on top of the current head.
+
+        Refused as ``restore`` is when Letta's rules refuse the result (CommitRefusedError).
+        """
         with self.history.locked():
             sha = self.history.resolve(rev)  # before committing: HEAD~1 means what the user saw
             self.commit(origin=origin)
@@ -570,8 +680,45 @@ class Agent:
             current = self.history.tree_of(head)
             message = f'memfs: revert "{info.summary}"\n\nThis reverts commit {sha}.'
             merged_tree = self.history.tree_entries_by_sha(merged)
+            allowed = self._refuse_letta(
+                f"revert {rev}", current, current, merged_tree, origin, allow_read_only
+            )
             with self.updating(current, merged_tree, index=False):
-                return self.commit(message=message, origin=origin)
+                return self.commit(message=message, origin=origin, allow_read_only=allowed)
+
+    def _refuse_letta(
+        self,
+        action: str,
+        head_tree: Files,
+        current: Files,
+        target: Files,
+        origin: str,
+        allow_read_only: bool,
+    ) -> tuple[str, ...]:
+        """Raise CommitRefusedError if Letta's rules would hold back any part of going from
+        ``current`` to ``target`` (or an edit waiting there that memfs cannot commit), before
+        anything is written; the paths read_only is lifted for."""
+        changes = compare_trees(current, target)
+        waiting = [r.render() for r in self.held if any(c.path == r.path for c in changes)]
+        if waiting:
+            raise CommitRefusedError(
+                action,
+                [f"{line} (an uncommitted edit there would be overwritten)" for line in waiting],
+            )
+        allowed = tuple(change.path for change in changes) if allow_read_only else ()
+        if not self.letta_rules().active:
+            return allowed
+        blobs = self.history.read_blobs({c.new.sha for c in changes if c.new is not None})
+        payload = {
+            c.path: (c.new.mode, blobs[c.new.sha]) if c.new is not None else None for c in changes
+        }
+        verdict = self._gate(head_tree, payload, origin, allowed)
+        self.held = []
+        if verdict.refusals:
+            read_only = any("read_only" in r.message for r in verdict.refusals)
+            hint = "--allow-read-only changes read-only files on purpose" if read_only else ""
+            raise CommitRefusedError(action, [r.render() for r in verdict.refusals], hint)
+        return allowed
 
     @contextlib.contextmanager
     def updating(self, current: Files, target: Files, index: bool = True) -> Iterator[Any]:
@@ -597,11 +744,25 @@ class Agent:
                     self.refresh_index()
 
     def left_out_reason(self, path: str) -> str | None:
-        """Why the file at ``path`` is not committed as it is on disk, if it is not."""
+        """Why the file at ``path`` is not committed as it is on disk, if it is not: left out
+        of versioning, or held back by Letta's rules (read_only, its installed hook)."""
         head = self.history.head()
         tracked = frozenset(self.history.entries_at(head, path))
         scan = worktree.scan_paths(self.root, self._rules(), [path], self._max_file_size(), tracked)
-        return next((item.reason for item in scan.skipped if item.path == path), None)
+        skipped = next((item.reason for item in scan.skipped if item.path == path), None)
+        if skipped is not None or not self.letta_rules().active:
+            return skipped
+        head_tree = self.history.tree_of(head)
+        snapshot = self._snapshot(head_tree)
+        changes = compare_trees(head_tree, snapshot.files, (path,))
+        payload = {change.path: self._read_change(change, snapshot) for change in changes}
+        verdict = lettahook.review(
+            self.letta_rules(), head_tree, payload, self.history.blob, self._hook_cache
+        )
+        refusals = [r for r in verdict.refusals if r.path == path] or verdict.blocked
+        if not refusals:
+            return None
+        return "Letta's rules keep it out of commits: " + "; ".join(r.render() for r in refusals)
 
     def recover(self) -> bool:
         """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py);

@@ -11,6 +11,7 @@ MemfsError
 ├── LockTimeoutError       another process kept the agent's lock too long
 ├── SchemaError            memory files whose content cannot be used (carries problems)
 ├── RevertConflictError    a revert that does not apply cleanly to the current head
+├── CommitRefusedError     a restore or revert Letta's rules refuse (read_only, its hook)
 ├── ConcurrentUpdateError  the branch moved while an operation was writing
 ├── ConfigError            the user config file cannot be read
 ├── UnrelatedHistoriesError  local and remote share no commit (merge refused unless asked)
@@ -128,6 +129,18 @@ class RevertConflictError(MemfsError):
             f"cannot revert {rev}: later commits changed the same lines in "
             f"{', '.join(self.paths)}; nothing was changed (restore those files instead)"
         )
+
+
+class CommitRefusedError(MemfsError):
+    """A restore or revert whose commit Letta's rules refuse in a Letta repo: it would change a
+    read-only file, or make a commit Letta's installed pre-commit hook rejects. Nothing was
+    changed."""
+
+    def __init__(self, action: str, refusals: Sequence[str], override: str = "") -> None:
+        self.refusals = list(refusals)
+        more = f" (and {len(self.refusals) - 1} more)" if len(self.refusals) > 1 else ""
+        hint = f"; {override}" if override else ""
+        super().__init__(f"cannot {action}: {self.refusals[0]}{more}; nothing was changed{hint}")
 
 
 class ConcurrentUpdateError(MemfsError):

@@ -160,6 +160,7 @@ class Watcher:
         self._wake = threading.Condition()
         self._stopping = False
         self._observer: Any = None
+        self._held_logged: set[str] = set()  # held changes already in the log
         self._thread: threading.Thread | None = None
         self._push_due = 0.0
         self._backoff = 1.0
@@ -302,6 +303,7 @@ class Watcher:
         if not paths or self.settings.pull_only:
             return
         info = self.agent.commit_paths(paths, origin="watch", update_index=False)
+        self._log_held()
         if info is not None:
             self._index_behind.update(paths)
             self._committed(info.short, info.summary)
@@ -316,8 +318,17 @@ class Watcher:
         if self.settings.pull_only:
             return
         info = self.agent.commit(origin="watch")
+        self._log_held()
         if info is not None:
             self._committed(info.short, info.summary)
+
+    def _log_held(self) -> None:
+        """Log each change Letta's rules keep out of commits (left in the work tree), once."""
+        for refusal in self.agent.held:
+            line = refusal.render()
+            if line not in self._held_logged:
+                self._held_logged.add(line)
+                self.log(f"not committed (kept in the work tree): {line}")
 
     def _committed(self, short: str, summary: str) -> None:
         self.log(f"committed {short} {summary}")

@@ -100,7 +100,10 @@ def test_a_v2_repo_reads_names_and_quoted_descriptions(tmp_path: Path) -> None:
     assert persona.description == 'Who I am: "Letta"'
     assert persona.metadata["name"] == "Persona"
     assert persona.pinned and not agent.memory["projects/letta"].pinned
-    assert agent.check() == []
+    # Letta's tree constraints (root-marker, MemFS v2) refuse a folder without its MEMORY.md
+    assert [p.render() for p in agent.check()] == [
+        "loose/x.md:1: missing required index loose/MEMORY.md"
+    ]
 
 
 def test_a_plain_git_repo_is_still_not_an_agent(tmp_path: Path) -> None:

@@ -10,7 +10,12 @@ from memfs.cli import AppState, pass_state
 from memfs.cli.output import emit_bytes, emit_json, json_option, warn
 
 if TYPE_CHECKING:
+    from memfs.lettahook import Refusal
     from memfs.trees import CommitInfo
+
+ALLOW_READ_ONLY_HELP = (
+    "In a Letta repo: change read-only files on purpose (Letta's hook would refuse it)."
+)
 
 
 @click.command()
@@ -32,10 +37,26 @@ def init(directory: str, name: str | None, description: str) -> None:
     from memfs.agent import init_agent
 
     agent = init_agent(directory, name=name, description=description)
-    head = agent.log(limit=1)[0]
     files = len(agent.memory)
-    click.echo(f"{head.summary.removeprefix('memfs: ').capitalize()} in {agent.root}")
-    click.echo(f"{files} memory files, commit {head.short}")
+    latest = agent.log(limit=1)
+    if latest:
+        click.echo(f"{latest[0].summary.removeprefix('memfs: ').capitalize()} in {agent.root}")
+        click.echo(f"{files} memory files, commit {latest[0].short}")
+    else:  # a Letta repo whose every file its installed hook refuses
+        click.echo(f"Adopt agent {agent.name} in {agent.root}")
+        click.echo(f"{files} memory files, nothing committed yet")
+    _warn_held(agent.held)
+    if agent.held:
+        click.get_current_context().exit(1)
+
+
+def _warn_held(held: list[Refusal]) -> None:
+    """Each change Letta's rules keep out of a commit, on stderr."""
+    for refusal in held:
+        if refusal.blocking:
+            warn(f"Letta's hook refuses every commit until this is fixed: {refusal.render()}")
+        else:
+            warn(f"not committed, kept in the work tree: {refusal.render()}")
 
 
 @click.command()
@@ -65,8 +86,17 @@ def status(state: AppState, as_json: bool) -> None:
         click.echo("Nothing to commit: the memory matches the last commit.")
     else:
         click.echo("Changes not committed (run 'memfs commit'):")
+        held = {problem.path for problem in report.held}
         for change in report.changes:
-            click.echo(f"  {change.status + ':':<10} {change.path}")
+            kept = "  (kept out of commits, see below)" if change.path in held else ""
+            click.echo(f"  {change.status + ':':<10} {change.path}{kept}")
+    if report.held:
+        click.echo(
+            "Letta refuses these, so memfs leaves them in the work tree, uncommitted"
+            + (" (and commits nothing until the first is fixed):" if report.blocked else ":")
+        )
+        for problem in report.held:
+            click.echo(f"  {problem.render()}")
     if report.update_pending:
         click.echo(
             "A merge is updating the files, or stopped midway: the next commit or sync puts"
@@ -103,27 +133,44 @@ def status(state: AppState, as_json: bool) -> None:
 
 @click.command()
 @click.option("-m", "--message", help="Commit message (default: one saying what changed).")
+@click.option(
+    "--allow-read-only",
+    "allow_read_only",
+    multiple=True,
+    metavar="PATH",
+    help="In a Letta repo: commit changes to the read-only file or folder PATH on purpose "
+    "(as 'git commit --no-verify' would; Letta's hook would refuse it). Repeatable.",
+)
 @pass_state
-def commit(state: AppState, message: str | None) -> None:
+def commit(state: AppState, message: str | None, allow_read_only: tuple[str, ...]) -> None:
     """Commit every change to the memory files.
 
     Broken files are committed too, so nothing is lost; 'memfs check' reports them.
-    Exits 1 if some files were left out (too large, or a symlink leaving the agent).
+    In a Letta Code repo, a change Letta refuses stays in the work tree, uncommitted: an edit
+    of a read-only file (or of its read_only line), and, when Letta's pre-commit hook is
+    installed, anything that hook would reject. The rest is committed.
+    Exits 1 if some files were left out (too large, a symlink leaving the agent, or refused
+    by Letta's rules: each is printed as path:line: what is wrong).
 
     \b
-    Example:
+    Examples:
       memfs commit -m "remember the user's timezone"
+      memfs commit --allow-read-only system/rules.md
     """
     agent = state.agent()
-    info = agent.commit(message=message)
+    info = agent.commit(message=message, allow_read_only=allow_read_only)
+    held = agent.held
     if info is None:
-        click.echo("Nothing to commit.")
+        click.echo("Nothing to commit." if not held else "Nothing committed.")
     else:
         click.echo(f"[{agent.history.branch()} {info.short}] {info.summary}")
+        for path in agent.overridden:
+            warn(f"{path} is read-only in Letta: changed on purpose (Letta's hook would refuse it)")
+    _warn_held(held)
     skipped = agent.status().skipped
     for item in skipped:
         warn(f"not versioned: {item.shown}: {item.reason}")
-    if skipped:
+    if skipped or held:
         click.get_current_context().exit(1)
 
 
@@ -189,31 +236,37 @@ def show(state: AppState, spec: str) -> None:
 @click.option(
     "--to", "rev", required=True, metavar="REV", help="The revision to bring PATH back to."
 )
+@click.option("--allow-read-only", "allow_read_only", is_flag=True, help=ALLOW_READ_ONLY_HELP)
 @pass_state
-def restore(state: AppState, path: str, rev: str) -> None:
+def restore(state: AppState, path: str, rev: str, allow_read_only: bool) -> None:
     """Bring PATH (a file or folder) back to how it was at REV, as a new commit.
 
-    Uncommitted edits are committed first, so they stay in history.
+    Uncommitted edits are committed first, so they stay in history. In a Letta Code repo a
+    restore that would change a read-only file, or that Letta's installed hook would reject,
+    is refused (exit 1) before any file is touched.
 
     \b
     Example:
       memfs restore system/persona.md --to HEAD~2
     """
-    info = state.agent().restore(path, rev)
+    info = state.agent().restore(path, rev, allow_read_only=allow_read_only)
     _report_new_commit(info, f"{path} already is as at {rev}")
 
 
 @click.command()
 @click.argument("rev")
+@click.option("--allow-read-only", "allow_read_only", is_flag=True, help=ALLOW_READ_ONLY_HELP)
 @pass_state
-def revert(state: AppState, rev: str) -> None:
+def revert(state: AppState, rev: str, allow_read_only: bool) -> None:
     """Undo the changes of commit REV in a new commit; history is never rewritten.
+
+    Refused (exit 1, nothing changed) as restore is, in a Letta Code repo.
 
     \b
     Example:
       memfs revert HEAD
     """
-    info = state.agent().revert(rev)
+    info = state.agent().revert(rev, allow_read_only=allow_read_only)
     _report_new_commit(info, f"nothing to revert: the changes of {rev} are already undone")
 
 
@@ -232,7 +285,11 @@ def check(state: AppState, strict: bool, as_json: bool) -> None:
     """Validate agent.yaml and every memory file; print path:line: message for each problem.
 
     Checks front matter YAML, known keys and their types, body length against 'limit',
-    and UTF-8. Exits 1 if any error is found (with --strict, any warning too).
+    and UTF-8. In a Letta Code repo: what Letta's pre-commit hook would say of the work tree
+    as a commit, with its messages (front matter, read_only changes, skills/<name>/SKILL.md,
+    and for MemFS v2 or with .memfs.config.json: MEMORY.md indexes, depth and sizes), whether
+    the hook is installed or not; a legacy 'limit' exceeded is a warning.
+    Exits 1 if any error is found (with --strict, any warning too).
     """
     agent = state.agent()
     problems = agent.check()

@@ -1,0 +1,646 @@
+"""Letta Code's pre-commit hook as a gate in front of every commit memfs makes in a Letta repo.
+
+Letta Code installs a pre-commit hook into its memory repos (src/agent/memory-git-hooks.ts,
+@letta-ai/letta-code 0.32.18) and its memory tool refuses to touch a ``read_only`` block. memfs
+commits with dulwich, which runs no hook, so it applies the same rules itself, in-process:
+
+- ``read_only`` (every Letta repo, hook or not): a file read-only at HEAD is never changed,
+  renamed or deleted, and the flag is never set, flipped or removed. A person may lift this for
+  named paths (``allow_read_only``), as ``git commit --no-verify`` would; an agent or a watcher
+  never.
+- with Letta's hook installed (``.git/hooks/pre-commit`` carrying its "Installed by Letta Code
+  CLI" line): everything that hook checks, with its messages: the front matter of the files it
+  validates (v1: ``system/`` and ``reference/`` files added or modified, HEAD as the previous
+  version; v2: every projected file, every commit), flat ``skills/x.md`` files, and the tree
+  constraints of ``.git/hooks/letta-memory-constraints.cjs`` (a root ``MEMORY.md`` and one per
+  folder, depth, characters a file and in context, from ``.memfs.config.json`` or Letta's
+  defaults; the config itself only changes with ``LETTA_MEMORY_CONSTRAINTS_UPDATE=1``).
+
+``review`` splits a proposed commit into what may be committed and what is held: a held change
+stays in the work tree, uncommitted, and is reported as ``path:line: what is wrong``. An error
+no held change can settle (the tree at HEAD already breaks a constraint) blocks the whole
+commit, as the hook would refuse every commit until it is fixed.
+
+The rules are ports of Letta Code 0.32.18's ``validateMemoryTreeConstraints`` and
+``parseMemoryConstraintsConfig`` (src/memory-constraints.ts) and of the hook script's file
+selection; ``memfs.lettafm.validate`` is its ``validateMemoryFileFrontmatter``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memfs import lettafm
+from memfs.layout import V2_CONFIG, V2_MARKER, Layout, is_memory_path
+from memfs.schema import Problem
+from memfs.trees import Files, TreeEntry, blob_sha
+
+HOOK_MARK = "# Installed by Letta Code CLI"
+POLICY_FILE = "letta-memory-layout-policy"
+CONFIG_UPDATE_ENV = "LETTA_MEMORY_CONSTRAINTS_UPDATE"
+DEFAULT_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "maxDepth": 2,
+    "maxFileCharacters": 20000,
+    "maxCoreMemoryCharacters": 65536,
+}
+FLAT_SKILL_V1 = re.compile(r"(?:memory/)?skills/[^/]+\.md\Z", re.DOTALL)
+FLAT_SKILL_V2 = re.compile(r"skills/[^/]+\.md\Z", re.DOTALL)
+V1_CHECKED = re.compile(r"(?:memory/)?(?:system|reference)/.*\.md\Z", re.DOTALL)
+FLAT_SKILL_MESSAGE = "invalid skill path (skills must be folders). Use skills/<name>/SKILL.md"
+CORE = "core memory"
+WAITING = "waits: Letta's hook refuses every commit until the error above is fixed"
+MAX_SAFE_INTEGER = 2**53 - 1
+
+Payload = Mapping[str, tuple[int, bytes] | None]
+"""A proposed commit: path -> (mode, content), or None for a deletion."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Which of Letta's rules a repo's commits must keep."""
+
+    layout: Layout
+    hook_installed: bool = False
+    policy: str = ""  # the layout policy Letta's hook reads; "" when the file is absent
+    allow_read_only: frozenset[str] = frozenset()
+
+    @classmethod
+    def of_repo(
+        cls, control_dir: Path, layout: Layout, allow_read_only: Iterable[str] = ()
+    ) -> Rules:
+        """The rules for the repo whose ``.git`` is ``control_dir``."""
+        installed = hook_installed(control_dir)
+        return cls(
+            layout=layout,
+            hook_installed=installed,
+            policy=layout_policy(control_dir) if installed else "",
+            allow_read_only=frozenset(p.strip("/") for p in allow_read_only),
+        )
+
+    def as_installed(self) -> Rules:
+        """These rules as if Letta's hook were installed (what ``check`` reports): Letta Code
+        installs its hooks with the ``root-marker`` policy on every clone, pull and push."""
+        if self.hook_installed:
+            return self
+        return Rules(self.layout, True, "root-marker", self.allow_read_only)
+
+    def lifts(self, path: str) -> bool:
+        """Whether a person asked to change the read-only file ``path`` (or its folder)."""
+        return any(path == p or path.startswith(p + "/") for p in self.allow_read_only if p)
+
+    @property
+    def active(self) -> bool:
+        """Whether any rule applies (memfs-native agents without Letta's hook have none)."""
+        return self.layout.is_letta or self.hook_installed
+
+    @property
+    def tree_wide(self) -> bool:
+        """Whether the review needs HEAD's whole tree (the hook looks at all of it)."""
+        return self.hook_installed
+
+
+def hook_installed(control_dir: Path) -> bool:
+    """Whether ``.git/hooks/pre-commit`` is the hook Letta Code writes (its marker line)."""
+    try:
+        with open(control_dir / "hooks" / "pre-commit", "rb") as hook:
+            head = hook.read(4096)
+    except OSError:
+        return False
+    return HOOK_MARK.encode() in (line.rstrip(b"\r") for line in head.split(b"\n")[:5])
+
+
+def layout_policy(control_dir: Path) -> str:
+    """``.git/letta-memory-layout-policy`` as the hook reads it (``cat``, so trailing newline
+    dropped by the shell), "" when absent."""
+    try:
+        text = (control_dir / POLICY_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text.rstrip("\n")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One reason a change is not committed: the hook's message, located to a line."""
+
+    path: str
+    message: str
+    line: int = 1
+    blocking: bool = False  # no held change settles it: the hook refuses every commit
+
+    def problem(self) -> Problem:
+        return Problem(self.path, self.line, self.message)
+
+    def render(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass
+class Verdict:
+    """A proposed commit, split: what may be committed, and what is held and why."""
+
+    allowed: dict[str, tuple[int, bytes] | None]
+    held: dict[str, list[Refusal]] = field(default_factory=dict)
+    blocked: list[Refusal] = field(default_factory=list)  # no held change settles these
+    overridden: list[str] = field(default_factory=list)  # read-only, committed on request
+
+    @property
+    def errors(self) -> list[Refusal]:
+        """The refusals that say what is wrong (not the changes merely waiting behind one)."""
+        return [refusal for refusal in self.refusals if refusal.message != WAITING]
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        """Every reason, blocked ones first, then by path."""
+        held = [refusal for path in sorted(self.held) for refusal in self.held[path]]
+        return self.blocked + held
+
+
+class _Tree:
+    """The tree a commit would record: HEAD's entries with the proposed changes on top."""
+
+    def __init__(self, head: Files, changes: Payload, read: Callable[[str], bytes]) -> None:
+        self.head = head
+        self.changes = changes
+        self._read = read
+        self._new_entries = {
+            path: TreeEntry(change[0], blob_sha(change[1]))
+            for path, change in changes.items()
+            if change is not None
+        }
+
+    def entries(self, included: set[str]) -> Files:
+        tree = dict(self.head)
+        for path in included:
+            entry = self._new_entries.get(path)
+            if entry is None:
+                tree.pop(path, None)
+            else:
+                tree[path] = entry
+        return tree
+
+    def sha(self, path: str, included: set[str]) -> str | None:
+        """The blob sha ``path`` has in the commit (no read: results are cached by it)."""
+        entry = self._new_entries.get(path) if path in included else self.head.get(path)
+        return None if entry is None else entry.sha
+
+    def data(self, path: str, included: set[str]) -> bytes | None:
+        if path in included:
+            change = self.changes[path]
+            return None if change is None else change[1]
+        entry = self.head.get(path)
+        return None if entry is None else self._read(entry.sha)
+
+    def previous(self, path: str) -> bytes | None:
+        entry = self.head.get(path)
+        return None if entry is None else self._read(entry.sha)
+
+
+def decode(data: bytes) -> str:
+    """Text as node's ``utf8`` decoding gives it to the hook (bad bytes become U+FFFD)."""
+    return data.decode("utf-8", errors="replace")
+
+
+def review(
+    rules: Rules,
+    head: Files,
+    changes: Payload,
+    read: Callable[[str], bytes],
+    cache: dict[str, Any] | None = None,
+    first_commit: bool = False,
+) -> Verdict:
+    """Split ``changes`` (a commit on top of ``head``) into what Letta's rules let through.
+
+    ``head`` is HEAD's tree: all of it when ``rules.tree_wide``, else at least the entries of
+    the changed paths. ``read`` gives a blob's bytes by sha; ``cache`` (kept by the caller)
+    saves re-reading unchanged files between commits. A ``first_commit`` (the repo has none
+    yet: an import, an adoption) creates its blocks as Letta's server does, ``read_only``
+    included; only an installed hook still refuses that.
+    """
+    verdict = Verdict(allowed=dict(changes))
+    if not rules.active or not (changes or rules.hook_installed):
+        return verdict  # with the hook, a tree with no change may still be one it refuses
+    cache = {} if cache is None else cache
+    tree = _Tree(head, changes, read)
+    held: dict[str, list[Refusal]] = {}
+    for path in sorted(changes) if not (first_commit and not rules.hook_installed) else ():
+        refusals = _read_only_refusals(rules, tree, path)
+        if refusals:
+            held[path] = refusals
+        elif rules.lifts(path) and _read_only_refusals(Rules(rules.layout), tree, path):
+            verdict.overridden.append(path)
+    blocked: list[Refusal] = []
+    if rules.hook_installed:
+        while True:
+            included = set(changes) - set(held)
+            found, blocked = _hook_refusals(rules, tree, included, cache)
+            if not found:
+                break
+            for path, refusals in found.items():
+                held.setdefault(path, []).extend(refusals)
+    if blocked:
+        verdict.blocked = [Refusal(r.path, r.message, r.line, blocking=True) for r in blocked]
+        verdict.allowed = {}
+        for path in changes:
+            held.setdefault(path, [Refusal(path, WAITING)])
+        verdict.held = held
+        return verdict
+    verdict.held = held
+    verdict.allowed = {path: change for path, change in changes.items() if path not in held}
+    return verdict
+
+
+# -- read_only --------------------------------------------------------------------------------
+
+
+def _read_only_refusals(rules: Rules, tree: _Tree, path: str) -> list[Refusal]:
+    """A read-only file changed, or the ``read_only`` line set, flipped or removed.
+
+    Letta's memory tool refuses to edit, rename or delete a read-only block (src/tools/impl/
+    memory.ts ``loadEditableMemoryFile``); its hook refuses the front matter changes.
+    """
+    if rules.lifts(path):
+        return []
+    previous_data = tree.previous(path)
+    change = tree.changes[path]
+    previous = decode(previous_data) if previous_data is not None else None
+    if previous is not None and lettafm.read_only_at(previous):
+        if change is None:
+            return [Refusal(path, "file is read_only and cannot be deleted")]
+        return [Refusal(path, "file is read_only and cannot be modified", 1)]
+    if change is None or not (path.endswith(".md") and is_memory_path(path, rules.layout)):
+        return []
+    text = decode(change[1])
+    messages = lettafm.validate(path, text, previous, v2=False)
+    protected = [m for m in messages if "'read_only' is a protected field" in m]
+    return [_refusal(path, message, text) for message in protected]
+
+
+# -- the hook ---------------------------------------------------------------------------------
+
+
+def _uses_v2(rules: Rules, tree: _Tree, entries: Files) -> bool:
+    """The hook's ``use_v2_validation``: shared-memory, or root-marker with a MEMORY.md in the
+    index or at HEAD."""
+    if rules.policy == "shared-memory":
+        return True
+    return rules.policy == "root-marker" and (V2_MARKER in entries or V2_MARKER in tree.head)
+
+
+def _hook_refusals(
+    rules: Rules, tree: _Tree, included: set[str], cache: dict[str, Any]
+) -> tuple[dict[str, list[Refusal]], list[Refusal]]:
+    """What the hook says of the commit holding ``included``: refusals of changes in it,
+    and errors none of them caused (blocked)."""
+    entries = tree.entries(included)
+    found: dict[str, list[Refusal]] = {}
+    blocked: list[Refusal] = []
+    written = sorted(p for p in included if tree.changes[p] is not None)
+    v2 = _uses_v2(rules, tree, entries)
+    flat = FLAT_SKILL_V2 if v2 else FLAT_SKILL_V1
+    for path in written:
+        if flat.match(path):
+            found.setdefault(path, []).append(Refusal(path, FLAT_SKILL_MESSAGE))
+    if v2:
+        for path in sorted(entries):
+            if not path.endswith(".md") or path.startswith("skills/"):
+                continue
+            if rules.policy == "root-marker" and not _indexed(path, entries):
+                continue
+            refusals = _file_refusals(path, tree, included, True, cache)
+            if not refusals:
+                continue
+            if path in included:
+                found.setdefault(path, []).extend(refusals)
+                continue
+            culprits = [index for index in _indexes(path) if index in included]
+            if culprits:  # a MEMORY.md added now brings the file into view
+                for culprit in culprits:
+                    found.setdefault(culprit, []).extend(_blame(r, culprit) for r in refusals)
+            else:
+                blocked.extend(refusals)
+    else:
+        for path in written:
+            if V1_CHECKED.match(path):
+                refusals = _file_refusals(path, tree, included, False, cache, rules)
+                if refusals:
+                    found.setdefault(path, []).extend(refusals)
+    if found:
+        return found, blocked
+    for refusal in _constraint_refusals(rules, tree, entries, included, cache):
+        culprits = _culprits(refusal, tree, entries, included, cache)
+        if culprits:
+            for culprit in culprits:
+                found.setdefault(culprit, []).append(_blame(refusal, culprit))
+        else:
+            blocked.append(refusal)
+    return found, blocked
+
+
+def _blame(refusal: Refusal, culprit: str) -> Refusal:
+    """``refusal`` held against the change that caused it (a deleted MEMORY.md, a root file
+    that grew), with the hook's whole message."""
+    if refusal.path == culprit:
+        return refusal
+    return Refusal(culprit, f"{refusal.path}: {refusal.message}")
+
+
+def _indexes(path: str) -> list[str]:
+    """The ``MEMORY.md`` of every folder above ``path``."""
+    folders = path.split("/")[:-1]
+    return ["/".join(folders[: depth + 1]) + "/" + V2_MARKER for depth in range(len(folders))]
+
+
+def _indexed(path: str, entries: Files) -> bool:
+    return all(index in entries for index in _indexes(path))
+
+
+def _file_refusals(
+    path: str,
+    tree: _Tree,
+    included: set[str],
+    v2: bool,
+    cache: dict[str, Any],
+    rules: Rules | None = None,
+) -> list[Refusal]:
+    """validateMemoryFileFrontmatter on one file (v1: against its HEAD version)."""
+    key = f"v2:{tree.sha(path, included)}:{path}"
+    if v2 and key in cache:
+        return [Refusal(*item) for item in cache[key]]
+    data = tree.data(path, included)
+    if data is None:
+        return []
+    overridden = rules is not None and rules.lifts(path)
+    text = decode(data)
+    previous_data = None if v2 else tree.previous(path)
+    previous = decode(previous_data) if previous_data is not None else None
+    messages = lettafm.validate(path, text, previous, v2, changes=not overridden)
+    refusals = [_refusal(path, message, text) for message in messages]
+    if v2:
+        cache[key] = [(r.path, r.message, r.line) for r in refusals]
+    return refusals
+
+
+def _refusal(path: str, message: str, text: str) -> Refusal:
+    """A hook message (``path: what``) as a refusal located to the key it quotes."""
+    what = message.removeprefix(f"{path}: ")
+    return Refusal(path, what, _line_naming(text, what))
+
+
+def _line_naming(text: str, message: str) -> int:
+    """The front matter line of the key a message quotes ('description'), else line 1."""
+    quoted = message.split("'")
+    key = quoted[1] if len(quoted) > 2 else None
+    if not key:
+        return 1
+    for number, line in enumerate(text.split("\n")[1:], start=2):
+        if line == "---":
+            break
+        if line.split(":", 1)[0].strip() == key:
+            return number
+    return 1
+
+
+# -- the tree constraints ---------------------------------------------------------------------
+
+
+def _constraint_refusals(
+    rules: Rules, tree: _Tree, entries: Files, included: set[str], cache: dict[str, Any]
+) -> list[Refusal]:
+    """letta-memory-constraints.cjs, as the hook runs it (``validate_memory_constraints``)."""
+    root_marker = rules.policy == "root-marker"
+    has_root = root_marker and (V2_MARKER in entries or V2_MARKER in tree.head)
+    if not (has_root or V2_CONFIG in entries or V2_CONFIG in tree.head):
+        return []
+    refusals: list[Refusal] = []
+    config_changed = (V2_CONFIG in included) and tree.head.get(V2_CONFIG) != entries.get(V2_CONFIG)
+    if config_changed and os.environ.get(CONFIG_UPDATE_ENV) != "1":
+        refusals.append(Refusal(V2_CONFIG, "is protected and requires human approval to change"))
+    has_config = V2_CONFIG in entries
+    if not has_config and not has_root:
+        return refusals
+    config: dict[str, Any] = dict(DEFAULT_CONFIG)
+    if has_config:
+        if not _regular(entries[V2_CONFIG].mode):
+            return [*refusals, Refusal(V2_CONFIG, "constraint config must be a regular file")]
+        data = tree.data(V2_CONFIG, included) or b""
+        parsed, errors = parse_config(decode(data))
+        if errors or refusals:
+            return refusals + [_constraint_refusal(error) for error in errors]
+        assert parsed is not None
+        config = {**DEFAULT_CONFIG, **parsed} if root_marker else parsed
+    errors = tree_constraint_errors(
+        {path: entry.mode for path, entry in entries.items()},
+        lambda path: _characters(tree, path, included, cache),
+        config,
+        rules.policy,
+        require_root_marker=V2_MARKER in tree.head,
+    )
+    return refusals + [_constraint_refusal(error) for error in errors]
+
+
+def _constraint_refusal(error: str) -> Refusal:
+    """``path: what`` from the validator as a refusal (``core memory: ...`` has no file)."""
+    if error.startswith(f"{CORE}: "):
+        return Refusal(CORE, error.removeprefix(f"{CORE}: "))
+    if error.startswith(f"{V2_CONFIG} "):
+        return Refusal(V2_CONFIG, error.removeprefix(f"{V2_CONFIG} "))
+    path, _, what = error.partition(": ")
+    return Refusal(path, what)
+
+
+def _regular(mode: int) -> bool:
+    return oct(mode)[2:].startswith("100")
+
+
+def _characters(tree: _Tree, path: str, included: set[str], cache: dict[str, Any]) -> int:
+    """Characters (code points) of a file as the validator counts them, cached by blob."""
+    key = f"chars:{tree.sha(path, included)}"
+    count = cache.get(key)
+    if count is None:
+        count = cache[key] = len(decode(tree.data(path, included) or b""))
+    return int(count)
+
+
+def _culprits(
+    refusal: Refusal, tree: _Tree, entries: Files, included: set[str], cache: dict[str, Any]
+) -> list[str]:
+    """The changes in ``included`` that a tree constraint error comes from, if any."""
+    path, message = refusal.path, refusal.message
+    if path == CORE:  # in-context files that grew or came in
+        grown = []
+        for changed in sorted(included):
+            if changed.endswith(".md") and "/" not in changed and tree.changes[changed]:
+                before = tree.head.get(changed)
+                now = _characters(tree, changed, included, cache)
+                if before is None or now > len(decode(tree.previous(changed) or b"")):
+                    grown.append(changed)
+        return grown
+    if message.startswith("missing required index "):
+        index = message.removeprefix("missing required index ")
+        if index in included:  # deleted now: keeping it keeps the file's edit too
+            return [index]
+    return [path] if path in included else []
+
+
+def parse_config(content: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """``parseMemoryConstraintsConfig``: the config, or the validator's errors."""
+    path = V2_CONFIG
+    try:
+        value = json.loads(content, parse_constant=_no_constant)
+    except ValueError as error:
+        return None, [f"{path}: invalid JSON ({error})"]
+    if not isinstance(value, dict):
+        return None, [f"{path}: expected a JSON object"]
+    errors: list[str] = []
+    keys = {"version", "maxDepth", "maxFileCharacters", "maxCoreMemoryCharacters"}
+    keys.add("fileCharacterLimits")
+    errors.extend(f"{path}: unknown field '{key}'" for key in value if key not in keys)
+    if not (_is_int(value.get("version")) and value.get("version") == 1):
+        errors.append(f"{path}: version must be 1")
+    if "maxDepth" in value and not (_is_int(value["maxDepth"]) and value["maxDepth"] >= 0):
+        errors.append(f"{path}: maxDepth must be a non-negative integer")
+    for key in ("maxFileCharacters", "maxCoreMemoryCharacters"):
+        if key in value and not (_is_int(value[key]) and value[key] > 0):
+            errors.append(f"{path}: {key} must be a positive integer")
+    overrides = value.get("fileCharacterLimits")
+    if "fileCharacterLimits" in value and not isinstance(overrides, list):
+        errors.append(f"{path}: fileCharacterLimits must be an array")
+    if isinstance(overrides, list):
+        for index, override in enumerate(overrides):
+            errors.extend(_override_errors(f"{path}: fileCharacterLimits[{index}]", override))
+    return (None, errors) if errors else (value, [])
+
+
+def _no_constant(name: str) -> Any:
+    """JSON.parse knows no NaN or Infinity."""
+    raise ValueError(f"Unexpected token {name[0]}")
+
+
+def _override_errors(label: str, override: Any) -> list[str]:
+    if not isinstance(override, dict):
+        return [f"{label} must be an object"]
+    errors = [
+        f"{label}: unknown field '{key}'"
+        for key in override
+        if key not in ("pattern", "maxCharacters")
+    ]
+    pattern = override.get("pattern")
+    if (
+        not isinstance(pattern, str)
+        or not pattern
+        or pattern.startswith("/")
+        or "\\" in pattern
+        or ".." in pattern.split("/")
+    ):
+        errors.append(f"{label}: pattern must be a non-empty repo-relative glob using '/'")
+    elif any("**" in segment and segment != "**" for segment in pattern.split("/")):
+        errors.append(f"{label}: '**' must be a complete path segment")
+    maximum = override.get("maxCharacters", "absent")  # JavaScript: undefined is not null
+    if maximum is not None and not (_is_int(maximum) and maximum > 0):
+        errors.append(f"{label}: maxCharacters must be a positive integer or null")
+    return errors
+
+
+def _is_int(value: Any) -> bool:
+    """``Number.isSafeInteger``: a whole number (JSON 2.0 is one too) within 2^53 - 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value == int(value) and abs(value) <= MAX_SAFE_INTEGER
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A ``fileCharacterLimits`` glob as the validator compiles it (``*``, ``**``, ``?``)."""
+    source = "^"
+    index = 0
+    while index < len(pattern):
+        character = pattern[index]
+        if character == "*":
+            if pattern[index + 1 : index + 2] == "*":
+                if pattern[index + 2 : index + 3] == "/":
+                    source += "(?:.*/)?"
+                    index += 2
+                else:
+                    source += ".*"
+                    index += 1
+            else:
+                source += "[^/]*"
+        elif character == "?":
+            source += "[^/]"
+        else:
+            source += re.escape(character)
+        index += 1
+    return re.compile(source + r"\Z", re.DOTALL)
+
+
+def tree_constraint_errors(
+    modes: Mapping[str, int],
+    characters: Callable[[str], int],
+    config: Mapping[str, Any],
+    policy: str,
+    require_root_marker: bool,
+) -> list[str]:
+    """``validateMemoryTreeConstraints`` over a tree (path -> git mode), its messages."""
+    errors: list[str] = []
+    paths = sorted(path for path in modes if path.endswith(".md"))
+    present = set(paths)
+    v2 = policy == "root-marker" and (require_root_marker or V2_MARKER in present)
+    if v2 and V2_MARKER not in present:
+        errors.append(f"{V2_MARKER}: root memory index is required for MemFS v2")
+    memory = [
+        path
+        for path in paths
+        if not path.startswith("skills/")
+        and (v2 or policy == "shared-memory" or V1_CHECKED.match(path))
+    ]
+    if v2:
+        for path in memory:
+            missing = next((index for index in _indexes(path) if index not in present), None)
+            if missing is not None:
+                errors.append(f"{path}: missing required index {missing}")
+    overrides = [
+        (_glob_regex(str(item["pattern"])), item)
+        for item in config.get("fileCharacterLimits") or []
+    ]
+    core = 0
+    max_depth = config.get("maxDepth")
+    core_limit = config.get("maxCoreMemoryCharacters")
+    for path in memory:
+        if not _regular(modes[path]):
+            errors.append(f"{path}: memory Markdown must be a regular file")
+            continue
+        depth = path.count("/")
+        if max_depth is not None and depth > max_depth:
+            errors.append(f"{path}: depth {depth} exceeds maxDepth {_js_number(max_depth)}")
+        override = next((item for regex, item in overrides if regex.match(path)), None)
+        limit = override.get("maxCharacters") if override else config.get("maxFileCharacters")
+        source = f"glob '{override['pattern']}'" if override else "maxFileCharacters"
+        count_core = policy == "root-marker" and "/" not in path and core_limit is not None
+        if limit is None and not count_core:
+            continue
+        count = characters(path)
+        if count_core:
+            core += count
+        if limit is not None and count > limit:
+            errors.append(f"{path}: {count} characters exceeds {_js_number(limit)} from {source}")
+    if policy == "root-marker" and core_limit is not None and core > core_limit:
+        limit_text = _js_number(core_limit)
+        errors.append(
+            f"{CORE}: {core} characters exceeds {limit_text} from maxCoreMemoryCharacters"
+        )
+    return errors
+
+
+def _js_number(value: Any) -> str:
+    """A number as JavaScript prints it in a template string (``2.0`` is ``2``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
