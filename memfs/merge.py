@@ -304,7 +304,7 @@ class _LettaRules:
 
 def _read_only_value(text: str | None) -> str:
     """The ``read_only`` lines of a file as Letta's hook reads them ('' when absent)."""
-    return lettafm._legacy_value(text, "read_only") if text is not None else ""
+    return lettafm.hook_value(text, "read_only") if text is not None else ""
 
 
 def _json_object(data: bytes) -> bool:
