@@ -39,8 +39,8 @@ __all__ = [
 _LAZY = {
     "Agent": ("memfs.agent", "Agent"),
     "Status": ("memfs.agent", "Status"),
-    "init": ("memfs.agent", "init_agent"),
-    "open": ("memfs.agent", "open_agent"),
+    "init": ("memfs.opening", "init_agent"),
+    "open": ("memfs.opening", "open_agent"),
     "clone": ("memfs.sync", "clone"),
     "watch": ("memfs.watcher", "watch"),
     "mounted": ("memfs.mount", "mounted"),
@@ -55,11 +55,11 @@ _LAZY = {
 if TYPE_CHECKING:
     from memfs import errors
     from memfs.agent import Agent, Status
-    from memfs.agent import init_agent as init
-    from memfs.agent import open_agent as open
     from memfs.errors import MemfsError
     from memfs.memory import MemoryFile
     from memfs.mount import mounted
+    from memfs.opening import init_agent as init
+    from memfs.opening import open_agent as open
     from memfs.schema import Problem
     from memfs.sync import clone
     from memfs.trees import CommitInfo, FileChange

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memfs import sync
-from memfs.agent import init_agent
 from memfs.cloud import agent_url, checkout
 from memfs.context import build_context
+from memfs.opening import init_agent
 from memfs.remotes import add_remote
 
 

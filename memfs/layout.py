@@ -16,7 +16,9 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Collection
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+from memfs.schema import is_valid_name
 
 MANIFEST_FILE = "agent.yaml"
 V2_MARKER = "MEMORY.md"
@@ -100,3 +102,10 @@ def hook_checks(path: str, paths: Collection[str], layout: Layout) -> bool:
             and is_projected(path, paths, layout)
         )
     return False
+
+
+def letta_repo_name(root: Path) -> str:
+    """A Letta repo's name when none was recorded: Letta Code keeps a repo at
+    ``~/.letta/agents/<agent-id>/memory``, so ``memory`` gives the agent id."""
+    name = root.parent.name if root.name == "memory" and root.parent.name else root.name
+    return name if is_valid_name(name) else "agent"

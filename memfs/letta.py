@@ -42,12 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from memfs import frontmatter, lettafm, worktree
-from memfs.agent import Agent, init_agent, record_letta_identity
+from memfs.agent import Agent
 from memfs.errors import MemfsError, SchemaError
 from memfs.history import History
 from memfs.ignore import IgnoreRules
 from memfs.layout import Layout
 from memfs.memory import MemoryFile, label_of
+from memfs.opening import init_agent, record_letta_identity
 from memfs.schema import is_valid_name
 from memfs.util import atomic_write, utc_now
 

@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from memfs.agent import Agent, open_agent
+from memfs.agent import Agent
 from memfs.config import data_dir
 from memfs.errors import MemfsError, NotAnAgentError, RemoteNotFoundError
+from memfs.opening import open_agent
 from memfs.remotes import BUCKET_PREFIX, url_kind
 from memfs.schema import is_valid_name
 from memfs.util import atomic_write, utc_now

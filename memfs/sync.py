@@ -545,7 +545,7 @@ def _deliver_to_folder(
     run there would: its own edits are committed first and never overwritten. Returns the
     folder's branch afterwards.
     """
-    from memfs.agent import open_agent
+    from memfs.opening import open_agent
 
     history = agent.history
     try:
@@ -787,7 +787,8 @@ def _record_cloned_letta_repo(
     (``[memfs]``), as ``memfs init`` adopting one writes it; nothing is added to its tree. Its
     name is ``name`` (a cloud's name for it), else its folder's; its id is the Letta agent's
     when the URL names one (``letta://ID``, ``.../v1/git/ID/state.git``)."""
-    from memfs.agent import default_letta_name, record_letta_identity
+    from memfs.layout import letta_repo_name
+    from memfs.opening import record_letta_identity
     from memfs.remotes import letta_agent_id
 
     letta_id = None
@@ -796,7 +797,7 @@ def _record_cloned_letta_repo(
     if letta_id is not None:
         created = utc_now().isoformat().replace("+00:00", "Z")
         history.set_config_values("memfs", {"id": letta_id, "created": created})
-    chosen = name if name is not None and is_valid_name(name) else default_letta_name(root)
+    chosen = name if name is not None and is_valid_name(name) else letta_repo_name(root)
     record_letta_identity(history, chosen, layout)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs.agent import open_agent
 from memfs.context import MemoryMetadata, build_letta_context
+from memfs.opening import open_agent
 
 from .conftest import run_cli
 from .lettacode import LettaCode, letta_repo, server_commit

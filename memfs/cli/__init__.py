@@ -42,7 +42,7 @@ class AppState:
 
     def agent(self) -> Agent:
         """The agent named by ``-C``, or the one containing the current folder."""
-        from memfs.agent import find_agent, open_agent
+        from memfs.opening import find_agent, open_agent
 
         agent = open_agent(self.agent_dir) if self.agent_dir is not None else find_agent(".")
         return click.get_current_context().with_resource(agent)

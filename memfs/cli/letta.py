@@ -89,8 +89,8 @@ def export_af(state: AppState, directories: tuple[str, ...], output: str, as_jso
       memfs export-af ~/agents/support -o support.af
       memfs export-af ~/agents/team/main ~/agents/team/main-sleeptime -o team.af
     """
-    from memfs.agent import open_agent
     from memfs.letta import export_agent_files
+    from memfs.opening import open_agent
 
     context = click.get_current_context()
     if directories:

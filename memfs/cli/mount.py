@@ -47,9 +47,9 @@ def mount(source: str, directory: str, read_only: bool, rev: str | None, foregro
 
 
 def _watch_then_unmount(path: str, read_only: bool) -> None:
-    from memfs.agent import open_agent
     from memfs.cli.watch import run_foreground
     from memfs.mount import unmount as stop
+    from memfs.opening import open_agent
     from memfs.watcher import WatchSettings
 
     agent = open_agent(path)

@@ -34,7 +34,7 @@ def init(directory: str, name: str | None, description: str) -> None:
     Example:
       memfs init my-agent --description "helps with the garden"
     """
-    from memfs.agent import init_agent
+    from memfs.opening import init_agent
 
     agent = init_agent(directory, name=name, description=description)
     files = len(agent.memory)

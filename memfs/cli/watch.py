@@ -78,7 +78,7 @@ def watch(
       memfs watch --stop ~/agents/garden
     """
     from memfs import watcher as watching
-    from memfs.agent import open_agent
+    from memfs.opening import open_agent
 
     agents = [open_agent(d) for d in directories] if directories else [state.agent()]
     for agent in agents:
