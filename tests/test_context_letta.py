@@ -16,7 +16,7 @@ import pytest
 
 import memfs
 from memfs.agent import open_agent
-from memfs.context import MemoryMetadata, build_letta_context
+from memfs.lettacontext import MemoryMetadata, build_letta_context
 
 from .conftest import run_cli
 from .lettacode import LettaCode, letta_repo, server_commit

@@ -100,12 +100,8 @@ def context(
       memfs context --format letta --from-head --system system.md > prompt.txt
     """
     from memfs.agent import open_agent
-    from memfs.context import (
-        MemoryMetadata,
-        build_context,
-        build_letta_context,
-        inject_core_memory,
-    )
+    from memfs.context import build_context
+    from memfs.lettacontext import MemoryMetadata, build_letta_context, inject_core_memory
 
     if from_head and rev is not None:
         raise click.UsageError("--from-head and --rev are the same thing: give one")
