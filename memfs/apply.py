@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from memfs import worktree
 from memfs.errors import LocalEditError, UnsafePathError
 from memfs.faults import crash_point
+from memfs.layout import MANIFEST_FILE
 from memfs.trees import (
     MODE_EXECUTABLE,
     MODE_SYMLINK,
@@ -213,7 +214,7 @@ class TreeUpdate:
                 return _discard(replacement)
             crash_point("apply.moved")
             if entry_on_disk(aside) != expected:
-                _put_back(aside, target)
+                _put_back(aside, target, self.root)
                 return _discard(replacement)
         if replacement is not None:
             try:
@@ -223,7 +224,7 @@ class TreeUpdate:
                 # made a new file), and it stays. What was moved aside goes back beside it
                 # as a conflict copy: an append must not turn into losing the lines before.
                 if os.path.lexists(aside):
-                    _put_back(aside, target)
+                    _put_back(aside, target, self.root)
                 return _discard(replacement)
             replacement.unlink(missing_ok=True)
             crash_point("apply.linked")
@@ -260,7 +261,7 @@ class TreeUpdate:
             if on_disk is not None and on_disk == change.new:
                 self._undo_write(index, change, target, aside)
             elif on_disk is None and os.path.lexists(aside):
-                _put_back(aside, target)
+                _put_back(aside, target, self.root)
             self._settle_aside(index, change)
             self.prepared(index).unlink(missing_ok=True)
             if change.old is None:
@@ -287,7 +288,7 @@ class TreeUpdate:
         if entry_on_disk(aside) == change.old:
             aside.unlink()
         else:
-            _keep_as_copy(aside, self.root / change.path)
+            _keep_as_copy(aside, self.root / change.path, self.root)
 
 
 def apply_tree(
@@ -367,7 +368,7 @@ def _discard(replacement: Path | None) -> bool:
     return False
 
 
-def _put_back(aside: Path, target: Path) -> None:
+def _put_back(aside: Path, target: Path, root: Path) -> None:
     """Return a moved-aside file to its path; if the path is taken, keep it as a copy."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if stat.S_ISDIR(aside.lstat().st_mode):
@@ -381,7 +382,7 @@ def _put_back(aside: Path, target: Path) -> None:
             return
         except FileExistsError:
             pass
-    _keep_as_copy(aside, target)
+    _keep_as_copy(aside, target, root)
 
 
 NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
@@ -405,16 +406,26 @@ def _link_no_clobber(source: Path, target: Path) -> None:
         os.rename(source, target)
 
 
-def _keep_as_copy(aside: Path, target: Path) -> None:
-    """An edit that cannot be at its path: a conflict copy beside it, committed next."""
-    from memfs.merge import conflict_copy_path  # here only: merge3 costs start-up time
+def _keep_as_copy(aside: Path, target: Path, root: Path) -> None:
+    """An edit that cannot be at its path: a conflict copy, committed next.
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    Beside the file in a memfs-native agent; in a Letta repo under ``.memfs-conflicts/``
+    with no ``.md`` ending, where Letta Code never loads it as a block (merge.py).
+    """
+    # here only: merge3 costs start-up time
+    from memfs.merge import conflict_copy_path, letta_conflict_copy_path
+
     found = entry_on_disk(aside)
     short = found.sha[:7] if found and found.sha else "0000000"
+    letta = not (root / MANIFEST_FILE).is_file()
+    relative = target.relative_to(root).as_posix()
     for attempt in range(100):
         label = short if attempt == 0 else f"{short}-{attempt}"
-        copy = target.parent / conflict_copy_path(target.name, label)
+        if letta:
+            copy = root / letta_conflict_copy_path(relative, label)
+        else:
+            copy = target.parent / conflict_copy_path(target.name, label)
+        copy.parent.mkdir(parents=True, exist_ok=True)
         if not os.path.lexists(copy):
             os.rename(aside, copy)
             return

@@ -143,7 +143,8 @@ def checkout(
         raise RemoteNotFoundError(
             remote.url, f"cloud {cloud_name} has no agent {name!r}: see 'memfs agents'"
         )
-    return clone(agent_url(url, name), directory if directory is not None else name, progress)
+    target = directory if directory is not None else name
+    return clone(agent_url(url, name), target, progress, name=name)
 
 
 def add_default_cloud_remote(agent: Agent) -> RemoteConfig:

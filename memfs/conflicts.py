@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
-from memfs import frontmatter
+from memfs import frontmatter, lettafm
 from memfs.errors import MemfsError, UnsafePathError
-from memfs.merge import CONFLICT_COPY, has_markers, is_conflict_copy, resolve_markers
+from memfs.merge import (
+    CONFLICT_COPY,
+    LETTA_CONFLICTS,
+    has_markers,
+    is_conflict_copy,
+    resolve_markers,
+)
 from memfs.trees import CommitInfo, blob_sha, read_worktree_data
 from memfs.util import atomic_write
 from memfs.worktree import read_inside, remove_file, write_file
@@ -40,8 +46,9 @@ class OpenConflict:
 
 
 def original_path(copy_path: str) -> str:
-    """``notes/a.conflict-1a2b3c4.md`` -> ``notes/a.md``."""
-    pure = PurePosixPath(copy_path)
+    """``notes/a.conflict-1a2b3c4.md`` -> ``notes/a.md``; in a Letta repo
+    ``.memfs-conflicts/system/a.md.conflict-1a2b3c4`` -> ``system/a.md``."""
+    pure = PurePosixPath(copy_path.removeprefix(LETTA_CONFLICTS + "/"))
     return str(pure.with_name(CONFLICT_COPY.sub("", pure.name, count=1)))
 
 
@@ -139,14 +146,18 @@ def _resolve_copy(agent: Agent, path: str, copy_path: str, keep: Keep) -> None:
     elif keep == "both":
         mode = agent.file_mode(path)
         current = read_worktree_data(agent.root / path, mode)
-        write_file(agent.root, path, mode, _concatenate(path, current, copy_data))
+        letta = agent.layout.is_letta
+        write_file(agent.root, path, mode, _concatenate(path, current, copy_data, letta))
     remove_file(agent.root, copy_path)
 
 
-def _concatenate(path: str, first: bytes, second: bytes) -> bytes:
-    """Both versions in one file; a Markdown file keeps only the first one's front matter."""
+def _concatenate(path: str, first: bytes, second: bytes, letta: bool = False) -> bytes:
+    """Both versions in one file; a Markdown file keeps only the first one's front matter
+    (read as Letta reads it in a Letta repo, so its hook still accepts the file)."""
     if path.endswith(".md"):
         with contextlib.suppress(UnicodeDecodeError):
-            second = frontmatter.split(second.decode()).body.encode()
+            text = second.decode()
+            body = lettafm.parse(text).body if letta else frontmatter.split(text).body
+            second = body.encode()
     joiner = b"" if first.endswith(b"\n") or not first else b"\n"
     return first + joiner + b"\n" + second

@@ -198,7 +198,8 @@ def _block_scalar(lines: list[str], style: str, chomping: str) -> str:
 # -- the pre-commit hook's rules -------------------------------------------------------------
 
 
-def _legacy_value(text: str | None, key: str) -> str:
+def hook_value(text: str | None, key: str) -> str:
+    """A front matter value as the hook's ``legacyValue`` reads it (every ``key:`` line)."""
     lines = (text or "").split("\n")
     try:
         end = lines.index("---", 1)
@@ -227,7 +228,7 @@ def validate(
         closing = lines.index("---", 1)
     except ValueError:
         return [f"{path}: frontmatter opened but never closed (missing closing ---)"]
-    if changes and not v2 and previous and _legacy_value(previous, "read_only") == "true":
+    if changes and not v2 and previous and hook_value(previous, "read_only") == "true":
         return [f"{path}: file is read_only and cannot be modified"]
     seen: set[str] = set()
     allowed = V2_KEYS if v2 else V1_KEYS
@@ -249,7 +250,7 @@ def validate(
                 errors.append(
                     f"{path}: 'read_only' is a protected field and cannot be set by the agent"
                 )
-            elif value != _legacy_value(previous, key):
+            elif value != hook_value(previous, key):
                 errors.append(
                     f"{path}: 'read_only' is a protected field and cannot be changed by the agent"
                 )
@@ -258,7 +259,7 @@ def validate(
     for key in V2_KEYS if v2 else ("description",):
         if key not in seen:
             errors.append(f"{path}: missing required field '{key}'")
-    removed = _legacy_value(previous, "read_only") and not _legacy_value(content, "read_only")
+    removed = hook_value(previous, "read_only") and not hook_value(content, "read_only")
     if changes and not v2 and removed:
         errors.append(
             f"{path}: 'read_only' is a protected field and cannot be removed by the agent"
@@ -268,7 +269,7 @@ def validate(
 
 def read_only_at(text: str | None) -> bool:
     """Whether Letta's hook treats a file with this content as read-only."""
-    return _legacy_value(text, "read_only") == "true"
+    return hook_value(text, "read_only") == "true"
 
 
 # -- writing ---------------------------------------------------------------------------------

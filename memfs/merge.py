@@ -8,10 +8,22 @@ Both machines must converge on the same tree whichever runs the merge, so the me
 one canonical order: the *newer* side (the head commit with the later time, ties broken by
 sha) against the *older* one, never "local against remote". Only the ``ours``/``theirs``
 policies, which the user picks to favour one machine, depend on who merges.
+
+In a Letta Code memory repo (``layout`` given) a conflict never adds a block and never puts
+markers into a file Letta reads: Letta Code, its server and its pre-commit hook read only
+``.md`` files (letta-ai/letta path_mapping.py; Letta Code's prompt compiler lists
+``*.md`` at HEAD), so the other version goes to ``.memfs-conflicts/<path>.conflict-<sha>``: not
+``.md``, not under ``system/``, not a root file, committed and synced like any file so every
+machine (and Letta's agent, with its file tools) can find it, and ``memfs conflicts`` lists it.
+A merged Markdown file must pass Letta's hook against the local head (the merge commit's
+first parent): a clean line merge that would break its front matter, change its
+``read_only`` or touch a file read-only at HEAD is a conflict, and then the head's version
+stays at the path.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +32,9 @@ from typing import Literal
 
 from merge3 import Merge3
 
-from memfs.trees import Files, TreeEntry
+from memfs import lettafm
+from memfs.layout import V2_CONFIG, Layout
+from memfs.trees import Files, TreeEntry, blob_sha
 
 Policy = Literal["copy", "markers", "ours", "theirs"]
 POLICIES: tuple[Policy, ...] = ("copy", "markers", "ours", "theirs")
@@ -28,6 +42,7 @@ CONFLICT_COPY = re.compile(r"\.conflict-[0-9a-f]{7,40}(?:-\d+)?(?=\.[^./]*$|$)")
 START_MARKER = b"<<<<<<< "
 MID_MARKER = b"=======\n"
 END_MARKER = b">>>>>>> "
+LETTA_CONFLICTS = ".memfs-conflicts"
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,15 @@ def conflict_copy_path(path: str, label: str) -> str:
     return str(pure.with_name(f"{stem}.conflict-{label}{suffix}"))
 
 
+def letta_conflict_copy_path(path: str, label: str) -> str:
+    """``system/persona.md`` -> ``.memfs-conflicts/system/persona.md.conflict-1a2b3c4``.
+
+    Where a Letta repo keeps the other version of a conflict: no ``.md`` ending, so Letta
+    never reads it as a block, and outside ``system/`` and the root, so it is never in context.
+    """
+    return f"{LETTA_CONFLICTS}/{path}.conflict-{label}"
+
+
 def is_conflict_copy(path: str) -> bool:
     return CONFLICT_COPY.search(PurePosixPath(path).name) is not None
 
@@ -85,12 +109,14 @@ def merge(
     store: Callable[[bytes], str],
     policy: Policy = "copy",
     ours_is_newer: bool = True,
+    layout: Layout = Layout.NATIVE,
 ) -> MergeResult:
     """Merge ``newer`` and ``older`` (both descended from ``base``) under ``policy``.
 
     ``read`` returns a blob's content by sha; ``store`` stores content and returns its sha.
+    ``layout`` is the agent's: a Letta repo's conflicts follow Letta's rules (see above).
     """
-    merger = _Merger(newer, older, read, store, policy, ours_is_newer)
+    merger = _Merger(newer, older, read, store, policy, ours_is_newer, layout)
     for path in sorted(base.keys() | newer.files.keys() | older.files.keys()):
         merger.merge_path(path, base.get(path), newer.files.get(path), older.files.get(path))
     merger.settle_file_folder_clashes()
@@ -106,11 +132,13 @@ class _Merger:
         store: Callable[[bytes], str],
         policy: Policy,
         ours_is_newer: bool,
+        layout: Layout = Layout.NATIVE,
     ) -> None:
         self.newer, self.older = newer, older
         self.read, self.store = read, store
         self.policy = policy
         self.ours_is_newer = ours_is_newer
+        self.letta = _LettaRules(layout, read) if layout.is_letta else None
         self.result = MergeResult(files={})
 
     def merge_path(
@@ -135,15 +163,34 @@ class _Merger:
         self, path: str, base: TreeEntry | None, new: TreeEntry, old: TreeEntry
     ) -> None:
         texts = _texts(self.read, base, new, old)
-        if texts is not None and base is not None:
-            merged = _merge_text(*texts)
-            if merged is not None:
+        ours = new if self.ours_is_newer else old
+        merged = _merge_text(*texts) if texts is not None and base is not None else None
+        letta = self.letta
+        changes_head = merged is None or blob_sha(merged) != ours.sha
+        if letta is not None and changes_head and letta.head_protected(path, ours):
+            # Read-only at the local head: Letta's hook refuses any change to it there.
+            self._keep_head(path, "read-only", ours, old if ours is new else new)
+            return
+        if merged is not None and texts is not None:
+            sound = letta is None or letta.accepts(path, merged, (texts[1], texts[2]), ours)
+            if sound:
                 self.result.files[path] = TreeEntry(new.mode, self.store(merged))
                 return
         kind = "content" if base is not None else "add/add"
         if texts is None:
             kind = "binary"
+        if letta is not None and letta.flag_differs(path, new, old):
+            self._keep_head(path, kind, ours, old if ours is new else new)
+            return
         self._resolve(path, kind, new, old, texts)
+
+    def _keep_head(self, path: str, kind: str, ours: TreeEntry, other: TreeEntry) -> None:
+        """The local head's version stays at the path, the other is kept as a copy."""
+        self.result.files[path] = ours
+        theirs = self.older if self.ours_is_newer else self.newer
+        copy = self._free_copy_path(path, theirs.label)
+        self.result.files[copy] = other
+        self.result.conflicts.append(Conflict(path, kind, "copy", copy))
 
     def _resolve(
         self,
@@ -157,6 +204,8 @@ class _Merger:
         policy = self.policy
         if policy == "markers" and texts is None:
             policy = "copy"  # markers cannot go into a binary file or a symlink
+        if policy == "markers" and self.letta is not None and self.letta.reads(path):
+            policy = "copy"  # markers would reach Letta's prompt, its server and its hook
         if policy in ("ours", "theirs"):
             take_newer = (policy == "ours") == self.ours_is_newer
             files[path] = new if take_newer else old
@@ -175,11 +224,13 @@ class _Merger:
             files[copy] = old
             self.result.conflicts.append(Conflict(path, kind, "copy", copy))
 
-    def _free_copy_path(self, path: str) -> str:
-        candidate = conflict_copy_path(path, self.older.label)
+    def _free_copy_path(self, path: str, label: str = "") -> str:
+        label = label or self.older.label
+        name = letta_conflict_copy_path if self.letta is not None else conflict_copy_path
+        candidate = name(path, label)
         number = 2
         while candidate in self.result.files or _exists_in(candidate, self.newer, self.older):
-            candidate = conflict_copy_path(path, f"{self.older.label}-{number}")
+            candidate = name(path, f"{label}-{number}")
             number += 1
         return candidate
 
@@ -192,6 +243,75 @@ class _Merger:
             copy = self._free_copy_path(path)
             files[copy] = entry
             self.result.conflicts.append(Conflict(path, "file/folder", "copy", copy))
+
+
+class _LettaRules:
+    """What a merge in a Letta Code memory repo must respect: its pre-commit hook, run on the
+    merge commit against the local head (its first parent), and the files Letta reads."""
+
+    def __init__(self, layout: Layout, read: Callable[[str], bytes]) -> None:
+        self.layout = layout
+        self.read = read
+
+    def reads(self, path: str) -> bool:
+        """Whether Letta reads ``path``: Markdown (a block, or a file its hook checks) and
+        the v2 limits file."""
+        return path.endswith(".md") or path == V2_CONFIG
+
+    def _text(self, entry: TreeEntry | None) -> str | None:
+        if entry is None or entry.mode not in (0o100644, 0o100755):
+            return None
+        try:
+            return self.read(entry.sha).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def head_protected(self, path: str, ours: TreeEntry) -> bool:
+        """A v1 Markdown file read-only at the local head: no merge commit may change it."""
+        if self.layout.v2 or not path.endswith(".md"):
+            return False
+        return lettafm.read_only_at(self._text(ours))
+
+    def flag_differs(self, path: str, new: TreeEntry, old: TreeEntry) -> bool:
+        """Whether the two versions of a v1 Markdown file disagree on ``read_only``, which
+        Letta's hook lets no commit change: the head's version then stays."""
+        if self.layout.v2 or not path.endswith(".md"):
+            return False
+        return _read_only_value(self._text(new)) != _read_only_value(self._text(old))
+
+    def accepts(
+        self, path: str, merged: bytes, sides: tuple[bytes, bytes], ours: TreeEntry
+    ) -> bool:
+        """Whether a clean line merge keeps the file as sound as either side was: it passes
+        Letta's hook against the head (no error neither side has), keeps the head's
+        ``read_only``, and a v2 limits file stays a JSON object."""
+        if path == V2_CONFIG:
+            return _json_object(merged)
+        if not path.endswith(".md"):
+            return True
+        try:
+            text = merged.decode("utf-8")
+            versions = [side.decode("utf-8") for side in sides]
+        except UnicodeDecodeError:
+            return True  # not text Letta can read either way: a line merge is all there is
+        head = self._text(ours)
+        v2 = self.layout.v2
+        if not v2 and _read_only_value(text) != _read_only_value(head):
+            return False
+        allowed = {e for version in versions for e in lettafm.validate(path, version, head, v2)}
+        return set(lettafm.validate(path, text, head, v2)) <= allowed
+
+
+def _read_only_value(text: str | None) -> str:
+    """The ``read_only`` lines of a file as Letta's hook reads them ('' when absent)."""
+    return lettafm.hook_value(text, "read_only") if text is not None else ""
+
+
+def _json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
 
 
 def _exists_in(path: str, *sides: Side) -> bool:

@@ -55,7 +55,7 @@ from memfs.remotes import (
     redact,
     resolve_url,
 )
-from memfs.schema import MANIFEST_FILE, is_valid_branch, manifest_data
+from memfs.schema import MANIFEST_FILE, is_valid_branch, is_valid_name, manifest_data
 from memfs.trees import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, Files, with_trailers
 from memfs.util import atomic_write, hostname, utc_now
 
@@ -164,12 +164,7 @@ def fetch_remote(
     sha = remote.fetch(history, branch)
     if sha is None:
         return None
-    if not _holds_an_agent(history, sha):
-        raise NotAMemfsRemoteError(
-            config.display_url,
-            branch,
-            f"branch {branch} has no agent.yaml, and no system/ or MEMORY.md of a Letta repo",
-        )
+    _refuse_other_kind(history, sha, config.display_url, branch)
     ours, theirs = _agent_id(history, history.head()), _agent_id(history, sha)
     if ours and theirs and ours != theirs:
         raise RemoteError(
@@ -183,10 +178,46 @@ def fetch_remote(
     return sha
 
 
-def _holds_an_agent(history: History, sha: str) -> bool:
-    """Whether commit ``sha`` is an agent: agent.yaml (memfs), or a Letta Code memory repo
-    (``system/`` or a root ``MEMORY.md``: memfs.layout.looks_like_letta)."""
-    return any(history.entries_at(sha, name) for name in (MANIFEST_FILE, V2_MARKER, "system"))
+def remote_layout(history: History, sha: str) -> Layout | None:
+    """What commit ``sha`` holds: a memfs-native agent (agent.yaml), a Letta Code memory repo
+    (``system/`` or a root ``MEMORY.md``), or neither (None)."""
+    if history.entries_at(sha, MANIFEST_FILE):
+        return Layout.NATIVE
+    if history.entries_at(sha, V2_MARKER):
+        return Layout.LETTA_V2
+    if history.entries_at(sha, "system"):
+        return Layout.LETTA_V1
+    return None
+
+
+def _refuse_other_kind(history: History, sha: str, url: str, branch: str) -> None:
+    """Refuse a fetched commit that is not the same kind of agent as this one.
+
+    A memfs-native agent takes only commits with agent.yaml (as before); a Letta Code memory
+    repo takes commits without one (Letta repos carry no agent.yaml, and no id in their tree:
+    two of them are told apart only by their histories, see ``refuse_unrelated``). An agent
+    with no commit yet (a clone) takes either kind, but not a repository that is neither.
+    """
+    head = history.head()
+    theirs_native = bool(history.entries_at(sha, MANIFEST_FILE))
+    if head is None:
+        if remote_layout(history, sha) is None:
+            raise NotAMemfsRemoteError(
+                url,
+                branch,
+                f"branch {branch} has no agent.yaml, and is not a Letta Code memory repo "
+                f"either (no system/ folder or root {V2_MARKER})",
+            )
+        return
+    ours_native = bool(history.entries_at(head, MANIFEST_FILE))
+    if ours_native and not theirs_native:
+        raise NotAMemfsRemoteError(url, branch)
+    if theirs_native and not ours_native:
+        raise RemoteError(
+            url,
+            f"{url} holds a memfs-native agent (agent.yaml) and this is a Letta Code memory "
+            "repo; nothing was merged",
+        )
 
 
 def _refuse_foreign_entries(history: History, sha: str, url: str) -> None:
@@ -304,6 +335,7 @@ def _merge_commit(
         store=history.store_blob,
         policy=policy,
         ours_is_newer=ours_newer,
+        layout=merge_layout(local.files, remote.files),
     )
     tree = history.tree_from_entries(result.files)
     summary = f"memfs: merge {source}"
@@ -319,6 +351,15 @@ def _merge_commit(
     with agent.updating(local.files, result.files):
         history.commit_tree(tree, (ours, theirs), message, agent.author())
     return result.conflicts
+
+
+def merge_layout(ours: Files, theirs: Files) -> Layout:
+    """The layout a merge of these two trees follows: memfs-native with agent.yaml, else a
+    Letta repo, v2 as soon as either side has a root MEMORY.md (Letta's hook then checks the
+    merged tree as v2)."""
+    if MANIFEST_FILE in ours:
+        return Layout.NATIVE
+    return Layout.LETTA_V2 if V2_MARKER in ours or V2_MARKER in theirs else Layout.LETTA_V1
 
 
 def merge_base_tree(history: History, a: str, b: str, depth: int = 0) -> Files:
@@ -684,9 +725,15 @@ def _record(agent: Agent, report: SyncReport) -> None:
 
 
 def clone(
-    url: str, directory: str | os.PathLike[str] | None = None, progress: Progress | None = None
+    url: str,
+    directory: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    name: str | None = None,
 ) -> Agent:
     """Check an agent out from ``url`` into ``directory`` (default: the URL's last part).
+
+    A Letta Code memory repo (no agent.yaml) is recorded as one in ``.git/config``, named
+    ``name`` (a cloud's name for it), else after its folder; nothing is added to its tree.
 
     A relative local path is taken from the current folder and stored absolute, so the
     remote means the same place from inside the agent. A folder left by a clone or checkout
@@ -718,8 +765,9 @@ def clone(
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
         mark_started(root, redact(url), sha)
-        if not history.entries_at(sha, MANIFEST_FILE):
-            _record_letta_clone(history, root, url, sha)
+        layout = remote_layout(history, sha)
+        if layout is not None and layout.is_letta:
+            _record_cloned_letta_repo(history, root, url, layout, name)
         agent.check_out_fresh(sha, f"clone: from {redact(url)}")
         crash_point("checkout.finish")
         mark_finished(root)
@@ -732,18 +780,24 @@ def clone(
         raise
 
 
-def _record_letta_clone(history: History, root: Path, url: str, sha: str) -> None:
-    """A clone of a Letta Code repo: memfs's metadata goes to .git/config, as ``memfs init``
-    adopting one writes it; its id is the Letta agent's when the URL names one."""
+def _record_cloned_letta_repo(
+    history: History, root: Path, url: str, layout: Layout, name: str | None
+) -> None:
+    """A cloned Letta Code memory repo opens as one: who it is goes to ``.git/config``
+    (``[memfs]``), as ``memfs init`` adopting one writes it; nothing is added to its tree. Its
+    name is ``name`` (a cloud's name for it), else its folder's; its id is the Letta agent's
+    when the URL names one (``letta://ID``, ``.../v1/git/ID/state.git``)."""
     from memfs.agent import default_letta_name, record_letta_identity
     from memfs.remotes import letta_agent_id
 
-    letta_id = letta_agent_id(url)
+    letta_id = None
+    with contextlib.suppress(MemfsError):
+        letta_id = letta_agent_id(url)
     if letta_id is not None:
         created = utc_now().isoformat().replace("+00:00", "Z")
         history.set_config_values("memfs", {"id": letta_id, "created": created})
-    layout = Layout.LETTA_V2 if history.entries_at(sha, V2_MARKER) else Layout.LETTA_V1
-    record_letta_identity(history, default_letta_name(root), layout)
+    chosen = name if name is not None and is_valid_name(name) else default_letta_name(root)
+    record_letta_identity(history, chosen, layout)
 
 
 def _clear_unfinished(root: Path, stale: UnfinishedCheckout) -> None:

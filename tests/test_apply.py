@@ -311,3 +311,46 @@ def test_a_local_file_memfs_cannot_commit_stops_the_merge_with_a_reason(tmp_path
     assert (b.root / "reference/z.md").stat().st_size == 11 * 1024 * 1024
     (b.root / "reference/z.md").rename(tmp_path / "big.md")  # the user moves it away
     assert_nothing_lost(a, b, extra=("z: changed again on A",), replaced="z: from A")
+
+
+def test_a_save_during_a_merge_in_a_letta_repo_is_kept_where_letta_never_loads_it(
+    tmp_path: Path,
+) -> None:
+    """The copy of an edit that cannot stay at its path is no new block in a Letta repo: it
+    goes to .memfs-conflicts/ (no .md ending), never beside the file under system/."""
+    url = str(bare_repo(tmp_path / "hub.git"))
+    root = tmp_path / "a" / "memory"
+    write(root, "system/human.md", "---\ndescription: the human\n---\nhuman: base\n")
+    a = memfs.init(root, name="letta")
+    assert a.layout.is_letta
+    add_remote(a.history, "origin", url)
+    assert sync.push(a).ok
+    b = sync.clone(url, tmp_path / "b" / "memory")
+    human = b.root / "system/human.md"
+    write(b.root, "system/human.md", "---\ndescription: the human\n---\nhuman: from B\n")
+    b.commit()
+    second = int(time.time())
+    deadline = time.monotonic() + 3
+    while int(time.time()) == second and time.monotonic() < deadline:
+        time.sleep(0.01)  # A's commit must be the later one, so the merge rewrites B's file
+    write(a.root, "system/human.md", "---\ndescription: the human\n---\nhuman: from A\n")
+    assert sync.push(a).ok
+    saved: list[bool] = []
+
+    def editor_save() -> None:
+        saved.append(True)
+        temp = b.root / "system/.human.md.swp-save"
+        temp.write_text("---\ndescription: the human\n---\nsaved during the merge\n")
+        os.replace(temp, human)
+
+    with faults.at("apply.moved", once_moved_aside(human, editor_save)):
+        assert sync.pull(b).ok
+    assert saved, "the save landed while the merge had the file moved aside"
+    for _ in range(2):
+        assert sync.sync(b).ok and sync.sync(a).ok
+    tree = committed(b)
+    assert [p for p in tree if p.startswith("system/")] == ["system/human.md"], sorted(tree)
+    text = b"\n".join(tree.values()).decode()
+    for version in ("human: from A", "human: from B", "saved during the merge"):
+        assert version in text, f"{version!r} was lost: {sorted(tree)}"
+    assert all(p.startswith(".memfs-conflicts/") for p in tree if "conflict" in p)

@@ -39,11 +39,13 @@ def init(directory: str, name: str | None, description: str) -> None:
     agent = init_agent(directory, name=name, description=description)
     files = len(agent.memory)
     latest = agent.log(limit=1)
-    if latest:
+    if agent.layout.is_letta:  # adopted: HEAD may be any commit Letta Code made before
+        click.echo(f"Adopt agent {agent.name} in {agent.root}")
+    elif latest:
         click.echo(f"{latest[0].summary.removeprefix('memfs: ').capitalize()} in {agent.root}")
+    if latest:
         click.echo(f"{files} memory files, commit {latest[0].short}")
     else:  # a Letta repo whose every file its installed hook refuses
-        click.echo(f"Adopt agent {agent.name} in {agent.root}")
         click.echo(f"{files} memory files, nothing committed yet")
     _warn_held(agent.held)
     if agent.held:

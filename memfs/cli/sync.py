@@ -185,6 +185,8 @@ def clone(url: str, directory: str | None, quiet: bool) -> None:
 
     A relative path is taken from the current folder and stored absolute. A DIRECTORY left
     by a clone or checkout that was stopped midway is finished: run the same command again.
+    A Letta Code memory repo (system/ or a root MEMORY.md, no agent.yaml) is cloned as it is:
+    memfs keeps what it needs in .git/config and adds nothing to its files.
 
     \b
     Example:
@@ -202,7 +204,11 @@ def clone(url: str, directory: str | None, quiet: bool) -> None:
 @json_option
 @pass_state
 def conflicts(state: AppState, as_json: bool) -> None:
-    """List open conflicts: conflict copies and files with conflict markers."""
+    """List open conflicts: conflict copies and files with conflict markers.
+
+    In a Letta Code memory repo the other version of a conflict is kept in
+    .memfs-conflicts/PATH.conflict-SHA, where Letta never reads it as a memory block.
+    """
     from memfs.conflicts import find
 
     found = find(state.agent())
