@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from memfs.letta import export_agent_file, import_agent_file
+from memfs.agentfile import export_agent_file, import_agent_file
 
 source = Path(sys.argv[1])
 work = Path(tempfile.mkdtemp(prefix="memfs-example-af-"))

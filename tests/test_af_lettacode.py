@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memfs.letta import block_path, import_agent_file, read_agent_file
+from memfs.agentfile import block_path, import_agent_file, read_agent_file
 
 from .conftest import git, write
 from .lettacode import LettaCode, hook_verdict

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 
 import memfs
 from memfs import lettafm
-from memfs.layout import Layout
-from memfs.letta import (
+from memfs.agentfile import (
     AgentFileError,
     AgentFileExportError,
     export_agent_file,
     export_agent_files,
     import_agent_file,
 )
+from memfs.layout import Layout
 
 from .conftest import assert_git_agrees, git, write
 from .test_letta import assert_letta_accepts

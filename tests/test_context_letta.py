@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs.context import MemoryMetadata, build_letta_context
+from memfs.lettacontext import MemoryMetadata, build_letta_context
 from memfs.opening import open_agent
 
 from .conftest import run_cli

@@ -9,8 +9,8 @@ import pytest
 
 import memfs
 from memfs import lettafm
+from memfs.agentfile import AgentFileError, export_agent_file, import_agent_file, read_agent_file
 from memfs.layout import Layout
-from memfs.letta import AgentFileError, export_agent_file, import_agent_file, read_agent_file
 
 from .conftest import assert_git_agrees, run_cli, write
 
@@ -271,3 +271,16 @@ def test_a_file_of_lettas_first_schema_comes_back_in_it(tmp_path: Path) -> None:
         "limit": 100000,
     }
     assert set(new) == set(original["core_memory"][0]), "the first schema's fields, no others"
+
+
+def test_memfs_letta_still_gives_the_agentfile_api() -> None:
+    """Code written against ``memfs.letta`` keeps working: each name is agentfile's own."""
+    import memfs.agentfile
+    import memfs.letta
+    from memfs.agentfile import document, sidecar
+
+    homes = [memfs.agentfile, document, sidecar]
+    for name in memfs.letta.__all__:
+        home = next(module for module in homes if hasattr(module, name))
+        assert getattr(memfs.letta, name) is getattr(home, name), name
+    assert set(memfs.agentfile.__all__) <= set(memfs.letta.__all__)

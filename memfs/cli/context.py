@@ -99,12 +99,8 @@ def context(
       memfs context --format letta --from-head --metadata --agent-id agent-123
       memfs context --format letta --from-head --system system.md > prompt.txt
     """
-    from memfs.context import (
-        MemoryMetadata,
-        build_context,
-        build_letta_context,
-        inject_core_memory,
-    )
+    from memfs.context import build_context
+    from memfs.lettacontext import MemoryMetadata, build_letta_context, inject_core_memory
     from memfs.opening import open_agent
 
     if from_head and rev is not None:

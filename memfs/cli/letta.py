@@ -40,7 +40,7 @@ def import_af(
       memfs import-af team.af ~/agents/team      # team/main, team/main-sleeptime
       memfs import-af team.af ~/agents/main --agent main
     """
-    from memfs.letta import import_agent_file
+    from memfs.agentfile import import_agent_file
 
     with import_agent_file(source, directory, agent=agent_name, native=native) as result:
         for message in result.warnings:
@@ -89,7 +89,7 @@ def export_af(state: AppState, directories: tuple[str, ...], output: str, as_jso
       memfs export-af ~/agents/support -o support.af
       memfs export-af ~/agents/team/main ~/agents/team/main-sleeptime -o team.af
     """
-    from memfs.letta import export_agent_files
+    from memfs.agentfile import export_agent_files
     from memfs.opening import open_agent
 
     context = click.get_current_context()
