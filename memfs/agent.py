@@ -79,6 +79,8 @@ class Status:
     # what Letta's installed pre-commit hook would refuse): kept, never committed by memfs.
     held: list[Problem] = field(default_factory=list)
     blocked: bool = False  # Letta's hook refuses any commit until the tree is fixed
+    # plain git stopped midway here ("rebase", "merge", ...): memfs commits nothing until done
+    git_operation: str | None = None
 
     @property
     def clean(self) -> bool:
@@ -97,6 +99,7 @@ class Status:
             "update_pending": self.update_pending,
             "held": [p.to_dict() for p in self.held],
             "blocked": self.blocked,
+            "git_operation": self.git_operation,
         }
 
 
@@ -376,6 +379,7 @@ class Agent:
                 self.history.state_dir / "markers.json",
             ),
             update_pending=(self.history.state_dir / apply.JOURNAL).exists(),
+            git_operation=self.history.git_operation(),
         )
 
     def commit(
@@ -391,9 +395,11 @@ class Agent:
         In a Letta repo a change Letta's rules refuse (a read-only file, or what its installed
         pre-commit hook rejects) is left in the work tree and listed in ``self.held``;
         ``allow_read_only`` (a person's command only) lets read-only files at those paths change.
+        GitOperationInProgressError while plain git is midway through a rebase or merge here.
         """
         self.held = []
         with self.history.locked():
+            self.history.refuse_during_git_operation()
             self.recover()
             rules = self._rules()
             rules.sync_git_exclude(self.history.control_dir)
@@ -452,6 +458,7 @@ class Agent:
         wanted = sorted({p.strip("/") for p in paths if p.strip("/")})
         self.held = []
         with self.history.locked():
+            self.history.refuse_during_git_operation()
             if self.recover():  # rolled back: files other than ``paths`` changed too
                 return self.commit(message, origin)
             head = self.history.head()

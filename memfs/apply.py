@@ -329,7 +329,11 @@ def recover(root: Path, history: History, active: str | None = None) -> str | No
 
 @contextlib.contextmanager
 def updating(root: Path, history: History, current: Files, target: Files) -> Iterator[TreeUpdate]:
-    """Apply a change, let the caller commit it, then finish it (or roll it back)."""
+    """Apply a change, let the caller commit it, then finish it (or roll it back).
+
+    Never in the middle of a plain-git rebase or merge: its marked files are not memfs's to
+    overwrite."""
+    history.refuse_during_git_operation()
     head = history.head()
     update = apply_tree(root, history, current, target, head)
     try:

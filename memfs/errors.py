@@ -9,6 +9,7 @@ MemfsError
 ├── PathNotFoundError      a path absent from the work tree or from a revision
 ├── UnsafePathError        a path that would write outside the agent or into .git
 ├── LockTimeoutError       another process kept the agent's lock too long
+├── GitOperationInProgressError  plain git is midway through a rebase, merge, cherry-pick, ...
 ├── SchemaError            memory files whose content cannot be used (carries problems)
 ├── RevertConflictError    a revert that does not apply cleanly to the current head
 ├── CommitRefusedError     a restore or revert Letta's rules refuse (read_only, its hook)
@@ -104,6 +105,22 @@ class LockTimeoutError(MemfsError):
         super().__init__(
             f"the agent is busy: {holder} held {lock_path} for more than {timeout:g}s; "
             "try again when it is done"
+        )
+
+
+class GitOperationInProgressError(MemfsError):
+    """Plain git is midway through an operation in the agent's repo (Letta Code's
+    ``pull --rebase`` stops so on a conflict): its detached HEAD, conflict stages and marked
+    files belong to that operation, so memfs commits and merges nothing until it is done."""
+
+    exit_code = 5
+
+    def __init__(self, root: str, operation: str) -> None:
+        self.root = root
+        self.operation = operation
+        super().__init__(
+            f"{root}: a git {operation} is in progress; nothing was changed: finish it with "
+            f"'git {operation} --continue' (or --abort), then run memfs again"
         )
 
 

@@ -44,6 +44,7 @@ from memfs.config import seconds_from_env
 from memfs.damage import control_dir_of, damage_of, reads_objects
 from memfs.errors import (
     ConcurrentUpdateError,
+    GitOperationInProgressError,
     NotAnAgentError,
     PackCorruptError,
     PathNotFoundError,
@@ -149,6 +150,29 @@ class History:
         with contextlib.suppress(OSError):
             path.mkdir(exist_ok=True)
         return path
+
+    def git_operation(self) -> str | None:
+        """The plain-git operation stopped midway here (``rebase``, ``merge``, ``cherry-pick``,
+        ``revert``, ``am``), or None: what git leaves in ``.git`` until --continue/--abort."""
+        control = self.control_dir
+        if (control / "rebase-merge").is_dir():
+            return "rebase"
+        if (control / "rebase-apply").is_dir():
+            return "am" if (control / "rebase-apply" / "applying").exists() else "rebase"
+        for marker, operation in (
+            ("MERGE_HEAD", "merge"),
+            ("CHERRY_PICK_HEAD", "cherry-pick"),
+            ("REVERT_HEAD", "revert"),
+        ):
+            if (control / marker).exists():
+                return operation
+        return None
+
+    def refuse_during_git_operation(self) -> None:
+        """GitOperationInProgressError if plain git is midway through an operation here."""
+        operation = self.git_operation()
+        if operation is not None:
+            raise GitOperationInProgressError(str(self.root), operation)
 
     def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
         """Hold the agent's write lock (reentrant within one process)."""

@@ -84,6 +84,12 @@ def status(state: AppState, as_json: bool) -> None:
         return
     head = report.head[:7] if report.head else "no commits yet"
     click.echo(f"On branch {report.branch} at {head}")
+    if report.git_operation:
+        operation = report.git_operation
+        click.echo(
+            f"A git {operation} is in progress: memfs commits and merges nothing until "
+            f"'git {operation} --continue' (or --abort) ends it"
+        )
     if report.clean:
         click.echo("Nothing to commit: the memory matches the last commit.")
     else:

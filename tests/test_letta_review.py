@@ -1,0 +1,68 @@
+"""Issue 11 tried from outside, as a Letta Code user would: each test is a bug the review found
+(a repo left as Letta Code leaves it, and a memfs command that mishandled it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs.errors import GitOperationInProgressError
+
+from .conftest import git, run_cli, write
+from .test_letta_sync import HUMAN, V1_FILES, published
+
+# -- a rebase Letta Code left in progress ----------------------------------------------------
+
+
+def stopped_rebase(tmp_path: Path) -> Path:
+    """A Letta Code clone whose ``pull --rebase`` stopped on a conflict in system/human.md, as
+    Letta Code's pull leaves it (pullMemory: the rebase stays in progress for the agent)."""
+    hub, letta = published(tmp_path, V1_FILES)
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", hub, str(other))
+    write(other, "system/human.md", HUMAN + "Likes tomatoes.\n")
+    git(other, "commit", "-q", "-am", "other machine")
+    git(other, "push", "-q", "origin", "main")
+    write(letta, "system/human.md", HUMAN + "Likes potatoes.\n")
+    git(letta, "commit", "-q", "-am", "this machine")
+    rebased = git(letta, "pull", "-q", "--rebase", "origin", "main", check=False)
+    assert (letta / ".git" / "rebase-merge").is_dir(), rebased
+    return letta
+
+
+def test_no_commit_lands_in_a_rebase_letta_code_left_in_progress(tmp_path: Path) -> None:
+    """memfs used to commit the conflicted file, markers and all, onto the rebase's detached
+    HEAD and overwrite git's index (its conflict stages): the agent's rebase --continue then
+    had nothing to resolve, and an abort dropped memfs's commit."""
+    letta = stopped_rebase(tmp_path)
+    head = git(letta, "rev-parse", "HEAD").strip()
+    conflicted = (letta / "system/human.md").read_bytes()
+    assert b"<<<<<<<" in conflicted
+
+    result = run_cli("commit", "-m", "x", cwd=letta)
+    assert result.exit_code == 5, result.output
+    assert "rebase" in result.output and "Traceback" not in result.output
+    with memfs.open(letta) as agent:
+        with pytest.raises(GitOperationInProgressError):
+            agent.commit(message="watcher", origin="watch")
+        with pytest.raises(GitOperationInProgressError):
+            agent.commit_paths(["system/human.md"], origin="watch")
+    assert run_cli("sync", cwd=letta).exit_code == 5
+
+    assert git(letta, "rev-parse", "HEAD").strip() == head
+    assert (letta / "system/human.md").read_bytes() == conflicted
+    assert git(letta, "diff", "--name-only", "--diff-filter=U").split() == ["system/human.md"]
+    status = run_cli("status", cwd=letta)
+    assert status.exit_code == 0 and "rebase" in status.output
+
+
+def test_memfs_works_again_once_the_rebase_is_finished(tmp_path: Path) -> None:
+    letta = stopped_rebase(tmp_path)
+    write(letta, "system/human.md", HUMAN + "Likes tomatoes.\nLikes potatoes.\n")
+    git(letta, "add", "system/human.md")
+    git(letta, "-c", "core.editor=true", "rebase", "--continue")
+    write(letta, "system/persona.md", V1_FILES["system/persona.md"] + "More.\n")
+    assert run_cli("commit", "-m", "after", cwd=letta).exit_code == 0
+    assert "More." in git(letta, "show", "HEAD:system/persona.md")
