@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 # What JavaScript's String.prototype.trim() removes (WhiteSpace and LineTerminator): Python's
@@ -265,6 +265,24 @@ def validate(
             f"{path}: 'read_only' is a protected field and cannot be removed by the agent"
         )
     return errors
+
+
+def message_lines(text: str) -> Callable[[str], int]:
+    """Where a message of ``validate`` points in ``text``: the front matter line of the key it
+    quotes ('description'), else line 1. The keys' lines are found once, not per message: one
+    file may draw thousands of messages (one per unknown key)."""
+    key_lines: dict[str, int] = {}
+    for number, line in enumerate(text.split("\n")[1:], start=2):
+        if line == "---":
+            break
+        key_lines.setdefault(line.split(":", 1)[0].strip(), number)
+
+    def line_of(message: str) -> int:
+        quoted = message.split("'")
+        key = quoted[1] if len(quoted) > 2 else None
+        return key_lines.get(key, 1) if key else 1
+
+    return line_of
 
 
 def read_only_at(text: str | None) -> bool:

@@ -281,7 +281,8 @@ def _read_only_refusals(rules: Rules, tree: _Tree, path: str) -> list[Refusal]:
     text = decode(change[1])
     messages = lettafm.validate(path, text, previous, v2=False)
     protected = [m for m in messages if "'read_only' is a protected field" in m]
-    return [_refusal(path, message, text) for message in protected]
+    line_of = lettafm.message_lines(text)
+    return [_refusal(path, message, line_of) for message in protected]
 
 
 # -- the hook ---------------------------------------------------------------------------------
@@ -383,30 +384,17 @@ def _file_refusals(
     previous_data = None if v2 else tree.previous(path)
     previous = decode(previous_data) if previous_data is not None else None
     messages = lettafm.validate(path, text, previous, v2, changes=not overridden)
-    refusals = [_refusal(path, message, text) for message in messages]
+    line_of = lettafm.message_lines(text)
+    refusals = [_refusal(path, message, line_of) for message in messages]
     if v2:
         cache[key] = [(r.path, r.message, r.line) for r in refusals]
     return refusals
 
 
-def _refusal(path: str, message: str, text: str) -> Refusal:
+def _refusal(path: str, message: str, line_of: Callable[[str], int]) -> Refusal:
     """A hook message (``path: what``) as a refusal located to the key it quotes."""
     what = message.removeprefix(f"{path}: ")
-    return Refusal(path, what, _line_naming(text, what))
-
-
-def _line_naming(text: str, message: str) -> int:
-    """The front matter line of the key a message quotes ('description'), else line 1."""
-    quoted = message.split("'")
-    key = quoted[1] if len(quoted) > 2 else None
-    if not key:
-        return 1
-    for number, line in enumerate(text.split("\n")[1:], start=2):
-        if line == "---":
-            break
-        if line.split(":", 1)[0].strip() == key:
-            return number
-    return 1
+    return Refusal(path, what, line_of(what))
 
 
 # -- the tree constraints ---------------------------------------------------------------------

@@ -245,9 +245,10 @@ class MemoryFile:
         problems: list[Problem] = []
         if self.hook_checked:
             text_now = self._text or ""
+            line_of = lettafm.message_lines(text_now)
             for message in lettafm.validate(self.path, text_now, None, self.layout.v2, False):
                 text = message.removeprefix(f"{self.path}: ")
-                problems.append(Problem(self.path, self._line_naming(text), text))
+                problems.append(Problem(self.path, line_of(text), text))
         if self.over_limit:
             problems.append(self._over_limit_problem())
         return problems
@@ -259,14 +260,7 @@ class MemoryFile:
 
     def _line_naming(self, message: str) -> int:
         """The front matter line of the key a message quotes ('description'), else line 1."""
-        quoted = message.split("'")
-        key = quoted[1] if len(quoted) > 2 else None
-        for number, line in enumerate((self._text or "").split("\n")[1:], start=2):
-            if line == "---":
-                break
-            if key and line.split(":", 1)[0].strip() == key:
-                return number
-        return 1
+        return lettafm.message_lines(self._text or "")(message)
 
     @property
     def over_limit(self) -> bool:

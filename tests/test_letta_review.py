@@ -10,7 +10,9 @@ import pytest
 import memfs
 from memfs.errors import GitOperationInProgressError
 
+from . import lettacode
 from .conftest import git, run_cli, write
+from .lettacode import LettaCode
 from .test_letta_sync import HUMAN, V1_FILES, published
 
 # -- a rebase Letta Code left in progress ----------------------------------------------------
@@ -66,3 +68,26 @@ def test_memfs_works_again_once_the_rebase_is_finished(tmp_path: Path) -> None:
     write(letta, "system/persona.md", V1_FILES["system/persona.md"] + "More.\n")
     assert run_cli("commit", "-m", "after", cwd=letta).exit_code == 0
     assert "More." in git(letta, "show", "HEAD:system/persona.md")
+
+
+# -- huge front matter -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_status_of_a_file_with_thousands_of_unknown_keys_is_quick(
+    letta_code: LettaCode, tmp_path: Path
+) -> None:
+    """Each of Letta's hook messages was located by splitting the whole file again: 200,000
+    unknown keys (one message each) kept `memfs status` busy for many minutes."""
+    repo = lettacode.letta_repo(letta_code, tmp_path / "letta", "v1", V1_FILES)
+    keys = [f"key{i}: value" for i in range(60_000)]
+    big = "\n".join(["---", "description: big", *keys, "---", "body", ""])
+    write(repo, "reference/big.md", big)
+    with memfs.open(repo) as agent:
+        held = agent.status().held
+    assert len(held) == 60_000
+    assert (held[0].line, held[-1].line) == (3, 60_002)
+    assert (
+        held[-1].message
+        == "unknown frontmatter key 'key59999' (allowed: description read_only limit)"
+    )
