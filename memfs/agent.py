@@ -81,6 +81,7 @@ class Status:
     blocked: bool = False  # Letta's hook refuses any commit until the tree is fixed
     # plain git stopped midway here ("rebase", "merge", ...): memfs commits nothing until done
     git_operation: str | None = None
+    detached: bool = False  # HEAD names a commit, not a branch: memfs commits nothing
 
     @property
     def clean(self) -> bool:
@@ -100,6 +101,7 @@ class Status:
             "held": [p.to_dict() for p in self.held],
             "blocked": self.blocked,
             "git_operation": self.git_operation,
+            "detached": self.detached,
         }
 
 
@@ -380,6 +382,7 @@ class Agent:
             ),
             update_pending=(self.history.state_dir / apply.JOURNAL).exists(),
             git_operation=self.history.git_operation(),
+            detached=self.history.detached(),
         )
 
     def commit(
@@ -395,7 +398,8 @@ class Agent:
         In a Letta repo a change Letta's rules refuse (a read-only file, or what its installed
         pre-commit hook rejects) is left in the work tree and listed in ``self.held``;
         ``allow_read_only`` (a person's command only) lets read-only files at those paths change.
-        GitOperationInProgressError while plain git is midway through a rebase or merge here.
+        GitOperationInProgressError while plain git is midway through a rebase or merge here,
+        DetachedHeadError while HEAD is not a branch.
         """
         self.held = []
         with self.history.locked():

@@ -10,6 +10,7 @@ MemfsError
 ├── UnsafePathError        a path that would write outside the agent or into .git
 ├── LockTimeoutError       another process kept the agent's lock too long
 ├── GitOperationInProgressError  plain git is midway through a rebase, merge, cherry-pick, ...
+├── DetachedHeadError      HEAD names a commit, not a branch (after a plain `git checkout SHA`)
 ├── SchemaError            memory files whose content cannot be used (carries problems)
 ├── RevertConflictError    a revert that does not apply cleanly to the current head
 ├── CommitRefusedError     a restore or revert Letta's rules refuse (read_only, its hook)
@@ -121,6 +122,18 @@ class GitOperationInProgressError(MemfsError):
         super().__init__(
             f"{root}: a git {operation} is in progress; nothing was changed: finish it with "
             f"'git {operation} --continue' (or --abort), then run memfs again"
+        )
+
+
+class DetachedHeadError(MemfsError):
+    """HEAD names a commit, not a branch (a plain ``git checkout <sha>``): a commit there
+    would be on no branch, and a push would create a branch named HEAD on the remote."""
+
+    def __init__(self, root: str, sha: str) -> None:
+        self.root = root
+        super().__init__(
+            f"{root}: HEAD is detached at {sha[:7]} (not on a branch); nothing was changed: "
+            "'git switch main' (or another branch) first, your edits stay in the work tree"
         )
 
 

@@ -44,6 +44,7 @@ from memfs.config import seconds_from_env
 from memfs.damage import control_dir_of, damage_of, reads_objects
 from memfs.errors import (
     ConcurrentUpdateError,
+    DetachedHeadError,
     GitOperationInProgressError,
     NotAnAgentError,
     PackCorruptError,
@@ -168,11 +169,18 @@ class History:
                 return operation
         return None
 
+    def detached(self) -> bool:
+        """Whether HEAD names a commit instead of a branch (a plain ``git checkout <sha>``)."""
+        return self.branch_ref() == b"HEAD"
+
     def refuse_during_git_operation(self) -> None:
-        """GitOperationInProgressError if plain git is midway through an operation here."""
+        """Refuse to commit or update the work tree unless HEAD is a branch and no plain-git
+        operation is midway: GitOperationInProgressError, DetachedHeadError."""
         operation = self.git_operation()
         if operation is not None:
             raise GitOperationInProgressError(str(self.root), operation)
+        if self.detached():
+            raise DetachedHeadError(str(self.root), self.repo.refs[b"HEAD"].decode())
 
     def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
         """Hold the agent's write lock (reentrant within one process)."""

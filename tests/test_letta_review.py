@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs.errors import GitOperationInProgressError
+from memfs.errors import DetachedHeadError, GitOperationInProgressError
 
 from . import lettacode
 from .conftest import git, run_cli, write
@@ -91,3 +91,46 @@ def test_status_of_a_file_with_thousands_of_unknown_keys_is_quick(
         held[-1].message
         == "unknown frontmatter key 'key59999' (allowed: description read_only limit)"
     )
+
+
+# -- a detached HEAD -------------------------------------------------------------------------
+
+
+def test_no_commit_or_push_from_a_detached_head(tmp_path: Path) -> None:
+    """After `git checkout <sha>` (a look at an old version), memfs committed onto the
+    detached HEAD and pushed it as a branch named HEAD (refs/heads/HEAD) to the remote, while
+    saying "up to date, pushed"; the edit never reached main."""
+    hub, _ = published(tmp_path, V1_FILES)
+    clone = tmp_path / "clone"
+    assert run_cli("clone", hub, str(clone)).exit_code == 0
+    write(clone, "system/persona.md", V1_FILES["system/persona.md"] + "Second.\n")
+    assert run_cli("commit", "-m", "second", cwd=clone).exit_code == 0
+    assert run_cli("push", cwd=clone).exit_code == 0
+    git(clone, "checkout", "-q", "HEAD~1")
+    head = git(clone, "rev-parse", "HEAD").strip()
+    write(clone, "system/human.md", HUMAN + "Edited while detached.\n")
+
+    for command in (("commit", "-m", "x"), ("sync",), ("push",), ("pull",)):
+        result = run_cli(*command, cwd=clone)
+        assert result.exit_code == 1, (command, result.output)
+        assert "detached" in result.output and "Traceback" not in result.output
+    assert git(clone, "rev-parse", "HEAD").strip() == head
+    assert "Edited while detached." in (clone / "system/human.md").read_text()
+    assert git(Path(hub), "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
+    status = run_cli("status", cwd=clone)
+    assert status.exit_code == 0 and "detached" in status.output
+
+    git(clone, "checkout", "-q", "main")
+    assert run_cli("sync", cwd=clone).exit_code == 0
+    assert "Edited while detached." in git(Path(hub), "show", "main:system/human.md")
+
+
+def test_a_native_agent_on_a_detached_head_commits_nothing(agent: memfs.Agent) -> None:
+    write(agent.root, "system/human.md", "---\ndescription: d\n---\nfirst\n")
+    agent.commit(message="first")
+    git(agent.root, "checkout", "-q", "--detach")
+    write(agent.root, "system/human.md", "---\ndescription: d\n---\nsecond\n")
+    with pytest.raises(DetachedHeadError):
+        agent.commit(message="second")
+    git(agent.root, "checkout", "-q", "main")
+    assert agent.commit(message="second") is not None

@@ -90,6 +90,8 @@ def status(state: AppState, as_json: bool) -> None:
             f"A git {operation} is in progress: memfs commits and merges nothing until "
             f"'git {operation} --continue' (or --abort) ends it"
         )
+    elif report.detached:
+        click.echo("HEAD is detached (not on a branch): memfs commits nothing until 'git switch'")
     if report.clean:
         click.echo("Nothing to commit: the memory matches the last commit.")
     else:
