@@ -118,6 +118,7 @@ def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:
     """
     path = path.strip("/")
     with agent.history.locked():
+        agent.history.refuse_during_git_operation()  # before any file is rewritten
         matches = [c for c in find(agent) if path in (c.path, c.copy_path)]
         if not matches:
             raise MemfsError(f"no open conflict at {path}: see 'memfs conflicts'")

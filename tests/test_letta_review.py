@@ -52,6 +52,8 @@ def test_no_commit_lands_in_a_rebase_letta_code_left_in_progress(tmp_path: Path)
         with pytest.raises(GitOperationInProgressError):
             agent.commit_paths(["system/human.md"], origin="watch")
     assert run_cli("sync", cwd=letta).exit_code == 5
+    resolved = run_cli("resolve", "system/human.md", "--keep", "ours", cwd=letta)
+    assert resolved.exit_code == 5, resolved.output
 
     assert git(letta, "rev-parse", "HEAD").strip() == head
     assert (letta / "system/human.md").read_bytes() == conflicted
