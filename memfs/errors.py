@@ -48,9 +48,9 @@ class NotAnAgentError(MemfsError):
 class AgentExistsError(MemfsError):
     """``init`` was asked to create an agent where one already is."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, why: str = "it has agent.yaml") -> None:
         self.path = path
-        super().__init__(f"{path} is already a memfs agent (it has agent.yaml)")
+        super().__init__(f"{path} is already a memfs agent ({why})")
 
 
 class InvalidNameError(MemfsError):

@@ -111,11 +111,12 @@ def adopt_letta_repo(root: Path, name: str | None = None, description: str = "")
     edits are committed as any commit is (a file Letta's hook would refuse is still saved).
     """
     if (root / ".git").exists() and _adopted(root):
-        raise AgentExistsError(str(root))
+        raise AgentExistsError(str(root), "a Letta memory repo memfs already adopted")
     name = name or letta_repo_name(root)
     if not is_valid_name(name):
         raise InvalidNameError(name)
     history = History.create(root)
+    history.refuse_during_git_operation()  # before .git/config records anything
     paths = set(history.tree_of(history.head())) | set(worktree_names(root))
     layout = Layout.LETTA_V2 if V2_MARKER in paths else Layout.LETTA_V1
     record_letta_identity(history, name, layout, description)

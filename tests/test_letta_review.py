@@ -60,6 +60,9 @@ def test_no_commit_lands_in_a_rebase_letta_code_left_in_progress(tmp_path: Path)
     assert git(letta, "diff", "--name-only", "--diff-filter=U").split() == ["system/human.md"]
     status = run_cli("status", cwd=letta)
     assert status.exit_code == 0 and "rebase" in status.output
+    adopted = run_cli("init", cwd=letta)
+    assert adopted.exit_code == 5, adopted.output
+    assert "[memfs]" not in (letta / ".git" / "config").read_text(), "init changed nothing"
 
 
 def test_memfs_works_again_once_the_rebase_is_finished(tmp_path: Path) -> None:
@@ -136,3 +139,12 @@ def test_a_native_agent_on_a_detached_head_commits_nothing(agent: memfs.Agent) -
         agent.commit(message="second")
     git(agent.root, "checkout", "-q", "main")
     assert agent.commit(message="second") is not None
+
+
+def test_init_again_on_an_adopted_letta_repo_names_no_agent_yaml(tmp_path: Path) -> None:
+    _, letta = published(tmp_path, V1_FILES)
+    assert run_cli("init", cwd=letta).exit_code == 0
+    again = run_cli("init", cwd=letta)
+    assert again.exit_code == 1
+    assert "already a memfs agent (a Letta memory repo memfs already adopted)" in again.output
+    assert not (letta / "agent.yaml").exists()
