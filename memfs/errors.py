@@ -2,7 +2,8 @@
 
 MemfsError
 ├── NotAnAgentError        the directory holds no agent (no agent.yaml / no .git)
-│   └── UnfinishedCheckoutError  a clone or checkout stopped midway there
+│   ├── UnfinishedCheckoutError  a clone or checkout stopped midway there
+│   └── ManifestMissingError  a memfs-native agent's agent.yaml is gone from the work tree
 ├── AgentExistsError       init on a directory that already is an agent
 ├── InvalidNameError       an agent name that cannot be a folder or URL segment
 ├── RevisionNotFoundError  a REV that does not resolve to a commit
@@ -353,4 +354,17 @@ class UnfinishedCheckoutError(NotAnAgentError):
             self,
             f"{path} is an unfinished checkout of {url}: run 'memfs clone {url} {path}' again "
             "to finish it (its files are not committed, nothing else changes it)",
+        )
+
+
+class ManifestMissingError(NotAnAgentError):
+    """agent.yaml is in the last commit but gone from the work tree: the folder is a
+    memfs-native agent missing its manifest, not a Letta repo (which never had one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        MemfsError.__init__(
+            self,
+            f"{path} is a memfs agent whose agent.yaml was deleted (it is in the last commit); "
+            "nothing was changed: 'git checkout -- agent.yaml' brings it back",
         )

@@ -19,6 +19,7 @@ from memfs.checkout import unfinished
 from memfs.errors import (
     AgentExistsError,
     InvalidNameError,
+    ManifestMissingError,
     NotAnAgentError,
     UnfinishedCheckoutError,
 )
@@ -51,7 +52,7 @@ def open_agent(path: str | os.PathLike[str] = ".") -> Agent:
         raise NotAnAgentError(
             str(path), f"no {MANIFEST_FILE}, and not a Letta memory repo (no .git with system/)"
         )
-    return Agent(root, History.open(root))
+    return _open_folder(root, str(path))
 
 
 def find_agent(start: str | os.PathLike[str] = ".") -> Agent:
@@ -60,10 +61,27 @@ def find_agent(start: str | os.PathLike[str] = ".") -> Agent:
     for folder in (here, *here.parents):
         _refuse_unfinished_checkout(folder)
         if is_agent_folder(folder):
-            return Agent(folder, History.open(folder))
+            return _open_folder(folder, str(folder))
     raise NotAnAgentError(
         str(start), f"no {MANIFEST_FILE} or Letta memory repo here or in a parent folder"
     )
+
+
+def _open_folder(root: Path, shown: str) -> Agent:
+    """The agent in ``root``; ManifestMissingError for a memfs-native agent whose agent.yaml
+    was deleted (it would otherwise open as a Letta repo and commit the deletion)."""
+    history = History.open(root)
+    if _lost_manifest(root, history):
+        history.close()
+        raise ManifestMissingError(shown)
+    return Agent(root, history)
+
+
+def _lost_manifest(root: Path, history: History) -> bool:
+    """agent.yaml is in HEAD but not in the work tree of a repo memfs never adopted as Letta's."""
+    if (root / MANIFEST_FILE).is_file() or _adopted(root):
+        return False
+    return bool(history.entries_at(history.head(), MANIFEST_FILE))
 
 
 def is_agent_folder(root: Path) -> bool:
@@ -116,6 +134,8 @@ def adopt_letta_repo(root: Path, name: str | None = None, description: str = "")
     if not is_valid_name(name):
         raise InvalidNameError(name)
     history = History.create(root)
+    if _lost_manifest(root, history):
+        raise ManifestMissingError(str(root))
     history.refuse_during_git_operation()  # before .git/config records anything
     paths = set(history.tree_of(history.head())) | set(worktree_names(root))
     layout = Layout.LETTA_V2 if V2_MARKER in paths else Layout.LETTA_V1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs.errors import DetachedHeadError, GitOperationInProgressError
+from memfs.errors import DetachedHeadError, GitOperationInProgressError, ManifestMissingError
 
 from . import lettacode
 from .conftest import git, run_cli, write
@@ -148,3 +148,29 @@ def test_init_again_on_an_adopted_letta_repo_names_no_agent_yaml(tmp_path: Path)
     assert again.exit_code == 1
     assert "already a memfs agent (a Letta memory repo memfs already adopted)" in again.output
     assert not (letta / "agent.yaml").exists()
+
+
+# -- a memfs-native agent that lost its agent.yaml ------------------------------------------
+
+
+def test_a_native_agent_without_its_agent_yaml_is_not_taken_for_a_letta_repo(
+    tmp_path: Path,
+) -> None:
+    """Before issue 11 such a folder was refused (exit 3); since, it opened as a Letta v1 repo
+    (it has system/) and the next commit deleted agent.yaml from history, and a push made the
+    remote a Letta repo that every other machine of the agent then refused to merge."""
+    with memfs.init(tmp_path / "native", name="native") as agent:
+        root = agent.root
+        head = agent.history.head()
+    (root / "agent.yaml").unlink()
+    for command in (("status",), ("commit", "-m", "x"), ("init",), ("sync",)):
+        result = run_cli(*command, cwd=root)
+        assert result.exit_code == 3, (command, result.output)
+        assert "agent.yaml was deleted" in result.output
+    with pytest.raises(ManifestMissingError):
+        memfs.open(root)
+    assert git(root, "rev-parse", "HEAD").strip() == head
+    assert "[memfs]" not in (root / ".git" / "config").read_text()
+    git(root, "checkout", "--", "agent.yaml")
+    with memfs.open(root) as agent:
+        assert agent.commit(message="nothing") is None
