@@ -174,3 +174,22 @@ def test_a_native_agent_without_its_agent_yaml_is_not_taken_for_a_letta_repo(
     git(root, "checkout", "--", "agent.yaml")
     with memfs.open(root) as agent:
         assert agent.commit(message="nothing") is None
+
+
+# -- context --system ------------------------------------------------------------------------
+
+
+def test_context_system_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    """It was 'internal error: UnicodeDecodeError' (exit 70)."""
+    _, letta = published(tmp_path, V1_FILES)
+    write(tmp_path, "prompt.bin", b"\xb1\x00{CORE_MEMORY}")
+    result = run_cli(
+        "context", "--format", "letta", "--system", str(tmp_path / "prompt.bin"), cwd=letta
+    )
+    assert result.exit_code == 2, result.output
+    assert "is not UTF-8 text (byte 0)" in result.output
+    write(tmp_path, "prompt.txt", "Système\n{CORE_MEMORY}\n")
+    result = run_cli(
+        "context", "--format", "letta", "--system", str(tmp_path / "prompt.txt"), cwd=letta
+    )
+    assert result.exit_code == 0 and result.output.startswith("Système\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 @click.option(
     "--system",
     "system_file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     metavar="FILE",
     help="letta: print the whole system prompt: FILE with {CORE_MEMORY} replaced by the memory "
     "and <memory_metadata> (appended if FILE has no {CORE_MEMORY}), as Letta Code builds it.",
@@ -73,7 +73,7 @@ def context(
     conversation_id: str | None,
     compiled_at: str | None,
     messages: int | None,
-    system_file: TextIO | None,
+    system_file: BinaryIO | None,
     strict: bool,
 ) -> None:
     """Print the agent's prompt context.
@@ -132,7 +132,7 @@ def context(
         _report(letta.problems)
         text = letta.text
         if system_file is not None:
-            text = inject_core_memory(system_file.read(), text)
+            text = inject_core_memory(_system_prompt(system_file), text)
         click.echo(text, nl=False)
         _exit_if_strict(letta.problems, strict)
         return
@@ -177,3 +177,14 @@ def _parse_time(text: str | None) -> datetime:
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint="--now") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _system_prompt(system_file: BinaryIO) -> str:
+    """The text of ``--system FILE``; a usage error (exit 2) if it is not UTF-8."""
+    data = system_file.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise click.BadParameter(
+            f"{system_file.name} is not UTF-8 text (byte {error.start})", param_hint="'--system'"
+        ) from error
