@@ -193,3 +193,21 @@ def test_context_system_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -
         "context", "--format", "letta", "--system", str(tmp_path / "prompt.txt"), cwd=letta
     )
     assert result.exit_code == 0 and result.output.startswith("Système\n")
+
+
+def test_context_metadata_names_the_agent_letta_code_recorded(
+    letta_code: LettaCode, tmp_path: Path
+) -> None:
+    """A repo Letta Code made outside ~/.letta/agents/<id>/memory: <memory_metadata> named
+    memfs's own id (letta-<folder>), not the agent id Letta Code keeps in letta.agentId."""
+    agent_id = "agent-11111111-2222-4333-8444-555555555555"
+    repo = lettacode.letta_repo(
+        letta_code, tmp_path / "memory-here", "v1", V1_FILES, agent_id=agent_id
+    )
+    now = "2026-01-02T03:04:05.000Z"
+    expected = letta_code.compile_prompt(repo, agent_id=agent_id, now_iso=now)["coreMemory"]
+    result = run_cli(
+        "context", "--format", "letta", "--from-head", "--metadata", "--now", now, cwd=repo
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == expected

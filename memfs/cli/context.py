@@ -157,10 +157,14 @@ def _exit_if_strict(problems: list[Problem], strict: bool) -> None:
 
 def _default_agent_id(agent: Agent) -> str:
     """Letta Code keeps an agent's memory at ``~/.letta/agents/<agent-id>/memory``: that id;
-    otherwise the id memfs keeps for the agent."""
+    else the one it records in the repo's git config (``letta.agentId``, set on every repo
+    it inits or syncs); otherwise the id memfs keeps for the agent."""
     root = agent.root
     if root.name == "memory" and root.parent.parent.name == "agents":
         return root.parent.name
+    recorded = (agent.history.config_value("letta", "agentId") or "").strip()
+    if recorded:
+        return recorded
     from memfs.errors import MemfsError
 
     try:
