@@ -581,3 +581,17 @@ def test_a_first_commit_creates_read_only_blocks_as_letta_s_server_does(tmp_path
     edit(root, RULES, "Never force-push.", "changed")
     assert memfs_cli(root, "commit").returncode == 1
     assert committed(root, RULES) == READ_ONLY_RULES
+
+
+def test_read_only_guards_blocks_only_not_other_files(tmp_path: Path) -> None:
+    """``read_only`` is a block's flag: a non-memory file (notes, a conflict copy of a read-only
+    block in .memfs-conflicts/) that happens to say ``read_only: true`` is committed freely."""
+    root = tmp_path / "memory"
+    write(root, "system/persona.md", "---\ndescription: me\n---\nhi\n")
+    write(root, "notes.txt", "---\ndescription: x\nread_only: true\n---\nnot a block\n")
+    write(root, ".memfs-conflicts/system/rules.md.conflict-1234567", READ_ONLY_RULES)
+    agent = memfs.init(root)
+    (root / "notes.txt").unlink()
+    (root / ".memfs-conflicts/system/rules.md.conflict-1234567").write_text("edited\n")
+    assert agent.commit() is not None
+    assert agent.held == [] and agent.status().clean
