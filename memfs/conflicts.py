@@ -136,7 +136,13 @@ def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:
         else:
             assert conflict.copy_path is not None
             _resolve_copy(agent, conflict.path, conflict.copy_path, keep)
-        return agent.commit(message=f"memfs: resolve conflict in {conflict.path} (kept {keep})")
+        # A Letta repo's copy of a read-only block reads as read-only itself (its front matter
+        # says so), but it is no block: removing it is what this person's command asks for.
+        copy = conflict.copy_path if conflict.kind == "copy" and agent.layout.is_letta else None
+        return agent.commit(
+            message=f"memfs: resolve conflict in {conflict.path} (kept {keep})",
+            allow_read_only=(copy,) if copy else (),
+        )
 
 
 def _resolve_copy(agent: Agent, path: str, copy_path: str, keep: Keep) -> None:

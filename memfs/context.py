@@ -24,6 +24,7 @@ from memfs.layout import Layout, is_memory_path, is_projected
 from memfs.memory import MemoryFile
 from memfs.merge import has_markers, is_conflict_copy
 from memfs.schema import Problem
+from memfs.trees import Files
 from memfs.worktree import read_inside
 
 GITLINK_MODE = 0o160000  # a submodule: a commit, not a file
@@ -131,9 +132,14 @@ def build_context(agent: Agent, rev: str | None = None) -> Context:
     ``problems``.
     """
     layout = agent.layout
-    contents = _contents_at(agent, rev, layout) if rev else _contents_on_disk(agent, layout)
     context = Context(name=agent.name)
-    context.conflicts = find(agent) if rev is None else _conflicts_in(contents)
+    if not rev:
+        contents = _contents_on_disk(agent, layout)
+        context.conflicts = find(agent)
+    else:
+        tree = agent.history.tree_of(agent.history.resolve(rev))
+        contents = _contents_at(agent, tree, layout)
+        context.conflicts = _conflicts_at(agent, tree)
     for path in sorted(contents):
         if is_conflict_copy(path) or not is_projected(path, contents.keys(), layout):
             continue
@@ -180,9 +186,8 @@ def _contents_on_disk(agent: Agent, layout: Layout) -> dict[str, bytes]:
     return contents
 
 
-def _contents_at(agent: Agent, rev: str, layout: Layout) -> dict[str, bytes]:
+def _contents_at(agent: Agent, tree: Files, layout: Layout) -> dict[str, bytes]:
     history = agent.history
-    tree = history.tree_of(history.resolve(rev))
     return {
         path: history.blob(entry.sha)
         for path, entry in tree.items()
@@ -190,13 +195,20 @@ def _contents_at(agent: Agent, rev: str, layout: Layout) -> dict[str, bytes]:
     }
 
 
-def _conflicts_in(contents: dict[str, bytes]) -> list[OpenConflict]:
+def _conflicts_at(agent: Agent, tree: Files) -> list[OpenConflict]:
+    """The open conflicts in a commit's tree, found as ``conflicts.find`` finds them in the
+    work tree: every conflict copy by its name (in a Letta repo under ``.memfs-conflicts/``,
+    which is not memory), every regular text file holding conflict markers."""
+    texts = {path: e.sha for path, e in tree.items() if e.mode in (0o100644, 0o100755)}
+    blobs = agent.history.read_blobs(set(texts.values()))
     found = []
-    for path, data in sorted(contents.items()):
+    for path in sorted(tree):
         if is_conflict_copy(path):
             found.append(OpenConflict(original_path(path), "copy", path))
-        elif has_markers(data):
-            found.append(OpenConflict(path, "markers"))
+        elif path in texts:
+            data = blobs[texts[path]]
+            if b"\0" not in data[:8000] and has_markers(data):
+                found.append(OpenConflict(path, "markers"))
     return found
 
 

@@ -2,11 +2,12 @@
 
 ``build_letta_context`` reads the repository as Letta Code's prompt compiler does (every ``.md``
 file ``git ls-tree`` lists, read with ``git show``, front matter by Letta's line reader; not
-memfs's layout) and renders it as Letta does: a v1 repo as ``<self>`` and the ``system/`` tree
-(``renderMemfsProjection``), a v2 repo (a root ``MEMORY.md``) as its root files and indexed
-folders (``renderRootMemoryProjection``); ``MemoryMetadata`` and ``inject_core_memory`` give the
-rest of Letta's system prompt. It is apart from ``memfs.context`` (memfs's own rendering)
-because every line here answers to Letta Code's code, not to memfs's choices.
+memfs's layout) and renders it as Letta does: ``<self>`` and the ``system/`` tree
+(``renderMemfsProjection``), or a v2 repo (a root ``MEMORY.md``) as its root files and indexed
+folders (``renderRootMemoryProjection``, Letta Code after 0.32.18, on request);
+``MemoryMetadata`` and ``inject_core_memory`` give the rest of Letta's system prompt. It is
+apart from ``memfs.context`` (memfs's own rendering) because every line here answers to Letta
+Code's code, not to memfs's choices.
 
 A file memfs cannot read never fails the whole agent (DESIGN.md §2): its problems are returned
 with the context (``problems``, ``path:line: what``) and the rest is rendered, as Letta Code
@@ -14,9 +15,9 @@ skips files it cannot read.
 
 Ported from @letta-ai/letta-code (Apache-2.0), src/backend/local/system-prompt-compilation.ts:
 v1 from the published 0.32.18 (renderMemfsProjection, renderSystemTree,
-renderExternalProjection, compileMemoryMetadata); v2 (a root MEMORY.md) from
-renderRootMemoryProjection in the same file on GitHub (commit 09c38f9b), which 0.32.18 does not
-have yet: 0.32.18 compiles every repo as v1.
+renderExternalProjection, compileMemoryMetadata), which compiles every repo, v2 too, that way;
+and, on request (``root_projection``), a v2 repo as renderRootMemoryProjection in the same file
+on GitHub (commit 09c38f9b, after 0.32.18) renders it.
 """
 
 from __future__ import annotations
@@ -97,17 +98,22 @@ class LettaContext:
 
 
 def build_letta_context(
-    agent: Agent, rev: str | None = None, metadata: MemoryMetadata | None = None
+    agent: Agent,
+    rev: str | None = None,
+    metadata: MemoryMetadata | None = None,
+    root_projection: bool = False,
 ) -> LettaContext:
     """The memory section Letta Code would compile for ``agent``, byte for byte.
 
     Letta Code compiles from HEAD (pass ``rev="HEAD"``); without ``rev`` the work tree as it
     is now, uncommitted edits included, is rendered the same way. Every ``.md`` file counts, as
-    in Letta (it reads ``git ls-tree``, not memfs's layout); a root ``MEMORY.md`` makes it v2.
+    in Letta (it reads ``git ls-tree``, not memfs's layout). The published Letta Code (0.32.18)
+    compiles a v2 repo like a v1 one; ``root_projection`` renders a v2 repo (a root
+    ``MEMORY.md``) as its successor does, root files in full and indexed folders deferred.
     With ``metadata``, ``<memory_metadata>`` follows, as in Letta's ``compileLocalSystemPrompt``.
     """
     paths, read, problems = _letta_listing(agent, rev)
-    v2 = "MEMORY.md" in paths
+    v2 = root_projection and "MEMORY.md" in paths
     all_paths = set(paths)
     files: list[LettaFile] = []
     for path in paths:

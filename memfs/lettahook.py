@@ -267,8 +267,8 @@ def _read_only_refusals(rules: Rules, tree: _Tree, path: str) -> list[Refusal]:
     Letta's memory tool refuses to edit, rename or delete a read-only block (src/tools/impl/
     memory.ts ``loadEditableMemoryFile``); its hook refuses the front matter changes.
     """
-    if rules.lifts(path):
-        return []
+    if rules.lifts(path) or not is_memory_path(path, rules.layout):
+        return []  # read_only is a block's flag: a notes.txt or a conflict copy has none
     previous_data = tree.previous(path)
     change = tree.changes[path]
     previous = decode(previous_data) if previous_data is not None else None
@@ -276,7 +276,7 @@ def _read_only_refusals(rules: Rules, tree: _Tree, path: str) -> list[Refusal]:
         if change is None:
             return [Refusal(path, "file is read_only and cannot be deleted")]
         return [Refusal(path, "file is read_only and cannot be modified", 1)]
-    if change is None or not (path.endswith(".md") and is_memory_path(path, rules.layout)):
+    if change is None:
         return []
     text = decode(change[1])
     messages = lettafm.validate(path, text, previous, v2=False)

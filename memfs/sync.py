@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memfs import lettahook
 from memfs.agent import Agent
+from memfs.apply import MODE_FOLDER, entry_on_disk
 from memfs.checkout import UnfinishedCheckout, mark_finished, mark_started, unfinished
 from memfs.errors import (
     ConcurrentUpdateError,
@@ -42,7 +44,7 @@ from memfs.errors import (
 from memfs.faults import crash_point
 from memfs.history import History
 from memfs.layout import V2_MARKER, Layout
-from memfs.merge import POLICIES, Conflict, Policy, Side, merge
+from memfs.merge import POLICIES, Conflict, Policy, Side, letta_conflict_copy_path, merge
 from memfs.remotes import (
     Remote,
     RemoteConfig,
@@ -56,8 +58,17 @@ from memfs.remotes import (
     resolve_url,
 )
 from memfs.schema import MANIFEST_FILE, is_valid_branch, is_valid_name, manifest_data
-from memfs.trees import TRAILER_HOST, TRAILER_ORIGIN, CommitInfo, Files, with_trailers
+from memfs.trees import (
+    TRAILER_HOST,
+    TRAILER_ORIGIN,
+    CommitInfo,
+    Files,
+    TreeEntry,
+    read_worktree_data,
+    with_trailers,
+)
 from memfs.util import atomic_write, hostname, utc_now
+from memfs.worktree import remove_file, write_file
 
 ATTEMPTS = 5
 PUSH_ATTEMPTS = 60
@@ -275,27 +286,39 @@ def integrate(
 
     Returns what was done ("up to date", "fast-forward", "merged") and the conflicts the
     policy settled. Local edits are committed first, and again whenever one appears while
-    the work tree is being updated.
+    the work tree is being updated. In a Letta repo an edit Letta's rules keep out of commits
+    (a read-only file) that the merge must rewrite is set aside first (``_set_aside_held_edit``,
+    not with ``ff_only``: its commit would diverge), listed among the conflicts as ``held``.
     """
     history = agent.history
     allow_unrelated = allow_unrelated or history.head() is None  # no commit yet: not unrelated
+    set_aside: dict[str, TreeEntry | None] = {}  # held edits whose copy is committed
+    kept: list[Conflict] = []
     with history.locked():
         for _ in range(ATTEMPTS):
             agent.commit(origin=origin)
             ours = history.head()
             if theirs is None or ours == theirs or (ours and history.is_ancestor(theirs, ours)):
-                return "up to date", []
+                return "up to date", kept
             refuse_unrelated(history, ours, theirs, source, allow_unrelated)
             try:
                 if ours is None or history.is_ancestor(ours, theirs):
-                    with agent.updating(history.tree_of(ours), history.tree_of(theirs)):
+                    current = _on_disk_now(history.tree_of(ours), set_aside)
+                    with agent.updating(current, history.tree_of(theirs)):
                         history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
-                    return "fast-forward", []
+                    return "fast-forward", kept
                 if ff_only:
                     raise DivergedError(source, ours, theirs)
-                conflicts = _merge_commit(agent, ours, theirs, source, policy)
-                return "merged", conflicts
+                conflicts = _merge_commit(agent, ours, theirs, source, policy, set_aside)
+                return "merged", kept + conflicts
             except LocalEditError as edit:
+                set_aside.pop(edit.path, None)  # edited again since: looked at afresh
+                # with ff_only a copy's commit would itself make the histories diverge
+                aside = None if ff_only else _set_aside_held_edit(agent, edit.path, origin)
+                if aside is not None:
+                    set_aside[edit.path], conflict = aside
+                    kept = [c for c in kept if c != conflict] + [conflict]
+                    continue
                 reason = agent.left_out_reason(edit.path)
                 if reason is not None:  # committing cannot settle it: say so, never spin
                     raise UncommittableEditError(edit.path, reason) from edit
@@ -320,7 +343,12 @@ def refuse_unrelated(
 
 
 def _merge_commit(
-    agent: Agent, ours: str, theirs: str, source: str, policy: Policy
+    agent: Agent,
+    ours: str,
+    theirs: str,
+    source: str,
+    policy: Policy,
+    set_aside: dict[str, TreeEntry | None] | None = None,
 ) -> list[Conflict]:
     history = agent.history
     ours_newer = (history.commit_time(ours), ours) >= (history.commit_time(theirs), theirs)
@@ -348,9 +376,81 @@ def _merge_commit(
         summary + ("\n\n" + body if body else ""),
         {TRAILER_HOST: hostname(), TRAILER_ORIGIN: "merge"},
     )
-    with agent.updating(local.files, result.files):
+    with agent.updating(_on_disk_now(local.files, set_aside or {}), result.files):
         history.commit_tree(tree, (ours, theirs), message, agent.author())
     return result.conflicts
+
+
+def _on_disk_now(tree: Files, set_aside: dict[str, TreeEntry | None]) -> Files:
+    """What the work tree holds: ``tree``, but the held edits set aside as they are on disk
+    (committed as copies, so an update may replace them; None: deleted)."""
+    current = dict(tree)
+    for path, entry in set_aside.items():
+        if entry is None:
+            current.pop(path, None)
+        else:
+            current[path] = entry
+    return current
+
+
+def _set_aside_held_edit(
+    agent: Agent, path: str, origin: str
+) -> tuple[TreeEntry | None, Conflict] | None:
+    """Keep an edit Letta's rules hold out of commits where Letta never loads it, so a merge
+    that must rewrite ``path`` can go on; None if ``path`` is not such an edit.
+
+    In a Letta repo a change to a file read-only at HEAD (or one Letta's installed hook
+    refuses) is never committed (memfs.lettahook). When the remote changed that file, the
+    merge cannot wait for the edit to become committable: it would stop on every cycle. So
+    the edit is copied to ``.memfs-conflicts/<path>.conflict-<sha>`` (named by its content,
+    as apply.py names a save met by a merge; no ``.md`` ending, so Letta's hook and prompt
+    never read it) and that copy is committed; only then may the update replace the file.
+    A crash at any point leaves the edit on disk or in a commit: the copy's name comes from
+    its content, so a second run finds the copy it made. A held deletion needs no copy: the
+    remote's version comes back, as in a delete-vs-modify merge. Returns the entry the path
+    has on disk (None: deleted) and the conflict to report.
+    """
+    if not agent.layout.is_letta:
+        return None
+    committed = agent.commit(origin=origin, paths=(path,))
+    if committed is not None:
+        return None  # it could be committed after all: the merge simply goes round again
+    reasons = [r for r in agent.held if r.path == path and r.message != lettahook.WAITING]
+    if not reasons:
+        return None
+    why = "; ".join(reason.render() for reason in reasons)
+    entry = entry_on_disk(agent.root / path)
+    if entry is None:
+        return None, Conflict(path, "held", "theirs")
+    if entry.mode == MODE_FOLDER:
+        return None  # a folder where the file was: not an edit memfs can copy
+    data = read_worktree_data(agent.root / path, entry.mode)
+    copy, written = _write_held_copy(agent, path, entry, data)
+    agent.commit(
+        message=f"memfs: set aside the held edit of {path} at {copy}\n\n{why}",
+        origin=origin,
+        paths=(copy,),
+    )
+    if agent.history.entries_at(agent.history.head(), copy).get(copy) != entry:
+        if written and entry_on_disk(agent.root / copy) == entry:
+            remove_file(agent.root, copy)  # a duplicate of the edit, still at its path
+        return None  # the copy cannot be committed either (Letta's hook refuses every commit)
+    return entry, Conflict(path, "held", "copy", copy)
+
+
+def _write_held_copy(agent: Agent, path: str, entry: TreeEntry, data: bytes) -> tuple[str, bool]:
+    """The copy of a held edit under ``.memfs-conflicts/``: one already holding it, or a new
+    one; and whether it was written now."""
+    label = entry.sha[:7]
+    for number in range(1, 100):
+        copy = letta_conflict_copy_path(path, label if number == 1 else f"{label}-{number}")
+        found = entry_on_disk(agent.root / copy)
+        if found == entry:
+            return copy, False
+        if found is None:
+            write_file(agent.root, copy, entry.mode, data)
+            return copy, True
+    raise MemfsError(f"too many copies of {path} in .memfs-conflicts/: resolve some first")
 
 
 def merge_layout(ours: Files, theirs: Files) -> Layout:

@@ -378,6 +378,11 @@ class Watcher:
         for outcome in report.remotes:
             if outcome.integrated in ("fast-forward", "merged"):
                 self.log(f"{outcome.remote}: {outcome.integrated}")
+            for conflict in outcome.conflicts:  # as 'memfs sync' prints them
+                where = conflict.copy_path and f"other version at {conflict.copy_path}"
+                self.log(
+                    f"conflict in {conflict.path} ({conflict.kind}): {where or conflict.resolution}"
+                )
             if outcome.pushed == "pushed":
                 self.log(f"{outcome.remote}: pushed")
         self.state.last_sync = utc_now().isoformat()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import memfs
 from memfs.context import build_context
 from memfs.localecompare import collation_key
@@ -140,6 +142,73 @@ def test_conflicts_come_first_and_copies_are_not_blocks(agent: memfs.Agent) -> N
     assert "- system/persona.md (other version: system/persona.conflict-1a2b3c4.md)" in text
     assert "COPY-CONTENT" not in text, "a conflict copy is never rendered as a block"
     assert "<system/persona.conflict" not in text
+
+
+MARKED = "<<<<<<< 1a2b3c4\nmine\n=======\ntheirs\n>>>>>>> 5d6e7f8\n"
+OTHER = "---\ndescription: other\n---\nCOPY-CONTENT\n"
+# layout -> (files that make it, its conflict copy of the pinned file, its file with markers)
+LAYOUT_CONFLICTS = {
+    "native": (
+        {},
+        "system/persona.conflict-1a2b3c4.md",
+        "reference/notes.md",
+    ),
+    "letta-v1": (
+        {"system/persona.md": "---\ndescription: me\n---\nI am v1.\n"},
+        ".memfs-conflicts/system/persona.md.conflict-1a2b3c4",
+        "reference/notes.md",
+    ),
+    "letta-v2": (
+        {
+            "MEMORY.md": "# Memory\n",
+            "persona.md": '---\nname: "Persona"\ndescription: "me"\n---\nI am v2.\n',
+        },
+        ".memfs-conflicts/persona.md.conflict-1a2b3c4",
+        "notes.txt",
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_CONFLICTS))
+def test_open_conflicts_come_first_with_and_without_a_revision(layout: str, tmp_path: Path) -> None:
+    """For every layout, from the work tree and from a commit (--rev): both the conflict copy
+    (in a Letta repo under .memfs-conflicts/, which is not memory) and a file with markers
+    are listed first, in text and JSON, and the copy is never a block."""
+    root = tmp_path / layout
+    files, copy, marked = LAYOUT_CONFLICTS[layout]
+    for path, text in files.items():
+        write(root, path, text)
+    with memfs.init(root, name="conflicted") as agent:
+        assert agent.layout.is_letta == (layout != "native")
+        write(root, copy, OTHER)
+        write(root, marked, MARKED)
+        agent.commit()
+        original = copy.removeprefix(".memfs-conflicts/").replace(".conflict-1a2b3c4", "")
+        expected = [
+            {"path": original, "kind": "copy", "copy_path": copy},
+            {"path": marked, "kind": "markers", "copy_path": None},
+        ]
+        expected.sort(key=lambda conflict: str(conflict["copy_path"] or conflict["path"]))
+        for rev in (None, "HEAD"):
+            built = build_context(agent, rev)
+            assert built.to_dict()["conflicts"] == expected, rev
+            text = built.render()
+            assert text.startswith("<memory_conflicts>\n"), rev
+            assert f"- {original} (other version: {copy})" in text
+            assert f"- {marked} (conflict markers inside)" in text
+            assert "COPY-CONTENT" not in text, "a conflict copy is never rendered as a block"
+        for args in ((), ("--rev", "HEAD")):
+            result = run_cli("context", str(root), "--format", "json", *args)
+            assert result.exit_code == 0, result.stderr
+            data = json.loads(result.output)
+            assert list(data)[:2] == ["agent", "conflicts"] and data["conflicts"] == expected
+        write(root, copy, "")
+        (root / copy).unlink()
+        agent.commit()
+        assert [c["path"] for c in build_context(agent, "HEAD~1").to_dict()["conflicts"]] == [
+            c["path"] for c in expected
+        ]
+        assert build_context(agent, "HEAD").conflicts == build_context(agent).conflicts
 
 
 # The order node (ICU 78, en-US) gives these with localeCompare, checked when written.

@@ -272,17 +272,24 @@ def test_a_v2_repo_renders_its_root_files_and_indexed_folders(
         {"skills/review/SKILL.md": "---\nname: review\n---\nx\n", "notes/n.md": "silent"},
         "add",
     )
-    with open_agent(repo) as agent:
-        assert build_letta_context(agent, "HEAD").text == V2_EXPECTED
     compiled = letta_code.compile_memory(repo)
+    with open_agent(repo) as agent:
+        assert build_letta_context(agent, "HEAD", root_projection=True).text == V2_EXPECTED
+        # the published Letta Code compiles a v2 repo as v1: every file an external file
+        assert build_letta_context(agent, "HEAD").text == compiled
     if compiled.startswith("<memory root="):  # a Letta Code release that renders v2
         assert compiled == V2_EXPECTED
-    else:  # 0.32.18 compiles a v2 repo as v1: every root file is an external file
+    else:
         assert compiled.startswith("Reminder: <projection>")
 
 
 def test_a_v2_repo_letta_code_wrote(letta_code: LettaCode, letta_v2_repo: Path) -> None:
-    result = run_cli("context", str(letta_v2_repo), "--format", "letta", "--from-head")
+    published = run_cli("context", str(letta_v2_repo), "--format", "letta", "--from-head")
+    assert published.exit_code == 0, published.stderr
+    assert published.stdout == letta_code.compile_memory(letta_v2_repo), "byte for byte"
+    result = run_cli(
+        "context", str(letta_v2_repo), "--format", "letta", "--from-head", "--root-projection"
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith('<memory root="${MEMORY_DIR}">\n<instructions>\n')
     assert '<file name="persona.md">\n---\nname: "Persona"\n' in result.stdout

@@ -503,23 +503,44 @@ def test_init_adopts_a_repo_whose_files_the_hook_refuses_without_committing_them
     assert git(repo, "rev-list", "--all") == ""
 
 
-def test_a_pull_that_must_rewrite_a_held_read_only_edit_stops_and_keeps_it(
+def test_a_pull_that_must_rewrite_a_held_read_only_edit_sets_it_aside_and_goes_on(
     letta_code: LettaCode, letta_v1_repo: Path, tmp_path: Path
 ) -> None:
+    """The held edit is committed as a copy in .memfs-conflicts/ (no .md: Letta never loads
+    it, its hook accepts the commit), then the pull takes the server's version."""
     repo = letta_v1_repo
     hub = tmp_path / "hub.git"
     git(tmp_path, "clone", "-q", "--bare", str(repo), str(hub))
     assert memfs_cli(repo, "remote", "add", "origin", str(hub)).returncode == 0
     assert memfs_cli(repo, "fetch").returncode == 0
+    base = head(repo)
     server = tmp_path / "server"
     git(tmp_path, "clone", "-q", str(hub), str(server))
-    server_commit(server, {RULES: READ_ONLY_RULES + "Ask before deleting.\n"}, "Update rules")
+    server_text = READ_ONLY_RULES + "Ask before deleting.\n"
+    server_commit(server, {RULES: server_text}, "Update rules")
     git(server, "push", "-q", "origin", "HEAD")
+    from_server = head(server)  # the server's own commit: Letta's hook never ran on it
     edit(repo, RULES, "Never force-push.", "my own rule")
+    held_text = (repo / RULES).read_text(encoding="utf-8")
     result = memfs_cli(repo, "pull")
-    assert result.returncode == 6, result.stderr
-    assert RULES in result.stderr and "file is read_only and cannot be modified" in result.stderr
-    assert "my own rule" in (repo / RULES).read_text(), "the held edit is never overwritten"
+    assert result.returncode == 0, result.stderr
+    copies = git(repo, "ls-tree", "-r", "--name-only", "HEAD", ".memfs-conflicts").split()
+    assert len(copies) == 1 and copies[0].startswith(".memfs-conflicts/system/rules.md.conflict-")
+    assert f"conflict in {RULES} (held): other version at {copies[0]}" in result.stdout
+    assert committed(repo, copies[0]) == held_text, "the held edit is committed, whole"
+    assert committed(repo, RULES) == server_text and (repo / RULES).read_text() == server_text
+    assert git(repo, "status", "--porcelain") == ""
+    made = [c for c in commits_since(repo, base) if c != from_server]
+    assert len(made) == 2, "the copy's commit and the merge"
+    # the copy's commit passes Letta's hook; the merge takes the server's edit of a read-only
+    # block, as Letta Code's pull --rebase does (no hook runs: test_letta_sync.py)
+    assert_letta_hook_accepts(letta_code, repo, made[:1])
+    listed = memfs_cli(repo, "conflicts")
+    assert listed.stdout == f"{RULES}\tother version at {copies[0]}\n", listed.stdout
+    assert memfs_cli(repo, "resolve", copies[0], "--keep", "ours").returncode == 0
+    assert not (repo / copies[0]).exists() and memfs_cli(repo, "conflicts").returncode == 0
+    assert_letta_hook_accepts(letta_code, repo, ["HEAD"])
+    assert git(repo, "show", f"{made[0]}:{copies[0]}") == held_text, "kept in history"
 
 
 def test_check_reports_the_hook_s_tree_rules_without_the_hook_and_a_limit_as_a_warning(
@@ -560,3 +581,17 @@ def test_a_first_commit_creates_read_only_blocks_as_letta_s_server_does(tmp_path
     edit(root, RULES, "Never force-push.", "changed")
     assert memfs_cli(root, "commit").returncode == 1
     assert committed(root, RULES) == READ_ONLY_RULES
+
+
+def test_read_only_guards_blocks_only_not_other_files(tmp_path: Path) -> None:
+    """``read_only`` is a block's flag: a non-memory file (notes, a conflict copy of a read-only
+    block in .memfs-conflicts/) that happens to say ``read_only: true`` is committed freely."""
+    root = tmp_path / "memory"
+    write(root, "system/persona.md", "---\ndescription: me\n---\nhi\n")
+    write(root, "notes.txt", "---\ndescription: x\nread_only: true\n---\nnot a block\n")
+    write(root, ".memfs-conflicts/system/rules.md.conflict-1234567", READ_ONLY_RULES)
+    agent = memfs.init(root)
+    (root / "notes.txt").unlink()
+    (root / ".memfs-conflicts/system/rules.md.conflict-1234567").write_text("edited\n")
+    assert agent.commit() is not None
+    assert agent.held == [] and agent.status().clean

@@ -642,3 +642,153 @@ def test_a_letta_clone_killed_midway_is_refused_then_finished(tmp_path: Path) ->
     agent = memfs.open(tmp_path / "garden")
     assert agent.layout is Layout.LETTA_V1 and agent.status().clean
     assert tree(agent) == {path: text.encode() for path, text in V1_FILES.items()}
+
+
+# -- a held read-only edit met by a merge ------------------------------------------------------
+
+RULES_PATH = "system/rules.md"
+READ_ONLY = "---\ndescription: House rules\nread_only: true\n---\nNever force-push.\n"
+FROM_SERVER = READ_ONLY + "Ask before deleting.\n"
+HELD = READ_ONLY.replace("Never force-push.", "my own rule")
+
+
+def held_edit_met_by_the_server(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A memfs clone of a Letta repo with an uncommitted edit of a read-only block (held: Letta
+    lets no commit change it) and a committed edit of another file, while the server changed
+    that block and pushed it. Returns the clone's root, the hub and the server's repo."""
+    url, server = published(tmp_path, {**V1_FILES, RULES_PATH: READ_ONLY})
+    with sync.clone(url, tmp_path / "a" / "memory") as agent:
+        root = agent.root
+    commit_files(server, {RULES_PATH: FROM_SERVER}, "Update system/rules.md")
+    git(server, "push", "-q")
+    write(root, RULES_PATH, HELD)
+    write(root, "reference/notes.md", NOTES + "- from memfs\n")
+    return root, Path(url), server
+
+
+def held_copies(agent: memfs.Agent) -> dict[str, bytes]:
+    return {path: data for path, data in tree(agent).items() if path.startswith(LETTA_CONFLICTS)}
+
+
+def assert_held_edit_set_aside(root: Path, hub: Path) -> str:
+    """The held edit is committed as one copy where Letta never loads it, the server's
+    version is at the path, every other edit is kept, and the hub has it all; the copy."""
+    with memfs.open(root) as agent:
+        copies = held_copies(agent)
+        assert list(copies.values()) == [HELD.encode()], sorted(tree(agent))
+        [copy] = copies
+        assert copy.startswith(f"{LETTA_CONFLICTS}/{RULES_PATH}.conflict-")
+        merged = tree(agent)
+        assert merged[RULES_PATH] == FROM_SERVER.encode()
+        assert (root / RULES_PATH).read_text() == FROM_SERVER
+        assert merged["reference/notes.md"] == (NOTES + "- from memfs\n").encode()
+        assert [(c.path, c.copy_path) for c in find(agent)] == [(RULES_PATH, copy)]
+        assert agent.status().clean
+        assert agent.history.head() == git(hub, "rev-parse", "main").strip()
+        assert not [p for p in merged if p.endswith(".md") and p not in V1_FILES][1:], (
+            "no block added but the server's"
+        )
+    return copy
+
+
+def test_the_cli_sync_sets_a_held_read_only_edit_aside_and_converges(tmp_path: Path) -> None:
+    """Before: exit 6 on every sync until a person moved the file. Now the edit is kept as a
+    committed copy, the merge goes on, and the next sync has nothing to do."""
+    root, hub, server = held_edit_met_by_the_server(tmp_path)
+    synced = memfs_cli("sync", cwd=root)
+    assert synced.returncode == 0, synced.stderr
+    copy = assert_held_edit_set_aside(root, hub)
+    assert f"conflict in {RULES_PATH} (held): other version at {copy}" in synced.stdout
+    status = memfs_cli("status", cwd=root)
+    assert f"  {RULES_PATH}: other version at {copy}\n" in status.stdout, status.stdout
+    again = memfs_cli("sync", cwd=root)
+    assert again.returncode == 0 and "conflict" not in again.stdout, again.stdout
+    git(server, "pull", "-q", "--rebase")
+    assert (server / copy).read_text() == HELD and (server / RULES_PATH).read_text() == FROM_SERVER
+    assert_git_agrees(root)
+
+
+def test_the_watcher_sets_a_held_read_only_edit_aside_and_converges(tmp_path: Path) -> None:
+    """The watcher no longer logs the same error every cycle: it merges, pushes, and says
+    where the held edit went."""
+    from memfs.watcher import Watcher, WatchSettings
+
+    root, hub, _ = held_edit_met_by_the_server(tmp_path)
+    fast = WatchSettings(quiet_ms=50, max_delay_ms=500, poll_s=0.1, rescan_s=3600)
+    logged: list[str] = []
+    with memfs.open(root) as agent, Watcher(agent, fast, logged.append):
+
+        def settled() -> bool:
+            return agent.history.head() == git(hub, "rev-parse", "main").strip() and bool(
+                held_copies(agent)
+            )
+
+        wait_for(settled, timeout=30, what="the watcher to merge and push")
+    copy = assert_held_edit_set_aside(root, hub)
+    assert f"conflict in {RULES_PATH} (held): other version at {copy}" in logged, logged
+    assert not [line for line in logged if line.startswith("error:")], logged
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "point",
+    [
+        "commit.objects:2",  # the copy is written, its commit not yet made
+        "apply.moved:2",  # the copy is committed, the merge has the held file moved aside
+        "apply.commit",  # the merge's files are written, the merge not committed
+        "update.index",  # the merge is committed, the index not yet rewritten
+    ],
+)
+def test_a_held_edit_set_aside_survives_kill_9(tmp_path: Path, point: str) -> None:
+    """kill -9 at each step of setting a held edit aside: the edit is on disk or committed
+    after every kill, and the next sync finishes the job."""
+    root, hub, _ = held_edit_met_by_the_server(tmp_path)
+    killed = subprocess.run(
+        [sys.executable, "-m", "memfs", "sync"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEMFS_CRASH_AT": point},
+        check=False,
+    )
+    assert killed.returncode == -9, f"{point} not reached: {killed.returncode} {killed.stderr}"
+    with memfs.open(root) as agent:
+        kept = [data for data in held_copies(agent).values()]
+        on_disk = [p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts]
+        assert HELD.encode() in kept + on_disk, f"the held edit is lost at {point}"
+    synced = memfs_cli("sync", cwd=root)
+    assert synced.returncode == 0, synced.stderr
+    assert memfs_cli("sync", cwd=root).returncode == 0
+    assert_held_edit_set_aside(root, hub)
+    assert_git_agrees(root)
+
+
+def test_pull_ff_only_still_stops_on_a_held_edit_and_commits_nothing(tmp_path: Path) -> None:
+    """A copy's commit would make the histories diverge: --ff-only keeps the old answer."""
+    root, _, _ = held_edit_met_by_the_server(tmp_path)
+    write(root, "reference/notes.md", NOTES)  # only the held edit: a fast-forward
+    before = git(root, "rev-parse", "HEAD")
+    pulled = memfs_cli("pull", "--ff-only", cwd=root)
+    assert pulled.returncode == 6, pulled.stderr
+    assert RULES_PATH in pulled.stderr and "read_only" in pulled.stderr
+    assert git(root, "rev-parse", "HEAD") == before and (root / RULES_PATH).read_text() == HELD
+    assert not (root / LETTA_CONFLICTS).exists()
+
+
+def test_a_held_deletion_of_a_read_only_block_gives_way_to_the_servers_edit(
+    tmp_path: Path,
+) -> None:
+    """Deleting a read-only block is held too; met by the server's edit it comes back with that
+    edit, as a delete-vs-modify merge keeps the modified file (nothing to copy)."""
+    root, hub, _ = held_edit_met_by_the_server(tmp_path)
+    (root / RULES_PATH).unlink()
+    with memfs.open(root) as agent:
+        report = sync.sync(agent)
+        assert report.ok
+        assert [(c.path, c.kind, c.copy_path) for c in report.conflicts] == [
+            (RULES_PATH, "held", None)
+        ]
+        assert tree(agent)[RULES_PATH] == FROM_SERVER.encode()
+        assert (root / RULES_PATH).read_text() == FROM_SERVER
+        assert held_copies(agent) == {} and agent.status().clean
+        assert agent.history.head() == git(hub, "rev-parse", "main").strip()

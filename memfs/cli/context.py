@@ -60,6 +60,12 @@ if TYPE_CHECKING:
     help="letta: print the whole system prompt: FILE with {CORE_MEMORY} replaced by the memory "
     "and <memory_metadata> (appended if FILE has no {CORE_MEMORY}), as Letta Code builds it.",
 )
+@click.option(
+    "--root-projection",
+    is_flag=True,
+    help="letta: render a MemFS v2 repo as Letta Code's newer compiler does (root files in "
+    "full, indexed folders deferred; after 0.32.18), not as the published 0.32.18 does.",
+)
 @click.option("--strict", is_flag=True, help="Exit 1 when a memory file was reported.")
 @pass_state
 def context(
@@ -74,6 +80,7 @@ def context(
     compiled_at: str | None,
     messages: int | None,
     system_file: BinaryIO | None,
+    root_projection: bool,
     strict: bool,
 ) -> None:
     """Print the agent's prompt context.
@@ -82,9 +89,10 @@ def context(
     files) with its label, description, characters used and limit; then a tree of the other
     memory files. Open conflicts are listed first so the agent can reconcile them.
 
-    letta: byte for byte the memory section Letta Code compiles into its system prompt
-    (<self>, <memory> with <projection> and <description>, the tree of the other files; for a
-    v2 repo the root files and the indexed folders), with no newline added. Letta Code
+    letta: byte for byte the memory section Letta Code (0.32.18) compiles into its system
+    prompt (<self>, <memory> with <projection> and <description>, the tree of the other
+    files), with no newline added; --root-projection renders a v2 repo as Letta's newer
+    compiler does (the root files in full, then the indexed folders). Letta Code
     compiles from the last commit: use --from-head for the same; without it, the files as
     they are now (uncommitted edits included) are rendered the same way.
 
@@ -112,6 +120,7 @@ def context(
         "--now": compiled_at,
         "--messages": messages,
         "--system": system_file,
+        "--root-projection": root_projection,
     }
     given = [name for name, value in letta_only.items() if value is not None and value is not False]
     if given and output_format != "letta":
@@ -121,14 +130,14 @@ def context(
     rev = "HEAD" if from_head else rev
     if output_format == "letta":
         memory_metadata = None
-        if given:
+        if [name for name in given if name != "--root-projection"]:
             memory_metadata = MemoryMetadata(
                 agent_id=agent_id or _default_agent_id(agent),
                 conversation_id=conversation_id or "default",
                 compiled_at=_parse_time(compiled_at),
                 previous_messages=messages or 0,
             )
-        letta = build_letta_context(agent, rev, memory_metadata)
+        letta = build_letta_context(agent, rev, memory_metadata, root_projection)
         _report(letta.problems)
         text = letta.text
         if system_file is not None:
