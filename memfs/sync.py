@@ -867,7 +867,7 @@ def clone(
         mark_started(root, redact(url), sha)
         layout = remote_layout(history, sha)
         if layout is not None and layout.is_letta:
-            _record_cloned_letta_repo(history, root, url, layout, name)
+            _record_cloned_letta_repo(history, root, url, layout, name, remote)
         agent.check_out_fresh(sha, f"clone: from {redact(url)}")
         crash_point("checkout.finish")
         mark_finished(root)
@@ -881,7 +881,12 @@ def clone(
 
 
 def _record_cloned_letta_repo(
-    history: History, root: Path, url: str, layout: Layout, name: str | None
+    history: History,
+    root: Path,
+    url: str,
+    layout: Layout,
+    name: str | None,
+    remote: Remote | None = None,
 ) -> None:
     """A cloned Letta Code memory repo opens as one: who it is goes to ``.git/config``
     (``[memfs]``), as ``memfs init`` adopting one writes it; nothing is added to its tree. Its
@@ -897,6 +902,12 @@ def _record_cloned_letta_repo(
     if letta_id is not None:
         created = utc_now().isoformat().replace("+00:00", "Z")
         history.set_config_values("memfs", {"id": letta_id, "created": created})
+    else:  # a bucket names the agent it holds (memfs.json): every checkout is that agent
+        identity = getattr(remote, "identity", lambda: None)()
+        if identity is not None and identity.id:
+            values = {"id": identity.id}
+            values.update({"created": identity.created_at} if identity.created_at else {})
+            history.set_config_values("memfs", values)
     chosen = name if name is not None and is_valid_name(name) else letta_repo_name(root)
     record_letta_identity(history, chosen, layout)
 

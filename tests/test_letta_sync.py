@@ -110,6 +110,9 @@ def test_checkout_of_a_letta_repo_from_a_cloud(
     assert sync.push(adopted).ok  # to the default cloud, as garden
     copy = checkout("garden", tmp_path / "machine-b" / "here")
     assert copy.layout is Layout.LETTA_V1 and copy.name == "garden"
+    assert copy.manifest.id == adopted.manifest.id, "one agent, one id on every machine"
+    listed = run_cli("agents", "--json")
+    assert '"name": "garden"' in listed.output, "the cloud names the Letta repo it holds"
     assert tree(copy) == tree(adopted)
     assert not (copy.root / "agent.yaml").exists()
     write(copy.root, "system/human.md", HUMAN + "Likes tomatoes.\n")

@@ -53,6 +53,17 @@ FETCH_BATCH = 8  # packs downloaded at once: small packs overlap, big ones stay 
 Progress = Callable[[str], None]
 
 
+def _agent_identity(history: History, sha: str) -> dict[str, Any]:
+    """Who the agent at ``sha`` is: its agent.yaml, or for a Letta Code repo (no agent.yaml
+    in its tree) what memfs recorded in .git/config (``[memfs]``: memfs.opening)."""
+    data = manifest_data(history.file_at(sha, MANIFEST_FILE))
+    if data:
+        return data
+    keys = {"name": "name", "id": "id", "created_at": "created", "description": "description"}
+    found = {key: history.config_value("memfs", name) for key, name in keys.items()}
+    return {key: value for key, value in found.items() if value}
+
+
 class _PackGone(Exception):
     """A pack the manifest listed has been deleted by a compaction: read the manifest again."""
 
@@ -194,7 +205,7 @@ class BucketRemote:
         packs = list(manifest.packs) if manifest else []
         if pack is not None and pack.name not in packs:
             packs.append(pack.name)
-        agent = manifest_data(history.file_at(new, MANIFEST_FILE))
+        agent = _agent_identity(history, new)
         updated = BucketManifest(
             generation=(manifest.generation + 1) if manifest else 1,
             refs={**(manifest.refs if manifest else {}), branch: new},
