@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,32 @@ def assert_git_agrees(root: Path) -> None:
     """The real git finds the repo sound and the work tree clean."""
     git(root, "fsck", "--strict")
     assert git(root, "status", "--porcelain") == ""
+
+
+def memfs_process(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    crash_at: str | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m memfs`` as a whole process, as a user runs it (text stdout/stderr).
+
+    ``crash_at`` sets MEMFS_CRASH_AT (memfs/faults.py) for this process only.
+    """
+    environment = dict(os.environ if env is None else env)
+    environment.pop("MEMFS_CRASH_AT", None)
+    if crash_at:
+        environment["MEMFS_CRASH_AT"] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "memfs", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> Result:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from memfs.agentfile import (
 )
 from memfs.layout import Layout
 
-from .conftest import assert_git_agrees, git, write
+from .conftest import assert_git_agrees, git, memfs_process, write
 from .test_letta import assert_letta_accepts
 
 SECRET = "sk-test-never-commit-3f9a"
@@ -154,14 +153,7 @@ SECRETS_LEFT_OUT = [
 
 def memfs_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The memfs CLI as a whole process."""
-    return subprocess.run(
-        [sys.executable, "-m", "memfs", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
+    return memfs_process(*args, cwd=cwd, timeout=CLI_TIMEOUT)
 
 
 @pytest.fixture

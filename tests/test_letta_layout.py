@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from memfs import lettafm
 from memfs.layout import Layout, detect, in_context, is_memory_path, is_projected, label_of
 from memfs.memory import MemoryFile
 
-from .conftest import git, write
+from .conftest import git, memfs_process, write
 
 
 def letta_git_repo(root: Path, files: dict[str, str]) -> Path:
@@ -27,14 +26,7 @@ def letta_git_repo(root: Path, files: dict[str, str]) -> Path:
 
 
 def memfs_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "memfs", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return memfs_process(*args, cwd=cwd)
 
 
 V1 = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ from memfs import sync
 from memfs.errors import UnsupportedURLError
 from memfs.remotes import add_remote, letta, list_remotes, url_kind
 
-from .conftest import git, write
+from .conftest import git, memfs_process, write
 from .lettacode import LettaCode, hook_rejections
 from .servers import bare_repo, free_port, http_git_server, wait_for
 
@@ -55,14 +54,7 @@ def memfs_cli(
         env[letta.BASE_URL_ENV] = base
     if key is not None:
         env[letta.API_KEY_ENV] = key
-    return subprocess.run(
-        [sys.executable, "-m", "memfs", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return memfs_process(*args, cwd=cwd, env=env)
 
 
 def bare_head(hub: Path, branch: str = "main") -> str | None:

@@ -3,9 +3,7 @@ agent folders, mount's SOURCE rule, unrelated histories, and clones killed midwa
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from memfs.history import History
 from memfs.remotes import add_remote, list_remotes
 from memfs.remotes.git import GitRemote
 
-from .conftest import assert_git_agrees, git, run_cli, write
+from .conftest import assert_git_agrees, git, memfs_process, run_cli, write
 from .servers import bare_repo
 from .test_sync import contents
 
@@ -166,18 +164,7 @@ def test_new_agents_and_empty_remotes_are_not_unrelated(tmp_path: Path) -> None:
 def _memfs(
     *args: str, crash_at: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("MEMFS_CRASH_AT", None)
-    if crash_at:
-        env["MEMFS_CRASH_AT"] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "memfs", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return memfs_process(*args, cwd=cwd, crash_at=crash_at)
 
 
 def _published(tmp_path: Path) -> tuple[memfs.Agent, Path]:
