@@ -54,7 +54,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.packs import PackError, RawObject, index_pack
-from memfs.repolock import RepoLock, retry_past_stale_git_lock
+from memfs.repolock import RepoLock, git_running_in, retry_past_stale_git_lock
 from memfs.trees import (
     CommitInfo,
     FileChange,
@@ -168,6 +168,13 @@ class History:
             if (control / marker).exists():
                 return operation
         return None
+
+    def git_busy(self) -> bool:
+        """Whether a git command is writing this repository's index now: a live ``index.lock``
+        (another tool's ``git add`` or ``git commit``, e.g. Letta Code committing its memory
+        write through its hooks). A lock no git process holds is not busy."""
+        lock = self.control_dir / "index.lock"
+        return lock.exists() and git_running_in(lock.parent)
 
     def detached(self) -> bool:
         """Whether HEAD names a commit instead of a branch (a plain ``git checkout <sha>``)."""

@@ -31,6 +31,7 @@ from typing import Any
 
 from memfs.agent import Agent
 from memfs.errors import MemfsError, RemoteError, WatcherError
+from memfs.lettahook import hook_installed
 from memfs.util import atomic_write, utc_now
 
 Log = Callable[[str], None]
@@ -90,6 +91,12 @@ class Debouncer:
             return []
         batch, self.paths = sorted(self.paths), set()
         return batch
+
+
+# The least quiet time in a repo with Letta Code's hooks: its memory tool writes a file, then
+# runs git add and git commit (a v2 commit's hook takes a second or more, during which git
+# holds index.lock, which the watcher also waits out).
+LETTA_CODE_QUIET_S = 1.0
 
 
 def is_litter(path: str) -> bool:
@@ -155,7 +162,13 @@ class Watcher:
         self.agent = agent
         self.settings = settings or WatchSettings()
         self.log = log or (lambda message: None)
-        self.debouncer = Debouncer(self.settings.quiet_ms / 1000, self.settings.max_delay_ms / 1000)
+        quiet_s, max_delay_s = self.settings.quiet_ms / 1000, self.settings.max_delay_ms / 1000
+        if hook_installed(agent.history.control_dir):
+            # Letta Code commits its own writes (write, git add, git commit through its hooks):
+            # give it time to, so the watcher takes only what nobody else commits.
+            quiet_s = max(quiet_s, LETTA_CODE_QUIET_S)
+            max_delay_s = max(max_delay_s, quiet_s)
+        self.debouncer = Debouncer(quiet_s, max_delay_s)
         self.state = WatchState(pid=os.getpid(), started_at=utc_now().isoformat())
         self._wake = threading.Condition()
         self._stopping = False
@@ -284,6 +297,12 @@ class Watcher:
     def step(self, batch: list[str]) -> None:
         """One turn of the loop: commit a due batch, push, poll, rescan."""
         now = time.monotonic()
+        if batch and self.agent.history.git_busy():
+            # Another tool is committing (Letta Code: git add, then git commit through its
+            # hooks): let it finish, or its commit would find its change already taken.
+            for path in batch:
+                self.debouncer.add(path, now)
+            batch = []
         if batch:
             self._commit(batch)
         elif self.debouncer.deadline() is None:

@@ -53,3 +53,36 @@ def test_the_watcher_commits_and_pushes_a_letta_repo_as_it_is(
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(hub), str(clone)], check=True)
     assert (clone / target).read_text() == text + "Likes: tea\n"
+
+
+def test_the_watcher_lets_letta_code_commit_its_own_writes(
+    letta_code: LettaCode, letta_v2_repo: Path
+) -> None:
+    """Letta Code's memory tool writes a file, then ``git add`` and ``git commit`` through its
+    hooks (a v2 commit's hook takes a second or more). The watcher in the same folder must not
+    commit that write under it: Letta's commit would fail ("nothing to commit", a moved ref)
+    and the agent would see an error for a write that was kept."""
+    repo = letta_v2_repo
+    agent = memfs.open(repo)
+    # a short quiet time, so the watcher is due while Letta Code is still committing
+    quick = WatchSettings(quiet_ms=20, max_delay_ms=200, poll_s=0.2, rescan_s=3600)
+    watcher = Watcher(agent, quick).start()
+    try:
+        for turn in range(4):
+            written = letta_code.agent_write(
+                repo,
+                "create",
+                {
+                    "file_path": f"note-{turn}.md",
+                    "description": f"note {turn}",
+                    "file_text": f"turn {turn}\n",
+                    "reason": "remember",
+                },
+                sync_mode="local",
+            )
+            assert written.get("sha"), written
+        watcher.flush()
+    finally:
+        watcher.stop()
+    assert watch_commits(agent) == [], "Letta Code committed each of its writes itself"
+    assert agent.status().clean
