@@ -31,7 +31,7 @@ from typing import Any
 from memfs import lettafm
 from memfs.agent import Agent
 from memfs.context import GITLINK_MODE
-from memfs.errors import UnsafePathError
+from memfs.errors import MemfsError, UnsafePathError
 from memfs.layout import Layout, is_projected
 from memfs.localecompare import collation_key
 from memfs.schema import Problem
@@ -135,6 +135,22 @@ def build_letta_context(
     parts = [text] + ([metadata.render()] if metadata else [])
     text = "\n\n".join(part for part in parts if lettafm.js_trim(part))
     return LettaContext(text=text, files=files, problems=problems)
+
+
+def letta_agent_id(agent: Agent) -> str:
+    """Letta Code keeps an agent's memory at ``~/.letta/agents/<agent-id>/memory``: that id;
+    else the one it records in the repo's git config (``letta.agentId``, set on every repo
+    it inits or syncs); otherwise the id memfs keeps for the agent."""
+    root = agent.root
+    if root.name == "memory" and root.parent.parent.name == "agents":
+        return root.parent.name
+    recorded = (agent.history.config_value("letta", "agentId") or "").strip()
+    if recorded:
+        return recorded
+    try:
+        return agent.manifest.id
+    except MemfsError:  # a broken agent.yaml: its name still says who it is
+        return agent.name
 
 
 CORE_MEMORY_VARIABLE = "{CORE_MEMORY}"

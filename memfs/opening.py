@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import yaml
+from dulwich.config import ConfigFile
 
 from memfs.agent import Agent
 from memfs.checkout import unfinished
@@ -102,10 +103,11 @@ def is_agent_folder(root: Path) -> bool:
 def _adopted(root: Path) -> bool:
     """Whether ``memfs init`` or a clone recorded this repo as a Letta repo in .git/config."""
     try:
-        text = (root / ".git" / "config").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        config = ConfigFile.from_path(str(root / ".git" / "config"))
+        layout = config.get((b"memfs",), b"layout")
+    except (OSError, ValueError, KeyError):
         return False
-    return "[memfs]" in text and "layout = letta" in text
+    return layout.startswith(b"letta")
 
 
 def _refuse_unfinished_checkout(root: Path) -> None:

@@ -11,7 +11,6 @@ from memfs.cli import AppState, pass_state
 from memfs.cli.output import emit_json, warn
 
 if TYPE_CHECKING:
-    from memfs.agent import Agent
     from memfs.schema import Problem
 
 
@@ -108,7 +107,12 @@ def context(
       memfs context --format letta --from-head --system system.md > prompt.txt
     """
     from memfs.context import build_context
-    from memfs.lettacontext import MemoryMetadata, build_letta_context, inject_core_memory
+    from memfs.lettacontext import (
+        MemoryMetadata,
+        build_letta_context,
+        inject_core_memory,
+        letta_agent_id,
+    )
     from memfs.opening import open_agent
 
     if from_head and rev is not None:
@@ -132,7 +136,7 @@ def context(
         memory_metadata = None
         if [name for name in given if name != "--root-projection"]:
             memory_metadata = MemoryMetadata(
-                agent_id=agent_id or _default_agent_id(agent),
+                agent_id=agent_id or letta_agent_id(agent),
                 conversation_id=conversation_id or "default",
                 compiled_at=_parse_time(compiled_at),
                 previous_messages=messages or 0,
@@ -162,24 +166,6 @@ def _report(problems: list[Problem]) -> None:
 def _exit_if_strict(problems: list[Problem], strict: bool) -> None:
     if strict and problems:
         click.get_current_context().exit(1)
-
-
-def _default_agent_id(agent: Agent) -> str:
-    """Letta Code keeps an agent's memory at ``~/.letta/agents/<agent-id>/memory``: that id;
-    else the one it records in the repo's git config (``letta.agentId``, set on every repo
-    it inits or syncs); otherwise the id memfs keeps for the agent."""
-    root = agent.root
-    if root.name == "memory" and root.parent.parent.name == "agents":
-        return root.parent.name
-    recorded = (agent.history.config_value("letta", "agentId") or "").strip()
-    if recorded:
-        return recorded
-    from memfs.errors import MemfsError
-
-    try:
-        return agent.manifest.id
-    except MemfsError:  # a broken agent.yaml: its name still says who it is
-        return agent.name
 
 
 def _parse_time(text: str | None) -> datetime:
