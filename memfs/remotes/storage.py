@@ -3,7 +3,9 @@
 Every adapter offers the same primitives, relative to the agent's root URL:
 
 - ``get(key)``: ``(data, etag)`` read together, or None if absent; ``get_many(keys)``, the
-  same for several keys (concurrently where the filesystem can);
+  same for several keys (concurrently where the filesystem can); ``get_if_changed(key, etag)``,
+  the same or ``UNCHANGED`` when the object still has ``etag`` (on S3 a conditional GET, so
+  an unchanged object costs no body: what an idle watcher polls with);
 - ``put_if_absent(key, data)``: create only if nothing is there (False if something is);
 - ``put_if_match(key, data, etag)``: replace only if the object still has ``etag``;
 - ``delete(key)``, ``modified(key)`` (epoch seconds), ``list(prefix)``, ``folders()``.
@@ -42,12 +44,25 @@ CAS_PROTOCOLS = ("s3", "s3a", "file", "local", "memory")
 T = TypeVar("T")
 
 
+class Unchanged:
+    """``get_if_changed``'s answer when the object still has the etag the caller holds."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED = Unchanged()
+
+
 class Storage(Protocol):
     """What the bucket remote needs from a filesystem."""
 
     url: str
 
     def get(self, key: str) -> tuple[bytes, str] | None: ...
+    def get_if_changed(
+        self, key: str, etag: str | None
+    ) -> tuple[bytes, str] | Unchanged | None: ...
     def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]: ...
     def put_if_absent(self, key: str, data: bytes) -> bool: ...
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
@@ -173,6 +188,13 @@ class LocalStorage:
             return None
         return data, hashlib.sha256(data).hexdigest()
 
+    def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | Unchanged | None:
+        """Read ``key`` unless it still has ``etag`` (a local read costs no request)."""
+        current = self.get(key)
+        if current is not None and etag is not None and current[1] == etag:
+            return UNCHANGED
+        return current
+
     @_local_errors
     def put_if_absent(self, key: str, data: bytes) -> bool:
         target = self._path(key)
@@ -267,6 +289,13 @@ class _FsspecStorage:
         except FileNotFoundError:
             return None
         return data, hashlib.sha256(data).hexdigest()
+
+    def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | Unchanged | None:
+        """Read ``key`` unless it still has ``etag`` (here a full read, then compared)."""
+        current = self.get(key)
+        if current is not None and etag is not None and current[1] == etag:
+            return UNCHANGED
+        return current
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
