@@ -23,7 +23,7 @@ from dataclasses import dataclass
 HOT_S_BUCKET = 1.0  # object stores: a conditional GET, cheap and billed per request
 HOT_S_GIT = 10.0  # git hosts: a whole ref advertisement per poll, and hosts rate-limit
 COLD_S = 45.0  # 30-60 s with the default jitter
-HOT_FOR_S = 60.0
+HOT_FOR_S = 30.0
 JITTER = 1 / 3
 COLD_ENV = "MEMFS_WATCH_COLD_S"
 HOT_FOR_ENV = "MEMFS_WATCH_HOT_FOR_S"
@@ -44,7 +44,7 @@ def default_cold_s() -> float:
 
 
 def default_hot_for_s() -> float:
-    """How long activity keeps polling hot: ``MEMFS_WATCH_HOT_FOR_S`` if set, else 60 s."""
+    """How long activity keeps polling hot: ``MEMFS_WATCH_HOT_FOR_S`` if set, else 30 s."""
     return _env_seconds(HOT_FOR_ENV, HOT_FOR_S)
 
 
