@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memfs.agent import Agent
 from memfs.errors import MemfsError, RemoteError, WatcherError
@@ -45,6 +45,9 @@ from memfs.pollschedule import (
     default_hot_for_s,
 )
 from memfs.util import atomic_write, utc_now
+
+if TYPE_CHECKING:
+    from memfs.remotes import Remote
 
 Log = Callable[[str], None]
 # watchdog registers a folder created inside a watched tree twice (its creation event and
@@ -427,12 +430,14 @@ class Watcher:
 
         branch = self.agent.history.branch()
         moved: dict[str, tuple[str, str | None]] = {}  # url -> (head seen, its manifest ETag)
+        opened: dict[str, Remote] = {}  # name -> the remote polled, holding what it read
         for config in list_remotes(self.agent.history):
             watched = config.url in self._folder_remotes
             if config.mirror or not (folders if watched else scheduled):
                 continue
             try:
-                seen = self._remote_head(config.url, branch)
+                remote = sync.open_for(self.agent, config)
+                seen = self._remote_head(remote, config.url, branch)
             except RemoteError as error:
                 self._note_error(str(error))
                 continue
@@ -442,11 +447,12 @@ class Watcher:
             tracking = self.agent.history.ref(f"refs/remotes/{config.name}/{branch}")
             if head is not None and head != tracking:
                 moved[config.url] = (head, etag)
+                opened[config.name] = remote
             elif etag is not None:
                 self._etags[config.url] = etag
         if not moved:
             return False
-        report = sync.pull(self.agent, origin="watch")
+        report = sync.pull(self.agent, origin="watch", opened=opened)
         self._after_sync(report)
         for config in list_remotes(self.agent.history):
             if config.url in moved:
@@ -457,14 +463,14 @@ class Watcher:
             self._push()
         return True
 
-    def _remote_head(self, url: str, branch: str) -> tuple[str | None, str | None] | None:
+    def _remote_head(
+        self, remote: Remote, url: str, branch: str
+    ) -> tuple[str | None, str | None] | None:
         """(the remote's head of ``branch``, its manifest's ETag or None), or None when an
         object store's manifest has not changed since the last read (nothing to look at)."""
-        from memfs.remotes import open_remote
         from memfs.remotes.bucket import BucketRemote
         from memfs.remotes.storage import Unchanged
 
-        remote = open_remote(url)
         if not isinstance(remote, BucketRemote):
             return remote.head(branch), None
         got = remote.poll(self._etags.get(url))

@@ -210,3 +210,23 @@ def test_a_folder_cloud_that_cannot_be_watched_is_polled(tmp_path: Path) -> None
         write(a.root, "from-a.md", "pushed by A\n")
         assert sync.sync(a).ok
         wait_for(lambda: (b.root / "from-a.md").exists(), timeout=10, what="a poll to find it")
+
+
+def test_a_poll_that_finds_a_change_pulls_with_the_manifest_it_read(
+    s3: S3Bucket, tmp_path: Path
+) -> None:
+    """One manifest read per remote change: the pull's fetch reuses what the poll read."""
+    a, b = two_machines(tmp_path, s3.url("shared"))
+    watcher = Watcher(b, WatchSettings(poll_s=3600, rescan_s=3600))
+    assert watcher._poll() is False  # nothing moved: one read, the ETag kept
+    write(a.root, "news.md", "from A\n")
+    assert sync.sync(a).ok
+    s3.server.requests.clear()
+    assert watcher._poll() is True
+    assert (b.root / "news.md").read_text() == "from A\n"
+    manifest = f"/{s3.name}/shared/manifest.json"
+    assert s3.server.count("GET", manifest) == 1, s3.server.requests
+    assert s3.server.count("GET", "/packs/") == 1, s3.server.requests
+    s3.server.requests.clear()
+    assert watcher._poll() is False
+    assert s3.server.requests == [("GET", manifest)], "then one read per poll, nothing else"
