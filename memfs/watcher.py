@@ -8,10 +8,10 @@ Pieces, each testable without threads (DESIGN.md §7):
 - ``Watcher`` runs one loop per agent: commit due batches, push with capped exponential backoff
   while the remote is unreachable, poll remotes cheaply and pull when they moved, rescan fully
   now and then to catch anything an event missed, and flush on stop.
-- Polling follows a hot/cold ``PollSchedule`` (memfs/pollschedule.py): every second while
-  there are edits or remote changes, backing off to 30-60 s when idle; each poll of an object
-  store is a conditional read of manifest.json (no body when unchanged). A folder cloud
-  (``file://``) is watched with inotify instead, and read only when its manifest changes.
+- ``RemotePoller`` (memfs/remotepoll.py) says when to look at the remotes and whether they
+  moved: a hot/cold ``PollSchedule`` (memfs/pollschedule.py), every second while there are
+  edits or remote changes, backing off to 30-60 s when idle; conditional manifest reads (no
+  body when unchanged); folder clouds (``file://``) followed by inotify instead of polled.
 Memfs's own writes (merges) leave files equal to the new head, so they commit nothing.
 """
 
@@ -31,23 +31,20 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memfs.agent import Agent
-from memfs.errors import MemfsError, RemoteError, WatcherError
+from memfs.errors import MemfsError, WatcherError
 from memfs.lettahook import hook_installed
 from memfs.pollschedule import (
     HOT_S_BUCKET,
     HOT_S_GIT,
-    PollSchedule,
     ScheduleSettings,
     default_cold_s,
     default_hot_for_s,
 )
+from memfs.remotepoll import RemotePoller
 from memfs.util import atomic_write, utc_now
-
-if TYPE_CHECKING:
-    from memfs.remotes import Remote
 
 Log = Callable[[str], None]
 # watchdog registers a folder created inside a watched tree twice (its creation event and
@@ -196,11 +193,9 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._push_due = 0.0
         self._backoff = 1.0
-        self._schedule = PollSchedule(self._schedule_settings())
-        self._etags: dict[str, str | None] = {}  # remote URL -> ETag of its manifest last read
-        self._folder_remotes: set[str] = set()  # remote URLs watched by inotify, not polled
-        self._folder_changed = False  # inotify saw a watched folder's manifest change
-        self._next_folder_poll = 0.0  # a cold safety read of watched folders (NFS, lost events)
+        self._poller = RemotePoller(
+            agent, self._schedule_settings(), self.settings.poll_cold_s, self._note_error, self.log
+        )
         self._next_rescan = time.monotonic() + self.settings.rescan_s
         self._claim_fd: int | None = None
         self._index_behind: set[str] = set()
@@ -235,7 +230,9 @@ class Watcher:
         self._claim()
         self._start_observer()
         self._catch_up()
-        self._watch_folder_remotes()
+        if self._syncing:
+            inotify = self._observer if self.state.mode == "inotify" else None
+            self.state.remote_mode = self._poller.follow_folders(inotify, self._wake_up)
         self._thread = threading.Thread(target=self._run, name="memfs-watch", daemon=True)
         self._thread.start()
         self.state.ready = True
@@ -280,13 +277,11 @@ class Watcher:
         with self._wake:
             now = time.monotonic()
             self.debouncer.add(path, now)
-            self._schedule.activity(now)  # a local edit: poll hot again at once
+            self._poller.activity(now)  # a local edit: poll hot again at once
             self._wake.notify_all()
 
-    def remote_changed(self) -> None:
-        """A watched folder cloud's manifest changed (called from the observer thread)."""
+    def _wake_up(self) -> None:
         with self._wake:
-            self._folder_changed = True
             self._wake.notify_all()
 
     @property
@@ -318,10 +313,7 @@ class Watcher:
     def _next_wake(self) -> float:
         candidates = [self._next_rescan]
         if self._syncing:
-            candidates.append(self._schedule.due)
-            if self._folder_remotes:
-                now = time.monotonic()
-                candidates.append(now if self._folder_changed else self._next_folder_poll)
+            candidates.append(self._poller.next_due(time.monotonic()))
         deadline = self.debouncer.deadline()
         if deadline is not None:
             candidates.append(deadline)
@@ -402,82 +394,28 @@ class Watcher:
         self._after_sync(report)
 
     def _poll_due(self, now: float) -> None:
-        """Poll what is due: polled remotes on the schedule, watched folders on their events
-        (or a cold safety read); then schedule the next poll, hot if a remote moved."""
-        with self._wake:
-            scheduled = now >= self._schedule.due
-            folders = self._folder_changed or (
-                bool(self._folder_remotes) and now >= self._next_folder_poll
-            )
-            self._folder_changed = False
-        if folders:
-            self._next_folder_poll = now + self.settings.poll_cold_s
-        if not (scheduled or folders):
-            return
-        moved = self._poll(scheduled, folders)
-        with self._wake:
-            if moved:
-                self._schedule.activity(now)  # a remote change: stay hot for a while
-            if scheduled:
-                self._schedule.polled(now)
+        """Read what is due (memfs/remotepoll.py); then schedule the next poll."""
+        scheduled, folders = self._poller.due(now)
+        if scheduled or folders:
+            moved = self._poll(scheduled, folders)
+            self._poller.finished(now, scheduled, moved)
 
     def _poll(self, scheduled: bool = True, folders: bool = True) -> bool:
         """Pull if a remote's head moved; whether one did. Cheap when nothing did: one
         conditional read of an object store's manifest (no body if unchanged), one ref
-        listing of a git host."""
+        listing of a git host; the pull reuses the manifest the poll read."""
         from memfs import sync
-        from memfs.remotes import list_remotes
 
-        branch = self.agent.history.branch()
-        moved: dict[str, tuple[str, str | None]] = {}  # url -> (head seen, its manifest ETag)
-        opened: dict[str, Remote] = {}  # name -> the remote polled, holding what it read
-        for config in list_remotes(self.agent.history):
-            watched = config.url in self._folder_remotes
-            if config.mirror or not (folders if watched else scheduled):
-                continue
-            try:
-                remote = sync.open_for(self.agent, config)
-                seen = self._remote_head(remote, config.url, branch)
-            except RemoteError as error:
-                self._note_error(str(error))
-                continue
-            if seen is None:
-                continue  # unchanged since the last read
-            head, etag = seen
-            tracking = self.agent.history.ref(f"refs/remotes/{config.name}/{branch}")
-            if head is not None and head != tracking:
-                moved[config.url] = (head, etag)
-                opened[config.name] = remote
-            elif etag is not None:
-                self._etags[config.url] = etag
-        if not moved:
+        moves = self._poller.look(scheduled, folders)
+        if not moves:
             return False
+        opened = {name: move.remote for name, move in moves.items()}
         report = sync.pull(self.agent, origin="watch", opened=opened)
         self._after_sync(report)
-        for config in list_remotes(self.agent.history):
-            if config.url in moved:
-                head, etag = moved[config.url]
-                if self.agent.history.ref(f"refs/remotes/{config.name}/{branch}") == head:
-                    self._etags[config.url] = etag  # pulled: unchanged from here on
+        self._poller.pulled(moves)
         if any(o.integrated in ("merged",) for o in report.remotes) and self._pushing:
             self._push()
         return True
-
-    def _remote_head(
-        self, remote: Remote, url: str, branch: str
-    ) -> tuple[str | None, str | None] | None:
-        """(the remote's head of ``branch``, its manifest's ETag or None), or None when an
-        object store's manifest has not changed since the last read (nothing to look at)."""
-        from memfs.remotes.bucket import BucketRemote
-        from memfs.remotes.storage import Unchanged
-
-        if not isinstance(remote, BucketRemote):
-            return remote.head(branch), None
-        got = remote.poll(self._etags.get(url))
-        if isinstance(got, Unchanged):
-            return None
-        manifest, etag = got
-        return (manifest.refs.get(branch) if manifest else None), etag
 
     def _after_sync(self, report: Any) -> None:
         errors = [o.error for o in report.remotes if o.error]
@@ -574,50 +512,6 @@ class Watcher:
             observer.schedule(Handler(), str(self.agent.root), recursive=True, event_filter=changes)
             observer.start()
         self._observer = observer
-
-    def _watch_folder_remotes(self) -> None:
-        """Watch each folder cloud's manifest with inotify instead of polling it.
-
-        A folder that cannot be watched (not there yet, no inotify left, the work tree's
-        observer fell back to polling) stays on the poll schedule, and the state says so.
-        """
-        from memfs.remotes import list_remotes, local_path
-
-        if not self._syncing or self._observer is None:
-            return
-        from watchdog import events
-
-        remote_changed = self.remote_changed
-
-        class ManifestHandler(events.FileSystemEventHandler):
-            def on_any_event(self, event: Any) -> None:
-                for raw in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
-                    if raw and os.path.basename(os.fsdecode(raw)) == "manifest.json":
-                        remote_changed()
-
-        changes: list[type[events.FileSystemEvent]] = [
-            events.FileCreatedEvent, events.FileModifiedEvent, events.FileMovedEvent,
-            events.FileClosedEvent,
-        ]  # fmt: skip
-        polled = False
-        for config in list_remotes(self.agent.history):
-            if config.mirror:
-                continue
-            folder = local_path(config.url) if config.kind == "bucket" else None
-            if folder is None or self.state.mode != "inotify":
-                polled = True
-                continue
-            try:
-                self._observer.schedule(
-                    ManifestHandler(), folder, recursive=False, event_filter=changes
-                )
-            except OSError as error:
-                self.log(f"cannot watch {folder} ({error.strerror}): polling it instead")
-                polled = True
-                continue
-            self._folder_remotes.add(config.url)
-        self._next_folder_poll = time.monotonic() + self.settings.poll_cold_s
-        self.state.remote_mode = "inotify" if self._folder_remotes and not polled else "polling"
 
     def _write_state(self, running: bool = True) -> None:
         path = self.agent.history.state_dir / "watch.json"

@@ -104,9 +104,9 @@ def test_an_explicit_poll_interval_stays_fixed() -> None:
 def test_a_local_edit_makes_the_watcher_poll_hot(agent: memfs.Agent, tmp_path: Path) -> None:
     add_remote(agent.history, "origin", f"memfs::file://{tmp_path / 'cloud'}")
     watcher = Watcher(agent, WatchSettings(poll_cold_s=45.0, poll_hot_for_s=5.0))
-    watcher._schedule.due = time.monotonic() + 45.0  # cold: next poll far away
+    watcher._poller.schedule.due = time.monotonic() + 45.0  # cold: next poll far away
     watcher.notify("system/human.md")
-    assert watcher._schedule.due <= time.monotonic() + 1.0
+    assert watcher._poller.schedule.due <= time.monotonic() + 1.0
 
 
 # -- conditional reads -------------------------------------------------------------------------
