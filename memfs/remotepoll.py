@@ -192,4 +192,5 @@ class RemotePoller:
             self.folders.add(config.url)
         with self._lock:
             self._next_folder_read = time.monotonic() + self.folder_read_s
+            self._folder_changed = bool(self.folders)  # read once now: it may have moved since
         return "inotify" if self.folders and not polled else "polling"

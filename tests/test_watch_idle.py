@@ -230,3 +230,30 @@ def test_a_poll_that_finds_a_change_pulls_with_the_manifest_it_read(
     s3.server.requests.clear()
     assert watcher._poll() is False
     assert s3.server.requests == [("GET", manifest)], "then one read per poll, nothing else"
+
+
+def test_a_followed_folder_is_read_once_as_soon_as_it_is_watched(
+    agent: memfs.Agent, tmp_path: Path
+) -> None:
+    """A push between the watcher's catch-up sync and its inotify watch is not left waiting
+    for the cold safety read."""
+    from watchdog.observers import Observer
+
+    from memfs.remotepoll import RemotePoller
+
+    add_remote(agent.history, "origin", f"memfs::file://{tmp_path / 'cloud'}")
+    assert sync.push(agent).ok
+    errors: list[str] = []
+    poller = RemotePoller(agent, ScheduleSettings.fixed(3600), 3600, errors.append, errors.append)
+    observer = Observer()
+    observer.start()
+    try:
+        assert poller.follow_folders(observer, lambda: None) == "inotify"
+        now = time.monotonic()
+        poller.finished(now, scheduled=True, moved=False)  # the first scheduled poll is done
+        assert poller.due(now) == (False, True), "the folder is read at once"
+        assert poller.due(now) == (False, False), "then on events and every cold interval"
+    finally:
+        observer.stop()
+        observer.join(timeout=10)
+    assert errors == []
