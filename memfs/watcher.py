@@ -396,8 +396,12 @@ class Watcher:
     def _poll_due(self, now: float) -> None:
         """Read what is due (memfs/remotepoll.py); then schedule the next poll."""
         scheduled, folders = self._poller.due(now)
-        if scheduled or folders:
+        if not (scheduled or folders):
+            return
+        moved = False
+        try:
             moved = self._poll(scheduled, folders)
+        finally:  # whatever the poll raised, the next one is scheduled: no busy loop
             self._poller.finished(now, scheduled, moved)
 
     def _poll(self, scheduled: bool = True, folders: bool = True) -> bool:
