@@ -3,9 +3,9 @@
 A watcher polls fast (``hot_s``, 1 s for object stores) while there is activity: a local
 edit, or a poll that found a remote moved, each keeps it hot for ``hot_for_s``. After that,
 each poll that finds nothing doubles the interval (2 s, 4 s, ...) up to ``cold_s``. Every
-interval is spread by +-``jitter`` so that 1,000 watchers started together do not poll in
-lockstep. Any activity makes the next poll due at once (a hot interval from now), however
-cold the schedule was.
+interval after the hot ones is spread by +-``jitter`` so that 1,000 idle watchers started
+together do not poll in lockstep. Any activity makes the next poll due at once (a hot
+interval from now), however cold the schedule was.
 
 With the defaults, an idle agent costs 3,600/45 = 80 polls an hour instead of 3,600, and a
 watcher that sees edits keeps the 1 s latency it had. Pure logic: the clock and the random
@@ -101,10 +101,11 @@ class PollSchedule:
         now = self.clock() if now is None else now
         settings = self.settings
         if now - self._active_at < settings.hot_for_s:
-            self._interval = settings.hot_s
-        else:  # idle: back off step by step
+            # hot: exactly hot_s, so the worst-case latency stays hot_s; watchers that are
+            # hot are already out of step, each started by its own activity
+            self._interval = interval = settings.hot_s
+        else:  # idle: back off step by step, spread so that idle watchers drift apart
             self._interval = min(max(self._interval * 2, settings.hot_s), settings.cold_s)
-        spread = settings.jitter * (2 * self.rand() - 1)
-        interval = self._interval * (1 + spread)
+            interval = self._interval * (1 + settings.jitter * (2 * self.rand() - 1))
         self.due = now + interval
         return interval
