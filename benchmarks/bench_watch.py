@@ -203,11 +203,11 @@ def idle_table(work: Path, server: MeteredServer, scale: float) -> None:
     cold = 45.0 / scale
     old = idle_requests(work, server, "s3://watch-bench/agents/idle-old", ["--poll-s", "1"], 3, 20)
     with environment(**{COLD_ENV: f"{cold:g}", HOT_FOR_ENV: "0.5"}):
-        new = idle_requests(work, server, "s3://watch-bench/agents/idle-new", [], 10, 10 * cold)
+        new = idle_requests(work, server, "s3://watch-bench/agents/idle-new", [], 10, 20 * cold)
     first, steady = simulated_polls(hours=24)
     old_rate = old[0] * 3600 / 20
-    new_rate = new[0] * 3600 / (10 * cold) / scale
-    new_bytes = new[2] * 3600 / (10 * cold) / scale
+    new_rate = new[0] * 3600 / (20 * cold) / scale
+    new_bytes = new[2] * 3600 / (20 * cold) / scale
     rows = [
         ("before: 1 s, full GET (measured)", old_rate, old_rate * old[3], old[0] != old[1]),
         (f"after: hot/cold (measured, time /{scale:g})", new_rate, new_bytes, new[0] != new[1]),
