@@ -12,7 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.process.report import Row
+import pytest
+
+from benchmarks.process.report import Row, markdown
 from benchmarks.process.rows import ROWS
 from benchmarks.process.runner import Median
 
@@ -22,6 +24,7 @@ PEER = shutil.which("git-remote-s3", path=str(Path(sys.executable).parent)) is n
 REMOTE_ROWS = {"first push", "clone", "1-file push", "1-file pull"}
 
 
+@pytest.mark.timeout(180)  # about 20 processes: seconds alone, longer on a loaded machine
 def test_whole_process_harness_measures_every_row_at_a_tiny_size(tmp_path: Path) -> None:
     figures = tmp_path / "figures.json"
     result = subprocess.run(
@@ -29,7 +32,7 @@ def test_whole_process_harness_measures_every_row_at_a_tiny_size(tmp_path: Path)
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=150,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -75,3 +78,11 @@ def test_rows_are_marked_against_issue_12_targets() -> None:
     assert Row("status", 1000, {"memfs": median(0.5), "git": median(0.01)}).verdict() == "-"
     slow_commit = Row("commit 1 file", 10_000, {"memfs": median(0.21), "git": median(0.1)})
     assert slow_commit.verdict() == "MISS"
+
+
+def test_a_base_build_gets_its_columns_and_ratio() -> None:
+    row = Row("ls", 100, {"memfs": median(0.05), "base": median(0.2)})
+    header, _, line = markdown([row]).splitlines()
+    assert header.endswith("| base memfs | memfs/base | base S3 traffic |")
+    assert line.endswith("| PASS | 200 ms | 0.25 | - |")
+    assert "memfs/base" not in markdown([Row("ls", 100, {"memfs": median(0.05)})])

@@ -43,6 +43,14 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--no-peer", action="store_true", help="skip the git-remote-s3 column")
     parser.add_argument("--dir", default=None, help="where to write (default: temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--base-memfs",
+        type=Path,
+        default=None,
+        metavar="SCRIPT",
+        help="another build's memfs console script (e.g. a venv of main): measured in the "
+        "same run, in turns, as a 'base' column with the ratio memfs/base",
+    )
     return parser
 
 
@@ -57,26 +65,31 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
         parser.error(f"--sizes takes numbers separated by commas, not {args.sizes!r}")
     if args.repeat < 1 or any(size < 1 for size in args.sizes):
         parser.error("--repeat and --sizes must be at least 1")
+    if args.base_memfs is not None and not args.base_memfs.is_file():
+        parser.error(f"--base-memfs: no such file: {args.base_memfs}")
     return args
 
 
 def run(args: argparse.Namespace) -> list[Row]:
     """Measure every row at every size; return the table's rows."""
-    memfs = memfs_script()
+    scripts = {"memfs": memfs_script()}
+    if args.base_memfs is not None:
+        scripts["base"] = str(args.base_memfs.resolve())
     work = Path(tempfile.mkdtemp(prefix="memfs-bench-process-", dir=args.dir))
     try:
         with counting_moto_s3() as server:
             request = urllib.request.Request(f"{server.endpoint}/{BUCKET}", method="PUT")
             urllib.request.urlopen(request, timeout=30).close()
             runner = Runner(isolated_environment(work, server.endpoint), server)
-            sides = list(SIDES)
+            sides = [side for side in SIDES if side != "base" or "base" in scripts]
             if args.no_peer:
                 sides.remove("peer")
             elif not peer_installed(runner.env):
                 print(PEER_MISSING, file=sys.stderr)
                 sides.remove("peer")
             for files in args.sizes:
-                measure_size(runner, work / f"agent-{files}", files, args.repeat, sides, memfs)
+                folder = work / f"agent-{files}"
+                measure_size(runner, folder, files, args.repeat, sides, scripts)
                 print(f"  measured {files:,} files", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)

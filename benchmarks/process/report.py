@@ -131,11 +131,16 @@ HEADER = (
     "row", "files", "memfs", "git-remote-s3", "plain git", "memfs/peer", "memfs/git",
     "memfs S3 traffic", "peer S3 traffic", "target", "verdict",
 )  # fmt: skip
+BASE_HEADER = ("base memfs", "memfs/base", "base S3 traffic")
 
 
 def markdown(rows: Iterable[Row]) -> str:
-    """The table as Markdown, ready for a note or an issue."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    """The table as Markdown, ready for a note or an issue; with a base build measured, three
+    more columns: its time, the ratio memfs/base (< 1: this build is faster) and its traffic."""
+    rows = list(rows)
+    with_base = any("base" in row.medians for row in rows)
+    header = HEADER + BASE_HEADER if with_base else HEADER
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = (
             row.what, f"{row.files:,}",
@@ -144,6 +149,9 @@ def markdown(rows: Iterable[Row]) -> str:
             _traffic(row, "memfs"), _traffic(row, "peer"),
             "; ".join(check.target for check in row.checks()) or "-", row.verdict(),
         )  # fmt: skip
+        if with_base:
+            base = (_duration(row.medians.get("base")), _ratio(row.ratio("base")))
+            cells += (*base, _traffic(row, "base"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -157,6 +165,7 @@ def write_json(rows: Iterable[Row], path: Path) -> None:
             "sides": {side: asdict(found) for side, found in row.medians.items()},
             "ratio_peer": row.ratio("peer"),
             "ratio_git": row.ratio("git"),
+            "ratio_base": row.ratio("base"),
             "targets": [asdict(check) for check in row.checks()],
             "verdict": row.verdict(),
         }

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from benchmarks.process.s3server import CREDENTIALS, CountingServer, Traffic
 
-SIDES = ("memfs", "peer", "git")
-"""The three columns: memfs, awslabs git-remote-s3 (the peer), plain git on a local bare repo."""
+SIDES = ("memfs", "base", "peer", "git")
+"""The columns, in the order they take turns: memfs, the same rows by another memfs build to
+compare with (--base-memfs), awslabs git-remote-s3 (the peer), plain git with a bare repo."""
 
 PEER_MISSING = (
     "git-remote-s3 is not installed: the git-remote-s3 column is skipped "
