@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.process.main import build_parser, parse, report
+from benchmarks.process.runner import BenchError
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +46,11 @@ def main() -> int:
     )
     args = parse(parser, None)
     print("What users wait for (bench_process.py)", flush=True)
-    report(args)
+    try:
+        report(args)
+    except BenchError as error:
+        print(f"benchmarks: {error}", file=sys.stderr)
+        return 1
     return 0 if args.skip_in_process else in_process(args.sizes, args.repeat, args.dir)
 
 

@@ -15,6 +15,7 @@ from benchmarks.process.rows import BUCKET, measure_size
 from benchmarks.process.runner import (
     PEER_MISSING,
     SIDES,
+    BenchError,
     Runner,
     isolated_environment,
     memfs_script,
@@ -106,5 +107,10 @@ def report(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    report(parse(build_parser("bench_process.py", DESCRIPTION), argv))
+    """Run the whole-process benchmark; a failed command ends it with one line and exit 1."""
+    try:
+        report(parse(build_parser("bench_process.py", DESCRIPTION), argv))
+    except BenchError as error:
+        print(f"bench_process: {error}", file=sys.stderr)
+        return 1
     return 0
