@@ -116,6 +116,11 @@ def local_rows(runner: Runner, agents: Agents, repeat: int) -> None:
         runner.time(COMMIT, files, side, agents.commit(side), agents.origin(side))
 
     interleaved(repeat, agents.local_sides(), commit)
+    if "peer" in agents.sides:  # the same commits, untimed: every side pushes the same history
+        for n in range(repeat):
+            edit(agents, "peer", f"commit {n}")
+            for command in agents.commit("peer"):
+                runner.run(command, agents.origin("peer"))
 
 
 def remote_rows(runner: Runner, agents: Agents, repeat: int) -> None:
