@@ -110,8 +110,10 @@ class Debouncer:
 
 # The least quiet time in a repo with Letta Code's hooks: its memory tool writes a file, then
 # runs git add and git commit (a v2 commit's hook takes a second or more, during which git
-# holds index.lock, which the watcher also waits out).
-LETTA_CODE_QUIET_S = 1.0
+# holds index.lock, which the watcher also waits out). On a loaded machine the gap between
+# the write and ``git add`` passed 1.5 s; the watcher is the backstop for edits Letta Code
+# does not commit (a person's editor), for which 3 s is no real delay.
+LETTA_CODE_QUIET_S = 3.0
 
 
 def is_litter(path: str) -> bool:
@@ -179,11 +181,13 @@ class Watcher:
         self.settings = settings or WatchSettings()
         self.log = log or (lambda message: None)
         quiet_s, max_delay_s = self.settings.quiet_ms / 1000, self.settings.max_delay_ms / 1000
-        if hook_installed(agent.history.control_dir):
+        self._letta_hooks = hook_installed(agent.history.control_dir)
+        if self._letta_hooks:
             # Letta Code commits its own writes (write, git add, git commit through its hooks):
             # give it time to, so the watcher takes only what nobody else commits.
             quiet_s = max(quiet_s, LETTA_CODE_QUIET_S)
             max_delay_s = max(max_delay_s, quiet_s)
+        self._quiet_s = quiet_s
         self.debouncer = Debouncer(quiet_s, max_delay_s)
         self.state = WatchState(pid=os.getpid(), started_at=utc_now().isoformat())
         self._wake = threading.Condition()
@@ -199,6 +203,7 @@ class Watcher:
         self._next_rescan = time.monotonic() + self.settings.rescan_s
         self._claim_fd: int | None = None
         self._index_behind: set[str] = set()
+        self._own_index = self._index_stamp()  # the index as memfs itself last left it
 
     def _claim(self) -> None:
         """Hold ``.git/memfs/watch.lock`` while running: one watcher per agent.
@@ -324,7 +329,7 @@ class Watcher:
     def step(self, batch: list[str]) -> None:
         """One turn of the loop: commit a due batch, push, poll, rescan."""
         now = time.monotonic()
-        if batch and self.agent.history.git_busy():
+        if batch and (self.agent.history.git_busy() or self._index_touched_by_others()):
             # Another tool is committing (Letta Code: git add, then git commit through its
             # hooks): let it finish, or its commit would find its change already taken.
             for path in batch:
@@ -334,6 +339,7 @@ class Watcher:
             self._commit(batch)
         elif self.debouncer.deadline() is None:
             self._refresh_index()  # quiet now: catch the index up with the commits
+            self._own_index = self._index_stamp()
         if now >= self._next_rescan:
             self._next_rescan = now + self.settings.rescan_s
             self._commit_all()
@@ -343,6 +349,25 @@ class Watcher:
             self._poll_due(now)
 
     # -- the work -----------------------------------------------------------------------
+
+    def _index_stamp(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.agent.history.control_dir / "index")
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
+
+    def _index_touched_by_others(self) -> bool:
+        """In a repo with Letta Code's hooks: whether another tool changed the index within
+        the quiet time. Letta Code stages its write (``git add``) and then commits it; between
+        the two no lock is held, and on a loaded machine the gap can outlast the quiet time
+        counted from the file's write. A staged change means someone is committing it."""
+        if not self._letta_hooks:
+            return False
+        stamp = self._index_stamp()
+        if stamp is None or stamp == self._own_index:
+            return False
+        return time.time() - stamp[0] / 1e9 < self._quiet_s
 
     def _commit(self, paths: list[str]) -> None:
         if not paths or self.settings.pull_only:
@@ -363,6 +388,7 @@ class Watcher:
         if self.settings.pull_only:
             return
         info = self.agent.commit(origin="watch")
+        self._own_index = self._index_stamp()
         self._log_held()
         if info is not None:
             self._committed(info.short, info.summary)
@@ -422,6 +448,7 @@ class Watcher:
         return True
 
     def _after_sync(self, report: Any) -> None:
+        self._own_index = self._index_stamp()  # a pull rewrites the index
         errors = [o.error for o in report.remotes if o.error]
         for outcome in report.remotes:
             if outcome.integrated in ("fast-forward", "merged"):
