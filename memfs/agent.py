@@ -38,6 +38,7 @@ from memfs.history import History
 from memfs.ignore import IgnoreRules
 from memfs.layout import V2_MARKER, Layout, is_memory_path, letta_repo_name
 from memfs.memory import MemoryFile
+from memfs.parsecache import ParseCache, Parsed
 from memfs.schema import (
     MANIFEST_FILE,
     AgentManifest,
@@ -60,7 +61,7 @@ from memfs.trees import (
     with_trailers,
     write_diff,
 )
-from memfs.util import atomic_write, hostname
+from memfs.util import hostname
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Status:
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
     """The work tree as the next commit would record it."""
 
     files: Files
@@ -280,7 +281,7 @@ class Agent:
         return problems
 
     def _hook_problems(
-        self, head_tree: Files, snapshot: _Snapshot, known: list[Problem]
+        self, head_tree: Files, snapshot: Snapshot, known: list[Problem]
     ) -> list[Problem]:
         """What Letta's pre-commit hook would say of the work tree as a commit, installed or
         not (its change rules, v2 folders, the tree constraints), beyond ``known``."""
@@ -326,7 +327,15 @@ class Agent:
     def _rules(self) -> IgnoreRules:
         return IgnoreRules(self.root)
 
-    def _snapshot(self, head_tree: Files) -> _Snapshot:
+    def snapshot(self, head_tree: Files | None = None) -> Snapshot:
+        """The work tree as the next commit would record it, against ``head_tree`` (HEAD's
+        tree by default): one walk, stat data taken once, hashing only what the index cannot
+        vouch for. A command takes one and passes it to everything it does."""
+        if head_tree is None:
+            head_tree = self.history.tree_of(self.history.head())
+        return self._snapshot(head_tree)
+
+    def _snapshot(self, head_tree: Files) -> Snapshot:
         scan = worktree.scan(
             self.root, self._rules(), self._max_file_size(), tracked=frozenset(head_tree)
         )
@@ -340,18 +349,36 @@ class Agent:
                 files[path] = head_tree[path]
         for path in unreadable:
             scan.skipped.append(worktree.Skipped(path, "could not be read"))
-        return _Snapshot(files, stats, scan)
+        return Snapshot(files, stats, scan)
 
-    def _problems(self, snapshot: _Snapshot) -> list[Problem]:
-        """agent.yaml's and every memory file's problems, validated once per content."""
-        cache = _ProblemCache(self.history.state_dir / "problems.json")
+    def _problems(self, snapshot: Snapshot) -> list[Problem]:
+        """agent.yaml's and every memory file's problems; a file is parsed only when its
+        stat data changed since it last was (memfs.parsecache)."""
         layout = self.layout
         problems = self.manifest_problems() + self._rules().problems
-        for path in sorted(snapshot.stats):
-            if is_memory_path(path, layout) and path in snapshot.files:
-                problems.extend(cache.problems(self.root, path, snapshot.files[path].sha, layout))
-        cache.save()
+        for path, parsed in self.parsed_memory(snapshot, layout).items():
+            problems.extend(parsed.problem_list(path))
         return problems
+
+    def parsed_memory(
+        self, snapshot: Snapshot, layout: Layout, kept: bool = False
+    ) -> dict[str, Parsed]:
+        """What every memory file in ``snapshot`` holds (problems, description, ...), by path,
+        sorted; from ``.git/memfs/parsed.json`` where the file's stat data is unchanged.
+
+        ``kept`` adds the files the scan left out but history keeps (too large, say), read
+        as they are on disk; a file that cannot be read is left out.
+        """
+        cache = ParseCache(self.history.state_dir)
+        found: dict[str, Parsed] = {}
+        for path in sorted(snapshot.files if kept else snapshot.stats):
+            if not (is_memory_path(path, layout) and path in snapshot.files):
+                continue
+            parsed = cache.parsed(self.root, path, snapshot.stats.get(path), layout)
+            if parsed is not None:
+                found[path] = parsed
+        cache.save()
+        return found
 
     def status(self) -> Status:
         """Uncommitted changes, validation problems, files left out, and open conflicts."""
@@ -479,7 +506,7 @@ class Agent:
             changes = compare_trees(before, files)
             if not changes:
                 return None
-            snapshot = _Snapshot(files, dict(scan.files), scan)
+            snapshot = Snapshot(files, dict(scan.files), scan)
             payload = {change.path: self._read_change(change, snapshot) for change in changes}
             # Letta's hook looks at the whole tree: only then is HEAD's tree flattened
             rules_tree = self.history.tree_of(head) if self.letta_rules().tree_wide else before
@@ -514,7 +541,7 @@ class Agent:
         except OSError:
             return None
 
-    def _read_change(self, change: FileChange, snapshot: _Snapshot) -> tuple[int, bytes] | None:
+    def _read_change(self, change: FileChange, snapshot: Snapshot) -> tuple[int, bytes] | None:
         """The content to commit for one change; None if the file is (now) gone."""
         if change.new is None:
             return None
@@ -803,44 +830,6 @@ class Agent:
         head_tree = self.history.tree_of(self.history.head())
         snapshot = self._snapshot(head_tree)
         self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
-
-
-class _ProblemCache:
-    """Validation results by blob sha: a file's problems depend only on its content and kind.
-
-    Kept in ``.git/memfs/problems.json`` so ``status`` on a large agent re-validates only the
-    files that changed. Losing the file only costs time.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._entries: dict[str, list[list[Any]]] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self._entries = {}
-        self._used: dict[str, list[list[Any]]] = {}
-
-    def problems(self, root: Path, path: str, sha: str, layout: Layout) -> list[Problem]:
-        # The rules depend on the layout and, in Letta repos, on where the file is.
-        where = Path(path).suffix if layout is Layout.NATIVE else f"{layout.value}:{path}"
-        key = f"{sha}:{where}"
-        found = self._entries.get(key)
-        if found is None:
-            try:
-                memory_file = MemoryFile.load(root, path, layout)
-            except (OSError, UnsafePathError):
-                return []  # reported as a file left out, never read
-            computed = memory_file.problems()
-            key = f"{blob_sha(memory_file.raw)}:{where}"  # what was actually read
-            found = [[p.line, p.message, p.severity] for p in computed]
-        self._used[key] = found
-        return [Problem(path, line, message, severity) for line, message, severity in found]
-
-    def save(self) -> None:
-        if self._used != self._entries:
-            with contextlib.suppress(OSError):  # a read-only agent: only costs time
-                self.path.parent.mkdir(exist_ok=True)
-                atomic_write(self.path, json.dumps(self._used).encode())
 
 
 def generated_message(changes: list[FileChange]) -> str:
