@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,7 +242,7 @@ class Agent:
         ``agent.memory[label].value = ...`` then ``agent.memory[label].save()`` saves the edit;
         a file changed on disk (by an editor, a merge) is read afresh.
         """
-        snapshot = self._snapshot(self.history.tree_of(self.history.head()))
+        snapshot = self._snapshot(self.history.head_tree(self.history.head()))
         layout = self.layout
         files: dict[str, MemoryFile] = {}
         cache: dict[str, tuple[tuple[int, int, int], MemoryFile]] = {}
@@ -269,7 +269,7 @@ class Agent:
 
         Files memfs cannot version (too large, symlinks leaving the agent) are errors too.
         """
-        head_tree = self.history.tree_of(self.history.head())
+        head_tree = self.history.head_tree(self.history.head())
         snapshot = self._snapshot(head_tree)
         problems = self._problems(snapshot)
         problems.extend(
@@ -332,7 +332,7 @@ class Agent:
         tree by default): one walk, stat data taken once, hashing only what the index cannot
         vouch for. A command takes one and passes it to everything it does."""
         if head_tree is None:
-            head_tree = self.history.tree_of(self.history.head())
+            head_tree = self.history.head_tree(self.history.head())
         return self._snapshot(head_tree)
 
     def _snapshot(self, head_tree: Files) -> Snapshot:
@@ -383,7 +383,7 @@ class Agent:
     def status(self) -> Status:
         """Uncommitted changes, validation problems, files left out, and open conflicts."""
         head = self.history.head()
-        head_tree = self.history.tree_of(head)
+        head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files)
         verdict = lettahook.Verdict(allowed={})
@@ -435,14 +435,16 @@ class Agent:
             rules = self._rules()
             rules.sync_git_exclude(self.history.control_dir)
             head = self.history.head()
-            head_tree = self.history.tree_of(head)
+            head_tree = self.history.head_tree(head)
             snapshot = self._snapshot(head_tree)
             changes = compare_trees(head_tree, snapshot.files, paths)
             if not changes:
                 if not self.history.index_describes(head_tree):
                     # a commit killed before its index write, or index-free commits (the
                     # watcher's): git status must describe HEAD, not an older tree
-                    self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
+                    self.history.write_index(
+                        head_tree, snapshot.stats_matching(head_tree), commit=head
+                    )
                 return None
             payload: dict[str, tuple[int, bytes] | None] = {}
             for change in changes:
@@ -452,7 +454,9 @@ class Agent:
             ).allowed
             if not payload:
                 if not self.history.index_describes(head_tree):
-                    self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
+                    self.history.write_index(
+                        head_tree, snapshot.stats_matching(head_tree), commit=head
+                    )
                 return None
             effective = [
                 c
@@ -469,7 +473,13 @@ class Agent:
                     committed.pop(path, None)
                 else:
                     committed[path] = TreeEntry(change[0], blob_sha(change[1]))
-            self.history.write_index(committed, snapshot.stats_matching(committed))
+            exact = _is_flat_tree(committed, payload)  # else build_tree dropped shadowed paths
+            self.history.write_index(
+                committed,
+                snapshot.stats_matching(committed),
+                commit=sha if exact else None,
+                changed=payload.keys(),
+            )
             return self.history.commit_info(sha)
 
     def commit_paths(
@@ -581,7 +591,7 @@ class Agent:
             new = self.history.tree_of(self.history.resolve(rev2))
             on_disk = False
         else:
-            new = self._snapshot(self.history.tree_of(self.history.head())).files
+            new = self._snapshot(self.history.head_tree(self.history.head())).files
             on_disk = True
         out = io.BytesIO()
         for change in compare_trees(old, new, paths):
@@ -609,7 +619,7 @@ class Agent:
                 self.history.resolve(rev)
         else:
             revs, paths = (), ()
-            head_tree = self.history.tree_of(self.history.head())
+            head_tree = self.history.head_tree(self.history.head())
             for arg in args:
                 if not paths and len(revs) < 2 and self._is_revision(arg):
                     revs += (arg,)
@@ -666,7 +676,7 @@ class Agent:
             sha = self.history.resolve(to)  # before committing: HEAD~1 means what the user saw
             self.commit(origin=origin)  # pending edits go into history before anything moves
             target = _under(self.history.tree_of(sha), path)
-            head_tree = self.history.tree_of(self.history.head())
+            head_tree = self.history.head_tree(self.history.head())
             current = _under(head_tree, path)
             if not target:
                 raise PathNotFoundError(path, f"revision {to}")
@@ -771,7 +781,7 @@ class Agent:
         skipped = next((item.reason for item in scan.skipped if item.path == path), None)
         if skipped is not None or not self.letta_rules().active:
             return skipped
-        head_tree = self.history.tree_of(head)
+        head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files, (path,))
         payload = {change.path: self._read_change(change, snapshot) for change in changes}
@@ -802,7 +812,7 @@ class Agent:
         entries = {path: (entry.mode, blobs[entry.sha]) for path, entry in tree.items()}
         stats = worktree.populate(self.root, entries)
         self.history.move_branch(None, sha, reason.encode())
-        self.history.write_index(tree, stats)
+        self.history.write_index(tree, stats, commit=sha)
         self.history.drop_unpacked()  # written out: the pack on disk serves from now on
 
     def _on_disk(self, path: str) -> TreeEntry | None:
@@ -819,7 +829,7 @@ class Agent:
 
     def worktree_files(self) -> list[str]:
         """Every path a commit would hold now."""
-        return sorted(self._snapshot(self.history.tree_of(self.history.head())).files)
+        return sorted(self._snapshot(self.history.head_tree(self.history.head())).files)
 
     def file_mode(self, path: str) -> int:
         """The git mode of the file at ``path``."""
@@ -827,9 +837,10 @@ class Agent:
 
     def refresh_index(self) -> None:
         """Rewrite the index for HEAD, so ``git status`` and memfs's stat cache agree."""
-        head_tree = self.history.tree_of(self.history.head())
+        head = self.history.head()
+        head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
-        self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
+        self.history.write_index(head_tree, snapshot.stats_matching(head_tree), commit=head)
 
 
 def generated_message(changes: list[FileChange]) -> str:
@@ -840,6 +851,20 @@ def generated_message(changes: list[FileChange]) -> str:
     names = [c.path for c in changes[:3]]
     more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
     return f"memfs: {len(changes)} files changed: {', '.join(names)}{more}"
+
+
+def _is_flat_tree(tree: Files, changed: Mapping[str, object]) -> bool:
+    """Whether no changed path of ``tree`` is also a folder of it (or under one of its files):
+    only then does ``tree`` list exactly the tree a commit of those changes stored."""
+    if len(changed) > 100:
+        return False  # not worth checking: the next command flattens the tree instead
+    for path in changed:
+        if path in tree and any(p.startswith(path + "/") for p in tree):
+            return False
+        parts = path.split("/")
+        if any("/".join(parts[:depth]) in tree for depth in range(1, len(parts))):
+            return False
+    return True
 
 
 def _under(tree: Files, path: str) -> Files:

@@ -79,16 +79,24 @@ class _Walker:
         self.rules = rules
         self.cap = cap
         self.tracked = tracked
-        self.tracked_dirs = {
-            "/".join(parts[:depth]) + "/"
-            for parts in (path.split("/")[:-1] for path in tracked)
-            for depth in range(1, len(parts) + 1)
-        }
+        self._tracked_dirs: set[str] | None = None
         self.real_root = os.path.realpath(root)
         self.base = str(root)
         self.uid = os.getuid()
         self.good_folders: set[str] = set()  # folders whose names a checkout accepts
         self.result = Scan()
+
+    @property
+    def tracked_dirs(self) -> set[str]:
+        """Every folder of a tracked file, as ``folder/``: only needed when a rule ignores a
+        folder, so made on first use."""
+        if self._tracked_dirs is None:
+            self._tracked_dirs = {
+                "/".join(parts[:depth]) + "/"
+                for parts in (path.split("/")[:-1] for path in self.tracked)
+                for depth in range(1, len(parts) + 1)
+            }
+        return self._tracked_dirs
 
     def walk(self, prefix: str) -> None:
         """Visit every entry of the folder ``prefix`` ("" for the root)."""
@@ -149,7 +157,12 @@ class _Walker:
             if name_refusal(folder + "/x" if folder else "x"):
                 return False
             self.good_folders.add(folder)
+        if name.isascii() and "\\" not in name and name.lower().rstrip(". ") not in _GIT_NAMES:
+            return name not in (".", "..")  # what name_refusal says of a plain name, quicker
         return not name_refusal(name)
+
+
+_GIT_NAMES = (".git", "git~1")
 
 
 def scan_paths(
