@@ -370,13 +370,13 @@ class Agent:
         as they are on disk; a file that cannot be read is left out.
         """
         cache = ParseCache(self.history.state_dir)
-        found: dict[str, Parsed] = {}
-        for path in sorted(snapshot.files if kept else snapshot.stats):
-            if not (is_memory_path(path, layout) and path in snapshot.files):
-                continue
-            parsed = cache.parsed(self.root, path, snapshot.stats.get(path), layout)
-            if parsed is not None:
-                found[path] = parsed
+        stats, files = snapshot.stats, snapshot.files
+        wanted = [
+            (path, stats.get(path))
+            for path in sorted(files if kept else stats)
+            if path in files and is_memory_path(path, layout)
+        ]
+        found = cache.parse_all(self.root, wanted, layout)
         cache.save()
         return found
 
@@ -439,7 +439,7 @@ class Agent:
             snapshot = self._snapshot(head_tree)
             changes = compare_trees(head_tree, snapshot.files, paths)
             if not changes:
-                if not self.history.index_describes(head_tree):
+                if not self.history.index_describes(head_tree, commit=head):
                     # a commit killed before its index write, or index-free commits (the
                     # watcher's): git status must describe HEAD, not an older tree
                     self.history.write_index(
@@ -751,7 +751,8 @@ class Agent:
 
     @contextlib.contextmanager
     def updating(self, current: Files, target: Files, index: bool = True) -> Iterator[Any]:
-        """Make the work tree go from ``current`` to ``target`` for a commit made inside.
+        """Make the work tree go from ``current`` to ``target`` for a commit of ``target``
+        made inside (the branch moved to a commit whose tree is ``target``).
 
         Journaled and edit-safe (memfs/apply.py): a file is replaced only while it holds its
         ``current`` version (else LocalEditError: the caller commits and goes round again),
@@ -770,7 +771,28 @@ class Agent:
                     self._active_update = None
                 if index and self.history.head() != update.head:
                     crash_point("update.index")
-                    self.refresh_index()
+                    self._index_after_update(current, target)
+
+    def _index_after_update(self, current: Files, target: Files) -> None:
+        """Bring the index in line after an update from ``current`` to ``target``: memfs
+        knows what it wrote, so if the index listed ``current`` only the changed paths are
+        written (their stat data taken now, kept only where the file still holds ``target``'s
+        version: an edit landing meanwhile is hashed, never vouched for); otherwise the whole
+        index is rewritten from a snapshot."""
+        changed = [change.path for change in compare_trees(current, target)]
+        stats: dict[str, os.stat_result] = {}
+        for path in changed:
+            on_disk = self._on_disk_stat(path)
+            if path in target and on_disk is not None and self._on_disk(path) == target[path]:
+                stats[path] = on_disk
+        head = self.history.head()
+        # the commit made inside is of ``target`` (see ``updating``); its changed paths are
+        # checked against HEAD before the index is said to list HEAD's tree
+        exact = len(changed) <= 100 and all(
+            self.history.entries_at(head, path).get(path) == target.get(path) for path in changed
+        )
+        if not self.history.splice_index(target, stats, changed, commit=head if exact else None):
+            self.refresh_index()
 
     def left_out_reason(self, path: str) -> str | None:
         """Why the file at ``path`` is not committed as it is on disk, if it is not: left out

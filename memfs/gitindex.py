@@ -75,6 +75,23 @@ def write_index(
     write_index_data(control_dir, data, cleared_stale_lock, tree_sha)
 
 
+def splice_index(
+    control_dir: Path,
+    tree: Files,
+    stats: Mapping[str, os.stat_result],
+    changed: Collection[str],
+    cleared_stale_lock: Callable[[FileLocked], bool],
+    tree_sha: str | None = None,
+) -> bool:
+    """Write the index for ``tree`` by replacing the ``changed`` entries only, if the index
+    lists ``tree`` at every other path; whether it could (else the caller rewrites it all)."""
+    data = _spliced_for(control_dir, tree, stats, changed)
+    if data is None:
+        return False
+    write_index_data(control_dir, data, cleared_stale_lock, tree_sha)
+    return True
+
+
 def write_index_data(
     control_dir: Path,
     data: bytes,
@@ -97,20 +114,27 @@ def write_index_data(
             return
     try:
         index_file.write(data)
+        index_file.flush()
+        written = os.fstat(index_file.fileno())  # the file git will find (renamed, same inode)
     except BaseException:
         index_file.abort()
         raise
     index_file.close()
     if tree_sha is not None:
-        _record_index_tree(control_dir, tree_sha)
+        _record_index_tree(control_dir, tree_sha, _record_key(written))
 
 
 # The index as git's cache-tree: ``.git/memfs/index-tree`` names the tree object the index
-# was written for, with the index's stat data then. While both still hold, the index lists
-# that tree exactly, and reading it (one struct call per entry) is cheaper than flattening
-# the tree's objects. Removed before every index write, written after, so a crash between
-# leaves no record, never a wrong one; git rewriting the index changes its stat data.
+# was written for, with the index file's mtime, size and inode then. While both still hold,
+# the index lists that tree exactly, and reading it (one struct call per entry) is cheaper
+# than flattening the tree's objects. Removed before every index write, written after, so a
+# crash between leaves no record, never a wrong one; git replacing the index (a new file)
+# changes its inode and mtime.
 INDEX_TREE = "index-tree"
+
+
+def _record_key(st: os.stat_result) -> str:
+    return f"{st.st_mtime_ns} {st.st_size} {st.st_ino}"
 
 
 def _forget_index_tree(control_dir: Path) -> None:
@@ -118,25 +142,31 @@ def _forget_index_tree(control_dir: Path) -> None:
         (control_dir / "memfs" / INDEX_TREE).unlink()
 
 
-def _record_index_tree(control_dir: Path, tree_sha: str) -> None:
+def _record_index_tree(control_dir: Path, tree_sha: str, key: str) -> None:
+    record = f"{tree_sha} {key}\n".encode()
+    path = control_dir / "memfs" / INDEX_TREE
     with contextlib.suppress(OSError):
-        st = os.stat(control_dir / "index")
-        record = f"{tree_sha} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_size} {st.st_ino}\n"
-        (control_dir / "memfs").mkdir(exist_ok=True)
-        atomic_write(control_dir / "memfs" / INDEX_TREE, record.encode())
+        if path.read_bytes() == record:
+            return
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, record)
+
+
+def _recorded_tree(control_dir: Path, cache: _StatCache) -> str | None:
+    """The tree sha the record names, if it was made for the index ``cache`` was read from."""
+    try:
+        tree_sha, _, key = (control_dir / "memfs" / INDEX_TREE).read_text().strip().partition(" ")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return tree_sha if cache.stat is not None and key == _record_key(cache.stat) else None
 
 
 def tree_from_index(control_dir: Path, tree_sha: str) -> Files | None:
     """The files of tree ``tree_sha`` read from the index, if the index was written for that
     tree and is unchanged since; None otherwise (the caller reads the tree's objects)."""
-    try:
-        fields = (control_dir / "memfs" / INDEX_TREE).read_text().split()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if len(fields) != 5 or fields[0] != tree_sha:
-        return None
     cache = _load_stat_cache(control_dir)
-    if cache.key is None or [str(n) for n in cache.key] != fields[1:]:
+    if _recorded_tree(control_dir, cache) != tree_sha:
         return None
     files: Files = {}
     for name, entry in cache.entries.items():
@@ -250,12 +280,12 @@ class _StatCache:
         self,
         entries: dict[bytes, indexfile.Entry | None],
         index_mtime_ns: int,
-        key: tuple[int, int, int, int] | None = None,
+        stat: os.stat_result | None = None,
         raw: dict[bytes, bytes] | None = None,
     ) -> None:
         self.entries = entries
         self.index_mtime_ns = index_mtime_ns
-        self.key = key  # the index file's (mtime_ns, ctime_ns, size, ino) when read
+        self.stat = stat  # the index file's when read
         self.raw = raw  # each entry's bytes, for a version 2 index
 
     def lookup(self, path: str, st: os.stat_result, mode: int) -> str | None:
@@ -275,15 +305,21 @@ class _StatCache:
         return sha
 
 
-def index_describes(control_dir: Path, tree: Files) -> bool:
-    """Whether the index holds exactly ``tree``: the same paths, modes and blob shas."""
-    entries = _load_stat_cache(control_dir).entries
+def index_describes(control_dir: Path, tree: Files, tree_sha: str | None = None) -> bool:
+    """Whether the index holds exactly ``tree``: the same paths, modes and blob shas.
+
+    With ``tree_sha`` (the sha of ``tree``), a yes is recorded for ``tree_from_index``.
+    """
+    cache = _load_stat_cache(control_dir)
+    entries = cache.entries
     if len(entries) != len(tree):
         return False
     for path, entry in tree.items():
         found = entries.get(path.encode("utf-8", "surrogateescape"))
         if found is None or found[0] != entry.mode or found[5] != entry.sha:
             return False
+    if tree_sha is not None and cache.stat is not None:
+        _record_index_tree(control_dir, tree_sha, _record_key(cache.stat))
     return True
 
 
@@ -305,7 +341,7 @@ def _load_stat_cache(control_dir: Path) -> _StatCache:
         entries, raw = indexfile.read(data)
     except (OSError, ValueError, struct.error, IndexError):
         return _StatCache({}, 0)  # a cache: an index cut short or garbled means hash again
-    cache = _StatCache(entries, st.st_mtime_ns, key, raw)
+    cache = _StatCache(entries, st.st_mtime_ns, st, raw)
     _last_read.clear()  # one index at a time: a process works on one agent at once, mostly
     _last_read[str(path)] = (key, cache)
     return cache

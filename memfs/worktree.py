@@ -26,6 +26,7 @@ from memfs.util import atomic_write
 
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 MANIFEST = "agent.yaml"  # memfs.schema.MANIFEST_FILE; written last by a fresh checkout
+scans = 0  # whole work-tree walks made by this process: for tests and benchmarks
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def scan(
 
     As in git, a file already in history stays versioned even if a rule now ignores it.
     """
+    global scans
+    scans += 1
     walker = _Walker(root, rules, max_file_size, tracked)
     walker.walk("")
     return walker.result

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import memfs
-from memfs import gitindex, parsecache
+from memfs import faults, gitindex, parsecache, sync, worktree
 from memfs.context import build_context
+from memfs.remotes import add_remote
 
 from .conftest import assert_git_agrees, git, write
+from .servers import bare_repo
 
 PARSED = Path(".git/memfs/parsed.json")
 DAY_NS = 86_400 * 1_000_000_000
@@ -188,3 +190,43 @@ def test_a_deleted_or_garbled_index_and_record_cost_only_time(tmp_path: Path) ->
     write(agent.root, "reference/t2/n002.md", "edited\n")
     assert agent.commit() is not None
     assert_git_agrees(agent.root)
+
+
+def test_a_pull_walks_the_tree_once_and_keeps_edits_landing_during_its_fetch(
+    tmp_path: Path,
+) -> None:
+    """One snapshot per pull: its commit's. The merge takes none of its own (an edit landing
+    after that commit is protected by the update, which replaces a file only while it holds
+    its committed version) and the index after it is written for the changed paths only."""
+    a = memfs.init(tmp_path / "machine-a" / "agent", name="shared")
+    add_remote(a.history, "origin", str(bare_repo(tmp_path / "hub.git")))
+    assert sync.push(a).ok
+    b = sync.clone(str(tmp_path / "hub.git"), tmp_path / "machine-b" / "agent")
+    write(a.root, "system/human.md", "from A\n")
+    write(a.root, "reference/only-a.md", "new on A\n")
+    assert sync.push(a).ok
+
+    walks = worktree.scans
+    assert sync.pull(b).ok  # a fast-forward
+    assert worktree.scans - walks == 1
+    assert (b.root / "system/human.md").read_text() == "from A\n"
+    assert b.status().clean
+    assert_git_agrees(b.root)
+
+    write(a.root, "system/human.md", "from A, again\n")
+    assert sync.push(a).ok
+
+    def edits_land() -> None:  # while B fetches: the file the remote changed, and another
+        write(b.root, "system/human.md", "typed on B during the fetch\n")
+        write(b.root, "reference/b-note.md", "also typed during the fetch\n")
+
+    with faults.at("fetch.import", edits_land):
+        report = sync.pull(b)
+    assert report.ok
+    tree = {path: b.history.blob(e.sha) for path, e in b.history.tree_of(b.history.head()).items()}
+    versions = {data for path, data in tree.items() if path.startswith("system/human")}
+    assert versions == {b"from A, again\n", b"typed on B during the fetch\n"}
+    assert (b.root / "reference/b-note.md").read_text() == "also typed during the fetch\n"
+    assert sync.sync(b).ok
+    assert b.status().clean
+    assert_git_agrees(b.root)

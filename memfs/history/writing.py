@@ -39,11 +39,13 @@ class Writing:
     _commits: dict[bytes, Commit]
     _unpacked: dict[bytes, RawObject]
 
-    def index_describes(self, tree: Files) -> bool:
+    def index_describes(self, tree: Files, commit: str | None = None) -> bool:
         """Whether the index holds exactly ``tree`` (paths, modes, shas): after a commit
         killed before its index write, it holds an older tree, and git status would show
-        that tree staged."""
-        return gitindex.index_describes(self.control_dir, tree)
+        that tree staged. With ``commit`` (whose tree ``tree`` is), a yes lets ``head_tree``
+        read that tree from the index from then on."""
+        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        return gitindex.index_describes(self.control_dir, tree, tree_sha)
 
     def hash_worktree(
         self, files: Mapping[str, os.stat_result], use_index: bool = True
@@ -71,6 +73,20 @@ class Writing:
         tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
         gitindex.write_index(
             self.control_dir, tree, stats, self._lock.cleared_stale_git_lock, tree_sha, changed
+        )
+
+    def splice_index(
+        self,
+        tree: Files,
+        stats: Mapping[str, os.stat_result],
+        changed: Collection[str],
+        commit: str | None = None,
+    ) -> bool:
+        """Write the index for ``tree`` replacing only the ``changed`` entries, if it lists
+        ``tree`` everywhere else; whether it could. ``commit`` as for ``write_index``."""
+        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        return gitindex.splice_index(
+            self.control_dir, tree, stats, changed, self._lock.cleared_stale_git_lock, tree_sha
         )
 
     @reads_objects
