@@ -132,6 +132,9 @@ class Agent:
         self._hook_cache: dict[str, Any] = {}  # Letta's hook rules: results by blob
         # What the last commit left in the work tree, and why (see memfs.lettahook).
         self.held: list[lettahook.Refusal] = []
+        # What the last commit's snapshot left out of versioning (too large, a symlink
+        # leaving the agent...): what ``status().skipped`` would say, without a second walk.
+        self.skipped: list[worktree.Skipped] = []
         self.overridden: list[str] = []  # read-only files it changed on a person's request
 
     def __repr__(self) -> str:
@@ -437,6 +440,7 @@ class Agent:
             head = self.history.head()
             head_tree = self.history.head_tree(head)
             snapshot = self._snapshot(head_tree)
+            self.skipped = snapshot.scan.skipped
             changes = compare_trees(head_tree, snapshot.files, paths)
             if not changes:
                 if not self.history.index_describes(head_tree, commit=head):

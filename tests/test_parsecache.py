@@ -230,3 +230,14 @@ def test_a_pull_walks_the_tree_once_and_keeps_edits_landing_during_its_fetch(
     assert sync.sync(b).ok
     assert b.status().clean
     assert_git_agrees(b.root)
+
+
+def test_a_commit_says_what_its_snapshot_left_out(tmp_path: Path) -> None:
+    """``Agent.skipped`` after a commit is what ``status().skipped`` says: a command that
+    reports it needs no second walk of the work tree."""
+    agent = make_agent(tmp_path, files=4)
+    (agent.root / "reference/outside.md").symlink_to("/etc/hostname")
+    write(agent.root, "reference/t0/n000.md", "edited\n")
+    assert agent.commit() is not None
+    assert [s.path for s in agent.skipped] == ["reference/outside.md"]
+    assert agent.skipped == agent.status().skipped
