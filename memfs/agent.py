@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from memfs.history import History
 from memfs.ignore import IgnoreRules
 from memfs.layout import V2_MARKER, Layout, is_memory_path, letta_repo_name
 from memfs.memory import MemoryFile
+from memfs.parsecache import ParseCache, Parsed
 from memfs.schema import (
     MANIFEST_FILE,
     AgentManifest,
@@ -60,7 +61,7 @@ from memfs.trees import (
     with_trailers,
     write_diff,
 )
-from memfs.util import atomic_write, hostname
+from memfs.util import hostname
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Status:
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
     """The work tree as the next commit would record it."""
 
     files: Files
@@ -131,6 +132,9 @@ class Agent:
         self._hook_cache: dict[str, Any] = {}  # Letta's hook rules: results by blob
         # What the last commit left in the work tree, and why (see memfs.lettahook).
         self.held: list[lettahook.Refusal] = []
+        # What the last commit's snapshot left out of versioning (too large, a symlink
+        # leaving the agent...): what ``status().skipped`` would say, without a second walk.
+        self.skipped: list[worktree.Skipped] = []
         self.overridden: list[str] = []  # read-only files it changed on a person's request
 
     def __repr__(self) -> str:
@@ -241,7 +245,7 @@ class Agent:
         ``agent.memory[label].value = ...`` then ``agent.memory[label].save()`` saves the edit;
         a file changed on disk (by an editor, a merge) is read afresh.
         """
-        snapshot = self._snapshot(self.history.tree_of(self.history.head()))
+        snapshot = self._snapshot(self.history.head_tree(self.history.head()))
         layout = self.layout
         files: dict[str, MemoryFile] = {}
         cache: dict[str, tuple[tuple[int, int, int], MemoryFile]] = {}
@@ -268,7 +272,7 @@ class Agent:
 
         Files memfs cannot version (too large, symlinks leaving the agent) are errors too.
         """
-        head_tree = self.history.tree_of(self.history.head())
+        head_tree = self.history.head_tree(self.history.head())
         snapshot = self._snapshot(head_tree)
         problems = self._problems(snapshot)
         problems.extend(
@@ -280,7 +284,7 @@ class Agent:
         return problems
 
     def _hook_problems(
-        self, head_tree: Files, snapshot: _Snapshot, known: list[Problem]
+        self, head_tree: Files, snapshot: Snapshot, known: list[Problem]
     ) -> list[Problem]:
         """What Letta's pre-commit hook would say of the work tree as a commit, installed or
         not (its change rules, v2 folders, the tree constraints), beyond ``known``."""
@@ -326,7 +330,15 @@ class Agent:
     def _rules(self) -> IgnoreRules:
         return IgnoreRules(self.root)
 
-    def _snapshot(self, head_tree: Files) -> _Snapshot:
+    def snapshot(self, head_tree: Files | None = None) -> Snapshot:
+        """The work tree as the next commit would record it, against ``head_tree`` (HEAD's
+        tree by default): one walk, stat data taken once, hashing only what the index cannot
+        vouch for. A command takes one and passes it to everything it does."""
+        if head_tree is None:
+            head_tree = self.history.head_tree(self.history.head())
+        return self._snapshot(head_tree)
+
+    def _snapshot(self, head_tree: Files) -> Snapshot:
         scan = worktree.scan(
             self.root, self._rules(), self._max_file_size(), tracked=frozenset(head_tree)
         )
@@ -340,23 +352,41 @@ class Agent:
                 files[path] = head_tree[path]
         for path in unreadable:
             scan.skipped.append(worktree.Skipped(path, "could not be read"))
-        return _Snapshot(files, stats, scan)
+        return Snapshot(files, stats, scan)
 
-    def _problems(self, snapshot: _Snapshot) -> list[Problem]:
-        """agent.yaml's and every memory file's problems, validated once per content."""
-        cache = _ProblemCache(self.history.state_dir / "problems.json")
+    def _problems(self, snapshot: Snapshot) -> list[Problem]:
+        """agent.yaml's and every memory file's problems; a file is parsed only when its
+        stat data changed since it last was (memfs.parsecache)."""
         layout = self.layout
         problems = self.manifest_problems() + self._rules().problems
-        for path in sorted(snapshot.stats):
-            if is_memory_path(path, layout) and path in snapshot.files:
-                problems.extend(cache.problems(self.root, path, snapshot.files[path].sha, layout))
-        cache.save()
+        for path, parsed in self.parsed_memory(snapshot, layout).items():
+            problems.extend(parsed.problem_list(path))
         return problems
+
+    def parsed_memory(
+        self, snapshot: Snapshot, layout: Layout, kept: bool = False
+    ) -> dict[str, Parsed]:
+        """What every memory file in ``snapshot`` holds (problems, description, ...), by path,
+        sorted; from ``.git/memfs/parsed.json`` where the file's stat data is unchanged.
+
+        ``kept`` adds the files the scan left out but history keeps (too large, say), read
+        as they are on disk; a file that cannot be read is left out.
+        """
+        cache = ParseCache(self.history.state_dir)
+        stats, files = snapshot.stats, snapshot.files
+        wanted = [
+            (path, stats.get(path))
+            for path in sorted(files if kept else stats)
+            if path in files and is_memory_path(path, layout)
+        ]
+        found = cache.parse_all(self.root, wanted, layout)
+        cache.save()
+        return found
 
     def status(self) -> Status:
         """Uncommitted changes, validation problems, files left out, and open conflicts."""
         head = self.history.head()
-        head_tree = self.history.tree_of(head)
+        head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files)
         verdict = lettahook.Verdict(allowed={})
@@ -408,14 +438,17 @@ class Agent:
             rules = self._rules()
             rules.sync_git_exclude(self.history.control_dir)
             head = self.history.head()
-            head_tree = self.history.tree_of(head)
+            head_tree = self.history.head_tree(head)
             snapshot = self._snapshot(head_tree)
+            self.skipped = snapshot.scan.skipped
             changes = compare_trees(head_tree, snapshot.files, paths)
             if not changes:
-                if not self.history.index_describes(head_tree):
+                if not self.history.index_describes(head_tree, commit=head):
                     # a commit killed before its index write, or index-free commits (the
                     # watcher's): git status must describe HEAD, not an older tree
-                    self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
+                    self.history.write_index(
+                        head_tree, snapshot.stats_matching(head_tree), commit=head
+                    )
                 return None
             payload: dict[str, tuple[int, bytes] | None] = {}
             for change in changes:
@@ -425,7 +458,9 @@ class Agent:
             ).allowed
             if not payload:
                 if not self.history.index_describes(head_tree):
-                    self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
+                    self.history.write_index(
+                        head_tree, snapshot.stats_matching(head_tree), commit=head
+                    )
                 return None
             effective = [
                 c
@@ -442,7 +477,13 @@ class Agent:
                     committed.pop(path, None)
                 else:
                     committed[path] = TreeEntry(change[0], blob_sha(change[1]))
-            self.history.write_index(committed, snapshot.stats_matching(committed))
+            exact = _is_flat_tree(committed, payload)  # else build_tree dropped shadowed paths
+            self.history.write_index(
+                committed,
+                snapshot.stats_matching(committed),
+                commit=sha if exact else None,
+                changed=payload.keys(),
+            )
             return self.history.commit_info(sha)
 
     def commit_paths(
@@ -479,7 +520,7 @@ class Agent:
             changes = compare_trees(before, files)
             if not changes:
                 return None
-            snapshot = _Snapshot(files, dict(scan.files), scan)
+            snapshot = Snapshot(files, dict(scan.files), scan)
             payload = {change.path: self._read_change(change, snapshot) for change in changes}
             # Letta's hook looks at the whole tree: only then is HEAD's tree flattened
             rules_tree = self.history.tree_of(head) if self.letta_rules().tree_wide else before
@@ -514,7 +555,7 @@ class Agent:
         except OSError:
             return None
 
-    def _read_change(self, change: FileChange, snapshot: _Snapshot) -> tuple[int, bytes] | None:
+    def _read_change(self, change: FileChange, snapshot: Snapshot) -> tuple[int, bytes] | None:
         """The content to commit for one change; None if the file is (now) gone."""
         if change.new is None:
             return None
@@ -554,7 +595,7 @@ class Agent:
             new = self.history.tree_of(self.history.resolve(rev2))
             on_disk = False
         else:
-            new = self._snapshot(self.history.tree_of(self.history.head())).files
+            new = self._snapshot(self.history.head_tree(self.history.head())).files
             on_disk = True
         out = io.BytesIO()
         for change in compare_trees(old, new, paths):
@@ -582,7 +623,7 @@ class Agent:
                 self.history.resolve(rev)
         else:
             revs, paths = (), ()
-            head_tree = self.history.tree_of(self.history.head())
+            head_tree = self.history.head_tree(self.history.head())
             for arg in args:
                 if not paths and len(revs) < 2 and self._is_revision(arg):
                     revs += (arg,)
@@ -639,7 +680,7 @@ class Agent:
             sha = self.history.resolve(to)  # before committing: HEAD~1 means what the user saw
             self.commit(origin=origin)  # pending edits go into history before anything moves
             target = _under(self.history.tree_of(sha), path)
-            head_tree = self.history.tree_of(self.history.head())
+            head_tree = self.history.head_tree(self.history.head())
             current = _under(head_tree, path)
             if not target:
                 raise PathNotFoundError(path, f"revision {to}")
@@ -714,7 +755,8 @@ class Agent:
 
     @contextlib.contextmanager
     def updating(self, current: Files, target: Files, index: bool = True) -> Iterator[Any]:
-        """Make the work tree go from ``current`` to ``target`` for a commit made inside.
+        """Make the work tree go from ``current`` to ``target`` for a commit of ``target``
+        made inside (the branch moved to a commit whose tree is ``target``).
 
         Journaled and edit-safe (memfs/apply.py): a file is replaced only while it holds its
         ``current`` version (else LocalEditError: the caller commits and goes round again),
@@ -733,7 +775,28 @@ class Agent:
                     self._active_update = None
                 if index and self.history.head() != update.head:
                     crash_point("update.index")
-                    self.refresh_index()
+                    self._index_after_update(current, target)
+
+    def _index_after_update(self, current: Files, target: Files) -> None:
+        """Bring the index in line after an update from ``current`` to ``target``: memfs
+        knows what it wrote, so if the index listed ``current`` only the changed paths are
+        written (their stat data taken now, kept only where the file still holds ``target``'s
+        version: an edit landing meanwhile is hashed, never vouched for); otherwise the whole
+        index is rewritten from a snapshot."""
+        changed = [change.path for change in compare_trees(current, target)]
+        stats: dict[str, os.stat_result] = {}
+        for path in changed:
+            on_disk = self._on_disk_stat(path)
+            if path in target and on_disk is not None and self._on_disk(path) == target[path]:
+                stats[path] = on_disk
+        head = self.history.head()
+        # the commit made inside is of ``target`` (see ``updating``); its changed paths are
+        # checked against HEAD before the index is said to list HEAD's tree
+        exact = len(changed) <= 100 and all(
+            self.history.entries_at(head, path).get(path) == target.get(path) for path in changed
+        )
+        if not self.history.splice_index(target, stats, changed, commit=head if exact else None):
+            self.refresh_index()
 
     def left_out_reason(self, path: str) -> str | None:
         """Why the file at ``path`` is not committed as it is on disk, if it is not: left out
@@ -744,7 +807,7 @@ class Agent:
         skipped = next((item.reason for item in scan.skipped if item.path == path), None)
         if skipped is not None or not self.letta_rules().active:
             return skipped
-        head_tree = self.history.tree_of(head)
+        head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files, (path,))
         payload = {change.path: self._read_change(change, snapshot) for change in changes}
@@ -775,7 +838,7 @@ class Agent:
         entries = {path: (entry.mode, blobs[entry.sha]) for path, entry in tree.items()}
         stats = worktree.populate(self.root, entries)
         self.history.move_branch(None, sha, reason.encode())
-        self.history.write_index(tree, stats)
+        self.history.write_index(tree, stats, commit=sha)
         self.history.drop_unpacked()  # written out: the pack on disk serves from now on
 
     def _on_disk(self, path: str) -> TreeEntry | None:
@@ -792,7 +855,7 @@ class Agent:
 
     def worktree_files(self) -> list[str]:
         """Every path a commit would hold now."""
-        return sorted(self._snapshot(self.history.tree_of(self.history.head())).files)
+        return sorted(self._snapshot(self.history.head_tree(self.history.head())).files)
 
     def file_mode(self, path: str) -> int:
         """The git mode of the file at ``path``."""
@@ -800,47 +863,10 @@ class Agent:
 
     def refresh_index(self) -> None:
         """Rewrite the index for HEAD, so ``git status`` and memfs's stat cache agree."""
-        head_tree = self.history.tree_of(self.history.head())
+        head = self.history.head()
+        head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
-        self.history.write_index(head_tree, snapshot.stats_matching(head_tree))
-
-
-class _ProblemCache:
-    """Validation results by blob sha: a file's problems depend only on its content and kind.
-
-    Kept in ``.git/memfs/problems.json`` so ``status`` on a large agent re-validates only the
-    files that changed. Losing the file only costs time.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._entries: dict[str, list[list[Any]]] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self._entries = {}
-        self._used: dict[str, list[list[Any]]] = {}
-
-    def problems(self, root: Path, path: str, sha: str, layout: Layout) -> list[Problem]:
-        # The rules depend on the layout and, in Letta repos, on where the file is.
-        where = Path(path).suffix if layout is Layout.NATIVE else f"{layout.value}:{path}"
-        key = f"{sha}:{where}"
-        found = self._entries.get(key)
-        if found is None:
-            try:
-                memory_file = MemoryFile.load(root, path, layout)
-            except (OSError, UnsafePathError):
-                return []  # reported as a file left out, never read
-            computed = memory_file.problems()
-            key = f"{blob_sha(memory_file.raw)}:{where}"  # what was actually read
-            found = [[p.line, p.message, p.severity] for p in computed]
-        self._used[key] = found
-        return [Problem(path, line, message, severity) for line, message, severity in found]
-
-    def save(self) -> None:
-        if self._used != self._entries:
-            with contextlib.suppress(OSError):  # a read-only agent: only costs time
-                self.path.parent.mkdir(exist_ok=True)
-                atomic_write(self.path, json.dumps(self._used).encode())
+        self.history.write_index(head_tree, snapshot.stats_matching(head_tree), commit=head)
 
 
 def generated_message(changes: list[FileChange]) -> str:
@@ -851,6 +877,20 @@ def generated_message(changes: list[FileChange]) -> str:
     names = [c.path for c in changes[:3]]
     more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
     return f"memfs: {len(changes)} files changed: {', '.join(names)}{more}"
+
+
+def _is_flat_tree(tree: Files, changed: Mapping[str, object]) -> bool:
+    """Whether no changed path of ``tree`` is also a folder of it (or under one of its files):
+    only then does ``tree`` list exactly the tree a commit of those changes stored."""
+    if len(changed) > 100:
+        return False  # not worth checking: the next command flattens the tree instead
+    for path in changed:
+        if path in tree and any(p.startswith(path + "/") for p in tree):
+            return False
+        parts = path.split("/")
+        if any("/".join(parts[:depth]) in tree for depth in range(1, len(parts))):
+            return False
+    return True
 
 
 def _under(tree: Files, path: str) -> Files:

@@ -14,13 +14,12 @@ skips files it cannot read.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 from memfs.agent import Agent
-from memfs.conflicts import OpenConflict, find, original_path
+from memfs.conflicts import OpenConflict, find_in, original_path
 from memfs.errors import SchemaError, UnsafePathError
-from memfs.layout import Layout, is_memory_path, is_projected
+from memfs.layout import Layout, in_context, is_memory_path, is_projected
 from memfs.memory import MemoryFile
 from memfs.merge import has_markers, is_conflict_copy
 from memfs.schema import Problem
@@ -134,12 +133,11 @@ def build_context(agent: Agent, rev: str | None = None) -> Context:
     layout = agent.layout
     context = Context(name=agent.name)
     if not rev:
-        contents = _contents_on_disk(agent, layout)
-        context.conflicts = find(agent)
-    else:
-        tree = agent.history.tree_of(agent.history.resolve(rev))
-        contents = _contents_at(agent, tree, layout)
-        context.conflicts = _conflicts_at(agent, tree)
+        _add_on_disk(context, agent, layout)
+        return context
+    tree = agent.history.tree_of(agent.history.resolve(rev))
+    contents = _contents_at(agent, tree, layout)
+    context.conflicts = _conflicts_at(agent, tree)
     for path in sorted(contents):
         if is_conflict_copy(path) or not is_projected(path, contents.keys(), layout):
             continue
@@ -149,17 +147,7 @@ def build_context(agent: Agent, rev: str | None = None) -> Context:
             context.problems += problems
             continue
         if memory_file.pinned:
-            context.blocks.append(
-                Block(
-                    label=memory_file.label,
-                    path=path,
-                    description=memory_file.description,
-                    chars=memory_file.size,
-                    limit=memory_file.limit,
-                    read_only=memory_file.read_only,
-                    value=memory_file.value,
-                )
-            )
+            context.blocks.append(_block(memory_file))
         else:
             context.files.append(Entry(path, memory_file.label, memory_file.description))
     return context
@@ -175,15 +163,46 @@ def unreadable(memory_file: MemoryFile) -> list[Problem]:
     return []
 
 
-def _contents_on_disk(agent: Agent, layout: Layout) -> dict[str, bytes]:
-    contents = {}
-    for path in agent.worktree_files():
-        if is_memory_path(path, layout):
-            try:
-                contents[path] = read_inside(agent.root, path)
-            except (OSError, UnsafePathError):
-                continue  # status and check report it; the prompt never shows it
-    return contents
+def _add_on_disk(context: Context, agent: Agent, layout: Layout) -> None:
+    """The work tree's memory into ``context``, from one snapshot: pinned files read in full,
+    the others (thousands, maybe) from the parse cache where their stat data is unchanged."""
+    snapshot = agent.snapshot()
+    context.conflicts = find_in(
+        agent.root,
+        {path: entry.sha for path, entry in snapshot.files.items()},
+        agent.history.state_dir / "markers.json",
+    )
+    parsed = agent.parsed_memory(snapshot, layout, kept=True)
+    for path, found in parsed.items():
+        if is_conflict_copy(path) or not is_projected(path, parsed.keys(), layout):
+            continue
+        if found.unreadable:
+            context.problems += [p for p in found.problem_list(path) if p.severity == "error"]
+            continue
+        if not in_context(path, layout):
+            context.files.append(Entry(path, found.label, found.description))
+            continue
+        try:
+            memory_file = MemoryFile(agent.root, path, read_inside(agent.root, path), layout)
+        except (OSError, UnsafePathError):
+            continue  # gone since: status and check report it; the prompt never shows it
+        problems = unreadable(memory_file)
+        if problems:
+            context.problems += problems
+            continue
+        context.blocks.append(_block(memory_file))
+
+
+def _block(memory_file: MemoryFile) -> Block:
+    return Block(
+        label=memory_file.label,
+        path=memory_file.path,
+        description=memory_file.description,
+        chars=memory_file.size,
+        limit=memory_file.limit,
+        read_only=memory_file.read_only,
+        value=memory_file.value,
+    )
 
 
 def _contents_at(agent: Agent, tree: Files, layout: Layout) -> dict[str, bytes]:
@@ -217,7 +236,7 @@ def _tree(entries: list[Entry]) -> list[str]:
     lines: list[str] = []
     shown: set[str] = set()
     for entry in sorted(entries, key=lambda e: e.path):
-        parts = PurePosixPath(entry.path).parts
+        parts = entry.path.split("/")
         for depth in range(len(parts) - 1):
             folder = "/".join(parts[: depth + 1])
             if folder not in shown:

@@ -9,17 +9,20 @@ correctness. It is written with one ``struct`` call per entry, not dulwich's ``I
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from dulwich.file import FileLocked, GitFile
 from dulwich.index import Index, IndexEntry, index_entry_from_stat
 from dulwich.objects import Blob
 
+from memfs import indexfile
 from memfs.trees import Files, TreeEntry, file_mode, read_worktree_data
+from memfs.util import atomic_write
+
+files_hashed = 0  # work-tree files read and hashed by this process: for tests and benchmarks
 
 
 def hash_worktree(
@@ -39,6 +42,8 @@ def hash_worktree(
         if cached is not None:
             entries[path] = TreeEntry(mode, cached)
             continue
+        global files_hashed
+        files_hashed += 1
         try:
             data = read_worktree_data(root / path, mode)
         except OSError:
@@ -53,11 +58,48 @@ def write_index(
     tree: Files,
     stats: Mapping[str, os.stat_result],
     cleared_stale_lock: Callable[[FileLocked], bool],
+    tree_sha: str | None = None,
+    changed: Collection[str] | None = None,
 ) -> None:
     """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean.
 
     ``cleared_stale_lock`` is asked about an ``index.lock`` in the way (``RepoLock``'s).
+    ``tree_sha``, the sha of the tree object ``tree`` lists, lets ``tree_from_index`` answer
+    for that tree from the index afterwards. ``changed``: the paths where ``tree`` may differ
+    from what the index lists now; if every other entry matches ``tree``, those entries are
+    copied as they are and only ``changed`` are written anew (O(changes) packing, not 10,000).
     """
+    data = _spliced_for(control_dir, tree, stats, changed) if changed is not None else None
+    if data is None:
+        data = indexfile.serialize(tree, stats)
+    write_index_data(control_dir, data, cleared_stale_lock, tree_sha)
+
+
+def splice_index(
+    control_dir: Path,
+    tree: Files,
+    stats: Mapping[str, os.stat_result],
+    changed: Collection[str],
+    cleared_stale_lock: Callable[[FileLocked], bool],
+    tree_sha: str | None = None,
+) -> bool:
+    """Write the index for ``tree`` by replacing the ``changed`` entries only, if the index
+    lists ``tree`` at every other path; whether it could (else the caller rewrites it all)."""
+    data = _spliced_for(control_dir, tree, stats, changed)
+    if data is None:
+        return False
+    write_index_data(control_dir, data, cleared_stale_lock, tree_sha)
+    return True
+
+
+def write_index_data(
+    control_dir: Path,
+    data: bytes,
+    cleared_stale_lock: Callable[[FileLocked], bool],
+    tree_sha: str | None = None,
+) -> None:
+    """Replace the index with ``data`` under git's ``index.lock``; record ``tree_sha``."""
+    _forget_index_tree(control_dir)
     try:
         index_file = GitFile(str(control_dir / "index"), "wb")
     except FileLocked as error:
@@ -71,11 +113,67 @@ def write_index(
         except FileLocked:
             return
     try:
-        index_file.write(_serialize_index(tree, stats))
+        index_file.write(data)
+        index_file.flush()
+        written = os.fstat(index_file.fileno())  # the file git will find (renamed, same inode)
     except BaseException:
         index_file.abort()
         raise
     index_file.close()
+    if tree_sha is not None:
+        _record_index_tree(control_dir, tree_sha, _record_key(written))
+
+
+# The index as git's cache-tree: ``.git/memfs/index-tree`` names the tree object the index
+# was written for, with the index file's mtime, size and inode then. While both still hold,
+# the index lists that tree exactly, and reading it (one struct call per entry) is cheaper
+# than flattening the tree's objects. Removed before every index write, written after, so a
+# crash between leaves no record, never a wrong one; git replacing the index (a new file)
+# changes its inode and mtime.
+INDEX_TREE = "index-tree"
+
+
+def _record_key(st: os.stat_result) -> str:
+    return f"{st.st_mtime_ns} {st.st_size} {st.st_ino}"
+
+
+def _forget_index_tree(control_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (control_dir / "memfs" / INDEX_TREE).unlink()
+
+
+def _record_index_tree(control_dir: Path, tree_sha: str, key: str) -> None:
+    record = f"{tree_sha} {key}\n".encode()
+    path = control_dir / "memfs" / INDEX_TREE
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == record:
+            return
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, record)
+
+
+def _recorded_tree(control_dir: Path, cache: _StatCache) -> str | None:
+    """The tree sha the record names, if it was made for the index ``cache`` was read from."""
+    try:
+        tree_sha, _, key = (control_dir / "memfs" / INDEX_TREE).read_text().strip().partition(" ")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return tree_sha if cache.stat is not None and key == _record_key(cache.stat) else None
+
+
+def tree_from_index(control_dir: Path, tree_sha: str) -> Files | None:
+    """The files of tree ``tree_sha`` read from the index, if the index was written for that
+    tree and is unchanged since; None otherwise (the caller reads the tree's objects)."""
+    cache = _load_stat_cache(control_dir)
+    if _recorded_tree(control_dir, cache) != tree_sha:
+        return None
+    files: Files = {}
+    for name, entry in cache.entries.items():
+        if entry is None:
+            return None
+        files[name.decode("utf-8", "surrogateescape")] = TreeEntry(entry[0], entry[5])
+    return files
 
 
 def update_index_paths(
@@ -85,6 +183,24 @@ def update_index_paths(
     cleared_stale_lock: Callable[[FileLocked], bool],
 ) -> None:
     """Bring the index in line for some paths only (after an index-free commit)."""
+    cache = _load_stat_cache(control_dir)
+    encoded = {path.encode("utf-8", "surrogateescape"): path for path in updates}
+    if cache.raw is not None and all(
+        entry is not None or name in encoded for name, entry in cache.entries.items()
+    ):
+        replacements = {
+            name: None
+            if updates[path] is None
+            else indexfile.pack_entry(name, updates[path], stats.get(path))
+            for name, path in encoded.items()
+        }
+        write_index_data(
+            control_dir,
+            indexfile.splice(cache.raw, cache.entries, cache.index_mtime_ns, replacements),
+            cleared_stale_lock,
+        )
+        return
+    _forget_index_tree(control_dir)
     index_path = str(control_dir / "index")
     try:
         index = Index(index_path)
@@ -113,99 +229,119 @@ def update_index_paths(
             index.write()
 
 
-_INDEX_ENTRY = struct.Struct(">10L20sH")
-_U32 = 0xFFFFFFFF
-_NAME_LENGTH_MASK = 0xFFF
-
-
-def _serialize_index(tree: Files, stats: Mapping[str, os.stat_result]) -> bytes:
-    """``tree`` as a version-2 git index, with the stat data of the files in ``stats``.
-
-    One ``struct`` call per entry: dulwich's ``Index.write`` builds an object and makes a
-    dozen small writes per entry, a tenth of a second for a fresh 10,000-file checkout.
-    Times are taken in whole nanoseconds, as git compares them.
-    """
-    parts = [b"DIRC", struct.pack(">LL", 2, len(tree))]
-    for key, path in sorted((path.encode("utf-8", "surrogateescape"), path) for path in tree):
-        entry = tree[path]
+def _spliced_for(
+    control_dir: Path, tree: Files, stats: Mapping[str, os.stat_result], changed: Collection[str]
+) -> bytes | None:
+    """The index for ``tree`` made from the current one, if it lists ``tree`` everywhere but
+    at ``changed``; None if it does not (or is not a version 2 index). An entry whose stat
+    data is not the file's now (touched, same content) is written anew too, so it is not
+    hashed again by every command."""
+    cache = _load_stat_cache(control_dir)
+    if cache.raw is None:
+        return None
+    wanted = {p.encode("utf-8", "surrogateescape"): p for p in changed}
+    kept = 0
+    for name, entry in cache.entries.items():
+        if name in wanted:
+            continue
+        path = name.decode("utf-8", "surrogateescape")
+        want = tree.get(path)
+        if want is None or entry is None or entry[0] != want.mode or entry[5] != want.sha:
+            return None
+        kept += 1
         st = stats.get(path)
-        if st is None:
-            fields: tuple[int, ...] = (0, 0, 0, 0, 0, 0, entry.mode, 0, 0, 0)
-        else:
-            ctime_s, ctime_ns = divmod(st.st_ctime_ns, 1_000_000_000)
-            mtime_s, mtime_ns = divmod(st.st_mtime_ns, 1_000_000_000)
-            fields = (
-                ctime_s & _U32, ctime_ns, mtime_s & _U32, mtime_ns, st.st_dev & _U32,
-                st.st_ino & _U32, entry.mode, st.st_uid & _U32, st.st_gid & _U32,
-                st.st_size & _U32,
-            )  # fmt: skip
-        name_length = min(len(key), _NAME_LENGTH_MASK)
-        parts.append(_INDEX_ENTRY.pack(*fields, bytes.fromhex(entry.sha), name_length))
-        parts.append(key + b"\0" * (8 - (_INDEX_ENTRY.size + len(key)) % 8))
-    data = b"".join(parts)
-    return data + hashlib.sha1(data).digest()
+        if st is not None and entry[1:5] != (
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_size & indexfile.U32,
+            st.st_ino & indexfile.U32,
+        ):
+            wanted[name] = path
+            kept -= 1
+    if kept + sum(1 for path in wanted.values() if path in tree) != len(tree):
+        return None
+    replacements = {
+        name: indexfile.pack_entry(name, tree[path], stats.get(path)) if path in tree else None
+        for name, path in wanted.items()
+    }
+    return indexfile.splice(cache.raw, cache.entries, cache.index_mtime_ns, replacements)
 
 
 class _StatCache:
     """The index as a cache of blob shas, valid for entries whose stat data still matches.
 
-    An entry written in the same instant its file was last modified is not trusted (git's
-    "racy clean" rule): the file may have changed again within the timestamp's resolution.
+    ``entries`` maps an encoded path to ``(mode, mtime_ns, ctime_ns, size, ino, sha)``, or
+    to None for an entry git marks as conflicted (never trusted). An entry written in the
+    same instant its file was last modified is not trusted (git's "racy clean" rule): the
+    file may have changed again within the timestamp's resolution.
     """
 
-    def __init__(self, entries: dict[bytes, object], index_mtime_ns: int) -> None:
+    def __init__(
+        self,
+        entries: dict[bytes, indexfile.Entry | None],
+        index_mtime_ns: int,
+        stat: os.stat_result | None = None,
+        raw: dict[bytes, bytes] | None = None,
+    ) -> None:
         self.entries = entries
-        self._index_mtime_ns = index_mtime_ns
+        self.index_mtime_ns = index_mtime_ns
+        self.stat = stat  # the index file's when read
+        self.raw = raw  # each entry's bytes, for a version 2 index
 
     def lookup(self, path: str, st: os.stat_result, mode: int) -> str | None:
         entry = self.entries.get(path.encode("utf-8", "surrogateescape"))
-        if not isinstance(entry, IndexEntry) or entry.mode != mode:
+        if entry is None:
             return None
-        mtime = entry.mtime
-        entry_ns = (
-            mtime[0] * 1_000_000_000 + mtime[1] if isinstance(mtime, tuple) else int(mtime * 1e9)
-        )
+        entry_mode, mtime_ns, ctime_ns, size, ino, sha = entry
         if (
-            entry.size != st.st_size
-            or entry_ns != st.st_mtime_ns
-            or entry.ino != st.st_ino
-            or entry_ns >= self._index_mtime_ns
+            entry_mode != mode
+            or size != st.st_size & indexfile.U32
+            or mtime_ns != st.st_mtime_ns
+            or ctime_ns != st.st_ctime_ns
+            or ino != st.st_ino & indexfile.U32
+            or mtime_ns >= self.index_mtime_ns
         ):
             return None
-        return entry.sha.decode()
+        return sha
 
 
-def index_describes(control_dir: Path, tree: Files) -> bool:
-    """Whether the index holds exactly ``tree``: the same paths, modes and blob shas."""
-    entries = _load_stat_cache(control_dir).entries
+def index_describes(control_dir: Path, tree: Files, tree_sha: str | None = None) -> bool:
+    """Whether the index holds exactly ``tree``: the same paths, modes and blob shas.
+
+    With ``tree_sha`` (the sha of ``tree``), a yes is recorded for ``tree_from_index``.
+    """
+    cache = _load_stat_cache(control_dir)
+    entries = cache.entries
     if len(entries) != len(tree):
         return False
     for path, entry in tree.items():
         found = entries.get(path.encode("utf-8", "surrogateescape"))
-        if not isinstance(found, IndexEntry) or found.mode != entry.mode:
+        if found is None or found[0] != entry.mode or found[5] != entry.sha:
             return False
-        if found.sha.decode() != entry.sha:
-            return False
+    if tree_sha is not None and cache.stat is not None:
+        _record_index_tree(control_dir, tree_sha, _record_key(cache.stat))
     return True
 
 
-_last_read: dict[str, tuple[tuple[int, int, int], _StatCache]] = {}
+_last_read: dict[str, tuple[tuple[int, int, int, int], _StatCache]] = {}
 
 
 def _load_stat_cache(control_dir: Path) -> _StatCache:
     """The index as a stat cache; parsed once while the file is unchanged (a commit reads
-    it for hashing and again to check it describes HEAD: 10,000 entries cost ~0.1 s)."""
+    it for hashing and again to check it describes HEAD)."""
     path = control_dir / "index"
     try:
-        st = path.stat()
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        known = _last_read.get(str(path))
-        if known is not None and known[0] == key:
-            return known[1]
-        index = Index(str(path))
-    except (OSError, ValueError, AssertionError, struct.error, IndexError):
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+            known = _last_read.get(str(path))
+            if known is not None and known[0] == key:
+                return known[1]
+            data = handle.read()
+        entries, raw = indexfile.read(data)
+    except (OSError, ValueError, struct.error, IndexError):
         return _StatCache({}, 0)  # a cache: an index cut short or garbled means hash again
-    cache = _StatCache(dict(index.items()), st.st_mtime_ns)
+    cache = _StatCache(entries, st.st_mtime_ns, st, raw)
     _last_read.clear()  # one index at a time: a process works on one agent at once, mostly
     _last_read[str(path)] = (key, cache)
     return cache

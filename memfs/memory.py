@@ -117,6 +117,12 @@ class MemoryFile:
         """Characters in the value (the body of a Markdown file)."""
         return len(self.value)
 
+    @property
+    def unreadable(self) -> bool:
+        """Whether memfs cannot read the value at all (not UTF-8, front matter it cannot
+        parse): ``render`` refuses such a file."""
+        return bool(self._decode_error or self._metadata_error)
+
     def _set(self, key: str, value: Any) -> None:
         if value is None:
             self.metadata.pop(key, None)

@@ -98,7 +98,8 @@ def letta_conflict_copy_path(path: str, label: str) -> str:
 
 
 def is_conflict_copy(path: str) -> bool:
-    return CONFLICT_COPY.search(PurePosixPath(path).name) is not None
+    # the name by string, not PurePosixPath: called for every file of a 10,000-file status
+    return CONFLICT_COPY.search(path.rpartition("/")[2]) is not None
 
 
 def merge(

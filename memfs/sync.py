@@ -278,6 +278,7 @@ def integrate(
     ff_only: bool = False,
     origin: str = "cli",
     allow_unrelated: bool = False,
+    committed: bool = False,
 ) -> tuple[str, list[Conflict]]:
     """Bring commit ``theirs`` into the local branch: fast-forward or merge.
 
@@ -289,21 +290,27 @@ def integrate(
     the work tree is being updated. In a Letta repo an edit Letta's rules keep out of commits
     (a read-only file) that the merge must rewrite is set aside first (``_set_aside_held_edit``,
     not with ``ff_only``: its commit would diverge), listed among the conflicts as ``held``.
+
+    ``committed``: the caller committed every local edit moments ago (pull, sync), so the
+    first round takes no snapshot of its own: an edit landing since is safe all the same,
+    as the update replaces a file only while it holds its committed version (else
+    LocalEditError, and the next round commits it first).
     """
     history = agent.history
     allow_unrelated = allow_unrelated or history.head() is None  # no commit yet: not unrelated
     set_aside: dict[str, TreeEntry | None] = {}  # held edits whose copy is committed
     kept: list[Conflict] = []
     with history.locked():
-        for _ in range(ATTEMPTS):
-            agent.commit(origin=origin)
+        for attempt in range(ATTEMPTS):
+            if attempt or not committed:
+                agent.commit(origin=origin)
             ours = history.head()
             if theirs is None or ours == theirs or (ours and history.is_ancestor(theirs, ours)):
                 return "up to date", kept
             refuse_unrelated(history, ours, theirs, source, allow_unrelated)
             try:
                 if ours is None or history.is_ancestor(ours, theirs):
-                    current = _on_disk_now(history.tree_of(ours), set_aside)
+                    current = _on_disk_now(history.head_tree(ours), set_aside)
                     with agent.updating(current, history.tree_of(theirs)):
                         history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
                     return "fast-forward", kept
@@ -352,7 +359,7 @@ def _merge_commit(
 ) -> list[Conflict]:
     history = agent.history
     ours_newer = (history.commit_time(ours), ours) >= (history.commit_time(theirs), theirs)
-    local = Side(history.tree_of(ours), ours, ours[:7])
+    local = Side(history.head_tree(ours), ours, ours[:7])  # ours is HEAD: the index has it
     remote = Side(history.tree_of(theirs), theirs, theirs[:7])
     newer, older = (local, remote) if ours_newer else (remote, local)
     result = merge(
@@ -533,7 +540,14 @@ def _pull_one(
     try:
         outcome.fetched = fetch_remote(agent, config, progress, remote)
         outcome.integrated, outcome.conflicts = integrate(
-            agent, outcome.fetched, config.name, policy, ff_only, origin, allow_unrelated
+            agent,
+            outcome.fetched,
+            config.name,
+            policy,
+            ff_only,
+            origin,
+            allow_unrelated,
+            committed=True,  # pull and sync commit before they fetch
         )
     except RemoteError as error:
         outcome.error = str(error)

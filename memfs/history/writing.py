@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,11 +39,13 @@ class Writing:
     _commits: dict[bytes, Commit]
     _unpacked: dict[bytes, RawObject]
 
-    def index_describes(self, tree: Files) -> bool:
+    def index_describes(self, tree: Files, commit: str | None = None) -> bool:
         """Whether the index holds exactly ``tree`` (paths, modes, shas): after a commit
         killed before its index write, it holds an older tree, and git status would show
-        that tree staged."""
-        return gitindex.index_describes(self.control_dir, tree)
+        that tree staged. With ``commit`` (whose tree ``tree`` is), a yes lets ``head_tree``
+        read that tree from the index from then on."""
+        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        return gitindex.index_describes(self.control_dir, tree, tree_sha)
 
     def hash_worktree(
         self, files: Mapping[str, os.stat_result], use_index: bool = True
@@ -55,9 +57,55 @@ class Writing:
         """
         return gitindex.hash_worktree(self.root, self.control_dir, files, use_index)
 
-    def write_index(self, tree: Files, stats: Mapping[str, os.stat_result]) -> None:
-        """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean."""
-        gitindex.write_index(self.control_dir, tree, stats, self._lock.cleared_stale_git_lock)
+    def write_index(
+        self,
+        tree: Files,
+        stats: Mapping[str, os.stat_result],
+        commit: str | None = None,
+        changed: Collection[str] | None = None,
+    ) -> None:
+        """Rewrite the index for ``tree`` with stat data, so ``git status`` is clean.
+
+        ``commit``, the commit whose tree ``tree`` is, lets ``head_tree`` read that tree back
+        from the index (git's cache-tree, in effect). ``changed``, the paths where ``tree``
+        may differ from the index now, lets the other entries be copied, not packed again.
+        """
+        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        gitindex.write_index(
+            self.control_dir, tree, stats, self._lock.cleared_stale_git_lock, tree_sha, changed
+        )
+
+    def splice_index(
+        self,
+        tree: Files,
+        stats: Mapping[str, os.stat_result],
+        changed: Collection[str],
+        commit: str | None = None,
+    ) -> bool:
+        """Write the index for ``tree`` replacing only the ``changed`` entries, if it lists
+        ``tree`` everywhere else; whether it could. ``commit`` as for ``write_index``."""
+        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        return gitindex.splice_index(
+            self.control_dir, tree, stats, changed, self._lock.cleared_stale_git_lock, tree_sha
+        )
+
+    @reads_objects
+    def head_tree(self, commit: str | None) -> Files:
+        """``tree_of(commit)``, from the index when it was written for that commit's tree and
+        is unchanged since: the index is read anyway to avoid hashing, and at 10,000 files
+        reading it costs a fraction of flattening a hundred tree objects.
+
+        The root tree object is still read, so a damaged or missing one is reported as
+        ``tree_of`` reports it (damage deeper down shows when a command reads that folder).
+        """
+        if commit is None:
+            return {}
+        tree = self._commit(commit.encode()).tree
+        files = gitindex.tree_from_index(self.control_dir, tree.decode())
+        if files is None:
+            return self.tree_of(commit)
+        self._tree_items(tree)  # readable, and a tree
+        return files
 
     def update_index_paths(
         self, updates: Mapping[str, TreeEntry | None], stats: Mapping[str, os.stat_result]

@@ -1,0 +1,199 @@
+"""What memfs learned from each memory file, kept until the file's stat data changes.
+
+``status``, ``check`` and ``context`` need, from every memory file, its problems, its
+description, limit, read_only flag and size. Parsing 10,000 files' front matter costs
+seconds; a file whose stat data (mtime, ctime, size, inode, mode) is what it was when it was
+last parsed holds what it held then, the way git's index avoids re-hashing. The results live
+in ``.git/memfs/parsed.json``, written atomically and versioned. The cache is only an
+optimisation: a missing, unreadable or other-version file is ignored and rebuilt, never an
+error, and git's racy-clean rule applies: an entry whose file was modified no earlier than
+the cache was written is not trusted (the file may have changed again within the timestamp's
+resolution), nor is one whose file changed in the moments before it was parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from memfs.errors import UnsafePathError
+from memfs.layout import Layout
+from memfs.memory import MemoryFile
+from memfs.schema import Problem
+from memfs.util import atomic_write
+
+FORMAT = 1  # entries: mtime_ns, ctime_ns, size, ino, mode, layout, label, problems, ...
+FILE_NAME = "parsed.json"
+# A file modified this close to the moment it was read may be modified again within the same
+# timestamp tick without its stat data changing: its result is not kept (re-parsed next time).
+RACY_WINDOW_NS = 100_000_000
+
+files_parsed = 0  # memory files read and parsed by this process: for tests and benchmarks
+
+
+class Parsed(NamedTuple):
+    """What status, check and context need from one memory file (a tuple: 10,000 of them
+    are made from the cache per command, and a frozen dataclass costs several times more)."""
+
+    label: str
+    problems: tuple[tuple[int, str, str], ...]  # (line, message, severity)
+    description: str | None
+    limit: int | None
+    read_only: bool
+    size: int
+    unreadable: bool  # not UTF-8, or front matter memfs cannot parse: no value to show
+
+    def problem_list(self, path: str) -> list[Problem]:
+        return [Problem(path, line, message, severity) for line, message, severity in self.problems]
+
+    @classmethod
+    def of(cls, memory_file: MemoryFile) -> Parsed:
+        problems = memory_file.problems()
+        return cls(
+            label=memory_file.label,
+            problems=tuple((p.line, p.message, p.severity) for p in problems),
+            description=memory_file.description,
+            limit=memory_file.limit,
+            read_only=memory_file.read_only,
+            size=memory_file.size,
+            unreadable=memory_file.unreadable,
+        )
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode]
+
+
+class ParseCache:
+    """Parsed memory files by path, valid while the file's stat data is unchanged.
+
+    ``parsed`` answers from the cache or reads the file; ``save`` keeps what this command
+    used (files gone from the tree drop out). Losing or failing to write the file only
+    costs time; a read-only agent works without it.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / FILE_NAME
+        self._entries: dict[str, list[Any]] = {}
+        self._used: dict[str, list[Any]] = {}
+        self._changed = False
+        self._started_ns = time.time_ns()
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            with open(self.path, "rb") as handle:
+                written_ns = os.fstat(handle.fileno()).st_mtime_ns
+                data = json.loads(handle.read())
+            if data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
+                self._entries = data["entries"]
+                self._written_ns = written_ns
+        if not self._entries:
+            self._written_ns = 0
+
+    def parsed(
+        self, root: Path, path: str, st: os.stat_result | None, layout: Layout
+    ) -> Parsed | None:
+        """What the memory file at ``path`` (stat ``st`` from the scan; None: unknown, never
+        cached) holds; None if it cannot be read (gone, or a link leading out of the agent:
+        reported elsewhere)."""
+        return self.parse_all(root, [(path, st)], layout).get(path)
+
+    def parse_all(
+        self, root: Path, files: list[tuple[str, os.stat_result | None]], layout: Layout
+    ) -> dict[str, Parsed]:
+        """``parsed`` for many files at once, in order (the loop a 10,000-file status runs:
+        a cache hit is a few comparisons, no call)."""
+        found_all: dict[str, Parsed] = {}
+        kind, written_ns, entries, used = layout.value, self._written_ns, self._entries, self._used
+        for path, st in files:
+            found = entries.get(path) if st is not None else None
+            if found is not None:
+                with contextlib.suppress(TypeError, ValueError, IndexError):  # garbled: parse
+                    if (
+                        found[0] == st.st_mtime_ns  # type: ignore[union-attr]
+                        and found[1] == st.st_ctime_ns  # type: ignore[union-attr]
+                        and found[2] == st.st_size  # type: ignore[union-attr]
+                        and found[3] == st.st_ino  # type: ignore[union-attr]
+                        and found[4] == st.st_mode  # type: ignore[union-attr]
+                        and found[5] == kind
+                        and found[0] < written_ns
+                        and (parsed := _from_entry(found)) is not None
+                    ):
+                        used[path] = found
+                        found_all[path] = parsed
+                        continue
+            fresh = self._parse(root, path, st, layout)
+            if fresh is not None:
+                found_all[path] = fresh
+        return found_all
+
+    def _parse(
+        self, root: Path, path: str, st: os.stat_result | None, layout: Layout
+    ) -> Parsed | None:
+        global files_parsed
+        files_parsed += 1
+        try:
+            memory_file = MemoryFile.load(root, path, layout)
+        except (OSError, UnsafePathError):
+            return None
+        parsed = Parsed.of(memory_file)
+        # Only a regular file's stat vouches for its content (a symlink's lstat does not),
+        # and only once the file has stopped changing (see RACY_WINDOW_NS).
+        if (
+            st is not None
+            and stat.S_ISREG(st.st_mode)
+            and st.st_mtime_ns < self._started_ns - RACY_WINDOW_NS
+        ):
+            self._used[path] = _to_entry(_stat_key(st), layout, parsed)
+            self._changed = True
+        return parsed
+
+    def save(self) -> None:
+        """Write what this command used, if it differs from what was read."""
+        if not self._changed and self._used.keys() == self._entries.keys():
+            return
+        data = json.dumps({"format": FORMAT, "entries": self._used}, separators=(",", ":"))
+        with contextlib.suppress(OSError):  # a read-only agent: only costs time
+            self.path.parent.mkdir(exist_ok=True)
+            atomic_write(self.path, data.encode())
+
+
+def _to_entry(key: list[int], layout: Layout, parsed: Parsed) -> list[Any]:
+    return [
+        *key,
+        layout.value,
+        parsed.label,
+        [list(p) for p in parsed.problems],
+        parsed.description,
+        parsed.limit,
+        parsed.read_only,
+        parsed.size,
+        parsed.unreadable,
+    ]
+
+
+def _from_entry(entry: list[Any]) -> Parsed | None:
+    """An entry as stored (``_to_entry``); None (or TypeError, ValueError) if it is not one."""
+    label, problems, description, limit, read_only, size, unreadable = entry[6:13]
+    if not (
+        type(label) is str
+        and (description is None or type(description) is str)
+        and (limit is None or type(limit) is int)
+        and type(read_only) is bool
+        and type(size) is int
+        and type(unreadable) is bool
+        and type(problems) is list
+    ):
+        return None
+    return Parsed(
+        label,
+        tuple((int(line), str(msg), str(sev)) for line, msg, sev in problems) if problems else (),
+        description,
+        limit,
+        read_only,
+        size,
+        unreadable,
+    )
