@@ -1,0 +1,99 @@
+"""What an S3 stack costs a process before its first answer: import + client + one GET.
+
+    python benchmarks/bench_s3stack.py [--runs 5]
+
+Each row is a whole ``python -c`` process (medians of ``--runs``, the rows run in turns)
+against a moto S3 server on 127.0.0.1: import the client, create it, GET one 1 KiB object.
+Rows: a bare interpreter (the floor), s3fs as memfs used it (``cat_file``), botocore alone,
+boto3, and memfs's thin client (memfs/remotes/s3.py, through ``open_storage``, as
+``memfs push/pull/clone`` use it). ``import`` is the same process stopping after its imports,
+so ``total - import`` is client set-up plus the request. Target (issue 12): <= 100 ms over
+the bare interpreter for the S3 stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.s3 import CREDENTIALS, moto_s3  # noqa: E402
+
+BUCKET, KEY = "stack-bench", "agents/a/manifest.json"
+
+# (name, imports, client + one GET); the endpoint comes from AWS_ENDPOINT_URL.
+STACKS: list[tuple[str, str, str]] = [
+    ("bare python", "", "pass"),
+    (
+        "s3fs (memfs before)",
+        "import s3fs",
+        "fs = s3fs.S3FileSystem(skip_instance_cache=True, config_kwargs={'connect_timeout': 5})\n"
+        f"fs.cat_file('{BUCKET}/{KEY}')",
+    ),
+    (
+        "botocore alone",
+        "import botocore.session",
+        "c = botocore.session.get_session().create_client('s3')\n"
+        f"c.get_object(Bucket='{BUCKET}', Key='{KEY}')['Body'].read()",
+    ),
+    (
+        "boto3",
+        "import boto3",
+        f"boto3.client('s3').get_object(Bucket='{BUCKET}', Key='{KEY}')['Body'].read()",
+    ),
+    (
+        "memfs thin client",
+        "from memfs.remotes.storage import open_storage",
+        f"open_storage('s3://{BUCKET}/agents/a').get('manifest.json')",
+    ),
+]
+
+
+def run(code: str, env: dict[str, str]) -> float:
+    """Seconds one whole ``python -c code`` process takes."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with moto_s3() as server:
+        os.environ.update(CREDENTIALS, AWS_EC2_METADATA_DISABLED="true")
+        env = {**os.environ, "AWS_ENDPOINT_URL": server.endpoint}
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_object(Bucket=BUCKET, Key=KEY, Body=b"x" * 1024)
+        imports: dict[str, list[float]] = {name: [] for name, _, _ in STACKS}
+        totals: dict[str, list[float]] = {name: [] for name, _, _ in STACKS}
+        for _name, imported, _ in STACKS:  # warm the file cache once, untimed
+            run(imported or "pass", env)
+        for _ in range(args.runs):
+            for name, imported, work in STACKS:
+                imports[name].append(run(imported or "pass", env))
+                totals[name].append(run(f"{imported}\n{work}", env))
+    floor = statistics.median(totals["bare python"])
+    print(f"S3 stack start-up, whole processes, medians of {args.runs} (moto on 127.0.0.1)\n")
+    print(f"| {'stack':<22} | import | import+client+GET | over bare python |")
+    print(f"|{'-' * 24}|-------:|------------------:|-----------------:|")
+    for name, _, _ in STACKS:
+        imported, total = statistics.median(imports[name]), statistics.median(totals[name])
+        print(
+            f"| {name:<22} | {imported * 1000:4.0f} ms | {total * 1000:14.0f} ms "
+            f"| {(total - floor) * 1000:13.0f} ms |"
+        )
+
+
+if __name__ == "__main__":
+    main()
