@@ -1,6 +1,6 @@
 """What an S3 stack costs a process before its first answer: import + client + one GET.
 
-    python benchmarks/bench_s3stack.py [--runs 5]
+    python benchmarks/bench_s3stack.py [--runs 5] [--files 100] [--compare SRC]
 
 Each row is a whole ``python -c`` process (medians of ``--runs``, the rows run in turns)
 against a moto S3 server on 127.0.0.1: import the client, create it, GET one 1 KiB object.
@@ -9,6 +9,10 @@ boto3, and memfs's thin client (memfs/remotes/s3.py, through ``open_storage``, a
 ``memfs push/pull/clone`` use it). ``import`` is the same process stopping after its imports,
 so ``total - import`` is client set-up plus the request. Target (issue 12): <= 100 ms over
 the bare interpreter for the S3 stack.
+
+A second table times ``memfs push`` (first push) and ``memfs clone`` of a ``--files``-file
+agent as whole processes; ``--compare SRC`` runs another memfs source tree (e.g. ``git
+archive <commit> | tar -x -C SRC``) beside this one, in turns, on the same server.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import memfs  # noqa: E402
+from benchmarks._common import populate  # noqa: E402
+from memfs.remotes import add_remote  # noqa: E402
 from tests.s3 import CREDENTIALS, moto_s3  # noqa: E402
 
 BUCKET, KEY = "stack-bench", "agents/a/manifest.json"
@@ -63,9 +70,45 @@ def run(code: str, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def memfs_runs(env: dict[str, str], files: int, runs: int, sources: dict[str, str]) -> None:
+    """Median whole-process ``memfs push`` and ``memfs clone`` per source tree, in turns."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="bench-s3stack-"))
+    agent = memfs.init(work / "agent", name="agent")
+    populate(agent.root, files)
+    agent.commit()
+    times: dict[tuple[str, str], list[float]] = {}
+    for run_index in range(runs):
+        for label, source in sources.items():
+            side = {**env, "PYTHONPATH": source} if source else env
+            remote = f"r-{label.split()[0]}-{run_index}"
+            url = f"s3://{BUCKET}/agents/{remote}"
+            add_remote(agent.history, remote, url)
+            for what, command in (
+                ("push", ["-C", str(agent.root), "push", "-q", remote]),
+                ("clone", ["clone", "-q", url, str(work / f"clone-{remote}")]),
+            ):
+                start = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "memfs", *command],
+                    env=side,
+                    check=True,
+                    capture_output=True,
+                )
+                times.setdefault((label, what), []).append(time.perf_counter() - start)
+    print(f"\nmemfs push (first) / clone of a {files}-file agent, whole processes, medians")
+    print(f"of {runs}\n\n| memfs | push | clone |\n|---|---:|---:|")
+    for label in sources:
+        push, clone = (statistics.median(times[(label, w)]) * 1000 for w in ("push", "clone"))
+        print(f"| {label} | {push:.0f} ms | {clone:.0f} ms |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--files", type=int, default=100)
+    parser.add_argument("--compare", help="another memfs source tree to run beside this one")
     args = parser.parse_args()
     with moto_s3() as server:
         os.environ.update(CREDENTIALS, AWS_EC2_METADATA_DISABLED="true")
@@ -83,8 +126,18 @@ def main() -> None:
             for name, imported, work in STACKS:
                 imports[name].append(run(imported or "pass", env))
                 totals[name].append(run(f"{imported}\n{work}", env))
+        print_stacks(args.runs, imports, totals)
+        sources = {"this tree": ""}
+        if args.compare:
+            sources[f"compare ({args.compare})"] = args.compare
+        memfs_runs(env, args.files, args.runs, sources)
+
+
+def print_stacks(
+    runs: int, imports: dict[str, list[float]], totals: dict[str, list[float]]
+) -> None:
     floor = statistics.median(totals["bare python"])
-    print(f"S3 stack start-up, whole processes, medians of {args.runs} (moto on 127.0.0.1)\n")
+    print(f"S3 stack start-up, whole processes, medians of {runs} (moto on 127.0.0.1)\n")
     print(f"| {'stack':<22} | import | import+client+GET | over bare python |")
     print(f"|{'-' * 24}|-------:|------------------:|-----------------:|")
     for name, _, _ in STACKS:
