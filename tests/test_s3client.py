@@ -210,6 +210,8 @@ def test_two_writers_one_wins(s3: S3Bucket) -> None:
     assert first.put_if_match("manifest.json", b"3", etag)
     assert not second.put_if_match("manifest.json", b"4", etag)
     assert second.get("manifest.json")[0] == b"3"  # type: ignore[index]
+    assert not first.put_if_match("absent.json", b"5", etag), "nothing there has that etag"
+    assert first.get("absent.json") is None
 
 
 def test_an_unchanged_object_costs_no_body(s3: S3Bucket) -> None:

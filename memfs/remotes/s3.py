@@ -29,14 +29,19 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from memfs.remotes.s3config import S3Config
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 MAX_ATTEMPTS = 4
+POOL_THREADS = 8  # concurrent GETs of one get_many
 RETRY_STATUSES = {500, 502, 503, 504, 429}
 RETRY_CODES = {
     "InternalError", "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
@@ -135,6 +140,8 @@ class S3Client:
     config: S3Config
     _local: threading.local = field(default_factory=threading.local, repr=False)
     _regions: dict[str, str] = field(default_factory=dict, repr=False)
+    _pool: Executor | None = field(default=None, repr=False)
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def request(
         self,
@@ -268,12 +275,27 @@ class S3Client:
 
     def put(self, bucket: str, key: str, data: bytes, **conditions: str) -> bool:
         """PUT an object; False when a condition (``if_none_match="*"``, ``if_match=etag``)
-        failed: S3's 412 PreconditionFailed or 409 ConditionalRequestConflict."""
+        failed: S3's 412 PreconditionFailed or 409 ConditionalRequestConflict, or, for
+        ``if_match``, 404 NoSuchKey (nothing there has that etag)."""
         headers = {name.replace("_", "-"): value for name, value in conditions.items()}
-        response = self.request("PUT", bucket, key, headers=headers, body=data, ok=(200, 409, 412))
-        if response.status == 409 and _error(response).code != "ConditionalRequestConflict":
-            raise _error(response)
+        response = self.request(
+            "PUT", bucket, key, headers=headers, body=data, ok=(200, 404, 409, 412)
+        )
+        if response.status in (404, 409):
+            error = _error(response)
+            lost = "ConditionalRequestConflict" if response.status == 409 else "NoSuchKey"
+            if error.code != lost or (lost == "NoSuchKey" and "if-match" not in headers):
+                raise error
         return response.status == 200
+
+    def pool(self) -> Executor:
+        """Threads for concurrent requests, kept (with their connections) for the next batch."""
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="memfs-s3")
+            return self._pool
 
     def head(self, bucket: str, key: str) -> Response | None:
         """HEAD an object: its headers, or None if absent."""

@@ -28,7 +28,6 @@ from memfs.remotes.storage import UNCHANGED, Storage, Unchanged, check_key
 
 AUTH_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken")
 LOST_RACE = 412, 409  # PreconditionFailed, ConditionalRequestConflict
-GET_MANY_THREADS = 8
 _clients: dict[tuple[int, Any], S3Client] = {}
 _clients_lock = threading.Lock()
 
@@ -94,10 +93,7 @@ class S3Storage:
         """Several objects in one go: up to 8 requests at a time instead of one after another."""
         if len(keys) < 2:
             return [self.get(key) for key in keys]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(GET_MANY_THREADS, len(keys))) as pool:
-            return list(pool.map(self.get, keys))
+        return list(self._s3().pool().map(self.get, keys))
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         with self.translated():
