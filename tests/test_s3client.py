@@ -22,7 +22,7 @@ import memfs
 from memfs.errors import RemoteAuthError, RemoteUnreachableError
 from memfs.remotes import add_remote
 from memfs.remotes.s3 import S3Client, sign
-from memfs.remotes.s3config import Credentials, S3Config, resolve
+from memfs.remotes.s3config import Credentials, NeedsBotocore, NoCredentials, S3Config, resolve
 from memfs.remotes.s3storage import S3Storage
 from memfs.remotes.storage import UNCHANGED, open_storage
 
@@ -181,6 +181,45 @@ def test_credentials_from_a_profile_in_the_shared_files(
     monkeypatch.delenv("AWS_PROFILE")
     with pytest.raises(RemoteAuthError):
         open_storage(s3.url("agents/x")).get("memfs.json")
+
+
+def test_credentials_come_in_botocores_order(tmp_path: Path) -> None:
+    """Options, then the environment (unless the options name a profile), then the files;
+    what needs botocore's chain is left to it."""
+    (tmp_path / "credentials").write_text(
+        "[default]\naws_access_key_id = file\naws_secret_access_key = s\n"
+        "[p]\naws_access_key_id = p-file\naws_secret_access_key = s\n"
+    )
+    (tmp_path / "config").write_text(
+        "[profile p]\nregion = eu-west-3\n[profile role]\nrole_arn = arn:aws:iam::1:role/r\n"
+        "source_profile = p\n[profile bare]\nregion = eu-west-1\n"
+    )
+    files = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+    }
+    keys = {"AWS_ACCESS_KEY_ID": "env", "AWS_SECRET_ACCESS_KEY": "s"}
+
+    def key_of(options: dict[str, str], env: dict[str, str]) -> str:
+        credentials = resolve(options, {**files, **env}).credentials
+        return credentials.access_key if credentials else "anonymous"
+
+    assert key_of({"key": "option", "secret": "s"}, keys) == "option"
+    assert key_of({}, keys) == "env"
+    assert key_of({}, {**keys, "AWS_PROFILE": "p"}) == "env"
+    assert key_of({"profile": "p"}, keys) == "p-file"
+    assert key_of({}, {}) == "file"
+    assert key_of({"anon": "1"}, keys) == "anonymous"
+    assert resolve({}, {**files, "AWS_PROFILE": "p"}).region == "eu-west-3"
+    assert resolve({}, {**files, "AWS_REGION": "ap-south-1"}).host == "s3.ap-south-1.amazonaws.com"
+    with pytest.raises(NeedsBotocore):
+        resolve({}, {**files, "AWS_PROFILE": "role"})
+    with pytest.raises(NeedsBotocore):
+        resolve({"profile": "bare"}, {**files, "AWS_EC2_METADATA_DISABLED": "false"})
+    with pytest.raises(NoCredentials):
+        resolve({"profile": "bare"}, {**files, "AWS_EC2_METADATA_DISABLED": "true"})
+    with pytest.raises(NeedsBotocore):
+        resolve({"requester_pays": True}, {**files, **keys})
 
 
 def test_settings_only_botocore_can_act_on_fall_back_to_s3fs(

@@ -110,15 +110,18 @@ def _credentials(
     token = options.get("token") or client_kwargs.get("aws_session_token")
     if key and secret:
         return Credentials(key, secret, token)
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+    # botocore: a profile named in the options (not AWS_PROFILE) skips the environment's keys
+    named = bool(options.get("profile"))
+    if not named and env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
         return Credentials(
             env["AWS_ACCESS_KEY_ID"],
             env["AWS_SECRET_ACCESS_KEY"],
             env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None,
         )
-    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") or any(name in profile for name in _BEFORE_FILES):
-        raise NeedsBotocore("credentials from a role, web identity or SSO")
     shared = profile.get("#credentials") or {}
+    needs_botocore = any(name in profile or name in shared for name in _BEFORE_FILES)
+    if needs_botocore or env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        raise NeedsBotocore("credentials from a role, web identity or SSO")
     if shared.get("aws_access_key_id"):
         return _from_profile(shared)
     if "credential_process" in profile or "credential_process" in shared:
