@@ -8,8 +8,10 @@ user, so a signing mistake is a SignatureDoesNotMatch here as on AWS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -222,6 +224,40 @@ def test_credentials_come_in_botocores_order(tmp_path: Path) -> None:
         resolve({"requester_pays": True}, {**files, **keys})
 
 
+@pytest.mark.parametrize(
+    ("env", "thin"),
+    [
+        ({"HTTPS_PROXY": "http://proxy:3128"}, False),
+        ({"HTTP_PROXY": "http://proxy:3128"}, True),  # botocore uses it for http:// only
+        ({"http_proxy": "http://proxy:3128", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, False),
+        (
+            {
+                "HTTP_PROXY": "http://p:1",
+                "NO_PROXY": "127.0.0.1",
+                "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            },
+            True,
+        ),
+        ({"AWS_CA_BUNDLE": "/etc/ssl/private-ca.pem"}, True),
+        ({"AWS_USE_FIPS_ENDPOINT": "true"}, False),
+    ],
+)
+def test_a_proxy_or_fips_goes_to_botocore(tmp_path: Path, env: dict[str, str], thin: bool) -> None:
+    """Transport settings the thin client does not act on are left to botocore."""
+    environ = {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        **env,
+    }
+    if thin:
+        assert resolve({}, environ).ca_bundle == env.get("AWS_CA_BUNDLE")
+    else:
+        with pytest.raises(NeedsBotocore):
+            resolve({}, environ)
+
+
 def test_settings_only_botocore_can_act_on_fall_back_to_s3fs(
     tmp_path: Path, s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -308,6 +344,80 @@ def test_a_failed_request_is_retried(
             "memfs.json"
         )
         assert proxy.counts[kind] == 1 and proxy.requests == 3
+
+
+@contextlib.contextmanager
+def tls_in_front_of(endpoint: str, folder: Path) -> Iterator[tuple[str, Path]]:
+    """An https endpoint on 127.0.0.1 (a self-signed certificate) passing bytes to
+    ``endpoint``; yields its URL and the certificate to trust."""
+    import socket
+    import ssl
+    import threading
+    from urllib.parse import urlsplit
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    upstream = urlsplit(endpoint)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            try:
+                client = context.wrap_socket(raw, server_side=True)
+            except OSError:
+                raw.close()  # the client refused the certificate
+                continue
+            server = socket.create_connection((upstream.hostname, upstream.port))
+            for ends in ((client, server), (server, client)):
+                threading.Thread(target=pipe, args=ends, daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}", cert
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        listener.close()
+        thread.join(timeout=10)
+
+
+def test_https_with_a_ca_bundle(
+    tmp_path: Path, s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS to a custom endpoint: its certificate trusted through AWS_CA_BUNDLE, refused
+    (one clear line, not retried) without it."""
+    with tls_in_front_of(s3.server.endpoint, tmp_path) as (endpoint, cert):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+        storage = open_storage(s3.url("a"))
+        assert storage.put_if_absent("k", b"over tls") and storage.get("k")[0] == b"over tls"  # type: ignore[index]
+        monkeypatch.delenv("AWS_CA_BUNDLE")
+        requests = len(s3.server.requests)
+        with pytest.raises(
+            RemoteUnreachableError,
+            match=re.escape("certificate was refused (self-signed certificate); set AWS_CA_BUNDLE"),
+        ):
+            open_storage(s3.url("a")).get("k")
+        assert len(s3.server.requests) == requests
 
 
 def test_fsspec_is_not_imported_for_s3_and_file_urls(tmp_path: Path) -> None:

@@ -64,7 +64,12 @@ class S3Error(Exception):
 
 
 class S3ConnectionError(Exception):
-    """No answer: the connection was refused, dropped or timed out."""
+    """No answer: the connection was refused, dropped or timed out (retried), or TLS failed
+    (a certificate refused: not retried)."""
+
+    def __init__(self, why: str, retryable: bool = True) -> None:
+        super().__init__(why)
+        self.retryable = retryable
 
 
 @dataclass
@@ -167,7 +172,7 @@ class S3Client:
                     continue  # signed for the wrong region: once more, for the right one
                 retryable = response.status in RETRY_STATUSES or error.code in RETRY_CODES
             except S3ConnectionError as dropped:
-                error, retryable = dropped, True  # type: ignore[assignment]
+                error, retryable = dropped, dropped.retryable  # type: ignore[assignment]
             if not retryable or attempt == MAX_ATTEMPTS:
                 raise error
             time.sleep(min(20.0, random.random() * 0.5 * 2 ** (attempt - 1)))
@@ -244,13 +249,19 @@ class S3Client:
         if self.config.scheme == "https":
             import ssl
 
-            context = ssl.create_default_context()
+            context = ssl.create_default_context(cafile=self.config.ca_bundle)
             connection = http.client.HTTPSConnection(host, timeout=CONNECT_TIMEOUT, context=context)
         else:
             connection = http.client.HTTPConnection(host, timeout=CONNECT_TIMEOUT)
         try:
             connection.connect()
         except OSError as error:
+            if getattr(error, "verify_message", None):  # ssl.SSLCertVerificationError
+                why = f"its certificate was refused ({error.verify_message})"  # type: ignore[attr-defined]
+                raise S3ConnectionError(f"{why}; set AWS_CA_BUNDLE to trust it", False) from error
+            if type(error).__module__ == "ssl":
+                why = getattr(error, "reason", None) or error
+                raise S3ConnectionError(f"TLS failed: {why}", False) from error
             raise S3ConnectionError("Could not connect") from error
         if connection.sock is not None:
             connection.sock.settimeout(READ_TIMEOUT)

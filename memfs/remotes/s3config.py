@@ -8,7 +8,9 @@ AWS SDKs: the cloud's storage options (``key``, ``secret``, ``token``, ``anon``,
 sources: options, environment, the credentials file, the config file.
 
 Some sources need botocore's machinery: ``credential_process``, SSO, assuming a role, a web
-identity token, container or instance metadata. For those ``resolve`` raises
+identity token, container or instance metadata; so do an HTTP(S) proxy,
+FIPS or dual-stack endpoints. (A CA bundle, ``AWS_CA_BUNDLE`` or the profile's ``ca_bundle``,
+is the thin client's too.) For those ``resolve`` raises
 ``NeedsBotocore`` and the caller uses s3fs instead, so nobody loses access to a bucket they
 reached before; only the start-up cost differs.
 """
@@ -29,6 +31,9 @@ _CLIENT_KWARGS = {"endpoint_url", "region_name", "aws_access_key_id", "aws_secre
                   "aws_session_token"}  # fmt: skip
 # Profile settings only botocore can act on: they come before the credentials file.
 _BEFORE_FILES = ("role_arn", "web_identity_token_file", "sso_session", "sso_start_url")
+# Transport settings only botocore acts on (FIPS or dual-stack hosts; proxies: _proxied).
+_TRANSPORT_ENV = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT")
+_TRANSPORT_PROFILE = ("use_fips_endpoint", "use_dualstack_endpoint", "services")
 
 
 class NeedsBotocore(Exception):
@@ -58,6 +63,7 @@ class S3Config:
     credentials: Credentials | None
     path_style: bool  # custom endpoints: /bucket/key; AWS: bucket.s3.region.amazonaws.com/key
     region_fixed: bool  # False: region guessed, follow S3's x-amz-bucket-region redirects
+    ca_bundle: str | None = None  # certificates to trust for https instead of the system's
 
 
 def resolve(options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> S3Config:
@@ -89,13 +95,35 @@ def resolve(options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     credentials = (
         None if options.get("anon") else _credentials(options, client_kwargs, env, profile)
     )
+    if any(env.get(name) for name in _TRANSPORT_ENV) or any(
+        name in profile for name in _TRANSPORT_PROFILE
+    ):
+        raise NeedsBotocore("FIPS or dual-stack endpoints")
+    ca_bundle = env.get("AWS_CA_BUNDLE") or profile.get("ca_bundle") or None
     if endpoint:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise NeedsBotocore(f"endpoint {endpoint!r}")
-        return S3Config(parts.scheme, parts.netloc, region, credentials, True, True)
-    host = "s3.amazonaws.com" if region == "us-east-1" else f"s3.{region}.amazonaws.com"
-    return S3Config("https", host, region, credentials, False, bool(region_given))
+        config = S3Config(parts.scheme, parts.netloc, region, credentials, True, True, ca_bundle)
+    else:
+        host = "s3.amazonaws.com" if region == "us-east-1" else f"s3.{region}.amazonaws.com"
+        guessed = not region_given
+        config = S3Config("https", host, region, credentials, False, not guessed, ca_bundle)
+    if _proxied(config, env):
+        raise NeedsBotocore("an HTTP proxy")
+    return config
+
+
+def _proxied(config: S3Config, env: Mapping[str, str]) -> bool:
+    """Whether botocore would send this endpoint's requests through an HTTP(S)_PROXY."""
+    scheme = config.scheme
+    if not (env.get(f"{scheme.upper()}_PROXY") or env.get(f"{scheme}_proxy")):
+        return False
+    from urllib.request import proxy_bypass_environment
+
+    host = config.host.rsplit(":", 1)[0] if not config.host.endswith("]") else config.host
+    no_proxy = {"no": env.get("NO_PROXY") or env.get("no_proxy") or ""}
+    return not proxy_bypass_environment(host, no_proxy)
 
 
 def _credentials(
