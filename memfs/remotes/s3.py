@@ -35,6 +35,7 @@ from urllib.parse import quote
 from memfs.remotes.s3config import S3Config
 
 if TYPE_CHECKING:
+    import ssl
     from concurrent.futures import Executor
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -147,6 +148,7 @@ class S3Client:
     _regions: dict[str, str] = field(default_factory=dict, repr=False)
     _pool: Executor | None = field(default=None, repr=False)
     _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
 
     def request(
         self,
@@ -247,9 +249,7 @@ class S3Client:
             return connections[host], True
         connection: http.client.HTTPConnection
         if self.config.scheme == "https":
-            import ssl
-
-            context = ssl.create_default_context(cafile=self.config.ca_bundle)
+            context = self._tls()
             connection = http.client.HTTPSConnection(host, timeout=CONNECT_TIMEOUT, context=context)
         else:
             connection = http.client.HTTPConnection(host, timeout=CONNECT_TIMEOUT)
@@ -267,6 +267,15 @@ class S3Client:
             connection.sock.settimeout(READ_TIMEOUT)
         connections[host] = connection
         return connection, False
+
+    def _tls(self) -> ssl.SSLContext:
+        """One TLS context per client: loading the CA certificates costs ~10 ms each time."""
+        with self._pool_lock:
+            if self._ssl_context is None:
+                import ssl
+
+                self._ssl_context = ssl.create_default_context(cafile=self.config.ca_bundle)
+            return self._ssl_context
 
     def close(self) -> None:
         """Close this thread's connections."""
