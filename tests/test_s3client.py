@@ -441,8 +441,8 @@ def test_keep_alive_connections_are_reused(s3: S3Bucket, monkeypatch: pytest.Mon
         storage = open_storage(s3.url("a"))
         assert isinstance(storage, S3Storage) and isinstance(storage.client, S3Client)
         storage.put_if_absent("k", b"v")
-        connection = storage.client._connections()[storage.client.config.host]
+        connection, _ = storage.client._connections()[storage.client.config.host]
         for _ in range(3):
             assert storage.get("k") is not None
-        assert storage.client._connections()[storage.client.config.host] is connection
+        assert storage.client._connections()[storage.client.config.host][0] is connection
         assert proxy.requests == 4

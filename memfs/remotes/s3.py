@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
+IDLE_REUSE = 15.0  # seconds: an idler connection may have been dropped by S3 or a NAT
 MAX_ATTEMPTS = 4
 POOL_THREADS = 8  # concurrent GETs of one get_many
 RETRY_STATUSES = {500, 502, 503, 504, 429}
@@ -234,8 +235,9 @@ class S3Client:
             return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
         raise AssertionError("unreachable")
 
-    def _connections(self) -> dict[str, http.client.HTTPConnection]:
-        connections: dict[str, http.client.HTTPConnection] | None = getattr(
+    def _connections(self) -> dict[str, tuple[http.client.HTTPConnection, float]]:
+        """This thread's kept-alive connections by host, with when each was last used."""
+        connections: dict[str, tuple[http.client.HTTPConnection, float]] | None = getattr(
             self._local, "connections", None
         )
         if connections is None:
@@ -244,9 +246,13 @@ class S3Client:
 
     def _connection(self, host: str, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's kept-alive connection to ``host`` (and whether it served before)."""
-        connections = self._connections()
-        if not fresh and host in connections:
-            return connections[host], True
+        connections, now = self._connections(), time.monotonic()
+        kept = connections.pop(host, None)
+        if kept is not None:
+            if not fresh and now - kept[1] < IDLE_REUSE:
+                connections[host] = kept[0], now
+                return kept[0], True
+            kept[0].close()
         connection: http.client.HTTPConnection
         if self.config.scheme == "https":
             context = self._tls()
@@ -265,7 +271,7 @@ class S3Client:
             raise S3ConnectionError("Could not connect") from error
         if connection.sock is not None:
             connection.sock.settimeout(READ_TIMEOUT)
-        connections[host] = connection
+        connections[host] = connection, now
         return connection, False
 
     def _tls(self) -> ssl.SSLContext:
@@ -279,7 +285,7 @@ class S3Client:
 
     def close(self) -> None:
         """Close this thread's connections."""
-        for connection in self._connections().values():
+        for connection, _ in self._connections().values():
             connection.close()
         self._connections().clear()
 
