@@ -62,7 +62,9 @@ class S3Storage:
         self.bucket, _, self.base = root.partition("/")
 
     def _key(self, key: str) -> str:
-        check_key(self.url, key) if key else None
+        """The object key of ``key`` under the agent's prefix (never outside it)."""
+        if key:
+            check_key(self.url, key)
         return "/".join(part for part in (self.base, key) if part)
 
     def _s3(self) -> S3Client:
