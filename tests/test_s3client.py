@@ -222,6 +222,9 @@ def test_credentials_come_in_botocores_order(tmp_path: Path) -> None:
         resolve({"profile": "bare"}, {**files, "AWS_EC2_METADATA_DISABLED": "true"})
     with pytest.raises(NeedsBotocore):
         resolve({"requester_pays": True}, {**files, **keys})
+    with pytest.raises(NeedsBotocore):
+        resolve({"config_kwargs": {"proxies": {"https": "http://p:1"}}}, {**files, **keys})
+    assert resolve({"config_kwargs": {"connect_timeout": 5}}, {**files, **keys}).credentials
 
 
 @pytest.mark.parametrize(

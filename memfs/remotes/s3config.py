@@ -29,6 +29,8 @@ _OPTIONS = {"key", "secret", "token", "anon", "profile", "endpoint_url", "client
             "config_kwargs", "skip_instance_cache", "use_listings_cache"}  # fmt: skip
 _CLIENT_KWARGS = {"endpoint_url", "region_name", "aws_access_key_id", "aws_secret_access_key",
                   "aws_session_token"}  # fmt: skip
+# botocore Config settings whose meaning the thin client keeps (its own timeouts and retries).
+_CONFIG_KWARGS = {"connect_timeout", "read_timeout", "retries"}
 # Profile settings only botocore can act on: they come before the credentials file.
 _BEFORE_FILES = ("role_arn", "web_identity_token_file", "sso_session", "sso_start_url")
 # Transport settings only botocore acts on (FIPS or dual-stack hosts; proxies: _proxied).
@@ -72,6 +74,8 @@ def resolve(options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     unknown = set(options) - _OPTIONS
     client_kwargs = dict(options.get("client_kwargs") or {})
     unknown |= {f"client_kwargs.{name}" for name in set(client_kwargs) - _CLIENT_KWARGS}
+    config_kwargs = set(options.get("config_kwargs") or {})
+    unknown |= {f"config_kwargs.{name}" for name in config_kwargs - _CONFIG_KWARGS}
     if unknown:
         raise NeedsBotocore(f"options {sorted(unknown)}")
     profile_name = (
