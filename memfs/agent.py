@@ -15,10 +15,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
 
 from memfs import apply, lettahook, worktree
 from memfs.config import load_user_config
@@ -40,10 +39,10 @@ from memfs.layout import V2_MARKER, Layout, is_memory_path, letta_repo_name
 from memfs.memory import MemoryFile
 from memfs.schema import (
     MANIFEST_FILE,
-    AgentManifest,
     Problem,
     is_valid_name,
     key_lines,
+    manifest_error,
     validation_problems,
 )
 from memfs.trees import (
@@ -61,6 +60,9 @@ from memfs.trees import (
     write_diff,
 )
 from memfs.util import atomic_write, hostname
+
+if TYPE_CHECKING:
+    from memfs.models import AgentManifest
 
 
 @dataclass
@@ -185,9 +187,8 @@ class Agent:
             return [Problem(MANIFEST_FILE, line, yaml_error_summary(error))]
         if not isinstance(data, dict):
             return [Problem(MANIFEST_FILE, 1, "must be a mapping of keys to values")]
-        try:
-            AgentManifest.model_validate(data)
-        except ValidationError as error:
+        error = manifest_error(data)
+        if error is not None:
             return validation_problems(MANIFEST_FILE, error, key_lines(text), first_line=1)
         return []
 
@@ -203,10 +204,14 @@ class Agent:
         problems = self.manifest_problems()
         if problems:
             raise SchemaError(problems)
+        from memfs.models import AgentManifest
+
         data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
         return AgentManifest.model_validate(data)
 
     def _letta_manifest(self) -> AgentManifest:
+        from memfs.models import AgentManifest
+
         history = self.history
         name = history.config_value("memfs", "name") or letta_repo_name(self.root)
         created = history.config_value("memfs", "created") or "1970-01-01T00:00:00Z"
@@ -220,16 +225,22 @@ class Agent:
     @property
     def name(self) -> str:
         """The agent's name; the folder's name if agent.yaml cannot be read."""
+        if not self.layout.is_letta:  # read without pydantic, as _max_file_size is
+            if self.manifest_problems():
+                return self.root.name
+            return str(load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))["name"])
         try:
             return self.manifest.name
         except MemfsError:
             return self.root.name
 
     def _max_file_size(self) -> int:
-        try:
-            return self.manifest.max_file_size or worktree.DEFAULT_MAX_FILE_SIZE
-        except MemfsError:
+        """agent.yaml's max_file_size, read without building the manifest (every snapshot asks,
+        and the pydantic model costs more to import than a whole ``memfs status``)."""
+        if self.layout.is_letta or self.manifest_problems():
             return worktree.DEFAULT_MAX_FILE_SIZE
+        data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return data.get("max_file_size") or worktree.DEFAULT_MAX_FILE_SIZE
 
     # -- memory -------------------------------------------------------------------------
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 import yaml
-from pydantic import ValidationError
 
 from memfs.errors import ConfigError, MemfsError
 from memfs.frontmatter import load_yaml, yaml_error_summary
-from memfs.schema import UserConfig
 from memfs.util import atomic_write
+
+if TYPE_CHECKING:
+    from memfs.models import UserConfig
 
 APP_NAME = "memfs"
 
@@ -66,6 +67,10 @@ def data_dir() -> Path:
 
 def load_user_config() -> UserConfig:
     """Read the user config; a missing file is an empty config."""
+    from pydantic import ValidationError
+
+    from memfs.models import UserConfig
+
     path = config_path()
     try:
         text = path.read_text(encoding="utf-8")
