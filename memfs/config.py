@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
 import yaml
 
 from memfs.errors import ConfigError, MemfsError
@@ -54,6 +53,8 @@ def config_path() -> Path:
     override = os.environ.get("MEMFS_CONFIG")
     if override:
         return Path(override).expanduser()
+    import platformdirs  # only when no MEMFS_ variable says where
+
     return platformdirs.user_config_path(APP_NAME) / "config.yaml"
 
 
@@ -62,6 +63,8 @@ def data_dir() -> Path:
     override = os.environ.get("MEMFS_DATA_DIR")
     if override:
         return Path(override).expanduser()
+    import platformdirs
+
     return platformdirs.user_data_path(APP_NAME)
 
 

@@ -71,7 +71,7 @@ def status(state: AppState, as_json: bool) -> None:
     Example:
       memfs status --json
     """
-    from memfs.sync import remote_states
+    from memfs.remotestate import remote_states
     from memfs.watcher import status as watcher_status
 
     agent = state.agent()
