@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from memfs import apply, lettahook, worktree
-from memfs.config import load_user_config
+from memfs.config import commit_identity
 from memfs.conflicts import OpenConflict, find_in
 from memfs.errors import (
     CommitRefusedError,
@@ -538,10 +538,7 @@ class Agent:
 
     def author(self) -> str:
         """``Name <email>`` for commits: user config, then git config, then memfs@host."""
-        identity = load_user_config().identity
-        if identity is not None:
-            return f"{identity.name} <{identity.email}>"
-        return self.history.git_identity() or f"memfs <memfs@{hostname()}>"
+        return commit_identity() or self.history.git_identity() or f"memfs <memfs@{hostname()}>"
 
     # -- history ------------------------------------------------------------------------
 

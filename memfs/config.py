@@ -14,6 +14,7 @@ import yaml
 
 from memfs.errors import ConfigError, MemfsError
 from memfs.frontmatter import load_yaml, yaml_error_summary
+from memfs.schema import is_plain_user_config
 from memfs.util import atomic_write
 
 if TYPE_CHECKING:
@@ -74,11 +75,36 @@ def load_user_config() -> UserConfig:
 
     from memfs.models import UserConfig
 
+    path, data = _read_user_config()
+    try:
+        return UserConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(str(path), 1, f"{where}: {first['msg']}") from error
+
+
+def commit_identity() -> str | None:
+    """``Name <email>`` from the user config, if it names one.
+
+    Every commit asks: a plainly valid config is read without pydantic (whose import costs
+    more than a small commit); anything else goes through ``load_user_config``'s model.
+    """
+    _, data = _read_user_config()
+    if is_plain_user_config(data):
+        identity = data.get("identity")
+        return f"{identity['name']} <{identity['email']}>" if identity else None
+    model = load_user_config().identity
+    return f"{model.name} <{model.email}>" if model else None
+
+
+def _read_user_config() -> tuple[Path, dict[str, Any]]:
+    """The config file's path and its keys ({} when there is none); ConfigError if unreadable."""
     path = config_path()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return UserConfig()
+        return path, {}
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), 1, f"cannot read: {error}") from error
     try:
@@ -89,12 +115,7 @@ def load_user_config() -> UserConfig:
         raise ConfigError(str(path), line, yaml_error_summary(error)) from error
     if not isinstance(data, dict):
         raise ConfigError(str(path), 1, "the config must be a mapping")
-    try:
-        return UserConfig.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(str(path), 1, f"{where}: {first['msg']}") from error
+    return path, data
 
 
 LOCAL_CLOUD = "local"

@@ -142,6 +142,30 @@ def manifest_error(data: Any) -> ValidationError | None:
     return _validation_error(AgentManifest, data)
 
 
+def is_plain_user_config(data: Any) -> bool:
+    """Whether the user config's keys are plainly valid, so it can be read without pydantic.
+
+    False means "ask the model": it may still be valid.
+    """
+    if not _plain_mapping(data) or not _is(data.get("default_cloud"), str):
+        return False
+    identity = data.get("identity")
+    if identity is not None and not (
+        _plain_mapping(identity)
+        and set(identity) == {"name", "email"}
+        and all(type(value) is str for value in identity.values())
+    ):
+        return False
+    clouds = data.get("clouds", {})
+    return _plain_mapping(clouds) and all(
+        _plain_mapping(cloud)
+        and set(cloud) <= {"url", "options"}
+        and type(cloud.get("url")) is str
+        and _plain_mapping(cloud.get("options", {}))
+        for cloud in clouds.values()
+    )
+
+
 def _validation_error(model: Any, data: Any) -> ValidationError | None:
     from pydantic import ValidationError
 
