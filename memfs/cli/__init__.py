@@ -7,7 +7,6 @@ modules are imported inside the commands so ``memfs --help`` stays fast.
 from __future__ import annotations
 
 import os
-import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,6 +80,8 @@ class MemfsGroup(click.Group):
             raise CommandError(f"{error.strerror or error}{where}", 1) from error
         except Exception as error:
             if os.environ.get("MEMFS_DEBUG"):
+                import traceback
+
                 traceback.print_exc()
             if type(error).__module__.startswith("dulwich"):  # no import: the CLI stays light
                 raise CommandError(
