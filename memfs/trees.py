@@ -2,7 +2,7 @@
 
 A tree (or a work tree) is a ``dict`` of posix paths to ``TreeEntry`` (git mode, hex sha of
 the blob); a commit is a ``CommitInfo``. Nothing here opens a repository: merge, apply and the
-conflict code work on these values, and ``history.py`` turns dulwich's objects into them.
+conflict code work on these values, and ``history/`` turns dulwich's objects into them.
 dulwich is used only for what git defines byte for byte: a blob's sha and a diff's text.
 """
 

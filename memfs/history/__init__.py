@@ -1,0 +1,193 @@
+"""The git layer's facade: ``History``, an agent's repository, the one object callers use.
+
+``History`` itself opens and creates the repository and answers about its state (a plain-git
+operation midway, a detached HEAD, the write lock, ``.git/config``). Everything else is one
+concept per module, mixed in:
+
+- ``refs.py``: the branch, its tip, revisions by name, compare-and-swap of refs;
+- ``commits.py``: the commit graph: ancestry, merge bases, the log, what a commit changed;
+- ``objects.py``: reading trees and blobs;
+- ``writing.py``: index-free commits (DESIGN.md §4), tree building, merges, the index as a
+  stat cache (``gitindex.py``);
+- ``packing.py``: packs for object-store remotes and dulwich's pack data for git.
+
+Trees are plain data (``trees.py``): a ``dict`` of posix paths to ``TreeEntry`` (mode, hex
+sha). Mutating callers hold ``History.locked()`` (``repolock.py``) for the whole operation.
+Each read that a damaged repository can break is wrapped by ``damage.reads_objects``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import weakref
+from pathlib import Path
+
+from dulwich.errors import NotGitRepository
+from dulwich.objects import Commit
+from dulwich.repo import Repo
+
+from memfs.config import seconds_from_env
+from memfs.damage import control_dir_of, damage_of
+from memfs.errors import (
+    DetachedHeadError,
+    GitOperationInProgressError,
+    NotAnAgentError,
+    RepositoryDamagedError,
+)
+from memfs.history.commits import Commits
+from memfs.history.objects import Objects
+from memfs.history.packing import PackFiles, Packing
+from memfs.history.refs import Refs
+from memfs.history.writing import Writing
+from memfs.packs import RawObject
+from memfs.repolock import RepoLock, git_running_in
+
+BRANCH = "main"
+LOCK_TIMEOUT_ENV = "MEMFS_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+_open_histories: weakref.WeakSet[History] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_histories() -> None:
+    """Close repositories still open at exit: dulwich's finalizers fail noisily at shutdown."""
+    for history in list(_open_histories):
+        with contextlib.suppress(Exception):
+            history.close()
+
+
+class History(Refs, Commits, Objects, Writing, Packing):
+    """An agent's git repository."""
+
+    def __init__(self, root: Path, repo: Repo) -> None:
+        self.root = root
+        self.repo = repo
+        self._lock = RepoLock(Path(repo.controldir()) / "memfs" / "lock")
+        # The objects of the pack imported last, by hex sha: a fresh checkout reads its trees
+        # and blobs from here instead of inflating them from the pack a second time.
+        self._unpacked: dict[bytes, RawObject] = {}
+        self._commits: dict[bytes, Commit] = {}
+        _open_histories.add(self)
+
+    @classmethod
+    def open(cls, root: Path) -> History:
+        """Open the repository whose work tree is ``root``."""
+        if not (root / ".git").exists():
+            raise NotAnAgentError(str(root), "no .git folder")
+        damage = damage_of(control_dir_of(root))
+        if damage is not None:
+            raise RepositoryDamagedError(str(root), damage)
+        try:
+            repo = Repo(str(root))
+        except NotGitRepository as error:
+            raise NotAnAgentError(str(root), "its .git folder is not a git repository") from error
+        return cls(root, repo)
+
+    @classmethod
+    def create(cls, root: Path) -> History:
+        """Open ``root``'s repository, creating it on branch ``main`` if there is none."""
+        if (root / ".git").exists():
+            history = cls.open(root)
+        else:
+            repo = Repo.init(str(root), default_branch=BRANCH.encode())
+            history = cls(root, repo)
+        config = history.repo.get_config()
+        config.set((b"gc",), b"auto", b"0")
+        config.write_to_path()
+        return history
+
+    def drop_unpacked(self) -> None:
+        """Let go of the objects kept from the last imported pack."""
+        self._unpacked = {}
+
+    def close(self) -> None:
+        self.drop_unpacked()
+        self.repo.close()
+
+    @property
+    def control_dir(self) -> Path:
+        return Path(self.repo.controldir())
+
+    @property
+    def state_dir(self) -> Path:
+        """``.git/memfs``: memfs's own state, never versioned.
+
+        Created on first use; on an agent the user cannot write it may stay missing, and
+        what reads it (``status``) finds no state rather than failing.
+        """
+        path = self.control_dir / "memfs"
+        with contextlib.suppress(OSError):
+            path.mkdir(exist_ok=True)
+        return path
+
+    def git_operation(self) -> str | None:
+        """The plain-git operation stopped midway here (``rebase``, ``merge``, ``cherry-pick``,
+        ``revert``, ``am``), or None: what git leaves in ``.git`` until --continue/--abort."""
+        control = self.control_dir
+        if (control / "rebase-merge").is_dir():
+            return "rebase"
+        if (control / "rebase-apply").is_dir():
+            return "am" if (control / "rebase-apply" / "applying").exists() else "rebase"
+        for marker, operation in (
+            ("MERGE_HEAD", "merge"),
+            ("CHERRY_PICK_HEAD", "cherry-pick"),
+            ("REVERT_HEAD", "revert"),
+        ):
+            if (control / marker).exists():
+                return operation
+        return None
+
+    def git_busy(self) -> bool:
+        """Whether a git command is writing this repository's index now: a live ``index.lock``
+        (another tool's ``git add`` or ``git commit``, e.g. Letta Code committing its memory
+        write through its hooks). A lock no git process holds is not busy."""
+        lock = self.control_dir / "index.lock"
+        return lock.exists() and git_running_in(lock.parent)
+
+    def detached(self) -> bool:
+        """Whether HEAD names a commit instead of a branch (a plain ``git checkout <sha>``)."""
+        return self.branch_ref() == b"HEAD"
+
+    def refuse_during_git_operation(self) -> None:
+        """Refuse to commit or update the work tree unless HEAD is a branch and no plain-git
+        operation is midway: GitOperationInProgressError, DetachedHeadError."""
+        operation = self.git_operation()
+        if operation is not None:
+            raise GitOperationInProgressError(str(self.root), operation)
+        if self.detached():
+            raise DetachedHeadError(str(self.root), self.repo.refs[b"HEAD"].decode())
+
+    def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold the agent's write lock (reentrant within one process)."""
+        if timeout is None:
+            timeout = seconds_from_env(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT)
+        return self._lock.hold(timeout)
+
+    def config_value(self, section: str, key: str) -> str | None:
+        """A value of this repository's own ``.git/config`` (``[section] key``), if set."""
+        try:
+            return self.repo.get_config().get((section.encode(),), key.encode()).decode()
+        except (KeyError, UnicodeDecodeError):
+            return None
+
+    def set_config_values(self, section: str, values: dict[str, str]) -> None:
+        """Set ``[section]`` keys in ``.git/config`` (memfs's metadata for a Letta repo)."""
+        config = self.repo.get_config()
+        for key, value in values.items():
+            config.set((section.encode(),), key.encode(), value.encode())
+        config.write_to_path()
+
+    def git_identity(self) -> str | None:
+        """``Name <email>`` from git's config (repo, then global), if it names one."""
+        config = self.repo.get_config_stack()
+        try:
+            name = config.get((b"user",), b"name").decode()
+            email = config.get((b"user",), b"email").decode()
+        except KeyError:
+            return None
+        return f"{name} <{email}>"
+
+
+__all__ = ["BRANCH", "History", "PackFiles"]

@@ -1,0 +1,163 @@
+"""Reading trees and blobs: a commit's files, one path, many blobs in one pass over a pack.
+
+Objects of the pack imported last are kept in memory (``_unpacked``): a fresh checkout reads
+its trees and blobs from there instead of inflating them from the pack a second time.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dulwich.errors import NotTreeError
+from dulwich.object_store import iter_tree_contents, tree_lookup_path
+from dulwich.objects import Blob, Commit, Tree, parse_tree
+
+from memfs.damage import reads_objects
+from memfs.errors import (
+    PathNotFoundError,
+)
+from memfs.packs import RawObject
+from memfs.repolock import RepoLock
+from memfs.trees import Files, TreeEntry
+
+if TYPE_CHECKING:
+    from dulwich.repo import Repo
+
+SHA_BYTES = 20
+
+
+class Objects:
+    """The tree and blob reads of ``History``."""
+
+    root: Path
+    repo: Repo
+    _lock: RepoLock
+    _commits: dict[bytes, Commit]
+    _unpacked: dict[bytes, RawObject]
+
+    @reads_objects
+    def tree_of(self, commit_sha: str | None) -> Files:
+        """Every file of the commit's tree (an empty tree for None)."""
+        if commit_sha is None:
+            return {}
+        commit = self._commit(commit_sha.encode())
+        files: Files = {}
+        # Depth first with a stack of iterators: git's order, and no recursion limit for a
+        # (hostile) tree nested thousands deep.
+        stack = [(b"", iter(self._tree_items(commit.tree)))]
+        while stack:
+            prefix, items = stack[-1]
+            for name, mode, sha in items:
+                if stat.S_ISDIR(mode):
+                    stack.append((prefix + name + b"/", iter(self._tree_items(sha))))
+                    break
+                path = (prefix + name).decode("utf-8", "surrogateescape")
+                files[path] = TreeEntry(mode, sha.decode())
+            else:
+                stack.pop()
+        return files
+
+    def _kept(self, sha: bytes, type_num: int) -> bytes | None:
+        """The content of object ``sha`` from the last imported pack, if kept and of that type."""
+        unpacked = self._unpacked.get(sha)
+        return unpacked[1] if unpacked is not None and unpacked[0] == type_num else None
+
+    def _tree_items(self, sha: bytes) -> list[tuple[bytes, int, bytes]]:
+        """(name, mode, hex sha) of each entry of tree ``sha``."""
+        kept = self._kept(sha, Tree.type_num)
+        if kept is not None:
+            return list(parse_tree(kept, SHA_BYTES))
+        tree = self.repo.object_store[sha]
+        if not isinstance(tree, Tree):
+            raise NotTreeError(sha)
+        return [(entry.path, entry.mode, entry.sha) for entry in tree.iteritems()]
+
+    @reads_objects
+    def entries_at(self, commit_sha: str | None, path: str) -> Files:
+        """The files at ``path`` in a commit (one file, or all under a folder), without
+        flattening the whole tree: O(depth + files under path)."""
+        if commit_sha is None:
+            return {}
+        commit = self.repo[commit_sha.encode()]
+        assert isinstance(commit, Commit)
+        try:
+            mode, sha = tree_lookup_path(
+                self.repo.__getitem__, commit.tree, path.encode("utf-8", "surrogateescape")
+            )
+        except (KeyError, NotTreeError):
+            return {}
+        if stat.S_ISDIR(mode):
+            return {
+                f"{path}/{entry.path.decode('utf-8', 'surrogateescape')}": TreeEntry(
+                    entry.mode, entry.sha.decode()
+                )
+                for entry in iter_tree_contents(self.repo.object_store, sha)
+            }
+        return {path: TreeEntry(mode, sha.decode())}
+
+    @reads_objects
+    def blob(self, sha: str) -> bytes:
+        kept = self._kept(sha.encode(), Blob.type_num)
+        if kept is not None:
+            return kept
+        blob = self.repo.object_store[sha.encode()]
+        assert isinstance(blob, Blob)
+        return blob.as_raw_string()
+
+    @reads_objects
+    def read_blobs(self, shas: set[str]) -> dict[str, bytes]:
+        """The contents of many blobs, by sha: one sequential pass over each pack.
+
+        A fresh checkout reads every blob of a pack; walking it in order decompresses each
+        object once, where looking each up by sha seeks and re-reads the pack per object.
+        """
+        found: dict[str, bytes] = {}
+        wanted: set[bytes] = set()
+        for sha in shas:
+            kept = self._kept(sha.encode(), Blob.type_num)
+            if kept is not None:
+                found[sha] = kept
+            else:
+                wanted.add(bytes.fromhex(sha))
+        for pack in self.repo.object_store.packs:
+            if not wanted:
+                break
+            for unpacked in pack.data.iter_unpacked():
+                if unpacked.pack_type_num != Blob.type_num:
+                    continue  # trees, commits and deltas are left to the lookups below
+                raw = unpacked.sha()
+                if raw in wanted:
+                    found[raw.hex()] = b"".join(unpacked.decomp_chunks)
+                    wanted.discard(raw)
+        for raw in wanted:
+            found[raw.hex()] = self.blob(raw.hex())
+        return found
+
+    def store_blob(self, data: bytes) -> str:
+        """Store ``data`` as a blob; its sha."""
+        blob = Blob.from_string(data)
+        self.repo.object_store.add_object(blob)
+        return blob.id.decode()
+
+    @reads_objects
+    def file_at(self, sha: str | None, path: str) -> bytes | None:
+        """The content of ``path`` in commit ``sha``, or None if it has none."""
+        entry = self.entries_at(sha, path).get(path)
+        return self.blob(entry.sha) if entry else None
+
+    @reads_objects
+    def read_file(self, rev: str, path: str) -> bytes:
+        """The content of ``path`` at ``rev``."""
+        entry = self.entries_at(self.resolve(rev), path).get(path)
+        if entry is None:
+            raise PathNotFoundError(path, f"revision {rev}")
+        return self.blob(entry.sha)
+
+    @reads_objects
+    def tree_entries_by_sha(self, tree_sha: str) -> Files:
+        return {
+            entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
+            for entry in iter_tree_contents(self.repo.object_store, tree_sha.encode())
+        }

@@ -1,0 +1,140 @@
+"""Packs for remotes: building a self-contained pack of what a remote lacks, importing a
+fetched pack only after verifying and indexing it ourselves, and dulwich's pack data for git.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dulwich.objects import Commit
+from dulwich.pack import write_pack_index, write_pack_objects
+
+from memfs import walks
+from memfs.damage import reads_objects
+from memfs.errors import (
+    PackCorruptError,
+)
+from memfs.packs import PackError, RawObject, index_pack
+from memfs.repolock import RepoLock
+from memfs.util import atomic_write
+
+if TYPE_CHECKING:
+    from dulwich.repo import Repo
+
+UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
+
+
+class Packing:
+    """The pack transfer half of ``History``."""
+
+    root: Path
+    repo: Repo
+    _lock: RepoLock
+    _commits: dict[bytes, Commit]
+    _unpacked: dict[bytes, RawObject]
+
+    @reads_objects
+    def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
+        """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
+        store = self.repo.object_store
+        haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
+        wants = [sha.encode() for sha in include]
+        commits = walks.parents_first(walks.commits_between(self._commit, wants, haves))
+        objects = [
+            (store[sha], None) for sha in walks.objects_of(store.__getitem__, self._commit, commits)
+        ]
+        if not objects:
+            return None
+        pack = io.BytesIO()
+        entries, checksum = write_pack_objects(
+            pack.write, objects, object_format=store.object_format, deltify=False
+        )
+        index = io.BytesIO()
+        write_pack_index(
+            index, sorted((sha, offset, crc) for sha, (offset, crc) in entries.items()), checksum
+        )
+        return PackFiles(f"pack-{checksum.hex()}", pack.getvalue(), index.getvalue(), len(objects))
+
+    def pack_data(
+        self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any = None
+    ) -> tuple[int, Iterator[Any]]:
+        """dulwich's pack data for a git push, read errors of a damaged store translated.
+
+        The objects are read lazily while the pack is sent, so each is read under the same
+        translation as ``History``'s other reads (``reads_objects``).
+        """
+        count, objects = self._pack_data_start(haves, wants, ofs_delta, progress)
+        return count, self._translated_objects(objects)
+
+    @reads_objects
+    def _pack_data_start(
+        self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any
+    ) -> tuple[int, Iterator[Any]]:
+        count, objects = self.repo.generate_pack_data(
+            haves, wants, progress=progress, ofs_delta=ofs_delta
+        )
+        return count, iter(objects)
+
+    def _translated_objects(self, objects: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            item = self._next_object(objects)
+            if item is None:
+                return
+            yield item
+
+    @reads_objects
+    def _next_object(self, objects: Iterator[Any]) -> Any:
+        return next(objects, None)
+
+    def pack_loose(self) -> int:
+        """Move loose objects into a pack (memfs's gc); the number packed."""
+        return self.repo.object_store.pack_loose_objects()
+
+    def has_pack(self, name: str) -> bool:
+        """Whether a pack of this name is in the local object store."""
+        return (self.control_dir / "objects" / "pack" / f"{name}.idx").exists()
+
+    def import_pack(self, name: str, pack: bytes, index: bytes | None = None) -> None:
+        """Verify a pack and add it, with an index memfs computes itself.
+
+        The pack's checksum must match its content and its name; the index is built here from
+        the objects (every id hashed from its content, as ``git index-pack`` does), so a
+        remote's index is never trusted. Nothing is added unless all of it checks out.
+        ``index`` is for a pack this repository just wrote itself (``pack_between``): its
+        objects are already here, so it is stored as it is.
+        """
+        if index is None:
+            try:
+                indexed = index_pack(pack)
+            except PackError as error:
+                raise PackCorruptError(name, str(error)) from error
+            if f"pack-{indexed.checksum.hex()}" != name:
+                raise PackCorruptError(name, "its checksum does not match its name")
+            index = indexed.index_bytes()
+            size = sum(len(data) for _, data in indexed.objects.values())
+            self._unpacked = (
+                {sha.hex().encode(): obj for sha, obj in indexed.objects.items()}
+                if size <= UNPACKED_CACHE_BYTES
+                else {}
+            )
+        pack_dir = self.control_dir / "objects" / "pack"
+        pack_dir.mkdir(parents=True, exist_ok=True)
+        # Durable before any ref can point into it (as git fsyncs its packs); the .idx, last,
+        # marks the pack complete.
+        atomic_write(pack_dir / f"{name}.pack", pack, 0o444)
+        atomic_write(pack_dir / f"{name}.idx", index, 0o444)
+        self.repo.object_store._update_pack_cache()
+
+
+@dataclass(frozen=True)
+class PackFiles:
+    """A pack ready to upload: its name (``pack-<checksum>``), bytes, index, object count."""
+
+    name: str
+    pack: bytes
+    index: bytes
+    count: int

@@ -1,0 +1,115 @@
+"""An agent's refs: the branch HEAD names, its tip, revisions by name, remote-tracking refs.
+
+Every ref update runs under the agent's lock and moves by compare-and-swap, so two writers
+never both win; a ``.lock`` file a killed git left behind is cleared (``repolock.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from dulwich.objects import Commit
+from dulwich.objectspec import parse_commit, parse_object
+
+from memfs.damage import reads_objects
+from memfs.errors import (
+    ConcurrentUpdateError,
+    RepositoryDamagedError,
+    RevisionNotFoundError,
+)
+from memfs.packs import RawObject
+from memfs.repolock import RepoLock, retry_past_stale_git_lock
+
+if TYPE_CHECKING:
+    from dulwich.repo import Repo
+
+
+_T = TypeVar("_T")
+
+
+class Refs:
+    """The ref half of ``History``."""
+
+    root: Path
+    repo: Repo
+    _lock: RepoLock
+    _commits: dict[bytes, Commit]
+    _unpacked: dict[bytes, RawObject]
+
+    @reads_objects
+    def branch_ref(self) -> bytes:
+        """The ref HEAD points to (``refs/heads/main``)."""
+        names, _ = self.repo.refs.follow(b"HEAD")
+        return names[-1]
+
+    def branch(self) -> str:
+        return self.branch_ref().decode().removeprefix("refs/heads/")
+
+    @reads_objects
+    def head(self) -> str | None:
+        """The sha of the branch tip, or None before the first commit."""
+        ref = self.branch_ref()
+        try:
+            sha = self.repo.refs[ref]
+        except KeyError:
+            return None
+        if len(sha) != 40 or any(c not in b"0123456789abcdef" for c in sha):
+            raise RepositoryDamagedError(str(self.root), f"{ref.decode()} holds no commit sha")
+        return sha.decode()
+
+    def resolve(self, rev: str) -> str:
+        """The sha of the commit ``rev`` names (sha prefix, HEAD~2, branch, tag)."""
+        spec = rev.encode()
+        try:
+            if any(op in spec for op in (b"~", b"^", b"@{")):
+                spec = parse_object(self.repo, spec).id
+            return parse_commit(self.repo, spec).id.decode()
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+            raise RevisionNotFoundError(rev) from error
+
+    def ref(self, name: str) -> str | None:
+        """The sha a ref points to, or None."""
+        try:
+            return self.repo.refs[name.encode()].decode()
+        except KeyError:
+            return None
+
+    def set_ref(self, name: str, sha: str, reason: str) -> None:
+        """Point ``name`` (a remote-tracking ref) at ``sha`` unconditionally."""
+        self._update_refs(
+            lambda: self.repo.refs.set_if_equals(
+                name.encode(), None, sha.encode(), message=reason.encode()
+            )
+        )
+
+    def delete_ref(self, name: str) -> None:
+        """Delete ref ``name`` (a remote-tracking ref of a removed remote), if it exists."""
+        self._update_refs(lambda: self.repo.refs.remove_if_equals(name.encode(), None))
+
+    def point_head_at(self, branch: str) -> None:
+        """Make HEAD a symbolic ref to ``refs/heads/<branch>`` (before the first commit)."""
+        self._update_refs(
+            lambda: self.repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
+        )
+
+    def _update_refs(self, update: Callable[[], _T]) -> _T:
+        """Run a dulwich ref update under the agent's lock, clearing a git lock a crash left."""
+        with self.locked():
+            return retry_past_stale_git_lock(update)
+
+    def move_branch(self, old: str | None, new: str, reason: bytes = b"memfs") -> None:
+        """Compare-and-swap the branch from ``old`` to ``new``."""
+        ref = self.branch_ref()
+        message = b"commit: " + reason
+        if old is None:
+            moved = self._update_refs(lambda: self.repo.refs.add_if_new(ref, new.encode(), message))
+        else:
+            moved = self._update_refs(
+                lambda: self.repo.refs.set_if_equals(ref, old.encode(), new.encode(), message)
+            )
+        if not moved:
+            raise ConcurrentUpdateError(
+                f"{ref.decode()} moved while memfs was committing; nothing was lost, try again"
+            )
