@@ -37,7 +37,8 @@ REMOTE_STACK = (
     "memfs.remotes.storage",
 )
 # pydantic only explains an invalid file; building its models costs more than a whole command.
-LOCAL = (*REMOTE_STACK, "pydantic", "memfs.models")
+# dulwich.merge (with merge3) serves merges only.
+LOCAL = (*REMOTE_STACK, "pydantic", "memfs.models", "dulwich.merge", "merge3")
 # A read that prints no diff needs no diff machinery (dulwich.patch imports email).
 READ_ONLY = (*LOCAL, "dulwich.patch", "dulwich.porcelain")
 
