@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import memfs
@@ -232,3 +234,53 @@ def test_plain_user_config_is_one_the_model_accepts(
             commit_identity()
         return
     assert commit_identity() == (f"{identity.name} <{identity.email}>" if identity else None)
+
+
+# With no .gitignore or .memfsignore, memfs's own rules are matched without pathspec: they must
+# leave out exactly what pathspec's gitignore rules leave out.
+NAMES = st.sampled_from(
+    [
+        "a", "ok.md", ".env", ".env.local", ".envrc", "a.env", "env", "x.swp", "x.swo", "#x#",
+        "4913", "49130", "id_rsa", "id_rsa.pub", "id_ed25519_sk", ".memfs-tmp-1", "k.key",
+        "key", "x~", "~x", ".#x", ".DS_Store", "x.tmp", "y.pem", "x.PEM", "[x]", "*",
+    ]
+)  # fmt: skip
+# pathspec lets no folder name hold a newline (its '.' stops there): memfs leaves such paths
+# out like any other, so they are not compared.
+COMPONENTS = st.one_of(
+    NAMES, st.text(min_size=1, max_size=6).filter(lambda t: not {"/", "\n"} & set(t))
+)
+
+
+@given(parts=st.lists(COMPONENTS, min_size=1, max_size=4))
+def test_own_ignore_rules_match_pathspec(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[str]
+) -> None:
+    import pathspec
+
+    from memfs.ignore import LITTER_PATTERNS, SECRET_PATTERNS, IgnoreRules
+
+    own = [*LITTER_PATTERNS, *SECRET_PATTERNS]
+    spec = pathspec.GitIgnoreSpec.from_lines(own)
+    rules = IgnoreRules(Path("/nonexistent-agent"))
+    path = "/".join(parts)
+    assert rules.is_ignored(path) == spec.match_file(path)
+    assert rules.is_ignored(path, is_dir=True) == spec.match_file(path + "/")
+    result = spec.check_file(path)
+    expected_secret = bool(result.include) and result.index >= len(LITTER_PATTERNS)
+    assert rules.is_secret(path) == expected_secret
+
+
+def test_ignore_rules_without_ignore_files_load_no_pathspec(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from memfs.ignore import IgnoreRules\n"
+        f"rules = IgnoreRules(Path({str(tmp_path)!r}))\n"
+        "assert rules.is_ignored('a/.env') and rules.is_secret('a/.env')\n"
+        "print('pathspec' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
