@@ -82,7 +82,7 @@ READ_ONLY = (*LOCAL, "dulwich.patch", "dulwich.porcelain")
 COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "status": (["status"], READ_ONLY),
     "status --json": (["status", "--json"], READ_ONLY),
-    "context": (["context"], READ_ONLY),
+    "context": (["context"], (*READ_ONLY, "memfs.lettacontext")),
     "ls": (["ls"], READ_ONLY),
     "log": (["log"], READ_ONLY),
     "check": (["check"], READ_ONLY),
