@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from memfs import apply, lettahook, worktree
 from memfs.config import commit_identity
 from memfs.conflicts import OpenConflict, find_in
@@ -60,6 +58,7 @@ from memfs.trees import (
     write_diff,
 )
 from memfs.util import atomic_write, hostname
+from memfs.yamllib import yaml
 
 if TYPE_CHECKING:
     from memfs.models import AgentManifest

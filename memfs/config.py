@@ -10,12 +10,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from memfs.errors import ConfigError, MemfsError
 from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.schema import is_plain_user_config
 from memfs.util import atomic_write
+from memfs.yamllib import yaml
 
 if TYPE_CHECKING:
     from memfs.models import UserConfig

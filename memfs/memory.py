@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from memfs import frontmatter, lettafm
 from memfs.errors import SchemaError
 from memfs.layout import Layout, hook_checks, in_context
@@ -25,6 +23,7 @@ from memfs.schema import (
 )
 from memfs.util import atomic_write
 from memfs.worktree import read_inside
+from memfs.yamllib import yaml
 
 MARKDOWN_SUFFIXES = (".md",)
 YAML_SUFFIXES = (".yaml", ".yml")

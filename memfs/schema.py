@@ -207,9 +207,8 @@ def _plain_timestamp(value: Any) -> bool:
 
 def manifest_data(data: bytes | None) -> dict[str, Any]:
     """agent.yaml's keys from its bytes; {} if it is missing or cannot be read."""
-    import yaml
-
     from memfs.frontmatter import load_yaml
+    from memfs.yamllib import yaml
 
     if data is None:
         return {}
@@ -222,9 +221,8 @@ def manifest_data(data: bytes | None) -> dict[str, Any]:
 
 def key_lines(yaml_text: str) -> dict[str, int]:
     """Map each top-level key of a YAML mapping to its 0-based line in ``yaml_text``."""
-    import yaml
-
     from memfs.frontmatter import compose_yaml
+    from memfs.yamllib import yaml
 
     try:
         node = compose_yaml(yaml_text)

@@ -174,3 +174,29 @@ def test_ignore_rules_without_ignore_files_load_no_pathspec(tmp_path: Path) -> N
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_yaml_is_imported_without_compiling_the_pure_python_readers_pattern() -> None:
+    """memfs.yamllib defers the ~10 ms pattern only PyYAML's pure-Python reader uses."""
+    probe = (
+        "import re\n"
+        "compile_before = re.compile\n"
+        "from memfs.frontmatter import load_yaml\n"
+        "import yaml\n"
+        "assert re.compile is compile_before\n"
+        "deferred = not isinstance(yaml.reader.Reader.NON_PRINTABLE, re.Pattern)\n"
+        "assert load_yaml('a: 1') == {'a': 1}\n"
+        "print(deferred)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("loader", ["SafeLoader", "CSafeLoader"])
+def test_yaml_still_refuses_control_characters(loader: str) -> None:
+    from memfs.yamllib import yaml
+
+    with pytest.raises(yaml.YAMLError, match="characters are not allowed"):
+        yaml.load("a: \x07", Loader=getattr(yaml, loader))
