@@ -499,13 +499,18 @@ def pull(
     origin: str = "cli",
     progress: Progress | None = None,
     allow_unrelated: bool = False,
+    opened: dict[str, Remote] | None = None,
 ) -> SyncReport:
-    """Commit local edits, then fetch and merge from one remote or every non-mirror remote."""
+    """Commit local edits, then fetch and merge from one remote or every non-mirror remote.
+
+    ``opened``: remotes already open, by name (the watcher's, holding the manifest its poll
+    just read, so the fetch does not read it again)."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
+        already = (opened or {}).get(config.name)
         report.remotes.append(
-            _pull_one(agent, config, chosen, ff_only, origin, progress, None, allow_unrelated)
+            _pull_one(agent, config, chosen, ff_only, origin, progress, already, allow_unrelated)
         )
     report.head = agent.history.head()
     _record(agent, report)

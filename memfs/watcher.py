@@ -8,6 +8,10 @@ Pieces, each testable without threads (DESIGN.md §7):
 - ``Watcher`` runs one loop per agent: commit due batches, push with capped exponential backoff
   while the remote is unreachable, poll remotes cheaply and pull when they moved, rescan fully
   now and then to catch anything an event missed, and flush on stop.
+- ``RemotePoller`` (memfs/remotepoll.py) says when to look at the remotes and whether they
+  moved: a hot/cold ``PollSchedule`` (memfs/pollschedule.py), every second while there are
+  edits or remote changes, backing off to 30-60 s when idle; conditional manifest reads (no
+  body when unchanged); folder clouds (``file://``) followed by inotify instead of polled.
 Memfs's own writes (merges) leave files equal to the new head, so they commit nothing.
 """
 
@@ -25,13 +29,21 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from memfs.agent import Agent
-from memfs.errors import MemfsError, RemoteError, WatcherError
+from memfs.errors import MemfsError, WatcherError
 from memfs.lettahook import hook_installed
+from memfs.pollschedule import (
+    HOT_S_BUCKET,
+    HOT_S_GIT,
+    ScheduleSettings,
+    default_cold_s,
+    default_hot_for_s,
+)
+from memfs.remotepoll import RemotePoller
 from memfs.util import atomic_write, utc_now
 
 Log = Callable[[str], None]
@@ -54,7 +66,10 @@ class WatchSettings:
 
     quiet_ms: int = 300
     max_delay_ms: int = 2000
-    poll_s: float | None = None  # None: 1 s for object stores, 10 s for git hosts
+    poll_s: float | None = None  # a fixed interval; None: the hot/cold schedule below
+    poll_hot_s: float | None = None  # None: 1 s for object stores, 10 s for git hosts
+    poll_cold_s: float = field(default_factory=default_cold_s)  # MEMFS_WATCH_COLD_S, 45 s
+    poll_hot_for_s: float = field(default_factory=default_hot_for_s)  # MEMFS_WATCH_HOT_FOR_S
     push: bool = True
     pull_only: bool = False  # a read-only mount: follow the remote, commit and push nothing
     rescan_s: float = 60.0
@@ -149,6 +164,7 @@ class WatchState:
     last_error: str | None = None
     pending_push: bool = False
     mode: str = "inotify"
+    remote_mode: str = "polling"  # "inotify" when every polled remote is a watched folder
     ready: bool = False
     commits: int = 0
 
@@ -177,7 +193,9 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._push_due = 0.0
         self._backoff = 1.0
-        self._next_poll = 0.0
+        self._poller = RemotePoller(
+            agent, self._schedule_settings(), self.settings.poll_cold_s, self._note_error, self.log
+        )
         self._next_rescan = time.monotonic() + self.settings.rescan_s
         self._claim_fd: int | None = None
         self._index_behind: set[str] = set()
@@ -212,6 +230,9 @@ class Watcher:
         self._claim()
         self._start_observer()
         self._catch_up()
+        if self._syncing:
+            inotify = self._observer if self.state.mode == "inotify" else None
+            self.state.remote_mode = self._poller.follow_folders(inotify, self._wake_up)
         self._thread = threading.Thread(target=self._run, name="memfs-watch", daemon=True)
         self._thread.start()
         self.state.ready = True
@@ -254,7 +275,13 @@ class Watcher:
     def notify(self, path: str) -> None:
         """A path changed (called from the observer thread, or directly by tests)."""
         with self._wake:
-            self.debouncer.add(path, time.monotonic())
+            now = time.monotonic()
+            self.debouncer.add(path, now)
+            self._poller.activity(now)  # a local edit: poll hot again at once
+            self._wake.notify_all()
+
+    def _wake_up(self) -> None:
+        with self._wake:
             self._wake.notify_all()
 
     @property
@@ -286,7 +313,7 @@ class Watcher:
     def _next_wake(self) -> float:
         candidates = [self._next_rescan]
         if self._syncing:
-            candidates.append(self._next_poll)
+            candidates.append(self._poller.next_due(time.monotonic()))
         deadline = self.debouncer.deadline()
         if deadline is not None:
             candidates.append(deadline)
@@ -312,9 +339,8 @@ class Watcher:
             self._commit_all()
         if self._pushing and self.state.pending_push and now >= self._push_due:
             self._push()
-        if self._syncing and now >= self._next_poll:  # --no-push: commit only
-            self._next_poll = now + self._poll_interval()
-            self._poll()
+        if self._syncing:  # --no-push: commit only
+            self._poll_due(now)
 
     # -- the work -----------------------------------------------------------------------
 
@@ -367,30 +393,33 @@ class Watcher:
         report = sync.push(self.agent, origin="watch")
         self._after_sync(report)
 
-    def _poll(self) -> None:
-        """Pull if a remote's head moved; cheap when nothing did (one small read)."""
-        from memfs import sync
-        from memfs.remotes import list_remotes, open_remote
-
-        branch = self.agent.history.branch()
+    def _poll_due(self, now: float) -> None:
+        """Read what is due (memfs/remotepoll.py); then schedule the next poll."""
+        scheduled, folders = self._poller.due(now)
+        if not (scheduled or folders):
+            return
         moved = False
-        for config in list_remotes(self.agent.history):
-            if config.mirror:
-                continue
-            try:
-                head = open_remote(config.url).head(branch)
-            except RemoteError as error:
-                self._note_error(str(error))
-                continue
-            if head is not None and head != self.agent.history.ref(
-                f"refs/remotes/{config.name}/{branch}"
-            ):
-                moved = True
-        if moved:
-            report = sync.pull(self.agent, origin="watch")
-            self._after_sync(report)
-            if any(o.integrated in ("merged",) for o in report.remotes) and self._pushing:
-                self._push()
+        try:
+            moved = self._poll(scheduled, folders)
+        finally:  # whatever the poll raised, the next one is scheduled: no busy loop
+            self._poller.finished(now, scheduled, moved)
+
+    def _poll(self, scheduled: bool = True, folders: bool = True) -> bool:
+        """Pull if a remote's head moved; whether one did. Cheap when nothing did: one
+        conditional read of an object store's manifest (no body if unchanged), one ref
+        listing of a git host; the pull reuses the manifest the poll read."""
+        from memfs import sync
+
+        moves = self._poller.look(scheduled, folders)
+        if not moves:
+            return False
+        opened = {name: move.remote for name, move in moves.items()}
+        report = sync.pull(self.agent, origin="watch", opened=opened)
+        self._after_sync(report)
+        self._poller.pulled(moves)
+        if any(o.integrated in ("merged",) for o in report.remotes) and self._pushing:
+            self._push()
+        return True
 
     def _after_sync(self, report: Any) -> None:
         errors = [o.error for o in report.remotes if o.error]
@@ -434,13 +463,21 @@ class Watcher:
             with contextlib.suppress(MemfsError):
                 self._after_sync(sync.pull(self.agent, origin="watch"))
 
-    def _poll_interval(self) -> float:
-        if self.settings.poll_s is not None:
-            return self.settings.poll_s
-        from memfs.remotes import list_remotes
+    def _schedule_settings(self) -> ScheduleSettings:
+        """A fixed interval if one was asked for (``--poll-s``), else the hot/cold schedule,
+        hot at 1 s for object stores and 10 s as soon as a git host is among the remotes."""
+        settings = self.settings
+        if settings.poll_s is not None:
+            return ScheduleSettings.fixed(settings.poll_s)
+        hot_s = settings.poll_hot_s
+        if hot_s is None:
+            from memfs.remotes import list_remotes
 
-        kinds = {config.kind for config in list_remotes(self.agent.history)}
-        return 1.0 if kinds <= {"bucket"} else 10.0
+            kinds = {config.kind for config in list_remotes(self.agent.history)}
+            hot_s = HOT_S_BUCKET if kinds <= {"bucket"} else HOT_S_GIT
+        return ScheduleSettings(
+            hot_s=hot_s, cold_s=settings.poll_cold_s, hot_for_s=settings.poll_hot_for_s
+        )
 
     # -- the observer -------------------------------------------------------------------
 

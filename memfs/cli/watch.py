@@ -33,7 +33,10 @@ from memfs.cli.output import emit_json
 @click.option(
     "--poll-s",
     type=click.FloatRange(min=0.05),
-    help="Check remotes this often (default: 1 s object stores, 10 s git hosts).",
+    help="Check remotes at this fixed interval. Default: a hot/cold schedule, every 1 s "
+    "(git hosts 10 s) for 30 s after a local edit or a remote change, backing off to 30-60 s "
+    "when idle (MEMFS_WATCH_COLD_S=45, MEMFS_WATCH_HOT_FOR_S=30); folder clouds are followed "
+    "by inotify.",
 )
 @click.option("--no-push", is_flag=True, help="Commit only; do not push or pull.")
 @click.option("--pull-only", is_flag=True, help="Follow the remote; commit and push nothing.")

@@ -33,7 +33,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
-from memfs.remotes.storage import Storage, open_storage
+from memfs.remotes.storage import Storage, Unchanged, open_storage
 from memfs.schema import (
     MANIFEST_FILE,
     BucketIdentity,
@@ -89,6 +89,27 @@ class BucketRemote:
             self._last_read = (None, None)
             return None, None
         data, etag = got
+        manifest = self._parse_manifest(data)
+        self._last_read = (manifest, etag)
+        return manifest, etag
+
+    def poll(self, etag: str | None) -> tuple[BucketManifest | None, str | None] | Unchanged:
+        """The manifest and its ETag if it changed since ``etag`` (the ETag of the last read),
+        else ``UNCHANGED``: what an idle watcher asks every poll. An unchanged manifest costs
+        no body and no parse (on S3 a conditional GET answered 304); a changed one is kept
+        for the ``fetch`` that follows, as ``head`` keeps its read."""
+        got = self.storage.get_if_changed(MANIFEST, etag)
+        if isinstance(got, Unchanged):
+            return got
+        if got is None:
+            self._last_read = (None, None)
+            return None, None
+        manifest = self._parse_manifest(got[0])
+        self._last_read = (manifest, got[1])
+        return manifest, got[1]
+
+    def _parse_manifest(self, data: bytes) -> BucketManifest:
+        """manifest.json's bytes -> the manifest; RemoteError if this memfs cannot read it."""
         try:
             raw = json.loads(data)
         except ValueError as error:
@@ -105,8 +126,7 @@ class BucketRemote:
             raise RemoteCorruptError(
                 self.url, "manifest.json does not have the expected fields"
             ) from error
-        self._last_read = (manifest, etag)
-        return manifest, etag
+        return manifest
 
     def head(self, branch: str) -> str | None:
         manifest, _ = self.read_manifest()
