@@ -167,3 +167,18 @@ def test_help_of_every_command_loads_no_library() -> None:
         assert "Usage: memfs" in result.stdout, name
         loaded = set(outcome["modules"])
         assert heavy_in(loaded, ("dulwich", "yaml", "pathspec", *LOCAL)) == [], name
+
+
+def test_every_command_is_registered_under_its_own_name() -> None:
+    from memfs.cli import COMMANDS, cli
+
+    assert {name: cli.commands[name].name for name in COMMANDS} == {name: name for name in COMMANDS}
+
+
+def test_a_command_imports_no_other_commands_module(agent_dir: Path) -> None:
+    """Commands register lazily: ``memfs status`` builds no option of push, watch or mount."""
+    loaded = loaded_by(agent_dir, ["status"])
+    assert sorted(m for m in loaded if m.startswith("memfs.cli.")) == [
+        "memfs.cli.output",
+        "memfs.cli.repo",
+    ]
