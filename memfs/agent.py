@@ -15,13 +15,10 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from memfs import apply, lettahook, worktree
-from memfs.config import load_user_config
+from memfs.config import commit_identity
 from memfs.conflicts import OpenConflict, find_in
 from memfs.errors import (
     CommitRefusedError,
@@ -41,10 +38,10 @@ from memfs.memory import MemoryFile
 from memfs.parsecache import ParseCache, Parsed
 from memfs.schema import (
     MANIFEST_FILE,
-    AgentManifest,
     Problem,
     is_valid_name,
     key_lines,
+    manifest_error,
     validation_problems,
 )
 from memfs.trees import (
@@ -62,6 +59,10 @@ from memfs.trees import (
     write_diff,
 )
 from memfs.util import hostname
+from memfs.yamllib import yaml
+
+if TYPE_CHECKING:
+    from memfs.models import AgentManifest
 
 
 @dataclass
@@ -189,9 +190,8 @@ class Agent:
             return [Problem(MANIFEST_FILE, line, yaml_error_summary(error))]
         if not isinstance(data, dict):
             return [Problem(MANIFEST_FILE, 1, "must be a mapping of keys to values")]
-        try:
-            AgentManifest.model_validate(data)
-        except ValidationError as error:
+        error = manifest_error(data)
+        if error is not None:
             return validation_problems(MANIFEST_FILE, error, key_lines(text), first_line=1)
         return []
 
@@ -207,10 +207,14 @@ class Agent:
         problems = self.manifest_problems()
         if problems:
             raise SchemaError(problems)
+        from memfs.models import AgentManifest
+
         data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
         return AgentManifest.model_validate(data)
 
     def _letta_manifest(self) -> AgentManifest:
+        from memfs.models import AgentManifest
+
         history = self.history
         name = history.config_value("memfs", "name") or letta_repo_name(self.root)
         created = history.config_value("memfs", "created") or "1970-01-01T00:00:00Z"
@@ -224,16 +228,22 @@ class Agent:
     @property
     def name(self) -> str:
         """The agent's name; the folder's name if agent.yaml cannot be read."""
+        if not self.layout.is_letta:  # read without pydantic, as _max_file_size is
+            if self.manifest_problems():
+                return self.root.name
+            return str(load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))["name"])
         try:
             return self.manifest.name
         except MemfsError:
             return self.root.name
 
     def _max_file_size(self) -> int:
-        try:
-            return self.manifest.max_file_size or worktree.DEFAULT_MAX_FILE_SIZE
-        except MemfsError:
+        """agent.yaml's max_file_size, read without building the manifest (every snapshot asks,
+        and the pydantic model costs more to import than a whole ``memfs status``)."""
+        if self.layout.is_letta or self.manifest_problems():
             return worktree.DEFAULT_MAX_FILE_SIZE
+        data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return data.get("max_file_size") or worktree.DEFAULT_MAX_FILE_SIZE
 
     # -- memory -------------------------------------------------------------------------
 
@@ -568,10 +578,7 @@ class Agent:
 
     def author(self) -> str:
         """``Name <email>`` for commits: user config, then git config, then memfs@host."""
-        identity = load_user_config().identity
-        if identity is not None:
-            return f"{identity.name} <{identity.email}>"
-        return self.history.git_identity() or f"memfs <memfs@{hostname()}>"
+        return commit_identity() or self.history.git_identity() or f"memfs <memfs@{hostname()}>"
 
     # -- history ------------------------------------------------------------------------
 

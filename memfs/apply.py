@@ -29,7 +29,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -304,6 +303,8 @@ def apply_tree(
     # Deletions first, so a folder that becomes a file is gone before the file is written.
     found = sorted(compare_trees(current, target), key=lambda c: c.new is not None)
     changes = [_Change(c.path, c.old, c.new) for c in found]
+    import secrets  # 4 ms (hmac): only a work-tree update needs it
+
     update = TreeUpdate(root, history, head, changes, secrets.token_hex(4))
     update.apply()
     return update

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import platformdirs
-import yaml
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from memfs.errors import ConfigError, MemfsError
 from memfs.frontmatter import load_yaml, yaml_error_summary
-from memfs.schema import UserConfig
+from memfs.schema import is_plain_user_config
 from memfs.util import atomic_write
+from memfs.yamllib import yaml
+
+if TYPE_CHECKING:
+    from memfs.models import UserConfig
 
 APP_NAME = "memfs"
 
@@ -53,6 +53,8 @@ def config_path() -> Path:
     override = os.environ.get("MEMFS_CONFIG")
     if override:
         return Path(override).expanduser()
+    import platformdirs  # only when no MEMFS_ variable says where
+
     return platformdirs.user_config_path(APP_NAME) / "config.yaml"
 
 
@@ -61,16 +63,47 @@ def data_dir() -> Path:
     override = os.environ.get("MEMFS_DATA_DIR")
     if override:
         return Path(override).expanduser()
+    import platformdirs
+
     return platformdirs.user_data_path(APP_NAME)
 
 
 def load_user_config() -> UserConfig:
     """Read the user config; a missing file is an empty config."""
+    from pydantic import ValidationError
+
+    from memfs.models import UserConfig
+
+    path, data = _read_user_config()
+    try:
+        return UserConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(str(path), 1, f"{where}: {first['msg']}") from error
+
+
+def commit_identity() -> str | None:
+    """``Name <email>`` from the user config, if it names one.
+
+    Every commit asks: a plainly valid config is read without pydantic (whose import costs
+    more than a small commit); anything else goes through ``load_user_config``'s model.
+    """
+    _, data = _read_user_config()
+    if is_plain_user_config(data):
+        identity = data.get("identity")
+        return f"{identity['name']} <{identity['email']}>" if identity else None
+    model = load_user_config().identity
+    return f"{model.name} <{model.email}>" if model else None
+
+
+def _read_user_config() -> tuple[Path, dict[str, Any]]:
+    """The config file's path and its keys ({} when there is none); ConfigError if unreadable."""
     path = config_path()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return UserConfig()
+        return path, {}
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), 1, f"cannot read: {error}") from error
     try:
@@ -81,12 +114,7 @@ def load_user_config() -> UserConfig:
         raise ConfigError(str(path), line, yaml_error_summary(error)) from error
     if not isinstance(data, dict):
         raise ConfigError(str(path), 1, "the config must be a mapping")
-    try:
-        return UserConfig.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(str(path), 1, f"{where}: {first['msg']}") from error
+    return path, data
 
 
 LOCAL_CLOUD = "local"

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from memfs.yamllib import yaml
 
 # libyaml's loader is ~10x faster than the pure-Python one; both read the same YAML 1.1.
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

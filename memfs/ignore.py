@@ -8,12 +8,16 @@ pattern (``\\`` alone) is left out and reported as a problem, never an error.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from memfs.schema import Problem
 from memfs.util import TEMP_PREFIX, atomic_write
+
+if TYPE_CHECKING:
+    import pathspec
 
 MEMFSIGNORE = ".memfsignore"
 LITTER_PATTERNS = (
@@ -23,6 +27,20 @@ LITTER_PATTERNS = (
 SECRET_PATTERNS = (
     ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
 )  # fmt: skip
+# With no .gitignore or .memfsignore (the usual agent), memfs's own rules alone apply: each is a
+# name pattern without '/', which in gitignore syntax ignores any path with a component of that
+# name, so a regex per group matches them without importing pathspec (~10 ms a command).
+# A line starting with '#' is a comment in gitignore syntax, so '#*#' matches nothing there too.
+# (One difference: pathspec's regexes let no folder name hold a newline, so a secret under such a
+# folder escapes them; these rules leave it out.)
+
+
+def _component_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns if not p.startswith("#")))
+
+
+_LITTER = _component_regex(LITTER_PATTERNS)
+_SECRET = _component_regex(SECRET_PATTERNS)
 _BLOCK_START = "# >>> memfs: managed block, regenerated from .memfsignore; do not edit"
 _BLOCK_END = "# <<< memfs"
 
@@ -35,16 +53,27 @@ class IgnoreRules:
         self.problems: list[Problem] = []
         self.user_lines = self._valid_lines(".gitignore") + self._valid_lines(MEMFSIGNORE)
         self._own = [*LITTER_PATTERNS, *SECRET_PATTERNS]
-        self._spec = pathspec.GitIgnoreSpec.from_lines([*self._own, *self.user_lines])
+        self._spec: pathspec.GitIgnoreSpec | None = None
+        if self.user_lines:
+            import pathspec
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines([*self._own, *self.user_lines])
         self._first_user_rule = len(self._own)
         self._secret_rules = range(len(LITTER_PATTERNS), len(self._own))
 
     def is_ignored(self, path: str, is_dir: bool = False) -> bool:
         """Whether ``path`` (posix, relative to the root) is left out."""
+        if self._spec is None:
+            return any(_LITTER.match(part) or _SECRET.match(part) for part in path.split("/"))
         return self._spec.match_file(path + "/" if is_dir else path)
 
     def is_secret(self, path: str) -> bool:
         """Whether ``path`` is left out because it looks like a secret."""
+        if self._spec is None:  # as gitignore decides: a rule naming the file itself wins
+            *folders, name = path.split("/")
+            if _SECRET.match(name) or _LITTER.match(name):
+                return _SECRET.match(name) is not None
+            return any(_SECRET.match(folder) for folder in folders)
         result = self._spec.check_file(path)
         return bool(result.include) and result.index in self._secret_rules
 
@@ -68,7 +97,10 @@ class IgnoreRules:
     def _valid_lines(self, name: str, report: bool = True) -> list[str]:
         """The lines of the ignore file ``name`` that are valid patterns; the rest reported."""
         valid = []
-        for number, line in enumerate(_read_lines(self.root / name), start=1):
+        lines = _read_lines(self.root / name)
+        if lines:
+            import pathspec
+        for number, line in enumerate(lines, start=1):
             try:
                 pathspec.GitIgnoreSpec.from_lines([line])
             except (ValueError, TypeError) as error:

@@ -10,22 +10,20 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
 from memfs import frontmatter, lettafm
 from memfs.errors import SchemaError
 from memfs.layout import Layout, hook_checks, in_context
 from memfs.layout import label_of as layout_label_of
 from memfs.schema import (
     KNOWN_FRONT_MATTER_KEYS,
-    FrontMatter,
     Problem,
+    front_matter_error,
     key_lines,
     validation_problems,
 )
 from memfs.util import atomic_write
 from memfs.worktree import read_inside
+from memfs.yamllib import yaml
 
 MARKDOWN_SUFFIXES = (".md",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -222,11 +220,7 @@ class MemoryFile:
     def _markdown_problems(self) -> list[Problem]:
         extra = self.extra
         over_limit = self.over_limit
-        try:
-            FrontMatter.model_validate(self.metadata)
-            invalid = None
-        except ValidationError as error:
-            invalid = error
+        invalid = front_matter_error(self.metadata)
         if invalid is None and not over_limit and not extra:
             return []
         lines = key_lines(self._document.front_matter or "")  # only to locate problems

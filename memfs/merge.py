@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
-from merge3 import Merge3
-
 from memfs import lettafm
 from memfs.layout import V2_CONFIG, Layout
 from memfs.trees import Files, TreeEntry, blob_sha
@@ -334,6 +332,8 @@ def _texts(
 
 def _merge_text(base: bytes, new: bytes, old: bytes) -> bytes | None:
     """A clean line merge of the two edits, or None if they touch the same lines."""
+    from merge3 import Merge3  # imported on use: status and context reach this module, not it
+
     merged: list[bytes] = []
     for group in Merge3(
         base.splitlines(True), new.splitlines(True), old.splitlines(True)
@@ -363,6 +363,8 @@ def _merge_with_markers(
     base: bytes, new: bytes, old: bytes, new_label: str, old_label: str
 ) -> bytes:
     """git-style conflict markers around each hunk both sides changed."""
+    from merge3 import Merge3
+
     out: list[bytes] = []
     groups = Merge3(
         base.splitlines(True), new.splitlines(True), old.splitlines(True)

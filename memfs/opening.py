@@ -12,7 +12,6 @@ import os
 import uuid
 from pathlib import Path
 
-import yaml
 from dulwich.config import ConfigFile
 
 from memfs.agent import Agent
@@ -28,6 +27,7 @@ from memfs.history import History
 from memfs.layout import V2_MARKER, Layout, letta_repo_name
 from memfs.schema import MANIFEST_FILE, is_valid_name
 from memfs.util import atomic_write, utc_now
+from memfs.yamllib import yaml
 
 PERSONA_TEMPLATE = """---
 description: Who I am, how I speak and how I behave.

@@ -1,4 +1,4 @@
-"""Pydantic models of what memfs reads from files, and the ``Problem`` a check reports.
+"""What memfs accepts in the files it reads, and the ``Problem`` a check reports.
 
 Validation never blocks saving or syncing (DESIGN.md §2): the models only turn file content
 into typed values and say precisely what is wrong, as ``path:line: message``.
@@ -9,21 +9,22 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-)
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
-from memfs.frontmatter import compose_yaml, load_yaml
+    # The pydantic models, for type checkers; at run time __getattr__ loads them on first use.
+    from memfs.models import (  # noqa: F401
+        AgentManifest,
+        BucketIdentity,
+        BucketManifest,
+        CloudConfig,
+        FrontMatter,
+        Identity,
+        RetiredPack,
+        UserConfig,
+    )
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MANIFEST_FILE = "agent.yaml"
@@ -52,68 +53,39 @@ def is_valid_name(name: str) -> bool:
     return NAME_PATTERN.fullmatch(name) is not None and name not in {".", ".."}
 
 
-class AgentManifest(BaseModel):
-    """``agent.yaml``: who the agent is. Unknown keys are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: Annotated[StrictStr, Field(pattern=NAME_PATTERN.pattern)]
-    id: StrictStr
-    description: StrictStr = ""
-    created_at: datetime
-    format: Literal[1] = FORMAT_VERSION
-    max_file_size: Annotated[StrictInt, Field(gt=0)] | None = None
-
-
-class FrontMatter(BaseModel):
-    """The keys memfs knows in a Markdown memory file's front matter. Unknown keys are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    description: StrictStr | None = None
-    read_only: StrictBool | None = None
-    limit: Annotated[StrictInt, Field(gt=0)] | None = None
-
-
-KNOWN_FRONT_MATTER_KEYS = frozenset(FrontMatter.model_fields)
-
-
-class Identity(BaseModel):
-    """Who commits: used for commit author and committer."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: StrictStr
-    email: StrictStr
-
-
-class CloudConfig(BaseModel):
-    """A cloud: a URL prefix holding many agents, and the fsspec options to reach it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: StrictStr
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class UserConfig(BaseModel):
-    """``~/.config/memfs/config.yaml``. Unknown keys are kept for newer versions."""
-
-    model_config = ConfigDict(extra="allow")
-
-    identity: Identity | None = None
-    clouds: dict[str, CloudConfig] = Field(default_factory=dict)
-    default_cloud: StrictStr | None = None
-
+KNOWN_FRONT_MATTER_KEYS = frozenset({"description", "read_only", "limit"})
 
 # What a bucket manifest may name. Everything in it comes from the remote: a pack name becomes
 # an object key and a local file name, a branch a ref name, so each is held to its exact form.
 PACK_NAME_PATTERN = r"^pack-[0-9a-f]{40}(?:[0-9a-f]{24})?$"
 SHA_PATTERN = r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$"
 BRANCH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+# The timestamps memfs writes (and most people type); anything else goes to pydantic's parser.
+_PLAIN_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?")
+# The pydantic models live in memfs.models, imported on first use (they cost ~0.1 s to import).
+_MODELS = frozenset(
+    {
+        "AgentManifest",
+        "FrontMatter",
+        "Identity",
+        "CloudConfig",
+        "UserConfig",
+        "RetiredPack",
+        "BucketManifest",
+        "BucketIdentity",
+    }
+)
 
 
-def _branch_name(value: str) -> str:
+def __getattr__(name: str) -> Any:
+    if name in _MODELS:
+        from memfs import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'memfs.schema' has no attribute {name!r}")
+
+
+def check_branch_name(value: str) -> str:
     """A branch name as git accepts one, in the few characters memfs uses (no '..', no .lock)."""
     parts = value.split("/")
     if ".." in value or not all(
@@ -126,58 +98,118 @@ def _branch_name(value: str) -> str:
 def is_valid_branch(name: str) -> bool:
     """Whether a branch name a remote announced is safe to use as a ref name."""
     try:
-        _branch_name(name)
+        check_branch_name(name)
     except ValueError:
         return False
     return len(name) <= 200
 
 
-PackName = Annotated[StrictStr, Field(pattern=PACK_NAME_PATTERN)]
-CommitSha = Annotated[StrictStr, Field(pattern=SHA_PATTERN)]
-BranchName = Annotated[StrictStr, Field(max_length=200), AfterValidator(_branch_name)]
+def front_matter_error(metadata: Any) -> ValidationError | None:
+    """Why front matter's known keys are invalid (pydantic's error), or None if they are valid.
 
-
-class RetiredPack(BaseModel):
-    """A pack a compaction replaced; deleted once its grace period is over."""
-
-    name: PackName
-    retired_at: float
-
-
-class BucketManifest(BaseModel):
-    """``manifest.json`` of an agent in an object store: the one object that changes.
-
-    Refs must be full hex shas and packs ``pack-<hex>``: a name like ``../x`` would make
-    memfs read or delete outside the agent's prefix (DESIGN.md §5).
+    Plainly valid metadata (the usual case) is checked here without pydantic, which is
+    imported only to explain what is wrong: every file of ``memfs status`` goes through this.
     """
+    if _plain_mapping(metadata) and (
+        _is(metadata.get("description"), str)
+        and _is(metadata.get("read_only"), bool)
+        and _positive_int_or_none(metadata.get("limit"))
+    ):
+        return None
+    from memfs.models import FrontMatter
 
-    model_config = ConfigDict(extra="allow")
-
-    format: Literal[1] = FORMAT_VERSION
-    generation: Annotated[int, Field(ge=0)] = 0
-    refs: dict[BranchName, CommitSha] = Field(default_factory=dict)
-    packs: list[PackName] = Field(default_factory=list)
-    retired: list[RetiredPack] = Field(default_factory=list)
-    push_id: str | None = None
-    pushed_at: str | None = None
-    host: str | None = None
-    name: str | None = None
-    description: str = ""
+    return _validation_error(FrontMatter, metadata)
 
 
-class BucketIdentity(BaseModel):
-    """``memfs.json``: which agent lives at this URL, written once."""
+def manifest_error(data: Any) -> ValidationError | None:
+    """Why agent.yaml's keys are invalid (pydantic's error), or None if they are valid.
 
-    model_config = ConfigDict(extra="allow")
+    Checked without pydantic when plainly valid, as ``front_matter_error`` is.
+    """
+    if (
+        _plain_mapping(data)
+        and type(data.get("name")) is str
+        and is_valid_name(data["name"])
+        and type(data.get("id")) is str
+        and type(data.get("description", "")) is str
+        and _plain_timestamp(data.get("created_at"))
+        and _is_one(data.get("format", FORMAT_VERSION))
+        and _positive_int_or_none(data.get("max_file_size"))
+    ):
+        return None
+    from memfs.models import AgentManifest
 
-    format: Literal[1] = FORMAT_VERSION
-    name: str
-    id: str
-    created_at: str = ""
+    return _validation_error(AgentManifest, data)
+
+
+def is_plain_user_config(data: Any) -> bool:
+    """Whether the user config's keys are plainly valid, so it can be read without pydantic.
+
+    False means "ask the model": it may still be valid.
+    """
+    if not _plain_mapping(data) or not _is(data.get("default_cloud"), str):
+        return False
+    identity = data.get("identity")
+    if identity is not None and not (
+        _plain_mapping(identity)
+        and set(identity) == {"name", "email"}
+        and all(type(value) is str for value in identity.values())
+    ):
+        return False
+    clouds = data.get("clouds", {})
+    return _plain_mapping(clouds) and all(
+        _plain_mapping(cloud)
+        and set(cloud) <= {"url", "options"}
+        and type(cloud.get("url")) is str
+        and _plain_mapping(cloud.get("options", {}))
+        for cloud in clouds.values()
+    )
+
+
+def _validation_error(model: Any, data: Any) -> ValidationError | None:
+    from pydantic import ValidationError
+
+    try:
+        model.model_validate(data)
+    except ValidationError as error:
+        return error
+    return None
+
+
+def _plain_mapping(data: Any) -> bool:
+    return type(data) is dict and all(type(key) is str for key in data)
+
+
+def _is(value: Any, kind: type) -> bool:
+    """None, or exactly ``kind`` (pydantic's strict types refuse lookalikes such as 1 for True)."""
+    return value is None or type(value) is kind
+
+
+def _is_one(value: Any) -> bool:
+    return type(value) is int and value == FORMAT_VERSION
+
+
+def _positive_int_or_none(value: Any) -> bool:
+    return value is None or (type(value) is int and value > 0)
+
+
+def _plain_timestamp(value: Any) -> bool:
+    if type(value) is datetime:
+        return True
+    if type(value) is not str or not _PLAIN_TIMESTAMP.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def manifest_data(data: bytes | None) -> dict[str, Any]:
     """agent.yaml's keys from its bytes; {} if it is missing or cannot be read."""
+    from memfs.frontmatter import load_yaml
+    from memfs.yamllib import yaml
+
     if data is None:
         return {}
     try:
@@ -189,6 +221,9 @@ def manifest_data(data: bytes | None) -> dict[str, Any]:
 
 def key_lines(yaml_text: str) -> dict[str, int]:
     """Map each top-level key of a YAML mapping to its 0-based line in ``yaml_text``."""
+    from memfs.frontmatter import compose_yaml
+    from memfs.yamllib import yaml
+
     try:
         node = compose_yaml(yaml_text)
     except yaml.YAMLError:

@@ -57,6 +57,8 @@ from memfs.remotes import (
     redact,
     resolve_url,
 )
+from memfs.remotestate import RemoteState, remote_states  # noqa: F401 (sync's API, moved)
+from memfs.remotestate import tracking_ref as _tracking_ref
 from memfs.schema import MANIFEST_FILE, is_valid_branch, is_valid_name, manifest_data
 from memfs.trees import (
     TRAILER_HOST,
@@ -153,10 +155,6 @@ def open_for(agent: Agent, config: RemoteConfig, progress: Progress | None = Non
     """Open a configured remote of ``agent``, refusing one that lies inside the agent itself."""
     check_outside(config.url, agent.root)
     return open_remote(config.url, progress)
-
-
-def _tracking_ref(remote: str, branch: str) -> str:
-    return f"refs/remotes/{remote}/{branch}"
 
 
 # -- fetch ---------------------------------------------------------------------------------
@@ -775,49 +773,6 @@ def sync(
     report.head = agent.history.head()
     _record(agent, report)
     return report
-
-
-@dataclass(frozen=True)
-class RemoteState:
-    """Where a remote stood at the last fetch or push, as far as this machine knows."""
-
-    name: str
-    url: str
-    mirror: bool
-    ahead: int
-    behind: int
-    last_ok: str | None
-    last_error: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def remote_states(agent: Agent) -> list[RemoteState]:
-    """Ahead/behind and last outcome per remote, from local refs only (no network)."""
-    history = agent.history
-    head, branch = history.head(), history.branch()
-    try:
-        saved = json.loads((history.state_dir / "state.json").read_text()).get("remotes", {})
-    except (OSError, ValueError):
-        saved = {}
-    states = []
-    mirror = letta_mirror(history)
-    for config in list_remotes(history) + ([mirror] if mirror else []):
-        tracking = history.ref(_tracking_ref(config.name, branch))
-        entry = saved.get(config.name, {})
-        states.append(
-            RemoteState(
-                name=config.name,
-                url=config.display_url,
-                mirror=config.mirror,
-                ahead=history.count_between(head, tracking),
-                behind=history.count_between(tracking, head),
-                last_ok=entry.get("last_ok"),
-                last_error=entry.get("last_error"),
-            )
-        )
-    return states
 
 
 def _record(agent: Agent, report: SyncReport) -> None:

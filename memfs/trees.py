@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from dulwich.objects import Blob
-from dulwich.patch import gen_diff_header, is_binary, unified_diff
 
 MODE_FILE = 0o100644
 MODE_EXECUTABLE = 0o100755
@@ -141,6 +140,8 @@ def write_diff(
     out: io.BufferedIOBase | io.BytesIO, change: FileChange, old: bytes, new: bytes
 ) -> None:
     """A git-style unified diff of one change, or a 'Binary files differ' line."""
+    from dulwich.patch import gen_diff_header, is_binary, unified_diff  # 10 ms (email): diffs only
+
     path = change.path.encode("utf-8", "surrogateescape")
     out.writelines(
         gen_diff_header(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +22,8 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
             mode = path.lstat().st_mode & 0o777 if not path.is_symlink() else 0o644
         except FileNotFoundError:
             mode = 0o644
+    import tempfile  # imported on use, as socket below: a read-only command needs neither
+
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -55,6 +55,8 @@ def fsync_dir(folder: Path) -> None:
 
 def hostname() -> str:
     """The name this machine reports, used in commit trailers."""
+    import socket
+
     return os.environ.get("MEMFS_HOST") or socket.gethostname() or "localhost"
 
 

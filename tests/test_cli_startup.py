@@ -1,9 +1,22 @@
-"""``memfs --help`` starts fast: heavy libraries load only in the commands that use them."""
+"""``memfs`` starts fast: heavy libraries load only in the commands that use them.
+
+A heavy module loaded by a command that does not need it costs every call of that command (a
+harness runs ``memfs status`` and ``memfs context`` on every turn). Each case runs one command
+in a fresh interpreter on a real agent and lists what got loaded; timings are in benchmarks/.
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs.remotes import add_remote
+from tests.conftest import write
 
 HEAVY = ("dulwich", "pydantic", "s3fs", "fsspec", "watchdog", "yaml", "botocore")
 
@@ -32,26 +45,6 @@ def test_python_dash_m_memfs_works() -> None:
     assert result.stdout.strip() == "memfs, version 0.1.0"
 
 
-def test_status_does_not_import_object_store_libraries(tmp_path: object) -> None:
-    import memfs
-
-    agent = memfs.init(f"{tmp_path}/agent")
-    probe = (
-        "import sys\n"
-        "from memfs.cli import cli\n"
-        "try:\n"
-        f"    cli(['-C', {str(agent.root)!r}, 'status'], prog_name='memfs')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('s3fs', 'fsspec', 'botocore', 'aiohttp', 'watchdog', 'dulwich.client')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.strip().endswith("[]"), result.stdout
-
-
 def test_cli_defaults_are_the_librarys() -> None:
     """The CLI spells its defaults out (importing the library would slow --help); they must
     stay the library's."""
@@ -64,3 +57,128 @@ def test_cli_defaults_are_the_librarys() -> None:
     assert defaults["quiet_ms"] == WatchSettings.quiet_ms
     assert defaults["max_delay_ms"] == WatchSettings.max_delay_ms
     assert {param.name: param.default for param in gc.params}["grace"] == DEFAULT_GRACE_S
+
+
+# What no command needs unless it talks to an object store, watches, or reports an invalid file.
+REMOTE_STACK = (
+    "s3fs",
+    "fsspec",
+    "botocore",
+    "aiobotocore",
+    "aiohttp",
+    "watchdog",
+    "dulwich.client",
+    "memfs.sync",
+    "memfs.remotes.git",
+    "memfs.remotes.bucket",
+    "memfs.remotes.storage",
+)
+# pydantic only explains an invalid file; building its models costs more than a whole command.
+# dulwich.merge (with merge3) serves merges only.
+LOCAL = (*REMOTE_STACK, "pydantic", "memfs.models", "dulwich.merge", "merge3")
+# A read that prints no diff needs no diff machinery (dulwich.patch imports email).
+READ_ONLY = (*LOCAL, "dulwich.patch", "dulwich.porcelain")
+
+COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
+    "status": (["status"], READ_ONLY),
+    "status --json": (["status", "--json"], READ_ONLY),
+    "context": (["context"], (*READ_ONLY, "memfs.lettacontext")),
+    "ls": (["ls"], READ_ONLY),
+    "log": (["log"], READ_ONLY),
+    "check": (["check"], READ_ONLY),
+    "diff": (["diff"], LOCAL),
+    "show": (["show", "HEAD"], LOCAL),
+    "commit": (["commit", "-m", "edit"], LOCAL),
+    "push to a folder bucket": (
+        ["push"],
+        ("s3fs", "botocore", "aiobotocore", "aiohttp", "watchdog"),
+    ),
+}
+
+PROBE = """
+import json, sys
+from memfs.cli import cli
+try:
+    cli(sys.argv[1:], prog_name="memfs")
+    code = 0
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def agent_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An agent with pinned and on-demand memory, a commit, an uncommitted edit and a remote."""
+    root = tmp_path_factory.mktemp("imports") / "agent"
+    with memfs.init(root, name="imports-agent") as agent:
+        write(root, "system/persona.md", "---\ndescription: who I am\nlimit: 500\n---\nCurious.\n")
+        write(root, "reference/notes.md", "---\ndescription: notes\n---\nSome notes.\n")
+        agent.commit(message="memory")
+        add_remote(agent.history, "cloud", "memfs::" + (root.parent / "cloud").as_uri())
+    write(
+        root, "system/persona.md", "---\ndescription: who I am\nlimit: 500\n---\nCurious, kind.\n"
+    )
+    return root
+
+
+def loaded_by(agent_dir: Path, args: list[str]) -> set[str]:
+    """The modules a fresh interpreter holds after running ``memfs -C agent_dir ARGS``."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, "-C", str(agent_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["code"] in (0, None), result.stderr
+    return set(outcome["modules"])
+
+
+def heavy_in(loaded: set[str], heavy: tuple[str, ...]) -> list[str]:
+    """The heavy packages (or any of their submodules) among ``loaded``."""
+    return sorted(h for h in heavy if any(m == h or m.startswith(h + ".") for m in loaded))
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_command_loads_no_heavy_module_it_does_not_use(agent_dir: Path, command: str) -> None:
+    args, heavy = COMMANDS[command]
+    if args[0] == "commit":  # something to commit, whichever cases ran before
+        write(agent_dir, "reference/notes.md", f"---\ndescription: notes\n---\n{command}\n")
+    assert heavy_in(loaded_by(agent_dir, args), heavy) == []
+
+
+def test_help_of_every_command_loads_no_library() -> None:
+    """``memfs CMD --help`` builds click's tree only: no dulwich, YAML or remote stack."""
+    from memfs.cli import cli
+
+    for name in sorted(cli.commands):
+        result = subprocess.run(
+            [sys.executable, "-c", PROBE, name, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        outcome = json.loads(result.stdout.strip().splitlines()[-1])
+        assert outcome["code"] == 0, (name, result.stderr)
+        assert "Usage: memfs" in result.stdout, name
+        loaded = set(outcome["modules"])
+        assert heavy_in(loaded, ("dulwich", "yaml", "pathspec", *LOCAL)) == [], name
+
+
+def test_every_command_is_registered_under_its_own_name() -> None:
+    from memfs.cli import COMMANDS, cli
+
+    assert {name: cli.commands[name].name for name in COMMANDS} == {name: name for name in COMMANDS}
+
+
+def test_a_command_imports_no_other_commands_module(agent_dir: Path) -> None:
+    """Commands register lazily: ``memfs status`` builds no option of push, watch or mount."""
+    loaded = loaded_by(agent_dir, ["status"])
+    assert sorted(m for m in loaded if m.startswith("memfs.cli.")) == [
+        "memfs.cli.output",
+        "memfs.cli.repo",
+    ]

@@ -139,10 +139,6 @@ def test_a_poll_answers_unchanged_until_the_manifest_moves(tmp_path: Path) -> No
     assert new_etag != etag and moved is not None and moved.refs["main"] == a.history.head()
 
 
-@pytest.mark.xfail(
-    reason="S3Storage.get_if_changed is a full read until the s3 part's conditional GET lands",
-    strict=False,
-)
 def test_a_poll_of_an_unchanged_s3_manifest_transfers_no_body(
     metered: MeteredServer, tmp_path: Path
 ) -> None:

@@ -6,8 +6,9 @@ modules are imported inside the commands so ``memfs --help`` stays fast.
 
 from __future__ import annotations
 
+import importlib
 import os
-import traceback
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,8 @@ class MemfsGroup(click.Group):
             raise CommandError(f"{error.strerror or error}{where}", 1) from error
         except Exception as error:
             if os.environ.get("MEMFS_DEBUG"):
+                import traceback
+
                 traceback.print_exc()
             if type(error).__module__.startswith("dulwich"):  # no import: the CLI stays light
                 raise CommandError(
@@ -114,21 +117,51 @@ def cli(ctx: click.Context, agent_dir: str | None) -> None:
     ctx.obj = AppState(agent_dir=agent_dir)
 
 
-def _register() -> None:
-    from memfs.cli import cloud, context, demo, letta, mount, remote, repo, sync, watch
+# Every subcommand, registered here in one place by where it lives; a command's module is
+# imported when the command is first looked up (run, or listed by --help), so one command does
+# not pay for building the others' options (~4 ms).
+COMMANDS = {
+    "init": "repo:init", "status": "repo:status", "commit": "repo:commit", "log": "repo:log",
+    "diff": "repo:diff", "show": "repo:show", "restore": "repo:restore", "revert": "repo:revert",
+    "check": "repo:check", "ls": "repo:ls", "remote": "remote:remote", "push": "sync:push",
+    "fetch": "sync:fetch", "pull": "sync:pull", "sync": "sync:sync", "clone": "sync:clone",
+    "conflicts": "sync:conflicts", "resolve": "sync:resolve", "cloud": "cloud:cloud",
+    "agents": "cloud:agents", "checkout": "cloud:checkout", "gc": "sync:gc",
+    "watch": "watch:watch", "context": "context:context", "import-af": "letta:import_af",
+    "export-af": "letta:export_af", "mount": "mount:mount", "unmount": "mount:unmount",
+    "mounts": "mount:mounts", "demo": "demo:demo",
+}  # fmt: skip
 
-    for command in (
-        repo.init, repo.status, repo.commit, repo.log, repo.diff, repo.show,
-        repo.restore, repo.revert, repo.check, repo.ls,
-        remote.remote, sync.push, sync.fetch, sync.pull, sync.sync, sync.clone,
-        sync.conflicts, sync.resolve, cloud.cloud, cloud.agents, cloud.checkout, sync.gc,
-        watch.watch, context.context, letta.import_af, letta.export_af,
-        mount.mount, mount.unmount, mount.mounts, demo.demo,
-    ):  # fmt: skip
-        cli.add_command(command)
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's commands by name, each imported from ``memfs.cli.<module>`` on first lookup."""
+
+    def __init__(self, where: Mapping[str, str]) -> None:
+        self._where = dict(where)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module, attribute = self._where[name].split(":")
+            self._loaded[name] = getattr(importlib.import_module(f"memfs.cli.{module}"), attribute)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+        self._where.setdefault(name, "")
+
+    def __delitem__(self, name: str) -> None:
+        del self._where[name]
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
 
 
-_register()
+cli.commands = LazyCommands(COMMANDS)  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -106,13 +106,6 @@ def context(
       memfs context --format letta --from-head --metadata --agent-id agent-123
       memfs context --format letta --from-head --system system.md > prompt.txt
     """
-    from memfs.context import build_context
-    from memfs.lettacontext import (
-        MemoryMetadata,
-        build_letta_context,
-        inject_core_memory,
-        letta_agent_id,
-    )
     from memfs.opening import open_agent
 
     if from_head and rev is not None:
@@ -133,6 +126,13 @@ def context(
     click.get_current_context().with_resource(agent)
     rev = "HEAD" if from_head else rev
     if output_format == "letta":
+        from memfs.lettacontext import (
+            MemoryMetadata,
+            build_letta_context,
+            inject_core_memory,
+            letta_agent_id,
+        )
+
         memory_metadata = None
         if [name for name in given if name != "--root-projection"]:
             memory_metadata = MemoryMetadata(
@@ -149,6 +149,8 @@ def context(
         click.echo(text, nl=False)
         _exit_if_strict(letta.problems, strict)
         return
+    from memfs.context import build_context  # not with Letta's: that one is another module
+
     built = build_context(agent, rev)
     _report(built.problems)
     if output_format == "json":

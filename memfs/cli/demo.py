@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import click
@@ -18,6 +17,8 @@ import click
 def demo(directory: str | None) -> None:
     """Tell the two-machine story: create, edit, sync, check out by name, edit on both
     machines at once, merge, and the prompt context. No account, no network, seconds."""
+    import tempfile
+
     from memfs.demo import run_demo
 
     with tempfile.TemporaryDirectory(prefix="memfs-demo-") as temporary:

@@ -71,7 +71,7 @@ def status(state: AppState, as_json: bool) -> None:
     Example:
       memfs status --json
     """
-    from memfs.sync import remote_states
+    from memfs.remotestate import remote_states
     from memfs.watcher import status as watcher_status
 
     agent = state.agent()
@@ -177,7 +177,7 @@ def commit(state: AppState, message: str | None, allow_read_only: tuple[str, ...
         for path in agent.overridden:
             warn(f"{path} is read-only in Letta: changed on purpose (Letta's hook would refuse it)")
     _warn_held(held)
-    skipped = agent.status().skipped
+    skipped = agent.skipped
     for item in skipped:
         warn(f"not versioned: {item.shown}: {item.reason}")
     if skipped or held:

@@ -1,0 +1,64 @@
+"""Where each remote stood at the last fetch or push, from local refs only (for ``status``).
+
+Apart from sync so that ``memfs status`` reads it without importing the sync and transport
+stack: it needs only the remote-tracking refs, the remotes' config and ``state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from memfs.remotes import letta_mirror, list_remotes
+
+if TYPE_CHECKING:
+    from memfs.agent import Agent
+
+
+def tracking_ref(remote: str, branch: str) -> str:
+    """The remote-tracking ref of ``branch`` on ``remote``."""
+    return f"refs/remotes/{remote}/{branch}"
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """Where a remote stood at the last fetch or push, as far as this machine knows."""
+
+    name: str
+    url: str
+    mirror: bool
+    ahead: int
+    behind: int
+    last_ok: str | None
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def remote_states(agent: Agent) -> list[RemoteState]:
+    """Ahead/behind and last outcome per remote, from local refs only (no network)."""
+    history = agent.history
+    head, branch = history.head(), history.branch()
+    try:
+        saved = json.loads((history.state_dir / "state.json").read_text()).get("remotes", {})
+    except (OSError, ValueError):
+        saved = {}
+    states = []
+    mirror = letta_mirror(history)
+    for config in list_remotes(history) + ([mirror] if mirror else []):
+        tracking = history.ref(tracking_ref(config.name, branch))
+        entry = saved.get(config.name, {})
+        states.append(
+            RemoteState(
+                name=config.name,
+                url=config.display_url,
+                mirror=config.mirror,
+                ahead=history.count_between(head, tracking),
+                behind=history.count_between(tracking, head),
+                last_ok=entry.get("last_ok"),
+                last_error=entry.get("last_error"),
+            )
+        )
+    return states

@@ -1,0 +1,202 @@
+"""What lets a command skip a heavy import must answer as the library it skips would.
+
+pydantic's models and pathspec's gitignore rules cost ~0.1 s and ~10 ms to import, so plainly
+valid input is checked by hand (memfs.schema) and an agent without ignore files is matched by
+memfs's own regexes (memfs.ignore). These tests hold each shortcut to the library's answers;
+tests/test_cli_startup.py checks that the commands indeed load neither.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+import memfs
+from memfs.models import AgentManifest, FrontMatter
+from memfs.schema import front_matter_error, manifest_error
+
+# The hand-written checks must accept only what the pydantic models accept (a strict subset:
+# anything else goes to pydantic), so a valid file is never reported and an invalid one never
+# slips through.
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+FRONT_MATTERS: list[Any] = [
+    {},
+    {"description": "d", "read_only": False, "limit": 5},
+    {"description": None, "read_only": None, "limit": None, "other": [1]},
+    {"description": 3},
+    {"read_only": "yes"},
+    {"read_only": 1},
+    {"limit": True},
+    {"limit": 0},
+    {"limit": -1},
+    {"limit": 2.0},
+    {"limit": "5"},
+    {1: "int key"},
+    {"description": "d", "limit": 10**30},
+    [],
+    "text",
+]
+MANIFESTS: list[Any] = [
+    {"name": "a", "id": "x", "created_at": "2026-01-02T03:04:05Z"},
+    {"name": "a", "id": "x", "created_at": NOW, "format": 1, "max_file_size": 10},
+    {"name": "a", "id": "x", "created_at": "2026-01-02T03:04:05.123+01:00", "extra": True},
+    {"name": "a", "id": "x", "created_at": "2026-01-02 03:04:05"},
+    {"name": "a", "id": "x", "created_at": "2026-13-02T03:04:05Z"},
+    {"name": "a", "id": "x", "created_at": "2026-01-02"},
+    {"name": "a", "id": "x", "created_at": "yesterday"},
+    {"name": "a", "id": "x", "created_at": 1700000000},
+    {"name": "a", "id": "x"},
+    {"name": "!bad", "id": "x", "created_at": NOW},
+    {"name": "..", "id": "x", "created_at": NOW},
+    {"name": 5, "id": "x", "created_at": NOW},
+    {"name": "a", "id": 5, "created_at": NOW},
+    {"name": "a", "id": "x", "created_at": NOW, "description": None},
+    {"name": "a", "id": "x", "created_at": NOW, "format": 2},
+    {"name": "a", "id": "x", "created_at": NOW, "format": True},
+    {"name": "a", "id": "x", "created_at": NOW, "max_file_size": 0},
+    {"name": "a", "id": "x", "created_at": NOW, "max_file_size": None},
+    None,
+]
+
+
+def _pydantic_says(model: Any, data: Any) -> bool:
+    try:
+        model.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("metadata", FRONT_MATTERS, ids=repr)
+def test_front_matter_check_agrees_with_the_model(metadata: Any) -> None:
+    assert (front_matter_error(metadata) is None) == _pydantic_says(FrontMatter, metadata)
+
+
+@pytest.mark.parametrize("data", MANIFESTS, ids=repr)
+def test_manifest_check_agrees_with_the_model(data: Any) -> None:
+    assert (manifest_error(data) is None) == _pydantic_says(AgentManifest, data)
+
+
+USER_CONFIGS: list[Any] = [
+    {},
+    {"identity": {"name": "Ada", "email": "ada@example.com"}},
+    {"identity": None, "default_cloud": "work", "newer_key": 1},
+    {"clouds": {"work": {"url": "s3://b/agents", "options": {"anon": True}}}},
+    {"clouds": {"work": {"url": "s3://b/agents"}}, "default_cloud": "work"},
+    {"identity": {"name": "Ada"}},
+    {"identity": {"name": "Ada", "email": "a@b", "extra": 1}},
+    {"identity": {"name": 1, "email": "a@b"}},
+    {"identity": "Ada"},
+    {"clouds": {"work": {"url": 5}}},
+    {"clouds": {"work": {"url": "s3://b", "other": 1}}},
+    {"clouds": {"work": {"url": "s3://b", "options": [1]}}},
+    {"clouds": ["s3://b"]},
+    {"default_cloud": 3},
+]
+
+
+@pytest.mark.parametrize("data", USER_CONFIGS, ids=repr)
+def test_plain_user_config_is_one_the_model_accepts(
+    data: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memfs.config import commit_identity, load_user_config
+    from memfs.models import UserConfig
+    from memfs.schema import is_plain_user_config
+
+    if is_plain_user_config(data):
+        assert _pydantic_says(UserConfig, data)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(data))  # JSON is YAML
+    monkeypatch.setenv("MEMFS_CONFIG", str(config))
+    try:
+        identity = load_user_config().identity
+    except memfs.MemfsError:
+        with pytest.raises(memfs.MemfsError):
+            commit_identity()
+        return
+    assert commit_identity() == (f"{identity.name} <{identity.email}>" if identity else None)
+
+
+# With no .gitignore or .memfsignore, memfs's own rules are matched without pathspec: they must
+# leave out exactly what pathspec's gitignore rules leave out.
+NAMES = st.sampled_from(
+    [
+        "a", "ok.md", ".env", ".env.local", ".envrc", "a.env", "env", "x.swp", "x.swo", "#x#",
+        "4913", "49130", "id_rsa", "id_rsa.pub", "id_ed25519_sk", ".memfs-tmp-1", "k.key",
+        "key", "x~", "~x", ".#x", ".DS_Store", "x.tmp", "y.pem", "x.PEM", "[x]", "*",
+    ]
+)  # fmt: skip
+# pathspec lets no folder name hold a newline (its '.' stops there): memfs leaves such paths
+# out like any other, so they are not compared.
+COMPONENTS = st.one_of(
+    NAMES, st.text(min_size=1, max_size=6).filter(lambda t: not {"/", "\n"} & set(t))
+)
+
+
+@given(parts=st.lists(COMPONENTS, min_size=1, max_size=4))
+def test_own_ignore_rules_match_pathspec(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[str]
+) -> None:
+    import pathspec
+
+    from memfs.ignore import LITTER_PATTERNS, SECRET_PATTERNS, IgnoreRules
+
+    own = [*LITTER_PATTERNS, *SECRET_PATTERNS]
+    spec = pathspec.GitIgnoreSpec.from_lines(own)
+    rules = IgnoreRules(Path("/nonexistent-agent"))
+    path = "/".join(parts)
+    assert rules.is_ignored(path) == spec.match_file(path)
+    assert rules.is_ignored(path, is_dir=True) == spec.match_file(path + "/")
+    result = spec.check_file(path)
+    expected_secret = bool(result.include) and result.index >= len(LITTER_PATTERNS)
+    assert rules.is_secret(path) == expected_secret
+
+
+def test_ignore_rules_without_ignore_files_load_no_pathspec(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from memfs.ignore import IgnoreRules\n"
+        f"rules = IgnoreRules(Path({str(tmp_path)!r}))\n"
+        "assert rules.is_ignored('a/.env') and rules.is_secret('a/.env')\n"
+        "print('pathspec' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_yaml_is_imported_without_compiling_the_pure_python_readers_pattern() -> None:
+    """memfs.yamllib defers the ~10 ms pattern only PyYAML's pure-Python reader uses."""
+    probe = (
+        "import re\n"
+        "compile_before = re.compile\n"
+        "from memfs.frontmatter import load_yaml\n"
+        "import yaml\n"
+        "assert re.compile is compile_before\n"
+        "deferred = not isinstance(yaml.reader.Reader.NON_PRINTABLE, re.Pattern)\n"
+        "assert load_yaml('a: 1') == {'a': 1}\n"
+        "print(deferred)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("loader", ["SafeLoader", "CSafeLoader"])
+def test_yaml_still_refuses_control_characters(loader: str) -> None:
+    from memfs.yamllib import yaml
+
+    with pytest.raises(yaml.YAMLError, match="characters are not allowed"):
+        yaml.load("a: \x07", Loader=getattr(yaml, loader))
