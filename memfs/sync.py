@@ -264,6 +264,7 @@ def fetch(agent: Agent, remote: str | None = None, progress: Progress | None = N
             outcome.error = str(error)
         report.remotes.append(outcome)
     report.head = agent.history.head()
+    _consolidate(agent)
     return report
 
 
@@ -511,6 +512,7 @@ def pull(
         )
     report.head = agent.history.head()
     _record(agent, report)
+    _consolidate(agent)
     return report
 
 
@@ -708,6 +710,7 @@ def push(
     report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
+    _consolidate(agent)
     return report
 
 
@@ -755,6 +758,7 @@ def sync(
     report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
+    _consolidate(agent)
     return report
 
 
@@ -799,6 +803,16 @@ def remote_states(agent: Agent) -> list[RemoteState]:
             )
         )
     return states
+
+
+def _consolidate(agent: Agent) -> None:
+    """Merge the local packs once there are many (``repack.py``): every fetch and push adds
+    one. Housekeeping after a sync that succeeded: a failure to write leaves every object
+    where it was, and is tried again after the next sync."""
+    from memfs.repack import consolidate_if_due
+
+    with contextlib.suppress(OSError):
+        consolidate_if_due(agent.history)
 
 
 def _record(agent: Agent, report: SyncReport) -> None:
