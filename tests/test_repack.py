@@ -8,6 +8,7 @@ the same compare-and-swap as every push, and other machines still clone and pull
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 import memfs
 from memfs import repack, sync
 from memfs.remotes import add_remote
+from memfs.remotes.bucket import BucketRemote
 
 from .conftest import S3Bucket, git, memfs_process, write
 from .harness import KILLED
@@ -184,3 +186,61 @@ def test_consolidated_remote_packs_are_not_fetched_again(tmp_path: Path, s3: S3B
     assert len(fetched) == 1, f"only the one new pack is downloaded: {fetched}"
     assert contents(b) == contents(a)
     git(b.root, "fsck", "--strict")
+
+
+# -- remote compaction -------------------------------------------------------------------------
+
+
+def manifest_of(s3: S3Bucket, prefix: str) -> dict:  # type: ignore[type-arg]
+    body = s3.client.get_object(Bucket=s3.name, Key=f"{prefix}/manifest.json")["Body"]  # type: ignore[attr-defined]
+    return json.loads(body.read())  # type: ignore[no-any-return]
+
+
+def test_a_push_compacts_past_the_threshold_and_others_still_clone_and_pull(
+    tmp_path: Path, s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMFS_COMPACT_PACKS", "3")
+    monkeypatch.setenv("MEMFS_COMPACT_GRACE", "0")  # retired packs go at the next compaction
+    url = s3.url("agents/auto")
+    a, b = two_machines(tmp_path, url)
+    stale = BucketRemote("memfs::" + url)
+    lengths = []
+    for i in range(9):
+        write(a.root, f"n{i}.md", f"{i}\n")
+        assert sync.push(a).ok
+        lengths.append(len(manifest_of(s3, "agents/auto")["packs"]))
+        if i == 1:
+            stale.read_manifest()  # lists 3 packs, 2 that b lacks, all deleted by now
+    assert lengths == [2, 3, 1, 2, 3, 1, 2, 3, 1], "compacted at the 4th pack, each time"
+    assert manifest_of(s3, "agents/auto")["retired"], "replaced packs wait out their grace"
+    assert stale.fetch(b.history, "main") == a.history.head()  # its packs gone: re-read
+    assert sync.pull(b).ok and contents(b) == contents(a)
+    fresh = sync.clone(url, tmp_path / "fresh")
+    assert contents(fresh) == contents(a)
+    for machine in (a.root, b.root, fresh.root):
+        git(machine, "fsck", "--strict")
+    write(b.root, "from-b.md", "b\n")
+    assert sync.push(b).ok and sync.pull(a).ok
+    assert contents(a) == contents(b)
+
+
+def test_the_incremental_push_stays_at_4_requests_below_the_threshold(
+    tmp_path: Path, s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMFS_COMPACT_PACKS", "6")
+    agent = pushed_agent(tmp_path, 1, s3.url("agents/budget"))
+    counts = []
+    for i in range(6):
+        write(agent.root, "notes/log.md", f"{i}\n")
+        agent.commit()
+        s3.server.requests.clear()
+        assert sync.push(agent).ok
+        counts.append(len(s3.server.requests))
+    assert counts[:5] == [4] * 5, counts  # manifest lists 2..6 packs: no compaction
+    assert counts[5] > 4, "the 7th pack made this push compact"
+    assert len(manifest_of(s3, "agents/budget")["packs"]) == 1
+    s3.server.requests.clear()
+    write(agent.root, "notes/log.md", "after\n")
+    assert sync.push(agent).ok
+    assert len(s3.server.requests) == 4
+    assert not any("/packs/" in path for m, path in s3.server.requests if m == "GET")
