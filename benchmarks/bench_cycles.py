@@ -51,7 +51,9 @@ class Checkpoint:
     loose: int
     second_packs: int
     remote_packs: int
+    manifest_kib: float
     cycle_ms: float  # median in-process commit+push cycle since the previous checkpoint
+    slowest_ms: float  # the slowest of those cycles (a push that compacted the remote)
 
 
 def memfs_run(cwd: Path, *args: str) -> float:
@@ -85,7 +87,9 @@ def objects_in(control: Path) -> tuple[int, int]:
 class Bench:
     """One agent, its remote, a second clone, and the cycle counter."""
 
-    def __init__(self, work: Path, url: str, files: int, repeat: int, manifest: Callable) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self, work: Path, url: str, files: int, repeat: int, manifest: Callable[[], bytes]
+    ) -> None:
         self.work, self.url, self.repeat, self.manifest = work, url, repeat, manifest
         self.root = work / "agent"
         self.agent = memfs.init(self.root, name="agent")
@@ -111,7 +115,7 @@ class Bench:
         self.done += 1
         return (time.perf_counter() - start) * 1000
 
-    def measure(self, cycle_ms: float) -> Checkpoint:
+    def measure(self, durations: list[float]) -> Checkpoint:
         cycles = self.done
         times: dict[str, list[float]] = {op: [] for op in OPERATIONS}
         for _ in range(self.repeat):
@@ -130,14 +134,17 @@ class Bench:
             shutil.rmtree(target)
         packs, loose = objects_in(self.root / ".git")
         second_packs, _ = objects_in(self.second / ".git")
+        manifest = self.manifest()
         return Checkpoint(
             cycles=cycles,
             ms={op: statistics.median(values) for op, values in times.items()},
             local_packs=packs,
             loose=loose,
             second_packs=second_packs,
-            remote_packs=len(self.manifest().get("packs", [])),
-            cycle_ms=cycle_ms,
+            remote_packs=len(json.loads(manifest).get("packs", [])),
+            manifest_kib=len(manifest) / 1024,
+            cycle_ms=statistics.median(durations) if durations else 0.0,
+            slowest_ms=max(durations, default=0.0),
         )
 
 
@@ -145,7 +152,7 @@ def run(bench: Bench, checkpoints: list[int]) -> list[Checkpoint]:
     results = []
     for target in checkpoints:
         durations = [bench.cycle() for _ in range(max(0, target - bench.done))]
-        point = bench.measure(statistics.median(durations) if durations else 0.0)
+        point = bench.measure(durations)
         results.append(point)
         print_table(results)
     return results
@@ -154,7 +161,7 @@ def run(bench: Bench, checkpoints: list[int]) -> list[Checkpoint]:
 def print_table(results: list[Checkpoint]) -> None:
     base = results[0]
     head = ["cycles"] + [f"{op} ms (x10)" for op in OPERATIONS]
-    head += ["packs", "loose", "2nd packs", "remote packs", "cycle ms"]
+    head += ["packs", "loose", "2nd packs", "remote packs", "manifest KiB", "cycle ms (max)"]
     print(" | ".join(head))
     for point in results:
         cells = [str(point.cycles)]
@@ -162,15 +169,16 @@ def print_table(results: list[Checkpoint]) -> None:
             ratio = point.ms[op] / base.ms[op] if base.ms[op] else 0.0
             cells.append(f"{point.ms[op]:.0f} ({ratio:.2f})")
         cells += [str(point.local_packs), str(point.loose), str(point.second_packs)]
-        cells += [str(point.remote_packs), f"{point.cycle_ms:.0f}"]
+        cells += [str(point.remote_packs), f"{point.manifest_kib:.1f}"]
+        cells.append(f"{point.cycle_ms:.0f} ({point.slowest_ms:.0f})")
         print(" | ".join(cells))
     print(flush=True)
 
 
-def folder_store(work: Path) -> tuple[str, Callable]:  # type: ignore[type-arg]
+def folder_store(work: Path) -> tuple[str, Callable[[], bytes]]:
     cloud = work / "cloud" / "agent"
     cloud.mkdir(parents=True)
-    return f"memfs::{cloud.as_uri()}", lambda: json.loads((cloud / "manifest.json").read_text())
+    return f"memfs::{cloud.as_uri()}", lambda: (cloud / "manifest.json").read_bytes()
 
 
 def main() -> None:
@@ -220,9 +228,9 @@ def run_s3(work: Path, args: argparse.Namespace, checkpoints: list[int]) -> None
         client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")
         client.create_bucket(Bucket="bench")
 
-        def manifest() -> dict:  # type: ignore[type-arg]
+        def manifest() -> bytes:
             body = client.get_object(Bucket="bench", Key="agent/manifest.json")["Body"]
-            return json.loads(body.read())
+            return body.read()  # type: ignore[no-any-return]
 
         run(Bench(work, "memfs::s3://bench/agent", args.files, args.repeat, manifest), checkpoints)
 
