@@ -12,9 +12,11 @@ this process). At each checkpoint it times whole processes, as a user or harness
   pull     `memfs pull` in a second clone that is 3 commits behind
   clone    `memfs clone` of the remote into a new folder
 and counts the agent's local packs and loose objects, the second clone's packs, and the packs
-the remote manifest lists. Each time is the median of --repeat runs (ms); "x10" is the ratio
-to the checkpoint at 10 cycles (target: <= 1.2 at 5,000). Timings on a loaded machine are
-noisy: read the ratios. The full 5,000-cycle run takes minutes; run it in the background.
+the remote manifest lists (and the manifest's size). Each figure is the median of --repeat
+runs: wall ms / CPU ms (user+sys of the process), and in brackets their ratios to the first
+checkpoint (target: <= 1.2 at 5,000 against 10). On a machine loaded by others wall time is
+noisy and CPU time is the steadier figure. The 5,000-cycle run takes a long while (tens of
+minutes on a loaded machine): run it in the background to a file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,6 +50,7 @@ EDITED = 20  # the cycles edit these files in turn
 class Checkpoint:
     cycles: int
     ms: dict[str, float]
+    cpu_ms: dict[str, float]
     local_packs: int
     loose: int
     second_packs: int
@@ -56,16 +60,23 @@ class Checkpoint:
     slowest_ms: float  # the slowest of those cycles (a push that compacted the remote)
 
 
-def memfs_run(cwd: Path, *args: str) -> float:
-    """Run `memfs ARGS` as a whole process in ``cwd``; its wall time in ms. Fails loudly."""
+def memfs_run(cwd: Path, *args: str) -> tuple[float, float]:
+    """Run `memfs ARGS` as a whole process in ``cwd``; its wall and CPU (user+sys) time in ms.
+
+    CPU time is what the process itself spent: on a machine loaded by others it moves far
+    less than wall time, so its ratios are the ones to trust there. Fails loudly.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "memfs", *args], cwd=cwd, capture_output=True, text=True
     )
     elapsed = (time.perf_counter() - start) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
     if done.returncode != 0:
         raise SystemExit(f"memfs {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-    return elapsed
+    return elapsed, cpu
 
 
 def edit(root: Path, n: int) -> str:
@@ -117,7 +128,7 @@ class Bench:
 
     def measure(self, durations: list[float]) -> Checkpoint:
         cycles = self.done
-        times: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+        times: dict[str, list[tuple[float, float]]] = {op: [] for op in OPERATIONS}
         for _ in range(self.repeat):
             times["status"].append(memfs_run(self.root, "status"))
             edit(self.root, self.edits)
@@ -137,7 +148,10 @@ class Bench:
         manifest = self.manifest()
         return Checkpoint(
             cycles=cycles,
-            ms={op: statistics.median(values) for op, values in times.items()},
+            ms={op: statistics.median(wall for wall, _ in values) for op, values in times.items()},
+            cpu_ms={
+                op: statistics.median(cpu for _, cpu in values) for op, values in times.items()
+            },
             local_packs=packs,
             loose=loose,
             second_packs=second_packs,
@@ -160,14 +174,15 @@ def run(bench: Bench, checkpoints: list[int]) -> list[Checkpoint]:
 
 def print_table(results: list[Checkpoint]) -> None:
     base = results[0]
-    head = ["cycles"] + [f"{op} ms (x10)" for op in OPERATIONS]
+    head = ["cycles"] + [f"{op} wall/cpu ms (x first)" for op in OPERATIONS]
     head += ["packs", "loose", "2nd packs", "remote packs", "manifest KiB", "cycle ms (max)"]
     print(" | ".join(head))
     for point in results:
         cells = [str(point.cycles)]
         for op in OPERATIONS:
-            ratio = point.ms[op] / base.ms[op] if base.ms[op] else 0.0
-            cells.append(f"{point.ms[op]:.0f} ({ratio:.2f})")
+            wall = point.ms[op] / base.ms[op] if base.ms[op] else 0.0
+            cpu = point.cpu_ms[op] / base.cpu_ms[op] if base.cpu_ms[op] else 0.0
+            cells.append(f"{point.ms[op]:.0f}/{point.cpu_ms[op]:.0f} ({wall:.2f}/{cpu:.2f})")
         cells += [str(point.local_packs), str(point.loose), str(point.second_packs)]
         cells += [str(point.remote_packs), f"{point.manifest_kib:.1f}"]
         cells.append(f"{point.cycle_ms:.0f} ({point.slowest_ms:.0f})")
