@@ -44,6 +44,7 @@ PACK_LIMIT_ENV = "MEMFS_PACK_LIMIT"
 DEFAULT_PACK_LIMIT = 50  # git's gc.autoPackLimit
 LOOSE_LIMIT_ENV = "MEMFS_LOOSE_LIMIT"
 DEFAULT_LOOSE_LIMIT = 6700  # git's gc.auto
+DUE_LOCK_TIMEOUT_S = 0.5  # housekeeping waits this long for the lock, then leaves it for later
 GEOMETRIC_FACTOR = 2  # git's --geometric=2
 HEX = frozenset("0123456789abcdef")
 
@@ -110,8 +111,12 @@ def due(history: History) -> bool:
 
 
 def consolidate_if_due(history: History) -> Consolidation | None:
-    """Consolidate if ``due``; what was done, or None. The check costs two folder listings."""
-    return consolidate(history) if due(history) else None
+    """Consolidate if ``due``; what was done, or None. The check costs two folder listings.
+
+    LockTimeoutError if another process holds the agent's lock for more than half a
+    second: it is busy now; the next sync tries again.
+    """
+    return consolidate(history, lock_timeout=DUE_LOCK_TIMEOUT_S) if due(history) else None
 
 
 def rollup(sizes: dict[str, int], factor: int = GEOMETRIC_FACTOR) -> list[str]:
@@ -147,10 +152,12 @@ def _loose_objects(objects: Path) -> dict[str, Path]:
     return found
 
 
-def consolidate(history: History, everything: bool = False) -> Consolidation:
+def consolidate(
+    history: History, everything: bool = False, lock_timeout: float | None = None
+) -> Consolidation:
     """Merge the small packs (all of them with ``everything``) and the loose objects into one
     pack; nothing is lost, whatever happens (see the module docstring)."""
-    with history.locked():
+    with history.locked(lock_timeout):
         folder = pack_folder(history)
         sizes = _complete_packs(folder)
         merged = sorted(sizes) if everything else rollup(sizes)

@@ -31,6 +31,7 @@ from memfs.errors import (
     ConcurrentUpdateError,
     DivergedError,
     LocalEditError,
+    LockTimeoutError,
     MemfsError,
     NotAMemfsRemoteError,
     NotAnAgentError,
@@ -807,11 +808,13 @@ def remote_states(agent: Agent) -> list[RemoteState]:
 
 def _consolidate(agent: Agent) -> None:
     """Merge the local packs once there are many (``repack.py``): every fetch and push adds
-    one. Housekeeping after a sync that succeeded: a failure to write leaves every object
-    where it was, and is tried again after the next sync."""
+    one. Housekeeping after a sync that succeeded: a failure to write, or a lock another
+    process holds, leaves every object where it was, and the next sync tries again."""
     from memfs.repack import consolidate_if_due
 
-    with contextlib.suppress(OSError):
+    if agent.is_read_only_mount():
+        return
+    with contextlib.suppress(OSError, LockTimeoutError):
         consolidate_if_due(agent.history)
 
 

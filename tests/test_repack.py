@@ -9,17 +9,22 @@ the same compare-and-swap as every push, and other machines still clone and pull
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import memfs
 from memfs import repack, sync
+from memfs.errors import LockTimeoutError
 from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
 
 from .conftest import S3Bucket, git, memfs_process, write
 from .harness import KILLED
+from .servers import wait_for
 from .test_sync import contents, two_machines
 
 
@@ -102,6 +107,43 @@ def test_a_bad_limit_is_one_clear_line(tmp_path: Path) -> None:
     result = memfs_process("push", cwd=agent.root, env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().endswith("MEMFS_PACK_LIMIT='many' is not a whole number (e.g. 50)")
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+import memfs
+root, ready, stop = (Path(arg) for arg in sys.argv[1:4])
+with memfs.open(root) as agent, agent.history.locked():
+    ready.write_text("held")
+    while not stop.exists():
+        time.sleep(0.01)
+"""
+
+
+def test_automatic_consolidation_leaves_a_busy_agent_for_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a sync, consolidation waits half a second for the lock, not the lock's 60 s: a
+    watcher or command at work in another process is not held up, nor is the sync."""
+    agent = pushed_agent(tmp_path, 3)
+    monkeypatch.setenv("MEMFS_PACK_LIMIT", "1")
+    ready, stop = tmp_path / "ready", tmp_path / "stop"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(agent.root), str(ready), str(stop)]
+    )
+    try:
+        wait_for(ready.exists, what="the other process to hold the lock")
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError):
+            repack.consolidate_if_due(agent.history)
+        assert time.monotonic() - started < 10
+        assert len(packs_of(agent.root)) == 3, "left for a later sync"
+    finally:
+        stop.write_text("stop")
+        assert holder.wait(timeout=30) == 0
+    assert sync.fetch(agent).ok
+    assert len(packs_of(agent.root)) == 1
 
 
 @pytest.mark.parametrize(
