@@ -45,6 +45,7 @@ _DAMAGE = (
     UnicodeDecodeError,
 )
 """What reading a corrupt object or ref raises, from dulwich or below it."""
+OBJECT_DAMAGE = _DAMAGE
 
 
 def _missing_object(error: KeyError) -> str | None:

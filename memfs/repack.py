@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 from dulwich.objects import ShaFile
 from dulwich.pack import Pack, write_pack_index, write_pack_objects
 
+from memfs.damage import OBJECT_DAMAGE
+from memfs.errors import RepositoryDamagedError
 from memfs.faults import crash_point
 from memfs.util import atomic_write
 
@@ -184,12 +186,22 @@ def _gather(
     history: History, folder: Path, merged: list[str], kept: list[str], loose: dict[str, Path]
 ) -> tuple[dict[bytes, ShaFile], list[str]]:
     """The objects of the merged packs and the loose objects no kept pack holds; and the loose
-    objects that can go (packed now, or already in a kept pack)."""
+    objects that can go (packed now, or already in a kept pack). A damaged pack stops the
+    consolidation (RepositoryDamagedError); a damaged loose object is left where it is."""
     objects: dict[bytes, ShaFile] = {}
     for name in merged:
+        damage = None
         with contextlib.closing(_open_pack(history, folder / name)) as pack:
-            for obj in pack.iterobjects():
-                objects[obj.id] = obj
+            try:
+                listed = set(pack)
+                objects.update((obj.id, obj) for obj in pack.iterobjects())
+            except OBJECT_DAMAGE as error:
+                # raised once the pack is closed: the error's frames hold views of its map
+                damage = f"{name}: {type(error).__name__}: {str(error)[:200]}"
+        if damage is None and not listed <= objects.keys():
+            damage = f"{name} holds objects whose content does not match their name"
+        if damage is not None:
+            raise RepositoryDamagedError(str(history.root), damage)
     removable = []
     with contextlib.ExitStack() as stack:
         kept_packs = [
@@ -199,9 +211,14 @@ def _gather(
             key = sha.encode()
             if key not in objects and not any(key in pack for pack in kept_packs):
                 try:
-                    objects[key] = ShaFile.from_path(str(path))
+                    obj = ShaFile.from_path(str(path))
                 except FileNotFoundError:
                     continue  # packed meanwhile by git itself: not ours to handle
+                except OBJECT_DAMAGE:
+                    continue  # damaged: left where it is, for git fsck to name
+                if obj.id != key:
+                    continue
+                objects[key] = obj
             removable.append(sha)
     return objects, removable
 

@@ -39,6 +39,7 @@ from memfs.errors import (
     RemoteCorruptError,
     RemoteError,
     RemoteNotFoundError,
+    RepositoryDamagedError,
     UncommittableEditError,
     UnrelatedHistoriesError,
 )
@@ -814,8 +815,8 @@ def _consolidate(agent: Agent) -> None:
 
     if agent.is_read_only_mount():
         return
-    with contextlib.suppress(OSError, LockTimeoutError):
-        consolidate_if_due(agent.history)
+    with contextlib.suppress(OSError, LockTimeoutError, RepositoryDamagedError):
+        consolidate_if_due(agent.history)  # damage: left as it is, for git fsck to name
 
 
 def _record(agent: Agent, report: SyncReport) -> None:

@@ -78,6 +78,31 @@ def test_consolidation_keeps_every_object(tmp_path: Path) -> None:
     assert agent.status().clean  # memfs still reads every object it needs
 
 
+def test_damage_is_left_in_place_and_named(tmp_path: Path) -> None:
+    agent = pushed_agent(tmp_path, 3)
+    write(agent.root, "notes/loose.md", "only loose\n")
+    agent.commit()
+    blob = agent.history.tree_of(agent.history.head())["notes/loose.md"].sha  # in no pack
+    garbled = agent.root / ".git" / "objects" / blob[:2] / blob[2:]
+    garbled.chmod(0o644)
+    garbled.write_bytes(b"not zlib")
+    repack.consolidate(agent.history, everything=True)
+    assert garbled.exists(), "a damaged loose object is never removed"
+    assert len(packs_of(agent.root)) == 1
+    pack = packs_of(agent.root)[0]
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    data[40:60] = bytes(20)  # inside the first object's deflated data
+    pack.write_bytes(bytes(data))
+    write(agent.root, "notes/more.md", "more\n")
+    agent.commit()
+    agent.close()
+    result = memfs_process("gc", cwd=agent.root)
+    assert result.returncode == 9, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert pack.exists()
+
+
 def test_geometric_rollup_keeps_the_big_pack() -> None:
     sizes = {"base": 1000, "a": 10, "b": 12, "c": 11}
     assert sorted(repack.rollup(sizes)) == ["a", "b", "c"]
