@@ -311,3 +311,24 @@ def test_the_incremental_push_stays_at_4_requests_below_the_threshold(
     assert sync.push(agent).ok
     assert len(s3.server.requests) == 4
     assert not any("/packs/" in path for m, path in s3.server.requests if m == "GET")
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(180)  # a dozen processes: seconds alone, longer on a loaded machine
+def test_bench_cycles_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """benchmarks/bench_cycles.py cannot rot unnoticed; nothing here is timed."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_cycles.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--cycles", "1,2", "--repeat", "1", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = [line.split(" | ") for line in lines if line[:1].isdigit() and " | " in line]
+    assert [row[0] for row in rows[-2:]] == ["1", "4"]  # 3 more cycles per pull measured
+    assert all(len(row) == 12 for row in rows)
