@@ -45,6 +45,7 @@ _DAMAGE = (
     UnicodeDecodeError,
 )
 """What reading a corrupt object or ref raises, from dulwich or below it."""
+OBJECT_DAMAGE = _DAMAGE
 
 
 def _missing_object(error: KeyError) -> str | None:
@@ -54,14 +55,35 @@ def _missing_object(error: KeyError) -> str | None:
     return text if len(text) == 40 and all(c in "0123456789abcdef" for c in text) else None
 
 
+def _new_packs(rooted: _Rooted) -> bool:
+    """Re-scan the pack folder of ``rooted``'s repository; whether packs appeared in it."""
+    repo = getattr(rooted, "repo", None)
+    store = getattr(repo, "object_store", None)
+    rescan = getattr(store, "_update_pack_cache", None)
+    return bool(rescan()) if rescan is not None else False
+
+
 def reads_objects(method: _F) -> _F:
     """Turn what a damaged object store raises inside ``method`` into RepositoryDamagedError:
-    one clear line and exit 9 instead of an internal error (issue 10)."""
+    one clear line and exit 9 instead of an internal error (issue 10).
+
+    A missing object is looked for once more if new packs appeared meanwhile (as git's
+    ``reprepare_packed_git``): a consolidation in another process (``repack.py``) may have
+    moved it from a loose file into a pack between dulwich's look at the packs and its look
+    at the loose objects.
+    """
 
     @functools.wraps(method)
     def reading(self: _Rooted, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except KeyError as error:
+                if _missing_object(error) is None or not _new_packs(self):
+                    raise
+                # another process consolidated the store between this read's look at the
+                # packs and at the loose objects: the object is in the new pack; look again
+                return method(self, *args, **kwargs)
         except _DAMAGE as error:
             kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
                 type(error), type(error).__name__

@@ -22,6 +22,10 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 - ``checkout.write``: before each file of a fresh clone or checkout is written
 - ``checkout.finish``: a clone's files, branch and index are written, its unfinished
   marker (``memfs.checkout``) not yet removed
+- ``repack.pack``, ``repack.index``: a consolidation (``repack.py``), before it writes its
+  new pack, and between the pack and its index
+- ``repack.loose``: the new pack is durable, the loose objects it holds not yet removed
+- ``repack.old``: before each old pack is removed
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from memfs.errors import (
     ConcurrentUpdateError,
     DivergedError,
     LocalEditError,
+    LockTimeoutError,
     MemfsError,
     NotAMemfsRemoteError,
     NotAnAgentError,
@@ -38,6 +39,7 @@ from memfs.errors import (
     RemoteCorruptError,
     RemoteError,
     RemoteNotFoundError,
+    RepositoryDamagedError,
     UncommittableEditError,
     UnrelatedHistoriesError,
 )
@@ -262,6 +264,7 @@ def fetch(agent: Agent, remote: str | None = None, progress: Progress | None = N
             outcome.error = str(error)
         report.remotes.append(outcome)
     report.head = agent.history.head()
+    _consolidate(agent)
     return report
 
 
@@ -521,6 +524,7 @@ def pull(
         )
     report.head = agent.history.head()
     _record(agent, report)
+    _consolidate(agent)
     return report
 
 
@@ -725,6 +729,7 @@ def push(
     report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
+    _consolidate(agent)
     return report
 
 
@@ -772,7 +777,20 @@ def sync(
     report.mirrors = [mirrored] if mirrored else []
     report.head = agent.history.head()
     _record(agent, report)
+    _consolidate(agent)
     return report
+
+
+def _consolidate(agent: Agent) -> None:
+    """Merge the local packs once there are many (``repack.py``): every fetch and push adds
+    one. Housekeeping after a sync that succeeded: a failure to write, or a lock another
+    process holds, leaves every object where it was, and the next sync tries again."""
+    from memfs.repack import consolidate_if_due
+
+    if agent.is_read_only_mount():
+        return
+    with contextlib.suppress(OSError, LockTimeoutError, RepositoryDamagedError):
+        consolidate_if_due(agent.history)  # damage: left as it is, for git fsck to name
 
 
 def _record(agent: Agent, report: SyncReport) -> None:

@@ -259,16 +259,19 @@ def resolve(state: AppState, path: str, keep: str) -> None:
 )
 @pass_state
 def gc(state: AppState, remote_name: str | None, grace: float) -> None:
-    """Pack loose objects locally; with --remote, compact a bucket remote's packs into one.
+    """Pack loose objects and every local pack into one; with --remote, compact a bucket
+    remote's packs into one.
 
-    A compaction is a compare-and-swap of the manifest like any push; replaced packs are
-    deleted only after the grace period, so a reader that still uses them never fails.
+    Sync does the same by itself once there are many packs. A compaction is a
+    compare-and-swap of the manifest like any push; replaced packs are deleted only after the
+    grace period, so a reader that still uses them never fails.
     """
+    from memfs.repack import consolidate
     from memfs.sync import compact_remote
 
     agent = state.agent()
-    packed = agent.history.pack_loose()
-    click.echo(f"Packed {packed} loose objects.")
+    done = consolidate(agent.history, everything=True)
+    click.echo(f"Packed {done.loose} loose objects; {done.packs} packs merged into one.")
     if remote_name is not None:
         merged, deleted = compact_remote(agent, remote_name, grace)
         click.echo(f"{remote_name}: {merged} packs merged into one, {deleted} old packs deleted.")

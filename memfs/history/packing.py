@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo
 
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
+HELD_PACKS = "packs-held"  # in .git/memfs: packs whose objects are here under another name
+HELD_PACKS_KEPT = 20_000  # the newest names kept; a forgotten one is only downloaded again
 
 
 class Packing:
@@ -36,6 +38,7 @@ class Packing:
     _lock: RepoLock
     _commits: dict[bytes, Commit]
     _unpacked: dict[bytes, RawObject]
+    _held_cache: tuple[tuple[int, int, int], frozenset[str]] | None
 
     @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
@@ -95,8 +98,41 @@ class Packing:
         return self.repo.object_store.pack_loose_objects()
 
     def has_pack(self, name: str) -> bool:
-        """Whether a pack of this name is in the local object store."""
-        return (self.control_dir / "objects" / "pack" / f"{name}.idx").exists()
+        """Whether the objects of the pack of this name are in the local object store: the
+        pack itself, or a pack consolidation merged it into (``hold_packs``)."""
+        if (self.control_dir / "objects" / "pack" / f"{name}.idx").exists():
+            return True
+        return name in self._held_set()
+
+    def hold_packs(self, names: list[str]) -> None:
+        """Record that these packs' objects are here though the packs are gone (merged into
+        another by ``repack.consolidate``), so a fetch never downloads them again. Durable
+        before this returns: written before the packs are removed."""
+        if not names:
+            return
+        held = [name for name in self._held_packs() if name not in set(names)] + names
+        text = "".join(f"{name}\n" for name in held[-HELD_PACKS_KEPT:])
+        atomic_write(self.state_dir / HELD_PACKS, text.encode())
+
+    def _held_packs(self) -> list[str]:
+        try:
+            return (self.control_dir / "memfs" / HELD_PACKS).read_text().split()
+        except (OSError, UnicodeDecodeError):
+            return []
+
+    def _held_set(self) -> frozenset[str]:
+        """``_held_packs`` as a set, read again only when the file changed (a fetch asks for
+        every pack a manifest lists)."""
+        try:
+            stat = (self.control_dir / "memfs" / HELD_PACKS).stat()
+        except OSError:
+            return frozenset()
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = getattr(self, "_held_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, frozenset(self._held_packs()))
+            self._held_cache = cached
+        return cached[1]
 
     def import_pack(self, name: str, pack: bytes, index: bytes | None = None) -> None:
         """Verify a pack and add it, with an index memfs computes itself.

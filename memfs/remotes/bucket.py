@@ -16,7 +16,9 @@ follows a fresh read instead of racing the whole upload: 5 requests, far fewer l
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +51,9 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
 DEFAULT_GRACE_S = 3600.0
+COMPACT_PACKS_ENV = "MEMFS_COMPACT_PACKS"  # a push compacts when the manifest lists more
+DEFAULT_COMPACT_PACKS = 50
+COMPACT_GRACE_ENV = "MEMFS_COMPACT_GRACE"  # seconds a pack replaced by it stays readable
 FETCH_BATCH = 8  # packs downloaded at once: small packs overlap, big ones stay bounded in memory
 Progress = Callable[[str], None]
 
@@ -247,6 +252,19 @@ class BucketRemote:
         if not moved:
             self._contended = True
             raise PushRejectedError(self.url)
+        if len(packs) > _compact_limit() and not self._contended:
+            self._compact_after_push(history)
+
+    def _compact_after_push(self, history: History) -> None:
+        """Compact without a manual command, once a push has made the list long (every
+        ``MEMFS_COMPACT_PACKS`` pushes or so). The push has landed already: a compaction
+        that loses its compare-and-swap to another pusher, or fails, is left for a later
+        push and never fails this one; a push that lost a race itself (others are pushing
+        now) leaves it to a calmer one, as a compaction's swap would make theirs fail."""
+        from memfs.config import seconds_from_env  # yaml and all: only when compacting
+
+        with contextlib.suppress(RemoteError):
+            self.compact(history, seconds_from_env(COMPACT_GRACE_ENV, DEFAULT_GRACE_S))
 
     def _check_expected(
         self, manifest: BucketManifest | None, branch: str, expected: str | None
@@ -292,6 +310,7 @@ class BucketRemote:
             if whole is not None:
                 self.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
                 self.storage.put_if_absent(f"packs/{whole.name}.idx", whole.index)
+                history.hold_packs([whole.name])  # built from objects here: never fetch it
                 retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
                 merged, packs = len(packs), [whole.name]
         if merged or expired:
@@ -325,6 +344,18 @@ class BucketRemote:
     def _delete_pack(self, name: str) -> None:
         self.storage.delete(f"packs/{name}.idx")
         self.storage.delete(f"packs/{name}.pack")
+
+
+def _compact_limit() -> int:
+    """How many packs a manifest may list before a push compacts them."""
+    text = os.environ.get(COMPACT_PACKS_ENV, "").strip()
+    if not text:
+        return DEFAULT_COMPACT_PACKS
+    if not text.isdigit():
+        from memfs.config import SettingError
+
+        raise SettingError(f"{COMPACT_PACKS_ENV}={text!r} is not a whole number (e.g. 50)")
+    return int(text)
 
 
 def _encode(manifest: BucketManifest) -> bytes:
