@@ -449,3 +449,49 @@ def test_keep_alive_connections_are_reused(s3: S3Bucket, monkeypatch: pytest.Mon
             assert storage.get("k") is not None
         assert storage.client._connections()[storage.client.config.host][0] is connection
         assert proxy.requests == 4
+
+
+@contextlib.contextmanager
+def answering_200(body: bytes) -> Iterator[str]:
+    """An endpoint that answers every request 200 with ``body`` (a captive portal, a proxy's
+    page): what a user behind one sees instead of S3."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True  # a kept-alive connection must not hold up shutdown
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("body", [b"hello", b"<html><body>Sign in</body></html>"])
+def test_a_listing_that_is_not_s3s_xml_is_a_remote_error(
+    s3: S3Bucket, monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    """Not a traceback (exit 70), nor an empty listing read as 'no agents' or 'no packs'."""
+    from memfs.errors import RemoteError
+
+    with answering_200(body) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        storage = open_storage(s3.url("a"))
+        with pytest.raises(RemoteError, match="not an S3 listing"):
+            storage.list("packs")
+        with pytest.raises(RemoteError, match="not an S3 listing"):
+            storage.folders()

@@ -342,7 +342,14 @@ class S3Client:
         if delimiter:
             params["delimiter"] = delimiter
         while True:
-            page = ElementTree.fromstring(self.request("GET", bucket, params=params).body)
+            response = self.request("GET", bucket, params=params)
+            try:
+                page = ElementTree.fromstring(response.body)
+            except ElementTree.ParseError:
+                page = None
+            if page is None or page.tag.rsplit("}", 1)[-1] != "ListBucketResult":
+                # a proxy's or captive portal's page: an error, never read as "nothing there"
+                raise S3Error(response.status, "InvalidResponse", "not an S3 listing")
             for element in page:
                 name = element.tag.rsplit("}", 1)[-1]
                 if name in ("Contents", "CommonPrefixes"):
