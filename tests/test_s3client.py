@@ -452,9 +452,9 @@ def test_keep_alive_connections_are_reused(s3: S3Bucket, monkeypatch: pytest.Mon
 
 
 @contextlib.contextmanager
-def answering_200(body: bytes) -> Iterator[str]:
-    """An endpoint that answers every request 200 with ``body`` (a captive portal, a proxy's
-    page): what a user behind one sees instead of S3."""
+def answering(status: int, body: bytes = b"") -> Iterator[str]:
+    """An endpoint that answers every request ``status`` with ``body`` (a captive portal, a
+    proxy's page, a broken cache): what a user behind one sees instead of S3."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -462,7 +462,7 @@ def answering_200(body: bytes) -> Iterator[str]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -488,10 +488,24 @@ def test_a_listing_that_is_not_s3s_xml_is_a_remote_error(
     """Not a traceback (exit 70), nor an empty listing read as 'no agents' or 'no packs'."""
     from memfs.errors import RemoteError
 
-    with answering_200(body) as endpoint:
+    with answering(200, body) as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         storage = open_storage(s3.url("a"))
         with pytest.raises(RemoteError, match="not an S3 listing"):
             storage.list("packs")
         with pytest.raises(RemoteError, match="not an S3 listing"):
             storage.folders()
+
+
+def test_not_modified_to_a_read_that_set_no_condition_is_a_remote_error(
+    s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 304 to a plain GET (a broken cache in the way) was an AssertionError: exit 70."""
+    from memfs.errors import RemoteError
+
+    with answering(304) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        storage = open_storage(s3.url("a"))
+        with pytest.raises(RemoteError, match="304"):
+            storage.get("manifest.json")
+        assert storage.get_if_changed("manifest.json", '"abc"') is UNCHANGED

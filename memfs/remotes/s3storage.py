@@ -86,6 +86,10 @@ class S3Storage:
         with self.translated():
             response = self._s3().get(self.bucket, self._key(key), if_none_match=etag)
         if response.status == 304:
+            if etag is None:  # a cache in the way answering a read that set no condition
+                raise RemoteError(
+                    self.url, f"{self.url} answered 304 Not Modified to a plain read of {key}"
+                )
             return UNCHANGED
         if response.status == 404:
             return None
