@@ -509,3 +509,23 @@ def test_not_modified_to_a_read_that_set_no_condition_is_a_remote_error(
         with pytest.raises(RemoteError, match="304"):
             storage.get("manifest.json")
         assert storage.get_if_changed("manifest.json", '"abc"') is UNCHANGED
+
+
+def test_a_listing_that_never_advances_is_a_remote_error(
+    s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that answers every page 'truncated, continue at T' with the same T: memfs
+    (gc --remote, agents, a push's compaction) listed it forever."""
+    from memfs.errors import RemoteError
+
+    page = (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<Contents><Key>a/packs/pack-1.pack</Key></Contents>"
+        b"<IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken>"
+        b"</ListBucketResult>"
+    )
+    with answering(200, page) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        with pytest.raises(RemoteError, match="does not advance"):
+            open_storage(s3.url("a")).list("packs")

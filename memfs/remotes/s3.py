@@ -341,6 +341,7 @@ class S3Client:
         params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if delimiter:
             params["delimiter"] = delimiter
+        seen: set[str] = set()
         while True:
             response = self.request("GET", bucket, params=params)
             try:
@@ -358,6 +359,9 @@ class S3Client:
             token = _child(page, "NextContinuationToken")
             if _child(page, "IsTruncated") != "true" or not token:
                 return
+            if token in seen:  # a broken store sending a page again: it would never end
+                raise S3Error(response.status, "InvalidResponse", "the listing does not advance")
+            seen.add(token)
             params["continuation-token"] = token
 
 
