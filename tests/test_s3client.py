@@ -452,9 +452,11 @@ def test_keep_alive_connections_are_reused(s3: S3Bucket, monkeypatch: pytest.Mon
 
 
 @contextlib.contextmanager
-def answering(status: int, body: bytes = b"") -> Iterator[str]:
-    """An endpoint that answers every request ``status`` with ``body`` (a captive portal, a
-    proxy's page, a broken cache): what a user behind one sees instead of S3."""
+def answering(
+    status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> Iterator[str]:
+    """An endpoint that answers every request ``status`` with ``body`` and ``headers`` (a
+    captive portal, a proxy's page, a broken cache): what a user behind one sees, not S3."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -463,9 +465,14 @@ def answering(status: int, body: bytes = b"") -> Iterator[str]:
 
         def do_GET(self) -> None:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_HEAD = do_GET
 
         def log_message(self, *args: object) -> None:
             pass
@@ -529,3 +536,13 @@ def test_a_listing_that_never_advances_is_a_remote_error(
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         with pytest.raises(RemoteError, match="does not advance"):
             open_storage(s3.url("a")).list("packs")
+
+
+def test_a_last_modified_that_is_not_a_date_is_unknown(
+    s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store's garbled Last-Modified was a ValueError: exit 70 from a push's automatic
+    compaction (after the push had landed), or from gc --remote. Unknown, the pack is kept."""
+    with answering(200, headers={"Last-Modified": "yesterday-ish"}) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        assert open_storage(s3.url("a")).modified("packs/pack-1.pack") is None

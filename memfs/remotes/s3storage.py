@@ -117,7 +117,10 @@ class S3Storage:
         with self.translated():
             response = self._s3().head(self.bucket, self._key(key))
         stamp = response.headers.get("last-modified") if response else None
-        return parsedate_to_datetime(stamp).timestamp() if stamp else None
+        try:
+            return parsedate_to_datetime(stamp).timestamp() if stamp else None
+        except (ValueError, TypeError):  # not a date: unknown (a compaction keeps the pack)
+            return None
 
     def list(self, prefix: str = "") -> list[str]:
         """Every object under ``prefix`` (a folder: ``packs`` lists ``packs/...``)."""
