@@ -9,6 +9,7 @@ the same compare-and-swap as every push, and other machines still clone and pull
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -311,6 +312,30 @@ def test_the_incremental_push_stays_at_4_requests_below_the_threshold(
     assert sync.push(agent).ok
     assert len(s3.server.requests) == 4
     assert not any("/packs/" in path for m, path in s3.server.requests if m == "GET")
+
+
+def test_a_compaction_that_fails_after_a_push_landed_does_not_fail_the_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B's held-packs record vouches for a branch's objects that git gc then pruned, so the
+    compaction a push runs by itself cannot build its pack. The push had landed: it said
+    'repository damaged' (exit 9, git fsck clean), left the tracking ref behind ('1 ahead'),
+    and every later push did the same."""
+    url = folder_url(tmp_path)
+    a, b = two_machines(tmp_path, url)
+    git(a.root, "checkout", "-q", "-b", "exp")
+    write(a.root, "exp.md", "on a branch b never fetches\n")
+    assert sync.push(a).ok
+    write(b.root, "b.md", "b\n")
+    assert sync.push(b).ok
+    sync.compact_remote(b, "origin", 3600.0)  # imports exp's pack, holds the new one
+    git(b.root, "gc", "-q", "--prune=now")  # exp's objects are unreachable in b: gone
+    write(b.root, "b.md", "b again\n")
+    pushed = memfs_process("push", cwd=b.root, env={**os.environ, "MEMFS_COMPACT_PACKS": "1"})
+    assert pushed.returncode == 0, pushed.stderr
+    assert b.history.ref("refs/remotes/origin/main") == b.history.head()
+    assert BucketRemote(url).head("main") == b.history.head()
+    git(b.root, "fsck", "--strict")
 
 
 # -- the benchmark -----------------------------------------------------------------------------
