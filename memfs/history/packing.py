@@ -4,14 +4,12 @@ fetched pack only after verifying and indexing it ourselves, and dulwich's pack 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dulwich.objects import Commit
-from dulwich.pack import write_pack_index, write_pack_objects
 
 from memfs import walks
 from memfs.damage import reads_objects
@@ -19,6 +17,7 @@ from memfs.errors import (
     PackCorruptError,
 )
 from memfs.packs import PackError, RawObject, index_pack
+from memfs.packwrite import build_pack
 from memfs.repolock import RepoLock
 from memfs.util import atomic_write
 
@@ -44,20 +43,11 @@ class Packing:
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
         wants = [sha.encode() for sha in include]
         commits = walks.parents_first(walks.commits_between(self._commit, wants, haves))
-        objects = [
-            (store[sha], None) for sha in walks.objects_of(store.__getitem__, self._commit, commits)
-        ]
-        if not objects:
+        shas = walks.objects_of(store.__getitem__, self._commit, commits)
+        if not shas:
             return None
-        pack = io.BytesIO()
-        entries, checksum = write_pack_objects(
-            pack.write, objects, object_format=store.object_format, deltify=False
-        )
-        index = io.BytesIO()
-        write_pack_index(
-            index, sorted((sha, offset, crc) for sha, (offset, crc) in entries.items()), checksum
-        )
-        return PackFiles(f"pack-{checksum.hex()}", pack.getvalue(), index.getvalue(), len(objects))
+        built = build_pack(shas, store.get_raw, self.control_dir / "objects" / "pack")
+        return PackFiles(f"pack-{built.checksum.hex()}", built.pack, built.index, built.count)
 
     def pack_data(
         self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any = None
