@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 import memfs
+from memfs import sync
 from memfs.errors import RepositoryDamagedError
 from memfs.history import History
 from memfs.packwrite import REUSE_MIN_OBJECTS, entry_header
+from memfs.remotes import add_remote
 
 AUTHOR = "t <t@t>"
 
@@ -105,4 +107,40 @@ def test_a_damaged_local_pack_is_never_uploaded(tmp_path: Path) -> None:
     history = History.open(root)
     with pytest.raises(RepositoryDamagedError):
         history.pack_between([head], [])
+    history.close()
+
+
+# -- reading back: a fetch keeps every pack's objects; trees flattened once --------------------
+
+
+def test_a_fetch_of_several_packs_keeps_the_objects_of_all_of_them(tmp_path: Path) -> None:
+    url = f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
+    a = memfs.init(tmp_path / "a", name="shared")
+    add_remote(a.history, "origin", url)
+    assert sync.push(a).ok
+    b = sync.clone(url, tmp_path / "b")
+    wanted = set()
+    for n in range(3):  # three pushes: three packs B lacks
+        (a.root / f"note-{n}.md").write_text(f"fact {n}\n")
+        a.commit()
+        assert sync.push(a).ok
+        wanted.add(a.history.entries_at(a.history.head(), f"note-{n}.md")[f"note-{n}.md"].sha)
+    sync.fetch(b)
+    # a checkout of what was fetched reads every blob from memory, none from the packs again
+    assert wanted <= {sha.decode() for sha in b.history._unpacked}
+    assert sync.pull(b).ok
+    assert {p.name for p in b.root.glob("note-*.md")} == {f"note-{n}.md" for n in range(3)}
+    a.close()
+    b.close()
+
+
+def test_a_flattened_tree_is_the_callers_own_copy(tmp_path: Path) -> None:
+    history = memfs.init(tmp_path / "agent", name="agent").history
+    head = history.commit(history.head(), _files(20, "x"), "c", AUTHOR)
+    first = history.tree_of(head)
+    first.pop("d1/f1.md")
+    first["made-up.md"] = first["d2/f2.md"]
+    again = history.tree_of(head)
+    assert "d1/f1.md" in again and "made-up.md" not in again
+    assert again == History.open(tmp_path / "agent").tree_of(head)  # what a fresh read finds
     history.close()

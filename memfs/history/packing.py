@@ -35,6 +35,7 @@ class Packing:
     _lock: RepoLock
     _commits: dict[bytes, Commit]
     _unpacked: dict[bytes, RawObject]
+    _unpacked_bytes: int
 
     @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
@@ -105,12 +106,7 @@ class Packing:
             if f"pack-{indexed.checksum.hex()}" != name:
                 raise PackCorruptError(name, "its checksum does not match its name")
             index = indexed.index_bytes()
-            size = sum(len(data) for _, data in indexed.objects.values())
-            self._unpacked = (
-                {sha.hex().encode(): obj for sha, obj in indexed.objects.items()}
-                if size <= UNPACKED_CACHE_BYTES
-                else {}
-            )
+            self._keep_unpacked(indexed.objects)
         pack_dir = self.control_dir / "objects" / "pack"
         pack_dir.mkdir(parents=True, exist_ok=True)
         # Durable before any ref can point into it (as git fsyncs its packs); the .idx, last,
@@ -118,6 +114,18 @@ class Packing:
         atomic_write(pack_dir / f"{name}.pack", pack, 0o444)
         atomic_write(pack_dir / f"{name}.idx", index, 0o444)
         self.repo.object_store._update_pack_cache()
+
+    def _keep_unpacked(self, objects: dict[bytes, RawObject]) -> None:
+        """Keep a fetched pack's objects beside those of the packs imported with it (a clone
+        of a remote that lists many packs checks out from all of them), up to
+        UNPACKED_CACHE_BYTES in all; past that, the packs on disk serve."""
+        size = sum(len(data) for _, data in objects.values())
+        if self._unpacked_bytes + size > UNPACKED_CACHE_BYTES:
+            self._unpacked, self._unpacked_bytes = {}, 0
+            if size > UNPACKED_CACHE_BYTES:
+                return
+        self._unpacked.update((sha.hex().encode(), obj) for sha, obj in objects.items())
+        self._unpacked_bytes += size
 
 
 @dataclass(frozen=True)
