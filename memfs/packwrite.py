@@ -106,10 +106,7 @@ class LocalPacks:
         """
         found: dict[bytes, tuple[bytes, int]] = {}
         missing = set(wanted)
-        indexes = sorted(
-            self.pack_dir.glob("pack-*.idx"), key=lambda path: path.stat().st_mtime, reverse=True
-        )
-        for idx_path in indexes:
+        for idx_path in self._newest_first():
             if not missing:
                 break
             try:
@@ -118,6 +115,16 @@ class LocalPacks:
                 continue
             missing.difference_update(found)
         return found
+
+    def _newest_first(self) -> list[Path]:
+        """The packs' indexes, newest first; one removed meanwhile (a repack) is left out."""
+        stamped = []
+        for path in self.pack_dir.glob("pack-*.idx"):
+            try:
+                stamped.append((path.stat().st_mtime, path))
+            except OSError:
+                continue
+        return [path for _, path in sorted(stamped, reverse=True)]
 
 
 def _entries_of(idx_path: Path, wanted: set[bytes]) -> dict[bytes, tuple[bytes, int]]:
