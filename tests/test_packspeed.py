@@ -15,6 +15,8 @@ from memfs.history import History
 from memfs.packwrite import REUSE_MIN_OBJECTS, entry_header
 from memfs.remotes import add_remote
 
+from .conftest import assert_git_agrees
+
 AUTHOR = "t <t@t>"
 
 
@@ -144,3 +146,19 @@ def test_a_flattened_tree_is_the_callers_own_copy(tmp_path: Path) -> None:
     assert "d1/f1.md" in again and "made-up.md" not in again
     assert again == History.open(tmp_path / "agent").tree_of(head)  # what a fresh read finds
     history.close()
+
+
+def test_a_first_push_big_enough_to_reuse_packed_entries_clones_whole(tmp_path: Path) -> None:
+    url = f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
+    a = memfs.init(tmp_path / "a", name="shared")
+    for path, (_, data) in _files(REUSE_MIN_OBJECTS * 2, "first").items():
+        (a.root / path).parent.mkdir(parents=True, exist_ok=True)
+        (a.root / path).write_bytes(data)
+    add_remote(a.history, "origin", url)
+    assert sync.push(a).ok
+    b = sync.clone(url, tmp_path / "b")
+    assert b.history.head() == a.history.head()
+    git(b.root, "fsck", "--strict", "--no-dangling")
+    assert_git_agrees(b.root)  # the files checked out are the commit's
+    a.close()
+    b.close()
