@@ -1,7 +1,8 @@
 """Reading trees and blobs: a commit's files, one path, many blobs in one pass over a pack.
 
-Objects of the pack imported last are kept in memory (``_unpacked``): a fresh checkout reads
-its trees and blobs from there instead of inflating them from the pack a second time.
+Objects of the packs the last fetch imported are kept in memory (``_unpacked``): a fresh
+checkout reads its trees and blobs from there instead of inflating them from the packs again.
+The last few trees flattened are kept too (``_flat_trees``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Objects:
         return files
 
     def _kept(self, sha: bytes, type_num: int) -> bytes | None:
-        """The content of object ``sha`` from the last imported pack, if kept and of that type."""
+        """The content of object ``sha`` from the packs imported last, if kept and of that type."""
         unpacked = self._unpacked.get(sha)
         return unpacked[1] if unpacked is not None and unpacked[0] == type_num else None
 
