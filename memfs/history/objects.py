@@ -8,8 +8,6 @@ The last few trees flattened are kept too (``_flat_trees``).
 from __future__ import annotations
 
 import stat
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dulwich.errors import NotTreeError
 from dulwich.object_store import iter_tree_contents, tree_lookup_path
@@ -19,25 +17,16 @@ from memfs.damage import reads_objects
 from memfs.errors import (
     PathNotFoundError,
 )
-from memfs.packs import RawObject
-from memfs.repolock import RepoLock
+from memfs.history.base import HistoryBase
 from memfs.trees import Files, TreeEntry
-
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
 
 SHA_BYTES = 20
 FLAT_TREES_KEPT = 4  # a pull's trees: before, remote, base, after
 
 
-class Objects:
+class Objects(HistoryBase):
     """The tree and blob reads of ``History``."""
 
-    root: Path
-    repo: Repo
-    _lock: RepoLock
-    _commits: dict[bytes, Commit]
-    _unpacked: dict[bytes, RawObject]
     _flat_trees: dict[bytes, Files]
 
     @reads_objects

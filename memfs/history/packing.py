@@ -6,37 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from dulwich.objects import Commit
+from typing import Any
 
 from memfs import walks
 from memfs.damage import reads_objects
 from memfs.errors import (
     PackCorruptError,
 )
+from memfs.history.base import HistoryBase
 from memfs.packs import PackError, RawObject, index_pack
 from memfs.packwrite import build_pack
-from memfs.repolock import RepoLock
 from memfs.util import atomic_write
-
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
 
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
 HELD_PACKS = "packs-held"  # in .git/memfs: packs whose objects are here under another name
 HELD_PACKS_KEPT = 20_000  # the newest names kept; a forgotten one is only downloaded again
 
 
-class Packing:
+class Packing(HistoryBase):
     """The pack transfer half of ``History``."""
 
-    root: Path
-    repo: Repo
-    _lock: RepoLock
-    _commits: dict[bytes, Commit]
-    _unpacked: dict[bytes, RawObject]
     _held_cache: tuple[tuple[int, int, int], frozenset[str]] | None
     _unpacked_bytes: int
 
