@@ -247,6 +247,14 @@ class Agent:
 
     # -- memory -------------------------------------------------------------------------
 
+    def committed_memory_count(self) -> int:
+        """How many memory files the last commit holds: what a fresh clone or checkout has,
+        counted from the tree without reading or parsing a file (``memory`` parses them)."""
+        layout = self.layout
+        return sum(
+            1 for path in self.history.tree_of(self.history.head()) if is_memory_path(path, layout)
+        )
+
     @property
     def memory(self) -> dict[str, MemoryFile]:
         """Every memory file in the work tree, by label, sorted by path.

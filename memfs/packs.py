@@ -10,6 +10,7 @@ reader, at several times the cost; this one reads the pack from memory in one sw
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import struct
@@ -41,30 +42,38 @@ class IndexedPack:
     objects: dict[bytes, RawObject]  # every object, by binary sha
 
     def index_bytes(self) -> bytes:
-        """The pack's ``.idx`` (version 2), built with a few ``struct`` calls (dulwich's
-        writer makes three small writes per object)."""
-        if any(offset >= 2**31 for _, offset, _ in self.entries):
-            out = io.BytesIO()  # a pack over 2 GiB: rare enough for dulwich's general writer
-            write_pack_index_v2(out, self.entries, self.checksum)
-            return out.getvalue()
-        count = len(self.entries)
-        fanout = [0] * 256
-        for sha, _, _ in self.entries:
-            fanout[sha[0]] += 1
-        for first in range(1, 256):
-            fanout[first] += fanout[first - 1]
-        body = b"".join(
-            (
-                b"\377tOc",
-                struct.pack(">L", 2),
-                struct.pack(">256L", *fanout),
-                b"".join(sha for sha, _, _ in self.entries),
-                struct.pack(f">{count}L", *(crc for _, _, crc in self.entries)),
-                struct.pack(f">{count}L", *(offset for _, offset, _ in self.entries)),
-                self.checksum,
-            )
+        """The pack's ``.idx`` (version 2)."""
+        return index_v2(self.entries, self.checksum)
+
+
+def index_v2(entries: list[tuple[bytes, int, int]], checksum: bytes) -> bytes:
+    """A version 2 ``.idx`` for ``entries`` (binary sha, offset, crc32; sorted by sha), built
+    with a few ``struct`` calls (dulwich's writer makes three small writes per object)."""
+    if not entries:
+        shas: tuple[bytes, ...] = ()
+        offsets: tuple[int, ...] = ()
+        crcs: tuple[int, ...] = ()
+    else:
+        shas, offsets, crcs = zip(*entries, strict=True)
+    if offsets and max(offsets) >= 2**31:
+        out = io.BytesIO()  # a pack over 2 GiB: rare enough for dulwich's general writer
+        write_pack_index_v2(out, entries, checksum)
+        return out.getvalue()
+    firsts = bytes(sha[0] for sha in shas)  # sorted, as the shas are
+    fanout = [bisect.bisect_right(firsts, first) for first in range(256)]
+    count = len(entries)
+    body = b"".join(
+        (
+            b"\377tOc",
+            struct.pack(">L", 2),
+            struct.pack(">256L", *fanout),
+            b"".join(shas),
+            struct.pack(f">{count}L", *crcs),
+            struct.pack(f">{count}L", *offsets),
+            checksum,
         )
-        return body + hashlib.sha1(body).digest()
+    )
+    return body + hashlib.sha1(body).digest()
 
 
 def object_id(type_num: int, data: bytes) -> bytes:

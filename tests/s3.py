@@ -69,6 +69,20 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
+def serve_wsgi(app: Any) -> Iterator[str]:
+    """Serve a WSGI app on a free port of 127.0.0.1 from one thread, one request at a time,
+    without an access log line per request; yield its endpoint URL, stop it afterwards."""
+    server = make_server("127.0.0.1", 0, app, threaded=False, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@contextmanager
 def moto_s3() -> Iterator[MotoServer]:
     """Start moto's S3 on a free port; stop it afterwards.
 
@@ -76,16 +90,7 @@ def moto_s3() -> Iterator[MotoServer]:
     service from every request's host and path): half the CPU per request, so the server
     takes less from the code it serves on a small machine.
     """
-    app = create_backend_app("s3")
     holder = MotoServer(endpoint="")
-    server = make_server(
-        "127.0.0.1", 0, _counting(app, holder), threaded=False, request_handler=_QuietHandler
-    )
-    holder.endpoint = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_wsgi(_counting(create_backend_app("s3"), holder)) as endpoint:
+        holder.endpoint = endpoint
         yield holder
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)

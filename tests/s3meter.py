@@ -6,16 +6,14 @@ this gives the second, and shows whether a conditional GET was answered 304 with
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from moto.moto_server.werkzeug_app import create_backend_app
-from werkzeug.serving import make_server
 
-from tests.s3 import MotoServer, _counting, _QuietHandler
+from tests.s3 import MotoServer, _counting, serve_wsgi
 
 
 @dataclass
@@ -63,13 +61,6 @@ def _metered(app: Any, server: MeteredServer) -> Any:
 def metered_moto_s3() -> Iterator[MeteredServer]:
     """moto's S3 on a free port, counting requests and metering responses; stopped after."""
     holder = MeteredServer(endpoint="")
-    app = _metered(_counting(create_backend_app("s3"), holder), holder)
-    server = make_server("127.0.0.1", 0, app, threaded=False, request_handler=_QuietHandler)
-    holder.endpoint = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_wsgi(_metered(_counting(create_backend_app("s3"), holder), holder)) as endpoint:
+        holder.endpoint = endpoint
         yield holder
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)

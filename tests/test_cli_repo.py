@@ -78,6 +78,37 @@ def test_ls_text(agent: memfs.Agent) -> None:
     assert output[0].split()[:3] == ["system/human", "pinned", "13/5000"]
 
 
+def test_ls_lists_what_the_memory_files_say_from_a_cold_warm_or_stale_cache(
+    agent: memfs.Agent,
+) -> None:
+    """ls reads the parse cache: its listing is the one the files themselves give, whether
+    the cache is empty, warm, or older than an edit (same size, other content)."""
+    root = agent.root
+    write(root, "notes/ro.md", "---\ndescription: fixed\nread_only: true\nlimit: 9\n---\nabc\n")
+    write(root, "notes/broken.md", "---\ndescription: [unclosed\n---\nbody\n")
+    (root / "notes/latin1.md").write_bytes(b"caf\xe9\n")
+    write(root, "notes/facts.yaml", "description: a mapping\nkey: value\n")
+
+    def expected() -> list[dict[str, object]]:
+        return [m.to_dict() for m in memfs.open(root).memory.values()]
+
+    def listed() -> tuple[list[dict[str, object]], str]:
+        result = run_cli("-C", str(root), "ls", "--json")
+        return json.loads(result.stdout), result.stderr
+
+    cold, warnings = listed()
+    assert cold == expected()
+    assert "notes/broken.md" in warnings and "notes/latin1.md" in warnings
+    assert listed() == (cold, warnings)  # warm: the same
+    ro = root / "notes/ro.md"
+    before = ro.stat()
+    ro.write_text(ro.read_text().replace("fixed", "moved"))  # same size
+    os.utime(ro, ns=(before.st_atime_ns, before.st_mtime_ns))
+    stale, _ = listed()
+    assert stale == expected()
+    assert next(item for item in stale if item["path"] == "notes/ro.md")["description"] == "moved"
+
+
 def test_diff_show_restore_revert(agent: memfs.Agent) -> None:
     root = str(agent.root)
     (agent.root / "system/human.md").write_text("Name: Ada\n")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from moto.moto_server.werkzeug_app import create_backend_app
-from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.s3 import serve_wsgi
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -104,29 +105,10 @@ def _counting(app: Any, server: CountingServer) -> Any:
     return counted
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log line per request: it would cost the server as much as serving."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 @contextmanager
 def counting_moto_s3() -> Iterator[CountingServer]:
     """Start moto's S3 backend on a free port with traffic counting; stop it afterwards."""
     holder = CountingServer(endpoint="")
-    server = make_server(
-        "127.0.0.1",
-        0,
-        _counting(create_backend_app("s3"), holder),
-        threaded=False,
-        request_handler=_QuietHandler,
-    )
-    holder.endpoint = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_wsgi(_counting(create_backend_app("s3"), holder)) as endpoint:
+        holder.endpoint = endpoint
         yield holder
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)

@@ -110,4 +110,5 @@ def checkout(name: str, directory: str | None, cloud_name: str | None, quiet: bo
 
     agent = run(name, directory, cloud_name, progress_printer(quiet))
     with agent:
-        click.echo(f"Checked out {agent.name} into {agent.root} ({len(agent.memory)} memory files)")
+        count = agent.committed_memory_count()
+        click.echo(f"Checked out {agent.name} into {agent.root} ({count} memory files)")

@@ -37,7 +37,7 @@ def init(directory: str, name: str | None, description: str) -> None:
     from memfs.opening import init_agent
 
     agent = init_agent(directory, name=name, description=description)
-    files = len(agent.memory)
+    files = agent.committed_memory_count()
     latest = agent.log(limit=1)
     if agent.layout.is_letta:  # adopted: HEAD may be any commit Letta Code made before
         click.echo(f"Adopt agent {agent.name} in {agent.root}")
@@ -324,25 +324,36 @@ def ls(state: AppState, as_json: bool) -> None:
     A file memfs cannot read (not UTF-8, front matter it cannot parse) is still listed, and
     named on stderr as 'path:line: what' (exit 0: 'memfs check' says more).
     """
-    from memfs.context import unreadable
+    from memfs.layout import in_context
 
-    files = list(state.agent().memory.values())
-    for memory_file in files:
-        for problem in unreadable(memory_file):
-            warn(problem.render())
+    agent = state.agent()
+    layout = agent.layout
+    # From the parse cache: a file is read only when its stat data changed since last time.
+    parsed = agent.parsed_memory(agent.snapshot(), layout)
+    for path, found in parsed.items():
+        if found.unreadable:
+            for problem in found.problem_list(path):
+                if problem.severity == "error":
+                    warn(problem.render())
+    rows = [
+        {
+            "label": found.label,
+            "path": path,
+            "description": found.description,
+            "pinned": in_context(path, layout),
+            "read_only": found.read_only,
+            "size": found.size,
+            "limit": found.limit,
+        }
+        for path, found in parsed.items()
+    ]
     if as_json:
-        emit_json([memory_file.to_dict() for memory_file in files])
+        emit_json(rows)
         return
-    width = max((len(f.label) for f in files), default=5)
-    for memory_file in files:
-        pinned = "pinned" if memory_file.pinned else "      "
-        size = (
-            f"{memory_file.size}/{memory_file.limit}"
-            if memory_file.limit
-            else str(memory_file.size)
-        )
-        flags = " read-only" if memory_file.read_only else ""
-        description = memory_file.description or ""
-        click.echo(
-            f"{memory_file.label:<{width}}  {pinned}  {size:>11}{flags}  {description}".rstrip()
-        )
+    width = max((len(row["label"]) for row in rows), default=5)
+    for row in rows:
+        pinned = "pinned" if row["pinned"] else "      "
+        size = f"{row['size']}/{row['limit']}" if row["limit"] else str(row["size"])
+        flags = " read-only" if row["read_only"] else ""
+        description = row["description"] or ""
+        click.echo(f"{row['label']:<{width}}  {pinned}  {size:>11}{flags}  {description}".rstrip())

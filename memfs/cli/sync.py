@@ -197,7 +197,8 @@ def clone(url: str, directory: str | None, quiet: bool) -> None:
 
     agent = run(url, directory, progress=progress_printer(quiet))
     with agent:
-        click.echo(f"Cloned {agent.name} into {agent.root} ({len(agent.memory)} memory files)")
+        count = agent.committed_memory_count()
+        click.echo(f"Cloned {agent.name} into {agent.root} ({count} memory files)")
 
 
 @click.command()

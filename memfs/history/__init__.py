@@ -42,6 +42,7 @@ from memfs.history.refs import Refs
 from memfs.history.writing import Writing
 from memfs.packs import RawObject
 from memfs.repolock import RepoLock, git_running_in
+from memfs.trees import Files
 
 BRANCH = "main"
 LOCK_TIMEOUT_ENV = "MEMFS_LOCK_TIMEOUT"
@@ -65,10 +66,12 @@ class History(Refs, Commits, Objects, Writing, Packing):
         self.root = root
         self.repo = repo
         self._lock = RepoLock(Path(repo.controldir()) / "memfs" / "lock")
-        # The objects of the pack imported last, by hex sha: a fresh checkout reads its trees
-        # and blobs from here instead of inflating them from the pack a second time.
+        # The objects of the packs imported last (one fetch's), by hex sha: a fresh checkout
+        # reads its trees and blobs from here instead of inflating them from the packs again.
         self._unpacked: dict[bytes, RawObject] = {}
+        self._unpacked_bytes = 0  # the size of their contents, bounded by packing's cache size
         self._commits: dict[bytes, Commit] = {}
+        self._flat_trees: dict[bytes, Files] = {}  # the last trees tree_of flattened, by sha
         _open_histories.add(self)
 
     @classmethod
@@ -99,8 +102,9 @@ class History(Refs, Commits, Objects, Writing, Packing):
         return history
 
     def drop_unpacked(self) -> None:
-        """Let go of the objects kept from the last imported pack."""
+        """Let go of the objects kept from the packs imported last."""
         self._unpacked = {}
+        self._unpacked_bytes = 0
 
     def close(self) -> None:
         self.drop_unpacked()

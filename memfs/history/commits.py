@@ -7,8 +7,6 @@ store of many small packs scans every pack index.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dulwich.graph import find_merge_base
 from dulwich.objects import Commit
@@ -16,24 +14,14 @@ from dulwich.walk import ORDER_TOPO, Walker
 
 from memfs import walks
 from memfs.damage import reads_objects
-from memfs.packs import RawObject
-from memfs.repolock import RepoLock
+from memfs.history.base import HistoryBase
 from memfs.trees import CommitInfo, FileChange, compare_trees, parse_trailers
-
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
 
 COMMIT_CACHE_SIZE = 50_000
 
 
-class Commits:
+class Commits(HistoryBase):
     """The commit-graph half of ``History``."""
-
-    root: Path
-    repo: Repo
-    _lock: RepoLock
-    _commits: dict[bytes, Commit]
-    _unpacked: dict[bytes, RawObject]
 
     def has_commit(self, sha: str) -> bool:
         return sha.encode() in self.repo.object_store

@@ -1,14 +1,13 @@
 """Reading trees and blobs: a commit's files, one path, many blobs in one pass over a pack.
 
-Objects of the pack imported last are kept in memory (``_unpacked``): a fresh checkout reads
-its trees and blobs from there instead of inflating them from the pack a second time.
+Objects of the packs the last fetch imported are kept in memory (``_unpacked``): a fresh
+checkout reads its trees and blobs from there instead of inflating them from the packs again.
+The last few trees flattened are kept too (``_flat_trees``).
 """
 
 from __future__ import annotations
 
 import stat
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dulwich.errors import NotTreeError
 from dulwich.object_store import iter_tree_contents, tree_lookup_path
@@ -18,49 +17,57 @@ from memfs.damage import reads_objects
 from memfs.errors import (
     PathNotFoundError,
 )
-from memfs.packs import RawObject
-from memfs.repolock import RepoLock
+from memfs.history.base import HistoryBase
 from memfs.trees import Files, TreeEntry
 
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
-
 SHA_BYTES = 20
+FLAT_TREES_KEPT = 4  # a pull's trees: before, remote, base, after
 
 
-class Objects:
+class Objects(HistoryBase):
     """The tree and blob reads of ``History``."""
 
-    root: Path
-    repo: Repo
-    _lock: RepoLock
-    _commits: dict[bytes, Commit]
-    _unpacked: dict[bytes, RawObject]
+    _flat_trees: dict[bytes, Files]
 
     @reads_objects
     def tree_of(self, commit_sha: str | None) -> Files:
-        """Every file of the commit's tree (an empty tree for None)."""
+        """Every file of the commit's tree (an empty tree for None).
+
+        The last few trees flattened are kept (a tree never changes): one command asks for
+        the same commit's files several times (a pull: before, during and after its merge).
+        The caller gets its own copy.
+        """
         if commit_sha is None:
             return {}
-        commit = self._commit(commit_sha.encode())
+        tree_sha = self._commit(commit_sha.encode()).tree
+        files = self._flat_trees.pop(tree_sha, None)
+        if files is None:
+            files = self._flatten(tree_sha)
+        self._flat_trees[tree_sha] = files  # most recent last
+        while len(self._flat_trees) > FLAT_TREES_KEPT:
+            del self._flat_trees[next(iter(self._flat_trees))]
+        return dict(files)
+
+    def _flatten(self, tree_sha: bytes) -> Files:
+        """Every file under tree ``tree_sha``, by posix path."""
         files: Files = {}
         # Depth first with a stack of iterators: git's order, and no recursion limit for a
         # (hostile) tree nested thousands deep.
-        stack = [(b"", iter(self._tree_items(commit.tree)))]
+        stack = [("", iter(self._tree_items(tree_sha)))]
         while stack:
             prefix, items = stack[-1]
             for name, mode, sha in items:
+                path = prefix + name.decode("utf-8", "surrogateescape")
                 if stat.S_ISDIR(mode):
-                    stack.append((prefix + name + b"/", iter(self._tree_items(sha))))
+                    stack.append((path + "/", iter(self._tree_items(sha))))
                     break
-                path = (prefix + name).decode("utf-8", "surrogateescape")
                 files[path] = TreeEntry(mode, sha.decode())
             else:
                 stack.pop()
         return files
 
     def _kept(self, sha: bytes, type_num: int) -> bytes | None:
-        """The content of object ``sha`` from the last imported pack, if kept and of that type."""
+        """The content of object ``sha`` from the packs imported last, if kept and of that type."""
         unpacked = self._unpacked.get(sha)
         return unpacked[1] if unpacked is not None and unpacked[0] == type_num else None
 

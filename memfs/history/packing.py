@@ -4,41 +4,30 @@ fetched pack only after verifying and indexing it ourselves, and dulwich's pack 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from dulwich.objects import Commit
-from dulwich.pack import write_pack_index, write_pack_objects
+from typing import Any
 
 from memfs import walks
 from memfs.damage import reads_objects
 from memfs.errors import (
     PackCorruptError,
 )
+from memfs.history.base import HistoryBase
 from memfs.packs import PackError, RawObject, index_pack
-from memfs.repolock import RepoLock
+from memfs.packwrite import build_pack
 from memfs.util import atomic_write
-
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
 
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
 HELD_PACKS = "packs-held"  # in .git/memfs: packs whose objects are here under another name
 HELD_PACKS_KEPT = 20_000  # the newest names kept; a forgotten one is only downloaded again
 
 
-class Packing:
+class Packing(HistoryBase):
     """The pack transfer half of ``History``."""
 
-    root: Path
-    repo: Repo
-    _lock: RepoLock
-    _commits: dict[bytes, Commit]
-    _unpacked: dict[bytes, RawObject]
     _held_cache: tuple[tuple[int, int, int], frozenset[str]] | None
+    _unpacked_bytes: int
 
     @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
@@ -47,20 +36,11 @@ class Packing:
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
         wants = [sha.encode() for sha in include]
         commits = walks.parents_first(walks.commits_between(self._commit, wants, haves))
-        objects = [
-            (store[sha], None) for sha in walks.objects_of(store.__getitem__, self._commit, commits)
-        ]
-        if not objects:
+        shas = walks.objects_of(store.__getitem__, self._commit, commits)
+        if not shas:
             return None
-        pack = io.BytesIO()
-        entries, checksum = write_pack_objects(
-            pack.write, objects, object_format=store.object_format, deltify=False
-        )
-        index = io.BytesIO()
-        write_pack_index(
-            index, sorted((sha, offset, crc) for sha, (offset, crc) in entries.items()), checksum
-        )
-        return PackFiles(f"pack-{checksum.hex()}", pack.getvalue(), index.getvalue(), len(objects))
+        built = build_pack(shas, store.get_raw, self.control_dir / "objects" / "pack")
+        return PackFiles(f"pack-{built.checksum.hex()}", built.pack, built.index, built.count)
 
     def pack_data(
         self, haves: set[bytes], wants: set[bytes], ofs_delta: bool, progress: Any = None
@@ -151,12 +131,7 @@ class Packing:
             if f"pack-{indexed.checksum.hex()}" != name:
                 raise PackCorruptError(name, "its checksum does not match its name")
             index = indexed.index_bytes()
-            size = sum(len(data) for _, data in indexed.objects.values())
-            self._unpacked = (
-                {sha.hex().encode(): obj for sha, obj in indexed.objects.items()}
-                if size <= UNPACKED_CACHE_BYTES
-                else {}
-            )
+            self._keep_unpacked(indexed.objects)
         pack_dir = self.control_dir / "objects" / "pack"
         pack_dir.mkdir(parents=True, exist_ok=True)
         # Durable before any ref can point into it (as git fsyncs its packs); the .idx, last,
@@ -164,6 +139,18 @@ class Packing:
         atomic_write(pack_dir / f"{name}.pack", pack, 0o444)
         atomic_write(pack_dir / f"{name}.idx", index, 0o444)
         self.repo.object_store._update_pack_cache()
+
+    def _keep_unpacked(self, objects: dict[bytes, RawObject]) -> None:
+        """Keep a fetched pack's objects beside those of the packs imported with it (a clone
+        of a remote that lists many packs checks out from all of them), up to
+        UNPACKED_CACHE_BYTES in all; past that, the packs on disk serve."""
+        size = sum(len(data) for _, data in objects.values())
+        if self._unpacked_bytes + size > UNPACKED_CACHE_BYTES:
+            self._unpacked, self._unpacked_bytes = {}, 0
+            if size > UNPACKED_CACHE_BYTES:
+                return
+        self._unpacked.update((sha.hex().encode(), obj) for sha, obj in objects.items())
+        self._unpacked_bytes += size
 
 
 @dataclass(frozen=True)

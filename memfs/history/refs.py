@@ -7,10 +7,8 @@ never both win; a ``.lock`` file a killed git left behind is cleared (``repolock
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from dulwich.objects import Commit
 from dulwich.objectspec import parse_commit, parse_object
 
 from memfs.damage import reads_objects
@@ -19,24 +17,14 @@ from memfs.errors import (
     RepositoryDamagedError,
     RevisionNotFoundError,
 )
-from memfs.packs import RawObject
-from memfs.repolock import RepoLock, retry_past_stale_git_lock
-
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
-
+from memfs.history.base import HistoryBase
+from memfs.repolock import retry_past_stale_git_lock
 
 _T = TypeVar("_T")
 
 
-class Refs:
+class Refs(HistoryBase):
     """The ref half of ``History``."""
-
-    root: Path
-    repo: Repo
-    _lock: RepoLock
-    _commits: dict[bytes, Commit]
-    _unpacked: dict[bytes, RawObject]
 
     @reads_objects
     def branch_ref(self) -> bytes:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, Tree
@@ -19,24 +17,14 @@ from dulwich.objects import Blob, Commit, Tree
 from memfs import gitindex
 from memfs.damage import reads_objects
 from memfs.faults import crash_point
-from memfs.packs import RawObject
-from memfs.repolock import RepoLock
+from memfs.history.base import HistoryBase
 from memfs.trees import Files, TreeEntry
-
-if TYPE_CHECKING:
-    from dulwich.repo import Repo
 
 LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 
 
-class Writing:
+class Writing(HistoryBase):
     """The commit, tree-building and merge writes of ``History``."""
-
-    root: Path
-    repo: Repo
-    _lock: RepoLock
-    _commits: dict[bytes, Commit]
-    _unpacked: dict[bytes, RawObject]
 
     def index_describes(self, tree: Files, commit: str | None = None) -> bool:
         """Whether the index holds exactly ``tree`` (paths, modes, shas): after a commit

@@ -187,6 +187,8 @@ class BucketRemote:
 
     def _import(self, history: History, names: list[str]) -> None:
         missing = [name for name in names if not history.has_pack(name)]
+        if missing:
+            history.drop_unpacked()  # keep this fetch's objects (for a checkout), not the last's
         received = done = 0
         for start in range(0, len(missing), FETCH_BATCH):
             batch = missing[start : start + FETCH_BATCH]

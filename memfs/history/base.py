@@ -1,0 +1,24 @@
+"""What every part of ``History`` shares: the state ``History.__init__`` sets, declared once
+so each mixin (refs, commits, objects, writing, packing) can name it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dulwich.objects import Commit
+    from dulwich.repo import Repo
+
+    from memfs.packs import RawObject
+    from memfs.repolock import RepoLock
+
+
+class HistoryBase:
+    """The repository, its work tree, the agent's lock, and the caches of read objects."""
+
+    root: Path
+    repo: Repo
+    _lock: RepoLock
+    _commits: dict[bytes, Commit]
+    _unpacked: dict[bytes, RawObject]
