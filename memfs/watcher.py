@@ -204,6 +204,7 @@ class Watcher:
         self._claim_fd: int | None = None
         self._index_behind: set[str] = set()
         self._own_index = self._index_stamp()  # the index as memfs itself last left it
+        self._known_head = agent.history.head()  # as the watcher last committed or synced it
 
     def _claim(self) -> None:
         """Hold ``.git/memfs/watch.lock`` while running: one watcher per agent.
@@ -343,6 +344,12 @@ class Watcher:
         if now >= self._next_rescan:
             self._next_rescan = now + self.settings.rescan_s
             self._commit_all()
+        if self._pushing and not self.state.pending_push:
+            head = self.agent.history.head()
+            if head != self._known_head:  # committed by another tool: git, Letta Code
+                self._known_head = head
+                self.state.pending_push = True
+                self._push_due = now
         if self._pushing and self.state.pending_push and now >= self._push_due:
             self._push()
         if self._syncing:  # --no-push: commit only
@@ -415,6 +422,7 @@ class Watcher:
 
         if not list_remotes(self.agent.history):
             self.state.pending_push = False
+            self._known_head = self.agent.history.head()
             return
         report = sync.push(self.agent, origin="watch")
         self._after_sync(report)
@@ -449,6 +457,7 @@ class Watcher:
 
     def _after_sync(self, report: Any) -> None:
         self._own_index = self._index_stamp()  # a pull rewrites the index
+        self._known_head = self.agent.history.head()
         errors = [o.error for o in report.remotes if o.error]
         for outcome in report.remotes:
             if outcome.integrated in ("fast-forward", "merged"):

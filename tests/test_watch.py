@@ -282,3 +282,21 @@ def test_python_api_and_no_push(tmp_path: Path) -> None:
     assert git(hub, "rev-parse", "main") != remote_head  # B's push, and nothing from A
     assert "local-only.md" not in git(hub, "ls-tree", "-r", "--name-only", "main")
     assert not (a.root / "from-b.md").exists(), "--no-push neither pushes nor pulls"
+
+
+def test_a_commit_made_with_git_beside_the_watcher_is_pushed(tmp_path: Path) -> None:
+    """``git commit`` (or Letta Code's own commit) while the watcher runs: the watcher finds
+    nothing to commit itself, and pushed it only with its next own commit or at stop."""
+    url = f"memfs::{(tmp_path / 'cloud' / 'shared').as_uri()}"
+    a, _ = two_machines(tmp_path, url)
+    from memfs.remotes.bucket import BucketRemote
+
+    with Watcher(a, FAST):
+        write(a.root, "by-git.md", "committed with git\n")
+        git(a.root, "add", "by-git.md")
+        git(a.root, "commit", "-q", "-m", "by git")
+        wait_for(
+            lambda: BucketRemote(url).head("main") == a.history.head(),
+            timeout=10,
+            what="the git commit on the remote",
+        )
