@@ -348,8 +348,9 @@ class Watcher:
             head = self.agent.history.head()
             if head != self._known_head:  # committed by another tool: git, Letta Code
                 self._known_head = head
-                self.state.pending_push = True
-                self._push_due = now
+                if not self.agent.history.detached():  # git checkout <sha>: nothing to push
+                    self.state.pending_push = True
+                    self._push_due = now
         if self._pushing and self.state.pending_push and now >= self._push_due:
             self._push()
         if self._syncing:  # --no-push: commit only
@@ -424,7 +425,13 @@ class Watcher:
             self.state.pending_push = False
             self._known_head = self.agent.history.head()
             return
-        report = sync.push(self.agent, origin="watch")
+        try:
+            report = sync.push(self.agent, origin="watch")
+        except MemfsError as error:  # refused before any remote was tried: later, not at once
+            self._note_error(str(error))
+            self._retry_push_later()
+            self._write_state()
+            return
         self._after_sync(report)
 
     def _poll_due(self, now: float) -> None:
@@ -472,15 +479,19 @@ class Watcher:
         self.state.last_sync = utc_now().isoformat()
         if errors:
             self._note_error(errors[0])
-            self.state.pending_push = True
-            self._push_due = time.monotonic() + self._backoff
-            self.log(f"retrying in {self._backoff:.0f}s")
-            self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
+            self._retry_push_later()
         else:
             self.state.last_error = None
             self.state.pending_push = False
             self._backoff = 1.0
         self._write_state()
+
+    def _retry_push_later(self) -> None:
+        """Push again after the backoff (doubled each time, up to ``backoff_max_s``)."""
+        self.state.pending_push = True
+        self._push_due = time.monotonic() + self._backoff
+        self.log(f"retrying in {self._backoff:.0f}s")
+        self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
 
     def _note_error(self, message: str) -> None:
         self.state.last_error = message

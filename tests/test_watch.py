@@ -300,3 +300,25 @@ def test_a_commit_made_with_git_beside_the_watcher_is_pushed(tmp_path: Path) -> 
             timeout=10,
             what="the git commit on the remote",
         )
+
+
+def test_a_detached_head_beside_the_watcher_is_not_pushed_in_a_loop(tmp_path: Path) -> None:
+    """``git checkout <sha>`` beside the watcher: noticing HEAD moved must not start a push
+    that is refused at once and retried at once (a busy loop logging thousands of errors)."""
+    url = f"memfs::{(tmp_path / 'cloud' / 'shared').as_uri()}"
+    a, _ = two_machines(tmp_path, url)
+    write(a.root, "second.md", "2\n")
+    assert sync.push(a).ok
+    watcher = Watcher(a, FAST)  # not started: its turns are taken here, one by one
+    git(a.root, "checkout", "-q", "--detach", "HEAD~1")
+    for _ in range(3):
+        watcher.step([])
+    assert not watcher.state.pending_push and watcher.state.last_error is None
+    git(a.root, "checkout", "-q", "main")
+    write(a.root, "by-git.md", "committed with git\n")
+    git(a.root, "add", "by-git.md")
+    git(a.root, "commit", "-q", "-m", "by git")
+    watcher.step([])
+    from memfs.remotes.bucket import BucketRemote
+
+    assert BucketRemote(url).head("main") == a.history.head()
