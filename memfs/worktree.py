@@ -445,17 +445,34 @@ def read_inside(root: Path, path: str) -> bytes:
     realpath walk per file; a symlink as the last part, or no /proc, takes ``inside``.
     """
     try:
-        fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(os.path.join(root, path), _READ_FLAGS | os.O_NOFOLLOW)
     except OSError as error:
         if error.errno != errno.ELOOP:
             raise
-        return inside(root, path).read_bytes()  # the last part is a symlink
+        fd = os.open(inside(root, path), _READ_FLAGS)  # the last part is a symlink
+        return _read_regular(fd, path)
     try:
-        try:
-            opened = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            opened = os.path.realpath(os.path.join(root, path))
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        opened = os.path.realpath(os.path.join(root, path))
+    try:
         _check_inside(_real(str(root)), opened, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return _read_regular(fd, path)
+
+
+# O_NONBLOCK: opening a named pipe for reading would wait for a writer, forever
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _read_regular(fd: int, path: str) -> bytes:
+    """The content of the open file ``fd`` (closed after), if it is a regular file; OSError
+    for a pipe, socket or device, which memfs never reads."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         with os.fdopen(os.dup(fd), "rb") as handle:
             return handle.read()
     finally:

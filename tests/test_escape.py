@@ -106,3 +106,25 @@ def test_read_inside_checks_the_file_the_kernel_opened(agent: memfs.Agent) -> No
     assert (
         read_inside(agent.root, "pinned/human.md") == (agent.root / "system/human.md").read_bytes()
     )
+
+
+@pytest.mark.parametrize("how", ["fifo", "symlink-to-fifo"])
+def test_a_memory_file_become_a_named_pipe_never_hangs_a_command(
+    agent: memfs.Agent, how: str
+) -> None:
+    """A tracked memory file replaced by a FIFO (or a link to one inside the agent): the
+    file is kept at its committed version, as any file memfs will not read, and ``memfs
+    context`` (what a harness calls every turn) hung forever opening it for reading."""
+    from .conftest import memfs_process
+
+    human = agent.root / "system" / "human.md"
+    human.unlink()
+    if how == "fifo":
+        os.mkfifo(human)
+    else:
+        os.mkfifo(agent.root / "pipe")
+        human.symlink_to("../pipe")
+    for command in ("context", "status", "ls", "check"):
+        done = memfs_process(command, cwd=agent.root, timeout=10)
+        assert done.returncode in (0, 1), (command, done.stderr)
+        assert "Traceback" not in done.stderr
