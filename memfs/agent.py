@@ -212,6 +212,15 @@ class Agent:
         data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
         return AgentManifest.model_validate(data)
 
+    def manifest_setting(self, key: str) -> Any:
+        """An extra key of agent.yaml (``sync``, say), read without building the model (every
+        push and pull asks; pydantic costs ~0.1 s to load); None for a Letta repo, a key that
+        is not there, or an agent.yaml that is broken (``check`` reports that)."""
+        if self.layout.is_letta or self.manifest_problems():
+            return None
+        data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return data.get(key) if isinstance(data, dict) else None
+
     def _letta_manifest(self) -> AgentManifest:
         from memfs.models import AgentManifest
 

@@ -155,7 +155,16 @@ def resolve_cloud(name: str | None = None) -> tuple[str, str, dict[str, Any]]:
 
 def storage_options_for(url: str, config: UserConfig | None = None) -> dict[str, Any]:
     """The options of the configured cloud whose URL is the longest prefix of ``url``."""
-    config = config or load_user_config()
+    if config is None:
+        _, data = _read_user_config()
+        if is_plain_user_config(data):  # every push and pull asks: no pydantic when plain
+            clouds = [(c["url"], c.get("options", {})) for c in data.get("clouds", {}).values()]
+        else:
+            clouds = [(c.url, c.options) for c in load_user_config().clouds.values()]
+    else:
+        clouds = [(c.url, c.options) for c in config.clouds.values()]
     url = url.removeprefix("memfs::")
-    matches = [c for c in config.clouds.values() if url.startswith(c.url.rstrip("/") + "/")]
-    return dict(max(matches, key=lambda c: len(c.url)).options) if matches else {}
+    matches = [
+        (prefix, options) for prefix, options in clouds if url.startswith(prefix.rstrip("/") + "/")
+    ]
+    return dict(max(matches, key=lambda match: len(match[0]))[1]) if matches else {}

@@ -135,11 +135,9 @@ def conflict_policy(agent: Agent, override: str | None = None) -> Policy:
     """``--conflict``, else agent.yaml's ``sync.conflict``, else ``copy``."""
     chosen = override
     if chosen is None:
-        with contextlib.suppress(MemfsError):
-            settings = agent.manifest.model_extra or {}
-            sync_settings = settings.get("sync")
-            if isinstance(sync_settings, dict):
-                chosen = sync_settings.get("conflict")
+        sync_settings = agent.manifest_setting("sync")
+        if isinstance(sync_settings, dict):
+            chosen = sync_settings.get("conflict")
     if chosen is None:
         return "copy"
     if chosen not in POLICIES:

@@ -91,7 +91,7 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "commit": (["commit", "-m", "edit"], LOCAL),
     "push to a folder bucket": (
         ["push"],
-        ("s3fs", "botocore", "aiobotocore", "aiohttp", "watchdog"),
+        ("s3fs", "fsspec", "botocore", "aiobotocore", "aiohttp", "watchdog", "pydantic"),
     ),
 }
 

@@ -37,7 +37,7 @@ def init(directory: str, name: str | None, description: str) -> None:
     from memfs.opening import init_agent
 
     agent = init_agent(directory, name=name, description=description)
-    files = agent.committed_memory_count()
+    files = len(agent.memory)  # an adopted repo may hold files not committed yet
     latest = agent.log(limit=1)
     if agent.layout.is_letta:  # adopted: HEAD may be any commit Letta Code made before
         click.echo(f"Adopt agent {agent.name} in {agent.root}")

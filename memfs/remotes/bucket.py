@@ -17,14 +17,13 @@ follows a fresh read instead of racing the whole upload: 5 requests, far fewer l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from pydantic import ValidationError
 
 from memfs.errors import (
     MemfsError,
@@ -36,14 +35,16 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
-from memfs.remotes.storage import Storage, Unchanged, open_storage
-from memfs.schema import (
-    MANIFEST_FILE,
+from memfs.remotes.manifest import (
     BucketIdentity,
     BucketManifest,
+    ManifestInvalid,
     RetiredPack,
-    manifest_data,
+    parse_identity,
+    parse_manifest,
 )
+from memfs.remotes.storage import Storage, Unchanged, open_storage
+from memfs.schema import MANIFEST_FILE, manifest_data
 from memfs.util import hostname, utc_now
 
 if TYPE_CHECKING:
@@ -127,8 +128,8 @@ class BucketRemote:
                 "format 1: upgrade memfs",
             )
         try:
-            manifest = BucketManifest.model_validate(raw)
-        except ValidationError as error:
+            manifest = parse_manifest(raw)
+        except ManifestInvalid as error:
             raise RemoteCorruptError(
                 self.url, "manifest.json does not have the expected fields"
             ) from error
@@ -152,8 +153,8 @@ class BucketRemote:
         if got is None:
             return None
         try:
-            return BucketIdentity.model_validate(json.loads(got[0]))
-        except (ValueError, ValidationError) as error:
+            return parse_identity(json.loads(got[0]))
+        except ValueError as error:  # not JSON, or ManifestInvalid
             raise RemoteCorruptError(
                 self.url, "memfs.json is not a memfs agent identity"
             ) from error
@@ -244,6 +245,7 @@ class BucketRemote:
             host=hostname(),
             name=str(agent.get("name", "")),
             description=str(agent.get("description", "") or ""),
+            extra=manifest.extra if manifest else {},  # what a newer memfs wrote is kept
         )
         crash_point("push.manifest")
         if manifest is None:
@@ -287,7 +289,7 @@ class BucketRemote:
             id=str(agent.get("id", "")),
             created_at=str(agent.get("created_at", "")),
         )
-        if self.storage.put_if_absent(IDENTITY, identity.model_dump_json(indent=1).encode()):
+        if self.storage.put_if_absent(IDENTITY, json.dumps(identity.to_json(), indent=1).encode()):
             return
         existing = self.identity()
         if existing is not None and existing.id != identity.id:
@@ -321,8 +323,8 @@ class BucketRemote:
                 retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
                 merged, packs = len(packs), [whole.name]
         if merged or expired:
-            updated = manifest.model_copy(
-                update={"generation": manifest.generation + 1, "packs": packs, "retired": retired}
+            updated = dataclasses.replace(
+                manifest, generation=manifest.generation + 1, packs=packs, retired=retired
             )
             assert etag is not None
             if not self.storage.put_if_match(MANIFEST, _encode(updated), etag):
@@ -366,7 +368,7 @@ def _compact_limit() -> int:
 
 
 def _encode(manifest: BucketManifest) -> bytes:
-    return json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True).encode()
+    return json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode()
 
 
 def _size(n: int) -> str:
