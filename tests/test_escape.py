@@ -18,7 +18,7 @@ from memfs import sync
 from memfs.errors import UnsafePathError
 from memfs.remotes import add_remote
 
-from .conftest import git, run_cli, write
+from .conftest import git, memfs_process, run_cli, write
 from .servers import bare_repo
 
 SECRET = "the neighbour's wifi password"
@@ -115,8 +115,6 @@ def test_a_memory_file_become_a_named_pipe_never_hangs_a_command(
     """A tracked memory file replaced by a FIFO (or a link to one inside the agent): the
     file is kept at its committed version, as any file memfs will not read, and ``memfs
     context`` (what a harness calls every turn) hung forever opening it for reading."""
-    from .conftest import memfs_process
-
     human = agent.root / "system" / "human.md"
     human.unlink()
     if how == "fifo":

@@ -13,6 +13,7 @@ import pytest
 import memfs
 from memfs import sync
 from memfs.errors import WatcherError
+from memfs.remotes.bucket import BucketRemote
 from memfs.watcher import Debouncer, EventFilter, Watcher, WatchSettings, is_running, read_state
 
 from .conftest import git, run_cli, write
@@ -289,8 +290,6 @@ def test_a_commit_made_with_git_beside_the_watcher_is_pushed(tmp_path: Path) -> 
     nothing to commit itself, and pushed it only with its next own commit or at stop."""
     url = f"memfs::{(tmp_path / 'cloud' / 'shared').as_uri()}"
     a, _ = two_machines(tmp_path, url)
-    from memfs.remotes.bucket import BucketRemote
-
     with Watcher(a, FAST):
         write(a.root, "by-git.md", "committed with git\n")
         git(a.root, "add", "by-git.md")
@@ -319,6 +318,4 @@ def test_a_detached_head_beside_the_watcher_is_not_pushed_in_a_loop(tmp_path: Pa
     git(a.root, "add", "by-git.md")
     git(a.root, "commit", "-q", "-m", "by git")
     watcher.step([])
-    from memfs.remotes.bucket import BucketRemote
-
     assert BucketRemote(url).head("main") == a.history.head()
