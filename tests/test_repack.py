@@ -335,6 +335,28 @@ def test_a_compaction_that_fails_after_a_push_landed_does_not_fail_the_push(
     assert pushed.returncode == 0, pushed.stderr
     assert b.history.ref("refs/remotes/origin/main") == b.history.head()
     assert BucketRemote(url).head("main") == b.history.head()
+    manifest, _ = BucketRemote(url).read_manifest()
+    assert manifest is not None and len(manifest.packs) == 1, "compacted: pruned packs fetched"
+    git(b.root, "fsck", "--strict")
+
+
+def test_a_held_pack_whose_objects_git_gc_pruned_is_downloaded_again(tmp_path: Path) -> None:
+    """A held-packs record outlives the objects it vouches for when git gc prunes them (a
+    branch this machine never fetched): a pull of that branch said 'the manifest names X but
+    no pack holds it', for good, of a remote that a fresh clone read whole."""
+    url = folder_url(tmp_path)
+    a, b = two_machines(tmp_path, url)
+    git(a.root, "checkout", "-q", "-b", "exp")
+    write(a.root, "exp.md", "on a branch b never fetched\n")
+    assert sync.push(a).ok
+    write(b.root, "b.md", "b\n")
+    assert sync.push(b).ok
+    sync.compact_remote(b, "origin", 3600.0)  # imports exp's pack, holds the new one
+    git(b.root, "gc", "-q", "--prune=now")  # exp's objects are unreachable in b: gone
+    git(b.root, "checkout", "-q", "-b", "exp")
+    pulled = memfs_process("pull", cwd=b.root)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (b.root / "exp.md").exists() and (b.root / "b.md").exists()
     git(b.root, "fsck", "--strict")
 
 

@@ -94,6 +94,17 @@ class Packing(HistoryBase):
         text = "".join(f"{name}\n" for name in held[-HELD_PACKS_KEPT:])
         atomic_write(self.state_dir / HELD_PACKS, text.encode())
 
+    def release_packs(self, names: list[str]) -> bool:
+        """Forget that these packs' objects are here (``hold_packs``): git gc pruned some of
+        them since (a branch never fetched here), so a fetch downloads the packs again.
+        Whether any of them was held."""
+        held = self._held_packs()
+        kept = [name for name in held if name not in set(names)]
+        if len(kept) == len(held):
+            return False
+        atomic_write(self.state_dir / HELD_PACKS, "".join(f"{n}\n" for n in kept).encode())
+        return True
+
     def _held_packs(self) -> list[str]:
         try:
             return (self.control_dir / "memfs" / HELD_PACKS).read_text().split()

@@ -174,7 +174,7 @@ class BucketRemote:
             if history.has_commit(sha):
                 return sha
             try:
-                self._import(history, manifest.packs)
+                self._import_holding(history, manifest.packs, [sha])
             except _PackGone:
                 continue  # a compaction replaced the packs: the new manifest lists the new one
             if not history.has_commit(sha):
@@ -185,6 +185,13 @@ class BucketRemote:
         raise RemoteError(
             self.url, f"{self.url}: packs kept disappearing while fetching; try again"
         )
+
+    def _import_holding(self, history: History, names: list[str], shas: list[str]) -> None:
+        """``_import``, then, if a commit of ``shas`` is still missing, once more without the
+        held-packs record of ``names``: it vouched for objects git gc has pruned since."""
+        self._import(history, names)
+        if not all(history.has_commit(sha) for sha in shas) and history.release_packs(names):
+            self._import(history, names)
 
     def _import(self, history: History, names: list[str]) -> None:
         missing = [name for name in names if not history.has_pack(name)]
@@ -314,7 +321,7 @@ class BucketRemote:
         merged = 0
         packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
         if len(manifest.packs) > 1:
-            self._import(history, manifest.packs)
+            self._import_holding(history, manifest.packs, list(manifest.refs.values()))
             whole = history.pack_between(list(manifest.refs.values()), [])
             if whole is not None:
                 self.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
