@@ -379,3 +379,28 @@ def test_bench_cycles_runs_at_a_tiny_size(tmp_path: Path) -> None:
     rows = [line.split(" | ") for line in lines if line[:1].isdigit() and " | " in line]
     assert [row[0] for row in rows[-2:]] == ["1", "4"]  # 3 more cycles per pull measured
     assert all(len(row) == 12 for row in rows)
+
+
+def test_a_push_that_compacts_leaves_unlisted_packs_to_a_manual_gc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack no manifest lists may belong to a push still in flight (asleep mid-push, or a
+    retry that finds its pack there from a killed try): a push's own compaction must not
+    delete it, or that push would then list a pack that is gone. ``gc --remote`` does."""
+    monkeypatch.setenv("MEMFS_COMPACT_PACKS", "2")
+    monkeypatch.setenv("MEMFS_COMPACT_GRACE", "0")
+    url = folder_url(tmp_path)
+    agent = pushed_agent(tmp_path, 1, url)
+    cloud = Path(url.removeprefix("memfs::file://"))
+    in_flight = cloud / "packs" / ("pack-" + "c" * 40 + ".pack")
+    in_flight.write_bytes(b"PACK of a push not yet listed")
+    hour_ago = time.time() - 7200
+    os.utime(in_flight, (hour_ago, hour_ago))
+    for i in range(3):
+        write(agent.root, f"notes/x{i}.md", f"{i}\n")
+        assert sync.push(agent).ok
+    manifest = json.loads((cloud / "manifest.json").read_text())
+    assert len(manifest["packs"]) < 3, "the pushes compacted"
+    assert in_flight.exists(), "an unlisted pack outlives a push's compaction"
+    sync.compact_remote(agent, "origin", 0.0)
+    assert not in_flight.exists(), "gc --remote deletes it"

@@ -280,7 +280,10 @@ class BucketRemote:
         # push into a failure (exit 9 with git fsck clean, the tracking ref left behind).
         grace_s = seconds_from_env(COMPACT_GRACE_ENV, DEFAULT_GRACE_S)  # a bad value: exit 2
         with contextlib.suppress(MemfsError):
-            self.compact(history, grace_s)
+            # Unlisted packs are left to a manual 'gc --remote': one may belong to a push
+            # still in flight (a laptop asleep mid-push, a retry that found its pack there
+            # from a killed try), and deleting it would let that push list a missing pack.
+            self.compact(history, grace_s, orphans=False)
 
     def _check_expected(
         self, manifest: BucketManifest | None, branch: str, expected: str | None
@@ -306,9 +309,11 @@ class BucketRemote:
                 "push to another URL or name",
             )
 
-    def compact(self, history: History, grace_s: float = DEFAULT_GRACE_S) -> tuple[int, int]:
+    def compact(
+        self, history: History, grace_s: float = DEFAULT_GRACE_S, orphans: bool = True
+    ) -> tuple[int, int]:
         """Replace the listed packs by one; delete packs retired more than ``grace_s`` ago, and
-        packs no manifest lists (lost push races) older than that.
+        (``orphans``) packs no manifest lists (lost push races) older than that.
 
         Returns (packs merged, packs deleted). Readers that still use a retired pack find it
         for the grace period; one that finds it gone re-reads the manifest.
@@ -339,10 +344,12 @@ class BucketRemote:
         for pack in expired:
             if pack.name not in packs:
                 self._delete_pack(pack.name)
-        orphans = self._orphans(set(packs) | {r.name for r in retired}, now - grace_s)
-        for name in orphans:
+        unlisted = (
+            self._orphans(set(packs) | {r.name for r in retired}, now - grace_s) if orphans else []
+        )
+        for name in unlisted:
             self._delete_pack(name)
-        return merged, len(expired) + len(orphans)
+        return merged, len(expired) + len(unlisted)
 
     def _orphans(self, listed: set[str], older_than: float) -> list[str]:
         """Packs no manifest lists (uploaded by a push that lost its race), old enough that no
