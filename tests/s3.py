@@ -7,7 +7,6 @@ A counter records every request, so tests can assert how many a push made.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ from typing import Any
 
 from moto.moto_server.werkzeug_app import create_backend_app
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.servers import serving
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -73,13 +74,8 @@ def serve_wsgi(app: Any) -> Iterator[str]:
     """Serve a WSGI app on a free port of 127.0.0.1 from one thread, one request at a time,
     without an access log line per request; yield its endpoint URL, stop it afterwards."""
     server = make_server("127.0.0.1", 0, app, threaded=False, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(server) as endpoint:
+        yield endpoint
 
 
 @contextmanager

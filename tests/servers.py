@@ -101,6 +101,18 @@ def http_git_server(repos: dict[str, Path], auth: tuple[str, str] | None = None)
     server = make_server(
         "127.0.0.1", 0, app, server_class=WSGIServerLogger, handler_class=WSGIRequestHandlerLogger
     )
+    try:
+        with serving(server) as url:
+            yield url
+    finally:
+        for repo in opened.values():
+            repo.close()
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[str]:
+    """Run an http.server-style server (wsgiref's, werkzeug's, ``ThreadingHTTPServer``) on a
+    thread; yield its ``http://127.0.0.1:PORT``; shut it down and close it afterwards."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -109,5 +121,3 @@ def http_git_server(repos: dict[str, Path], auth: tuple[str, str] | None = None)
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-        for repo in opened.values():
-            repo.close()

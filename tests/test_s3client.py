@@ -30,7 +30,7 @@ from memfs.remotes.storage import UNCHANGED, open_storage
 
 from .conftest import S3Bucket, memfs_process
 from .faultproxy import fault_proxy
-from .servers import free_port
+from .servers import free_port, serving
 
 AWS_EXAMPLE = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
@@ -457,7 +457,6 @@ def answering(
 ) -> Iterator[str]:
     """An endpoint that answers every request ``status`` with ``body`` and ``headers`` (a
     captive portal, a proxy's page, a broken cache): what a user behind one sees, not S3."""
-    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
@@ -479,13 +478,8 @@ def answering(
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True  # a kept-alive connection must not hold up shutdown
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(server) as endpoint:
+        yield endpoint
 
 
 @pytest.mark.parametrize("body", [b"hello", b"<html><body>Sign in</body></html>"])
