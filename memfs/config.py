@@ -48,6 +48,16 @@ def seconds_from_env(name: str, default: float) -> float:
     return value
 
 
+def count_from_env(name: str, default: int) -> int:
+    """The whole number the environment variable ``name`` holds, ``default`` if unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise SettingError(f"{name}={text!r} is not a whole number (e.g. {default})")
+    return int(text)
+
+
 def config_path() -> Path:
     """The user config file, ``~/.config/memfs/config.yaml`` unless ``MEMFS_CONFIG`` is set."""
     override = os.environ.get("MEMFS_CONFIG")

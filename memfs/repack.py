@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from dulwich.objects import ShaFile
 from dulwich.pack import Pack, write_pack_index, write_pack_objects
 
+from memfs.config import count_from_env
 from memfs.damage import OBJECT_DAMAGE
 from memfs.errors import RepositoryDamagedError
 from memfs.faults import crash_point
@@ -59,18 +60,6 @@ class Consolidation:
     loose: int
     objects: int
     name: str | None
-
-
-def _limit(name: str, default: int) -> int:
-    """The whole number the environment variable ``name`` holds, ``default`` if unset."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit():
-        from memfs.config import SettingError  # yaml and all: only to say what is wrong
-
-        raise SettingError(f"{name}={text!r} is not a whole number (e.g. {default})")
-    return int(text)
 
 
 def pack_folder(history: History) -> Path:
@@ -107,9 +96,9 @@ def due(history: History) -> bool:
         packs = sum(1 for name in os.listdir(folder) if name.endswith(".pack"))
     except FileNotFoundError:
         packs = 0
-    return packs > _limit(PACK_LIMIT_ENV, DEFAULT_PACK_LIMIT) or _estimated_loose(
+    return packs > count_from_env(PACK_LIMIT_ENV, DEFAULT_PACK_LIMIT) or _estimated_loose(
         folder.parent
-    ) > _limit(LOOSE_LIMIT_ENV, DEFAULT_LOOSE_LIMIT)
+    ) > count_from_env(LOOSE_LIMIT_ENV, DEFAULT_LOOSE_LIMIT)
 
 
 def consolidate_if_due(history: History) -> Consolidation | None:

@@ -314,6 +314,21 @@ def test_the_incremental_push_stays_at_4_requests_below_the_threshold(
     assert not any("/packs/" in path for m, path in s3.server.requests if m == "GET")
 
 
+def held_then_pruned(tmp_path: Path, url: str) -> memfs.Agent:
+    """Machine b after its held-packs record came to vouch for objects git gc pruned: a
+    pushes branch exp (never fetched by b), b compacts the remote (importing exp's pack and
+    holding the new one), then git gc drops exp's objects, unreachable in b."""
+    a, b = two_machines(tmp_path, url)
+    git(a.root, "checkout", "-q", "-b", "exp")
+    write(a.root, "exp.md", "on a branch b never fetched\n")
+    assert sync.push(a).ok
+    write(b.root, "b.md", "b\n")
+    assert sync.push(b).ok
+    sync.compact_remote(b, "origin", 3600.0)
+    git(b.root, "gc", "-q", "--prune=now")
+    return b
+
+
 def test_a_compaction_that_fails_after_a_push_landed_does_not_fail_the_push(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -322,14 +337,7 @@ def test_a_compaction_that_fails_after_a_push_landed_does_not_fail_the_push(
     'repository damaged' (exit 9, git fsck clean), left the tracking ref behind ('1 ahead'),
     and every later push did the same."""
     url = folder_url(tmp_path)
-    a, b = two_machines(tmp_path, url)
-    git(a.root, "checkout", "-q", "-b", "exp")
-    write(a.root, "exp.md", "on a branch b never fetches\n")
-    assert sync.push(a).ok
-    write(b.root, "b.md", "b\n")
-    assert sync.push(b).ok
-    sync.compact_remote(b, "origin", 3600.0)  # imports exp's pack, holds the new one
-    git(b.root, "gc", "-q", "--prune=now")  # exp's objects are unreachable in b: gone
+    b = held_then_pruned(tmp_path, url)
     write(b.root, "b.md", "b again\n")
     pushed = memfs_process("push", cwd=b.root, env={**os.environ, "MEMFS_COMPACT_PACKS": "1"})
     assert pushed.returncode == 0, pushed.stderr
@@ -345,14 +353,7 @@ def test_a_held_pack_whose_objects_git_gc_pruned_is_downloaded_again(tmp_path: P
     branch this machine never fetched): a pull of that branch said 'the manifest names X but
     no pack holds it', for good, of a remote that a fresh clone read whole."""
     url = folder_url(tmp_path)
-    a, b = two_machines(tmp_path, url)
-    git(a.root, "checkout", "-q", "-b", "exp")
-    write(a.root, "exp.md", "on a branch b never fetched\n")
-    assert sync.push(a).ok
-    write(b.root, "b.md", "b\n")
-    assert sync.push(b).ok
-    sync.compact_remote(b, "origin", 3600.0)  # imports exp's pack, holds the new one
-    git(b.root, "gc", "-q", "--prune=now")  # exp's objects are unreachable in b: gone
+    b = held_then_pruned(tmp_path, url)
     git(b.root, "checkout", "-q", "-b", "exp")
     pulled = memfs_process("pull", cwd=b.root)
     assert pulled.returncode == 0, pulled.stderr

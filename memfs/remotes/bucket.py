@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -264,7 +263,10 @@ class BucketRemote:
         if not moved:
             self._contended = True
             raise PushRejectedError(self.url)
-        if len(packs) > _compact_limit() and not self._contended:
+        from memfs.config import count_from_env  # loaded by the push already
+
+        limit = count_from_env(COMPACT_PACKS_ENV, DEFAULT_COMPACT_PACKS)
+        if len(packs) > limit and not self._contended:
             self._compact_after_push(history)
 
     def _compact_after_push(self, history: History) -> None:
@@ -367,18 +369,6 @@ class BucketRemote:
     def _delete_pack(self, name: str) -> None:
         self.storage.delete(f"packs/{name}.idx")
         self.storage.delete(f"packs/{name}.pack")
-
-
-def _compact_limit() -> int:
-    """How many packs a manifest may list before a push compacts them."""
-    text = os.environ.get(COMPACT_PACKS_ENV, "").strip()
-    if not text:
-        return DEFAULT_COMPACT_PACKS
-    if not text.isdigit():
-        from memfs.config import SettingError
-
-        raise SettingError(f"{COMPACT_PACKS_ENV}={text!r} is not a whole number (e.g. 50)")
-    return int(text)
 
 
 def _encode(manifest: BucketManifest) -> bytes:
