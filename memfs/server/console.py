@@ -1,0 +1,12 @@
+"""The web console at ``/``. To be built."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from memfs.server.context import ServerContext
+
+
+def routes(ctx: ServerContext) -> list[BaseRoute]:
+    """The console routes."""
+    return []
