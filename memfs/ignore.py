@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MEMFSIGNORE = ".memfsignore"
 LITTER_PATTERNS = (
-    "*.swp", "*.swo", "*.swx", "*~", ".#*", "#*#", "4913", "*.tmp", ".DS_Store",
+    "*.swp", "*.swo", "*.swx", "*~", ".#*", r"\#*#", "4913", "*.tmp", ".DS_Store",
     f"{TEMP_PREFIX}*",
 )  # fmt: skip
 SECRET_PATTERNS = (
@@ -30,13 +30,14 @@ SECRET_PATTERNS = (
 # With no .gitignore or .memfsignore (the usual agent), memfs's own rules alone apply: each is a
 # name pattern without '/', which in gitignore syntax ignores any path with a component of that
 # name, so a regex per group matches them without importing pathspec (~10 ms a command).
-# A line starting with '#' is a comment in gitignore syntax, so '#*#' matches nothing there too.
+# Emacs's auto-save files (#name#) are written '\#*#': a line starting with '#' is a comment in
+# gitignore syntax, so the '#' is escaped there and unescaped for fnmatch.
 # (One difference: pathspec's regexes let no folder name hold a newline, so a secret under such a
 # folder escapes them; these rules leave it out.)
 
 
 def _component_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(fnmatch.translate(p) for p in patterns if not p.startswith("#")))
+    return re.compile("|".join(fnmatch.translate(p.removeprefix("\\")) for p in patterns))
 
 
 _LITTER = _component_regex(LITTER_PATTERNS)

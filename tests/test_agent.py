@@ -190,7 +190,7 @@ def test_broken_files_are_committed_and_reported(agent: memfs.Agent) -> None:
 
 def test_secrets_and_litter_are_ignored_and_git_agrees(agent: memfs.Agent) -> None:
     for name in (".env", "keys/server.pem", "id_rsa", "id_rsa.pub", "api.key", "notes.md.swp",
-                 "draft~", ".#lock", "4913"):  # fmt: skip
+                 "draft~", ".#lock", "4913", "#persona.md#", "system/#human.md#"):  # fmt: skip
         write(agent.root, name, "secret or litter")
     status = agent.status()
     assert sorted(status.secrets) == [".env", "api.key", "id_rsa", "id_rsa.pub", "keys/server.pem"]

@@ -58,6 +58,9 @@ MANIFESTS: list[Any] = [
     {"name": "!bad", "id": "x", "created_at": NOW},
     {"name": "..", "id": "x", "created_at": NOW},
     {"name": 5, "id": "x", "created_at": NOW},
+    {"name": "../escape", "id": "x", "created_at": NOW},  # the pattern is anchored
+    {"name": "a/b", "id": "x", "created_at": NOW},
+    {"name": "ok name", "id": "x", "created_at": NOW},
     {"name": "a", "id": 5, "created_at": NOW},
     {"name": "a", "id": "x", "created_at": NOW, "description": None},
     {"name": "a", "id": "x", "created_at": NOW, "format": 2},
