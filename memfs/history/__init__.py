@@ -35,6 +35,7 @@ from memfs.errors import (
     NotAnAgentError,
     RepositoryDamagedError,
 )
+from memfs.gitconfig import save_config
 from memfs.history.commits import Commits
 from memfs.history.objects import Objects
 from memfs.history.packing import PackFiles, Packing
@@ -98,7 +99,7 @@ class History(Refs, Commits, Objects, Writing, Packing):
             history = cls(root, repo)
         config = history.repo.get_config()
         config.set((b"gc",), b"auto", b"0")
-        config.write_to_path()
+        save_config(config)
         return history
 
     def drop_unpacked(self) -> None:
@@ -181,7 +182,7 @@ class History(Refs, Commits, Objects, Writing, Packing):
         config = self.repo.get_config()
         for key, value in values.items():
             config.set((section.encode(),), key.encode(), value.encode())
-        config.write_to_path()
+        save_config(config)
 
     def git_identity(self) -> str | None:
         """``Name <email>`` from git's config (repo, then global), if it names one."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from memfs.errors import MemfsError, UnknownRemoteError, UnsupportedURLError
+from memfs.gitconfig import save_config
 
 if TYPE_CHECKING:
     from dulwich.config import Config
@@ -373,7 +374,7 @@ def add_remote(history: History, name: str, url: str, mirror: bool = False) -> R
     config.set(section, b"fetch", f"+refs/heads/*:refs/remotes/{name}/*".encode())
     if mirror:
         config.set(section, MIRROR_KEY, b"true")
-    config.write_to_path()
+    save_config(config)
     return RemoteConfig(name, url, mirror)
 
 
@@ -407,13 +408,13 @@ def remove_remote(history: History, name: str) -> None:
         with history.locked():
             config = history.repo.get_config()
             del config[LETTA_MIRROR_SECTION][b"url"]
-            config.write_to_path()
+            save_config(config)
         return
     get_remote(history, name)
     with history.locked():  # a git lock left by a killed fetch is then known to be stale
         config = history.repo.get_config()
         del config[(b"remote", name.encode())]
-        config.write_to_path()
+        save_config(config)
         prefix = f"refs/remotes/{name}/".encode()
         for ref in list(history.repo.refs.keys()):
             if ref.startswith(prefix):
