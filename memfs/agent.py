@@ -906,8 +906,14 @@ def generated_message(changes: list[FileChange]) -> str:
 def _is_flat_tree(tree: Files, changed: Mapping[str, object]) -> bool:
     """Whether no changed path of ``tree`` is also a folder of it (or under one of its files):
     only then does ``tree`` list exactly the tree a commit of those changes stored."""
-    if len(changed) > 100:
-        return False  # not worth checking: the next command flattens the tree instead
+    if len(changed) > 100:  # a first commit, an adoption: check every folder of the tree once
+        folders: set[str] = set()
+        for path in tree:
+            cut = path.rfind("/")
+            while cut > 0 and path[:cut] not in folders:
+                folders.add(path[:cut])
+                cut = path.rfind("/", 0, cut)
+        return folders.isdisjoint(tree)
     for path in changed:
         if path in tree and any(p.startswith(path + "/") for p in tree):
             return False

@@ -90,7 +90,11 @@ class Writing(HistoryBase):
         tree = self._commit(commit.encode()).tree
         files = gitindex.tree_from_index(self.control_dir, tree.decode())
         if files is None:
-            return self.tree_of(commit)
+            files = self.tree_of(commit)
+            # git rewrote the index (a 'git status' refreshing stat data), or a commit left no
+            # record: if the index still lists this tree, say so for the next command
+            gitindex.index_describes(self.control_dir, files, tree.decode())
+            return files
         self._tree_items(tree)  # readable, and a tree
         return files
 
