@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memfs import apply, lettahook, worktree
-from memfs.config import commit_identity
-from memfs.conflicts import OpenConflict, find_in
+from memfs import lettahook, worktree
 from memfs.errors import (
     CommitRefusedError,
     MemfsError,
@@ -62,7 +60,12 @@ from memfs.util import hostname
 from memfs.yamllib import yaml
 
 if TYPE_CHECKING:
+    from memfs.conflicts import OpenConflict
     from memfs.models import AgentManifest
+
+# Imported where used: memfs.apply (work-tree updates), memfs.conflicts (with the merge
+# rules), memfs.config (the user's identity): a clean ``status`` needs only a little of them.
+JOURNAL = "update.json"  # memfs.apply.JOURNAL: a merge's journal, there while it runs
 
 
 @dataclass
@@ -432,12 +435,12 @@ class Agent:
             problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
-            conflicts=find_in(
+            conflicts=_conflicts_in(
                 self.root,
                 {path: entry.sha for path, entry in snapshot.files.items()},
                 self.history.state_dir / "markers.json",
             ),
-            update_pending=(self.history.state_dir / apply.JOURNAL).exists(),
+            update_pending=(self.history.state_dir / JOURNAL).exists(),
             git_operation=self.history.git_operation(),
             detached=self.history.detached(),
         )
@@ -595,6 +598,8 @@ class Agent:
 
     def author(self) -> str:
         """``Name <email>`` for commits: user config, then git config, then memfs@host."""
+        from memfs.config import commit_identity
+
         return commit_identity() or self.history.git_identity() or f"memfs <memfs@{hostname()}>"
 
     # -- history ------------------------------------------------------------------------
@@ -789,6 +794,8 @@ class Agent:
         off when the commit inside writes it), so a crash in between is finished by
         ``recover`` and never leaves ``git status`` describing the old tree.
         """
+        from memfs import apply
+
         with self.history.locked():
             self.recover()
             with apply.updating(self.root, self.history, current, target) as update:
@@ -846,6 +853,8 @@ class Agent:
     def recover(self) -> bool:
         """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py);
         whether there was one."""
+        from memfs import apply
+
         with self.history.locked():
             outcome = apply.recover(self.root, self.history, self._active_update)
             if outcome == "finished":
@@ -867,6 +876,8 @@ class Agent:
 
     def _on_disk(self, path: str) -> TreeEntry | None:
         """The entry the file at ``path`` would have in a commit, None if there is none."""
+        from memfs import apply
+
         return apply.entry_on_disk(self.root / path)
 
     def is_read_only_mount(self) -> bool:
@@ -921,6 +932,12 @@ def _is_flat_tree(tree: Files, changed: Mapping[str, object]) -> bool:
         if any("/".join(parts[:depth]) in tree for depth in range(1, len(parts))):
             return False
     return True
+
+
+def _conflicts_in(root: Path, files: Mapping[str, str | None], cache: Path) -> list[OpenConflict]:
+    from memfs.conflicts import find_in
+
+    return find_in(root, files, cache)
 
 
 def _under(tree: Files, path: str) -> Files:

@@ -13,14 +13,17 @@ import os
 import struct
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-
-from dulwich.file import FileLocked, GitFile
-from dulwich.index import Index, IndexEntry, index_entry_from_stat
-from dulwich.objects import Blob
+from typing import TYPE_CHECKING
 
 from memfs import indexfile
-from memfs.trees import Files, TreeEntry, file_mode, read_worktree_data
+from memfs.trees import Files, TreeEntry, blob_sha, file_mode, read_worktree_data
 from memfs.util import atomic_write
+
+if TYPE_CHECKING:
+    from dulwich.file import FileLocked
+
+# dulwich (its lock file and Index) is imported inside the writers: a command that only reads
+# the index (``status``) never needs it.
 
 files_hashed = 0  # work-tree files read and hashed by this process: for tests and benchmarks
 
@@ -49,7 +52,7 @@ def hash_worktree(
         except OSError:
             unreadable.append(path)
             continue
-        entries[path] = TreeEntry(mode, Blob.from_string(data).id.decode())
+        entries[path] = TreeEntry(mode, blob_sha(data))
     return entries, unreadable
 
 
@@ -99,6 +102,8 @@ def write_index_data(
     tree_sha: str | None = None,
 ) -> None:
     """Replace the index with ``data`` under git's ``index.lock``; record ``tree_sha``."""
+    from dulwich.file import FileLocked, GitFile
+
     _forget_index_tree(control_dir)
     try:
         index_file = GitFile(str(control_dir / "index"), "wb")
@@ -200,6 +205,9 @@ def update_index_paths(
             cleared_stale_lock,
         )
         return
+    from dulwich.file import FileLocked
+    from dulwich.index import Index, IndexEntry, index_entry_from_stat
+
     _forget_index_tree(control_dir)
     index_path = str(control_dir / "index")
     try:
