@@ -56,7 +56,7 @@ from memfs.trees import (
     with_trailers,
     write_diff,
 )
-from memfs.util import hostname
+from memfs.util import atomic_write, hostname
 from memfs.yamllib import yaml
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 # Imported where used: memfs.apply (work-tree updates), memfs.conflicts (with the merge
 # rules), memfs.config (the user's identity): a clean ``status`` needs only a little of them.
 JOURNAL = "update.json"  # memfs.apply.JOURNAL: a merge's journal, there while it runs
+MANIFEST_MEMO = "manifest.json"  # in .git/memfs: what agent.yaml's text says (_manifest_summary)
 
 
 @dataclass
@@ -178,13 +179,38 @@ class Agent:
         """What is wrong with agent.yaml (a Letta repo has none, and needs none)."""
         if self.layout.is_letta:
             return []
-        path = self.root / MANIFEST_FILE
+        return self._manifest_summary()[0]
+
+    def _manifest_summary(self) -> tuple[list[Problem], Any, Any]:
+        """agent.yaml's problems, name and max_file_size, remembered with its text in
+        ``.git/memfs/manifest.json``: every command asks, and parsing YAML costs a small
+        agent's ``status`` a tenth of its time (PyYAML's import). The memo holds for exactly
+        the text it was made from; losing it only costs that parse."""
         try:
-            text = path.read_text(encoding="utf-8")
+            text = (self.root / MANIFEST_FILE).read_text(encoding="utf-8")
         except FileNotFoundError:
-            return [Problem(MANIFEST_FILE, 1, "missing: every agent needs agent.yaml")]
+            return [Problem(MANIFEST_FILE, 1, "missing: every agent needs agent.yaml")], None, None
         except UnicodeDecodeError:
-            return [Problem(MANIFEST_FILE, 1, "not valid UTF-8")]
+            return [Problem(MANIFEST_FILE, 1, "not valid UTF-8")], None, None
+        memo_path = self.history.state_dir / MANIFEST_MEMO
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            memo = json.loads(memo_path.read_bytes())
+            if memo["text"] == text:
+                problems = [Problem(MANIFEST_FILE, int(line), str(message), severity)
+                            for line, message, severity in memo["problems"]]  # fmt: skip
+                return problems, memo["name"], memo["max_file_size"]
+        problems = self._manifest_problems_of(text)
+        data = {} if problems else load_yaml(text)
+        name, max_file_size = data.get("name"), data.get("max_file_size")
+        if all(value is None or type(value) in (str, int) for value in (name, max_file_size)):
+            rows = [[p.line, p.message, p.severity] for p in problems]
+            memo = {"text": text, "problems": rows, "name": name, "max_file_size": max_file_size}
+            with contextlib.suppress(OSError):  # a read-only agent: only costs time
+                atomic_write(memo_path, json.dumps(memo).encode())
+        return problems, name, max_file_size
+
+    def _manifest_problems_of(self, text: str) -> list[Problem]:
+        """What is wrong with agent.yaml holding ``text``."""
         try:
             data = load_yaml(text)
         except yaml.YAMLError as error:
@@ -241,9 +267,8 @@ class Agent:
     def name(self) -> str:
         """The agent's name; the folder's name if agent.yaml cannot be read."""
         if not self.layout.is_letta:  # read without pydantic, as _max_file_size is
-            if self.manifest_problems():
-                return self.root.name
-            return str(load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))["name"])
+            problems, name, _ = self._manifest_summary()
+            return self.root.name if problems else str(name)
         try:
             return self.manifest.name
         except MemfsError:
@@ -252,10 +277,12 @@ class Agent:
     def _max_file_size(self) -> int:
         """agent.yaml's max_file_size, read without building the manifest (every snapshot asks,
         and the pydantic model costs more to import than a whole ``memfs status``)."""
-        if self.layout.is_letta or self.manifest_problems():
+        if self.layout.is_letta:
             return worktree.DEFAULT_MAX_FILE_SIZE
-        data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
-        return data.get("max_file_size") or worktree.DEFAULT_MAX_FILE_SIZE
+        problems, _, max_file_size = self._manifest_summary()
+        if problems:
+            return worktree.DEFAULT_MAX_FILE_SIZE
+        return max_file_size or worktree.DEFAULT_MAX_FILE_SIZE
 
     # -- memory -------------------------------------------------------------------------
 
