@@ -123,6 +123,8 @@ def parse_trailers(message: str) -> tuple[str, dict[str, str]]:
 
 def compare_trees(old: Files, new: Files, paths: tuple[str, ...] = ()) -> list[FileChange]:
     """Per-path differences between two trees, sorted by path, limited to ``paths`` if given."""
+    if old == new:  # one comparison in C: a clean status of 10,000 files sorts nothing
+        return []
     changes = []
     for path in sorted(old.keys() | new.keys()):
         if paths and not any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths):
