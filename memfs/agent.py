@@ -417,14 +417,15 @@ class Agent:
         layout = self.layout
         problems = self.manifest_problems() + self._rules().problems
         for path, parsed in self.parsed_memory(snapshot, layout).items():
-            problems.extend(parsed.problem_list(path))
+            if parsed.problems:
+                problems.extend(parsed.problem_list(path))
         return problems
 
     def parsed_memory(
         self, snapshot: Snapshot, layout: Layout, kept: bool = False
     ) -> dict[str, Parsed]:
         """What every memory file in ``snapshot`` holds (problems, description, ...), by path,
-        sorted; from ``.git/memfs/parsed.json`` where the file's stat data is unchanged.
+        sorted; from ``.git/memfs/parsed.bin`` where the file's stat data is unchanged.
 
         ``kept`` adds the files the scan left out but history keeps (too large, say), read
         as they are on disk; a file that cannot be read is left out.

@@ -9,6 +9,7 @@ context report, what git sees) with the cache present, missing, garbled or stale
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from memfs.remotes import add_remote
 from .conftest import assert_git_agrees, git, write
 from .servers import bare_repo
 
-PARSED = Path(".git/memfs/parsed.json")
+PARSED = Path(".git/memfs/parsed.bin")
 DAY_NS = 86_400 * 1_000_000_000
 
 
@@ -71,17 +72,28 @@ def test_results_are_the_same_with_the_cache_missing_garbled_or_of_another_forma
     assert "invalid YAML" in json.dumps(fresh[0]) and "over its limit" in json.dumps(fresh[0])
     assert cache.exists()
     assert outcomes(agent) == fresh  # from the cache
-    for garbage in (b"", b"{not json", b'{"format": 1, "entries": [1]}', b"[]", b"\xff\xfe"):
+    garbage_files = (
+        b"", b"{not json", b"\xff\xfe", marshal.dumps([]), marshal.dumps((2, [1])),
+        marshal.dumps((2,)), marshal.dumps(7), marshal.dumps((2, {"a.md": None})),
+    )  # fmt: skip
+    for garbage in garbage_files:
         cache.write_bytes(garbage)
         assert outcomes(agent) == fresh, garbage
-    # well-formed JSON of the right format whose entries are nonsense is ignored per entry
-    entries = json.loads(cache.read_text())["entries"]
-    cache.write_text(json.dumps({"format": 1, "entries": {p: [1, "x"] for p in entries}}))
-    assert outcomes(agent) == fresh
-    other = json.loads(cache.read_text())
-    other["format"] = 99
-    cache.write_text(json.dumps(other))
+    # a well-formed file of the right format whose entries are nonsense is ignored per entry
+    format_, entries = marshal.loads(cache.read_bytes())
+    nonsense = {p: (1, "x") for p in entries}
+    wrong_types = {p: (*entry[:6], 5, *entry[7:]) for p, entry in entries.items()}
+    for replaced in (nonsense, wrong_types):
+        cache.write_bytes(marshal.dumps((format_, replaced)))
+        assert outcomes(agent) == fresh
+    cache.write_bytes(marshal.dumps((99, marshal.loads(cache.read_bytes())[1])))
     assert parsed_during(agent.status) == len(entries)  # another format: nothing trusted
+    # the JSON file of format 1 goes once the new one is written
+    old = agent.root / ".git/memfs/parsed.json"
+    old.write_text(json.dumps({"format": 1, "entries": {}}))
+    cache.unlink()
+    agent.status()
+    assert cache.exists() and not old.exists()
     cache.unlink()
     assert outcomes(agent) == fresh
 
@@ -144,7 +156,7 @@ def test_a_racily_clean_entry_is_not_trusted(tmp_path: Path) -> None:
     soon = time.time_ns() + 10 * 1_000_000_000
     os.utime(fresh, ns=(soon, soon))  # "now", as seen by a slow status, deterministically
     agent.status()
-    assert "reference/fresh.md" not in json.loads(cache.read_text())["entries"]
+    assert "reference/fresh.md" not in marshal.loads(cache.read_bytes())[1]
 
 
 def test_a_commit_after_one_edit_hashes_one_file_and_git_agrees(tmp_path: Path) -> None:
