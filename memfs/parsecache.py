@@ -7,7 +7,9 @@ last parsed holds what it held then, the way git's index avoids re-hashing. The 
 in ``.git/memfs/parsed.bin``, written atomically and versioned, in Python's ``marshal`` format:
 a 10,000-file agent's entries load in a few milliseconds where JSON took ~12 ms (and a JSON
 list per entry had to be checked and turned into a tuple). Like the index, it is local state
-memfs alone writes, never synced nor read from a remote. The cache is only an
+memfs alone writes, never synced nor read from a remote, and it ends with the SHA-1 of what
+precedes it: a file cut short or garbled is ignored whole, and an intact one is trusted
+without checking 10,000 entries' types one by one. The cache is only an
 optimisation: a missing, unreadable or other-version file is ignored and rebuilt, never an
 error, and git's racy-clean rule applies: an entry whose file was modified no earlier than
 the cache was written is not trusted (the file may have changed again within the timestamp's
@@ -17,6 +19,7 @@ resolution), nor is one whose file changed in the moments before it was parsed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import marshal
 import os
 import stat
@@ -33,7 +36,6 @@ from memfs.util import atomic_write
 FORMAT = 2  # entries: mtime_ns, ctime_ns, size, ino, mode, layout, label, problems, ...
 FILE_NAME = "parsed.bin"
 OLD_FILE_NAME = "parsed.json"  # format 1 (JSON): removed when the new file is written
-ENTRY_LENGTH = 13
 # A file modified this close to the moment it was read may be modified again within the same
 # timestamp tick without its stat data changing: its result is not kept (re-parsed next time).
 RACY_WINDOW_NS = 100_000_000
@@ -91,7 +93,10 @@ class ParseCache:
         with contextlib.suppress(OSError, ValueError, TypeError, EOFError, LookupError):
             with open(self.path, "rb") as handle:
                 written_ns = os.fstat(handle.fileno()).st_mtime_ns
-                data = marshal.loads(handle.read())
+                raw = handle.read()
+            if hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
+                raise ValueError("checksum mismatch")
+            data = marshal.loads(raw[:-20])
             entries = data[1] if type(data) is tuple and len(data) == 2 else None
             if data[0] == FORMAT and type(entries) is dict:
                 self._entries = entries
@@ -117,7 +122,7 @@ class ParseCache:
         for path, st in files:
             found = entries.get(path) if st is not None else None
             if found is not None:
-                with contextlib.suppress(TypeError, ValueError, IndexError):  # garbled: parse
+                try:
                     if (
                         found[0] == st.st_mtime_ns  # type: ignore[union-attr]
                         and found[1] == st.st_ctime_ns  # type: ignore[union-attr]
@@ -131,6 +136,8 @@ class ParseCache:
                         used[path] = found
                         found_all[path] = parsed
                         continue
+                except (TypeError, ValueError, IndexError):
+                    pass  # garbled: parsed again
             fresh = self._parse(root, path, st, layout)
             if fresh is not None:
                 found_all[path] = fresh
@@ -162,6 +169,7 @@ class ParseCache:
         if not self._changed and self._used.keys() == self._entries.keys():
             return
         data = marshal.dumps((FORMAT, self._used))
+        data += hashlib.sha1(data).digest()
         with contextlib.suppress(OSError):  # a read-only agent: only costs time
             self.path.parent.mkdir(exist_ok=True)
             atomic_write(self.path, data)
@@ -172,27 +180,12 @@ def _to_entry(key: tuple[int, ...], layout: Layout, parsed: Parsed) -> tuple[Any
     return (*key, layout.value, *parsed)
 
 
-_PROBLEM_TYPES = (int, str, str)
+ENTRY_LENGTH = 13
 
 
 def _from_entry(entry: tuple[Any, ...]) -> Parsed | None:
-    """An entry as stored (``_to_entry``); None (or TypeError, ValueError) if it is not one.
-    Checked field by field (a few type comparisons): the file is memfs's own, but a garbled
-    one must never show a wrong description or problem."""
+    """An entry as stored (``_to_entry``); None if it is not one. The file's checksum vouches
+    for what memfs wrote, so only the shape is checked here."""
     if type(entry) is not tuple or len(entry) != ENTRY_LENGTH:
         return None
-    label, problems, description, limit, read_only, size, unreadable = entry[6:]
-    if not (
-        type(label) is str
-        and (description is None or type(description) is str)
-        and (limit is None or type(limit) is int)
-        and type(read_only) is bool
-        and type(size) is int
-        and type(unreadable) is bool
-        and type(problems) is tuple
-    ):
-        return None
-    for problem in problems:
-        if type(problem) is not tuple or tuple(map(type, problem)) != _PROBLEM_TYPES:
-            return None
     return tuple.__new__(Parsed, entry[6:])

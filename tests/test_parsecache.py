@@ -8,6 +8,7 @@ context report, what git sees) with the cache present, missing, garbled or stale
 
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 import os
@@ -57,6 +58,17 @@ def outcomes(agent: memfs.Agent) -> tuple[object, ...]:
     return status, [p.to_dict() for p in agent.check()], build_context(agent).render()
 
 
+def with_checksum(data: bytes) -> bytes:
+    return data + hashlib.sha1(data).digest()
+
+
+def read_cache(cache: Path) -> tuple[int, dict[str, tuple[object, ...]]]:
+    """The parse cache's format and entries (marshal, then the SHA-1 of the rest)."""
+    raw = cache.read_bytes()
+    assert hashlib.sha1(raw[:-20]).digest() == raw[-20:]
+    return marshal.loads(raw[:-20])  # type: ignore[no-any-return]
+
+
 def parsed_during(action: object) -> int:
     before = parsecache.files_parsed
     action()  # type: ignore[operator]
@@ -72,21 +84,22 @@ def test_results_are_the_same_with_the_cache_missing_garbled_or_of_another_forma
     assert "invalid YAML" in json.dumps(fresh[0]) and "over its limit" in json.dumps(fresh[0])
     assert cache.exists()
     assert outcomes(agent) == fresh  # from the cache
-    garbage_files = (
-        b"", b"{not json", b"\xff\xfe", marshal.dumps([]), marshal.dumps((2, [1])),
-        marshal.dumps((2,)), marshal.dumps(7), marshal.dumps((2, {"a.md": None})),
-    )  # fmt: skip
+    format_, entries = read_cache(cache)
+    garbage_files = [
+        b"", b"{not json", b"\xff\xfe", *map(marshal.dumps, ([], (2, [1]), (2,), 7)),
+        with_checksum(marshal.dumps([])), with_checksum(marshal.dumps((2, [1]))),
+        with_checksum(marshal.dumps((2, {"a.md": None}))), with_checksum(b"\x00garbage"),
+        cache.read_bytes()[:-1],  # cut short
+        # entries of the wrong type without a checksum vouching for them
+        marshal.dumps((format_, {p: (*e[:6], 5, *e[7:]) for p, e in entries.items()})),
+    ]  # fmt: skip
     for garbage in garbage_files:
         cache.write_bytes(garbage)
         assert outcomes(agent) == fresh, garbage
     # a well-formed file of the right format whose entries are nonsense is ignored per entry
-    format_, entries = marshal.loads(cache.read_bytes())
-    nonsense = {p: (1, "x") for p in entries}
-    wrong_types = {p: (*entry[:6], 5, *entry[7:]) for p, entry in entries.items()}
-    for replaced in (nonsense, wrong_types):
-        cache.write_bytes(marshal.dumps((format_, replaced)))
-        assert outcomes(agent) == fresh
-    cache.write_bytes(marshal.dumps((99, marshal.loads(cache.read_bytes())[1])))
+    cache.write_bytes(with_checksum(marshal.dumps((format_, {p: (1, "x") for p in entries}))))
+    assert outcomes(agent) == fresh
+    cache.write_bytes(with_checksum(marshal.dumps((99, read_cache(cache)[1]))))
     assert parsed_during(agent.status) == len(entries)  # another format: nothing trusted
     # the JSON file of format 1 goes once the new one is written
     old = agent.root / ".git/memfs/parsed.json"
@@ -156,7 +169,7 @@ def test_a_racily_clean_entry_is_not_trusted(tmp_path: Path) -> None:
     soon = time.time_ns() + 10 * 1_000_000_000
     os.utime(fresh, ns=(soon, soon))  # "now", as seen by a slow status, deterministically
     agent.status()
-    assert "reference/fresh.md" not in marshal.loads(cache.read_bytes())[1]
+    assert "reference/fresh.md" not in read_cache(cache)[1]
 
 
 def test_a_commit_after_one_edit_hashes_one_file_and_git_agrees(tmp_path: Path) -> None:
