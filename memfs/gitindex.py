@@ -39,11 +39,12 @@ def hash_worktree(
     cache = _load_stat_cache(control_dir) if use_index else _StatCache({}, 0)
     entries: Files = {}
     unreadable: list[str] = []
+    lookup = cache.lookup
     for path, st in files.items():
         mode = file_mode(st)
-        cached = cache.lookup(path, st, mode)
+        cached = lookup(path, st, mode)
         if cached is not None:
-            entries[path] = TreeEntry(mode, cached)
+            entries[path] = cached
             continue
         global files_hashed
         files_hashed += 1
@@ -173,12 +174,8 @@ def tree_from_index(control_dir: Path, tree_sha: str) -> Files | None:
     cache = _load_stat_cache(control_dir)
     if _recorded_tree(control_dir, cache) != tree_sha:
         return None
-    files: Files = {}
-    for name, entry in cache.entries.items():
-        if entry is None:
-            return None
-        files[name.decode("utf-8", "surrogateescape")] = TreeEntry(entry[0], entry[5])
-    return files
+    files = cache.files()
+    return dict(files) if len(files) == len(cache.entries) else None  # None: a conflict
 
 
 def update_index_paths(
@@ -189,15 +186,12 @@ def update_index_paths(
 ) -> None:
     """Bring the index in line for some paths only (after an index-free commit)."""
     cache = _load_stat_cache(control_dir)
-    encoded = {path.encode("utf-8", "surrogateescape"): path for path in updates}
     if cache.raw is not None and all(
-        entry is not None or name in encoded for name, entry in cache.entries.items()
+        entry is not None or name in updates for name, entry in cache.entries.items()
     ):
         replacements = {
-            name: None
-            if updates[path] is None
-            else indexfile.pack_entry(name, updates[path], stats.get(path))
-            for name, path in encoded.items()
+            path: None if entry is None else indexfile.pack_entry(path, entry, stats.get(path))
+            for path, entry in updates.items()
         }
         write_index_data(
             control_dir,
@@ -247,12 +241,11 @@ def _spliced_for(
     cache = _load_stat_cache(control_dir)
     if cache.raw is None:
         return None
-    wanted = {p.encode("utf-8", "surrogateescape"): p for p in changed}
+    wanted = set(changed)
     kept = 0
-    for name, entry in cache.entries.items():
-        if name in wanted:
+    for path, entry in cache.entries.items():
+        if path in wanted:
             continue
-        path = name.decode("utf-8", "surrogateescape")
         want = tree.get(path)
         if want is None or entry is None or entry[0] != want.mode or entry[5] != want.sha:
             return None
@@ -264,13 +257,13 @@ def _spliced_for(
             st.st_size & indexfile.U32,
             st.st_ino & indexfile.U32,
         ):
-            wanted[name] = path
+            wanted.add(path)
             kept -= 1
-    if kept + sum(1 for path in wanted.values() if path in tree) != len(tree):
+    if kept + sum(1 for path in wanted if path in tree) != len(tree):
         return None
     replacements = {
-        name: indexfile.pack_entry(name, tree[path], stats.get(path)) if path in tree else None
-        for name, path in wanted.items()
+        path: indexfile.pack_entry(path, tree[path], stats.get(path)) if path in tree else None
+        for path in wanted
     }
     return indexfile.splice(cache.raw, cache.entries, cache.index_mtime_ns, replacements)
 
@@ -278,29 +271,42 @@ def _spliced_for(
 class _StatCache:
     """The index as a cache of blob shas, valid for entries whose stat data still matches.
 
-    ``entries`` maps an encoded path to ``(mode, mtime_ns, ctime_ns, size, ino, sha)``, or
-    to None for an entry git marks as conflicted (never trusted). An entry written in the
+    ``entries`` maps a path to ``(mode, mtime_ns, ctime_ns, size, ino, sha)``, or to None
+    for an entry git marks as conflicted (never trusted). An entry written in the
     same instant its file was last modified is not trusted (git's "racy clean" rule): the
     file may have changed again within the timestamp's resolution.
     """
 
     def __init__(
         self,
-        entries: dict[bytes, indexfile.Entry | None],
+        entries: dict[str, indexfile.Entry | None],
         index_mtime_ns: int,
         stat: os.stat_result | None = None,
-        raw: dict[bytes, bytes] | None = None,
+        raw: dict[str, bytes] | None = None,
     ) -> None:
         self.entries = entries
         self.index_mtime_ns = index_mtime_ns
         self.stat = stat  # the index file's when read
         self.raw = raw  # each entry's bytes, for a version 2 index
+        self._files: Files | None = None
 
-    def lookup(self, path: str, st: os.stat_result, mode: int) -> str | None:
-        entry = self.entries.get(path.encode("utf-8", "surrogateescape"))
+    def files(self) -> Files:
+        """Every entry that is not conflicted as a ``TreeEntry``, made once: the tree the
+        index lists, and what ``lookup`` hands out (one object per path, not one per use)."""
+        if self._files is None:
+            self._files = {
+                path: TreeEntry(entry[0], entry[5])
+                for path, entry in self.entries.items()
+                if entry is not None
+            }
+        return self._files
+
+    def lookup(self, path: str, st: os.stat_result, mode: int) -> TreeEntry | None:
+        """The tree entry the index vouches for, if ``st`` is the stat it recorded."""
+        entry = self.entries.get(path)
         if entry is None:
             return None
-        entry_mode, mtime_ns, ctime_ns, size, ino, sha = entry
+        entry_mode, mtime_ns, ctime_ns, size, ino, _sha = entry
         if (
             entry_mode != mode
             or size != st.st_size & indexfile.U32
@@ -310,7 +316,8 @@ class _StatCache:
             or mtime_ns >= self.index_mtime_ns
         ):
             return None
-        return sha
+        files = self._files if self._files is not None else self.files()
+        return files[path]
 
 
 def index_describes(control_dir: Path, tree: Files, tree_sha: str | None = None) -> bool:
@@ -323,7 +330,7 @@ def index_describes(control_dir: Path, tree: Files, tree_sha: str | None = None)
     if len(entries) != len(tree):
         return False
     for path, entry in tree.items():
-        found = entries.get(path.encode("utf-8", "surrogateescape"))
+        found = entries.get(path)
         if found is None or found[0] != entry.mode or found[5] != entry.sha:
             return False
     if tree_sha is not None and cache.stat is not None:
