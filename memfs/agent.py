@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memfs import lettahook, worktree
+from memfs import worktree
 from memfs.errors import (
     CommitRefusedError,
     MemfsError,
@@ -60,11 +60,13 @@ from memfs.util import atomic_write, hostname
 from memfs.yamllib import yaml
 
 if TYPE_CHECKING:
+    from memfs import lettahook
     from memfs.conflicts import OpenConflict
     from memfs.models import AgentManifest
 
 # Imported where used: memfs.apply (work-tree updates), memfs.conflicts (with the merge
-# rules), memfs.config (the user's identity): a clean ``status`` needs only a little of them.
+# rules), memfs.config (the user's identity), memfs.lettahook (Letta's commit rules): a clean
+# ``status`` needs only a little of them.
 JOURNAL = "update.json"  # memfs.apply.JOURNAL: a merge's journal, there while it runs
 MANIFEST_MEMO = "manifest.json"  # in .git/memfs: what agent.yaml's text says (_manifest_summary)
 
@@ -345,6 +347,8 @@ class Agent:
     ) -> list[Problem]:
         """What Letta's pre-commit hook would say of the work tree as a commit, installed or
         not (its change rules, v2 folders, the tree constraints), beyond ``known``."""
+        from memfs import lettahook
+
         rules = self.letta_rules().as_installed()
         changes = compare_trees(head_tree, snapshot.files)
         payload = {change.path: self._read_change(change, snapshot) for change in changes}
@@ -360,6 +364,8 @@ class Agent:
     def letta_rules(self, allow_read_only: tuple[str, ...] = ()) -> lettahook.Rules:
         """The Letta rules this repo's commits keep (memfs.lettahook): read_only in a Letta
         repo, and everything Letta's pre-commit hook checks when it is installed."""
+        from memfs import lettahook
+
         return lettahook.Rules.of_repo(self.history.control_dir, self.layout, allow_read_only)
 
     def _gate(
@@ -374,6 +380,8 @@ class Agent:
         work tree; only a person's command (origin ``cli``) may lift read_only."""
         if allow_read_only and origin != "cli":
             raise MemfsError(f"only a person's command may change a read-only file, not {origin}")
+        from memfs import lettahook
+
         rules = self.letta_rules(allow_read_only)
         verdict = lettahook.review(
             rules, head_tree, payload, self.history.blob, self._hook_cache, first_commit
@@ -447,19 +455,28 @@ class Agent:
         head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files)
-        verdict = lettahook.Verdict(allowed={})
-        rules = self.letta_rules()
-        if rules.active and changes:
-            payload = {change.path: self._read_change(change, snapshot) for change in changes}
-            verdict = lettahook.review(
-                rules, head_tree, payload, self.history.blob, self._hook_cache, head is None
-            )
+        held: list[Problem] = []
+        blocked = False
+        # Letta's rules apply to a Letta repo, or where a pre-commit hook may be Letta's
+        # (lettahook.hook_installed reads it): only then is memfs.lettahook loaded
+        hook = self.history.control_dir / "hooks" / "pre-commit"
+        if changes and (self.layout.is_letta or hook.exists()):
+            from memfs import lettahook
+
+            rules = self.letta_rules()
+            if rules.active:
+                payload = {c.path: self._read_change(c, snapshot) for c in changes}
+                verdict = lettahook.review(
+                    rules, head_tree, payload, self.history.blob, self._hook_cache, head is None
+                )
+                held = [refusal.problem() for refusal in verdict.refusals]
+                blocked = bool(verdict.blocked)
         return Status(
             branch=self.history.branch(),
             head=head,
             changes=changes,
-            held=[refusal.problem() for refusal in verdict.refusals],
-            blocked=bool(verdict.blocked),
+            held=held,
+            blocked=blocked,
             problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
@@ -870,6 +887,8 @@ class Agent:
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files, (path,))
         payload = {change.path: self._read_change(change, snapshot) for change in changes}
+        from memfs import lettahook
+
         verdict = lettahook.review(
             self.letta_rules(), head_tree, payload, self.history.blob, self._hook_cache
         )

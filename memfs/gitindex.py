@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memfs import indexfile
-from memfs.trees import Files, TreeEntry, blob_sha, file_mode, read_worktree_data
+from memfs.trees import (
+    MODE_EXECUTABLE,
+    MODE_FILE,
+    MODE_SYMLINK,
+    Files,
+    TreeEntry,
+    blob_sha,
+    read_worktree_data,
+)
 from memfs.util import atomic_write
 
 if TYPE_CHECKING:
@@ -39,12 +48,27 @@ def hash_worktree(
     cache = _load_stat_cache(control_dir) if use_index else _StatCache({}, 0)
     entries: Files = {}
     unreadable: list[str] = []
-    lookup = cache.lookup
+    # the stat-cache check and trees.file_mode, inlined: this loop runs once per file of the
+    # agent in every command
+    index_get, index_mtime_ns = cache.entries.get, cache.index_mtime_ns
+    vouched = cache.files() if cache.entries else {}
     for path, st in files.items():
-        mode = file_mode(st)
-        cached = lookup(path, st, mode)
-        if cached is not None:
-            entries[path] = cached
+        st_mode = st.st_mode
+        if stat.S_ISLNK(st_mode):
+            mode = MODE_SYMLINK
+        else:
+            mode = MODE_EXECUTABLE if st_mode & 0o100 else MODE_FILE
+        entry = index_get(path)
+        if (
+            entry is not None
+            and entry[0] == mode
+            and entry[1] == st.st_mtime_ns
+            and entry[2] == st.st_ctime_ns
+            and entry[3] == st.st_size & indexfile.U32
+            and entry[4] == st.st_ino & indexfile.U32
+            and entry[1] < index_mtime_ns  # else racily clean: hashed
+        ):
+            entries[path] = vouched[path]
             continue
         global files_hashed
         files_hashed += 1
@@ -298,7 +322,8 @@ class _StatCache:
 
     def files(self) -> Files:
         """Every entry that is not conflicted as a ``TreeEntry``, made once: the tree the
-        index lists, and what ``lookup`` hands out (one object per path, not one per use)."""
+        index lists, and what ``hash_worktree`` hands out for a file whose stat the index
+        recorded (one object per path, not one per use)."""
         if self._files is None:
             self._files = {
                 path: TreeEntry(entry[0], entry[5])
@@ -306,24 +331,6 @@ class _StatCache:
                 if entry is not None
             }
         return self._files
-
-    def lookup(self, path: str, st: os.stat_result, mode: int) -> TreeEntry | None:
-        """The tree entry the index vouches for, if ``st`` is the stat it recorded."""
-        entry = self.entries.get(path)
-        if entry is None:
-            return None
-        entry_mode, mtime_ns, ctime_ns, size, ino, _sha = entry
-        if (
-            entry_mode != mode
-            or size != st.st_size & indexfile.U32
-            or mtime_ns != st.st_mtime_ns
-            or ctime_ns != st.st_ctime_ns
-            or ino != st.st_ino & indexfile.U32
-            or mtime_ns >= self.index_mtime_ns
-        ):
-            return None
-        files = self._files if self._files is not None else self.files()
-        return files[path]
 
 
 def index_describes(control_dir: Path, tree: Files, tree_sha: str | None = None) -> bool:
