@@ -166,4 +166,35 @@ cli.commands = LazyCommands(COMMANDS)  # type: ignore[assignment]
 
 def main() -> None:
     """Entry point of the ``memfs`` console script and ``python -m memfs``."""
-    cli(prog_name="memfs")
+    try:
+        cli(prog_name="memfs")
+    except SystemExit as done:
+        _exit_now(done.code)
+        raise
+
+
+def _exit_now(code: object) -> None:
+    """End the process once the command is done, without the interpreter's teardown.
+
+    Tearing down the modules and objects of a command costs ~20-30 ms, more than many whole
+    commands take (benchmarks/bench_process.py). The command has closed what it opened (its
+    click context) by now; atexit handlers still run and stdout and stderr are flushed. A
+    thread still working (anything but an idle pool thread of the S3 client) is left to
+    Python's own exit, which waits for it.
+    """
+    import atexit
+    import contextlib
+    import sys
+    import threading
+
+    if code is not None and not isinstance(code, int):
+        return  # a message to print: Python's exit does that
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon and not thread.name.startswith("memfs-"):
+            return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code or 0)
