@@ -642,10 +642,10 @@ def push_letta_mirror(
 
 def _checked_out_folder(remote: Remote, branch: str) -> str | None:
     """The work tree a push to ``remote`` would land in, for a git repository on this
-    machine with ``branch`` checked out (see GitRemote.checked_out_folder)."""
-    from memfs.remotes.git import GitRemote  # imported here: status needs none of dulwich's client
-
-    return remote.checked_out_folder(branch) if isinstance(remote, GitRemote) else None
+    machine with ``branch`` checked out (see GitRemote.checked_out_folder). Asked of the
+    remote itself: a bucket push never imports the git remote (dulwich's client, ~10 ms)."""
+    checked_out_folder = getattr(remote, "checked_out_folder", None)
+    return checked_out_folder(branch) if checked_out_folder is not None else None
 
 
 def _deliver_to_folder(
