@@ -106,6 +106,8 @@ class Connection:
         line: bytes = self._file.readline(MAX_LINE + 1)  # type: ignore[attr-defined]
         if len(line) > MAX_LINE:
             raise BadAnswer("a line of the answer is too long")
+        if line and not line.endswith(b"\n"):
+            raise Closed("the connection was closed in the middle of an answer")
         return line
 
     def _answer(self, method: str) -> Answer:
