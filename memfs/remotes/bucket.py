@@ -70,6 +70,21 @@ def _agent_identity(history: History, sha: str) -> dict[str, Any]:
     return {key: value for key, value in found.items() if value}
 
 
+def _identity_at(
+    history: History, sha: str, manifest: BucketManifest | None, branch: str
+) -> dict[str, Any]:
+    """``_agent_identity`` for a push of ``sha``: the manifest's name and description as they
+    are when ``sha`` holds the agent.yaml of the commit the manifest names (most pushes), so
+    no YAML is parsed; read from agent.yaml otherwise."""
+    before = manifest.refs.get(branch) if manifest is not None else None
+    if manifest is not None and manifest.name is not None and before is not None:
+        entry = history.entries_at(sha, MANIFEST_FILE)
+        same = entry and history.has_commit(before)
+        if same and entry == history.entries_at(before, MANIFEST_FILE):
+            return {"name": manifest.name, "description": manifest.description}
+    return _agent_identity(history, sha)
+
+
 class _PackGone(Exception):
     """A pack the manifest listed has been deleted by a compaction: read the manifest again."""
 
@@ -240,7 +255,7 @@ class BucketRemote:
         packs = list(manifest.packs) if manifest else []
         if pack is not None and pack.name not in packs:
             packs.append(pack.name)
-        agent = _agent_identity(history, new)
+        agent = _identity_at(history, new, manifest, branch)
         updated = BucketManifest(
             generation=(manifest.generation + 1) if manifest else 1,
             refs={**(manifest.refs if manifest else {}), branch: new},
