@@ -17,7 +17,7 @@ import pytest
 
 import memfs
 
-from .conftest import memfs_process, write
+from .conftest import assert_git_agrees, memfs_process, write
 from .s3 import MotoServer
 
 # Neither a push nor a pull of an S3 agent over http needs these (each costs 3-15 ms).
@@ -109,3 +109,22 @@ def test_push_and_pull_load_no_module_they_do_not_use(pair: tuple[Path, Path]) -
     assert heavy_in(loaded_by(origin, "push", "-q")) == []
     assert heavy_in(loaded_by(clone, "pull", "-q")) == []
     assert (clone / "reference/t-2/n-2.md").read_text().endswith("edited\n")
+
+
+def test_a_push_whose_remote_moved_meanwhile_merges_and_lands(
+    pair: tuple[Path, Path], tmp_path: Path, s3: object
+) -> None:
+    """The pack uploaded while the manifest is read is built on the tracking ref; when
+    another machine pushed since, it is left unlisted and the push fetches, merges, pushes."""
+    origin, clone = pair
+    write(clone, "reference/t-0/n-0.md", "---\ndescription: n0\n---\nfrom the clone\n")
+    assert memfs_process("push", "-q", cwd=clone).returncode == 0
+    write(origin, "reference/t-1/n-4.md", "---\ndescription: n4\n---\nfrom the origin\n")
+    pushed = memfs_process("push", cwd=origin)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "merged" in pushed.stdout
+    third = tmp_path / "third"
+    assert memfs_process("clone", "-q", s3.url("agent"), str(third)).returncode == 0  # type: ignore[attr-defined]
+    assert (third / "reference/t-0/n-0.md").read_text().endswith("from the clone\n")
+    assert (third / "reference/t-1/n-4.md").read_text().endswith("from the origin\n")
+    assert_git_agrees(third)
