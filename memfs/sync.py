@@ -590,7 +590,11 @@ def push_remote(
             config.display_url, f"{agent.root} is a read-only mount: nothing is pushed from it"
         )
     remote = remote or open_for(agent, config, progress)
-    theirs = remote.head(branch)
+    theirs = (
+        remote.head(branch)
+        if config.mirror  # a mirror with commits of its own is refused, not merged: no upload
+        else _head_while_uploading(history, remote, config.name, branch)
+    )
     for attempt in range(PUSH_ATTEMPTS):
         local = history.head()
         if local is None or theirs == local:
@@ -630,6 +634,19 @@ def push_remote(
         outcome.pushed = "pushed"
         return outcome
     raise PushRejectedError(config.display_url, f"still moving after {PUSH_ATTEMPTS} attempts")
+
+
+def _head_while_uploading(history: History, remote: Remote, name: str, branch: str) -> str | None:
+    """``remote.head(branch)``; a bucket uploads the pack of what the local branch adds to
+    the remote-tracking ref meanwhile, one round trip less when the remote is still where
+    this machine last saw it (``BucketRemote.head_while_uploading``)."""
+    local, seen = history.head(), history.ref(_tracking_ref(name, branch))
+    overlap = getattr(remote, "head_while_uploading", None)
+    if overlap is None or local is None or seen is None or seen == local:
+        return remote.head(branch)
+    if not (history.has_commit(seen) and history.is_ancestor(seen, local)):
+        return remote.head(branch)
+    return overlap(history, branch, local, seen)  # type: ignore[no-any-return]
 
 
 def push_letta_mirror(

@@ -101,6 +101,8 @@ class BucketRemote:
         self.progress = progress or (lambda message: None)
         self._last_read: tuple[BucketManifest | None, str | None] | None = None
         self._contended = False  # a push through this remote lost a race: others are pushing
+        # (new, guess, pack) uploaded by head_while_uploading, for the push of new that follows
+        self._uploaded: tuple[str, str, PackFiles] | None = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -153,6 +155,29 @@ class BucketRemote:
     def head(self, branch: str) -> str | None:
         manifest, _ = self.read_manifest()
         return manifest.refs.get(branch) if manifest else None
+
+    def head_while_uploading(
+        self, history: History, branch: str, new: str, guess: str
+    ) -> str | None:
+        """``head(branch)``, with the upload of ``new``'s pack overlapping the manifest read.
+
+        ``guess`` is where this machine last saw the branch here (its remote-tracking ref,
+        an ancestor of ``new``): the pack of what ``new`` adds to it is uploaded on a thread
+        while the manifest is read, one round trip less for a push. If the branch is indeed
+        at ``guess``, the next ``push`` of ``new`` swaps the manifest at once; if not (others
+        pushed meanwhile), the pack is left unlisted, as a lost race leaves one, and the push
+        goes the usual way.
+        """
+        pack = history.pack_between([new], [guess])
+        if pack is None:
+            return self.head(branch)
+        uploading = _Uploading(self, pack)
+        try:
+            head = self.head(branch)
+        finally:
+            uploading.wait()
+        self._uploaded = (new, guess, pack) if head == guess else None
+        return head
 
     def default_branch(self) -> str | None:
         manifest, _ = self.read_manifest()
@@ -235,15 +260,23 @@ class BucketRemote:
         """Upload what the remote lacks, then compare-and-swap the manifest to ``new``."""
         manifest, etag = self._last_read if self._last_read is not None else self.read_manifest()
         self._last_read = None  # a cached read serves one push; the swap checks it anyway
+        uploaded, self._uploaded = self._uploaded, None
         self._check_expected(manifest, branch, expected)
-        known = [
-            sha for sha in (manifest.refs.values() if manifest else ()) if history.has_commit(sha)
-        ]
-        pack = history.pack_between([new], known)
+        if uploaded is not None and uploaded[:2] == (new, expected):
+            pack: PackFiles | None = uploaded[2]  # uploaded while the manifest was read
+        else:
+            uploaded = None
+            known = [
+                sha
+                for sha in (manifest.refs.values() if manifest else ())
+                if history.has_commit(sha)
+            ]
+            pack = history.pack_between([new], known)
         agent = _identity_at(history, new, manifest, branch)
         keeping = _Keeping(history, pack) if pack is not None else None
         try:
-            manifest, etag = self._upload(pack, manifest, etag, branch, expected)
+            if uploaded is None:
+                manifest, etag = self._upload(pack, manifest, etag, branch, expected)
             listed = self._swap(history, branch, new, manifest, etag, pack, agent)
         finally:
             if keeping is not None:
@@ -261,11 +294,7 @@ class BucketRemote:
         """Upload the pack and its index; the manifest to swap (read again if contended)."""
         if pack is None:
             return manifest, etag
-        self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
-        crash_point("push.pack")
-        self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
-        crash_point("push.index")
-        self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
+        self._put_pack(pack)
         if self._contended:
             # Others are pushing too: read again after the uploads, so that the swap
             # follows its read at once instead of racing the whole upload (one GET more).
@@ -273,6 +302,14 @@ class BucketRemote:
             self._check_expected(manifest, branch, expected)
             self._last_read = None
         return manifest, etag
+
+    def _put_pack(self, pack: PackFiles) -> None:
+        """Upload a pack, then its index (create-if-absent: named by their content)."""
+        self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
+        crash_point("push.pack")
+        self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
+        crash_point("push.index")
+        self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
 
     def _swap(
         self,
@@ -423,7 +460,43 @@ class BucketRemote:
         self.storage.delete(f"packs/{name}.pack")
 
 
-class _Keeping:
+class _Background:
+    """A step run on a thread; ``wait`` joins it and raises what it raised."""
+
+    def __init__(self, name: str) -> None:
+        import threading
+
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._guarded, name=name, daemon=True)
+        self._thread.start()
+
+    def _guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as error:  # handed to the waiting thread by ``wait``
+            self._error = error
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class _Uploading(_Background):
+    """A pack and its index uploading while the pushing thread reads the manifest."""
+
+    def __init__(self, remote: BucketRemote, pack: PackFiles) -> None:
+        self.remote, self.pack = remote, pack
+        super().__init__("memfs-upload-pack")
+
+    def run(self) -> None:
+        self.remote._put_pack(self.pack)
+
+
+class _Keeping(_Background):
     """The local import of a pack this push uploads, on a thread while the requests go: its
     objects are here already (loose), so the copy only spares a later fetch downloading it.
 
@@ -434,27 +507,12 @@ class _Keeping:
     """
 
     def __init__(self, history: History, pack: PackFiles) -> None:
-        import threading
+        self.history, self.pack = history, pack
+        super().__init__("memfs-keep-pack")
 
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(history, pack), name="memfs-keep-pack", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, history: History, pack: PackFiles) -> None:
-        try:
-            history.import_pack(pack.name, pack.pack, pack.index)
-        except OSError:
-            pass  # see the class docstring: only a download spared is lost
-        except BaseException as error:  # handed to the pushing thread by ``wait``
-            self._error = error
-
-    def wait(self) -> None:
-        """Wait for the copy; raise what went wrong in it, but a failure to write."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+    def run(self) -> None:
+        with contextlib.suppress(OSError):  # only a download spared is lost
+            self.history.import_pack(self.pack.name, self.pack.pack, self.pack.index)
 
 
 def _encode(manifest: BucketManifest) -> bytes:
