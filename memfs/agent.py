@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memfs import apply, lettahook, worktree
-from memfs.config import commit_identity
-from memfs.conflicts import OpenConflict, find_in
+from memfs import worktree
 from memfs.errors import (
     CommitRefusedError,
     MemfsError,
@@ -58,11 +56,19 @@ from memfs.trees import (
     with_trailers,
     write_diff,
 )
-from memfs.util import hostname
+from memfs.util import atomic_write, hostname
 from memfs.yamllib import yaml
 
 if TYPE_CHECKING:
+    from memfs import lettahook
+    from memfs.conflicts import OpenConflict
     from memfs.models import AgentManifest
+
+# Imported where used: memfs.apply (work-tree updates), memfs.conflicts (with the merge
+# rules), memfs.config (the user's identity), memfs.lettahook (Letta's commit rules): a clean
+# ``status`` needs only a little of them.
+JOURNAL = "update.json"  # memfs.apply.JOURNAL: a merge's journal, there while it runs
+MANIFEST_MEMO = "manifest.json"  # in .git/memfs: what agent.yaml's text says (_manifest_summary)
 
 
 @dataclass
@@ -175,13 +181,38 @@ class Agent:
         """What is wrong with agent.yaml (a Letta repo has none, and needs none)."""
         if self.layout.is_letta:
             return []
-        path = self.root / MANIFEST_FILE
+        return self._manifest_summary()[0]
+
+    def _manifest_summary(self) -> tuple[list[Problem], Any, Any]:
+        """agent.yaml's problems, name and max_file_size, remembered with its text in
+        ``.git/memfs/manifest.json``: every command asks, and parsing YAML costs a small
+        agent's ``status`` a tenth of its time (PyYAML's import). The memo holds for exactly
+        the text it was made from; losing it only costs that parse."""
         try:
-            text = path.read_text(encoding="utf-8")
+            text = (self.root / MANIFEST_FILE).read_text(encoding="utf-8")
         except FileNotFoundError:
-            return [Problem(MANIFEST_FILE, 1, "missing: every agent needs agent.yaml")]
+            return [Problem(MANIFEST_FILE, 1, "missing: every agent needs agent.yaml")], None, None
         except UnicodeDecodeError:
-            return [Problem(MANIFEST_FILE, 1, "not valid UTF-8")]
+            return [Problem(MANIFEST_FILE, 1, "not valid UTF-8")], None, None
+        memo_path = self.history.state_dir / MANIFEST_MEMO
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            memo = json.loads(memo_path.read_bytes())
+            if memo["text"] == text:
+                problems = [Problem(MANIFEST_FILE, int(line), str(message), severity)
+                            for line, message, severity in memo["problems"]]  # fmt: skip
+                return problems, memo["name"], memo["max_file_size"]
+        problems = self._manifest_problems_of(text)
+        data = {} if problems else load_yaml(text)
+        name, max_file_size = data.get("name"), data.get("max_file_size")
+        if all(value is None or type(value) in (str, int) for value in (name, max_file_size)):
+            rows = [[p.line, p.message, p.severity] for p in problems]
+            memo = {"text": text, "problems": rows, "name": name, "max_file_size": max_file_size}
+            with contextlib.suppress(OSError):  # a read-only agent: only costs time
+                atomic_write(memo_path, json.dumps(memo).encode())
+        return problems, name, max_file_size
+
+    def _manifest_problems_of(self, text: str) -> list[Problem]:
+        """What is wrong with agent.yaml holding ``text``."""
         try:
             data = load_yaml(text)
         except yaml.YAMLError as error:
@@ -238,9 +269,8 @@ class Agent:
     def name(self) -> str:
         """The agent's name; the folder's name if agent.yaml cannot be read."""
         if not self.layout.is_letta:  # read without pydantic, as _max_file_size is
-            if self.manifest_problems():
-                return self.root.name
-            return str(load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))["name"])
+            problems, name, _ = self._manifest_summary()
+            return self.root.name if problems else str(name)
         try:
             return self.manifest.name
         except MemfsError:
@@ -249,10 +279,12 @@ class Agent:
     def _max_file_size(self) -> int:
         """agent.yaml's max_file_size, read without building the manifest (every snapshot asks,
         and the pydantic model costs more to import than a whole ``memfs status``)."""
-        if self.layout.is_letta or self.manifest_problems():
+        if self.layout.is_letta:
             return worktree.DEFAULT_MAX_FILE_SIZE
-        data = load_yaml((self.root / MANIFEST_FILE).read_text(encoding="utf-8"))
-        return data.get("max_file_size") or worktree.DEFAULT_MAX_FILE_SIZE
+        problems, _, max_file_size = self._manifest_summary()
+        if problems:
+            return worktree.DEFAULT_MAX_FILE_SIZE
+        return max_file_size or worktree.DEFAULT_MAX_FILE_SIZE
 
     # -- memory -------------------------------------------------------------------------
 
@@ -315,6 +347,8 @@ class Agent:
     ) -> list[Problem]:
         """What Letta's pre-commit hook would say of the work tree as a commit, installed or
         not (its change rules, v2 folders, the tree constraints), beyond ``known``."""
+        from memfs import lettahook
+
         rules = self.letta_rules().as_installed()
         changes = compare_trees(head_tree, snapshot.files)
         payload = {change.path: self._read_change(change, snapshot) for change in changes}
@@ -330,6 +364,8 @@ class Agent:
     def letta_rules(self, allow_read_only: tuple[str, ...] = ()) -> lettahook.Rules:
         """The Letta rules this repo's commits keep (memfs.lettahook): read_only in a Letta
         repo, and everything Letta's pre-commit hook checks when it is installed."""
+        from memfs import lettahook
+
         return lettahook.Rules.of_repo(self.history.control_dir, self.layout, allow_read_only)
 
     def _gate(
@@ -344,6 +380,8 @@ class Agent:
         work tree; only a person's command (origin ``cli``) may lift read_only."""
         if allow_read_only and origin != "cli":
             raise MemfsError(f"only a person's command may change a read-only file, not {origin}")
+        from memfs import lettahook
+
         rules = self.letta_rules(allow_read_only)
         verdict = lettahook.review(
             rules, head_tree, payload, self.history.blob, self._hook_cache, first_commit
@@ -387,14 +425,15 @@ class Agent:
         layout = self.layout
         problems = self.manifest_problems() + self._rules().problems
         for path, parsed in self.parsed_memory(snapshot, layout).items():
-            problems.extend(parsed.problem_list(path))
+            if parsed.problems:
+                problems.extend(parsed.problem_list(path))
         return problems
 
     def parsed_memory(
         self, snapshot: Snapshot, layout: Layout, kept: bool = False
     ) -> dict[str, Parsed]:
         """What every memory file in ``snapshot`` holds (problems, description, ...), by path,
-        sorted; from ``.git/memfs/parsed.json`` where the file's stat data is unchanged.
+        sorted; from ``.git/memfs/parsed.bin`` where the file's stat data is unchanged.
 
         ``kept`` adds the files the scan left out but history keeps (too large, say), read
         as they are on disk; a file that cannot be read is left out.
@@ -416,28 +455,37 @@ class Agent:
         head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files)
-        verdict = lettahook.Verdict(allowed={})
-        rules = self.letta_rules()
-        if rules.active and changes:
-            payload = {change.path: self._read_change(change, snapshot) for change in changes}
-            verdict = lettahook.review(
-                rules, head_tree, payload, self.history.blob, self._hook_cache, head is None
-            )
+        held: list[Problem] = []
+        blocked = False
+        # Letta's rules apply to a Letta repo, or where a pre-commit hook may be Letta's
+        # (lettahook.hook_installed reads it): only then is memfs.lettahook loaded
+        hook = self.history.control_dir / "hooks" / "pre-commit"
+        if changes and (self.layout.is_letta or hook.exists()):
+            from memfs import lettahook
+
+            rules = self.letta_rules()
+            if rules.active:
+                payload = {c.path: self._read_change(c, snapshot) for c in changes}
+                verdict = lettahook.review(
+                    rules, head_tree, payload, self.history.blob, self._hook_cache, head is None
+                )
+                held = [refusal.problem() for refusal in verdict.refusals]
+                blocked = bool(verdict.blocked)
         return Status(
             branch=self.history.branch(),
             head=head,
             changes=changes,
-            held=[refusal.problem() for refusal in verdict.refusals],
-            blocked=bool(verdict.blocked),
+            held=held,
+            blocked=blocked,
             problems=self._problems(snapshot),
             secrets=snapshot.scan.secrets,
             skipped=snapshot.scan.skipped,
-            conflicts=find_in(
+            conflicts=_conflicts_in(
                 self.root,
                 {path: entry.sha for path, entry in snapshot.files.items()},
                 self.history.state_dir / "markers.json",
             ),
-            update_pending=(self.history.state_dir / apply.JOURNAL).exists(),
+            update_pending=(self.history.state_dir / JOURNAL).exists(),
             git_operation=self.history.git_operation(),
             detached=self.history.detached(),
         )
@@ -595,6 +643,8 @@ class Agent:
 
     def author(self) -> str:
         """``Name <email>`` for commits: user config, then git config, then memfs@host."""
+        from memfs.config import commit_identity
+
         return commit_identity() or self.history.git_identity() or f"memfs <memfs@{hostname()}>"
 
     # -- history ------------------------------------------------------------------------
@@ -789,6 +839,8 @@ class Agent:
         off when the commit inside writes it), so a crash in between is finished by
         ``recover`` and never leaves ``git status`` describing the old tree.
         """
+        from memfs import apply
+
         with self.history.locked():
             self.recover()
             with apply.updating(self.root, self.history, current, target) as update:
@@ -835,6 +887,8 @@ class Agent:
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files, (path,))
         payload = {change.path: self._read_change(change, snapshot) for change in changes}
+        from memfs import lettahook
+
         verdict = lettahook.review(
             self.letta_rules(), head_tree, payload, self.history.blob, self._hook_cache
         )
@@ -846,6 +900,8 @@ class Agent:
     def recover(self) -> bool:
         """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py);
         whether there was one."""
+        from memfs import apply
+
         with self.history.locked():
             outcome = apply.recover(self.root, self.history, self._active_update)
             if outcome == "finished":
@@ -867,6 +923,8 @@ class Agent:
 
     def _on_disk(self, path: str) -> TreeEntry | None:
         """The entry the file at ``path`` would have in a commit, None if there is none."""
+        from memfs import apply
+
         return apply.entry_on_disk(self.root / path)
 
     def is_read_only_mount(self) -> bool:
@@ -906,8 +964,14 @@ def generated_message(changes: list[FileChange]) -> str:
 def _is_flat_tree(tree: Files, changed: Mapping[str, object]) -> bool:
     """Whether no changed path of ``tree`` is also a folder of it (or under one of its files):
     only then does ``tree`` list exactly the tree a commit of those changes stored."""
-    if len(changed) > 100:
-        return False  # not worth checking: the next command flattens the tree instead
+    if len(changed) > 100:  # a first commit, an adoption: check every folder of the tree once
+        folders: set[str] = set()
+        for path in tree:
+            cut = path.rfind("/")
+            while cut > 0 and path[:cut] not in folders:
+                folders.add(path[:cut])
+                cut = path.rfind("/", 0, cut)
+        return folders.isdisjoint(tree)
     for path in changed:
         if path in tree and any(p.startswith(path + "/") for p in tree):
             return False
@@ -915,6 +979,12 @@ def _is_flat_tree(tree: Files, changed: Mapping[str, object]) -> bool:
         if any("/".join(parts[:depth]) in tree for depth in range(1, len(parts))):
             return False
     return True
+
+
+def _conflicts_in(root: Path, files: Mapping[str, str | None], cache: Path) -> list[OpenConflict]:
+    from memfs.conflicts import find_in
+
+    return find_in(root, files, cache)
 
 
 def _under(tree: Files, path: str) -> Files:

@@ -13,15 +13,18 @@ skips files it cannot read.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from memfs import frontmatter
 from memfs.agent import Agent
 from memfs.conflicts import OpenConflict, find_in, original_path
 from memfs.errors import SchemaError, UnsafePathError
 from memfs.layout import Layout, in_context, is_memory_path, is_projected
 from memfs.memory import MemoryFile
 from memfs.merge import has_markers, is_conflict_copy
+from memfs.parsecache import Parsed
 from memfs.schema import Problem
 from memfs.trees import Files
 from memfs.worktree import read_inside
@@ -182,6 +185,10 @@ def _add_on_disk(context: Context, agent: Agent, layout: Layout) -> None:
         if not in_context(path, layout):
             context.files.append(Entry(path, found.label, found.description))
             continue
+        block = _block_from_cache(agent, path, found, snapshot.stats.get(path), layout)
+        if block is not None:
+            context.blocks.append(block)
+            continue
         try:
             memory_file = MemoryFile(agent.root, path, read_inside(agent.root, path), layout)
         except (OSError, UnsafePathError):
@@ -191,6 +198,39 @@ def _add_on_disk(context: Context, agent: Agent, layout: Layout) -> None:
             context.problems += problems
             continue
         context.blocks.append(_block(memory_file))
+
+
+def _block_from_cache(
+    agent: Agent, path: str, found: Parsed, st: os.stat_result | None, layout: Layout
+) -> Block | None:
+    """A pinned Markdown file's block from what the parse cache knows of it (description,
+    limit, read_only, size) and its body cut from the file read now, without parsing its
+    front matter again (that costs PyYAML's import); None when the file is not known to be
+    what was parsed (its stat changed since the snapshot), or is not plain Markdown."""
+    if st is None or layout.is_letta or not path.endswith(".md") or found.unreadable:
+        return None
+    try:
+        raw = read_inside(agent.root, path)
+        now = os.lstat(agent.root / path)
+        text = raw.decode("utf-8")
+    except (OSError, UnsafePathError, UnicodeDecodeError):
+        return None
+    if (now.st_mtime_ns, now.st_ctime_ns, now.st_size, now.st_ino) != (
+        st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
+    ):  # fmt: skip
+        return None
+    document = frontmatter.split(text)
+    if document.unclosed or len(document.body) != found.size:
+        return None
+    return Block(
+        label=found.label,
+        path=path,
+        description=found.description,
+        chars=found.size,
+        limit=found.limit,
+        read_only=found.read_only,
+        value=document.body,
+    )
 
 
 def _block(memory_file: MemoryFile) -> Block:

@@ -17,8 +17,13 @@ from typing import Any
 
 from memfs.yamllib import yaml
 
-# libyaml's loader is ~10x faster than the pure-Python one; both read the same YAML 1.1.
-YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+def yaml_loader() -> Any:
+    """libyaml's loader, ~10x faster than the pure-Python one; both read the same YAML 1.1.
+    (A function, not a constant: PyYAML is imported on first use, see memfs.yamllib.)"""
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 # Bounds on YAML memfs reads: the text parsed, and the nodes aliases may add when expanded
 # (a document's own nodes are bounded by its size; aliases are what multiply them).
 MAX_YAML_CHARS = 1024 * 1024
@@ -89,8 +94,29 @@ def load_metadata(front_matter: str | None) -> dict[str, Any]:
     return data
 
 
-class YamlTooComplexError(yaml.MarkedYAMLError):
-    """YAML memfs refuses to parse: too long, too deep, or aliases that expand without bound."""
+_too_complex: type[Exception] | None = None
+
+
+def too_complex_error() -> type[Exception]:
+    """``YamlTooComplexError``: YAML memfs refuses to parse (too long, too deep, or aliases
+    that expand without bound), a subclass of ``yaml.MarkedYAMLError`` made on first use."""
+    global _too_complex
+    if _too_complex is None:
+        _too_complex = type(
+            "YamlTooComplexError",
+            (yaml.MarkedYAMLError,),
+            {"__module__": __name__, "__doc__": too_complex_error.__doc__},
+        )
+    return _too_complex
+
+
+def __getattr__(name: str) -> Any:
+    """``YamlTooComplexError`` and ``YamlLoader`` as module attributes, made on first use."""
+    if name == "YamlTooComplexError":
+        return too_complex_error()
+    if name == "YamlLoader":
+        return yaml_loader()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_yaml(text: str | bytes) -> Any:
@@ -103,18 +129,18 @@ def load_yaml(text: str | bytes) -> Any:
     node = compose_yaml(text)
     if node is None:
         return None
-    loader = YamlLoader("")
+    loader = yaml_loader()("")
     try:
         return loader.construct_document(node)
     except RecursionError:
-        raise YamlTooComplexError(problem="nested too deeply; not parsed") from None
+        raise too_complex_error()(problem="nested too deeply; not parsed") from None
     finally:
         loader.dispose()
 
 
 def yaml_error_summary(error: yaml.YAMLError) -> str:
     """``invalid YAML``, saying why when memfs itself refused to parse it."""
-    if isinstance(error, YamlTooComplexError) and error.problem:
+    if isinstance(error, too_complex_error()) and error.problem:
         return f"invalid YAML: {error.problem}"
     return "invalid YAML"
 
@@ -122,12 +148,12 @@ def yaml_error_summary(error: yaml.YAMLError) -> str:
 def compose_yaml(text: str | bytes) -> yaml.Node | None:
     """The node tree of ``text`` (to locate keys by line), under the same bounds as load_yaml."""
     if len(text) > MAX_YAML_CHARS:
-        raise YamlTooComplexError(
+        raise too_complex_error()(
             problem=f"over {MAX_YAML_CHARS // 1024} KiB of YAML; not parsed (kept as it is)"
         )
     if len(text) > 2 * MAX_YAML_DEPTH:  # shorter text cannot nest that deep
         _check_depth(text)
-    loader = YamlLoader(text)
+    loader = yaml_loader()(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -140,11 +166,11 @@ def compose_yaml(text: str | bytes) -> yaml.Node | None:
 def _check_depth(text: str | bytes) -> None:
     """Refuse YAML nested deeper than MAX_YAML_DEPTH, reading its events (no recursion)."""
     depth = 0
-    for event in yaml.parse(text, Loader=YamlLoader):
+    for event in yaml.parse(text, Loader=yaml_loader()):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                raise YamlTooComplexError(
+                raise too_complex_error()(
                     problem=f"nested more than {MAX_YAML_DEPTH} levels deep; not parsed",
                     problem_mark=event.start_mark,
                 )
@@ -173,7 +199,7 @@ def _check_expansion(root: yaml.Node) -> None:
             # Every node below this one has been visited: what exceeds the distinct nodes
             # seen so far can only come from aliases.
             if total > len(expanded) + len(in_progress) + MAX_ALIAS_NODES:
-                raise YamlTooComplexError(
+                raise too_complex_error()(
                     problem=f"aliases expand to more than {MAX_ALIAS_NODES} extra nodes"
                     " (a 'billion laughs'?); not parsed",
                     problem_mark=node.start_mark,
@@ -182,7 +208,7 @@ def _check_expansion(root: yaml.Node) -> None:
         if key in expanded:
             continue
         if key in in_progress:
-            raise YamlTooComplexError(
+            raise too_complex_error()(
                 problem="an alias refers to a node that contains it (a recursive structure)",
                 problem_mark=node.start_mark,
             )
@@ -213,7 +239,7 @@ def dump_metadata(metadata: dict[str, Any]) -> str:
             default_flow_style=False,
             width=2**16,
         )
-        if yaml.load(text, Loader=YamlLoader) == metadata:  # our own output: no bound needed
+        if yaml.load(text, Loader=yaml_loader()) == metadata:  # our own output: no bound needed
             return text
     return text
 

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-
-from dulwich.file import FileLocked, GitFile
-from dulwich.index import Index, IndexEntry, index_entry_from_stat
-from dulwich.objects import Blob
+from typing import TYPE_CHECKING
 
 from memfs import indexfile
-from memfs.trees import Files, TreeEntry, file_mode, read_worktree_data
+from memfs.trees import (
+    MODE_EXECUTABLE,
+    MODE_FILE,
+    MODE_SYMLINK,
+    Files,
+    TreeEntry,
+    blob_sha,
+    read_worktree_data,
+)
 from memfs.util import atomic_write
+
+if TYPE_CHECKING:
+    from dulwich.file import FileLocked
+
+# dulwich (its lock file and Index) is imported inside the writers: a command that only reads
+# the index (``status``) never needs it.
 
 files_hashed = 0  # work-tree files read and hashed by this process: for tests and benchmarks
 
@@ -36,11 +48,27 @@ def hash_worktree(
     cache = _load_stat_cache(control_dir) if use_index else _StatCache({}, 0)
     entries: Files = {}
     unreadable: list[str] = []
+    # the stat-cache check and trees.file_mode, inlined: this loop runs once per file of the
+    # agent in every command
+    index_get, index_mtime_ns = cache.entries.get, cache.index_mtime_ns
+    vouched = cache.files() if cache.entries else {}
     for path, st in files.items():
-        mode = file_mode(st)
-        cached = cache.lookup(path, st, mode)
-        if cached is not None:
-            entries[path] = TreeEntry(mode, cached)
+        st_mode = st.st_mode
+        if stat.S_ISLNK(st_mode):
+            mode = MODE_SYMLINK
+        else:
+            mode = MODE_EXECUTABLE if st_mode & 0o100 else MODE_FILE
+        entry = index_get(path)
+        if (
+            entry is not None
+            and entry[0] == mode
+            and entry[1] == st.st_mtime_ns
+            and entry[2] == st.st_ctime_ns
+            and entry[3] == st.st_size & indexfile.U32
+            and entry[4] == st.st_ino & indexfile.U32
+            and entry[1] < index_mtime_ns  # else racily clean: hashed
+        ):
+            entries[path] = vouched[path]
             continue
         global files_hashed
         files_hashed += 1
@@ -49,7 +77,7 @@ def hash_worktree(
         except OSError:
             unreadable.append(path)
             continue
-        entries[path] = TreeEntry(mode, Blob.from_string(data).id.decode())
+        entries[path] = TreeEntry(mode, blob_sha(data))
     return entries, unreadable
 
 
@@ -98,10 +126,18 @@ def write_index_data(
     cleared_stale_lock: Callable[[FileLocked], bool],
     tree_sha: str | None = None,
 ) -> None:
-    """Replace the index with ``data`` under git's ``index.lock``; record ``tree_sha``."""
+    """Replace the index with ``data`` under git's ``index.lock``; record ``tree_sha``.
+
+    Not fsynced, as git does not fsync its index (core.fsync's default): the rename is
+    atomic against a killed process, and an index lost to a power cut is a cache memfs
+    ignores (checksum) and writes again; an fsync of a 10,000-entry index costs a commit
+    more than the rest of its index write.
+    """
+    from dulwich.file import FileLocked, GitFile
+
     _forget_index_tree(control_dir)
     try:
-        index_file = GitFile(str(control_dir / "index"), "wb")
+        index_file = GitFile(str(control_dir / "index"), "wb", fsync=False)
     except FileLocked as error:
         # git itself is writing the index, or a crash left index.lock behind. The index is
         # only memfs's stat cache: skipping it costs re-hashing, never correctness; but a
@@ -109,7 +145,7 @@ def write_index_data(
         if not cleared_stale_lock(error):
             return
         try:
-            index_file = GitFile(str(control_dir / "index"), "wb")
+            index_file = GitFile(str(control_dir / "index"), "wb", fsync=False)
         except FileLocked:
             return
     try:
@@ -168,12 +204,8 @@ def tree_from_index(control_dir: Path, tree_sha: str) -> Files | None:
     cache = _load_stat_cache(control_dir)
     if _recorded_tree(control_dir, cache) != tree_sha:
         return None
-    files: Files = {}
-    for name, entry in cache.entries.items():
-        if entry is None:
-            return None
-        files[name.decode("utf-8", "surrogateescape")] = TreeEntry(entry[0], entry[5])
-    return files
+    files = cache.files()
+    return dict(files) if len(files) == len(cache.entries) else None  # None: a conflict
 
 
 def update_index_paths(
@@ -184,15 +216,12 @@ def update_index_paths(
 ) -> None:
     """Bring the index in line for some paths only (after an index-free commit)."""
     cache = _load_stat_cache(control_dir)
-    encoded = {path.encode("utf-8", "surrogateescape"): path for path in updates}
     if cache.raw is not None and all(
-        entry is not None or name in encoded for name, entry in cache.entries.items()
+        entry is not None or name in updates for name, entry in cache.entries.items()
     ):
         replacements = {
-            name: None
-            if updates[path] is None
-            else indexfile.pack_entry(name, updates[path], stats.get(path))
-            for name, path in encoded.items()
+            path: None if entry is None else indexfile.pack_entry(path, entry, stats.get(path))
+            for path, entry in updates.items()
         }
         write_index_data(
             control_dir,
@@ -200,6 +229,9 @@ def update_index_paths(
             cleared_stale_lock,
         )
         return
+    from dulwich.file import FileLocked
+    from dulwich.index import Index, IndexEntry, index_entry_from_stat
+
     _forget_index_tree(control_dir)
     index_path = str(control_dir / "index")
     try:
@@ -239,12 +271,11 @@ def _spliced_for(
     cache = _load_stat_cache(control_dir)
     if cache.raw is None:
         return None
-    wanted = {p.encode("utf-8", "surrogateescape"): p for p in changed}
+    wanted = set(changed)
     kept = 0
-    for name, entry in cache.entries.items():
-        if name in wanted:
+    for path, entry in cache.entries.items():
+        if path in wanted:
             continue
-        path = name.decode("utf-8", "surrogateescape")
         want = tree.get(path)
         if want is None or entry is None or entry[0] != want.mode or entry[5] != want.sha:
             return None
@@ -256,13 +287,13 @@ def _spliced_for(
             st.st_size & indexfile.U32,
             st.st_ino & indexfile.U32,
         ):
-            wanted[name] = path
+            wanted.add(path)
             kept -= 1
-    if kept + sum(1 for path in wanted.values() if path in tree) != len(tree):
+    if kept + sum(1 for path in wanted if path in tree) != len(tree):
         return None
     replacements = {
-        name: indexfile.pack_entry(name, tree[path], stats.get(path)) if path in tree else None
-        for name, path in wanted.items()
+        path: indexfile.pack_entry(path, tree[path], stats.get(path)) if path in tree else None
+        for path in wanted
     }
     return indexfile.splice(cache.raw, cache.entries, cache.index_mtime_ns, replacements)
 
@@ -270,39 +301,36 @@ def _spliced_for(
 class _StatCache:
     """The index as a cache of blob shas, valid for entries whose stat data still matches.
 
-    ``entries`` maps an encoded path to ``(mode, mtime_ns, ctime_ns, size, ino, sha)``, or
-    to None for an entry git marks as conflicted (never trusted). An entry written in the
+    ``entries`` maps a path to ``(mode, mtime_ns, ctime_ns, size, ino, sha)``, or to None
+    for an entry git marks as conflicted (never trusted). An entry written in the
     same instant its file was last modified is not trusted (git's "racy clean" rule): the
     file may have changed again within the timestamp's resolution.
     """
 
     def __init__(
         self,
-        entries: dict[bytes, indexfile.Entry | None],
+        entries: dict[str, indexfile.Entry | None],
         index_mtime_ns: int,
         stat: os.stat_result | None = None,
-        raw: dict[bytes, bytes] | None = None,
+        raw: dict[str, bytes] | None = None,
     ) -> None:
         self.entries = entries
         self.index_mtime_ns = index_mtime_ns
         self.stat = stat  # the index file's when read
         self.raw = raw  # each entry's bytes, for a version 2 index
+        self._files: Files | None = None
 
-    def lookup(self, path: str, st: os.stat_result, mode: int) -> str | None:
-        entry = self.entries.get(path.encode("utf-8", "surrogateescape"))
-        if entry is None:
-            return None
-        entry_mode, mtime_ns, ctime_ns, size, ino, sha = entry
-        if (
-            entry_mode != mode
-            or size != st.st_size & indexfile.U32
-            or mtime_ns != st.st_mtime_ns
-            or ctime_ns != st.st_ctime_ns
-            or ino != st.st_ino & indexfile.U32
-            or mtime_ns >= self.index_mtime_ns
-        ):
-            return None
-        return sha
+    def files(self) -> Files:
+        """Every entry that is not conflicted as a ``TreeEntry``, made once: the tree the
+        index lists, and what ``hash_worktree`` hands out for a file whose stat the index
+        recorded (one object per path, not one per use)."""
+        if self._files is None:
+            self._files = {
+                path: TreeEntry(entry[0], entry[5])
+                for path, entry in self.entries.items()
+                if entry is not None
+            }
+        return self._files
 
 
 def index_describes(control_dir: Path, tree: Files, tree_sha: str | None = None) -> bool:
@@ -315,7 +343,7 @@ def index_describes(control_dir: Path, tree: Files, tree_sha: str | None = None)
     if len(entries) != len(tree):
         return False
     for path, entry in tree.items():
-        found = entries.get(path.encode("utf-8", "surrogateescape"))
+        found = entries.get(path)
         if found is None or found[0] != entry.mode or found[5] != entry.sha:
             return False
     if tree_sha is not None and cache.stat is not None:

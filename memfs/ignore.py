@@ -41,6 +41,7 @@ def _component_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
 
 _LITTER = _component_regex(LITTER_PATTERNS)
 _SECRET = _component_regex(SECRET_PATTERNS)
+_OWN = re.compile(f"{_LITTER.pattern}|{_SECRET.pattern}")
 _BLOCK_START = "# >>> memfs: managed block, regenerated from .memfsignore; do not edit"
 _BLOCK_END = "# <<< memfs"
 
@@ -66,6 +67,17 @@ class IgnoreRules:
         if self._spec is None:
             return any(_LITTER.match(part) or _SECRET.match(part) for part in path.split("/"))
         return self._spec.match_file(path + "/" if is_dir else path)
+
+    @property
+    def by_name_only(self) -> bool:
+        """Whether a path is ignored exactly when one of its parts is (memfs's own rules, no
+        .gitignore or .memfsignore): a walk that kept a folder checks only names inside it."""
+        return self._spec is None
+
+    def name_is_ignored(self, name: str) -> bool:
+        """``is_ignored`` of one path part alone; the answer for a path under kept folders
+        when ``by_name_only``."""
+        return _OWN.match(name) is not None
 
     def is_secret(self, path: str) -> bool:
         """Whether ``path`` is left out because it looks like a secret."""

@@ -22,8 +22,9 @@ U32 = 0xFFFFFFFF
 NAME_LENGTH_MASK = 0xFFF
 
 
-def pack_entry(key: bytes, entry: TreeEntry, st: os.stat_result | None) -> bytes:
+def pack_entry(path: str, entry: TreeEntry, st: os.stat_result | None) -> bytes:
     """One version 2 index entry: stat data (zeros without ``st``), mode, sha, name."""
+    key = path.encode("utf-8", "surrogateescape")
     if st is None:
         fields: tuple[int, ...] = (0, 0, 0, 0, 0, 0, entry.mode, 0, 0, 0)
     else:
@@ -47,25 +48,34 @@ def serialize(tree: Files, stats: Mapping[str, os.stat_result]) -> bytes:
     Times are taken in whole nanoseconds, as git compares them.
     """
     parts = [b"DIRC", struct.pack(">LL", 2, len(tree))]
-    for key, path in sorted((path.encode("utf-8", "surrogateescape"), path) for path in tree):
-        parts.append(pack_entry(key, tree[path], stats.get(path)))
+    for path in sorted(tree, key=git_order):
+        parts.append(pack_entry(path, tree[path], stats.get(path)))
     data = b"".join(parts)
     return data + hashlib.sha1(data).digest()
 
 
 Entry = tuple[int, int, int, int, int, str]  # mode, mtime_ns, ctime_ns, size, ino, sha
+
+
+def git_order(path: str) -> bytes:
+    """The key git sorts index entries by: the path's bytes."""
+    return path.encode("utf-8", "surrogateescape")
+
+
 _EXTENDED = 0x4000
 _STAGE_MASK = 0x3000
 
 
-def read_entries(data: bytes) -> dict[bytes, Entry | None]:
-    """The entries of a version 2 or 3 git index, by encoded path (None: conflicted)."""
+def read_entries(data: bytes) -> dict[str, Entry | None]:
+    """The entries of a version 2 or 3 git index, by path (None: conflicted)."""
     return read(data)[0]
 
 
-def read(data: bytes) -> tuple[dict[bytes, Entry | None], dict[bytes, bytes] | None]:
-    """The entries of a git index by encoded path (None: conflicted), and for a version 2
-    index each entry's bytes as stored (``_splice`` copies them into the next index).
+def read(data: bytes) -> tuple[dict[str, Entry | None], dict[str, bytes] | None]:
+    """The entries of a git index by path (None: conflicted), and for a version 2 index
+    each entry's bytes as stored (``splice`` copies them into the next index). Paths are
+    decoded once here (surrogateescape keeps any byte), as every caller looks them up by
+    the work tree's names.
 
     One ``struct`` call per entry: dulwich's ``Index`` builds an object per entry and costs
     ~0.3 s at 10,000 entries, more than the rest of a ``status``; a version 4 index (path
@@ -82,8 +92,8 @@ def read(data: bytes) -> tuple[dict[bytes, Entry | None], dict[bytes, bytes] | N
         return _read_with_dulwich(data), None
     if version not in (2, 3):
         raise ValueError(f"index version {version}")
-    entries: dict[bytes, Entry | None] = {}
-    raw: dict[bytes, bytes] | None = {} if version == 2 else None
+    entries: dict[str, Entry | None] = {}
+    raw: dict[str, bytes] | None = {} if version == 2 else None
     unpack = ENTRY.unpack_from
     size = ENTRY.size
     offset = 12
@@ -93,8 +103,9 @@ def read(data: bytes) -> tuple[dict[bytes, Entry | None], dict[bytes, bytes] | N
         )
         header = size + (2 if flags & _EXTENDED and version == 3 else 0)
         name_end = data.index(b"\0", offset + header)
-        name = data[offset + header : name_end]
-        end = offset + ((header + len(name) + 8) & ~7)
+        encoded = data[offset + header : name_end]
+        name = encoded.decode("utf-8", "surrogateescape")
+        end = offset + ((header + len(encoded) + 8) & ~7)
         if raw is not None:
             raw[name] = data[offset:end]
         offset = end
@@ -114,13 +125,14 @@ def read(data: bytes) -> tuple[dict[bytes, Entry | None], dict[bytes, bytes] | N
     return entries, raw
 
 
-def _read_with_dulwich(data: bytes) -> dict[bytes, Entry | None]:
+def _read_with_dulwich(data: bytes) -> dict[str, Entry | None]:
     """A version 4 index, through dulwich (rare: git writes v2 unless told otherwise)."""
     from dulwich.index import IndexEntry, read_index_dict_with_version
 
     found, _version, _extensions = read_index_dict_with_version(io.BytesIO(data[:-20]))
-    entries: dict[bytes, Entry | None] = {}
-    for name, entry in found.items():
+    entries: dict[str, Entry | None] = {}
+    for encoded, entry in found.items():
+        name = encoded.decode("utf-8", "surrogateescape")
         if not isinstance(entry, IndexEntry):
             entries[name] = None
             continue
@@ -143,13 +155,13 @@ def _ns(stamp: int | float | tuple[int, int]) -> int:
 
 
 def splice(
-    raw: Mapping[bytes, bytes],
-    entries: Mapping[bytes, Entry | None],
+    raw: Mapping[str, bytes],
+    entries: Mapping[str, Entry | None],
     index_mtime_ns: int,
-    replacements: Mapping[bytes, bytes | None],
+    replacements: Mapping[str, bytes | None],
 ) -> bytes:
     """The version 2 index read as ``raw``/``entries`` (``read``), written at
-    ``index_mtime_ns``, with ``replacements`` (encoded path -> ``pack_entry``, None to drop
+    ``index_mtime_ns``, with ``replacements`` (path -> ``pack_entry``, None to drop
     it). An entry copied over that was racily clean (modified no earlier than
     the old index was written) is smudged, as git does: its size is zeroed so the next read
     hashes the file instead of trusting a stat the new index's later time would vouch for."""
@@ -164,6 +176,7 @@ def splice(
         else:
             chunks[name] = packed
     data = b"".join(
-        [b"DIRC", struct.pack(">LL", 2, len(chunks))] + [chunks[n] for n in sorted(chunks)]
+        [b"DIRC", struct.pack(">LL", 2, len(chunks))]
+        + [chunks[n] for n in sorted(chunks, key=git_order)]
     )
     return data + hashlib.sha1(data).digest()

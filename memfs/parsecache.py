@@ -4,7 +4,12 @@
 description, limit, read_only flag and size. Parsing 10,000 files' front matter costs
 seconds; a file whose stat data (mtime, ctime, size, inode, mode) is what it was when it was
 last parsed holds what it held then, the way git's index avoids re-hashing. The results live
-in ``.git/memfs/parsed.json``, written atomically and versioned. The cache is only an
+in ``.git/memfs/parsed.bin``, written atomically and versioned, in Python's ``marshal`` format:
+a 10,000-file agent's entries load in a few milliseconds where JSON took ~12 ms (and a JSON
+list per entry had to be checked and turned into a tuple). Like the index, it is local state
+memfs alone writes, never synced nor read from a remote, and it ends with the SHA-1 of what
+precedes it: a file cut short or garbled is ignored whole, and an intact one is trusted
+without checking 10,000 entries' types one by one. The cache is only an
 optimisation: a missing, unreadable or other-version file is ignored and rebuilt, never an
 error, and git's racy-clean rule applies: an entry whose file was modified no earlier than
 the cache was written is not trusted (the file may have changed again within the timestamp's
@@ -14,7 +19,8 @@ resolution), nor is one whose file changed in the moments before it was parsed.
 from __future__ import annotations
 
 import contextlib
-import json
+import hashlib
+import marshal
 import os
 import stat
 import time
@@ -27,8 +33,9 @@ from memfs.memory import MemoryFile
 from memfs.schema import Problem
 from memfs.util import atomic_write
 
-FORMAT = 1  # entries: mtime_ns, ctime_ns, size, ino, mode, layout, label, problems, ...
-FILE_NAME = "parsed.json"
+FORMAT = 2  # entries: mtime_ns, ctime_ns, size, ino, mode, layout, label, problems, ...
+FILE_NAME = "parsed.bin"
+OLD_FILE_NAME = "parsed.json"  # format 1 (JSON): removed when the new file is written
 # A file modified this close to the moment it was read may be modified again within the same
 # timestamp tick without its stat data changing: its result is not kept (re-parsed next time).
 RACY_WINDOW_NS = 100_000_000
@@ -65,8 +72,8 @@ class Parsed(NamedTuple):
         )
 
 
-def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode]
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode)
 
 
 class ParseCache:
@@ -79,16 +86,20 @@ class ParseCache:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / FILE_NAME
-        self._entries: dict[str, list[Any]] = {}
-        self._used: dict[str, list[Any]] = {}
+        self._entries: dict[str, tuple[Any, ...]] = {}
+        self._used: dict[str, tuple[Any, ...]] = {}
         self._changed = False
         self._started_ns = time.time_ns()
-        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        with contextlib.suppress(OSError, ValueError, TypeError, EOFError, LookupError):
             with open(self.path, "rb") as handle:
                 written_ns = os.fstat(handle.fileno()).st_mtime_ns
-                data = json.loads(handle.read())
-            if data.get("format") == FORMAT and isinstance(data.get("entries"), dict):
-                self._entries = data["entries"]
+                raw = handle.read()
+            if hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
+                raise ValueError("checksum mismatch")
+            data = marshal.loads(raw[:-20])
+            entries = data[1] if type(data) is tuple and len(data) == 2 else None
+            if data[0] == FORMAT and type(entries) is dict:
+                self._entries = entries
                 self._written_ns = written_ns
         if not self._entries:
             self._written_ns = 0
@@ -111,7 +122,7 @@ class ParseCache:
         for path, st in files:
             found = entries.get(path) if st is not None else None
             if found is not None:
-                with contextlib.suppress(TypeError, ValueError, IndexError):  # garbled: parse
+                try:
                     if (
                         found[0] == st.st_mtime_ns  # type: ignore[union-attr]
                         and found[1] == st.st_ctime_ns  # type: ignore[union-attr]
@@ -125,6 +136,8 @@ class ParseCache:
                         used[path] = found
                         found_all[path] = parsed
                         continue
+                except (TypeError, ValueError, IndexError):
+                    pass  # garbled: parsed again
             fresh = self._parse(root, path, st, layout)
             if fresh is not None:
                 found_all[path] = fresh
@@ -155,45 +168,24 @@ class ParseCache:
         """Write what this command used, if it differs from what was read."""
         if not self._changed and self._used.keys() == self._entries.keys():
             return
-        data = json.dumps({"format": FORMAT, "entries": self._used}, separators=(",", ":"))
+        data = marshal.dumps((FORMAT, self._used))
+        data += hashlib.sha1(data).digest()
         with contextlib.suppress(OSError):  # a read-only agent: only costs time
             self.path.parent.mkdir(exist_ok=True)
-            atomic_write(self.path, data.encode())
+            atomic_write(self.path, data)
+            (self.path.parent / OLD_FILE_NAME).unlink(missing_ok=True)
 
 
-def _to_entry(key: list[int], layout: Layout, parsed: Parsed) -> list[Any]:
-    return [
-        *key,
-        layout.value,
-        parsed.label,
-        [list(p) for p in parsed.problems],
-        parsed.description,
-        parsed.limit,
-        parsed.read_only,
-        parsed.size,
-        parsed.unreadable,
-    ]
+def _to_entry(key: tuple[int, ...], layout: Layout, parsed: Parsed) -> tuple[Any, ...]:
+    return (*key, layout.value, *parsed)
 
 
-def _from_entry(entry: list[Any]) -> Parsed | None:
-    """An entry as stored (``_to_entry``); None (or TypeError, ValueError) if it is not one."""
-    label, problems, description, limit, read_only, size, unreadable = entry[6:13]
-    if not (
-        type(label) is str
-        and (description is None or type(description) is str)
-        and (limit is None or type(limit) is int)
-        and type(read_only) is bool
-        and type(size) is int
-        and type(unreadable) is bool
-        and type(problems) is list
-    ):
+ENTRY_LENGTH = 13
+
+
+def _from_entry(entry: tuple[Any, ...]) -> Parsed | None:
+    """An entry as stored (``_to_entry``); None if it is not one. The file's checksum vouches
+    for what memfs wrote, so only the shape is checked here."""
+    if type(entry) is not tuple or len(entry) != ENTRY_LENGTH:
         return None
-    return Parsed(
-        label,
-        tuple((int(line), str(msg), str(sev)) for line, msg, sev in problems) if problems else (),
-        description,
-        limit,
-        read_only,
-        size,
-        unreadable,
-    )
+    return tuple.__new__(Parsed, entry[6:])

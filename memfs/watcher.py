@@ -45,6 +45,8 @@ from memfs.pollschedule import (
 )
 from memfs.remotepoll import RemotePoller
 from memfs.util import atomic_write, utc_now
+from memfs.watchstate import is_running, lock_path, read_state
+from memfs.watchstate import status as status  # re-exported: memfs watch --status
 
 Log = Callable[[str], None]
 # watchdog registers a folder created inside a watched tree twice (its creation event and
@@ -211,7 +213,7 @@ class Watcher:
 
         The kernel drops the lock if this process dies, so a crash never blocks a restart.
         """
-        fd = os.open(_lock_path(self.agent), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path(self.agent), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -584,50 +586,6 @@ def _unwatched_folders(observer: Any, root: Path) -> int:
         return 0
     folders = sum(1 for _ in os.walk(root))
     return max(0, folders - watched)
-
-
-def _lock_path(agent: Agent) -> Path:
-    return agent.history.state_dir / "watch.lock"
-
-
-def read_state(agent: Agent) -> dict[str, Any]:
-    """The last state a watcher wrote for this agent ({} if none ever ran)."""
-    try:
-        data = json.loads((agent.history.state_dir / "watch.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def is_running(agent: Agent) -> bool:
-    """Whether a watcher holds this agent's watch lock right now.
-
-    Opened read-only and never created: ``status`` must work on an agent the user cannot
-    write, and no lock file means no watcher.
-    """
-    try:
-        fd = os.open(_lock_path(agent), os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def status(agent: Agent) -> dict[str, Any]:
-    """The watcher's state for ``memfs status`` and ``memfs watch --status``."""
-    state = read_state(agent)
-    running = is_running(agent)
-    return {
-        **state,
-        "agent": str(agent.root),
-        "running": running,
-        "pid": state.get("pid") if running else None,
-    }
 
 
 def start_daemon(agent: Agent, args: list[str], timeout_s: float = 30.0) -> int:

@@ -70,7 +70,7 @@ def scan(
     global scans
     scans += 1
     walker = _Walker(root, rules, max_file_size, tracked)
-    walker.walk("")
+    walker.walk("", kept=True)
     return walker.result
 
 
@@ -101,18 +101,29 @@ class _Walker:
             }
         return self._tracked_dirs
 
-    def walk(self, prefix: str) -> None:
-        """Visit every entry of the folder ``prefix`` ("" for the root)."""
+    def walk(self, prefix: str, kept: bool = False) -> None:
+        """Visit every entry of the folder ``prefix`` ("" for the root); ``kept``: no rule
+        ignores the folder itself (it may be walked only for the tracked files inside).
+
+        The loop is the whole cost of a large agent's ``status``: a plain file in a kept
+        folder, under memfs's own rules alone, is decided here by its name and stat
+        (``plainly_versioned``); anything else goes through ``visit``.
+        """
         try:
-            entries = sorted(os.scandir(self.base + "/" + prefix), key=lambda e: e.name)
+            entries = sorted(os.scandir(self.base + "/" + prefix), key=_entry_name)
         except OSError as error:
             self.result.skipped.append(
                 Skipped(prefix or ".", f"cannot list folder: {error.strerror}")
             )
             return
+        by_name = kept and self.rules.by_name_only
+        name_is_ignored = self.rules.name_is_ignored
+        files = self.result.files
+        plainly_versioned = self.plainly_versioned
         for entry in entries:
-            path = prefix + entry.name
-            if entry.name == ".git":
+            name = entry.name
+            path = prefix + name
+            if name == ".git":
                 if prefix:
                     self.result.skipped.append(
                         Skipped(path, "a nested git repository is not versioned")
@@ -122,14 +133,23 @@ class _Walker:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished while walking
+            if (
+                by_name
+                and stat.S_ISREG(st.st_mode)
+                and not name_is_ignored(name)
+                and plainly_versioned(path, st)
+            ):
+                files[path] = st
+                continue
             self.visit(path, st)
 
     def visit(self, path: str, st: os.stat_result) -> None:
         """Classify one entry: walk a folder, keep, ignore or skip a file."""
         out = self.result
         if stat.S_ISDIR(st.st_mode):
-            if not self.rules.is_ignored(path, is_dir=True) or path + "/" in self.tracked_dirs:
-                self.walk(path + "/")
+            ignored = self.rules.is_ignored(path, is_dir=True)
+            if not ignored or path + "/" in self.tracked_dirs:
+                self.walk(path + "/", kept=not ignored)
             return
         if path not in self.tracked and self.rules.is_ignored(path):
             if self.rules.is_secret(path):
@@ -166,6 +186,10 @@ class _Walker:
 
 
 _GIT_NAMES = (".git", "git~1")
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 def scan_paths(

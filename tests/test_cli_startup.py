@@ -8,8 +8,10 @@ in a fresh interpreter on a real agent and lists what got loaded; timings are in
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import memfs
 from memfs.remotes import add_remote
 from tests.conftest import write
 
+DAY_NS = 86_400 * 1_000_000_000
 HEAVY = ("dulwich", "pydantic", "s3fs", "fsspec", "watchdog", "yaml", "botocore")
 
 
@@ -148,6 +151,62 @@ def test_a_command_loads_no_heavy_module_it_does_not_use(agent_dir: Path, comman
     if args[0] == "commit":  # something to commit, whichever cases ran before
         write(agent_dir, "reference/notes.md", f"---\ndescription: notes\n---\n{command}\n")
     assert heavy_in(loaded_by(agent_dir, args), heavy) == []
+
+
+# What a clean harness-path command (status, context, ls: every turn of an agent) must not load:
+# dulwich's repository and object model (refs and loose objects are read by
+# memfs/history/light.py), YAML (the parse cache and the agent.yaml memo answer), pydantic,
+# the watcher (status reads its state file) and the work-tree updater.
+HARNESS_PATH = (
+    *READ_ONLY,
+    "dulwich.repo",
+    "dulwich.objects",
+    "dulwich.object_store",
+    "dulwich.index",
+    "dulwich.pack",
+    "yaml",
+    "memfs.watcher",
+    "memfs.apply",
+)
+
+
+@pytest.fixture(scope="module")
+def clean_agents(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two agents with nothing to commit, every cache filled by a first status: one without
+    remotes, one whose remote is where the branch is (as after a push)."""
+    roots = []
+    for name in ("plain", "synced"):
+        root = tmp_path_factory.mktemp("harness") / name
+        with memfs.init(root, name=name) as agent:
+            write(root, "system/persona.md", "---\ndescription: who I am\n---\nCurious.\n")
+            write(root, "reference/notes.md", "---\ndescription: notes\n---\nSome notes.\n")
+            agent.commit(message="memory")
+            if name == "synced":
+                add_remote(agent.history, "cloud", "memfs::" + (root.parent / "c").as_uri())
+                head = agent.history.head()
+                assert head is not None
+                agent.history.set_ref("refs/remotes/cloud/main", head, "pushed")
+        for path in root.rglob("*"):  # out of the racy window, so the caches keep them
+            if ".git" not in path.parts and path.is_file():
+                os.utime(path, ns=(time.time_ns() - DAY_NS,) * 2)
+        loaded_by(root, ["status"])  # fills the parse cache and the agent.yaml memo
+        roots.append(root)
+    return roots
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["context"], ["ls"]])
+def test_a_clean_harness_command_reads_no_object_model_and_no_yaml(
+    clean_agents: list[Path], args: list[str]
+) -> None:
+    for root in clean_agents:
+        assert heavy_in(loaded_by(root, args), HARNESS_PATH) == [], root.name
+
+
+def test_the_constants_memfs_agent_keeps_are_the_librarys() -> None:
+    """agent.py names the merge journal without importing memfs.apply."""
+    from memfs import agent, apply
+
+    assert agent.JOURNAL == apply.JOURNAL
 
 
 def test_help_of_every_command_loads_no_library() -> None:

@@ -177,15 +177,17 @@ def test_ignore_rules_without_ignore_files_load_no_pathspec(tmp_path: Path) -> N
 
 
 def test_yaml_is_imported_without_compiling_the_pure_python_readers_pattern() -> None:
-    """memfs.yamllib defers the ~10 ms pattern only PyYAML's pure-Python reader uses."""
+    """memfs.yamllib defers the ~10 ms pattern only PyYAML's pure-Python reader uses, and
+    PyYAML itself until YAML is first parsed."""
     probe = (
-        "import re\n"
+        "import re, sys\n"
         "compile_before = re.compile\n"
         "from memfs.frontmatter import load_yaml\n"
+        "assert 'yaml' not in sys.modules\n"
+        "assert load_yaml('a: 1') == {'a': 1}\n"
         "import yaml\n"
         "assert re.compile is compile_before\n"
         "deferred = not isinstance(yaml.reader.Reader.NON_PRINTABLE, re.Pattern)\n"
-        "assert load_yaml('a: 1') == {'a': 1}\n"
         "print(deferred)\n"
     )
     result = subprocess.run(

@@ -8,7 +8,9 @@ context report, what git sees) with the cache present, missing, garbled or stale
 
 from __future__ import annotations
 
+import hashlib
 import json
+import marshal
 import os
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ from memfs.remotes import add_remote
 from .conftest import assert_git_agrees, git, write
 from .servers import bare_repo
 
-PARSED = Path(".git/memfs/parsed.json")
+PARSED = Path(".git/memfs/parsed.bin")
 DAY_NS = 86_400 * 1_000_000_000
 
 
@@ -56,6 +58,17 @@ def outcomes(agent: memfs.Agent) -> tuple[object, ...]:
     return status, [p.to_dict() for p in agent.check()], build_context(agent).render()
 
 
+def with_checksum(data: bytes) -> bytes:
+    return data + hashlib.sha1(data).digest()
+
+
+def read_cache(cache: Path) -> tuple[int, dict[str, tuple[object, ...]]]:
+    """The parse cache's format and entries (marshal, then the SHA-1 of the rest)."""
+    raw = cache.read_bytes()
+    assert hashlib.sha1(raw[:-20]).digest() == raw[-20:]
+    return marshal.loads(raw[:-20])  # type: ignore[no-any-return]
+
+
 def parsed_during(action: object) -> int:
     before = parsecache.files_parsed
     action()  # type: ignore[operator]
@@ -71,17 +84,29 @@ def test_results_are_the_same_with_the_cache_missing_garbled_or_of_another_forma
     assert "invalid YAML" in json.dumps(fresh[0]) and "over its limit" in json.dumps(fresh[0])
     assert cache.exists()
     assert outcomes(agent) == fresh  # from the cache
-    for garbage in (b"", b"{not json", b'{"format": 1, "entries": [1]}', b"[]", b"\xff\xfe"):
+    format_, entries = read_cache(cache)
+    garbage_files = [
+        b"", b"{not json", b"\xff\xfe", *map(marshal.dumps, ([], (2, [1]), (2,), 7)),
+        with_checksum(marshal.dumps([])), with_checksum(marshal.dumps((2, [1]))),
+        with_checksum(marshal.dumps((2, {"a.md": None}))), with_checksum(b"\x00garbage"),
+        cache.read_bytes()[:-1],  # cut short
+        # entries of the wrong type without a checksum vouching for them
+        marshal.dumps((format_, {p: (*e[:6], 5, *e[7:]) for p, e in entries.items()})),
+    ]  # fmt: skip
+    for garbage in garbage_files:
         cache.write_bytes(garbage)
         assert outcomes(agent) == fresh, garbage
-    # well-formed JSON of the right format whose entries are nonsense is ignored per entry
-    entries = json.loads(cache.read_text())["entries"]
-    cache.write_text(json.dumps({"format": 1, "entries": {p: [1, "x"] for p in entries}}))
+    # a well-formed file of the right format whose entries are nonsense is ignored per entry
+    cache.write_bytes(with_checksum(marshal.dumps((format_, {p: (1, "x") for p in entries}))))
     assert outcomes(agent) == fresh
-    other = json.loads(cache.read_text())
-    other["format"] = 99
-    cache.write_text(json.dumps(other))
+    cache.write_bytes(with_checksum(marshal.dumps((99, read_cache(cache)[1]))))
     assert parsed_during(agent.status) == len(entries)  # another format: nothing trusted
+    # the JSON file of format 1 goes once the new one is written
+    old = agent.root / ".git/memfs/parsed.json"
+    old.write_text(json.dumps({"format": 1, "entries": {}}))
+    cache.unlink()
+    agent.status()
+    assert cache.exists() and not old.exists()
     cache.unlink()
     assert outcomes(agent) == fresh
 
@@ -144,7 +169,7 @@ def test_a_racily_clean_entry_is_not_trusted(tmp_path: Path) -> None:
     soon = time.time_ns() + 10 * 1_000_000_000
     os.utime(fresh, ns=(soon, soon))  # "now", as seen by a slow status, deterministically
     agent.status()
-    assert "reference/fresh.md" not in json.loads(cache.read_text())["entries"]
+    assert "reference/fresh.md" not in read_cache(cache)[1]
 
 
 def test_a_commit_after_one_edit_hashes_one_file_and_git_agrees(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def status(state: AppState, as_json: bool) -> None:
       memfs status --json
     """
     from memfs.remotestate import remote_states
-    from memfs.watcher import status as watcher_status
+    from memfs.watchstate import status as watcher_status
 
     agent = state.agent()
     report = agent.status()

@@ -22,10 +22,7 @@ import atexit
 import contextlib
 import weakref
 from pathlib import Path
-
-from dulwich.errors import NotGitRepository
-from dulwich.objects import Commit
-from dulwich.repo import Repo
+from typing import TYPE_CHECKING
 
 from memfs.config import seconds_from_env
 from memfs.damage import control_dir_of, damage_of
@@ -36,13 +33,20 @@ from memfs.errors import (
     RepositoryDamagedError,
 )
 from memfs.history.commits import Commits
+from memfs.history.light import LightRepo
 from memfs.history.objects import Objects
 from memfs.history.packing import PackFiles, Packing
 from memfs.history.refs import Refs
 from memfs.history.writing import Writing
-from memfs.packs import RawObject
 from memfs.repolock import RepoLock, git_running_in
 from memfs.trees import Files
+
+if TYPE_CHECKING:
+    from dulwich.config import ConfigFile
+    from dulwich.objects import Commit
+    from dulwich.repo import Repo
+
+    from memfs.packs import RawObject
 
 BRANCH = "main"
 LOCK_TIMEOUT_ENV = "MEMFS_LOCK_TIMEOUT"
@@ -62,10 +66,14 @@ def _close_open_histories() -> None:
 class History(Refs, Commits, Objects, Writing, Packing):
     """An agent's git repository."""
 
-    def __init__(self, root: Path, repo: Repo) -> None:
+    def __init__(self, root: Path, repo: Repo | None = None) -> None:
+        """``repo`` None: dulwich's ``Repo`` is opened on first use (``repo``), so a command
+        that reads only refs and loose objects (``LightRepo``) never imports it."""
         self.root = root
-        self.repo = repo
-        self._lock = RepoLock(Path(repo.controldir()) / "memfs" / "lock")
+        self._repo = repo
+        self._control = Path(repo.controldir()) if repo is not None else control_dir_of(root)
+        self._light = LightRepo(self._control)
+        self._lock = RepoLock(self._control / "memfs" / "lock")
         # The objects of the packs imported last (one fetch's), by hex sha: a fresh checkout
         # reads its trees and blobs from here instead of inflating them from the packs again.
         self._unpacked: dict[bytes, RawObject] = {}
@@ -82,11 +90,29 @@ class History(Refs, Commits, Objects, Writing, Packing):
         damage = damage_of(control_dir_of(root))
         if damage is not None:
             raise RepositoryDamagedError(str(root), damage)
+        history = cls(root)
+        if not history._light.plain:  # a linked work tree: dulwich finds its common folder
+            history._open_repo()
+        return history
+
+    @property
+    def repo(self) -> Repo:
+        """dulwich's repository, opened on first use."""
+        if self._repo is None:
+            self._open_repo()
+        assert self._repo is not None
+        return self._repo
+
+    def _open_repo(self) -> None:
+        from dulwich.errors import NotGitRepository
+        from dulwich.repo import Repo
+
         try:
-            repo = Repo(str(root))
+            self._repo = Repo(str(self.root))
         except NotGitRepository as error:
-            raise NotAnAgentError(str(root), "its .git folder is not a git repository") from error
-        return cls(root, repo)
+            raise NotAnAgentError(
+                str(self.root), "its .git folder is not a git repository"
+            ) from error
 
     @classmethod
     def create(cls, root: Path) -> History:
@@ -94,6 +120,8 @@ class History(Refs, Commits, Objects, Writing, Packing):
         if (root / ".git").exists():
             history = cls.open(root)
         else:
+            from dulwich.repo import Repo
+
             repo = Repo.init(str(root), default_branch=BRANCH.encode())
             history = cls(root, repo)
         config = history.repo.get_config()
@@ -108,11 +136,12 @@ class History(Refs, Commits, Objects, Writing, Packing):
 
     def close(self) -> None:
         self.drop_unpacked()
-        self.repo.close()
+        if self._repo is not None:
+            self._repo.close()
 
     @property
     def control_dir(self) -> Path:
-        return Path(self.repo.controldir())
+        return self._control
 
     @property
     def state_dir(self) -> Path:
@@ -163,6 +192,21 @@ class History(Refs, Commits, Objects, Writing, Packing):
         if self.detached():
             raise DetachedHeadError(str(self.root), self.repo.refs[b"HEAD"].decode())
 
+    def config(self) -> ConfigFile:
+        """This repository's own ``.git/config`` (what ``repo.get_config()`` returns, read
+        without opening dulwich's repository: ``status`` lists the remotes from it)."""
+        if self._repo is not None:
+            return self._repo.get_config()
+        from dulwich.config import ConfigFile
+
+        path = self.control_dir / "config"
+        try:
+            return ConfigFile.from_path(str(path))
+        except FileNotFoundError:
+            config = ConfigFile()
+            config.path = str(path)
+            return config
+
     def locked(self, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
         """Hold the agent's write lock (reentrant within one process)."""
         if timeout is None:
@@ -172,7 +216,7 @@ class History(Refs, Commits, Objects, Writing, Packing):
     def config_value(self, section: str, key: str) -> str | None:
         """A value of this repository's own ``.git/config`` (``[section] key``), if set."""
         try:
-            return self.repo.get_config().get((section.encode(),), key.encode()).decode()
+            return self.config().get((section.encode(),), key.encode()).decode()
         except (KeyError, UnicodeDecodeError):
             return None
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from dulwich.objects import Commit
     from dulwich.repo import Repo
 
+    from memfs.history.light import LightRepo
     from memfs.packs import RawObject
     from memfs.repolock import RepoLock
 
@@ -20,5 +21,6 @@ class HistoryBase:
     root: Path
     repo: Repo
     _lock: RepoLock
+    _light: LightRepo  # refs and loose objects read without dulwich
     _commits: dict[bytes, Commit]
     _unpacked: dict[bytes, RawObject]

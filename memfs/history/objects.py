@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import stat
 
-from dulwich.errors import NotTreeError
-from dulwich.object_store import iter_tree_contents, tree_lookup_path
-from dulwich.objects import Blob, Commit, Tree, parse_tree
-
 from memfs.damage import reads_objects
 from memfs.errors import (
     PathNotFoundError,
@@ -22,6 +18,10 @@ from memfs.trees import Files, TreeEntry
 
 SHA_BYTES = 20
 FLAT_TREES_KEPT = 4  # a pull's trees: before, remote, base, after
+# git's object type numbers (dulwich's ``type_num``), for the objects kept from a fetch
+COMMIT_TYPE, TREE_TYPE, BLOB_TYPE = 1, 2, 3
+# dulwich is imported inside the methods: a clean ``status`` reads no object through it
+# (memfs/history/light.py), and its object store costs ~15 ms to import.
 
 
 class Objects(HistoryBase):
@@ -73,7 +73,10 @@ class Objects(HistoryBase):
 
     def _tree_items(self, sha: bytes) -> list[tuple[bytes, int, bytes]]:
         """(name, mode, hex sha) of each entry of tree ``sha``."""
-        kept = self._kept(sha, Tree.type_num)
+        from dulwich.errors import NotTreeError
+        from dulwich.objects import Tree, parse_tree
+
+        kept = self._kept(sha, TREE_TYPE)
         if kept is not None:
             return list(parse_tree(kept, SHA_BYTES))
         tree = self.repo.object_store[sha]
@@ -87,6 +90,10 @@ class Objects(HistoryBase):
         flattening the whole tree: O(depth + files under path)."""
         if commit_sha is None:
             return {}
+        from dulwich.errors import NotTreeError
+        from dulwich.object_store import iter_tree_contents, tree_lookup_path
+        from dulwich.objects import Commit
+
         commit = self.repo[commit_sha.encode()]
         assert isinstance(commit, Commit)
         try:
@@ -106,7 +113,9 @@ class Objects(HistoryBase):
 
     @reads_objects
     def blob(self, sha: str) -> bytes:
-        kept = self._kept(sha.encode(), Blob.type_num)
+        from dulwich.objects import Blob
+
+        kept = self._kept(sha.encode(), BLOB_TYPE)
         if kept is not None:
             return kept
         blob = self.repo.object_store[sha.encode()]
@@ -123,7 +132,7 @@ class Objects(HistoryBase):
         found: dict[str, bytes] = {}
         wanted: set[bytes] = set()
         for sha in shas:
-            kept = self._kept(sha.encode(), Blob.type_num)
+            kept = self._kept(sha.encode(), BLOB_TYPE)
             if kept is not None:
                 found[sha] = kept
             else:
@@ -132,7 +141,7 @@ class Objects(HistoryBase):
             if not wanted:
                 break
             for unpacked in pack.data.iter_unpacked():
-                if unpacked.pack_type_num != Blob.type_num:
+                if unpacked.pack_type_num != BLOB_TYPE:
                     continue  # trees, commits and deltas are left to the lookups below
                 raw = unpacked.sha()
                 if raw in wanted:
@@ -144,6 +153,8 @@ class Objects(HistoryBase):
 
     def store_blob(self, data: bytes) -> str:
         """Store ``data`` as a blob; its sha."""
+        from dulwich.objects import Blob
+
         blob = Blob.from_string(data)
         self.repo.object_store.add_object(blob)
         return blob.id.decode()
@@ -164,6 +175,8 @@ class Objects(HistoryBase):
 
     @reads_objects
     def tree_entries_by_sha(self, tree_sha: str) -> Files:
+        from dulwich.object_store import iter_tree_contents
+
         return {
             entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
             for entry in iter_tree_contents(self.repo.object_store, tree_sha.encode())

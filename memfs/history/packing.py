@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memfs import walks
 from memfs.damage import reads_objects
 from memfs.errors import (
     PackCorruptError,
 )
 from memfs.history.base import HistoryBase
-from memfs.packs import PackError, RawObject, index_pack
-from memfs.packwrite import build_pack
 from memfs.util import atomic_write
+
+if TYPE_CHECKING:
+    from memfs.packs import RawObject
 
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
 HELD_PACKS = "packs-held"  # in .git/memfs: packs whose objects are here under another name
@@ -32,6 +32,9 @@ class Packing(HistoryBase):
     @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
         """A self-contained pack (no deltas) of what ``include`` has and ``exclude`` lacks."""
+        from memfs import walks
+        from memfs.packwrite import build_pack
+
         store = self.repo.object_store
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
         wants = [sha.encode() for sha in include]
@@ -134,6 +137,8 @@ class Packing(HistoryBase):
         ``index`` is for a pack this repository just wrote itself (``pack_between``): its
         objects are already here, so it is stored as it is.
         """
+        from memfs.packs import PackError, index_pack
+
         if index is None:
             try:
                 indexed = index_pack(pack)

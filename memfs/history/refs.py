@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from dulwich.objectspec import parse_commit, parse_object
-
 from memfs.damage import reads_objects
 from memfs.errors import (
     ConcurrentUpdateError,
@@ -29,6 +27,9 @@ class Refs(HistoryBase):
     @reads_objects
     def branch_ref(self) -> bytes:
         """The ref HEAD points to (``refs/heads/main``)."""
+        target = self._light.head_target()
+        if target is not None and (target == b"HEAD" or self._light.ref(target)[0]):
+            return target  # HEAD names a sha, or a ref that is no symbolic ref itself
         names, _ = self.repo.refs.follow(b"HEAD")
         return names[-1]
 
@@ -39,9 +40,12 @@ class Refs(HistoryBase):
     def head(self) -> str | None:
         """The sha of the branch tip, or None before the first commit."""
         ref = self.branch_ref()
+        answered, found = self._light.ref(ref) if ref != b"HEAD" else (False, None)
         try:
-            sha = self.repo.refs[ref]
+            sha = found if answered else self.repo.refs[ref]
         except KeyError:
+            return None
+        if sha is None:
             return None
         if len(sha) != 40 or any(c not in b"0123456789abcdef" for c in sha):
             raise RepositoryDamagedError(str(self.root), f"{ref.decode()} holds no commit sha")
@@ -49,6 +53,8 @@ class Refs(HistoryBase):
 
     def resolve(self, rev: str) -> str:
         """The sha of the commit ``rev`` names (sha prefix, HEAD~2, branch, tag)."""
+        from dulwich.objectspec import parse_commit, parse_object
+
         spec = rev.encode()
         try:
             if any(op in spec for op in (b"~", b"^", b"@{")):
@@ -59,6 +65,9 @@ class Refs(HistoryBase):
 
     def ref(self, name: str) -> str | None:
         """The sha a ref points to, or None."""
+        answered, found = self._light.ref(name.encode())
+        if answered:
+            return found.decode() if found is not None else None
         try:
             return self.repo.refs[name.encode()].decode()
         except KeyError:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection, Mapping
-
-from dulwich.object_store import commit_tree_changes
-from dulwich.objects import Blob, Commit, Tree
+from typing import TYPE_CHECKING
 
 from memfs import gitindex
 from memfs.damage import reads_objects
 from memfs.faults import crash_point
 from memfs.history.base import HistoryBase
 from memfs.trees import Files, TreeEntry
+
+if TYPE_CHECKING:
+    from dulwich.objects import Tree
 
 LOOSE_OBJECT_LIMIT = 32  # more new blobs than this in one commit are written as a pack
 
@@ -31,7 +32,7 @@ class Writing(HistoryBase):
         killed before its index write, it holds an older tree, and git status would show
         that tree staged. With ``commit`` (whose tree ``tree`` is), a yes lets ``head_tree``
         read that tree from the index from then on."""
-        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        tree_sha = self.commit_tree_sha(commit) if commit else None
         return gitindex.index_describes(self.control_dir, tree, tree_sha)
 
     def hash_worktree(
@@ -57,7 +58,7 @@ class Writing(HistoryBase):
         from the index (git's cache-tree, in effect). ``changed``, the paths where ``tree``
         may differ from the index now, lets the other entries be copied, not packed again.
         """
-        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        tree_sha = self.commit_tree_sha(commit) if commit else None
         gitindex.write_index(
             self.control_dir, tree, stats, self._lock.cleared_stale_git_lock, tree_sha, changed
         )
@@ -71,7 +72,7 @@ class Writing(HistoryBase):
     ) -> bool:
         """Write the index for ``tree`` replacing only the ``changed`` entries, if it lists
         ``tree`` everywhere else; whether it could. ``commit`` as for ``write_index``."""
-        tree_sha = self._commit(commit.encode()).tree.decode() if commit else None
+        tree_sha = self.commit_tree_sha(commit) if commit else None
         return gitindex.splice_index(
             self.control_dir, tree, stats, changed, self._lock.cleared_stale_git_lock, tree_sha
         )
@@ -87,12 +88,26 @@ class Writing(HistoryBase):
         """
         if commit is None:
             return {}
-        tree = self._commit(commit.encode()).tree
-        files = gitindex.tree_from_index(self.control_dir, tree.decode())
+        tree = self.commit_tree_sha(commit)
+        files = gitindex.tree_from_index(self.control_dir, tree)
         if files is None:
-            return self.tree_of(commit)
-        self._tree_items(tree)  # readable, and a tree
+            files = self.tree_of(commit)
+            # git rewrote the index (a 'git status' refreshing stat data), or a commit left no
+            # record: if the index still lists this tree, say so for the next command
+            gitindex.index_describes(self.control_dir, files, tree)
+            return files
+        if self._light.is_tree(tree.encode()) is None:  # readable, and a tree
+            self._tree_items(tree.encode())
         return files
+
+    @reads_objects
+    def commit_tree_sha(self, commit: str) -> str:
+        """The sha of commit ``commit``'s tree; a loose commit is read without dulwich."""
+        cached = self._commits.get(commit.encode())
+        tree = None if cached is not None else self._light.commit_tree(commit.encode())
+        if tree is None:
+            tree = self._commit(commit.encode()).tree
+        return tree.decode()
 
     def update_index_paths(
         self, updates: Mapping[str, TreeEntry | None], stats: Mapping[str, os.stat_result]
@@ -123,6 +138,9 @@ class Writing(HistoryBase):
         self, parent: str | None, changes: Mapping[str, tuple[int, bytes] | None]
     ) -> str:
         """Store blobs for ``changes`` and the trees of parent's tree with them applied."""
+        from dulwich.object_store import commit_tree_changes
+        from dulwich.objects import Blob, Commit, Tree
+
         store = self.repo.object_store
         edits: list[tuple[bytes, int | None, bytes | None]] = []
         blobs: list[Blob] = []
@@ -149,6 +167,9 @@ class Writing(HistoryBase):
 
     def tree_from_entries(self, tree: Files) -> str:
         """Store the tree objects for a complete ``tree`` whose blobs are stored already."""
+        from dulwich.object_store import commit_tree_changes
+        from dulwich.objects import Tree
+
         edits = [
             (path.encode("utf-8", "surrogateescape"), entry.mode, entry.sha.encode())
             for path, entry in sorted(tree.items())
@@ -159,6 +180,8 @@ class Writing(HistoryBase):
         self, tree_sha: str, parents: tuple[str | None, ...], message: str, author: str
     ) -> str:
         """Write a commit of ``tree_sha`` and move the branch from ``parents[0]`` to it."""
+        from dulwich.objects import Commit
+
         commit = Commit()
         commit.tree = tree_sha.encode()
         commit.parents = [p.encode() for p in parents if p is not None]
@@ -175,6 +198,7 @@ class Writing(HistoryBase):
     @reads_objects
     def merge_trees(self, base: str | None, ours: str, theirs: str | None) -> tuple[str, list[str]]:
         """Three-way merge of commits' trees: the merged tree's sha and conflicted paths."""
+        from dulwich.objects import Commit, Tree
 
         def tree(sha: str | None) -> Tree | None:
             if sha is None:

@@ -314,7 +314,7 @@ def letta_mirror(history: History) -> RemoteConfig | None:
     fetches from it; memfs does the same after its own pushes (``memfs.sync``). A relative
     path is taken from the agent's folder, where the hook runs ``git push``.
     """
-    config = history.repo.get_config()
+    config = history.config()  # no dulwich Repo: status lists the remotes
     try:
         url = config.get(LETTA_MIRROR_SECTION, b"url").decode().strip()
     except (KeyError, UnicodeDecodeError):
@@ -332,7 +332,7 @@ def list_remotes(history: History) -> list[RemoteConfig]:
     A relative local path is resolved against the agent's folder here, as git does, so a
     remote means the same place from whatever folder memfs runs in.
     """
-    config = history.repo.get_config()
+    config = history.config()  # no dulwich Repo: status lists the remotes
     remotes = []
     for section in config.sections():
         if len(section) == 2 and section[0] == b"remote":
