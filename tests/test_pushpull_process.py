@@ -128,3 +128,25 @@ def test_a_push_whose_remote_moved_meanwhile_merges_and_lands(
     assert (third / "reference/t-0/n-0.md").read_text().endswith("from the clone\n")
     assert (third / "reference/t-1/n-4.md").read_text().endswith("from the origin\n")
     assert_git_agrees(third)
+
+
+def test_a_process_ends_at_once_but_a_profiler_still_writes_its_data(tmp_path: Path) -> None:
+    """memfs ends its process without the interpreter's teardown (memfs.cli._exit_now), yet
+    under cProfile (as issue 12's profiling is done) the profile is written, and what the
+    command printed is all there."""
+    out = tmp_path / "memfs.prof"
+    done = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "memfs", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("memfs, version")
+    assert out.stat().st_size > 0
+    plain = subprocess.run(
+        [sys.executable, "-m", "memfs", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert "Exit codes:" in plain.stdout and plain.stdout.splitlines()[-1].split()[0] == "watch"

@@ -202,7 +202,7 @@ def _exit_now(code: object) -> None:
     commands take (benchmarks/bench_process.py). The command has closed what it opened (its
     click context) by now; atexit handlers still run and stdout and stderr are flushed. A
     thread still working (anything but an idle pool thread of the S3 client) is left to
-    Python's own exit, which waits for it.
+    Python's own exit, which waits for it; so is a run under a profiler or a tracer.
     """
     import atexit
     import contextlib
@@ -211,6 +211,8 @@ def _exit_now(code: object) -> None:
 
     if code is not None and not isinstance(code, int):
         return  # a message to print: Python's exit does that
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return  # a profiler or coverage writes its data when the interpreter ends
     main_thread = threading.main_thread()
     for thread in threading.enumerate():
         if thread is not main_thread and not thread.daemon and not thread.name.startswith("memfs-"):
