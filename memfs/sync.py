@@ -134,7 +134,7 @@ class SyncReport:
 def conflict_policy(agent: Agent, override: str | None = None) -> Policy:
     """``--conflict``, else agent.yaml's ``sync.conflict``, else ``copy``."""
     chosen = override
-    if chosen is None:
+    if chosen is None and _may_set_sync(agent):
         sync_settings = agent.manifest_setting("sync")
         if isinstance(sync_settings, dict):
             chosen = sync_settings.get("conflict")
@@ -143,6 +143,16 @@ def conflict_policy(agent: Agent, override: str | None = None) -> Policy:
     if chosen not in POLICIES:
         raise MemfsError(f"unknown conflict policy {chosen!r}: use one of {', '.join(POLICIES)}")
     return chosen  # type: ignore[return-value]
+
+
+def _may_set_sync(agent: Agent) -> bool:
+    """Whether agent.yaml can hold a ``sync`` key: only then is it parsed (YAML costs every
+    push and pull ~10 ms). A key is in the text as it is named, or escaped (a backslash)."""
+    try:
+        text = (agent.root / MANIFEST_FILE).read_bytes()
+    except OSError:
+        return True  # let manifest_setting say what there is
+    return b"sync" in text or b"\\" in text
 
 
 def _selected(agent: Agent, name: str | None, include_mirrors: bool) -> list[RemoteConfig]:

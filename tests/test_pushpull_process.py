@@ -20,7 +20,8 @@ import memfs
 from .conftest import assert_git_agrees, memfs_process, write
 from .s3 import MotoServer
 
-# Neither a push nor a pull of an S3 agent over http needs these (each costs 3-15 ms).
+# Neither a push nor a pull of an S3 agent over http needs these (each costs 3-15 ms); yaml
+# neither while agent.yaml sets no ``sync`` policy and names the agent the remote names.
 NOT_LOADED = (
     "http.client",
     "email",
@@ -32,6 +33,7 @@ NOT_LOADED = (
     "s3fs",
     "botocore",
     "pydantic",
+    "yaml",
 )
 
 PROBE = """
