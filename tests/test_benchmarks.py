@@ -57,6 +57,9 @@ def test_whole_process_harness_measures_every_row_at_a_tiny_size(tmp_path: Path)
         assert records["1-file push"]["sides"][side]["requests"] > 0
         assert records["1-file pull"]["sides"][side]["bytes_down"] > 0
     assert records["status"]["sides"]["memfs"]["requests"] == 0
+    # CPU time of the measured processes, in the JSON and in a table of its own
+    assert all(side["cpu_seconds"] > 0 for r in records.values() for side in r["sides"].values())
+    assert "| 1-file push | 10 |" in result.stdout.split("CPU time (user + system)")[1]
 
 
 @pytest.mark.timeout(180)

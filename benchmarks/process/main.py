@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.process.report import Row, collect, markdown, write_json
+from benchmarks.process.report import Row, collect, cpu_markdown, markdown, write_json
 from benchmarks.process.rows import BUCKET, ROWS, measure_size
 from benchmarks.process.runner import (
     PEER_MISSING,
@@ -111,7 +111,9 @@ def report(args: argparse.Namespace) -> None:
     """Measure, print the table, and write the JSON figures if asked."""
     rows = run(args)
     print(f"Whole processes, medians of {args.repeat}; ratios < 1 mean memfs is faster")
-    print(markdown(rows), flush=True)
+    print(markdown(rows))
+    print("\nCPU time (user + system) of the measured processes, medians of the same runs")
+    print(cpu_markdown(rows), flush=True)
     if args.json is not None:
         write_json(rows, args.json)
 
