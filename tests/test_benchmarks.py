@@ -57,6 +57,28 @@ def test_whole_process_harness_measures_every_row_at_a_tiny_size(tmp_path: Path)
         assert records["1-file push"]["sides"][side]["requests"] > 0
         assert records["1-file pull"]["sides"][side]["bytes_down"] > 0
     assert records["status"]["sides"]["memfs"]["requests"] == 0
+    # CPU time of the measured processes, in the JSON and in a table of its own
+    assert all(side["cpu_seconds"] > 0 for r in records.values() for side in r["sides"].values())
+    assert "| 1-file push | 10 |" in result.stdout.split("CPU time (user + system)")[1]
+
+
+@pytest.mark.timeout(180)
+def test_rows_measures_only_the_rows_named(tmp_path: Path) -> None:
+    """--rows: the one-file rows alone (their first push and clone run untimed)."""
+    figures = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sizes", "10", "--repeat", "2", "--no-peer",
+         "--rows", "1-file push,1-file pull", "--json", str(figures)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=150, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = {record["row"]: record for record in json.loads(figures.read_text())}
+    assert set(records) == {"1-file push", "1-file pull"}
+    assert all(side["runs"] == 2 for r in records.values() for side in r["sides"].values())
+    wrong = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rows", "push"], capture_output=True, text=True, check=False
+    )
+    assert wrong.returncode == 2 and "no such row 'push'" in wrong.stderr
 
 
 def median(seconds: float) -> Median:

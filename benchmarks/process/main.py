@@ -10,8 +10,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.process.report import Row, collect, markdown, write_json
-from benchmarks.process.rows import BUCKET, measure_size
+from benchmarks.process.report import Row, collect, cpu_markdown, markdown, write_json
+from benchmarks.process.rows import BUCKET, ROWS, measure_size
 from benchmarks.process.runner import (
     PEER_MISSING,
     SIDES,
@@ -42,6 +42,11 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 files only")
     parser.add_argument("--repeat", type=int, default=5, help="runs per side and row")
     parser.add_argument("--no-peer", action="store_true", help="skip the git-remote-s3 column")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help="the rows to measure, by name, separated by commas (default: all): " + ", ".join(ROWS),
+    )
     parser.add_argument("--dir", default=None, help="where to write (default: temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
@@ -64,6 +69,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
         args.sizes = [int(size) for size in args.sizes.split(",")]
     except ValueError:
         parser.error(f"--sizes takes numbers separated by commas, not {args.sizes!r}")
+    args.rows = [row.strip() for row in args.rows.split(",") if row.strip()]
+    unknown = [row for row in args.rows if row not in ROWS]
+    if unknown or not args.rows:
+        named = unknown[0] if unknown else ""
+        parser.error(f"--rows: no such row {named!r}; the rows are {', '.join(ROWS)}")
     if args.repeat < 1 or any(size < 1 for size in args.sizes):
         parser.error("--repeat and --sizes must be at least 1")
     if args.base_memfs is not None and not args.base_memfs.is_file():
@@ -90,7 +100,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                 sides.remove("peer")
             for files in args.sizes:
                 folder = work / f"agent-{files}"
-                measure_size(runner, folder, files, args.repeat, sides, scripts)
+                measure_size(runner, folder, files, args.repeat, sides, scripts, args.rows)
                 print(f"  measured {files:,} files", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -101,7 +111,9 @@ def report(args: argparse.Namespace) -> None:
     """Measure, print the table, and write the JSON figures if asked."""
     rows = run(args)
     print(f"Whole processes, medians of {args.repeat}; ratios < 1 mean memfs is faster")
-    print(markdown(rows), flush=True)
+    print(markdown(rows))
+    print("\nCPU time (user + system) of the measured processes, medians of the same runs")
+    print(cpu_markdown(rows), flush=True)
     if args.json is not None:
         write_json(rows, args.json)
 

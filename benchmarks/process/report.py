@@ -156,6 +156,27 @@ def markdown(rows: Iterable[Row]) -> str:
     return "\n".join(lines)
 
 
+def cpu_markdown(rows: Iterable[Row]) -> str:
+    """The CPU seconds (user + system) of the same runs, medians: what each side costs the
+    machine, less swayed than the wall clock by whatever else the machine runs meanwhile."""
+    rows = list(rows)
+    ran = {side for row in rows for side in row.medians}
+    sides = [side for side in ("memfs", "base", "peer", "git") if side in ran]
+    names = {"memfs": "memfs", "base": "base memfs", "peer": "git-remote-s3", "git": "plain git"}
+    header = ("row", "files", *(f"{names[side]} CPU" for side in sides), "memfs/git CPU")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cpu = {side: found.cpu_seconds for side, found in row.medians.items()}
+        ratio = cpu["memfs"] / cpu["git"] if cpu.get("git") and "memfs" in cpu else None
+        cells = (
+            row.what, f"{row.files:,}",
+            *(f"{cpu[side] * 1000:.0f} ms" if side in cpu else "-" for side in sides),
+            _ratio(ratio),
+        )  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_json(rows: Iterable[Row], path: Path) -> None:
     """The same figures for machines: seconds, requests and bytes per side, and the verdict."""
     records = [

@@ -95,12 +95,14 @@ def edit(agents: Agents, side: str, tag: str) -> None:
     (agents.origin(side) / edited_file(agents.files)).write_text(text)
 
 
-def local_rows(runner: Runner, agents: Agents, repeat: int) -> None:
+def local_rows(runner: Runner, agents: Agents, repeat: int, rows: Sequence[str] = ROWS) -> None:
     """status, context, ls (clean tree) and commit after a one-file edit: memfs vs git."""
     files = agents.files
     # each row is named after the memfs command it runs
     reads: dict[str, list[str] | None] = {STATUS: ["git", "status"], CONTEXT: None, LS: None}
     for row, git_command in reads.items():
+        if row not in rows:
+            continue
 
         def read(n: int, side: str, row: str = row, git_command: list[str] | None = git_command,
                  ) -> None:  # fmt: skip
@@ -115,6 +117,8 @@ def local_rows(runner: Runner, agents: Agents, repeat: int) -> None:
         edit(agents, side, f"commit {n}")
         runner.time(COMMIT, files, side, agents.commit(side), agents.origin(side))
 
+    if COMMIT not in rows:
+        return
     interleaved(repeat, agents.local_sides(), commit)
     if "peer" in agents.sides:  # the same commits, untimed: every side pushes the same history
         for n in range(repeat):
@@ -123,11 +127,15 @@ def local_rows(runner: Runner, agents: Agents, repeat: int) -> None:
                 runner.run(command, agents.origin("peer"))
 
 
-def remote_rows(runner: Runner, agents: Agents, repeat: int) -> None:
-    """First push, clone, then a one-file push and the pull of it on another clone."""
+def remote_rows(runner: Runner, agents: Agents, repeat: int, rows: Sequence[str] = ROWS) -> None:
+    """First push, clone, then a one-file push and the pull of it on another clone.
+
+    Rows left out of ``rows`` still run once, untimed, where a later row needs them (the
+    first push and the clone the one-file rows push to and pull into)."""
     files = agents.files
+    firsts = repeat if FIRST_PUSH in rows else 1
     for side in agents.sides:  # fresh remotes, prepared before anything is timed
-        for n in range(repeat):
+        for n in range(firsts):
             if side in agents.scripts:
                 add = agents.memfs(side, "remote", "add", f"push-{n}", agents.remote(side, n))
                 runner.run(add, agents.origin(side))
@@ -136,6 +144,8 @@ def remote_rows(runner: Runner, agents: Agents, repeat: int) -> None:
 
     def first_push(n: int, side: str) -> None:
         runner.time(FIRST_PUSH, files, side, [agents.push(side, n)], agents.origin(side))
+        if FIRST_PUSH not in rows:
+            runner.samples.pop((FIRST_PUSH, files, side))
 
     def clone(n: int, side: str) -> None:
         source = agents.remote(side, 0)
@@ -145,6 +155,8 @@ def remote_rows(runner: Runner, agents: Agents, repeat: int) -> None:
         command = agents.memfs(side, "clone", source, target) if side in agents.scripts else (
             ["git", "clone", "-q", source, target])  # fmt: skip
         runner.time(CLONE, files, side, [command], agents.folder)
+        if CLONE not in rows:
+            runner.samples.pop((CLONE, files, side))
 
     def one_file(n: int, side: str) -> None:
         edit(agents, side, f"push {n}")
@@ -154,9 +166,10 @@ def remote_rows(runner: Runner, agents: Agents, repeat: int) -> None:
         pull = agents.memfs(side, "pull") if side in agents.scripts else ["git", "pull", "-q"]
         runner.time(PULL_ONE, files, side, [pull], agents.clone_dir(side, 0))
 
-    interleaved(repeat, agents.sides, first_push)
-    interleaved(repeat, agents.sides, clone)
-    interleaved(repeat, agents.sides, one_file)
+    interleaved(firsts, agents.sides, first_push)
+    interleaved(repeat if CLONE in rows else 1, agents.sides, clone)
+    if PUSH_ONE in rows or PULL_ONE in rows:
+        interleaved(repeat, agents.sides, one_file)
 
 
 def measure_size(
@@ -166,10 +179,11 @@ def measure_size(
     repeat: int,
     sides: Sequence[str],
     scripts: dict[str, str],
+    rows: Sequence[str] = ROWS,
 ) -> None:
-    """Every row at one agent size; the agents are removed afterwards."""
+    """Every row (or those in ``rows``) at one agent size; the agents are removed afterwards."""
     agents = Agents(files, folder, scripts, sides)
     build(runner, folder, files, agents)
-    local_rows(runner, agents, repeat)
-    remote_rows(runner, agents, repeat)
+    local_rows(runner, agents, repeat, rows)
+    remote_rows(runner, agents, repeat, rows)
     shutil.rmtree(folder, ignore_errors=True)

@@ -10,6 +10,7 @@ script and git finds this venv's ``git-remote-s3``.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -87,10 +88,13 @@ def peer_installed(env: dict[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed run: wall-clock seconds and what it cost the S3 server."""
+    """One timed run: wall-clock seconds, what it cost the S3 server, and the CPU seconds
+    (user + system) of the measured processes and their children: on a loaded machine the
+    wall clock says as much about the neighbours as about the command, the CPU time less."""
 
     seconds: float
     traffic: Traffic
+    cpu: float = 0.0
 
 
 @dataclass
@@ -120,12 +124,19 @@ class Runner:
     ) -> None:
         """Run ``commands`` one after the other as one timed operation and record a sample."""
         before = self.server.traffic()
+        used = _children_cpu()
         start = time.perf_counter()
         for command in commands:
             self.run(command, cwd)
         seconds = time.perf_counter() - start
-        sample = Sample(seconds, self.server.traffic() - before)
+        sample = Sample(seconds, self.server.traffic() - before, _children_cpu() - used)
         self.samples.setdefault((row, files, side), []).append(sample)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of every finished child process so far (git's helpers too)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def settle() -> None:
@@ -151,14 +162,16 @@ class Median:
     bytes_up: int
     bytes_down: int
     runs: int
+    cpu_seconds: float = 0.0
 
 
 def median(samples: list[Sample]) -> Median:
-    """Medians of time, requests and bytes, each taken on its own."""
+    """Medians of time, requests, bytes and CPU time, each taken on its own."""
     return Median(
         seconds=statistics.median(s.seconds for s in samples),
         requests=round(statistics.median(s.traffic.requests for s in samples)),
         bytes_up=round(statistics.median(s.traffic.bytes_up for s in samples)),
         bytes_down=round(statistics.median(s.traffic.bytes_down for s in samples)),
         runs=len(samples),
+        cpu_seconds=statistics.median(s.cpu for s in samples),
     )

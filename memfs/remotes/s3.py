@@ -2,11 +2,13 @@
 
 s3fs, aiobotocore and aiohttp cost ~0.4 s of imports and client set-up in every ``memfs
 push/pull/clone`` process (benchmarks/bench_s3stack.py); memfs makes six kinds of request,
-so this client makes them itself: ``http.client`` with a keep-alive connection per thread and
+so this client makes them itself: HTTP/1.1 with a keep-alive connection per thread and
 host, AWS Signature Version 4 with ``hashlib``/``hmac`` (botocore's ``S3SigV4Auth``: the
 payload's sha256 is always signed, object keys are sent and signed percent-encoded once),
 and botocore's standard retry mode (up to 4 attempts on 500/502/503/504, throttling and
 dropped connections, with jittered exponential backoff; connect timeout 5 s).
+
+HTTP itself is ``memfs/remotes/s3http.py``: ``http.client`` costs ~15 ms to import.
 
 Addressing: path style (``/bucket/key``) for a custom endpoint, virtual-hosted style
 (``bucket.s3.<region>.amazonaws.com``) on AWS for bucket names valid as DNS labels, as
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import random
 import re
 import socket
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from memfs.remotes.s3config import S3Config
+from memfs.remotes.s3http import BadAnswer, Closed, Connection
 
 if TYPE_CHECKING:
     import ssl
@@ -215,15 +217,8 @@ class S3Client:
         for fresh in (False, True):
             connection, reused = self._connection(host, fresh)
             try:
-                connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-                for name, value in headers.items():
-                    connection.putheader(name, value)
-                if body or method in ("PUT", "POST"):
-                    connection.putheader("Content-Length", str(len(body)))
-                connection.endheaders(body or None)
-                answer = connection.getresponse()
-                data = answer.read()
-            except (OSError, http.client.HTTPException) as error:
+                answer = connection.request(method, target, headers, body)
+            except OSError as error:
                 connection.close()
                 self._connections().pop(host, None)
                 if reused and not fresh and _stale(error):
@@ -232,19 +227,19 @@ class S3Client:
             if answer.will_close:
                 connection.close()
                 self._connections().pop(host, None)
-            return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, data)
+            return Response(answer.status, answer.headers, answer.body)
         raise AssertionError("unreachable")
 
-    def _connections(self) -> dict[str, tuple[http.client.HTTPConnection, float]]:
+    def _connections(self) -> dict[str, tuple[Connection, float]]:
         """This thread's kept-alive connections by host, with when each was last used."""
-        connections: dict[str, tuple[http.client.HTTPConnection, float]] | None = getattr(
+        connections: dict[str, tuple[Connection, float]] | None = getattr(
             self._local, "connections", None
         )
         if connections is None:
             connections = self._local.connections = {}
         return connections
 
-    def _connection(self, host: str, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, host: str, fresh: bool) -> tuple[Connection, bool]:
         """This thread's kept-alive connection to ``host`` (and whether it served before)."""
         connections, now = self._connections(), time.monotonic()
         kept = connections.pop(host, None)
@@ -253,12 +248,8 @@ class S3Client:
                 connections[host] = kept[0], now
                 return kept[0], True
             kept[0].close()
-        connection: http.client.HTTPConnection
-        if self.config.scheme == "https":
-            context = self._tls()
-            connection = http.client.HTTPSConnection(host, timeout=CONNECT_TIMEOUT, context=context)
-        else:
-            connection = http.client.HTTPConnection(host, timeout=CONNECT_TIMEOUT)
+        tls = self._tls() if self.config.scheme == "https" else None
+        connection = Connection(host, CONNECT_TIMEOUT, tls)
         try:
             connection.connect()
         except OSError as error:
@@ -392,11 +383,7 @@ def _error(response: Response) -> S3Error:
 
 def _stale(error: BaseException) -> bool:
     """Whether ``error`` is what a kept-alive connection the server closed looks like."""
-    return isinstance(
-        error,
-        (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-         http.client.BadStatusLine),
-    )  # fmt: skip
+    return isinstance(error, (Closed, BrokenPipeError, ConnectionResetError, BadAnswer))
 
 
 def _why(error: BaseException) -> str:
@@ -407,6 +394,6 @@ def _why(error: BaseException) -> str:
         return "unknown host"
     if isinstance(error, (socket.timeout, TimeoutError)):
         return "no answer in time"
-    if isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError)):
+    if isinstance(error, (Closed, ConnectionResetError)):
         return "the connection was closed before an answer"
     return str(error) or type(error).__name__

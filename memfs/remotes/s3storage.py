@@ -13,7 +13,6 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from memfs.errors import (
@@ -117,6 +116,8 @@ class S3Storage:
         with self.translated():
             response = self._s3().head(self.bucket, self._key(key))
         stamp = response.headers.get("last-modified") if response else None
+        from email.utils import parsedate_to_datetime  # a compaction's question only: ~4 ms
+
         try:
             return parsedate_to_datetime(stamp).timestamp() if stamp else None
         except (ValueError, TypeError):  # not a date: unknown (a compaction keeps the pack)
