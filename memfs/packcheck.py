@@ -65,6 +65,7 @@ class CheckedPack:
     index: bytes
     shas: list[bytes]  # binary, sorted
     offsets: tuple[int, ...]  # of each of ``shas``
+    crcs: tuple[int, ...]  # of each of ``shas``' entries, as the index records them
     starts: list[int]  # every entry's offset, sorted, then the trailer's
 
     def offset_of(self, sha: bytes) -> int | None:
@@ -111,8 +112,9 @@ def check_index(name: str, pack: bytes, index: bytes) -> CheckedPack:
     firsts = index[SHAS_AT:shas_end:SHA_LENGTH]  # each name's first byte
     if any(fanout[b] != bisect.bisect_right(firsts, b) for b in range(256)):
         raise PackError("its index's fan-out table does not match its names")
+    crcs = struct.unpack_from(f">{count}L", index, shas_end)
     offsets = struct.unpack_from(f">{count}L", index, shas_end + 4 * count)
-    return CheckedPack(name, pack, index, shas, offsets, _starts(pack, offsets))
+    return CheckedPack(name, pack, index, shas, offsets, crcs, _starts(pack, offsets))
 
 
 def _starts(pack: bytes, offsets: tuple[int, ...]) -> list[int]:

@@ -352,6 +352,8 @@ class BucketRemote:
         Returns (packs merged, packs deleted). Readers that still use a retired pack find it
         for the grace period; one that finds it gone re-reads the manifest.
         """
+        from memfs.compaction import compacted_pack
+
         manifest, etag = self.read_manifest()
         if manifest is None:
             return 0, 0
@@ -361,11 +363,12 @@ class BucketRemote:
         packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
         if len(manifest.packs) > 1:
             self._import_holding(history, manifest.packs, list(manifest.refs.values()))
-            whole = history.pack_between(list(manifest.refs.values()), [])
+            whole = compacted_pack(history, self.storage, manifest)
             if whole is not None:
                 self.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
                 self.storage.put_if_absent(f"packs/{whole.name}.idx", whole.index)
-                history.hold_packs([whole.name])  # built from objects here: never fetch it
+                # kept here (built from objects here, never fetched): the next base
+                history.import_pack(whole.name, whole.pack, whole.index)
                 retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
                 merged, packs = len(packs), [whole.name]
         if merged or expired:
