@@ -17,9 +17,11 @@ every tree an edit touches (a 100-entry folder is ~2.8 KiB a commit, compressed)
   ``DELTA_DEPTH`` long (git's ``pack.depth``);
 - the index: the base's entries as its index records them, then the new ones.
 
-The cost is that of the commits pushed since the last compaction, plus one SHA-1 and one
-copy of the base's bytes. If the base does not hold what it should (a tree of one of its
-commits), ``append_to_base`` returns None and the caller rebuilds the whole pack.
+The cost is that of the commits pushed since the last compaction, plus a SHA-1 and a copy
+of the base's bytes. The base must hold each of its commits whole: memfs lists a pack first
+only if it does. If it does not (a tree of one of its commits missing, or, in the pack built,
+any object of a ref's tree, read and hashed as a clone reads it), ``append_to_base`` returns
+None and the caller rebuilds the whole pack.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dulwich.pack import create_delta
 
 from memfs import walks
 from memfs.history.packing import PackFiles
-from memfs.packcheck import CheckedPack, check_index
+from memfs.packcheck import CheckedPack, PackSet, check_index
 from memfs.packs import OFS_DELTA, PackError, index_v2
 from memfs.packwrite import BuiltPack, entry_header
 
@@ -111,7 +113,14 @@ def append_to_base(history: History, base: CheckedPack, refs: list[str]) -> Buil
         for sha in dict.fromkeys(listed)
         if base.offset_of(bytes.fromhex(sha.decode())) is None
     ]
-    return _write(base, added)
+    built = _write(base, added)
+    try:  # what a clone reads first must be there: every ref's commit, trees and blobs
+        packs = PackSet([check_index(f"pack-{built.checksum.hex()}", built.pack, built.index)])
+        for ref in refs:
+            packs.checkout_objects(bytes.fromhex(ref))
+    except PackError:
+        return None
+    return built
 
 
 def _write(base: CheckedPack, added: list[tuple[bytes, int, bytes]]) -> BuiltPack:
