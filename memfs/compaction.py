@@ -66,7 +66,9 @@ def compacted_pack(
 
 def _base_pack(history: History, storage: Storage, name: str) -> CheckedPack | None:
     """The base pack and its index, checked: the local copy, else the bucket's; None if
-    neither is there and sound."""
+    neither is there and sound. The compactor does not keep the pack it built (its objects
+    are here already, a second copy of the whole history would be merged again and again
+    by local consolidation): the next compaction reads it from the bucket, two GETs."""
     folder = history.control_dir / "objects" / "pack"
     try:
         files = (folder / f"{name}.pack").read_bytes(), (folder / f"{name}.idx").read_bytes()

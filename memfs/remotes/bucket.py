@@ -367,8 +367,7 @@ class BucketRemote:
             if whole is not None:
                 self.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
                 self.storage.put_if_absent(f"packs/{whole.name}.idx", whole.index)
-                # kept here (built from objects here, never fetched): the next base
-                history.import_pack(whole.name, whole.pack, whole.index)
+                history.hold_packs([whole.name])  # built from objects here: never fetch it
                 retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
                 merged, packs = len(packs), [whole.name]
         if merged or expired:
