@@ -20,7 +20,7 @@ from memfs.packs import PackError, index_pack, index_v2, object_id
 from memfs.packwrite import entry_header
 from memfs.remotes import add_remote
 
-from .conftest import git, run_cli, write
+from .conftest import S3Bucket, git, run_cli, write
 from .test_packs import git_repo_with_deltas
 
 Lie = Callable[[bytes, bytes], tuple[bytes, bytes]]
@@ -232,3 +232,22 @@ def test_an_entry_that_inflates_to_another_size_or_leaves_bytes_is_refused() -> 
     entries = [entry_header(3, len(data)) + zlib.compress(data) + b"junk"]
     with pytest.raises(PackError, match="followed by bytes"):
         _checked(entries, [sha]).read(sha)
+
+
+def test_a_clone_reads_the_manifest_once_and_each_pack_with_its_index(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    url = s3.url("agents/counted")
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    add_remote(agent.history, "origin", url)
+    for n in range(3):
+        write(agent.root, f"notes/n{n}.md", f"---\ndescription: n\n---\n{n}\n")
+        agent.commit()
+        assert sync.push(agent).ok
+    s3.server.requests.clear()
+    fresh = sync.clone(url, tmp_path / "fresh")
+    assert fresh.history.head() == agent.history.head()
+    gets = [path for method, path in s3.server.requests if method == "GET"]
+    assert sum(path.endswith("/manifest.json") for path in gets) == 1
+    assert sum(path.endswith(".pack") for path in gets) == 3
+    assert sum(path.endswith(".idx") for path in gets) == 3
