@@ -11,12 +11,14 @@ this process). At each checkpoint it times whole processes, as a user or harness
   push     `memfs push` of that commit
   pull     `memfs pull` in a second clone that is 3 commits behind
   clone    `memfs clone` of the remote into a new folder
-and counts the agent's local packs and loose objects, the second clone's packs, and the packs
-the remote manifest lists (and the manifest's size). Each figure is the median of --repeat
-runs: wall ms / CPU ms (user+sys of the process), and in brackets their ratios to the first
-checkpoint (target: <= 1.2 at 5,000 against 10). On a machine loaded by others wall time is
-noisy and CPU time is the steadier figure. The 5,000-cycle run takes a long while (tens of
-minutes on a loaded machine): run it in the background to a file.
+and what one clone reads from the remote (on S3 the requests and response bytes moto
+served; on a folder the files and bytes of the manifest, memfs.json, each listed pack and its
+index, read or not), and counts the agent's local packs and loose objects, the second clone's
+packs, and the packs the remote manifest lists (and the manifest's size). Each figure is the
+median of --repeat runs: wall ms / CPU ms (user+sys of the process), and in brackets their
+ratios to the first checkpoint (target: <= 1.2 at 5,000 against 10). On a machine loaded by
+others wall time is noisy and CPU time is the steadier figure. The 5,000-cycle run takes a
+long while (tens of minutes on a loaded machine): run it in the background to a file.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Checkpoint:
     manifest_kib: float
     cycle_ms: float  # median in-process commit+push cycle since the previous checkpoint
     slowest_ms: float  # the slowest of those cycles (a push that compacted the remote)
+    clone_requests: int  # what the last clone read from the remote: requests (files)
+    clone_kib: float  # and bytes
 
 
 def memfs_run(cwd: Path, *args: str) -> tuple[float, float]:
@@ -95,13 +99,24 @@ def objects_in(control: Path) -> tuple[int, int]:
     return packs, loose
 
 
+Meter = Callable[[], tuple[int, int]]
+"""Requests served and bytes sent by the remote so far."""
+
+
 class Bench:
     """One agent, its remote, a second clone, and the cycle counter."""
 
     def __init__(
-        self, work: Path, url: str, files: int, repeat: int, manifest: Callable[[], bytes]
+        self,
+        work: Path,
+        url: str,
+        files: int,
+        repeat: int,
+        manifest: Callable[[], bytes],
+        meter: Meter,
     ) -> None:
         self.work, self.url, self.repeat, self.manifest = work, url, repeat, manifest
+        self.meter = meter
         self.root = work / "agent"
         self.agent = memfs.init(self.root, name="agent")
         populate(self.root, files)
@@ -141,7 +156,10 @@ class Bench:
             times["pull"].append(memfs_run(self.second, "pull"))
             target = self.work / f"clone-{self.clones}"
             self.clones += 1
+            before = self.meter()
             times["clone"].append(memfs_run(self.work, "clone", self.url, str(target)))
+            after = self.meter()
+            clone_requests, clone_bytes = after[0] - before[0], after[1] - before[1]
             shutil.rmtree(target)
         packs, loose = objects_in(self.root / ".git")
         second_packs, _ = objects_in(self.second / ".git")
@@ -159,6 +177,8 @@ class Bench:
             manifest_kib=len(manifest) / 1024,
             cycle_ms=statistics.median(durations) if durations else 0.0,
             slowest_ms=max(durations, default=0.0),
+            clone_requests=clone_requests,
+            clone_kib=clone_bytes / 1024,
         )
 
 
@@ -176,6 +196,7 @@ def print_table(results: list[Checkpoint]) -> None:
     base = results[0]
     head = ["cycles"] + [f"{op} wall/cpu ms (x first)" for op in OPERATIONS]
     head += ["packs", "loose", "2nd packs", "remote packs", "manifest KiB", "cycle ms (max)"]
+    head += ["clone requests", "clone KiB"]
     print(" | ".join(head))
     for point in results:
         cells = [str(point.cycles)]
@@ -186,14 +207,33 @@ def print_table(results: list[Checkpoint]) -> None:
         cells += [str(point.local_packs), str(point.loose), str(point.second_packs)]
         cells += [str(point.remote_packs), f"{point.manifest_kib:.1f}"]
         cells.append(f"{point.cycle_ms:.0f} ({point.slowest_ms:.0f})")
+        cells += [str(point.clone_requests), f"{point.clone_kib:.0f}"]
         print(" | ".join(cells))
     print(flush=True)
 
 
-def folder_store(work: Path) -> tuple[str, Callable[[], bytes]]:
+def folder_store(work: Path) -> tuple[str, Callable[[], bytes], Meter]:
     cloud = work / "cloud" / "agent"
     cloud.mkdir(parents=True)
-    return f"memfs::{cloud.as_uri()}", lambda: (cloud / "manifest.json").read_bytes()
+    read: list[int] = [0, 0]  # files and bytes a clone reads, counted once it is done
+
+    def manifest() -> bytes:
+        return (cloud / "manifest.json").read_bytes()
+
+    def meter() -> tuple[int, int]:
+        """Counts up by what a clone of the folder reads now: the manifest, memfs.json, each
+        listed pack and its index."""
+        if not (cloud / "manifest.json").exists():
+            return read[0], read[1]
+        names = json.loads(manifest()).get("packs", [])
+        files = [cloud / "manifest.json", cloud / "memfs.json"]
+        files += [cloud / "packs" / f"{n}{suffix}" for n in names for suffix in (".pack", ".idx")]
+        present = [f.stat().st_size for f in files if f.exists()]
+        read[0] += len(present)
+        read[1] += sum(present)
+        return read[0], read[1]
+
+    return f"memfs::{cloud.as_uri()}", manifest, meter
 
 
 def main() -> None:
@@ -222,8 +262,8 @@ def main() -> None:
     print(f"{args.files} files, {args.store} remote, medians of {args.repeat}", flush=True)
     try:
         if args.store == "folder":
-            url, manifest = folder_store(work)
-            run(Bench(work, url, args.files, args.repeat, manifest), checkpoints)
+            url, manifest, meter = folder_store(work)
+            run(Bench(work, url, args.files, args.repeat, manifest, meter), checkpoints)
         else:
             run_s3(work, args, checkpoints)
     finally:
@@ -235,10 +275,11 @@ def run_s3(work: Path, args: argparse.Namespace, checkpoints: list[int]) -> None
     """The same on moto's S3, served on loopback from this process (tests/s3.py)."""
     import boto3
 
-    from tests.s3 import CREDENTIALS, moto_s3
+    from tests.s3 import CREDENTIALS
+    from tests.s3meter import metered_moto_s3
 
     os.environ.update(CREDENTIALS)
-    with moto_s3() as server:
+    with metered_moto_s3() as server:
         os.environ["AWS_ENDPOINT_URL"] = server.endpoint
         client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")
         client.create_bucket(Bucket="bench")
@@ -247,7 +288,11 @@ def run_s3(work: Path, args: argparse.Namespace, checkpoints: list[int]) -> None
             body = client.get_object(Bucket="bench", Key="agent/manifest.json")["Body"]
             return body.read()  # type: ignore[no-any-return]
 
-        run(Bench(work, "memfs::s3://bench/agent", args.files, args.repeat, manifest), checkpoints)
+        def meter() -> tuple[int, int]:
+            return len(server.served), server.body_bytes()
+
+        bench = Bench(work, "memfs::s3://bench/agent", args.files, args.repeat, manifest, meter)
+        run(bench, checkpoints)
 
 
 if __name__ == "__main__":

@@ -910,7 +910,7 @@ def clone(
         history.point_head_at(branch)
         config = add_remote(history, "origin", url)
         agent = Agent(root, history)
-        sha = fetch_remote(agent, config, progress)
+        sha = fetch_remote(agent, config, progress, remote)  # its manifest read: one GET less
         if sha is None:
             raise RemoteNotFoundError(redact(url), f"it has no branch {branch} to clone")
         mark_started(root, redact(url), sha)

@@ -208,14 +208,28 @@ def sync_until_converged(
 
 
 def committed_files(root: Path, rev: str = "HEAD") -> dict[str, bytes]:
-    """Every file of commit ``rev``, read with the real git: path -> bytes."""
-    paths = git(root, "ls-tree", "-r", "-z", "--name-only", rev).split("\0")
-    files = {}
-    for path in filter(None, paths):
-        blob = subprocess.run(
-            ["git", "cat-file", "blob", f"{rev}:{path}"], cwd=root, capture_output=True, check=True
-        )
-        files[path] = blob.stdout
+    """Every file of commit ``rev``, read with the real git: path -> bytes.
+
+    Two git processes whatever the number of files (``ls-tree``, then one ``cat-file
+    --batch`` for every blob), not one per file: the crash tests call this after every kill.
+    """
+    listed = [line for line in git(root, "ls-tree", "-r", "-z", rev).split("\0") if line]
+    entries = [(line.split("\t", 1)[1], line.split()[1], line.split()[2]) for line in listed]
+    assert all(kind == "blob" for _, kind, _ in entries), f"not only files at {rev}: {entries}"
+    batch = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=root,
+        input="".join(f"{sha}\n" for _, _, sha in entries).encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    files, at = {}, 0
+    for path, _, sha in entries:
+        end = batch.index(b"\n", at)
+        name, kind, size = batch[at:end].split()
+        assert name.decode() == sha and kind == b"blob", batch[at:end]
+        files[path] = batch[end + 1 : end + 1 + int(size)]
+        at = end + 1 + int(size) + 1  # the content, then a newline
     return files
 
 

@@ -135,7 +135,8 @@ class Packing(HistoryBase):
         the objects (every id hashed from its content, as ``git index-pack`` does), so a
         remote's index is never trusted. Nothing is added unless all of it checks out.
         ``index`` is for a pack this repository just wrote itself (``pack_between``): its
-        objects are already here, so it is stored as it is.
+        objects are already here, so it is stored as it is; or for a clone's pack whose
+        uploaded index ``packcheck.check_index`` checked against it.
         """
         from memfs.packs import PackError, index_pack
 
@@ -147,7 +148,7 @@ class Packing(HistoryBase):
             if f"pack-{indexed.checksum.hex()}" != name:
                 raise PackCorruptError(name, "its checksum does not match its name")
             index = indexed.index_bytes()
-            self._keep_unpacked(indexed.objects)
+            self.keep_unpacked(indexed.objects)
         pack_dir = self.control_dir / "objects" / "pack"
         pack_dir.mkdir(parents=True, exist_ok=True)
         # Durable before any ref can point into it (as git fsyncs its packs); the .idx, last,
@@ -156,9 +157,10 @@ class Packing(HistoryBase):
         atomic_write(pack_dir / f"{name}.idx", index, 0o444)
         self.repo.object_store._update_pack_cache()
 
-    def _keep_unpacked(self, objects: dict[bytes, RawObject]) -> None:
+    def keep_unpacked(self, objects: dict[bytes, RawObject]) -> None:
         """Keep a fetched pack's objects beside those of the packs imported with it (a clone
-        of a remote that lists many packs checks out from all of them), up to
+        of a remote that lists many packs checks out from all of them; a clone's checkout
+        objects, read and hashed by ``packcheck``, are kept the same way), up to
         UNPACKED_CACHE_BYTES in all; past that, the packs on disk serve."""
         size = sum(len(data) for _, data in objects.values())
         if self._unpacked_bytes + size > UNPACKED_CACHE_BYTES:

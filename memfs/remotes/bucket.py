@@ -229,14 +229,17 @@ class BucketRemote:
     def _import_holding(self, history: History, names: list[str], shas: list[str]) -> None:
         """``_import``, then, if a commit of ``shas`` is still missing, once more without the
         held-packs record of ``names``: it vouched for objects git gc has pruned since."""
-        self._import(history, names)
+        self._import(history, names, shas[0] if len(shas) == 1 else None)
         if not all(history.has_commit(sha) for sha in shas) and history.release_packs(names):
             self._import(history, names)
 
-    def _import(self, history: History, names: list[str]) -> None:
+    def _import(self, history: History, names: list[str], tip: str | None = None) -> None:
         missing = [name for name in names if not history.has_pack(name)]
         if missing:
             history.drop_unpacked()  # keep this fetch's objects (for a checkout), not the last's
+        if missing and tip is not None and history.head() is None:
+            self._import_checked(history, missing, tip)
+            return
         received = done = 0
         for start in range(0, len(missing), FETCH_BATCH):
             batch = missing[start : start + FETCH_BATCH]
@@ -253,6 +256,35 @@ class BucketRemote:
                     history.import_pack(name, pack[0])
                 except PackCorruptError as error:
                     raise RemoteCorruptError(self.url, str(error)) from error
+
+    def _import_checked(self, history: History, names: list[str], tip: str) -> None:
+        """A first fetch (a clone): each pack with the index its pusher uploaded beside it,
+        checked against the pack instead of rebuilt object by object, and the objects a
+        checkout of ``tip`` reads hashed, before anything is stored (``memfs.packcheck``)."""
+        from memfs.packcheck import check_received
+        from memfs.packs import PackError
+
+        received: list[tuple[str, bytes, bytes | None]] = []
+        size = 0
+        for start in range(0, len(names), FETCH_BATCH):
+            batch = names[start : start + FETCH_BATCH]
+            got = self.storage.get_many(
+                [f"packs/{name}{suffix}" for name in batch for suffix in (".pack", ".idx")]
+            )
+            for name, pack, index in zip(batch, got[::2], got[1::2], strict=True):
+                if pack is None:
+                    raise _PackGone(name)
+                received.append((name, pack[0], index[0] if index is not None else None))
+                size += len(pack[0]) + (len(index[0]) if index is not None else 0)
+                self.progress(f"fetched pack {len(received)}/{len(names)}, {_size(size)}")
+        try:
+            checked, objects = check_received(received, bytes.fromhex(tip))
+        except PackError as error:
+            raise RemoteCorruptError(self.url, str(error)) from error
+        for item in checked:
+            crash_point("fetch.import")
+            history.import_pack(item.name, item.pack, item.index)
+        history.keep_unpacked(objects)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -409,6 +441,8 @@ class BucketRemote:
         Returns (packs merged, packs deleted). Readers that still use a retired pack find it
         for the grace period; one that finds it gone re-reads the manifest.
         """
+        from memfs.compaction import compacted_pack
+
         manifest, etag = self.read_manifest()
         if manifest is None:
             return 0, 0
@@ -418,7 +452,7 @@ class BucketRemote:
         packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
         if len(manifest.packs) > 1:
             self._import_holding(history, manifest.packs, list(manifest.refs.values()))
-            whole = history.pack_between(list(manifest.refs.values()), [])
+            whole = compacted_pack(history, self.storage, manifest)
             if whole is not None:
                 self.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
                 self.storage.put_if_absent(f"packs/{whole.name}.idx", whole.index)
