@@ -205,7 +205,12 @@ class AgentCache:
         agent = open_checkout(folder)
         if agent is None:
             return clone_checkout(agent_url(self.cloud_url, name), folder, name)
-        if agent.history.head() == entry.head:
+        head = agent.history.head()
+        if head != entry.head and not self._look(entry, force=True):
+            # moved by a push around this cache (git's), or the look is stale: look again
+            agent.close()
+            raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud")
+        if head == entry.head:
             return agent
         try:
             config = RemoteConfig("origin", agent_url(self.cloud_url, name))
