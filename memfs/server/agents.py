@@ -21,6 +21,7 @@ git client may push at any time. So:
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from memfs.remotes.storage import open_storage
 from memfs.schema import is_valid_name
 from memfs.server.checkouts import (
     CheckoutLock,
+    checkout_stamp,
     clear_writing,
     clone_checkout,
     mark_writing,
@@ -46,6 +48,7 @@ from memfs.server.checkouts import (
 T = TypeVar("T")
 FRESH_S = 0.5  # how long a look at the bucket stays good for reads
 LIST_AGAIN_S = 2.0  # an unknown id re-lists the cloud at most this often
+KEEP_OPEN = 64  # checkouts kept open between requests (each holds a few file descriptors)
 PUSH_ATTEMPTS = 8
 
 
@@ -85,6 +88,8 @@ class _Entry:
         self.etag: str | None = None
         self.head: str | None = None  # the bucket's head at the last look
         self.looked_at = float("-inf")  # time.monotonic() of the last look
+        self.agent: Agent | None = None  # the checkout left open by the last user, and
+        self.stamp: tuple[object, ...] | None = None  # what its .git looked like then
 
 
 class AgentCache:
@@ -106,6 +111,8 @@ class AgentCache:
         self._entries: dict[str, _Entry] = {}
         self._ids: dict[str, str] = {}  # agent id -> folder name, learnt from memfs.json
         self._listed_at = float("-inf")
+        self._open = 0  # checkouts kept open in entries
+        self._open_guard = threading.Lock()
         self.polls = 0  # manifest reads made for reads and writes (benchmarks, tests)
         self.pulls = 0  # fetches that moved a checkout
 
@@ -201,7 +208,7 @@ class AgentCache:
         if not self._look(entry):
             raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud")
         folder = self.cache_dir / name
-        agent = open_checkout(folder)
+        agent = self._take(entry, folder)
         if agent is None:
             return clone_checkout(agent_url(self.cloud_url, name), folder, name)
         head = agent.history.head()
@@ -222,6 +229,29 @@ class AgentCache:
             agent.close()
             return clone_checkout(agent_url(self.cloud_url, name), folder, name)
 
+    def _take(self, entry: _Entry, folder: Path) -> Agent | None:
+        """The checkout the last user left open, if its ``.git`` is as that user left it (no
+        other process touched it), else the checkout opened afresh (None: clone it)."""
+        kept, entry.agent = entry.agent, None
+        if kept is not None:
+            with self._open_guard:
+                self._open -= 1
+            if entry.stamp == checkout_stamp(folder):
+                return kept
+            kept.close()
+        return open_checkout(folder)
+
+    def _leave(self, entry: _Entry, agent: Agent, keep: bool) -> None:
+        """Done with ``agent``: kept open for the next user (up to ``KEEP_OPEN``) or closed."""
+        with self._open_guard:
+            keep = keep and self._open < KEEP_OPEN
+            if keep:
+                self._open += 1
+        if keep:
+            entry.agent, entry.stamp = agent, checkout_stamp(agent.root)
+        else:
+            agent.close()
+
     @contextmanager
     def reading(self, ref: str, fresh_s: float | None = None) -> Iterator[Agent]:
         """The agent ``ref``, up to date with the bucket, held against every other user of
@@ -239,7 +269,7 @@ class AgentCache:
             try:
                 yield agent
             finally:
-                agent.close()
+                self._leave(entry, agent, keep=True)
 
     def write(self, ref: str, change: Callable[[Agent], T], message: str) -> T:
         """Apply ``change`` to the fresh work tree of ``ref``, commit it, push it.
@@ -252,6 +282,7 @@ class AgentCache:
         with entry.lock.held():
             entry.looked_at = float("-inf")  # a write starts from the bucket's latest
             agent = self._checkout(name, entry)
+            done = False
             try:
                 mark_writing(agent)
                 try:
@@ -265,9 +296,10 @@ class AgentCache:
                     self._put_back(name, agent, entry)
                     raise
                 clear_writing(agent)
+                done = True
                 return result
             finally:
-                agent.close()
+                self._leave(entry, agent, keep=done)
 
     def _push(self, name: str, agent: Agent, entry: _Entry) -> None:
         """Compare-and-swap the commit just made onto the bucket; merge and retry when another
