@@ -139,7 +139,10 @@ def test_the_serve_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "| token check + 404 (floor) | 20 |" in done.stdout
     rows = json.loads(figures.read_text())
-    assert all(row["requests"] == 20 and row["errors"] == 0 and row["rps"] > 0 for row in rows)
+    assert rows and all(
+        row["requests"] > 0 and row["errors"] == 0 and row["rps"] > 0 for row in rows
+    )
+    assert rows[0]["requests"] == 20  # --requests per row (a row may run fewer, slower ones)
 
 
 # -- several servers on one cloud (through the REST routes, where this branch has them) --------
