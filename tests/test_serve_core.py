@@ -85,3 +85,27 @@ def test_a_non_loopback_address_with_a_token_is_served(tmp_path: Path) -> None:
         local = server.url.replace("0.0.0.0", "127.0.0.1")
         assert get(local + "/x")[0] == 401
         assert get(local + "/x", server.auth_headers())[0] == 404
+
+
+def test_the_demo_ends_by_serving_its_cloud_and_printing_the_console_url(tmp_path: Path) -> None:
+    import os
+    import re
+
+    from tests.serve import started
+
+    command = [sys.executable, "-m", "memfs", "demo", "--dir", str(tmp_path / "demo"),
+               "--serve", "--listen", "127.0.0.1:0"]  # fmt: skip
+    console = re.compile(r"Console: (http://127\.0\.0\.1:\d+)/")
+    with started(command, dict(os.environ), console, deadline_s=90) as demo:
+        assert "Letta Code: LETTA_MEMFS_BASE_URL=" + demo.url in demo.output()
+        status, _ = get(demo.url + "/v1/no-such-route")
+        assert status == 404  # served, and open: the demo has no token
+        assert demo.stop() == 0
+    assert "Traceback" not in demo.output()
+    assert (tmp_path / "demo" / "cloud" / "garden" / "manifest.json").exists()
+
+
+def test_the_demo_does_not_ask_to_serve_when_not_in_a_terminal(tmp_path: Path) -> None:
+    done = memfs("demo", "--dir", str(tmp_path / "demo"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Serve the demo" not in done.stdout and done.stdout.rstrip().endswith("push")
