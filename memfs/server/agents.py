@@ -155,11 +155,11 @@ class AgentCache:
         entry = self._entry(ref)
         if self._look(entry, force=True):
             return ref
+        self._entries.pop(ref, None)  # no agent folder of that name: an id, or nothing
         if time.monotonic() - self._listed_at > LIST_AGAIN_S:
             self.list()
         if ref in self._ids:
             return self._ids[ref]
-        self._entries.pop(ref, None)
         raise AgentNotFoundError(f"no agent {_shown(ref)} in this cloud")
 
     def invalidate(self, ref: str) -> None:
