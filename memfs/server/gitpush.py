@@ -50,7 +50,7 @@ class Refused(Exception):
 
 
 def decide(
-    agent: Agent, remote: BucketRemote, updates: list[RefUpdate], atomic: bool, origin: str
+    agent: Agent, remote: BucketRemote, updates: list[RefUpdate], atomic: bool
 ) -> list[str | None]:
     """The outcome of each ref command of one push (None: done), pushing to the bucket."""
     branch = agent.history.branch()
@@ -59,7 +59,7 @@ def decide(
         return [reason or "atomic push failed" for reason in reasons]
     for index, update in enumerate(updates):
         if reasons[index] is None:
-            reasons[index] = push_branch(agent, remote, branch, update, origin)
+            reasons[index] = push_branch(agent, remote, branch, update)
     return reasons
 
 
@@ -73,9 +73,7 @@ def static_refusal(update: RefUpdate, branch: str) -> str | None:
     return None
 
 
-def push_branch(
-    agent: Agent, remote: BucketRemote, branch: str, update: RefUpdate, origin: str
-) -> str | None:
+def push_branch(agent: Agent, remote: BucketRemote, branch: str, update: RefUpdate) -> str | None:
     """Check ``update.new`` and swap the bucket's head to it; the refusal reason, or None."""
     history = agent.history
     assert update.new is not None
@@ -98,16 +96,17 @@ def push_branch(
             log.warning("push to %s failed: %s", agent.root.name, error)
             return f"memfs: the bucket refused the push: {error}"
         history.set_ref(tracking_ref(REMOTE, branch), update.new, "push: through memfs serve")
-    _bring_work_tree(agent, update.new, origin)
+    _bring_work_tree(agent, update.new)
     return None
 
 
-def _bring_work_tree(agent: Agent, new: str, origin: str) -> None:
-    """Move the cached checkout to the pushed head; a failure only delays it to the next read."""
-    from memfs.sync import conflict_policy, integrate
+def _bring_work_tree(agent: Agent, new: str) -> None:
+    """Move the cached checkout to the pushed head; a failure only delays it to the next read
+    (which finds the checkout behind the bucket and fetches, or clones it again)."""
+    from memfs.server.checkouts import move_to
 
     try:
-        integrate(agent, new, REMOTE, conflict_policy(agent), origin=origin)
+        move_to(agent, new, "serve: git push")
     except MemfsError as error:
         log.warning("cache of %s not updated after a push: %s", agent.root.name, error)
 

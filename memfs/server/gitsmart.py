@@ -130,23 +130,25 @@ class _GitRoutes:
     def _receive(self, ref: str, body: bytes) -> bytes:
         name = self.ctx.agents.resolve(ref)
         remote = self.ctx.agents.remote(name)
-        origin = self.ctx.agents.origin
         with self.ctx.agents.reading(name) as agent:
             refs, _ = gitpack.branch_refs(agent.history.branch(), _served_head(agent))
             refs.pop("HEAD", None)
 
             def decide(updates: list[gitpack.RefUpdate], atomic: bool) -> list[str | None]:
-                return gitpush.decide(agent, remote, updates, atomic, origin)
+                return gitpush.decide(agent, remote, updates, atomic)
 
-            return gitpack.receive(agent.history.repo, refs, body, decide)
+            try:
+                return gitpack.receive(agent.history.repo, refs, body, decide)
+            finally:
+                # the bucket moved (this push) or was found moved (fetch first): the next
+                # read, the client's pull first of all, must look at it again
+                self.ctx.agents.invalidate(name)
 
 
 def _served_head(agent: Agent) -> str | None:
-    """The head to advertise: the bucket's, as the cache's last read of it saw it."""
-    from memfs.remotestate import tracking_ref
-
-    history = agent.history
-    return history.ref(tracking_ref(gitpush.REMOTE, history.branch())) or history.head()
+    """The head to advertise: the bucket's, as the cache's last look at it saw it (a
+    checkout from ``AgentCache.reading`` is at that head)."""
+    return agent.history.head()
 
 
 async def _request_body(request: Request, service: str) -> bytes:
