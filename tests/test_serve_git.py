@@ -416,3 +416,21 @@ def test_letta_codes_own_sync_sequence_through_the_server(
         assert report.ok and report.head == head
         git(laptop, "fsck", "--strict")
         assert server.token not in server.output()
+
+
+@pytest.mark.timeout(180)
+def test_the_clone_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """benchmarks/bench_serve_git.py end to end (not timed), so it cannot rot unnoticed."""
+    import json
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_serve_git.py"
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--sizes", "10", "--repeat", "1", "--json", str(figures)],
+        capture_output=True, text=True, timeout=150, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| median of 1 | 10 |" in done.stdout
+    (row,) = json.loads(figures.read_text())
+    assert row["serve_s"] > 0 and row["file_s"] > 0 and row["verdict"] in ("PASS", "MISS")
