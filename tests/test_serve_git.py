@@ -186,6 +186,25 @@ def test_a_push_from_an_old_advertisement_is_fetch_first(
     assert bucket_head(cloud) == moved
 
 
+def test_shallow_and_partial_clones(cloud: str, server: ServerHandle, tmp_path: Path) -> None:
+    """A shallow clone is served and deepened; a partial clone (``--filter``), which the
+    server does not offer, is a whole clone with git's warning, never a broken checkout."""
+    agent = seed_agent(tmp_path, cloud)
+    (agent.root / "system/persona.md").write_text(PERSONA + "Second.\n", encoding="utf-8")
+    agent.commit(message="second")
+    assert push(agent, remote="origin").ok
+    git(tmp_path, "clone", "-q", "--depth", "1", server.git_url("alpha"), "shallow")
+    shallow = tmp_path / "shallow"
+    assert git(shallow, "rev-list", "--count", "HEAD").stdout.strip() == "1"
+    git(shallow, "fetch", "-q", "--unshallow")
+    assert int(git(shallow, "rev-list", "--count", "HEAD").stdout) >= 3
+    git(shallow, "fsck", "--strict")
+    partial = git(tmp_path, "clone", "--filter=blob:none", server.git_url("alpha"), "partial")
+    assert "filtering not recognized by server" in partial.stderr
+    assert (tmp_path / "partial/system/persona.md").read_text().endswith("Second.\n")
+    git(tmp_path / "partial", "fsck", "--strict")
+
+
 @pytest.mark.parametrize(
     ("refspec", "reason"),
     [

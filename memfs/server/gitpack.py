@@ -15,7 +15,7 @@ against a half-read socket would hold the agent's lock for as long as the client
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from dulwich.object_store import PackBasedObjectStore
 from dulwich.objects import ObjectID
 from dulwich.protocol import (
     CAPABILITY_ATOMIC,
+    CAPABILITY_FILTER,
     ZERO_SHA,
     Protocol,
     ReceivableProtocol,
@@ -115,7 +116,7 @@ def advertisement(repo: Repo, service: str, refs: Mapping[str, str], branch: str
     proto = Protocol(io.BytesIO().read, out.write)
     if service == UPLOAD_PACK:
         served = ServedRepo(repo, refs, {"HEAD": f"refs/heads/{branch}"} if refs else {})
-        UploadPackHandler(
+        _UploadPack(
             _OneRepo(served), ["."], proto, stateless_rpc=True, advertise_refs=True
         ).handle()
     else:
@@ -163,7 +164,7 @@ def upload(repo: Repo, refs: Mapping[str, str], body: bytes) -> bytes:
     out = io.BytesIO()
     proto = Protocol(io.BytesIO(body).read, out.write)
     served = ServedRepo(repo, refs, {})
-    UploadPackHandler(_OneRepo(served), ["."], proto, stateless_rpc=True).handle()
+    _UploadPack(_OneRepo(served), ["."], proto, stateless_rpc=True).handle()
     return out.getvalue()
 
 
@@ -176,6 +177,21 @@ def receive(repo: Repo, refs: Mapping[str, str], body: bytes, decide: Decide) ->
     served = ServedRepo(repo, refs, {})
     _ReceivePack(_OneRepo(served), ["."], proto, stateless_rpc=True, decide=decide).handle()
     return out.getvalue()
+
+
+class _UploadPack(UploadPackHandler):
+    """dulwich's upload-pack without partial clone (``filter``): a partial clone's later
+    requests want single blobs by sha, which a server that serves only what its refs reach
+    refuses; told nothing, git clones in full (with a warning that the filter was ignored)."""
+
+    def capabilities(self) -> list[bytes]:
+        return [cap for cap in super().capabilities() if cap != CAPABILITY_FILTER]
+
+    def set_client_capabilities(self, caps: Iterable[bytes]) -> None:
+        # git 2.39 still names ``filter`` in its want line after warning that the server
+        # does not support it: ignored here as git ignores the filter, not refused.
+        kept = [cap for cap in caps if not cap.startswith(CAPABILITY_FILTER)]
+        super().set_client_capabilities(kept)
 
 
 class _ReceivePack(ReceivePackHandler):

@@ -199,11 +199,14 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
     async def guarded(request: Request) -> Response:
         from dulwich.errors import GitProtocolError
+        from starlette.requests import ClientDisconnect
 
         try:
             return await endpoint(request)
         except _BadRequest as bad:
             return _text(bad.status, str(bad))
+        except ClientDisconnect:
+            return _text(400, "memfs: the client went away mid-request")
         except AgentNotFoundError as missing:
             return _text(404, f"memfs: {missing}")
         except GitProtocolError as error:
