@@ -450,6 +450,8 @@ def test_the_clone_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=150, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "| median of 1 | 10 |" in done.stdout
-    (row,) = json.loads(figures.read_text())
-    assert row["serve_s"] > 0 and row["file_s"] > 0 and row["verdict"] in ("PASS", "MISS")
+    assert "| clone (1) | 10 |" in done.stdout and "| 1-file push (1) | 10 |" in done.stdout
+    clone, pushed = json.loads(figures.read_text())
+    assert (clone["row"], pushed["row"]) == ("clone", "1-file push")
+    assert all(row["serve_s"] > 0 and row["file_s"] > 0 for row in (clone, pushed))
+    assert clone["verdict"] in ("PASS", "MISS") and pushed["verdict"] == "-"

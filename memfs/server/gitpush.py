@@ -129,6 +129,8 @@ def check_commits(agent: Agent, new: str, base: str | None) -> None:
             f"memfs: {new[:12]}'s history is incomplete: the pack lacks objects"
         ) from None
     checker = _TreeChecker(agent)
+    if base is not None:
+        checker.trust(store[ObjectID(base.encode())])
     walker = history.repo.get_walker(
         include=[ObjectID(new.encode())], exclude=[ObjectID(base.encode())] if base else None
     )
@@ -147,13 +149,20 @@ def check_commits(agent: Agent, new: str, base: str | None) -> None:
 
 
 class _TreeChecker:
-    """Checks the trees of new commits, each (tree, folder) once however many commits share it."""
+    """Checks the trees of new commits, each (tree, folder) once however many commits share
+    it; what the bucket's head holds already is trusted (a one-file push checks the trees on
+    the changed path and the new blob, not the whole agent)."""
 
     def __init__(self, agent: Agent) -> None:
         self.root = agent.root
         self.store = agent.history.repo.object_store
         self.links: dict[tuple[bytes, str], dict[str, bytes]] = {}  # symlinks under a subtree
         self.blobs: set[bytes] = set()
+
+    def trust(self, commit: object) -> None:
+        """Record the tree of ``commit``, a commit the bucket holds, as checked."""
+        assert isinstance(commit, Commit)
+        self._tree(commit.tree, "", trusted=True)
 
     def check_commit(self, commit: Commit) -> None:
         links = self._tree(commit.tree, "")
@@ -164,29 +173,28 @@ class _TreeChecker:
         except UnsafePathError as error:
             raise Refused(f"memfs: commit {commit.id.decode()[:7]}: {error}") from None
 
-    def _tree(self, sha: bytes, folder: str) -> dict[str, bytes]:
-        """The symlinks (path -> target) under tree ``sha`` at ``folder``, checking it."""
+    def _tree(self, sha: bytes, folder: str, trusted: bool = False) -> dict[str, bytes]:
+        """The symlinks (path -> target) under tree ``sha`` at ``folder``, checking it unless
+        it is ``trusted``."""
         known = self.links.get((sha, folder))
         if known is not None:
             return known
         tree = self.store[ObjectID(sha)]
         if not isinstance(tree, Tree):
             raise Refused(f"memfs: {sha.decode()[:12]} is not a tree")
-        _check_object(tree)
+        if not trusted:
+            _check_object(tree)
         links: dict[str, bytes] = {}
         for item in tree.iteritems():
             path = folder + item.path.decode("utf-8", "surrogateescape")
-            try:
-                check_path(path)
-            except UnsafePathError as error:
-                raise Refused(f"memfs: {error}") from None
-            if item.mode not in _MODES:
-                what = "a submodule" if item.mode == 0o160000 else f"mode {item.mode:o}"
-                raise Refused(f"memfs: {path!r} is {what}: agents hold only files and symlinks")
+            if not trusted:
+                _check_entry(path, item.mode)
             if item.mode == stat.S_IFDIR:
-                links.update(self._tree(item.sha, path + "/"))
+                links.update(self._tree(item.sha, path + "/", trusted))
             elif item.mode == MODE_SYMLINK:
                 links[path] = self._blob(item.sha).data
+            elif trusted:
+                self.blobs.add(item.sha)
             elif item.sha not in self.blobs:
                 self._blob(item.sha)
         self.links[(sha, folder)] = links
@@ -198,6 +206,17 @@ class _TreeChecker:
             raise Refused(f"memfs: {sha.decode()[:12]} is not a file's content")
         self.blobs.add(sha)
         return blob
+
+
+def _check_entry(path: str, mode: int) -> None:
+    """Refuse a tree entry memfs cannot check out: an unsafe path, a submodule, an odd mode."""
+    try:
+        check_path(path)
+    except UnsafePathError as error:
+        raise Refused(f"memfs: {error}") from None
+    if mode not in _MODES:
+        what = "a submodule" if mode == 0o160000 else f"mode {mode:o}"
+        raise Refused(f"memfs: {path!r} is {what}: agents hold only files and symlinks")
 
 
 def _check_object(obj: Commit | Tree) -> None:
