@@ -58,8 +58,13 @@ def decide(
     if atomic and any(reasons):
         return [reason or "atomic push failed" for reason in reasons]
     for index, update in enumerate(updates):
-        if reasons[index] is None:
+        if reasons[index] is not None:
+            continue
+        try:
             reasons[index] = push_branch(agent, remote, branch, update)
+        except MemfsError as error:  # the bucket unreachable, the checkout's lock held, ...
+            log.warning("push to %s failed: %s", agent.root.name, error)
+            reasons[index] = f"memfs: {error}"
     return reasons
 
 
