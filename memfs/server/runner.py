@@ -83,7 +83,9 @@ def bind(listen: Listen) -> socket.socket:
     """A listening TCP socket on ``listen`` (connections queue until the server takes them)."""
     host = "127.0.0.1" if listen.host == "localhost" else listen.host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and without it a response's two writes wait out the client's delayed ACK (~40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, listen.port))
@@ -157,6 +159,7 @@ def serve(
     token_file: Path | None = None,
     cache_dir: Path | None = None,
     access_log: bool = True,
+    fresh_s: float | None = None,
     announce: Callable[[Announcement], None] = lambda said: print(said.line, flush=True),
 ) -> None:
     """Serve every agent of ``cloud`` on ``listen`` until SIGTERM or SIGINT.
@@ -184,6 +187,8 @@ def serve(
             "127.0.0.1"
         )
     agents = AgentCache(url, options, cache_dir or cache_dir_for(url))
+    if fresh_s is not None:
+        agents.fresh_s = fresh_s
     ctx = ServerContext(name, url, options, agents, token_required=tokens > 0, tokens=checker)
     app = create_app(ctx)
     sock = bind(where)
