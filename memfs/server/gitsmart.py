@@ -104,7 +104,9 @@ class _GitRoutes:
 
     def _advertise(self, ref: str, service: str) -> bytes:
         name = self.ctx.agents.resolve(ref)
-        with self.ctx.agents.reading(name) as agent:
+        # a client's first request: it may have pushed through another server a moment ago,
+        # so the bucket is asked whatever the cache's window (a 304 when nothing moved)
+        with self.ctx.agents.reading(name, fresh_s=0) as agent:
             branch = agent.history.branch()
             refs, _ = gitpack.branch_refs(branch, _served_head(agent))
             return gitpack.advertisement(agent.history.repo, service, refs, branch)
