@@ -455,3 +455,22 @@ def test_the_clone_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert (clone["row"], pushed["row"]) == ("clone", "1-file push")
     assert all(row["serve_s"] > 0 and row["file_s"] > 0 for row in (clone, pushed))
     assert clone["verdict"] in ("PASS", "MISS") and pushed["verdict"] == "-"
+
+
+def test_only_a_whole_clone_request_is_answered_from_the_clone_cache() -> None:
+    from memfs.server.gitpack import CloneCache, whole_clone
+
+    want = _pkt(f"want {'a' * 40} side-band-64k thin-pack ofs-delta") + b"0000"
+    assert whole_clone(want + _pkt("done"))
+    assert not whole_clone(want + _pkt(f"have {'b' * 40}") + b"0000" + _pkt("done"))
+    assert not whole_clone(want[:-4] + _pkt("deepen 1") + b"0000" + _pkt("done"))
+    assert not whole_clone(want)  # no done: a negotiation, not a clone
+    assert not whole_clone(b"garbage")
+    cache = CloneCache(max_bytes=100)
+    cache.put("alpha", b"q1", b"x" * 40)
+    cache.put("beta", b"q1", b"y" * 40)
+    assert cache.get("alpha", b"q1") == b"x" * 40 and cache.get("beta", b"q1") == b"y" * 40
+    cache.put("alpha", b"q2", b"z" * 40)  # past 100 bytes: the least recently used goes
+    assert cache.get("alpha", b"q1") is None and cache.get("alpha", b"q2") == b"z" * 40
+    cache.put("alpha", b"q3", b"w" * 200)  # larger than the whole cache: not kept
+    assert cache.get("alpha", b"q3") is None

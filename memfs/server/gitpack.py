@@ -15,6 +15,8 @@ against a half-read socket would hold the agent's lock for as long as the client
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -153,6 +155,56 @@ def _pkt_lines(body: bytes) -> Iterator[bytes | None]:
             return
         yield body[at + 4 : at + size]
         at += size
+
+
+_NOT_A_CLONE = (b"have", b"shallow", b"deepen", b"deepen-since", b"deepen-not", b"filter")
+
+
+def whole_clone(body: bytes) -> bool:
+    """Whether an upload-pack request is a whole clone: wants and ``done``, nothing the answer
+    would depend on besides the wanted commits (no have, shallow, deepen or filter line)."""
+    lines = [line for line in _pkt_lines(body) if line is not None]
+    words = [line.split(b" ", 1)[0].strip() for line in lines]
+    return (
+        bool(words)
+        and words[0] == b"want"
+        and words[-1] == b"done"
+        and not any(word in _NOT_A_CLONE for word in words)
+    )
+
+
+class CloneCache:
+    """Answers to whole-clone requests, by agent and request bytes, least recently used out
+    first past ``max_bytes``. What a commit reaches never changes, so the same request always
+    gets the same pack: sandboxes cloning an agent's memory as they start, one after another,
+    cost the server one pack, not one each. A push moves the head, and with it the request."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._answers: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, agent: str, body: bytes) -> bytes | None:
+        with self._lock:
+            answer = self._answers.get((agent, body))
+            if answer is not None:
+                self._answers.move_to_end((agent, body))
+                self.hits += 1
+            return answer
+
+    def put(self, agent: str, body: bytes, answer: bytes) -> None:
+        if len(answer) + len(body) > self.max_bytes:
+            return
+        with self._lock:
+            if (agent, body) in self._answers:
+                return
+            self._answers[(agent, body)] = answer
+            self._bytes += len(answer) + len(body)
+            while self._bytes > self.max_bytes:
+                (_, old_body), old = self._answers.popitem(last=False)
+                self._bytes -= len(old) + len(old_body)
 
 
 def upload(repo: Repo, refs: Mapping[str, str], body: bytes) -> bytes:

@@ -45,6 +45,8 @@ log = logging.getLogger("memfs.server.git")
 PREFIXES = ("/v1/git/{agent}/state.git", "/v1/git/{agent}")
 MAX_BODY_ENV = "MEMFS_SERVE_MAX_BODY"  # bytes of one git request (a push's pack), unpacked
 DEFAULT_MAX_BODY = 256 * 1024 * 1024
+CLONE_CACHE_ENV = "MEMFS_SERVE_CLONE_CACHE"  # bytes of whole-clone answers kept (0: none)
+DEFAULT_CLONE_CACHE = 64 * 1024 * 1024
 NO_CACHE = {
     "Cache-Control": "no-cache, max-age=0, must-revalidate",
     "Pragma": "no-cache",
@@ -78,7 +80,10 @@ class _GitRoutes:
     """The endpoints; the git work runs on a worker thread, holding the agent's read."""
 
     def __init__(self, ctx: ServerContext) -> None:
+        from memfs.config import count_from_env
+
         self.ctx = ctx
+        self.clones = gitpack.CloneCache(count_from_env(CLONE_CACHE_ENV, DEFAULT_CLONE_CACHE))
 
     async def info_refs(self, request: Request) -> Response:
         service = request.query_params.get("service", "")
@@ -113,6 +118,11 @@ class _GitRoutes:
 
     def _upload(self, ref: str, body: bytes) -> bytes:
         name = self.ctx.agents.resolve(ref)
+        clone = gitpack.whole_clone(body)
+        if clone:
+            cached = self.clones.get(name, body)
+            if cached is not None:
+                return cached
         with self.ctx.agents.reading(name) as agent:
             history = agent.history
             head = _served_head(agent)
@@ -127,7 +137,10 @@ class _GitRoutes:
                     and history.is_ancestor(sha, head)
                 ):
                     refs[f"refs/memfs/reachable/{sha}"] = sha  # never advertised: allowed
-            return gitpack.upload(history.repo, refs, body)
+            answer = gitpack.upload(history.repo, refs, body)
+        if clone:
+            self.clones.put(name, body, answer)
+        return answer
 
     def _receive(self, ref: str, body: bytes) -> bytes:
         name = self.ctx.agents.resolve(ref)
