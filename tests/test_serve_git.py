@@ -301,6 +301,35 @@ def test_a_push_that_drops_agent_yaml_is_refused(
     assert bucket_head(cloud) == agent.history.head()
 
 
+@pytest.mark.parametrize("point", ["push.pack", "push.manifest", "serve.git.pushed"])
+def test_a_server_killed_mid_push_loses_nothing_and_serves_on(
+    cloud: str, tmp_path: Path, point: str
+) -> None:
+    """kill -9 of the server at each step of a push (its pack uploaded, the manifest not yet
+    swapped; the manifest swapped, its checkout not yet moved): the bucket holds the old head
+    or the new one, never half; a server started again on the same cache serves the bucket's
+    head, and the user's push goes through or is already there."""
+    agent = seed_agent(tmp_path, cloud)
+    cache = tmp_path / "cache"
+    crashing = dict(os.environ, MEMFS_CRASH_AT=point)
+    with running_server(cloud, tmp_path, cache_dir=cache, env=crashing) as server:
+        git(tmp_path, "clone", "-q", server.git_url("alpha"), "clone")
+        clone = tmp_path / "clone"
+        new = commit_file(clone, "system/late.md", "---\ndescription: l\n---\nl\n", "late")
+        assert git(clone, "push", "origin", "main", check=False).returncode != 0
+        assert server.proc.wait(timeout=30) == -9  # killed at the point, as by kill -9
+    expected = new if point == "serve.git.pushed" else agent.history.head()
+    assert bucket_head(cloud) == expected
+    with running_server(cloud, tmp_path, cache_dir=cache) as again:
+        git(clone, "remote", "set-url", "origin", again.git_url("alpha"))
+        git(clone, "push", "-q", "origin", "main")
+        assert bucket_head(cloud) == new
+        git(tmp_path, "clone", "-q", again.git_url("alpha"), "fresh")
+        assert git(tmp_path / "fresh", "rev-parse", "HEAD").stdout.strip() == new
+        git(tmp_path / "fresh", "fsck", "--strict")
+        assert "Traceback" not in again.output()
+
+
 def test_auth_as_git_and_letta_code_send_it(cloud: str, tmp_path: Path) -> None:
     seed_agent(tmp_path, cloud)
     with running_server(cloud, tmp_path, token=True) as server:

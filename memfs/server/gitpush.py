@@ -29,6 +29,7 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 
 from memfs.agent import Agent
 from memfs.errors import MemfsError, PushRejectedError, RepositoryDamagedError, UnsafePathError
+from memfs.faults import crash_point
 from memfs.remotes.bucket import BucketRemote
 from memfs.remotestate import tracking_ref
 from memfs.schema import MANIFEST_FILE, manifest_data
@@ -100,6 +101,7 @@ def push_branch(agent: Agent, remote: BucketRemote, branch: str, update: RefUpda
         except MemfsError as error:
             log.warning("push to %s failed: %s", agent.root.name, error)
             return f"memfs: the bucket refused the push: {error}"
+        crash_point("serve.git.pushed")
         history.set_ref(tracking_ref(REMOTE, branch), update.new, "push: through memfs serve")
     _bring_work_tree(agent, update.new)
     return None
