@@ -330,6 +330,25 @@ def test_a_server_killed_mid_push_loses_nothing_and_serves_on(
         assert "Traceback" not in again.output()
 
 
+def test_a_push_larger_than_the_limit_is_refused_whole(cloud: str, tmp_path: Path) -> None:
+    agent = seed_agent(tmp_path, cloud)
+    limited = dict(os.environ, MEMFS_SERVE_MAX_BODY="20000")
+    with running_server(cloud, tmp_path, env=limited) as server:
+        git(tmp_path, "clone", "-q", server.git_url("alpha"), "clone")
+        clone = tmp_path / "clone"
+        (clone / "reference").mkdir()
+        (clone / "reference/big.bin").write_bytes(os.urandom(50_000))  # incompressible
+        git(clone, "add", "-A")
+        git(clone, "commit", "-q", "-m", "big")
+        done = git(clone, "push", "origin", "main", check=False)
+        assert done.returncode != 0 and "413" in done.stderr
+        assert bucket_head(cloud) == agent.history.head()
+        commit_file(clone, "reference/big.bin", "small now\n", "small")
+        git(clone, "push", "-q", "origin", "main", check=False)  # still carries the big blob
+        assert bucket_head(cloud) == agent.history.head()
+        assert "Traceback" not in server.output()
+
+
 def test_auth_as_git_and_letta_code_send_it(cloud: str, tmp_path: Path) -> None:
     seed_agent(tmp_path, cloud)
     with running_server(cloud, tmp_path, token=True) as server:
