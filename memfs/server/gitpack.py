@@ -38,7 +38,6 @@ from dulwich.server import Backend, ReceivePackHandler, UploadPackHandler
 UPLOAD_PACK = "git-upload-pack"
 RECEIVE_PACK = "git-receive-pack"
 SERVICES = (UPLOAD_PACK, RECEIVE_PACK)
-HEAD = b"HEAD"
 
 
 @dataclass(frozen=True)
@@ -104,11 +103,9 @@ class _OneRepo(Backend):
         return self.repo
 
 
-def branch_refs(branch: str, head: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """The refs and symrefs a memfs agent serves: its branch and HEAD, at ``head``."""
-    if head is None:
-        return {}, {}
-    return {"HEAD": head, f"refs/heads/{branch}": head}, {"HEAD": f"refs/heads/{branch}"}
+def branch_refs(branch: str, head: str | None) -> dict[str, str]:
+    """The refs a memfs agent serves: its branch and HEAD (pointing at it), at ``head``."""
+    return {} if head is None else {"HEAD": head, f"refs/heads/{branch}": head}
 
 
 def advertisement(repo: Repo, service: str, refs: Mapping[str, str], branch: str) -> bytes:

@@ -113,7 +113,7 @@ class _GitRoutes:
         # so the bucket is asked whatever the cache's window (a 304 when nothing moved)
         with self.ctx.agents.reading(name, fresh_s=0) as agent:
             branch = agent.history.branch()
-            refs, _ = gitpack.branch_refs(branch, _served_head(agent))
+            refs = gitpack.branch_refs(branch, _served_head(agent))
             return gitpack.advertisement(agent.history.repo, service, refs, branch)
 
     def _upload(self, ref: str, body: bytes) -> bytes:
@@ -126,7 +126,7 @@ class _GitRoutes:
         with self.ctx.agents.reading(name) as agent:
             history = agent.history
             head = _served_head(agent)
-            refs, _ = gitpack.branch_refs(history.branch(), head)
+            refs = gitpack.branch_refs(history.branch(), head)
             for sha in gitpack.wanted(body):
                 if (
                     head is not None
@@ -146,7 +146,7 @@ class _GitRoutes:
         name = self.ctx.agents.resolve(ref)
         remote = self.ctx.agents.remote(name)
         with self.ctx.agents.reading(name) as agent:
-            refs, _ = gitpack.branch_refs(agent.history.branch(), _served_head(agent))
+            refs = gitpack.branch_refs(agent.history.branch(), _served_head(agent))
             refs.pop("HEAD", None)
 
             def decide(updates: list[gitpack.RefUpdate], atomic: bool) -> list[str | None]:
