@@ -157,6 +157,61 @@ def row_refused(bench: Bench) -> Row:
 
 ROWS: list[Callable[[Bench], Row]] = [row_auth_only, row_refused]
 
+GIT_CLONES = 20  # a clone is a whole git process: --requests of them, at most this many
+
+
+def row_git_clone(bench: Bench) -> Row:
+    """``git clone`` through the server with Letta Code's auth header (buildGitAuthArgs),
+    one at a time on a warm server, beside ``git clone file://`` of a bare copy of the same
+    repository (the note: its median and the ratio; issue 13's target is 2x)."""
+    import base64
+    import shutil
+    import statistics
+    import subprocess
+
+    bare = bench.work / "git-clone-source.git"
+    if not bare.exists():
+        source = bench.work / "source" / AGENT
+        subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)],
+                       env=bench.env, check=True, capture_output=True)  # fmt: skip
+    basic = base64.b64encode(f"letta:{bench.server.token}".encode()).decode()
+    url = f"{bench.server.url}/v1/git/{bench.agent}/state.git"
+    header = f"http.extraHeader=Authorization: Basic {basic}"
+    through = ["git", "-c", "credential.helper=", "-c", "core.askPass=", "-c", header,
+               "clone", "-q", url]  # fmt: skip
+    local = ["git", "clone", "-q", bare.as_uri()]
+
+    def timed(command: list[str]) -> float:
+        target = bench.work / "git-clone-target"
+        start = time.perf_counter()
+        subprocess.run([*command, str(target)], env=bench.env, check=True, capture_output=True)
+        elapsed = time.perf_counter() - start
+        shutil.rmtree(target)
+        return elapsed
+
+    timed(through)  # warm: the server's first read of the agent fills its cache
+    served, plain = [], []
+    s3_before = len(bench.s3.requests)
+    clones = min(bench.requests, GIT_CLONES)
+    for _ in range(clones):  # in turns, so load on the machine weighs on both alike
+        served.append(timed(through))
+        plain.append(timed(local))
+    s3_made = len(bench.s3.requests) - s3_before
+    ratio = statistics.median(served) / statistics.median(plain)
+    return Row(
+        "git clone (one at a time)",
+        len(served),
+        len(served) / sum(served),
+        percentile(served, 0.50) * 1000,
+        percentile(served, 0.99) * 1000,
+        100 * s3_made / len(served),
+        note=f"git clone file:// p50 {statistics.median(plain) * 1000:.0f} ms; "
+        f"{ratio:.2f}x it ({'PASS' if ratio <= 2 else 'MISS'}, target 2x)",
+    )
+
+
+ROWS.append(row_git_clone)
+
 
 # -- setting up ------------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
 - ``commit.index``: a commit's branch moved, the index not yet rewritten for it
 - ``push.pack``, ``push.index``, ``push.manifest``: a bucket push, before each upload
 - ``push.git``: before a git push sends its pack
+- ``serve.git.pushed``: a git push through ``memfs serve`` has moved the bucket, the server's
+  checkout not yet moved to it
 - ``fetch.import``: a fetched pack is downloaded (bucket: not yet imported; git: stored,
   no ref pointing at it yet)
 - ``checkout.write``: before each file of a fresh clone or checkout is written

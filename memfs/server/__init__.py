@@ -13,7 +13,9 @@ module:
   or cloning it again (damaged, unfinished, a write stopped midway), moving it to a commit.
 - ``auth``: the middleware in front of every route: Bearer, Basic ``letta:<token>`` or the
   console's ``memfs_token`` cookie, checked against ``memfs.tokens`` (hashed, constant time).
-- ``gitsmart``: git smart HTTP at ``/v1/git/<agent-id or name>/state.git`` (Letta Code's URL).
+- ``gitsmart``: git smart HTTP at ``/v1/git/<agent-id or name>/state.git`` (Letta Code's URL);
+  ``gitpack`` runs dulwich's protocol handlers over a checkout, ``gitpush`` decides a push
+  (checks, then the bucket's compare-and-swap).
 - ``lettaapi``: the part of Letta's REST API that reads and writes memory, Letta's paths and JSON.
 - ``console``: the web console at ``/``.
 - ``app``: the Starlette application that puts them together.
