@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -70,7 +70,9 @@ from memfs.server.context import ServerContext
 
 log = logging.getLogger("memfs.server")
 MAX_BODY = 16 * 1024 * 1024
-DEFAULT_PAGE = 50
+DEFAULT_PAGE = 50  # Letta's default for agents
+DEFAULT_BLOCK_PAGE = 100  # and for an agent's blocks
+T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 _STATUS: list[tuple[type[Exception], int]] = [
     (AgentNotFoundError, 404),
@@ -112,6 +114,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         ("/v1/agents/{agent_id}/context", api.context, ["GET"]),
         ("/v1/agents/{agent_id}/history", api.history, ["GET"]),
         ("/v1/agents/{agent_id}/diff", api.diff, ["GET"]),
+        ("/v1/{rest:path}", api.not_found, ["GET", "PATCH", "POST", "PUT", "DELETE"]),
     ]
     return [Route(path, _answering(handler), methods=methods) for path, handler, methods in table]
 
@@ -164,8 +167,9 @@ class LettaApi:
             agents = [a for a in agents if (name is None or a.name == name) and text in a.name]
             if query.get("order") == "desc" or query.get("ascending") == "false":
                 agents.reverse()
-            agents = _page(agents, query.get("after"), query.get("before"), limit)
-            return [self._state(agent, with_blocks) for agent in agents]
+            states = [(agent.id, agent) for agent in agents]
+            page = _page(states, query.get("after"), query.get("before"), limit)
+            return [self._state(agent, with_blocks) for _, agent in page]
 
         return JSONResponse(await run_in_threadpool(work))
 
@@ -180,6 +184,8 @@ class LettaApi:
 
     async def list_blocks(self, request: Request) -> Response:
         ref = request.path_params["agent_id"]
+        query = request.query_params
+        limit = _int_param(query.get("limit"), "limit", DEFAULT_BLOCK_PAGE)
 
         def work() -> list[dict[str, Any]]:
             name = self.ctx.agents.resolve(ref)
@@ -188,7 +194,9 @@ class LettaApi:
                 found = readable_blocks(agent, agent_id)
             for block in found:
                 self._block_ids[block["id"]] = (name, block["label"])
-            return found
+            if query.get("order") == "desc":
+                found.reverse()
+            return _page(found, query.get("after"), query.get("before"), limit)
 
         return JSONResponse(await run_in_threadpool(work))
 
@@ -204,6 +212,12 @@ class LettaApi:
         if request.method == "PATCH":
             return await self._patch(request, name, label)
         return await run_in_threadpool(self._block_answer, name, label)
+
+    async def not_found(self, request: Request) -> Response:
+        """Any other path under /v1/ (an id with a slash in it, say): Letta's JSON 404."""
+        if request.path_params["rest"].startswith("git/"):
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        raise HTTPError(404, "Not Found")
 
     # -- memfs's own ----------------------------------------------------------------------
 
@@ -407,14 +421,12 @@ def _safe_path(path: str | None) -> str | None:
     return path
 
 
-def _page(
-    agents: list[ServedAgent], after: str | None, before: str | None, limit: int
-) -> list[ServedAgent]:
-    """Letta's cursor paging: the agents after (or before) the one with that id."""
-    ids = [agent.id for agent in agents]
+def _page(items: list[T], after: str | None, before: str | None, limit: int) -> list[T]:
+    """Letta's cursor paging: the items after (or before) the one with that id (an item is
+    a dict with an ``id`` or an ``(id, item)`` pair)."""
+    ids = [item[0] if isinstance(item, tuple) else item["id"] for item in items]  # type: ignore[index]
     if after:
-        agents = agents[ids.index(after) + 1 :] if after in ids else []
-    elif before:
-        agents = agents[: ids.index(before)] if before in ids else []
-        return agents[-limit:]
-    return agents[:limit]
+        return items[ids.index(after) + 1 :][:limit] if after in ids else []
+    if before:
+        return items[: ids.index(before)][-limit:] if before in ids else []
+    return items[:limit]
