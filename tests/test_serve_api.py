@@ -302,3 +302,73 @@ def test_if_match_merges_a_stale_edit_or_answers_409_with_the_current_value(clou
     merged = "I am a gardener!\nI like roses.\nI like lilies too.\n"
     assert body["value"] == merged and body["etag"]
     assert cloud.files("garden")["system/persona.md"].endswith("---\n" + merged)
+
+
+@pytest.mark.timeout(240)
+def test_patches_racing_a_watchers_edits_of_the_same_file_lose_neither(
+    cloud: Cloud, s3: S3Bucket
+) -> None:
+    """A watcher appends lines to reference/notes.md on its work tree while the API inserts
+    lines at its top (GET, then PATCH with If-Match), both at once. Every PATCH answers 200
+    (merged) or 409 with the current value; at the end every watcher line and every line a
+    200 answered for is in the bucket, and a fresh clone is fsck clean."""
+    import random
+    import threading
+    import time
+
+    from .harness import Machine, fsck, start_watcher, stop_watcher
+    from .s3 import CREDENTIALS
+    from .servers import wait_for
+
+    garden = cloud.ids["garden"]
+    url = agent_url(cloud.url, "garden")
+    machine = Machine.create(cloud.tmp, "w", dict(CREDENTIALS, AWS_ENDPOINT_URL=s3.server.endpoint))
+    done = machine.memfs("clone", url, str(machine.root), agent=False)
+    assert done.returncode == 0, done.stderr
+    start_watcher(machine)
+    path = f"/v1/agents/{garden}/core-memory/blocks/reference/notes"
+    watcher_lines, api_lines, answers = [], [], []
+    rng = random.Random(13)
+
+    def watcher_edits() -> None:
+        for i in range(8):
+            line = f"watcher line {i}\n"
+            with open(machine.root / "reference/notes.md", "a", encoding="utf-8") as file:
+                file.write(line)
+            watcher_lines.append(line)
+            time.sleep(rng.uniform(0.1, 0.6))
+
+    def api_edits() -> None:
+        for i in range(8):
+            status, headers, raw = cloud.call("GET", path)
+            assert status == 200, raw
+            value = json.loads(raw)["value"]
+            line = f"api line {i}\n"
+            time.sleep(rng.uniform(0.0, 0.5))  # the watcher may push in between
+            status, body = cloud.json("PATCH", path, {"value": line + value},
+                                      **{"If-Match": headers["etag"]})  # fmt: skip
+            answers.append(status)
+            assert status in (200, 409), body
+            if status == 200:
+                api_lines.append(line)
+            else:
+                assert "value" in body and body["detail"]
+
+    threads = [threading.Thread(target=watcher_edits), threading.Thread(target=api_edits)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=150)
+    stopped = stop_watcher(machine)
+    assert stopped.returncode == 0, stopped.stderr
+    assert api_lines, f"no PATCH landed: {answers}"
+
+    def everything_landed() -> bool:
+        files = cloud.files("garden")
+        text = "".join(v for p, v in files.items() if p.startswith("reference/notes"))
+        return all(line in text for line in watcher_lines + api_lines)
+
+    wait_for(everything_landed, timeout=60, what="every edit in the bucket")
+    fresh = cloud.tmp / "fsck-clone"
+    checkout(cloud.url, "garden", fresh)
+    assert fsck(fresh) == ""
