@@ -32,7 +32,7 @@ from memfs import lettahook
 from memfs.errors import MemfsError
 from memfs.layout import Layout, is_memory_path, label_of
 from memfs.memory import MemoryFile
-from memfs.trees import MODE_EXECUTABLE, MODE_FILE, TreeEntry
+from memfs.trees import MODE_EXECUTABLE, MODE_FILE, TreeEntry, blob_sha
 from memfs.worktree import DEFAULT_MAX_FILE_SIZE
 
 if TYPE_CHECKING:
@@ -208,8 +208,9 @@ def readable_blocks(agent: Agent, agent_id: str) -> list[dict[str, Any]]:
 
 def apply_update(
     agent: Agent, label: str, update: BlockUpdate, if_match: str | None = None
-) -> StoredBlock:
-    """Write ``update`` to block ``label`` in ``agent``'s work tree (not committed).
+) -> tuple[StoredBlock, MemoryFile]:
+    """Write ``update`` to block ``label`` in ``agent``'s work tree (not committed); the block
+    as written (its entry is the new file's) and the file.
 
     Refuses before writing: see the module docstring. ``if_match`` is the blob sha the client
     read; when HEAD has moved on since, a new ``value`` is merged with the changes made since.
@@ -246,7 +247,8 @@ def apply_update(
     _check_size(agent, block.path, data)
     _check_letta_rules(agent, block, data)
     memory_file.save()
-    return block
+    written = StoredBlock(label, block.path, TreeEntry(block.entry.mode, blob_sha(data)))
+    return written, memory_file
 
 
 def _blob_or_none(agent: Agent, sha: str) -> bytes | None:

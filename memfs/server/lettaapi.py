@@ -49,7 +49,12 @@ from memfs.errors import (
     RevisionNotFoundError,
     UnsafePathError,
 )
-from memfs.server.agents import AgentNotFoundError, ServedAgent, WriteConflictError
+from memfs.server.agents import (
+    AgentNotFoundError,
+    ServedAgent,
+    WriteConflictError,
+    WriteRefusedError,
+)
 from memfs.server.agentstate import agent_state
 from memfs.server.blocks import (
     BlockChangedError,
@@ -81,6 +86,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (PathNotFoundError, 404),
     (BlockReadOnlyError, 403),
     (BlockRefusedError, 400),
+    (WriteRefusedError, 400),
     (UnsafePathError, 400),
     (BlockUnreadableError, 422),
     (LockTimeoutError, 503),
@@ -344,15 +350,21 @@ class LettaApi:
         if_match = _etag(request.headers.get("if-match"))
 
         def work() -> Response:
+            name = self.ctx.agents.resolve(ref)
+            agent_id = self._identity(name)[0]
             message = f"memfs: update block {label} (REST API)"
             try:
-                self.ctx.agents.write(
-                    ref, lambda agent: apply_update(agent, label, update, if_match), message
+                written, memory_file = self.ctx.agents.write(
+                    name, lambda agent: apply_update(agent, label, update, if_match), message
                 )
             except (WriteConflictError, BlockChangedError) as error:
                 current, etag = self._block(ref, label)
                 raise HTTPError(409, str(error), value=current["value"], etag=etag) from error
-            return self._block_answer(ref, label)
+            # the block as this PATCH wrote it (merged with what If-Match missed); should the
+            # push have merged a concurrent edit in too, a GET shows it, and the ETag here
+            # still names a version an If-Match can merge from
+            answer = to_json(agent_id, written, memory_file)
+            return JSONResponse(answer, headers={"ETag": f'"{written.etag}"'})
 
         return await run_in_threadpool(work)
 
