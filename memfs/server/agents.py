@@ -152,14 +152,13 @@ class AgentCache:
             return ref
         if ref in self._ids:
             return self._ids[ref]
-        entry = self._entry(ref)
-        if self._look(entry, force=True):
+        if self._look(self._entry(ref), force=True):
             return ref
+        self._entries.pop(ref, None)  # no agent of that name: an id, or nothing
         if time.monotonic() - self._listed_at > LIST_AGAIN_S:
             self.list()
         if ref in self._ids:
             return self._ids[ref]
-        self._entries.pop(ref, None)
         raise AgentNotFoundError(f"no agent {_shown(ref)} in this cloud")
 
     def invalidate(self, ref: str) -> None:
@@ -224,12 +223,18 @@ class AgentCache:
             return clone_checkout(agent_url(self.cloud_url, name), folder, name)
 
     @contextmanager
-    def reading(self, ref: str) -> Iterator[Agent]:
+    def reading(self, ref: str, fresh_s: float | None = None) -> Iterator[Agent]:
         """The agent ``ref``, up to date with the bucket, held against every other user of
-        its checkout (this server's threads, other servers sharing the cache dir)."""
+        its checkout (this server's threads, other servers sharing the cache dir).
+
+        ``fresh_s`` overrides the cache's window for this read: 0 asks the bucket whatever
+        the last look (what a git client's first request wants: it may have pushed elsewhere
+        a moment ago)."""
         name = self.resolve(ref)
         entry = self._entry(name)
         with entry.lock.held():
+            if fresh_s is not None and time.monotonic() - entry.looked_at >= fresh_s:
+                entry.looked_at = float("-inf")
             agent = self._checkout(name, entry)
             try:
                 yield agent
