@@ -120,7 +120,6 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         ("/v1/agents/{agent_id}/context", api.context, ["GET"]),
         ("/v1/agents/{agent_id}/history", api.history, ["GET"]),
         ("/v1/agents/{agent_id}/diff", api.diff, ["GET"]),
-        ("/v1/{rest:path}", api.not_found, ["GET", "PATCH", "POST", "PUT", "DELETE"]),
     ]
     return [Route(path, _answering(handler), methods=methods) for path, handler, methods in table]
 
@@ -218,12 +217,6 @@ class LettaApi:
         if request.method == "PATCH":
             return await self._patch(request, name, label)
         return await run_in_threadpool(self._block_answer, name, label)
-
-    async def not_found(self, request: Request) -> Response:
-        """Any other path under /v1/ (an id with a slash in it, say): Letta's JSON 404."""
-        if request.path_params["rest"].startswith("git/"):
-            return Response("Not Found", status_code=404, media_type="text/plain")
-        raise HTTPError(404, "Not Found")
 
     # -- memfs's own ----------------------------------------------------------------------
 
