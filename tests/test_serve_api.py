@@ -32,10 +32,14 @@ PERSONA = "---\ndescription: Who I am\n---\nI am a gardener.\nI like roses.\n"
 HUMAN = "---\ndescription: The human\nread_only: true\n---\nAda, who waters on Sundays.\n"
 NOTES = "---\ndescription: Notes on plants\n---\nRoses need sun.\n"
 LETTA_PERSONA = "---\ndescription: Letta persona\n---\nI help with code.\n"
+V2_INDEX = "---\nname: memory\ndescription: What is where\n---\nSee persona.\n"
+V2_PERSONA = "---\nname: persona\ndescription: Who I am, v2\n---\nI am v2.\n"
 SKILL = "---\nname: deploy\ndescription: How to deploy\n---\nRun make deploy.\n"
 
 
-def make_agent(root: Path, cloud: str, name: str, files: dict[str, str], letta: bool) -> str:
+def make_agent(
+    root: Path, cloud: str, name: str, files: dict[str, str | bytes], letta: bool
+) -> str:
     """Create agent ``name`` with ``files`` (a Letta v1 repo or memfs-native), push it to the
     cloud; its id (what the API calls it)."""
     for path, text in files.items():
@@ -119,6 +123,13 @@ def cloud(s3: S3Bucket, tmp_path: Path) -> Iterator[Cloud]:
             {"system/persona.md": LETTA_PERSONA, "skills/deploy/SKILL.md": SKILL},
             letta=True,
         ),
+        "v2bot": make_agent(
+            tmp_path / "v2bot",
+            url,
+            "v2bot",
+            {"MEMORY.md": V2_INDEX, "persona.md": V2_PERSONA, "notes/broken.md": b"\xff\xfe no"},
+            letta=True,
+        ),
     }
     with running_server(url, tmp_path) as server:
         yield Cloud(url, ids, server, tmp_path)
@@ -132,13 +143,15 @@ def test_the_sdk_reads_health_agents_and_blocks_as_the_bucket_holds_them(cloud: 
     assert health.status == "ok" and health.version
 
     agents = list(client.agents.list())
-    assert [a.name for a in agents] == ["coder", "garden"]
+    assert [a.name for a in agents] == ["coder", "garden", "v2bot"]
     assert {a.name: a.id for a in agents} == cloud.ids
     assert all(a.blocks == [] for a in agents)  # Letta includes none unless asked
     assert [a.name for a in client.agents.list(name="garden")] == ["garden"]
     first = client.agents.list(limit=1)
     assert [a.name for a in first.items] == ["coder"]
-    assert [a.name for a in client.agents.list(after=cloud.ids["coder"])] == ["garden"]
+    assert [a.name for a in client.agents.list(after=cloud.ids["coder"])] == ["garden", "v2bot"]
+    desc = client.agents.list(order="desc", limit=2)
+    assert [a.name for a in desc.items] == ["v2bot", "garden"]
 
     garden = client.agents.retrieve(cloud.ids["garden"], include=["agent.blocks"])
     assert garden.name == "garden" and garden.memory.git_enabled
@@ -160,6 +173,20 @@ def test_the_sdk_reads_health_agents_and_blocks_as_the_bucket_holds_them(cloud: 
 
     skill = client.agents.blocks.retrieve("skills/deploy", agent_id=cloud.ids["coder"])
     assert skill.value == "Run make deploy.\n" and skill.description == "How to deploy"
+
+    # a Letta v2 repo: root files are blocks named without a folder; a file memfs cannot read
+    # is left out of the list (never failing the agent) and answered 422 on its own
+    v2 = {b.label: b for b in client.agents.blocks.list("v2bot")}
+    assert set(v2) == {"MEMORY", "persona"}
+    assert (v2["persona"].value, v2["persona"].description) == ("I am v2.\n", "Who I am, v2")
+    status, answer = cloud.json("GET", "/v1/agents/v2bot/core-memory/blocks/notes/broken")
+    assert status == 422 and answer["detail"].startswith("notes/broken.md:1: not valid UTF-8")
+
+    # a block id is found by a server that never listed it (no state: the id is a hash)
+    with running_server(cloud.url, cloud.tmp / "second") as second:
+        other = Letta(base_url=second.url, api_key="unused", _strict_response_validation=True)
+        again = other.blocks.retrieve(persona.id)
+        assert (again.label, again.value) == ("system/persona", persona.value)
 
 
 @pytest.mark.timeout(180)
