@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from memfs import lettahook
-from memfs.errors import MemfsError
+from memfs.errors import MemfsError, UnsafePathError
 from memfs.layout import Layout, is_memory_path, label_of
 from memfs.memory import MemoryFile
 from memfs.trees import MODE_EXECUTABLE, MODE_FILE, TreeEntry, blob_sha
-from memfs.worktree import DEFAULT_MAX_FILE_SIZE
+from memfs.worktree import DEFAULT_MAX_FILE_SIZE, check_path
 
 if TYPE_CHECKING:
     from memfs.agent import Agent
@@ -145,18 +145,49 @@ def committed_blocks(agent: Agent) -> dict[str, StoredBlock]:
         entry = tree[path]
         if entry.mode not in (MODE_FILE, MODE_EXECUTABLE) or not is_memory_path(path, layout):
             continue
-        label = label_of(path, layout)
+        label = _label(path, layout)
         found.setdefault(label, StoredBlock(label, path, entry))
     return found
 
 
+def _label(path: str, layout: Layout) -> str:
+    """``label_of`` without a PurePosixPath per file (a tenth of the time at 10,000 files)."""
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith(".") or (layout.is_letta and name == "SKILL.md"):
+        return label_of(path, layout)
+    return path.rsplit(".", 1)[0]
+
+
 def find_block(agent: Agent, label: str) -> StoredBlock:
-    """The block ``label`` at HEAD; BlockNotFoundError if there is none. ``label`` only ever
-    matches a path the commit lists, so no label reaches outside the agent."""
-    block = committed_blocks(agent).get(label)
-    if block is None:
-        raise BlockNotFoundError(f"No block with label '{label}' found for agent '{agent.name}'")
-    return block
+    """The block ``label`` at HEAD; BlockNotFoundError if there is none.
+
+    Only the paths that could hold ``label`` are looked up (not the whole tree), and only a
+    path the commit lists matches, so no label reaches outside the agent."""
+    history = agent.history
+    head = history.head()
+    layout = agent.layout
+    for path in _candidates(label, layout):
+        try:
+            check_path(path)
+        except UnsafePathError:
+            break
+        entry = history.entries_at(head, path).get(path)
+        if (
+            entry is not None
+            and entry.mode in (MODE_FILE, MODE_EXECUTABLE)
+            and is_memory_path(path, layout)
+            and label_of(path, layout) == label
+        ):
+            return StoredBlock(label, path, entry)
+    raise BlockNotFoundError(f"No block with label '{label}' found for agent '{agent.name}'")
+
+
+def _candidates(label: str, layout: Layout) -> list[str]:
+    """The paths a block ``label`` may live at, in the order ``committed_blocks`` prefers."""
+    if layout.is_letta:
+        skill = [f"{label}/SKILL.md"] if label.startswith("skills/") else []
+        return [*skill, f"{label}.md"]
+    return sorted(f"{label}{suffix}" for suffix in (".md", ".yaml", ".yml"))
 
 
 def load(agent: Agent, block: StoredBlock) -> MemoryFile:

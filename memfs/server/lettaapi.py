@@ -27,15 +27,17 @@ Errors are Letta's shape, ``{"detail": "..."}``: 404 no such agent, block, revis
 403 a read-only block; 400 a change memfs or Letta's rules refuse; 409 a concurrent edit;
 413 a body over 16 MiB; 422 a body that is not a valid update (with pydantic's ``errors``
 beside the one-line ``detail``); 502 the bucket failing; 500 anything else, no traceback.
+
+Beside it: memfs.server.blocks (blocks over memory files), .agentstate (AgentState),
+.restio (reading requests, error answers), .prompt (contexts, kept per commit).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -62,7 +64,6 @@ from memfs.server.blocks import (
     BlockReadOnlyError,
     BlockRefusedError,
     BlockUnreadableError,
-    BlockUpdate,
     apply_update,
     block_id,
     committed_blocks,
@@ -72,12 +73,20 @@ from memfs.server.blocks import (
     to_json,
 )
 from memfs.server.context import ServerContext
+from memfs.server.prompt import CONTEXTS_KEPT, Recent, Rendered, render_context
+from memfs.server.restio import (
+    HTTPError,
+    if_match_sha,
+    int_param,
+    page,
+    parse_update,
+    read_body,
+    safe_path,
+)
 
 log = logging.getLogger("memfs.server")
-MAX_BODY = 16 * 1024 * 1024
 DEFAULT_PAGE = 50  # Letta's default for agents
 DEFAULT_BLOCK_PAGE = 100  # and for an agent's blocks
-T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 _STATUS: list[tuple[type[Exception], int]] = [
     (AgentNotFoundError, 404),
@@ -92,15 +101,6 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (LockTimeoutError, 503),
     (RemoteError, 502),
 ]
-
-
-class HTTPError(Exception):
-    """An answer other than 200, with Letta's ``{"detail": ...}`` body and more fields."""
-
-    def __init__(self, status: int, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.body = {"detail": detail, **extra}
 
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:
@@ -153,6 +153,7 @@ class LettaApi:
         self.ctx = ctx
         self._created: dict[str, tuple[str, str]] = {}  # name -> (id, created_at), write-once
         self._block_ids: dict[str, tuple[str, str]] = {}  # block id -> (agent name, label)
+        self._contexts: Recent[tuple[str, str, str], Rendered] = Recent(CONTEXTS_KEPT)
 
     # -- Letta's routes -------------------------------------------------------------------
 
@@ -163,7 +164,7 @@ class LettaApi:
 
     async def list_agents(self, request: Request) -> Response:
         query = request.query_params
-        limit = _int_param(query.get("limit"), "limit", DEFAULT_PAGE)
+        limit = int_param(query.get("limit"), "limit", DEFAULT_PAGE)
         with_blocks = "agent.blocks" in query.getlist("include")
 
         def work() -> list[dict[str, Any]]:
@@ -173,8 +174,8 @@ class LettaApi:
             if query.get("order") == "desc" or query.get("ascending") == "false":
                 agents.reverse()
             states = [(agent.id, agent) for agent in agents]
-            page = _page(states, query.get("after"), query.get("before"), limit)
-            return [self._state(agent, with_blocks) for _, agent in page]
+            shown = page(states, query.get("after"), query.get("before"), limit)
+            return [self._state(agent, with_blocks) for _, agent in shown]
 
         return JSONResponse(await run_in_threadpool(work))
 
@@ -190,7 +191,7 @@ class LettaApi:
     async def list_blocks(self, request: Request) -> Response:
         ref = request.path_params["agent_id"]
         query = request.query_params
-        limit = _int_param(query.get("limit"), "limit", DEFAULT_BLOCK_PAGE)
+        limit = int_param(query.get("limit"), "limit", DEFAULT_BLOCK_PAGE)
 
         def work() -> list[dict[str, Any]]:
             name = self.ctx.agents.resolve(ref)
@@ -201,7 +202,7 @@ class LettaApi:
                 self._block_ids[block["id"]] = (name, block["label"])
             if query.get("order") == "desc":
                 found.reverse()
-            return _page(found, query.get("after"), query.get("before"), limit)
+            return page(found, query.get("after"), query.get("before"), limit)
 
         return JSONResponse(await run_in_threadpool(work))
 
@@ -229,28 +230,23 @@ class LettaApi:
 
         def work() -> Response:
             with self.ctx.agents.reading(ref) as agent:
-                if form == "letta":
-                    from memfs.lettacontext import build_letta_context
-
-                    letta = build_letta_context(agent, rev)
-                    text, problems = letta.text, letta.problems
-                else:
-                    from memfs.context import build_context
-
-                    built = build_context(agent, rev)
-                    problems = built.problems
-                    if form == "json":
-                        return JSONResponse(built.to_dict())
-                    text = built.render()
-            headers = {"X-Memfs-Problems": str(len(problems))}
-            return Response(text, media_type="text/plain; charset=utf-8", headers=headers)
+                sha = agent.history.resolve(rev)
+                key = (str(agent.root), sha, form)
+                rendered = self._contexts.get(key)
+                if rendered is None:
+                    rendered = self._contexts.put(key, render_context(agent, sha, form))
+            payload, problems = rendered
+            headers = {"X-Memfs-Problems": str(problems)}
+            if isinstance(payload, dict):
+                return JSONResponse(payload, headers=headers)
+            return Response(payload, media_type="text/plain; charset=utf-8", headers=headers)
 
         return await run_in_threadpool(work)
 
     async def history(self, request: Request) -> Response:
         ref = request.path_params["agent_id"]
-        path = _safe_path(request.query_params.get("path"))
-        limit = _int_param(request.query_params.get("limit"), "limit", 100)
+        path = safe_path(request.query_params.get("path"))
+        limit = int_param(request.query_params.get("limit"), "limit", 100)
 
         def work() -> list[dict[str, object]]:
             with self.ctx.agents.reading(ref) as agent:
@@ -261,7 +257,7 @@ class LettaApi:
     async def diff(self, request: Request) -> Response:
         ref = request.path_params["agent_id"]
         query = request.query_params
-        path = _safe_path(query.get("path"))
+        path = safe_path(query.get("path"))
 
         def work() -> dict[str, str]:
             with self.ctx.agents.reading(ref) as agent:
@@ -339,8 +335,8 @@ class LettaApi:
         return self._block_ids[wanted]
 
     async def _patch(self, request: Request, ref: str, label: str) -> Response:
-        update = parse_update(await _body(request))
-        if_match = _etag(request.headers.get("if-match"))
+        update = parse_update(await read_body(request))
+        if_match = if_match_sha(request.headers.get("if-match"))
 
         def work() -> Response:
             name = self.ctx.agents.resolve(ref)
@@ -360,78 +356,3 @@ class LettaApi:
             return JSONResponse(answer, headers={"ETag": f'"{written.etag}"'})
 
         return await run_in_threadpool(work)
-
-
-def parse_update(body: bytes) -> BlockUpdate:
-    """The PATCH body as Letta's BlockUpdate; HTTPError 422 with one clear line otherwise."""
-    try:
-        return BlockUpdate.model_validate_json(body or b"{}")
-    except ValidationError as error:
-        errors = error.errors(include_url=False, include_context=False)
-        first = errors[0]
-        where = ".".join(["body", *(str(part) for part in first["loc"])])
-        if first["type"] == "extra_forbidden":
-            fields = ", ".join(BlockUpdate.model_fields)
-            what = f"unknown field (a block update has {fields})"
-        elif first["type"] == "json_invalid":
-            what = f"not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
-        else:
-            what = first["msg"]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        listed = [{"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]} for e in errors]
-        raise HTTPError(422, f"{where}: {what}{more}", errors=listed) from None
-
-
-async def _body(request: Request) -> bytes:
-    """The request body, refused (413) past MAX_BODY without reading the rest."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise HTTPError(413, f"body over {MAX_BODY} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HTTPError(413, f"body over {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _etag(header: str | None) -> str | None:
-    """The blob sha an ``If-Match`` names (``"sha"``, ``W/"sha"`` or ``*``), or None."""
-    if not header:
-        return None
-    value = header.split(",")[0].strip().removeprefix("W/").strip('"')
-    return value or None
-
-
-def _int_param(text: str | None, name: str, default: int) -> int:
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise HTTPError(422, f"{name}: must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise HTTPError(422, f"{name}: must be 1 or more")
-    return value
-
-
-def _safe_path(path: str | None) -> str | None:
-    """A path parameter, refused (400) unless it is a plain relative path inside the agent."""
-    if not path:
-        return None
-    from memfs.worktree import check_path
-
-    check_path(path)
-    return path
-
-
-def _page(items: list[T], after: str | None, before: str | None, limit: int) -> list[T]:
-    """Letta's cursor paging: the items after (or before) the one with that id (an item is
-    a dict with an ``id`` or an ``(id, item)`` pair)."""
-    ids = [item[0] if isinstance(item, tuple) else item["id"] for item in items]  # type: ignore[index]
-    if after:
-        return items[ids.index(after) + 1 :][:limit] if after in ids else []
-    if before:
-        return items[: ids.index(before)][-limit:] if before in ids else []
-    return items[:limit]
