@@ -205,6 +205,9 @@ def test_sdk_patches_are_commits_pushed_to_the_bucket(cloud: Cloud) -> None:
     client.blocks.update(notes.id, description="Plant care", value="Water daily.\n")
     files = cloud.files("garden")
     assert files["reference/notes.md"] == "---\ndescription: Plant care\n---\nWater daily.\n"
+    limited = client.agents.blocks.update("reference/notes", agent_id=garden, limit=500)
+    assert limited.limit == 500 and notes.limit == 100_000  # Letta's default when none is set
+    assert "\nlimit: 500\n" in cloud.files("garden")["reference/notes.md"]
 
     coder = cloud.ids["coder"]
     client.agents.blocks.update("system/persona", agent_id=coder, value="I review code.\n")
@@ -255,6 +258,10 @@ def test_read_only_blocks_and_letta_rules_refuse_before_writing(cloud: Cloud) ->
         "PATCH", f"/v1/agents/{coder}/core-memory/blocks/system/persona", {"tags": ["a"]}
     )
     assert status == 400 and body["detail"].startswith("memfs does not store 'tags'")
+    status, body = cloud.json(
+        "PATCH", f"/v1/agents/{coder}/core-memory/blocks/system/persona", {"limit": 50}
+    )
+    assert status == 400 and "keeps no 'limit'" in body["detail"]
     assert cloud.files("garden")["system/human.md"] == HUMAN
     assert cloud.files("coder")["system/persona.md"] == LETTA_PERSONA
     # nothing was left half-done in the server's checkout: the next edit goes through
@@ -302,6 +309,7 @@ def test_unknown_agents_blocks_revisions_and_escaping_paths(cloud: Cloud) -> Non
         (f"/v1/agents/{garden}/history?path=/etc/passwd", 400),
         (f"/v1/agents/{garden}/history?limit=zero", 422),
         (f"/v1/agents/{garden}/context?format=yaml", 422),
+        ("/v1/agents?order=sideways", 422),
     ]
     for path, expected in cases:
         status, _, raw = cloud.call("GET", path)

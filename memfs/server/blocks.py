@@ -272,8 +272,12 @@ def apply_update(
         memory_file.value = _merged_value(agent, label, base_data, memory_file, update.value)
     if update.description is not None:
         memory_file.description = update.description
-    if update.limit is not None and agent.layout is Layout.NATIVE:
-        memory_file.limit = update.limit  # Letta's git memory keeps no limit (deprecated)
+    if update.limit is not None and update.limit != memory_file.limit:
+        if agent.layout.is_letta:  # Letta's git memory writes no limit (deprecated in Letta)
+            raise BlockRefusedError(
+                f"block '{label}': a Letta Code repo keeps no 'limit' in its files"
+            )
+        memory_file.limit = update.limit
     data = memory_file.render()
     _check_size(agent, block.path, data)
     _check_letta_rules(agent, block, data)

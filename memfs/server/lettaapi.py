@@ -78,6 +78,7 @@ from memfs.server.restio import (
     HTTPError,
     if_match_sha,
     int_param,
+    order_param,
     page,
     parse_update,
     read_body,
@@ -166,12 +167,13 @@ class LettaApi:
         query = request.query_params
         limit = int_param(query.get("limit"), "limit", DEFAULT_PAGE)
         with_blocks = "agent.blocks" in query.getlist("include")
+        descending = order_param(query.get("order"))
 
         def work() -> list[dict[str, Any]]:
             agents = self.ctx.agents.list()
             name, text = query.get("name"), (query.get("query_text") or "").lower()
             agents = [a for a in agents if (name is None or a.name == name) and text in a.name]
-            if query.get("order") == "desc" or query.get("ascending") == "false":
+            if descending or query.get("ascending") == "false":
                 agents.reverse()
             states = [(agent.id, agent) for agent in agents]
             shown = page(states, query.get("after"), query.get("before"), limit)
@@ -192,6 +194,7 @@ class LettaApi:
         ref = request.path_params["agent_id"]
         query = request.query_params
         limit = int_param(query.get("limit"), "limit", DEFAULT_BLOCK_PAGE)
+        descending = order_param(query.get("order"))
 
         def work() -> list[dict[str, Any]]:
             name = self.ctx.agents.resolve(ref)
@@ -200,7 +203,7 @@ class LettaApi:
                 found = readable_blocks(agent, agent_id)
             for block in found:
                 self._block_ids[block["id"]] = (name, block["label"])
-            if query.get("order") == "desc":
+            if descending:
                 found.reverse()
             return page(found, query.get("after"), query.get("before"), limit)
 

@@ -70,6 +70,15 @@ def if_match_sha(header: str | None) -> str | None:
     return value or None
 
 
+def order_param(text: str | None) -> bool:
+    """Letta's ``order``: True for ``desc``; 422 for anything but asc or desc."""
+    if text in (None, "", "asc"):
+        return False
+    if text == "desc":
+        return True
+    raise HTTPError(422, f"order: must be asc or desc, not {text!r}")
+
+
 def int_param(text: str | None, name: str, default: int) -> int:
     if text is None or text == "":
         return default
