@@ -57,11 +57,13 @@ def client(tmp_path: Path) -> Iterator[tuple[TestClient, Path, str]]:
     )  # fmt: skip
     app = create_app(ctx)
     methods = ["GET", "POST", "PATCH"]
-    app.router.routes[0:0] = [  # first: they answer whatever routes the modules bring
-        Route("/v1/git/{agent}/state.git/{rest:path}", _ok, methods=methods),
-        Route("/v1/{rest:path}", _ok, methods=methods),
-        Route("/{rest:path}", _ok, methods=methods),
-    ]
+    app.router.routes[:0] = (  # first: they answer whatever routes the modules bring
+        [
+            Route("/v1/git/{agent}/state.git/{rest:path}", _ok, methods=methods),
+            Route("/v1/{rest:path}", _ok, methods=methods),
+            Route("/{rest:path}", _ok, methods=methods),
+        ]
+    )
     with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client, tokens, secret
 
