@@ -197,8 +197,8 @@ def load(agent: Agent, block: StoredBlock) -> MemoryFile:
 
 def to_json(agent_id: str, block: StoredBlock, memory_file: MemoryFile) -> dict[str, Any]:
     """Letta's ``BlockResponse`` for a block; BlockUnreadableError if memfs cannot read it."""
-    problems = [p for p in memory_file.problems() if memory_file.unreadable]
     if memory_file.unreadable:
+        problems = memory_file.problems()
         detail = problems[0].render() if problems else block.path
         raise BlockUnreadableError(f"{detail}: this file cannot be read as a block")
     limit = memory_file.limit
