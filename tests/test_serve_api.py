@@ -311,6 +311,19 @@ def test_unknown_agents_blocks_revisions_and_escaping_paths(cloud: Cloud) -> Non
         (f"/v1/agents/{garden}/context?format=yaml", 422),
         ("/v1/agents?order=sideways", 422),
     ]
+    # a body declared over 16 MiB is refused before a byte of it is read
+    import http.client
+
+    host, port = cloud.server.url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("PATCH", f"/v1/agents/{garden}/core-memory/blocks/reference/notes")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(17 * 1024 * 1024))
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 413
+    assert json.loads(answer.read())["detail"] == "body over 16777216 bytes"
+    connection.close()
     for path, expected in cases:
         status, _, raw = cloud.call("GET", path)
         assert status == expected, (path, status, raw)
