@@ -155,7 +155,45 @@ def row_refused(bench: Bench) -> Row:
         bench.server.token = saved
 
 
-ROWS: list[Callable[[Bench], Row]] = [row_auth_only, row_refused]
+PATCHED_LABEL = "reference/topic-000/note-00000"  # a file benchmarks._common.populate makes
+
+
+def row_context(bench: Bench) -> Row:
+    """``GET /v1/agents/{id}/context``: Letta Code's memory section of the agent, compiled
+    from the server's checkout (warm: the first request of the run cloned it)."""
+    path = f"/v1/agents/{bench.agent}/context"
+    warm = bench.hammer("warm-up", "GET", path)
+    if warm.errors:
+        return Row("GET .../context (Letta format)", 0, 0, 0, 0, 0, warm.errors, warm.note)
+    return bench.hammer("GET .../context (Letta format)", "GET", path)
+
+
+def row_block_get(bench: Bench) -> Row:
+    """``GET .../core-memory/blocks/{label}``: one block, as the letta-client SDK reads it."""
+    path = f"/v1/agents/{bench.agent}/core-memory/blocks/{PATCHED_LABEL}"
+    return bench.hammer("GET .../core-memory/blocks/{label}", "GET", path)
+
+
+def row_block_patch(bench: Bench) -> Row:
+    """``PATCH .../core-memory/blocks/{label}``: each a commit and a compare-and-swap push to
+    the bucket, all on one block (the agent's writes are serialised)."""
+    path = f"/v1/agents/{bench.agent}/core-memory/blocks/{PATCHED_LABEL}"
+
+    def body(number: int) -> bytes:
+        return json.dumps({"value": f"fact 0, edit {number}\n"}).encode()
+
+    return bench.hammer(
+        "PATCH .../core-memory/blocks/{label}", "PATCH", path, body, note="commit + push each"
+    )
+
+
+ROWS: list[Callable[[Bench], Row]] = [
+    row_auth_only,
+    row_refused,
+    row_context,
+    row_block_get,
+    row_block_patch,
+]
 
 GIT_CLONES = 20  # a clone is a whole git process: --requests of them, at most this many
 
