@@ -89,6 +89,7 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "diff": (["diff"], LOCAL),
     "show": (["show", "HEAD"], LOCAL),
     "commit": (["commit", "-m", "edit"], LOCAL),
+    "token list": (["token", "list"], (*LOCAL, "starlette", "uvicorn", "memfs.server")),
     "push to a folder bucket": (
         ["push"],
         ("s3fs", "fsspec", "botocore", "aiobotocore", "aiohttp", "watchdog", "pydantic"),

@@ -129,7 +129,8 @@ COMMANDS = {
     "agents": "cloud:agents", "checkout": "cloud:checkout", "gc": "sync:gc",
     "watch": "watch:watch", "context": "context:context", "import-af": "letta:import_af",
     "export-af": "letta:export_af", "mount": "mount:mount", "unmount": "mount:unmount",
-    "mounts": "mount:mounts", "demo": "demo:demo",
+    "mounts": "mount:mounts", "demo": "demo:demo", "serve": "serve:serve",
+    "token": "serve:token",
 }  # fmt: skip
 
 

@@ -8,11 +8,13 @@ module:
 - ``agents``: ``AgentCache``, every agent of the cloud as a local work tree kept in step with
   the bucket; reads see the bucket's latest push, writes are commits pushed with the bucket's
   compare-and-swap, so servers, watchers and git clients interleave without losing a commit.
-- ``auth``: tokens (hashed at rest, compared in constant time), Bearer and Basic ``letta:<token>``.
+- ``auth``: the middleware in front of every route: Bearer, Basic ``letta:<token>`` or the
+  console's ``memfs_token`` cookie, checked against ``memfs.tokens`` (hashed, constant time).
 - ``gitsmart``: git smart HTTP at ``/v1/git/<agent-id or name>/state.git`` (Letta Code's URL).
 - ``lettaapi``: the part of Letta's REST API that reads and writes memory, Letta's paths and JSON.
 - ``console``: the web console at ``/``.
 - ``app``: the Starlette application that puts them together.
+- ``runner``: ``serve()``, what ``memfs serve`` runs: the address rule, uvicorn, signals.
 
 Nothing here is imported by other memfs commands: ``memfs serve`` pays for Starlette alone.
 """
