@@ -6,8 +6,9 @@ gathers; ``?format=json`` gives any page's data as JSON instead. Every read goes
 bucket's compare-and-swap), so the console sees and makes the same history as git clients,
 watchers and other servers.
 
-Auth is serve-core's middleware in front of every route; this module owns the login form that
-puts a token into the ``memfs_token`` cookie (HttpOnly, SameSite=Strict). POSTs are CSRF-safe
+Auth is ``memfs.server.auth``'s middleware in front of every route; this module owns the login
+form, which checks a token (``ctx.authenticate``) and puts it into the ``memfs_token`` cookie
+(HttpOnly, SameSite=Strict). POSTs are CSRF-safe
 twice over: the cookie is never sent cross-site, and a POST whose ``Origin`` (or ``Referer``, or
 ``Sec-Fetch-Site``) says it came from another site is refused before anything is read.
 """
@@ -28,9 +29,9 @@ from memfs.errors import MemfsError, PathNotFoundError, RevisionNotFoundError
 from memfs.server import consolehtml as pages
 from memfs.server import consoleviews as views
 from memfs.server.agents import AgentNotFoundError, WriteConflictError
+from memfs.server.auth import COOKIE, clear_login_cookie, set_login_cookie
 from memfs.server.context import ServerContext
 
-COOKIE = "memfs_token"
 MAX_FORM_BYTES = 4 * 1024 * 1024  # a memory file's text and a few fields
 HEADERS = {
     "Content-Security-Policy": (
@@ -246,8 +247,8 @@ class Console:
             notice = pages.banner(
                 "bad",
                 "Not saved: this block changed since you opened it.",
-                f" {error} Your text is kept below; the version saved meanwhile is shown above "
-                "it. Saving again replaces that version with your text.",
+                f" {error}. Your text is kept below, unchanged; the version saved meanwhile is "
+                "shown above it. Save again to replace that version with your text.",
             )
             return self._render(
                 request,
@@ -300,19 +301,14 @@ class Console:
         token, target = form.get("token", "").strip(), local_target(form.get("next"))
         if not token:
             return HTMLResponse(pages.login(target, "Enter a token."), 400)
+        if not self.ctx.authenticate(token):
+            return HTMLResponse(pages.login(target, "That token is not valid here."), 401)
         response = RedirectResponse(target, 303)
-        response.set_cookie(
-            COOKIE,
-            token,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
+        set_login_cookie(response, token, secure=request.url.scheme == "https")
         return response
 
     async def logout(self, request: Request) -> Response:
         await read_form(request)  # the same-site check: no page elsewhere signs anyone out
         response = RedirectResponse("/login", 303)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        clear_login_cookie(response)
         return response

@@ -289,7 +289,7 @@ def history(name: str, data: dict[str, Any], signed_in: bool, notice: str = "") 
             f'<span class="sha">{esc(commit["short"])}</span>'
             f"<strong>{esc(commit['summary'])}</strong>"
             f'<span class="muted">{esc(commit["author"])}{where}, '
-            f"{esc(str(commit['date'])[:19])}</span>"
+            f"{esc(str(commit['date'])[:19].replace('T', ' '))}</span>"
             f"</header>{diff(commit['diff'])}{button}</article>"
         )
     if not data["commits"]:
