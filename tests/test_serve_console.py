@@ -104,6 +104,7 @@ def driver() -> Iterator[Any]:
         "--window-size=1200,900",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports, JS errors
     browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     browser.set_page_load_timeout(60)
     try:
@@ -116,6 +117,7 @@ def driver() -> Iterator[Any]:
 def browser(driver: Any) -> Iterator[Any]:
     """The module's browser, desktop-sized, with no cookie left from another test."""
     driver.set_window_size(1200, 900)
+    driver.get_log("browser")  # drained: what earlier tests' pages logged is theirs
     yield driver
     driver.delete_all_cookies()
 
@@ -328,6 +330,8 @@ def test_phone_sized_screen_has_no_horizontal_scroll(
         assert inner <= 400, inner
         assert scroll <= inner, f"{path}: {scroll} px wide in a {inner} px window"
         screenshot(browser, tmp_path, name)
+        complaints = [entry["message"] for entry in browser.get_log("browser")]
+        assert not complaints, f"{path}: the browser complained: {complaints}"
     viewport = by_css(browser, "meta[name=viewport]").get_attribute("content")
     assert "width=device-width" in viewport
 
@@ -353,6 +357,65 @@ def test_hostile_text_is_shown_as_text_and_an_untouched_save_changes_no_byte(
         assert fresh_file(cloud, tmp_path, "reference/x.md") == text
         history = httpx.get(server.url + "/agents/garden/history/reference/x.md?format=json")
         assert len(history.json()["commits"]) == 1  # the untouched save made no commit
+
+
+def push_letta_repo(root: Path, cloud: str, name: str, files: dict[str, str]) -> None:
+    """A Letta Code memory folder, adopted by memfs as it is and pushed to ``cloud``."""
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    with memfs.init(root, name=name) as agent:
+        add_remote(agent.history, "origin", agent_url(cloud, name))
+        assert sync.sync(agent).remotes[0].error is None
+
+
+def test_a_letta_v1_read_only_block_is_shown_and_never_changed(
+    cloud: str, browser: Any, tmp_path: Path
+) -> None:
+    persona = "---\ndescription: Who I am\nread_only: true\n---\nI am careful.\n"
+    files = {
+        "system/persona.md": persona,
+        "system/human.md": "---\ndescription: The user\n---\nAda.\n",
+        "reference/notes.md": "---\ndescription: Notes\n---\nn\n",
+    }
+    push_letta_repo(tmp_path / "v1" / "memory", cloud, "lettav1", files)
+    with running_server(cloud, tmp_path) as server:
+        browser.get(server.url + "/agents/lettav1")
+        assert "Letta MemFS v1" in by_css(browser, "main").text
+        persona_card = by_css(browser, "article.block[id='system/persona.md']")
+        assert "read-only" in persona_card.find_element("css selector", "h3").text
+        browser.get(server.url + "/agents/lettav1/blocks/system/persona.md")
+        assert by_css(browser, "textarea#value").get_attribute("readonly") == "true"
+        assert not all_css(browser, "button#save")
+        url = server.url + "/agents/lettav1/blocks/system/persona.md"
+        opened = httpx.get(url + "?format=json").json()
+        form = {"base": opened["base"], "value": "I am reckless.\n"}
+        refused = httpx.post(url, data=form, headers={"Origin": server.url})
+        assert refused.status_code == 403 and "read-only" in refused.text
+    assert fresh_file(cloud, tmp_path, "system/persona.md", "lettav1") == persona
+
+
+def test_a_letta_v2_agent_shows_sizes_against_letta_limits(
+    cloud: str, browser: Any, tmp_path: Path
+) -> None:
+    files = {
+        "MEMORY.md": "# Memory\n\n- persona.md: who I am\n- projects/: what I work on\n",
+        "persona.md": '---\nname: "Persona"\ndescription: "Who I am"\n---\nI am careful.\n',
+        "projects/MEMORY.md": "# Projects\n",
+        "projects/letta.md": '---\nname: "Letta"\ndescription: "The Letta project"\n---\nL.\n',
+    }
+    push_letta_repo(tmp_path / "v2" / "memory", cloud, "lettav2", files)
+    with running_server(cloud, tmp_path) as server:
+        data = httpx.get(server.url + "/agents/lettav2?format=json").json()
+        assert data["layout"] == "Letta MemFS v2"
+        assert [b["path"] for b in data["pinned"]] == ["MEMORY.md", "persona.md"]
+        assert data["core"] == {"chars": sum(len(files[p]) for p in ("MEMORY.md", "persona.md")),
+                                "limit": 65536}  # fmt: skip
+        assert {b["limit"] for b in data["pinned"]} == {20000}
+        browser.get(server.url + "/agents/lettav2")
+        assert "/ 65,536 characters" in by_css(browser, "main").text
+        assert "The Letta project" in by_css(browser, "ul.tree").text
+        screenshot(browser, tmp_path, "console-letta-v2")
 
 
 # -- what a browser cannot show ---------------------------------------------------------------
@@ -449,6 +512,7 @@ def test_pages_have_a_json_twin_and_safe_headers(server: ServerHandle) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "style=" not in page.text and "<script" not in page.text  # the CSP would block them
     missing = httpx.get(server.url + "/agents/nobody?format=json")
     assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
     css = httpx.get(server.url + "/static/console.css")

@@ -62,7 +62,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         Route("/", console.guard(console.agents), methods=["GET"]),
         Route("/login", console.guard(console.login), methods=["GET", "POST"]),
         Route("/logout", console.guard(console.logout), methods=["POST"]),
-        Route("/static/console.css", stylesheet, methods=["GET"]),
+        Route("/static/{name}", static_file, methods=["GET"]),
         Route("/agents/{agent}", console.guard(console.agent), methods=["GET"]),
         Route(
             "/agents/{agent}/blocks/{path:path}",
@@ -76,10 +76,14 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     ]
 
 
-async def stylesheet(request: Request) -> Response:
+async def static_file(request: Request) -> Response:
+    """The stylesheet and the icon: a fixed list, never a path from the request."""
+    name = request.path_params["name"]
+    if name not in pages.STATIC:
+        return Response("not found", 404, media_type="text/plain")
     return Response(
-        pages.stylesheet(),
-        media_type="text/css",
+        pages.static(name),
+        media_type=pages.STATIC[name],
         headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
 

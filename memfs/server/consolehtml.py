@@ -34,10 +34,13 @@ def _template(name: str) -> Template:
     return Template(text)
 
 
+STATIC = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
+
+
 @cache
-def stylesheet() -> bytes:
-    """The console's one stylesheet."""
-    return resources.files("memfs.server").joinpath("static", "console.css").read_bytes()
+def static(name: str) -> bytes:
+    """One of the console's static files (``STATIC``): a stylesheet and an icon."""
+    return resources.files("memfs.server").joinpath("static", name).read_bytes()
 
 
 def page(title: str, body: str, crumbs: list[Crumb] | None = None, signed_in: bool = False) -> str:
@@ -114,10 +117,11 @@ def meter(chars: int, limit: int | None) -> str:
     """``chars / limit characters`` with a bar; just the count when nothing limits it."""
     if not limit:
         return f'<div class="meter">{chars:,} characters</div>'
-    share = min(100, round(100 * chars / limit))
     over = " over" if chars > limit else ""
+    # <meter>, not a styled bar: the page's CSP allows no inline style
     return (
-        f'<div class="meter{over}"><span class="bar"><span style="width:{share}%"></span></span>'
+        f'<div class="meter{over}"><meter min="0" max="{limit}" value="{min(chars, limit)}" '
+        f'low="{limit * 3 // 4}" high="{limit * 9 // 10}" optimum="0"></meter>'
         f"{chars:,} / {limit:,} characters</div>"
     )
 
