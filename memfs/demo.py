@@ -7,7 +7,7 @@ Everything happens in a temporary folder (the cloud too): no account, no network
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +27,14 @@ class Step:
     output: str
 
 
+def demo_cloud(workdir: Path) -> str:
+    """The URL of the demo's cloud: a folder in ``workdir``."""
+    return (workdir / "cloud").as_uri()
+
+
 def run_demo(workdir: Path) -> Iterator[Step]:
     """Tell the two-machine story in ``workdir``."""
-    cloud = (workdir / "cloud").as_uri()
+    cloud = demo_cloud(workdir)
     a_root = workdir / "machine-a" / "garden"
     b_root = workdir / "machine-b" / "garden"
 
@@ -100,3 +105,19 @@ def run_demo(workdir: Path) -> Iterator[Step]:
     )
     a.close()
     b.close()
+
+
+def serve_demo(workdir: Path, listen: str, ready: Callable[[str], None]) -> None:
+    """The optional last step: serve the demo's cloud (git, Letta's memory API, the console)
+    until SIGTERM or Ctrl-C; ``ready`` gets the base URL once it accepts connections. The
+    demo's own token file (none) keeps a user's tokens out of it: open on loopback only."""
+    from memfs.server.runner import serve
+
+    serve(
+        demo_cloud(workdir),
+        listen,
+        token_file=workdir / "tokens.json",
+        cache_dir=workdir / "serve-cache",
+        access_log=False,
+        announce=lambda said: ready(said.url),
+    )

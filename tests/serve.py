@@ -116,10 +116,19 @@ def running_server(
         sys.executable, "-m", "memfs", "serve", "--cloud", cloud_url, "--listen", listen,
         "--token-file", str(token_file), "--cache-dir", str(cache_dir), *args,
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    handle = ServerHandle("", secret, proc, token_file, cache_dir)
+    with started(command, environment, URL_LINE, deadline_s) as handle:
+        handle.token, handle.token_file, handle.cache_dir = secret, token_file, cache_dir
+        yield handle
+
+
+@contextmanager
+def started(
+    command: list[str], env: dict[str, str], url_line: re.Pattern[str], deadline_s: float = 30.0
+) -> Iterator[ServerHandle]:
+    """Run ``command`` until the block ends (SIGTERM, then SIGKILL), its output drained on
+    threads; yield once ``url_line`` finds the server's URL in its stdout."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    handle = ServerHandle("", None, proc)
     readers = [
         threading.Thread(target=_drain, args=(proc.stdout, handle._stdout), daemon=True),
         threading.Thread(target=_drain, args=(proc.stderr, handle._stderr), daemon=True),
@@ -129,16 +138,17 @@ def running_server(
     try:
         deadline = time.monotonic() + deadline_s
         while not handle.url:
-            found = URL_LINE.search(b"".join(handle._stdout).decode("utf-8", "replace"))
+            found = url_line.search(b"".join(handle._stdout).decode("utf-8", "replace"))
             if found:
-                handle.url = found.group(0)
+                handle.url = found.group(1) if url_line.groups else found.group(0)
             elif proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait(timeout=10)
                 for reader in readers:
                     reader.join(timeout=5)
                 raise AssertionError(
-                    f"memfs serve did not start (exit {proc.returncode}):\n{handle.output()}"
+                    f"{' '.join(command[2:5])} did not start (exit {proc.returncode}):\n"
+                    f"{handle.output()}"
                 )
             else:
                 time.sleep(0.02)

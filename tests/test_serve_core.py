@@ -85,3 +85,58 @@ def test_a_non_loopback_address_with_a_token_is_served(tmp_path: Path) -> None:
         local = server.url.replace("0.0.0.0", "127.0.0.1")
         assert get(local + "/x")[0] == 401
         assert get(local + "/x", server.auth_headers())[0] == 404
+
+
+def test_the_demo_ends_by_serving_its_cloud_and_printing_the_console_url(tmp_path: Path) -> None:
+    import os
+    import re
+
+    from tests.serve import started
+
+    command = [sys.executable, "-m", "memfs", "demo", "--dir", str(tmp_path / "demo"),
+               "--serve", "--listen", "127.0.0.1:0"]  # fmt: skip
+    console = re.compile(r"Console: (http://127\.0\.0\.1:\d+)/")
+    with started(command, dict(os.environ), console, deadline_s=90) as demo:
+        assert "Letta Code: LETTA_MEMFS_BASE_URL=" + demo.url in demo.output()
+        status, _ = get(demo.url + "/v1/no-such-route")
+        assert status == 404  # served, and open: the demo has no token
+        assert demo.stop() == 0
+    assert "Traceback" not in demo.output()
+    assert (tmp_path / "demo" / "cloud" / "garden" / "manifest.json").exists()
+
+
+def test_the_demo_does_not_ask_to_serve_when_not_in_a_terminal(tmp_path: Path) -> None:
+    done = memfs("demo", "--dir", str(tmp_path / "demo"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Serve the demo" not in done.stdout and done.stdout.rstrip().endswith("push")
+
+
+def test_the_listening_socket_says_tcp_so_responses_are_not_delayed() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is TCP; without it every response
+    after the first on a keep-alive connection waited ~40 ms for the client's delayed ACK."""
+    import socket
+
+    from memfs.server.runner import bind, parse_listen
+
+    sock = bind(parse_listen("127.0.0.1:0"))
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
+
+
+@pytest.mark.timeout(240)
+def test_the_serve_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    import json
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_serve.py"
+    figures = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--files", "5", "--requests", "20", "--concurrency", "2",
+         "--json", str(figures)],
+        capture_output=True, text=True, timeout=200, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| token check + 404 (floor) | 20 |" in done.stdout
+    rows = json.loads(figures.read_text())
+    assert all(row["requests"] == 20 and row["errors"] == 0 and row["rps"] > 0 for row in rows)

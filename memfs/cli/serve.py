@@ -49,10 +49,11 @@ def serve(
       memfs token create --name laptop
       memfs serve --cloud team --listen 0.0.0.0:8283
     """
+    from memfs.server.runner import Announcement
     from memfs.server.runner import serve as run
 
-    def announce(line: str) -> None:
-        click.echo(line)
+    def announce(said: Announcement) -> None:
+        click.echo(said.line)
 
     run(
         cloud_name,

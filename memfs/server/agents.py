@@ -1,18 +1,27 @@
 """Every agent of a cloud as a local work tree kept in step with the bucket.
 
 A server answers from a cache: ``<cache_dir>/<agent-name>/`` is an ordinary memfs checkout of
-the agent. A read pulls first (the bucket is the truth: another server or a watcher may have
-pushed); a write is a commit pushed with the bucket's compare-and-swap, merged and retried by
-``memfs.sync`` when another writer won the race. One lock per agent serialises this server's
-requests on it; the repository's own lock keeps other processes on the same cache out.
+the agent (``memfs.server.checkouts``). The bucket is the truth: another server, a watcher or a
+git client may push at any time. So:
 
-v0 (the contract the other server modules build on): ``list``, ``resolve``, ``reading``,
-``write``. It pulls on every read; a freshness window and a manifest poll come later.
+- Reads: a read within ``fresh_s`` of the agent's last look at the bucket uses the checkout as
+  it is; otherwise the server asks for the manifest conditionally (``BucketRemote.poll`` with
+  the ETag it last saw: an unchanged manifest costs no body) and fetches and fast-forwards
+  only when the manifest's head is not the checkout's.
+- Writes: a change, a commit, a compare-and-swap push. When another writer got there first,
+  their commit is fetched and merged; a clean merge is pushed, a conflicting one is dropped:
+  ``WriteConflictError`` (409), the checkout put back to the bucket's head, nothing the other
+  writer pushed lost and nothing of the refused edit left behind.
+- One lock per agent, across threads and across processes sharing the cache dir; a checkout
+  found damaged, unfinished or midway through a write is cloned again.
+- ``resolve`` takes a name or an id, never a path: anything that is not a valid agent name is
+  not found, without a request to the bucket.
 """
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -21,12 +30,23 @@ from typing import Any, TypeVar
 
 from memfs.agent import Agent
 from memfs.cloud import agent_url
-from memfs.errors import MemfsError, RemoteCorruptError
+from memfs.errors import MemfsError, PushRejectedError, RemoteCorruptError
 from memfs.remotes.bucket import BucketRemote
 from memfs.remotes.storage import open_storage
 from memfs.schema import is_valid_name
+from memfs.server.checkouts import (
+    CheckoutLock,
+    clear_writing,
+    clone_checkout,
+    mark_writing,
+    move_to,
+    open_checkout,
+)
 
 T = TypeVar("T")
+FRESH_S = 0.5  # how long a look at the bucket stays good for reads
+LIST_AGAIN_S = 2.0  # an unknown id re-lists the cloud at most this often
+PUSH_ATTEMPTS = 8
 
 
 class AgentNotFoundError(MemfsError):
@@ -35,6 +55,10 @@ class AgentNotFoundError(MemfsError):
 
 class WriteConflictError(MemfsError):
     """A write met a concurrent edit of the same file it could not merge (HTTP 409)."""
+
+
+class WriteRefusedError(MemfsError):
+    """A write the agent's own rules refuse (Letta's read_only, its pre-commit hook): 400."""
 
 
 @dataclass(frozen=True)
@@ -52,23 +76,43 @@ class ServedAgent:
         return asdict(self)
 
 
+class _Entry:
+    """What the server knows of one agent between requests."""
+
+    def __init__(self, lock: CheckoutLock, remote: BucketRemote) -> None:
+        self.lock = lock
+        self.remote = remote
+        self.etag: str | None = None
+        self.head: str | None = None  # the bucket's head at the last look
+        self.looked_at = float("-inf")  # time.monotonic() of the last look
+
+
 class AgentCache:
     """The agents of one cloud, each checked out under ``cache_dir``."""
 
     def __init__(
-        self, cloud_url: str, options: dict[str, Any], cache_dir: Path, origin: str = "server"
+        self,
+        cloud_url: str,
+        options: dict[str, Any],
+        cache_dir: Path,
+        origin: str = "server",
+        fresh_s: float = FRESH_S,
     ) -> None:
         self.cloud_url = cloud_url.rstrip("/")
         self.options = options
         self.cache_dir = cache_dir
         self.origin = origin
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self.fresh_s = fresh_s
+        self._entries: dict[str, _Entry] = {}
         self._ids: dict[str, str] = {}  # agent id -> folder name, learnt from memfs.json
+        self._listed_at = float("-inf")
+        self.polls = 0  # manifest reads made for reads and writes (benchmarks, tests)
+        self.pulls = 0  # fetches that moved a checkout
 
     # -- finding agents -----------------------------------------------------------------
 
     def remote(self, name: str) -> BucketRemote:
+        """A new ``BucketRemote`` of agent ``name`` (for git's compare-and-swap push)."""
         return BucketRemote(agent_url(self.cloud_url, name), self.options)
 
     def list(self) -> list[ServedAgent]:
@@ -80,77 +124,212 @@ class AgentCache:
             remote = self.remote(folder)
             try:
                 manifest, _ = remote.read_manifest()
-                identity = remote.identity()
+                identity = remote.identity() if manifest is not None else None
             except RemoteCorruptError:
                 continue
             if manifest is None:
                 continue
             agent_id = identity.id if identity else folder
-            self._ids[agent_id] = folder
+            if is_valid_name(agent_id):
+                self._ids[agent_id] = folder
             head = manifest.refs.get("main") or next(iter(manifest.refs.values()), None)
             found.append(
                 ServedAgent(
                     folder, agent_id, manifest.description, manifest.pushed_at, manifest.host, head
                 )
             )
+        self._listed_at = time.monotonic()
         return found
 
     def resolve(self, ref: str) -> str:
         """The folder name of the agent named or identified by ``ref``.
 
-        ``ref`` is a name or an id, never a path: anything else is not found."""
+        ``ref`` is a name or an id, never a path: one that is not a valid agent name (``..``,
+        ``/``, ``%2e``, NUL, too long) is not found without asking the bucket."""
+        if not isinstance(ref, str) or not is_valid_name(ref):
+            raise AgentNotFoundError(f"no agent {_shown(ref)} in this cloud")
+        if ref in self._entries:
+            return ref
         if ref in self._ids:
             return self._ids[ref]
-        if is_valid_name(ref) and self.remote(ref).read_manifest()[0] is not None:
+        entry = self._entry(ref)
+        if self._look(entry, force=True):
             return ref
-        for agent in self.list():
-            if agent.id == ref:
-                return agent.name
-        raise AgentNotFoundError(f"no agent {ref!r} in this cloud")
+        if time.monotonic() - self._listed_at > LIST_AGAIN_S:
+            self.list()
+        if ref in self._ids:
+            return self._ids[ref]
+        self._entries.pop(ref, None)
+        raise AgentNotFoundError(f"no agent {_shown(ref)} in this cloud")
+
+    def invalidate(self, ref: str) -> None:
+        """Forget the last look at ``ref``'s bucket: the next read asks it again (call after
+        pushing to the bucket other than through ``write``, e.g. a git push)."""
+        entry = self._entries.get(self._ids.get(ref, ref))
+        if entry is not None:
+            entry.looked_at = float("-inf")
 
     # -- reading and writing ------------------------------------------------------------
 
-    def _lock(self, name: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(name, threading.Lock())
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            entry = _Entry(CheckoutLock(self.cache_dir, name), self.remote(name))
+            entry = self._entries.setdefault(name, entry)  # atomic: one entry per name
+        return entry
 
-    def _fresh(self, name: str) -> Agent:
-        """The cached checkout of ``name``, pulled to the bucket's latest push."""
-        from memfs.opening import open_agent
-        from memfs.sync import clone, pull
+    def _look(self, entry: _Entry, force: bool = False) -> bool:
+        """Ask the bucket for the agent's head unless looked at within ``fresh_s``; whether
+        the agent exists."""
+        from memfs.remotes.storage import Unchanged
 
+        now = time.monotonic()
+        if not force and now - entry.looked_at < self.fresh_s:
+            return entry.head is not None
+        self.polls += 1
+        got = entry.remote.poll(entry.etag)
+        if not isinstance(got, Unchanged):
+            manifest, entry.etag = got
+            entry.head = _head_of(manifest.refs) if manifest is not None else None
+        entry.looked_at = now
+        return entry.head is not None
+
+    def _checkout(self, name: str, entry: _Entry) -> Agent:
+        """The checkout of ``name`` at the bucket's head (as of the last look); the lock held."""
+        from memfs.remotes import RemoteConfig
+        from memfs.sync import fetch_remote
+
+        if not self._look(entry):
+            raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud")
         folder = self.cache_dir / name
-        if not (folder / ".git").exists():
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            return clone(agent_url(self.cloud_url, name), folder, name=name)
-        agent = open_agent(folder)
-        pull(agent, remote="origin", origin=self.origin)
-        return agent
+        agent = open_checkout(folder)
+        if agent is None:
+            return clone_checkout(agent_url(self.cloud_url, name), folder, name)
+        head = agent.history.head()
+        if head != entry.head and not self._look(entry, force=True):
+            # moved by a push around this cache (git's), or the look is stale: look again
+            agent.close()
+            raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud")
+        if head == entry.head:
+            return agent
+        try:
+            config = RemoteConfig("origin", agent_url(self.cloud_url, name))
+            theirs = fetch_remote(agent, config, remote=entry.remote)
+            if theirs is not None:
+                move_to(agent, theirs, "serve: to the bucket's head")
+                self.pulls += 1
+            return agent
+        except MemfsError:
+            agent.close()
+            return clone_checkout(agent_url(self.cloud_url, name), folder, name)
 
     @contextmanager
     def reading(self, ref: str) -> Iterator[Agent]:
-        """The agent ``ref``, up to date with the bucket, held against this server's writers."""
+        """The agent ``ref``, up to date with the bucket, held against every other user of
+        its checkout (this server's threads, other servers sharing the cache dir)."""
         name = self.resolve(ref)
-        with self._lock(name):
-            yield self._fresh(name)
+        entry = self._entry(name)
+        with entry.lock.held():
+            agent = self._checkout(name, entry)
+            try:
+                yield agent
+            finally:
+                agent.close()
 
     def write(self, ref: str, change: Callable[[Agent], T], message: str) -> T:
         """Apply ``change`` to the fresh work tree of ``ref``, commit it, push it.
 
-        WriteConflictError when the push had to merge and the merge conflicted."""
-        from memfs.sync import push
-
+        WriteConflictError when another writer's edit of the same file got there first and
+        the two do not merge; WriteRefusedError when the agent's rules refuse the change. On
+        any failure the checkout is put back to the bucket's head, the edit dropped."""
         name = self.resolve(ref)
-        with self._lock(name):
-            agent = self._fresh(name)
-            result = change(agent)
-            agent.commit(message=message, origin=self.origin)
-            report = push(agent, remote="origin", origin=self.origin)
-            if report.conflicts:
-                raise WriteConflictError(f"{name}: the edit met a concurrent edit of the same file")
-            if not report.ok:
-                raise MemfsError("; ".join(o.error or "" for o in report.remotes if o.error))
-            return result
+        entry = self._entry(name)
+        with entry.lock.held():
+            entry.looked_at = float("-inf")  # a write starts from the bucket's latest
+            agent = self._checkout(name, entry)
+            try:
+                mark_writing(agent)
+                try:
+                    result = change(agent)
+                    committed = agent.commit(message=message, origin=self.origin)
+                    if agent.held:
+                        raise WriteRefusedError("; ".join(r.render() for r in agent.held))
+                    if committed is not None:
+                        self._push(name, agent, entry)
+                except BaseException:
+                    self._put_back(name, agent, entry)
+                    raise
+                clear_writing(agent)
+                return result
+            finally:
+                agent.close()
+
+    def _push(self, name: str, agent: Agent, entry: _Entry) -> None:
+        """Compare-and-swap the commit just made onto the bucket; merge and retry when another
+        writer moved it; WriteConflictError when the merge conflicts (nothing pushed)."""
+        from memfs.remotes import RemoteConfig
+        from memfs.remotestate import tracking_ref
+        from memfs.sync import fetch_remote, integrate
+
+        history = agent.history
+        branch = history.branch()
+        config = RemoteConfig("origin", agent_url(self.cloud_url, name))
+        theirs = entry.head
+        for attempt in range(PUSH_ATTEMPTS):
+            local = history.head()
+            assert local is not None
+            try:
+                entry.remote.push(history, branch, local, expected=theirs)
+            except PushRejectedError:
+                time.sleep(min(0.5, 0.01 * 2**attempt))  # spread racing writers out
+                theirs = fetch_remote(agent, config, remote=entry.remote)
+                if theirs is None:
+                    raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud") from None
+                _, conflicts = integrate(agent, theirs, "origin", "copy", origin=self.origin)
+                if conflicts:
+                    paths = ", ".join(sorted({c.path for c in conflicts}))
+                    raise WriteConflictError(
+                        f"{name}: {paths} changed meanwhile (now at {theirs[:7]}); "
+                        "read it again and redo the edit"
+                    ) from None
+                continue
+            history.set_ref(tracking_ref("origin", branch), local, "serve: pushed")
+            entry.head, entry.etag, entry.looked_at = local, None, time.monotonic()
+            return
+        raise WriteConflictError(f"{name}: the agent kept changing while saving; try again")
+
+    def _put_back(self, name: str, agent: Agent, entry: _Entry) -> None:
+        """Bring the checkout back to the bucket's head after a failed write, dropping what
+        the write changed; when that cannot be done cleanly, clone it again. Never raises:
+        the write's own error is what the caller reports (a checkout left marked is cloned
+        again by its next user)."""
+        from memfs.remotes import RemoteConfig
+        from memfs.sync import fetch_remote
+
+        entry.looked_at = float("-inf")
+        try:
+            config = RemoteConfig("origin", agent_url(self.cloud_url, name))
+            theirs = fetch_remote(agent, config, remote=entry.remote)
+            if theirs is not None:
+                move_to(agent, theirs, "serve: put back to the bucket's head")
+                if agent.status().clean:
+                    clear_writing(agent)
+                    return
+        except Exception:  # any failure here means: clone again
+            pass
+        with contextlib.suppress(Exception):
+            agent.close()
+            clone_checkout(agent_url(self.cloud_url, name), self.cache_dir / name, name).close()
+
+
+def _head_of(refs: dict[str, str]) -> str | None:
+    return refs.get("main") or (next(iter(refs.values())) if len(refs) == 1 else None)
+
+
+def _shown(ref: object) -> str:
+    """``ref`` quoted for an error message, cut short and without control characters."""
+    text = repr(ref)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def cache_dir_for(cloud_url: str) -> Path:

@@ -49,6 +49,20 @@ class Listen:
         return f"http://{host}:{self.port if port is None else port}"
 
 
+@dataclass(frozen=True)
+class Announcement:
+    """What a server says once its socket accepts connections."""
+
+    url: str  # http://host:port, no trailing slash
+    cloud: str
+    token_required: bool
+
+    @property
+    def line(self) -> str:
+        access = "token required" if self.token_required else "open to this machine, no token"
+        return f"memfs serve: cloud {self.cloud} at {self.url}/ ({access}; Ctrl-C stops)"
+
+
 def parse_listen(text: str) -> Listen:
     """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (loopback) as a ``Listen``."""
     host, sep, port_text = text.strip().rpartition(":")
@@ -69,7 +83,9 @@ def bind(listen: Listen) -> socket.socket:
     """A listening TCP socket on ``listen`` (connections queue until the server takes them)."""
     host = "127.0.0.1" if listen.host == "localhost" else listen.host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and without it a response's two writes wait out the client's delayed ACK (~40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, listen.port))
@@ -143,14 +159,14 @@ def serve(
     token_file: Path | None = None,
     cache_dir: Path | None = None,
     access_log: bool = True,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[Announcement], None] = lambda said: print(said.line, flush=True),
 ) -> None:
     """Serve every agent of ``cloud`` on ``listen`` until SIGTERM or SIGINT.
 
     Tokens are required when the token file holds any when the server starts, and stay
     required while it runs (revoking every token locks everyone out; it never opens the
     server). A non-loopback address without tokens is refused: the agents' memory would be
-    open to the network. ``announce`` gets the URL once the socket accepts connections."""
+    open to the network. ``announce`` is called once the socket accepts connections."""
     from memfs.config import resolve_cloud
     from memfs.server.agents import AgentCache, cache_dir_for
     from memfs.server.app import create_app
@@ -174,8 +190,7 @@ def serve(
     app = create_app(ctx)
     sock = bind(where)
     port = sock.getsockname()[1]
-    access = "token required" if tokens else "open to this machine, no token"
     stopper = _Stopper()
     with stopper.installed():
-        announce(f"memfs serve: cloud {name} at {where.url(port)}/ ({access}; Ctrl-C stops)")
+        announce(Announcement(where.url(port), name, tokens > 0))
         run(app, sock, stopper, access_log=access_log)
