@@ -153,11 +153,13 @@ def click_and_wait(browser: Any, element: Any) -> None:
 
 
 def _stale(element: Any) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
+    """Whether ``element``'s page is gone (Chromium says so as "stale" or as "does not
+    belong to the document", depending on when it is asked)."""
+    from selenium.common.exceptions import WebDriverException
 
     try:
         element.tag_name  # noqa: B018
-    except StaleElementReferenceException:
+    except WebDriverException:
         return True
     return False
 

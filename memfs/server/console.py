@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from memfs.errors import MemfsError, PathNotFoundError, RevisionNotFoundError
 from memfs.server import consolehtml as pages
 from memfs.server import consoleviews as views
-from memfs.server.agents import AgentNotFoundError, WriteConflictError
+from memfs.server.agents import AgentNotFoundError, WriteConflictError, WriteRefusedError
 from memfs.server.auth import COOKIE, clear_login_cookie, set_login_cookie
 from memfs.server.context import ServerContext
 
@@ -97,6 +97,8 @@ def _status_of(error: Exception) -> int:
         return 409
     if isinstance(error, views.ReadOnlyBlockError):
         return 403
+    if isinstance(error, WriteRefusedError):
+        return 400
     return 500
 
 
@@ -284,12 +286,12 @@ class Console:
         form = await read_form(request)
         rev = form.get("rev", "")
         name = await run_in_threadpool(self.ctx.agents.resolve, ref)
-        origin = self.ctx.agents.origin
+        shown = rev[:7] if len(rev) == 40 else rev
         await run_in_threadpool(
             self.ctx.agents.write,
             name,
-            lambda agent: views.restore(agent, path, rev, origin),
-            f"memfs: restore {path} (console)",
+            lambda agent: views.restore(agent, path, rev),
+            f"memfs: restore {path} to {shown} (console)",
         )
         return RedirectResponse(
             pages.url("agents", name, "history", path) + f"?restored={rev[:12]}", 303

@@ -232,12 +232,20 @@ def history(agent: Agent, path: str, limit: int = HISTORY_LIMIT) -> dict[str, An
     return {"path": path, "label": str(PurePosixPath(path).with_suffix("")), "commits": commits}
 
 
-def restore(agent: Agent, path: str, rev: str, origin: str) -> dict[str, Any]:
-    """Bring ``path`` back to how it was at ``rev``: a new commit (history is never rewritten)."""
+def restore(agent: Agent, path: str, rev: str) -> dict[str, Any]:
+    """Put ``path`` back in the work tree as it was at ``rev``; the caller's commit records it
+    (``AgentCache.write``): a new commit, history is never rewritten."""
     path = checked_path(path)
-    agent.history.resolve(rev)  # RevisionNotFoundError before anything moves
-    info = agent.restore(path, rev, origin=origin)
-    return {"path": path, "rev": rev, "commit": info.sha if info else None}
+    sha = agent.history.resolve(rev)
+    entry = agent.history.tree_of(sha).get(path)
+    if entry is None or entry.mode not in REGULAR_MODES:
+        raise PathNotFoundError(path, f"revision {rev}")
+    target = agent.root / path
+    if not target.parent.resolve().is_relative_to(agent.root.resolve()):
+        raise PathNotFoundError(path, "this agent's memory")
+    target.parent.mkdir(parents=True, exist_ok=True)  # the file may be gone since
+    atomic_write(target, agent.history.blob(entry.sha))
+    return {"path": path, "rev": sha}
 
 
 def as_json(data: Any) -> bytes:
