@@ -444,6 +444,44 @@ def test_a_save_merges_an_edit_of_other_lines_made_meanwhile(
     assert "Name: Bo." not in fresh_file(cloud, tmp_path, "system/human.md")
 
 
+def test_a_save_of_a_block_deleted_meanwhile_gives_the_text_back(
+    server: ServerHandle, machine_a: memfs.Agent, cloud: str, tmp_path: Path
+) -> None:
+    url = server.url + "/agents/garden/blocks/reference/harvest.md"
+    opened = httpx.get(url + "?format=json").json()
+    (machine_a.root / "reference/harvest.md").unlink()
+    assert sync.sync(machine_a).remotes[0].error is None
+    form = {"base": opened["base"], "value": "August: 5 kg of beans.\n", "description": "x"}
+    response = httpx.post(url, data=form, headers={"Origin": server.url})
+    assert response.status_code == 409
+    assert "August: 5 kg of beans." in response.text  # on the page, to copy: never lost
+
+
+def test_a_crlf_file_saved_untouched_from_a_form_keeps_every_byte(
+    cloud: str, tmp_path: Path
+) -> None:
+    text = "---\r\ndescription: from Windows\r\n---\r\nline one\r\nline two\r\n"
+    with (
+        make_agent(tmp_path / "a" / "garden", cloud, **{"reference/w.md": text}),
+        running_server(cloud, tmp_path) as server,
+    ):
+        url = server.url + "/agents/garden/blocks/reference/w.md"
+        opened = httpx.get(url + "?format=json").json()
+        assert opened["value"] == "line one\r\nline two\r\n"
+        as_a_browser_sends_it = opened["value"]  # a textarea submits CRLF line ends
+        form = {
+            "base": opened["base"],
+            "value": as_a_browser_sends_it,
+            "description": opened["description"],
+        }
+        assert httpx.post(url, data=form, headers={"Origin": server.url}).status_code == 303
+        form["value"] = "line one\nline 2\n"  # a client sending LF: the file keeps its CRLF
+        assert httpx.post(url, data=form, headers={"Origin": server.url}).status_code == 303
+        with memfs.clone(agent_url(cloud, "garden"), tmp_path / "fresh-crlf") as clone:
+            data = (clone.root / "reference/w.md").read_bytes()
+        assert data == b"---\r\ndescription: from Windows\r\n---\r\nline one\r\nline 2\r\n"
+
+
 def test_posts_from_another_site_are_refused(
     cloud: str, machine_a: memfs.Agent, tmp_path: Path
 ) -> None:

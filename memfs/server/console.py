@@ -247,6 +247,8 @@ class Console:
                 lambda agent: views.save_block(agent, path, base, value, description),
                 f"memfs: update {path} (console)",
             )
+        except PathNotFoundError as error:  # deleted meanwhile: the text goes back to its writer
+            return self._kept(request, 409, f"Not saved: {error}", value)
         except WriteConflictError as error:
             data = await run_in_threadpool(self._read_block, name, path)
             mine = {"value": value, "description": description or ""}
@@ -262,8 +264,19 @@ class Console:
                 lambda: pages.block(name, data, _signed_in(request), notice, mine),
                 409,
             )
+        except MemfsError as error:
+            return self._kept(request, _status_of(error), f"Not saved: {error}", value)
         target = pages.url("agents", name, "blocks", path) + "?saved=1"
         return RedirectResponse(target, 303)
+
+    def _kept(self, request: Request, status: int, message: str, value: str) -> Response:
+        """A save that failed, with the user's text on the page: typing is never lost."""
+        return self._render(
+            request,
+            {"detail": message, "yours": {"value": value}},
+            lambda: pages.error(status, message, kept=value),
+            status,
+        )
 
     async def history(self, request: Request) -> Response:
         ref, path = request.path_params["agent"], request.path_params["path"]

@@ -74,13 +74,17 @@ def login(next_url: str, message: str = "") -> str:
     return page("Sign in", body)
 
 
-def error(status: int, message: str) -> str:
+def error(status: int, message: str, kept: str | None = None) -> str:
+    """An error page; ``kept`` is text the user typed that could not be saved, shown to copy."""
     titles = {404: "Not found", 409: "Conflict", 403: "Forbidden", 400: "Cannot do that"}
     title = titles.get(status, "Something went wrong")
-    return page(
-        title,
-        f"<h1>{esc(title)}</h1>" + banner("bad", message) + '<p><a href="/">All agents</a></p>',
-    )
+    body = f"<h1>{esc(title)}</h1>" + banner("bad", message)
+    if kept is not None:
+        body += (
+            '<section class="card" id="kept"><h3>Your text (not saved)</h3>'
+            f"<pre>{esc(kept)}</pre></section>"
+        )
+    return page(title, body + '<p><a href="/">All agents</a></p>')
 
 
 def agents(rows: list[dict[str, Any]], signed_in: bool) -> str:

@@ -173,6 +173,8 @@ def _edited(
         original = MemoryFile(agent.root, path, _blob(agent, path, base), agent.layout)
     if original.unreadable:  # the editor held the whole file
         return value.encode("utf-8")
+    if b"\r\n" in original.raw and "\r" not in value:  # the form sent LF: keep the file's CRLF
+        value = value.replace("\n", "\r\n")
     edited = MemoryFile(agent.root, path, original.raw, agent.layout)
     edited.value = value
     if description is not None and description != (edited.description or ""):
