@@ -512,6 +512,16 @@ def test_posts_from_another_site_are_refused(
         # a script with a token (no cookie, no browser headers) may save; ours may too
         ok = httpx.post(url, data=form, headers=server.auth_headers())
         assert ok.status_code == 303
+        base = httpx.get(url + "?format=json", headers=server.auth_headers()).json()["base"]
+        behind_a_proxy = {
+            **cookie,
+            "Origin": "https://memfs.example",
+            "X-Forwarded-Host": "memfs.example",
+        }
+        response = httpx.post(
+            url, data={"base": base, "value": "Name: Ada.\n"}, headers=behind_a_proxy
+        )
+        assert response.status_code == 303
         login = httpx.post(
             server.url + "/login",
             data={"token": server.token, "next": "//evil.example/"},

@@ -118,8 +118,10 @@ def same_site(request: Request) -> bool:
     source = request.headers.get("origin") or request.headers.get("referer")
     if source is None:  # no browser sends a form without either: a script with a token
         return not _signed_in(request)
-    host = request.headers.get("host", "")
-    return source != "null" and urlsplit(source).netloc.lower() == host.lower()
+    # behind a proxy the Host may be the proxy's upstream: X-Forwarded-Host names the site (a
+    # page elsewhere cannot add headers to a form it makes a browser send)
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    return source != "null" and urlsplit(source).netloc.lower() in {h.lower() for h in hosts if h}
 
 
 async def read_form(request: Request) -> dict[str, str]:
