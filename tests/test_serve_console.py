@@ -282,6 +282,17 @@ def test_open_conflicts_and_problems_are_shown(cloud: str, browser: Any, tmp_pat
         assert "reference/broken.md:1" in problems and "no closing '---'" in problems
         screenshot(browser, tmp_path, "console-problems")
 
+        click_and_wait(browser, by_css(browser, "#conflicts a"))
+        assert "Name: Ada." in by_css(browser, "#ours pre").text
+        assert "Name: Bo." in by_css(browser, "#theirs pre").text
+        screenshot(browser, tmp_path, "console-conflict-open")
+        click_and_wait(browser, by_css(browser, "#keep button[value=theirs]"))
+        assert "Conflict resolved." in by_css(browser, ".banner.ok").text
+        assert not all_css(browser, "#conflicts")
+    text = fresh_file(cloud, tmp_path, "system/human.md", "messy")
+    assert text.endswith("Name: Bo.\n")
+    assert not (tmp_path / "fresh-0" / "system/human.conflict-1a2b3c4.md").exists()
+
 
 def test_login_form_sets_the_cookie_and_lets_the_browser_in(
     cloud: str, machine_a: memfs.Agent, browser: Any, tmp_path: Path
@@ -480,6 +491,23 @@ def test_a_crlf_file_saved_untouched_from_a_form_keeps_every_byte(
         with memfs.clone(agent_url(cloud, "garden"), tmp_path / "fresh-crlf") as clone:
             data = (clone.root / "reference/w.md").read_bytes()
         assert data == b"---\r\ndescription: from Windows\r\n---\r\nline one\r\nline 2\r\n"
+
+
+def test_a_conflict_with_markers_is_settled_keeping_both_sides(cloud: str, tmp_path: Path) -> None:
+    marked = "---\ndescription: m\n---\n<<<<<<< ours\nA\n=======\nB\n>>>>>>> theirs\n"
+    with (
+        make_agent(tmp_path / "a" / "garden", cloud, **{"reference/m.md": marked}),
+        running_server(cloud, tmp_path) as server,
+    ):
+        url = server.url + "/agents/garden/conflicts/reference/m.md"
+        opened = httpx.get(url + "?format=json").json()
+        assert opened["kind"] == "markers" and opened["theirs"] is None
+        bad = httpx.post(url, data={"keep": "everything"}, headers={"Origin": server.url})
+        assert bad.status_code == 400 and "keep must be ours, theirs or both" in bad.text
+        response = httpx.post(url, data={"keep": "both"}, headers={"Origin": server.url})
+        assert response.status_code == 303, response.text
+        assert httpx.get(url + "?format=json").status_code == 404  # settled
+    assert fresh_file(cloud, tmp_path, "reference/m.md") == "---\ndescription: m\n---\nA\nB\n"
 
 
 def test_posts_from_another_site_are_refused(

@@ -25,10 +25,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from memfs.errors import MemfsError, PathNotFoundError, RevisionNotFoundError
+from memfs.errors import (
+    LockTimeoutError,
+    MemfsError,
+    PackCorruptError,
+    PathNotFoundError,
+    RemoteError,
+    RepositoryDamagedError,
+    RevisionNotFoundError,
+)
 from memfs.server import consolehtml as pages
 from memfs.server import consoleviews as views
-from memfs.server.agents import AgentNotFoundError, WriteConflictError, WriteRefusedError
+from memfs.server.agents import AgentNotFoundError, WriteConflictError
 from memfs.server.auth import COOKIE, clear_login_cookie, set_login_cookie
 from memfs.server.context import ServerContext
 
@@ -73,6 +81,11 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         Route(
             "/agents/{agent}/restore/{path:path}", console.guard(console.restore), methods=["POST"]
         ),
+        Route(
+            "/agents/{agent}/conflicts/{path:path}",
+            console.guard(console.conflict),
+            methods=["GET", "POST"],
+        ),
     ]
 
 
@@ -97,8 +110,12 @@ def _status_of(error: Exception) -> int:
         return 409
     if isinstance(error, views.ReadOnlyBlockError):
         return 403
-    if isinstance(error, WriteRefusedError):
-        return 400
+    if isinstance(error, LockTimeoutError):
+        return 503  # busy: try again
+    if isinstance(error, RemoteError | RepositoryDamagedError | PackCorruptError):
+        return 502  # the store failed us, not the request
+    if isinstance(error, MemfsError):
+        return 400  # what the request asked for cannot be done (the message says why)
     return 500
 
 
@@ -164,7 +181,7 @@ class Console:
                 response = await endpoint(request)
             except Exception as error:
                 status = _status_of(error)
-                if status == 500 and not isinstance(error, MemfsError):
+                if not isinstance(error, MemfsError):
                     log.exception("console: %s %s failed", request.method, request.url.path)
                     message = "internal error: the server's log has the details"
                 else:
@@ -220,7 +237,12 @@ class Console:
                 return views.overview(agent, served)
 
         data = await run_in_threadpool(gather)
-        return self._render(request, data, lambda: pages.overview(data, _signed_in(request)))
+        notice = ""
+        if request.query_params.get("resolved"):
+            notice = pages.banner("ok", "Conflict resolved.")
+        return self._render(
+            request, data, lambda: pages.overview(data, _signed_in(request), notice)
+        )
 
     async def block(self, request: Request) -> Response:
         ref, path = request.path_params["agent"], request.path_params["path"]
@@ -311,6 +333,27 @@ class Console:
         return RedirectResponse(
             pages.url("agents", name, "history", path) + f"?restored={rev[:12]}", 303
         )
+
+    async def conflict(self, request: Request) -> Response:
+        ref, path = request.path_params["agent"], request.path_params["path"]
+        name = await run_in_threadpool(self.ctx.agents.resolve, ref)
+        if request.method == "POST":
+            form = await read_form(request)
+            copy, keep = form.get("copy") or None, form.get("keep", "")
+            await run_in_threadpool(
+                self.ctx.agents.write,
+                name,
+                lambda agent: views.settle_conflict(agent, path, copy, keep),
+                f"memfs: resolve conflict in {path} (kept {keep}, console)",
+            )
+            return RedirectResponse(pages.url("agents", name) + "?resolved=1", 303)
+
+        def gather() -> dict[str, Any]:
+            with self.ctx.agents.reading(name) as agent:
+                return views.conflict(agent, path, request.query_params.get("copy"))
+
+        data = await run_in_threadpool(gather)
+        return self._render(request, data, lambda: pages.conflict(name, data, _signed_in(request)))
 
     # -- signing in ----------------------------------------------------------------------
 

@@ -76,7 +76,14 @@ def login(next_url: str, message: str = "") -> str:
 
 def error(status: int, message: str, kept: str | None = None) -> str:
     """An error page; ``kept`` is text the user typed that could not be saved, shown to copy."""
-    titles = {404: "Not found", 409: "Conflict", 403: "Forbidden", 400: "Cannot do that"}
+    titles = {
+        400: "Cannot do that",
+        403: "Forbidden",
+        404: "Not found",
+        409: "Conflict",
+        502: "The store failed",
+        503: "Busy: try again",
+    }
     title = titles.get(status, "Something went wrong")
     body = f"<h1>{esc(title)}</h1>" + banner("bad", message)
     if kept is not None:
@@ -130,11 +137,12 @@ def meter(chars: int, limit: int | None) -> str:
     )
 
 
-def overview(data: dict[str, Any], signed_in: bool) -> str:
+def overview(data: dict[str, Any], signed_in: bool, notice: str = "") -> str:
     """An agent's memory: conflicts, problems, pinned blocks, then the tree of other files."""
     name = data["agent"]["name"]
     parts = [
         f"<h1>{esc(name)}</h1>",
+        notice,
         f'<p class="muted">{esc(data["agent"].get("description") or "")}</p>',
         f'<p class="muted">{esc(data["layout"])} · head '
         f"<code>{esc((data['head'] or '')[:7])}</code>"
@@ -142,7 +150,7 @@ def overview(data: dict[str, Any], signed_in: bool) -> str:
     ]
     if data["conflicts"]:
         items = "".join(
-            f'<li><a href="{esc(url("agents", name, "blocks", c["path"]))}">{esc(c["path"])}</a> '
+            f'<li><a href="{esc(conflict_url(name, c))}">{esc(c["path"])}</a> '
             + (
                 f"(other version: <code>{esc(c['copy_path'])}</code>)"
                 if c["copy_path"]
@@ -324,3 +332,42 @@ def diff(text: str) -> str:
             else f"<span>{esc(line) or ' '}</span>"
         )
     return '<pre class="diff">' + "".join(lines) + "</pre>"
+
+
+def conflict_url(name: str, found: dict[str, Any]) -> str:
+    link = url("agents", name, "conflicts", found["path"])
+    return link + (f"?copy={quote(found['copy_path'], safe='')}" if found["copy_path"] else "")
+
+
+def conflict(name: str, data: dict[str, Any], signed_in: bool) -> str:
+    """Both sides of an open conflict, and the choice of what to keep."""
+    path = data["path"]
+    parts = [f"<h1>Conflict in {esc(path)}</h1>"]
+    if data["kind"] == "copy":
+        parts.append(
+            '<p class="muted">Two machines changed this file at once. Both versions are kept '
+            "until you choose.</p>"
+            f'<section class="card" id="ours"><h3>This version <code>{esc(path)}</code></h3>'
+            f"<pre>{esc(data['ours'])}</pre></section>"
+            '<section class="card" id="theirs"><h3>The other version '
+            f"<code>{esc(data['copy_path'])}</code></h3><pre>{esc(data['theirs'])}</pre></section>"
+        )
+        labels = {"ours": "Keep this version", "theirs": "Keep the other version"}
+    else:
+        parts.append(
+            '<p class="muted">The file holds both versions between conflict markers.</p>'
+            f'<section class="card" id="ours"><pre>{esc(data["ours"])}</pre></section>'
+        )
+        labels = {"ours": "Keep the upper side", "theirs": "Keep the lower side"}
+    labels["both"] = "Keep both"
+    action = url("agents", name, "conflicts", path)
+    copy = data["copy_path"] or ""
+    buttons = "".join(
+        f'<form method="post" action="{esc(action)}"><input type="hidden" name="copy" '
+        f'value="{esc(copy)}"><button type="submit" name="keep" value="{keep}" '
+        f'class="{"secondary" if keep != "ours" else ""}">{esc(label)}</button></form>'
+        for keep, label in labels.items()
+    )
+    parts.append(f'<div class="actions" id="keep">{buttons}</div>')
+    crumbs: list[Crumb] = [("agents", "/"), (name, url("agents", name)), ("conflict", None)]
+    return page(f"Conflict in {path}", "\n".join(parts), crumbs, signed_in)

@@ -250,6 +250,37 @@ def restore(agent: Agent, path: str, rev: str) -> dict[str, Any]:
     return {"path": path, "rev": sha}
 
 
+def conflict(agent: Agent, path: str, copy_path: str | None = None) -> dict[str, Any]:
+    """An open conflict at ``path``: the version there and the other one (a conflict copy), or
+    the file with its conflict markers."""
+    from memfs.conflicts import find
+
+    path = checked_path(path)
+    matches = [c for c in find(agent) if c.path == path]
+    chosen = next((c for c in matches if copy_path and c.copy_path == copy_path), None)
+    found = chosen or (matches[0] if matches else None)
+    if found is None:
+        raise PathNotFoundError(path, "this agent's open conflicts")
+    theirs = None
+    if found.copy_path is not None:
+        theirs = read_inside(agent.root, found.copy_path).decode("utf-8", "replace")
+    return found.to_dict() | {
+        "ours": read_inside(agent.root, found.path).decode("utf-8", "replace"),
+        "theirs": theirs,
+    }
+
+
+def settle_conflict(agent: Agent, path: str, copy_path: str | None, keep: str) -> dict[str, Any]:
+    """Settle a conflict in the work tree (``memfs.conflicts.settle``): the caller commits."""
+    from memfs.conflicts import settle
+
+    if keep not in ("ours", "theirs", "both"):
+        raise MemfsError(f"keep must be ours, theirs or both, not {keep!r}")
+    target = checked_path(copy_path) if copy_path else checked_path(path)
+    settled = settle(agent, target, keep)  # type: ignore[arg-type]
+    return settled.to_dict() | {"kept": keep}
+
+
 def as_json(data: Any) -> bytes:
     """A page's data as its JSON twin."""
     return json.dumps(data, default=str, ensure_ascii=False, indent=1).encode("utf-8")
