@@ -405,7 +405,13 @@ def test_a_letta_v1_read_only_block_is_shown_and_never_changed(
         form = {"base": opened["base"], "value": "I am reckless.\n"}
         refused = httpx.post(url, data=form, headers={"Origin": server.url})
         assert refused.status_code == 403 and "read-only" in refused.text
+        url = server.url + "/agents/lettav1/blocks/system/human.md"
+        opened = httpx.get(url + "?format=json").json()
+        form = {"base": opened["base"], "value": "Ada Lovelace.\n", "description": "The user"}
+        assert httpx.post(url, data=form, headers={"Origin": server.url}).status_code == 303
     assert fresh_file(cloud, tmp_path, "system/persona.md", "lettav1") == persona
+    human = "---\ndescription: The user\n---\nAda Lovelace.\n"  # as Letta writes it
+    assert fresh_file(cloud, tmp_path, "system/human.md", "lettav1") == human
 
 
 def test_a_letta_v2_agent_shows_sizes_against_letta_limits(

@@ -8,9 +8,10 @@ watchers and other servers.
 
 Auth is ``memfs.server.auth``'s middleware in front of every route; this module owns the login
 form, which checks a token (``ctx.authenticate``) and puts it into the ``memfs_token`` cookie
-(HttpOnly, SameSite=Strict). POSTs are CSRF-safe
-twice over: the cookie is never sent cross-site, and a POST whose ``Origin`` (or ``Referer``, or
-``Sec-Fetch-Site``) says it came from another site is refused before anything is read.
+(HttpOnly, SameSite=Strict). POSTs are CSRF-safe twice over: the cookie is never sent
+cross-site, and a POST whose ``Origin`` (or ``Referer``, or ``Sec-Fetch-Site``) says it came
+from another site is refused before anything is read. Pages carry a CSP that allows no script
+and no inline style, and may not be framed.
 """
 
 from __future__ import annotations
