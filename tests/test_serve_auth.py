@@ -57,7 +57,7 @@ def client(tmp_path: Path) -> Iterator[tuple[TestClient, Path, str]]:
     )  # fmt: skip
     app = create_app(ctx)
     methods = ["GET", "POST", "PATCH"]
-    app.router.routes.extend(
+    app.router.routes[:0] = (  # first: they answer whatever routes the modules bring
         [
             Route("/v1/git/{agent}/state.git/{rest:path}", _ok, methods=methods),
             Route("/v1/{rest:path}", _ok, methods=methods),

@@ -54,6 +54,19 @@ def test_a_read_within_the_window_asks_the_bucket_nothing(tmp_path: Path, cloud:
     assert cache.polls == polls
 
 
+def test_a_read_asking_for_fresh_data_asks_the_bucket(tmp_path: Path, cloud: str) -> None:
+    machine = make_agent(tmp_path, cloud)
+    cache = AgentCache(cloud, {}, tmp_path / "cache", fresh_s=3600)
+    with cache.reading("alpha"):
+        pass
+    write(machine.root, "reference/notes.md", "---\ndescription: notes\n---\nremote edit\n")
+    assert push(machine, "origin").ok
+    with cache.reading("alpha") as agent:  # within the window: as it was
+        assert agent.history.head() != machine.history.head()
+    with cache.reading("alpha", fresh_s=0) as agent:
+        assert agent.history.head() == machine.history.head()
+
+
 def test_a_read_after_the_window_sees_another_machines_push(tmp_path: Path, cloud: str) -> None:
     machine = make_agent(tmp_path, cloud)
     cache = AgentCache(cloud, {}, tmp_path / "cache", fresh_s=0)
@@ -240,5 +253,33 @@ def test_an_agent_is_found_by_name_and_by_id(tmp_path: Path, cloud: str) -> None
     cache = AgentCache(cloud, {}, tmp_path / "cache")
     assert cache.resolve("alpha") == "alpha"
     assert cache.resolve(machine.manifest.id) == "alpha"
+    assert cache.resolve(machine.manifest.id) == "alpha"  # again: the id is no folder name
+    with cache.reading(machine.manifest.id) as agent:
+        assert agent.root.name == "alpha"
     with pytest.raises(AgentNotFoundError):
         cache.resolve("agent-00000000-0000-0000-0000-000000000000")
+
+
+def test_listing_within_the_window_asks_the_bucket_nothing(s3: S3Bucket, tmp_path: Path) -> None:
+    cloud = s3.url("cloud")
+    machine = make_agent(tmp_path, cloud)
+    cache = AgentCache(cloud, {}, tmp_path / "cache", fresh_s=3600)
+    (listed,) = cache.list()
+    assert (listed.name, listed.id, listed.head) == (
+        "alpha",
+        machine.manifest.id,
+        machine.history.head(),
+    )
+    s3.server.requests.clear()
+    assert cache.list() == [listed]
+    assert s3.server.requests == []
+    make_agent(tmp_path, cloud, name="beta")
+    cache.fresh_s = 0
+    s3.server.requests.clear()
+    assert [a.name for a in cache.list()] == ["alpha", "beta"]
+    # one listing, a conditional GET per manifest, beta's identity once
+    assert s3.server.by_method() == {"GET": 4}, s3.server.requests
+    cache.write("alpha", append("reference/notes.md", "more\n"), "more")
+    assert [a.head for a in cache.list() if a.name == "alpha"] == [
+        cache.remote("alpha").head("main")
+    ]

@@ -31,12 +31,21 @@ TOKEN_FILE_HELP = (
     type=click.Path(file_okay=False),
     help="Where to keep checkouts of the agents (default: in memfs's cache dir).",
 )
+@click.option(
+    "--fresh-ms",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="A read within this long of the server's last look at an agent's bucket does not "
+    "look again (0: every read asks, with a conditional request). Writes always look.",
+)
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
 def serve(
     cloud_name: str | None,
     listen: str,
     token_file: str | None,
     cache_dir: str | None,
+    fresh_ms: int,
     no_access_log: bool,
 ) -> None:
     """Serve every agent of a cloud: git smart HTTP, Letta's memory API, a web console.
@@ -61,6 +70,7 @@ def serve(
         Path(token_file) if token_file else None,
         Path(cache_dir) if cache_dir else None,
         access_log=not no_access_log,
+        fresh_s=fresh_ms / 1000,
         announce=announce,
     )
 

@@ -21,6 +21,7 @@ git client may push at any time. So:
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,10 +33,12 @@ from memfs.agent import Agent
 from memfs.cloud import agent_url
 from memfs.errors import MemfsError, PushRejectedError, RemoteCorruptError
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.manifest import BucketManifest
 from memfs.remotes.storage import open_storage
 from memfs.schema import is_valid_name
 from memfs.server.checkouts import (
     CheckoutLock,
+    checkout_stamp,
     clear_writing,
     clone_checkout,
     mark_writing,
@@ -46,6 +49,7 @@ from memfs.server.checkouts import (
 T = TypeVar("T")
 FRESH_S = 0.5  # how long a look at the bucket stays good for reads
 LIST_AGAIN_S = 2.0  # an unknown id re-lists the cloud at most this often
+KEEP_OPEN = 64  # checkouts kept open between requests (each holds a few file descriptors)
 PUSH_ATTEMPTS = 8
 
 
@@ -85,6 +89,10 @@ class _Entry:
         self.etag: str | None = None
         self.head: str | None = None  # the bucket's head at the last look
         self.looked_at = float("-inf")  # time.monotonic() of the last look
+        self.agent: Agent | None = None  # the checkout left open by the last user, and
+        self.stamp: tuple[object, ...] | None = None  # what its .git looked like then
+        self.manifest: BucketManifest | None = None  # the manifest at the last look
+        self.identity: str | None = None  # the agent's id (memfs.json never changes)
 
 
 class AgentCache:
@@ -106,6 +114,9 @@ class AgentCache:
         self._entries: dict[str, _Entry] = {}
         self._ids: dict[str, str] = {}  # agent id -> folder name, learnt from memfs.json
         self._listed_at = float("-inf")
+        self._folders: list[str] | None = None  # the cloud's agent folders at the last listing
+        self._open = 0  # checkouts kept open in entries
+        self._open_guard = threading.Lock()
         self.polls = 0  # manifest reads made for reads and writes (benchmarks, tests)
         self.pulls = 0  # fetches that moved a checkout
 
@@ -116,29 +127,37 @@ class AgentCache:
         return BucketRemote(agent_url(self.cloud_url, name), self.options)
 
     def list(self) -> list[ServedAgent]:
-        """Every readable agent of the cloud, sorted by name."""
+        """Every readable agent of the cloud, sorted by name.
+
+        Within ``fresh_s`` of the last listing the cloud is not listed again, and each agent's
+        manifest is asked for as a read would (conditionally, not within the window); its
+        identity (memfs.json, written once) is read once per server."""
+        now = time.monotonic()
+        if self._folders is None or now - self._listed_at >= self.fresh_s:
+            storage = open_storage(self.cloud_url, self.options)
+            self._folders = sorted(f for f in storage.folders() if is_valid_name(f))
+            self._listed_at = now
         found = []
-        for folder in sorted(open_storage(self.cloud_url, self.options).folders()):
-            if not is_valid_name(folder):
-                continue
-            remote = self.remote(folder)
+        for folder in self._folders:
+            entry = self._entry(folder)
             try:
-                manifest, _ = remote.read_manifest()
-                identity = remote.identity() if manifest is not None else None
+                # after this server's own push the manifest held is the one before it
+                if not self._look(entry, force=entry.etag is None) or entry.manifest is None:
+                    continue
+                if entry.identity is None:
+                    identity = entry.remote.identity()
+                    entry.identity = identity.id if identity else folder
             except RemoteCorruptError:
                 continue
-            if manifest is None:
-                continue
-            agent_id = identity.id if identity else folder
-            if is_valid_name(agent_id):
-                self._ids[agent_id] = folder
-            head = manifest.refs.get("main") or next(iter(manifest.refs.values()), None)
+            if is_valid_name(entry.identity):
+                self._ids[entry.identity] = folder
+            manifest = entry.manifest
             found.append(
                 ServedAgent(
-                    folder, agent_id, manifest.description, manifest.pushed_at, manifest.host, head
+                    folder, entry.identity, manifest.description, manifest.pushed_at,
+                    manifest.host, entry.head,
                 )
-            )
-        self._listed_at = time.monotonic()
+            )  # fmt: skip
         return found
 
     def resolve(self, ref: str) -> str:
@@ -152,14 +171,17 @@ class AgentCache:
             return ref
         if ref in self._ids:
             return self._ids[ref]
-        entry = self._entry(ref)
-        if self._look(entry, force=True):
-            return ref
+        try:
+            if self._look(self._entry(ref), force=True):
+                return ref
+        except RemoteCorruptError:
+            pass  # a folder of that name holding no readable agent: maybe an id still
+        self._entries.pop(ref, None)  # no agent of that name: an id, or nothing
         if time.monotonic() - self._listed_at > LIST_AGAIN_S:
+            self._folders = None  # list the cloud again: the id may be a new agent's
             self.list()
         if ref in self._ids:
             return self._ids[ref]
-        self._entries.pop(ref, None)
         raise AgentNotFoundError(f"no agent {_shown(ref)} in this cloud")
 
     def invalidate(self, ref: str) -> None:
@@ -189,8 +211,8 @@ class AgentCache:
         self.polls += 1
         got = entry.remote.poll(entry.etag)
         if not isinstance(got, Unchanged):
-            manifest, entry.etag = got
-            entry.head = _head_of(manifest.refs) if manifest is not None else None
+            entry.manifest, entry.etag = got
+            entry.head = _head_of(entry.manifest.refs) if entry.manifest is not None else None
         entry.looked_at = now
         return entry.head is not None
 
@@ -202,7 +224,7 @@ class AgentCache:
         if not self._look(entry):
             raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud")
         folder = self.cache_dir / name
-        agent = open_checkout(folder)
+        agent = self._take(entry, folder)
         if agent is None:
             return clone_checkout(agent_url(self.cloud_url, name), folder, name)
         head = agent.history.head()
@@ -223,18 +245,47 @@ class AgentCache:
             agent.close()
             return clone_checkout(agent_url(self.cloud_url, name), folder, name)
 
+    def _take(self, entry: _Entry, folder: Path) -> Agent | None:
+        """The checkout the last user left open, if its ``.git`` is as that user left it (no
+        other process touched it), else the checkout opened afresh (None: clone it)."""
+        kept, entry.agent = entry.agent, None
+        if kept is not None:
+            with self._open_guard:
+                self._open -= 1
+            if entry.stamp == checkout_stamp(folder):
+                return kept
+            kept.close()
+        return open_checkout(folder)
+
+    def _leave(self, entry: _Entry, agent: Agent, keep: bool) -> None:
+        """Done with ``agent``: kept open for the next user (up to ``KEEP_OPEN``) or closed."""
+        with self._open_guard:
+            keep = keep and self._open < KEEP_OPEN
+            if keep:
+                self._open += 1
+        if keep:
+            entry.agent, entry.stamp = agent, checkout_stamp(agent.root)
+        else:
+            agent.close()
+
     @contextmanager
-    def reading(self, ref: str) -> Iterator[Agent]:
+    def reading(self, ref: str, fresh_s: float | None = None) -> Iterator[Agent]:
         """The agent ``ref``, up to date with the bucket, held against every other user of
-        its checkout (this server's threads, other servers sharing the cache dir)."""
+        its checkout (this server's threads, other servers sharing the cache dir).
+
+        ``fresh_s`` overrides the cache's window for this read: 0 asks the bucket whatever
+        the last look (what a git client's first request wants: it may have pushed elsewhere
+        a moment ago)."""
         name = self.resolve(ref)
         entry = self._entry(name)
         with entry.lock.held():
+            if fresh_s is not None and time.monotonic() - entry.looked_at >= fresh_s:
+                entry.looked_at = float("-inf")
             agent = self._checkout(name, entry)
             try:
                 yield agent
             finally:
-                agent.close()
+                self._leave(entry, agent, keep=True)
 
     def write(self, ref: str, change: Callable[[Agent], T], message: str) -> T:
         """Apply ``change`` to the fresh work tree of ``ref``, commit it, push it.
@@ -247,6 +298,7 @@ class AgentCache:
         with entry.lock.held():
             entry.looked_at = float("-inf")  # a write starts from the bucket's latest
             agent = self._checkout(name, entry)
+            done = False
             try:
                 mark_writing(agent)
                 try:
@@ -260,9 +312,10 @@ class AgentCache:
                     self._put_back(name, agent, entry)
                     raise
                 clear_writing(agent)
+                done = True
                 return result
             finally:
-                agent.close()
+                self._leave(entry, agent, keep=done)
 
     def _push(self, name: str, agent: Agent, entry: _Entry) -> None:
         """Compare-and-swap the commit just made onto the bucket; merge and retry when another

@@ -89,6 +89,29 @@ def open_checkout(folder: Path) -> Agent | None:
         raise
 
 
+STAMPED = ("HEAD", "packed-refs", "refs/heads", "objects/pack", "index", "config", "memfs")
+
+
+def checkout_stamp(folder: Path) -> tuple[object, ...]:
+    """What the checkout's ``.git`` looks like, cheaply (a few stats): a user that finds it as
+    it left it may go on with the ``Agent`` it had open; anything else (another process's
+    fetch or write, damage, a stopped write's marker) changes it."""
+    stamp: list[object] = []
+    try:  # the branch's own ref file too: rewritten by rename, so a new inode on every move
+        head = (folder / ".git" / "HEAD").read_text(errors="replace").strip()
+    except OSError:
+        head = ""
+    ref = head.removeprefix("ref: ") if head.startswith("ref: refs/heads/") else ""
+    for part in (*STAMPED, ref) if ref and ".." not in ref else STAMPED:
+        try:
+            st = (folder / ".git" / part).stat()
+        except OSError:
+            stamp.append(None)
+            continue
+        stamp.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(stamp)
+
+
 def clone_checkout(url: str, folder: Path, name: str) -> Agent:
     """A fresh clone of ``url`` at ``folder``, whatever was there before."""
     from memfs.sync import clone

@@ -159,6 +159,7 @@ def serve(
     token_file: Path | None = None,
     cache_dir: Path | None = None,
     access_log: bool = True,
+    fresh_s: float | None = None,
     announce: Callable[[Announcement], None] = lambda said: print(said.line, flush=True),
 ) -> None:
     """Serve every agent of ``cloud`` on ``listen`` until SIGTERM or SIGINT.
@@ -186,6 +187,8 @@ def serve(
             "127.0.0.1"
         )
     agents = AgentCache(url, options, cache_dir or cache_dir_for(url))
+    if fresh_s is not None:
+        agents.fresh_s = fresh_s
     ctx = ServerContext(name, url, options, agents, token_required=tokens > 0, tokens=checker)
     app = create_app(ctx)
     sock = bind(where)
