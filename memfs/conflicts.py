@@ -116,26 +116,9 @@ def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:
     ``ours`` keeps the file at the path (the upper side of markers); ``theirs`` keeps the
     conflict copy (the lower side); ``both`` keeps both, one after the other.
     """
-    path = path.strip("/")
     with agent.history.locked():
         agent.history.refuse_during_git_operation()  # before any file is rewritten
-        matches = [c for c in find(agent) if path in (c.path, c.copy_path)]
-        if not matches:
-            raise MemfsError(f"no open conflict at {path}: see 'memfs conflicts'")
-        copies = [c for c in matches if c.kind == "copy"]
-        if len(copies) > 1 and path not in {c.copy_path for c in copies}:
-            names = ", ".join(str(c.copy_path) for c in copies)
-            raise MemfsError(
-                f"{path} has several conflict copies ({names}): name the one to resolve"
-            )
-        conflict = next((c for c in matches if c.copy_path == path), matches[0])
-        if conflict.kind == "markers":
-            content = (agent.root / conflict.path).read_bytes()
-            mode = agent.file_mode(conflict.path)
-            write_file(agent.root, conflict.path, mode, resolve_markers(content, keep))
-        else:
-            assert conflict.copy_path is not None
-            _resolve_copy(agent, conflict.path, conflict.copy_path, keep)
+        conflict = settle(agent, path, keep)
         # A Letta repo's copy of a read-only block reads as read-only itself (its front matter
         # says so), but it is no block: removing it is what this person's command asks for.
         copy = conflict.copy_path if conflict.kind == "copy" and agent.layout.is_letta else None
@@ -143,6 +126,28 @@ def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:
             message=f"memfs: resolve conflict in {conflict.path} (kept {keep})",
             allow_read_only=(copy,) if copy else (),
         )
+
+
+def settle(agent: Agent, path: str, keep: Keep) -> OpenConflict:
+    """The work-tree half of ``resolve``: rewrite the files, commit nothing (a caller that
+    commits and pushes on its own, like ``memfs serve``, does the rest); the conflict settled."""
+    path = path.strip("/")
+    matches = [c for c in find(agent) if path in (c.path, c.copy_path)]
+    if not matches:
+        raise MemfsError(f"no open conflict at {path}: see 'memfs conflicts'")
+    copies = [c for c in matches if c.kind == "copy"]
+    if len(copies) > 1 and path not in {c.copy_path for c in copies}:
+        names = ", ".join(str(c.copy_path) for c in copies)
+        raise MemfsError(f"{path} has several conflict copies ({names}): name the one to resolve")
+    conflict = next((c for c in matches if c.copy_path == path), matches[0])
+    if conflict.kind == "markers":
+        content = (agent.root / conflict.path).read_bytes()
+        mode = agent.file_mode(conflict.path)
+        write_file(agent.root, conflict.path, mode, resolve_markers(content, keep))
+    else:
+        assert conflict.copy_path is not None
+        _resolve_copy(agent, conflict.path, conflict.copy_path, keep)
+    return conflict
 
 
 def _resolve_copy(agent: Agent, path: str, copy_path: str, keep: Keep) -> None:
