@@ -6,9 +6,12 @@ The package map, one concept per module:
   under a per-object HKDF subkey, associated data binding repo id, role and logical name),
   ``seal``/``peek``/``open_sealed``, the ``Keys`` protocol and ``StaticKeys`` for tests.
 - ``identity``: this machine's age X25519 identity file (0600 in a 0700 folder).
-- ``keyring``: ``keys.json`` in the store: one key per epoch wrapped for each slot (an age
-  X25519 recipient per machine, or a passphrase-protected recovery identity), rotation with
-  an epoch link and the sealed history of older keys, compare-and-swapped on every change.
+- ``keyfile``: the format of ``keys.json`` in the store (one key per epoch wrapped for each
+  slot: an age X25519 recipient per machine, or a passphrase-protected recovery identity; the
+  sealed history of older keys and the epoch link), its limits, and the checks that accept
+  a keyring only if it follows from the keys this machine holds.
+- ``keyring``: the operations: open, create, add a slot, rotate, remove a slot (rotating),
+  unlock a passphrase slot; each a compare-and-swap of ``keys.json``, retried on a lost race.
 - ``keycache``: this machine's copy of the epoch keys it opened and the ``seen`` state the
   rollback guard compares against, flock'd, 0600.
 

@@ -139,7 +139,7 @@ def load_identity(folder: Path | None = None) -> Identity | None:
             raise IdentityError(path, "it is a symlink") from None
         raise IdentityError(path, error.strerror or str(error)) from None
     with os.fdopen(fd, "rb") as handle:
-        _check_safe(path, os.fstat(handle.fileno()))
+        check_private_file(path, os.fstat(handle.fileno()))
         data = handle.read(MAX_FILE + 1)
     if len(data) > MAX_FILE:
         raise IdentityError(path, f"more than {MAX_FILE} bytes: not an identity file")
@@ -159,7 +159,7 @@ def ensure_identity(folder: Path | None = None) -> Identity:
     if existing is not None:
         return existing
     path = identity_path(folder)
-    _private_folder(path.parent)
+    private_folder(path.parent)
     fresh = Identity.generate()
     text = (
         "# memfs machine identity (age-keygen format): keep it secret, keep it 0600\n"
@@ -184,7 +184,7 @@ def ensure_identity(folder: Path | None = None) -> Identity:
     return loaded
 
 
-def _private_folder(folder: Path) -> None:
+def private_folder(folder: Path) -> None:
     """Make ``folder`` exist with mode 0700 (tightening memfs's own config folder if needed)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.stat()
@@ -192,7 +192,7 @@ def _private_folder(folder: Path) -> None:
         folder.chmod(0o700)
 
 
-def _check_safe(path: Path, info: os.stat_result) -> None:
+def check_private_file(path: Path, info: os.stat_result) -> None:
     """Refuse what ssh refuses: a file others could read or swap, or not ours."""
     mode = stat.S_IMODE(info.st_mode)
     if not stat.S_ISREG(info.st_mode):
