@@ -45,8 +45,12 @@ class InvalidRecipientError(KeyringError):
     exit_code = 2
 
     def __init__(self, text: str) -> None:
-        shown = text if len(text) <= 80 else text[:77] + "..."
-        super().__init__("", f"{shown!r} is not an age recipient (age1… from 'memfs key id')")
+        if text.strip().upper().startswith("AGE-SECRET-KEY-"):  # never echo a private key
+            what = "that is a private key (AGE-SECRET-KEY-…), keep it secret: a recipient"
+        else:
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            what = f"{shown!r} is not an age recipient: one"
+        super().__init__("", f"{what} is the age1… that 'memfs key id' prints")
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ def open_ring(
             raise ForkError(
                 url, f"the rotation to epoch {n} is not sealed by epoch {n - 1}"
             ) from None
-        raise error.at(url) from None
+        raise TamperError(url, link_name(n), error.why) from None
     if linked != key:
         raise ForkError(url, f"the rotation to epoch {n} links another key")
     return {**older, n: key}
@@ -207,7 +207,7 @@ def _open_history(url: str, ring: Keyring, repo_id: bytes, key: bytes) -> dict[i
             raise TamperError("", HISTORY_NAME, f"is not sealed by epoch {ring.epoch}")
         plain = open_sealed(key, repo_id, HISTORY_NAME, Role.HISTORY, blob)
     except TamperError as error:
-        raise error.at(url) from None
+        raise TamperError(url, HISTORY_NAME, error.why) from None
     try:
         older = {int(e): base64.b64decode(k, validate=True) for e, k in json.loads(plain).items()}
     except (ValueError, AttributeError, TypeError, binascii.Error):
