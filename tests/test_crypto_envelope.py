@@ -287,3 +287,15 @@ def test_the_envelope_imports_no_cryptography_until_it_seals() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_exit_code_10_is_documented_where_the_others_are() -> None:
+    from pathlib import Path
+
+    from memfs.cli import EXIT_CODES_HELP
+
+    assert "  10 a key or integrity problem" in EXIT_CODES_HELP
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "| 10 | a key or integrity problem" in readme
+    for line in EXIT_CODES_HELP.splitlines()[2:]:  # every code of --help is in the README's table
+        assert f"| {line.split()[0]} |" in readme
