@@ -29,7 +29,14 @@ from memfs.crypto.identity import (
     parse_recipient,
 )
 from memfs.crypto.keycache import KeyCache, Seen
-from memfs.crypto.keyfile import MAX_FILE, MAX_SLOTS, kid, link_name, parse_keyring
+from memfs.crypto.keyfile import (
+    MAX_FILE,
+    MAX_PASSPHRASE_SLOTS,
+    MAX_SLOTS,
+    kid,
+    link_name,
+    parse_keyring,
+)
 from memfs.crypto.keyring import (
     KEYS_OBJECT,
     RingKeys,
@@ -546,6 +553,26 @@ def test_limits_on_read_and_on_write(
     for junk in (b"", b"[]", b"{", b"null", "é".encode("latin-1")):
         with pytest.raises(TamperError, match="malformed"):
             parse_keyring("x", junk)
+
+
+def test_passphrase_slots_are_few(file_store: Storage, machines: Callable[[str], Machine]) -> None:
+    """Each passphrase slot costs a whole scrypt run to try: a keyring holds at most four, so a
+    store cannot make an unlock run for minutes."""
+    a = machines("a")
+    keys = create_keyring(file_store, REPO, a.identity, "a", cache=a.cache)
+    ring = ring_json(file_store)
+    fake = dict(ring["slots"][0], kind="passphrase", identity=base64.b64encode(b"x").decode())
+    four = [
+        dict(fake, id=f"s-p{i}", recipient=Identity.generate().recipient)
+        for i in range(MAX_PASSPHRASE_SLOTS)
+    ]
+    put_ring(file_store, dict(ring, slots=[ring["slots"][0], *four]))
+    with pytest.raises(KeyringError, match=f"holds {MAX_PASSPHRASE_SLOTS} passphrase slots"):
+        add_slot(file_store, keys, "", "one more", kind="passphrase", passphrase="pw")
+    five = [*four, dict(fake, id="s-p9", recipient=Identity.generate().recipient)]
+    put_ring(file_store, dict(ring, slots=[ring["slots"][0], *five]))
+    with pytest.raises(TamperError, match=f"more than {MAX_PASSPHRASE_SLOTS} passphrase slots"):
+        a.keys(file_store).refresh()
 
 
 def test_a_missing_keyring_is_named(

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 KEYS_OBJECT = "keys.json"
 HISTORY_NAME = "keys.json#history"
 MAX_SLOTS = 64
+# each costs a whole scrypt run to try (seconds, up to a GiB): a store cannot plant dozens
+MAX_PASSPHRASE_SLOTS = 4
 MAX_WRAPPED = 1024
 MAX_FILE = 256 * 1024
 SlotKind = Literal["x25519", "passphrase"]
@@ -137,6 +139,10 @@ def parse_keyring(url: str, data: bytes) -> Keyring:
                 raise TamperError(url, f"keys.json slot {slot.id}", f"has an oversize {field}")
     if len({s.id for s in ring.slots}) != len(ring.slots):
         raise TamperError(url, KEYS_OBJECT, "is malformed: two slots share an id")
+    if sum(s.kind == "passphrase" for s in ring.slots) > MAX_PASSPHRASE_SLOTS:
+        raise TamperError(
+            url, KEYS_OBJECT, f"has more than {MAX_PASSPHRASE_SLOTS} passphrase slots allowed"
+        )
     return ring
 
 

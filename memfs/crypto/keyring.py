@@ -18,12 +18,13 @@ import os
 from typing import TYPE_CHECKING, Any, cast
 
 from memfs.crypto.envelope import KEY_LEN, Role, seal
-from memfs.crypto.identity import Identity, parse_recipient, wrap
+from memfs.crypto.identity import Identity, IdentityError, parse_recipient, wrap
 from memfs.crypto.keycache import KeyCache
 from memfs.crypto.keyfile import (
     HISTORY_NAME,
     KEYS_OBJECT,
     MAX_FILE,
+    MAX_PASSPHRASE_SLOTS,
     MAX_SLOTS,
     Keyring,
     Slot,
@@ -201,18 +202,13 @@ def add_slot(
     returned unchanged). ``kind="passphrase"``: ``recipient`` is ignored; a recovery identity
     is made, the key wrapped to it and the identity sealed with ``passphrase`` (age's scrypt).
     """
+    target, sealed_identity = "", None
     if kind == "x25519":
-        target, sealed_identity = parse_recipient(recipient), None
-    elif kind == "passphrase":
-        if not passphrase:
-            raise ValueError("a passphrase slot needs the passphrase")
-        import pyrage
-
-        recovery = Identity.generate()
-        target = recovery.recipient
-        sealed_identity = b64(pyrage.passphrase.encrypt(recovery.secret.encode(), passphrase))
-    else:
+        target = parse_recipient(recipient)
+    elif kind != "passphrase":
         raise ValueError(f"unknown slot kind {kind!r}")
+    elif not passphrase:
+        raise ValueError("a passphrase slot needs the passphrase")
     for _ in range(ATTEMPTS):
         ring, etag = keys.read()
         existing = ring.slot_of(target)
@@ -223,6 +219,22 @@ def add_slot(
                 keys.url,
                 f"keys.json holds {MAX_SLOTS} slots, the most memfs allows; remove one "
                 "first (memfs key rm)",
+            )
+        if kind == "passphrase" and (
+            sum(s.kind == "passphrase" for s in ring.slots) >= MAX_PASSPHRASE_SLOTS
+        ):
+            raise KeyringError(
+                keys.url,
+                f"keys.json holds {MAX_PASSPHRASE_SLOTS} passphrase slots, the most memfs "
+                "allows; remove one first (memfs key rm)",
+            )
+        if kind == "passphrase" and sealed_identity is None:  # one scrypt run, after the checks
+            import pyrage
+
+            recovery = Identity.generate()
+            target = recovery.recipient
+            sealed_identity = b64(
+                pyrage.passphrase.encrypt(recovery.secret.encode(), cast(str, passphrase))
             )
         current = keys.key(ring.epoch)
         slot = Slot(
@@ -316,7 +328,10 @@ def unlock_with_passphrase(storage: Storage, repo_id: bytes, passphrase: str) ->
             secret = pyrage.passphrase.decrypt(sealed, passphrase).decode()
         except (pyrage.DecryptError, UnicodeDecodeError):
             continue
-        recovery = Identity.from_secret(secret)
+        try:
+            recovery = Identity.from_secret(secret)
+        except IdentityError:  # a passphrase-sealed payload that is no identity: not this slot
+            continue
         if recovery.recipient == slot.recipient:
             return recovery
     raise KeyringError(storage.url, "the passphrase opens no slot of keys.json")
