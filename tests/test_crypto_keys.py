@@ -477,6 +477,7 @@ def test_an_old_keyring_put_back_is_a_rollback(
         (lambda r: r.update(kid="0" * 16), "not the kid's"),
         (lambda r: r["slots"][1].update(wrapped=base64.b64encode(b"age junk").decode()), "slot s-"),
         (lambda r: r["slots"][1].update(wrapped="%%%"), "not base64"),
+        (lambda r: r["slots"][0].update(recipient="age1nope"), "has no valid recipient"),
         (lambda r: r.update(history="AAAA"), "keys.json#history is malformed"),
         (lambda r: r.pop("slots"), "slots"),
         (lambda r: r.update(epoch=0), "epoch"),

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memfs.crypto.envelope import KEY_LEN, Role, open_sealed, peek
-from memfs.crypto.identity import Identity
+from memfs.crypto.identity import Identity, InvalidRecipientError, parse_recipient
 from memfs.errors import ForkError, NoKeyError, RollbackError, TamperError
 
 if TYPE_CHECKING:
@@ -131,6 +131,10 @@ def parse_keyring(url: str, data: bytes) -> Keyring:
         where = ".".join(str(p) for p in first["loc"])
         raise TamperError(url, KEYS_OBJECT, f"is malformed: {where}: {first['msg']}") from None
     for slot in ring.slots:
+        try:
+            parse_recipient(slot.recipient)
+        except InvalidRecipientError:
+            raise TamperError(url, f"keys.json slot {slot.id}", "has no valid recipient") from None
         for field in ("wrapped", "identity"):
             value = getattr(slot, field)
             if value is not None and len(unb64(url, f"keys.json slot {slot.id}", value)) > (
@@ -147,6 +151,7 @@ def parse_keyring(url: str, data: bytes) -> Keyring:
 
 
 def check_ring(url: str, ring: Keyring, repo_id: bytes) -> None:
+    """TamperError unless ``ring`` is the keyring of agent ``repo_id``."""
     if ring.repo_id != repo_id.hex():
         raise TamperError(url, KEYS_OBJECT, f"belongs to another agent (repo id {ring.repo_id})")
 
