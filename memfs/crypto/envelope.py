@@ -170,7 +170,7 @@ def open_sealed(key: bytes, repo_id: bytes, name: str, role: Role, blob: bytes) 
     header, nonce = blob[:HEADER_LEN], blob[9:HEADER_LEN]
     try:
         return _aead(key, nonce, role).decrypt(
-            b"\0" * 12, blob[HEADER_LEN:], _associated(header, repo_id, name)
+            b"\0" * 12, memoryview(blob)[HEADER_LEN:], _associated(header, repo_id, name)
         )
     except InvalidTag:
         raise TamperError("", name) from None
