@@ -18,7 +18,15 @@ MemfsError
 ├── ConcurrentUpdateError  the branch moved while an operation was writing
 ├── ConfigError            the user config file cannot be read
 ├── UnrelatedHistoriesError  local and remote share no commit (merge refused unless asked)
-└── RepositoryDamagedError the agent's .git cannot be read (garbled HEAD, corrupt object, ...)
+├── RepositoryDamagedError the agent's .git cannot be read (garbled HEAD, corrupt object, ...)
+└── RemoteError            a remote could not be used (exit 7), among them
+    └── EncryptionError    a key or integrity problem with an encrypted remote (exit 10)
+        ├── NoKeyError         this machine holds no key for it (or not for that epoch)
+        ├── TamperError        a sealed object failed authentication or is malformed
+        ├── RollbackError      the store shows an older state than this machine has seen
+        ├── ForkError          a key rotation that does not follow from the keys held here
+        ├── DowngradeError     an encrypted remote now looks unencrypted
+        └── KeyringError       a keyring operation refused (last slot, limits, unknown slot)
 """
 
 from __future__ import annotations
@@ -368,3 +376,104 @@ class ManifestMissingError(NotAnAgentError):
             f"{path} is a memfs agent whose agent.yaml was deleted (it is in the last commit); "
             "nothing was changed: 'git checkout -- agent.yaml' brings it back",
         )
+
+
+class EncryptionError(RemoteError):
+    """A key or integrity problem with an encrypted remote (exit 10). Messages name objects
+    and remotes, never keys or values."""
+
+    exit_code = 10
+
+
+class NoKeyError(EncryptionError):
+    """The remote is encrypted and this machine holds no key for it (or for that epoch)."""
+
+    def __init__(self, url: str, recipient: str = "", epoch: int | None = None) -> None:
+        from memfs.util import hostname
+
+        self.recipient = recipient
+        self.epoch = epoch
+        which = f" (epoch {epoch})" if epoch is not None else ""
+        super().__init__(
+            url,
+            f"{url} is encrypted and this machine holds no key for it{which}. On a machine "
+            f"that has it run: memfs key add {recipient or '<memfs key id of this machine>'} "
+            f"--name {hostname()}",
+        )
+
+
+def _where(url: str, what: str) -> str:
+    return f"{url}: {what}" if url else what
+
+
+class TamperError(EncryptionError):
+    """A sealed object (or keys.json) failed authentication or is malformed: it was changed,
+    corrupted or swapped in the store. Nothing was imported."""
+
+    AUTH = "failed authentication (changed, corrupted or swapped in the store)"
+
+    def __init__(self, url: str, name: str, why: str = AUTH) -> None:
+        self.name = name
+        self.why = why
+        super().__init__(
+            url,
+            _where(
+                url,
+                f"{name or 'a sealed object'} {why}; nothing was imported, "
+                "the local repository is untouched",
+            ),
+        )
+
+    def at(self, url: str) -> TamperError:
+        """The same error naming the remote ``url`` (the envelope knows no URLs)."""
+        return type(self)(url, self.name, self.why)
+
+
+class RollbackError(EncryptionError):
+    """The store shows an older state (manifest, keyring) than this machine has seen."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(
+            url,
+            _where(
+                url,
+                f"{what}: an older copy was put back in the store; nothing was "
+                "imported, the local repository is untouched",
+            ),
+        )
+
+
+class ForkError(EncryptionError):
+    """keys.json holds a rotation that does not follow from the keys this machine holds: it
+    was rewritten by someone without the agent's key (age has no sender authentication)."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(
+            url,
+            _where(
+                url,
+                f"{what}: keys.json was rewritten by someone who does not hold the "
+                "agent's key; it was refused, nothing was imported",
+            ),
+        )
+
+
+class DowngradeError(EncryptionError):
+    """A remote this machine knows as encrypted now looks unencrypted (or weaker)."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(
+            url,
+            _where(
+                url,
+                f"{what}: the remote was encrypted and now is not; it was refused, "
+                "nothing was imported",
+            ),
+        )
+
+
+class KeyringError(EncryptionError):
+    """A keyring operation that cannot be done: the last slot, a full keyring, no such slot."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(url, _where(url, what))

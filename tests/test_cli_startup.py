@@ -22,6 +22,9 @@ from tests.conftest import write
 
 DAY_NS = 86_400 * 1_000_000_000
 HEAVY = ("dulwich", "pydantic", "s3fs", "fsspec", "watchdog", "yaml", "botocore")
+# Encryption loads only for an encrypted remote or an agent with secrets (issue 14): no
+# existing command imports it.
+CRYPTO = ("cryptography", "pyrage", "memfs.crypto")
 
 
 def test_help_imports_no_heavy_library() -> None:
@@ -32,7 +35,7 @@ def test_help_imports_no_heavy_library() -> None:
         "    cli(['--help'], prog_name='memfs')\n"
         "except SystemExit:\n"
         "    pass\n"
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"print(sorted(m for m in {(*HEAVY, *CRYPTO)!r} if m in sys.modules))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
@@ -78,7 +81,7 @@ REMOTE_STACK = (
 )
 # pydantic only explains an invalid file; building its models costs more than a whole command.
 # dulwich.merge (with merge3) serves merges only.
-LOCAL = (*REMOTE_STACK, "pydantic", "memfs.models", "dulwich.merge", "merge3")
+LOCAL = (*REMOTE_STACK, *CRYPTO, "pydantic", "memfs.models", "dulwich.merge", "merge3")
 # A read that prints no diff needs no diff machinery (dulwich.patch imports email).
 READ_ONLY = (*LOCAL, "dulwich.patch", "dulwich.porcelain")
 
@@ -95,8 +98,10 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "token list": (["token", "list"], (*LOCAL, "starlette", "uvicorn", "memfs.server")),
     "push to a folder bucket": (
         ["push"],
-        ("s3fs", "fsspec", "botocore", "aiobotocore", "aiohttp", "watchdog", "pydantic"),
+        ("s3fs", "fsspec", "botocore", "aiobotocore", "aiohttp", "watchdog", "pydantic", *CRYPTO),
     ),
+    "sync with a folder bucket": (["sync"], ("s3fs", "botocore", "watchdog", *CRYPTO)),
+    "remote list": (["remote", "list"], (*REMOTE_STACK, *CRYPTO)),
 }
 
 PROBE = """

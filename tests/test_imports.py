@@ -205,3 +205,19 @@ def test_yaml_still_refuses_control_characters(loader: str) -> None:
 
     with pytest.raises(yaml.YAMLError, match="characters are not allowed"):
         yaml.load("a: \x07", Loader=getattr(yaml, loader))
+
+
+def test_plain_library_modules_load_no_encryption() -> None:
+    """cryptography and pyrage load for an encrypted remote or an agent with secrets only
+    (issue 14): the modules every plain push, pull, watch and mount uses import neither."""
+    probe = (
+        "import sys\n"
+        "import memfs, memfs.sync, memfs.remotes, memfs.remotes.bucket, memfs.remotes.storage\n"
+        "import memfs.watcher, memfs.mount, memfs.cloud\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')\n"
+        "             or m.startswith('memfs.crypto')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"

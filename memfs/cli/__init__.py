@@ -31,6 +31,7 @@ Exit codes:
   7  a remote failed: unreachable, refused credentials, not found, not an agent
   8  a watcher already runs for the agent, or none does (--stop)
   9  the agent's git repository is damaged
+  10 a key or integrity problem: no key for an encrypted remote, tampered, rolled back
   70 internal error (set MEMFS_DEBUG=1 for the traceback)
 """
 

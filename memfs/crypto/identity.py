@@ -1,0 +1,210 @@
+"""This machine's age X25519 identity: the private key every keyring slot of it is wrapped to.
+
+One per machine (config folder), shared by all its checkouts: ``<config dir>/identity``, the
+folder of the user config file (``~/.config/memfs``, or beside ``MEMFS_CONFIG``, so two test
+"machines" have two). The file is in age-keygen's format (``# comments`` and one
+``AGE-SECRET-KEY-1…`` line), so stock ``age -d -i <file>`` opens a slot for disaster recovery.
+
+Like ssh with its keys, memfs refuses an identity file that group or others can read or write
+(``chmod 600``), one it does not own, a symlink, or one in a folder others can write to. It is
+created whole or not at all: written to a private temp file, fsync'd, then hard-linked to its
+name, which fails if another process created it meanwhile (that one is then used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from memfs.errors import EncryptionError, KeyringError
+from memfs.util import fsync_dir, utc_now
+
+if TYPE_CHECKING:
+    import pyrage
+
+IDENTITY_FILE = "identity"
+MAX_FILE = 4096
+SECRET_PREFIX = "AGE-SECRET-KEY-1"
+
+
+class IdentityError(EncryptionError):
+    """This machine's identity file cannot be used safely (mode, owner, content)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        super().__init__("", f"{path}: {what}; memfs refuses to use it")
+
+
+class InvalidRecipientError(KeyringError):
+    """A recipient string that is not an age X25519 recipient (``age1…``): bad usage."""
+
+    exit_code = 2
+
+    def __init__(self, text: str) -> None:
+        if text.strip().upper().startswith("AGE-SECRET-KEY-"):  # never echo a private key
+            what = "that is a private key (AGE-SECRET-KEY-…), keep it secret: a recipient"
+        else:
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            what = f"{shown!r} is not an age recipient: one"
+        super().__init__("", f"{what} is the age1… that 'memfs key id' prints")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An age X25519 identity: the machine's own, or a recovery one opened by passphrase."""
+
+    secret: str = field(repr=False)
+    recipient: str
+    path: Path | None = None
+
+    @classmethod
+    def generate(cls) -> Identity:
+        """A fresh identity held in memory only."""
+        from pyrage import x25519
+
+        age = x25519.Identity.generate()
+        return cls(secret=str(age), recipient=str(age.to_public()))
+
+    @classmethod
+    def from_secret(cls, secret: str, path: Path | None = None) -> Identity:
+        """The identity of an ``AGE-SECRET-KEY-1…`` string; IdentityError if it is not one."""
+        import pyrage
+
+        try:
+            age = pyrage.x25519.Identity.from_str(secret.strip())
+        except pyrage.IdentityError:
+            raise IdentityError(path or Path("<identity>"), "not an age X25519 identity") from None
+        return cls(secret=secret.strip(), recipient=str(age.to_public()), path=path)
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The folder this identity's file is in (its machine's config folder), if any."""
+        return self.path.parent if self.path else None
+
+    def age(self) -> pyrage.x25519.Identity:
+        """The pyrage object, for ``pyrage.decrypt``."""
+        from pyrage import x25519
+
+        return x25519.Identity.from_str(self.secret)
+
+    def unwrap(self, wrapped: bytes) -> bytes | None:
+        """The payload of an age file addressed to this identity, None if it is not (or is
+        damaged: age authenticates its header and payload)."""
+        import pyrage
+
+        try:
+            return pyrage.decrypt(wrapped, [self.age()])
+        except pyrage.DecryptError:
+            return None
+
+
+def parse_recipient(text: str) -> str:
+    """``text`` as a canonical age X25519 recipient; InvalidRecipientError if it is not one."""
+    import pyrage
+
+    try:
+        return str(pyrage.x25519.Recipient.from_str(text.strip()))
+    except pyrage.RecipientError:
+        raise InvalidRecipientError(text) from None
+
+
+def wrap(payload: bytes, recipient: str) -> bytes:
+    """``payload`` as an age file (binary) to one X25519 recipient: what a keyring slot holds."""
+    import pyrage
+
+    return pyrage.encrypt(payload, [pyrage.x25519.Recipient.from_str(recipient)])
+
+
+def config_dir() -> Path:
+    """This machine's memfs config folder: the folder of the user config file."""
+    from memfs.config import config_path
+
+    return config_path().parent
+
+
+def identity_path(folder: Path | None = None) -> Path:
+    """Where the machine identity lives (in ``folder``, default the config folder)."""
+    return (folder or config_dir()) / IDENTITY_FILE
+
+
+def load_identity(folder: Path | None = None) -> Identity | None:
+    """This machine's identity, None if it has none yet; IdentityError if unsafe or garbled."""
+    path = identity_path(folder)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if path.is_symlink():
+            raise IdentityError(path, "it is a symlink") from None
+        raise IdentityError(path, error.strerror or str(error)) from None
+    with os.fdopen(fd, "rb") as handle:
+        check_private_file(path, os.fstat(handle.fileno()))
+        data = handle.read(MAX_FILE + 1)
+    if len(data) > MAX_FILE:
+        raise IdentityError(path, f"more than {MAX_FILE} bytes: not an identity file")
+    keys = [
+        line.strip()
+        for line in data.decode("utf-8", "replace").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if len(keys) != 1 or not keys[0].startswith(SECRET_PREFIX):
+        raise IdentityError(path, "it must hold exactly one AGE-SECRET-KEY-1… line")
+    return Identity.from_secret(keys[0], path=path)
+
+
+def ensure_identity(folder: Path | None = None) -> Identity:
+    """This machine's identity, created (0600, in a 0700 folder) if it has none."""
+    existing = load_identity(folder)
+    if existing is not None:
+        return existing
+    path = identity_path(folder)
+    private_folder(path.parent)
+    fresh = Identity.generate()
+    text = (
+        "# memfs machine identity (age-keygen format): keep it secret, keep it 0600\n"
+        f"# created: {utc_now().isoformat().replace('+00:00', 'Z')}\n"
+        f"# public key: {fresh.recipient}\n"
+        f"{fresh.secret}\n"
+    )
+    temp = path.with_name(f".{IDENTITY_FILE}-{os.getpid()}-{os.urandom(4).hex()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made one: use it
+            os.link(temp, path)
+    finally:
+        os.unlink(temp)
+    fsync_dir(path.parent)
+    loaded = load_identity(folder)
+    assert loaded is not None  # just linked, or linked by the process that won
+    return loaded
+
+
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` exist with mode 0700 (tightening memfs's own config folder if needed)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        folder.chmod(0o700)
+
+
+def check_private_file(path: Path, info: os.stat_result) -> None:
+    """Refuse what ssh refuses: a file others could read or swap, or not ours."""
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISREG(info.st_mode):
+        raise IdentityError(path, "not a regular file")
+    if info.st_uid != os.geteuid():
+        raise IdentityError(path, "owned by another user")
+    if mode & 0o077:
+        raise IdentityError(path, f"mode {mode:04o} lets others read it: run chmod 600 {path}")
+    folder = path.parent.stat()
+    if stat.S_IMODE(folder.st_mode) & 0o022 and not folder.st_mode & stat.S_ISVTX:
+        raise IdentityError(path, f"its folder lets others replace it: run chmod 700 {path.parent}")

@@ -1,0 +1,169 @@
+"""This machine's copy of an encrypted agent's epoch keys, and what it has seen of its remotes.
+
+``<config dir>/keys/<repo_id hex>.json``, 0600 in a 0700 folder:
+``{"epochs": {"3": "<b64 key>"}, "kids": {"3": "9a41…"}, "seen": {"<remote url>":
+{"generation": 57, "digest": "<sha256 hex>", "epoch": 3, "at": "…", "secrets_generation": 12}}}``.
+
+Keys are cached so a normal push or fetch reads no keyring: keys.json is read only for an epoch
+not held here. Epoch keys are only ever added, never replaced (a different key for a held epoch
+is a fork, which the keyring refuses before it gets here), so a machine removed from an agent
+keeps opening what was sealed while it was a member, and only that. ``seen`` is the last
+manifest state accepted per remote, what the rollback guard compares a fetched manifest with;
+``update_seen`` runs its check and the write under one lock, so two processes of this machine
+cannot both accept and then overwrite each other's newer state.
+
+Writes are read-modify-write under an ``flock`` on a sidecar ``.lock`` file, replacing the file
+atomically (temp, fsync, rename); reads need no lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from memfs.crypto.identity import IdentityError, check_private_file, config_dir, private_folder
+from memfs.util import atomic_write
+
+MAX_FILE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The last manifest state of one remote this machine accepted."""
+
+    generation: int
+    digest: str
+    epoch: int
+    at: str
+    secrets_generation: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Seen:
+        """A record as stored (unknown fields ignored)."""
+        return cls(
+            generation=int(data["generation"]),
+            digest=str(data["digest"]),
+            epoch=int(data["epoch"]),
+            at=str(data.get("at", "")),
+            secrets_generation=(
+                None if data.get("secrets_generation") is None else int(data["secrets_generation"])
+            ),
+        )
+
+
+class KeyCache:
+    """The key cache file of one agent (``repo_id``) on this machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def for_repo(cls, repo_id: bytes, folder: Path | None = None) -> KeyCache:
+        """The cache of ``repo_id`` in config folder ``folder`` (default this machine's)."""
+        return cls((folder or config_dir()) / "keys" / f"{repo_id.hex()}.json")
+
+    def epochs(self) -> dict[int, bytes]:
+        """Every epoch key held, by epoch."""
+        return {int(e): base64.b64decode(k) for e, k in self._read()["epochs"].items()}
+
+    def key(self, epoch: int) -> bytes | None:
+        """The key of ``epoch``, None if not held."""
+        value = self._read()["epochs"].get(str(epoch))
+        return None if value is None else base64.b64decode(value)
+
+    def kids(self) -> dict[int, str]:
+        """The key ids of the held epochs."""
+        return {int(e): str(k) for e, k in self._read()["kids"].items()}
+
+    def newest(self) -> tuple[int, bytes] | None:
+        """The highest epoch held and its key, None if none is."""
+        epochs = self.epochs()
+        if not epochs:
+            return None
+        top = max(epochs)
+        return top, epochs[top]
+
+    def add(self, keys: dict[int, bytes], kids: dict[int, str]) -> dict[int, bytes]:
+        """Hold ``keys`` (and their ``kids``) too; epochs already held keep their key.
+
+        Returns every key held afterwards. The caller has checked that the keys it adds agree
+        with those held (keyring.py refuses a fork first).
+        """
+        with self._locked() as data:
+            for epoch, key in sorted(keys.items()):
+                data["epochs"].setdefault(str(epoch), base64.b64encode(key).decode())
+                if epoch in kids:
+                    data["kids"].setdefault(str(epoch), kids[epoch])
+            return {int(e): base64.b64decode(k) for e, k in data["epochs"].items()}
+
+    def seen(self, url: str) -> Seen | None:
+        """What this machine last accepted from remote ``url``."""
+        record = self._read()["seen"].get(url)
+        return None if record is None else Seen.from_json(record)
+
+    def update_seen(self, url: str, change: Callable[[Seen | None], Seen | None]) -> Seen | None:
+        """Replace ``url``'s record by ``change(current)`` under the lock, and return it.
+
+        ``change`` may raise (RollbackError) to refuse, leaving the record as it was; returning
+        None keeps it unchanged.
+        """
+        with self._locked() as data:
+            current = data["seen"].get(url)
+            new = change(None if current is None else Seen.from_json(current))
+            if new is not None:
+                data["seen"][url] = {k: v for k, v in asdict(new).items() if v is not None}
+            return new
+
+    def forget_seen(self, url: str) -> None:
+        """Drop ``url``'s record (an explicit, user-confirmed reset of the rollback guard)."""
+        with self._locked() as data:
+            data["seen"].pop(url, None)
+
+    def _read(self) -> dict[str, Any]:
+        """The file's content, empty if it does not exist; IdentityError if unsafe or garbled."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return {"epochs": {}, "kids": {}, "seen": {}}
+        except OSError as error:
+            raise IdentityError(self.path, error.strerror or str(error)) from None
+        with os.fdopen(fd, "rb") as handle:
+            check_private_file(self.path, os.fstat(handle.fileno()))
+            raw = handle.read(MAX_FILE + 1)
+        try:
+            data = json.loads(raw) if len(raw) <= MAX_FILE else None
+        except ValueError:
+            data = None
+        if not (
+            isinstance(data, dict)
+            and all(isinstance(data.get(k, {}), dict) for k in ("epochs", "kids", "seen"))
+        ):
+            raise IdentityError(
+                self.path, "it is damaged; move it away (keys are fetched again from keys.json)"
+            )
+        for name in ("epochs", "kids", "seen"):
+            data.setdefault(name, {})
+        return data
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """The content, to change in place; written back (0600, atomically) on a clean exit."""
+        private_folder(self.path.parent)
+        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._read()
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            after = json.dumps(data, sort_keys=True, indent=1)
+            if json.dumps(data, sort_keys=True) != before:
+                atomic_write(self.path, after.encode() + b"\n", mode=0o600)
+        finally:
+            os.close(lock)
