@@ -233,7 +233,9 @@ def push_agent(work: Path, env: dict[str, str], cloud: str, files: int) -> None:
 
 
 @contextmanager
-def serving(work: Path, files: int) -> Iterator[tuple[ServerHandle, MeteredServer, dict[str, str]]]:
+def serving(
+    work: Path, files: int, fresh_ms: int | None = None
+) -> Iterator[tuple[ServerHandle, MeteredServer, dict[str, str]]]:
     """moto's S3, an agent pushed to it, and a ``memfs serve`` with a token over that cloud."""
     import boto3
 
@@ -253,15 +255,18 @@ def serving(work: Path, files: int) -> Iterator[tuple[ServerHandle, MeteredServe
         command = [
             sys.executable, "-m", "memfs", "serve", "--cloud", cloud, "--listen", "127.0.0.1:0",
             "--token-file", str(token_file), "--cache-dir", str(work / "cache"), "--no-access-log",
+            *(["--fresh-ms", str(fresh_ms)] if fresh_ms is not None else []),
         ]  # fmt: skip
         with started(command, env, URL_LINE) as server:
             server.token = token
             yield server, s3, env
 
 
-def table(rows: list[Row], files: int, concurrency: int) -> str:
+def table(rows: list[Row], files: int, concurrency: int, fresh_ms: int | None = None) -> str:
+    window = "default" if fresh_ms is None else f"{fresh_ms} ms"
     lines = [
-        f"memfs serve, one agent of {files} files on moto S3, {concurrency} client threads",
+        f"memfs serve, one agent of {files} files on moto S3, {concurrency} client threads, "
+        f"freshness window {window}",
         "",
         "| row | requests | req/s | p50 ms | p99 ms | S3 req per 100 | errors | note |",
         "|---|---|---|---|---|---|---|---|",
@@ -279,11 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--fresh-ms", type=int, help="the server's freshness window (default: memfs serve's)"
+    )
     parser.add_argument("--json", help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as temporary:
         work = Path(temporary)
-        with serving(work, args.files) as (server, s3, env):
+        with serving(work, args.files, args.fresh_ms) as (server, s3, env):
             rows = []
             for measure in ROWS:
                 bench = Bench(server, s3, work, env, AGENT, args.requests, args.concurrency)
@@ -294,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_serve: the server exited {server.proc.returncode}:\n"
                   f"{server.output()}", file=sys.stderr)  # fmt: skip
             return 1
-    print(table(rows, args.files, args.concurrency))
+    print(table(rows, args.files, args.concurrency, args.fresh_ms))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2))
     failed = [r.name for r in rows if r.errors]

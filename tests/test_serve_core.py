@@ -139,7 +139,10 @@ def test_the_serve_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "| token check + 404 (floor) | 20 |" in done.stdout
     rows = json.loads(figures.read_text())
-    assert all(row["requests"] == 20 and row["errors"] == 0 and row["rps"] > 0 for row in rows)
+    assert rows and all(
+        row["requests"] > 0 and row["errors"] == 0 and row["rps"] > 0 for row in rows
+    )
+    assert rows[0]["requests"] == 20  # --requests per row (a row may run fewer, slower ones)
 
 
 # -- several servers on one cloud (through the REST routes, where this branch has them) --------
@@ -233,3 +236,33 @@ def test_two_servers_on_one_cloud_see_each_others_writes(
     for side in ("one", "two"):
         for n in range(4):
             assert (clone / f"reference/{side}-{n}.md").read_text().endswith(f"{side} {n}\n")
+
+
+@pytest.mark.timeout(180)
+def test_a_server_started_on_a_cache_left_midway_serves_the_buckets_state(
+    tmp_path: Path,
+) -> None:
+    """A server killed in the middle of a write leaves its checkout edited and marked; the
+    next server on that cache dir clones it again and serves what the bucket holds. One whose
+    checkout is damaged while it runs does the same at its next request."""
+    import shutil
+    import signal
+
+    from tests.conftest import write
+    from tests.test_serve_cache import make_agent
+
+    cloud = (tmp_path / "cloud").as_uri()
+    make_agent(tmp_path, cloud)
+    cache = tmp_path / "cache"
+    with running_server(cloud, tmp_path, cache_dir=cache) as server:
+        require_rest(server.url)
+        assert block_value(server.url, "reference/notes") == "notes\n"
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=20)
+    write(cache / "alpha", "reference/notes.md", "---\ndescription: notes\n---\nhalf an edit\n")
+    (cache / "alpha/.git/memfs/serve-writing").write_text("12345\n")
+    with running_server(cloud, tmp_path, cache_dir=cache, args=("--fresh-ms", "0")) as server:
+        assert block_value(server.url, "reference/notes") == "notes\n"
+        shutil.rmtree(cache / "alpha/.git/objects")
+        assert block_value(server.url, "reference/notes") == "notes\n"
+        assert "Traceback" not in server.output()

@@ -6,8 +6,11 @@ module:
 
 - ``context``: ``ServerContext``, what every route is handed (the cloud, the agent cache, auth).
 - ``agents``: ``AgentCache``, every agent of the cloud as a local work tree kept in step with
-  the bucket; reads see the bucket's latest push, writes are commits pushed with the bucket's
-  compare-and-swap, so servers, watchers and git clients interleave without losing a commit.
+  the bucket; reads see the bucket's latest push (as of at most ``--fresh-ms`` ago), writes
+  are commits pushed with the bucket's compare-and-swap, so servers, watchers and git clients
+  interleave without losing a commit.
+- ``checkouts``: the cache's checkouts: the lock across threads and processes, opening one
+  or cloning it again (damaged, unfinished, a write stopped midway), moving it to a commit.
 - ``auth``: the middleware in front of every route: Bearer, Basic ``letta:<token>`` or the
   console's ``memfs_token`` cookie, checked against ``memfs.tokens`` (hashed, constant time).
 - ``gitsmart``: git smart HTTP at ``/v1/git/<agent-id or name>/state.git`` (Letta Code's URL);
