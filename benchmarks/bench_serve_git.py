@@ -8,8 +8,10 @@ with a token serves the cloud; its first clone (which fills the server's cache) 
 Then the two clones run in turns, --repeat times each: the real git CLI through the server
 with Letta Code's auth (``-c http.extraHeader=Authorization: Basic ...``), and ``git clone
 file://`` of the bare repository. Each figure is a median; the ratio is server / file://.
-Target (issue 13): within 2x. A second row times ``git push`` of a one-file commit the same
-two ways (through the server it is a compare-and-swap push to S3; no target).
+Target (issue 13): within 2x. --no-clone-cache times what a clone costs the first time
+after a push (the server's whole-clone cache off). A second row times ``git push`` of a
+one-file commit the same two ways (through the server it is a compare-and-swap push to S3;
+no target).
 """
 
 from __future__ import annotations
@@ -83,11 +85,13 @@ def row(name: str, size: int, served: list[float], plain: list[float], target: b
             "runs": len(served), "verdict": verdict}  # fmt: skip
 
 
-def measure(sizes: list[int], repeat: int) -> list[Row]:
+def measure(sizes: list[int], repeat: int, clone_cache: bool = True) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-serve-git-") as tmp, moto_s3() as s3:
         work = Path(tmp)
         env = isolated_environment(work, s3.endpoint)
+        if not clone_cache:
+            env["MEMFS_SERVE_CLONE_CACHE"] = "0"  # every clone packs its objects afresh
         import boto3
 
         boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1",
@@ -138,10 +142,13 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000", help="agent sizes, comma separated")
     parser.add_argument("--repeat", type=int, default=5, help="clones timed per side")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--no-clone-cache", action="store_true", help="the server packs every clone afresh"
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
     os.environ.pop("MEMFS_CLOUD", None)
-    rows = measure(sizes, args.repeat)
+    rows = measure(sizes, args.repeat, clone_cache=not args.no_clone_cache)
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
