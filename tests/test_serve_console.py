@@ -460,6 +460,14 @@ def test_a_save_merges_an_edit_of_other_lines_made_meanwhile(
     assert response.json()["yours"]["value"] == "Name: Bo.\n"
     assert "Name: Bo." not in fresh_file(cloud, tmp_path, "system/human.md")
 
+    for base in ("", "../etc", "0" * 40, "zz"):  # a version that never was: 409, text kept
+        response = httpx.post(url, data={**stale, "base": base}, headers={"Origin": server.url})
+        assert response.status_code == 409 and "Name: Bo." in response.text, base
+    restore = server.url + "/agents/garden/restore/system/human.md"
+    for rev in ("", "../etc", "HEAD~99", "0" * 40):
+        response = httpx.post(restore, data={"rev": rev}, headers={"Origin": server.url})
+        assert response.status_code == 404, rev
+
 
 def test_a_save_of_a_block_deleted_meanwhile_gives_the_text_back(
     server: ServerHandle, machine_a: memfs.Agent, cloud: str, tmp_path: Path

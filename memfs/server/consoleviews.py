@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from dataclasses import asdict
 from pathlib import PurePosixPath
 from typing import Any
@@ -28,6 +29,7 @@ from memfs.util import atomic_write
 from memfs.worktree import read_inside
 
 REGULAR_MODES = (0o100644, 0o100755)
+SHA = re.compile(r"[0-9a-f]{40}")
 HISTORY_LIMIT = 50
 LAYOUT_NAMES = {
     Layout.NATIVE: "memfs",
@@ -184,6 +186,8 @@ def _edited(
 
 def _blob(agent: Agent, path: str, sha: str) -> bytes:
     try:
+        if not SHA.fullmatch(sha):
+            raise ValueError(sha)
         return agent.history.blob(sha)
     except (KeyError, ValueError, MemfsError):
         raise WriteConflictError(
