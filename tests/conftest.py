@@ -149,13 +149,14 @@ def no_watcher_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> I
     yield
     import signal
 
-    base = str(tmp_path_factory.getbasetemp())
+    # base + "/": "pytest-87" must not match another session's "pytest-870"
+    base = str(tmp_path_factory.getbasetemp()).rstrip("/") + "/"
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"watch" in args and any(base.encode() in arg for arg in args):
+        if b"watch" in args and any(base.encode() in arg + b"/" for arg in args):
             with contextlib.suppress(OSError):
                 os.kill(int(cmdline.parent.name), signal.SIGTERM)
 
