@@ -148,7 +148,7 @@ def raw(url: str, method: str, path: str, headers: dict[str, str]) -> tuple[int,
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        connection.putrequest(method, path, skip_accept_encoding=True)
+        connection.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
         for key, value in headers.items():
             connection.putheader(key, value)
         connection.putheader("Content-Length", "0")
@@ -236,3 +236,21 @@ def test_path_parameters_cannot_reach_outside_the_cloud(tmp_path: Path, with_tok
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     new = [p for p in after if p not in before and not str(p).startswith("serve-cache")]
     assert [p for p in new if p.name != "tokens.json" and not p.name.startswith("tokens.")] == []
+
+
+def test_a_server_without_tokens_answers_only_requests_naming_a_loopback_host(
+    tmp_path: Path,
+) -> None:
+    """DNS rebinding: a page on evil.example rebound to 127.0.0.1 sends ``Host: evil.example``
+    and must read nothing; the same request naming the loopback is answered."""
+    cloud = (tmp_path / "cloud").as_uri()
+    make_agent(tmp_path, cloud)
+    with running_server(cloud, tmp_path, token=False) as server:
+        port = server.url.rsplit(":", 1)[1]
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "10.0.0.1"):
+            status, body = raw(server.url, "GET", "/v1/agents", {"Host": host})
+            assert status == 403, host
+            assert b"loopback" in body and b"notes" not in body
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1"):
+            status, _ = raw(server.url, "GET", "/v1/agents", {"Host": host})
+            assert status == 200, host

@@ -10,6 +10,10 @@ Anything else gets 401 with ``WWW-Authenticate: Basic realm="memfs"`` (so git as
 credential helper), except a browser asking for a console page, which is sent to the login page.
 The login page itself (``LOGIN_PATH``) and the console's static files are open: they hold no data.
 Routes never check tokens themselves, and nothing here logs a header.
+
+A server without tokens listens on loopback only, and answers only requests that name a
+loopback host: a web page whose domain an attacker rebinds to 127.0.0.1 (DNS rebinding) sends
+its own host name, and is refused, so it can neither read nor write the memory.
 """
 
 from __future__ import annotations
@@ -76,8 +80,16 @@ class TokenAuth:
         self.ctx = ctx
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.ctx.token_required:
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        if not self.ctx.token_required:
+            if is_loopback_host(dict(scope.get("headers", [])).get(b"host", b"")):
+                await self.app(scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await _refuse_host(send)
             return
         path = scope.get("path", "")
         if path == LOGIN_PATH or (path.startswith(OPEN_PREFIXES) and ".." not in path):
@@ -91,6 +103,30 @@ class TokenAuth:
             await send({"type": "websocket.close", "code": 1008})
             return
         await _refuse(scope, send, token is not None)
+
+
+def is_loopback_host(host: bytes) -> bool:
+    """Whether a Host header names this machine's loopback: localhost, 127.x.y.z or [::1]."""
+    name = host.decode("latin-1").strip().lower()
+    if name.startswith("["):
+        return name.partition("]")[0] == "[::1"
+    name = name.rpartition(":")[0] if ":" in name else name
+    if name in ("localhost", "localhost."):
+        return True
+    parts = name.split(".")
+    return (
+        len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
+    )
+
+
+async def _refuse_host(send: Send) -> None:
+    """403 for a request naming another host to a token-less server (see the module doc)."""
+    body = json.dumps(
+        {"detail": "this server has no tokens and answers only requests to a loopback host"}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _wants_page(scope: Scope) -> bool:
