@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memfs import lettahook
 from memfs.agent import Agent
@@ -46,7 +46,6 @@ from memfs.errors import (
 from memfs.faults import crash_point
 from memfs.history import History
 from memfs.layout import V2_MARKER, Layout
-from memfs.merge import POLICIES, Conflict, Policy, Side, letta_conflict_copy_path, merge
 from memfs.remotes import (
     Remote,
     RemoteConfig,
@@ -73,6 +72,9 @@ from memfs.trees import (
 )
 from memfs.util import TEMP_PREFIX, hostname, utc_now
 from memfs.worktree import remove_file, write_file
+
+if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
+    from memfs.merge import Conflict, Policy
 
 ATTEMPTS = 5
 PUSH_ATTEMPTS = 60
@@ -140,6 +142,8 @@ def conflict_policy(agent: Agent, override: str | None = None) -> Policy:
             chosen = sync_settings.get("conflict")
     if chosen is None:
         return "copy"
+    from memfs.merge import POLICIES  # a policy named: checked against merge's own list
+
     if chosen not in POLICIES:
         raise MemfsError(f"unknown conflict policy {chosen!r}: use one of {', '.join(POLICIES)}")
     return chosen  # type: ignore[return-value]
@@ -381,6 +385,8 @@ def _merge_commit(
     policy: Policy,
     set_aside: dict[str, TreeEntry | None] | None = None,
 ) -> list[Conflict]:
+    from memfs.merge import Side, merge
+
     history = agent.history
     ours_newer = (history.commit_time(ours), ours) >= (history.commit_time(theirs), theirs)
     local = Side(history.head_tree(ours), ours, ours[:7])  # ours is HEAD: the index has it
@@ -441,6 +447,8 @@ def _set_aside_held_edit(
     remote's version comes back, as in a delete-vs-modify merge. Returns the entry the path
     has on disk (None: deleted) and the conflict to report.
     """
+    from memfs.merge import Conflict
+
     if not agent.layout.is_letta:
         return None
     committed = agent.commit(origin=origin, paths=(path,))
@@ -472,6 +480,8 @@ def _set_aside_held_edit(
 def _write_held_copy(agent: Agent, path: str, entry: TreeEntry, data: bytes) -> tuple[str, bool]:
     """The copy of a held edit under ``.memfs-conflicts/``: one already holding it, or a new
     one; and whether it was written now."""
+    from memfs.merge import letta_conflict_copy_path
+
     label = entry.sha[:7]
     for number in range(1, 100):
         copy = letta_conflict_copy_path(path, label if number == 1 else f"{label}-{number}")
@@ -502,6 +512,8 @@ def merge_base_tree(history: History, a: str, b: str, depth: int = 0) -> Files:
     pair against its own base; a conflict inside the virtual base goes to the newer side.
     Every machine computes the same virtual base for the same two commits.
     """
+    from memfs.merge import Side, merge
+
     bases = history.merge_bases(a, b)
     if not bases:
         return {}

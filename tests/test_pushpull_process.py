@@ -21,7 +21,8 @@ from .conftest import assert_git_agrees, memfs_process, write
 from .s3 import MotoServer
 
 # Neither a push nor a pull of an S3 agent over http needs these (each costs 3-15 ms); yaml
-# neither while agent.yaml sets no ``sync`` policy and names the agent the remote names.
+# neither while agent.yaml sets no ``sync`` policy and names the agent the remote names; the
+# merge machinery neither when nothing is merged.
 NOT_LOADED = (
     "http.client",
     "email",
@@ -34,6 +35,7 @@ NOT_LOADED = (
     "botocore",
     "pydantic",
     "yaml",
+    "memfs.merge",
 )
 
 PROBE = """
