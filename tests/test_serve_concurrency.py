@@ -1,5 +1,6 @@
 """Two ``memfs serve`` processes on one moto S3 cloud, a memfs watcher on a work tree of the
-same agent, and git clients pushing through both servers at once, for a bounded run.
+same agent, git clients pushing and REST clients PATCHing blocks through both servers at once,
+for a bounded run.
 
 Every client pushes its own files and, when a push is rejected (``fetch first``: another
 writer got there first), does what a user does: ``git pull --rebase``, push again. The watcher
@@ -7,9 +8,9 @@ commits and pushes its own edits meanwhile, merging what the servers let in. At 
 commit a server accepted is reachable from the bucket's head, every edit of every writer is
 in the tree, and a fresh clone through either server is ``git fsck --strict`` clean.
 
-TODO(serve-api): PATCHes through both servers' REST APIs belong in this run too (issue 13);
-serve-api's routes are not on main yet. Add a writer thread that PATCHes its own block
-through each server and checks each edit in the final tree, as the git clients do here.
+Each REST client PATCHes its own block (Letta's ``/v1/agents/{id}/core-memory/blocks/{label}``)
+through one server, round after round; a 409 (the write met a concurrent edit it could not
+merge) is retried as a client would. Its last value must be the block's body at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import random
 import threading
 from pathlib import Path
+
+import httpx
 
 from memfs.cloud import agent_url
 from memfs.remotes.bucket import BucketRemote
@@ -30,6 +33,8 @@ CLIENTS_PER_SERVER = 2
 ROUNDS = 8  # pushes per git client: 32 through the two servers
 WATCHER_EDITS = 10
 PUSH_ATTEMPTS = 40
+PATCHERS_PER_SERVER = 1
+PATCH_ROUNDS = 8
 
 
 def _push_until_accepted(clone: Path, rng: random.Random) -> tuple[str, int]:
@@ -75,6 +80,35 @@ class _Client(threading.Thread):
             self.error = error
 
 
+class _Patcher(threading.Thread):
+    """One REST client: ``PATCH_ROUNDS`` new values of its own block through one server."""
+
+    def __init__(self, server: ServerHandle, label: str) -> None:
+        super().__init__(name=f"patcher-{label}", daemon=True)
+        self.server = server
+        self.label = label
+        self.last: str | None = None
+        self.conflicts = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        url = f"{self.server.url}/v1/agents/alpha/core-memory/blocks/{self.label}"
+        try:
+            with httpx.Client(headers=self.server.auth_headers(), timeout=60) as client:
+                for round_ in range(PATCH_ROUNDS):
+                    value = f"{self.label} value {round_}\n"
+                    for _ in range(PUSH_ATTEMPTS):
+                        answer = client.patch(url, json={"value": value})
+                        if answer.status_code != 409:
+                            break
+                        self.conflicts += 1
+                    assert answer.status_code == 200, (answer.status_code, answer.text)
+                    assert answer.json()["value"] == value
+                    self.last = value
+        except BaseException as error:  # reported by the test, never lost in the thread
+            self.error = error
+
+
 class _WatcherEditor(threading.Thread):
     """Edits in the watched work tree while the clients push: new files, committed and
     pushed by the watcher on its own."""
@@ -109,19 +143,23 @@ def test_two_servers_a_watcher_and_git_clients_lose_nothing(s3: S3Bucket, tmp_pa
             running_server(cloud, tmp_path) as second,
         ):
             clients = _clients(tmp_path, [first, second])
+            patchers = _patchers(tmp_path, [first, second])
             editor = _WatcherEditor(watched.root)
-            for thread in [*clients, editor]:
+            for thread in [*clients, *patchers, editor]:
                 thread.start()
-            for thread in [*clients, editor]:
+            for thread in [*clients, *patchers, editor]:
                 thread.join(timeout=240)
                 assert not thread.is_alive(), f"{thread.name} did not finish"
-            for client in clients:
-                assert client.error is None, f"{client.name}: {client.error}"
+            for writer in [*clients, *patchers]:
+                assert writer.error is None, f"{writer.name}: {writer.error}"
             rejections = sum(client.rejections for client in clients)
-            print(f"{len(clients) * ROUNDS} pushes accepted after {rejections} rejections")
+            conflicts = sum(patcher.conflicts for patcher in patchers)
+            print(
+                f"{len(clients) * ROUNDS} pushes accepted after {rejections} rejections; {len(patchers) * PATCH_ROUNDS} PATCHes after {conflicts} 409s"
+            )
             stopped = stop_watcher(watched)
             assert stopped.returncode == 0, stopped.stderr
-            _check_nothing_lost(tmp_path, cloud, [first, second], clients, editor)
+            _check_nothing_lost(tmp_path, cloud, [first, second], clients, editor, patchers)
             for server in (first, second):
                 assert "Traceback" not in server.output()
     finally:
@@ -138,12 +176,30 @@ def _clients(tmp_path: Path, servers: list[ServerHandle]) -> list[_Client]:
     return clients
 
 
+def _patchers(tmp_path: Path, servers: list[ServerHandle]) -> list[_Patcher]:
+    """A REST client per block, each block pushed first (Letta's API edits, never creates)."""
+    seeder = tmp_path / "patch-seed"
+    git(tmp_path, "clone", "-q", servers[0].git_url("alpha"), seeder.name)
+    patchers = []
+    for index in range(PATCHERS_PER_SERVER * len(servers)):
+        label = f"reference/patched{index}"
+        target = seeder / f"{label}.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"---\ndescription: patched {index}\n---\nfirst\n", encoding="utf-8")
+        patchers.append(_Patcher(servers[index % len(servers)], label))
+    git(seeder, "add", "-A")
+    git(seeder, "commit", "-q", "-m", "blocks for the REST clients")
+    _push_until_accepted(seeder, random.Random(99))
+    return patchers
+
+
 def _check_nothing_lost(
     tmp_path: Path,
     cloud: str,
     servers: list[ServerHandle],
     clients: list[_Client],
     editor: _WatcherEditor,
+    patchers: list[_Patcher],
 ) -> None:
     head = BucketRemote(agent_url(cloud, "alpha")).head("main")
     expected = {path: text for client in clients for path, text in client.files.items()}
@@ -164,6 +220,12 @@ def _check_nothing_lost(
             for sha in client.accepted:
                 git(fresh, "merge-base", "--is-ancestor", sha, "HEAD")  # reachable
         lost = {p for p, text in expected.items() if _read(fresh / p) != text}
+        for patcher in patchers:
+            text = _read(fresh / f"{patcher.label}.md") or ""
+            if patcher.last is None or not text.endswith("---\n" + patcher.last):
+                lost.add(f"{patcher.label}.md")
+            elif "description: patched" not in text:  # the front matter kept
+                lost.add(f"{patcher.label}.md (front matter)")
         assert not lost, f"edits lost: {sorted(lost)}"
     assert sum(len(client.accepted) for client in clients) == len(clients) * ROUNDS
 
