@@ -21,6 +21,7 @@ git client may push at any time. So:
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +51,7 @@ T = TypeVar("T")
 FRESH_S = 0.5  # how long a look at the bucket stays good for reads
 LIST_AGAIN_S = 2.0  # an unknown id re-lists the cloud at most this often
 KEEP_OPEN = 64  # checkouts kept open between requests (each holds a few file descriptors)
-PUSH_ATTEMPTS = 8
+PUSH_ATTEMPTS = 20  # a write under contention merges and retries (~6 s at most) before a 409
 
 
 class AgentNotFoundError(MemfsError):
@@ -334,7 +335,7 @@ class AgentCache:
             try:
                 entry.remote.push(history, branch, local, expected=theirs)
             except PushRejectedError:
-                time.sleep(min(0.5, 0.01 * 2**attempt))  # spread racing writers out
+                time.sleep(random.uniform(0.5, 1.0) * min(0.5, 0.01 * 2**attempt))  # spread racers
                 theirs = fetch_remote(agent, config, remote=entry.remote)
                 if theirs is None:
                     raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud") from None
