@@ -355,3 +355,30 @@ def test_a_lock_held_by_a_live_git_command_is_never_removed(tmp_path: Path) -> N
     assert "lock" not in git_stderr.replace("cannot lock ref", ""), git_stderr
     assert git(root, "show", "HEAD:system/human.md") == "edited for git\n"
     git(root, "fsck", "--strict")
+
+
+def test_a_pack_lock_left_by_a_killed_fetch_does_not_stop_the_next_pull(tmp_path: Path) -> None:
+    """A fetch from a git remote killed while dulwich stored its pack leaves
+    ``objects/pack/pack-<name>.idx.lock``; the same pack fetched again met it, and every later
+    pull ended in an internal error (found by test_crash's random kills)."""
+    root = make_agent(tmp_path)  # pushed to a bare repo as origin
+    other = tmp_path / "other"
+    assert run_cli("clone", str(tmp_path / "hub.git"), str(other)).exit_code == 0
+    write(other, "reference/elsewhere.md", "written elsewhere\n")
+    assert run_cli("-C", str(other), "sync").exit_code == 0
+    # learn the pack this pull stores, in a copy, then leave its lock in the real one
+    rehearsal = tmp_path / "rehearsal"
+    subprocess.run(["cp", "-a", str(root), str(rehearsal)], check=True)
+    before = set((root / ".git/objects/pack").glob("pack-*.idx"))
+    assert run_cli("-C", str(rehearsal), "pull").exit_code == 0
+    stored = {p.name for p in (rehearsal / ".git/objects/pack").glob("pack-*.idx")}
+    new = sorted(stored - {p.name for p in before})
+    assert new, "the pull stored no pack"
+    locks = [root / ".git/objects/pack" / f"{name}.lock" for name in new]
+    for lock in locks:
+        lock.write_bytes(b"")
+        os.utime(lock, (time.time() - 60, time.time() - 60))
+    result = run_cli("-C", str(root), "pull")
+    assert result.exit_code == 0, result.output
+    assert (root / "reference/elsewhere.md").read_text() == "written elsewhere\n"
+    git(root, "fsck", "--strict")

@@ -31,7 +31,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.remotes import redact
-from memfs.repolock import STALE_GIT_LOCK_S
+from memfs.repolock import STALE_GIT_LOCK_S, retry_past_stale_git_lock
 
 if TYPE_CHECKING:
     from memfs.history import History
@@ -121,7 +121,12 @@ class GitRemote:
 
         client, path = self._client("pull")
         with self._translated():
-            client.fetch(path, history.repo, determine_wants=determine_wants)
+            # a fetch killed while storing its pack leaves ``pack-*.idx.lock`` in this repo's
+            # objects, and the same pack fetched again would meet it; the caller holds the
+            # agent's lock, so a stale one is a crash's and is cleared
+            retry_past_stale_git_lock(
+                lambda: client.fetch(path, history.repo, determine_wants=determine_wants)
+            )
         crash_point("fetch.import")  # the pack is in, no ref points at it yet
         if not seen:
             return None
