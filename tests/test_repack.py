@@ -379,7 +379,7 @@ def test_bench_cycles_runs_at_a_tiny_size(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     rows = [line.split(" | ") for line in lines if line[:1].isdigit() and " | " in line]
     assert [row[0] for row in rows[-2:]] == ["1", "4"]  # 3 more cycles per pull measured
-    assert all(len(row) == 12 for row in rows)
+    assert all(len(row) == 14 for row in rows)  # with the clone's requests and KiB
 
 
 def test_a_push_that_compacts_leaves_unlisted_packs_to_a_manual_gc(
