@@ -41,7 +41,7 @@ _LAZY = {
     "Status": ("memfs.agent", "Status"),
     "init": ("memfs.opening", "init_agent"),
     "open": ("memfs.opening", "open_agent"),
-    "clone": ("memfs.sync", "clone"),
+    "clone": ("memfs.clone", "clone"),
     "watch": ("memfs.watcher", "watch"),
     "mounted": ("memfs.mount", "mounted"),
     "CommitInfo": ("memfs.trees", "CommitInfo"),
@@ -55,13 +55,13 @@ _LAZY = {
 if TYPE_CHECKING:
     from memfs import errors
     from memfs.agent import Agent, Status
+    from memfs.clone import clone
     from memfs.errors import MemfsError
     from memfs.memory import MemoryFile
     from memfs.mount import mounted
     from memfs.opening import init_agent as init
     from memfs.opening import open_agent as open
     from memfs.schema import Problem
-    from memfs.sync import clone
     from memfs.trees import CommitInfo, FileChange
     from memfs.watcher import watch
 

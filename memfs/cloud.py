@@ -132,7 +132,7 @@ def checkout(
     progress: Callable[[str], None] | None = None,
 ) -> Agent:
     """Bring agent ``name`` down from a cloud, ready to edit and sync."""
-    from memfs.sync import clone
+    from memfs.clone import clone
 
     if not is_valid_name(name):
         raise MemfsError(f"invalid agent name {name!r}")

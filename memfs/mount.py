@@ -183,17 +183,18 @@ def source_kind(source: str) -> str:
 
 
 def _check_out(source: str, root: Path) -> Agent:
-    from memfs import cloud, sync
+    from memfs import cloud
+    from memfs.clone import clone
 
     kind = source_kind(source)
     if kind == "url":
         url_kind(source)
-        return sync.clone(source, root)
+        return clone(source, root)
     if kind == "path":
         local = Path(source).expanduser()
         if not local.is_dir():
             raise MemfsError(f"no folder {source}: a SOURCE with '/' is a path on this machine")
-        return sync.clone(str(local.resolve()), root)
+        return clone(str(local.resolve()), root)
     if not is_valid_name(source):
         raise MemfsError(f"{source!r} is neither an agent name, a remote URL nor a path")
     try:

@@ -193,7 +193,7 @@ def clone(url: str, directory: str | None, quiet: bool) -> None:
       memfs clone git@github.com:ada/garden-agent.git
       memfs clone s3://acme-agents/memory/garden-agent
     """
-    from memfs.sync import clone as run
+    from memfs.clone import clone as run
 
     agent = run(url, directory, progress=progress_printer(quiet))
     with agent:

@@ -114,7 +114,7 @@ def checkout_stamp(folder: Path) -> tuple[object, ...]:
 
 def clone_checkout(url: str, folder: Path, name: str) -> Agent:
     """A fresh clone of ``url`` at ``folder``, whatever was there before."""
-    from memfs.sync import clone
+    from memfs.clone import clone
 
     if folder.exists() or folder.is_symlink():
         discard(folder)
