@@ -303,6 +303,29 @@ def test_a_push_that_drops_agent_yaml_is_refused(
     assert bucket_head(cloud) == agent.history.head()
 
 
+def test_a_push_that_leaves_a_letta_repo_no_memory_layout_is_refused(
+    cloud: str, server: ServerHandle, tmp_path: Path
+) -> None:
+    """A Letta Code repo without system/ (or a root MEMORY.md) is no agent to memfs: every
+    memfs clone of it, another server's cache first of all, would refuse it."""
+    repo = tmp_path / "letta"
+    git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    before = commit_file(repo, "system/persona.md", PERSONA, "persona")
+    seed = memfs.open(repo)
+    seed.history.set_config_values("memfs", {"id": LETTA_AGENT_ID, "name": "letta"})
+    add_remote(seed.history, "origin", agent_url(cloud, "letta"))
+    assert push(seed, remote="origin").ok
+    git(tmp_path, "clone", "-q", server.git_url("letta"), "clone")
+    git(tmp_path / "clone", "rm", "-q", "-r", "system")
+    commit_file(tmp_path / "clone", "README.txt", "hello\n", "no memory left")
+    done = git(tmp_path / "clone", "push", "origin", "main", check=False)
+    assert done.returncode != 0
+    assert "no system/ folder" in done.stderr
+    assert bucket_head(cloud, "letta") == before
+    with running_server(cloud, tmp_path) as other:  # a fresh cache clones it whole
+        assert _request(f"{other.url}/v1/agents/letta/core-memory/blocks")[0] == 200
+
+
 @pytest.mark.parametrize("point", ["push.pack", "push.manifest", "serve.git.pushed"])
 def test_a_server_killed_mid_push_loses_nothing_and_serves_on(
     cloud: str, tmp_path: Path, point: str
