@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from memfs.schema import is_valid_name
 from memfs.util import atomic_write
 
 PREFIX = "memfs_"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 FORMAT = 1
 
 
@@ -86,6 +88,11 @@ def _read(path: Path) -> list[dict[str, str]]:
         for r in records
     ):
         raise TokenFileError(f"{path} is not a memfs token file (no 'tokens' list)")
+    for record in records:  # a server would fail on it at its first request
+        if not _SHA256.fullmatch(record["sha256"]):
+            raise TokenFileError(
+                f"cannot read token file {path}: token {record['name']!r} has no SHA-256"
+            )
     return records
 
 

@@ -195,7 +195,14 @@ def test_two_caches_sharing_a_cache_dir_see_each_others_writes(tmp_path: Path, c
 
 @pytest.mark.parametrize(
     "damage",
-    ["garbled HEAD", "objects gone", "write stopped midway", "folder is a file", "no .git"],
+    [
+        "garbled HEAD",
+        "objects gone",
+        "packs gone",
+        "write stopped midway",
+        "folder is a file",
+        "no .git",
+    ],
 )
 def test_a_damaged_or_unfinished_checkout_is_cloned_again(
     tmp_path: Path, cloud: str, damage: str
@@ -211,6 +218,9 @@ def test_a_damaged_or_unfinished_checkout_is_cloned_again(
         (folder / ".git/HEAD").write_text("garbage\n")
     elif damage == "objects gone":
         shutil.rmtree(folder / ".git/objects")
+    elif damage == "packs gone":  # a cleaner emptied the cache's packs: HEAD names nothing
+        for pack in (folder / ".git/objects/pack").iterdir():
+            pack.unlink()
     elif damage == "write stopped midway":
         write(folder, "reference/notes.md", "half an edit")
         (folder / ".git/memfs/serve-writing").write_text("1234\n")
@@ -221,6 +231,7 @@ def test_a_damaged_or_unfinished_checkout_is_cloned_again(
         shutil.rmtree(folder / ".git")
     with cache.reading("alpha") as agent:
         assert agent.history.head() == machine.history.head()
+        assert agent.history.has_commit(machine.history.head())
         assert agent.status().clean
         assert b"half an edit" not in (agent.root / "reference/notes.md").read_bytes()
 

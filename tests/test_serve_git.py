@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.server
 import os
 import subprocess
 import urllib.error
@@ -26,6 +27,7 @@ from memfs.sync import pull, push
 from tests.conftest import S3Bucket
 from tests.lettacode import LettaCode
 from tests.serve import ServerHandle, running_server
+from tests.servers import serving
 
 PERSONA = "---\ndescription: Who I am\n---\nI am careful.\n"
 LETTA_AGENT_ID = "agent-00000000-0000-4000-8000-000000000000"
@@ -301,6 +303,29 @@ def test_a_push_that_drops_agent_yaml_is_refused(
     assert bucket_head(cloud) == agent.history.head()
 
 
+def test_a_push_that_leaves_a_letta_repo_no_memory_layout_is_refused(
+    cloud: str, server: ServerHandle, tmp_path: Path
+) -> None:
+    """A Letta Code repo without system/ (or a root MEMORY.md) is no agent to memfs: every
+    memfs clone of it, another server's cache first of all, would refuse it."""
+    repo = tmp_path / "letta"
+    git(tmp_path, "init", "-q", "-b", "main", str(repo))
+    before = commit_file(repo, "system/persona.md", PERSONA, "persona")
+    seed = memfs.open(repo)
+    seed.history.set_config_values("memfs", {"id": LETTA_AGENT_ID, "name": "letta"})
+    add_remote(seed.history, "origin", agent_url(cloud, "letta"))
+    assert push(seed, remote="origin").ok
+    git(tmp_path, "clone", "-q", server.git_url("letta"), "clone")
+    git(tmp_path / "clone", "rm", "-q", "-r", "system")
+    commit_file(tmp_path / "clone", "README.txt", "hello\n", "no memory left")
+    done = git(tmp_path / "clone", "push", "origin", "main", check=False)
+    assert done.returncode != 0
+    assert "no system/ folder" in done.stderr
+    assert bucket_head(cloud, "letta") == before
+    with running_server(cloud, tmp_path) as other:  # a fresh cache clones it whole
+        assert _request(f"{other.url}/v1/agents/letta/core-memory/blocks")[0] == 200
+
+
 @pytest.mark.parametrize("point", ["push.pack", "push.manifest", "serve.git.pushed"])
 def test_a_server_killed_mid_push_loses_nothing_and_serves_on(
     cloud: str, tmp_path: Path, point: str
@@ -486,6 +511,81 @@ def test_letta_codes_own_sync_sequence_through_the_server(
 
 
 @pytest.mark.timeout(180)
+def _split_balancer(get_to: str, post_to: str) -> http.server.ThreadingHTTPServer:
+    """A load balancer at its most unlucky: every GET to one server, every POST to another."""
+
+    class Split(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self, base: str) -> None:
+            size = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(size) if size else None
+            skip = ("host", "content-length", "connection")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+            request = urllib.request.Request(base + self.path, body, headers, method=self.command)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    status, data, got = answer.status, answer.read(), answer.headers
+            except urllib.error.HTTPError as error:
+                status, data, got = error.code, error.read(), error.headers
+            self.send_response(status)
+            for key, value in got.items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._forward(get_to)
+
+        def do_POST(self) -> None:
+            self._forward(post_to)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return http.server.ThreadingHTTPServer(("127.0.0.1", 0), Split)
+
+
+def test_two_servers_behind_a_balancer_serve_what_the_other_advertised(
+    cloud: str, tmp_path: Path
+) -> None:
+    """info/refs from one server, the POST from another whose last look at the bucket is
+    older than the push the first one advertised: a fetch must get the advertised head, and a
+    push (a thin pack against it) must land. The second server's window is made long so the
+    race a 0.5 s window leaves open happens every time."""
+    agent = seed_agent(tmp_path, cloud)
+    with (
+        running_server(cloud, tmp_path) as first,
+        running_server(cloud, tmp_path, args=("--fresh-ms", "600000")) as second,
+        serving(_split_balancer(first.url, second.url)) as balancer,
+    ):
+        git(tmp_path, "clone", "-q", f"{balancer}/v1/git/alpha/state.git", "viabalancer")
+        git(tmp_path, "clone", "-q", first.git_url("alpha"), "direct")
+        direct, behind = tmp_path / "direct", tmp_path / "viabalancer"
+        long = "".join(f"line {n}: I remember this.\n" for n in range(2000))  # deltas pay
+        theirs = commit_file(direct, "system/persona.md", PERSONA + long, "theirs")
+        git(direct, "push", "-q", "origin", "main")
+        assert bucket_head(cloud) == theirs != agent.history.head()
+        # a push: a thin pack against the head first advertised, received by second
+        git(behind, "pull", "-q", "--ff-only", first.git_url("alpha"), "main")
+        mine = commit_file(behind, "system/persona.md", PERSONA + long + "mine\n", "mine")
+        git(behind, "push", "-q", "origin", "main")
+        assert bucket_head(cloud) == mine
+        # a fetch: second looks at the bucket, first is pushed to, second serves the pull
+        assert _request(f"{second.url}/v1/agents/alpha/context")[0] == 200
+        git(direct, "pull", "-q", "--ff-only")
+        later = commit_file(direct, "system/later.md", "---\ndescription: l\n---\nl\n", "l")
+        git(direct, "push", "-q", "origin", "main")
+        git(behind, "pull", "-q", "--ff-only")  # advertised by first, served by second
+        assert git(behind, "rev-parse", "HEAD").stdout.strip() == later == bucket_head(cloud)
+        git(tmp_path, "clone", "-q", first.git_url("alpha"), "fresh")
+        git(tmp_path / "fresh", "fsck", "--strict")
+        for handle in (first, second):
+            assert "Traceback" not in handle.output()
+
+
 def test_the_clone_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     """benchmarks/bench_serve_git.py end to end (not timed), so it cannot rot unnoticed."""
     import json

@@ -10,6 +10,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from memfs.tokens import TokenChecker, create_token, list_tokens, revoke_token
 
 
@@ -52,14 +54,18 @@ def test_names_are_unique_and_revoking_an_unknown_one_says_which_exist(tmp_path:
     assert list_tokens(tokens) == []
 
 
-def test_a_garbled_token_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "garbled", ["[1, 2", '{"tokens": [{"name": "a", "sha256": "not-a-hash"}]}']
+)
+def test_a_garbled_token_file_is_one_line_and_exit_2(tmp_path: Path, garbled: str) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text("[1, 2")
-    for args in (("token", "list"), ("serve", "--listen", "127.0.0.1:0")):
+    tokens.write_text(garbled)
+    for args in (("token", "list"), ("serve", "--listen", "127.0.0.1:0"), ("token", "create")):
         done = memfs(*args, "--token-file", str(tokens))
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.startswith(f"memfs: cannot read token file {tokens}")
         assert len(done.stderr.splitlines()) == 1
+    assert tokens.read_text() == garbled  # nothing added to a file no server can use
 
 
 def test_tokens_created_at_once_all_land(tmp_path: Path) -> None:

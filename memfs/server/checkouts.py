@@ -70,14 +70,21 @@ def _flock_until(fd: int, deadline: float, path: Path, timeout_s: float) -> None
 
 
 def open_checkout(folder: Path) -> Agent | None:
-    """The checkout at ``folder`` if it is whole and no write was stopped in it, else None."""
+    """The checkout at ``folder`` if it is whole (its head's commit present) and no write was
+    stopped in it, else None."""
     from memfs.opening import open_agent
 
     if not (folder / ".git").exists():
         return None
     try:
         agent = open_agent(folder)
-        if (agent.history.state_dir / WRITING_MARKER).exists() or agent.history.head() is None:
+        head = agent.history.head()
+        # a head whose commit is gone (packs removed under it) would be served as an empty repo
+        if (
+            (agent.history.state_dir / WRITING_MARKER).exists()
+            or head is None
+            or not agent.history.has_commit(head)
+        ):
             agent.close()
             return None
         return agent

@@ -247,6 +247,13 @@ def _check_same_agent(agent: Agent, new: str, base: str | None) -> None:
             f"memfs: the push {change} {MANIFEST_FILE}: a memfs-native agent keeps it and a "
             "Letta memory repo has none, so other memfs clients would refuse it"
         )
+    from memfs.sync import remote_layout
+
+    if after is None and remote_layout(history, new) is None:
+        raise Refused(
+            "memfs: the push leaves no system/ folder and no root MEMORY.md: a Letta Code "
+            "memory repo keeps one, so other memfs clients would refuse it"
+        )
     old_id = manifest_data(before).get("id")
     new_id = manifest_data(after).get("id")
     if old_id and new_id and old_id != new_id:

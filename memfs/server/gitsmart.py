@@ -123,7 +123,10 @@ class _GitRoutes:
             cached = self.clones.get(name, body)
             if cached is not None:
                 return cached
-        with self.ctx.agents.reading(name) as agent:
+        # the client's info/refs may have come from another server that saw a newer push
+        # than this cache's last look: a want this checkout lacks asks the bucket again
+        fresh = None if self._knows_wants(name, body) else 0.0
+        with self.ctx.agents.reading(name, fresh_s=fresh) as agent:
             history = agent.history
             head = _served_head(agent)
             refs = gitpack.branch_refs(history.branch(), head)
@@ -142,10 +145,21 @@ class _GitRoutes:
             self.clones.put(name, body, answer)
         return answer
 
+    def _knows_wants(self, name: str, body: bytes) -> bool:
+        """Whether the checkout of ``name``, as the cache's last look left it, holds every
+        commit the upload-pack request ``body`` wants."""
+        with self.ctx.agents.reading(name) as agent:
+            return all(
+                len(sha) == 40 and set(sha) <= _HEX and agent.history.has_commit(sha)
+                for sha in gitpack.wanted(body)
+            )
+
     def _receive(self, ref: str, body: bytes) -> bytes:
         name = self.ctx.agents.resolve(ref)
         remote = self.ctx.agents.remote(name)
-        with self.ctx.agents.reading(name) as agent:
+        # the bucket's latest, whatever the window: the client's pack is thin against the head
+        # it was shown, maybe by another server that saw a push this cache has not yet
+        with self.ctx.agents.reading(name, fresh_s=0) as agent:
             refs = gitpack.branch_refs(agent.history.branch(), _served_head(agent))
             refs.pop("HEAD", None)
 
