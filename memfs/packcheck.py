@@ -46,6 +46,7 @@ from memfs.packs import (
     PackError,
     RawObject,
     index_pack,
+    object_header,
     object_id,
 )
 
@@ -247,41 +248,13 @@ def _entry(checked: CheckedPack, offset: int) -> tuple[int, int | None, bytes]:
     pack, end = checked.pack, checked.end_of(offset)
     if end is None:
         raise PackError(f"a delta points at {offset}, where no object starts")
-    at = offset
-    byte = pack[at]
-    at += 1
-    type_num = (byte >> 4) & 7
-    size = byte & 0x0F
-    shift = 4
-    while byte & 0x80:
-        if at >= end:
-            raise PackError(f"object at {offset} has a truncated header")
-        byte = pack[at]
-        at += 1
-        size |= (byte & 0x7F) << shift
-        shift += 7
-    base: int | None = None
-    if type_num == OFS_DELTA:
-        if at >= end:
-            raise PackError(f"object at {offset} has a truncated header")
-        byte = pack[at]
-        at += 1
-        distance = byte & 0x7F
-        while byte & 0x80:
-            if at >= end:
-                raise PackError(f"object at {offset} has a truncated header")
-            byte = pack[at]
-            at += 1
-            distance = ((distance + 1) << 7) | (byte & 0x7F)
-        base = offset - distance
-        if base < 12 or base >= offset:
-            raise PackError(f"delta at {offset} points outside the pack")
-    elif type_num == REF_DELTA:
+    type_num, size, at, base = object_header(pack, offset, end)
+    if type_num == REF_DELTA:
         base = checked.offset_of(pack[at : at + SHA_LENGTH])
         at += SHA_LENGTH
         if base is None:
             raise PackError(f"delta at {offset} has no base in the pack")
-    elif type_num not in TYPE_NAMES:
+    elif type_num != OFS_DELTA and type_num not in TYPE_NAMES:
         raise PackError(f"object at {offset} has unknown type {type_num}")
     return type_num, base, _inflate_exact(pack, at, end, size, offset)
 

@@ -110,38 +110,12 @@ def index_pack(pack: bytes) -> IndexedPack:
         if offset >= end:
             raise PackError(f"it ends before its {count} objects")
         start = offset
-        byte = pack[offset]
-        offset += 1
-        type_num = (byte >> 4) & 7
-        size = byte & 0x0F
-        shift = 4
-        while byte & 0x80:
-            if offset >= end:
-                raise PackError(f"object at {start} has a truncated header")
-            byte = pack[offset]
-            offset += 1
-            size |= (byte & 0x7F) << shift
-            shift += 7
-        base: int | bytes | None = None
-        if type_num == OFS_DELTA:
-            if offset >= end:
-                raise PackError(f"object at {start} has a truncated header")
-            byte = pack[offset]
-            offset += 1
-            distance = byte & 0x7F
-            while byte & 0x80:
-                if offset >= end:
-                    raise PackError(f"object at {start} has a truncated header")
-                byte = pack[offset]
-                offset += 1
-                distance = ((distance + 1) << 7) | (byte & 0x7F)
-            base = start - distance
-            if base < 12 or base >= start:
-                raise PackError(f"delta at {start} points outside the pack")
-        elif type_num == REF_DELTA:
+        type_num, size, offset, ofs_base = object_header(pack, start, end)
+        base: int | bytes | None = ofs_base
+        if type_num == REF_DELTA:
             base = bytes(view[offset : offset + SHA_LENGTH])
             offset += SHA_LENGTH
-        elif type_num not in TYPE_NAMES:
+        elif type_num != OFS_DELTA and type_num not in TYPE_NAMES:
             raise PackError(f"object at {start} has unknown type {type_num}")
         data, offset = _inflate(view, offset, end, size, start)
         crc = zlib.crc32(view[start:offset])
@@ -157,6 +131,43 @@ def index_pack(pack: bytes) -> IndexedPack:
     _resolve_deltas(deltas, by_offset, objects, entries)
     entries.sort()
     return IndexedPack(checksum, entries, objects)
+
+
+def object_header(pack: bytes, start: int, end: int) -> tuple[int, int, int, int | None]:
+    """The header of the pack entry at ``start``: (type, inflated size, where what follows the
+    header starts, an offset delta's base offset or None). A ref delta's base name follows
+    the header. PackError for a truncated header or an offset delta pointing outside the pack.
+    """
+    at = start
+    byte = pack[at]
+    at += 1
+    type_num = (byte >> 4) & 7
+    size = byte & 0x0F
+    shift = 4
+    while byte & 0x80:
+        if at >= end:
+            raise PackError(f"object at {start} has a truncated header")
+        byte = pack[at]
+        at += 1
+        size |= (byte & 0x7F) << shift
+        shift += 7
+    if type_num != OFS_DELTA:
+        return type_num, size, at, None
+    if at >= end:
+        raise PackError(f"object at {start} has a truncated header")
+    byte = pack[at]
+    at += 1
+    distance = byte & 0x7F
+    while byte & 0x80:
+        if at >= end:
+            raise PackError(f"object at {start} has a truncated header")
+        byte = pack[at]
+        at += 1
+        distance = ((distance + 1) << 7) | (byte & 0x7F)
+    base = start - distance
+    if base < 12 or base >= start:
+        raise PackError(f"delta at {start} points outside the pack")
+    return type_num, size, at, base
 
 
 def _inflate(view: memoryview, offset: int, end: int, size: int, start: int) -> tuple[bytes, int]:
