@@ -19,6 +19,7 @@ import memfs
 
 from .conftest import assert_git_agrees, memfs_process, write
 from .s3 import MotoServer
+from .test_cli_startup import PROBE
 
 # Neither a push nor a pull of an S3 agent over http needs these (each costs 3-15 ms); yaml
 # neither while agent.yaml sets no ``sync`` policy and names the agent the remote names; the
@@ -37,17 +38,6 @@ NOT_LOADED = (
     "yaml",
     "memfs.merge",
 )
-
-PROBE = """
-import json, sys
-from memfs.cli import cli
-try:
-    cli(sys.argv[1:], prog_name="memfs")
-    code = 0
-except SystemExit as exit:
-    code = exit.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
-"""
 
 
 def loaded_by(cwd: Path, *args: str) -> set[str]:
