@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from memfs.server.context import ServerContext
+from memfs.server.runner import is_loopback_name
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -106,17 +107,12 @@ class TokenAuth:
 
 
 def is_loopback_host(host: bytes) -> bool:
-    """Whether a Host header names this machine's loopback: localhost, 127.x.y.z or [::1]."""
-    name = host.decode("latin-1").strip().lower()
+    """Whether a Host header (``name[:port]`` or ``[v6]:port``) names this machine's loopback."""
+    name = host.decode("latin-1").strip()
     if name.startswith("["):
-        return name.partition("]")[0] == "[::1"
-    name = name.rpartition(":")[0] if ":" in name else name
-    if name in ("localhost", "localhost."):
-        return True
-    parts = name.split(".")
-    return (
-        len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
-    )
+        name, closed, _ = name[1:].partition("]")
+        return bool(closed) and is_loopback_name(name)
+    return is_loopback_name(name.rpartition(":")[0] if ":" in name else name)
 
 
 async def _refuse_host(send: Send) -> None:

@@ -21,6 +21,17 @@ from memfs.errors import MemfsError
 DEFAULT_LISTEN = "127.0.0.1:8283"  # Letta's own port, so LETTA_MEMFS_BASE_URL reads the same
 
 
+def is_loopback_name(host: str) -> bool:
+    """Whether ``host`` (no port, no brackets) names this machine's loopback: localhost,
+    127.0.0.0/8 or ::1. Any other host name may resolve to anything, so it is not."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ServeConfigError(MemfsError):
     """A ``memfs serve`` setting that cannot be used: bad address, open to the network (exit 2)."""
 
@@ -37,12 +48,7 @@ class Listen:
     @property
     def loopback(self) -> bool:
         """True when only this machine can connect (127.0.0.0/8, ::1, localhost)."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False  # a host name: it may resolve to anything, so treat it as open
+        return is_loopback_name(self.host)
 
     def url(self, port: int | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
