@@ -382,6 +382,28 @@ class BucketRemote:
             raise PushRejectedError(self.url)
         return len(packs)
 
+    def update_manifest(
+        self, change: Callable[[BucketManifest], BucketManifest], attempts: int = 20
+    ) -> BucketManifest:
+        """Compare-and-swap the manifest to ``change(current)`` without a pack: what a secret
+        push and a key rotation need. ``change`` gets the manifest as read and returns the
+        one to write (its generation is set here); it is called again after a lost race, on
+        the newer manifest, so it must re-apply its edit rather than return a stale copy.
+        RemoteError if nothing was ever pushed here; PushRejectedError after ``attempts``
+        lost races (jittered back-off between them)."""
+        import random
+
+        for attempt in range(attempts):
+            manifest, etag = self.read_manifest()
+            if manifest is None or etag is None:
+                raise RemoteError(self.url, f"{self.url} holds no agent yet: push one first")
+            updated = dataclasses.replace(change(manifest), generation=manifest.generation + 1)
+            if self.storage.put_if_match(MANIFEST, _encode(updated), etag):
+                self._last_read = None
+                return updated
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+        raise PushRejectedError(self.url, "the manifest kept changing")
+
     def _compact_if_due(self, history: History, listed: int) -> None:
         """Compact once the manifest lists more than ``MEMFS_COMPACT_PACKS`` packs."""
         from memfs.config import count_from_env  # loaded by the push already
