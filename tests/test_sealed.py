@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "file":
         return f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
     bucket: S3Bucket = request.getfixturevalue("s3")
-    return bucket.url("agents/agent")
+    return bucket.url(f"agents/{uuid.uuid4().hex[:8]}")  # bucket names are cut at 50 chars
 
 
 @contextmanager
