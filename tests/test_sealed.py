@@ -290,3 +290,46 @@ def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
     assert result.stdout.strip() == "[]"
     with pytest.raises(RemoteError):  # sanity: the probe would have seen a failure
         open_remote("memfs::s3://").head("main")
+
+
+def test_an_unchanged_sealed_manifest_is_polled_with_one_conditional_get(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    from memfs.remotes.storage import UNCHANGED
+
+    url = s3.url("agents/polled")
+    shared(tmp_path, url)
+    with on(tmp_path, "b"):
+        remote = open_remote(url, encrypt=True)
+        assert isinstance(remote, BucketRemote)
+        _, etag = remote.poll(None)  # type: ignore[misc]
+        s3.server.requests.clear()
+        assert remote.poll(etag) is UNCHANGED
+    assert s3.server.requests == [("GET", f"/{s3.name}/agents/polled/manifest.json.enc")]
+
+
+def test_an_encrypted_folder_cloud_reaches_the_watcher_by_inotify(tmp_path: Path) -> None:
+    """Polls an hour apart: only the inotify watch on manifest.json.enc brings A's push."""
+    import subprocess
+    import sys
+
+    from memfs.watcher import Watcher, WatchSettings
+
+    from .servers import wait_for
+
+    a, b = shared(tmp_path, f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}")
+    write(a.root, "from-a.md", "pushed by A\n")
+    settings = WatchSettings(quiet_ms=100, poll_s=3600, poll_cold_s=3600, rescan_s=3600)
+    with on(tmp_path, "b"), Watcher(b, settings) as watcher:
+        assert watcher.state.remote_mode == "inotify"
+        env = {**os.environ, "MEMFS_CONFIG": str(tmp_path / "machines" / "a" / "config.yaml")}
+        pushed = subprocess.run(
+            [sys.executable, "-m", "memfs", "-C", str(a.root), "sync"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        wait_for(lambda: (b.root / "from-a.md").exists(), timeout=10, what="A's push to reach B")
+    assert (b.root / "from-a.md").read_text() == "pushed by A\n"
