@@ -333,3 +333,21 @@ def test_an_encrypted_folder_cloud_reaches_the_watcher_by_inotify(tmp_path: Path
         assert pushed.returncode == 0, pushed.stderr
         wait_for(lambda: (b.root / "from-a.md").exists(), timeout=10, what="A's push to reach B")
     assert (b.root / "from-a.md").read_text() == "pushed by A\n"
+
+
+def test_a_remote_not_marked_encrypted_leaves_no_plain_pack_and_is_marked(
+    tmp_path: Path, store: str
+) -> None:
+    """B's remote lost its memfs-encrypt mark (added again by hand, say): its next push
+    overlaps a plain upload with the manifest read, which finds the agent encrypted; the
+    plain pack is deleted, the push goes sealed, and the remote is marked again."""
+    _, b = shared(tmp_path, store)
+    git(b.root, "config", "--unset", "remote.origin.memfs-encrypt")
+    assert not get_remote(b.history, "origin").encrypt
+    with on(tmp_path, "b"):
+        write(b.root, "notes/b.md", f"b {MARKER}\n")
+        assert sync.push(b).ok
+        assert get_remote(b.history, "origin").encrypt
+        fresh = sync.clone(store, tmp_path / "b" / "fresh")
+    assert (fresh.root / "notes/b.md").read_text() == f"b {MARKER}\n"
+    assert_sealed(store)
