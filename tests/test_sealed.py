@@ -351,3 +351,21 @@ def test_a_remote_not_marked_encrypted_leaves_no_plain_pack_and_is_marked(
         fresh = sync.clone(store, tmp_path / "b" / "fresh")
     assert (fresh.root / "notes/b.md").read_text() == f"b {MARKER}\n"
     assert_sealed(store)
+
+
+def test_compaction_of_an_encrypted_remote_keeps_it_sealed(tmp_path: Path, store: str) -> None:
+    a, _ = shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        for i in range(3):
+            write(a.root, f"notes/n{i}.md", f"{i} {MARKER}\n")
+            assert sync.push(a).ok
+        remote = open_remote(store, encrypt=True)
+        assert isinstance(remote, BucketRemote)
+        merged, _ = remote.compact(a.history, grace_s=3600)
+        assert merged == 4
+        assert remote.compact(a.history, grace_s=0)[1] == 4  # the retired ones go
+    assert len([k for k in stored(store) if k.startswith("packs/")]) == 1
+    assert_sealed(store)
+    with on(tmp_path, "b"):
+        fresh = sync.clone(store, tmp_path / "b" / "fresh")
+    assert contents(fresh) == contents(a)
