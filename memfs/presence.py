@@ -193,8 +193,10 @@ class Heartbeat:
         *,
         log: Log | None = None,
         remote: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent = agent
+        self.clock = clock
         self.mode = mode
         self.name = name or default_name()
         self.log = log or (lambda message: None)
@@ -217,7 +219,7 @@ class Heartbeat:
         if not self.enabled:
             return None
         if self._last_write is None:
-            return time.monotonic()
+            return self.clock()
         wait = self.coalesce_s if self._pending else self.heartbeat_s
         return self._last_write + wait
 
@@ -226,20 +228,24 @@ class Heartbeat:
         and the last write is ``COALESCE_S`` old, or if ``force``; whether it wrote."""
         if not self.enabled:
             return False
+        now = self.clock()
+        due = self._last_write is None or now >= self._last_write + self.heartbeat_s
+        soon = self._last_write is None or now >= self._last_write + self.coalesce_s
+        if not (force or due or (soon and (self._pending or report is not None))):
+            if report is not None:
+                self._pending = True  # written at the end of the window (by the next beat)
+            return False
         try:
             target = self._target()
             if target is None:
                 return False
             config, storage = target
-            now = time.monotonic()
             current = self._record(config, report)
             changed = self._written is None or any(
                 current[k] != self._written.get(k) for k in CHANGES
             )
-            due = self._last_write is None or now >= self._last_write + self.heartbeat_s
-            soon = self._last_write is None or now >= self._last_write + self.coalesce_s
-            if not (force or due or (changed and soon)):
-                self._pending = self._pending or changed
+            if not (force or due or changed):
+                self._pending = False  # the sync left everything as last written
                 return False
             self._last_write = now
             storage.put(object_key(current["env_id"]), json.dumps(current, indent=1).encode())
@@ -248,6 +254,7 @@ class Heartbeat:
             self.log(f"presence not written ({type(error).__name__}: {error}); trying again later")
             return False
         self._written = {k: current[k] for k in CHANGES}
+        self.seq = current["seq"]
         self._pending = False
         self.writes += 1
         return True
@@ -260,7 +267,6 @@ class Heartbeat:
     def _record(self, config: RemoteConfig, report: SyncReport | None) -> dict[str, Any]:
         if self._env is None:
             self._env = env_id(self.agent)
-        self.seq += 1
         return record(
             self.agent,
             config,
@@ -269,7 +275,7 @@ class Heartbeat:
             mode=self.mode,
             state=self.state,
             started_at=self.started_at,
-            seq=self.seq,
+            seq=self.seq + 1,
             heartbeat_s=self.heartbeat_s,
             report=report,
         )

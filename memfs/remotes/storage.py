@@ -37,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 from memfs.errors import (
     RemoteError,
+    RemoteNotFoundError,
     UnsupportedURLError,
 )
 from memfs.util import fsync_dir
@@ -196,8 +197,13 @@ class LocalStorage:
 
     @_local_errors
     def put(self, key: str, data: bytes) -> None:
-        """Overwrite ``key`` whole (temp file, fsync, rename): a reader sees old or new."""
+        """Overwrite ``key`` whole (temp file, fsync, rename): a reader sees old or new.
+
+        Only inside an agent folder that exists: a side object never creates the agent's
+        folder (a cloud folder moved away or a drive not mounted stays as it is)."""
         target = self._path(key)
+        if not self.root.is_dir():
+            raise RemoteNotFoundError(self.url, "the folder is missing")
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = self._write_temp(target, data)
         try:
