@@ -14,10 +14,16 @@ from memfs.cli.output import emit_json, json_option
 @click.argument("words", metavar="[AGENT] | rm ENV-ID", nargs=-1)
 @click.option("--online", "online_only", is_flag=True, help="Only the environments online now.")
 @click.option("--remote", metavar="NAME", help="The remote to read (default: origin, else first).")
+@click.option("--cloud", "cloud_name", metavar="NAME", help="AGENT's cloud (default: the default).")
 @json_option
 @pass_state
 def envs(
-    state: AppState, words: tuple[str, ...], online_only: bool, remote: str | None, as_json: bool
+    state: AppState,
+    words: tuple[str, ...],
+    online_only: bool,
+    remote: str | None,
+    cloud_name: str | None,
+    as_json: bool,
 ) -> None:
     """Where this agent (or cloud agent AGENT) is live: every checkout that syncs it (CLI
     sync, watcher, mount, server), when the store last saw it (by the store's own clock),
@@ -43,7 +49,7 @@ def envs(
     if len(words) > 1:
         raise click.UsageError("at most one AGENT")
     if words:
-        report = library.cloud_environments(words[0])
+        report = library.cloud_environments(words[0], cloud_name)
     else:
         report = library.environments(state.agent(), remote)
     if as_json:
