@@ -369,3 +369,21 @@ def test_compaction_of_an_encrypted_remote_keeps_it_sealed(tmp_path: Path, store
     with on(tmp_path, "b"):
         fresh = sync.clone(store, tmp_path / "b" / "fresh")
     assert contents(fresh) == contents(a)
+
+
+def test_presence_records_are_sealed_and_read_by_the_other_machine(
+    tmp_path: Path, store: str
+) -> None:
+    from memfs.envs import environments
+
+    a, b = shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        assert sync.sync(a, announce=True, env_name=f"laptop-{MARKER}").ok
+    envs = [key for key in stored(store) if key.startswith("envs/")]
+    assert len(envs) == 1 and envs[0].endswith(".json.enc"), envs
+    assert_sealed(store)
+    with on(tmp_path, "b"):
+        report = environments(b)
+    [env] = report.environments
+    assert env["name"] == f"laptop-{MARKER}" and env["problem"] is None
+    assert env["local_head"] == a.history.head()
