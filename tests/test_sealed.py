@@ -22,6 +22,7 @@ from memfs.cloud import add_cloud, checkout, list_agents
 from memfs.errors import DowngradeError, NoKeyError, RemoteError
 from memfs.remotes import add_remote, get_remote, open_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.storage import Storage
 
 from .conftest import S3Bucket, git, run_cli, write
 from .test_sync import assert_converged, contents
@@ -387,3 +388,38 @@ def test_presence_records_are_sealed_and_read_by_the_other_machine(
     [env] = report.environments
     assert env["name"] == f"laptop-{MARKER}" and env["problem"] is None
     assert env["local_head"] == a.history.head()
+
+
+def test_an_agent_made_anew_at_the_same_url_is_followed(tmp_path: Path, store: str) -> None:
+    """The remembered repo id (no memfs.json read per push) is read again once the manifest
+    fails to open under it: the agent was deleted and made again there."""
+    from memfs.crypto.identity import ensure_identity
+    from memfs.crypto.keycache import KeyCache
+    from memfs.keys import stored_repo_id
+
+    a, _ = shared(tmp_path, store)
+    url = get_remote(a.history, "origin").display_url
+    with on(tmp_path, "a"):
+        raw = store_raw(store)
+        old = stored_repo_id(raw)
+        assert old is not None
+        for key in raw.list(""):
+            raw.delete(key)
+        again = memfs.init(tmp_path / "a" / "again", name="again")
+        add_remote(again.history, "origin", store, encrypt=True)
+        with pytest.raises(DowngradeError, match=r"manifest.json.enc is gone"):
+            open_remote(store, encrypt=True).head("main")
+        # what 'memfs key trust-rollback origin' does: forget the state seen there
+        KeyCache.for_repo(old, ensure_identity().config_dir).forget_seen(url)
+        assert sync.push(again).ok
+        assert stored_repo_id(raw) != old
+    grant(tmp_path, store, "a", "b")
+    with on(tmp_path, "b"):
+        fresh = sync.clone(store, tmp_path / "b" / "again")
+    assert fresh.history.head() == again.history.head()
+
+
+def store_raw(url: str) -> Storage:
+    remote = open_remote(url)
+    assert isinstance(remote, BucketRemote)
+    return remote.raw
