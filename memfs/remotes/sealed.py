@@ -217,8 +217,8 @@ class SealedStorage:
 
 
 class LazyKeys:
-    """The agent's keys, opened on first use: a remote that is only listed or polled
-    unchanged loads no identity and reads no keyring."""
+    """The agent's keys, opened on first seal or open: a poll answered unchanged unwraps
+    nothing, and a machine with the keys cached reads no keyring."""
 
     def __init__(self, remote: SealedRemote) -> None:
         self.remote = remote
