@@ -254,3 +254,18 @@ def test_a_server_announces_the_agents_it_serves_and_stops_cleanly(tmp_path: Pat
     [served] = [r for r in _records(folder) if r["mode"] == "serve"]
     assert served["state"] == "stopped"
     assert served["local_head"] == BucketRemote(f"memfs::file://{folder}").head("main")
+
+
+def test_a_watcher_of_a_mount_announces_mode_mount_under_its_env_name(tmp_path: Path) -> None:
+    from memfs.watcher import Watcher, WatchSettings
+
+    agent, folder = _cloud_agent(tmp_path)
+    (agent.history.state_dir / "mount.json").write_text("{}")  # memfs/mount.py's marker
+    settings = WatchSettings(poll_s=3600, poll_cold_s=3600, rescan_s=3600, env_name="sandbox-3")
+    with Watcher(agent, settings):
+        [running] = _records(folder)
+        assert (running["name"], running["mode"], running["state"]) == (
+            "sandbox-3", "mount", "running"
+        )  # fmt: skip
+    [stopped] = _records(folder)
+    assert stopped["state"] == "stopped" and stopped["env_id"] == running["env_id"]
