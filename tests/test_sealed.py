@@ -197,6 +197,8 @@ def test_encrypt_is_for_object_stores_only(tmp_path: Path) -> None:
     result = run_cli("-C", str(agent.root), "remote", "add", "origin", cloud, "--encrypt")
     assert result.exit_code == 0 and "(encrypted)" in result.output
     assert get_remote(agent.history, "origin").url == f"memfs::{cloud}"
+    listed = run_cli("-C", str(agent.root), "remote", "list")
+    assert listed.output == f"origin\tmemfs::{cloud}  (encrypted)\n"
 
 
 def test_an_encrypted_cloud_pushes_sealed_and_lists_what_it_cannot_open(
