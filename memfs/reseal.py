@@ -43,12 +43,13 @@ def reseal(
     config = get_remote(agent.history, store.remote)
     remote = open_for(agent, config)
     update = getattr(remote, "update_manifest", None)
-    if update is not None and remote.read_manifest()[0] is not None:
+    if update is not None and remote.read_manifest()[0] is not None:  # type: ignore[attr-defined]
         update(lambda manifest: reseal_secrets(manifest, keys, rotation.epoch))
         rotation.manifest = True
+    encrypted = bool(getattr(remote, "encrypted", False))  # configured so, or found so
     rotation.presence = _write_presence(agent)
     gc = f"memfs gc --remote {store.remote}"
-    if not store.encrypted:  # a plain cloud's packs are not sealed: only its secrets were
+    if not encrypted:  # a plain cloud's packs are not sealed: only its secrets were
         return rotation
     if not packs:
         rotation.pending.append(f"packs: still sealed under older epochs until '{gc}'")
