@@ -377,3 +377,34 @@ def test_push_racing_rotation(tmp_path: Path) -> None:
     assert new and {name: pack_epoch(url, name) for name in new} == {name: 2 for name in new}
     ok(a, "pull")
     assert (a.root / "reference/from-b.md").exists()
+
+
+def test_passphrase_slot_survives_rotation(tmp_path: Path) -> None:
+    """A passphrase slot is re-wrapped by every rotation without its passphrase; a machine
+    nobody added clones with it (one scrypt unlock), gets its own slot, and needs the
+    passphrase no more. A wrong passphrase leaves no folder."""
+    url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
+    a, _ = encrypted_agent(tmp_path, url, "b")
+    secret = "correct horse battery staple"
+    assert "passphrase" in ok(a, "key", "add", "--passphrase", stdin=f"{secret}\n{secret}\n")
+    ok(a, "key", "rm", "b")
+    ok(a, "key", "rotate")
+    (a.root / "reference/notes.md").write_text("---\ndescription: notes\n---\nmarker-three\n")
+    ok(a, "push")
+    listed = json.loads(ok(a, "key", "list", "--json"))
+    assert listed["epoch"] == 3 and [s["kind"] for s in listed["slots"]] == ["x25519", "passphrase"]
+
+    d = machine(tmp_path, "d")
+    target = tmp_path / "d-agent"
+    done = run(d, "clone", "--passphrase", url, str(target), stdin="wrong horse\n", agent=False)
+    assert done.returncode == KEY_EXIT and "passphrase opens no slot" in done.stderr
+    assert not target.exists()
+    ok(d, "clone", "--passphrase", url, str(d.root), stdin=f"{secret}\n", agent=False)
+    assert "marker-three" in (d.root / "reference/notes.md").read_text()
+    mine = [s for s in slots(d) if s["this_machine"]]
+    assert [(s["kind"], s["name"]) for s in mine] == [("x25519", "machine-d")]
+    assert mine[0]["added_by"] == next(s["id"] for s in slots(d) if s["kind"] == "passphrase")
+    (a.root / "reference/notes.md").write_text("---\ndescription: notes\n---\nmarker-four\n")
+    ok(a, "push")
+    ok(d, "pull")  # no passphrase asked: its own slot opens the agent
+    assert "marker-four" in (d.root / "reference/notes.md").read_text()
