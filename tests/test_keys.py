@@ -330,7 +330,7 @@ def test_rm_locks_out(tmp_path: Path, any_url: str) -> None:
 
     head = c.head()
     done = run(c, "fetch")
-    assert done.returncode in (7, KEY_EXIT), done.stderr  # TODO 10 once sealed's exit codes land
+    assert done.returncode == KEY_EXIT, done.stderr
     assert "holds no key for it" in done.stderr and key_id(c) in done.stderr
     assert c.head() == head and "marker-one" in (c.root / "reference/notes.md").read_text()
 
