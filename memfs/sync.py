@@ -548,7 +548,9 @@ def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]
     if not hasattr(target, "compact"):
         raise MemfsError(f"{remote} is a git host: it packs its own objects")
     with agent.history.locked():
-        return target.compact(agent.history, grace_s)  # type: ignore[attr-defined]
+        # reseal: an encrypted remote's packs are sealed again under the newest epoch (after
+        # 'memfs key rm --no-reseal', or a rotation whose compaction lost to pushers)
+        return target.compact(agent.history, grace_s, reseal=True)  # type: ignore[attr-defined]
 
 
 def __getattr__(name: str) -> Any:

@@ -323,6 +323,8 @@ def test_rm_locks_out(tmp_path: Path, any_url: str) -> None:
 
     out = ok(a, "key", "rm", "c", MEMFS_COMPACT_GRACE="0")
     assert "epoch 2" in out and "manifest re-sealed" in out and "packs re-sealed" in out
+    own = f"envs/{(a.root / '.git/memfs/env-id').read_text().strip()}.json.enc"
+    assert own in before and own not in opened_with(cached_keys(c), repo, store_objects(any_url))
     (a.root / "reference/notes.md").write_text("---\ndescription: notes\n---\nmarker-two\n")
     ok(a, "push")
     ok(b, "pull")
@@ -377,6 +379,9 @@ def test_push_racing_rotation(tmp_path: Path) -> None:
     assert new and {name: pack_epoch(url, name) for name in new} == {name: 2 for name in new}
     ok(a, "pull")
     assert (a.root / "reference/from-b.md").exists()
+    assert "epoch 1" not in ok(a, "key", "list")  # the older packs wait for a compaction:
+    ok(a, "gc", "--remote", "origin")  # it seals the packs it keeps under the newest epoch
+    assert {pack_epoch(url, name) for name in listed_packs(url, cached_keys(a))} == {2}
 
 
 def test_passphrase_slot_survives_rotation(tmp_path: Path) -> None:
