@@ -102,6 +102,9 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "sync with a folder bucket": (["sync"], ("s3fs", "botocore", "watchdog", *CRYPTO)),
     "remote list": (["remote", "list"], (*REMOTE_STACK, *CRYPTO)),
+    # an agent without secrets: no store read, no key, no cryptography
+    "secret list": (["secret", "list"], LOCAL),
+    "run": (["run", "--", "true"], LOCAL),
 }
 
 PROBE = """

@@ -84,29 +84,32 @@ def run(command: list[str], values: Mapping[str, str]) -> int:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    child = _start(command, child_env(values))
-    assert child.stdout is not None and child.stderr is not None
-    pumps = [
-        threading.Thread(
-            target=_pump, args=(pipe, fd, Scrubber(values)), name=f"memfs-run-{fd}", daemon=True
-        )
-        for pipe, fd in ((child.stdout, 1), (child.stderr, 2))
-    ]
-    for pump in pumps:
-        pump.start()
+    started: list[subprocess.Popen[bytes]] = []
+    caught: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
+        if not started:
+            caught.append(signum)  # before the child exists: sent once it does
+            return
         with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+            started[0].send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        while True:
-            try:
-                code = child.wait()
-                break
-            except InterruptedError:  # pragma: no cover (PEP 475 retries wait itself)
-                continue
+        child = _start(command, child_env(values))
+        started.append(child)
+        for signum in caught:
+            forward(signum, None)
+        assert child.stdout is not None and child.stderr is not None
+        pumps = [
+            threading.Thread(
+                target=_pump, args=(pipe, fd, Scrubber(values)), name=f"memfs-run-{fd}", daemon=True
+            )
+            for pipe, fd in ((child.stdout, 1), (child.stderr, 2))
+        ]
+        for pump in pumps:
+            pump.start()
+        code = child.wait()
         for pump in pumps:
             pump.join()
     finally:
