@@ -3,6 +3,7 @@ its output masked, its exit code and signals passed through, ``--only`` and ``--
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -98,10 +99,8 @@ def test_a_prompt_appears_at_once_and_signals_are_forwarded(root: Path, tmp_path
 
         def prompt_shown() -> bool:
             nonlocal seen
-            try:
+            with contextlib.suppress(BlockingIOError):
                 seen += os.read(process.stdout.fileno(), 100) or b""  # type: ignore[union-attr]
-            except BlockingIOError:
-                pass
             return seen == b"Password: "
 
         wait_for(prompt_shown, timeout=30)
