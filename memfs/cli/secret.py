@@ -87,7 +87,14 @@ def _push(agent: Agent, done: str) -> None:
     except RemoteError as error:
         warn(f"{error}; the change is kept here and sent by the next sync")
         pushed = False
-    click.echo(f"{done}" + ("" if pushed else " (not pushed yet: the next sync sends it)"))
+    from memfs.secrets.hooks import read_meta
+
+    if pushed:
+        click.echo(done)
+    elif read_meta(agent.history.state_dir).get("local"):
+        click.echo(f"{done} (kept here only: add an object-store remote to share it)")
+    else:
+        click.echo(f"{done} (not pushed yet: the next sync sends it)")
 
 
 @secret.command(name="list")

@@ -83,7 +83,7 @@ def manifest_seen(agent: Agent, config: RemoteConfig, manifest: BucketManifest |
     if meta.get("digest") == hashlib.sha256(blob).hexdigest() and has_secrets(agent):
         return
     from memfs.errors import NoKeyError
-    from memfs.secrets.store import refresh
+    from memfs.secrets.sharing import refresh
 
     with contextlib.suppress(NoKeyError):  # no slot here: unreadable until 'memfs key add'
         refresh(agent, config, blob)

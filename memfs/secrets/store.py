@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memfs.errors import MemfsError, RemoteError, RollbackError, TamperError
+from memfs.errors import MemfsError, TamperError
 from memfs.secrets.hooks import (
     CACHE_FILE,
     FIELD,
@@ -49,8 +49,6 @@ from memfs.util import atomic_write, hostname, utc_now
 if TYPE_CHECKING:
     from memfs.agent import Agent
     from memfs.crypto.envelope import Keys
-    from memfs.remotes import RemoteConfig
-    from memfs.remotes.bucket import BucketRemote
     from memfs.remotes.manifest import BucketManifest
 
 NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -350,10 +348,29 @@ class SecretStore:
             _write_local(self.agent, self.meta, keys, self.doc, self.pending)
 
     def _keys_for_writing(self) -> Keys:
-        """The keys of the store the secrets go to (made on a plain cloud's first secret);
-        ``self.meta`` says which store from now on."""
+        """The keys of the store the secrets go to (made on a plain cloud's first secret),
+        or, for an agent with no object-store remote, of its local keyring; ``self.meta``
+        says which from now on."""
         from memfs.keys import agent_keys
+        from memfs.secrets.sharing import (
+            LOCAL_URL,
+            _open_bucket,
+            _read_remote_doc,
+            blob_of_remote,
+            has_store,
+            local_storage,
+            move_to_store,
+            secrets_remote,
+        )
 
+        if not has_store(self.agent):
+            keys = agent_keys(local_storage(self.agent), create_name=env_name())
+            if self.meta.get("repo_id") not in (None, keys.repo_id.hex()):
+                raise SecretUsageError("the secrets here belong to a store this agent lost")
+            self.meta.update(remote=None, url=LOCAL_URL, repo_id=keys.repo_id.hex(), local=True)
+            return keys
+        if self.meta.get("local"):
+            return move_to_store(self.agent, self)
         config = secrets_remote(self.agent, self.meta.get("remote"))
         remote = _open_bucket(self.agent, config)
         keys = agent_keys(remote.storage, create_name=env_name())
@@ -366,44 +383,6 @@ class SecretStore:
         if not self.doc.secrets and not self.pending and blob_of_remote(remote) is not None:
             self.doc = _read_remote_doc(remote, keys, self.meta)  # a first change here
         return keys
-
-
-def secrets_remote(agent: Agent, name: str | None = None) -> RemoteConfig:
-    """The object-store remote an agent's secrets live in: ``name``, else the first one."""
-    from memfs.remotes import list_remotes
-
-    remotes = [r for r in list_remotes(agent.history) if not r.mirror and r.kind == "bucket"]
-    for config in remotes:
-        if name is None or config.name == name:
-            return config
-    raise SecretUsageError(
-        "secrets are kept in an object-store remote (memfs cloud add, memfs remote add) and "
-        "this agent has none; nothing was changed"
-    )
-
-
-def _open_bucket(agent: Agent, config: RemoteConfig) -> BucketRemote:
-    from memfs.incoming import open_for
-    from memfs.remotes.bucket import BucketRemote
-
-    remote = open_for(agent, config)
-    assert isinstance(remote, BucketRemote)
-    return remote
-
-
-def blob_of_remote(remote: BucketRemote) -> bytes | None:
-    manifest, _ = remote.read_manifest()
-    return blob_of(manifest, remote.url)
-
-
-def _read_remote_doc(remote: BucketRemote, keys: Keys, meta: dict[str, Any]) -> Document:
-    manifest = remote._last_read[0] if remote._last_read else remote.read_manifest()[0]
-    blob = blob_of(manifest, remote.url)
-    if blob is None:
-        return Document()
-    doc = Document.load(remote.url, open_doc(keys, remote.url, blob))
-    meta.update(generation=doc.generation, digest=digest(blob))
-    return doc
 
 
 def _write_local(
@@ -428,91 +407,9 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-# -- with the store ----------------------------------------------------------------------
-
-
 def push_secrets(agent: Agent, remote: str | None = None) -> bool:
-    """Send this machine's pending changes to the store; True once none is left. An agent
-    never pushed to its store yet keeps them pending (False): the next sync sends them."""
-    from memfs.keys import agent_keys
+    """Send this machine's pending changes to the store; True once none is left
+    (memfs.secrets.sharing.push)."""
+    from memfs.secrets.sharing import push
 
-    store = SecretStore.load(agent)
-    if not store.pending:
-        return True
-    config = secrets_remote(agent, remote or store.meta.get("remote"))
-    bucket = _open_bucket(agent, config)
-    keys = agent_keys(bucket.storage)
-    ops = list(store.pending)
-    done: dict[str, Any] = {}
-
-    def change(manifest: BucketManifest) -> BucketManifest:
-        blob = blob_of(manifest, bucket.url)
-        doc = Document()
-        if blob is not None:
-            doc = Document.load(bucket.url, open_doc(keys, bucket.url, blob))
-            _check_rollback(bucket.url, store.meta, doc)
-        for op in ops:
-            op.apply(doc)
-        doc.generation += 1
-        doc.prev = digest(blob) if blob is not None else ""
-        sealed = seal_doc(keys, doc.dump())
-        done.update(doc=doc, blob=sealed)
-        extra = {**manifest.extra, FIELD: base64.b64encode(sealed).decode()}
-        return dataclasses.replace(manifest, extra=extra)
-
-    if bucket.read_manifest()[0] is None:
-        return False  # nothing pushed there yet: sent after the first push
-    try:
-        bucket.update_manifest(change)
-    except RemoteError as error:
-        if bucket.read_manifest()[0] is None:
-            return False
-        raise error
-    with agent.history.locked():
-        now = SecretStore._opened(agent, read_meta(agent.history.state_dir), keys)
-        left = now.pending[len(ops) :] if now.pending[: len(ops)] == ops else now.pending
-        doc = done["doc"]
-        for op in left:
-            op.apply(doc)
-        meta = {**now.meta, "generation": done["doc"].generation, "digest": digest(done["blob"])}
-        _write_local(agent, meta, keys, doc, left)
-    return not left
-
-
-def _check_rollback(url: str, meta: dict[str, Any], doc: Document) -> None:
-    seen = meta.get("generation")
-    if isinstance(seen, int) and doc.generation < seen:
-        raise RollbackError(
-            url, f"{LOGICAL_NAME} is at generation {doc.generation}, this machine saw {seen}"
-        )
-
-
-def refresh(agent: Agent, config: RemoteConfig, blob: bytes) -> None:
-    """Take the store's secrets blob (read from ``config``'s manifest) as this machine's
-    view, with its pending changes on top. NoKeyError if this machine holds no slot."""
-    from memfs.keys import agent_keys
-
-    meta = read_meta(agent.history.state_dir)
-    if meta.get("remote") not in (None, config.name):
-        return  # the secrets of this agent live in another of its remotes
-    bucket = _open_bucket(agent, config)
-    keys = agent_keys(bucket.storage)
-    doc = Document.load(bucket.url, open_doc(keys, bucket.url, blob))
-    with agent.history.locked():
-        meta = read_meta(agent.history.state_dir)
-        if meta.get("repo_id") not in (None, keys.repo_id.hex()):
-            return
-        _check_rollback(bucket.url, meta, doc)
-        pending = SecretStore._opened(agent, meta, keys).pending if meta else []
-        view = Document(doc.generation, doc.prev, dict(doc.secrets))
-        for op in pending:
-            op.apply(view)
-        meta = {
-            **meta,
-            "remote": config.name,
-            "url": config.display_url,
-            "repo_id": keys.repo_id.hex(),
-            "generation": doc.generation,
-            "digest": digest(blob),
-        }
-        _write_local(agent, meta, keys, view, pending)
+    return push(agent, remote)
