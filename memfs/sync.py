@@ -75,6 +75,13 @@ class RemoteOutcome:
     pushed: str = ""  # "pushed" | "up to date" | ""
     conflicts: list[Conflict] = field(default_factory=list)
     error: str | None = None
+    exit_code: int = 7  # of the error: 10 for a key or integrity problem (issue 14)
+
+    def fail(self, error: RemoteError) -> RemoteOutcome:
+        """Record ``error``; the outcome itself, for one-line use."""
+        self.error = str(error)
+        self.exit_code = 10 if error.exit_code == 10 else 7
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,7 +163,7 @@ def fetch(agent: Agent, remote: str | None = None, progress: Progress | None = N
         try:
             outcome.fetched = fetch_remote(agent, config, progress)
         except RemoteError as error:
-            outcome.error = str(error)
+            outcome.fail(error)
         report.remotes.append(outcome)
     report.head = agent.history.head()
     _consolidate(agent)
@@ -214,7 +221,7 @@ def _pull_one(
             committed=True,  # pull and sync commit before they fetch
         )
     except RemoteError as error:
-        outcome.error = str(error)
+        outcome.fail(error)
     return outcome
 
 
@@ -318,7 +325,7 @@ def push_letta_mirror(
     try:
         return push_remote(agent, config, policy, origin, progress)
     except RemoteError as error:
-        return RemoteOutcome(config.name, error=str(error))
+        return RemoteOutcome(config.name).fail(error)
 
 
 def _checked_out_folder(remote: Remote, branch: str) -> str | None:
@@ -403,7 +410,7 @@ def push(
                 push_remote(agent, config, chosen, origin, progress, None, allow_unrelated)
             )
         except RemoteError as error:
-            report.remotes.append(RemoteOutcome(config.name, error=str(error)))
+            report.remotes.append(RemoteOutcome(config.name).fail(error))
     mirrored = push_letta_mirror(agent, chosen, origin, progress)
     report.mirrors = [mirrored] if mirrored else []
     _push_secrets(agent, report)
@@ -432,7 +439,7 @@ def sync(
         try:
             opened[config.name] = open_for(agent, config, progress)
         except RemoteError as error:
-            outcomes[config.name] = RemoteOutcome(config.name, error=str(error))
+            outcomes[config.name] = RemoteOutcome(config.name).fail(error)
     for config in _selected(agent, None, include_mirrors=False):
         if config.name in opened:
             outcomes[config.name] = _pull_one(
@@ -447,7 +454,7 @@ def sync(
                 agent, config, chosen, origin, progress, opened[config.name], allow_unrelated
             )
         except RemoteError as error:
-            outcome.error = str(error)
+            outcome.fail(error)
             continue
         outcome.pushed = pushed.pushed
         outcome.conflicts += pushed.conflicts

@@ -68,10 +68,11 @@ def _report(report: SyncReport, as_json: bool) -> None:
 
 
 def _fail_on_remote_errors(report: SyncReport) -> None:
-    """Exit 7 with the first remote's error, once everything else has been reported."""
-    errors = [o.error for o in report.remotes if o.error]
-    if errors:
-        raise CommandError(errors[0], 7)
+    """Exit 7 (10 for a key or integrity problem) with the first remote's error, once
+    everything else has been reported."""
+    failed = [o for o in report.remotes if o.error]
+    if failed:
+        raise CommandError(failed[0].error or "", failed[0].exit_code)
 
 
 @click.command()
