@@ -480,7 +480,8 @@ def _push_secrets(agent: Agent, report: SyncReport) -> None:
         if outcome is None:
             outcome = RemoteOutcome(str(name))
             report.remotes.append(outcome)
-        outcome.error = outcome.error or str(error)
+        if outcome.error is None:
+            outcome.fail(error)
 
 
 def _consolidate(agent: Agent) -> None:

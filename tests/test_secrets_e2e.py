@@ -79,7 +79,7 @@ def give_b_a_slot(a: Machine, b: Machine, url: str) -> None:
         "from memfs.keys import agent_keys\n"
         "from memfs.crypto.keyring import add_slot\n"
         f"remote = BucketRemote({url!r})\n"
-        f"add_slot(remote.storage, agent_keys(remote.storage), {recipient!r}, 'b')\n",
+        f"add_slot(remote.raw, agent_keys(remote.raw), {recipient!r}, 'b')\n",
     )
 
 

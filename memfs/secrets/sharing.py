@@ -63,7 +63,7 @@ def move_to_store(agent: Agent, store: SecretStore) -> Keys:
     from memfs.keys import agent_keys
 
     config = secrets_remote(agent)
-    keys = agent_keys(_open_bucket(agent, config).storage, create_name=env_name())
+    keys = agent_keys(_open_bucket(agent, config).raw, create_name=env_name())
     drop = ("local", "generation", "digest")
     meta = {k: v for k, v in store.meta.items() if k not in drop}
     meta.update(remote=config.name, url=config.display_url, repo_id=keys.repo_id.hex())
@@ -125,7 +125,7 @@ def push(agent: Agent, remote: str | None = None) -> bool:
         move_to_store(agent, store)
     config = secrets_remote(agent, remote or store.meta.get("remote"))
     bucket = _open_bucket(agent, config)
-    keys = agent_keys(bucket.storage)
+    keys = agent_keys(bucket.raw)
     ops = list(store.pending)
     done: dict[str, Any] = {}
 
@@ -180,7 +180,7 @@ def refresh(agent: Agent, config: RemoteConfig, blob: bytes) -> None:
     if meta.get("remote") not in (None, config.name):
         return  # the secrets of this agent live in another of its remotes
     bucket = _open_bucket(agent, config)
-    keys = agent_keys(bucket.storage)
+    keys = agent_keys(bucket.raw)
     doc = Document.load(bucket.url, open_doc(keys, bucket.url, blob))
     with agent.history.locked():
         meta = read_meta(agent.history.state_dir)

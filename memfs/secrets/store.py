@@ -373,7 +373,7 @@ class SecretStore:
             return move_to_store(self.agent, self)
         config = secrets_remote(self.agent, self.meta.get("remote"))
         remote = _open_bucket(self.agent, config)
-        keys = agent_keys(remote.storage, create_name=env_name())
+        keys = agent_keys(remote.raw, create_name=env_name())
         if self.meta.get("repo_id") not in (None, keys.repo_id.hex()):
             raise SecretUsageError(
                 f"the secrets here belong to another store than {config.display_url}'s; "
