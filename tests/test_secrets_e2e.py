@@ -83,14 +83,17 @@ def give_b_a_slot(a: Machine, b: Machine, url: str) -> None:
     )
 
 
-def store_objects(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> list[bytes]:
-    """Every object of the store, whole."""
-    if store == "file":
-        return [p.read_bytes() for p in (tmp_path / "cloud").rglob("*") if p.is_file()]
+def store_objects(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> dict[str, bytes]:
+    """Every object of the store, whole, by name."""
+    if store.startswith("file"):
+        cloud = tmp_path / "cloud"
+        return {str(p.relative_to(cloud)): p.read_bytes() for p in cloud.rglob("*") if p.is_file()}
     s3 = request.getfixturevalue("s3")
     listed = s3.client.list_objects_v2(Bucket=s3.name).get("Contents", [])
     assert listed
-    return [s3.client.get_object(Bucket=s3.name, Key=o["Key"])["Body"].read() for o in listed]
+    return {
+        o["Key"]: s3.client.get_object(Bucket=s3.name, Key=o["Key"])["Body"].read() for o in listed
+    }
 
 
 def all_forms(value: str) -> list[bytes]:
@@ -140,15 +143,36 @@ def run_on_b(out: Outputs, b: Machine, value: str) -> None:
     assert all("API_KEY=<REDACTED>" in line for line in lines[1:])
 
 
+def encrypted_pair(tmp_path: Path, url: str, env: dict[str, str]) -> tuple[Machine, Machine]:
+    """Machine A pushes an agent to an encrypted remote, gives B a slot; B clones it."""
+    a = Machine.create(tmp_path, "a", env)
+    b = Machine.create(tmp_path, "b", env)
+    for args in (
+        ("init", str(a.root), "--name", "shared"),
+        ("-C", str(a.root), "remote", "add", "origin", url, "--encrypt"),
+        ("-C", str(a.root), "push"),
+    ):
+        done = a.memfs(*args, agent=False)
+        assert done.returncode == 0, f"memfs {' '.join(args)}: {done.stderr}"
+    give_b_a_slot(a, b, url)
+    done = b.memfs("clone", url, str(b.root), agent=False)
+    assert done.returncode == 0, done.stderr
+    return a, b
+
+
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("store", ["s3", "file"])
+@pytest.mark.parametrize("store", ["s3", "file", "s3-encrypted", "file-encrypted"])
 def test_set_on_a_run_on_b(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
-    url, env = the_store(tmp_path, store, request)
-    a, b = setup_two_machines(tmp_path, url, env)
+    url, env = the_store(tmp_path, store.removesuffix("-encrypted"), request)
     out = Outputs()
     value = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
-    out.memfs(a, "secret", "set", "API_KEY", stdin=value + "\n")
-    give_b_a_slot(a, b, url)
+    if store.endswith("-encrypted"):
+        a, b = encrypted_pair(tmp_path, url, env)
+        out.memfs(a, "secret", "set", "API_KEY", stdin=value + "\n")
+    else:
+        a, b = setup_two_machines(tmp_path, url, env)
+        out.memfs(a, "secret", "set", "API_KEY", stdin=value + "\n")
+        give_b_a_slot(a, b, url)
     out.memfs(a, "sync")
     out.memfs(b, "sync")
     assert json.loads(out.memfs(b, "secret", "list", "--json"))["secrets"][0]["name"] == "API_KEY"
@@ -158,9 +182,10 @@ def test_set_on_a_run_on_b(tmp_path: Path, store: str, request: pytest.FixtureRe
         out.memfs(machine, "status", "--json")
         out.memfs(machine, "context", "--format", "json")
     places = {**machine_files(tmp_path), **git_contents(a), **git_contents(b)}
-    places.update(
-        {f"store object {i}": o for i, o in enumerate(store_objects(tmp_path, store, request))}
-    )
+    stored = store_objects(tmp_path, store, request)
+    if store.endswith("-encrypted"):  # the secrets went into the sealed manifest
+        assert any(name.endswith("/manifest.json.enc") for name in stored), sorted(stored)
+    places.update({f"store object {name}": data for name, data in stored.items()})
     places.update({f"output {i}": t.encode() for i, t in enumerate(out.texts)})
     assert_nowhere(value, places)
 
