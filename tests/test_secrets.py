@@ -183,6 +183,7 @@ def test_secrets_before_any_object_store_go_to_the_first_one(tmp_path: Path) -> 
         timeout=60,
     )
     assert done.returncode == 0 and "kept here only" in done.stdout, done.stderr
+    assert "Secrets: 1 change not pushed yet" in memfs_process("-C", str(root), "status").stdout
     cloud = tmp_path / "cloud"
     with memfs.open(root) as agent:
         add_remote(agent.history, "origin", "memfs::" + cloud.as_uri())
@@ -212,7 +213,10 @@ def test_a_file_holding_a_value_is_held_and_a_message_holding_one_refused(
         reason = agent.left_out_reason("system/notes.md")
         assert reason is not None and "secret API_KEY" in reason
     assert (root / "system/notes.md").exists()
+    shown = memfs_process("-C", str(root), "status").stdout
+    assert "hold a secret's value" in shown and "system/notes.md:4:" in shown
     status = json.loads(memfs_process("-C", str(root), "status", "--json").stdout)
+    assert status["secrets_pending"] == 0
     assert [(p["path"], p["line"]) for p in status["held"]] == [("system/notes.md", 4)]
     assert "holds the value of secret API_KEY" in status["held"][0]["message"]
     (root / "system/notes.md").unlink()

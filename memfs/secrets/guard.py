@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from memfs.errors import CommitRefusedError
 from memfs.secrets.forms import table
+from memfs.secrets.hooks import HOLDS_SECRET
 
 if TYPE_CHECKING:
     from memfs.agent import Agent
@@ -27,10 +28,7 @@ def _finder(values: Mapping[str, str]) -> tuple[re.Pattern[bytes] | None, dict[b
 
 def reason(name: str) -> str:
     """Why a file is held: names the secret and what to write instead."""
-    return (
-        f"holds the value of secret {name}: kept on disk, left out of commits; "
-        f"write ${name} instead"
-    )
+    return f"{HOLDS_SECRET}{name}: kept on disk, left out of commits; write ${name} instead"
 
 
 def review(payload: Payload, values: Mapping[str, str]) -> tuple[Payload, list[Refusal]]:

@@ -22,6 +22,7 @@ FIELD = "secrets"  # the manifest field holding the sealed blob (base64)
 CACHE_FILE = "secrets.enc"
 PENDING_FILE = "secrets.pending.enc"
 META_FILE = "secrets.json"
+HOLDS_SECRET = "holds the value of secret "  # how the commit guard's reasons begin
 
 
 def secrets_dir(state_dir: Path) -> Path:
