@@ -132,6 +132,7 @@ COMMANDS = {
     "export-af": "letta:export_af", "mount": "mount:mount", "unmount": "mount:unmount",
     "mounts": "mount:mounts", "demo": "demo:demo", "serve": "serve:serve",
     "token": "serve:token", "key": "key:key", "envs": "envs:envs",
+    "secret": "secret:secret", "run": "run:run",
 }  # fmt: skip
 
 
