@@ -413,3 +413,38 @@ def test_passphrase_slot_survives_rotation(tmp_path: Path) -> None:
     ok(a, "push")
     ok(d, "pull")  # no passphrase asked: its own slot opens the agent
     assert "marker-four" in (d.root / "reference/notes.md").read_text()
+
+
+def test_rm_re_seals_the_secrets_of_a_plain_cloud(tmp_path: Path, url: str) -> None:
+    """On a plain cloud only the secrets are sealed: a rotation seals them again (one more
+    generation, which B takes as an ordinary change), so C, removed, opens no later blob."""
+    from memfs.crypto.envelope import Role, open_sealed
+    from memfs.errors import TamperError
+
+    a = machine(tmp_path, "a")
+    ok(a, "init", str(a.root), "--name", "shared", agent=False)
+    ok(a, "remote", "add", "origin", url)
+    ok(a, "secret", "set", "API_TOKEN", stdin="value-one-0123456789")
+    ok(a, "push")
+    b, c = machine(tmp_path, "b"), machine(tmp_path, "c")
+    join(a, b, url)
+    join(a, c, url)
+    for who in (b, c):
+        ok(who, "sync")
+        listed = json.loads(ok(who, "secret", "list", "--json"))["secrets"]
+        assert [row["name"] for row in listed] == ["API_TOKEN"]
+    ok(a, "key", "rm", "c")
+    ok(a, "secret", "set", "LATER", stdin="value-two-0123456789")
+    ok(a, "sync")
+    ok(b, "sync")
+    listed = json.loads(ok(b, "secret", "list", "--json"))["secrets"]
+    assert [row["name"] for row in listed] == ["API_TOKEN", "LATER"]
+    manifest = json.loads(storage_for_url(url).get("manifest.json")[0])  # type: ignore[index]
+    blob = base64.b64decode(manifest["secrets"])
+    repo = bytes.fromhex(json.loads(storage_for_url(url).get("keys.json")[0])["repo_id"])  # type: ignore[index]
+    for key in cached_keys(c).values():
+        with pytest.raises(TamperError):
+            open_sealed(key, repo, "manifest.json#secrets", Role.SECRETS, blob)
+    ok(c, "sync")  # its memory still syncs (a plain cloud); the secrets stay as they were
+    listed = json.loads(ok(c, "secret", "list", "--json"))["secrets"]
+    assert [row["name"] for row in listed] == ["API_TOKEN"]
