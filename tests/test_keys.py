@@ -235,9 +235,23 @@ def test_forged_rotation_refused(tmp_path: Path, url: str) -> None:
     assert done.returncode == KEY_EXIT
 
 
-def test_trust_rollback_forgets_what_was_seen(tmp_path: Path, url: str) -> None:
-    a = keyed_agent(tmp_path, url)
-    assert "nothing was recorded" in ok(a, "key", "trust-rollback", "origin")
+def test_trust_rollback_accepts_a_store_restored_on_purpose(tmp_path: Path) -> None:
+    """An older sealed manifest put back is refused (exit 10) until the user says the restore
+    was deliberate; then it is taken as the remote's state, and later pushes go on from it."""
+    url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
+    (a,) = encrypted_agent(tmp_path, url)
+    storage = storage_for_url(url)
+    old = storage.get("manifest.json.enc")
+    assert old is not None
+    (a.root / "reference/notes.md").write_text("---\ndescription: notes\n---\nnewer\n")
+    ok(a, "push")
+    now = storage.get("manifest.json.enc")
+    assert now is not None and storage.put_if_match("manifest.json.enc", old[0], now[1])
+    done = run(a, "fetch")
+    assert done.returncode == KEY_EXIT and "an older copy was put back" in done.stderr
+    assert "its next state is accepted" in ok(a, "key", "trust-rollback", "origin")
+    ok(a, "fetch")
+    ok(a, "push")  # the newer commit goes back up on top of the restored state
     done = run(a, "key", "trust-rollback", "nope")
     assert done.returncode == USAGE_EXIT
 
