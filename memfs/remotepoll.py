@@ -108,6 +108,7 @@ class RemotePoller:
         ``folders``); those whose head moved, by name. Errors are noted, not raised."""
         from memfs import sync
         from memfs.remotes import list_remotes
+        from memfs.secrets.hooks import after_fetch
 
         history = self.agent.history
         branch = history.branch()
@@ -119,6 +120,8 @@ class RemotePoller:
             try:
                 remote = sync.open_for(self.agent, config)
                 seen = self._head(remote, config.url, branch)
+                if seen is not None:  # a manifest read: its secrets blob may be new (§6)
+                    after_fetch(self.agent, config, remote)
             except RemoteError as error:
                 self.note_error(str(error))
                 continue

@@ -53,6 +53,7 @@ from memfs.remotes import (
 from memfs.remotestate import RemoteState, remote_states  # noqa: F401 (sync's API, moved)
 from memfs.remotestate import tracking_ref as _tracking_ref
 from memfs.schema import MANIFEST_FILE
+from memfs.secrets.hooks import push_pending, read_meta
 from memfs.trees import (
     CommitInfo,
 )
@@ -420,6 +421,7 @@ def push(
             report.remotes.append(RemoteOutcome(config.name).fail(error))
     mirrored = push_letta_mirror(agent, chosen, origin, progress)
     report.mirrors = [mirrored] if mirrored else []
+    _push_secrets(agent, report)
     report.head = agent.history.head()
     _record(agent, report)
     if announce:
@@ -474,6 +476,7 @@ def sync(
     report.remotes = list(outcomes.values())
     mirrored = push_letta_mirror(agent, chosen, origin, progress)
     report.mirrors = [mirrored] if mirrored else []
+    _push_secrets(agent, report)
     report.head = agent.history.head()
     _record(agent, report)
     if announce:
@@ -490,6 +493,21 @@ def _announce(
     from memfs.presence import once
 
     once(agent, report, name, opened)
+
+
+def _push_secrets(agent: Agent, report: SyncReport) -> None:
+    """Send the secret changes made here and not pushed yet (memfs.secrets); a failure is
+    the error of the remote they go to, the memory's push stands."""
+    try:
+        push_pending(agent)
+    except RemoteError as error:
+        name = read_meta(agent.history.state_dir).get("remote")
+        outcome = next((o for o in report.remotes if o.remote == name), None)
+        if outcome is None:
+            outcome = RemoteOutcome(str(name))
+            report.remotes.append(outcome)
+        if outcome.error is None:
+            outcome.fail(error)
 
 
 def _consolidate(agent: Agent) -> None:
@@ -548,7 +566,9 @@ def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]
     if not hasattr(target, "compact"):
         raise MemfsError(f"{remote} is a git host: it packs its own objects")
     with agent.history.locked():
-        return target.compact(agent.history, grace_s)  # type: ignore[attr-defined]
+        # reseal: an encrypted remote's packs are sealed again under the newest epoch (after
+        # 'memfs key rm --no-reseal', or a rotation whose compaction lost to pushers)
+        return target.compact(agent.history, grace_s, reseal=True)  # type: ignore[attr-defined]
 
 
 def __getattr__(name: str) -> Any:

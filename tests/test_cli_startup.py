@@ -106,6 +106,11 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("s3fs", "fsspec", "botocore", "watchdog", "pydantic", "dulwich.porcelain", *CRYPTO),
     ),
     "remote list": (["remote", "list"], (*REMOTE_STACK, *CRYPTO)),
+    # the identity is an age key (pyrage); nothing else of the crypto, no store, no agent
+    "key id": (["key", "id"], (*REMOTE_STACK, "cryptography", "pydantic", "dulwich.repo")),
+    # an agent without secrets: no store read, no key, no cryptography
+    "secret list": (["secret", "list"], LOCAL),
+    "run": (["run", "--", "true"], LOCAL),
 }
 
 PROBE = """
