@@ -450,8 +450,33 @@ class Agent:
         return found
 
     def status(self) -> Status:
-        """Uncommitted changes, validation problems, files left out, and open conflicts."""
+        """Uncommitted changes, validation problems, files left out, and open conflicts;
+        the last answer again while nothing it was made from has changed (statusrecord)."""
+        from memfs import statusrecord
+
         head = self.history.head()
+        made_for = statusrecord.key(self, head)
+        found = statusrecord.recorded(self, made_for)
+        if found is not None:
+            return self._live(found)
+        started = statusrecord.now_ns()
+        found, snapshot, reviewed = self._status(head)
+        if not reviewed:  # Letta's review reads the environment too: not recorded
+            statusrecord.save(self, made_for, found, snapshot.scan, started)
+        return self._live(found)
+
+    def _live(self, status: Status) -> Status:
+        """``status`` with what is read afresh every time: branch, a merge's journal, a
+        plain-git operation midway, a detached HEAD."""
+        status.branch = self.history.branch()
+        status.update_pending = (self.history.state_dir / JOURNAL).exists()
+        status.git_operation = self.history.git_operation()
+        status.detached = self.history.detached()
+        return status
+
+    def _status(self, head: str | None) -> tuple[Status, Snapshot, bool]:
+        """The status worked out from the work tree, its snapshot, and whether Letta's
+        rules reviewed the changes."""
         head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files)
@@ -460,7 +485,8 @@ class Agent:
         # Letta's rules apply to a Letta repo, or where a pre-commit hook may be Letta's
         # (lettahook.hook_installed reads it): only then is memfs.lettahook loaded
         hook = self.history.control_dir / "hooks" / "pre-commit"
-        if changes and (self.layout.is_letta or hook.exists()):
+        reviewed = bool(changes) and (self.layout.is_letta or hook.exists())
+        if reviewed:
             from memfs import lettahook
 
             rules = self.letta_rules()
@@ -471,8 +497,8 @@ class Agent:
                 )
                 held = [refusal.problem() for refusal in verdict.refusals]
                 blocked = bool(verdict.blocked)
-        return Status(
-            branch=self.history.branch(),
+        found = Status(
+            branch="",
             head=head,
             changes=changes,
             held=held,
@@ -485,10 +511,8 @@ class Agent:
                 {path: entry.sha for path, entry in snapshot.files.items()},
                 self.history.state_dir / "markers.json",
             ),
-            update_pending=(self.history.state_dir / JOURNAL).exists(),
-            git_operation=self.history.git_operation(),
-            detached=self.history.detached(),
         )
+        return found, snapshot, reviewed
 
     def commit(
         self,

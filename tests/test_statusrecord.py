@@ -1,0 +1,203 @@
+"""The remembered status (memfs/statusrecord.py): the same answer as a walk, and a walk
+whenever anything the answer was made from may have changed.
+
+Each test compares with the answer worked out from scratch (the record removed) and counts
+the answers the record gave, so a fast path that should have given way is caught.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs import statusrecord
+
+from .conftest import git, write
+
+RECORD = Path(".git/memfs") / statusrecord.RECORD
+
+
+def make_agent(tmp_path: Path, files: int = 12) -> memfs.Agent:
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    for i in range(files):
+        write(agent.root, f"reference/t{i % 3}/n{i:03d}.md", f"---\ndescription: n{i}\n---\nf\n")
+    write(agent.root, "reference/broken.md", "---\ndescription: [unclosed\n---\nbody\n")
+    agent.commit()
+    return agent
+
+
+def settle(root: Path) -> None:
+    """Wait until every entry of the tree is older than the racy window: a status now may be
+    recorded. (A wait on the clock, with a deadline, not on another process.)"""
+    newest = max(
+        os.lstat(path).st_ctime_ns
+        for path in [root, *root.rglob("*")]
+        if ".git" not in path.relative_to(root).parts
+    )
+    newest = max(newest, os.lstat(root / ".git/config").st_ctime_ns)
+    deadline = time.monotonic() + 5
+    while time.time_ns() <= newest + statusrecord.RACY_NS + 20_000_000:
+        assert time.monotonic() < deadline, "the clock does not advance"
+        time.sleep(0.005)
+
+
+def fresh(agent: memfs.Agent) -> dict[str, object]:
+    """The status worked out from the tree, with no record to lean on."""
+    (agent.root / RECORD).unlink(missing_ok=True)
+    before = statusrecord.records_used
+    answer = agent.status().to_dict()
+    assert statusrecord.records_used == before
+    return answer
+
+
+def served(agent: memfs.Agent) -> tuple[dict[str, object], bool]:
+    """The status as a command gets it, and whether the record gave it."""
+    before = statusrecord.records_used
+    answer = agent.status().to_dict()
+    return answer, statusrecord.records_used > before
+
+
+def recorded_clean(tmp_path: Path) -> memfs.Agent:
+    """An agent whose status is on record."""
+    agent = make_agent(tmp_path)
+    settle(agent.root)
+    first, used = served(agent)
+    assert not used and (agent.root / RECORD).exists()
+    again, used = served(agent)
+    assert used and again == first
+    return agent
+
+
+def test_an_unchanged_tree_is_answered_from_the_record_alike(tmp_path: Path) -> None:
+    agent = recorded_clean(tmp_path)
+    answer, used = served(agent)
+    assert used and answer == fresh(agent)
+    problems = [p["path"] for p in answer["problems"]]  # type: ignore[attr-defined]
+    assert "reference/broken.md" in problems
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "edit-same-size",
+        "edit-restoring-mtime",
+        "new-file",
+        "new-folder",
+        "delete",
+        "chmod",
+        "gitignore",
+        "rename",
+    ],
+)
+def test_any_change_to_the_tree_gives_way_to_a_walk(tmp_path: Path, change: str) -> None:
+    agent = recorded_clean(tmp_path)
+    note = agent.root / "reference/t1/n004.md"
+    if change == "edit-same-size":
+        note.write_text(note.read_text().replace("f\n", "g\n"))
+    elif change == "edit-restoring-mtime":  # a clock-skewed or restored mtime: ctime tells
+        st = note.stat()
+        future = time.time_ns() + 3600 * 10**9
+        os.utime(note, ns=(future, future))
+        settle(agent.root)
+        served(agent)
+        assert served(agent)[1]
+        note.write_text(note.read_text().replace("f\n", "g\n"))
+        os.utime(note, ns=(future, future))
+        assert st.st_size == note.stat().st_size
+    elif change == "new-file":
+        write(agent.root, "reference/t1/new.md", "---\ndescription: new\n---\nx\n")
+    elif change == "new-folder":
+        write(agent.root, "reference/t9/deep/new.md", "---\ndescription: new\n---\nx\n")
+    elif change == "delete":
+        note.unlink()
+    elif change == "chmod":
+        note.chmod(0o755)
+    elif change == "gitignore":
+        write(agent.root, ".gitignore", "reference/t1/\n")
+    elif change == "rename":
+        note.rename(agent.root / "reference/t1/renamed.md")
+    answer, used = served(agent)
+    assert not used
+    assert answer == fresh(agent)
+    assert answer["changes"], change
+
+
+def test_head_moved_by_git_behind_memfs_gives_way(tmp_path: Path) -> None:
+    agent = recorded_clean(tmp_path)
+    git(agent.root, "rm", "-q", "--cached", "reference/t0/n000.md")
+    git(agent.root, "commit", "-qm", "by git")
+    answer, used = served(agent)
+    assert not used
+    assert answer["changes"] == [{"path": "reference/t0/n000.md", "status": "added"}]
+    assert answer == fresh(agent)
+
+
+def test_a_fresh_change_is_not_recorded(tmp_path: Path) -> None:
+    """A file changed within the racy window may change again unseen in the same clock
+    tick (a racing writer): the answer is not recorded, the next status walks again."""
+    agent = make_agent(tmp_path)
+    settle(agent.root)
+    write(agent.root, "reference/t2/n005.md", "---\ndescription: racing\n---\nnow\n")
+    served(agent)
+    assert not (agent.root / RECORD).exists()
+    assert not served(agent)[1]
+
+
+def test_files_outside_the_tree_are_part_of_the_key(tmp_path: Path) -> None:
+    agent = recorded_clean(tmp_path)
+    hook = agent.root / ".git/hooks/pre-commit"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    assert not served(agent)[1]
+
+
+def test_a_garbled_or_foreign_record_is_ignored(tmp_path: Path) -> None:
+    agent = recorded_clean(tmp_path)
+    expected = fresh(agent)
+    (agent.root / RECORD).write_bytes(b"\x80\x05garbage")
+    answer, used = served(agent)
+    assert not used and answer == expected
+    settle(agent.root)
+    served(agent)  # recorded again
+    assert served(agent)[1]
+    (agent.root / RECORD).write_bytes(b"")
+    assert served(agent) == (expected, False)
+
+
+def test_live_fields_are_read_each_time(tmp_path: Path) -> None:
+    agent = recorded_clean(tmp_path)
+    journal = agent.root / ".git/memfs/update.json"
+    journal.write_text("{}")
+    try:
+        answer, used = served(agent)
+        assert used and answer["update_pending"] is True
+    finally:
+        journal.unlink()
+
+
+def test_a_skipped_file_that_changes_gives_way(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    manifest = agent.root / "agent.yaml"
+    manifest.write_text(manifest.read_text() + "max_file_size: 2000\n")
+    big = write(agent.root, "reference/big.md", "x" * 5000)
+    settle(agent.root)
+    served(agent)
+    answer, used = served(agent)
+    skipped = [s["path"] for s in answer["skipped"]]  # type: ignore[attr-defined]
+    assert used and skipped == ["reference/big.md"]
+    big.write_text("small\n")
+    answer, used = served(agent)
+    assert not used and not answer["skipped"]
+    assert answer == fresh(agent)
+
+
+def test_the_cli_status_uses_the_record(tmp_path: Path) -> None:
+    agent = recorded_clean(tmp_path)
+    from .conftest import run_cli
+
+    result = run_cli("-C", str(agent.root), "status")
+    assert result.exit_code == 0 and "Nothing to commit" in result.output
