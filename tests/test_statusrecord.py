@@ -201,3 +201,18 @@ def test_the_cli_status_uses_the_record(tmp_path: Path) -> None:
 
     result = run_cli("-C", str(agent.root), "status")
     assert result.exit_code == 0 and "Nothing to commit" in result.output
+
+
+def test_a_status_from_its_record_loads_no_hashing_and_no_index_reader(tmp_path: Path) -> None:
+    """The whole point at 100 files is start-up: OpenSSL (hashlib) and the readers of the
+    index, the parse cache and conflict markers stay unloaded while the record answers."""
+    from .test_cli_startup import HARNESS_PATH, heavy_in, loaded_by
+
+    agent = make_agent(tmp_path)
+    settle(agent.root)
+    agent.status()  # recorded
+    agent.close()
+    loaded = loaded_by(agent.root, ["status"])
+    unused = ("hashlib", "_hashlib", "memfs.conflicts", "memfs.merge")
+    assert heavy_in(loaded, HARNESS_PATH) == []
+    assert sorted(m for m in unused if m in loaded) == []
