@@ -400,7 +400,13 @@ class Agent:
         tree by default): one walk, stat data taken once, hashing only what the index cannot
         vouch for. A command takes one and passes it to everything it does."""
         if head_tree is None:
-            head_tree = self.history.head_tree(self.history.head())
+            from memfs import statusrecord
+
+            head = self.history.head()
+            recorded = statusrecord.recorded_snapshot(self, statusrecord.key(self, head))
+            if recorded is not None:  # the tree is as the last status saw it
+                return recorded
+            head_tree = self.history.head_tree(head)
         return self._snapshot(head_tree)
 
     def _snapshot(self, head_tree: Files) -> Snapshot:
@@ -462,7 +468,7 @@ class Agent:
         started = statusrecord.now_ns()
         found, snapshot, reviewed = self._status(head)
         if not reviewed:  # Letta's review reads the environment too: not recorded
-            statusrecord.save(self, made_for, found, snapshot.scan, started)
+            statusrecord.save(self, made_for, found, snapshot, started)
         return self._live(found)
 
     def _live(self, status: Status) -> Status:

@@ -8,7 +8,9 @@ with the stat data of every folder walked, every file seen (versioned or skipped
 the files outside the tree the answer depends on (``.git/config``, Letta's pre-commit hook),
 for the commit HEAD named. While every one of those still
 stats the same, the work tree holds exactly what it held, so the answer is the same: one
-``lstat`` per file, no ``readdir``, no read, no parse.
+``lstat`` per file, no ``readdir``, no read, no parse. ``ls`` and ``context`` take the
+snapshot the answer was worked out from (the files, their blob shas, what was skipped) from
+the record alike, with the stat data taken now.
 
 Why "stats the same" is enough: creating, removing or renaming an entry changes its folder's
 mtime and ctime; writing a file, or changing its mode or owner, changes its ctime, which no
@@ -35,11 +37,10 @@ from typing import TYPE_CHECKING, Any
 from memfs import __version__
 
 if TYPE_CHECKING:
-    from memfs.agent import Agent, Status
-    from memfs.worktree import Scan
+    from memfs.agent import Agent, Snapshot, Status
 
 RECORD = "status.bin"
-FORMAT = 1
+FORMAT = 2
 RACY_NS = 50_000_000
 """An entry changed less than this before the walk began makes the tree too fresh to record:
 well over a coarse kernel clock tick (1-10 ms), which is what file times advance by."""
@@ -84,10 +85,9 @@ def _path(agent: Agent) -> Path:
     return agent.history.state_dir / RECORD
 
 
-def recorded(agent: Agent, wanted: tuple[Any, ...]) -> Status | None:
-    """The recorded answer if it was made for ``wanted`` (``key``) and every folder and file
-    it saw still stats the same; None (walk the tree) otherwise. The caller fills in the
-    fields read live."""
+def _valid(agent: Agent, wanted: tuple[Any, ...]) -> tuple[dict[str, Any], list[Any]] | None:
+    """The record and the fresh stat of each file it lists, if it was made for ``wanted``
+    (``key``) and every folder and file it saw still stats the same; else None."""
     try:
         record = pickle.loads(_path(agent).read_bytes())
     except Exception:  # a cache: whatever is wrong with it, walk the tree
@@ -97,29 +97,56 @@ def recorded(agent: Agent, wanted: tuple[Any, ...]) -> Status | None:
     base = str(agent.root) + "/"
     lstat = os.lstat
     try:
-        for paths, sigs in (record["folders"], record["files"]):
-            now = []
-            for path in paths:
-                st = lstat(base + path)
-                now.append((st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode))
+        for paths, sigs in (record["folders"], record["files"]):  # the files' stats last
+            stats = [lstat(base + path) for path in paths]
+            now = [(s.st_mtime_ns, s.st_ctime_ns, s.st_size, s.st_ino, s.st_mode) for s in stats]
             if now != sigs:
                 return None
     except (OSError, KeyError, TypeError, ValueError):
         return None
     global records_used
     records_used += 1
-    return record["status"]
+    return record, stats
+
+
+def recorded(agent: Agent, wanted: tuple[Any, ...]) -> Status | None:
+    """The recorded answer if nothing it was made from changed (``_valid``); None (walk the
+    tree) otherwise. The caller fills in the fields read live."""
+    found = _valid(agent, wanted)
+    return None if found is None else found[0]["status"]
+
+
+def recorded_snapshot(agent: Agent, wanted: tuple[Any, ...]) -> Snapshot | None:
+    """The snapshot the recorded answer was worked out from, with the stat data taken now,
+    if nothing it was made from changed; None (walk the tree) otherwise. What ``ls`` and
+    ``context`` read: no walk, no index, no hashing."""
+    from memfs.agent import Snapshot
+    from memfs.trees import TreeEntry
+    from memfs.worktree import Scan
+
+    found = _valid(agent, wanted)
+    if found is None:
+        return None
+    record, stats = found
+    status = record["status"]
+    entries: dict[str, tuple[int, str]] = record["entries"]
+    files = {path: TreeEntry(mode, sha) for path, (mode, sha) in entries.items()}
+    seen = dict(zip(record["files"][0], stats, strict=True))
+    scanned = {path: seen[path] for path in record["scanned"]}
+    scan = Scan(files=scanned, secrets=list(status.secrets), skipped=list(status.skipped))
+    return Snapshot(files, {p: st for p, st in scanned.items() if p in files}, scan)
 
 
 def save(
-    agent: Agent, made_for: tuple[Any, ...], status: Status, scan: Scan, started_ns: int
+    agent: Agent, made_for: tuple[Any, ...], status: Status, snapshot: Snapshot, started_ns: int
 ) -> None:
-    """Record ``status``, the answer for the tree ``scan`` walked (begun at ``started_ns``,
+    """Record ``status``, the answer for ``snapshot`` (its walk begun at ``started_ns``,
     ``time.time_ns``, with ``made_for`` its ``key``), with the stat data the walk took;
     unless some entry changed too near that moment to be trusted."""
+    scan = snapshot.scan
     limit = started_ns - RACY_NS
-    entries = {**scan.files, **scan.skipped_stats}
-    for stats in (scan.folders.values(), entries.values()):
+    seen = {**scan.files, **scan.skipped_stats}
+    for stats in (scan.folders.values(), seen.values()):
         if any(st.st_ctime_ns >= limit for st in stats):
             return
     if any(s is not None and s[1] >= limit for s in made_for[3]):
@@ -127,7 +154,9 @@ def save(
     record = {
         "key": made_for,
         "folders": (list(scan.folders), [sig(st) for st in scan.folders.values()]),
-        "files": (list(entries), [sig(st) for st in entries.values()]),
+        "files": (list(seen), [sig(st) for st in seen.values()]),
+        "scanned": list(scan.files),
+        "entries": {path: (entry.mode, entry.sha) for path, entry in snapshot.files.items()},
         "status": status,
     }
     _write(_path(agent), pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))

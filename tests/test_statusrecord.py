@@ -216,3 +216,36 @@ def test_a_status_from_its_record_loads_no_hashing_and_no_index_reader(tmp_path:
     unused = ("hashlib", "_hashlib", "memfs.conflicts", "memfs.merge")
     assert heavy_in(loaded, HARNESS_PATH) == []
     assert sorted(m for m in unused if m in loaded) == []
+
+
+def _reads(agent: memfs.Agent) -> tuple[object, ...]:
+    """What ``ls`` and ``context`` report, and whether the record gave their snapshot."""
+    from memfs.context import build_context
+
+    before = statusrecord.records_used
+    snapshot = agent.snapshot()
+    parsed = agent.parsed_memory(snapshot, agent.layout, kept=True)
+    listing = [(path, found.description, found.size) for path, found in parsed.items()]
+    rendered = build_context(agent).render()
+    return listing, rendered, sorted(snapshot.files.items()), statusrecord.records_used > before
+
+
+def test_ls_and_context_take_their_snapshot_from_the_record(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    big = write(agent.root, "reference/big.md", "---\ndescription: big\n---\n" + "x" * 3000)
+    agent.commit()
+    manifest = agent.root / "agent.yaml"  # big.md is now over the cap: kept as committed
+    manifest.write_text(manifest.read_text() + "max_file_size: 2000\n")
+    agent.commit()
+    settle(agent.root)
+    served(agent)
+    *from_record, used = _reads(agent)
+    assert used
+    (agent.root / RECORD).unlink()
+    *walked, used = _reads(agent)
+    assert not used and from_record == walked
+    assert "reference/big.md" in dict(from_record[2])
+    served(agent)  # recorded again, then an edit: the snapshot is walked, not recorded
+    big.write_text("---\ndescription: smaller\n---\nx\n")
+    *after, used = _reads(agent)
+    assert not used and after != from_record
