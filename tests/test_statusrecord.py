@@ -249,3 +249,33 @@ def test_ls_and_context_take_their_snapshot_from_the_record(tmp_path: Path) -> N
     big.write_text("---\ndescription: smaller\n---\nx\n")
     *after, used = _reads(agent)
     assert not used and after != from_record
+
+
+def test_ahead_and_behind_are_counted_once_per_pair_of_commits(tmp_path: Path) -> None:
+    """status with a remote behind HEAD remembers the count by the two shas: the next
+    status loads no object store; a commit moves HEAD and the count is made anew."""
+    from memfs.remotes import add_remote
+    from memfs.remotestate import remote_states
+
+    from .test_cli_startup import loaded_by
+
+    agent = make_agent(tmp_path)
+    add_remote(agent.history, "cloud", "memfs::" + (tmp_path / "cloud").as_uri())
+    first = agent.history.head()
+    assert first is not None
+    agent.history.set_ref("refs/remotes/cloud/main", first, "pushed")
+    for i in range(2):
+        write(agent.root, f"reference/more{i}.md", f"---\ndescription: m{i}\n---\nx\n")
+        agent.commit()
+    assert [(s.ahead, s.behind) for s in remote_states(agent)] == [(2, 0)]
+    settle(agent.root)
+    agent.status()
+    agent.close()
+    loaded = loaded_by(agent.root, ["status"])
+    assert not {"dulwich.walk", "dulwich.object_store", "dulwich.repo"} & loaded
+    with memfs.open(agent.root) as again:
+        write(again.root, "reference/more9.md", "---\ndescription: m9\n---\nx\n")
+        again.commit()
+        assert [(s.ahead, s.behind) for s in remote_states(again)] == [(3, 0)]
+        again.history.set_ref("refs/remotes/cloud/main", again.history.head() or "", "pushed")
+        assert [(s.ahead, s.behind) for s in remote_states(again)] == [(0, 0)]
