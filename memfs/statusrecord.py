@@ -28,6 +28,7 @@ the tree is walked; a failure to write it costs nothing but speed (a read-only a
 from __future__ import annotations
 
 import contextlib
+import marshal
 import os
 import pickle
 import time
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from memfs.agent import Agent, Snapshot, Status
 
 RECORD = "status.bin"
-FORMAT = 2
+FORMAT = 3
 RACY_NS = 50_000_000
 """An entry changed less than this before the walk began makes the tree too fresh to record:
 well over a coarse kernel clock tick (1-10 ms), which is what file times advance by."""
@@ -129,10 +130,13 @@ def recorded_snapshot(agent: Agent, wanted: tuple[Any, ...]) -> Snapshot | None:
         return None
     record, stats = found
     status = record["status"]
-    entries: dict[str, tuple[int, str]] = record["entries"]
-    files = {path: TreeEntry(mode, sha) for path, (mode, sha) in entries.items()}
-    seen = dict(zip(record["files"][0], stats, strict=True))
-    scanned = {path: seen[path] for path in record["scanned"]}
+    try:
+        listed, entries = marshal.loads(record["snapshot"])
+        files = {path: TreeEntry(mode, sha) for path, (mode, sha) in entries.items()}
+        seen = dict(zip(record["files"][0], stats, strict=True))
+        scanned = {path: seen[path] for path in listed}
+    except (KeyError, TypeError, ValueError, EOFError):
+        return None
     scan = Scan(files=scanned, secrets=list(status.secrets), skipped=list(status.skipped))
     return Snapshot(files, {p: st for p, st in scanned.items() if p in files}, scan)
 
@@ -155,8 +159,10 @@ def save(
         "key": made_for,
         "folders": (list(scan.folders), [sig(st) for st in scan.folders.values()]),
         "files": (list(seen), [sig(st) for st in seen.values()]),
-        "scanned": list(scan.files),
-        "entries": {path: (entry.mode, entry.sha) for path, entry in snapshot.files.items()},
+        # marshal'd apart: what ls and context need, left unread by status
+        "snapshot": marshal.dumps(
+            (list(scan.files), {path: tuple(entry) for path, entry in snapshot.files.items()})
+        ),
         "status": status,
     }
     _write(_path(agent), pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
