@@ -16,10 +16,13 @@ Why "stats the same" is enough: creating, removing or renaming an entry changes 
 mtime and ctime; writing a file, or changing its mode or owner, changes its ctime, which no
 program can set. A change in the same clock tick as the stat was taken could go unseen, so
 no record is written while any entry's ctime is within ``RACY_NS`` of the moment the walk
-began (git's "racily clean" rule): such a tree is walked again next time. A file with a
-ctime in the future (a skewed clock) is racy forever and never recorded. What the answer
-reads live each time is not recorded: the branch, a merge's journal, a plain-git operation
-midway, a detached HEAD, and whatever ``status`` prints beside (remotes, watcher).
+began (git's "racily clean" rule; ``COARSE_RACY_NS`` on a file system keeping coarse
+times): such a tree is walked again next time. Nor while the tree holds a symlink: whether
+it leads out of the agent depends on entries elsewhere, maybe in folders no walk lists.
+A file with a ctime in the future (a skewed clock) is racy forever and never recorded.
+What the answer reads live each time is not recorded: the branch, a merge's journal, a
+plain-git operation midway, a detached HEAD, and what ``status`` prints beside (remotes,
+watcher).
 
 The record is a cache: unreadable, from another memfs version, or stale, it is ignored and
 the tree is walked; a failure to write it costs nothing but speed (a read-only agent).
@@ -31,6 +34,7 @@ import contextlib
 import marshal
 import os
 import pickle
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +49,9 @@ FORMAT = 3
 RACY_NS = 50_000_000
 """An entry changed less than this before the walk began makes the tree too fresh to record:
 well over a coarse kernel clock tick (1-10 ms), which is what file times advance by."""
+COARSE_RACY_NS = 2_500_000_000
+"""The window where no file time has a part below the millisecond: a file system that keeps
+times in seconds (or FAT's two) shows a change as made up to that much earlier."""
 
 OUTSIDE = (".git/config", ".git/hooks/pre-commit")
 """Files outside the work tree that ``status``'s answer depends on (the caches beside them,
@@ -148,8 +155,13 @@ def save(
     ``time.time_ns``, with ``made_for`` its ``key``), with the stat data the walk took;
     unless some entry changed too near that moment to be trusted."""
     scan = snapshot.scan
-    limit = started_ns - RACY_NS
     seen = {**scan.files, **scan.skipped_stats}
+    if any(stat.S_ISLNK(st.st_mode) for st in seen.values()):
+        return  # where a link leads depends on entries a walk may not list: walk each time
+    window = RACY_NS
+    if not any(st.st_ctime_ns % 1_000_000 for st in seen.values()):
+        window = COARSE_RACY_NS  # times in whole milliseconds or coarser (FAT, some mounts)
+    limit = started_ns - window
     for stats in (scan.folders.values(), seen.values()):
         if any(st.st_ctime_ns >= limit for st in stats):
             return

@@ -279,3 +279,44 @@ def test_ahead_and_behind_are_counted_once_per_pair_of_commits(tmp_path: Path) -
         assert [(s.ahead, s.behind) for s in remote_states(again)] == [(3, 0)]
         again.history.set_ref("refs/remotes/cloud/main", again.history.head() or "", "pushed")
         assert [(s.ahead, s.behind) for s in remote_states(again)] == [(0, 0)]
+
+
+def test_a_tree_holding_a_symlink_is_walked_every_time(tmp_path: Path) -> None:
+    """Whether a link leads out of the agent depends on entries elsewhere (maybe in a folder
+    no walk lists): such a tree is never recorded."""
+    agent = make_agent(tmp_path)
+    os.symlink("t0/n000.md", agent.root / "reference/link.md")
+    settle(agent.root)
+    served(agent)
+    assert not (agent.root / RECORD).exists()
+    assert not served(agent)[1]
+
+
+def _stat(ctime_ns: int) -> os.stat_result:
+    """A regular file's stat data with this ctime (os.stat_result is built from its fields)."""
+    return os.stat_result((0o100644, 1, 1, 1, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, ctime_ns))
+
+
+@pytest.mark.parametrize(
+    ("ctime_before_walk_ns", "recorded"),
+    [
+        (200_000_000 + 123_457, True),  # fine-grained times, well before the walk
+        (1_000_000_000, False),  # whole seconds: may stand for a change up to 2 s later
+        (3_000_000_000, True),  # whole seconds, older than that
+    ],
+)
+def test_coarse_file_times_widen_the_racy_window(
+    tmp_path: Path, ctime_before_walk_ns: int, recorded: bool
+) -> None:
+    from memfs.agent import Snapshot
+    from memfs.worktree import Scan
+
+    agent = make_agent(tmp_path)
+    started = 1_800_000_000 * 10**9  # a walk "began" then; the files were changed before
+    st = _stat(started - ctime_before_walk_ns)
+    scan = Scan(files={"reference/a.md": st}, folders={"": st})
+    status = agent.status()
+    made_for = (*statusrecord.key(agent, agent.history.head())[:3], ())
+    (agent.root / RECORD).unlink(missing_ok=True)
+    statusrecord.save(agent, made_for, status, Snapshot({}, {}, scan), started)
+    assert (agent.root / RECORD).exists() is recorded
