@@ -320,3 +320,19 @@ def test_coarse_file_times_widen_the_racy_window(
     (agent.root / RECORD).unlink(missing_ok=True)
     statusrecord.save(agent, made_for, status, Snapshot({}, {}, scan), started)
     assert (agent.root / RECORD).exists() is recorded
+
+
+def test_status_of_an_agent_without_remotes_loads_no_remote_rules(tmp_path: Path) -> None:
+    from .test_cli_startup import loaded_by
+
+    agent = make_agent(tmp_path)
+    settle(agent.root)
+    agent.status()
+    agent.close()
+    assert "memfs.remotes" not in loaded_by(agent.root, ["status"])
+    from memfs.remotes import add_remote
+    from memfs.remotestate import remote_states
+
+    with memfs.open(agent.root) as again:
+        add_remote(again.history, "cloud", "memfs::" + (tmp_path / "cloud").as_uri())
+        assert [state.name for state in remote_states(again)] == ["cloud"]
