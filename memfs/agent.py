@@ -405,7 +405,13 @@ class Agent:
         tree by default): one walk, stat data taken once, hashing only what the index cannot
         vouch for. A command takes one and passes it to everything it does."""
         if head_tree is None:
-            head_tree = self.history.head_tree(self.history.head())
+            from memfs import statusrecord
+
+            head = self.history.head()
+            recorded = statusrecord.recorded_snapshot(self, statusrecord.key(self, head))
+            if recorded is not None:  # the tree is as the last status saw it
+                return recorded
+            head_tree = self.history.head_tree(head)
         return self._snapshot(head_tree)
 
     def _snapshot(self, head_tree: Files) -> Snapshot:
@@ -455,8 +461,33 @@ class Agent:
         return found
 
     def status(self) -> Status:
-        """Uncommitted changes, validation problems, files left out, and open conflicts."""
+        """Uncommitted changes, validation problems, files left out, and open conflicts;
+        the last answer again while nothing it was made from has changed (statusrecord)."""
+        from memfs import statusrecord
+
         head = self.history.head()
+        made_for = statusrecord.key(self, head)
+        found = statusrecord.recorded(self, made_for)
+        if found is not None:
+            return self._live(found)
+        started = statusrecord.now_ns()
+        found, snapshot, reviewed = self._status(head)
+        if not reviewed:  # Letta's review reads the environment too: not recorded
+            statusrecord.save(self, made_for, found, snapshot, started)
+        return self._live(found)
+
+    def _live(self, status: Status) -> Status:
+        """``status`` with what is read afresh every time: branch, a merge's journal, a
+        plain-git operation midway, a detached HEAD."""
+        status.branch = self.history.branch()
+        status.update_pending = (self.history.state_dir / JOURNAL).exists()
+        status.git_operation = self.history.git_operation()
+        status.detached = self.history.detached()
+        return status
+
+    def _status(self, head: str | None) -> tuple[Status, Snapshot, bool]:
+        """The status worked out from the work tree, its snapshot, and whether Letta's
+        rules reviewed the changes."""
         head_tree = self.history.head_tree(head)
         snapshot = self._snapshot(head_tree)
         changes = compare_trees(head_tree, snapshot.files)
@@ -465,7 +496,8 @@ class Agent:
         # Letta's rules apply to a Letta repo, or where a pre-commit hook may be Letta's
         # (lettahook.hook_installed reads it): only then is memfs.lettahook loaded
         hook = self.history.control_dir / "hooks" / "pre-commit"
-        if changes and (self.layout.is_letta or hook.exists()):
+        reviewed = bool(changes) and (self.layout.is_letta or hook.exists())
+        if reviewed:
             from memfs import lettahook
 
             rules = self.letta_rules()
@@ -481,8 +513,9 @@ class Agent:
 
             payload = {c.path: self._read_change(c, snapshot) for c in changes}
             held += [refusal.problem() for refusal in review(payload, values_of(self))[1]]
-        return Status(
-            branch=self.history.branch(),
+            reviewed = True  # the verdict depends on the secrets' values too: not recorded
+        found = Status(
+            branch="",
             head=head,
             changes=changes,
             held=held,
@@ -495,10 +528,8 @@ class Agent:
                 {path: entry.sha for path, entry in snapshot.files.items()},
                 self.history.state_dir / "markers.json",
             ),
-            update_pending=(self.history.state_dir / JOURNAL).exists(),
-            git_operation=self.history.git_operation(),
-            detached=self.history.detached(),
         )
+        return found, snapshot, reviewed
 
     def commit(
         self,

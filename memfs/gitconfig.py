@@ -7,6 +7,8 @@ there when read back. ``save_config`` writes the file as dulwich does, quoting s
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def _subsection(name: bytes) -> bytes:
     return name.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
 
 
-def save_config(config: ConfigFile) -> None:
+def save_config(config: ConfigFile | PlainConfig) -> None:
     """Write ``config`` back to its file, atomically (dulwich's GitFile), every value intact."""
     from dulwich.file import GitFile
 
@@ -49,3 +51,118 @@ def save_config(config: ConfigFile) -> None:
                 out.write(b"[" + section[0] + b' "' + _subsection(section[1]) + b'"]\n')
             for key, value in config.items(section):
                 out.write(b"\t" + key + b" = " + format_value(value) + b"\n")
+
+
+Section = tuple[bytes, ...]
+
+_NAME = re.compile(rb"[A-Za-z0-9-]+")
+_SECTION = re.compile(rb'\[([A-Za-z0-9-]+)(?: "([^"\\\n]*)")?\]')
+_PLAIN_VALUE = re.compile(rb'[^"\\#;\r]*')
+
+
+class PlainConfig:
+    """A ``.git/config`` read without dulwich.config (whose import, with logging, costs a
+    small agent's ``status`` ~5 ms): the reads ``status`` makes (``get``, ``get_boolean``,
+    ``sections``, ``items``, ``has_section``) answered as dulwich's ``ConfigFile`` answers
+    them. Made by ``read_config`` only for a file in the plain form git and memfs write;
+    anything else (a write, another method) loads dulwich's and goes on with it."""
+
+    def __init__(self, path: str, values: dict[Section, list[tuple[bytes, bytes]]]) -> None:
+        self.path = path
+        self._values = values  # by section as written, in file order; values in order
+        self._real: ConfigFile | None = None
+
+    def _dulwich(self) -> ConfigFile:
+        if self._real is None:
+            from dulwich.config import ConfigFile
+
+            self._real = ConfigFile.from_path(self.path)
+        return self._real
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._dulwich(), name)
+
+    def _find(self, section: Section) -> list[list[tuple[bytes, bytes]]]:
+        wanted = (section[0].lower(), *section[1:])
+        return [
+            pairs for key, pairs in self._values.items() if (key[0].lower(), *key[1:]) == wanted
+        ]
+
+    def get(self, section: Section, name: bytes) -> bytes:
+        """The last value of ``name`` in ``section`` (with a subsection: there, else in the
+        section without it, as dulwich reads); KeyError if none."""
+        if self._real is not None:
+            return self._real.get(section, name)
+        lowered = name.lower()
+        for candidate in [section, section[:1]] if len(section) > 1 else [section]:
+            found = [v for pairs in self._find(candidate) for k, v in pairs if k.lower() == lowered]
+            if found:
+                return found[-1]
+        raise KeyError(name)
+
+    def get_boolean(
+        self, section: Section, name: bytes, default: bool | None = None
+    ) -> bool | None:
+        if self._real is not None:
+            return self._real.get_boolean(section, name, default)
+        try:
+            value = self.get(section, name).lower()
+        except KeyError:
+            return default
+        if value in (b"true", b"false"):
+            return value == b"true"
+        raise ValueError(f"not a valid boolean string: {value!r}")
+
+    def sections(self) -> Iterator[Section]:
+        if self._real is not None:
+            return self._real.sections()
+        seen: set[Section] = set()
+        unique = []
+        for key in self._values:
+            lowered = _lowered(key)
+            if lowered not in seen:
+                seen.add(lowered)
+                unique.append(key)
+        return iter(unique)
+
+    def items(self, section: Section) -> Iterator[tuple[bytes, bytes]]:
+        if self._real is not None:
+            return self._real.items(section)
+        return iter([pair for pairs in self._find(section) for pair in pairs])
+
+    def has_section(self, name: Section) -> bool:
+        return name in self.sections()
+
+
+def _lowered(section: Section) -> Section:
+    """A section as dulwich compares it: the name in lower case, the subsection as it is."""
+    return (section[0].lower(), *section[1:])
+
+
+def read_config(path: str) -> PlainConfig | None:
+    """``path`` read as ``PlainConfig`` if every line is in the plain form (a section header,
+    ``key = value`` with no quote, backslash or comment in it, a comment line, a blank
+    line), None for anything else (dulwich reads that); OSError if it cannot be read."""
+    with open(path, "rb") as file:
+        data = file.read()
+    values: dict[Section, list[tuple[bytes, bytes]]] = {}
+    pairs: list[tuple[bytes, bytes]] | None = None
+    for line in data.split(b"\n"):
+        line = line.strip(b" \t")
+        if not line or line[:1] in (b"#", b";"):
+            continue
+        if line[:1] == b"[":
+            match = _SECTION.fullmatch(line)
+            if match is None or match[1].lower() in (b"include", b"includeif"):
+                return None
+            section = (match[1],) if match[2] is None else (match[1], match[2])
+            pairs = values.setdefault(section, [])
+            continue
+        name, equals, value = line.partition(b"=")
+        name, value = name.rstrip(b" \t"), value.strip(b" \t")
+        if pairs is None or not equals or not _NAME.fullmatch(name):
+            return None
+        if not _PLAIN_VALUE.fullmatch(value):
+            return None
+        pairs.append((name, value))
+    return PlainConfig(path, values)

@@ -9,7 +9,6 @@ version 4 index (path prefix compression) is read through dulwich.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import struct
@@ -50,6 +49,8 @@ def serialize(tree: Files, stats: Mapping[str, os.stat_result]) -> bytes:
     parts = [b"DIRC", struct.pack(">LL", 2, len(tree))]
     for path in sorted(tree, key=git_order):
         parts.append(pack_entry(path, tree[path], stats.get(path)))
+    import hashlib  # on use: a status answered from its record reads no index
+
     data = b"".join(parts)
     return data + hashlib.sha1(data).digest()
 
@@ -84,6 +85,8 @@ def read(data: bytes) -> tuple[dict[str, Entry | None], dict[str, bytes] | None]
     """
     if data[:4] != b"DIRC" or len(data) < 32:
         raise ValueError("not a git index")
+    import hashlib
+
     checksum = data[-20:]
     if checksum != bytes(20) and hashlib.sha1(data[:-20]).digest() != checksum:
         raise ValueError("index checksum mismatch")  # all zeros: git's index.skipHash
@@ -179,4 +182,6 @@ def splice(
         [b"DIRC", struct.pack(">LL", 2, len(chunks))]
         + [chunks[n] for n in sorted(chunks, key=git_order)]
     )
+    import hashlib
+
     return data + hashlib.sha1(data).digest()

@@ -12,8 +12,6 @@ import os
 import uuid
 from pathlib import Path
 
-from dulwich.config import ConfigFile
-
 from memfs.agent import Agent
 from memfs.checkout import unfinished
 from memfs.errors import (
@@ -23,6 +21,7 @@ from memfs.errors import (
     NotAnAgentError,
     UnfinishedCheckoutError,
 )
+from memfs.gitconfig import read_config
 from memfs.history import History
 from memfs.layout import V2_MARKER, Layout, letta_repo_name
 from memfs.schema import MANIFEST_FILE, is_valid_name
@@ -102,8 +101,13 @@ def is_agent_folder(root: Path) -> bool:
 
 def _adopted(root: Path) -> bool:
     """Whether ``memfs init`` or a clone recorded this repo as a Letta repo in .git/config."""
+    path = str(root / ".git" / "config")
     try:
-        config = ConfigFile.from_path(str(root / ".git" / "config"))
+        config = read_config(path)  # the plain form, without dulwich.config's import
+        if config is None:
+            from dulwich.config import ConfigFile
+
+            config = ConfigFile.from_path(path)
         layout = config.get((b"memfs",), b"layout")
     except (OSError, ValueError, KeyError):
         return False

@@ -19,7 +19,6 @@ resolution), nor is one whose file changed in the moments before it was parsed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import marshal
 import os
 import stat
@@ -94,6 +93,8 @@ class ParseCache:
             with open(self.path, "rb") as handle:
                 written_ns = os.fstat(handle.fileno()).st_mtime_ns
                 raw = handle.read()
+            import hashlib  # on use: a status answered from its record hashes nothing
+
             if hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
                 raise ValueError("checksum mismatch")
             data = marshal.loads(raw[:-20])
@@ -168,6 +169,8 @@ class ParseCache:
         """Write what this command used, if it differs from what was read."""
         if not self._changed and self._used.keys() == self._entries.keys():
             return
+        import hashlib
+
         data = marshal.dumps((FORMAT, self._used))
         data += hashlib.sha1(data).digest()
         with contextlib.suppress(OSError):  # a read-only agent: only costs time

@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from memfs.remotes import letta_mirror, list_remotes
-
 if TYPE_CHECKING:
     from memfs.agent import Agent
+    from memfs.gitconfig import PlainConfig
 
 
 def tracking_ref(remote: str, branch: str) -> str:
@@ -40,6 +39,10 @@ class RemoteState:
 def remote_states(agent: Agent) -> list[RemoteState]:
     """Ahead/behind and last outcome per remote, from local refs only (no network)."""
     history = agent.history
+    if not _may_name_a_remote(history.config()):
+        return []  # memfs.remotes (URL rules, ~2 ms to import) is not needed to say so
+    from memfs.remotes import letta_mirror, list_remotes
+
     head, branch = history.head(), history.branch()
     try:
         saved = json.loads((history.state_dir / "state.json").read_text()).get("remotes", {})
@@ -62,3 +65,9 @@ def remote_states(agent: Agent) -> list[RemoteState]:
             )
         )
     return states
+
+
+def _may_name_a_remote(config: PlainConfig | Any) -> bool:
+    """Whether ``.git/config`` has a section a remote is configured in: ``[remote "..."]``,
+    or ``[letta "memoryRepository"]`` (Letta Code's mirror)."""
+    return any(section[0].lower() in (b"remote", b"letta") for section in config.sections())

@@ -8,7 +8,6 @@ dulwich is used only for what git defines byte for byte: a diff's text.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -165,6 +164,8 @@ def write_diff(
 def blob_sha(data: bytes) -> str:
     """The hex sha git gives a blob holding ``data`` (as dulwich's ``Blob.from_string(data).id``,
     without importing dulwich's object model)."""
+    import hashlib  # on use: loading OpenSSL costs a small agent's status more than its work
+
     digest = hashlib.sha1(b"blob %d\0" % len(data))
     digest.update(data)
     return digest.hexdigest()

@@ -55,6 +55,10 @@ class Scan:
     files: dict[str, os.stat_result] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    # what the walk saw of every folder it listed ("" is the root) and of every file it
+    # skipped for what its stat said: what ``memfs.statusrecord`` checks is unchanged
+    folders: dict[str, os.stat_result] = field(default_factory=dict)
+    skipped_stats: dict[str, os.stat_result] = field(default_factory=dict)
 
 
 def scan(
@@ -70,6 +74,8 @@ def scan(
     global scans
     scans += 1
     walker = _Walker(root, rules, max_file_size, tracked)
+    with contextlib.suppress(OSError):  # walk says why
+        walker.result.folders[""] = os.lstat(root)
     walker.walk("", kept=True)
     return walker.result
 
@@ -149,6 +155,7 @@ class _Walker:
         if stat.S_ISDIR(st.st_mode):
             ignored = self.rules.is_ignored(path, is_dir=True)
             if not ignored or path + "/" in self.tracked_dirs:
+                out.folders[path] = st
                 self.walk(path + "/", kept=not ignored)
             return
         if path not in self.tracked and self.rules.is_ignored(path):
@@ -161,6 +168,7 @@ class _Walker:
         reason = _skip_reason(self.root, path, st, self.cap, self.real_root)
         if reason:
             out.skipped.append(Skipped(path, reason))
+            out.skipped_stats[path] = st
         else:
             out.files[path] = st
 

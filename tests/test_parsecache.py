@@ -15,8 +15,10 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 import memfs
-from memfs import faults, gitindex, parsecache, sync, worktree
+from memfs import faults, gitindex, parsecache, statusrecord, sync, worktree
 from memfs.context import build_context
 from memfs.remotes import add_remote
 
@@ -25,6 +27,13 @@ from .servers import bare_repo
 
 PARSED = Path(".git/memfs/parsed.bin")
 DAY_NS = 86_400 * 1_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def no_status_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every status here works from the tree: these tests count what the caches beneath
+    it save (a status answered from memfs.statusrecord parses and hashes nothing)."""
+    monkeypatch.setattr(statusrecord, "RACY_NS", 10**18)  # no tree is old enough to record
 
 
 def make_agent(tmp_path: Path, files: int = 20) -> memfs.Agent:

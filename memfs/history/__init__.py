@@ -32,7 +32,7 @@ from memfs.errors import (
     NotAnAgentError,
     RepositoryDamagedError,
 )
-from memfs.gitconfig import save_config
+from memfs.gitconfig import PlainConfig, read_config, save_config
 from memfs.history.commits import Commits
 from memfs.history.light import LightRepo
 from memfs.history.objects import Objects
@@ -193,14 +193,19 @@ class History(Refs, Commits, Objects, Writing, Packing):
         if self.detached():
             raise DetachedHeadError(str(self.root), self.repo.refs[b"HEAD"].decode())
 
-    def config(self) -> ConfigFile:
+    def config(self) -> ConfigFile | PlainConfig:
         """This repository's own ``.git/config`` (what ``repo.get_config()`` returns, read
-        without opening dulwich's repository: ``status`` lists the remotes from it)."""
+        without opening dulwich's repository: ``status`` lists the remotes from it; a file in
+        git's plain form without dulwich.config either, ``memfs.gitconfig.read_config``)."""
         if self._repo is not None:
             return self._repo.get_config()
+        path = self.control_dir / "config"
+        with contextlib.suppress(OSError):
+            plain = read_config(str(path))
+            if plain is not None:
+                return plain
         from dulwich.config import ConfigFile
 
-        path = self.control_dir / "config"
         try:
             return ConfigFile.from_path(str(path))
         except FileNotFoundError:

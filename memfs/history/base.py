@@ -20,6 +20,7 @@ class HistoryBase:
 
     root: Path
     repo: Repo
+    _control: Path  # the .git folder
     _lock: RepoLock
     _light: LightRepo  # refs and loose objects read without dulwich
     _commits: dict[bytes, Commit]

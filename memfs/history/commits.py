@@ -6,6 +6,9 @@ store of many small packs scans every pack index.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
 # dulwich's object store costs it ~15 ms (see memfs/history/light.py).
 
 COMMIT_CACHE_SIZE = 50_000
+COUNTS = "counts.json"  # ahead/behind counts by pair of commits, in .git/memfs
+COUNTS_KEPT = 32
 
 
 class Commits(HistoryBase):
@@ -70,13 +75,43 @@ class Commits(HistoryBase):
 
     @reads_objects
     def count_between(self, include: str | None, exclude: str | None) -> int:
-        """Commits reachable from ``include`` but not from ``exclude``."""
+        """Commits reachable from ``include`` but not from ``exclude``.
+
+        A count is a fact about two commits, which never change: it is remembered in
+        ``.git/memfs/counts.json`` by the pair, so ``status`` with a remote behind HEAD
+        neither walks the graph nor loads dulwich's object store (~15 ms) again until a
+        commit, fetch or push moves either end. A count made while ``exclude`` was not in
+        the store (counted as if it were absent) is not remembered."""
         if include is None or include == exclude:
             return 0
+        pair = f"{include} {exclude}"
+        known = self._counts()
+        if isinstance(known.get(pair), int):
+            return int(known[pair])
         from dulwich.walk import Walker
 
         excluded = [exclude.encode()] if exclude and self.has_commit(exclude) else []
-        return sum(1 for _ in Walker(self.repo.object_store, [include.encode()], exclude=excluded))
+        count = sum(1 for _ in Walker(self.repo.object_store, [include.encode()], exclude=excluded))
+        if excluded or exclude is None:
+            self._remember_count(known, pair, count)
+        return count
+
+    def _counts(self) -> dict[str, object]:
+        try:
+            known = json.loads((self._control / "memfs" / COUNTS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return known if isinstance(known, dict) else {}
+
+    def _remember_count(self, known: dict[str, object], pair: str, count: int) -> None:
+        """Keep the last ``COUNTS_KEPT`` pairs (a file rewritten whole; losing it costs a walk)."""
+        kept = dict(list(known.items())[-(COUNTS_KEPT - 1) :])
+        kept[pair] = count
+        state = self._control / "memfs"
+        temp = state / f".{COUNTS}.{os.getpid()}"
+        with contextlib.suppress(OSError):
+            temp.write_text(json.dumps(kept))
+            os.replace(temp, state / COUNTS)
 
     @reads_objects
     def commit_info(self, sha: str) -> CommitInfo:
