@@ -41,7 +41,7 @@ _LAZY = {
     "Status": ("memfs.agent", "Status"),
     "init": ("memfs.opening", "init_agent"),
     "open": ("memfs.opening", "open_agent"),
-    "clone": ("memfs.clone", "clone"),
+    "clone": ("memfs.cloning", "clone"),
     "watch": ("memfs.watcher", "watch"),
     "mounted": ("memfs.mount", "mounted"),
     "CommitInfo": ("memfs.trees", "CommitInfo"),
@@ -55,7 +55,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from memfs import errors
     from memfs.agent import Agent, Status
-    from memfs.clone import clone
+    from memfs.cloning import clone
     from memfs.errors import MemfsError
     from memfs.memory import MemoryFile
     from memfs.mount import mounted

@@ -5,7 +5,7 @@ first file, and removes it once the branch and index point at the commit. A fold
 holds it was left by a checkout that stopped midway (kill -9, power cut): its files are a
 partial copy of a commit that is not checked out, so no command may commit them (they would
 become an unrelated root commit) and only ``memfs clone``/``checkout`` may touch it, to replace
-it. This module is only the marker; the checkout itself is ``memfs.clone.clone``.
+it. This module is only the marker; the checkout itself is ``memfs.cloning.clone``.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def checkout(
     progress: Callable[[str], None] | None = None,
 ) -> Agent:
     """Bring agent ``name`` down from a cloud, ready to edit and sync."""
-    from memfs.clone import clone
+    from memfs.cloning import clone
 
     if not is_valid_name(name):
         raise MemfsError(f"invalid agent name {name!r}")

@@ -1,7 +1,7 @@
 """What a remote sends, brought in: the fetch of an agent's branch with its checks (same kind
 of agent, same id, nothing but files and symlinks), and the merge of the fetched commit into
 the work tree (``integrate``), as DESIGN.md §6 describes. Used by pull, push, sync and clone
-(memfs.sync, memfs.clone) and by ``memfs serve``'s writes.
+(memfs.sync, memfs.cloning) and by ``memfs serve``'s writes.
 """
 
 from __future__ import annotations

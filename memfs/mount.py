@@ -184,7 +184,7 @@ def source_kind(source: str) -> str:
 
 def _check_out(source: str, root: Path) -> Agent:
     from memfs import cloud
-    from memfs.clone import clone
+    from memfs.cloning import clone
 
     kind = source_kind(source)
     if kind == "url":

@@ -8,7 +8,7 @@ Written once for every kind of remote (``memfs.remotes.Remote``). The rules it k
 - a push moves the remote only from the commit memfs merged (compare-and-swap); a rejected
   push is fetched, merged and retried, never forced.
 
-The fetch and the merge live in memfs.incoming, the checkout of a new agent in memfs.clone;
+The fetch and the merge live in memfs.incoming, the checkout of a new agent in memfs.cloning;
 their names are re-exported here, as callers used them before the split.
 """
 
@@ -572,9 +572,9 @@ def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]
 
 
 def __getattr__(name: str) -> Any:
-    """``memfs.sync.clone``, moved to memfs.clone (which imports this module)."""
+    """``memfs.sync.clone``, moved to memfs.cloning (which imports this module)."""
     if name == "clone":
-        from memfs.clone import clone
+        from memfs.cloning import clone
 
         return clone
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

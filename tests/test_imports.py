@@ -215,7 +215,7 @@ def test_plain_library_modules_load_no_encryption() -> None:
         "import memfs, memfs.sync, memfs.remotes, memfs.remotes.bucket, memfs.remotes.storage\n"
         "import memfs.watcher, memfs.mount, memfs.cloud, memfs.context, memfs.incoming\n"
         "import memfs.secrets.hooks, memfs.secrets.guard, memfs.secrets.scrub\n"
-        "import memfs.clone, memfs.keys\n"
+        "import memfs.cloning, memfs.keys\n"
         "import memfs.presence, memfs.envs\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')\n"
         "             or m.startswith('memfs.crypto')))\n"
@@ -224,3 +224,17 @@ def test_plain_library_modules_load_no_encryption() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_no_submodule_shadows_a_lazy_name_of_the_package() -> None:
+    """``import memfs.x`` sets the package's attribute ``x`` to the submodule: a lazy name of
+    ``memfs`` (``memfs.clone``, a function) with a submodule of the same name would turn into
+    that module once anything imported it ("'module' object is not callable", found by a
+    test order)."""
+    package = Path(memfs.__file__).parent
+    for name, (_, attribute) in memfs._LAZY.items():
+        if attribute is not None:
+            assert not (package / f"{name}.py").exists(), f"memfs/{name}.py shadows memfs.{name}"
+            assert not (package / name).is_dir(), f"memfs/{name}/ shadows memfs.{name}"
+    run = "import memfs, memfs.cloning, memfs.sync; assert callable(memfs.clone)"
+    subprocess.run([sys.executable, "-c", run], check=True, timeout=60)

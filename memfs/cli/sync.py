@@ -228,7 +228,7 @@ def clone(url: str, directory: str | None, quiet: bool, passphrase: bool) -> Non
       memfs clone s3://acme-agents/memory/garden-agent
       memfs clone --passphrase s3://acme-agents/memory/garden-agent
     """
-    from memfs.clone import clone as run
+    from memfs.cloning import clone as run
 
     secret = None
     if passphrase:

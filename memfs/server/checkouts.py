@@ -121,7 +121,7 @@ def checkout_stamp(folder: Path) -> tuple[object, ...]:
 
 def clone_checkout(url: str, folder: Path, name: str) -> Agent:
     """A fresh clone of ``url`` at ``folder``, whatever was there before."""
-    from memfs.clone import clone
+    from memfs.cloning import clone
 
     if folder.exists() or folder.is_symlink():
         discard(folder)
