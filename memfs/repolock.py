@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dulwich.file import FileLocked
 
@@ -128,6 +128,23 @@ def retry_past_stale_git_lock(update: Callable[[], _T]) -> _T:
                     "if none is running, delete the file and try again"
                 ) from error
             time.sleep(0.02)
+
+
+def survive_stale_object_locks(store: Any) -> None:
+    """Make ``store.add_object`` (dulwich's loose-object write, also what its tree helpers
+    call) clear a stale ``objects/xx/<sha>.lock`` a kill left, as ref updates do.
+
+    dulwich writes a loose object through ``<sha>.lock`` and renames it; a kill in between
+    leaves the lock, and every later write of that same object (the same content committed
+    again) failed with FileLocked, exit 9, for good. Objects are named by their content, so
+    a stale lock holds nothing worth keeping.
+    """
+    add = store.add_object
+
+    def add_object(obj: Any) -> None:
+        retry_past_stale_git_lock(lambda: add(obj))
+
+    store.add_object = add_object
 
 
 def clear_stale_git_lock(lock: Path) -> bool:

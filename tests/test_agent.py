@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -494,6 +495,23 @@ def test_stale_git_lock_files_never_lose_an_edit(agent: memfs.Agent) -> None:
     (agent.root / ".git/index.lock").unlink()
     (agent.root / "system/human.md").write_text("edit three")
     assert agent.commit() is not None
+    assert_git_agrees(agent.root)
+
+
+def test_a_stale_loose_object_lock_never_blocks_a_commit(agent: memfs.Agent) -> None:
+    """A kill while dulwich wrote a loose object leaves ``objects/xx/<sha>.lock``: the same
+    content committed again (a revert, a merge) must clear it, not fail with exit 9 forever
+    (found by test_crash under load)."""
+    content = b"edit that a killed commit was writing\n"
+    sha = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+    lock = agent.root / ".git/objects" / sha[:2] / f"{sha[2:]}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_bytes(b"half")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    (agent.root / "system/human.md").write_bytes(content)
+    assert agent.commit() is not None
+    assert not lock.exists()
+    assert agent.history.file_at(agent.history.head(), "system/human.md") == content
     assert_git_agrees(agent.root)
 
 

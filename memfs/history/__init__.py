@@ -39,7 +39,7 @@ from memfs.history.objects import Objects
 from memfs.history.packing import PackFiles, Packing
 from memfs.history.refs import Refs
 from memfs.history.writing import Writing
-from memfs.repolock import RepoLock, git_running_in
+from memfs.repolock import RepoLock, git_running_in, survive_stale_object_locks
 from memfs.trees import Files
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class History(Refs, Commits, Objects, Writing, Packing):
         that reads only refs and loose objects (``LightRepo``) never imports it."""
         self.root = root
         self._repo = repo
+        if repo is not None:
+            survive_stale_object_locks(repo.object_store)
         self._control = Path(repo.controldir()) if repo is not None else control_dir_of(root)
         self._light = LightRepo(self._control)
         self._lock = RepoLock(self._control / "memfs" / "lock")
@@ -114,6 +116,7 @@ class History(Refs, Commits, Objects, Writing, Packing):
             raise NotAnAgentError(
                 str(self.root), "its .git folder is not a git repository"
             ) from error
+        survive_stale_object_locks(self._repo.object_store)
 
     @classmethod
     def create(cls, root: Path) -> History:
