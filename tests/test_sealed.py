@@ -425,3 +425,30 @@ def store_raw(url: str) -> Storage:
     remote = open_remote(url)
     assert isinstance(remote, BucketRemote)
     return remote.raw
+
+
+def test_an_encrypted_push_with_its_keys_cached_loads_no_pydantic(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    """keys.json's pydantic models cost ~0.1 s of a process: a push that holds its keys
+    (every push but a machine's first) reads no keyring and must not load them."""
+    import subprocess
+    import sys
+
+    url = s3.url("agents/cached")
+    a, _ = shared(tmp_path, url)
+    write(a.root, "notes/more.md", "one more line\n")
+    probe = (
+        "import sys\n"
+        "from memfs import sync; import memfs\n"
+        f"agent = memfs.open({str(a.root)!r})\n"
+        "assert sync.push(agent).ok\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'"
+        " or m == 'memfs.crypto.keymodels'))\n"
+    )
+    env = {**os.environ, "MEMFS_CONFIG": str(tmp_path / "machines" / "a" / "config.yaml")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -26,15 +26,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from memfs.crypto.envelope import KEY_LEN, Role, open_sealed, peek
 from memfs.crypto.identity import Identity, InvalidRecipientError, parse_recipient
 from memfs.errors import ForkError, NoKeyError, RollbackError, TamperError
 
 if TYPE_CHECKING:
+    from memfs.crypto.keymodels import Keyring
     from memfs.remotes.storage import Storage
 
 KEYS_OBJECT = "keys.json"
@@ -64,42 +63,15 @@ def commitment(key: bytes, repo_id: bytes) -> bytes:
     ).derive(key)
 
 
-class Slot(BaseModel):
-    """One holder of the agent's key: a machine (x25519) or a passphrase (recovery identity)."""
+def __getattr__(name: str) -> Any:
+    """``Keyring`` and ``Slot``, the pydantic models of keys.json, loaded on first use
+    (memfs.crypto.keymodels): a push with its keys cached parses no keys.json, and pydantic
+    costs ~0.1 s of a process."""
+    if name in ("Keyring", "Slot"):
+        from memfs.crypto import keymodels
 
-    model_config = ConfigDict(extra="allow")
-
-    id: str = Field(pattern=r"^s-[0-9a-z-]{1,32}$")
-    kind: SlotKind
-    recipient: str = Field(max_length=200)
-    name: str = Field(max_length=200)
-    host: str = Field(default="", max_length=200)
-    added_at: str = Field(default="", max_length=40)
-    added_by: str = Field(default="", max_length=40)
-    wrapped: str = Field(max_length=MAX_WRAPPED * 4 // 3 + 4)
-    identity: str | None = Field(default=None, max_length=MAX_WRAPPED * 4 // 3 + 4)
-
-
-class Keyring(BaseModel):
-    """The content of keys.json."""
-
-    model_config = ConfigDict(extra="allow")
-
-    format: Literal[1]
-    repo_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    epoch: int = Field(ge=1, le=2**32 - 2)
-    kid: str = Field(pattern=r"^[0-9a-f]{16}$")
-    slots: list[Slot] = Field(min_length=1, max_length=MAX_SLOTS)
-    history: str | None = None
-    link: str | None = None
-
-    def slot_of(self, recipient: str) -> Slot | None:
-        """The slot wrapped to ``recipient``, if any."""
-        return next((s for s in self.slots if s.recipient == recipient), None)
-
-    def dump(self) -> bytes:
-        """keys.json's bytes."""
-        return json.dumps(self.model_dump(exclude_none=True), indent=1).encode() + b"\n"
+        return getattr(keymodels, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def kid(key: bytes, repo_id: bytes) -> str:
@@ -137,6 +109,10 @@ def parse_keyring(url: str, data: bytes) -> Keyring:
     count = len(raw["slots"]) if isinstance(raw, dict) and isinstance(raw.get("slots"), list) else 0
     if count > MAX_SLOTS:
         raise TamperError(url, KEYS_OBJECT, f"has {count} slots, more than {MAX_SLOTS} allowed")
+    from pydantic import ValidationError
+
+    from memfs.crypto.keymodels import Keyring
+
     try:
         ring = Keyring.model_validate(raw)
     except ValidationError as error:

@@ -27,8 +27,6 @@ from memfs.crypto.keyfile import (
     MAX_FILE,
     MAX_PASSPHRASE_SLOTS,
     MAX_SLOTS,
-    Keyring,
-    Slot,
     SlotKind,
     b64,
     commitment,
@@ -42,13 +40,12 @@ from memfs.errors import ConcurrentUpdateError, KeyringError, NoKeyError, Rollba
 from memfs.util import hostname, utc_now
 
 if TYPE_CHECKING:
+    from memfs.crypto.keymodels import Keyring, Slot
     from memfs.remotes.storage import Storage
 
 __all__ = [
     "KEYS_OBJECT",
-    "Keyring",
     "RingKeys",
-    "Slot",
     "add_slot",
     "create_keyring",
     "describe",
@@ -154,6 +151,8 @@ def create_keyring(
     cache = cache or KeyCache.for_repo(repo_id, identity.config_dir)
     key = os.urandom(KEY_LEN)
     slot_id = _new_slot_id(None)
+    from memfs.crypto.keymodels import Keyring, Slot
+
     ring = Keyring(
         format=1,
         repo_id=repo_id.hex(),
@@ -239,6 +238,8 @@ def add_slot(
                 pyrage.passphrase.encrypt(recovery.secret.encode(), cast(str, passphrase))
             )
         current = keys.key(ring.epoch)
+        from memfs.crypto.keymodels import Slot
+
         slot = Slot(
             id=_new_slot_id(ring),
             kind=cast(SlotKind, kind),
