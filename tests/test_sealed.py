@@ -158,20 +158,22 @@ def test_incremental_encrypted_push_is_three_requests(tmp_path: Path, s3: S3Buck
 
 
 def test_update_manifest_swaps_the_sealed_manifest(tmp_path: Path, store: str) -> None:
+    """A manifest-only swap (what a secret push and a rotation do) on the sealed manifest; a
+    key another memfs wrote is kept, sealed (the secrets' own blob: tests/test_secrets*)."""
     _, b = shared(tmp_path, store)
     with on(tmp_path, "a"):
         remote = open_remote(store)
         assert isinstance(remote, BucketRemote)
-        blob = f"sealed-blob-{MARKER}"
+        blob = f"a newer memfs wrote this: {MARKER}"
         done = remote.update_manifest(
-            lambda m: dataclasses.replace(m, extra={**m.extra, "secrets": blob})
+            lambda m: dataclasses.replace(m, extra={**m.extra, "newer": blob})
         )
-        assert done.extra["secrets"] == blob
+        assert done.extra["newer"] == blob
     with on(tmp_path, "b"):
         remote = open_remote(store, encrypt=True)
         assert isinstance(remote, BucketRemote)
         manifest, _ = remote.read_manifest()
-        assert manifest is not None and manifest.extra["secrets"] == blob
+        assert manifest is not None and manifest.extra["newer"] == blob
         assert sync.sync(b).ok  # the swapped manifest follows from the one B saw
     assert_sealed(store)
 
