@@ -1,0 +1,221 @@
+"""A hostile store in front of an encrypted agent (issue 14): objects a store could send that
+no honest memfs wrote. Whole memfs processes on separate machines, moto S3 over HTTP and
+folder clouds, the store changed behind memfs's back.
+
+Every case must end in one clear line and exit 10 (7 where it is not a key or integrity
+matter), nothing imported (refs, packs, index and work tree as they were), nothing written
+outside the agent, and, once the store is honest again, a pull that works: no state left
+behind that blocks the machine. One shared agent per store serves every case in turn, so
+the many cases cost one setup.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .harness import committed_files, fsck, git
+from .machines import (
+    KEY_EXIT,
+    Box,
+    Store,
+    absent_or_empty,
+    assert_one_clear_line,
+    box,
+    make_store,
+    repo_state,
+    share_encrypted,
+    snapshot,
+)
+
+HUGE = 24 << 20  # bytes: large enough to hurt if read carelessly, small enough to stay fast
+MAGIC = b"MFE1"
+
+
+@pytest.fixture(params=["s3", "file"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    s3 = request.getfixturevalue("s3") if request.param == "s3" else None
+    return make_store(request.param, tmp_path, s3)
+
+
+def huge(_: bytes) -> bytes:
+    """A sealed-looking object of HUGE bytes: the envelope's magic, then noise."""
+    return MAGIC + b"\x01\x00\x00\x00\x01" + os.urandom(1 << 16) * (HUGE >> 16)
+
+
+def truncated(blob: bytes) -> bytes:
+    return blob[: len(blob) // 2]
+
+
+def header_only(blob: bytes) -> bytes:
+    return blob[:20]
+
+
+def json_in_the_clear(blob: bytes) -> bytes:
+    """A well-formed plain format-1 manifest, as an old store or a downgrade would hold."""
+    return json.dumps(
+        {"format": 1, "generation": 99, "refs": {"main": "0" * 40}, "packs": []}
+    ).encode()
+
+
+def plain_pack(root: Path) -> Callable[[bytes], bytes]:
+    """A real git pack in the clear (the agent's own history), valid for any git reader."""
+
+    def replace(_: bytes) -> bytes:
+        pack = sorted((root / ".git" / "objects" / "pack").glob("*.pack"))
+        return pack[0].read_bytes()
+
+    return replace
+
+
+def new_pack(store: Store, name: str, before: set[str]) -> str:
+    """The one pack object a push added to the store (not in ``before``)."""
+    added = [key for key in store.keys(name) if key.startswith("packs/") and key not in before]
+    assert len(added) == 1, added
+    return added[0]
+
+
+@pytest.mark.timeout(240)
+def test_hostile_objects_are_refused(store: Store, tmp_path: Path) -> None:
+    shared = share_encrypted(store, tmp_path)
+    a, b, name = shared.a, shared.b, shared.name
+    packs_before = set(store.keys(name))
+    (a.root / "reference" / "later.md").write_text("---\ndescription: l\n---\nCONTENT-later\n")
+    a.at("sync")
+    pack = new_pack(store, name, packs_before)
+    cases: list[tuple[str, Callable[[bytes], bytes]]] = [
+        ("manifest.json.enc", huge),
+        ("manifest.json.enc", truncated),
+        ("manifest.json.enc", header_only),
+        ("manifest.json.enc", json_in_the_clear),
+        (pack, huge),
+        (pack, truncated),
+        (pack, header_only),
+        (pack, plain_pack(a.root)),
+    ]
+    outside = [tmp_path / "cloud", b.root]
+    for key, change in cases:
+        what = f"b: pull with {key} replaced by {change.__name__}"
+        original = store.read(name, key)
+        store.write(name, key, change(original))
+        state, files = repo_state(b.root), snapshot(tmp_path, outside)
+        started = time.monotonic()
+        done = b.run("-C", str(b.root), "pull")
+        line = assert_one_clear_line(done, KEY_EXIT, what)
+        named = "manifest" if key.startswith("manifest") else key.split("pack-")[1][:4]
+        assert named in line, f"{what}: the line does not name the object: {line}"
+        assert time.monotonic() - started < 30, f"{what}: took too long"
+        assert repo_state(b.root) == state, f"{what}: something was imported"
+        assert snapshot(tmp_path, outside) == files, f"{what}: written outside the agent"
+        store.write(name, key, original)
+    b.at("pull")  # the store is honest again: nothing left behind blocks b
+    assert b"CONTENT-later" in (b.root / "reference" / "later.md").read_bytes()
+    assert committed_files(b.root) == committed_files(a.root)
+    assert fsck(b.root) == ""
+
+
+def many_slots(blob: bytes) -> bytes:
+    """keys.json with 10,000 slots (each a copy of a real one under another id)."""
+    ring = json.loads(blob)
+    slot = ring["slots"][0]
+    ring["slots"] = [dict(slot, id=f"s-{i:06x}", name=f"m{i}") for i in range(10_000)]
+    return json.dumps(ring).encode()
+
+
+def huge_keyring(_: bytes) -> bytes:
+    return b'{"format": 1, "slots": [' + b'"' + b"A" * HUGE + b'"]}'
+
+
+def wrapped_garbage(blob: bytes) -> bytes:
+    """Every slot's wrapped key replaced by noise of the same length."""
+    ring = json.loads(blob)
+    for slot in ring["slots"]:
+        slot["wrapped"] = base64.b64encode(os.urandom(len(slot["wrapped"]) * 3 // 4)).decode()
+    return json.dumps(ring).encode()
+
+
+@pytest.mark.timeout(240)
+def test_hostile_keyring_is_refused(store: Store, tmp_path: Path) -> None:
+    """A machine that must read keys.json (a new one with a slot, no key cached yet) meets a
+    keyring of 10,000 slots, a huge one, and one whose wrapped keys are noise: exit 10, its
+    target folder left empty, then clones once the keyring is honest again."""
+    shared = share_encrypted(store, tmp_path)
+    d = box(tmp_path, "d", store)
+    shared.a.at("key", "add", d.recipient(), "--name", "d")
+    original = store.read(shared.name, "keys.json")
+    for change in (many_slots, huge_keyring, wrapped_garbage):
+        what = f"d: clone with keys.json replaced by {change.__name__}"
+        store.write(shared.name, "keys.json", change(original))
+        target = tmp_path / f"d-{change.__name__}"
+        started = time.monotonic()
+        done = d.run("clone", store.agent_url(shared.name), str(target))
+        assert_one_clear_line(done, KEY_EXIT, what)
+        assert time.monotonic() - started < 30, f"{what}: took too long"
+        assert absent_or_empty(target), what
+    store.write(shared.name, "keys.json", original)
+    d.ok("clone", store.agent_url(shared.name), str(d.root))
+    assert committed_files(d.root) == committed_files(shared.a.root)
+
+
+@pytest.mark.timeout(180)
+def test_symlinks_in_a_folder_cloud(tmp_path: Path) -> None:
+    """Folder clouds: a cloud folder that is a symlink works (a user's own link, e.g. to a
+    mounted share); an object the store links to a file outside it is refused (exit 10) and
+    that file is left as it was; a cloud folder that leads into the agent is refused (2)."""
+    real = tmp_path / "real-cloud"
+    real.mkdir()
+    (tmp_path / "cloud").symlink_to(real, target_is_directory=True)
+    store = make_store("file", tmp_path)
+    shared = share_encrypted(store, tmp_path)
+    assert (real / shared.name / "manifest.json.enc").is_file()
+
+    secret = tmp_path / "outside" / "private.txt"
+    secret.parent.mkdir()
+    secret.write_text("PRIVATE-outside-the-store\n")
+    stat = secret.stat()
+    assert store.folder is not None
+    target = store.folder / shared.name / "manifest.json.enc"
+    original = target.read_bytes()
+    target.unlink()
+    target.symlink_to(secret)
+    state = repo_state(shared.b.root)
+    done = shared.b.run("-C", str(shared.b.root), "pull")
+    line = assert_one_clear_line(done, KEY_EXIT, "b: pull with manifest.json.enc a symlink")
+    assert "PRIVATE" not in line and "PRIVATE" not in done.stdout
+    assert repo_state(shared.b.root) == state
+    assert secret.read_text() == "PRIVATE-outside-the-store\n"
+    assert (secret.stat().st_mtime_ns, secret.stat().st_size) == (stat.st_mtime_ns, stat.st_size)
+    target.unlink()
+    target.write_bytes(original)
+    shared.b.at("pull")
+
+    e = box(tmp_path, "e", store)
+    e.ok("init", str(e.root), "--name", "eve")
+    (e.root / "mirror").symlink_to(tmp_path / "e-cloud", target_is_directory=True)
+    (tmp_path / "e-cloud").mkdir()
+    done = e.run(
+        "-C", str(e.root), "remote", "add", "x", f"memfs::{(e.root / 'mirror').as_uri()}/eve",
+        "--encrypt",
+    )  # fmt: skip
+    assert_one_clear_line(done, 2, "e: remote add --encrypt into the agent's own folder")
+    assert not any((tmp_path / "e-cloud").iterdir())
+    assert "x" not in git(e.root, "remote").split()
+
+
+@pytest.mark.timeout(120)
+def test_encrypt_refused_for_a_git_remote(tmp_path: Path) -> None:
+    """`memfs remote add --encrypt` takes object stores only: a git URL is exit 2."""
+    store = make_store("file", tmp_path)
+    m: Box = box(tmp_path, "m", store)
+    m.ok("init", str(m.root), "--name", "gitty")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    done = m.run("-C", str(m.root), "remote", "add", "origin", str(bare), "--encrypt")
+    assert_one_clear_line(done, 2, "remote add --encrypt with a git URL")
+    assert "origin" not in git(m.root, "remote").split()
