@@ -38,6 +38,7 @@ def clone(
     directory: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     name: str | None = None,
+    encrypt: bool = False,
 ) -> Agent:
     """Check an agent out from ``url`` into ``directory`` (default: the URL's last part).
 
@@ -49,8 +50,8 @@ def clone(
     that stopped midway (see ``memfs.checkout``) is replaced, once every file in it is
     checked to be what that checkout wrote.
     """
-    url = resolve_url(url, Path.cwd())
-    remote = open_remote(url, progress)
+    url = _folder_cloud(resolve_url(url, Path.cwd()))
+    remote = open_remote(url, progress, encrypt=encrypt)
     root = Path(directory) if directory is not None else Path(_name_from_url(url))
     root = root.expanduser().resolve()
     check_outside(url, root)
@@ -68,7 +69,10 @@ def clone(
         history = History.create(root)
         mark_started(root, redact(url), "")
         history.point_head_at(branch)
-        config = add_remote(history, "origin", url)
+        # an encrypted agent is found so by the manifest read above (its stub), and recorded:
+        # a plain manifest there later is refused as a downgrade
+        found = bool(getattr(remote, "encrypted", False))
+        config = add_remote(history, "origin", url, encrypt=encrypt or found)
         agent = Agent(root, history)
         sha = fetch_remote(agent, config, progress, remote)  # its manifest read: one GET less
         if sha is None:
@@ -87,6 +91,25 @@ def clone(
         else:
             _empty_folder(root)
         raise
+
+
+def _folder_cloud(url: str) -> str:
+    """A ``file://`` URL (or path) of a folder holding an agent in object-store form (its
+    ``memfs.json``, no git repository) is that folder cloud: ``memfs::file://...``."""
+    from memfs.remotes import BUCKET_PREFIX, local_path, url_kind
+
+    if url.startswith(BUCKET_PREFIX) or url_kind(url) != "git":
+        return url
+    path = local_path(url)
+    if (
+        path is None
+        or not os.path.isabs(path)
+        or not os.path.isfile(os.path.join(path, "memfs.json"))
+    ):
+        return url
+    if os.path.exists(os.path.join(path, "HEAD")) or os.path.isdir(os.path.join(path, ".git")):
+        return url
+    return BUCKET_PREFIX + Path(path).as_uri()
 
 
 def _record_cloned_letta_repo(

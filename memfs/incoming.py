@@ -56,7 +56,7 @@ MAX_BASE_DEPTH = 8
 def open_for(agent: Agent, config: RemoteConfig, progress: Progress | None = None) -> Remote:
     """Open a configured remote of ``agent``, refusing one that lies inside the agent itself."""
     check_outside(config.url, agent.root)
-    return open_remote(config.url, progress)
+    return open_remote(config.url, progress, encrypt=config.encrypt)
 
 
 def fetch_remote(

@@ -24,8 +24,13 @@ def remote() -> None:
 @click.option(
     "--mirror", is_flag=True, help="Push-only backup: pushed on every sync, never merged from."
 )
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Encrypt everything pushed there (object stores only); a plain agent there is refused.",
+)
 @pass_state
-def add(state: AppState, name: str, url: str, mirror: bool) -> None:
+def add(state: AppState, name: str, url: str, mirror: bool, encrypt: bool) -> None:
     """Add remote NAME at URL: a path, file://, git://, ssh://, user@host:path, http(s)://,
     an object store (s3://...), or letta://AGENT_ID.
 
@@ -41,12 +46,14 @@ def add(state: AppState, name: str, url: str, mirror: bool) -> None:
       memfs remote add origin git@github.com:ada/garden-agent.git
       memfs remote add origin letta://agent-3f2a1c9e-1111-2222-3333-444455556666
       memfs remote add backup /mnt/usb/garden-agent.git --mirror
+      memfs remote add origin s3://acme-agents/garden --encrypt
     """
     from memfs.remotes import add_remote
 
-    config = add_remote(state.agent().history, name, url, mirror=mirror)
+    config = add_remote(state.agent().history, name, url, mirror=mirror, encrypt=encrypt)
     kind = "mirror" if config.mirror else "remote"
-    click.echo(f"Added {kind} {config.name}: {config.display_url}")
+    sealed = " (encrypted)" if config.encrypt else ""
+    click.echo(f"Added {kind} {config.name}: {config.display_url}{sealed}")
 
 
 @remote.command(name="list")

@@ -47,6 +47,7 @@ SCP_LIKE = re.compile(
 )
 HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 MIRROR_KEY = b"memfs-mirror"
+ENCRYPT_KEY = b"memfs-encrypt"  # an object store whose agent is encrypted (issue 14)
 # Letta Code's MEMORY_REPOSITORY_CONFIG_KEY, letta.memoryRepository.url (memory-git.ts)
 LETTA_MIRROR_SECTION = (b"letta", b"memoryRepository")
 LETTA_MIRROR_NAME = "letta.memoryRepository"
@@ -82,6 +83,7 @@ class RemoteConfig:
     url: str
     mirror: bool = False
     config_key: str = ""  # where it is set, if not a remote section (letta.memoryRepository.url)
+    encrypt: bool = False  # remote.NAME.memfs-encrypt: everything sealed, a plain store refused
 
     @property
     def kind(self) -> str:
@@ -116,6 +118,7 @@ class RemoteConfig:
             "mirror": self.mirror,
             "resolved_url": self.resolved_url,
             "config_key": self.config_key or f"remote.{self.name}.url",
+            "encrypt": self.encrypt,
         }
 
 
@@ -276,8 +279,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def open_remote(url: str, progress: Callable[[str], None] | None = None) -> Remote:
-    """The Remote for ``url``; object stores get the options of the cloud they belong to."""
+def open_remote(
+    url: str, progress: Callable[[str], None] | None = None, encrypt: bool = False
+) -> Remote:
+    """The Remote for ``url``; object stores get the options of the cloud they belong to.
+
+    ``encrypt``: the store is known to hold an encrypted agent (``remote.NAME.memfs-encrypt``),
+    so a plain one there is refused (DowngradeError); without it an object store is read
+    plain unless its stub manifest says it is encrypted."""
     kind = url_kind(url)
     if kind == "letta" or (kind == "git" and _is_letta_state_url(url)):
         from memfs.remotes.letta import open_letta_remote
@@ -290,7 +299,7 @@ def open_remote(url: str, progress: Callable[[str], None] | None = None) -> Remo
     from memfs.config import storage_options_for
     from memfs.remotes.bucket import BucketRemote
 
-    return BucketRemote(normalize_url(url), storage_options_for(url), progress)
+    return BucketRemote(normalize_url(url), storage_options_for(url), progress, encrypt)
 
 
 def _is_letta_state_url(url: str) -> bool:
@@ -342,9 +351,12 @@ def list_remotes(history: History) -> list[RemoteConfig]:
             except KeyError:
                 continue
             mirror = config.get_boolean(section, MIRROR_KEY, False)
+            encrypt = config.get_boolean(section, ENCRYPT_KEY, False)
             with contextlib.suppress(UnsupportedURLError):  # refused later, when it is used
                 url = resolve_url(url, history.root)
-            remotes.append(RemoteConfig(section[1].decode(), url, bool(mirror)))
+            remotes.append(
+                RemoteConfig(section[1].decode(), url, bool(mirror), encrypt=bool(encrypt))
+            )
     return remotes
 
 
@@ -355,8 +367,11 @@ def get_remote(history: History, name: str) -> RemoteConfig:
     raise UnknownRemoteError(name)
 
 
-def add_remote(history: History, name: str, url: str, mirror: bool = False) -> RemoteConfig:
-    """Add a remote; the URL is checked for form, not reached."""
+def add_remote(
+    history: History, name: str, url: str, mirror: bool = False, encrypt: bool = False
+) -> RemoteConfig:
+    """Add a remote; the URL is checked for form, not reached. ``encrypt`` (object stores
+    only): everything pushed there is sealed, and a plain agent found there is refused."""
     if NAME.fullmatch(name) is None:
         raise MemfsError(f"invalid remote name {name!r}: use letters, digits, '.', '_' and '-'")
     if name == LETTA_MIRROR_NAME:
@@ -365,7 +380,13 @@ def add_remote(history: History, name: str, url: str, mirror: bool = False) -> R
         )
     if any(remote.name == name for remote in list_remotes(history)):
         raise MemfsError(f"a remote named {name!r} exists already (remove it first)")
+    if encrypt and url.lower().startswith(("file://", "local://")):
+        url = BUCKET_PREFIX + url  # encrypted means an object store: a folder cloud here
     url = normalize_url(url)
+    if encrypt and url_kind(url) != "bucket":
+        raise UnsupportedURLError(
+            redact(url), "--encrypt is for object stores (s3://, file:// clouds...), not git hosts"
+        )
     check_outside(url, history.root)
     config = history.repo.get_config()
     _refuse_other_letta_agent(config, url)
@@ -374,8 +395,29 @@ def add_remote(history: History, name: str, url: str, mirror: bool = False) -> R
     config.set(section, b"fetch", f"+refs/heads/*:refs/remotes/{name}/*".encode())
     if mirror:
         config.set(section, MIRROR_KEY, b"true")
+    if encrypt:
+        config.set(section, ENCRYPT_KEY, b"true")
     save_config(config)
-    return RemoteConfig(name, url, mirror)
+    return RemoteConfig(name, url, mirror, encrypt=encrypt)
+
+
+def record_encrypted(history: History, url: str) -> None:
+    """Mark every remote at ``url`` encrypted (``remote.NAME.memfs-encrypt``): its agent was
+    found encrypted, so a plain one there later is a downgrade, and no push to it ever
+    uploads before it knows to seal."""
+    config = history.repo.get_config()
+    changed = False
+    for section in config.sections():
+        if len(section) == 2 and section[0] == b"remote":
+            try:
+                here = config.get(section, b"url").decode()
+            except (KeyError, UnicodeDecodeError):
+                continue
+            if here == url and not config.get_boolean(section, ENCRYPT_KEY, False):
+                config.set(section, ENCRYPT_KEY, b"true")
+                changed = True
+    if changed:
+        save_config(config)
 
 
 def _refuse_other_letta_agent(config: Config, url: str) -> None:

@@ -5,6 +5,12 @@
     <agent-url>/packs/pack-<sha>.pack   immutable, create-if-absent
     <agent-url>/packs/pack-<sha>.idx    immutable, written after its .pack
 
+An encrypted agent (``memfs remote add --encrypt``, docs/design-encryption.md §2) keeps this
+shape: its packs and manifest are sealed by ``memfs.remotes.sealed`` (``.enc`` objects, no
+``.idx``), ``manifest.json`` is a plain stub that says so (format 2: old memfs refuses it),
+and the compare-and-swap is on the sealed manifest's ETag. A remote not configured encrypted
+finds out from the stub, and then works the same.
+
 Data is made visible last: a push uploads its pack and index, then moves the manifest with a
 compare-and-swap on the ETag it read. A lost race is an ordinary PushRejectedError (fetch,
 merge, retry); packs it uploaded are harmless, being named by their content and listed by no
@@ -49,6 +55,7 @@ from memfs.util import hostname, utc_now
 if TYPE_CHECKING:
     from memfs.history import History
     from memfs.history.packing import PackFiles
+    from memfs.remotes.sealed import SealedRemote
 
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
@@ -94,25 +101,63 @@ class BucketRemote:
     """An agent stored in an object store (S3, a local folder, memory://...)."""
 
     def __init__(
-        self, url: str, options: dict[str, Any] | None = None, progress: Progress | None = None
+        self,
+        url: str,
+        options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        encrypt: bool = False,
     ) -> None:
         self.url = redact(url)
-        self.storage: Storage = open_storage(url.removeprefix(BUCKET_PREFIX), options, self.url)
+        self._config_url = url  # as .git/config has it: which remote to mark encrypted
+        self.raw: Storage = open_storage(url.removeprefix(BUCKET_PREFIX), options, self.url)
+        self.storage: Storage = self.raw
+        self.encrypt = encrypt  # configured encrypted: a plain manifest here is a downgrade
+        self.sealed: SealedRemote | None = None
+        if encrypt:
+            self._go_sealed()
         self.progress = progress or (lambda message: None)
         self._last_read: tuple[BucketManifest | None, str | None] | None = None
         self._contended = False  # a push through this remote lost a race: others are pushing
         # (new, guess, pack) uploaded by head_while_uploading, for the push of new that follows
         self._uploaded: tuple[str, str, PackFiles] | None = None
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether the agent here is encrypted (configured so, or found so)."""
+        return self.sealed is not None
+
+    def _note_encrypted(self, history: History) -> None:
+        """A remote found encrypted (not configured so) is marked so in .git/config."""
+        if self.sealed is not None and not self.encrypt:
+            from memfs.remotes import record_encrypted
+
+            record_encrypted(history, self._config_url)
+            self.encrypt = self.sealed.expected = True
+
+    def _go_sealed(self) -> None:
+        """Work sealed from now on (``memfs.remotes.sealed``: loads the crypto modules)."""
+        from memfs.remotes.sealed import SealedRemote
+
+        self.sealed = SealedRemote(self.raw, self.url, expected=self.encrypt)
+        self.storage = self.sealed.storage
+
     # -- reading ------------------------------------------------------------------------
 
     def read_manifest(self) -> tuple[BucketManifest | None, str | None]:
         """The manifest and its ETag, or (None, None) if nothing was ever pushed here."""
+        if self.sealed is not None:
+            read = self.sealed.read_manifest(self._parse_manifest)
+            assert not isinstance(read, Unchanged)
+            self._last_read = read
+            return read
         got = self.storage.get(MANIFEST)
         if got is None:
             self._last_read = (None, None)
             return None, None
         data, etag = got
+        if is_stub(data):
+            self._go_sealed()
+            return self.read_manifest()
         manifest = self._parse_manifest(data)
         self._last_read = (manifest, etag)
         return manifest, etag
@@ -122,12 +167,20 @@ class BucketRemote:
         else ``UNCHANGED``: what an idle watcher asks every poll. An unchanged manifest costs
         no body and no parse (on S3 a conditional GET answered 304); a changed one is kept
         for the ``fetch`` that follows, as ``head`` keeps its read."""
+        if self.sealed is not None:
+            read = self.sealed.read_manifest(self._parse_manifest, etag)
+            if not isinstance(read, Unchanged):
+                self._last_read = read
+            return read
         got = self.storage.get_if_changed(MANIFEST, etag)
         if isinstance(got, Unchanged):
             return got
         if got is None:
             self._last_read = (None, None)
             return None, None
+        if is_stub(got[0]):
+            self._go_sealed()
+            return self.poll(None)
         manifest = self._parse_manifest(got[0])
         self._last_read = (manifest, got[1])
         return manifest, got[1]
@@ -188,7 +241,17 @@ class BucketRemote:
         return next(iter(manifest.refs)) if len(manifest.refs) == 1 else None
 
     def identity(self) -> BucketIdentity | None:
-        """memfs.json: the agent stored here, or None if no agent is."""
+        """memfs.json: the agent stored here, or None if no agent is. For an encrypted agent
+        its name and id are in the sealed manifest (memfs.json holds none)."""
+        if self.sealed is not None or self.encrypt:
+            manifest, _ = self.read_manifest()
+            if manifest is None:
+                return None
+            return BucketIdentity(
+                name=manifest.name or "",
+                id=str(manifest.extra.get("agent_id") or ""),
+                created_at=str(manifest.extra.get("created_at") or ""),
+            )
         got = self.storage.get(IDENTITY)
         if got is None:
             return None
@@ -206,6 +269,7 @@ class BucketRemote:
                 manifest = self._last_read[0]  # read by head() just now: one GET less per race
             else:
                 manifest, _ = self.read_manifest()
+            self._note_encrypted(history)
             if manifest is None and self.storage.list(""):
                 raise NotAMemfsRemoteError(self.url, branch, "it holds files but no manifest.json")
             if manifest is None or branch not in manifest.refs:
@@ -293,6 +357,7 @@ class BucketRemote:
         manifest, etag = self._last_read if self._last_read is not None else self.read_manifest()
         self._last_read = None  # a cached read serves one push; the swap checks it anyway
         uploaded, self._uploaded = self._uploaded, None
+        self._note_encrypted(history)
         self._check_expected(manifest, branch, expected)
         if uploaded is not None and uploaded[:2] == (new, expected):
             pack: PackFiles | None = uploaded[2]  # uploaded while the manifest was read
@@ -305,6 +370,8 @@ class BucketRemote:
             ]
             pack = history.pack_between([new], known)
         agent = _identity_at(history, new, manifest, branch)
+        if self.sealed is not None:  # the first push makes memfs.json and the keyring first
+            agent = {**agent, **self.sealed.claim(manifest, agent)}
         keeping = _Keeping(history, pack) if pack is not None else None
         try:
             if uploaded is None:
@@ -370,14 +437,13 @@ class BucketRemote:
             description=str(agent.get("description", "") or ""),
             extra=manifest.extra if manifest else {},  # what a newer memfs wrote is kept
         )
+        if self.sealed is not None:  # who the agent is lives in the sealed manifest only
+            sealed = {k: agent[k] for k in ("agent_id", "created_at") if agent.get(k)}
+            updated = dataclasses.replace(updated, extra={**updated.extra, **sealed})
         crash_point("push.manifest")
-        if manifest is None:
+        if manifest is None and self.sealed is None:
             self._claim(agent)
-            moved = self.storage.put_if_absent(MANIFEST, _encode(updated))
-        else:
-            assert etag is not None
-            moved = self.storage.put_if_match(MANIFEST, _encode(updated), etag)
-        if not moved:
+        if not self._put_manifest(updated, etag if manifest is not None else None):
             self._contended = True
             raise PushRejectedError(self.url)
         return len(packs)
@@ -398,11 +464,20 @@ class BucketRemote:
             if manifest is None or etag is None:
                 raise RemoteError(self.url, f"{self.url} holds no agent yet: push one first")
             updated = dataclasses.replace(change(manifest), generation=manifest.generation + 1)
-            if self.storage.put_if_match(MANIFEST, _encode(updated), etag):
+            if self._put_manifest(updated, etag):
                 self._last_read = None
                 return updated
             time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
         raise PushRejectedError(self.url, "the manifest kept changing")
+
+    def _put_manifest(self, manifest: BucketManifest, etag: str | None) -> bool:
+        """Compare-and-swap the manifest (create it if ``etag`` is None); sealed, with the
+        digest of the ciphertext it replaces, on an encrypted remote."""
+        if self.sealed is not None:
+            return self.sealed.put_manifest(manifest, etag, _encode)
+        if etag is None:
+            return self.storage.put_if_absent(MANIFEST, _encode(manifest))
+        return self.storage.put_if_match(MANIFEST, _encode(manifest), etag)
 
     def _compact_if_due(self, history: History, listed: int) -> None:
         """Compact once the manifest lists more than ``MEMFS_COMPACT_PACKS`` packs."""
@@ -486,7 +561,7 @@ class BucketRemote:
                 manifest, generation=manifest.generation + 1, packs=packs, retired=retired
             )
             assert etag is not None
-            if not self.storage.put_if_match(MANIFEST, _encode(updated), etag):
+            if not self._put_manifest(updated, etag):
                 raise PushRejectedError(self.url, "it changed during compaction")
         for pack in expired:
             if pack.name not in packs:
@@ -569,6 +644,24 @@ class _Keeping(_Background):
     def run(self) -> None:
         with contextlib.suppress(OSError):  # only a download spared is lost
             self.history.import_pack(self.pack.name, self.pack.pack, self.pack.index)
+
+
+STUB = {"format": 2, "encryption": "memfs-enc-1"}
+
+
+def stub_bytes() -> bytes:
+    """The plain ``manifest.json`` of an encrypted agent: an old memfs refuses format 2."""
+    return json.dumps(STUB, indent=1, sort_keys=True).encode()
+
+
+def is_stub(data: bytes) -> bool:
+    """Whether manifest.json's ``data`` is the stub of an encrypted agent."""
+    if b"encryption" not in data:
+        return False  # a plain manifest: no JSON parse here
+    with contextlib.suppress(ValueError):
+        raw = json.loads(data)
+        return isinstance(raw, dict) and raw.get("encryption") == STUB["encryption"]
+    return False
 
 
 def _encode(manifest: BucketManifest) -> bytes:
