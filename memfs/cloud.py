@@ -14,7 +14,13 @@ from typing import Any
 
 from memfs.agent import Agent
 from memfs.config import load_user_config, resolve_cloud, save_user_config
-from memfs.errors import MemfsError, RemoteCorruptError, RemoteNotFoundError
+from memfs.errors import (
+    EncryptionError,
+    MemfsError,
+    NoKeyError,
+    RemoteCorruptError,
+    RemoteNotFoundError,
+)
 from memfs.remotes import BUCKET_PREFIX, RemoteConfig, add_remote, url_kind
 from memfs.remotes.bucket import BucketRemote
 from memfs.remotes.storage import open_storage
@@ -32,6 +38,7 @@ class AgentEntry:
     head: str | None
     url: str
     problem: str | None = None  # why its manifest could not be read; the others still list
+    encrypted: bool = False  # sealed: without a key here, name and description are unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,6 +52,7 @@ class Cloud:
     url: str
     options: dict[str, Any]
     default: bool
+    encrypt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +60,7 @@ class Cloud:
             "url": self.url,
             "default": self.default,
             "options": sorted(self.options),
+            "encrypt": self.encrypt,
         }
 
 
@@ -60,17 +69,20 @@ def agent_url(cloud_url: str, name: str) -> str:
     return f"{BUCKET_PREFIX}{cloud_url.rstrip('/')}/{name}"
 
 
-def add_cloud(name: str, url: str, options: dict[str, Any] | None = None) -> Cloud:
-    """Name a cloud in the user config (``--option`` values become fsspec storage options)."""
+def add_cloud(
+    name: str, url: str, options: dict[str, Any] | None = None, encrypt: bool = False
+) -> Cloud:
+    """Name a cloud in the user config (``--option`` values become fsspec storage options).
+    ``encrypt``: every agent pushed to it or checked out from it is encrypted."""
     if not is_valid_name(name):
         raise MemfsError(f"invalid cloud name {name!r}: use letters, digits, '.', '_' and '-'")
     url = url.removeprefix(BUCKET_PREFIX).rstrip("/")
     if url_kind(url) != "bucket" and not url.startswith("file://"):
         raise MemfsError(f"a cloud is an object-store URL (s3://..., file:///...), not {url!r}")
     config = load_user_config()
-    config.clouds[name] = CloudConfig(url=url, options=options or {})
+    config.clouds[name] = CloudConfig(url=url, options=options or {}, encrypt=encrypt)
     save_user_config(config)
-    return Cloud(name, url, options or {}, config.default_cloud == name)
+    return Cloud(name, url, options or {}, config.default_cloud == name, encrypt)
 
 
 def list_clouds() -> list[Cloud]:
@@ -81,7 +93,7 @@ def list_clouds() -> list[Cloud]:
 
     clouds = [Cloud(LOCAL_CLOUD, default_cloud_url(), {}, default == LOCAL_CLOUD)]
     clouds += [
-        Cloud(name, cloud.url, dict(cloud.options), default == name)
+        Cloud(name, cloud.url, dict(cloud.options), default == name, cloud.encrypt)
         for name, cloud in sorted(config.clouds.items())
         if name != LOCAL_CLOUD
     ]
@@ -106,9 +118,14 @@ def list_agents(cloud: str | None = None) -> tuple[str, list[AgentEntry]]:
         remote = BucketRemote(agent_url(url, folder), options)
         try:
             manifest, _ = remote.read_manifest()
-        except RemoteCorruptError as error:
+        except NoKeyError:  # listed, but what it is stays sealed
+            entries.append(AgentEntry(folder, "", None, None, None, remote.url, encrypted=True))
+            continue
+        except (RemoteCorruptError, EncryptionError) as error:
             problem = str(error).removeprefix(f"{remote.url}: ")
-            entries.append(AgentEntry(folder, "", None, None, None, remote.url, problem))
+            entries.append(
+                AgentEntry(folder, "", None, None, None, remote.url, problem, remote.encrypted)
+            )
             continue
         if manifest is None:
             continue
@@ -120,6 +137,7 @@ def list_agents(cloud: str | None = None) -> tuple[str, list[AgentEntry]]:
                 host=manifest.host,
                 head=manifest.refs.get("main") or next(iter(manifest.refs.values()), None),
                 url=agent_url(url, folder),
+                encrypted=remote.encrypted,
             )
         )
     return name, entries
@@ -138,16 +156,24 @@ def checkout(
         raise MemfsError(f"invalid agent name {name!r}")
     cloud_name, url, options = resolve_cloud(cloud)
     url_kind(agent_url(url, name))  # a malformed or relative cloud URL is refused, not read
-    remote = BucketRemote(agent_url(url, name), options)
+    encrypt = cloud_encrypts(cloud_name)
+    remote = BucketRemote(agent_url(url, name), options, encrypt=encrypt)
     if remote.read_manifest()[0] is None:
         raise RemoteNotFoundError(
             remote.url, f"cloud {cloud_name} has no agent {name!r}: see 'memfs agents'"
         )
     target = directory if directory is not None else name
-    return clone(agent_url(url, name), target, progress, name=name)
+    return clone(agent_url(url, name), target, progress, name=name, encrypt=encrypt)
+
+
+def cloud_encrypts(name: str) -> bool:
+    """Whether cloud ``name`` was added with ``--encrypt``."""
+    cloud = load_user_config().clouds.get(name)
+    return bool(cloud is not None and cloud.encrypt)
 
 
 def add_default_cloud_remote(agent: Agent) -> RemoteConfig:
     """Give an agent with no remote the remote ``origin`` in the default cloud."""
-    _, url, _ = resolve_cloud(None)
-    return add_remote(agent.history, "origin", agent_url(url, agent.name))
+    name, url, _ = resolve_cloud(None)
+    encrypt = cloud_encrypts(name)
+    return add_remote(agent.history, "origin", agent_url(url, agent.name), encrypt=encrypt)

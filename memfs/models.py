@@ -69,6 +69,7 @@ class CloudConfig(BaseModel):
 
     url: StrictStr
     options: dict[str, Any] = Field(default_factory=dict)
+    encrypt: StrictBool = False  # every agent pushed to or checked out from it is encrypted
 
 
 class UserConfig(BaseModel):

@@ -159,8 +159,9 @@ def is_plain_user_config(data: Any) -> bool:
     clouds = data.get("clouds", {})
     return _plain_mapping(clouds) and all(
         _plain_mapping(cloud)
-        and set(cloud) <= {"url", "options"}
+        and set(cloud) <= {"url", "options", "encrypt"}
         and type(cloud.get("url")) is str
+        and type(cloud.get("encrypt", False)) is bool
         and _plain_mapping(cloud.get("options", {}))
         for cloud in clouds.values()
     )

@@ -227,6 +227,7 @@ def test_remote_list_shows_the_url_and_where_it_goes_never_the_key(tmp_path: Pat
             "mirror": False,
             "resolved_url": f"https://api.letta.com/v1/git/{AGENT_ID}/state.git",
             "config_key": "remote.origin.url",
+            "encrypt": False,
         }
     ]
     _assert_key_hidden(text.stdout, text.stderr)

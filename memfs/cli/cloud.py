@@ -32,17 +32,24 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--option", "options", multiple=True, metavar="KEY=VALUE", help="An fsspec storage option."
 )
-def add(name: str, url: str, options: tuple[str, ...]) -> None:
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Encrypt every agent pushed to or checked out from this cloud (keys: 'memfs key').",
+)
+def add(name: str, url: str, options: tuple[str, ...], encrypt: bool) -> None:
     """Add cloud NAME at URL (s3://bucket/prefix, file:///path, ...).
 
     \b
     Example:
       memfs cloud add team s3://acme-agents/memory --option endpoint_url=https://minio:9000
+      memfs cloud add vault s3://acme-agents/sealed --encrypt
     """
     from memfs.cloud import add_cloud
 
-    added = add_cloud(name, url, _parse_options(options))
-    click.echo(f"Added cloud {added.name}: {added.url}")
+    added = add_cloud(name, url, _parse_options(options), encrypt=encrypt)
+    sealed = " (encrypted)" if added.encrypt else ""
+    click.echo(f"Added cloud {added.name}: {added.url}{sealed}")
 
 
 @cloud.command(name="list")
@@ -56,7 +63,8 @@ def list_(as_json: bool) -> None:
         emit_json([c.to_dict() for c in clouds])
         return
     for entry in clouds:
-        click.echo(f"{'*' if entry.default else ' '} {entry.name}\t{entry.url}")
+        sealed = "\t(encrypted)" if entry.encrypt else ""
+        click.echo(f"{'*' if entry.default else ' '} {entry.name}\t{entry.url}{sealed}")
 
 
 @cloud.command(name="default")
@@ -87,6 +95,8 @@ def agents(cloud_name: str | None, as_json: bool) -> None:
         head = (entry.head or "")[:7]
         host = entry.host or "-"
         about = f"unreadable: {entry.problem}" if entry.problem else entry.description
+        if entry.encrypted and not entry.problem and entry.head is None:
+            about = "encrypted (no key on this machine: memfs key id)"
         click.echo(f"{entry.name:<24} {when:<16}  {host:<12} {head:<7}  {about}".rstrip())
     if not entries:
         click.echo(f"No agents in cloud {name} yet: 'memfs push' in an agent puts it there.")
