@@ -39,8 +39,13 @@ def clone(
     progress: Progress | None = None,
     name: str | None = None,
     encrypt: bool = False,
+    passphrase: str | None = None,
 ) -> Agent:
     """Check an agent out from ``url`` into ``directory`` (default: the URL's last part).
+
+    With ``passphrase``, the store's passphrase slot is opened first and this machine given
+    its own slot (memfs.keys.join_with_passphrase), so an encrypted agent clones on a
+    machine nobody added, and later commands need no passphrase.
 
     A Letta Code memory repo (no agent.yaml) is recorded as one in ``.git/config``, named
     ``name`` (a cloud's name for it), else after its folder; nothing is added to its tree.
@@ -61,6 +66,10 @@ def clone(
     created = not root.exists()
     if not created and (not root.is_dir() or any(root.iterdir())):
         raise MemfsError(f"{root} already exists and is not an empty folder")
+    if passphrase is not None:  # before the folder exists: a wrong passphrase leaves none
+        from memfs.keys import join_with_passphrase, storage_for_url
+
+        join_with_passphrase(storage_for_url(url), passphrase)
     try:
         branch = remote.default_branch() or "main"
         if not is_valid_branch(branch):

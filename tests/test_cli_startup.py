@@ -102,6 +102,8 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "sync with a folder bucket": (["sync"], ("s3fs", "botocore", "watchdog", *CRYPTO)),
     "remote list": (["remote", "list"], (*REMOTE_STACK, *CRYPTO)),
+    # the identity is an age key (pyrage); nothing else of the crypto, no store, no agent
+    "key id": (["key", "id"], (*REMOTE_STACK, "cryptography", "pydantic", "dulwich.repo")),
 }
 
 PROBE = """

@@ -33,6 +33,7 @@ from memfs.crypto.keyfile import (
     MAX_FILE,
     MAX_PASSPHRASE_SLOTS,
     MAX_SLOTS,
+    commitment,
     kid,
     link_name,
     parse_keyring,
@@ -394,7 +395,7 @@ def _forged_ring(template: dict, epoch: int, victims: list[Identity]) -> dict:
         ).decode()
         prev = base64.b64decode(fake[str(epoch - 1)])
         forged["link"] = base64.b64encode(
-            seal(prev, epoch - 1, Role.LINK, REPO, link_name(epoch), own)
+            seal(prev, epoch - 1, Role.LINK, REPO, link_name(epoch), commitment(own, REPO))
         ).decode()
     return forged
 
@@ -430,7 +431,7 @@ def test_a_forged_link_is_refused(store: Storage, machines: Callable[[str], Mach
     add_slot(store, keys_a, late.identity.recipient, "late")
     ring = ring_json(store)
     ring["link"] = base64.b64encode(
-        seal(os.urandom(32), 1, Role.LINK, REPO, link_name(2), keys_a.key(2))
+        seal(os.urandom(32), 1, Role.LINK, REPO, link_name(2), commitment(keys_a.key(2), REPO))
     ).decode()
     put_ring(store, ring)
     with pytest.raises(ForkError, match="rotation to epoch 2 is not sealed by epoch 1"):

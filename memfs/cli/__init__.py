@@ -131,7 +131,7 @@ COMMANDS = {
     "watch": "watch:watch", "context": "context:context", "import-af": "letta:import_af",
     "export-af": "letta:export_af", "mount": "mount:mount", "unmount": "mount:unmount",
     "mounts": "mount:mounts", "demo": "demo:demo", "serve": "serve:serve",
-    "token": "serve:token",
+    "token": "serve:token", "key": "key:key",
 }  # fmt: skip
 
 

@@ -180,7 +180,12 @@ def sync(
 @click.argument("url")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @quiet_option
-def clone(url: str, directory: str | None, quiet: bool) -> None:
+@click.option(
+    "--passphrase",
+    is_flag=True,
+    help="Join an encrypted agent with its passphrase slot (asked; a line of stdin when piped).",
+)
+def clone(url: str, directory: str | None, quiet: bool, passphrase: bool) -> None:
     """Check out the agent at URL into DIRECTORY (default: the URL's last part).
 
     A relative path is taken from the current folder and stored absolute. A DIRECTORY left
@@ -192,10 +197,16 @@ def clone(url: str, directory: str | None, quiet: bool) -> None:
     Example:
       memfs clone git@github.com:ada/garden-agent.git
       memfs clone s3://acme-agents/memory/garden-agent
+      memfs clone --passphrase s3://acme-agents/memory/garden-agent
     """
     from memfs.clone import clone as run
 
-    agent = run(url, directory, progress=progress_printer(quiet))
+    secret = None
+    if passphrase:
+        from memfs.cli.key import read_passphrase
+
+        secret = read_passphrase("Passphrase", confirm=False)
+    agent = run(url, directory, progress=progress_printer(quiet), passphrase=secret)
     with agent:
         count = agent.committed_memory_count()
         click.echo(f"Cloned {agent.name} into {agent.root} ({count} memory files)")

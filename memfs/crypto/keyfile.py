@@ -9,15 +9,16 @@ read it (docs/design-encryption.md §4).
            {"id": "s-77b0e1", "kind": "passphrase", "recipient": "age1…(recovery)", …,
             "identity": "<b64 age scrypt file holding the recovery AGE-SECRET-KEY>"}],
  "history": "<b64 envelope HISTORY, epoch 3, name keys.json#history: {"1": b64 K1, "2": …}>",
- "link": "<b64 envelope LINK, epoch 2, name keys.json#link/3: K3>"}
+ "link": "<b64 envelope LINK, epoch 2, name keys.json#link/3: commitment(K3)>"}
 ```
 ``kid = HKDF-SHA256(K, salt=repo_id, info="memfs-enc-1/kid")[:8]``. A machine finds its slot by
 its recipient (no trial decryption), unwraps K[epoch] with its identity and accepts it only if
 it follows from the keys it already holds: K for an epoch it holds must be the same; the history
-must hold the same older keys; the link must open with K[epoch-1] (ForkError otherwise: age
-has no sender authentication, so anyone who can write to the store could wrap a key of their
-own to every recipient). A keys.json older than an epoch held is RollbackError. A machine that
-holds no key yet trusts the first keys.json its slot opens (TOFU).
+must hold the same older keys; the link must open with K[epoch-1] and hold K[epoch]'s
+commitment (ForkError otherwise: age has no sender authentication, so anyone who can write to
+the store could wrap a key of their own to every recipient). A keys.json older than an epoch
+held is RollbackError. A machine that holds no key yet trusts the first keys.json its slot
+opens (TOFU).
 """
 
 from __future__ import annotations
@@ -47,8 +48,20 @@ SlotKind = Literal["x25519", "passphrase"]
 
 
 def link_name(epoch: int) -> str:
-    """The logical name of the link that seals K[epoch] under K[epoch - 1]."""
+    """The logical name of the link that seals K[epoch]'s commitment under K[epoch - 1]."""
     return f"keys.json#link/{epoch}"
+
+
+def commitment(key: bytes, repo_id: bytes) -> bytes:
+    """What a rotation's link seals under the previous epoch key: 32 bytes of HKDF that bind
+    the new key without revealing it. Never the key itself: a machine removed by that very
+    rotation holds the previous key, and would read the new one out of the link."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(
+        algorithm=hashes.SHA256(), length=KEY_LEN, salt=repo_id, info=b"memfs-enc-1/link"
+    ).derive(key)
 
 
 class Slot(BaseModel):
@@ -205,7 +218,7 @@ def open_ring(
                 url, f"the rotation to epoch {n} is not sealed by epoch {n - 1}"
             ) from None
         raise TamperError(url, link_name(n), error.why) from None
-    if linked != key:
+    if linked != commitment(key, repo_id):
         raise ForkError(url, f"the rotation to epoch {n} links another key")
     return {**older, n: key}
 

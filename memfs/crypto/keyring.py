@@ -3,12 +3,13 @@ rotate, remove a slot (which rotates), unlock a passphrase slot (docs/design-enc
 the format and its checks are memfs.crypto.keyfile).
 
 Rotating (``rotate``, and ``remove_slot``, which rotates without the slot) makes K[n+1], seals
-K1..Kn under it (history), seals K[n+1] under K[n] (link) and wraps K[n+1] for every remaining
-slot, a passphrase slot to its recovery recipient, without asking for its passphrase. A removed
-machine keeps every key it held (its key cache): it can still open everything sealed before
-its removal, never what is sealed after. Every change is a compare-and-swap of keys.json,
-retried on a lost race. Limits, checked on every read and write: 64 slots, 1 KiB per wrapped
-key or recovery identity, 256 KiB per file.
+K1..Kn under it (history), seals a commitment to K[n+1] under K[n] (link: proof that the
+rotation was made by a holder of K[n], without handing K[n+1] to a removed one) and wraps
+K[n+1] for every remaining slot, a passphrase slot to its recovery recipient, without asking
+for its passphrase. A removed machine keeps every key it held (its key cache): it can still
+open everything sealed before its removal, never what is sealed after. Every change is a
+compare-and-swap of keys.json, retried on a lost race. Limits, checked on every read and
+write: 64 slots, 1 KiB per wrapped key or recovery identity, 256 KiB per file.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from memfs.crypto.keyfile import (
     Slot,
     SlotKind,
     b64,
+    commitment,
     kid,
     link_name,
     open_ring,
@@ -301,7 +303,9 @@ def _rotate(storage: Storage, keys: RingKeys, drop: str | None) -> int:
                 "history": b64(
                     seal(new, n + 1, Role.HISTORY, rid, HISTORY_NAME, json.dumps(history).encode())
                 ),
-                "link": b64(seal(held[n], n, Role.LINK, rid, link_name(n + 1), new)),
+                "link": b64(
+                    seal(held[n], n, Role.LINK, rid, link_name(n + 1), commitment(new, rid))
+                ),
             }
         )
         if _swap(storage, keys, changed, etag):

@@ -1,0 +1,108 @@
+"""What follows a key rotation (docs/design-encryption.md §4, ``key rm`` and ``key rotate``):
+everything in the store that the old epoch key opens is sealed again under the new one, so the
+machine a ``key rm`` removed (which keeps its old keys) cannot read what is written from now on.
+
+(2) the manifest, and the secrets blob inside it, via ``BucketRemote.update_manifest`` (a
+compare-and-swap loop: a push racing the rotation is re-applied, never lost); (3) this
+checkout's presence record; (4) unless ``--no-reseal``, the packs, by a compaction that builds
+one pack under the new epoch and retires the old ones (deleted after the grace period). What the
+removed machine had already read stays readable to it: that cannot be taken back.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+from memfs.errors import MemfsError, PushRejectedError, TamperError
+
+if TYPE_CHECKING:
+    from memfs.agent import Agent
+    from memfs.crypto.keyring import RingKeys
+    from memfs.keys import KeyStore, Rotation
+    from memfs.remotes.manifest import BucketManifest
+
+SECRETS_NAME = "manifest.json#secrets"  # the logical name of the sealed secrets (design §3)
+SECRETS_FIELD = "secrets"
+
+
+def reseal(
+    agent: Agent, store: KeyStore, keys: RingKeys, rotation: Rotation, packs: bool
+) -> Rotation:
+    """After a rotation: (2) the manifest and its secrets re-sealed under the new epoch, (3)
+    this checkout's presence written again, (4) unless ``packs`` is False, the packs re-sealed
+    by a compaction. Steps that cannot be done now are listed in ``rotation.pending``."""
+    from memfs.config import seconds_from_env
+    from memfs.incoming import open_for
+    from memfs.remotes import get_remote
+    from memfs.remotes.bucket import COMPACT_GRACE_ENV, DEFAULT_GRACE_S
+
+    config = get_remote(agent.history, store.remote)
+    remote = open_for(agent, config)
+    update = getattr(remote, "update_manifest", None)
+    if update is not None and remote.read_manifest()[0] is not None:
+        update(lambda manifest: reseal_secrets(manifest, keys, rotation.epoch))
+        rotation.manifest = True
+    rotation.presence = _write_presence(agent)
+    gc = f"memfs gc --remote {store.remote}"
+    if not store.encrypted:  # a plain cloud's packs are not sealed: only its secrets were
+        return rotation
+    if not packs:
+        rotation.pending.append(f"packs: still sealed under older epochs until '{gc}'")
+        return rotation
+    grace_s = seconds_from_env(COMPACT_GRACE_ENV, DEFAULT_GRACE_S)
+    try:
+        with agent.history.locked():
+            rotation.packs = remote.compact(agent.history, grace_s, reseal=True)  # type: ignore[attr-defined]
+    except PushRejectedError:
+        rotation.pending.append(f"re-seal pending: run '{gc}'")
+    return rotation
+
+
+def reseal_secrets(manifest: BucketManifest, keys: RingKeys, epoch: int) -> BucketManifest:
+    """``manifest`` with its sealed secrets (``extra["secrets"]``, base64 of an envelope)
+    sealed again under ``epoch``, as one more generation (``prev`` = the blob it replaces, as
+    memfs.secrets writes it), so a reader's rollback and chain checks see an ordinary change.
+    A machine removed by the rotation keeps the values it has seen, and reads no new one."""
+    from memfs.crypto.envelope import Role, open_sealed, peek, seal
+
+    text = manifest.extra.get(SECRETS_FIELD)
+    if not isinstance(text, str):
+        return manifest
+    try:
+        blob = base64.b64decode(text, validate=True)
+        _, sealed_under = peek(blob)
+        if sealed_under >= epoch:
+            return manifest
+        doc = json.loads(
+            open_sealed(keys.key(sealed_under), keys.repo_id, SECRETS_NAME, Role.SECRETS, blob)
+        )
+    except TamperError:
+        raise TamperError(keys.url, SECRETS_NAME) from None
+    except ValueError:
+        raise TamperError(keys.url, SECRETS_NAME, "is malformed") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("generation"), int):
+        raise TamperError(keys.url, SECRETS_NAME, "is malformed")
+    doc = {**doc, "generation": doc["generation"] + 1, "prev": hashlib.sha256(blob).hexdigest()}
+    plain = json.dumps(doc, sort_keys=True).encode()
+    sealed = seal(keys.key(epoch), epoch, Role.SECRETS, keys.repo_id, SECRETS_NAME, plain)
+    extra = {**manifest.extra, SECRETS_FIELD: base64.b64encode(sealed).decode()}
+    return dataclasses.replace(manifest, extra=extra)
+
+
+def _write_presence(agent: Agent) -> bool:
+    """This checkout's presence record written again (sealed under the new epoch), when the
+    presence module is there and the agent has one; False otherwise."""
+    try:
+        from memfs.presence import Heartbeat  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    try:
+        beat = Heartbeat(agent, "cli")
+        beat.beat(force=True)
+    except MemfsError:
+        return False
+    return True
