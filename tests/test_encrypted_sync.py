@@ -66,7 +66,9 @@ def assert_layout(store: Store, name: str) -> None:
     assert len(bytes.fromhex(identity["encryption"]["repo_id"])) == 16
     packs = [key for key in objects if key.startswith("packs/")]
     assert packs and all(key.endswith(".pack.enc") for key in packs), packs
-    others = set(objects) - {"memfs.json", "manifest.json", "keys.json"}
+    locks = {key for key in objects if key.endswith(".lock")}  # a folder cloud's CAS locks
+    assert all(objects[key] == b"" for key in locks), sorted(locks)
+    others = set(objects) - {"memfs.json", "manifest.json", "keys.json"} - locks
     assert all(key.endswith(".enc") for key in others), sorted(others)
     assert all(objects[key].startswith(MAGIC) for key in others)
 
