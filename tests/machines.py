@@ -87,6 +87,19 @@ class Store:
             return
         self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{agent}/{key}", Body=data)
 
+    def delete(self, agent: str, key: str) -> None:
+        if self.folder is not None:
+            (self.folder / agent / key).unlink()
+            return
+        self.client.delete_object(Bucket=self.bucket, Key=f"{self.prefix}/{agent}/{key}")
+
+    def replace_agent(self, agent: str, objects: dict[str, bytes]) -> None:
+        """Put ``objects`` in the agent's place, removing every object it had."""
+        for key in self.keys(agent):
+            self.delete(agent, key)
+        for key, data in objects.items():
+            self.write(agent, key, data)
+
     def objects(self, agent: str) -> dict[str, bytes]:
         """Every object of the agent: key -> bytes."""
         return {key: self.read(agent, key) for key in self.keys(agent)}

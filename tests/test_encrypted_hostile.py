@@ -22,6 +22,7 @@ import pytest
 
 from .harness import committed_files, fsck, git
 from .machines import (
+    CLOUD,
     KEY_EXIT,
     Box,
     Store,
@@ -32,6 +33,7 @@ from .machines import (
     repo_state,
     share_encrypted,
     snapshot,
+    start_encrypted_agent,
 )
 
 HUGE = 24 << 20  # bytes: large enough to hurt if read carelessly, small enough to stay fast
@@ -166,6 +168,34 @@ def test_hostile_keyring_is_refused(tmp_path: Path) -> None:
     store.write(shared.name, "keys.json", original)
     d.ok("clone", store.agent_url(shared.name), str(d.root))
     assert committed_files(d.root) == committed_files(shared.a.root)
+
+
+@pytest.mark.timeout(180)
+def test_plain_agent_planted_under_an_encrypted_name(tmp_path: Path) -> None:
+    """The store swaps an encrypted agent for a plain one of the same name (its own history,
+    unencrypted): the machine that pushed it refuses to pull (downgrade, exit 10), and a new
+    machine checking it out of a cloud it added with --encrypt refuses too, target left empty."""
+    store = make_store("file", tmp_path)
+    a = box(tmp_path, "a", store)
+    name = "zebu-planted"
+    start_encrypted_agent(store, a, name, "DESCR-planted")
+    evil = box(tmp_path, "evil", store)
+    evil.ok("init", str(evil.root), "--name", name)
+    (evil.root / "system" / "evil.md").write_text("---\ndescription: e\n---\nEVIL\n")
+    evil.at("remote", "add", "origin", store.agent_url("planted-elsewhere"))
+    evil.at("push")
+    store.replace_agent(name, store.objects("planted-elsewhere"))
+
+    state = repo_state(a.root)
+    done = a.run("-C", str(a.root), "pull")
+    assert_one_clear_line(done, KEY_EXIT, "a: pull of a plain agent planted under its name")
+    assert repo_state(a.root) == state
+    d = box(tmp_path, "d", store)
+    d.ok("cloud", "add", CLOUD, store.cloud_url, "--encrypt")
+    target = tmp_path / "d-checkout"
+    done = d.run("checkout", name, str(target), "--cloud", CLOUD)
+    assert_one_clear_line(done, KEY_EXIT, "d: checkout of a plain agent from an encrypted cloud")
+    assert absent_or_empty(target)
 
 
 @pytest.mark.timeout(180)
