@@ -42,6 +42,7 @@ from memfs.schema import (
     manifest_error,
     validation_problems,
 )
+from memfs.secrets.hooks import has_secrets
 from memfs.trees import (
     TRAILER_HOST,
     TRAILER_ORIGIN,
@@ -386,6 +387,10 @@ class Agent:
         verdict = lettahook.review(
             rules, head_tree, payload, self.history.blob, self._hook_cache, first_commit
         )
+        if has_secrets(self):  # a file holding a secret's value stays on disk (§6.2)
+            from memfs.secrets.guard import guard_verdict
+
+            guard_verdict(self, verdict)
         self.held = verdict.refusals
         self.overridden = [path for path in verdict.overridden if path in verdict.allowed]
         return verdict
@@ -471,6 +476,11 @@ class Agent:
                 )
                 held = [refusal.problem() for refusal in verdict.refusals]
                 blocked = bool(verdict.blocked)
+        if changes and has_secrets(self):
+            from memfs.secrets.guard import review, values_of
+
+            payload = {c.path: self._read_change(c, snapshot) for c in changes}
+            held += [refusal.problem() for refusal in review(payload, values_of(self))[1]]
         return Status(
             branch=self.history.branch(),
             head=head,
@@ -507,6 +517,10 @@ class Agent:
         DetachedHeadError while HEAD is not a branch.
         """
         self.held = []
+        if message and has_secrets(self):
+            from memfs.secrets.guard import check_message
+
+            check_message(self, message)
         with self.history.locked():
             self.history.refuse_during_git_operation()
             self.recover()
@@ -881,6 +895,10 @@ class Agent:
         tracked = frozenset(self.history.entries_at(head, path))
         scan = worktree.scan_paths(self.root, self._rules(), [path], self._max_file_size(), tracked)
         skipped = next((item.reason for item in scan.skipped if item.path == path), None)
+        if skipped is None and has_secrets(self):
+            held = self._secret_reason(path)
+            if held is not None:
+                return held
         if skipped is not None or not self.letta_rules().active:
             return skipped
         head_tree = self.history.head_tree(head)
@@ -896,6 +914,17 @@ class Agent:
         if not refusals:
             return None
         return "Letta's rules keep it out of commits: " + "; ".join(r.render() for r in refusals)
+
+    def _secret_reason(self, path: str) -> str | None:
+        """Why the file at ``path`` is kept out of commits by the secrets guard, if it is."""
+        from memfs.secrets.guard import review, values_of
+
+        entry = self._on_disk(path)
+        if entry is None or not os.path.isfile(self.root / path):
+            return None
+        data = (self.root / path).read_bytes()
+        refusals = review({path: (entry.mode, data)}, values_of(self))[1]
+        return refusals[0].render() if refusals else None
 
     def recover(self) -> bool:
         """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py);

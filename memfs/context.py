@@ -26,9 +26,11 @@ from memfs.memory import MemoryFile
 from memfs.merge import has_markers, is_conflict_copy
 from memfs.parsecache import Parsed
 from memfs.schema import Problem
+from memfs.secrets.hooks import names as secret_names
 from memfs.trees import Files
 from memfs.worktree import read_inside
 
+SECRETS_LINE = "Secrets (environment variables for memfs run; values hidden): "
 GITLINK_MODE = 0o160000  # a submodule: a commit, not a file
 
 
@@ -63,10 +65,12 @@ class Context:
     files: list[Entry] = field(default_factory=list)
     conflicts: list[OpenConflict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)  # names only (memfs.secrets)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "agent": self.name,
+            "secrets": self.secrets,
             "conflicts": [c.to_dict() for c in self.conflicts],
             "blocks": [asdict(b) for b in self.blocks],
             "files": [asdict(f) for f in self.files],
@@ -122,6 +126,8 @@ class Context:
                     ]
                 )
             )
+        if self.secrets:
+            parts.append(SECRETS_LINE + ", ".join(self.secrets))
         return "\n\n".join(parts) + "\n"
 
 
@@ -134,7 +140,7 @@ def build_context(agent: Agent, rev: str | None = None) -> Context:
     ``problems``.
     """
     layout = agent.layout
-    context = Context(name=agent.name)
+    context = Context(name=agent.name, secrets=secret_names(agent))
     if not rev:
         _add_on_disk(context, agent, layout)
         return context

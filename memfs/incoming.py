@@ -33,6 +33,7 @@ from memfs.remotes import (
 )
 from memfs.remotestate import tracking_ref as _tracking_ref
 from memfs.schema import MANIFEST_FILE, manifest_data
+from memfs.secrets.hooks import after_fetch
 from memfs.trees import (
     TRAILER_HOST,
     TRAILER_ORIGIN,
@@ -70,6 +71,7 @@ def fetch_remote(
     branch = history.branch()
     remote = remote or open_for(agent, config, progress)
     sha = remote.fetch(history, branch)
+    after_fetch(agent, config, remote)  # the secrets blob of the manifest it read (§6)
     if sha is None:
         return None
     _refuse_other_kind(history, sha, config.display_url, branch)

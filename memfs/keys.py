@@ -181,7 +181,7 @@ def key_store(agent: Agent, remote: str | None = None) -> KeyStore:
             )
     else:
         stores = [c for c in list_remotes(history) if url_kind(c.url) == "bucket"]
-        sealed = [c for c in stores if is_encrypted(agent, c.name)]
+        sealed = [c for c in stores if c.encrypt]
         configs = sealed or stores
         if not configs:
             raise StoreChoiceError(
@@ -197,17 +197,8 @@ def key_store(agent: Agent, remote: str | None = None) -> KeyStore:
         config.name,
         redact(config.url),
         storage_for_url(config.url),
-        is_encrypted(agent, config.name),
+        config.encrypt,
     )
-
-
-def is_encrypted(agent: Agent, remote: str) -> bool:
-    """Whether ``remote.NAME.memfs-encrypt`` is set in the agent's .git/config."""
-    try:
-        value = agent.history.config().get((b"remote", remote.encode()), b"memfs-encrypt")
-    except KeyError:
-        return False
-    return value.strip().lower() in (b"true", b"yes", b"on", b"1")
 
 
 def list_keys(agent: Agent, remote: str | None = None) -> KeyList:

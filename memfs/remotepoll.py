@@ -6,7 +6,8 @@
   (``BucketRemote.poll``): an unchanged manifest costs no body and no parse. An ETag is kept
   only once the head it names has been pulled, so a failed pull is tried again;
 - the folder clouds (``memfs::file://``) it follows with inotify instead of polling, read when
-  their manifest.json changes and once per cold interval in case an event was lost.
+  their manifest.json (an encrypted agent's manifest.json.enc) changes, and once per cold
+  interval in case an event was lost.
 It only looks; the watcher pulls what moved (memfs/watcher.py).
 """
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from memfs.remotes import Remote
 
 MANIFEST = "manifest.json"
+MANIFESTS = (MANIFEST, MANIFEST + ".enc")  # an encrypted agent's swapped object is the .enc
 
 
 @dataclass
@@ -106,6 +108,7 @@ class RemotePoller:
         ``folders``); those whose head moved, by name. Errors are noted, not raised."""
         from memfs import sync
         from memfs.remotes import list_remotes
+        from memfs.secrets.hooks import after_fetch
 
         history = self.agent.history
         branch = history.branch()
@@ -117,6 +120,8 @@ class RemotePoller:
             try:
                 remote = sync.open_for(self.agent, config)
                 seen = self._head(remote, config.url, branch)
+                if seen is not None:  # a manifest read: its secrets blob may be new (§6)
+                    after_fetch(self.agent, config, remote)
             except RemoteError as error:
                 self.note_error(str(error))
                 continue
@@ -167,7 +172,7 @@ class RemotePoller:
         class ManifestHandler(events.FileSystemEventHandler):
             def on_any_event(self, event: Any) -> None:
                 for raw in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
-                    if raw and os.path.basename(os.fsdecode(raw)) == MANIFEST:
+                    if raw and os.path.basename(os.fsdecode(raw)) in MANIFESTS:
                         poller.folder_changed()
                         wake()
 

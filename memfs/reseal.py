@@ -43,15 +43,15 @@ def reseal(
     config = get_remote(agent.history, store.remote)
     remote = open_for(agent, config)
     update = getattr(remote, "update_manifest", None)
-    if update is not None and remote.read_manifest()[0] is not None:
+    if update is not None and remote.read_manifest()[0] is not None:  # type: ignore[attr-defined]
         update(lambda manifest: reseal_secrets(manifest, keys, rotation.epoch))
         rotation.manifest = True
-    rotation.presence = _write_presence(agent)
-    gc = f"memfs gc --remote {store.remote}"
-    if not store.encrypted:  # a plain cloud's packs are not sealed: only its secrets were
+    if not getattr(remote, "encrypted", False):  # a plain cloud: only its secrets are sealed
         return rotation
+    rotation.presence = _write_presence(agent, remote)
+    gc = f"memfs gc --remote {store.remote}"
     if not packs:
-        rotation.pending.append(f"packs: still sealed under older epochs until '{gc}'")
+        rotation.pending.append(f"packs: still sealed under the old epoch until '{gc}'")
         return rotation
     grace_s = seconds_from_env(COMPACT_GRACE_ENV, DEFAULT_GRACE_S)
     try:
@@ -93,16 +93,21 @@ def reseal_secrets(manifest: BucketManifest, keys: RingKeys, epoch: int) -> Buck
     return dataclasses.replace(manifest, extra=extra)
 
 
-def _write_presence(agent: Agent) -> bool:
-    """This checkout's presence record written again (sealed under the new epoch), when the
-    presence module is there and the agent has one; False otherwise."""
-    try:
-        from memfs.presence import Heartbeat  # type: ignore[import-not-found]
-    except ImportError:
+def _write_presence(agent: Agent, remote: object) -> bool:
+    """This checkout's presence record (one writer: its own) put back as it is, now sealed
+    under the new epoch; False when it has none in this store. Other environments' records
+    are theirs to write: each is sealed anew by its next heartbeat."""
+    from memfs.presence import ENV_ID_FILE, env_id, object_key
+
+    storage = getattr(remote, "storage", None)
+    if storage is None or not (agent.history.state_dir / ENV_ID_FILE).is_file():
         return False
+    key = object_key(env_id(agent))
     try:
-        beat = Heartbeat(agent, "cli")
-        beat.beat(force=True)
-    except MemfsError:
+        got = storage.get(key)
+        if got is None:
+            return False
+        storage.put(key, got[0])
+    except MemfsError:  # presence never fails what it reports on: the next beat re-seals it
         return False
     return True

@@ -53,6 +53,7 @@ from memfs.remotes import (
 from memfs.remotestate import RemoteState, remote_states  # noqa: F401 (sync's API, moved)
 from memfs.remotestate import tracking_ref as _tracking_ref
 from memfs.schema import MANIFEST_FILE
+from memfs.secrets.hooks import push_pending, read_meta
 from memfs.trees import (
     CommitInfo,
 )
@@ -74,6 +75,13 @@ class RemoteOutcome:
     pushed: str = ""  # "pushed" | "up to date" | ""
     conflicts: list[Conflict] = field(default_factory=list)
     error: str | None = None
+    exit_code: int = 7  # of the error: 10 for a key or integrity problem (issue 14)
+
+    def fail(self, error: RemoteError) -> RemoteOutcome:
+        """Record ``error``; the outcome itself, for one-line use."""
+        self.error = str(error)
+        self.exit_code = 10 if error.exit_code == 10 else 7
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,7 +163,7 @@ def fetch(agent: Agent, remote: str | None = None, progress: Progress | None = N
         try:
             outcome.fetched = fetch_remote(agent, config, progress)
         except RemoteError as error:
-            outcome.error = str(error)
+            outcome.fail(error)
         report.remotes.append(outcome)
     report.head = agent.history.head()
     _consolidate(agent)
@@ -171,11 +179,14 @@ def pull(
     progress: Progress | None = None,
     allow_unrelated: bool = False,
     opened: dict[str, Remote] | None = None,
+    announce: bool = False,
+    env_name: str | None = None,
 ) -> SyncReport:
     """Commit local edits, then fetch and merge from one remote or every non-mirror remote.
 
     ``opened``: remotes already open, by name (the watcher's, holding the manifest its poll
-    just read, so the fetch does not read it again)."""
+    just read, so the fetch does not read it again). ``announce``: write this one-shot
+    environment's presence record (named ``env_name``), as ``memfs pull`` does."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
@@ -185,6 +196,8 @@ def pull(
         )
     report.head = agent.history.head()
     _record(agent, report)
+    if announce:
+        _announce(agent, report, env_name, opened)
     _consolidate(agent)
     return report
 
@@ -213,7 +226,7 @@ def _pull_one(
             committed=True,  # pull and sync commit before they fetch
         )
     except RemoteError as error:
-        outcome.error = str(error)
+        outcome.fail(error)
     return outcome
 
 
@@ -317,7 +330,7 @@ def push_letta_mirror(
     try:
         return push_remote(agent, config, policy, origin, progress)
     except RemoteError as error:
-        return RemoteOutcome(config.name, error=str(error))
+        return RemoteOutcome(config.name).fail(error)
 
 
 def _checked_out_folder(remote: Remote, branch: str) -> str | None:
@@ -385,10 +398,13 @@ def push(
     origin: str = "cli",
     progress: Progress | None = None,
     allow_unrelated: bool = False,
+    announce: bool = False,
+    env_name: str | None = None,
 ) -> SyncReport:
     """Commit local edits and push to one remote or to every remote (mirrors included).
 
     An agent with no remote at all is pushed to the default cloud, as remote ``origin``.
+    ``announce``: write this one-shot environment's presence record (``memfs push``).
     """
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
@@ -402,11 +418,14 @@ def push(
                 push_remote(agent, config, chosen, origin, progress, None, allow_unrelated)
             )
         except RemoteError as error:
-            report.remotes.append(RemoteOutcome(config.name, error=str(error)))
+            report.remotes.append(RemoteOutcome(config.name).fail(error))
     mirrored = push_letta_mirror(agent, chosen, origin, progress)
     report.mirrors = [mirrored] if mirrored else []
+    _push_secrets(agent, report)
     report.head = agent.history.head()
     _record(agent, report)
+    if announce:
+        _announce(agent, report, env_name)
     _consolidate(agent)
     return report
 
@@ -420,8 +439,12 @@ def sync(
     origin: str = "cli",
     progress: Progress | None = None,
     allow_unrelated: bool = False,
+    announce: bool = False,
+    env_name: str | None = None,
 ) -> SyncReport:
-    """Commit, fetch and merge from every non-mirror remote, then push to every remote."""
+    """Commit, fetch and merge from every non-mirror remote, then push to every remote.
+
+    ``announce``: write this one-shot environment's presence record (``memfs sync``)."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     outcomes: dict[str, RemoteOutcome] = {}
@@ -430,7 +453,7 @@ def sync(
         try:
             opened[config.name] = open_for(agent, config, progress)
         except RemoteError as error:
-            outcomes[config.name] = RemoteOutcome(config.name, error=str(error))
+            outcomes[config.name] = RemoteOutcome(config.name).fail(error)
     for config in _selected(agent, None, include_mirrors=False):
         if config.name in opened:
             outcomes[config.name] = _pull_one(
@@ -445,7 +468,7 @@ def sync(
                 agent, config, chosen, origin, progress, opened[config.name], allow_unrelated
             )
         except RemoteError as error:
-            outcome.error = str(error)
+            outcome.fail(error)
             continue
         outcome.pushed = pushed.pushed
         outcome.conflicts += pushed.conflicts
@@ -453,10 +476,38 @@ def sync(
     report.remotes = list(outcomes.values())
     mirrored = push_letta_mirror(agent, chosen, origin, progress)
     report.mirrors = [mirrored] if mirrored else []
+    _push_secrets(agent, report)
     report.head = agent.history.head()
     _record(agent, report)
+    if announce:
+        _announce(agent, report, env_name, opened)
     _consolidate(agent)
     return report
+
+
+def _announce(
+    agent: Agent, report: SyncReport, name: str | None, opened: dict[str, Remote] | None = None
+) -> None:
+    """A one-shot sync's presence (memfs/presence.py): one PUT, ``mode: cli, state:
+    stopped``; it never fails the sync."""
+    from memfs.presence import once
+
+    once(agent, report, name, opened)
+
+
+def _push_secrets(agent: Agent, report: SyncReport) -> None:
+    """Send the secret changes made here and not pushed yet (memfs.secrets); a failure is
+    the error of the remote they go to, the memory's push stands."""
+    try:
+        push_pending(agent)
+    except RemoteError as error:
+        name = read_meta(agent.history.state_dir).get("remote")
+        outcome = next((o for o in report.remotes if o.remote == name), None)
+        if outcome is None:
+            outcome = RemoteOutcome(str(name))
+            report.remotes.append(outcome)
+        if outcome.error is None:
+            outcome.fail(error)
 
 
 def _consolidate(agent: Agent) -> None:
@@ -515,7 +566,9 @@ def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]
     if not hasattr(target, "compact"):
         raise MemfsError(f"{remote} is a git host: it packs its own objects")
     with agent.history.locked():
-        return target.compact(agent.history, grace_s)  # type: ignore[attr-defined]
+        # reseal: an encrypted remote's packs are sealed again under the newest epoch (after
+        # 'memfs key rm --no-reseal', or a rotation whose compaction lost to pushers)
+        return target.compact(agent.history, grace_s, reseal=True)  # type: ignore[attr-defined]
 
 
 def __getattr__(name: str) -> Any:

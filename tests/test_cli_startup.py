@@ -104,6 +104,9 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "remote list": (["remote", "list"], (*REMOTE_STACK, *CRYPTO)),
     # the identity is an age key (pyrage); nothing else of the crypto, no store, no agent
     "key id": (["key", "id"], (*REMOTE_STACK, "cryptography", "pydantic", "dulwich.repo")),
+    # an agent without secrets: no store read, no key, no cryptography
+    "secret list": (["secret", "list"], LOCAL),
+    "run": (["run", "--", "true"], LOCAL),
 }
 
 PROBE = """

@@ -43,16 +43,22 @@ class AgentFileExport:
     warnings: list[str] = field(default_factory=list)
 
 
-def export_agent_file(agent: Agent, target: str | os.PathLike[str]) -> AgentFileExport:
+def export_agent_file(
+    agent: Agent, target: str | os.PathLike[str], with_secrets: bool = False
+) -> AgentFileExport:
     """Write one agent as an .af file: the kept document with the memory as it is now."""
-    return export_agent_files([agent], target)
+    return export_agent_files([agent], target, with_secrets)
 
 
-def export_agent_files(agents: Sequence[Agent], target: str | os.PathLike[str]) -> AgentFileExport:
+def export_agent_files(
+    agents: Sequence[Agent], target: str | os.PathLike[str], with_secrets: bool = False
+) -> AgentFileExport:
     """Write agents imported from one .af file back as one file (blocks they share: once).
 
     A shared block edited differently in two of them is refused (AgentFileExportError): one
-    block cannot hold both edits.
+    block cannot hold both edits. ``with_secrets`` writes the values of the agents' secrets
+    (memfs.secrets) back into their ``secrets`` and tool environment entries (file mode
+    0600); without it they stay blank and are named in ``secrets_left_out``.
     """
     if not agents:
         raise AgentFileExportError("export-af needs at least one agent")
@@ -65,11 +71,43 @@ def export_agent_files(agents: Sequence[Agent], target: str | os.PathLike[str]) 
         result = AgentFileExport(export_legacy(agents[0], sidecars[0] or {}))
     else:
         result = _export_set(agents, sidecars)
+    filled = _agent_secrets(agents, result, with_secrets)
     if result.document.pop(FIRST_SCHEMA_KEY, None) is not None:
         result.document = to_first_schema(result.document)
     data = json.dumps(result.document, indent=2, ensure_ascii=False).encode()
-    atomic_write(Path(target), data)
+    atomic_write(Path(target), data, mode=0o600 if filled else None)
     return result
+
+
+def _agent_secrets(agents: Sequence[Agent], result: AgentFileExport, with_secrets: bool) -> bool:
+    """The agents' own secrets in the document: values when asked (True if any was written),
+    else blank entries named in ``secrets_left_out``. Agents and document entries are paired
+    by name (an agent's folder and its entry carry one name)."""
+    from memfs.agentfile.secrets import fill_values
+    from memfs.secrets.hooks import has_secrets, names
+
+    entries = [a for a in result.document.get("agents", []) if isinstance(a, dict)]
+    wrote = False
+    for agent in agents:
+        if not has_secrets(agent):
+            continue
+        data = next((e for e in entries if e.get("name") == agent.name), None)
+        if data is None and len(agents) == 1 and len(entries) == 1:
+            data = entries[0]
+        if data is None:
+            result.warnings.append(f"{agent.name}'s secrets have no agent entry to go in")
+            continue
+        if with_secrets:
+            from memfs.secrets.store import SecretStore
+
+            filled = fill_values(data, SecretStore.load(agent).plain_values())
+            wrote = wrote or bool(filled)
+            result.secrets_left_out = [s for s in result.secrets_left_out if s not in filled]
+        else:
+            for entry in fill_values(data, dict.fromkeys(names(agent), "")):
+                if entry not in result.secrets_left_out:
+                    result.secrets_left_out.append(entry)
+    return wrote
 
 
 def _new_document(agent: Agent) -> dict[str, Any]:

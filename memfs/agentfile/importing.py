@@ -28,7 +28,7 @@ from typing import Any
 from memfs import frontmatter, lettafm, worktree
 from memfs.agent import Agent
 from memfs.agentfile.document import AgentFileError, read_agent_file
-from memfs.agentfile.secrets import strip_secrets
+from memfs.agentfile.secrets import keep_in_store, strip_secrets
 from memfs.agentfile.sidecar import SIDECAR, carried, make_sidecar
 from memfs.errors import MemfsError
 from memfs.history import History
@@ -141,16 +141,15 @@ def import_agent_file(
     ]
     kept = copy.deepcopy(document)
     secrets = strip_secrets(kept)
-    warnings.extend(
-        f"left out the value of secret {key}: memfs never commits it" for key in secrets
-    )
     source_id = str(uuid.uuid4())
     created = [path for path in {base, *roots} if not path.exists()]
     agents: list[Agent] = []
+    stored: list[str] = []
     try:
         for plan in plans:
             sidecar = make_sidecar(kept, plan, source_id, secrets)
             agents.append(_import_into(plan, sidecar, document, layout, str(source)))
+            stored += keep_in_store(agents[-1], document["agents"][plan.index])
     except BaseException:
         for opened in agents:
             opened.close()
@@ -159,7 +158,14 @@ def import_agent_file(
         for root in roots:
             _empty_again(root)
         raise
-    return AgentFileImport(agents, warnings, secrets)
+    warnings.extend(
+        f"kept the value of secret {key} in the agent's secrets (memfs secret list), never "
+        "committed"
+        if key in stored
+        else f"left out the value of secret {key}: memfs never commits it"
+        for key in secrets
+    )
+    return AgentFileImport(agents, warnings, secrets)  # the files hold none of the values
 
 
 def _empty_again(root: Path) -> None:

@@ -55,3 +55,86 @@ def _blank(values: Any) -> list[str]:
                 item["value"] = ""
                 names.append(str(item.get("key")))
     return names
+
+
+AGENT_KEYS = ("secrets", "tool_exec_environment_variables")
+
+
+def owner_of(data: dict[str, Any]) -> str:
+    """How ``strip_secrets`` names an agent in its left-out entries."""
+    return f"agent {data.get('name')!r}"
+
+
+def agent_values(data: dict[str, Any]) -> dict[str, str]:
+    """The non-empty values of an agent's ``secrets`` and ``tool_exec_environment_variables``
+    (a ``{key: value}`` map, or Letta's ``[{key, value}]`` list) whose names are valid secret
+    names (memfs.secrets.store.NAME); the first of a name wins."""
+    from memfs.secrets.store import NAME
+
+    found: dict[str, str] = {}
+    for key in AGENT_KEYS:
+        for name, value in _pairs(data.get(key)):
+            if value and isinstance(value, str) and NAME.fullmatch(name):
+                found.setdefault(name, value)
+    return found
+
+
+def _pairs(values: Any) -> list[tuple[str, Any]]:
+    if isinstance(values, dict):
+        return [(str(k), v) for k, v in values.items()]
+    if isinstance(values, list):
+        return [
+            (str(item.get("key")), item.get("value")) for item in values if isinstance(item, dict)
+        ]
+    return []
+
+
+def keep_in_store(agent: Any, data: dict[str, Any]) -> list[str]:
+    """Put an imported agent's secret values into its secret store (memfs.secrets): kept
+    sealed, never committed. The names kept (left-out entries as ``strip_secrets`` names them).
+    """
+    values = agent_values(data)
+    if not values:
+        return []
+    from memfs.secrets.store import SecretStore
+
+    store = SecretStore.load(agent)
+    for name in sorted(values):
+        store.set(name, values[name])
+    owner = owner_of(data)
+    return [
+        f"{owner} {key}.{name}"
+        for key in AGENT_KEYS
+        for name, value in _pairs(data.get(key))
+        if name in values and value
+    ]
+
+
+def fill_values(data: dict[str, Any], values: dict[str, str]) -> list[str]:
+    """Write ``values`` back into an exported agent's blank ``secrets`` and
+    ``tool_exec_environment_variables`` entries, in the shape they have (map or list); a
+    memfs agent with neither gets a ``secrets`` map. The left-out entries filled."""
+    filled = []
+    owner = owner_of(data)
+    placed = {name for key in AGENT_KEYS for name, _ in _pairs(data.get(key))}
+    if any(name not in placed for name in values) and data.get("secrets") is None:
+        data["secrets"] = {}  # a secret set in memfs, in no entry yet: Letta's create shape
+    for key in AGENT_KEYS:
+        entries = data.get(key)
+        if key == "secrets" and isinstance(entries, dict):
+            for name, value in values.items():
+                if name not in placed:
+                    entries[name] = value
+                    filled.append(f"{owner} {key}.{name}")
+        if isinstance(entries, dict):
+            for name in entries:
+                if name in values and entries[name] in (None, ""):
+                    entries[name] = values[name]
+                    filled.append(f"{owner} {key}.{name}")
+        elif isinstance(entries, list):
+            for item in entries:
+                name = item.get("key") if isinstance(item, dict) else None
+                if name in values and item.get("value") in (None, ""):
+                    item["value"] = values[name]
+                    filled.append(f"{owner} {key}.{name}")
+    return filled

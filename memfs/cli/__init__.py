@@ -131,7 +131,8 @@ COMMANDS = {
     "watch": "watch:watch", "context": "context:context", "import-af": "letta:import_af",
     "export-af": "letta:export_af", "mount": "mount:mount", "unmount": "mount:unmount",
     "mounts": "mount:mounts", "demo": "demo:demo", "serve": "serve:serve",
-    "token": "serve:token", "key": "key:key",
+    "token": "serve:token", "key": "key:key", "envs": "envs:envs",
+    "secret": "secret:secret", "run": "run:run",
 }  # fmt: skip
 
 

@@ -30,9 +30,11 @@ def import_af(
     name); a file with several (a main agent and its sleeptime agent) gives DIRECTORY/<name>
     for each (default DIRECTORY: the file's name), or --agent picks one.
 
-    Secret values (agent secrets, tool environment variables, MCP tokens) are never
-    committed: each is named in a warning. A value over its limit is imported whole, with a
-    warning. Nothing is written if a block cannot be imported whole (exit 1).
+    Secret values are never committed: agent secrets and tool environment variables with
+    valid names (A-Z, 0-9, _) go to the agent's secrets (memfs secret list, memfs run);
+    others and MCP tokens are left out; each is named in a warning. A value over its
+    limit is imported whole, with a warning. Nothing is written if a block cannot be
+    imported whole (exit 1).
 
     \b
     Examples:
@@ -74,15 +76,24 @@ def import_af(
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .af file to write."
 )
+@click.option(
+    "--with-secrets",
+    is_flag=True,
+    help="Write the values of the agents' secrets into the file (mode 0600); default: blank.",
+)
 @json_option
 @pass_state
-def export_af(state: AppState, directories: tuple[str, ...], output: str, as_json: bool) -> None:
+def export_af(
+    state: AppState, directories: tuple[str, ...], output: str, with_secrets: bool, as_json: bool
+) -> None:
     """Write agents as a Letta Agent File, with their memory as it is now.
 
     One DIRECTORY (default: the agent here) gives that agent's .af. Several agents imported
     from one file (a main agent and its sleeptime agent) give one file holding them all, their
     shared blocks once; a shared block edited differently in two of them is refused (exit 1).
     Secrets whose values were left out at import are named in a warning (and in --json).
+    The agents' own secrets (memfs secret list, and those import-af kept) are written blank
+    and named too, unless --with-secrets writes their values.
 
     \b
     Examples:
@@ -97,13 +108,14 @@ def export_af(state: AppState, directories: tuple[str, ...], output: str, as_jso
         agents = [context.with_resource(open_agent(directory)) for directory in directories]
     else:
         agents = [context.with_resource(state.agent())]
-    result = export_agent_files(agents, output)
+    result = export_agent_files(agents, output, with_secrets)
     for message in result.warnings:
         warn(f"warning: {message}")
     if result.secrets_left_out:
         warn(
             f"warning: {output} has no values for {len(result.secrets_left_out)} secrets left out "
-            f"at import (set them in Letta): {', '.join(result.secrets_left_out)}"
+            "at import (set them in Letta; --with-secrets writes those memfs holds): "
+            f"{', '.join(result.secrets_left_out)}"
         )
     blocks = len(result.document.get("blocks", []))
     if as_json:

@@ -72,15 +72,18 @@ def status(state: AppState, as_json: bool) -> None:
       memfs status --json
     """
     from memfs.remotestate import remote_states
+    from memfs.secrets.hooks import HOLDS_SECRET, pending_count
     from memfs.watchstate import status as watcher_status
 
     agent = state.agent()
     report = agent.status()
     remotes = remote_states(agent)
     watcher = watcher_status(agent)
+    pending = pending_count(agent)
     if as_json:
         remote_dicts = [r.to_dict() for r in remotes]
-        emit_json({**report.to_dict(), "remotes": remote_dicts, "watcher": watcher})
+        extra = {"remotes": remote_dicts, "watcher": watcher, "secrets_pending": pending}
+        emit_json({**report.to_dict(), **extra})
         return
     head = report.head[:7] if report.head else "no commits yet"
     click.echo(f"On branch {report.branch} at {head}")
@@ -100,13 +103,21 @@ def status(state: AppState, as_json: bool) -> None:
         for change in report.changes:
             kept = "  (kept out of commits, see below)" if change.path in held else ""
             click.echo(f"  {change.status + ':':<10} {change.path}{kept}")
-    if report.held:
+    holding = [p for p in report.held if p.message.startswith(HOLDS_SECRET)]
+    letta = [p for p in report.held if p not in holding]
+    if letta:
         click.echo(
             "Letta refuses these, so memfs leaves them in the work tree, uncommitted"
             + (" (and commits nothing until the first is fixed):" if report.blocked else ":")
         )
-        for problem in report.held:
+        for problem in letta:
             click.echo(f"  {problem.render()}")
+    if holding:
+        click.echo("These hold a secret's value: memfs leaves them in the work tree, uncommitted:")
+        for problem in holding:
+            click.echo(f"  {problem.render()}")
+    if pending:
+        click.echo(f"Secrets: {pending} change{'s' if pending > 1 else ''} not pushed yet")
     if report.update_pending:
         click.echo(
             "A merge is updating the files, or stopped midway: the next commit or sync puts"

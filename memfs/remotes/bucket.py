@@ -376,6 +376,7 @@ class BucketRemote:
         try:
             if uploaded is None:
                 manifest, etag = self._upload(pack, manifest, etag, branch, expected)
+            self._reseal_if_stale(pack)
             listed = self._swap(history, branch, new, manifest, etag, pack, agent)
         finally:
             if keeping is not None:
@@ -401,6 +402,17 @@ class BucketRemote:
             self._check_expected(manifest, branch, expected)
             self._last_read = None
         return manifest, etag
+
+    def _reseal_if_stale(self, pack: PackFiles | None) -> None:
+        """A pack sealed under an older epoch than the newest this push has learnt (a key
+        rotation landed while it uploaded: the manifest read told it) is sealed again before
+        the manifest lists it, so a machine the rotation removed cannot read it."""
+        if self.sealed is None or pack is None:
+            return
+        key = f"packs/{pack.name}.pack"
+        sealed_under = self.sealed.storage.epoch(key)
+        if sealed_under is not None and sealed_under < self.sealed.lazy.current()[0]:
+            self.storage.put_if_absent(key, pack.pack)  # there already: sealed again in place
 
     def _put_pack(self, pack: PackFiles) -> None:
         """Upload a pack, then its index (create-if-absent: named by their content)."""
@@ -530,10 +542,16 @@ class BucketRemote:
             )
 
     def compact(
-        self, history: History, grace_s: float = DEFAULT_GRACE_S, orphans: bool = True
+        self,
+        history: History,
+        grace_s: float = DEFAULT_GRACE_S,
+        orphans: bool = True,
+        reseal: bool = False,
     ) -> tuple[int, int]:
         """Replace the listed packs by one; delete packs retired more than ``grace_s`` ago, and
-        (``orphans``) packs no manifest lists (lost push races) older than that.
+        (``orphans``) packs no manifest lists (lost push races) older than that. ``reseal``
+        (after a key rotation) builds the one pack even from one, so that it is sealed under
+        the newest epoch (a pack of the same name is sealed again in place: SealedStorage).
 
         Returns (packs merged, packs deleted). Readers that still use a retired pack find it
         for the grace period; one that finds it gone re-reads the manifest.
@@ -547,7 +565,7 @@ class BucketRemote:
         expired = [r for r in manifest.retired if now - r.retired_at >= grace_s]
         merged = 0
         packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
-        if len(manifest.packs) > 1:
+        if len(manifest.packs) > 1 or (reseal and self.sealed is not None and manifest.packs):
             self._import_holding(history, manifest.packs, list(manifest.refs.values()))
             whole = compacted_pack(history, self.storage, manifest)
             if whole is not None:

@@ -1,0 +1,335 @@
+"""The sealed remote (issue 14, docs/design-encryption.md §2-§5): an encrypted agent in an object
+store, synced by two machines, read by none other; on moto's S3 and on file:// clouds.
+
+A "machine" is its own MEMFS_CONFIG (its age identity and key cache live beside it); tests
+switch between them in-process with ``on(machine)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import memfs
+from memfs import sync
+from memfs.cloud import add_cloud, checkout, list_agents
+from memfs.errors import DowngradeError, NoKeyError, RemoteError
+from memfs.remotes import add_remote, get_remote, open_remote
+from memfs.remotes.bucket import BucketRemote
+
+from .conftest import S3Bucket, git, run_cli, write
+from .test_sync import assert_converged, contents
+
+MARKER = "zebracorn-marker-7f3a"  # in names and memory text: must never reach the store plain
+PLAIN_OBJECTS = {"memfs.json", "keys.json", "manifest.json"}
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty agent location on a folder cloud and on moto's S3."""
+    if request.param == "file":
+        return f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
+    bucket: S3Bucket = request.getfixturevalue("s3")
+    return bucket.url(f"agents/{uuid.uuid4().hex[:8]}")  # bucket names are cut at 50 chars
+
+
+@contextmanager
+def on(tmp_path: Path, machine: str) -> Iterator[None]:
+    """Run as ``machine``: its own config folder, identity and key cache."""
+    before = os.environ["MEMFS_CONFIG"]
+    os.environ["MEMFS_CONFIG"] = str(tmp_path / "machines" / machine / "config.yaml")
+    try:
+        yield
+    finally:
+        os.environ["MEMFS_CONFIG"] = before
+
+
+def recipient(tmp_path: Path, machine: str) -> str:
+    from memfs.crypto.identity import ensure_identity
+
+    with on(tmp_path, machine):
+        return ensure_identity().recipient
+
+
+def grant(tmp_path: Path, url: str, giver: str, taker: str) -> None:
+    """``giver`` (who holds the key) adds a slot for ``taker``, through the keyring API."""
+    from memfs.crypto.keyring import add_slot
+    from memfs.keys import agent_keys
+
+    who = recipient(tmp_path, taker)
+    with on(tmp_path, giver):
+        remote = open_remote(url)
+        assert isinstance(remote, BucketRemote)
+        add_slot(remote.raw, agent_keys(remote.raw), who, taker)
+
+
+def stored(url: str) -> dict[str, bytes]:
+    """Every object in the store, by key, as the store holds it."""
+    remote = open_remote(url)
+    assert isinstance(remote, BucketRemote)
+    keys = remote.raw.list("")
+    return {key: got[0] for key in keys if (got := remote.raw.get(key)) is not None}
+
+
+def shared(tmp_path: Path, url: str) -> tuple[memfs.Agent, memfs.Agent]:
+    """Machine A creates an encrypted agent and pushes it; machine B is given a key, clones."""
+    with on(tmp_path, "a"):
+        a = memfs.init(tmp_path / "a" / "agent", name=MARKER)
+        write(a.root, "notes/secret-plan.md", f"the plan: {MARKER}\n")
+        add_remote(a.history, "origin", url, encrypt=True)
+        assert sync.push(a).ok
+    grant(tmp_path, url, "a", "b")
+    with on(tmp_path, "b"):
+        b = sync.clone(url, tmp_path / "b" / "agent")
+    return a, b
+
+
+def assert_sealed(url: str) -> None:
+    """Every object but the three plain ones is an envelope; no marker anywhere."""
+    objects = stored(url)
+    assert "manifest.json.enc" in objects and "keys.json" in objects
+    assert not [key for key in objects if key.endswith((".idx", ".pack"))], sorted(objects)
+    for key, data in objects.items():
+        assert MARKER.encode() not in data, key
+        if key not in PLAIN_OBJECTS:
+            assert key.endswith(".enc") and data.startswith(b"MFE1"), key
+
+
+def test_two_machines_sync_both_ways_and_the_store_sees_ciphertext(
+    tmp_path: Path, store: str
+) -> None:
+    a, b = shared(tmp_path, store)
+    assert get_remote(b.history, "origin").encrypt  # found from the stub, recorded
+    assert contents(a) == contents(b)
+    with on(tmp_path, "b"):
+        write(b.root, "notes/from-b.md", f"b says {MARKER}\n")
+        assert sync.sync(b).ok
+    with on(tmp_path, "a"):
+        assert sync.sync(a).ok
+        write(a.root, "notes/secret-plan.md", f"the plan, revised: {MARKER}\n")
+        assert sync.sync(a).ok
+    with on(tmp_path, "b"):
+        assert sync.sync(b).ok
+    assert_converged(a, b)
+    assert (b.root / "notes/secret-plan.md").read_text() == f"the plan, revised: {MARKER}\n"
+    assert_sealed(store)
+    git(b.root, "fsck", "--strict")
+
+
+def test_a_machine_without_a_key_gets_exit_10_and_no_folder(tmp_path: Path, store: str) -> None:
+    shared(tmp_path, store)
+    target = tmp_path / "c" / "agent"
+    with on(tmp_path, "c"):
+        with pytest.raises(NoKeyError) as caught:
+            sync.clone(store, target)
+        assert recipient(tmp_path, "c") in str(caught.value)
+        assert "memfs key add" in str(caught.value)
+    assert not target.exists()
+    with on(tmp_path, "c"):
+        result = run_cli("clone", store, str(target))
+    assert result.exit_code == 10, result.output
+    assert "holds no key" in result.output and not target.exists()
+
+
+def test_incremental_encrypted_push_is_three_requests(tmp_path: Path, s3: S3Bucket) -> None:
+    url = s3.url("agents/big")
+    with on(tmp_path, "a"):
+        agent = memfs.init(tmp_path / "big")
+        for i in range(200):
+            write(agent.root, f"reference/topic-{i % 20:02d}/note-{i:04d}.md", f"fact {i}\n")
+        agent.commit()
+        add_remote(agent.history, "origin", url, encrypt=True)
+        assert sync.push(agent).ok
+        write(agent.root, "reference/topic-03/note-0003.md", "one changed fact\n")
+        agent.commit()
+        s3.server.requests.clear()
+        assert sync.push(agent).ok
+    writes = [path for method, path in s3.server.requests if method == "PUT"]
+    assert len(writes) == 2 and writes[0].endswith(".pack.enc"), s3.server.requests
+    assert writes[1].endswith("/manifest.json.enc")
+    assert s3.server.by_method() == {"GET": 1, "PUT": 2}, s3.server.requests
+
+
+def test_update_manifest_swaps_the_sealed_manifest(tmp_path: Path, store: str) -> None:
+    _, b = shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        remote = open_remote(store)
+        assert isinstance(remote, BucketRemote)
+        blob = f"sealed-blob-{MARKER}"
+        done = remote.update_manifest(
+            lambda m: dataclasses.replace(m, extra={**m.extra, "secrets": blob})
+        )
+        assert done.extra["secrets"] == blob
+    with on(tmp_path, "b"):
+        remote = open_remote(store, encrypt=True)
+        assert isinstance(remote, BucketRemote)
+        manifest, _ = remote.read_manifest()
+        assert manifest is not None and manifest.extra["secrets"] == blob
+        assert sync.sync(b).ok  # the swapped manifest follows from the one B saw
+    assert_sealed(store)
+
+
+def test_a_remote_configured_encrypted_refuses_a_plain_agent(tmp_path: Path, store: str) -> None:
+    plain = memfs.init(tmp_path / "plain", name="plain")
+    add_remote(plain.history, "origin", store)
+    assert sync.push(plain).ok
+    with pytest.raises(DowngradeError, match="plain, unencrypted manifest"):
+        sync.clone(store, tmp_path / "sealed", encrypt=True)  # type: ignore[call-arg]
+    assert not (tmp_path / "sealed").exists()
+
+
+def test_encrypt_is_for_object_stores_only(tmp_path: Path) -> None:
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    for url in (str(bare), "https://example.com/a/b.git", "ssh://host/repo.git"):
+        result = run_cli("-C", str(agent.root), "remote", "add", "origin", url, "--encrypt")
+        assert result.exit_code == 2, result.output
+        assert "--encrypt is for object stores" in result.output
+    cloud = (tmp_path / "cloud" / "x").as_uri()
+    result = run_cli("-C", str(agent.root), "remote", "add", "origin", cloud, "--encrypt")
+    assert result.exit_code == 0 and "(encrypted)" in result.output
+    assert get_remote(agent.history, "origin").url == f"memfs::{cloud}"
+
+
+def test_an_encrypted_cloud_pushes_sealed_and_lists_what_it_cannot_open(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    with on(tmp_path, "a"):
+        add_cloud("vault", s3.url("vault"), encrypt=True)
+        result = run_cli("cloud", "default", "vault")
+        assert result.exit_code == 0, result.output
+        agent = memfs.init(tmp_path / "a" / MARKER, name=MARKER)
+        assert sync.push(agent).ok  # no remote yet: origin in the default cloud, encrypted
+        assert get_remote(agent.history, "origin").encrypt
+        _, entries = list_agents("vault")
+        assert [(e.name, e.encrypted, e.head) for e in entries] == [
+            (MARKER, True, agent.history.head())
+        ]
+    assert_sealed(s3.url(f"vault/{MARKER}"))
+    with on(tmp_path, "c"):
+        add_cloud("vault", s3.url("vault"), encrypt=True)
+        _, entries = list_agents("vault")
+        assert [(e.name, e.encrypted, e.description, e.head, e.problem) for e in entries] == [
+            (MARKER, True, "", None, None)
+        ]
+        result = run_cli("agents", "--cloud", "vault")
+        assert result.exit_code == 0 and "encrypted (no key" in result.output
+        with pytest.raises(NoKeyError):
+            checkout(MARKER, tmp_path / "c" / "agent", "vault")
+        assert not (tmp_path / "c" / "agent").exists()
+    grant(tmp_path, s3.url(f"vault/{MARKER}"), "a", "c")
+    with on(tmp_path, "c"):
+        got = checkout(MARKER, tmp_path / "c" / "agent", "vault")
+        assert get_remote(got.history, "origin").encrypt
+        assert got.history.head() == agent.history.head()
+
+
+def test_a_pack_sealed_under_an_older_epoch_is_resealed_when_pushed_again(
+    tmp_path: Path, store: str
+) -> None:
+    from memfs.crypto.envelope import peek
+    from memfs.crypto.keyring import rotate
+    from memfs.keys import agent_keys
+
+    shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        remote = open_remote(store)
+        assert isinstance(remote, BucketRemote)
+        manifest, _ = remote.read_manifest()
+        assert manifest is not None
+        name = f"packs/{manifest.packs[0]}.pack"
+        plain = remote.storage.get(name)
+        assert plain is not None and peek(remote.raw.get(name + ".enc")[0])[1] == 1  # type: ignore[index]
+        assert rotate(remote.raw, agent_keys(remote.raw)) == 2
+        fresh = open_remote(store, encrypt=True)
+        assert isinstance(fresh, BucketRemote)
+        assert fresh.storage.put_if_absent(name, plain[0]) is False
+        resealed = fresh.raw.get(name + ".enc")
+        assert resealed is not None and peek(resealed[0])[1] == 2
+        assert fresh.storage.get(name) is not None and fresh.storage.get(name)[0] == plain[0]  # type: ignore[index]
+
+
+def test_the_owner_of_another_agent_cannot_push_over_it(tmp_path: Path, store: str) -> None:
+    shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        other = memfs.init(tmp_path / "other", name="other")
+        add_remote(other.history, "origin", store, encrypt=True)
+        report = sync.push(other)
+    assert not report.ok
+    assert "holds another agent" in (report.remotes[0].error or "")
+
+
+def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    """A plain push and pull through whole processes: no crypto module imported."""
+    import subprocess
+    import sys
+
+    agent = memfs.init(tmp_path / "plain", name="plain")
+    add_remote(agent.history, "origin", s3.url("agents/plain"))
+    probe = (
+        "import sys\n"
+        "from memfs import sync; import memfs\n"
+        f"agent = memfs.open({str(agent.root)!r})\n"
+        "assert sync.push(agent).ok and sync.pull(agent).ok\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')"
+        " or m.startswith('memfs.crypto') or m == 'memfs.remotes.sealed'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    with pytest.raises(RemoteError):  # sanity: the probe would have seen a failure
+        open_remote("memfs::s3://").head("main")
+
+
+def test_an_unchanged_sealed_manifest_is_polled_with_one_conditional_get(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    from memfs.remotes.storage import UNCHANGED
+
+    url = s3.url("agents/polled")
+    shared(tmp_path, url)
+    with on(tmp_path, "b"):
+        remote = open_remote(url, encrypt=True)
+        assert isinstance(remote, BucketRemote)
+        _, etag = remote.poll(None)  # type: ignore[misc]
+        s3.server.requests.clear()
+        assert remote.poll(etag) is UNCHANGED
+    assert s3.server.requests == [("GET", f"/{s3.name}/agents/polled/manifest.json.enc")]
+
+
+def test_an_encrypted_folder_cloud_reaches_the_watcher_by_inotify(tmp_path: Path) -> None:
+    """Polls an hour apart: only the inotify watch on manifest.json.enc brings A's push."""
+    import subprocess
+    import sys
+
+    from memfs.watcher import Watcher, WatchSettings
+
+    from .servers import wait_for
+
+    a, b = shared(tmp_path, f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}")
+    write(a.root, "from-a.md", "pushed by A\n")
+    settings = WatchSettings(quiet_ms=100, poll_s=3600, poll_cold_s=3600, rescan_s=3600)
+    with on(tmp_path, "b"), Watcher(b, settings) as watcher:
+        assert watcher.state.remote_mode == "inotify"
+        env = {**os.environ, "MEMFS_CONFIG": str(tmp_path / "machines" / "a" / "config.yaml")}
+        pushed = subprocess.run(
+            [sys.executable, "-m", "memfs", "-C", str(a.root), "sync"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        wait_for(lambda: (b.root / "from-a.md").exists(), timeout=10, what="A's push to reach B")
+    assert (b.root / "from-a.md").read_text() == "pushed by A\n"
