@@ -22,6 +22,7 @@ from memfs.cloud import add_cloud, checkout, list_agents
 from memfs.errors import DowngradeError, NoKeyError, RemoteError
 from memfs.remotes import add_remote, get_remote, open_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.storage import Storage
 
 from .conftest import S3Bucket, git, run_cli, write
 from .test_sync import assert_converged, contents
@@ -333,3 +334,92 @@ def test_an_encrypted_folder_cloud_reaches_the_watcher_by_inotify(tmp_path: Path
         assert pushed.returncode == 0, pushed.stderr
         wait_for(lambda: (b.root / "from-a.md").exists(), timeout=10, what="A's push to reach B")
     assert (b.root / "from-a.md").read_text() == "pushed by A\n"
+
+
+def test_a_remote_not_marked_encrypted_leaves_no_plain_pack_and_is_marked(
+    tmp_path: Path, store: str
+) -> None:
+    """B's remote lost its memfs-encrypt mark (added again by hand, say): its next push
+    overlaps a plain upload with the manifest read, which finds the agent encrypted; the
+    plain pack is deleted, the push goes sealed, and the remote is marked again."""
+    _, b = shared(tmp_path, store)
+    git(b.root, "config", "--unset", "remote.origin.memfs-encrypt")
+    assert not get_remote(b.history, "origin").encrypt
+    with on(tmp_path, "b"):
+        write(b.root, "notes/b.md", f"b {MARKER}\n")
+        assert sync.push(b).ok
+        assert get_remote(b.history, "origin").encrypt
+        fresh = sync.clone(store, tmp_path / "b" / "fresh")
+    assert (fresh.root / "notes/b.md").read_text() == f"b {MARKER}\n"
+    assert_sealed(store)
+
+
+def test_compaction_of_an_encrypted_remote_keeps_it_sealed(tmp_path: Path, store: str) -> None:
+    a, _ = shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        for i in range(3):
+            write(a.root, f"notes/n{i}.md", f"{i} {MARKER}\n")
+            assert sync.push(a).ok
+        remote = open_remote(store, encrypt=True)
+        assert isinstance(remote, BucketRemote)
+        merged, _ = remote.compact(a.history, grace_s=3600)
+        assert merged == 4
+        assert remote.compact(a.history, grace_s=0)[1] == 4  # the retired ones go
+    assert len([k for k in stored(store) if k.startswith("packs/")]) == 1
+    assert_sealed(store)
+    with on(tmp_path, "b"):
+        fresh = sync.clone(store, tmp_path / "b" / "fresh")
+    assert contents(fresh) == contents(a)
+
+
+def test_presence_records_are_sealed_and_read_by_the_other_machine(
+    tmp_path: Path, store: str
+) -> None:
+    from memfs.envs import environments
+
+    a, b = shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        assert sync.sync(a, announce=True, env_name=f"laptop-{MARKER}").ok
+    envs = [key for key in stored(store) if key.startswith("envs/")]
+    assert len(envs) == 1 and envs[0].endswith(".json.enc"), envs
+    assert_sealed(store)
+    with on(tmp_path, "b"):
+        report = environments(b)
+    [env] = report.environments
+    assert env["name"] == f"laptop-{MARKER}" and env["problem"] is None
+    assert env["local_head"] == a.history.head()
+
+
+def test_an_agent_made_anew_at_the_same_url_is_followed(tmp_path: Path, store: str) -> None:
+    """The remembered repo id (no memfs.json read per push) is read again once the manifest
+    fails to open under it: the agent was deleted and made again there."""
+    from memfs.crypto.identity import ensure_identity
+    from memfs.crypto.keycache import KeyCache
+    from memfs.keys import stored_repo_id
+
+    a, _ = shared(tmp_path, store)
+    url = get_remote(a.history, "origin").display_url
+    with on(tmp_path, "a"):
+        raw = store_raw(store)
+        old = stored_repo_id(raw)
+        assert old is not None
+        for key in raw.list(""):
+            raw.delete(key)
+        again = memfs.init(tmp_path / "a" / "again", name="again")
+        add_remote(again.history, "origin", store, encrypt=True)
+        with pytest.raises(DowngradeError, match=r"manifest.json.enc is gone"):
+            open_remote(store, encrypt=True).head("main")
+        # what 'memfs key trust-rollback origin' does: forget the state seen there
+        KeyCache.for_repo(old, ensure_identity().config_dir).forget_seen(url)
+        assert sync.push(again).ok
+        assert stored_repo_id(raw) != old
+    grant(tmp_path, store, "a", "b")
+    with on(tmp_path, "b"):
+        fresh = sync.clone(store, tmp_path / "b" / "again")
+    assert fresh.history.head() == again.history.head()
+
+
+def store_raw(url: str) -> Storage:
+    remote = open_remote(url)
+    assert isinstance(remote, BucketRemote)
+    return remote.raw

@@ -256,6 +256,7 @@ class SealedRemote:
         self.storage = SealedStorage(raw, self.lazy)
         self._identity: Identity | None = None
         self._guard: ManifestGuard | None = None
+        self._read_identity = False  # memfs.json read by this remote (not only remembered)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -274,16 +275,36 @@ class SealedRemote:
         return RepoPins(folder if folder is not None else config_dir())
 
     def repo_id(self) -> bytes | None:
-        """The agent's repo id: pinned for this URL, else memfs.json's (then pinned)."""
+        """The agent's repo id: remembered for this URL, else memfs.json's (remembered)."""
         pinned = self.pins().get(self.url)
         if pinned is not None:
             return pinned
         from memfs.keys import stored_repo_id
 
+        self._read_identity = True
         found = stored_repo_id(self.raw)
         if found is not None:
             self.pins().pin(self.url, found)
         return found
+
+    def _repo_id_changed(self) -> bool:
+        """After a manifest that fails to open under the remembered repo id: whether
+        memfs.json names another one (the agent was deleted and made again at this URL);
+        then that one is remembered and the keys and guard start over. A store that swaps
+        in another agent it holds keys for gains nothing: fetch refuses another agent id."""
+        if self._read_identity:
+            return False
+        from memfs.keys import stored_repo_id
+
+        self._read_identity = True
+        found = stored_repo_id(self.raw)
+        if found is None or found == self.pins().get(self.url):
+            return False
+        self.pins().pin(self.url, found)
+        self.lazy = LazyKeys(self)
+        self.storage.keys = self.lazy
+        self._guard = None
+        return True
 
     def open_keys(self) -> RingKeys:
         """This machine's keys for the agent; NoKeyError naming its recipient if it has none."""
@@ -320,10 +341,17 @@ class SealedRemote:
         seen = guard.before() if guard is not None else None
         if guard is None:  # no memfs.json: nothing was pushed here, unless planted plain
             got = None if self.raw.get(MANIFEST + SUFFIX) is None else self._no_identity()
-        elif etag:
-            got = self.storage.get_if_changed(MANIFEST, etag)
         else:
-            got = self.storage.get(MANIFEST)
+            try:
+                got = (
+                    self.storage.get_if_changed(MANIFEST, etag)
+                    if etag
+                    else self.storage.get(MANIFEST)
+                )
+            except TamperError:
+                if not self._repo_id_changed():
+                    raise
+                return self.read_manifest(parse, etag)  # the agent here was made anew
         if isinstance(got, Unchanged):
             return got
         if got is None:
