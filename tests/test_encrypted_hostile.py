@@ -123,6 +123,34 @@ def test_hostile_objects_are_refused(store: Store, tmp_path: Path) -> None:
     assert b"CONTENT-later" in (b.root / "reference" / "later.md").read_bytes()
     assert committed_files(b.root) == committed_files(a.root)
     assert fsck(b.root) == ""
+    presence_records_are_listed_not_trusted(store, b, name)
+
+
+def presence_records_are_listed_not_trusted(store: Store, b: Box, name: str) -> None:
+    """Planted presence records (huge, truncated, plain JSON under a sealed name, plain JSON
+    under a plain name claiming to be online): `memfs envs` lists each with a problem, none
+    online, and exits 0; `memfs agents` still lists the agent."""
+    online = {"format": 1, "name": "evil", "state": "running", "heartbeat_s": 300}
+    planted = {
+        "envs/e-1111111111111111.json.enc": huge(b""),
+        "envs/e-2222222222222222.json.enc": MAGIC + b"\x04\x00\x00\x00\x01" + b"x" * 10,
+        "envs/e-3333333333333333.json.enc": json.dumps(online).encode(),
+        "envs/e-4444444444444444.json": json.dumps(online).encode(),
+    }
+    for key, data in planted.items():
+        store.write(name, key, data)
+    done = b.run("-C", str(b.root), "envs", "--json")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    listed = {env["env_id"]: env for env in json.loads(done.stdout)["environments"]}
+    assert not any(env["online"] for env in listed.values()), listed
+    for key in planted:
+        env_id = key.split("/")[1].split(".")[0]
+        if env_id in listed:
+            assert listed[env_id].get("problem"), f"{key} listed as sound: {listed[env_id]}"
+        else:
+            assert key.endswith(".json"), f"{key} is not listed at all"
+    agents = b.run("agents", "--cloud", CLOUD)
+    assert agents.returncode == 0 and name in agents.stdout, agents.stderr
 
 
 def many_slots(blob: bytes) -> bytes:

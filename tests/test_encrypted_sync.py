@@ -183,6 +183,8 @@ def test_third_machine_no_key(store: Store, tmp_path: Path) -> None:
     text = c.run("agents", "--cloud", CLOUD)
     assert text.returncode == 0 and name in text.stdout and "encrypt" in text.stdout.lower()
 
+    refused(c.run("envs", name, "--cloud", CLOUD), "c: envs")
+
     c.ok("init", str(c.root), "--name", "other")
     c.at("remote", "add", "origin", store.agent_url(name))
     head = c.head()
