@@ -111,6 +111,14 @@ def test_two_machines_both_ways(store: Store, tmp_path: Path) -> None:
     messages = git(a.root, "log", "--format=%B")
     assert shared.markers[1] in messages
 
+    sandbox = b.home / "sandbox"  # a mount (a checkout with its watcher) of the encrypted agent
+    b.ok("mount", store.agent_url(shared.name), str(sandbox))
+    (sandbox / "reference" / "mounted.md").write_text("---\ndescription: m\n---\nCONTENT-m1\n")
+    b.ok("unmount", str(sandbox))
+    markers.append("CONTENT-m1")
+    a.at("sync")
+    assert b"CONTENT-m1" in (a.root / "reference" / "mounted.md").read_bytes()
+
     assert_layout(store, shared.name)
     assert_no_plaintext(store, shared.name, markers, a.root)
     assert fsck(a.root) == "" and fsck(b.root) == ""
@@ -184,6 +192,8 @@ def test_third_machine_no_key(store: Store, tmp_path: Path) -> None:
     assert text.returncode == 0 and name in text.stdout and "encrypt" in text.stdout.lower()
 
     refused(c.run("envs", name, "--cloud", CLOUD), "c: envs")
+    refused(c.run("mount", store.agent_url(name), str(tmp_path / "c-mount")), "c: mount")
+    assert absent_or_empty(tmp_path / "c-mount")
 
     c.ok("init", str(c.root), "--name", "other")
     c.at("remote", "add", "origin", store.agent_url(name))
