@@ -174,14 +174,15 @@ class SealedStorage:
         damaged, is replaced by ``blob``: a push racing a rotation lists no old-epoch pack."""
         got = self.inner.get(self._stored(key))
         if got is None:
-            self.inner.put_if_absent(self._stored(key), blob)
+            self._wrote(key, blob, current, self.inner.put_if_absent(self._stored(key), blob))
             return
         try:
             _, epoch = peek(got[0])
         except TamperError:
             epoch = 0
         if epoch < current:
-            self.inner.put_if_match(self._stored(key), blob, got[1])
+            stored = self.inner.put_if_match(self._stored(key), blob, got[1])
+            self._wrote(key, blob, current, stored)
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
         blob, epoch = self._seal(key, data)
