@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from .harness import (
     edit_for_a_while,
     fsck,
     git,
+    memfs_command,
     start_watcher,
     stop_watcher,
+    sync_until_converged,
     worktree_files,
 )
 from .machines import (
@@ -118,6 +121,20 @@ def test_two_machines_both_ways(store: Store, tmp_path: Path) -> None:
     markers.append("CONTENT-m1")
     a.at("sync")
     assert b"CONTENT-m1" in (a.root / "reference" / "mounted.md").read_bytes()
+
+    edit(a, "reference/race-a.md", "CONTENT-race-a")  # both push at once: one wins the swap,
+    edit(b, "reference/race-b.md", "CONTENT-race-b")  # the other merges and pushes again
+    markers += ["CONTENT-race-a", "CONTENT-race-b"]
+    racing = [subprocess.Popen(memfs_command("-C", str(m.root), "sync"), env=m.env(), cwd=m.home,
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in (a, b)]  # fmt: skip
+    for process in racing:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode in (0, 7), err  # 7: lost the race and gave up; sync again
+        assert "Traceback" not in err
+    sync_until_converged([a, b])
+    for machine in (a, b):
+        assert (machine.root / "reference/race-a.md").exists()
+        assert (machine.root / "reference/race-b.md").exists()
 
     assert_layout(store, shared.name)
     assert_no_plaintext(store, shared.name, markers, a.root)
