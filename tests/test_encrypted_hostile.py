@@ -173,29 +173,67 @@ def wrapped_garbage(blob: bytes) -> bytes:
     return json.dumps(ring).encode()
 
 
+def other_repo_id(blob: bytes) -> bytes:
+    """memfs.json naming another repo id (another agent's, or one the store made up)."""
+    record = json.loads(blob)
+    record["encryption"]["repo_id"] = os.urandom(16).hex()
+    return json.dumps(record).encode()
+
+
+def bad_repo_id(blob: bytes) -> bytes:
+    record = json.loads(blob)
+    record["encryption"]["repo_id"] = "zz"
+    return json.dumps(record).encode()
+
+
+def huge_json(_: bytes) -> bytes:
+    return b'{"format": 1, "name": "' + b"A" * HUGE + b'"}'
+
+
 @pytest.mark.timeout(240)
 def test_hostile_keyring_is_refused(tmp_path: Path) -> None:
-    """A machine that must read keys.json (a new one with a slot, no key cached yet) meets a
-    keyring of 10,000 slots, a huge one, and one whose wrapped keys are noise: exit 10, its
-    target folder left empty, then clones once the keyring is honest again. keys.json is
-    read as any object is (a folder cloud is enough; the S3 path is tried above)."""
+    """A machine that must read keys.json and memfs.json (a new one with a slot, nothing
+    cached or pinned yet) meets a keyring of 10,000 slots, a huge one, or one whose wrapped
+    keys are noise: exit 10, its target folder left empty. A memfs.json malformed, huge or naming
+    another repo id is refused (7 or 10) or ignored (the genuine agent checked out). Then each
+    machine clones once the store is honest again (nothing hostile was pinned). These
+    objects are read as any object is: a folder cloud is enough (S3 is tried above)."""
     store = make_store("file", tmp_path)
     shared = share_encrypted(store, tmp_path)
-    d = box(tmp_path, "d", store)
-    shared.a.at("key", "add", d.recipient(), "--name", "d")
-    original = store.read(shared.name, "keys.json")
-    for change in (many_slots, huge_keyring, wrapped_garbage):
-        what = f"d: clone with keys.json replaced by {change.__name__}"
-        store.write(shared.name, "keys.json", change(original))
-        target = tmp_path / f"d-{change.__name__}"
+    cases: list[tuple[str, Callable[[bytes], bytes], tuple[int, ...]]] = [
+        ("keys.json", many_slots, (KEY_EXIT,)),
+        ("keys.json", huge_keyring, (KEY_EXIT,)),
+        ("keys.json", wrapped_garbage, (KEY_EXIT,)),
+        # memfs.json is a hint (keys.json names the repo id too): refused, or the genuine agent
+        ("memfs.json", bad_repo_id, (0, 7, KEY_EXIT)),
+        ("memfs.json", huge_json, (0, 7, KEY_EXIT)),
+        ("memfs.json", other_repo_id, (0, KEY_EXIT)),
+    ]
+    machines: list[Box] = []
+    for n, (key, change, codes) in enumerate(cases):
+        if key == "keys.json" and machines:
+            d = machines[0]  # a machine reads keys.json until it holds the key
+        else:  # a machine remembers an agent's repo id from its first memfs.json: a new one
+            d = box(tmp_path, f"d{n}", store)
+            shared.a.at("key", "add", d.recipient(), "--name", d.name)
+            machines.append(d)
+        what = f"{d.name}: clone with {key} replaced by {change.__name__}"
+        original = store.read(shared.name, key)
+        store.write(shared.name, key, change(original))
+        target = tmp_path / f"target-{change.__name__}"
         started = time.monotonic()
         done = d.run("clone", store.agent_url(shared.name), str(target))
-        assert_one_clear_line(done, KEY_EXIT, what)
+        assert done.returncode in codes, f"{what}: exit {done.returncode}: {done.stderr}"
         assert time.monotonic() - started < 30, f"{what}: took too long"
-        assert absent_or_empty(target), what
-    store.write(shared.name, "keys.json", original)
-    d.ok("clone", store.agent_url(shared.name), str(d.root))
-    assert committed_files(d.root) == committed_files(shared.a.root)
+        if done.returncode == 0:
+            assert committed_files(target) == committed_files(shared.a.root), what
+        else:
+            assert_one_clear_line(done, done.returncode, what)
+            assert absent_or_empty(target), what
+        store.write(shared.name, key, original)
+    for d in machines:  # the store is honest again: nothing hostile was remembered
+        d.ok("clone", store.agent_url(shared.name), str(d.root))
+        assert committed_files(d.root) == committed_files(shared.a.root)
 
 
 @pytest.mark.timeout(180)
