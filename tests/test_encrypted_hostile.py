@@ -85,6 +85,8 @@ def new_pack(store: Store, name: str, before: set[str]) -> str:
 
 @pytest.mark.timeout(240)
 def test_hostile_objects_are_refused(store: Store, tmp_path: Path) -> None:
+    """The manifest and a pack b still needs, each replaced in turn by a huge, a truncated, a
+    header-only and a plain (valid in the clear) object: b's pull refuses every one."""
     shared = share_encrypted(store, tmp_path)
     a, b, name = shared.a, shared.b, shared.name
     packs_before = set(store.keys(name))
