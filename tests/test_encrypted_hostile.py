@@ -40,12 +40,6 @@ HUGE = 24 << 20  # bytes: large enough to hurt if read carelessly, small enough 
 MAGIC = b"MFE1"
 
 
-@pytest.fixture(params=["s3", "file"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    s3 = request.getfixturevalue("s3") if request.param == "s3" else None
-    return make_store(request.param, tmp_path, s3)
-
-
 def huge(_: bytes) -> bytes:
     """A sealed-looking object of HUGE bytes: the envelope's magic, then noise."""
     return MAGIC + b"\x01\x00\x00\x00\x01" + os.urandom(1 << 16) * (HUGE >> 16)
@@ -84,9 +78,11 @@ def new_pack(store: Store, name: str, before: set[str]) -> str:
 
 
 @pytest.mark.timeout(240)
-def test_hostile_objects_are_refused(store: Store, tmp_path: Path) -> None:
+def test_hostile_objects_are_refused(s3: object, tmp_path: Path) -> None:
     """The manifest and a pack b still needs, each replaced in turn by a huge, a truncated, a
-    header-only and a plain (valid in the clear) object: b's pull refuses every one."""
+    header-only and a plain (valid in the clear) object: b's pull refuses every one. On moto
+    S3 (objects over HTTP); a folder cloud's own hazards are the symlink test's."""
+    store = make_store("s3", tmp_path, s3)
     shared = share_encrypted(store, tmp_path)
     a, b, name = shared.a, shared.b, shared.name
     packs_before = set(store.keys(name))
@@ -103,8 +99,8 @@ def test_hostile_objects_are_refused(store: Store, tmp_path: Path) -> None:
         (pack, header_only),
         (pack, plain_pack(a.root)),
     ]
-    # the agent, the store, and b's key cache (it may note the genuine manifest it read)
-    outside = [tmp_path / "cloud", b.root, b.config_dir / "keys"]
+    # the agent and b's key cache (it may note the genuine manifest it read)
+    outside = [b.root, b.config_dir / "keys"]
     for key, change in cases:
         what = f"b: pull with {key} replaced by {change.__name__}"
         original = store.read(name, key)
