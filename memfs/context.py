@@ -70,11 +70,11 @@ class Context:
     def to_dict(self) -> dict[str, Any]:
         return {
             "agent": self.name,
-            "secrets": self.secrets,
             "conflicts": [c.to_dict() for c in self.conflicts],
             "blocks": [asdict(b) for b in self.blocks],
             "files": [asdict(f) for f in self.files],
             "problems": [p.to_dict() for p in self.problems],
+            "secrets": self.secrets,
         }
 
     def render(self) -> str:

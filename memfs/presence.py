@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from memfs.errors import MemfsError
 from memfs.util import atomic_write, hostname, utc_now
 
 if TYPE_CHECKING:
@@ -144,10 +143,9 @@ def record(
     last_error = errors[0] if report is not None and errors else None
     if report is None:
         last_error = (saved.get("remotes", {}).get(config.name) or {}).get("last_error")
-    try:
-        dirty = len(agent.status().changes)
-    except (MemfsError, OSError):
-        dirty = None
+    # Uncommitted changes: every sync and watcher step commits all it may, so what stays is
+    # what the last commit held back (Letta's rules, a secret's value); no work-tree scan.
+    dirty = len(getattr(agent, "held", ()) or ())
     return {
         "format": FORMAT,
         "env_id": env,

@@ -17,7 +17,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from memfs.errors import MemfsError, PushRejectedError, TamperError
+from memfs.errors import LockTimeoutError, MemfsError, PushRejectedError, TamperError
 
 if TYPE_CHECKING:
     from memfs.agent import Agent
@@ -57,7 +57,7 @@ def reseal(
     try:
         with agent.history.locked():
             rotation.packs = remote.compact(agent.history, grace_s, reseal=True)  # type: ignore[attr-defined]
-    except PushRejectedError:
+    except (PushRejectedError, LockTimeoutError):  # pushers won the swap, or a watcher is busy
         rotation.pending.append(f"re-seal pending: run '{gc}'")
     return rotation
 

@@ -101,6 +101,10 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("s3fs", "fsspec", "botocore", "aiobotocore", "aiohttp", "watchdog", "pydantic", *CRYPTO),
     ),
     "sync with a folder bucket": (["sync"], ("s3fs", "botocore", "watchdog", *CRYPTO)),
+    "envs with a folder bucket": (
+        ["envs"],
+        ("s3fs", "fsspec", "botocore", "watchdog", "pydantic", "dulwich.porcelain", *CRYPTO),
+    ),
     "remote list": (["remote", "list"], (*REMOTE_STACK, *CRYPTO)),
     # the identity is an age key (pyrage); nothing else of the crypto, no store, no agent
     "key id": (["key", "id"], (*REMOTE_STACK, "cryptography", "pydantic", "dulwich.repo")),

@@ -216,6 +216,7 @@ def test_plain_library_modules_load_no_encryption() -> None:
         "import memfs.watcher, memfs.mount, memfs.cloud, memfs.context, memfs.incoming\n"
         "import memfs.secrets.hooks, memfs.secrets.guard, memfs.secrets.scrub\n"
         "import memfs.clone, memfs.keys\n"
+        "import memfs.presence, memfs.envs\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')\n"
         "             or m.startswith('memfs.crypto')))\n"
     )

@@ -15,6 +15,7 @@ import memfs
 from memfs import sync
 from memfs.presence import DEFAULT_HEARTBEAT_S, ENV_ID, Heartbeat, env_id
 from memfs.remotes import add_remote
+from memfs.remotes.bucket import BucketRemote
 from memfs.remotes.s3fsstorage import open_s3fs
 from memfs.remotes.storage import Storage, open_storage
 
@@ -235,3 +236,36 @@ def test_an_idle_watcher_hour_stays_within_issue_12s_budget() -> None:
         polls += 1
     beats = int(3600 // DEFAULT_HEARTBEAT_S)
     assert polls + beats <= 120, (polls, beats)
+
+
+def test_a_server_announces_the_agents_it_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    from memfs.server.agents import AgentCache
+
+    agent, folder = _cloud_agent(tmp_path, "alpha")
+    cache = AgentCache(f"file://{tmp_path / 'cloud'}", {}, tmp_path / "cache")
+    with cache.reading("alpha"):
+        pass
+    served = [r for r in _records(folder) if r["mode"] == "serve"]
+    assert [(r["state"], r["local_head"]) for r in served] == [
+        ("running", agent.history.head())
+    ]  # fmt: skip
+    cache.write("alpha", lambda a: (a.root / "new.md").write_text("x\n"), "new")
+    cache.stop_presence()
+    [served] = [r for r in _records(folder) if r["mode"] == "serve"]
+    assert served["state"] == "stopped"
+    assert served["local_head"] == BucketRemote(f"memfs::file://{folder}").head("main")
+
+
+def test_a_watcher_of_a_mount_announces_mode_mount_under_its_env_name(tmp_path: Path) -> None:
+    from memfs.watcher import Watcher, WatchSettings
+
+    agent, folder = _cloud_agent(tmp_path)
+    (agent.history.state_dir / "mount.json").write_text("{}")  # memfs/mount.py's marker
+    settings = WatchSettings(poll_s=3600, poll_cold_s=3600, rescan_s=3600, env_name="sandbox-3")
+    with Watcher(agent, settings):
+        [running] = _records(folder)
+        assert (running["name"], running["mode"], running["state"]) == (
+            "sandbox-3", "mount", "running"
+        )  # fmt: skip
+    [stopped] = _records(folder)
+    assert stopped["state"] == "stopped" and stopped["env_id"] == running["env_id"]

@@ -274,3 +274,27 @@ def test_import_keeps_secret_values_and_export_writes_them_back_when_asked(
     ]
     assert exported["tool_exec_environment_variables"] == {"TOOL_TOKEN": "tool-token-value-1"}
     assert os.stat(tmp_path / "full.af").st_mode & 0o777 == 0o600
+
+
+def test_a_change_made_offline_stays_pending_and_the_next_sync_sends_it(tmp_path: Path) -> None:
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    cloud = tmp_path / "cloud" / "keeper"
+    away = cloud.rename(tmp_path / "away")  # the store out of reach
+    done = subprocess.run(
+        [sys.executable, "-m", "memfs", "-C", str(root), "secret", "set", "NEW_KEY"],
+        input="set-while-offline-1",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "not pushed yet" in done.stdout, done.stderr
+    listed = json.loads(memfs_process("-C", str(root), "secret", "list", "--json").stdout)
+    assert [(r["name"], r["pending"]) for r in listed["secrets"]] == [
+        ("API_KEY", False),
+        ("NEW_KEY", True),
+    ]
+    away.rename(cloud)
+    assert memfs_process("-C", str(root), "sync").returncode == 0
+    listed = json.loads(memfs_process("-C", str(root), "secret", "list", "--json").stdout)
+    assert [r["pending"] for r in listed["secrets"]] == [False, False]
+    assert not (root / ".git" / "memfs" / "secrets.pending.enc").exists()

@@ -69,7 +69,9 @@ def _ago(seconds: float) -> str:
 
 
 def _cell(value: Any, width: int = 0) -> str:
+    """A value from the store, printable: no control characters reach the terminal."""
     text = "-" if value is None else str(value)
+    text = "".join(c if c.isprintable() else "?" for c in text)
     return text[:width] if width else text
 
 
@@ -81,7 +83,7 @@ def _print(report: Any, online_only: bool) -> None:
     rows = [["ENV", "HOST", "MODE", "STATE", "LAST SEEN", "HEAD", "BEHIND", "AHEAD", "DIRTY", ""]]
     for env in shown:
         if env["problem"]:
-            state, note = "?", env["problem"]
+            state, note = "?", _cell(env["problem"], 200)
         elif env.get("state") == "stopped":
             state, note = "stopped", ""
         elif env["online"]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from memfs.errors import CommitRefusedError
-from memfs.secrets.forms import table
+from memfs.secrets.forms import table, trie_pattern
 from memfs.secrets.hooks import HOLDS_SECRET
 
 if TYPE_CHECKING:
@@ -22,8 +22,7 @@ Payload = dict[str, tuple[int, bytes] | None]
 
 def _finder(values: Mapping[str, str]) -> tuple[re.Pattern[bytes] | None, dict[bytes, str]]:
     names = table(values)
-    ordered = sorted(names, key=lambda form: (-len(form), form))
-    return (re.compile(b"|".join(map(re.escape, ordered))) if ordered else None), names
+    return trie_pattern(names), names
 
 
 def reason(name: str) -> str:

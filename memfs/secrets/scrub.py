@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from memfs.secrets.forms import replacement, table
+from memfs.secrets.forms import replacement, table, trie_pattern
 
 
 class Scrubber:
@@ -27,7 +27,7 @@ class Scrubber:
         names = table(values)
         self._names = {form: replacement(name) for form, name in names.items()}
         ordered = sorted(names, key=lambda form: (-len(form), form))  # longest wins
-        self._pattern = re.compile(b"|".join(map(re.escape, ordered))) if ordered else None
+        self._pattern = trie_pattern(ordered)
         self._prefixes = {form[:k] for form in ordered for k in range(1, len(form))}
         self._longest = len(ordered[0]) if ordered else 0
         self._buf = b""

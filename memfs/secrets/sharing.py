@@ -125,6 +125,8 @@ def push(agent: Agent, remote: str | None = None) -> bool:
         move_to_store(agent, store)
     config = secrets_remote(agent, remote or store.meta.get("remote"))
     bucket = _open_bucket(agent, config)
+    if bucket.read_manifest()[0] is None:
+        return False  # nothing pushed there yet (or out of reach): sent by a later sync
     keys = agent_keys(bucket.raw)
     ops = list(store.pending)
     done: dict[str, Any] = {}
@@ -144,8 +146,6 @@ def push(agent: Agent, remote: str | None = None) -> bool:
         extra = {**manifest.extra, FIELD: base64.b64encode(sealed).decode()}
         return dataclasses.replace(manifest, extra=extra)
 
-    if bucket.read_manifest()[0] is None:
-        return False  # nothing pushed there yet: sent after the first push
     try:
         bucket.update_manifest(change)
     except RemoteError as error:

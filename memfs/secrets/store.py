@@ -208,6 +208,10 @@ class _CachedKeys:
         self.identity = ensure_identity()
         self._keys = KeyCache.for_repo(repo_id, self.identity.config_dir).epochs()
 
+    def held(self) -> bool:
+        """Whether this machine holds any key for the repo."""
+        return bool(self._keys)
+
     def current(self) -> tuple[int, bytes]:
         if not self._keys:
             from memfs.errors import NoKeyError
@@ -372,6 +376,10 @@ class SecretStore:
         if self.meta.get("local"):
             return move_to_store(self.agent, self)
         config = secrets_remote(self.agent, self.meta.get("remote"))
+        if self.meta.get("repo_id") and self.meta.get("remote") == config.name:
+            cached = _CachedKeys(bytes.fromhex(self.meta["repo_id"]), config.display_url)
+            if cached.held():  # no store read: a change made offline is pushed later
+                return cached
         remote = _open_bucket(self.agent, config)
         keys = agent_keys(remote.raw, create_name=env_name())
         if self.meta.get("repo_id") not in (None, keys.repo_id.hex()):

@@ -336,6 +336,18 @@ class AgentCache:
 
         entry.presence.beat(SyncReport(head=agent.history.head()))
 
+    def stop_presence(self) -> None:
+        """Say ``stopped`` for every agent this server announced (a clean shutdown)."""
+        for name, entry in list(self._entries.items()):
+            if entry.presence is None:
+                continue
+            with contextlib.suppress(MemfsError, OSError), entry.lock.held():
+                agent = self._take(entry, self.cache_dir / name)
+                if agent is not None:
+                    entry.presence.agent = agent
+                    entry.presence.stop()
+                    self._leave(entry, agent, keep=False)
+
     def _push(self, name: str, agent: Agent, entry: _Entry) -> None:
         """Compare-and-swap the commit just made onto the bucket; merge and retry when another
         writer moved it; WriteConflictError when the merge conflicts (nothing pushed)."""
