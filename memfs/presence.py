@@ -139,9 +139,9 @@ def record(
     head, branch = history.head(), history.branch()
     remote_head = history.ref(tracking_ref(config.name, branch))
     saved = _state_file(agent)
-    errors = [o.error for o in report.remotes if o.error] if report is not None else []
-    last_error = errors[0] if report is not None and errors else None
-    if report is None:
+    if report is not None:  # this sync's first error, else the last one state.json kept
+        last_error = next((o.error for o in report.remotes if o.error), None)
+    else:
         last_error = (saved.get("remotes", {}).get(config.name) or {}).get("last_error")
     # Uncommitted changes: every sync and watcher step commits all it may, so what stays is
     # what the last commit held back (Letta's rules, a secret's value); no work-tree scan.

@@ -197,6 +197,8 @@ def test_encrypt_is_for_object_stores_only(tmp_path: Path) -> None:
     result = run_cli("-C", str(agent.root), "remote", "add", "origin", cloud, "--encrypt")
     assert result.exit_code == 0 and "(encrypted)" in result.output
     assert get_remote(agent.history, "origin").url == f"memfs::{cloud}"
+    listed = run_cli("-C", str(agent.root), "remote", "list")
+    assert listed.output == f"origin\tmemfs::{cloud}  (encrypted)\n"
 
 
 def test_an_encrypted_cloud_pushes_sealed_and_lists_what_it_cannot_open(
@@ -282,7 +284,7 @@ def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
         f"agent = memfs.open({str(agent.root)!r})\n"
         "assert sync.push(agent).ok and sync.pull(agent).ok\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')"
-        " or m.startswith('memfs.crypto') or m == 'memfs.remotes.sealed'))\n"
+        " or m.startswith(('memfs.crypto', 'memfs.remotes.sealed'))))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=os.environ

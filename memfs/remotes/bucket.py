@@ -55,7 +55,7 @@ from memfs.util import hostname, utc_now
 if TYPE_CHECKING:
     from memfs.history import History
     from memfs.history.packing import PackFiles
-    from memfs.remotes.sealed import SealedRemote
+    from memfs.remotes.sealedremote import SealedRemote
 
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
@@ -136,7 +136,7 @@ class BucketRemote:
 
     def _go_sealed(self) -> None:
         """Work sealed from now on (``memfs.remotes.sealed``: loads the crypto modules)."""
-        from memfs.remotes.sealed import SealedRemote
+        from memfs.remotes.sealedremote import SealedRemote
 
         self.sealed = SealedRemote(self.raw, self.url, expected=self.encrypt)
         self.storage = self.sealed.storage
