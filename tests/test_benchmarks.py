@@ -108,3 +108,27 @@ def test_a_base_build_gets_its_columns_and_ratio() -> None:
     assert header.endswith("| base memfs | memfs/base | base S3 traffic |")
     assert line.endswith("| PASS | 200 ms | 0.25 | - |")
     assert "memfs/base" not in markdown([Row("ls", 100, {"memfs": median(0.05)})])
+
+
+@pytest.mark.timeout(180)
+def test_crypto_benchmark_measures_plain_and_encrypted_at_a_tiny_size(tmp_path: Path) -> None:
+    """bench_crypto.py: every row, both sides, with the ratio and verdict (on moto S3 only: the
+    folder cloud runs the same code, and each store costs the suite ~6 s)."""
+    figures = tmp_path / "crypto.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_crypto.py"), "--sizes", "10",
+         "--repeat", "1", "--stores", "s3", "--json", str(figures)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=150, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[1]
+    assert "| plain | encrypted | ratio | target | verdict |" in header
+    records = {(r["store"], r["row"]): r for r in json.loads(figures.read_text())}
+    rows = ("first push", "clone", "1-file push", "1-file pull")
+    assert set(records) == {("s3", row) for row in rows}
+    for record in records.values():
+        assert record["plain"]["runs"] == record["encrypted"]["runs"] == 1
+        assert record["ratio"] > 0 and record["verdict"] in ("PASS", "MISS")
+    for side in ("plain", "encrypted"):
+        assert records[("s3", "first push")][side]["bytes_up"] > 0
+        assert records[("s3", "1-file pull")][side]["bytes_down"] > 0

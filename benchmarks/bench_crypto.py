@@ -1,0 +1,252 @@
+"""What encryption costs (issue 14): encrypted vs plain, whole processes, same run.
+
+    python benchmarks/bench_crypto.py [--sizes 100,1000 | --full] [--repeat 5]
+                                      [--stores s3,file] [--dir FOLDER] [--json FILE]
+
+For each store (moto S3 over HTTP on 127.0.0.1, a file:// folder cloud) and agent size (N small
+memory files over 100 folders, benchmarks._common.populate) two agents of the same files are
+pushed: one to a plain remote, one to a remote added with ``--encrypt``. Rows: first push,
+clone, one-file push (edit and commit untimed, push timed), one-file pull on the clone. Plain
+and encrypted take turns (plain, encrypted, plain, ...) so a slow spell of a loaded machine
+falls on both; each figure is the median of --repeat runs; the S3 server counts requests and
+body bytes per operation. Target (issue 14): encrypted / plain <= 1.2 on every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import populate
+from benchmarks.process.runner import (
+    BenchError,
+    Median,
+    Runner,
+    interleaved,
+    isolated_environment,
+    median,
+    memfs_script,
+)
+from benchmarks.process.s3server import counting_moto_s3
+
+BUCKET = "bench-crypto"
+SIDES = ("plain", "encrypted")
+STORES = ("s3", "file")
+FIRST_PUSH, CLONE, PUSH_ONE, PULL_ONE = "first push", "clone", "1-file push", "1-file pull"
+ROWS = (FIRST_PUSH, CLONE, PUSH_ONE, PULL_ONE)
+TARGET = 1.2
+
+
+@dataclass
+class Setup:
+    """One store and size: where each side's agent lives and where it pushes."""
+
+    store: str
+    files: int
+    folder: Path
+    script: str
+
+    def origin(self, side: str) -> Path:
+        return self.folder / f"{side}-origin"
+
+    def remote(self, side: str, n: int) -> str:
+        """The n-th fresh remote of a side (memfs knows it as ``push-n``)."""
+        if self.store == "s3":
+            return f"s3://{BUCKET}/{side}-{self.files}/push-{n}"
+        return f"memfs::{(self.folder / 'cloud' / side / f'push-{n}').as_uri()}"
+
+    def clone_dir(self, side: str, n: int) -> Path:
+        return self.folder / f"{side}-clone-{n}"
+
+    def memfs(self, *args: str) -> list[str]:
+        return [self.script, *args]
+
+
+def edit(setup: Setup, side: str, tag: str) -> None:
+    """Change one memory file of a side's agent (untimed)."""
+    i = min(7, setup.files - 1)
+    path = setup.origin(side) / "reference" / f"topic-{i % 100:03d}" / f"note-{i:05d}.md"
+    path.write_text(f"---\ndescription: note {i}\n---\nfact edited, {tag}\n")
+
+
+def measure(runner: Runner, setup: Setup, repeat: int) -> None:
+    """Every row at one store and size; plain and encrypted in turns."""
+    files, key = setup.files, f"{setup.store}"
+    setup.folder.mkdir(parents=True)
+    for side in SIDES:
+        populate(setup.origin(side), files)
+        runner.run(setup.memfs("init", str(setup.origin(side)), "--name", side), setup.folder)
+        for n in range(repeat):
+            flags = ["--encrypt"] if side == "encrypted" else []
+            add = setup.memfs("remote", "add", f"push-{n}", setup.remote(side, n), *flags)
+            runner.run(add, setup.origin(side))
+
+    def row(what: str) -> str:
+        return f"{key}|{what}"
+
+    def first_push(n: int, side: str) -> None:
+        command = setup.memfs("push", f"push-{n}")
+        runner.time(row(FIRST_PUSH), files, side, [command], setup.origin(side))
+
+    def clone(n: int, side: str) -> None:
+        command = setup.memfs("clone", setup.remote(side, 0), str(setup.clone_dir(side, n)))
+        runner.time(row(CLONE), files, side, [command], setup.folder)
+
+    def one_file(n: int, side: str) -> None:
+        edit(setup, side, f"push {n}")
+        runner.run(setup.memfs("commit"), setup.origin(side))
+        push = setup.memfs("push", "push-0")
+        runner.time(row(PUSH_ONE), files, side, [push], setup.origin(side))
+        pull = setup.memfs("pull")
+        runner.time(row(PULL_ONE), files, side, [pull], setup.clone_dir(side, 0))
+
+    interleaved(repeat, SIDES, first_push)
+    interleaved(repeat, SIDES, clone)
+    interleaved(repeat, SIDES, one_file)
+    shutil.rmtree(setup.folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of the table: a store, a row, a size, the median of each side."""
+
+    store: str
+    row: str
+    files: int
+    plain: Median
+    encrypted: Median
+
+    @property
+    def ratio(self) -> float:
+        return self.encrypted.seconds / self.plain.seconds if self.plain.seconds > 0 else 0.0
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.ratio <= TARGET else "MISS"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "store": self.store,
+            "row": self.row,
+            "files": self.files,
+            "plain": asdict(self.plain),
+            "encrypted": asdict(self.encrypted),
+            "ratio": round(self.ratio, 3),
+            "target": TARGET,
+            "verdict": self.verdict,
+        }
+
+
+def collect(runner: Runner) -> list[Line]:
+    """The medians of every (store, row, size), in table order."""
+    lines = []
+    for (key, files, side), _ in sorted(runner.samples.items()):
+        if side != "plain":
+            continue
+        store, what = key.split("|")
+        plain = median(runner.samples[(key, files, "plain")])
+        encrypted = median(runner.samples[(key, files, "encrypted")])
+        lines.append(Line(store, what, files, plain, encrypted))
+    order = {(store, row): i for i, (store, row) in enumerate(
+        (store, row) for store in STORES for row in ROWS)}  # fmt: skip
+    return sorted(lines, key=lambda line: (order[(line.store, line.row)], line.files))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _traffic(m: Median) -> str:
+    return f"{m.requests} / {m.bytes_up / 1024:.0f} / {m.bytes_down / 1024:.0f}"
+
+
+def markdown(lines: Sequence[Line]) -> str:
+    """The table: times, ratio and verdict, then what each side cost the S3 server."""
+    out = [
+        "| store | row | files | plain | encrypted | ratio | target | verdict "
+        "| plain req / KiB up / KiB down | encrypted req / KiB up / KiB down "
+        "| plain CPU | encrypted CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|",
+    ]
+    for line in lines:
+        s3 = line.store == "s3"
+        out.append(
+            f"| {line.store} | {line.row} | {line.files} | {_ms(line.plain.seconds)} "
+            f"| {_ms(line.encrypted.seconds)} | {line.ratio:.2f} | {TARGET}x | {line.verdict} "
+            f"| {_traffic(line.plain) if s3 else '-'} | {_traffic(line.encrypted) if s3 else '-'} "
+            f"| {_ms(line.plain.cpu_seconds)} | {_ms(line.encrypted.cpu_seconds)} |"
+        )
+    return "\n".join(out)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench_crypto.py",
+        description=(__doc__ or "").split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--sizes", default="100,1000", help="agent sizes in files")
+    parser.add_argument("--full", action="store_true", help="100, 1,000 and 10,000 files")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per side and row")
+    parser.add_argument("--stores", default=",".join(STORES), help="s3, file or both")
+    parser.add_argument("--dir", default=None, help="where to write (default: temp folder)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.full:
+        args.sizes = "100,1000,10000"
+    try:
+        args.sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes takes numbers separated by commas, not {args.sizes!r}")
+    args.stores = [store.strip() for store in args.stores.split(",") if store.strip()]
+    if not args.stores or any(store not in STORES for store in args.stores):
+        parser.error(f"--stores: choose from {', '.join(STORES)}")
+    if args.repeat < 1 or any(size < 1 for size in args.sizes):
+        parser.error("--repeat and --sizes must be at least 1")
+    return args
+
+
+def run(args: argparse.Namespace) -> list[Line]:
+    """Measure every row for every store and size."""
+    script = memfs_script()
+    work = Path(tempfile.mkdtemp(prefix="memfs-bench-crypto-", dir=args.dir))
+    try:
+        with counting_moto_s3() as server:
+            request = urllib.request.Request(f"{server.endpoint}/{BUCKET}", method="PUT")
+            urllib.request.urlopen(request, timeout=30).close()
+            runner = Runner(isolated_environment(work, server.endpoint), server)
+            for store in args.stores:
+                for files in args.sizes:
+                    setup = Setup(store, files, work / f"{store}-{files}", script)
+                    measure(runner, setup, args.repeat)
+                    print(f"  measured {store}, {files:,} files", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return collect(runner)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        lines = run(args)
+    except BenchError as error:
+        print(f"bench_crypto: {error}", file=sys.stderr)
+        return 1
+    print(f"Whole processes, medians of {args.repeat}; ratio = encrypted / plain")
+    print(markdown(lines), flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps([line.to_json() for line in lines], indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
