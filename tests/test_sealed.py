@@ -161,16 +161,18 @@ def test_update_manifest_swaps_the_sealed_manifest(tmp_path: Path, store: str) -
     with on(tmp_path, "a"):
         remote = open_remote(store)
         assert isinstance(remote, BucketRemote)
+        # any field a manifest-only swap sets ("secrets" itself must be a sealed secrets blob,
+        # which memfs.secrets reads on every fetch: a fake one is refused as tampered)
         blob = f"sealed-blob-{MARKER}"
         done = remote.update_manifest(
-            lambda m: dataclasses.replace(m, extra={**m.extra, "secrets": blob})
+            lambda m: dataclasses.replace(m, extra={**m.extra, "note": blob})
         )
-        assert done.extra["secrets"] == blob
+        assert done.extra["note"] == blob
     with on(tmp_path, "b"):
         remote = open_remote(store, encrypt=True)
         assert isinstance(remote, BucketRemote)
         manifest, _ = remote.read_manifest()
-        assert manifest is not None and manifest.extra["secrets"] == blob
+        assert manifest is not None and manifest.extra["note"] == blob
         assert sync.sync(b).ok  # the swapped manifest follows from the one B saw
     assert_sealed(store)
 
