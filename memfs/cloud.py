@@ -39,6 +39,7 @@ class AgentEntry:
     url: str
     problem: str | None = None  # why its manifest could not be read; the others still list
     encrypted: bool = False  # sealed: without a key here, name and description are unknown
+    online: int | None = None  # environments online now (memfs/envs.py); None: unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,7 +111,10 @@ def set_default_cloud(name: str) -> Cloud:
 
 
 def list_agents(cloud: str | None = None) -> tuple[str, list[AgentEntry]]:
-    """The cloud's name and every agent in it (name, description, last push, host, head)."""
+    """The cloud's name and every agent in it (name, description, last push, host, head,
+    environments online: one more LIST of ``envs/`` and a GET per record)."""
+    from memfs.envs import online_count
+
     name, url, options = resolve_cloud(cloud)
     url_kind(agent_url(url, "x"))  # a malformed or relative cloud URL is refused, not read
     entries = []
@@ -138,6 +142,7 @@ def list_agents(cloud: str | None = None) -> tuple[str, list[AgentEntry]]:
                 head=manifest.refs.get("main") or next(iter(manifest.refs.values()), None),
                 url=agent_url(url, folder),
                 encrypted=remote.encrypted,
+                online=online_count(remote.storage),
             )
         )
     return name, entries

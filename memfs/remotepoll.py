@@ -6,7 +6,8 @@
   (``BucketRemote.poll``): an unchanged manifest costs no body and no parse. An ETag is kept
   only once the head it names has been pulled, so a failed pull is tried again;
 - the folder clouds (``memfs::file://``) it follows with inotify instead of polling, read when
-  their manifest.json changes and once per cold interval in case an event was lost.
+  their manifest.json (an encrypted agent's manifest.json.enc) changes, and once per cold
+  interval in case an event was lost.
 It only looks; the watcher pulls what moved (memfs/watcher.py).
 """
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from memfs.remotes import Remote
 
 MANIFEST = "manifest.json"
+MANIFESTS = (MANIFEST, MANIFEST + ".enc")  # an encrypted agent's swapped object is the .enc
 
 
 @dataclass
@@ -171,7 +173,7 @@ class RemotePoller:
         class ManifestHandler(events.FileSystemEventHandler):
             def on_any_event(self, event: Any) -> None:
                 for raw in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
-                    if raw and os.path.basename(os.fsdecode(raw)) == MANIFEST:
+                    if raw and os.path.basename(os.fsdecode(raw)) in MANIFESTS:
                         poller.folder_changed()
                         wake()
 

@@ -179,11 +179,14 @@ def pull(
     progress: Progress | None = None,
     allow_unrelated: bool = False,
     opened: dict[str, Remote] | None = None,
+    announce: bool = False,
+    env_name: str | None = None,
 ) -> SyncReport:
     """Commit local edits, then fetch and merge from one remote or every non-mirror remote.
 
     ``opened``: remotes already open, by name (the watcher's, holding the manifest its poll
-    just read, so the fetch does not read it again)."""
+    just read, so the fetch does not read it again). ``announce``: write this one-shot
+    environment's presence record (named ``env_name``), as ``memfs pull`` does."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
@@ -193,6 +196,8 @@ def pull(
         )
     report.head = agent.history.head()
     _record(agent, report)
+    if announce:
+        _announce(agent, report, env_name, opened)
     _consolidate(agent)
     return report
 
@@ -393,10 +398,13 @@ def push(
     origin: str = "cli",
     progress: Progress | None = None,
     allow_unrelated: bool = False,
+    announce: bool = False,
+    env_name: str | None = None,
 ) -> SyncReport:
     """Commit local edits and push to one remote or to every remote (mirrors included).
 
     An agent with no remote at all is pushed to the default cloud, as remote ``origin``.
+    ``announce``: write this one-shot environment's presence record (``memfs push``).
     """
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
@@ -416,6 +424,8 @@ def push(
     _push_secrets(agent, report)
     report.head = agent.history.head()
     _record(agent, report)
+    if announce:
+        _announce(agent, report, env_name)
     _consolidate(agent)
     return report
 
@@ -429,8 +439,12 @@ def sync(
     origin: str = "cli",
     progress: Progress | None = None,
     allow_unrelated: bool = False,
+    announce: bool = False,
+    env_name: str | None = None,
 ) -> SyncReport:
-    """Commit, fetch and merge from every non-mirror remote, then push to every remote."""
+    """Commit, fetch and merge from every non-mirror remote, then push to every remote.
+
+    ``announce``: write this one-shot environment's presence record (``memfs sync``)."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
     outcomes: dict[str, RemoteOutcome] = {}
@@ -465,6 +479,8 @@ def sync(
     _push_secrets(agent, report)
     report.head = agent.history.head()
     _record(agent, report)
+    if announce:
+        _announce(agent, report, env_name, opened)
     _consolidate(agent)
     return report
 
@@ -482,6 +498,16 @@ def _push_secrets(agent: Agent, report: SyncReport) -> None:
             report.remotes.append(outcome)
         if outcome.error is None:
             outcome.fail(error)
+
+
+def _announce(
+    agent: Agent, report: SyncReport, name: str | None, opened: dict[str, Remote] | None = None
+) -> None:
+    """A one-shot sync's presence (memfs/presence.py): one PUT, ``mode: cli, state:
+    stopped``; it never fails the sync."""
+    from memfs.presence import once
+
+    once(agent, report, name, opened)
 
 
 def _consolidate(agent: Agent) -> None:

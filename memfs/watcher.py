@@ -76,6 +76,7 @@ class WatchSettings:
     pull_only: bool = False  # a read-only mount: follow the remote, commit and push nothing
     rescan_s: float = 60.0
     backoff_max_s: float = 60.0
+    env_name: str | None = None  # 'memfs envs' name; None: MEMFS_ENV_NAME, else the host
 
 
 class Debouncer:
@@ -207,6 +208,17 @@ class Watcher:
         self._index_behind: set[str] = set()
         self._own_index = self._index_stamp()  # the index as memfs itself last left it
         self._known_head = agent.history.head()  # as the watcher last committed or synced it
+        self._presence = self._heartbeat() if self._syncing else None
+
+    def _heartbeat(self) -> Any:
+        """This environment's presence in the store (memfs/presence.py): mode ``mount`` for a
+        mounted folder, else ``watch``."""
+        from memfs.presence import Heartbeat
+
+        # memfs/mount.py's marker, looked at without importing the mount module
+        mounted = (self.agent.history.state_dir / "mount.json").exists()
+        mode = "mount" if mounted else "watch"
+        return Heartbeat(self.agent, mode, self.settings.env_name, log=self.log)
 
     def _claim(self) -> None:
         """Hold ``.git/memfs/watch.lock`` while running: one watcher per agent.
@@ -241,6 +253,8 @@ class Watcher:
         if self._syncing:
             inotify = self._observer if self.state.mode == "inotify" else None
             self.state.remote_mode = self._poller.follow_folders(inotify, self._wake_up)
+        if self._presence is not None:
+            self._presence.beat(force=True)  # on start: this environment is live
         self._thread = threading.Thread(target=self._run, name="memfs-watch", daemon=True)
         self._thread.start()
         self.state.ready = True
@@ -258,6 +272,8 @@ class Watcher:
             self._observer.stop()
             self._observer.join(timeout=10)
         self.flush()
+        if self._presence is not None and self._thread is not None:
+            self._presence.stop()  # a clean exit: 'stopped', not left to go stale
         self._write_state(running=False)
         if self._claim_fd is not None:
             os.close(self._claim_fd)  # releases the flock
@@ -327,6 +343,9 @@ class Watcher:
             candidates.append(deadline)
         if self.state.pending_push:
             candidates.append(self._push_due)
+        beat = self._presence.next_due() if self._presence is not None else None
+        if beat is not None:
+            candidates.append(beat)
         return min(candidates)
 
     def step(self, batch: list[str]) -> None:
@@ -357,6 +376,9 @@ class Watcher:
             self._push()
         if self._syncing:  # --no-push: commit only
             self._poll_due(now)
+        beat = self._presence.next_due() if self._presence is not None else None
+        if beat is not None and time.monotonic() >= beat:
+            self._presence.beat()  # type: ignore[union-attr]  # idle heartbeat, or coalesced
 
     # -- the work -----------------------------------------------------------------------
 
@@ -487,6 +509,8 @@ class Watcher:
             self.state.pending_push = False
             self._backoff = 1.0
         self._write_state()
+        if self._presence is not None and self._thread is not None:
+            self._presence.beat(report)  # written now, or within COALESCE_S if one just was
 
     def _retry_push_later(self) -> None:
         """Push again after the backoff (doubled each time, up to ``backoff_max_s``)."""

@@ -133,10 +133,16 @@ READER = textwrap.dedent(
 )
 
 
-def test_eight_writers_and_a_reader_lose_nothing(tmp_path: Path, s3: S3Bucket) -> None:
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_eight_writers_and_a_reader_lose_nothing(
+    tmp_path: Path, s3: S3Bucket, encrypt: bool
+) -> None:
+    """Eight processes push while one fetches; on an encrypted remote too (issue 14): the
+    swap is then on the sealed manifest's ETag, and every process shares one machine's key
+    cache and rollback record."""
     url = s3.url("agents/busy")
     seed = memfs.init(tmp_path / "seed", name="busy")
-    add_remote(seed.history, "origin", url)
+    add_remote(seed.history, "origin", url, encrypt=encrypt)
     assert sync.push(seed).ok
     writer = write(tmp_path, "writer.py", WRITER)
     reader = write(tmp_path, "reader.py", READER)
@@ -179,6 +185,7 @@ def test_eight_writers_and_a_reader_lose_nothing(tmp_path: Path, s3: S3Bucket) -
     committed = [sha for n in range(8) for sha in (tmp_path / f"out{n}").read_text().split()]
     assert len(committed) == 80
     fresh = sync.clone(url, tmp_path / "fresh")
+    assert get_remote(fresh.history, "origin").encrypt is encrypt
     git(fresh.root, "fsck", "--strict")
     reachable = set(git(fresh.root, "rev-list", "HEAD").split())
     assert set(committed) <= reachable, "a pushed commit is missing from the remote head"

@@ -101,6 +101,10 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("s3fs", "fsspec", "botocore", "aiobotocore", "aiohttp", "watchdog", "pydantic", *CRYPTO),
     ),
     "sync with a folder bucket": (["sync"], ("s3fs", "botocore", "watchdog", *CRYPTO)),
+    "envs with a folder bucket": (
+        ["envs"],
+        ("s3fs", "fsspec", "botocore", "watchdog", "pydantic", "dulwich.porcelain", *CRYPTO),
+    ),
     "remote list": (["remote", "list"], (*REMOTE_STACK, *CRYPTO)),
     # an agent without secrets: no store read, no key, no cryptography
     "secret list": (["secret", "list"], LOCAL),

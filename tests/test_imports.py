@@ -213,7 +213,8 @@ def test_plain_library_modules_load_no_encryption() -> None:
     probe = (
         "import sys\n"
         "import memfs, memfs.sync, memfs.remotes, memfs.remotes.bucket, memfs.remotes.storage\n"
-        "import memfs.watcher, memfs.mount, memfs.cloud, memfs.context, memfs.incoming\n"
+        "import memfs.watcher, memfs.mount, memfs.cloud, memfs.presence, memfs.envs\n"
+        "import memfs.context, memfs.incoming\n"
         "import memfs.secrets.hooks, memfs.secrets.guard, memfs.secrets.scrub\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')\n"
         "             or m.startswith('memfs.crypto')))\n"

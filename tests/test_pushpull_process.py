@@ -82,7 +82,9 @@ def test_a_one_file_push_and_pull_cost_4_and_2_requests(
     moto_server.requests.clear()
     pushed = memfs_process("push", cwd=origin)
     assert pushed.returncode == 0, pushed.stderr
-    methods = [method for method, _ in moto_server.requests]
+    presence = [(m, p) for m, p in moto_server.requests if "/envs/" in p]
+    assert [m for m, _ in presence] == ["PUT"], "one presence record (issue 14), off the path"
+    methods = [method for method, path in moto_server.requests if "/envs/" not in path]
     assert sorted(methods) == ["GET", "PUT", "PUT", "PUT"], moto_server.requests
     name = next(p for m, p in moto_server.requests if p.endswith(".pack")).rsplit("/", 1)[1]
     assert (origin / ".git/objects/pack" / name.replace(".pack", ".idx")).exists(), (
@@ -91,7 +93,8 @@ def test_a_one_file_push_and_pull_cost_4_and_2_requests(
     moto_server.requests.clear()
     pulled = memfs_process("pull", cwd=clone)
     assert pulled.returncode == 0, pulled.stderr
-    assert [method for method, _ in moto_server.requests] == ["GET", "GET"]
+    assert [m for m, p in moto_server.requests if "/envs/" not in p] == ["GET", "GET"]
+    assert [m for m, p in moto_server.requests if "/envs/" in p] == ["PUT"]
     assert (clone / "reference/t-1/n-1.md").read_text().endswith("edited\n")
     state = json.loads((clone / ".git/memfs/state.json").read_text())
     assert state["remotes"]["origin"]["last_error"] is None

@@ -22,6 +22,7 @@ from memfs.cloud import add_cloud, checkout, list_agents
 from memfs.errors import DowngradeError, NoKeyError, RemoteError
 from memfs.remotes import add_remote, get_remote, open_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.storage import Storage
 
 from .conftest import S3Bucket, git, run_cli, write
 from .test_sync import assert_converged, contents
@@ -198,6 +199,8 @@ def test_encrypt_is_for_object_stores_only(tmp_path: Path) -> None:
     result = run_cli("-C", str(agent.root), "remote", "add", "origin", cloud, "--encrypt")
     assert result.exit_code == 0 and "(encrypted)" in result.output
     assert get_remote(agent.history, "origin").url == f"memfs::{cloud}"
+    listed = run_cli("-C", str(agent.root), "remote", "list")
+    assert listed.output == f"origin\tmemfs::{cloud}  (encrypted)\n"
 
 
 def test_an_encrypted_cloud_pushes_sealed_and_lists_what_it_cannot_open(
@@ -283,7 +286,7 @@ def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
         f"agent = memfs.open({str(agent.root)!r})\n"
         "assert sync.push(agent).ok and sync.pull(agent).ok\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')"
-        " or m.startswith('memfs.crypto') or m == 'memfs.remotes.sealed'))\n"
+        " or m.startswith(('memfs.crypto', 'memfs.remotes.sealed'))))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=os.environ
@@ -292,3 +295,135 @@ def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
     assert result.stdout.strip() == "[]"
     with pytest.raises(RemoteError):  # sanity: the probe would have seen a failure
         open_remote("memfs::s3://").head("main")
+
+
+def test_an_unchanged_sealed_manifest_is_polled_with_one_conditional_get(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    from memfs.remotes.storage import UNCHANGED
+
+    url = s3.url("agents/polled")
+    shared(tmp_path, url)
+    with on(tmp_path, "b"):
+        remote = open_remote(url, encrypt=True)
+        assert isinstance(remote, BucketRemote)
+        _, etag = remote.poll(None)  # type: ignore[misc]
+        s3.server.requests.clear()
+        assert remote.poll(etag) is UNCHANGED
+    assert s3.server.requests == [("GET", f"/{s3.name}/agents/polled/manifest.json.enc")]
+
+
+def test_an_encrypted_folder_cloud_reaches_the_watcher_by_inotify(tmp_path: Path) -> None:
+    """Polls an hour apart: only the inotify watch on manifest.json.enc brings A's push."""
+    import subprocess
+    import sys
+
+    from memfs.watcher import Watcher, WatchSettings
+
+    from .servers import wait_for
+
+    a, b = shared(tmp_path, f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}")
+    write(a.root, "from-a.md", "pushed by A\n")
+    settings = WatchSettings(quiet_ms=100, poll_s=3600, poll_cold_s=3600, rescan_s=3600)
+    with on(tmp_path, "b"), Watcher(b, settings) as watcher:
+        assert watcher.state.remote_mode == "inotify"
+        env = {**os.environ, "MEMFS_CONFIG": str(tmp_path / "machines" / "a" / "config.yaml")}
+        pushed = subprocess.run(
+            [sys.executable, "-m", "memfs", "-C", str(a.root), "sync"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        wait_for(lambda: (b.root / "from-a.md").exists(), timeout=10, what="A's push to reach B")
+    assert (b.root / "from-a.md").read_text() == "pushed by A\n"
+
+
+def test_a_remote_not_marked_encrypted_leaves_no_plain_pack_and_is_marked(
+    tmp_path: Path, store: str
+) -> None:
+    """B's remote lost its memfs-encrypt mark (added again by hand, say): its next push
+    overlaps a plain upload with the manifest read, which finds the agent encrypted; the
+    plain pack is deleted, the push goes sealed, and the remote is marked again."""
+    _, b = shared(tmp_path, store)
+    git(b.root, "config", "--unset", "remote.origin.memfs-encrypt")
+    assert not get_remote(b.history, "origin").encrypt
+    with on(tmp_path, "b"):
+        write(b.root, "notes/b.md", f"b {MARKER}\n")
+        assert sync.push(b).ok
+        assert get_remote(b.history, "origin").encrypt
+        fresh = sync.clone(store, tmp_path / "b" / "fresh")
+    assert (fresh.root / "notes/b.md").read_text() == f"b {MARKER}\n"
+    assert_sealed(store)
+
+
+def test_compaction_of_an_encrypted_remote_keeps_it_sealed(tmp_path: Path, store: str) -> None:
+    a, _ = shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        for i in range(3):
+            write(a.root, f"notes/n{i}.md", f"{i} {MARKER}\n")
+            assert sync.push(a).ok
+        remote = open_remote(store, encrypt=True)
+        assert isinstance(remote, BucketRemote)
+        merged, _ = remote.compact(a.history, grace_s=3600)
+        assert merged == 4
+        assert remote.compact(a.history, grace_s=0)[1] == 4  # the retired ones go
+    assert len([k for k in stored(store) if k.startswith("packs/")]) == 1
+    assert_sealed(store)
+    with on(tmp_path, "b"):
+        fresh = sync.clone(store, tmp_path / "b" / "fresh")
+    assert contents(fresh) == contents(a)
+
+
+def test_presence_records_are_sealed_and_read_by_the_other_machine(
+    tmp_path: Path, store: str
+) -> None:
+    from memfs.envs import environments
+
+    a, b = shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        assert sync.sync(a, announce=True, env_name=f"laptop-{MARKER}").ok
+    envs = [key for key in stored(store) if key.startswith("envs/")]
+    assert len(envs) == 1 and envs[0].endswith(".json.enc"), envs
+    assert_sealed(store)
+    with on(tmp_path, "b"):
+        report = environments(b)
+    [env] = report.environments
+    assert env["name"] == f"laptop-{MARKER}" and env["problem"] is None
+    assert env["local_head"] == a.history.head()
+
+
+def test_an_agent_made_anew_at_the_same_url_is_followed(tmp_path: Path, store: str) -> None:
+    """The remembered repo id (no memfs.json read per push) is read again once the manifest
+    fails to open under it: the agent was deleted and made again there."""
+    from memfs.crypto.identity import ensure_identity
+    from memfs.crypto.keycache import KeyCache
+    from memfs.keys import stored_repo_id
+
+    a, _ = shared(tmp_path, store)
+    url = get_remote(a.history, "origin").display_url
+    with on(tmp_path, "a"):
+        raw = store_raw(store)
+        old = stored_repo_id(raw)
+        assert old is not None
+        for key in raw.list(""):
+            raw.delete(key)
+        again = memfs.init(tmp_path / "a" / "again", name="again")
+        add_remote(again.history, "origin", store, encrypt=True)
+        with pytest.raises(DowngradeError, match=r"manifest.json.enc is gone"):
+            open_remote(store, encrypt=True).head("main")
+        # what 'memfs key trust-rollback origin' does: forget the state seen there
+        KeyCache.for_repo(old, ensure_identity().config_dir).forget_seen(url)
+        assert sync.push(again).ok
+        assert stored_repo_id(raw) != old
+    grant(tmp_path, store, "a", "b")
+    with on(tmp_path, "b"):
+        fresh = sync.clone(store, tmp_path / "b" / "again")
+    assert fresh.history.head() == again.history.head()
+
+
+def store_raw(url: str) -> Storage:
+    remote = open_remote(url)
+    assert isinstance(remote, BucketRemote)
+    return remote.raw

@@ -131,7 +131,7 @@ COMMANDS = {
     "watch": "watch:watch", "context": "context:context", "import-af": "letta:import_af",
     "export-af": "letta:export_af", "mount": "mount:mount", "unmount": "mount:unmount",
     "mounts": "mount:mounts", "demo": "demo:demo", "serve": "serve:serve",
-    "token": "serve:token", "secret": "secret:secret", "run": "run:run",
+    "token": "serve:token", "envs": "envs:envs", "secret": "secret:secret", "run": "run:run",
 }  # fmt: skip
 
 

@@ -83,7 +83,8 @@ def default(name: str) -> None:
 )
 @json_option
 def agents(cloud_name: str | None, as_json: bool) -> None:
-    """List the agents in a cloud: name, last push, host, head, description."""
+    """List the agents in a cloud: name, last push, host, head, environments online
+    (see 'memfs envs'), description."""
     from memfs.cloud import list_agents
 
     name, entries = list_agents(cloud_name)
@@ -97,7 +98,9 @@ def agents(cloud_name: str | None, as_json: bool) -> None:
         about = f"unreadable: {entry.problem}" if entry.problem else entry.description
         if entry.encrypted and not entry.problem and entry.head is None:
             about = "encrypted (no key on this machine: memfs key id)"
-        click.echo(f"{entry.name:<24} {when:<16}  {host:<12} {head:<7}  {about}".rstrip())
+        online = f"{'?' if entry.online is None else entry.online} online"
+        line = f"{entry.name:<24} {when:<16}  {host:<12} {head:<7}  {online:<9} {about}"
+        click.echo(line.rstrip())
     if not entries:
         click.echo(f"No agents in cloud {name} yet: 'memfs push' in an agent puts it there.")
 

@@ -18,7 +18,20 @@ from memfs.cli.output import emit_json, json_option
     is_flag=True,
     help="Watch in this process until Ctrl-C (or SIGTERM), then unmount.",
 )
-def mount(source: str, directory: str, read_only: bool, rev: str | None, foreground: bool) -> None:
+@click.option(
+    "--env-name",
+    metavar="NAME",
+    help="The name this mount shows under in 'memfs envs' (default: MEMFS_ENV_NAME, else "
+    "the host name).",
+)
+def mount(
+    source: str,
+    directory: str,
+    read_only: bool,
+    rev: str | None,
+    foreground: bool,
+    env_name: str | None,
+) -> None:
     """Check SOURCE out into DIRECTORY and keep it synced both ways in the background.
 
     SOURCE is read by its form alone: a URL (s3://..., memfs::..., user@host:path), a path
@@ -36,17 +49,19 @@ def mount(source: str, directory: str, read_only: bool, rev: str | None, foregro
     from memfs.mount import mount as run
 
     watch_here = foreground and rev is None
-    record = run(source, directory, read_only=read_only, rev=rev, daemon=not watch_here)
+    watch_args = [f"--env-name={env_name}"] if env_name else []
+    daemon = not watch_here
+    record = run(source, directory, read_only, rev, watch_args=watch_args, daemon=daemon)
     if record.rev:
         mode = "pinned to " + record.rev[:7]
     else:
         mode = "read-only" if record.read_only else "synced"
     click.echo(f"Mounted {source} at {record.path} ({mode})")
     if watch_here:
-        _watch_then_unmount(record.path, record.read_only)
+        _watch_then_unmount(record.path, record.read_only, env_name)
 
 
-def _watch_then_unmount(path: str, read_only: bool) -> None:
+def _watch_then_unmount(path: str, read_only: bool, env_name: str | None) -> None:
     from memfs.cli.watch import run_foreground
     from memfs.mount import unmount as stop
     from memfs.opening import open_agent
@@ -54,7 +69,7 @@ def _watch_then_unmount(path: str, read_only: bool) -> None:
 
     agent = open_agent(path)
     try:
-        run_foreground([agent], WatchSettings(pull_only=read_only), None)
+        run_foreground([agent], WatchSettings(pull_only=read_only, env_name=env_name), None)
     finally:
         agent.close()
     result = stop(path)

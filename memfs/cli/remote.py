@@ -84,6 +84,8 @@ def list_(state: AppState, as_json: bool) -> None:
             line += f"  (push-only mirror, from {config.config_key})"
         elif config.mirror:
             line += "  (push-only mirror)"
+        if config.encrypt:
+            line += "  (encrypted)"
         click.echo(line)
 
 

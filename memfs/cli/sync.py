@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 
 POLICY_CHOICE = click.Choice(["copy", "markers", "ours", "theirs"])
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+env_name_option = click.option(
+    "--env-name",
+    metavar="NAME",
+    help="The name this environment shows under in 'memfs envs' (default: MEMFS_ENV_NAME, "
+    "else the host name).",
+)
 conflict_option = click.option(
     "--conflict",
     "policy",
@@ -99,7 +105,14 @@ def push(
     from memfs.sync import push as run
 
     progress = progress_printer(quiet)
-    report = run(state.agent(), remote, policy, progress=progress, allow_unrelated=allow_unrelated)
+    report = run(
+        state.agent(),
+        remote,
+        policy,
+        progress=progress,
+        allow_unrelated=allow_unrelated,
+        announce=True,
+    )
     if report.created_remote is not None and not as_json:
         click.echo(f"Added remote origin: {report.created_remote.display_url}")
     _report(report, as_json)
@@ -152,6 +165,7 @@ def pull(
         ff_only=ff_only,
         progress=progress,
         allow_unrelated=allow_unrelated,
+        announce=True,
     )
     _report(report, as_json)
 
@@ -159,11 +173,17 @@ def pull(
 @click.command()
 @conflict_option
 @unrelated_option
+@env_name_option
 @quiet_option
 @json_option
 @pass_state
 def sync(
-    state: AppState, policy: str | None, allow_unrelated: bool, quiet: bool, as_json: bool
+    state: AppState,
+    policy: str | None,
+    allow_unrelated: bool,
+    env_name: str | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Commit, fetch and merge from every remote, then push to every remote.
 
@@ -174,7 +194,15 @@ def sync(
     from memfs.sync import sync as run
 
     progress = progress_printer(quiet)
-    _report(run(state.agent(), policy, progress=progress, allow_unrelated=allow_unrelated), as_json)
+    report = run(
+        state.agent(),
+        policy,
+        progress=progress,
+        allow_unrelated=allow_unrelated,
+        announce=True,
+        env_name=env_name,
+    )
+    _report(report, as_json)
 
 
 @click.command()

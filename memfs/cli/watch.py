@@ -39,6 +39,12 @@ from memfs.cli.output import emit_json
     "by inotify.",
 )
 @click.option("--no-push", is_flag=True, help="Commit only; do not push or pull.")
+@click.option(
+    "--env-name",
+    metavar="NAME",
+    help="The name this environment shows under in 'memfs envs' (default: MEMFS_ENV_NAME, "
+    "else the host name).",
+)
 @click.option("--pull-only", is_flag=True, help="Follow the remote; commit and push nothing.")
 @click.option(
     "--log",
@@ -63,6 +69,7 @@ def watch(
     max_delay_ms: int,
     poll_s: float | None,
     no_push: bool,
+    env_name: str | None,
     pull_only: bool,
     log_file: str | None,
     daemon: bool,
@@ -99,6 +106,7 @@ def watch(
     options += [f"--poll-s={poll_s}"] if poll_s is not None else []
     options += ["--no-push"] if no_push else []
     options += ["--pull-only"] if pull_only else []
+    options += [f"--env-name={env_name}"] if env_name else []
     if daemon:
         for agent in agents:
             pid = watching.start_daemon(agent, options)
@@ -110,6 +118,7 @@ def watch(
         poll_s=poll_s,
         push=not no_push,
         pull_only=pull_only,
+        env_name=env_name,
     )
     run_foreground(agents, settings, log_file)
 

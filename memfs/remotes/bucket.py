@@ -55,7 +55,7 @@ from memfs.util import hostname, utc_now
 if TYPE_CHECKING:
     from memfs.history import History
     from memfs.history.packing import PackFiles
-    from memfs.remotes.sealed import SealedRemote
+    from memfs.remotes.sealedremote import SealedRemote
 
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
@@ -136,7 +136,7 @@ class BucketRemote:
 
     def _go_sealed(self) -> None:
         """Work sealed from now on (``memfs.remotes.sealed``: loads the crypto modules)."""
-        from memfs.remotes.sealed import SealedRemote
+        from memfs.remotes.sealedremote import SealedRemote
 
         self.sealed = SealedRemote(self.raw, self.url, expected=self.encrypt)
         self.storage = self.sealed.storage
@@ -224,13 +224,26 @@ class BucketRemote:
         pack = history.pack_between([new], [guess])
         if pack is None:
             return self.head(branch)
+        sealed = self.sealed is not None
         uploading = _Uploading(self, pack)
         try:
             head = self.head(branch)
         finally:
-            uploading.wait()
-        self._uploaded = (new, guess, pack) if head == guess else None
+            try:
+                uploading.wait()
+            finally:
+                if not sealed and self.sealed is not None:
+                    self._unsend(pack.name)
+        self._uploaded = (new, guess, pack) if head == guess and sealed == self.encrypted else None
+        self._note_encrypted(history)
         return head
+
+    def _unsend(self, name: str) -> None:
+        """Delete a pack uploaded in the clear before the read found the agent encrypted (a
+        remote not yet marked so, whose tracking ref predates the marking): it is uploaded
+        again sealed by the push."""
+        self.raw.delete(f"packs/{name}.idx")
+        self.raw.delete(f"packs/{name}.pack")
 
     def default_branch(self) -> str | None:
         manifest, _ = self.read_manifest()

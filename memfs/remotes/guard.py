@@ -16,10 +16,12 @@ Two processes of one machine (a watcher and a CLI push) share the record: a mani
 checked against the record as it was *before* it was requested, so a newer state another
 process accepted meanwhile is no false alarm, and the record only ever moves forward.
 
-``RepoPins`` is trust on first use of the agent behind a URL: ``<config dir>/keys/remotes.json``
-maps each encrypted remote's URL to its repo id, pinned at the first push or read. So a store
-that swaps in another agent's ``memfs.json`` (one this machine also holds keys for) gains
-nothing, and a normal push or pull needs no read of ``memfs.json``.
+``RepoPins`` remembers the repo id of each encrypted remote's agent on this machine
+(``<config dir>/keys/remotes.json``), so a normal push or pull needs no read of
+``memfs.json``. A manifest that fails to open under the remembered id makes the remote read
+``memfs.json`` once: an agent deleted and made again at the URL is then followed (a store
+that swaps in another agent this machine holds keys for gains nothing by it: the guard
+starts over for that agent, and a fetch refuses another agent's id).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class ManifestGuard:
 
 
 class RepoPins:
-    """URL -> repo id of the encrypted remotes this machine has used (trust on first use)."""
+    """URL -> repo id of the encrypted remotes this machine has used."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "keys" / PINS_FILE
@@ -127,12 +129,12 @@ class RepoPins:
             return None
 
     def pin(self, url: str, repo_id: bytes) -> None:
-        """Pin ``repo_id`` for ``url`` (replacing a pin: after a deliberate re-creation)."""
+        """Remember ``repo_id`` for ``url`` (replacing another: the agent was made anew)."""
         with self._locked() as pins:
             pins[url] = repo_id.hex()
 
     def forget(self, url: str) -> None:
-        """Drop ``url``'s pin (``memfs key trust-rollback``)."""
+        """Forget ``url``'s repo id."""
         with self._locked() as pins:
             pins.pop(url, None)
 

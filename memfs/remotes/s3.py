@@ -30,11 +30,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from memfs.remotes.s3config import S3Config
-from memfs.remotes.s3http import BadAnswer, Closed, Connection
+from memfs.remotes.s3http import BadAnswer, Closed, Connection, http_date, iso_date
 
 if TYPE_CHECKING:
     import ssl
@@ -327,6 +327,36 @@ class S3Client:
         """(key, is_folder) for each object, and each common prefix when ``delimiter`` is
         given, under ``prefix``; ListObjectsV2 page by page (1,000 a page)."""
         from urllib.parse import unquote_plus
+
+        for _, page in self._pages(bucket, prefix, delimiter):
+            for element in page:
+                name = element.tag.rsplit("}", 1)[-1]
+                if name in ("Contents", "CommonPrefixes"):
+                    text = _child(element, "Key" if name == "Contents" else "Prefix")
+                    yield unquote_plus(text), name == "CommonPrefixes"
+
+    def list_stamped(self, bucket: str, prefix: str) -> tuple[list[tuple[str, float, int]], float]:
+        """[(key, LastModified, Size)] under ``prefix`` and the store's clock: the ``Date``
+        header of the listing's first answer (so ages need no client clock)."""
+        from urllib.parse import unquote_plus
+
+        entries: list[tuple[str, float, int]] = []
+        store_now: float | None = None
+        for response, page in self._pages(bucket, prefix, ""):
+            if store_now is None:
+                store_now = http_date(response.headers.get("date", ""))
+            for element in page:
+                if element.tag.rsplit("}", 1)[-1] == "Contents":
+                    key = unquote_plus(_child(element, "Key"))
+                    stamp = iso_date(_child(element, "LastModified"))
+                    size = _child(element, "Size")
+                    entries.append((key, stamp or 0.0, int(size) if size.isdigit() else 0))
+        if store_now is None:  # no Date header (HTTP requires one): the newest object's time
+            store_now = max((mtime for _, mtime, _ in entries), default=0.0) or time.time()
+        return entries, store_now
+
+    def _pages(self, bucket: str, prefix: str, delimiter: str) -> Iterator[tuple[Response, Any]]:
+        """Each ListObjectsV2 answer and its parsed XML root, following continuation tokens."""
         from xml.etree import ElementTree
 
         params = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
@@ -342,11 +372,7 @@ class S3Client:
             if page is None or page.tag.rsplit("}", 1)[-1] != "ListBucketResult":
                 # a proxy's or captive portal's page: an error, never read as "nothing there"
                 raise S3Error(response.status, "InvalidResponse", "not an S3 listing")
-            for element in page:
-                name = element.tag.rsplit("}", 1)[-1]
-                if name in ("Contents", "CommonPrefixes"):
-                    text = _child(element, "Key" if name == "Contents" else "Prefix")
-                    yield unquote_plus(text), name == "CommonPrefixes"
+            yield response, page
             token = _child(page, "NextContinuationToken")
             if _child(page, "IsTruncated") != "true" or not token:
                 return

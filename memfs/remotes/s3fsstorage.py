@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from memfs.errors import (
     RemoteNotFoundError,
     RemoteUnreachableError,
 )
-from memfs.remotes.storage import Storage, _FsspecStorage
+from memfs.remotes.storage import Stamped, Storage, _FsspecStorage
 
 
 def open_s3fs(url: str, options: dict[str, Any]) -> Storage:
@@ -126,6 +127,47 @@ class S3FsStorage(_FsspecStorage):
     def list(self, prefix: str = "") -> list[str]:
         with self.translated():
             return super().list(prefix)
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.translated():
+            self.fs.pipe_file(self._path(key), data)
+
+    def list_stamped(self, prefix: str = "") -> Stamped:
+        """ListObjectsV2 pages with LastModified and Size; the store's clock is the first
+        answer's ``Date`` header (botocore keeps it in ResponseMetadata)."""
+        from fsspec.asyn import sync
+
+        with self.translated():
+            return sync(self.fs.loop, self._list_stamped, prefix)
+
+    async def _list_stamped(self, prefix: str) -> Stamped:
+        from memfs.remotes.s3http import http_date
+
+        bucket, below, _ = self.fs.split_path(self._path(prefix))
+        start = self.fs.split_path(self.root)[1]
+        start = f"{start}/" if start else ""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": below}
+        entries: list[tuple[str, float, int]] = []
+        store_now: float | None = None
+        while True:
+            page = await self.fs._call_s3("list_objects_v2", **params)
+            if store_now is None:
+                headers = page.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                store_now = http_date(headers.get("date", ""))
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if below and key != below and not key.startswith(f"{below}/"):
+                    continue
+                stamp = item.get("LastModified")
+                mtime = stamp.timestamp() if hasattr(stamp, "timestamp") else 0.0
+                entries.append((key[len(start) :], mtime, int(item.get("Size") or 0)))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+            params["ContinuationToken"] = token
+        if store_now is None:
+            store_now = max((m for _, m, _ in entries), default=0.0) or time.time()
+        return sorted(entries), store_now
 
     def folders(self) -> list[str]:
         with self.translated():

@@ -175,3 +175,38 @@ class Connection:
                 return b"".join(parts)
             parts.append(self._exactly(size))
             self._exactly(2)  # the CRLF after each chunk
+
+
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
+
+
+def http_date(text: str) -> float | None:
+    """An HTTP ``Date`` (IMF-fixdate, ``Sun, 06 Nov 1994 08:49:37 GMT``) in epoch seconds, or
+    None; parsed here because ``email.utils`` costs a few ms of imports."""
+    import calendar
+
+    parts = text.replace(",", " ").split()
+    try:
+        day, month, year, clock = int(parts[1]), _MONTHS[parts[2]], int(parts[3]), parts[4]
+        hour, minute, second = (int(part) for part in clock.split(":"))
+        return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
+    except (IndexError, KeyError, ValueError):
+        return None
+
+
+def iso_date(text: str) -> float | None:
+    """An S3 ``LastModified`` (``2026-11-30T09:14:07.000Z``) in epoch seconds, or None."""
+    from datetime import datetime, timezone
+
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.timestamp()

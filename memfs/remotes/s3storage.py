@@ -23,7 +23,7 @@ from memfs.errors import (
 )
 from memfs.remotes.s3 import S3Client, S3ConnectionError, S3Error
 from memfs.remotes.s3config import NeedsBotocore, NoCredentials, resolve
-from memfs.remotes.storage import UNCHANGED, Storage, Unchanged, check_key
+from memfs.remotes.storage import UNCHANGED, Stamped, Storage, Unchanged, check_key
 
 AUTH_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken")
 LOST_RACE = 412, 409  # PreconditionFailed, ConditionalRequestConflict
@@ -108,6 +108,11 @@ class S3Storage:
         with self.translated():
             return self._s3().put(self.bucket, self._key(key), data, if_match=etag)
 
+    def put(self, key: str, data: bytes) -> None:
+        """Overwrite ``key`` (one writer: no condition, one PUT)."""
+        with self.translated():
+            self._s3().put(self.bucket, self._key(key), data)
+
     def delete(self, key: str) -> None:
         with self.translated():
             self._s3().delete(self.bucket, self._key(key))
@@ -134,6 +139,20 @@ class S3Storage:
                 if key == below or key.startswith(f"{below}/" if below else "")
             ]
         return sorted(key[len(start) :] for key in keys if not key.endswith("/"))
+
+    def list_stamped(self, prefix: str = "") -> Stamped:
+        """``list`` with LastModified and Size, and the store's clock (the answer's Date)."""
+        below = self._key(prefix)
+        start = f"{self.base}/" if self.base else ""
+        with self.translated():
+            found, store_now = self._s3().list_stamped(self.bucket, below)
+        entries = [
+            (key[len(start) :], mtime, size)
+            for key, mtime, size in found
+            if (key == below or key.startswith(f"{below}/" if below else ""))
+            and not key.endswith("/")
+        ]
+        return sorted(entries), store_now
 
     def folders(self) -> list[str]:
         """The names of the folders right under the root (one per agent in a cloud)."""

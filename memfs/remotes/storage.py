@@ -8,7 +8,13 @@ Every adapter offers the same primitives, relative to the agent's root URL:
   an unchanged object costs no body: what an idle watcher polls with);
 - ``put_if_absent(key, data)``: create only if nothing is there (False if something is);
 - ``put_if_match(key, data, etag)``: replace only if the object still has ``etag``;
-- ``delete(key)``, ``modified(key)`` (epoch seconds), ``list(prefix)``, ``folders()``.
+- ``put(key, data)``: a plain overwrite, for objects with one writer (an environment's
+  presence record, design-encryption.md §7): no condition, so no compare-and-swap cost;
+- ``delete(key)``, ``modified(key)`` (epoch seconds), ``list(prefix)``, ``folders()``;
+- ``list_stamped(prefix)``: ``([(key, mtime, size)], store_now)``, the listing with each
+  object's modification time and the store's own clock at the time of listing (S3: the
+  answer's ``Date`` header; a folder: this machine's clock, the folder's own), so the age of
+  an object is ``store_now - mtime`` with no writer's clock involved.
 
 A write is visible whole or not at all. S3 does this server-side (``If-None-Match``/
 ``If-Match``); local files with ``link``/``rename`` and an ``flock`` held while comparing; the
@@ -24,12 +30,14 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from memfs.errors import (
     RemoteError,
+    RemoteNotFoundError,
     UnsupportedURLError,
 )
 from memfs.util import fsync_dir
@@ -46,6 +54,8 @@ class Unchanged:
 
 
 UNCHANGED = Unchanged()
+# list_stamped's answer: [(key, mtime, size)] and the store's clock (epoch seconds) at listing
+Stamped = tuple[list[tuple[str, float, int]], float]
 
 
 class Storage(Protocol):
@@ -60,9 +70,11 @@ class Storage(Protocol):
     def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]: ...
     def put_if_absent(self, key: str, data: bytes) -> bool: ...
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool: ...
+    def put(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
     def modified(self, key: str) -> float | None: ...
     def list(self, prefix: str = "") -> list[str]: ...
+    def list_stamped(self, prefix: str = "") -> Stamped: ...
     def folders(self) -> list[str]: ...
 
 
@@ -184,6 +196,25 @@ class LocalStorage:
         return True
 
     @_local_errors
+    def put(self, key: str, data: bytes) -> None:
+        """Overwrite ``key`` whole (temp file, fsync, rename): a reader sees old or new.
+
+        Only inside an agent folder that exists: a side object never creates the agent's
+        folder (a cloud folder moved away or a drive not mounted stays as it is)."""
+        target = self._path(key)
+        if not self.root.is_dir():
+            raise RemoteNotFoundError(self.url, "the folder is missing")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = self._write_temp(target, data)
+        try:
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        fsync_dir(target.parent)
+
+    @_local_errors
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
@@ -204,6 +235,21 @@ class LocalStorage:
             for path in base.rglob("*")
             if path.is_file() and not path.name.endswith(".lock")
         )
+
+    @_local_errors
+    def list_stamped(self, prefix: str = "") -> Stamped:
+        """The listing with mtimes and sizes; the folder's clock is this machine's."""
+        now = time.time()  # read first: an object written during the listing is not "future"
+        entries = []
+        for key in self.list(prefix):
+            if key.rsplit("/", 1)[-1].startswith(".tmp-"):
+                continue  # a write under way (put's temp file), not an object
+            try:
+                stat = (self.root / key).stat()
+            except FileNotFoundError:
+                continue  # deleted since listed
+            entries.append((key, stat.st_mtime, stat.st_size))
+        return entries, max([now, *(mtime for _, mtime, _ in entries)])
 
     @_local_errors
     def folders(self) -> list[str]:
@@ -268,10 +314,7 @@ class _FsspecStorage:
             info = self.fs.info(self._path(key))
         except FileNotFoundError:
             return None
-        stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
-        if hasattr(stamp, "timestamp"):
-            return float(stamp.timestamp())
-        return float(stamp) if isinstance(stamp, (int, float)) else None
+        return _stamp(info)
 
     def list(self, prefix: str = "") -> list[str]:
         try:
@@ -281,6 +324,21 @@ class _FsspecStorage:
         root = self.fs._strip_protocol(self.root).rstrip("/") + "/"
         return sorted(path[len(root) :] if path.startswith(root) else path for path in found)
 
+    def list_stamped(self, prefix: str = "") -> Stamped:
+        """The listing with mtimes and sizes; the clock is this process's (an in-process or
+        mounted filesystem's own)."""
+        now = time.time()
+        try:
+            found = self.fs.find(self._path(prefix), detail=True)
+        except FileNotFoundError:
+            return [], now
+        root = self.fs._strip_protocol(self.root).rstrip("/") + "/"
+        entries = []
+        for path, info in sorted(found.items()):
+            key = path[len(root) :] if path.startswith(root) else path
+            entries.append((key, _stamp(info) or 0.0, int(info.get("size") or 0)))
+        return entries, max([now, *(mtime for _, mtime, _ in entries)])
+
     def folders(self) -> list[str]:
         try:
             entries = self.fs.ls(self.root, detail=True)
@@ -289,6 +347,14 @@ class _FsspecStorage:
         return sorted(
             e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
         )
+
+
+def _stamp(info: dict[str, Any]) -> float | None:
+    """An fsspec ``info`` entry's modification time in epoch seconds, if it has one."""
+    stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if hasattr(stamp, "timestamp"):
+        return float(stamp.timestamp())
+    return float(stamp) if isinstance(stamp, (int, float)) else None
 
 
 class MemoryStorage(_FsspecStorage):
@@ -311,6 +377,10 @@ class MemoryStorage(_FsspecStorage):
             self.fs.pipe_file(self._path(key), data)
         return True
 
+    def put(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self.fs.pipe_file(self._path(key), data)
+
 
 class ReadOnlyStorage(_FsspecStorage):
     """A filesystem memfs cannot compare-and-swap on: it can be fetched from, never pushed to."""
@@ -327,3 +397,6 @@ class ReadOnlyStorage(_FsspecStorage):
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> bool:
         return self._refuse()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._refuse()

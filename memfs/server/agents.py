@@ -94,6 +94,7 @@ class _Entry:
         self.stamp: tuple[object, ...] | None = None  # what its .git looked like then
         self.manifest: BucketManifest | None = None  # the manifest at the last look
         self.identity: str | None = None  # the agent's id (memfs.json never changes)
+        self.presence: Any = None  # this server's Heartbeat for the agent (memfs/presence.py)
 
 
 class AgentCache:
@@ -286,6 +287,7 @@ class AgentCache:
             try:
                 yield agent
             finally:
+                self._beat(entry, agent, None)
                 self._leave(entry, agent, keep=True)
 
     def write(self, ref: str, change: Callable[[Agent], T], message: str) -> T:
@@ -314,9 +316,37 @@ class AgentCache:
                     raise
                 clear_writing(agent)
                 done = True
+                self._beat(entry, agent, committed)
                 return result
             finally:
                 self._leave(entry, agent, keep=done)
+
+    def _beat(self, entry: _Entry, agent: Agent, wrote: object) -> None:
+        """This server's presence for the agent (mode ``serve``): on its first use, after a
+        write (coalesced), and every heartbeat while requests come; never fails a request."""
+        from memfs.presence import Heartbeat
+
+        if entry.presence is None:
+            entry.presence = Heartbeat(agent, "serve")
+        entry.presence.agent = agent  # the checkout open now (reopened between requests)
+        if wrote is None:
+            entry.presence.beat()
+            return
+        from memfs.sync import SyncReport
+
+        entry.presence.beat(SyncReport(head=agent.history.head()))
+
+    def stop_presence(self) -> None:
+        """Say ``stopped`` for every agent this server announced (a clean shutdown)."""
+        for name, entry in list(self._entries.items()):
+            if entry.presence is None:
+                continue
+            with contextlib.suppress(MemfsError, OSError), entry.lock.held():
+                agent = self._take(entry, self.cache_dir / name)
+                if agent is not None:
+                    entry.presence.agent = agent
+                    entry.presence.stop()
+                    self._leave(entry, agent, keep=False)
 
     def _push(self, name: str, agent: Agent, entry: _Entry) -> None:
         """Compare-and-swap the commit just made onto the bucket; merge and retry when another

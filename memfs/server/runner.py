@@ -202,4 +202,7 @@ def serve(
     stopper = _Stopper()
     with stopper.installed():
         announce(Announcement(where.url(port), name, tokens > 0))
-        run(app, sock, stopper, access_log=access_log)
+        try:
+            run(app, sock, stopper, access_log=access_log)
+        finally:
+            agents.stop_presence()  # 'memfs envs': this server's checkouts stopped cleanly

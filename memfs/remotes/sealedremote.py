@@ -1,0 +1,263 @@
+"""The encrypted side of a ``BucketRemote`` (docs/design-encryption.md §2, §4, §5): the agent's
+keys, opened lazily from the repo id remembered for the URL (no ``memfs.json`` read on a
+normal push); the sealed manifest read and written with the rollback guard
+(``memfs.remotes.guard``); and the first push's ``memfs.json`` (with its ``encryption``
+block) and keyring. Its storage is a ``SealedStorage`` (``memfs.remotes.sealed``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from memfs.errors import NoKeyError, RemoteCorruptError, RemoteError, TamperError
+from memfs.remotes.bucket import stub_bytes
+from memfs.remotes.guard import MANIFEST, ManifestGuard, RepoPins
+from memfs.remotes.sealed import SUFFIX, Got, SealedStorage
+from memfs.remotes.storage import Storage, Unchanged
+from memfs.util import hostname, utc_now
+
+if TYPE_CHECKING:
+    from memfs.crypto.identity import Identity
+    from memfs.crypto.keyring import RingKeys
+    from memfs.remotes.manifest import BucketManifest
+
+IDENTITY = "memfs.json"
+SCHEME = "memfs-enc-1"
+REPO_ID_BYTES = 16
+
+
+class LazyKeys:
+    """The agent's keys, opened on first seal or open: a poll answered unchanged unwraps
+    nothing, and a machine with the keys cached reads no keyring."""
+
+    def __init__(self, remote: SealedRemote) -> None:
+        self.remote = remote
+        self._keys: RingKeys | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def repo_id(self) -> bytes:
+        return self.opened().repo_id
+
+    def current(self) -> tuple[int, bytes]:
+        return self.opened().current()
+
+    def key(self, epoch: int) -> bytes:
+        return self.opened().key(epoch)
+
+    def opened(self) -> RingKeys:
+        with self._lock:
+            if self._keys is None:
+                self._keys = self.remote.open_keys()
+            return self._keys
+
+    def set(self, keys: RingKeys) -> None:
+        with self._lock:
+            self._keys = keys
+
+
+class SealedRemote:
+    """The encrypted side of a ``BucketRemote``: keys, guard, sealed manifest, first claim."""
+
+    def __init__(self, raw: Storage, url: str, expected: bool = True) -> None:
+        self.raw = raw
+        self.url = url
+        self.expected = expected  # configured encrypted: a plain manifest is a downgrade
+        self.lazy = LazyKeys(self)
+        self.storage = SealedStorage(raw, self.lazy)
+        self._identity: Identity | None = None
+        self._guard: ManifestGuard | None = None
+        self._read_identity = False  # memfs.json read by this remote (not only remembered)
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def identity(self) -> Identity:
+        """This machine's identity (created if it has none)."""
+        from memfs.crypto.identity import ensure_identity
+
+        if self._identity is None:
+            self._identity = ensure_identity()
+        return self._identity
+
+    def pins(self) -> RepoPins:
+        from memfs.crypto.identity import config_dir
+
+        folder = self.identity().config_dir
+        return RepoPins(folder if folder is not None else config_dir())
+
+    def repo_id(self) -> bytes | None:
+        """The agent's repo id: remembered for this URL, else memfs.json's (remembered)."""
+        pinned = self.pins().get(self.url)
+        if pinned is not None:
+            return pinned
+        from memfs.keys import stored_repo_id
+
+        self._read_identity = True
+        found = stored_repo_id(self.raw)
+        if found is not None:
+            self.pins().pin(self.url, found)
+        return found
+
+    def _repo_id_changed(self) -> bool:
+        """After a manifest that fails to open under the remembered repo id: whether
+        memfs.json names another one (the agent was deleted and made again at this URL);
+        then that one is remembered and the keys and guard start over. A store that swaps
+        in another agent it holds keys for gains nothing: fetch refuses another agent id."""
+        if self._read_identity:
+            return False
+        from memfs.keys import stored_repo_id
+
+        self._read_identity = True
+        found = stored_repo_id(self.raw)
+        if found is None or found == self.pins().get(self.url):
+            return False
+        self.pins().pin(self.url, found)
+        self.lazy = LazyKeys(self)
+        self.storage.keys = self.lazy
+        self._guard = None
+        return True
+
+    def open_keys(self) -> RingKeys:
+        """This machine's keys for the agent; NoKeyError naming its recipient if it has none."""
+        from memfs.crypto.keycache import KeyCache
+        from memfs.crypto.keyring import open_keys
+
+        identity = self.identity()
+        repo_id = self.repo_id()
+        if repo_id is None:
+            raise NoKeyError(self.url, identity.recipient)
+        cache = KeyCache.for_repo(repo_id, identity.config_dir)
+        return open_keys(self.raw, repo_id, identity, cache)
+
+    def guard(self) -> ManifestGuard | None:
+        """The rollback guard of this URL on this machine; None while no agent is here."""
+        if self._guard is None:
+            from memfs.crypto.keycache import KeyCache
+
+            repo_id = self.repo_id()
+            if repo_id is None:
+                return None
+            cache = KeyCache.for_repo(repo_id, self.identity().config_dir)
+            self._guard = ManifestGuard(self.url, cache)
+        return self._guard
+
+    # -- the manifest -------------------------------------------------------------------
+
+    def read_manifest(
+        self, parse: Callable[[bytes], BucketManifest], etag: str | None = None
+    ) -> tuple[BucketManifest | None, str | None] | Unchanged:
+        """The sealed manifest and its ETag (``UNCHANGED`` if ``etag`` still holds), checked
+        by the guard; (None, None) when nothing was pushed yet."""
+        guard = self.guard()
+        seen = guard.before() if guard is not None else None
+        if guard is None:  # no memfs.json: nothing was pushed here, unless planted plain
+            got = None if self.raw.get(MANIFEST + SUFFIX) is None else self._no_identity()
+        else:
+            try:
+                got = (
+                    self.storage.get_if_changed(MANIFEST, etag)
+                    if etag
+                    else self.storage.get(MANIFEST)
+                )
+            except TamperError:
+                if not self._repo_id_changed():
+                    raise
+                return self.read_manifest(parse, etag)  # the agent here was made anew
+        if isinstance(got, Unchanged):
+            return got
+        if got is None:
+            plain = self.raw.get(MANIFEST)
+            ManifestGuard(self.url, None).missing(seen, plain[0] if plain else None, self.expected)
+            return None, None
+        assert guard is not None
+        try:
+            manifest = parse(got[0])
+        except RemoteError as error:
+            why = f"opens but is not a manifest ({error})"
+            raise TamperError(self.url, MANIFEST, why) from None
+        digest, epoch = self.storage.digest(MANIFEST), self.storage.epoch(MANIFEST)
+        assert digest is not None and epoch is not None
+        prev = manifest.extra.get("prev")
+        prev = prev if isinstance(prev, str) else None
+        guard.check(seen, manifest.generation, digest, epoch, prev)
+        guard.accept(manifest.generation, digest, epoch)
+        return manifest, got[1]
+
+    def put_manifest(
+        self, manifest: BucketManifest, etag: str | None, encode: Callable[[BucketManifest], bytes]
+    ) -> bool:
+        """Compare-and-swap the sealed manifest (create it when ``etag`` is None), naming the
+        ciphertext it replaces in ``prev``; the guard's record follows a swap that landed."""
+        import dataclasses
+
+        extra = dict(manifest.extra)
+        extra.pop("prev", None)
+        if etag is not None:
+            extra["prev"] = self.storage.digest(MANIFEST)
+        manifest = dataclasses.replace(manifest, extra=extra)
+        if etag is None:
+            self.raw.put_if_absent(MANIFEST, stub_bytes())  # old memfs: "format 2, upgrade"
+            moved = self.storage.put_if_absent(MANIFEST, encode(manifest))
+        else:
+            moved = self.storage.put_if_match(MANIFEST, encode(manifest), etag)
+        if moved:
+            digest, epoch = self.storage.digest(MANIFEST), self.storage.epoch(MANIFEST)
+            assert digest is not None and epoch is not None
+            guard = self.guard()
+            assert guard is not None  # the claim wrote memfs.json before anything else
+            guard.accept(manifest.generation, digest, epoch)
+        return moved
+
+    def _no_identity(self) -> Got:
+        raise RemoteCorruptError(
+            self.url, "manifest.json.enc is there but memfs.json, which names its agent, is not"
+        )
+
+    # -- the first push -----------------------------------------------------------------
+
+    def claim(self, manifest: BucketManifest | None, agent: dict[str, Any]) -> dict[str, Any]:
+        """Before a push uploads: refuse another agent's store; for the first push, write
+        memfs.json (with the ``encryption`` block) and the keyring. What goes into the
+        sealed manifest about the agent (``agent_id``, ``created_at``)."""
+        agent_id = str(agent.get("id", "") or "")
+        if manifest is not None:
+            theirs = manifest.extra.get("agent_id")
+            if agent_id and isinstance(theirs, str) and theirs and theirs != agent_id:
+                raise RemoteError(
+                    self.url,
+                    f"{self.url} holds another agent ({manifest.name}, {theirs}); "
+                    "push to another URL or name",
+                )
+            return {"agent_id": theirs or agent_id, "created_at": manifest.extra.get("created_at")}
+        repo_id = self._claim_identity()
+        self.pins().pin(self.url, repo_id)
+        from memfs.crypto.keyring import create_keyring
+
+        name = os.environ.get("MEMFS_ENV_NAME") or hostname()
+        self.lazy.set(create_keyring(self.raw, repo_id, self.identity(), name))
+        return {"agent_id": agent_id, "created_at": str(agent.get("created_at", "") or "")}
+
+    def _claim_identity(self) -> bytes:
+        """memfs.json, written once: its repo id (one already there is used)."""
+        from memfs.keys import stored_repo_id
+
+        created = utc_now().isoformat().replace("+00:00", "Z")
+        record = {
+            "format": 1,
+            "name": "",
+            "id": "",
+            "created_at": created,
+            "encryption": {"scheme": SCHEME, "repo_id": os.urandom(REPO_ID_BYTES).hex()},
+        }
+        if self.raw.put_if_absent(IDENTITY, json.dumps(record, indent=1).encode()):
+            return bytes.fromhex(record["encryption"]["repo_id"])  # type: ignore[index]
+        found = stored_repo_id(self.raw)
+        if found is None:
+            raise RemoteCorruptError(
+                self.url, "memfs.json holds an unencrypted agent; push to another URL or name"
+            )
+        return found
