@@ -71,7 +71,6 @@ def fetch_remote(
     branch = history.branch()
     remote = remote or open_for(agent, config, progress)
     sha = remote.fetch(history, branch)
-    after_fetch(agent, config, remote)  # the secrets blob of the manifest it read (§6)
     if sha is None:
         return None
     _refuse_other_kind(history, sha, config.display_url, branch)
@@ -88,6 +87,7 @@ def fetch_remote(
     if sha != history.ref(_tracking_ref(config.name, branch)):
         _refuse_foreign_entries(history, sha, config.display_url)
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
+    after_fetch(agent, config, remote)  # the secrets of the manifest read, once it is ours (§6)
     return sha
 
 

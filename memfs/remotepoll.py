@@ -120,8 +120,9 @@ class RemotePoller:
             try:
                 remote = sync.open_for(self.agent, config)
                 seen = self._head(remote, config.url, branch)
-                if seen is not None:  # a manifest read: its secrets blob may be new (§6)
-                    after_fetch(self.agent, config, remote)
+                tracked = history.ref(f"refs/remotes/{config.name}/{branch}")
+                if seen is not None and seen[0] is not None and seen[0] == tracked:
+                    after_fetch(self.agent, config, remote)  # only its secrets may be new (§6)
             except RemoteError as error:
                 self.note_error(str(error))
                 continue

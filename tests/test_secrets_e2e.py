@@ -161,7 +161,7 @@ def encrypted_pair(tmp_path: Path, url: str, env: dict[str, str]) -> tuple[Machi
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("store", ["s3", "file", "s3-encrypted", "file-encrypted"])
+@pytest.mark.parametrize("store", ["s3", "file", "file-encrypted"])
 def test_set_on_a_run_on_b(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
     url, env = the_store(tmp_path, store.removesuffix("-encrypted"), request)
     out = Outputs()
