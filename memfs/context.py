@@ -14,7 +14,7 @@ skips files it cannot read.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from memfs import frontmatter
@@ -26,6 +26,7 @@ from memfs.memory import MemoryFile
 from memfs.merge import has_markers, is_conflict_copy
 from memfs.parsecache import Parsed
 from memfs.schema import Problem
+from memfs.secrets.hooks import masker
 from memfs.secrets.hooks import names as secret_names
 from memfs.trees import Files
 from memfs.worktree import read_inside
@@ -139,6 +140,31 @@ def build_context(agent: Agent, rev: str | None = None) -> Context:
     that cannot be read (not UTF-8, front matter memfs cannot parse) is left out and named in
     ``problems``.
     """
+    context = _build(agent, rev)
+    mask = masker(agent)  # a file the commit guard holds may hold a secret's value (§6.2)
+    context.blocks = [
+        replace(
+            b,
+            label=mask(b.label),
+            path=mask(b.path),
+            value=mask(b.value),
+            description=mask(b.description) if b.description else b.description,
+        )
+        for b in context.blocks
+    ]
+    context.files = [
+        replace(
+            f,
+            label=mask(f.label),
+            path=mask(f.path),
+            description=mask(f.description) if f.description else f.description,
+        )
+        for f in context.files
+    ]
+    return context
+
+
+def _build(agent: Agent, rev: str | None) -> Context:
     layout = agent.layout
     context = Context(name=agent.name, secrets=secret_names(agent))
     if not rev:

@@ -134,7 +134,9 @@ def build_letta_context(
         text = render_letta_v1(files)
     parts = [text] + ([metadata.render()] if metadata else [])
     text = "\n\n".join(part for part in parts if lettafm.js_trim(part))
-    return LettaContext(text=text, files=files, problems=problems)
+    from memfs.secrets.hooks import masker  # a held file may hold a secret's value (§6.2)
+
+    return LettaContext(text=masker(agent)(text), files=files, problems=problems)
 
 
 def letta_agent_id(agent: Agent) -> str:

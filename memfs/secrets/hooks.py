@@ -10,6 +10,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,19 @@ def names(agent: Agent) -> list[str]:
         return []
     found = read_meta(agent.history.state_dir).get("names", [])
     return [str(name) for name in found] if isinstance(found, list) else []
+
+
+def masker(agent: Agent) -> Callable[[str], str]:
+    """A function masking every form of the agent's secret values in a text (``NAME=<REDACTED>``,
+    as ``memfs run`` does): for what renders the work tree, where a file the guard holds back
+    may hold one. The identity, with no import, for an agent without secrets."""
+    if not has_secrets(agent):
+        return lambda text: text
+    from memfs.secrets.guard import values_of
+    from memfs.secrets.scrub import Scrubber
+
+    values = values_of(agent)
+    return lambda text: Scrubber(values).scrub(text.encode()).decode(errors="replace")
 
 
 def pending_count(agent: Agent) -> int:
