@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import memfs
+
 from .conftest import memfs_process, write
 from .secretsfix import agent_with_secrets
 
@@ -26,3 +28,23 @@ def test_a_held_file_s_value_is_masked_in_every_context_rendering(tmp_path: Path
         assert "API_KEY=<REDACTED>" in shown.stdout, form
     parsed = json.loads(memfs_process("-C", str(root), "context", "--format", "json").stdout)
     assert parsed["secrets"] == ["API_KEY"]
+
+
+def test_a_value_split_across_lines_is_kept_out_of_commits(tmp_path: Path) -> None:
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    wrapped = f"---\ndescription: k\n---\nintro\nthe key is {VALUE[:10]}\n    {VALUE[10:]} ok\n"
+    write(root, "system/wrapped.md", wrapped)
+    write(root, "system/fine.md", "---\ndescription: fine\n---\nuse $API_KEY here\n")
+    done = memfs_process("-C", str(root), "commit")
+    assert VALUE[:10] not in done.stdout + done.stderr
+    with memfs.open(root) as agent:
+        tree = agent.history.tree_of(agent.history.head())
+    assert "system/fine.md" in tree and "system/wrapped.md" not in tree
+    assert (root / "system/wrapped.md").read_text() == wrapped  # kept on disk as written
+    status = json.loads(memfs_process("-C", str(root), "status", "--json").stdout)
+    assert [(p["path"], p["line"]) for p in status["held"]] == [("system/wrapped.md", 5)]
+    (root / "system/wrapped.md").unlink()
+    write(root, "system/fine.md", "---\ndescription: fine\n---\nchanged\n")
+    message = f"rotate to {VALUE[:12]}\n{VALUE[12:]}"
+    done = memfs_process("-C", str(root), "commit", "-m", message)
+    assert done.returncode == 1 and "secret API_KEY" in done.stderr

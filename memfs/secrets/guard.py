@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from memfs.errors import CommitRefusedError
-from memfs.secrets.forms import table, trie_pattern
+from memfs.secrets.forms import MIN_FORM, table, trie_pattern
 from memfs.secrets.hooks import HOLDS_SECRET
 
 if TYPE_CHECKING:
@@ -18,11 +18,39 @@ if TYPE_CHECKING:
     from memfs.lettahook import Refusal, Verdict
 
 Payload = dict[str, tuple[int, bytes] | None]
+_Finder = tuple[re.Pattern[bytes] | None, dict[bytes, str]]
+
+
+SPACE = b" \t\r\n"  # what a value split across lines (wrapped, indented) has put inside it
 
 
 def _finder(values: Mapping[str, str]) -> tuple[re.Pattern[bytes] | None, dict[bytes, str]]:
     names = table(values)
     return trie_pattern(names), names
+
+
+def _joined(values: Mapping[str, str]) -> tuple[re.Pattern[bytes] | None, dict[bytes, str]]:
+    """The forms with blanks and line breaks taken out, for a text taken out the same way:
+    finds a value the agent wrapped over lines, which a plain search misses."""
+    names: dict[bytes, str] = {}
+    for form, name in table(values).items():
+        joined = form.translate(None, SPACE)
+        if len(joined) >= MIN_FORM:
+            names.setdefault(joined, name)
+    return trie_pattern(names), names
+
+
+def _search(data: bytes, plain: _Finder, joined: _Finder) -> tuple[str, int] | None:
+    """The secret ``data`` holds a value of and the line it starts on, or None."""
+    found = plain[0].search(data) if plain[0] is not None else None
+    if found is not None:
+        return plain[1][found.group()], data.count(b"\n", 0, found.start()) + 1
+    squeezed = data.translate(None, SPACE)
+    found = joined[0].search(squeezed) if joined[0] is not None else None
+    if found is None:
+        return None
+    kept = [i for i, byte in enumerate(data) if byte not in SPACE]  # only on a hit
+    return joined[1][found.group()], data.count(b"\n", 0, kept[found.start()]) + 1
 
 
 def reason(name: str) -> str:
@@ -35,18 +63,18 @@ def review(payload: Payload, values: Mapping[str, str]) -> tuple[Payload, list[R
     file holding a secret's value."""
     from memfs.lettahook import Refusal
 
-    pattern, names = _finder(values)
-    if pattern is None:
+    plain = _finder(values)
+    if plain[0] is None:
         return payload, []
+    joined = _joined(values)
     allowed: Payload = {}
     refusals = []
     for path, change in payload.items():
-        found = pattern.search(change[1]) if change is not None else None
+        found = _search(change[1], plain, joined) if change is not None else None
         if found is None:
             allowed[path] = change
             continue
-        line = change[1].count(b"\n", 0, found.start()) + 1 if change is not None else 1
-        refusals.append(Refusal(path, reason(names[found.group()]), line))
+        refusals.append(Refusal(path, reason(found[0]), found[1]))
     return allowed, refusals
 
 
@@ -66,9 +94,7 @@ def guard_verdict(agent: Agent, verdict: Verdict) -> None:
 
 def check_message(agent: Agent, message: str) -> None:
     """CommitRefusedError if a commit message holds a secret's value (naming the secret)."""
-    pattern, names = _finder(values_of(agent))
-    found = pattern.search(message.encode()) if pattern is not None else None
+    values = values_of(agent)
+    found = _search(message.encode(), _finder(values), _joined(values))
     if found is not None:
-        raise CommitRefusedError(
-            "commit", [f"the message holds the value of secret {names[found.group()]}"]
-        )
+        raise CommitRefusedError("commit", [f"the message holds the value of secret {found[0]}"])
