@@ -5,6 +5,10 @@ never leaving a change that no sync sends. Whole ``memfs`` processes where a use
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import memfs
@@ -48,3 +52,31 @@ def test_a_value_split_across_lines_is_kept_out_of_commits(tmp_path: Path) -> No
     message = f"rotate to {VALUE[:12]}\n{VALUE[12:]}"
     done = memfs_process("-C", str(root), "commit", "-m", message)
     assert done.returncode == 1 and "secret API_KEY" in done.stderr
+
+
+def test_a_secret_set_killed_midway_is_sent_by_the_next_sync_or_not_set(tmp_path: Path) -> None:
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    other = "gh-token-0123456789abcdef"
+    env = {**os.environ, "MEMFS_CRASH_AT": "secrets.write"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "memfs", "-C", str(root), "secret", "set", "GH_TOKEN"],
+        input=other,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    listed = json.loads(memfs_process("-C", str(root), "secret", "list", "--json").stdout)
+    rows = {row["name"]: row["pending"] for row in listed["secrets"]}
+    assert rows.get("API_KEY") is False
+    assert rows.get("GH_TOKEN") is True  # queued before shown: shown as set, waiting to be sent
+    assert memfs_process("-C", str(root), "sync").returncode == 0
+    with memfs.open(root) as agent:
+        from memfs.keys import agent_keys
+        from memfs.secrets.sharing import _open_bucket, _read_remote_doc, secrets_remote
+
+        bucket = _open_bucket(agent, secrets_remote(agent))
+        doc = _read_remote_doc(bucket, agent_keys(bucket.raw), {})
+    assert doc.secrets["GH_TOKEN"].value.reveal() == other  # in the store, for every machine

@@ -70,8 +70,8 @@ def pending_count(agent: Agent) -> int:
     """How many secret changes made here are not pushed yet."""
     if not (secrets_dir(agent.history.state_dir) / PENDING_FILE).exists():
         return 0
-    count = read_meta(agent.history.state_dir).get("pending", 0)
-    return count if isinstance(count, int) else 0
+    count = read_meta(agent.history.state_dir).get("pending", 0)  # the file is the truth:
+    return count if isinstance(count, int) and count > 0 else 1  # facts lag it after a kill
 
 
 def push_pending(agent: Agent) -> None:

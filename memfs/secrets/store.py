@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import MemfsError, TamperError
+from memfs.faults import crash_point
 from memfs.secrets.hooks import (
     CACHE_FILE,
     FIELD,
@@ -292,6 +293,8 @@ class SecretStore:
         if (folder / PENDING_FILE).exists():
             raw = json.loads(open_doc(keys, url, (folder / PENDING_FILE).read_bytes()))
             pending = [Op(**op) for op in raw.get("ops", [])]
+        for op in pending:  # already in the cache, or not yet if a kill came in between
+            op.apply(doc)
         return cls(agent, meta, doc, pending)
 
     def names(self) -> list[str]:
@@ -396,16 +399,19 @@ class SecretStore:
 def _write_local(
     agent: Agent, meta: dict[str, Any], keys: Keys, doc: Document, pending: list[Op]
 ) -> None:
-    """Write the cache, the pending changes and the plain facts (in that order: the facts
-    name what the sealed files hold once they are there)."""
+    """Write the pending changes, the cache and the plain facts, in that order: a change is
+    queued before it shows in the cache (a kill in between leaves it pending, applied again
+    on load, sent by the next sync; never shown as set yet never sent), and the facts name
+    what the sealed files hold once they are there."""
     folder = secrets_dir(agent.history.state_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / CACHE_FILE, seal_doc(keys, doc.dump()), mode=0o600)
     if pending:
         ops = json.dumps({"format": 1, "ops": [op.to_json() for op in pending]}).encode()
         atomic_write(folder / PENDING_FILE, seal_doc(keys, ops), mode=0o600)
     else:
         _unlink(folder / PENDING_FILE)
+    crash_point("secrets.write")
+    atomic_write(folder / CACHE_FILE, seal_doc(keys, doc.dump()), mode=0o600)
     meta = {**meta, "format": 1, "names": sorted(doc.secrets), "pending": len(pending)}
     atomic_write(folder / META_FILE, json.dumps(meta, indent=1, sort_keys=True).encode(), 0o600)
 
