@@ -360,6 +360,12 @@ def trust_rollback(agent: Agent, remote: str) -> bool:
     had = any(cache.seen(url) is not None for url in _seen_urls(agent, store))
     for url in _seen_urls(agent, store):
         cache.forget_seen(url)
+    from memfs.secrets.hooks import read_meta
+
+    if read_meta(agent.history.state_dir).get("remote") == store.remote:  # its secrets too
+        from memfs.secrets.sharing import forget_seen
+
+        had = forget_seen(agent, store.remote) or had
     return had
 
 

@@ -80,3 +80,29 @@ def test_a_secret_set_killed_midway_is_sent_by_the_next_sync_or_not_set(tmp_path
         bucket = _open_bucket(agent, secrets_remote(agent))
         doc = _read_remote_doc(bucket, agent_keys(bucket.raw), {})
     assert doc.secrets["GH_TOKEN"].value.reveal() == other  # in the store, for every machine
+
+
+def test_trust_rollback_accepts_a_secrets_blob_restored_on_purpose(tmp_path: Path) -> None:
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    manifest = tmp_path / "cloud" / "keeper" / "manifest.json"
+    backup = manifest.read_bytes()
+    subprocess.run(
+        [sys.executable, "-m", "memfs", "-C", str(root), "secret", "set", "OTHER"],
+        input="other-value-123456",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert memfs_process("-C", str(root), "sync").returncode == 0
+    restored = json.loads(manifest.read_text())
+    restored["secrets"] = json.loads(backup)["secrets"]  # the store restored from a backup
+    manifest.write_text(json.dumps(restored))
+    done = memfs_process("-C", str(root), "pull")
+    assert done.returncode == 10 and "older copy" in done.stderr, done.stderr
+    assert "memfs key trust-rollback origin" in done.stderr  # the way out is named
+    assert memfs_process("-C", str(root), "key", "trust-rollback", "origin").returncode == 0
+    done = memfs_process("-C", str(root), "pull")
+    assert done.returncode == 0, done.stderr  # memory syncs again
+    listed = json.loads(memfs_process("-C", str(root), "secret", "list", "--json").stdout)
+    assert [row["name"] for row in listed["secrets"]] == ["API_KEY"]  # the restored state

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import RemoteError, RollbackError
-from memfs.secrets.hooks import FIELD, read_meta, secrets_dir
+from memfs.secrets.hooks import FIELD, META_FILE, read_meta, secrets_dir
 from memfs.secrets.store import (
     LOGICAL_NAME,
     Document,
@@ -166,9 +167,27 @@ def push(agent: Agent, remote: str | None = None) -> bool:
 def _check_rollback(url: str, meta: dict[str, Any], doc: Document) -> None:
     seen = meta.get("generation")
     if isinstance(seen, int) and doc.generation < seen:
+        remote = meta.get("remote") or "REMOTE"
         raise RollbackError(
-            url, f"{LOGICAL_NAME} is at generation {doc.generation}, this machine saw {seen}"
+            url,
+            f"{LOGICAL_NAME} is at generation {doc.generation}, this machine saw {seen} "
+            f"(restored from a backup on purpose? 'memfs key trust-rollback {remote}')",
         )
+
+
+def forget_seen(agent: Agent, remote: str) -> bool:
+    """Forget the secrets generation seen from ``remote`` (``memfs key trust-rollback``), so
+    the next fetch takes the blob the store holds now; True if one was recorded."""
+    from memfs.util import atomic_write
+
+    with agent.history.locked():
+        meta = read_meta(agent.history.state_dir)
+        if meta.get("remote") != remote or "generation" not in meta:
+            return False
+        kept = {k: v for k, v in meta.items() if k not in ("generation", "digest")}
+        path = secrets_dir(agent.history.state_dir) / META_FILE
+        atomic_write(path, json.dumps(kept, indent=1, sort_keys=True).encode(), 0o600)
+    return True
 
 
 def refresh(agent: Agent, config: RemoteConfig, blob: bytes) -> None:
