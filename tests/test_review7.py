@@ -106,3 +106,23 @@ def test_trust_rollback_accepts_a_secrets_blob_restored_on_purpose(tmp_path: Pat
     assert done.returncode == 0, done.stderr  # memory syncs again
     listed = json.loads(memfs_process("-C", str(root), "secret", "list", "--json").stdout)
     assert [row["name"] for row in listed["secrets"]] == ["API_KEY"]  # the restored state
+
+
+def test_a_file_named_with_a_value_is_kept_out_of_the_tree_and_the_message(
+    tmp_path: Path,
+) -> None:
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    write(root, f"reference/{VALUE}.md", "---\ndescription: k\n---\nhello\n")
+    write(root, "reference/fine.md", "---\ndescription: fine\n---\nhello\n")
+    done = memfs_process("-C", str(root), "commit")
+    assert done.returncode == 1 and "secret API_KEY in its name" in done.stderr, done.stderr
+    assert memfs_process("-C", str(root), "push").returncode == 0
+    log = subprocess.run(
+        ["git", "log", "--format=%B", "--name-only"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "reference/fine.md" in log and VALUE not in log
+    assert (root / f"reference/{VALUE}.md").exists()

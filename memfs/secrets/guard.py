@@ -53,8 +53,10 @@ def _search(data: bytes, plain: _Finder, joined: _Finder) -> tuple[str, int] | N
     return joined[1][found.group()], data.count(b"\n", 0, kept[found.start()]) + 1
 
 
-def reason(name: str) -> str:
+def reason(name: str, in_name: bool = False) -> str:
     """Why a file is held: names the secret and what to write instead."""
+    if in_name:
+        return f"{HOLDS_SECRET}{name} in its name: kept on disk, left out of commits; rename it"
     return f"{HOLDS_SECRET}{name}: kept on disk, left out of commits; write ${name} instead"
 
 
@@ -70,11 +72,18 @@ def review(payload: Payload, values: Mapping[str, str]) -> tuple[Payload, list[R
     allowed: Payload = {}
     refusals = []
     for path, change in payload.items():
-        found = _search(change[1], plain, joined) if change is not None else None
-        if found is None:
+        if change is None:
             allowed[path] = change
             continue
-        refusals.append(Refusal(path, reason(found[0]), found[1]))
+        found = _search(change[1], plain, joined)
+        if found is not None:
+            refusals.append(Refusal(path, reason(found[0]), found[1]))
+            continue
+        named = _search(path.encode(), plain, joined)  # a path goes into the tree and message
+        if named is not None:
+            refusals.append(Refusal(path, reason(named[0], in_name=True), 1))
+            continue
+        allowed[path] = change
     return allowed, refusals
 
 
