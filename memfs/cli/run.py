@@ -26,7 +26,7 @@ def run(state: AppState, only: str | None, no_mask: bool, command: tuple[str, ..
 
     \b
     Examples:
-      memfs run -- curl -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/v1/models
+      memfs run -- sh -c 'curl -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/v1/models'
       memfs run --only GITHUB_TOKEN -- gh repo list
     """
     from memfs.secrets.run import exec_unmasked
