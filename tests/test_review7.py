@@ -126,3 +126,22 @@ def test_a_file_named_with_a_value_is_kept_out_of_the_tree_and_the_message(
     ).stdout
     assert "reference/fine.md" in log and VALUE not in log
     assert (root / f"reference/{VALUE}.md").exists()
+
+
+def test_a_damaged_local_secrets_copy_is_named_with_the_way_out(tmp_path: Path) -> None:
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    cache = root / ".git" / "memfs" / "secrets.enc"
+    damaged = bytearray(cache.read_bytes())
+    damaged[-3] ^= 1
+    cache.write_bytes(bytes(damaged))
+    write(root, "system/fine.md", "---\ndescription: fine\n---\nhello\n")
+    done = memfs_process("-C", str(root), "status")
+    assert done.returncode == 9, done.stderr
+    assert "secrets.enc (this machine's copy of the secrets) is damaged" in done.stderr
+    assert "in the store" not in done.stderr and "Traceback" not in done.stderr
+    cache.unlink()  # the way out it names
+    assert memfs_process("-C", str(root), "fetch").returncode == 0
+    listed = json.loads(memfs_process("-C", str(root), "secret", "list", "--json").stdout)
+    assert [row["name"] for row in listed["secrets"]] == ["API_KEY"]
+    write(root, "system/held.md", f"---\ndescription: k\n---\n{VALUE}\n")
+    assert memfs_process("-C", str(root), "commit").returncode == 1  # guarded again

@@ -64,6 +64,21 @@ class SecretUsageError(MemfsError):
     exit_code = 2
 
 
+class SecretsDamagedError(MemfsError):
+    """A file of this machine's copy of the secrets (``.git/memfs``) does not open with the
+    agent's key: damaged here, not in the store (exit 9, as a damaged repository)."""
+
+    exit_code = 9
+
+    def __init__(self, path: Path, pending: bool) -> None:
+        self.path = path
+        if pending:
+            how = "it holds secret changes not pushed yet: remove it and set them again"
+        else:
+            how = "remove it and run 'memfs fetch' to read the secrets again from the store"
+        super().__init__(f"{path} (this machine's copy of the secrets) is damaged: {how}")
+
+
 class UnknownSecretError(MemfsError):
     """No secret has that name."""
 
@@ -247,6 +262,15 @@ def open_doc(keys: Keys, url: str, blob: bytes) -> bytes:
         raise TamperError(url, LOGICAL_NAME) from None
 
 
+def _open_local(keys: Keys, url: str, path: Path) -> bytes:
+    """One of this machine's sealed secrets files opened (SecretsDamagedError if it does not:
+    it was sealed here, so the damage is here, not in the store)."""
+    try:
+        return open_doc(keys, url, path.read_bytes())
+    except TamperError:
+        raise SecretsDamagedError(path, pending=path.name == PENDING_FILE) from None
+
+
 def blob_of(manifest: BucketManifest | None, url: str) -> bytes | None:
     """The sealed blob a manifest carries, None if it carries none."""
     text = manifest.extra.get(FIELD) if manifest is not None else None
@@ -288,11 +312,14 @@ class SecretStore:
         url = str(meta.get("url", ""))
         doc = Document()
         if (folder / CACHE_FILE).exists():
-            doc = Document.load(url, open_doc(keys, url, (folder / CACHE_FILE).read_bytes()))
+            doc = Document.load(url, _open_local(keys, url, folder / CACHE_FILE))
         pending: list[Op] = []
         if (folder / PENDING_FILE).exists():
-            raw = json.loads(open_doc(keys, url, (folder / PENDING_FILE).read_bytes()))
-            pending = [Op(**op) for op in raw.get("ops", [])]
+            try:
+                raw = json.loads(_open_local(keys, url, folder / PENDING_FILE))
+                pending = [Op(**op) for op in raw.get("ops", [])]
+            except (ValueError, TypeError, AttributeError):
+                raise SecretsDamagedError(folder / PENDING_FILE, pending=True) from None
         for op in pending:  # already in the cache, or not yet if a kill came in between
             op.apply(doc)
         return cls(agent, meta, doc, pending)
