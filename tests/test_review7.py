@@ -4,6 +4,7 @@ never leaving a change that no sync sends. Whole ``memfs`` processes where a use
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -145,3 +146,60 @@ def test_a_damaged_local_secrets_copy_is_named_with_the_way_out(tmp_path: Path) 
     assert [row["name"] for row in listed["secrets"]] == ["API_KEY"]
     write(root, "system/held.md", f"---\ndescription: k\n---\n{VALUE}\n")
     assert memfs_process("-C", str(root), "commit").returncode == 1  # guarded again
+
+
+def test_a_removed_machine_cannot_plant_secrets_under_its_old_epoch(tmp_path: Path) -> None:
+    """On a plain cloud anyone with the store's credentials can write the manifest: C, removed
+    (it keeps epoch 1's key), seals a secrets blob under epoch 1 with a high generation, to put
+    its values (a PATH, an LD_PRELOAD) into A's 'memfs run'. A holds epoch 1 too (old objects
+    open with it), but a blob sealed under an epoch before the keyring's current one is
+    refused (exit 10) and A's secrets stay as they were."""
+    from memfs.crypto.envelope import Role, seal
+    from memfs.keys import storage_for_url
+
+    from .test_keys import cached_keys, join, machine, ok
+
+    url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
+    a = machine(tmp_path, "a")
+    ok(a, "init", str(a.root), "--name", "shared", agent=False)
+    ok(a, "remote", "add", "origin", url)
+    ok(a, "secret", "set", "API_TOKEN", stdin="value-one-0123456789")
+    ok(a, "push")
+    c = machine(tmp_path, "c")
+    join(a, c, url)
+    ok(c, "sync")
+    ok(a, "key", "rm", "c")
+    ok(a, "sync")
+    old_key = cached_keys(c)[1]
+    storage = storage_for_url(url)
+    repo = bytes.fromhex(json.loads(storage.get("keys.json")[0])["repo_id"])  # type: ignore[index]
+    planted = {"API_TOKEN": "planted-by-c-0123456", "LD_PRELOAD": "/tmp/evil.so"}
+    doc = {
+        "format": 1,
+        "generation": 1000,
+        "prev": "",
+        "secrets": {
+            n: {"value": v, "set_at": "2026-01-01T00:00:00Z", "set_by": "c"}
+            for n, v in planted.items()
+        },
+    }
+    blob = seal(old_key, 1, Role.SECRETS, repo, "manifest.json#secrets", json.dumps(doc).encode())
+    got = storage.get("manifest.json")
+    assert got is not None
+    manifest = json.loads(got[0])
+    manifest["secrets"] = base64.b64encode(blob).decode()
+    (tmp_path / "cloud" / "agent" / "manifest.json").write_text(json.dumps(manifest))
+    done = subprocess.run(
+        [sys.executable, "-m", "memfs", "-C", str(a.root), "sync"],
+        env=a.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 10, done.stdout + done.stderr
+    assert "epoch 1" in done.stderr and "Traceback" not in done.stderr
+    listed = json.loads(ok(a, "secret", "list", "--json"))["secrets"]
+    assert [row["name"] for row in listed] == ["API_TOKEN"]
+    shown = ok(a, "run", "--", sys.executable, "-c", "import os; print(os.environ['API_TOKEN'])")
+    assert "planted" not in shown

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
-from memfs.errors import RemoteError, RollbackError
+from memfs.errors import RemoteError, RollbackError, TamperError
 from memfs.secrets.hooks import FIELD, META_FILE, read_meta, secrets_dir
 from memfs.secrets.store import (
     LOGICAL_NAME,
@@ -97,6 +97,31 @@ def _open_bucket(agent: Agent, config: RemoteConfig) -> BucketRemote:
     return remote
 
 
+def open_store_blob(keys: Keys, url: str, blob: bytes) -> Document:
+    """The store's secrets blob opened, refused (RollbackError) if sealed under an epoch
+    before the keyring's current one (keys.json read once more): a machine removed from
+    the keyring keeps the old epochs' keys, and with them could plant secrets (a PATH, an
+    LD_PRELOAD) that every other machine would open and 'memfs run' would export."""
+    from memfs.crypto.envelope import peek
+
+    refresh = getattr(keys, "refresh", None)
+    if refresh is not None:
+        refresh()
+    try:
+        _, epoch = peek(blob)
+    except TamperError:
+        raise TamperError(url, LOGICAL_NAME) from None
+    current, _ = keys.current()
+    if epoch < current:
+        raise RollbackError(
+            url,
+            f"{LOGICAL_NAME} is sealed under epoch {epoch}, before the keyring's epoch "
+            f"{current}: written with the key of a machine since removed, or left by a key "
+            "rotation that did not finish",
+        )
+    return Document.load(url, open_doc(keys, url, blob))
+
+
 def blob_of_remote(remote: BucketRemote) -> bytes | None:
     manifest, _ = remote.read_manifest()
     return blob_of(manifest, remote.url)
@@ -107,7 +132,7 @@ def _read_remote_doc(remote: BucketRemote, keys: Keys, meta: dict[str, Any]) -> 
     blob = blob_of(manifest, remote.url)
     if blob is None:
         return Document()
-    doc = Document.load(remote.url, open_doc(keys, remote.url, blob))
+    doc = open_store_blob(keys, remote.url, blob)
     meta.update(generation=doc.generation, digest=digest(blob))
     return doc
 
@@ -136,7 +161,7 @@ def push(agent: Agent, remote: str | None = None) -> bool:
         blob = blob_of(manifest, bucket.url)
         doc = Document()
         if blob is not None:
-            doc = Document.load(bucket.url, open_doc(keys, bucket.url, blob))
+            doc = open_store_blob(keys, bucket.url, blob)
             _check_rollback(bucket.url, store.meta, doc)
         for op in ops:
             op.apply(doc)
@@ -200,7 +225,7 @@ def refresh(agent: Agent, config: RemoteConfig, blob: bytes) -> None:
         return  # the secrets of this agent live in another of its remotes
     bucket = _open_bucket(agent, config)
     keys = agent_keys(bucket.raw)
-    doc = Document.load(bucket.url, open_doc(keys, bucket.url, blob))
+    doc = open_store_blob(keys, bucket.url, blob)
     with agent.history.locked():
         meta = read_meta(agent.history.state_dir)
         if meta.get("repo_id") not in (None, keys.repo_id.hex()):
