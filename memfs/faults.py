@@ -28,6 +28,7 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
   new pack, and between the pack and its index
 - ``repack.loose``: the new pack is durable, the loose objects it holds not yet removed
 - ``repack.old``: before each old pack is removed
+- ``key.rotated``: ``memfs key rm`` has rotated keys.json, nothing re-sealed yet
 - ``secrets.write``: a secret change is queued (``.git/memfs/secrets.pending.enc``), the
   local cache and facts not yet written
 """

@@ -330,8 +330,10 @@ def remove_key(
             "this machine no longer holds the key: another member re-seals with 'memfs key rotate'"
         )
         return rotation
+    from memfs.faults import crash_point
     from memfs.reseal import reseal as run
 
+    crash_point("key.rotated")
     return run(agent, store, keys, rotation, reseal)
 
 

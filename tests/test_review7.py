@@ -203,3 +203,34 @@ def test_a_removed_machine_cannot_plant_secrets_under_its_old_epoch(tmp_path: Pa
     assert [row["name"] for row in listed] == ["API_TOKEN"]
     shown = ok(a, "run", "--", sys.executable, "-c", "import os; print(os.environ['API_TOKEN'])")
     assert "planted" not in shown
+
+
+def test_a_key_rm_killed_before_its_re_seal_is_finished_by_key_rotate(tmp_path: Path) -> None:
+    """`memfs key rm` killed after keys.json moved to epoch 2, before the secrets blob was
+    sealed again: every machine is told so (exit 10, naming 'memfs key rotate'), and that
+    command finishes the job; nothing is lost."""
+    from .test_keys import join, machine, ok, run
+
+    url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
+    a = machine(tmp_path, "a")
+    ok(a, "init", str(a.root), "--name", "shared", agent=False)
+    ok(a, "remote", "add", "origin", url)
+    ok(a, "secret", "set", "API_TOKEN", stdin="value-one-0123456789")
+    ok(a, "push")
+    b, c = machine(tmp_path, "b"), machine(tmp_path, "c")
+    join(a, b, url)
+    join(a, c, url)
+    killed = run(a, "key", "rm", "c", MEMFS_CRASH_AT="key.rotated")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ok(b, "sync")  # the blob b holds did not change: nothing to say yet
+    done = run(a, "secret", "set", "LATER", stdin="value-two-0123456789")
+    assert done.returncode == 10 and "memfs key rotate" in done.stderr, done.stderr
+    assert "epoch 3" in ok(a, "key", "rotate")
+    ok(a, "sync")  # the change kept pending is sent
+    ok(b, "sync")
+    listed = json.loads(ok(b, "secret", "list", "--json"))["secrets"]
+    assert [row["name"] for row in listed] == ["API_TOKEN", "LATER"]
+    shown = ok(
+        b, "run", "--", sys.executable, "-c", "import os; print(len(os.environ['API_TOKEN']))"
+    )
+    assert shown.strip() == "20"

@@ -117,7 +117,7 @@ def open_store_blob(keys: Keys, url: str, blob: bytes) -> Document:
             url,
             f"{LOGICAL_NAME} is sealed under epoch {epoch}, before the keyring's epoch "
             f"{current}: written with the key of a machine since removed, or left by a key "
-            "rotation that did not finish",
+            "rotation that did not finish (if you stopped one: 'memfs key rotate')",
         )
     return Document.load(url, open_doc(keys, url, blob))
 
