@@ -234,3 +234,36 @@ def test_a_key_rm_killed_before_its_re_seal_is_finished_by_key_rotate(tmp_path: 
         b, "run", "--", sys.executable, "-c", "import os; print(len(os.environ['API_TOKEN']))"
     )
     assert shown.strip() == "20"
+
+
+def test_a_long_secret_is_masked_without_quadratic_memory(tmp_path: Path) -> None:
+    """A 12 KB value (a PEM chain, a kubeconfig; values may reach 64 KB): the scrubber once
+    kept every proper prefix of every form (len**2 bytes: ~1 GB here, ~30 GB at 64 KB)."""
+    import tracemalloc
+
+    from memfs.secrets.scrub import Scrubber
+
+    value = ("k" + base64.b64encode(os.urandom(9000)).decode())[:12000]
+    tracemalloc.start()
+    try:
+        scrubber = Scrubber({"KUBECONFIG_DATA": value})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+    data = (b"x" * 50 + value.encode() + b"\n") * 2
+    out = b"".join(scrubber.feed(data[i : i + 7]) for i in range(0, len(data), 7))
+    out += scrubber.close()
+    assert out == (b"x" * 50 + b"KUBECONFIG_DATA=<REDACTED>\n") * 2
+    root = agent_with_secrets(tmp_path, {"KUBECONFIG_DATA": value})
+    shown = memfs_process(
+        "-C",
+        str(root),
+        "run",
+        "--",
+        sys.executable,
+        "-c",
+        "import os; print(os.environ['KUBECONFIG_DATA'])",
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "KUBECONFIG_DATA=<REDACTED>\n"

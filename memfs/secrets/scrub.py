@@ -19,6 +19,8 @@ from collections.abc import Mapping
 
 from memfs.secrets.forms import replacement, table, trie_pattern
 
+PROBE = 32  # how many bytes of a held tail are looked up before comparing whole forms
+
 
 class Scrubber:
     """One stream's masking: ``feed`` each chunk, write what it returns, ``close`` at the end."""
@@ -28,7 +30,15 @@ class Scrubber:
         self._names = {form: replacement(name) for form, name in names.items()}
         ordered = sorted(names, key=lambda form: (-len(form), form))  # longest wins
         self._pattern = trie_pattern(ordered)
-        self._prefixes = {form[:k] for form in ordered for k in range(1, len(form))}
+        # proper prefixes up to PROBE bytes as a set; longer forms by their first PROBE bytes
+        # (every proper prefix of every form in one set costs len**2: GBs for a 20 KB value)
+        self._short = {
+            form[:k] for form in ordered for k in range(1, min(PROBE, len(form) - 1) + 1)
+        }
+        self._long: dict[bytes, list[bytes]] = {}
+        for form in ordered:
+            if len(form) > PROBE + 1:
+                self._long.setdefault(form[:PROBE], []).append(form)
         self._longest = len(ordered[0]) if ordered else 0
         self._buf = b""
 
@@ -38,9 +48,15 @@ class Scrubber:
     def _hold(self) -> int:
         """The length of the longest tail of the buffer that is a proper prefix of a form."""
         buf = self._buf
-        for k in range(min(self._longest - 1, len(buf)), 0, -1):
-            if buf[-k:] in self._prefixes:
-                return k
+        n = len(buf)
+        for i in range(max(0, n - (self._longest - 1)), n):  # the longest tail first
+            if n - i <= PROBE:
+                if buf[i:] in self._short:
+                    return n - i
+                continue
+            longer = self._long.get(buf[i : i + PROBE])
+            if longer and any(len(f) > n - i and f.startswith(buf[i:]) for f in longer):
+                return n - i
         return 0
 
     def feed(self, chunk: bytes) -> bytes:
