@@ -62,8 +62,8 @@ def masker(agent: Agent) -> Callable[[str], str]:
     from memfs.secrets.guard import values_of
     from memfs.secrets.scrub import Scrubber
 
-    values = values_of(agent)
-    return lambda text: Scrubber(values).scrub(text.encode()).decode(errors="replace")
+    scrubber = Scrubber(values_of(agent))  # built once: scrub() leaves it empty for the next
+    return lambda text: scrubber.scrub(text.encode()).decode(errors="replace")
 
 
 def pending_count(agent: Agent) -> int:
