@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -698,3 +699,34 @@ def test_seen_updates_are_serialised(tmp_path: Path) -> None:
     assert cache.seen("s3://other") is None
     cache.forget_seen(url)
     assert cache.seen(url) is None
+
+
+def test_a_new_keyring_is_written_as_the_model_writes_it_without_loading_pydantic(
+    tmp_path: Path, file_store: Storage
+) -> None:
+    """create_keyring writes keys.json by hand (the first encrypted push must not pay for
+    pydantic): byte for byte what the model would write, parsed back by it, a long host or
+    name cut to what the model allows."""
+    folder = tmp_path / "machines" / "a"
+    ensure_identity(folder)
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from memfs.crypto.identity import load_identity\n"
+        "from memfs.crypto.keyring import create_keyring\n"
+        "from memfs.remotes.storage import open_storage\n"
+        f"store = open_storage({file_store.url!r})\n"
+        f"me = load_identity(Path({str(folder)!r}))\n"
+        f"create_keyring(store, bytes.fromhex({REPO.hex()!r}), me, 'n' * 300)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    got = file_store.get(KEYS_OBJECT)
+    assert got is not None
+    ring = parse_keyring(file_store.url, got[0])
+    assert ring.dump() == got[0]
+    assert len(ring.slots[0].name) == 200

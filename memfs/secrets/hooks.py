@@ -5,10 +5,7 @@ every agent. Plain agents pay a stat or a dict lookup; nothing here imports cryp
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +87,10 @@ def manifest_seen(agent: Agent, config: RemoteConfig, manifest: BucketManifest |
     text = manifest.extra.get(FIELD) if manifest is not None else None
     if not isinstance(text, str):
         return
+    import base64  # with hashlib (OpenSSL, ~4 ms): only where a manifest holds secrets
+    import binascii
+    import hashlib
+
     try:
         blob = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
