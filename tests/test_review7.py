@@ -267,3 +267,19 @@ def test_a_long_secret_is_masked_without_quadratic_memory(tmp_path: Path) -> Non
     )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == "KUBECONFIG_DATA=<REDACTED>\n"
+
+
+def test_secrets_without_their_facts_file_fail_closed(tmp_path: Path) -> None:
+    """.git/memfs/secrets.json lost while secrets.enc is there: the commit guard must not run
+    without the values (it failed open: a file holding a value was committed)."""
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    (root / ".git" / "memfs" / "secrets.json").unlink()
+    write(root, "system/held.md", f"---\ndescription: k\n---\n{VALUE}\n")
+    done = memfs_process("-C", str(root), "commit")
+    assert done.returncode == 9, done.stderr
+    assert "secrets.enc (this machine's copy of the secrets) is damaged" in done.stderr
+    shown = memfs_process("-C", str(root), "log").stdout
+    assert "held.md" not in shown
+    (root / ".git" / "memfs" / "secrets.enc").unlink()  # the way out it names
+    assert memfs_process("-C", str(root), "fetch").returncode == 0
+    assert memfs_process("-C", str(root), "commit").returncode == 1  # guarded again

@@ -301,9 +301,13 @@ class SecretStore:
         NoKeyError if they are there and this machine cannot open them."""
         meta = read_meta(agent.history.state_dir)
         folder = secrets_dir(agent.history.state_dir)
-        if not meta or not (folder / CACHE_FILE).exists():
+        if not (folder / CACHE_FILE).exists():
             return cls(agent, meta, Document(), [])
-        keys = _CachedKeys(bytes.fromhex(meta["repo_id"]), str(meta.get("url", "")))
+        try:  # secrets here without their facts file: the guard must not run without values
+            repo_id = bytes.fromhex(str(meta["repo_id"]))
+        except (KeyError, ValueError):
+            raise SecretsDamagedError(folder / CACHE_FILE, pending=False) from None
+        keys = _CachedKeys(repo_id, str(meta.get("url", "")))
         return cls._opened(agent, meta, keys)
 
     @classmethod
