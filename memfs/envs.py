@@ -187,6 +187,15 @@ def online_count(storage: Storage) -> int | None:
     return sum(1 for env in found if env["online"])
 
 
+class EnvIdError(MemfsError):
+    """Not an environment id: a usage error (exit 2), like a bad agent name."""
+
+    exit_code = 2
+
+    def __init__(self, env: str) -> None:
+        super().__init__(f"{env!r} is not an environment id (e-<16 hex>): see 'memfs envs'")
+
+
 def remove(agent: Agent, env: str, remote: str | None = None) -> str:
     """Delete environment ``env``'s record (``memfs envs rm``); the URL it was removed from.
 
@@ -195,7 +204,7 @@ def remove(agent: Agent, env: str, remote: str | None = None) -> str:
     from memfs.incoming import open_for
 
     if not ENV_ID.match(env):
-        raise MemfsError(f"{env!r} is not an environment id (e-<16 hex>): see 'memfs envs'")
+        raise EnvIdError(env)
     config = presence_remote(agent, remote)
     if config is None:
         raise MemfsError(NO_PRESENCE)

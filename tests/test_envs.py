@@ -173,7 +173,7 @@ def test_damaged_records_are_listed_with_a_problem_and_last_seen_is_the_stores_c
     again = a.memfs("envs", "rm", "e-00000000000000aa")
     assert again.returncode == 1 and "no environment e-00000000000000aa" in again.stderr
     bad = a.memfs("envs", "rm", "../manifest")
-    assert bad.returncode == 1 and "not an environment id" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "not an environment id" in bad.stderr, bad.stderr
     assert storage.get("manifest.json") is not None
 
 
