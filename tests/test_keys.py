@@ -96,6 +96,16 @@ def join(a: Machine, other: Machine, url: str) -> None:
     ok(other, "clone", url, str(other.root), agent=False)
 
 
+def plain_cloud_with_a_secret(tmp_path: Path, url: str) -> Machine:
+    """Machine a: an agent on a plain cloud at ``url`` holding secret API_TOKEN, pushed."""
+    a = machine(tmp_path, "a")
+    ok(a, "init", str(a.root), "--name", "shared", agent=False)
+    ok(a, "remote", "add", "origin", url)
+    ok(a, "secret", "set", "API_TOKEN", stdin="value-one-0123456789")
+    ok(a, "push")
+    return a
+
+
 # -- id, add, list -------------------------------------------------------------------------
 
 
@@ -418,11 +428,7 @@ def test_rm_re_seals_the_secrets_of_a_plain_cloud(tmp_path: Path, url: str) -> N
     from memfs.crypto.envelope import Role, open_sealed
     from memfs.errors import TamperError
 
-    a = machine(tmp_path, "a")
-    ok(a, "init", str(a.root), "--name", "shared", agent=False)
-    ok(a, "remote", "add", "origin", url)
-    ok(a, "secret", "set", "API_TOKEN", stdin="value-one-0123456789")
-    ok(a, "push")
+    a = plain_cloud_with_a_secret(tmp_path, url)
     b, c = machine(tmp_path, "b"), machine(tmp_path, "c")
     join(a, b, url)
     join(a, c, url)

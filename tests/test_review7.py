@@ -157,14 +157,10 @@ def test_a_removed_machine_cannot_plant_secrets_under_its_old_epoch(tmp_path: Pa
     from memfs.crypto.envelope import Role, seal
     from memfs.keys import storage_for_url
 
-    from .test_keys import cached_keys, join, machine, ok
+    from .test_keys import cached_keys, join, machine, ok, plain_cloud_with_a_secret
 
     url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
-    a = machine(tmp_path, "a")
-    ok(a, "init", str(a.root), "--name", "shared", agent=False)
-    ok(a, "remote", "add", "origin", url)
-    ok(a, "secret", "set", "API_TOKEN", stdin="value-one-0123456789")
-    ok(a, "push")
+    a = plain_cloud_with_a_secret(tmp_path, url)
     c = machine(tmp_path, "c")
     join(a, c, url)
     ok(c, "sync")
@@ -209,14 +205,10 @@ def test_a_key_rm_killed_before_its_re_seal_is_finished_by_key_rotate(tmp_path: 
     """`memfs key rm` killed after keys.json moved to epoch 2, before the secrets blob was
     sealed again: every machine is told so (exit 10, naming 'memfs key rotate'), and that
     command finishes the job; nothing is lost."""
-    from .test_keys import join, machine, ok, run
+    from .test_keys import join, machine, ok, plain_cloud_with_a_secret, run
 
     url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
-    a = machine(tmp_path, "a")
-    ok(a, "init", str(a.root), "--name", "shared", agent=False)
-    ok(a, "remote", "add", "origin", url)
-    ok(a, "secret", "set", "API_TOKEN", stdin="value-one-0123456789")
-    ok(a, "push")
+    a = plain_cloud_with_a_secret(tmp_path, url)
     b, c = machine(tmp_path, "b"), machine(tmp_path, "c")
     join(a, b, url)
     join(a, c, url)

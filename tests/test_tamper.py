@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,17 +19,12 @@ from memfs import sync
 from memfs.remotes import open_remote
 from memfs.remotes.bucket import BucketRemote
 
-from .conftest import S3Bucket, git, run_cli, write
+from . import test_sealed
+from .conftest import git, run_cli, write
 from .harness import worktree_files
 from .test_sealed import on, shared
 
-
-@pytest.fixture(params=["file", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "file":
-        return f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
-    bucket: S3Bucket = request.getfixturevalue("s3")
-    return bucket.url(f"agents/{uuid.uuid4().hex[:8]}")  # bucket names are cut at 50 chars
+store = test_sealed.store  # the fixture: an agent location on a folder cloud and on S3
 
 
 class Store:
