@@ -38,7 +38,7 @@ def reseal(
     from memfs.config import seconds_from_env
     from memfs.incoming import open_for
     from memfs.remotes import get_remote
-    from memfs.remotes.bucket import COMPACT_GRACE_ENV, DEFAULT_GRACE_S
+    from memfs.remotes.bucketgc import COMPACT_GRACE_ENV, DEFAULT_GRACE_S
 
     config = get_remote(agent.history, store.remote)
     remote = open_for(agent, config)

@@ -56,7 +56,7 @@ def test_cli_defaults_are_the_librarys() -> None:
     stay the library's."""
     from memfs.cli.sync import gc
     from memfs.cli.watch import watch
-    from memfs.remotes.bucket import DEFAULT_GRACE_S
+    from memfs.remotes.bucketgc import DEFAULT_GRACE_S
     from memfs.watcher import WatchSettings
 
     defaults = {param.name: param.default for param in watch.params}

@@ -18,6 +18,9 @@ manifest. There are no lock files and no expiry timers. An incremental push is 4
 read the manifest, write the pack, the index, the manifest. Once a push has lost a race
 (others are pushing), it reads the manifest again after its uploads, so that its swap
 follows a fresh read instead of racing the whole upload: 5 requests, far fewer lost swaps.
+
+Compaction of the packs is memfs.remotes.bucketgc; the steps a push runs on threads beside
+its requests are memfs.remotes.background.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import (
-    MemfsError,
     NotAMemfsRemoteError,
     PackCorruptError,
     PushRejectedError,
@@ -40,11 +42,12 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
+from memfs.remotes.background import Keeping, Uploading
+from memfs.remotes.bucketgc import DEFAULT_GRACE_S, compact, compact_if_due
 from memfs.remotes.manifest import (
     BucketIdentity,
     BucketManifest,
     ManifestInvalid,
-    RetiredPack,
     parse_identity,
     parse_manifest,
 )
@@ -59,10 +62,6 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
-DEFAULT_GRACE_S = 3600.0
-COMPACT_PACKS_ENV = "MEMFS_COMPACT_PACKS"  # a push compacts when the manifest lists more
-DEFAULT_COMPACT_PACKS = 50
-COMPACT_GRACE_ENV = "MEMFS_COMPACT_GRACE"  # seconds a pack replaced by it stays readable
 FETCH_BATCH = 8  # packs downloaded at once: small packs overlap, big ones stay bounded in memory
 Progress = Callable[[str], None]
 
@@ -225,7 +224,7 @@ class BucketRemote:
         if pack is None:
             return self.head(branch)
         sealed = self.sealed is not None
-        uploading = _Uploading(self, pack)
+        uploading = Uploading(self, pack)
         try:
             head = self.head(branch)
         finally:
@@ -385,7 +384,7 @@ class BucketRemote:
         agent = _identity_at(history, new, manifest, branch)
         if self.sealed is not None:  # the first push makes memfs.json and the keyring first
             agent = {**agent, **self.sealed.claim(manifest, agent)}
-        keeping = _Keeping(history, pack) if pack is not None else None
+        keeping = Keeping(history, pack) if pack is not None else None
         try:
             if uploaded is None:
                 manifest, etag = self._upload(pack, manifest, etag, branch, expected)
@@ -394,7 +393,7 @@ class BucketRemote:
         finally:
             if keeping is not None:
                 keeping.wait()
-        self._compact_if_due(history, listed)
+        compact_if_due(self, history, listed)
 
     def _upload(
         self,
@@ -504,31 +503,15 @@ class BucketRemote:
             return self.storage.put_if_absent(MANIFEST, _encode(manifest))
         return self.storage.put_if_match(MANIFEST, _encode(manifest), etag)
 
-    def _compact_if_due(self, history: History, listed: int) -> None:
-        """Compact once the manifest lists more than ``MEMFS_COMPACT_PACKS`` packs."""
-        from memfs.config import count_from_env  # loaded by the push already
-
-        limit = count_from_env(COMPACT_PACKS_ENV, DEFAULT_COMPACT_PACKS)
-        if listed > limit and not self._contended:
-            self._compact_after_push(history)
-
-    def _compact_after_push(self, history: History) -> None:
-        """Compact without a manual command, once a push has made the list long (every
-        ``MEMFS_COMPACT_PACKS`` pushes or so). The push has landed already: a compaction
-        that loses its compare-and-swap to another pusher, or fails, is left for a later
-        push and never fails this one; a push that lost a race itself (others are pushing
-        now) leaves it to a calmer one, as a compaction's swap would make theirs fail."""
-        from memfs.config import seconds_from_env  # yaml and all: only when compacting
-
-        # Any memfs error, not only the remote's: one that cannot build its pack here (objects
-        # a held-packs record vouches for, pruned since by git gc) must not turn the landed
-        # push into a failure (exit 9 with git fsck clean, the tracking ref left behind).
-        grace_s = seconds_from_env(COMPACT_GRACE_ENV, DEFAULT_GRACE_S)  # a bad value: exit 2
-        with contextlib.suppress(MemfsError):
-            # Unlisted packs are left to a manual 'gc --remote': one may belong to a push
-            # still in flight (a laptop asleep mid-push, a retry that found its pack there
-            # from a killed try), and deleting it would let that push list a missing pack.
-            self.compact(history, grace_s, orphans=False)
+    def compact(
+        self,
+        history: History,
+        grace_s: float = DEFAULT_GRACE_S,
+        orphans: bool = True,
+        reseal: bool = False,
+    ) -> tuple[int, int]:
+        """memfs.remotes.bucketgc.compact: one pack for the listed ones, the expired deleted."""
+        return compact(self, history, grace_s, orphans, reseal)
 
     def _check_expected(
         self, manifest: BucketManifest | None, branch: str, expected: str | None
@@ -553,128 +536,6 @@ class BucketRemote:
                 f"{self.url} holds another agent ({existing.name}, {existing.id}); "
                 "push to another URL or name",
             )
-
-    def compact(
-        self,
-        history: History,
-        grace_s: float = DEFAULT_GRACE_S,
-        orphans: bool = True,
-        reseal: bool = False,
-    ) -> tuple[int, int]:
-        """Replace the listed packs by one; delete packs retired more than ``grace_s`` ago, and
-        (``orphans``) packs no manifest lists (lost push races) older than that. ``reseal``
-        (after a key rotation) builds the one pack even from one, so that it is sealed under
-        the newest epoch (a pack of the same name is sealed again in place: SealedStorage).
-
-        Returns (packs merged, packs deleted). Readers that still use a retired pack find it
-        for the grace period; one that finds it gone re-reads the manifest.
-        """
-        from memfs.compaction import compacted_pack
-
-        manifest, etag = self.read_manifest()
-        if manifest is None:
-            return 0, 0
-        now = time.time()
-        expired = [r for r in manifest.retired if now - r.retired_at >= grace_s]
-        merged = 0
-        packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
-        if len(manifest.packs) > 1 or (reseal and self.sealed is not None and manifest.packs):
-            self._import_holding(history, manifest.packs, list(manifest.refs.values()))
-            whole = compacted_pack(history, self.storage, manifest)
-            if whole is not None:
-                self.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
-                self.storage.put_if_absent(f"packs/{whole.name}.idx", whole.index)
-                history.hold_packs([whole.name])  # built from objects here: never fetch it
-                retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
-                merged, packs = len(packs), [whole.name]
-        if merged or expired:
-            updated = dataclasses.replace(
-                manifest, generation=manifest.generation + 1, packs=packs, retired=retired
-            )
-            assert etag is not None
-            if not self._put_manifest(updated, etag):
-                raise PushRejectedError(self.url, "it changed during compaction")
-        for pack in expired:
-            if pack.name not in packs:
-                self._delete_pack(pack.name)
-        unlisted = (
-            self._orphans(set(packs) | {r.name for r in retired}, now - grace_s) if orphans else []
-        )
-        for name in unlisted:
-            self._delete_pack(name)
-        return merged, len(expired) + len(unlisted)
-
-    def _orphans(self, listed: set[str], older_than: float) -> list[str]:
-        """Packs no manifest lists (uploaded by a push that lost its race), old enough that no
-        push still in flight can be about to list them."""
-        names = {key.rsplit("/", 1)[-1].rsplit(".", 1)[0] for key in self.storage.list("packs")}
-        orphans = []
-        for name in sorted(names - listed):
-            stamp = self.storage.modified(f"packs/{name}.pack") or self.storage.modified(
-                f"packs/{name}.idx"
-            )
-            if stamp is not None and stamp <= older_than:
-                orphans.append(name)
-        return orphans
-
-    def _delete_pack(self, name: str) -> None:
-        self.storage.delete(f"packs/{name}.idx")
-        self.storage.delete(f"packs/{name}.pack")
-
-
-class _Background:
-    """A step run on a thread; ``wait`` joins it and raises what it raised."""
-
-    def __init__(self, name: str) -> None:
-        import threading
-
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._guarded, name=name, daemon=True)
-        self._thread.start()
-
-    def _guarded(self) -> None:
-        try:
-            self.run()
-        except BaseException as error:  # handed to the waiting thread by ``wait``
-            self._error = error
-
-    def run(self) -> None:
-        raise NotImplementedError
-
-    def wait(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
-class _Uploading(_Background):
-    """A pack and its index uploading while the pushing thread reads the manifest."""
-
-    def __init__(self, remote: BucketRemote, pack: PackFiles) -> None:
-        self.remote, self.pack = remote, pack
-        super().__init__("memfs-upload-pack")
-
-    def run(self) -> None:
-        self.remote._put_pack(self.pack)
-
-
-class _Keeping(_Background):
-    """The local import of a pack this push uploads, on a thread while the requests go: its
-    objects are here already (loose), so the copy only spares a later fetch downloading it.
-
-    It writes and fsyncs the pack and its index (~2-10 ms on a busy disk), overlapping the
-    pack, index and manifest requests. The pushing thread reads no objects until ``wait``;
-    a copy that cannot be written (a full disk) is left out: the push stands, and a fetch
-    that needs the pack downloads it.
-    """
-
-    def __init__(self, history: History, pack: PackFiles) -> None:
-        self.history, self.pack = history, pack
-        super().__init__("memfs-keep-pack")
-
-    def run(self) -> None:
-        with contextlib.suppress(OSError):  # only a download spared is lost
-            self.history.import_pack(self.pack.name, self.pack.pack, self.pack.index)
 
 
 STUB = {"format": 2, "encryption": "memfs-enc-1"}
