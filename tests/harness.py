@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,6 +123,16 @@ class Machine:
 
 def memfs_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "memfs", *args]
+
+
+def fresh_python(code: str, env: Mapping[str, str] | None = None) -> str:
+    """Run ``code`` in a new interpreter (what a command's process loads, free of this test
+    process's imports); its stdout, stripped. Fails the test if it fails."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def git(root: Path, *args: str, check: bool = True) -> str:

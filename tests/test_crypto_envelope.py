@@ -5,8 +5,6 @@ agents, roles and epochs being refused with TamperError before anything is used.
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -36,6 +34,8 @@ from memfs.errors import (
     RollbackError,
     TamperError,
 )
+
+from .harness import fresh_python
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -283,10 +283,7 @@ def test_the_envelope_imports_no_cryptography_until_it_seals() -> None:
         "    pass\n"
         "print(sorted(m for m in ('cryptography', 'pyrage') if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(probe) == "[]"
 
 
 def test_exit_code_10_is_documented_where_the_others_are() -> None:

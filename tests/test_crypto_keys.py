@@ -10,7 +10,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +58,8 @@ from memfs.errors import (
     TamperError,
 )
 from memfs.remotes.storage import Storage, open_storage
+
+from .harness import fresh_python
 
 REPO = bytes.fromhex("00112233445566778899aabbccddeeff")
 MANIFEST = "manifest.json"
@@ -720,11 +721,7 @@ def test_a_new_keyring_is_written_as_the_model_writes_it_without_loading_pydanti
         f"create_keyring(store, bytes.fromhex({REPO.hex()!r}), me, 'n' * 300)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(probe) == "[]"
     got = file_store.get(KEYS_OBJECT)
     assert got is not None
     ring = parse_keyring(file_store.url, got[0])

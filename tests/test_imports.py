@@ -24,6 +24,8 @@ import memfs
 from memfs.models import AgentManifest, FrontMatter
 from memfs.schema import front_matter_error, manifest_error
 
+from .harness import fresh_python
+
 # The hand-written checks must accept only what the pydantic models accept (a strict subset:
 # anything else goes to pydantic), so a valid file is never reported and an invalid one never
 # slips through.
@@ -173,10 +175,7 @@ def test_ignore_rules_without_ignore_files_load_no_pathspec(tmp_path: Path) -> N
         "assert rules.is_ignored('a/.env') and rules.is_secret('a/.env')\n"
         "print('pathspec' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "False"
+    assert fresh_python(probe) == "False"
 
 
 def test_yaml_is_imported_without_compiling_the_pure_python_readers_pattern() -> None:
@@ -193,10 +192,7 @@ def test_yaml_is_imported_without_compiling_the_pure_python_readers_pattern() ->
         "deferred = not isinstance(yaml.reader.Reader.NON_PRINTABLE, re.Pattern)\n"
         "print(deferred)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "True"
+    assert fresh_python(probe) == "True"
 
 
 @pytest.mark.parametrize("loader", ["SafeLoader", "CSafeLoader"])
@@ -220,10 +216,7 @@ def test_plain_library_modules_load_no_encryption() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')\n"
         "             or m.startswith('memfs.crypto')))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(probe) == "[]"
 
 
 def test_no_submodule_shadows_a_lazy_name_of_the_package() -> None:

@@ -25,6 +25,7 @@ from memfs.remotes.bucket import BucketRemote
 from memfs.remotes.storage import Storage
 
 from .conftest import S3Bucket, git, run_cli, write
+from .harness import fresh_python
 from .test_sync import assert_converged, contents
 
 MARKER = "zebracorn-marker-7f3a"  # in names and memory text: must never reach the store plain
@@ -275,8 +276,6 @@ def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
     tmp_path: Path, s3: S3Bucket
 ) -> None:
     """A plain push and pull through whole processes: no crypto module imported."""
-    import subprocess
-    import sys
 
     agent = memfs.init(tmp_path / "plain", name="plain")
     add_remote(agent.history, "origin", s3.url("agents/plain"))
@@ -288,11 +287,7 @@ def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')"
         " or m.startswith(('memfs.crypto', 'memfs.remotes.sealed'))))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=os.environ
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(probe, os.environ) == "[]"
     with pytest.raises(RemoteError):  # sanity: the probe would have seen a failure
         open_remote("memfs::s3://").head("main")
 
@@ -434,8 +429,6 @@ def test_an_encrypted_push_with_its_keys_cached_loads_no_pydantic(
 ) -> None:
     """keys.json's pydantic models cost ~0.1 s of a process: a push that holds its keys
     (every push but a machine's first) reads no keyring and must not load them."""
-    import subprocess
-    import sys
 
     url = s3.url("agents/cached")
     a, _ = shared(tmp_path, url)
@@ -449,8 +442,4 @@ def test_an_encrypted_push_with_its_keys_cached_loads_no_pydantic(
         " or m == 'memfs.crypto.keymodels'))\n"
     )
     env = {**os.environ, "MEMFS_CONFIG": str(tmp_path / "machines" / "a" / "config.yaml")}
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(probe, env) == "[]"
