@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memfs.agent import Agent
 from memfs.cloud import agent_url
-from memfs.errors import MemfsError, PushRejectedError, RemoteCorruptError
+from memfs.errors import DowngradeError, MemfsError, PushRejectedError, RemoteCorruptError
 from memfs.remotes.bucket import BucketRemote
 from memfs.remotes.manifest import BucketManifest
 from memfs.remotes.storage import open_storage
@@ -46,6 +46,9 @@ from memfs.server.checkouts import (
     move_to,
     open_checkout,
 )
+
+if TYPE_CHECKING:
+    from memfs.remotes import RemoteConfig
 
 T = TypeVar("T")
 FRESH_S = 0.5  # how long a look at the bucket stays good for reads
@@ -107,9 +110,14 @@ class AgentCache:
         cache_dir: Path,
         origin: str = "server",
         fresh_s: float = FRESH_S,
+        encrypt: bool = False,
     ) -> None:
         self.cloud_url = cloud_url.rstrip("/")
         self.options = options
+        # the cloud was added with --encrypt: every agent is opened as configured encrypted,
+        # so one stored in the clear (planted, or an old memfs's) is refused as a downgrade
+        # and never written to in the clear
+        self.encrypt = encrypt
         self.cache_dir = cache_dir
         self.origin = origin
         self.fresh_s = fresh_s
@@ -126,7 +134,19 @@ class AgentCache:
 
     def remote(self, name: str) -> BucketRemote:
         """A new ``BucketRemote`` of agent ``name`` (for git's compare-and-swap push)."""
-        return BucketRemote(agent_url(self.cloud_url, name), self.options)
+        return BucketRemote(agent_url(self.cloud_url, name), self.options, encrypt=self.encrypt)
+
+    def _config(self, name: str) -> RemoteConfig:
+        """The cached checkout's remote ``origin``: the agent's folder, encrypted as the
+        cloud is."""
+        from memfs.remotes import RemoteConfig
+
+        return RemoteConfig("origin", agent_url(self.cloud_url, name), encrypt=self.encrypt)
+
+    def _clone(self, name: str) -> Agent:
+        """A fresh clone of agent ``name`` into its checkout folder."""
+        folder = self.cache_dir / name
+        return clone_checkout(agent_url(self.cloud_url, name), folder, name, self.encrypt)
 
     def list(self) -> list[ServedAgent]:
         """Every readable agent of the cloud, sorted by name.
@@ -149,7 +169,7 @@ class AgentCache:
                 if entry.identity is None:
                     identity = entry.remote.identity()
                     entry.identity = identity.id if identity else folder
-            except RemoteCorruptError:
+            except (RemoteCorruptError, DowngradeError):  # unreadable; plain in an --encrypt cloud
                 continue
             if is_valid_name(entry.identity):
                 self._ids[entry.identity] = folder
@@ -220,7 +240,6 @@ class AgentCache:
 
     def _checkout(self, name: str, entry: _Entry) -> Agent:
         """The checkout of ``name`` at the bucket's head (as of the last look); the lock held."""
-        from memfs.remotes import RemoteConfig
         from memfs.sync import fetch_remote
 
         if not self._look(entry):
@@ -228,7 +247,7 @@ class AgentCache:
         folder = self.cache_dir / name
         agent = self._take(entry, folder)
         if agent is None:
-            return clone_checkout(agent_url(self.cloud_url, name), folder, name)
+            return self._clone(name)
         head = agent.history.head()
         if head != entry.head and not self._look(entry, force=True):
             # moved by a push around this cache (git's), or the look is stale: look again
@@ -237,7 +256,7 @@ class AgentCache:
         if head == entry.head:
             return agent
         try:
-            config = RemoteConfig("origin", agent_url(self.cloud_url, name))
+            config = self._config(name)
             theirs = fetch_remote(agent, config, remote=entry.remote)
             if theirs is not None:
                 move_to(agent, theirs, "serve: to the bucket's head")
@@ -245,7 +264,7 @@ class AgentCache:
             return agent
         except MemfsError:
             agent.close()
-            return clone_checkout(agent_url(self.cloud_url, name), folder, name)
+            return self._clone(name)
 
     def _take(self, entry: _Entry, folder: Path) -> Agent | None:
         """The checkout the last user left open, if its ``.git`` is as that user left it (no
@@ -351,13 +370,12 @@ class AgentCache:
     def _push(self, name: str, agent: Agent, entry: _Entry) -> None:
         """Compare-and-swap the commit just made onto the bucket; merge and retry when another
         writer moved it; WriteConflictError when the merge conflicts (nothing pushed)."""
-        from memfs.remotes import RemoteConfig
         from memfs.remotestate import tracking_ref
         from memfs.sync import fetch_remote, integrate
 
         history = agent.history
         branch = history.branch()
-        config = RemoteConfig("origin", agent_url(self.cloud_url, name))
+        config = self._config(name)
         theirs = entry.head
         for attempt in range(PUSH_ATTEMPTS):
             local = history.head()
@@ -387,12 +405,11 @@ class AgentCache:
         the write changed; when that cannot be done cleanly, clone it again. Never raises:
         the write's own error is what the caller reports (a checkout left marked is cloned
         again by its next user)."""
-        from memfs.remotes import RemoteConfig
         from memfs.sync import fetch_remote
 
         entry.looked_at = float("-inf")
         try:
-            config = RemoteConfig("origin", agent_url(self.cloud_url, name))
+            config = self._config(name)
             theirs = fetch_remote(agent, config, remote=entry.remote)
             if theirs is not None:
                 move_to(agent, theirs, "serve: put back to the bucket's head")
@@ -403,7 +420,7 @@ class AgentCache:
             pass
         with contextlib.suppress(Exception):
             agent.close()
-            clone_checkout(agent_url(self.cloud_url, name), self.cache_dir / name, name).close()
+            self._clone(name).close()
 
 
 def _head_of(refs: dict[str, str]) -> str | None:

@@ -119,14 +119,15 @@ def checkout_stamp(folder: Path) -> tuple[object, ...]:
     return tuple(stamp)
 
 
-def clone_checkout(url: str, folder: Path, name: str) -> Agent:
-    """A fresh clone of ``url`` at ``folder``, whatever was there before."""
+def clone_checkout(url: str, folder: Path, name: str, encrypt: bool = False) -> Agent:
+    """A fresh clone of ``url`` at ``folder``, whatever was there before (``encrypt``: the
+    cloud is encrypted, a plain agent there is refused)."""
     from memfs.cloning import clone
 
     if folder.exists() or folder.is_symlink():
         discard(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    return clone(url, folder, name=name)
+    return clone(url, folder, name=name, encrypt=encrypt)
 
 
 def discard(folder: Path) -> None:

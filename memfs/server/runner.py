@@ -159,6 +159,19 @@ def run(app: object, sock: socket.socket, stopper: _Stopper, access_log: bool = 
     server.run(sockets=[sock])
 
 
+def _encrypts(cloud: str) -> bool:
+    """Whether the served cloud was added with ``--encrypt``: by its name, or for a URL given
+    as ``--cloud``, any cloud added with that URL."""
+    from memfs.cloud import cloud_encrypts
+    from memfs.config import load_user_config
+
+    if "://" not in cloud:
+        return cloud_encrypts(cloud)
+    url = cloud.rstrip("/")
+    clouds = load_user_config().clouds.values()
+    return any(c.encrypt and c.url.rstrip("/") == url for c in clouds)
+
+
 def serve(
     cloud: str | None = None,
     listen: str = DEFAULT_LISTEN,
@@ -192,7 +205,7 @@ def serve(
             "read and change the memory; create one with 'memfs token create', or listen on "
             "127.0.0.1"
         )
-    agents = AgentCache(url, options, cache_dir or cache_dir_for(url))
+    agents = AgentCache(url, options, cache_dir or cache_dir_for(url), encrypt=_encrypts(name))
     if fresh_s is not None:
         agents.fresh_s = fresh_s
     ctx = ServerContext(name, url, options, agents, token_required=tokens > 0, tokens=checker)

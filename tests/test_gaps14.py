@@ -1,0 +1,119 @@
+"""Issue 14's known gaps after session 7 (tests/notes s7 "Needs its own issue"), each with a
+test that failed before its fix: whole ``memfs`` processes where the bug is user-visible.
+
+1. ``memfs serve`` over an ``--encrypt`` cloud opens each agent as configured encrypted (a
+   plain agent planted there is a downgrade, never written to in the clear), and a server
+   machine without a slot answers with an error naming ``memfs key add``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .machines import (
+    CLOUD,
+    Store,
+    box,
+    make_store,
+    plaintext_hits,
+    start_encrypted_agent,
+)
+from .serve import running_server
+
+MAGIC = b"MFE1"  # the envelope's first bytes
+
+# -- 1. memfs serve over an encrypted cloud ----------------------------------------------------
+
+
+def _patch(url: str, agent: str, label: str, value: str) -> tuple[int, str]:
+    """PATCH a block's value through the server's Letta API: (status, body)."""
+    request = urllib.request.Request(
+        f"{url}/v1/agents/{agent}/core-memory/blocks/{label}",
+        data=json.dumps({"value": value}).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _assert_all_sealed(store: Store, name: str, markers: list[str]) -> None:
+    """Every object but the three plain ones (and a folder cloud's empty locks) is an
+    envelope; no marker in the clear anywhere."""
+    objects = store.objects(name)
+    plain = {"memfs.json", "manifest.json", "keys.json"}
+    sealed = {k for k in objects if k not in plain and not (k.endswith(".lock") and not objects[k])}
+    assert all(k.endswith(".enc") and objects[k].startswith(MAGIC) for k in sealed), sorted(sealed)
+    assert plaintext_hits(objects, markers) == {}
+
+
+@pytest.mark.timeout(180)
+def test_serve_over_an_encrypted_cloud_pushes_sealed(tmp_path: Path) -> None:
+    """A server machine with a slot edits a block of an encrypted agent: everything the
+    store holds after is sealed, and another machine with a slot reads the edit."""
+    store = make_store("file", tmp_path)
+    a, s, b = box(tmp_path, "a", store), box(tmp_path, "s", store), box(tmp_path, "b", store)
+    name = "zebu-served"
+    markers = start_encrypted_agent(store, a, name, "DESCR-served")
+    a.at("key", "add", s.recipient(), "--name", "s")
+    a.at("key", "add", b.recipient(), "--name", "b")
+    s.ok("cloud", "add", CLOUD, store.cloud_url, "--encrypt")
+    edited = "EDITED-THROUGH-THE-SERVER"
+    with running_server(CLOUD, tmp_path / "s", env=s.env()) as server:
+        status, body = _patch(server.url, name, "reference/marker", edited + "\n")
+        assert status == 200, body
+    _assert_all_sealed(store, name, [*markers, edited])
+    b.ok("cloud", "add", CLOUD, store.cloud_url, "--encrypt")
+    b.ok("checkout", name, str(b.root), "--cloud", CLOUD)
+    assert edited in (b.root / "reference" / "marker.md").read_text()
+
+
+@pytest.mark.timeout(180)
+def test_serve_over_an_encrypted_cloud_refuses_a_planted_plain_agent(tmp_path: Path) -> None:
+    """An agent stored in the clear in an --encrypt cloud (planted, or pushed by an old
+    memfs) is a downgrade to the server too: it is refused, and nothing the server writes
+    goes to the store in the clear."""
+    store = make_store("file", tmp_path)
+    p, s = box(tmp_path, "p", store), box(tmp_path, "s", store)
+    name = "zebu-planted"
+    p.ok("cloud", "add", CLOUD, store.cloud_url)
+    p.ok("cloud", "default", CLOUD)
+    p.ok("init", str(p.root), "--name", name, "--description", "plain")
+    (p.root / "reference").mkdir()
+    (p.root / "reference" / "marker.md").write_text("---\ndescription: m\n---\nplain\n")
+    p.at("commit", "-m", "plain agent")
+    p.at("push")
+    before = store.objects(name)
+    s.ok("cloud", "add", CLOUD, store.cloud_url, "--encrypt")
+    with running_server(CLOUD, tmp_path / "s", env=s.env()) as server:
+        status, body = _patch(server.url, name, "reference/marker", "PUSHED-IN-THE-CLEAR\n")
+        assert status >= 400, body
+        assert "encrypted" in body, body
+    after = store.objects(name)
+    assert not [k for k in after if k not in before and not k.startswith("envs/")], sorted(after)
+    assert b"PUSHED-IN-THE-CLEAR" not in b"".join(after.values())
+
+
+@pytest.mark.timeout(180)
+def test_serve_without_a_slot_names_memfs_key_add(tmp_path: Path) -> None:
+    """The server machine holds no key for the agent: the API answers with an error naming
+    `memfs key add` (and this machine's recipient), not a 500."""
+    store = make_store("file", tmp_path)
+    a, s = box(tmp_path, "a", store), box(tmp_path, "s", store)
+    name = "zebu-noslot"
+    start_encrypted_agent(store, a, name, "DESCR-noslot")
+    who = s.recipient()
+    s.ok("cloud", "add", CLOUD, store.cloud_url, "--encrypt")
+    with running_server(CLOUD, tmp_path / "s", env=s.env()) as server:
+        status, body = _patch(server.url, name, "reference/marker", "x\n")
+        assert status in (403, 502), body
+        assert "memfs key add" in body and who in body, body
+        assert "Traceback" not in server.output()
