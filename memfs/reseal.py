@@ -44,7 +44,8 @@ def reseal(
     remote = open_for(agent, config)
     update = getattr(remote, "update_manifest", None)
     if update is not None and remote.read_manifest()[0] is not None:  # type: ignore[attr-defined]
-        update(lambda manifest: reseal_secrets(manifest, keys, rotation.epoch))
+        seen = Seen.of(agent, store.remote, rotation.epoch - 1)
+        update(lambda manifest: reseal_secrets(manifest, keys, rotation.epoch, seen))
         rotation.manifest = True
     if not getattr(remote, "encrypted", False):  # a plain cloud: only its secrets are sealed
         return rotation
@@ -62,11 +63,76 @@ def reseal(
     return rotation
 
 
-def reseal_secrets(manifest: BucketManifest, keys: RingKeys, epoch: int) -> BucketManifest:
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """What this machine knows of the store's secrets blob before a rotation: the digest of
+    the last blob it read or wrote there (None: it never did, or forgot it with ``memfs key
+    trust-rollback``), and the keyring's epoch before the rotation."""
+
+    remote: str
+    digest: str | None
+    before: int
+
+    @classmethod
+    def of(cls, agent: Agent, remote: str, before: int) -> Seen:
+        from memfs.secrets.hooks import read_meta
+
+        meta = read_meta(agent.history.state_dir)
+        digest = meta.get("digest") if meta.get("remote") == remote else None
+        return cls(remote, digest if isinstance(digest, str) else None, before)
+
+    def check(self, url: str, blob: bytes, sealed_under: int) -> None:
+        """Refuse to seal again a blob this machine has not seen that is sealed under an
+        epoch before the keyring's: every member reads it as planted (a removed machine
+        keeps its old keys), and a re-seal under the new epoch would launder it."""
+        if sealed_under >= self.before or self.digest in (None, _digest(blob)):
+            return
+        raise TamperError(
+            url,
+            SECRETS_NAME,
+            f"changed in the store since this machine last read it and is sealed under "
+            f"epoch {sealed_under}, before the keyring's epoch {self.before} (written with "
+            "the key of a removed machine?): it was not sealed again. If the change is "
+            f"yours: 'memfs key trust-rollback {self.remote}', then 'memfs key rotate'",
+        )
+
+
+def check_before_rotation(agent: Agent, store: KeyStore, keys: RingKeys) -> None:
+    """``Seen.check`` before a rotation moves keys.json: a planted secrets blob stops the
+    rotation before anything changed (the re-seal checks again, in its compare-and-swap)."""
+    from memfs.crypto.envelope import peek
+    from memfs.incoming import open_for
+    from memfs.remotes import get_remote
+
+    seen = Seen.of(agent, store.remote, keys.current()[0])
+    if seen.digest is None:
+        return
+    remote = open_for(agent, get_remote(agent.history, store.remote))
+    manifest, _ = remote.read_manifest()  # type: ignore[attr-defined]
+    text = manifest.extra.get(SECRETS_FIELD) if manifest is not None else None
+    if not isinstance(text, str):
+        return
+    try:
+        blob = base64.b64decode(text, validate=True)
+        _, sealed_under = peek(blob)
+    except (TamperError, ValueError):
+        raise TamperError(keys.url, SECRETS_NAME, "is malformed") from None
+    seen.check(keys.url, blob, sealed_under)
+
+
+def _digest(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def reseal_secrets(
+    manifest: BucketManifest, keys: RingKeys, epoch: int, seen: Seen | None = None
+) -> BucketManifest:
     """``manifest`` with its sealed secrets (``extra["secrets"]``, base64 of an envelope)
     sealed again under ``epoch``, as one more generation (``prev`` = the blob it replaces, as
     memfs.secrets writes it), so a reader's rollback and chain checks see an ordinary change.
-    A machine removed by the rotation keeps the values it has seen, and reads no new one."""
+    A machine removed by the rotation keeps the values it has seen, and reads no new one.
+    With ``seen``, a blob this machine has not seen under an epoch older than the keyring's
+    is refused (TamperError), never laundered."""
     from memfs.crypto.envelope import Role, open_sealed, peek, seal
 
     text = manifest.extra.get(SECRETS_FIELD)
@@ -77,6 +143,13 @@ def reseal_secrets(manifest: BucketManifest, keys: RingKeys, epoch: int) -> Buck
         _, sealed_under = peek(blob)
         if sealed_under >= epoch:
             return manifest
+    except TamperError:
+        raise TamperError(keys.url, SECRETS_NAME) from None
+    except ValueError:
+        raise TamperError(keys.url, SECRETS_NAME, "is malformed") from None
+    if seen is not None:
+        seen.check(keys.url, blob, sealed_under)
+    try:
         doc = json.loads(
             open_sealed(keys.key(sealed_under), keys.repo_id, SECRETS_NAME, Role.SECRETS, blob)
         )

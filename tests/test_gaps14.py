@@ -117,3 +117,57 @@ def test_serve_without_a_slot_names_memfs_key_add(tmp_path: Path) -> None:
         assert status in (403, 502), body
         assert "memfs key add" in body and who in body, body
         assert "Traceback" not in server.output()
+
+
+# -- 2. key rotate never launders a secrets blob it has not seen -------------------------------
+
+
+def _plant_secrets(tmp_path: Path, url: str, key: bytes, epoch: int, planted: dict) -> None:
+    """Seal a secrets blob under ``epoch`` with ``key`` and put it in the plain manifest, as
+    a removed machine with the store's credentials could."""
+    import base64
+
+    from memfs.crypto.envelope import Role, seal
+    from memfs.keys import storage_for_url
+
+    storage = storage_for_url(url)
+    got = storage.get("keys.json")
+    assert got is not None
+    repo = bytes.fromhex(json.loads(got[0])["repo_id"])
+    values = {
+        n: {"value": v, "set_at": "2026-01-01T00:00:00Z", "set_by": "c"} for n, v in planted.items()
+    }
+    doc = {"format": 1, "generation": 1000, "prev": "", "secrets": values}
+    blob = seal(key, epoch, Role.SECRETS, repo, "manifest.json#secrets", json.dumps(doc).encode())
+    got = storage.get("manifest.json")
+    assert got is not None
+    manifest = json.loads(got[0])
+    manifest["secrets"] = base64.b64encode(blob).decode()
+    (tmp_path / "cloud" / "agent" / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_key_rotate_refuses_a_secrets_blob_changed_unseen(tmp_path: Path) -> None:
+    """C, removed (it keeps epoch 1's key), plants a secrets blob under epoch 1. A's sync
+    refuses it; `memfs key rotate` must not seal it again under the new epoch (every machine
+    would then take it): exit 10 naming the object and the way out, and the planted values
+    reach no `memfs run`."""
+    import sys
+
+    from .test_keys import cached_keys, join, machine, ok, plain_cloud_with_a_secret, run
+
+    url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
+    a = plain_cloud_with_a_secret(tmp_path, url)
+    c = machine(tmp_path, "c")
+    join(a, c, url)
+    ok(c, "sync")
+    ok(a, "key", "rm", "c")
+    ok(a, "sync")
+    _plant_secrets(tmp_path, url, cached_keys(c)[1], 1, {"API_TOKEN": "planted-by-c-0123456"})
+    done = run(a, "key", "rotate")
+    assert done.returncode == 10, done.stdout + done.stderr
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line, line
+    assert "manifest.json#secrets" in line and "memfs key trust-rollback origin" in line, line
+    assert run(a, "sync").returncode == 10  # still refused: it was not laundered
+    shown = run(a, "run", "--", sys.executable, "-c", "import os; print(os.environ['API_TOKEN'])")
+    assert "planted" not in shown.stdout
