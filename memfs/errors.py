@@ -24,7 +24,7 @@ MemfsError
         ├── NoKeyError         this machine holds no key for it (or not for that epoch)
         ├── TamperError        a sealed object failed authentication or is malformed
         ├── RollbackError      the store shows an older state than this machine has seen
-        ├── ForkError          a key rotation that does not follow from the keys held here
+        ├── ForkError          a keyring or manifest history that does not follow what was seen
         ├── DowngradeError     an encrypted remote now looks unencrypted
         └── KeyringError       a keyring operation refused (last slot, limits, unknown slot)
 """
@@ -445,17 +445,24 @@ class RollbackError(EncryptionError):
 
 class ForkError(EncryptionError):
     """keys.json holds a rotation that does not follow from the keys this machine holds: it
-    was rewritten by someone without the agent's key (age has no sender authentication)."""
+    was rewritten by someone without the agent's key (age has no sender authentication).
+    With ``manifest``: the store shows this machine a manifest history other than the one it
+    followed (a fork: another state was shown to another machine, or to this one before)."""
 
-    def __init__(self, url: str, what: str) -> None:
-        super().__init__(
-            url,
-            _where(
-                url,
+    def __init__(self, url: str, what: str, manifest: bool = False) -> None:
+        if manifest:
+            said = (
+                f"{what}: the store forked the agent's history (it shows this machine "
+                "another history than the one it followed); it was refused, nothing was "
+                "imported, the local repository is untouched. If the store was restored on "
+                "purpose: 'memfs key trust-rollback REMOTE'"
+            )
+        else:
+            said = (
                 f"{what}: keys.json was rewritten by someone who does not hold the "
-                "agent's key; it was refused, nothing was imported",
-            ),
-        )
+                "agent's key; it was refused, nothing was imported"
+            )
+        super().__init__(url, _where(url, said))
 
 
 class DowngradeError(EncryptionError):

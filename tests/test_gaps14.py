@@ -171,3 +171,70 @@ def test_key_rotate_refuses_a_secrets_blob_changed_unseen(tmp_path: Path) -> Non
     assert run(a, "sync").returncode == 10  # still refused: it was not laundered
     shown = run(a, "run", "--", sys.executable, "-c", "import os; print(os.environ['API_TOKEN'])")
     assert "planted" not in shown.stdout
+
+
+# -- 3. a forked manifest history is a ForkError; a rollback names the way out ----------------
+
+
+def test_a_forked_manifest_history_is_a_fork_error(tmp_path: Path) -> None:
+    """B saw A's generation n+1; the store puts generation n back and C (a member shown that
+    old state) pushes its own generation n+1 on it: B is shown two different histories.
+    That is a fork (ForkError, exit 10, its own message), not a flipped byte."""
+    import memfs
+    from memfs import sync
+    from memfs.errors import ForkError
+
+    from .conftest import run_cli, write
+    from .test_sealed import grant, on, shared
+    from .test_tamper import Store as Raw
+    from .test_tamper import push_one, state_of
+
+    url = f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
+    a, b = shared(tmp_path, url)
+    grant(tmp_path, url, "a", "c")
+    with on(tmp_path, "c"):
+        c = sync.clone(url, tmp_path / "c" / "agent")
+    raw = Raw(url)
+    old = raw.read("manifest.json.enc")
+    push_one(tmp_path, a, "one\n")
+    with on(tmp_path, "b"):
+        assert sync.pull(memfs.open(b.root)).ok
+    raw.replace("manifest.json.enc", old)
+    with on(tmp_path, "c"):
+        write(c.root, "notes/c.md", "c's own\n")
+        assert sync.push(c).ok
+    before = state_of(b.root)
+    with on(tmp_path, "b"):
+        result = run_cli("-C", str(b.root), "pull")
+        assert result.exit_code == 10, result.output
+        assert "manifest.json" in result.output and "fork" in result.output, result.output
+        assert "Traceback" not in result.output
+        from memfs.remotes import open_remote
+
+        with pytest.raises(ForkError):
+            open_remote(url).read_manifest()  # type: ignore[attr-defined]
+    assert state_of(b.root) == before
+
+
+def test_a_manifest_rollback_names_trust_rollback(tmp_path: Path) -> None:
+    """An old manifest put back: exit 10, naming `memfs key trust-rollback` for a store
+    restored from a backup on purpose."""
+    import memfs
+    from memfs import sync
+
+    from .conftest import run_cli
+    from .test_sealed import on, shared
+    from .test_tamper import Store as Raw
+    from .test_tamper import push_one
+
+    url = f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
+    a, b = shared(tmp_path, url)
+    raw = Raw(url)
+    old = raw.read("manifest.json.enc")
+    push_one(tmp_path, a, "one\n")
+    with on(tmp_path, "b"):
+        assert sync.pull(memfs.open(b.root)).ok
+        raw.replace("manifest.json.enc", old)
+        result = run_cli("-C", str(b.root), "pull")
+    assert result.exit_code == 10, result.output
+    assert "memfs key trust-rollback" in result.output, result.output

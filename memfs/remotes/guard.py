@@ -8,7 +8,7 @@ the machine's key cache (``memfs.crypto.keycache``) before anything is imported:
 
 - an epoch or generation below the one seen: RollbackError;
 - the generation seen, other bytes; or the next generation, whose ``prev`` is not the digest
-  seen: TamperError (the store equivocates);
+  seen: ForkError (the store equivocates: it forked the history);
 - a remote known as encrypted that now has no ``manifest.json.enc``, or a plain format-1
   ``manifest.json``: DowngradeError.
 
@@ -35,12 +35,13 @@ from pathlib import Path
 
 from memfs.crypto.identity import private_folder
 from memfs.crypto.keycache import KeyCache, Seen
-from memfs.errors import DowngradeError, RollbackError, TamperError
+from memfs.errors import DowngradeError, ForkError, RollbackError
 from memfs.remotes.bucket import is_stub
 from memfs.util import atomic_write, utc_now
 
 MANIFEST = "manifest.json"
 PINS_FILE = "remotes.json"
+TRUST = "restored from a backup on purpose? 'memfs key trust-rollback REMOTE'"
 
 
 class ManifestGuard:
@@ -64,27 +65,26 @@ class ManifestGuard:
             raise RollbackError(
                 self.url,
                 f"{MANIFEST} is sealed under epoch {epoch}, older than epoch {seen.epoch} "
-                "this machine has seen",
+                f"this machine has seen ({TRUST})",
             )
         if generation < seen.generation:
             raise RollbackError(
                 self.url,
                 f"{MANIFEST} is at generation {generation}, older than generation "
-                f"{seen.generation} this machine has seen",
+                f"{seen.generation} this machine has seen ({TRUST})",
             )
         if generation == seen.generation and digest != seen.digest:
-            raise TamperError(
+            raise ForkError(
                 self.url,
-                MANIFEST,
-                f"is not the generation {generation} this machine saw (the store shows "
-                "two different histories)",
+                f"{MANIFEST} at generation {generation} is not the one this machine saw",
+                manifest=True,
             )
         if generation == seen.generation + 1 and prev != seen.digest:
-            raise TamperError(
+            raise ForkError(
                 self.url,
-                MANIFEST,
-                f"generation {generation} does not follow generation {seen.generation} "
-                "this machine saw (the store shows two different histories)",
+                f"{MANIFEST} generation {generation} does not follow generation "
+                f"{seen.generation} this machine saw",
+                manifest=True,
             )
 
     def accept(self, generation: int, digest: str, epoch: int) -> None:
