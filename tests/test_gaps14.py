@@ -238,3 +238,61 @@ def test_a_manifest_rollback_names_trust_rollback(tmp_path: Path) -> None:
         result = run_cli("-C", str(b.root), "pull")
     assert result.exit_code == 10, result.output
     assert "memfs key trust-rollback" in result.output, result.output
+
+
+# -- 4. memfs run masks line-wrapped forms; a held file's name is never printed -------------
+
+WRAPPED = "wrapped-Secret-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJ-XYZ"
+PRINT_WRAPPED = """
+import base64, os, sys
+v = os.environ["LONG_TOKEN"].encode()
+sys.stdout.write(base64.encodebytes(b"xy" + v + b"!").decode())  # base64(1): 76 a line
+sys.stdout.write(base64.b64encode(v).decode().replace("\\n", ""))
+sys.stdout.write("\\n")
+pem = base64.b64encode(b"z" + v)
+for i in range(0, len(pem), 64):  # PEM: 64 a line, CRLF
+    sys.stdout.write(pem[i : i + 64].decode() + "\\r\\n")
+    sys.stdout.flush()
+print("done")
+"""
+
+
+def test_memfs_run_masks_base64_wrapped_at_76_and_pem_at_64(tmp_path: Path) -> None:
+    """base64(1) wraps its output at 76 characters and PEM at 64: the value's base64 forms
+    cut by a line break are masked too; the rest of the output keeps its line breaks."""
+    import base64
+    import sys
+
+    from .conftest import memfs_process
+    from .secretsfix import agent_with_secrets
+
+    root = agent_with_secrets(tmp_path, {"LONG_TOKEN": WRAPPED})
+    shown = memfs_process("-C", str(root), "run", "--", sys.executable, "-c", PRINT_WRAPPED)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout.encode()
+    flat = out.replace(b"\n", b"").replace(b"\r", b"")
+    raw = WRAPPED.encode()
+    for encoded in (base64.b64encode(b"xy" + raw + b"!"), base64.b64encode(b"z" + raw)):
+        assert encoded[8:-8] not in flat, out  # no stretch of the value's base64 survives
+    assert base64.b64encode(raw)[:40] not in flat
+    assert out.count(b"LONG_TOKEN=<REDACTED>") == 3, out
+    assert out.endswith(b"done\n"), out
+
+
+def test_the_scrubber_keeps_line_breaks_around_a_wrapped_form() -> None:
+    """Split anywhere, a wrapped form is masked with its line breaks, the text around it
+    keeps its own; a stream with no form passes through unchanged."""
+    import base64
+
+    from memfs.secrets.scrub import Scrubber
+
+    raw = WRAPPED.encode()
+    text = base64.encodebytes(raw)  # ends with b"\n"
+    data = b"head\n" + text + b"tail\n"
+    whole = Scrubber({"T": WRAPPED}).scrub(data)
+    assert whole == b"head\nT=<REDACTED>\ntail\n"
+    for cut in range(len(data) + 1):
+        scrubber = Scrubber({"T": WRAPPED})
+        assert scrubber.feed(data[:cut]) + scrubber.feed(data[cut:]) + scrubber.close() == whole
+    plain = b"no secret here\r\nnor here\n"
+    assert Scrubber({"T": WRAPPED}).scrub(plain) == plain
