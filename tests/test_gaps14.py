@@ -296,3 +296,33 @@ def test_the_scrubber_keeps_line_breaks_around_a_wrapped_form() -> None:
         assert scrubber.feed(data[:cut]) + scrubber.feed(data[cut:]) + scrubber.close() == whole
     plain = b"no secret here\r\nnor here\n"
     assert Scrubber({"T": WRAPPED}).scrub(plain) == plain
+
+
+NAMED = "sk-test-4c1d9e0f7a2b5c8d"
+
+
+def test_a_file_named_with_a_value_is_shown_redacted(tmp_path: Path) -> None:
+    """A file whose name holds a secret's value is held (review7); `status` (text and
+    --json) and the refused commit's error name it with that part redacted, never the
+    value."""
+    from .conftest import memfs_process, write
+    from .secretsfix import agent_with_secrets
+
+    root = agent_with_secrets(tmp_path, {"API_KEY": NAMED})
+    write(root, f"reference/{NAMED}.md", "---\ndescription: k\n---\nhello\n")
+    for args in (("status",), ("status", "--json"), ("commit",)):
+        done = memfs_process("-C", str(root), *args)
+        shown = done.stdout + done.stderr
+        assert "Traceback" not in shown, shown
+        assert NAMED not in shown, (args, shown)
+        assert "reference/API_KEY=<REDACTED>.md" in shown, (args, shown)
+    held = json.loads(memfs_process("-C", str(root), "status", "--json").stdout)["held"]
+    assert [h["path"] for h in held] == ["reference/API_KEY=<REDACTED>.md"]
+    assert (root / f"reference/{NAMED}.md").exists()  # kept on disk
+    from memfs.secrets.guard import review
+
+    path = f"reference/{NAMED}.md"
+    allowed, refusals = review({path: (0o100644, b"hello\n")}, {"API_KEY": NAMED})
+    assert allowed == {} and [r.path for r in refusals] == [path]  # held by its real path
+    logged = refusals[0].render()  # what the watcher logs
+    assert NAMED not in logged and "reference/API_KEY=<REDACTED>.md" in logged

@@ -72,7 +72,7 @@ def status(state: AppState, as_json: bool) -> None:
       memfs status --json
     """
     from memfs.remotestate import remote_states
-    from memfs.secrets.hooks import HOLDS_SECRET, pending_count
+    from memfs.secrets.hooks import HOLDS_SECRET, pending_count, shown_paths
     from memfs.watchstate import status as watcher_status
 
     agent = state.agent()
@@ -80,10 +80,13 @@ def status(state: AppState, as_json: bool) -> None:
     remotes = remote_states(agent)
     watcher = watcher_status(agent)
     pending = pending_count(agent)
+    shown = shown_paths(agent, report)  # a held file's name may hold a secret's value
     if as_json:
         remote_dicts = [r.to_dict() for r in remotes]
         extra = {"remotes": remote_dicts, "watcher": watcher, "secrets_pending": pending}
-        emit_json({**report.to_dict(), **extra})
+        data = report.to_dict()
+        data["changes"] = [{**c, "path": shown(c["path"])} for c in data["changes"]]
+        emit_json({**data, **extra})
         return
     head = report.head[:7] if report.head else "no commits yet"
     click.echo(f"On branch {report.branch} at {head}")
@@ -101,8 +104,9 @@ def status(state: AppState, as_json: bool) -> None:
         click.echo("Changes not committed (run 'memfs commit'):")
         held = {problem.path for problem in report.held}
         for change in report.changes:
-            kept = "  (kept out of commits, see below)" if change.path in held else ""
-            click.echo(f"  {change.status + ':':<10} {change.path}{kept}")
+            path = shown(change.path)
+            kept = "  (kept out of commits, see below)" if path in held else ""
+            click.echo(f"  {change.status + ':':<10} {path}{kept}")
     holding = [p for p in report.held if p.message.startswith(HOLDS_SECRET)]
     letta = [p for p in report.held if p not in holding]
     if letta:

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from memfs.errors import CommitRefusedError
+from memfs.lettahook import Refusal
+from memfs.schema import Problem
 from memfs.secrets.forms import MIN_FORM, table, trie_pattern
 from memfs.secrets.hooks import HOLDS_SECRET
 
 if TYPE_CHECKING:
     from memfs.agent import Agent
-    from memfs.lettahook import Refusal, Verdict
+    from memfs.lettahook import Verdict
 
 Payload = dict[str, tuple[int, bytes] | None]
 _Finder = tuple[re.Pattern[bytes] | None, dict[bytes, str]]
@@ -60,11 +63,31 @@ def reason(name: str, in_name: bool = False) -> str:
     return f"{HOLDS_SECRET}{name}: kept on disk, left out of commits; write ${name} instead"
 
 
+@dataclass(frozen=True)
+class NamedRefusal(Refusal):
+    """A file held because its *name* holds a value: it is kept out of commits by its real
+    path, and shown (status, the watcher log, a refused commit) by ``shown``, the path with
+    the value's part redacted."""
+
+    shown: str = ""
+
+    def problem(self) -> Problem:
+        return Problem(self.shown, self.line, self.message)
+
+    def render(self) -> str:
+        return f"{self.shown}:{self.line}: {self.message}"
+
+
+def redacted_path(path: str, values: Mapping[str, str]) -> str:
+    """``path`` with every form of a value in it shown as ``NAME=<REDACTED>``."""
+    from memfs.secrets.scrub import Scrubber
+
+    return Scrubber(values).scrub(path.encode()).decode(errors="replace")
+
+
 def review(payload: Payload, values: Mapping[str, str]) -> tuple[Payload, list[Refusal]]:
     """Split ``payload`` into what may be committed and a refusal for each added or changed
     file holding a secret's value."""
-    from memfs.lettahook import Refusal
-
     plain = _finder(values)
     if plain[0] is None:
         return payload, []
@@ -81,7 +104,8 @@ def review(payload: Payload, values: Mapping[str, str]) -> tuple[Payload, list[R
             continue
         named = _search(path.encode(), plain, joined)  # a path goes into the tree and message
         if named is not None:
-            refusals.append(Refusal(path, reason(named[0], in_name=True), 1))
+            shown = redacted_path(path, values)
+            refusals.append(NamedRefusal(path, reason(named[0], in_name=True), 1, shown=shown))
             continue
         allowed[path] = change
     return allowed, refusals

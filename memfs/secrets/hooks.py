@@ -63,6 +63,18 @@ def masker(agent: Agent) -> Callable[[str], str]:
     return lambda text: scrubber.scrub(text.encode()).decode(errors="replace")
 
 
+def shown_paths(agent: Agent, report: Any) -> Callable[[str], str]:
+    """How ``status`` shows a changed path: with a secret's value in it redacted, for the
+    files the guard held for their name (``report.held`` shows those already redacted); the
+    identity, with no import, when no file is held so."""
+    if not has_secrets(agent) or not any(
+        str(p.message).startswith(HOLDS_SECRET) and "in its name" in str(p.message)
+        for p in getattr(report, "held", ())
+    ):
+        return lambda path: path
+    return masker(agent)
+
+
 def pending_count(agent: Agent) -> int:
     """How many secret changes made here are not pushed yet."""
     if not (secrets_dir(agent.history.state_dir) / PENDING_FILE).exists():
