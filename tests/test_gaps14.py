@@ -326,3 +326,69 @@ def test_a_file_named_with_a_value_is_shown_redacted(tmp_path: Path) -> None:
     assert allowed == {} and [r.path for r in refusals] == [path]  # held by its real path
     logged = refusals[0].render()  # what the watcher logs
     assert NAMED not in logged and "reference/API_KEY=<REDACTED>.md" in logged
+
+
+# -- 5. a machine without a slot does not re-read the keyring on every sync -----------------
+
+
+@pytest.fixture
+def metered(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A moto S3 of this test's own recording each request and response, bucket 'noslot'."""
+    import boto3
+
+    from .s3 import CREDENTIALS
+    from .s3meter import metered_moto_s3
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    with metered_moto_s3() as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1").create_bucket(
+            Bucket="noslot"
+        )
+        yield server
+
+
+def test_a_machine_without_a_slot_asks_for_the_keyring_only_if_it_changed(
+    metered: object, tmp_path: Path
+) -> None:
+    """On a plain cloud with secrets, B holds no slot: its syncs keep syncing memory, and
+    after the first no longer GET memfs.json and keys.json (and import the crypto) each
+    time; one conditional GET of keys.json (304, no body) says the keyring is unchanged.
+    Once A adds B's slot (keys.json changes), B's next sync reads the secrets."""
+    import memfs
+    from memfs import sync
+    from memfs.remotes import add_remote
+    from memfs.secrets.store import SecretStore, push_secrets
+
+    from .conftest import write
+    from .test_sealed import grant, on
+
+    url = "memfs::s3://noslot/agent"
+    with on(tmp_path, "a"):
+        a = memfs.init(tmp_path / "a" / "agent", name="noslot")
+        add_remote(a.history, "origin", url)
+        assert sync.push(a).ok
+        SecretStore.load(a).set("API_KEY", "value-0123456789-abc")
+        assert push_secrets(a)
+    with on(tmp_path, "b"):
+        b = sync.clone(url, tmp_path / "b" / "agent")
+        assert sync.sync(b).ok
+    served = metered.served  # type: ignore[attr-defined]
+    for n in range(3):
+        with on(tmp_path, "a"):
+            write(a.root, f"notes/n{n}.md", f"note {n}\n")
+            assert sync.sync(a).ok
+        served.clear()
+        with on(tmp_path, "b"):
+            assert sync.sync(b).ok
+            assert (b.root / f"notes/n{n}.md").read_text() == f"note {n}\n"
+            assert SecretStore.load(b).names() == []
+        asked = [s for s in served if s.path.endswith(("/keys.json", "/memfs.json"))]
+        assert [(s.path.rsplit("/", 1)[1], s.status, s.body_bytes) for s in asked] == [
+            ("keys.json", 304, 0)
+        ], asked
+    grant(tmp_path, url, "a", "b")
+    with on(tmp_path, "b"):
+        assert sync.sync(b).ok
+        assert SecretStore.load(b).names() == ["API_KEY"]

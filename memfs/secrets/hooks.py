@@ -15,11 +15,14 @@ if TYPE_CHECKING:
     from memfs.agent import Agent
     from memfs.remotes import Remote, RemoteConfig
     from memfs.remotes.manifest import BucketManifest
+    from memfs.remotes.storage import Storage
 
 FIELD = "secrets"  # the manifest field holding the sealed blob (base64)
 CACHE_FILE = "secrets.enc"
 PENDING_FILE = "secrets.pending.enc"
 META_FILE = "secrets.json"
+NO_SLOT_FILE = "secrets.noslot.json"  # "no slot here for the keyring at this ETag"
+KEYS_OBJECT = "keys.json"
 HOLDS_SECRET = "holds the value of secret "  # how the commit guard's reasons begin
 
 
@@ -30,11 +33,7 @@ def secrets_dir(state_dir: Path) -> Path:
 
 def read_meta(state_dir: Path) -> dict[str, Any]:
     """``secrets.json`` (names, the remote, its repo id; never values), {} if none."""
-    try:
-        data = json.loads((secrets_dir(state_dir) / META_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return _read_json(secrets_dir(state_dir) / META_FILE)
 
 
 def has_secrets(agent: Agent) -> bool:
@@ -91,11 +90,20 @@ def push_pending(agent: Agent) -> None:
         push_secrets(agent)
 
 
-def manifest_seen(agent: Agent, config: RemoteConfig, manifest: BucketManifest | None) -> None:
+def manifest_seen(
+    agent: Agent,
+    config: RemoteConfig,
+    manifest: BucketManifest | None,
+    storage: Storage | None = None,
+) -> None:
     """A manifest of ``config`` was read: if its secrets blob is not the one this machine last
     took, take it (memfs.secrets.store.refresh). A machine without a slot for them keeps
     syncing memory (they stay unreadable here until 'memfs key add'); a tampered or rolled
-    back blob is refused (EncryptionError, exit 10)."""
+    back blob is refused (EncryptionError, exit 10).
+
+    Without a slot, the keyring's ETag is remembered (``NO_SLOT_FILE``): later syncs ask
+    ``storage`` (the remote's own, when given) only whether keys.json changed, one
+    conditional GET, instead of reading memfs.json and keys.json and importing the crypto."""
     text = manifest.extra.get(FIELD) if manifest is not None else None
     if not isinstance(text, str):
         return
@@ -110,15 +118,67 @@ def manifest_seen(agent: Agent, config: RemoteConfig, manifest: BucketManifest |
     meta = read_meta(agent.history.state_dir)
     if meta.get("digest") == hashlib.sha256(blob).hexdigest() and has_secrets(agent):
         return
+    etag = _keyring_etag(agent, config, storage)
+    if etag is _UNCHANGED:
+        return  # still no slot here: the keyring is as it was
     from memfs.errors import NoKeyError
     from memfs.secrets.sharing import refresh
 
-    with contextlib.suppress(NoKeyError):  # no slot here: unreadable until 'memfs key add'
+    path = secrets_dir(agent.history.state_dir) / NO_SLOT_FILE
+    try:
         refresh(agent, config, blob)
+    except NoKeyError:  # no slot here: unreadable until 'memfs key add'
+        if isinstance(etag, str):
+            _remember_no_slot(path, config.name, etag)
+        return
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+_UNCHANGED = object()
+
+
+def _keyring_etag(agent: Agent, config: RemoteConfig, storage: Storage | None) -> object:
+    """keys.json's ETag as the store has it now (read before a refresh, so a keyring that
+    changes meanwhile is only asked about again), ``_UNCHANGED`` if this machine recorded
+    no slot for that very ETag, None when unknown (no storage, no keyring)."""
+    if storage is None:
+        return None
+    from memfs.errors import MemfsError
+    from memfs.remotes.storage import Unchanged
+
+    known = _read_json(secrets_dir(agent.history.state_dir) / NO_SLOT_FILE)
+    seen = known.get("keys_etag") if known.get("remote") == config.name else None
+    try:
+        if isinstance(seen, str):
+            got = storage.get_if_changed(KEYS_OBJECT, seen)
+            if isinstance(got, Unchanged):
+                return _UNCHANGED
+        else:
+            got = storage.get(KEYS_OBJECT)
+    except (MemfsError, OSError):  # the refresh that follows reports what is wrong with it
+        return None
+    return got[1] if got is not None else None
+
+
+def _remember_no_slot(path: Path, remote: str, etag: str) -> None:
+    from memfs.util import atomic_write
+
+    data = json.dumps({"remote": remote, "keys_etag": etag}, sort_keys=True).encode()
+    with contextlib.suppress(OSError):
+        atomic_write(path, data + b"\n", 0o600)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def after_fetch(agent: Agent, config: RemoteConfig, remote: Remote) -> None:
     """After a fetch from ``remote``: look at the manifest it read (object stores only)."""
     last = getattr(remote, "_last_read", None)  # BucketRemote keeps the manifest it read
     if last is not None:
-        manifest_seen(agent, config, last[0])
+        manifest_seen(agent, config, last[0], getattr(remote, "raw", None))
