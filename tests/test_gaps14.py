@@ -392,3 +392,45 @@ def test_a_machine_without_a_slot_asks_for_the_keyring_only_if_it_changed(
     with on(tmp_path, "b"):
         assert sync.sync(b).ok
         assert SecretStore.load(b).names() == ["API_KEY"]
+
+
+# -- 6. compacting an encrypted remote appends to its base pack ------------------------------
+
+
+def test_compacting_an_encrypted_remote_appends_to_the_base_pack(tmp_path: Path) -> None:
+    """An encrypted store holds no .idx: the compaction indexes the base pack it opened
+    here, so the second compaction keeps the first one's pack byte for byte and appends
+    what was pushed since (it used to pack the whole history again every time)."""
+    from memfs import sync
+    from memfs.remotes import open_remote
+    from memfs.remotes.bucket import BucketRemote
+
+    from .conftest import write
+    from .test_sealed import assert_sealed, on, shared
+    from .test_sync import contents
+
+    url = f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
+    a, _ = shared(tmp_path, url)
+
+    def compact_packs(n: int) -> bytes:
+        with on(tmp_path, "a"):
+            for i in range(3):
+                write(a.root, f"notes/n{n}-{i}.md", f"{n} {i}\n" * 40)
+                assert sync.push(a).ok
+            remote = open_remote(url, encrypt=True)
+            assert isinstance(remote, BucketRemote)
+            merged, _ = remote.compact(a.history, grace_s=3600)
+            assert merged >= 3
+            manifest, _ = remote.read_manifest()
+            assert manifest is not None and len(manifest.packs) == 1
+            got = remote.storage.get(f"packs/{manifest.packs[0]}.pack")
+            assert got is not None
+            return got[0]
+
+    first = compact_packs(1)
+    second = compact_packs(2)
+    assert second[12 : len(first) - 20] == first[12:-20]  # the base, byte for byte
+    assert_sealed(url)
+    with on(tmp_path, "b"):
+        fresh = sync.clone(url, tmp_path / "b" / "fresh")
+    assert contents(fresh) == contents(a)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from memfs.errors import MemfsError, PushRejectedError
 from memfs.remotes.manifest import RetiredPack
@@ -79,7 +79,10 @@ def compact(
     packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
     if len(manifest.packs) > 1 or (reseal and remote.sealed is not None and manifest.packs):
         remote._import_holding(history, manifest.packs, list(manifest.refs.values()))
-        whole = compacted_pack(history, remote.storage, manifest)
+        source = remote.storage
+        if remote.sealed is not None:  # no .idx there: the base pack is indexed here
+            source = cast("Storage", IndexedHere(remote.storage))
+        whole = compacted_pack(history, source, manifest)
         if whole is not None:
             remote.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
             remote.storage.put_if_absent(f"packs/{whole.name}.idx", whole.index)
@@ -104,6 +107,30 @@ def compact(
     for name in unlisted:
         _delete_pack(remote.storage, name)
     return merged, len(expired) + len(unlisted)
+
+
+class IndexedHere:
+    """An encrypted store as the compaction reads its base pack from it: the store keeps no
+    ``.idx``, so one is built here from the pack just opened (``memfs.packs.index_pack``,
+    which checks every object) and the base is appended to, as on a plain store, instead
+    of the whole history being packed again at every compaction."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def get_many(self, keys: list[str]) -> list[tuple[bytes, str] | None]:
+        from memfs.packs import PackError, index_pack
+
+        got = self.storage.get_many(keys)
+        for i, key in enumerate(keys):
+            pack_key = key.removesuffix(".idx") + ".pack"
+            if got[i] is not None or not key.endswith(".idx") or pack_key not in keys:
+                continue
+            pack = got[keys.index(pack_key)]
+            if pack is not None:
+                with contextlib.suppress(PackError):  # not a pack: the whole history again
+                    got[i] = (index_pack(pack[0]).index_bytes(), "")
+        return got
 
 
 def _orphans(storage: Storage, listed: set[str], older_than: float) -> list[str]:
