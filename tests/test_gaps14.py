@@ -434,3 +434,58 @@ def test_compacting_an_encrypted_remote_appends_to_the_base_pack(tmp_path: Path)
     with on(tmp_path, "b"):
         fresh = sync.clone(url, tmp_path / "b" / "fresh")
     assert contents(fresh) == contents(a)
+
+
+def test_wrapped_streams_split_anywhere_equal_the_whole_stream() -> None:
+    """Seeded: values base64-wrapped at 76 or 64 (LF or CRLF), inside ordinary lines, a
+    multi-line PEM-like value printed as it is; fed in random chunks the output is the
+    whole stream's, and every encoding is masked."""
+    import base64
+    import random
+
+    from memfs.secrets.scrub import Scrubber
+
+    rng = random.Random(1414)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/+="
+    for _ in range(30):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(40, 120)))
+        pem = (
+            "-----BEGIN KEY-----\n"
+            + "\n".join(value[i : i + 64] for i in range(0, len(value), 64))
+            + "\n-----END KEY-----"
+        )
+        values = {"V": value, "P": pem + "\n" + value[:9]}
+        parts, shown = [], 0
+        for _ in range(6):
+            parts.append(rng.choice([b"log line e\n", b"x" * 64 + b"\n", b"", b"ok "]))
+            pad = rng.choice([b"", b"a", b"ab"])
+            encoded = base64.b64encode(pad + value.encode() + rng.choice([b"", b"!"]))
+            width = rng.choice([64, 76])
+            lines = [encoded[i : i + width] for i in range(0, len(encoded), width)]
+            end = rng.choice([b"\n", b"\r\n"])
+            parts.append(end.join(lines) + end)
+            shown += 1
+        parts.append(values["P"].encode() + b"\n")
+        data = b"".join(parts)
+        whole = Scrubber(values).scrub(data)
+        assert whole.count(b"V=<REDACTED>") >= shown, whole
+        assert value.encode()[:20] not in whole
+        cuts = sorted(rng.randint(0, len(data)) for _ in range(rng.randint(1, 40)))
+        scrubber, out, last = Scrubber(values), [], 0
+        for cut in [*cuts, len(data)]:
+            out.append(scrubber.feed(data[last:cut]))
+            last = cut
+        assert b"".join(out) + scrubber.close() == whole
+
+
+def test_an_ordinary_line_is_passed_on_with_its_line_break() -> None:
+    """Only a break after a line of a wrap width is held back with what could begin a form:
+    a short line ending in such a character goes out at once, line break included."""
+    import base64
+
+    from memfs.secrets.scrub import Scrubber
+
+    scrubber = Scrubber({"T": WRAPPED})
+    first = base64.b64encode(WRAPPED.encode())[:1]
+    line = b"progress " + first + b"\n"
+    assert scrubber.feed(line) == line
