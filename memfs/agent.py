@@ -220,6 +220,20 @@ class Agent:
 
         return agentrules.letta_rules(self, allow_read_only)
 
+    def _gate(
+        self,
+        head_tree: Files,
+        payload: dict[str, tuple[int, bytes] | None],
+        origin: str,
+        allow_read_only: tuple[str, ...] = (),
+        first_commit: bool = False,
+    ) -> lettahook.Verdict:
+        """Split a proposed commit into what Letta's rules let through and what stays in the
+        work tree (agentrules.gate; kept here for memfs/fastcommit.py on branch commit12)."""
+        from memfs import agentrules
+
+        return agentrules.gate(self, head_tree, payload, origin, allow_read_only, first_commit)
+
     def left_out_reason(self, path: str) -> str | None:
         """Why the file at ``path`` is not committed as it is on disk, if it is not: left out
         of versioning, or held back by Letta's rules (read_only, its installed hook) or the
