@@ -1,9 +1,14 @@
-"""Issue 14's known gaps after session 7 (tests/notes s7 "Needs its own issue"), each with a
-test that failed before its fix: whole ``memfs`` processes where the bug is user-visible.
+"""Issue 14's known gaps after session 7 (its notes' "Needs its own issue"), each with a test
+that failed before its fix: whole ``memfs`` processes where the bug is user-visible.
 
 1. ``memfs serve`` over an ``--encrypt`` cloud opens each agent as configured encrypted (a
    plain agent planted there is a downgrade, never written to in the clear), and a server
    machine without a slot answers with an error naming ``memfs key add``.
+2. ``memfs key rotate`` refuses to seal again a secrets blob changed unseen (exit 10).
+3. A forked manifest history is a ForkError; a rollback names ``memfs key trust-rollback``.
+4. ``memfs run`` masks base64 wrapped at 76 / 64; a held file's name is shown redacted.
+5. A machine without a slot asks only whether keys.json changed (one conditional GET).
+6. Compacting an encrypted remote appends to its base pack (indexed here).
 """
 
 from __future__ import annotations
@@ -77,46 +82,38 @@ def test_serve_over_an_encrypted_cloud_pushes_sealed(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_serve_over_an_encrypted_cloud_refuses_a_planted_plain_agent(tmp_path: Path) -> None:
+def test_serve_over_an_encrypted_cloud_refuses_plain_agents_and_names_key_add(
+    tmp_path: Path,
+) -> None:
     """An agent stored in the clear in an --encrypt cloud (planted, or pushed by an old
-    memfs) is a downgrade to the server too: it is refused, and nothing the server writes
-    goes to the store in the clear."""
+    memfs) is a downgrade to the server too: refused, and nothing the server writes goes to
+    the store in the clear (this failed: the server wrote it plain). An encrypted agent
+    the server machine holds no slot for: an error naming `memfs key add` and its
+    recipient, not a 500."""
     store = make_store("file", tmp_path)
-    p, s = box(tmp_path, "p", store), box(tmp_path, "s", store)
-    name = "zebu-planted"
+    p, a, s = box(tmp_path, "p", store), box(tmp_path, "a", store), box(tmp_path, "s", store)
+    planted, noslot = "zebu-planted", "zebu-noslot"
     p.ok("cloud", "add", CLOUD, store.cloud_url)
     p.ok("cloud", "default", CLOUD)
-    p.ok("init", str(p.root), "--name", name, "--description", "plain")
+    p.ok("init", str(p.root), "--name", planted, "--description", "plain")
     (p.root / "reference").mkdir()
     (p.root / "reference" / "marker.md").write_text("---\ndescription: m\n---\nplain\n")
     p.at("commit", "-m", "plain agent")
     p.at("push")
-    before = store.objects(name)
-    s.ok("cloud", "add", CLOUD, store.cloud_url, "--encrypt")
-    with running_server(CLOUD, tmp_path / "s", env=s.env()) as server:
-        status, body = _patch(server.url, name, "reference/marker", "PUSHED-IN-THE-CLEAR\n")
-        assert status >= 400, body
-        assert "encrypted" in body, body
-    after = store.objects(name)
-    assert not [k for k in after if k not in before and not k.startswith("envs/")], sorted(after)
-    assert b"PUSHED-IN-THE-CLEAR" not in b"".join(after.values())
-
-
-@pytest.mark.timeout(180)
-def test_serve_without_a_slot_names_memfs_key_add(tmp_path: Path) -> None:
-    """The server machine holds no key for the agent: the API answers with an error naming
-    `memfs key add` (and this machine's recipient), not a 500."""
-    store = make_store("file", tmp_path)
-    a, s = box(tmp_path, "a", store), box(tmp_path, "s", store)
-    name = "zebu-noslot"
-    start_encrypted_agent(store, a, name, "DESCR-noslot")
+    start_encrypted_agent(store, a, noslot, "DESCR-noslot")
+    before = store.objects(planted)
     who = s.recipient()
     s.ok("cloud", "add", CLOUD, store.cloud_url, "--encrypt")
     with running_server(CLOUD, tmp_path / "s", env=s.env()) as server:
-        status, body = _patch(server.url, name, "reference/marker", "x\n")
+        status, body = _patch(server.url, planted, "reference/marker", "PUSHED-IN-THE-CLEAR\n")
+        assert status >= 400 and "encrypted" in body, (status, body)
+        status, body = _patch(server.url, noslot, "reference/marker", "x\n")
         assert status in (403, 502), body
         assert "memfs key add" in body and who in body, body
         assert "Traceback" not in server.output()
+    after = store.objects(planted)
+    assert not [k for k in after if k not in before and not k.startswith("envs/")], sorted(after)
+    assert b"PUSHED-IN-THE-CLEAR" not in b"".join(after.values())
 
 
 # -- 2. key rotate never launders a secrets blob it has not seen -------------------------------
