@@ -23,12 +23,11 @@ opens (TOFU).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from memfs.crypto.envelope import KEY_LEN, Role, open_sealed, peek
+from memfs.crypto.envelope import KEY_LEN, Role, hkdf_sha256, open_sealed, peek
 from memfs.crypto.identity import Identity, InvalidRecipientError, parse_recipient
 from memfs.errors import ForkError, NoKeyError, RollbackError, TamperError
 
@@ -55,12 +54,7 @@ def commitment(key: bytes, repo_id: bytes) -> bytes:
     """What a rotation's link seals under the previous epoch key: 32 bytes of HKDF that bind
     the new key without revealing it. Never the key itself: a machine removed by that very
     rotation holds the previous key, and would read the new one out of the link."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return HKDF(
-        algorithm=hashes.SHA256(), length=KEY_LEN, salt=repo_id, info=b"memfs-enc-1/link"
-    ).derive(key)
+    return hkdf_sha256(key, repo_id, b"memfs-enc-1/link", KEY_LEN)
 
 
 def __getattr__(name: str) -> Any:
@@ -76,22 +70,17 @@ def __getattr__(name: str) -> Any:
 
 def kid(key: bytes, repo_id: bytes) -> str:
     """The key id of an epoch key: 8 bytes of HKDF, hex; names a key without revealing it."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return (
-        HKDF(algorithm=hashes.SHA256(), length=8, salt=repo_id, info=b"memfs-enc-1/kid")
-        .derive(key)
-        .hex()
-    )
+    return hkdf_sha256(key, repo_id, b"memfs-enc-1/kid", 8).hex()
 
 
 def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+    return binascii.b2a_base64(data, newline=False).decode()
 
 
 def unb64(url: str, what: str, text: str | None) -> bytes:
     """Decoded base64 from keys.json; TamperError naming ``what`` if it is not."""
+    import base64  # only where keys.json is read: ~0.3 ms a command with cached keys spares
+
     try:
         return base64.b64decode(text or "", validate=True)
     except (binascii.Error, ValueError):
@@ -208,6 +197,8 @@ def _open_history(url: str, ring: Keyring, repo_id: bytes, key: bytes) -> dict[i
         plain = open_sealed(key, repo_id, HISTORY_NAME, Role.HISTORY, blob)
     except TamperError as error:
         raise TamperError(url, HISTORY_NAME, error.why) from None
+    import base64
+
     try:
         older = {int(e): base64.b64decode(k, validate=True) for e, k in json.loads(plain).items()}
     except (ValueError, AttributeError, TypeError, binascii.Error):
