@@ -18,6 +18,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from memfs.crypto import keycache
 from memfs.crypto.envelope import Role, open_sealed, peek, seal
 from memfs.crypto.identity import (
     Identity,
@@ -708,6 +709,30 @@ def test_key_cache_is_private_and_adds_only(tmp_path: Path) -> None:
     cache.path.write_text("{not json")
     with pytest.raises(IdentityError, match="damaged"):
         cache.epochs()
+
+
+def test_a_first_pushs_key_joins_the_cache_with_its_next_write(
+    tmp_path: Path, file_store: Storage, machines: Callable[[str], Machine]
+) -> None:
+    """``create_keyring(defer_cache=True)`` (an encrypted first push): the key is used and
+    read back in this process at once, written with the next change of the cache file (the
+    manifest's rollback record: one write, not two), and if that never comes (a crash), the
+    next process opens it from keys.json."""
+    a = machines("a")
+    keys = create_keyring(file_store, REPO, a.identity, "a", a.cache, defer_cache=True)
+    epoch, key = keys.current()
+    assert epoch == 1 and a.cache.key(1) == key and not a.cache.path.exists()
+    a.cache.update_seen("s3://b/x", lambda current: Seen(1, "d", 1, "t"))
+    assert json.loads(a.cache.path.read_text())["epochs"] == {"1": base64.b64encode(key).decode()}
+
+    b, other = machines("b"), open_storage((tmp_path / "cloud" / "other").as_uri())
+    keys = create_keyring(other, bytes(16), b.identity, "b", defer_cache=True)
+    lost = KeyCache.for_repo(bytes(16), b.folder)
+    assert lost.key(1) == keys.current()[1]
+    keycache._HELD.clear()  # what a crash before the next write loses: the cached copy only
+    assert lost.key(1) is None
+    assert open_keys(other, bytes(16), b.identity, lost).current() == keys.current()
+    assert lost.key(1) == keys.current()[1]
 
 
 def test_seen_updates_are_serialised(tmp_path: Path) -> None:
