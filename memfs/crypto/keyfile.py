@@ -29,13 +29,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from memfs.crypto.envelope import KEY_LEN, Role, hkdf_sha256, open_sealed, peek
 from memfs.crypto.identity import Identity, InvalidRecipientError, parse_recipient
-from memfs.errors import ForkError, NoKeyError, RollbackError, TamperError
+from memfs.errors import ForkError, NoKeyError, RemoteCorruptError, RollbackError, TamperError
 
 if TYPE_CHECKING:
     from memfs.crypto.keymodels import Keyring
     from memfs.remotes.storage import Storage
 
 KEYS_OBJECT = "keys.json"
+IDENTITY_OBJECT = "memfs.json"
+REPO_ID_BYTES = 16
 HISTORY_NAME = "keys.json#history"
 MAX_SLOTS = 64
 # each costs a whole scrypt run to try (seconds, up to a GiB): a store cannot plant dozens
@@ -126,6 +128,28 @@ def parse_keyring(url: str, data: bytes) -> Keyring:
             url, KEYS_OBJECT, f"has more than {MAX_PASSPHRASE_SLOTS} passphrase slots allowed"
         )
     return ring
+
+
+def stored_repo_id(storage: Storage) -> bytes | None:
+    """The repo id of the agent in ``storage``: memfs.json's ``encryption.repo_id`` (an
+    encrypted agent), else keys.json's ``repo_id`` (a plain agent with secrets), else None."""
+    for key, path in ((IDENTITY_OBJECT, ("encryption", "repo_id")), (KEYS_OBJECT, ("repo_id",))):
+        got = storage.get(key)
+        if got is None:
+            continue
+        try:
+            value: object = json.loads(got[0])
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                continue
+            repo_id = bytes.fromhex(str(value))
+        except ValueError as error:
+            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id") from error
+        if len(repo_id) != REPO_ID_BYTES:
+            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id")
+        return repo_id
+    return None
 
 
 def check_ring(url: str, ring: Keyring, repo_id: bytes) -> None:
