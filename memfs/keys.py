@@ -11,7 +11,6 @@ list, rm and rotate (with the re-seal that follows a rotation), unlock, trust-ro
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,6 @@ from memfs.errors import (
     KeyringError,
     MemfsError,
     NoKeyError,
-    RemoteCorruptError,
 )
 from memfs.util import hostname
 
@@ -37,24 +35,12 @@ REPO_ID_BYTES = 16
 
 def stored_repo_id(storage: Storage) -> bytes | None:
     """The repo id of the agent in ``storage``: memfs.json's ``encryption.repo_id`` (an
-    encrypted agent), else keys.json's ``repo_id`` (a plain agent with secrets), else None."""
-    for key, path in ((IDENTITY_OBJECT, ("encryption", "repo_id")), (KEYS_OBJECT, ("repo_id",))):
-        got = storage.get(key)
-        if got is None:
-            continue
-        try:
-            value: object = json.loads(got[0])
-            for part in path:
-                value = value.get(part) if isinstance(value, dict) else None
-            if value is None:
-                continue
-            repo_id = bytes.fromhex(str(value))
-        except ValueError as error:
-            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id") from error
-        if len(repo_id) != REPO_ID_BYTES:
-            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id")
-        return repo_id
-    return None
+    encrypted agent), else keys.json's ``repo_id`` (a plain agent with secrets), else None
+    (memfs.crypto.keyfile, where an encrypted first push finds it without importing this
+    module's command classes)."""
+    from memfs.crypto.keyfile import stored_repo_id as find
+
+    return find(storage)
 
 
 def agent_keys(storage: Storage, *, create_name: str | None = None) -> RingKeys:

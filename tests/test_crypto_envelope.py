@@ -18,6 +18,8 @@ from memfs.crypto.envelope import (
     OVERHEAD,
     Role,
     StaticKeys,
+    _chacha,
+    hkdf_sha256,
     open_sealed,
     peek,
     role_for_name,
@@ -296,3 +298,102 @@ def test_exit_code_10_is_documented_where_the_others_are() -> None:
     assert "| 10 | a key or integrity problem" in readme
     for line in EXIT_CODES_HELP.splitlines()[2:]:  # every code of --help is in the README's table
         assert f"| {line.split()[0]} |" in readme
+
+
+# -- what the envelope uses in place of cryptography's HKDF and its aead package -------------
+
+RFC5869 = [  # RFC 5869 appendix A.1 to A.3: (IKM, salt, info, L, OKM)
+    (
+        b"\x0b" * 22,
+        bytes(range(13)),
+        bytes(range(0xF0, 0xFA)),
+        42,
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+    ),
+    (
+        bytes(range(80)),
+        bytes(range(0x60, 0xB0)),
+        bytes(range(0xB0, 0x100)),
+        82,
+        "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c6"
+        "5e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87",
+    ),
+    (
+        b"\x0b" * 22,
+        b"",
+        b"",
+        42,
+        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ikm", "salt", "info", "length", "okm"), RFC5869)
+def test_hkdf_gives_rfc_5869s_test_vectors(
+    ikm: bytes, salt: bytes, info: bytes, length: int, okm: str
+) -> None:
+    assert hkdf_sha256(ikm, salt, info, length).hex() == okm
+
+
+@given(
+    ikm=st.binary(max_size=80),
+    salt=st.binary(max_size=80),
+    info=st.binary(max_size=80),
+    length=st.integers(min_value=1, max_value=255 * 32),
+)
+def test_hkdf_gives_what_cryptographys_hkdf_gives(
+    ikm: bytes, salt: bytes, info: bytes, length: int
+) -> None:
+    theirs = HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+    assert hkdf_sha256(ikm, salt, info, length) == theirs
+
+
+def test_hkdf_refuses_lengths_rfc_5869_does_not_allow() -> None:
+    for length in (0, 255 * 32 + 1):
+        with pytest.raises(ValueError, match="HKDF-SHA256 gives"):
+            hkdf_sha256(KEY, b"", b"", length)
+
+
+def test_the_cipher_is_cryptographys_chacha20poly1305() -> None:
+    """Loaded from the binding cryptography's public aead module re-exports: the same class."""
+    assert _chacha() is ChaCha20Poly1305
+
+
+def test_a_tag_failure_is_a_tamper_error_and_other_errors_pass_through() -> None:
+    blob = seal(KEY, 1, Role.PACK, REPO, PACK, b"x")
+    with pytest.raises(TamperError):
+        open_sealed(OTHER_KEY, REPO, PACK, Role.PACK, blob)
+    with pytest.raises(ValueError, match="32 bytes"):
+        open_sealed(KEY[:31], REPO, PACK, Role.PACK, blob)
+
+
+_ROLE_PATTERNS = {  # the regexes role_for_name's string checks replace
+    Role.MANIFEST: r"manifest\.json",
+    Role.PACK: r"packs/pack-[0-9a-f]{40}(?:[0-9a-f]{24})?\.pack",
+    Role.SECRETS: r"manifest\.json#secrets",
+    Role.PRESENCE: r"envs/[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.json",
+    Role.HISTORY: r"keys\.json#history",
+    Role.LINK: r"keys\.json#link/[1-9][0-9]{0,9}",
+}
+
+
+def _by_patterns(name: str) -> Role | None:
+    import re
+
+    found = [role for role, pattern in _ROLE_PATTERNS.items() if re.fullmatch(pattern, name)]
+    return found[0] if found else None
+
+
+@given(
+    prefix=st.sampled_from(
+        ["", "manifest.json", "packs/pack-", "envs/", "keys.json#link/", "keys.json#", "x"]
+    ),
+    middle=st.one_of(
+        st.text(alphabet="0123456789abcdefABCDEF_.-/#é ٣\n", max_size=110),
+        st.sampled_from(["a" * 40, "0" * 64, "f" * 39, "1" * 100, "1" * 101, "0", "12", "٣"]),
+    ),
+    suffix=st.sampled_from(["", ".pack", ".json", "#secrets", "#history", ".idx", ".json.enc"]),
+)
+def test_names_imply_the_roles_the_regexes_did(prefix: str, middle: str, suffix: str) -> None:
+    name = prefix + middle + suffix
+    assert role_for_name(name) is _by_patterns(name), name

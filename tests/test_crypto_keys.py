@@ -18,6 +18,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from memfs.crypto import keycache
 from memfs.crypto.envelope import Role, open_sealed, peek, seal
 from memfs.crypto.identity import (
     Identity,
@@ -25,6 +26,7 @@ from memfs.crypto.identity import (
     InvalidRecipientError,
     ensure_identity,
     identity_path,
+    is_secret_key,
     load_identity,
     parse_recipient,
 )
@@ -144,6 +146,49 @@ def test_identity_is_created_0600_in_a_0700_folder_and_kept(tmp_path: Path) -> N
     assert made.recipient.startswith("age1") and made.secret not in repr(made)
     assert ensure_identity(folder) == made == load_identity(folder)
     assert [p.name for p in folder.iterdir()] == ["identity"]  # no temp file left
+
+
+def test_the_secret_key_check_accepts_what_pyrage_accepts() -> None:
+    """An identity is loaded without pyrage (its recipient is derived on first use): the
+    bech32 check must refuse exactly the strings pyrage refuses, for real keys, lower case,
+    and every single character changed."""
+
+    def pyrage_says(text: str) -> bool:
+        try:
+            pyrage.x25519.Identity.from_str(text)
+        except pyrage.IdentityError:
+            return False
+        return True
+
+    alphabet = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L1Bqa-"
+    for _ in range(20):
+        real = str(pyrage.x25519.Identity.generate())
+        assert is_secret_key(real) and is_secret_key(real.lower())
+        assert Identity.from_secret(real).recipient == str(
+            pyrage.x25519.Identity.from_str(real).to_public()
+        )
+        for i in range(0, len(real), 3):
+            for c in alphabet[i % 7 :: 7]:
+                changed = real[:i] + c + real[i + 1 :]
+                assert is_secret_key(changed) == pyrage_says(changed), changed
+    for text in ("", "AGE-SECRET-KEY-1", "AGE-SECRET-KEY-1XYZ", "age1" + "q" * 58):
+        assert not is_secret_key(text) and not pyrage_says(text)
+
+
+def test_loading_the_identity_loads_no_age(tmp_path: Path) -> None:
+    """A command whose keys are cached needs the identity's file checked, not its public key:
+    pyrage (~1 ms and more a process) loads when a recipient or a slot is used."""
+    folder = tmp_path / "config"
+    made = ensure_identity(folder)
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from memfs.crypto.identity import load_identity\n"
+        f"found = load_identity(Path({str(folder)!r}))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyrage'))\n"
+        "print(found.recipient)\n"
+    )
+    assert fresh_python(probe).splitlines() == ["[]", made.recipient]
 
 
 def test_an_existing_config_folder_is_tightened_to_0700(tmp_path: Path) -> None:
@@ -664,6 +709,30 @@ def test_key_cache_is_private_and_adds_only(tmp_path: Path) -> None:
     cache.path.write_text("{not json")
     with pytest.raises(IdentityError, match="damaged"):
         cache.epochs()
+
+
+def test_a_first_pushs_key_joins_the_cache_with_its_next_write(
+    tmp_path: Path, file_store: Storage, machines: Callable[[str], Machine]
+) -> None:
+    """``create_keyring(defer_cache=True)`` (an encrypted first push): the key is used and
+    read back in this process at once, written with the next change of the cache file (the
+    manifest's rollback record: one write, not two), and if that never comes (a crash), the
+    next process opens it from keys.json."""
+    a = machines("a")
+    keys = create_keyring(file_store, REPO, a.identity, "a", a.cache, defer_cache=True)
+    epoch, key = keys.current()
+    assert epoch == 1 and a.cache.key(1) == key and not a.cache.path.exists()
+    a.cache.update_seen("s3://b/x", lambda current: Seen(1, "d", 1, "t"))
+    assert json.loads(a.cache.path.read_text())["epochs"] == {"1": base64.b64encode(key).decode()}
+
+    b, other = machines("b"), open_storage((tmp_path / "cloud" / "other").as_uri())
+    keys = create_keyring(other, bytes(16), b.identity, "b", defer_cache=True)
+    lost = KeyCache.for_repo(bytes(16), b.folder)
+    assert lost.key(1) == keys.current()[1]
+    keycache._HELD.clear()  # what a crash before the next write loses: the cached copy only
+    assert lost.key(1) is None
+    assert open_keys(other, bytes(16), b.identity, lost).current() == keys.current()
+    assert lost.key(1) == keys.current()[1]
 
 
 def test_seen_updates_are_serialised(tmp_path: Path) -> None:

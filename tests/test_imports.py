@@ -231,3 +231,32 @@ def test_no_submodule_shadows_a_lazy_name_of_the_package() -> None:
             assert not (package / name).is_dir(), f"memfs/{name}/ shadows memfs.{name}"
     run = "import memfs, memfs.cloning, memfs.sync; assert callable(memfs.clone)"
     subprocess.run([sys.executable, "-c", run], check=True, timeout=60)
+
+
+def test_an_encrypted_push_and_pull_with_cached_keys_load_nothing_of_age(tmp_path: Path) -> None:
+    """Issue 14's fixed cost of an encrypted command: with the agent's keys in this machine's
+    key cache, a push and a pull open no keys.json and no age slot, so pyrage, pydantic and the
+    keyring's models stay unloaded, and of cryptography only the compiled binding that holds
+    ChaCha20-Poly1305 loads (not its primitives package: every block cipher and mode)."""
+    import os
+
+    from memfs import sync
+    from memfs.remotes import add_remote
+
+    cloud = f"memfs::{(tmp_path / 'cloud').as_uri()}"
+    a = memfs.init(tmp_path / "a", name="a")
+    add_remote(a.history, "origin", cloud, encrypt=True)
+    assert sync.push(a).ok  # the first push makes the keyring and caches the key
+    b = sync.clone(cloud, tmp_path / "b")
+    (a.root / "notes.md").write_text("one more line\n")
+    probe = (
+        "import sys\n"
+        "import memfs\n"
+        "from memfs import sync\n"
+        f"assert sync.push(memfs.open({str(a.root)!r})).ok\n"
+        f"assert sync.pull(memfs.open({str(b.root)!r})).ok\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyrage', 'pydantic')\n"
+        "    or m.startswith(('cryptography.hazmat.primitives', 'memfs.crypto.keymodels'))))\n"
+    )
+    assert fresh_python(probe, os.environ) == "[]"
+    assert (b.root / "notes.md").read_text() == "one more line\n"

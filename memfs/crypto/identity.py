@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,13 +52,39 @@ class InvalidRecipientError(KeyringError):
         super().__init__("", f"{what} is the age1… that 'memfs key id' prints")
 
 
-@dataclass(frozen=True)
 class Identity:
-    """An age X25519 identity: the machine's own, or a recovery one opened by passphrase."""
+    """An age X25519 identity: the machine's own, or a recovery one opened by passphrase.
 
-    secret: str = field(repr=False)
-    recipient: str
-    path: Path | None = None
+    Its recipient (the public key) is computed by pyrage on first use: a command that finds
+    its keys in the key cache loads nothing of age (tests/test_imports.py). The secret is
+    checked when the identity is made (its bech32 checksum and length), so a garbled file is
+    refused at load as before.
+    """
+
+    __slots__ = ("_recipient", "path", "secret")
+
+    def __init__(self, secret: str, recipient: str | None = None, path: Path | None = None) -> None:
+        self.secret = secret
+        self.path = path
+        self._recipient = recipient
+
+    def __repr__(self) -> str:
+        return f"Identity(recipient={self.recipient!r}, path={self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Identity):
+            return NotImplemented
+        return (self.secret, self.path) == (other.secret, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.secret, self.path))
+
+    @property
+    def recipient(self) -> str:
+        """The ``age1…`` recipient of this identity (derived with pyrage, once)."""
+        if self._recipient is None:
+            self._recipient = str(self.age().to_public())
+        return self._recipient
 
     @classmethod
     def generate(cls) -> Identity:
@@ -72,13 +97,9 @@ class Identity:
     @classmethod
     def from_secret(cls, secret: str, path: Path | None = None) -> Identity:
         """The identity of an ``AGE-SECRET-KEY-1…`` string; IdentityError if it is not one."""
-        import pyrage
-
-        try:
-            age = pyrage.x25519.Identity.from_str(secret.strip())
-        except pyrage.IdentityError:
-            raise IdentityError(path or Path("<identity>"), "not an age X25519 identity") from None
-        return cls(secret=secret.strip(), recipient=str(age.to_public()), path=path)
+        if not is_secret_key(secret.strip()):
+            raise IdentityError(path or Path("<identity>"), "not an age X25519 identity")
+        return cls(secret=secret.strip(), path=path)
 
     @property
     def config_dir(self) -> Path | None:
@@ -100,6 +121,35 @@ class Identity:
             return pyrage.decrypt(wrapped, [self.age()])
         except pyrage.DecryptError:
             return None
+
+
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_SECRET_HRP = "age-secret-key-"
+
+
+def _polymod(values: list[int]) -> int:
+    """BIP 173's bech32 checksum function (what age's key strings use)."""
+    check = 1
+    for value in values:
+        top = check >> 25
+        check = (check & 0x1FFFFFF) << 5 ^ value
+        for i, gen in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            check ^= gen if (top >> i) & 1 else 0
+    return check
+
+
+def is_secret_key(text: str) -> bool:
+    """Whether ``text`` is an age X25519 secret key: bech32 (one case), prefix
+    ``AGE-SECRET-KEY-1``, valid checksum, 32 bytes. Any 32 bytes are an X25519 scalar, so this
+    accepts what pyrage's ``Identity.from_str`` accepts (tested), without loading pyrage."""
+    if text not in (text.upper(), text.lower()):
+        return False
+    hrp, sep, data = text.lower().rpartition("1")
+    if hrp != _SECRET_HRP or not sep or len(data) != 58 or not set(data) <= set(_BECH32):
+        return False
+    values = [_BECH32.index(c) for c in data]
+    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    return _polymod(expanded + values) == 1  # 52 characters of key (32 bytes), 6 of checksum
 
 
 def parse_recipient(text: str) -> str:

@@ -23,20 +23,21 @@ opens (TOFU).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from memfs.crypto.envelope import KEY_LEN, Role, open_sealed, peek
+from memfs.crypto.envelope import KEY_LEN, Role, hkdf_sha256, open_sealed, peek
 from memfs.crypto.identity import Identity, InvalidRecipientError, parse_recipient
-from memfs.errors import ForkError, NoKeyError, RollbackError, TamperError
+from memfs.errors import ForkError, NoKeyError, RemoteCorruptError, RollbackError, TamperError
 
 if TYPE_CHECKING:
     from memfs.crypto.keymodels import Keyring
     from memfs.remotes.storage import Storage
 
 KEYS_OBJECT = "keys.json"
+IDENTITY_OBJECT = "memfs.json"
+REPO_ID_BYTES = 16
 HISTORY_NAME = "keys.json#history"
 MAX_SLOTS = 64
 # each costs a whole scrypt run to try (seconds, up to a GiB): a store cannot plant dozens
@@ -55,12 +56,7 @@ def commitment(key: bytes, repo_id: bytes) -> bytes:
     """What a rotation's link seals under the previous epoch key: 32 bytes of HKDF that bind
     the new key without revealing it. Never the key itself: a machine removed by that very
     rotation holds the previous key, and would read the new one out of the link."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return HKDF(
-        algorithm=hashes.SHA256(), length=KEY_LEN, salt=repo_id, info=b"memfs-enc-1/link"
-    ).derive(key)
+    return hkdf_sha256(key, repo_id, b"memfs-enc-1/link", KEY_LEN)
 
 
 def __getattr__(name: str) -> Any:
@@ -76,22 +72,17 @@ def __getattr__(name: str) -> Any:
 
 def kid(key: bytes, repo_id: bytes) -> str:
     """The key id of an epoch key: 8 bytes of HKDF, hex; names a key without revealing it."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return (
-        HKDF(algorithm=hashes.SHA256(), length=8, salt=repo_id, info=b"memfs-enc-1/kid")
-        .derive(key)
-        .hex()
-    )
+    return hkdf_sha256(key, repo_id, b"memfs-enc-1/kid", 8).hex()
 
 
 def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+    return binascii.b2a_base64(data, newline=False).decode()
 
 
 def unb64(url: str, what: str, text: str | None) -> bytes:
     """Decoded base64 from keys.json; TamperError naming ``what`` if it is not."""
+    import base64  # only where keys.json is read: ~0.3 ms a command with cached keys spares
+
     try:
         return base64.b64decode(text or "", validate=True)
     except (binascii.Error, ValueError):
@@ -137,6 +128,28 @@ def parse_keyring(url: str, data: bytes) -> Keyring:
             url, KEYS_OBJECT, f"has more than {MAX_PASSPHRASE_SLOTS} passphrase slots allowed"
         )
     return ring
+
+
+def stored_repo_id(storage: Storage) -> bytes | None:
+    """The repo id of the agent in ``storage``: memfs.json's ``encryption.repo_id`` (an
+    encrypted agent), else keys.json's ``repo_id`` (a plain agent with secrets), else None."""
+    for key, path in ((IDENTITY_OBJECT, ("encryption", "repo_id")), (KEYS_OBJECT, ("repo_id",))):
+        got = storage.get(key)
+        if got is None:
+            continue
+        try:
+            value: object = json.loads(got[0])
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                continue
+            repo_id = bytes.fromhex(str(value))
+        except ValueError as error:
+            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id") from error
+        if len(repo_id) != REPO_ID_BYTES:
+            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id")
+        return repo_id
+    return None
 
 
 def check_ring(url: str, ring: Keyring, repo_id: bytes) -> None:
@@ -208,6 +221,8 @@ def _open_history(url: str, ring: Keyring, repo_id: bytes, key: bytes) -> dict[i
         plain = open_sealed(key, repo_id, HISTORY_NAME, Role.HISTORY, blob)
     except TamperError as error:
         raise TamperError(url, HISTORY_NAME, error.why) from None
+    import base64
+
     try:
         older = {int(e): base64.b64decode(k, validate=True) for e, k in json.loads(plain).items()}
     except (ValueError, AttributeError, TypeError, binascii.Error):

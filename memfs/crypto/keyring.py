@@ -118,9 +118,14 @@ class RingKeys:
         self._keys = self.cache.add(keys, {e: kid(k, self.repo_id) for e, k in keys.items()})
         return keys
 
-    def remember(self, epoch: int, key: bytes) -> None:
-        """Hold a key this machine made itself (a new keyring, a rotation)."""
-        self._keys = self.cache.add({epoch: key}, {epoch: kid(key, self.repo_id)})
+    def remember(self, epoch: int, key: bytes, *, durable: bool = True) -> None:
+        """Hold a key this machine made itself (a new keyring, a rotation). ``durable=False``:
+        cached with the process's next write of the key cache (``KeyCache.hold``)."""
+        if durable:
+            self._keys = self.cache.add({epoch: key}, {epoch: kid(key, self.repo_id)})
+        else:
+            self.cache.hold(epoch, key, kid(key, self.repo_id))
+            self._keys = {**self._keys, epoch: key}
 
 
 def open_keys(storage: Storage, repo_id: bytes, identity: Identity, cache: KeyCache) -> RingKeys:
@@ -146,9 +151,13 @@ def create_keyring(
     identity: Identity,
     name: str,
     cache: KeyCache | None = None,
+    *,
+    defer_cache: bool = False,
 ) -> RingKeys:
     """Make epoch 1 of a new encrypted agent, wrapped to ``identity`` (slot ``name``), and put
-    keys.json if absent; if one is there already (a race lost, a second init), open it."""
+    keys.json if absent; if one is there already (a race lost, a second init), open it.
+    ``defer_cache``: the key joins the key cache with the process's next write of it (an
+    encrypted first push's rollback record), not in a write of its own."""
     cache = cache or KeyCache.for_repo(repo_id, identity.config_dir)
     key = os.urandom(KEY_LEN)
     slot_id = _new_slot_id(None)
@@ -176,7 +185,7 @@ def create_keyring(
     if not storage.put_if_absent(KEYS_OBJECT, data):
         return open_keys(storage, repo_id, identity, cache)
     keys = RingKeys(storage, repo_id, identity, cache)
-    keys.remember(1, key)
+    keys.remember(1, key, durable=not defer_cache)
     return keys
 
 

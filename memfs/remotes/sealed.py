@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from memfs.crypto.envelope import Keys, Role, open_sealed, peek, role_for_name, seal
+from memfs.crypto.envelope import Role, open_sealed, peek, role_for_name, seal
 from memfs.errors import RollbackError, TamperError
 from memfs.remotes.storage import Storage, Unchanged
+
+if TYPE_CHECKING:
+    from memfs.crypto.envelope import Keys
 
 SUFFIX = ".enc"
 Got = tuple[bytes, str]

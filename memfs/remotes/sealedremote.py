@@ -94,7 +94,7 @@ class SealedRemote:
         pinned = self.pins().get(self.url)
         if pinned is not None:
             return pinned
-        from memfs.keys import stored_repo_id
+        from memfs.crypto.keyfile import stored_repo_id
 
         self._read_identity = True
         found = stored_repo_id(self.raw)
@@ -109,7 +109,7 @@ class SealedRemote:
         in another agent it holds keys for gains nothing: fetch refuses another agent id."""
         if self._read_identity:
             return False
-        from memfs.keys import stored_repo_id
+        from memfs.crypto.keyfile import stored_repo_id
 
         self._read_identity = True
         found = stored_repo_id(self.raw)
@@ -154,8 +154,11 @@ class SealedRemote:
         by the guard; (None, None) when nothing was pushed yet."""
         guard = self.guard()
         seen = guard.before() if guard is not None else None
+        plain: Got | None = None
         if guard is None:  # no memfs.json: nothing was pushed here, unless planted plain
-            got = None if self.raw.get(MANIFEST + SUFFIX) is None else self._no_identity()
+            # both asked at once (one round trip on S3, not two): a first push needs both
+            sealed, plain = self.raw.get_many([MANIFEST + SUFFIX, MANIFEST])
+            got = None if sealed is None else self._no_identity()
         else:
             try:
                 got = (
@@ -170,7 +173,7 @@ class SealedRemote:
         if isinstance(got, Unchanged):
             return got
         if got is None:
-            plain = self.raw.get(MANIFEST)
+            plain = plain if guard is None else self.raw.get(MANIFEST)
             ManifestGuard(self.url, None).missing(seen, plain[0] if plain else None, self.expected)
             return None, None
         assert guard is not None
@@ -238,12 +241,13 @@ class SealedRemote:
         from memfs.crypto.keyring import create_keyring
 
         name = os.environ.get("MEMFS_ENV_NAME") or hostname()
-        self.lazy.set(create_keyring(self.raw, repo_id, self.identity(), name))
+        # the key is cached with the manifest's rollback record (one key cache write)
+        self.lazy.set(create_keyring(self.raw, repo_id, self.identity(), name, defer_cache=True))
         return {"agent_id": agent_id, "created_at": str(agent.get("created_at", "") or "")}
 
     def _claim_identity(self) -> bytes:
         """memfs.json, written once: its repo id (one already there is used)."""
-        from memfs.keys import stored_repo_id
+        from memfs.crypto.keyfile import stored_repo_id
 
         created = utc_now().isoformat().replace("+00:00", "Z")
         record = {
