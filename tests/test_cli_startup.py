@@ -171,9 +171,12 @@ def test_a_command_loads_no_heavy_module_it_does_not_use(agent_dir: Path, comman
 # What a clean harness-path command (status, context, ls: every turn of an agent) must not load:
 # dulwich's repository and object model (refs and loose objects are read by
 # memfs/history/light.py), YAML (the parse cache and the agent.yaml memo answer), pydantic,
-# the watcher (status reads its state file) and the work-tree updater.
+# the watcher (status reads its state file), the work-tree updater, and OpenSSL (hashlib: the
+# parse cache of a small agent is checked with CPython's own SHA-1).
 HARNESS_PATH = (
     *READ_ONLY,
+    "hashlib",
+    "_hashlib",
     "dulwich.repo",
     "dulwich.objects",
     "dulwich.object_store",
