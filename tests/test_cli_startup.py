@@ -171,10 +171,11 @@ def test_a_command_loads_no_heavy_module_it_does_not_use(agent_dir: Path, comman
 # What a clean harness-path command (status, context, ls: every turn of an agent) must not load:
 # dulwich's repository and object model (refs and loose objects are read by
 # memfs/history/light.py), YAML (the parse cache and the agent.yaml memo answer), pydantic,
-# the watcher (status reads its state file), the work-tree updater, OpenSSL (hashlib: the
-# parse cache of a small agent is checked with CPython's own SHA-1), the three-way merge
-# (finding conflicts needs memfs.markers only), Letta's front matter reader (no file is read:
-# the parse cache answers) and dulwich's lock files (nothing is written).
+# the watcher (status reads its state file), the work-tree updater, the parts of Agent a
+# read does not use (committing, Letta's rules, history, updating: memfs/agent*.py), OpenSSL
+# (hashlib: the parse cache of a small agent is checked with CPython's own SHA-1), the
+# three-way merge (finding conflicts needs memfs.markers only), Letta's front matter reader (no
+# file is read: the parse cache answers) and dulwich's lock files (nothing is written).
 HARNESS_PATH = (
     *READ_ONLY,
     "hashlib",
@@ -190,6 +191,10 @@ HARNESS_PATH = (
     "yaml",
     "memfs.watcher",
     "memfs.apply",
+    "memfs.agentcommit",
+    "memfs.agentrules",
+    "memfs.agenthistory",
+    "memfs.agentupdate",
 )
 
 
