@@ -12,9 +12,7 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from memfs import worktree
 from memfs.errors import MemfsError, SchemaError
-from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.layout import letta_repo_name
 from memfs.schema import (
     MANIFEST_FILE,
@@ -32,6 +30,8 @@ if TYPE_CHECKING:
     from memfs.models import AgentManifest
 
 MANIFEST_MEMO = "manifest.json"  # in .git/memfs: what agent.yaml's text says (summary)
+# The YAML reader (memfs.frontmatter) and the work tree's limits (memfs.worktree) are imported
+# where used: a command the memo answers (a clean status, ls, context) needs neither.
 
 
 def problems(agent: Agent) -> list[Problem]:
@@ -59,6 +59,8 @@ def summary(agent: Agent) -> tuple[list[Problem], Any, Any]:
             found = [Problem(MANIFEST_FILE, int(line), str(message), severity)
                      for line, message, severity in memo["problems"]]  # fmt: skip
             return found, memo["name"], memo["max_file_size"]
+    from memfs.frontmatter import load_yaml
+
     found = problems_of(text)
     data = {} if found else load_yaml(text)
     name, max_file_size = data.get("name"), data.get("max_file_size")
@@ -72,6 +74,8 @@ def summary(agent: Agent) -> tuple[list[Problem], Any, Any]:
 
 def problems_of(text: str) -> list[Problem]:
     """What is wrong with agent.yaml holding ``text``."""
+    from memfs.frontmatter import load_yaml, yaml_error_summary
+
     try:
         data = load_yaml(text)
     except yaml.YAMLError as error:
@@ -97,6 +101,7 @@ def manifest(agent: Agent) -> AgentManifest:
     found = problems(agent)
     if found:
         raise SchemaError(found)
+    from memfs.frontmatter import load_yaml
     from memfs.models import AgentManifest
 
     data = load_yaml((agent.root / MANIFEST_FILE).read_text(encoding="utf-8"))
@@ -109,6 +114,8 @@ def setting(agent: Agent, key: str) -> Any:
     is not there, or an agent.yaml that is broken (``check`` reports that)."""
     if agent.layout.is_letta or problems(agent):
         return None
+    from memfs.frontmatter import load_yaml
+
     data = load_yaml((agent.root / MANIFEST_FILE).read_text(encoding="utf-8"))
     return data.get(key) if isinstance(data, dict) else None
 
@@ -142,9 +149,11 @@ def name(agent: Agent) -> str:
 def max_file_size(agent: Agent) -> int:
     """agent.yaml's max_file_size, read without building the manifest (every snapshot asks,
     and the pydantic model costs more to import than a whole ``memfs status``)."""
+    from memfs.worktree import DEFAULT_MAX_FILE_SIZE
+
     if agent.layout.is_letta:
-        return worktree.DEFAULT_MAX_FILE_SIZE
+        return DEFAULT_MAX_FILE_SIZE
     found, _, size = summary(agent)
     if found:
-        return worktree.DEFAULT_MAX_FILE_SIZE
-    return size or worktree.DEFAULT_MAX_FILE_SIZE
+        return DEFAULT_MAX_FILE_SIZE
+    return size or DEFAULT_MAX_FILE_SIZE

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memfs import agentmanifest, worktree
+from memfs import agentmanifest
 from memfs.ignore import IgnoreRules
 from memfs.layout import Layout, is_memory_path
 from memfs.parsecache import ParseCache, Parsed
@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from memfs import worktree
     from memfs.agent import Agent
     from memfs.conflicts import OpenConflict
 
 # Imported where used: memfs.conflicts (with the merge rules), memfs.lettahook (Letta's
-# commit rules), memfs.apply (the work-tree updater): a clean ``status`` needs little of them.
+# commit rules), memfs.apply (the work-tree updater), memfs.worktree (the walk): a clean
+# ``status`` needs little of them.
 JOURNAL = "update.json"  # memfs.apply.JOURNAL: a merge's journal, there while it runs
 
 
@@ -111,6 +113,8 @@ def snapshot(agent: Agent, head_tree: Files | None = None) -> Snapshot:
 
 def scan(agent: Agent, head_tree: Files) -> Snapshot:
     """A snapshot taken by walking the work tree now (no status record)."""
+    from memfs import worktree
+
     found = worktree.scan(
         agent.root,
         ignore_rules(agent),

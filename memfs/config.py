@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import ConfigError, MemfsError
-from memfs.frontmatter import load_yaml, yaml_error_summary
 from memfs.schema import is_plain_user_config
 from memfs.util import atomic_write
 from memfs.yamllib import yaml
@@ -116,6 +115,8 @@ def _read_user_config() -> tuple[Path, dict[str, Any]]:
         return path, {}
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), 1, f"cannot read: {error}") from error
+    from memfs.frontmatter import load_yaml, yaml_error_summary  # here: history imports config
+
     try:
         data = load_yaml(text) or {}
     except yaml.YAMLError as error:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
-from memfs import frontmatter, lettafm
 from memfs.errors import MemfsError, UnsafePathError
-from memfs.merge import (
+from memfs.markers import (
     CONFLICT_COPY,
     LETTA_CONFLICTS,
     has_markers,
@@ -167,6 +166,8 @@ def _concatenate(path: str, first: bytes, second: bytes, letta: bool = False) ->
     """Both versions in one file; a Markdown file keeps only the first one's front matter
     (read as Letta reads it in a Letta repo, so its hook still accepts the file)."""
     if path.endswith(".md"):
+        from memfs import frontmatter, lettafm  # here: finding conflicts reads no front matter
+
         with contextlib.suppress(UnicodeDecodeError):
             text = second.decode()
             body = lettafm.parse(text).body if letta else frontmatter.split(text).body

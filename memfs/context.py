@@ -22,8 +22,8 @@ from memfs.agent import Agent
 from memfs.conflicts import OpenConflict, find_in, original_path
 from memfs.errors import SchemaError, UnsafePathError
 from memfs.layout import Layout, in_context, is_memory_path, is_projected
+from memfs.markers import has_markers, is_conflict_copy
 from memfs.memory import MemoryFile
-from memfs.merge import has_markers, is_conflict_copy
 from memfs.parsecache import Parsed
 from memfs.schema import Problem
 from memfs.secrets.hooks import masker

@@ -8,9 +8,8 @@ matter keys and, when only the body changed, the front matter text byte-for-byte
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memfs import frontmatter, lettafm
 from memfs.errors import SchemaError
 from memfs.layout import Layout, hook_checks, in_context
 from memfs.layout import label_of as layout_label_of
@@ -22,8 +21,14 @@ from memfs.schema import (
     validation_problems,
 )
 from memfs.util import atomic_write
-from memfs.worktree import read_inside
 from memfs.yamllib import yaml
+
+if TYPE_CHECKING:
+    from memfs import lettafm
+
+# The readers (memfs.frontmatter, memfs.lettafm) and the work tree's file access are imported
+# where a file is read or written: a command answered from the parse cache reads no memory
+# file, and a clean ``status``, ``ls`` or ``context`` saves their import (~3 ms).
 
 MARKDOWN_SUFFIXES = (".md",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -55,6 +60,8 @@ class MemoryFile:
         self._raw = raw
         self._text: str | None = None
         self._decode_error = ""
+        from memfs import frontmatter
+
         self._document = frontmatter.Document(front_matter=None, body="")
         self._original_metadata: dict[str, Any] = {}
         self._metadata_error: Problem | None = None
@@ -65,6 +72,8 @@ class MemoryFile:
     @classmethod
     def load(cls, root: Path, path: str, layout: Layout = Layout.NATIVE) -> MemoryFile:
         """Read the file at ``path``; UnsafePathError if it resolves outside the agent."""
+        from memfs.worktree import read_inside
+
         return cls(root, path, read_inside(root, path), layout)
 
     # -- typed access -------------------------------------------------------------------
@@ -145,6 +154,8 @@ class MemoryFile:
         if self.letta:
             self._load_letta(self._text)
         elif self.kind == "markdown":
+            from memfs import frontmatter
+
             self._document = frontmatter.split(self._text)
             self._load_front_matter()
         else:
@@ -157,6 +168,8 @@ class MemoryFile:
                 self.path, 1, "front matter starts with '---' but has no closing '---' line"
             )
             return
+        from memfs import frontmatter
+
         try:
             self._original_metadata = frontmatter.load_metadata(document.front_matter)
         except yaml.YAMLError as error:
@@ -166,6 +179,8 @@ class MemoryFile:
 
     def _load_letta(self, text: str) -> None:
         """Front matter read as Letta Code reads it; values typed as memfs shows them."""
+        from memfs import frontmatter, lettafm
+
         document = lettafm.parse(text)
         self._letta_document = document
         self._document = frontmatter.Document(
@@ -186,6 +201,8 @@ class MemoryFile:
 
     def _load_yaml(self) -> None:
         assert self._text is not None
+        from memfs import frontmatter
+
         try:
             data = frontmatter.load_yaml(self._text)
         except yaml.YAMLError as error:
@@ -244,6 +261,8 @@ class MemoryFile:
         """
         problems: list[Problem] = []
         if self.hook_checked:
+            from memfs import lettafm
+
             text_now = self._text or ""
             line_of = lettafm.message_lines(text_now)
             for message in lettafm.validate(self.path, text_now, None, self.layout.v2, False):
@@ -260,6 +279,8 @@ class MemoryFile:
 
     def _line_naming(self, message: str) -> int:
         """The front matter line of the key a message quotes ('description'), else line 1."""
+        from memfs import lettafm
+
         return lettafm.message_lines(self._text or "")(message)
 
     @property
@@ -304,6 +325,8 @@ class MemoryFile:
             return self.value.encode()
         if self.letta:
             return self._render_letta().encode()
+        from memfs import frontmatter
+
         if self.metadata == self._original_metadata:
             document = frontmatter.Document(
                 front_matter=self._document.front_matter,
@@ -317,6 +340,8 @@ class MemoryFile:
 
     def _render_letta(self) -> str:
         """The file as Letta writes it: only changed front matter lines are rewritten."""
+        from memfs import lettafm
+
         text = self._text or ""
         document = self._letta_document
         assert document is not None
@@ -339,6 +364,8 @@ class MemoryFile:
             return None
         if isinstance(value, bool):
             return "true" if value else "false"
+        from memfs import lettafm
+
         text = lettafm.one_line(str(value))
         if self.layout.v2 and key in lettafm.V2_KEYS:
             return lettafm.render_v2_value(text)

@@ -24,7 +24,6 @@ stays at the path.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -32,15 +31,11 @@ from typing import Literal
 
 from memfs import lettafm
 from memfs.layout import V2_CONFIG, Layout
+from memfs.markers import END_MARKER, LETTA_CONFLICTS, MID_MARKER, START_MARKER
 from memfs.trees import Files, TreeEntry, blob_sha
 
 Policy = Literal["copy", "markers", "ours", "theirs"]
 POLICIES: tuple[Policy, ...] = ("copy", "markers", "ours", "theirs")
-CONFLICT_COPY = re.compile(r"\.conflict-[0-9a-f]{7,40}(?:-\d+)?(?=\.[^./]*$|$)")
-START_MARKER = b"<<<<<<< "
-MID_MARKER = b"=======\n"
-END_MARKER = b">>>>>>> "
-LETTA_CONFLICTS = ".memfs-conflicts"
 
 
 @dataclass(frozen=True)
@@ -93,11 +88,6 @@ def letta_conflict_copy_path(path: str, label: str) -> str:
     never reads it as a block, and outside ``system/`` and the root, so it is never in context.
     """
     return f"{LETTA_CONFLICTS}/{path}.conflict-{label}"
-
-
-def is_conflict_copy(path: str) -> bool:
-    # the name by string, not PurePosixPath: called for every file of a 10,000-file status
-    return CONFLICT_COPY.search(path.rpartition("/")[2]) is not None
 
 
 def merge(
@@ -391,26 +381,3 @@ def _terminated(lines: Sequence[bytes]) -> list[bytes]:
     if result and not result[-1].endswith(b"\n"):
         result[-1] += b"\n"
     return result
-
-
-def has_markers(content: bytes) -> bool:
-    """Whether a file holds unresolved conflict markers."""
-    lines = content.splitlines(True)
-    starts = any(line.startswith(START_MARKER) for line in lines)
-    return starts and MID_MARKER in lines and any(line.startswith(END_MARKER) for line in lines)
-
-
-def resolve_markers(content: bytes, keep: Literal["ours", "theirs", "both"]) -> bytes:
-    """Remove conflict markers, keeping the upper side, the lower side, or both in order."""
-    out: list[bytes] = []
-    state = "outside"
-    for line in content.splitlines(True):
-        if state == "outside" and line.startswith(START_MARKER):
-            state = "upper"
-        elif state == "upper" and line == MID_MARKER:
-            state = "lower"
-        elif state == "lower" and line.startswith(END_MARKER):
-            state = "outside"
-        elif state == "outside" or keep == "both" or (state == "upper") == (keep == "ours"):
-            out.append(line)
-    return b"".join(out)

@@ -17,11 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
-
-from dulwich.file import FileLocked
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memfs.errors import ConcurrentUpdateError, LockTimeoutError
+
+if TYPE_CHECKING:  # imported where a ref is updated: a read-only command loads no dulwich.file
+    from dulwich.file import FileLocked
 
 STALE_GIT_LOCK_S = 2.0  # git holds a ref lock for milliseconds: one this old was left by a crash
 
@@ -114,6 +115,8 @@ def retry_past_stale_git_lock(update: Callable[[], _T]) -> _T:
     one still there when it is ``STALE_GIT_LOCK_S`` old is removed and the update retried.
     A lock that keeps being renewed ends in ConcurrentUpdateError naming the file.
     """
+    from dulwich.file import FileLocked
+
     deadline = time.monotonic() + 2 * STALE_GIT_LOCK_S
     while True:
         try:

@@ -275,3 +275,13 @@ def test_a_commit_says_what_its_snapshot_left_out(tmp_path: Path) -> None:
     assert agent.commit() is not None
     assert [s.path for s in agent.skipped] == ["reference/outside.md"]
     assert agent.skipped == agent.status().skipped
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, parsecache.SMALL - 1, parsecache.SMALL, 3 * parsecache.SMALL]
+)
+def test_the_checksum_is_sha1_at_every_size(size: int) -> None:
+    """The cache's checksum is SHA-1 whichever implementation computes it (CPython's own for
+    a small file, OpenSSL's for a large one): caches written either way stay readable."""
+    data = os.urandom(size)
+    assert parsecache._sha1(data) == hashlib.sha1(data).digest()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
@@ -36,11 +35,14 @@ Exit codes:
 """
 
 
-@dataclass
 class AppState:
-    """What the root command resolved for its subcommands."""
+    """What the root command resolved for its subcommands (a plain class: building a
+    dataclass costs a command ~0.3 ms)."""
 
-    agent_dir: str | None
+    __slots__ = ("agent_dir",)
+
+    def __init__(self, agent_dir: str | None) -> None:
+        self.agent_dir = agent_dir
 
     def agent(self) -> Agent:
         """The agent named by ``-C``, or the one containing the current folder."""
