@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,16 +188,13 @@ def pull(
     environment's presence record (named ``env_name``), as ``memfs pull`` does."""
     chosen = conflict_policy(agent, policy)
     report = SyncReport(committed=agent.commit(origin=origin))
+    opened = dict(opened or {})  # and those opened here: the presence record goes through them
     for config in _selected(agent, remote, include_mirrors=remote is not None):
-        already = (opened or {}).get(config.name)
         report.remotes.append(
-            _pull_one(agent, config, chosen, ff_only, origin, progress, already, allow_unrelated)
+            _pull_one(agent, config, chosen, ff_only, origin, progress, opened, allow_unrelated)
         )
     report.head = agent.history.head()
-    _record(agent, report)
-    if announce:
-        _announce(agent, report, env_name, opened)
-    _consolidate(agent)
+    _finish(agent, report, announce, env_name, opened)
     return report
 
 
@@ -209,11 +205,15 @@ def _pull_one(
     ff_only: bool,
     origin: str,
     progress: Progress | None = None,
-    remote: Remote | None = None,
+    opened: dict[str, Remote] | None = None,
     allow_unrelated: bool = False,
 ) -> RemoteOutcome:
+    """Fetch from one remote and integrate; the remote opened here is added to ``opened``."""
     outcome = RemoteOutcome(config.name)
+    opened = {} if opened is None else opened
     try:
+        remote = opened.get(config.name) or open_for(agent, config, progress)
+        opened[config.name] = remote
         outcome.fetched = fetch_remote(agent, config, progress, remote)
         outcome.integrated, outcome.conflicts = integrate(
             agent,
@@ -388,6 +388,8 @@ def _deliver_to_folder(
 
 def _backoff(attempt: int) -> None:
     """Wait a little before trying again, jittered so racing writers spread out (cap 1 s)."""
+    import random  # only a lost race waits
+
     time.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
 
 
@@ -412,10 +414,14 @@ def push(
         from memfs.cloud import add_default_cloud_remote
 
         report.created_remote = add_default_cloud_remote(agent)
+    opened: dict[str, Remote] = {}  # the presence record goes through these
     for config in _selected(agent, remote, include_mirrors=True):
         try:
+            if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
+                opened[config.name] = open_for(agent, config, progress)
+            already = opened.get(config.name)
             report.remotes.append(
-                push_remote(agent, config, chosen, origin, progress, None, allow_unrelated)
+                push_remote(agent, config, chosen, origin, progress, already, allow_unrelated)
             )
         except RemoteError as error:
             report.remotes.append(RemoteOutcome(config.name).fail(error))
@@ -423,10 +429,7 @@ def push(
     report.mirrors = [mirrored] if mirrored else []
     _push_secrets(agent, report)
     report.head = agent.history.head()
-    _record(agent, report)
-    if announce:
-        _announce(agent, report, env_name)
-    _consolidate(agent)
+    _finish(agent, report, announce, env_name, opened)
     return report
 
 
@@ -457,7 +460,7 @@ def sync(
     for config in _selected(agent, None, include_mirrors=False):
         if config.name in opened:
             outcomes[config.name] = _pull_one(
-                agent, config, chosen, False, origin, progress, opened[config.name], allow_unrelated
+                agent, config, chosen, False, origin, progress, opened, allow_unrelated
             )
     for config in _selected(agent, None, include_mirrors=True):
         outcome = outcomes.setdefault(config.name, RemoteOutcome(config.name))
@@ -478,21 +481,32 @@ def sync(
     report.mirrors = [mirrored] if mirrored else []
     _push_secrets(agent, report)
     report.head = agent.history.head()
-    _record(agent, report)
-    if announce:
-        _announce(agent, report, env_name, opened)
-    _consolidate(agent)
+    _finish(agent, report, announce, env_name, opened)
     return report
 
 
-def _announce(
-    agent: Agent, report: SyncReport, name: str | None, opened: dict[str, Remote] | None = None
+def _finish(
+    agent: Agent,
+    report: SyncReport,
+    announce: bool,
+    name: str | None,
+    opened: dict[str, Remote] | None = None,
 ) -> None:
-    """A one-shot sync's presence (memfs/presence.py): one PUT, ``mode: cli, state:
-    stopped``; it never fails the sync."""
-    from memfs.presence import once
+    """What every sync, pull and push ends with: the report kept for ``status``, the
+    presence record if ``announce`` (a one-shot sync's, memfs/presence.py: one PUT, ``mode:
+    cli, state: stopped``, through a remote already open; it never fails the sync), and the
+    local packs' housekeeping, which runs while the record's request is on its way."""
+    _record(agent, report)
+    sent = None
+    if announce:
+        from memfs.presence import sending
 
-    once(agent, report, name, opened)
+        sent = sending(agent, report, name, opened)
+    try:
+        _consolidate(agent)
+    finally:
+        if sent is not None:
+            sent()
 
 
 def _push_secrets(agent: Agent, report: SyncReport) -> None:
@@ -545,10 +559,10 @@ def _record(agent: Agent, report: SyncReport) -> None:
 def _replace_unsynced(path: Path, data: bytes) -> None:
     """Replace ``path`` whole by a rename, without fsync: for ``state.json``, which only
     reports (``status``). A crash may lose the last report, read as none, never a commit;
-    two fsyncs less in every push, pull and sync (each several ms on a busy disk)."""
-    import tempfile
-
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+    two fsyncs less in every push, pull and sync (each several ms on a busy disk). The temp
+    file is named by process and time, created exclusively (tempfile costs ~3 ms to import)."""
+    temp = path.parent / f"{TEMP_PREFIX}{path.name}-{os.getpid()}-{time.monotonic_ns()}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # as mkstemp made it
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
