@@ -116,8 +116,9 @@ def pull(
     just read, so the fetch does not read it again). ``announce``: write this one-shot
     environment's presence record (named ``env_name``), as ``memfs pull`` does."""
     chosen = conflict_policy(agent, policy)
-    report = SyncReport(committed=agent.commit(origin=origin))
     opened = dict(opened or {})  # and those opened here: the presence record goes through them
+    _open_reading(agent, remote, remote is not None, progress, opened)
+    report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
         report.remotes.append(
             _pull_one(agent, config, chosen, ff_only, origin, progress, opened, allow_unrelated)
@@ -125,6 +126,34 @@ def pull(
     report.head = agent.history.head()
     _finish(agent, report, announce, env_name, opened)
     return report
+
+
+def _open_reading(
+    agent: Agent,
+    name: str | None,
+    include_mirrors: bool,
+    progress: Progress | None,
+    opened: dict[str, Remote],
+) -> None:
+    """Open the remotes a push or pull will use and start reading their manifests
+    (``BucketRemote.prefetch``) before the local commit, so that round trip (on S3 with the
+    connection's TLS handshake) overlaps the commit's scan and the loading of the repository.
+    What cannot be opened is left to the step that needs it, which reports it as before."""
+    try:
+        configs = _selected(agent, name, include_mirrors)
+    except MemfsError:
+        return  # an unknown remote: said after the commit, as before
+    for config in configs:
+        if config.name in opened:
+            continue  # the caller's (a watcher's, holding the manifest its poll read)
+        try:
+            remote = open_for(agent, config, progress)
+        except MemfsError:
+            continue
+        prefetch = getattr(remote, "prefetch", None)
+        if prefetch is not None:
+            prefetch()
+        opened[config.name] = remote
 
 
 def _pull_one(
@@ -175,15 +204,17 @@ def push(
     ``announce``: write this one-shot environment's presence record (``memfs push``).
     """
     chosen = conflict_policy(agent, policy)
+    opened: dict[str, Remote] = {}  # the presence record goes through these
+    if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
+        _open_reading(agent, remote, True, progress, opened)
     report = SyncReport(committed=agent.commit(origin=origin))
     if remote is None and not list_remotes(agent.history):
         from memfs.cloud import add_default_cloud_remote
 
         report.created_remote = add_default_cloud_remote(agent)
-    opened: dict[str, Remote] = {}  # the presence record goes through these
     for config in _selected(agent, remote, include_mirrors=True):
         try:
-            if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
+            if config.name not in opened and not agent.is_read_only_mount():
                 opened[config.name] = open_for(agent, config, progress)
             already = opened.get(config.name)
             report.remotes.append(
@@ -266,6 +297,10 @@ def _finish(
     sent = None
     if announce:
         from memfs.presence import sending
+
+        for remote in (opened or {}).values():  # a manifest read never waited for (prefetch)
+            with contextlib.suppress(MemfsError):  # is done before its storage is written to
+                getattr(remote, "settle", lambda: None)()
 
         sent = sending(agent, report, name, opened)
     try:
