@@ -259,8 +259,6 @@ class BucketRemote:
         pushed meanwhile), the pack is left unlisted, as a lost race leaves one, and the push
         goes the usual way.
         """
-        if self._reading is not None or self._prefetched:  # read while the local work ran:
-            return self.head(branch)  # the push uploads once the answer says what is missing
         pack = history.pack_between([new], [guess])
         if pack is None:
             return self.head(branch)
