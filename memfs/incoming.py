@@ -10,7 +10,6 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from memfs import lettahook
 from memfs.agent import Agent
 from memfs.apply import MODE_FOLDER, entry_on_disk
 from memfs.errors import (
@@ -319,6 +318,7 @@ def _set_aside_held_edit(
     remote's version comes back, as in a delete-vs-modify merge. Returns the entry the path
     has on disk (None: deleted) and the conflict to report.
     """
+    from memfs import lettahook  # Letta's rules: only a held edit in a Letta repo needs them
     from memfs.merge import Conflict
 
     if not agent.layout.is_letta:

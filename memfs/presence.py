@@ -224,19 +224,25 @@ class Heartbeat:
     def beat(self, report: SyncReport | None = None, force: bool = False) -> bool:
         """Write the record if it is due (heartbeat), if the sync ``report`` changed something
         and the last write is ``COALESCE_S`` old, or if ``force``; whether it wrote."""
+        write = self._due_write(report, force)
+        return write is not None and write.send()
+
+    def _due_write(self, report: SyncReport | None, force: bool) -> _Write | None:
+        """The write a beat makes now, made ready (the record read from local refs and files,
+        the storage opened) but not sent; None if nothing is due or it cannot be made."""
         if not self.enabled:
-            return False
+            return None
         now = self.clock()
         due = self._last_write is None or now >= self._last_write + self.heartbeat_s
         soon = self._last_write is None or now >= self._last_write + self.coalesce_s
         if not (force or due or (soon and (self._pending or report is not None))):
             if report is not None:
                 self._pending = True  # written at the end of the window (by the next beat)
-            return False
+            return None
         try:
             target = self._target()
             if target is None:
-                return False
+                return None
             config, storage = target
             current = self._record(config, report)
             changed = self._written is None or any(
@@ -244,18 +250,22 @@ class Heartbeat:
             )
             if not (force or due or changed):
                 self._pending = False  # the sync left everything as last written
-                return False
+                return None
             self._last_write = now
-            storage.put(object_key(current["env_id"]), json.dumps(current, indent=1).encode())
+            return _Write(self, storage, current)
         except Exception as error:  # presence never breaks what it reports on
-            self._pending = True  # retried at the next beat, COALESCE_S from now
-            self.log(f"presence not written ({type(error).__name__}: {error}); trying again later")
-            return False
+            self._failed(error)
+            return None
+
+    def _failed(self, error: Exception) -> None:
+        self._pending = True  # retried at the next beat, COALESCE_S from now
+        self.log(f"presence not written ({type(error).__name__}: {error}); trying again later")
+
+    def _sent(self, current: dict[str, Any]) -> None:
         self._written = {k: current[k] for k in CHANGES}
         self.seq = current["seq"]
         self._pending = False
         self.writes += 1
-        return True
 
     def stop(self, report: SyncReport | None = None) -> bool:
         """Say ``state: stopped`` (a clean exit); whether it was written."""
@@ -301,6 +311,23 @@ class Heartbeat:
             self._storage = config.url, storage
 
 
+class _Write:
+    """One presence record made ready by a beat: ``send`` PUTs it (whether it was written)."""
+
+    def __init__(self, heartbeat: Heartbeat, storage: Storage, current: dict[str, Any]) -> None:
+        self.heartbeat, self.storage, self.current = heartbeat, storage, current
+
+    def send(self) -> bool:
+        try:
+            key = object_key(self.current["env_id"])
+            self.storage.put(key, json.dumps(self.current, indent=1).encode())
+        except Exception as error:  # presence never breaks what it reports on
+            self.heartbeat._failed(error)
+            return False
+        self.heartbeat._sent(self.current)
+        return True
+
+
 def once(
     agent: Agent,
     report: SyncReport | None,
@@ -313,3 +340,36 @@ def once(
     for remote in (opened or {}).values():
         heartbeat.use(remote)
     return heartbeat.stop(report)
+
+
+def sending(
+    agent: Agent,
+    report: SyncReport | None,
+    name: str | None = None,
+    opened: dict[str, Any] | None = None,
+    log: Log | None = None,
+) -> Callable[[], bool]:
+    """``once``, with its PUT on a thread: the record is read here (local refs and files),
+    the request goes while the caller does its own local work (a sync's housekeeping); the
+    function returned waits for it and says whether it was written. Only the request runs
+    beside the caller: it reads nothing of the repository."""
+    heartbeat = Heartbeat(agent, "cli", name, log=log)
+    for remote in (opened or {}).values():
+        heartbeat.use(remote)
+    heartbeat.state = "stopped"
+    write = heartbeat._due_write(report, force=True)
+    if write is None:
+        return lambda: False
+    import threading
+
+    result: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: result.append(write.send()), name="memfs-presence", daemon=True
+    )
+    thread.start()
+
+    def wait() -> bool:
+        thread.join()
+        return bool(result and result[0])
+
+    return wait

@@ -444,10 +444,43 @@ def test_keep_alive_connections_are_reused(s3: S3Bucket, monkeypatch: pytest.Mon
         storage = open_storage(s3.url("a"))
         assert isinstance(storage, S3Storage) and isinstance(storage.client, S3Client)
         storage.put_if_absent("k", b"v")
-        connection, _ = storage.client._connections()[storage.client.config.host]
+        [connection] = storage.client.kept.idle(storage.client.config.host)
         for _ in range(3):
             assert storage.get("k") is not None
-        assert storage.client._connections()[storage.client.config.host][0] is connection
+        assert storage.client.kept.idle(storage.client.config.host) == [connection]
+        assert proxy.requests == 4
+
+
+def test_a_connection_one_thread_is_done_with_serves_the_next(
+    s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request on another thread after the caller's (a push's presence record, a pull's
+    pack fetched by the pool) goes on the connection the caller warmed, not a new one (a
+    TLS handshake more on S3); two threads at once each have their own."""
+    import threading
+
+    with fault_proxy(s3.server.endpoint, rate=0.0) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        storage = open_storage(s3.url("a"))
+        assert isinstance(storage, S3Storage) and isinstance(storage.client, S3Client)
+        host = storage.client.config.host
+        storage.put_if_absent("k", b"v")
+        [connection] = storage.client.kept.idle(host)
+        got: list[object] = []
+        thread = threading.Thread(target=lambda: got.append(storage.get("k")))
+        thread.start()
+        thread.join(timeout=30)
+        assert got and got[0] is not None
+        assert storage.client.kept.idle(host) == [connection]
+        # two at once: the second cannot have the connection the first holds
+        first = storage.client.kept.take(host)
+        assert first is connection and storage.client.kept.idle(host) == []
+        assert storage.get("k") is not None  # on a new connection, kept afterwards
+        [second] = storage.client.kept.idle(host)
+        assert second is not connection
+        storage.client.kept.give(host, connection)
+        assert storage.get("k") is not None  # the most recently kept serves next
+        assert storage.client.kept.idle(host) == [second, connection]
         assert proxy.requests == 4
 
 

@@ -1,5 +1,6 @@
-"""Steps a push runs on a thread beside its requests: the pack's upload while the manifest is
-read (``Uploading``), and the local copy of the pack it sends (``Keeping``)."""
+"""Steps a push or pull runs on a thread beside its other work: the manifest's read started
+before the local work (``Reading``), the pack's upload while the manifest is read
+(``Uploading``), and the local copy of the pack a push sends (``Keeping``)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,18 @@ class Background:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+class Reading(Background):
+    """The manifest read on a thread (``BucketRemote.prefetch``): the answer is the remote's
+    ``_last_read`` once ``wait`` returns."""
+
+    def __init__(self, remote: BucketRemote) -> None:
+        self.remote = remote
+        super().__init__("memfs-read-manifest")
+
+    def run(self) -> None:
+        self.remote.read_manifest_now()
 
 
 class Uploading(Background):

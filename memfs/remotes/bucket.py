@@ -42,7 +42,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
-from memfs.remotes.background import Keeping, Uploading
+from memfs.remotes.background import Keeping, Reading, Uploading
 from memfs.remotes.bucketgc import DEFAULT_GRACE_S, compact, compact_if_due
 from memfs.remotes.manifest import (
     BucketIdentity,
@@ -119,11 +119,41 @@ class BucketRemote:
         self._contended = False  # a push through this remote lost a race: others are pushing
         # (new, guess, pack) uploaded by head_while_uploading, for the push of new that follows
         self._uploaded: tuple[str, str, PackFiles] | None = None
+        self._reading: Reading | None = None  # the manifest's read started by ``prefetch``
+        self._prefetched = False  # _last_read is that read, not yet taken by a read_manifest
 
     @property
     def encrypted(self) -> bool:
         """Whether the agent here is encrypted (configured so, or found so)."""
+        self.settle()
         return self.sealed is not None
+
+    def prefetch(self) -> None:
+        """Start reading the manifest on a thread; the next read takes its answer.
+
+        A push or pull starts it before its local work (the commit's scan, loading the
+        repository), so the round trip, and on S3 the connection's TLS handshake, overlaps
+        that work. Nothing is decided on it that a read just before would not decide: a push
+        swaps the manifest only if it is still the one read (compare-and-swap). Every method
+        that reads the manifest, or the state a read sets, waits for it first (``settle``).
+        """
+        if self._reading is None and self._last_read is None:
+            self._reading = Reading(self)
+
+    def settle(self) -> None:
+        """Wait for a read ``prefetch`` started, if one is pending: then ``_last_read`` is its
+        answer, as if ``read_manifest`` had been called when it started. What the read raised
+        is raised here."""
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            reading.wait()
+            self._prefetched = True
+
+    def _taken(self) -> None:
+        """The prefetched read is used (by a fetch or a push, as they use any last read):
+        the next ``read_manifest`` reads afresh."""
+        self.settle()
+        self._prefetched = False
 
     def _note_encrypted(self, history: History) -> None:
         """A remote found encrypted (not configured so) is marked so in .git/config."""
@@ -144,6 +174,14 @@ class BucketRemote:
 
     def read_manifest(self) -> tuple[BucketManifest | None, str | None]:
         """The manifest and its ETag, or (None, None) if nothing was ever pushed here."""
+        self.settle()
+        if self._prefetched and self._last_read is not None:
+            self._prefetched = False
+            return self._last_read
+        return self.read_manifest_now()
+
+    def read_manifest_now(self) -> tuple[BucketManifest | None, str | None]:
+        """``read_manifest``, read now (the prefetching thread's read)."""
         if self.sealed is not None:
             read = self.sealed.read_manifest(self._parse_manifest)
             assert not isinstance(read, Unchanged)
@@ -156,7 +194,7 @@ class BucketRemote:
         data, etag = got
         if is_stub(data):
             self._go_sealed()
-            return self.read_manifest()
+            return self.read_manifest_now()
         manifest = self._parse_manifest(data)
         self._last_read = (manifest, etag)
         return manifest, etag
@@ -166,6 +204,7 @@ class BucketRemote:
         else ``UNCHANGED``: what an idle watcher asks every poll. An unchanged manifest costs
         no body and no parse (on S3 a conditional GET answered 304); a changed one is kept
         for the ``fetch`` that follows, as ``head`` keeps its read."""
+        self._taken()
         if self.sealed is not None:
             read = self.sealed.read_manifest(self._parse_manifest, etag)
             if not isinstance(read, Unchanged):
@@ -255,6 +294,7 @@ class BucketRemote:
     def identity(self) -> BucketIdentity | None:
         """memfs.json: the agent stored here, or None if no agent is. For an encrypted agent
         its name and id are in the sealed manifest (memfs.json holds none)."""
+        self.settle()
         if self.sealed is not None or self.encrypt:
             manifest, _ = self.read_manifest()
             if manifest is None:
@@ -276,6 +316,7 @@ class BucketRemote:
 
     def fetch(self, history: History, branch: str) -> str | None:
         """Import the packs the local repo lacks; the branch's sha, or None if absent."""
+        self._taken()
         for attempt in range(3):
             if attempt == 0 and self._last_read is not None:
                 manifest = self._last_read[0]  # read by head() just now: one GET less per race
@@ -366,6 +407,7 @@ class BucketRemote:
 
     def push(self, history: History, branch: str, new: str, expected: str | None) -> None:
         """Upload what the remote lacks, then compare-and-swap the manifest to ``new``."""
+        self._taken()
         manifest, etag = self._last_read if self._last_read is not None else self.read_manifest()
         self._last_read = None  # a cached read serves one push; the swap checks it anyway
         uploaded, self._uploaded = self._uploaded, None
@@ -511,6 +553,7 @@ class BucketRemote:
         reseal: bool = False,
     ) -> tuple[int, int]:
         """memfs.remotes.bucketgc.compact: one pack for the listed ones, the expired deleted."""
+        self.settle()
         return compact(self, history, grace_s, orphans, reseal)
 
     def _check_expected(

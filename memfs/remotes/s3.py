@@ -2,9 +2,10 @@
 
 s3fs, aiobotocore and aiohttp cost ~0.4 s of imports and client set-up in every ``memfs
 push/pull/clone`` process (benchmarks/bench_s3stack.py); memfs makes six kinds of request,
-so this client makes them itself: HTTP/1.1 with a keep-alive connection per thread and
-host, AWS Signature Version 4 with ``hashlib``/``hmac`` (botocore's ``S3SigV4Auth``: the
-payload's sha256 is always signed, object keys are sent and signed percent-encoded once),
+so this client makes them itself: HTTP/1.1 with kept-alive connections per host shared by
+the threads (``s3http.KeptConnections``), AWS Signature Version 4 with ``hashlib``/``hmac``
+(botocore's ``S3SigV4Auth``: the payload's sha256 is always signed, object keys are sent
+and signed percent-encoded once),
 and botocore's standard retry mode (up to 4 attempts on 500/502/503/504, throttling and
 dropped connections, with jittered exponential backoff; connect timeout 5 s).
 
@@ -34,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from memfs.remotes.s3config import S3Config
-from memfs.remotes.s3http import BadAnswer, Closed, Connection, http_date, iso_date
+from memfs.remotes.s3http import (
+    BadAnswer,
+    Closed,
+    Connection,
+    KeptConnections,
+    http_date,
+    iso_date,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -45,6 +53,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 IDLE_REUSE = 15.0  # seconds: an idler connection may have been dropped by S3 or a NAT
 MAX_ATTEMPTS = 4
+IDLE_KEPT = 16  # idle connections kept per host: the pool's threads and the caller's
 POOL_THREADS = 8  # concurrent GETs of one get_many
 RETRY_STATUSES = {500, 502, 503, 504, 429}
 RETRY_CODES = {
@@ -147,7 +156,9 @@ class S3Client:
     """Requests to one S3 endpoint, safe to share between threads."""
 
     config: S3Config
-    _local: threading.local = field(default_factory=threading.local, repr=False)
+    kept: KeptConnections = field(
+        default_factory=lambda: KeptConnections(IDLE_REUSE, IDLE_KEPT), repr=False
+    )
     _regions: dict[str, str] = field(default_factory=dict, repr=False)
     _pool: Executor | None = field(default=None, repr=False)
     _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -220,34 +231,22 @@ class S3Client:
                 answer = connection.request(method, target, headers, body)
             except OSError as error:
                 connection.close()
-                self._connections().pop(host, None)
                 if reused and not fresh and _stale(error):
                     continue  # a kept-alive connection the server had closed: once more
                 raise S3ConnectionError(_why(error)) from error
             if answer.will_close:
                 connection.close()
-                self._connections().pop(host, None)
+            else:
+                self.kept.give(host, connection)
             return Response(answer.status, answer.headers, answer.body)
         raise AssertionError("unreachable")
 
-    def _connections(self) -> dict[str, tuple[Connection, float]]:
-        """This thread's kept-alive connections by host, with when each was last used."""
-        connections: dict[str, tuple[Connection, float]] | None = getattr(
-            self._local, "connections", None
-        )
-        if connections is None:
-            connections = self._local.connections = {}
-        return connections
-
     def _connection(self, host: str, fresh: bool) -> tuple[Connection, bool]:
-        """This thread's kept-alive connection to ``host`` (and whether it served before)."""
-        connections, now = self._connections(), time.monotonic()
-        kept = connections.pop(host, None)
+        """A kept-alive connection to ``host`` no thread is using, or a new one (``fresh``:
+        always); and whether it served before. The caller's alone until given back."""
+        kept = None if fresh else self.kept.take(host)
         if kept is not None:
-            if not fresh and now - kept[1] < IDLE_REUSE:
-                connections[host] = kept[0], now
-                return kept[0], True
-            kept[0].close()
+            return kept, True
         tls = self._tls() if self.config.scheme == "https" else None
         connection = Connection(host, CONNECT_TIMEOUT, tls)
         try:
@@ -262,7 +261,6 @@ class S3Client:
             raise S3ConnectionError("Could not connect") from error
         if connection.sock is not None:
             connection.sock.settimeout(READ_TIMEOUT)
-        connections[host] = connection, now
         return connection, False
 
     def _tls(self) -> ssl.SSLContext:
@@ -275,10 +273,8 @@ class S3Client:
             return self._ssl_context
 
     def close(self) -> None:
-        """Close this thread's connections."""
-        for connection, _ in self._connections().values():
-            connection.close()
-        self._connections().clear()
+        """Close the kept-alive connections."""
+        self.kept.close()
 
     # The operations memfs uses.
 

@@ -14,6 +14,8 @@ new one), ``BadAnswer`` for bytes that are not HTTP.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -175,6 +177,58 @@ class Connection:
                 return b"".join(parts)
             parts.append(self._exactly(size))
             self._exactly(2)  # the CRLF after each chunk
+
+
+class KeptConnections:
+    """Kept-alive connections by host, each used by one thread at a time and handed to
+    whichever thread asks next, the most recently used first: a request made on a thread
+    after the caller's own (a push's presence record, a pull's pack fetched by the pool)
+    goes on the connection those warmed, with no second TCP or TLS handshake."""
+
+    def __init__(self, reuse_s: float, kept: int) -> None:
+        self.reuse_s = reuse_s  # an older idle connection may have been dropped by S3 or a NAT
+        self.kept = kept  # idle connections kept per host
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[tuple[Connection, float]]] = {}
+
+    def take(self, host: str) -> Connection | None:
+        """An idle connection to ``host`` used within ``reuse_s``, now the caller's alone
+        (until ``give``); None if there is none. Older ones are closed."""
+        now, stale, found = time.monotonic(), [], None
+        with self._lock:
+            idle = self._idle.get(host, [])
+            while idle:
+                connection, used = idle.pop()
+                if now - used < self.reuse_s:
+                    found = connection
+                    break
+                stale.append(connection)
+        for connection in stale:
+            connection.close()
+        return found
+
+    def give(self, host: str, connection: Connection) -> None:
+        """Keep ``connection`` (its last answer read whole) for the next request to ``host``."""
+        with self._lock:
+            idle = self._idle.setdefault(host, [])
+            idle.append((connection, time.monotonic()))
+            extra = idle[: -self.kept]
+            del idle[: -self.kept]
+        for old, _ in extra:
+            old.close()
+
+    def idle(self, host: str) -> list[Connection]:
+        """The connections kept for ``host`` and not in use; the next to serve last."""
+        with self._lock:
+            return [connection for connection, _ in self._idle.get(host, [])]
+
+    def close(self) -> None:
+        """Close every idle connection (one in use stays open until its thread is done)."""
+        with self._lock:
+            idle = [connection for kept in self._idle.values() for connection, _ in kept]
+            self._idle.clear()
+        for connection in idle:
+            connection.close()
 
 
 _MONTHS = {
