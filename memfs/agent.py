@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -557,7 +558,14 @@ class Agent:
             self.recover()
             rules = self._rules()
             rules.sync_git_exclude(self.history.control_dir)
+            from memfs import fastcommit  # stat-only commit while its record vouches
+
+            if not paths:
+                found = fastcommit.commit(self, message, origin, allow_read_only)
+                if found is not fastcommit.FALLBACK:
+                    return found  # type: ignore[no-any-return]
             head = self.history.head()
+            made_for, started = fastcommit.context(self, head), time.time_ns()
             head_tree = self.history.head_tree(head)
             snapshot = self._snapshot(head_tree)
             self.skipped = snapshot.scan.skipped
@@ -569,6 +577,8 @@ class Agent:
                     self.history.write_index(
                         head_tree, snapshot.stats_matching(head_tree), commit=head
                     )
+                if head is not None and not paths:
+                    fastcommit.remember(self, made_for, head, head_tree, snapshot, started)
                 return None
             payload: dict[str, tuple[int, bytes] | None] = {}
             for change in changes:
@@ -604,6 +614,8 @@ class Agent:
                 commit=sha if exact else None,
                 changed=payload.keys(),
             )
+            if exact and not paths and len(effective) == len(changes):
+                fastcommit.remember(self, made_for, sha, committed, snapshot, started)
             return self.history.commit_info(sha)
 
     def commit_paths(
