@@ -47,16 +47,17 @@ from memfs.trees import (
     MODE_FILE,
     TRAILER_HOST,
     TRAILER_ORIGIN,
+    CommitInfo,
     FileChange,
     Files,
     TreeEntry,
+    parse_trailers,
     with_trailers,
 )
 from memfs.util import hostname
 
 if TYPE_CHECKING:
     from memfs.agent import Agent, Snapshot
-    from memfs.trees import CommitInfo
 
 RECORD = "commit.bin"
 FORMAT = 1
@@ -322,10 +323,8 @@ def commit(
     text = message or generated_message(changes)
     trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
     offset = time.localtime().tm_gmtoff
-    content = loose.commit_content(
-        trees[""], [head], agent.author(), int(time.time()), offset,
-        with_trailers(text, trailers),
-    )  # fmt: skip
+    author, when, full_text = agent.author(), int(time.time()), with_trailers(text, trailers)
+    content = loose.commit_content(trees[""], [head], author, when, offset, full_text)
     sha = loose.write_object(control, b"commit", content, fsync)
     crash_point("commit.objects")
     moved = loose.move_ref(control, history.branch_ref().decode(), head, sha)
@@ -357,7 +356,16 @@ def commit(
         new_key = (made_for[0], made_for[1], sha, made_for[3])
         _write(agent, {**record, "key": new_key, "files": new_files, "folders": new_folders,
                        "trees": trees, "index": index})  # fmt: skip
-    return history.commit_info(sha)
+    return _info(sha, head, author, when, offset, full_text)
+
+
+def _info(sha: str, parent: str, author: str, when: int, offset: int, text: str) -> CommitInfo:
+    """What ``History.commit_info`` says of the commit just written, without reading it."""
+    from datetime import datetime, timedelta, timezone
+
+    message, trailers = parse_trailers(text)
+    date = datetime.fromtimestamp(when, timezone(timedelta(seconds=offset)))
+    return CommitInfo(sha, [parent], author, date, message, trailers)
 
 
 def _index_layout(agent: Agent, paths: list[str]) -> tuple[Any, list[int]] | None:

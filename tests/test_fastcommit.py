@@ -317,3 +317,28 @@ def test_the_secrets_guard_runs_on_the_fast_path(tmp_path: Path) -> None:
     write(root, "reference/a.md", "---\ndescription: a\n---\nclean again\n")
     assert agent.commit() is not None
     assert shown(agent, "reference/a.md").endswith(b"clean again\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[user]\n\tname = Ada L\n\temail = ada@example.org\n",
+        '[user]\n\tname = "Ada ; L"\n\temail = ada@example.org\n',  # quoted: dulwich reads it
+        "[user]\n\temail = only@example.org\n",  # the name from the global file
+        "[extensions]\n\tworktreeConfig = true\n",
+    ],
+)
+def test_the_git_identity_is_read_as_dulwich_reads_it(tmp_path: Path, text: str) -> None:
+    from dulwich.repo import Repo
+
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    config = agent.root / ".git/config"
+    config.write_text(config.read_text() + text)
+    expected = None
+    stack = Repo(str(agent.root)).get_config_stack()
+    try:
+        name, email = stack.get((b"user",), b"name"), stack.get((b"user",), b"email")
+        expected = f"{name.decode()} <{email.decode()}>"
+    except KeyError:
+        pass
+    assert memfs.open(agent.root).history.git_identity() == expected
