@@ -36,6 +36,7 @@ import marshal
 import os
 import stat
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,20 +188,23 @@ def subtree_shas(tree: Files) -> dict[str, str]:
         while folder and folder not in folders:
             folders.add(folder)
             folder = folder.rpartition("/")[0]
-    return _trees_of(folders, tree, {}, None)
+    return _trees_of(folders, ((p, e.mode, e.sha) for p, e in tree.items()), {}, None)
 
 
 def _trees_of(
-    folders: set[str], tree: Files, known: dict[str, str], write: tuple[Path, bool] | None
+    folders: set[str],
+    files: Iterable[tuple[str, int, str]],
+    known: dict[str, str],
+    write: tuple[Path, bool] | None,
 ) -> dict[str, str]:
     """``known`` (tree shas by folder) with the trees of ``folders`` made anew from ``tree``'s
     files and their subfolders' shas, deepest first; written as objects with ``write``
     (the ``.git`` folder, fsync or not), else only hashed."""
     children: dict[str, list[tuple[str, int, str]]] = {folder: [] for folder in folders}
-    for path, entry in tree.items():
+    for path, mode, sha in files:
         folder, _, name = path.rpartition("/")
         if folder in children:
-            children[folder].append((name, entry.mode, entry.sha))
+            children[folder].append((name, mode, sha))
     result = dict(known)
     subfolders: dict[str, list[str]] = {}
     for folder in result.keys() | folders:
@@ -264,7 +268,7 @@ def commit(
     dirty = [
         (path, st)
         for path, st, (_, _, sig) in zip(paths, stats, files.values(), strict=True)
-        if sig is None or _sig(st) != sig
+        if sig is None or (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode) != sig
     ]
     payload: dict[str, tuple[int, bytes] | None] = {}
     fresh: dict[str, os.stat_result] = {}
@@ -293,7 +297,11 @@ def commit(
         new_files[path] = (mode, sha, _trusted(_sig(st), started) if unchanged else None)
         if (mode, sha) != (recorded_mode, recorded_sha):
             payload[path] = (mode, data)
-    head_tree = {path: TreeEntry(mode, sha) for path, (mode, sha, _) in files.items()}
+    # HEAD's tree for Letta's rules: all of it only where they look at the whole tree
+    if agent.letta_rules().tree_wide:
+        head_tree = {path: TreeEntry(mode, sha) for path, (mode, sha, _) in files.items()}
+    else:
+        head_tree = {path: TreeEntry(*files[path][:2]) for path in payload}
     if not payload:
         agent.skipped, agent.held, agent.overridden = [], [], []
         if new_files != files or new_folders != folders:
@@ -310,14 +318,12 @@ def commit(
         for path, change in sorted(allowed.items())
         if change is not None
     ]
-    committed = dict(head_tree)
-    for change in changes:
-        committed[change.path] = change.new  # type: ignore[assignment]
+    updated = {change.path: change.new for change in changes}
     fsync = (history.config_value("core", "fsyncObjectFiles") or "").lower() in _TRUE
     control = history.control_dir
     for _, data in (c for c in allowed.values() if c is not None):
         loose.write_object(control, b"blob", data, fsync)
-    trees = _changed_trees(record["trees"], committed, allowed, control, fsync)
+    trees = _changed_trees(record["trees"], files, updated, new_folders, control, fsync)
     from memfs.agent import generated_message
 
     text = message or generated_message(changes)
@@ -339,8 +345,10 @@ def commit(
     global commits_fast
     commits_fast += 1
     crash_point("commit.index")
-    index = _write_index(agent, record, paths, committed, new_files, fresh, allowed, trees[""])
+    index = _write_index(agent, record, paths, files, updated, new_files, fresh, trees[""])
     if index is None:  # the index is not the one recorded: written in full, as a full commit
+        committed = {path: TreeEntry(mode, sha) for path, (mode, sha, _) in files.items()}
+        committed.update(updated)  # type: ignore[arg-type]
         dirty_paths = {path for path, _ in dirty}
         index_stats = {
             path: st for path, st in zip(paths, stats, strict=True) if path not in dirty_paths
@@ -385,10 +393,10 @@ def _write_index(
     agent: Agent,
     record: dict[str, Any],
     paths: list[str],
-    committed: Files,
+    files: dict[str, tuple[int, str, Sig | None]],
+    updated: dict[str, TreeEntry | None],
     new_files: dict[str, tuple[int, str, Sig | None]],
     fresh: dict[str, os.stat_result],
-    allowed: dict[str, Any],
     tree_sha: str,
 ) -> tuple[Any, list[int]] | None:
     """Splice the index the record knows: the committed entries, and the stat data of files
@@ -398,13 +406,13 @@ def _write_index(
         return None
     known, starts = layout
     replacements: dict[str, bytes] = {}
-    for path in set(allowed) | set(fresh):
-        entry = committed[path]
+    for path in set(updated) | set(fresh):
+        entry = updated.get(path) or TreeEntry(*files[path][:2])
         st = fresh.get(path)
         mode, sha, trusted = new_files[path]
         if st is not None and (entry != TreeEntry(mode, sha) or trusted is None):
             st = None  # a stat that does not vouch for the entry: git and memfs hash the file
-        if st is None and path not in allowed:
+        if st is None and path not in updated:
             continue
         replacements[path] = indexfile.pack_entry(path, entry, st)
     where = {path: starts[paths.index(path)] for path in replacements}
@@ -416,14 +424,34 @@ def _write_index(
 
 
 def _changed_trees(
-    trees: dict[str, str], committed: Files, changed: dict[str, Any], control: Path, fsync: bool
+    trees: dict[str, str],
+    files: dict[str, tuple[int, str, Sig | None]],
+    updated: dict[str, TreeEntry | None],
+    listings: dict[str, tuple[Sig | None, tuple[str, ...]]],
+    control: Path,
+    fsync: bool,
 ) -> dict[str, str]:
-    """``trees`` (every folder's tree sha) for ``committed``, where only the folders on the
-    paths of ``changed`` differ: those tree objects are built and written, the rest reused."""
+    """``trees`` (every folder's tree sha) for the record's ``files`` with ``updated``, where
+    only the folders on the paths updated differ: those tree objects are built and written,
+    every other subtree's sha reused."""
     touched: set[str] = {""}
-    for path in changed:
+    for path in updated:
         folder = path.rpartition("/")[0]
         while folder:
             touched.add(folder)
             folder = folder.rpartition("/")[0]
-    return _trees_of(touched, committed, trees, (control, fsync))
+
+    def entry(path: str) -> tuple[str, int, str]:
+        found = updated.get(path)
+        return (path, found.mode, found.sha) if found else (path, *files[path][:2])
+
+    if all(folder in listings for folder in touched):  # each folder's names: no 10,000 scan
+        candidates = [
+            f"{folder}/{name}" if folder else name
+            for folder in touched
+            for name in listings[folder][1]
+        ]
+        entries = [entry(path) for path in candidates if path in files]
+    else:
+        entries = [entry(path) for path in files]
+    return _trees_of(touched, entries, trees, (control, fsync))

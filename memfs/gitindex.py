@@ -307,12 +307,13 @@ def _spliced_for(
     return indexfile.splice(cache.raw, cache.entries, cache.index_mtime_ns, replacements)
 
 
-Identity = tuple[int, int, int, int]  # an index file's mtime_ns, ctime_ns, size, inode
+Identity = tuple[int, int, int]  # an index file's mtime_ns, size, inode
 
 
 def identity(st: os.stat_result) -> Identity:
-    """What stays the same while an index file is the one that was written."""
-    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+    """What stays the same while an index file is the one that was written (as
+    ``_record_key``: the rename into place changes its ctime, and git writes a new file)."""
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def entry_offsets(control_dir: Path) -> tuple[Identity, dict[str, int]] | None:
