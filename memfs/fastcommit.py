@@ -36,7 +36,10 @@ import marshal
 import os
 import stat
 import time
+from array import array
 from collections.abc import Iterable
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +64,7 @@ if TYPE_CHECKING:
     from memfs.agent import Agent, Snapshot
 
 RECORD = "commit.bin"
-FORMAT = 1
+FORMAT = 2
 _TRUE = ("true", "yes", "on", "1")
 FALLBACK: Any = object()
 """What ``commit`` returns when the record cannot answer: the caller runs the full commit."""
@@ -81,6 +84,72 @@ def _trusted(sig: Sig, taken_ns: int) -> Sig | None:
     ctime = sig[1]
     window = statusrecord.RACY_NS if ctime % 1_000_000 else statusrecord.COARSE_RACY_NS
     return sig if max(ctime, sig[0]) < taken_ns - window else None
+
+
+_STAT = attrgetter("st_mtime_ns", "st_ctime_ns", "st_size", "st_ino", "st_mode")
+_MODES = (MODE_FILE, MODE_EXECUTABLE)
+_UNTRUSTED = (0, 0, 0, 0, 0)  # no file has mode 0: never equal to a stat taken now
+
+
+class _Table:
+    """The record's files in three flat columns (a path list, 20-byte shas, five unsigned
+    64-bit stat fields each, zeros where untrusted), read and written without an object per
+    field: loading 10,000 files as tuples cost a commit more than the rest of its record."""
+
+    def __init__(self, paths: list[str], shas: bytes, modes: bytes, sigs: array[int]) -> None:
+        self.paths, self.sigs = paths, sigs
+        self.shas, self.modes = bytearray(shas), bytearray(modes)
+
+    @classmethod
+    def of(cls, rows: list[tuple[str, int, str, Sig | None]]) -> _Table:
+        sigs = array("Q", chain.from_iterable(row[3] or _UNTRUSTED for row in rows))
+        return cls(
+            [row[0] for row in rows],
+            b"".join(bytes.fromhex(row[2]) for row in rows),
+            bytes(_MODES.index(row[1]) for row in rows),
+            sigs,
+        )
+
+    def dumps(self) -> tuple[list[str], bytes, bytes, bytes]:
+        return (self.paths, bytes(self.shas), bytes(self.modes), self.sigs.tobytes())
+
+    @classmethod
+    def loads(cls, data: tuple[list[str], bytes, bytes, bytes]) -> _Table:
+        sigs = array("Q")
+        sigs.frombytes(data[3])
+        table = cls(data[0], data[1], data[2], sigs)
+        if not (len(table.shas) == 20 * len(table.paths) == 20 * len(table.modes)):
+            raise ValueError("a torn record")
+        if len(sigs) != 5 * len(table.paths):
+            raise ValueError("a torn record")
+        return table
+
+    def entry(self, i: int) -> TreeEntry:
+        return TreeEntry(_MODES[self.modes[i]], self.shas[20 * i : 20 * i + 20].hex())
+
+    def set(self, i: int, mode: int, sha: str, sig: Sig | None) -> None:
+        self.modes[i] = _MODES.index(mode)
+        self.shas[20 * i : 20 * i + 20] = bytes.fromhex(sha)
+        try:
+            self.sigs[5 * i : 5 * i + 5] = array("Q", sig or _UNTRUSTED)
+        except OverflowError:  # a time before 1970: read every time
+            self.sigs[5 * i : 5 * i + 5] = array("Q", _UNTRUSTED)
+
+    def changed(self, stats: list[os.stat_result]) -> list[int]:
+        """The rows whose stat is not ``stats``' (or untrusted); OverflowError for a stat
+        field outside the columns' range (a time before 1970)."""
+        now = array("Q", chain.from_iterable(map(_STAT, stats)))
+        if now == self.sigs:
+            return []
+        found = []
+        step = 5 * 256
+        for start in range(0, len(now), step):
+            if now[start : start + step] != self.sigs[start : start + step]:
+                first = start // 5
+                for i in range(first, min(first + 256, len(self.paths))):
+                    if now[5 * i : 5 * i + 5] != self.sigs[5 * i : 5 * i + 5]:
+                        found.append(i)
+        return found
 
 
 def _path(agent: Agent) -> Path:
@@ -116,12 +185,12 @@ def remember(
         return
     if any(sig is not None and _trusted(sig, started_ns) is None for sig in made_for[3]):
         return  # a rule file changed a moment ago: it may change again unseen
-    files: dict[str, tuple[int, str, Sig | None]] = {}
+    rows: list[tuple[str, int, str, Sig | None]] = []
     for path, st in snapshot.stats.items():
         if not stat.S_ISREG(st.st_mode):
             return  # symlinks: where they lead depends on other entries
         entry = tree[path]
-        files[path] = (entry.mode, entry.sha, _trusted(_sig(st), started_ns))
+        rows.append((path, entry.mode, entry.sha, _trusted(_sig(st), started_ns)))
     folders: dict[str, tuple[Sig | None, tuple[str, ...]]] = {}
     for folder, names in scan.listed.items():
         st = scan.folders.get(folder)
@@ -131,8 +200,12 @@ def remember(
     trees = subtree_shas(tree)
     if trees.get("") != agent.history.commit_tree_sha(commit):
         return  # this tree is not what the commit holds (flattened away a shadowed path)
-    record = _record(made_for, commit, agent._max_file_size(), files, folders, trees)
-    record["index"] = _index_layout(agent, list(files))
+    try:
+        table = _Table.of(rows)
+    except (OverflowError, ValueError):
+        return  # a time before 1970: not kept in the columns
+    record = _record(made_for, commit, agent._max_file_size(), table.dumps(), folders, trees)
+    record["index"] = _index_layout(agent, table.paths)
     _write(agent, record)
 
 
@@ -140,7 +213,7 @@ def _record(
     made_for: tuple[Any, ...],
     commit: str,
     cap: int,
-    files: dict[str, tuple[int, str, Sig | None]],
+    files: tuple[list[str], bytes, bytes, bytes],
     folders: dict[str, tuple[Sig | None, tuple[str, ...]]],
     trees: dict[str, str],
 ) -> dict[str, Any]:
@@ -258,22 +331,22 @@ def commit(
             if listing != names or not stat.S_ISDIR(st.st_mode):
                 return FALLBACK  # an entry came or went: the full walk classifies it
             new_folders[folder] = (_trusted(now, started), names)
-    files: dict[str, tuple[int, str, Sig | None]] = record["files"]
-    paths = list(files)
+    try:
+        table = _Table.loads(record["files"])
+    except (KeyError, TypeError, ValueError):
+        return FALLBACK
+    paths = table.paths
     try:
         stats = [lstat(base + path) for path in paths]
-    except OSError:
-        return FALLBACK  # gone: the folder's listing changed too, or is changing now
-    new_files = dict(files)
-    dirty = [
-        (path, st)
-        for path, st, (_, _, sig) in zip(paths, stats, files.values(), strict=True)
-        if sig is None or (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode) != sig
-    ]
+        dirty = table.changed(stats)
+    except (OSError, OverflowError):
+        return FALLBACK  # gone (its folder's listing changed too, or is changing now)
     payload: dict[str, tuple[int, bytes] | None] = {}
     fresh: dict[str, os.stat_result] = {}
     cap, uid = record["cap"], os.getuid()
-    for path, st in dirty:
+    new_sigs: dict[int, tuple[int, str, Sig | None]] = {}
+    for i in dirty:
+        path, st = paths[i], stats[i]
         mode_bits = st.st_mode
         if not (
             stat.S_ISREG(mode_bits)
@@ -290,22 +363,26 @@ def commit(
         except OSError:
             return FALLBACK
         unchanged = _sig(after) == _sig(st)  # not written while read: its stat vouches
-        recorded_mode, recorded_sha, _ = files[path]
         sha = loose.object_sha(b"blob", data)
         if unchanged:
             fresh[path] = st
-        new_files[path] = (mode, sha, _trusted(_sig(st), started) if unchanged else None)
-        if (mode, sha) != (recorded_mode, recorded_sha):
+        new_sigs[i] = (mode, sha, _trusted(_sig(st), started) if unchanged else None)
+        if TreeEntry(mode, sha) != table.entry(i):
             payload[path] = (mode, data)
+    row = {paths[i]: i for i in dirty}
+    new_files = {paths[i]: found for i, found in new_sigs.items()}
     # HEAD's tree for Letta's rules: all of it only where they look at the whole tree
     if agent.letta_rules().tree_wide:
-        head_tree = {path: TreeEntry(mode, sha) for path, (mode, sha, _) in files.items()}
+        head_tree = {path: table.entry(i) for i, path in enumerate(paths)}
     else:
-        head_tree = {path: TreeEntry(*files[path][:2]) for path in payload}
+        head_tree = {path: table.entry(row[path]) for path in payload}
+    before = bytes(table.sigs)
+    for i, (mode, sha, sig) in new_sigs.items():
+        table.set(i, mode, sha, sig)
     if not payload:
         agent.skipped, agent.held, agent.overridden = [], [], []
-        if new_files != files or new_folders != folders:
-            _write(agent, {**record, "files": new_files, "folders": new_folders})
+        if before != bytes(table.sigs) or new_folders != folders:
+            _write(agent, {**record, "files": table.dumps(), "folders": new_folders})
         return None
     agent.skipped = []
     verdict = agent._gate(head_tree, payload, origin, allow_read_only)
@@ -313,6 +390,10 @@ def commit(
     if not allowed:
         forget(agent)  # held changes stay in the work tree: the record would hide them
         return None
+    for path in payload:
+        if path not in allowed:  # held: the table keeps what HEAD holds, the tree too
+            entry = head_tree[path]
+            table.set(row[path], entry.mode, entry.sha, None)
     changes = [
         FileChange(path, "modified", head_tree[path], TreeEntry(change[0], new_files[path][1]))
         for path, change in sorted(allowed.items())
@@ -323,7 +404,7 @@ def commit(
     control = history.control_dir
     for _, data in (c for c in allowed.values() if c is not None):
         loose.write_object(control, b"blob", data, fsync)
-    trees = _changed_trees(record["trees"], files, updated, new_folders, control, fsync)
+    trees = _changed_trees(record["trees"], table, updated, new_folders, control, fsync)
     from memfs.agent import generated_message
 
     text = message or generated_message(changes)
@@ -345,11 +426,10 @@ def commit(
     global commits_fast
     commits_fast += 1
     crash_point("commit.index")
-    index = _write_index(agent, record, paths, files, updated, new_files, fresh, trees[""])
+    index = _write_index(agent, record, table, updated, new_files, fresh, trees[""])
     if index is None:  # the index is not the one recorded: written in full, as a full commit
-        committed = {path: TreeEntry(mode, sha) for path, (mode, sha, _) in files.items()}
-        committed.update(updated)  # type: ignore[arg-type]
-        dirty_paths = {path for path, _ in dirty}
+        committed = {path: table.entry(i) for i, path in enumerate(paths)}
+        dirty_paths = set(row)
         index_stats = {
             path: st for path, st in zip(paths, stats, strict=True) if path not in dirty_paths
         }
@@ -362,8 +442,8 @@ def commit(
         forget(agent)  # held changes stay in the work tree: the record would hide them
     else:
         new_key = (made_for[0], made_for[1], sha, made_for[3])
-        _write(agent, {**record, "key": new_key, "files": new_files, "folders": new_folders,
-                       "trees": trees, "index": index})  # fmt: skip
+        _write(agent, {**record, "key": new_key, "files": table.dumps(),
+                       "folders": new_folders, "trees": trees, "index": index})  # fmt: skip
     return _info(sha, head, author, when, offset, full_text)
 
 
@@ -392,8 +472,7 @@ def _index_layout(agent: Agent, paths: list[str]) -> tuple[Any, list[int]] | Non
 def _write_index(
     agent: Agent,
     record: dict[str, Any],
-    paths: list[str],
-    files: dict[str, tuple[int, str, Sig | None]],
+    table: _Table,
     updated: dict[str, TreeEntry | None],
     new_files: dict[str, tuple[int, str, Sig | None]],
     fresh: dict[str, os.stat_result],
@@ -407,7 +486,7 @@ def _write_index(
     known, starts = layout
     replacements: dict[str, bytes] = {}
     for path in set(updated) | set(fresh):
-        entry = updated.get(path) or TreeEntry(*files[path][:2])
+        entry = table.entry(table.paths.index(path))  # the table holds what is committed now
         st = fresh.get(path)
         mode, sha, trusted = new_files[path]
         if st is not None and (entry != TreeEntry(mode, sha) or trusted is None):
@@ -415,7 +494,7 @@ def _write_index(
         if st is None and path not in updated:
             continue
         replacements[path] = indexfile.pack_entry(path, entry, st)
-    where = {path: starts[paths.index(path)] for path in replacements}
+    where = {path: starts[table.paths.index(path)] for path in replacements}
     written = gitindex.splice_at(
         agent.history.control_dir, tuple(known), where, replacements,
         agent.history._lock.cleared_stale_git_lock, tree_sha,
@@ -425,33 +504,29 @@ def _write_index(
 
 def _changed_trees(
     trees: dict[str, str],
-    files: dict[str, tuple[int, str, Sig | None]],
+    table: _Table,
     updated: dict[str, TreeEntry | None],
     listings: dict[str, tuple[Sig | None, tuple[str, ...]]],
     control: Path,
     fsync: bool,
 ) -> dict[str, str]:
-    """``trees`` (every folder's tree sha) for the record's ``files`` with ``updated``, where
-    only the folders on the paths updated differ: those tree objects are built and written,
-    every other subtree's sha reused."""
+    """``trees`` (every folder's tree sha) for the files of ``table`` (what is committed now),
+    where only the folders on the paths ``updated`` differ: those tree objects are built and
+    written, every other subtree's sha reused."""
     touched: set[str] = {""}
     for path in updated:
         folder = path.rpartition("/")[0]
         while folder:
             touched.add(folder)
             folder = folder.rpartition("/")[0]
-
-    def entry(path: str) -> tuple[str, int, str]:
-        found = updated.get(path)
-        return (path, found.mode, found.sha) if found else (path, *files[path][:2])
-
+    rows = {path: i for i, path in enumerate(table.paths)}
     if all(folder in listings for folder in touched):  # each folder's names: no 10,000 scan
         candidates = [
             f"{folder}/{name}" if folder else name
             for folder in touched
             for name in listings[folder][1]
         ]
-        entries = [entry(path) for path in candidates if path in files]
     else:
-        entries = [entry(path) for path in files]
+        candidates = table.paths
+    entries = [(path, *table.entry(rows[path])) for path in candidates if path in rows]
     return _trees_of(touched, entries, trees, (control, fsync))
