@@ -273,7 +273,7 @@ FAST_COMMIT = (
 
 
 def test_a_one_file_commit_from_its_record_reads_no_object_model(tmp_path: Path) -> None:
-    from memfs import fastcommit, statusrecord
+    from memfs import commitrecord, statusrecord
 
     root = tmp_path / "agent"
     with memfs.init(root, name="fast") as agent:
@@ -285,7 +285,7 @@ def test_a_one_file_commit_from_its_record_reads_no_object_model(tmp_path: Path)
             assert time.monotonic() < deadline, "the clock does not advance"
             time.sleep(0.005)
         assert agent.commit() is None  # a clean tree walked: the record is written
-    assert (root / ".git/memfs" / fastcommit.RECORD).exists()
+    assert (root / ".git/memfs" / commitrecord.RECORD).exists()
     write(root, "reference/notes.md", "---\ndescription: notes\n---\nMore notes.\n")
     assert heavy_in(loaded_by(root, ["commit"]), FAST_COMMIT) == []
     with memfs.open(root) as agent:

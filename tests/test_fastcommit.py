@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs import fastcommit, faults, statusrecord
+from memfs import commitrecord, fastcommit, faults, statusrecord
 
 from .conftest import git, write
 
@@ -34,7 +34,7 @@ def make_agent(tmp_path: Path, files: int = 12) -> memfs.Agent:
     agent.commit()
     settle(agent.root)
     assert agent.commit() is None  # a clean tree walked: the record is written for HEAD
-    assert (agent.history.state_dir / fastcommit.RECORD).exists()
+    assert (agent.history.state_dir / commitrecord.RECORD).exists()
     return agent
 
 
@@ -116,9 +116,9 @@ def test_an_edit_of_the_same_size_in_the_same_tick_is_not_missed(tmp_path: Path)
     agent = make_agent(tmp_path)
     target = write(agent.root, EDITED, "---\ndescription: n1\n---\nAAAA\n")
     assert fast_commit(agent)  # right after the edit: the file is within the racy window
-    record = fastcommit._load(agent)
+    record = commitrecord.load(agent)
     assert record is not None
-    table = fastcommit._Table.loads(record["files"])
+    table = commitrecord.Table.loads(record["files"])
     assert table.changed([os.lstat(agent.root / p) for p in table.paths]) == [
         table.paths.index(EDITED)
     ]  # its stat is not trusted: read again, however it stats
@@ -242,7 +242,7 @@ def test_an_edit_while_the_commit_runs_is_committed_next(tmp_path: Path) -> None
 
 def test_a_record_from_another_head_is_not_used(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
-    record = agent.history.state_dir / fastcommit.RECORD
+    record = agent.history.state_dir / commitrecord.RECORD
     old = record.read_bytes()
     write(agent.root, EDITED, "---\ndescription: n1\n---\nby memfs\n")
     assert fast_commit(agent)
@@ -265,7 +265,7 @@ def test_a_record_from_another_head_is_not_used(tmp_path: Path) -> None:
 
 def test_a_damaged_record_costs_a_full_commit(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
-    record = agent.history.state_dir / fastcommit.RECORD
+    record = agent.history.state_dir / commitrecord.RECORD
     record.write_bytes(record.read_bytes()[:100])
     write(agent.root, EDITED, "---\ndescription: n1\n---\ndamaged record\n")
     before = fastcommit.commits_fast
@@ -322,7 +322,7 @@ def test_the_secrets_guard_runs_on_the_fast_path(tmp_path: Path) -> None:
     assert in_head(root)["reference/a.md"] != on_disk(root)["reference/a.md"]
     git(root, "fsck", "--strict", "--no-progress")
     assert b"tok-4f9a2c7e1b" not in shown(agent, "reference/a.md")
-    assert not (agent.history.state_dir / fastcommit.RECORD).exists()  # it would hide the file
+    assert not (agent.history.state_dir / commitrecord.RECORD).exists()  # it would hide the file
     write(root, "reference/a.md", "---\ndescription: a\n---\nclean again\n")
     assert agent.commit() is not None
     assert shown(agent, "reference/a.md").endswith(b"clean again\n")
