@@ -173,7 +173,7 @@ def commit(
     for _, data in (c for c in allowed.values() if c is not None):
         loose.write_object(control, b"blob", data, fsync)
     trees = _changed_trees(record["trees"], table, updated, new_folders, control, fsync)
-    from memfs.agent import generated_message
+    from memfs.agentcommit import generated_message
 
     text = message or generated_message(changes)
     trailers = {TRAILER_HOST: hostname(), TRAILER_ORIGIN: origin}
