@@ -8,6 +8,7 @@ Letta's rules or the secrets guard hold back stays in the work tree (memfs/agent
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -56,7 +57,14 @@ def commit(
         agent.recover()
         rules = ignore_rules(agent)
         rules.sync_git_exclude(history.control_dir)
+        from memfs import fastcommit  # stat-only commit while its record vouches
+
+        if not paths:
+            found = fastcommit.commit(agent, message, origin, allow_read_only)
+            if found is not fastcommit.FALLBACK:
+                return found  # type: ignore[no-any-return]
         head = history.head()
+        made_for, started = fastcommit.context(agent, head), time.time_ns()
         head_tree = history.head_tree(head)
         snapshot = scan(agent, head_tree)
         agent.skipped = snapshot.scan.skipped
@@ -66,6 +74,8 @@ def commit(
                 # a commit killed before its index write, or index-free commits (the
                 # watcher's): git status must describe HEAD, not an older tree
                 history.write_index(head_tree, snapshot.stats_matching(head_tree), commit=head)
+            if head is not None and not paths:
+                fastcommit.remember(agent, made_for, head, head_tree, snapshot, started)
             return None
         payload: dict[str, tuple[int, bytes] | None] = {}
         for change in changes:
@@ -99,6 +109,8 @@ def commit(
             commit=sha if exact else None,
             changed=payload.keys(),
         )
+        if exact and not paths and len(effective) == len(changes):
+            fastcommit.remember(agent, made_for, sha, committed, snapshot, started)
         return history.commit_info(sha)
 
 

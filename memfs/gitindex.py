@@ -26,7 +26,6 @@ from memfs.trees import (
     blob_sha,
     read_worktree_data,
 )
-from memfs.util import atomic_write
 
 if TYPE_CHECKING:
     from dulwich.file import FileLocked
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 # dulwich (its lock file and Index) is imported inside the writers: a command that only reads
 # the index (``status``) never needs it.
 
+RACY_NS = 50_000_000  # statusrecord.RACY_NS: more than a coarse kernel clock tick
 files_hashed = 0  # work-tree files read and hashed by this process: for tests and benchmarks
 
 
@@ -50,7 +50,10 @@ def hash_worktree(
     unreadable: list[str] = []
     # the stat-cache check and trees.file_mode, inlined: this loop runs once per file of the
     # agent in every command
-    index_get, index_mtime_ns = cache.entries.get, cache.index_mtime_ns
+    index_get = cache.entries.get
+    # git trusts an entry older than the index file; a file changed within one clock tick of
+    # its stat being taken keeps that stat, so an entry is trusted only if older by RACY_NS
+    racy_from = cache.index_mtime_ns - RACY_NS
     vouched = cache.files() if cache.entries else {}
     for path, st in files.items():
         st_mode = st.st_mode
@@ -66,7 +69,7 @@ def hash_worktree(
             and entry[2] == st.st_ctime_ns
             and entry[3] == st.st_size & indexfile.U32
             and entry[4] == st.st_ino & indexfile.U32
-            and entry[1] < index_mtime_ns  # else racily clean: hashed
+            and entry[1] < racy_from  # else racily clean: hashed
         ):
             entries[path] = vouched[path]
             continue
@@ -125,8 +128,9 @@ def write_index_data(
     data: bytes,
     cleared_stale_lock: Callable[[FileLocked], bool],
     tree_sha: str | None = None,
-) -> None:
-    """Replace the index with ``data`` under git's ``index.lock``; record ``tree_sha``.
+) -> os.stat_result | None:
+    """Replace the index with ``data`` under git's ``index.lock``; record ``tree_sha``. The
+    stat of the index written, None if a lock kept it from being written.
 
     Not fsynced, as git does not fsync its index (core.fsync's default): the rename is
     atomic against a killed process, and an index lost to a power cut is a cache memfs
@@ -143,11 +147,11 @@ def write_index_data(
         # only memfs's stat cache: skipping it costs re-hashing, never correctness; but a
         # stale lock would leave it (and 'git status') out of date for good.
         if not cleared_stale_lock(error):
-            return
+            return None
         try:
             index_file = GitFile(str(control_dir / "index"), "wb", fsync=False)
         except FileLocked:
-            return
+            return None
     try:
         index_file.write(data)
         index_file.flush()
@@ -158,6 +162,7 @@ def write_index_data(
     index_file.close()
     if tree_sha is not None:
         _record_index_tree(control_dir, tree_sha, _record_key(written))
+    return written
 
 
 # The index as git's cache-tree: ``.git/memfs/index-tree`` names the tree object the index
@@ -186,7 +191,11 @@ def _record_index_tree(control_dir: Path, tree_sha: str, key: str) -> None:
             return
     with contextlib.suppress(OSError):
         path.parent.mkdir(exist_ok=True)
-        atomic_write(path, record)
+        # not fsynced, as the index it describes is not: after a power cut it is whole,
+        # absent or names another index (its key), and then it is simply not used
+        temp = path.with_name(f".{INDEX_TREE}.{os.getpid()}")
+        temp.write_bytes(record)
+        os.replace(temp, path)
 
 
 def _recorded_tree(control_dir: Path, cache: _StatCache) -> str | None:
@@ -296,6 +305,71 @@ def _spliced_for(
         for path in wanted
     }
     return indexfile.splice(cache.raw, cache.entries, cache.index_mtime_ns, replacements)
+
+
+Identity = tuple[int, int, int]  # an index file's mtime_ns, size, inode
+
+
+def identity(st: os.stat_result) -> Identity:
+    """What stays the same while an index file is the one that was written (as
+    ``_record_key``: the rename into place changes its ctime, and git writes a new file)."""
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def entry_offsets(control_dir: Path) -> tuple[Identity, dict[str, int]] | None:
+    """Where each entry of the (version 2) index starts, with the index file's identity; None
+    for an index that is not there, not version 2, or holds a conflict."""
+    try:
+        with open(control_dir / "index", "rb") as handle:
+            st = os.fstat(handle.fileno())
+            data = handle.read()
+    except OSError:
+        return None
+    try:
+        offsets = indexfile.offsets(data)
+    except (ValueError, struct.error, IndexError):
+        return None
+    return (identity(st), offsets) if offsets is not None else None
+
+
+def splice_at(
+    control_dir: Path,
+    known: Identity,
+    offsets: Mapping[str, int],
+    replacements: Mapping[str, bytes],
+    cleared_stale_lock: Callable[[FileLocked], bool],
+    tree_sha: str | None = None,
+) -> Identity | None:
+    """Rewrite the index ``known`` (its identity when ``offsets`` were taken) with each entry
+    of ``replacements`` (path -> ``indexfile.pack_entry``, of the same name) put in place of
+    the one there: no entry parsed, none moved. The identity of the index written; None if
+    the index is not ``known`` any more, or a lock kept it (the caller writes it in full).
+
+    The entries copied must not be racily clean (their files not modified since the old
+    index was written): the caller vouches for that (``fastcommit`` copies only entries
+    whose stat data it trusts)."""
+    try:
+        with open(control_dir / "index", "rb") as handle:
+            if identity(os.fstat(handle.fileno())) != known:
+                return None
+            data = bytearray(handle.read())
+    except OSError:
+        return None
+    for path, packed in replacements.items():
+        offset = offsets.get(path)
+        if offset is None:
+            return None
+        old_length = indexfile.entry_length(data, offset)
+        head = indexfile.ENTRY.size
+        if old_length != len(packed) or data[offset + head : offset + old_length] != packed[head:]:
+            return None  # not the entry of that name: an index other than the one recorded
+        data[offset : offset + old_length] = packed
+    import hashlib
+
+    del data[-20:]
+    data += hashlib.sha1(data).digest()
+    written = write_index_data(control_dir, bytes(data), cleared_stale_lock, tree_sha)
+    return None if written is None else identity(written)
 
 
 class _StatCache:

@@ -19,6 +19,7 @@ from memfs.trees import Files, TreeEntry
 ENTRY = struct.Struct(">10L20sH")
 U32 = 0xFFFFFFFF
 NAME_LENGTH_MASK = 0xFFF
+RACY_NS = 50_000_000  # an entry this near the index's own mtime is racily clean (gitindex)
 
 
 def pack_entry(path: str, entry: TreeEntry, st: os.stat_result | None) -> bytes:
@@ -128,6 +129,33 @@ def read(data: bytes) -> tuple[dict[str, Entry | None], dict[str, bytes] | None]
     return entries, raw
 
 
+def offsets(data: bytes) -> dict[str, int] | None:
+    """Where each entry of a version 2 index starts, by path (no checksum check: the caller
+    knows the file); None for another version or a conflicted entry."""
+    if data[:4] != b"DIRC" or struct.unpack_from(">L", data, 4)[0] != 2:
+        return None
+    count = struct.unpack_from(">L", data, 8)[0]
+    found: dict[str, int] = {}
+    offset = 12
+    flags_at = ENTRY.size - 2
+    for _ in range(count):
+        (flags,) = struct.unpack_from(">H", data, offset + flags_at)
+        if flags & _STAGE_MASK:
+            return None
+        name_end = data.index(b"\0", offset + ENTRY.size)
+        found[data[offset + ENTRY.size : name_end].decode("utf-8", "surrogateescape")] = offset
+        offset += (ENTRY.size + name_end - offset - ENTRY.size + 8) & ~7
+    if offset > len(data) - 20:
+        raise ValueError("index cut short")
+    return found
+
+
+def entry_length(data: bytes | bytearray, offset: int) -> int:
+    """The length in bytes of the version 2 entry at ``offset``."""
+    name_end = data.index(b"\0", offset + ENTRY.size)
+    return (name_end - offset + 8) & ~7
+
+
 def _read_with_dulwich(data: bytes) -> dict[str, Entry | None]:
     """A version 4 index, through dulwich (rare: git writes v2 unless told otherwise)."""
     from dulwich.index import IndexEntry, read_index_dict_with_version
@@ -170,7 +198,7 @@ def splice(
     hashes the file instead of trusting a stat the new index's later time would vouch for."""
     chunks = dict(raw)
     for name, entry in entries.items():
-        if entry is not None and entry[1] >= index_mtime_ns and name not in replacements:
+        if entry is not None and entry[1] >= index_mtime_ns - RACY_NS and name not in replacements:
             chunk = chunks[name]
             chunks[name] = chunk[:36] + bytes(4) + chunk[40:]
     for name, packed in replacements.items():

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
-import pickle
 import stat
 import time
 from pathlib import Path
@@ -97,6 +96,8 @@ def _path(agent: Agent) -> Path:
 def _valid(agent: Agent, wanted: tuple[Any, ...]) -> tuple[dict[str, Any], list[Any]] | None:
     """The record and the fresh stat of each file it lists, if it was made for ``wanted``
     (``key``) and every folder and file it saw still stats the same; else None."""
+    import pickle  # on use: a commit asks only for ``key``
+
     try:
         record = pickle.loads(_path(agent).read_bytes())
     except Exception:  # a cache: whatever is wrong with it, walk the tree
@@ -178,6 +179,8 @@ def save(
         ),
         "status": status,
     }
+    import pickle
+
     _write(_path(agent), pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
 
 

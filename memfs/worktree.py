@@ -59,6 +59,10 @@ class Scan:
     # skipped for what its stat said: what ``memfs.statusrecord`` checks is unchanged
     folders: dict[str, os.stat_result] = field(default_factory=dict)
     skipped_stats: dict[str, os.stat_result] = field(default_factory=dict)
+    # the names each listed folder held (every entry, ignored ones and ``.git`` too), as the
+    # walk listed them after taking the folder's stat: what ``memfs.fastcommit`` compares a
+    # folder's listing with when its stat changed
+    listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def scan(
@@ -122,6 +126,7 @@ class _Walker:
                 Skipped(prefix or ".", f"cannot list folder: {error.strerror}")
             )
             return
+        self.result.listed[prefix.rstrip("/")] = tuple(entry.name for entry in entries)
         by_name = kept and self.rules.by_name_only
         name_is_ignored = self.rules.name_is_ignored
         files = self.result.files

@@ -275,3 +275,37 @@ def test_a_command_imports_no_other_commands_module(agent_dir: Path) -> None:
         "memfs.cli.output",
         "memfs.cli.repo",
     ]
+
+
+# A one-file commit the record vouches for (memfs/fastcommit.py) writes its objects and moves
+# its branch itself: no dulwich repository, object model or pack code, no pydantic.
+FAST_COMMIT = (
+    "dulwich.repo",
+    "dulwich.objects",
+    "dulwich.object_store",
+    "dulwich.index",
+    "dulwich.pack",
+    "pydantic",
+    "memfs.models",
+    *CRYPTO,
+)
+
+
+def test_a_one_file_commit_from_its_record_reads_no_object_model(tmp_path: Path) -> None:
+    from memfs import commitrecord, statusrecord
+
+    root = tmp_path / "agent"
+    with memfs.init(root, name="fast") as agent:
+        write(root, "reference/notes.md", "---\ndescription: notes\n---\nSome notes.\n")
+        agent.commit(message="memory")
+        deadline = time.monotonic() + 5
+        newest = max(p.lstat().st_ctime_ns for p in [root, *root.rglob("*")])
+        while time.time_ns() <= newest + statusrecord.RACY_NS + 20_000_000:
+            assert time.monotonic() < deadline, "the clock does not advance"
+            time.sleep(0.005)
+        assert agent.commit() is None  # a clean tree walked: the record is written
+    assert (root / ".git/memfs" / commitrecord.RECORD).exists()
+    write(root, "reference/notes.md", "---\ndescription: notes\n---\nMore notes.\n")
+    assert heavy_in(loaded_by(root, ["commit"]), FAST_COMMIT) == []
+    with memfs.open(root) as agent:
+        assert agent.status().clean

@@ -238,6 +238,10 @@ class History(Refs, Commits, Objects, Writing, Packing):
 
     def git_identity(self) -> str | None:
         """``Name <email>`` from git's config (repo, then global), if it names one."""
+        if self._repo is None:  # read as dulwich's stack reads it, without importing it
+            found = _plain_identity([str(self.control_dir / "config"), *_global_configs()])
+            if found is not _UNANSWERED:
+                return found  # type: ignore[return-value]
         config = self.repo.get_config_stack()
         try:
             name = config.get((b"user",), b"name").decode()
@@ -245,6 +249,55 @@ class History(Refs, Commits, Objects, Writing, Packing):
         except KeyError:
             return None
         return f"{name} <{email}>"
+
+
+_UNANSWERED = object()
+
+
+def _global_configs() -> list[str]:
+    """The config files after the repository's, in the order of dulwich's
+    ``StackedConfig.default_backends`` (git-config(1)'s global and system files)."""
+    import os
+
+    env = os.environ
+    if "GIT_CONFIG_GLOBAL" in env:
+        paths = [env["GIT_CONFIG_GLOBAL"]]
+    else:
+        xdg = env.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config/"))
+        paths = [os.path.expanduser("~/.gitconfig"), os.path.join(xdg, "git", "config")]
+    if "GIT_CONFIG_SYSTEM" in env:
+        paths.append(env["GIT_CONFIG_SYSTEM"])
+    elif "GIT_CONFIG_NOSYSTEM" not in env:
+        paths.append("/etc/gitconfig")
+    return paths
+
+
+def _plain_identity(paths: list[str]) -> str | object | None:
+    """``user.name`` and ``user.email``, each from the first of ``paths`` that sets it, when
+    every file there is in git's plain form (``gitconfig.read_config``); ``_UNANSWERED`` for
+    anything else (dulwich reads those: quoting, includes)."""
+    found: dict[bytes, bytes] = {}
+    for path in paths:
+        try:
+            config = read_config(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return _UNANSWERED
+        if config is None or any(
+            section[0].lower() == b"extensions" for section in config.sections()
+        ):
+            return _UNANSWERED  # not plain, or a worktree config dulwich would stack too
+        for key in (b"name", b"email"):
+            if key not in found:
+                with contextlib.suppress(KeyError):
+                    found[key] = config.get((b"user",), key)
+    if len(found) < 2:
+        return None
+    try:
+        return f"{found[b'name'].decode()} <{found[b'email'].decode()}>"
+    except UnicodeDecodeError:
+        return _UNANSWERED
 
 
 __all__ = ["BRANCH", "History", "PackFiles"]

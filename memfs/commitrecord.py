@@ -1,0 +1,276 @@
+"""The record a one-file commit is made from (``memfs.fastcommit``): ``.git/memfs/commit.bin``.
+
+Written after every commit whose work tree is exactly what it committed (nothing held back,
+skipped, or a symlink), it keeps, for that commit: every file of its tree with its mode, blob
+sha and the stat data it had when known to hold that blob (git's index), in flat columns
+(``Table``); every folder the walk listed, with its stat data and the names it held (git's
+untracked cache); the sha of every subtree (git's cache-tree); where each entry starts in the
+index file memfs wrote; and the stat data of the files outside the tree that decide how it is
+read (``statusrecord.key``: ``.git/config``, the hook, the secrets, ``.gitignore``,
+``.memfsignore``, ``agent.yaml``, ``MEMORY.md``).
+
+An entry's stat data is trusted only if it is older than the moment it was taken by more than
+a clock tick (``statusrecord.RACY_NS``, git's "racily clean" rule, per entry): a younger entry
+is kept without stat data and read every time until it ages. The record is a cache: torn,
+from another memfs or another HEAD, it is not used, and a commit walks the tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import stat
+from array import array
+from collections.abc import Iterable
+from itertools import chain
+from operator import attrgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memfs import __version__, gitindex, statusrecord
+from memfs.history import loose
+from memfs.trees import MODE_EXECUTABLE, MODE_FILE, Files, TreeEntry
+
+if TYPE_CHECKING:
+    from memfs.agent import Agent, Snapshot
+
+RECORD = "commit.bin"
+FORMAT = 2
+
+Sig = tuple[int, int, int, int, int]
+
+
+def stat_sig(st: os.stat_result) -> Sig:
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode)
+
+
+def trusted(sig: Sig, taken_ns: int) -> Sig | None:
+    """``sig`` if its entry last changed long enough before ``taken_ns`` (when the stat was
+    taken, or a moment before) that any later change shows in it; else None."""
+    ctime = sig[1]
+    window = statusrecord.RACY_NS if ctime % 1_000_000 else statusrecord.COARSE_RACY_NS
+    return sig if max(ctime, sig[0]) < taken_ns - window else None
+
+
+_STAT = attrgetter("st_mtime_ns", "st_ctime_ns", "st_size", "st_ino", "st_mode")
+_MODES = (MODE_FILE, MODE_EXECUTABLE)
+_UNTRUSTED = (0, 0, 0, 0, 0)  # no file has mode 0: never equal to a stat taken now
+
+
+class Table:
+    """The record's files in three flat columns (a path list, 20-byte shas, five unsigned
+    64-bit stat fields each, zeros where untrusted), read and written without an object per
+    field: loading 10,000 files as tuples cost a commit more than the rest of its record."""
+
+    def __init__(self, paths: list[str], shas: bytes, modes: bytes, sigs: array[int]) -> None:
+        self.paths, self.sigs = paths, sigs
+        self.shas, self.modes = bytearray(shas), bytearray(modes)
+
+    @classmethod
+    def of(cls, rows: list[tuple[str, int, str, Sig | None]]) -> Table:
+        sigs = array("Q", chain.from_iterable(row[3] or _UNTRUSTED for row in rows))
+        return cls(
+            [row[0] for row in rows],
+            b"".join(bytes.fromhex(row[2]) for row in rows),
+            bytes(_MODES.index(row[1]) for row in rows),
+            sigs,
+        )
+
+    def dumps(self) -> tuple[list[str], bytes, bytes, bytes]:
+        return (self.paths, bytes(self.shas), bytes(self.modes), self.sigs.tobytes())
+
+    @classmethod
+    def loads(cls, data: tuple[list[str], bytes, bytes, bytes]) -> Table:
+        sigs = array("Q")
+        sigs.frombytes(data[3])
+        table = cls(data[0], data[1], data[2], sigs)
+        if not (len(table.shas) == 20 * len(table.paths) == 20 * len(table.modes)):
+            raise ValueError("a torn record")
+        if len(sigs) != 5 * len(table.paths):
+            raise ValueError("a torn record")
+        return table
+
+    def entry(self, i: int) -> TreeEntry:
+        return TreeEntry(_MODES[self.modes[i]], self.shas[20 * i : 20 * i + 20].hex())
+
+    def set(self, i: int, mode: int, sha: str, sig: Sig | None) -> None:
+        self.modes[i] = _MODES.index(mode)
+        self.shas[20 * i : 20 * i + 20] = bytes.fromhex(sha)
+        try:
+            self.sigs[5 * i : 5 * i + 5] = array("Q", sig or _UNTRUSTED)
+        except OverflowError:  # a time before 1970: read every time
+            self.sigs[5 * i : 5 * i + 5] = array("Q", _UNTRUSTED)
+
+    def changed(self, stats: list[os.stat_result]) -> list[int]:
+        """The rows whose stat is not ``stats``' (or untrusted); OverflowError for a stat
+        field outside the columns' range (a time before 1970)."""
+        now = array("Q", chain.from_iterable(map(_STAT, stats)))
+        if now == self.sigs:
+            return []
+        found = []
+        step = 5 * 256
+        for start in range(0, len(now), step):
+            if now[start : start + step] != self.sigs[start : start + step]:
+                first = start // 5
+                for i in range(first, min(first + 256, len(self.paths))):
+                    if now[5 * i : 5 * i + 5] != self.sigs[5 * i : 5 * i + 5]:
+                        found.append(i)
+        return found
+
+
+def _path(agent: Agent) -> Path:
+    return agent.history.state_dir / RECORD
+
+
+def forget(agent: Agent) -> None:
+    """Drop the record: the next commit runs in full."""
+    with contextlib.suppress(OSError):
+        _path(agent).unlink()
+
+
+def context(agent: Agent, head: str | None) -> tuple[Any, ...]:
+    """What the record must have been made for: ``statusrecord.key`` (this memfs, HEAD, the
+    files beside the tree that decide how it is read)."""
+    return statusrecord.key(agent, head)
+
+
+def remember(
+    agent: Agent,
+    made_for: tuple[Any, ...],
+    commit: str,
+    tree: Files,
+    snapshot: Snapshot,
+    started_ns: int,
+) -> None:
+    """Record ``commit`` (whose tree is ``tree``) after a full commit whose work tree, walked
+    from ``started_ns`` on (``snapshot``), holds exactly ``tree``; ``made_for`` is the
+    context taken before the walk. Nothing is recorded for any other tree."""
+    forget(agent)
+    scan = snapshot.scan
+    if scan.skipped or agent.held or snapshot.files != tree or set(snapshot.stats) != set(tree):
+        return
+    if any(sig is not None and trusted(sig, started_ns) is None for sig in made_for[3]):
+        return  # a rule file changed a moment ago: it may change again unseen
+    rows: list[tuple[str, int, str, Sig | None]] = []
+    for path, st in snapshot.stats.items():
+        if not stat.S_ISREG(st.st_mode):
+            return  # symlinks: where they lead depends on other entries
+        entry = tree[path]
+        rows.append((path, entry.mode, entry.sha, trusted(stat_sig(st), started_ns)))
+    folders: dict[str, tuple[Sig | None, tuple[str, ...]]] = {}
+    for folder, names in scan.listed.items():
+        st = scan.folders.get(folder)
+        if st is None:
+            return
+        folders[folder] = (trusted(stat_sig(st), started_ns), names)
+    trees = subtree_shas(tree)
+    if trees.get("") != agent.history.commit_tree_sha(commit):
+        return  # this tree is not what the commit holds (flattened away a shadowed path)
+    try:
+        table = Table.of(rows)
+    except (OverflowError, ValueError):
+        return  # a time before 1970: not kept in the columns
+    record = _record(made_for, commit, agent._max_file_size(), table.dumps(), folders, trees)
+    record["index"] = index_layout(agent, table.paths)
+    write(agent, record)
+
+
+def _record(
+    made_for: tuple[Any, ...],
+    commit: str,
+    cap: int,
+    files: tuple[list[str], bytes, bytes, bytes],
+    folders: dict[str, tuple[Sig | None, tuple[str, ...]]],
+    trees: dict[str, str],
+) -> dict[str, Any]:
+    key = (made_for[0], made_for[1], commit, made_for[3])
+    return {
+        "format": FORMAT,
+        "version": __version__,
+        "key": key,
+        "cap": cap,
+        "files": files,
+        "folders": folders,
+        "trees": trees,
+    }
+
+
+def write(agent: Agent, record: dict[str, Any]) -> None:
+    """Replace the record whole, without fsync: a torn or lost record costs a full commit."""
+    path = _path(agent)
+    temp = path.with_name(f".{RECORD}.{os.getpid()}")
+    try:
+        temp.write_bytes(marshal.dumps(record))
+        os.replace(temp, path)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            temp.unlink()
+
+
+def load(agent: Agent) -> dict[str, Any] | None:
+    try:
+        record = marshal.loads(_path(agent).read_bytes())
+    except Exception:  # a cache: whatever is wrong with it, commit in full
+        return None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None
+    if record.get("version") != __version__:
+        return None
+    return record
+
+
+def subtree_shas(tree: Files) -> dict[str, str]:
+    """The sha of every folder's tree object in ``tree`` ("" is the root), computed."""
+    folders = {""}
+    for path in tree:
+        folder = path.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    return trees_of(folders, ((p, e.mode, e.sha) for p, e in tree.items()), {}, None)
+
+
+def trees_of(
+    folders: set[str],
+    files: Iterable[tuple[str, int, str]],
+    known: dict[str, str],
+    write: tuple[Path, bool] | None,
+) -> dict[str, str]:
+    """``known`` (tree shas by folder) with the trees of ``folders`` made anew from ``tree``'s
+    files and their subfolders' shas, deepest first; written as objects with ``write``
+    (the ``.git`` folder, fsync or not), else only hashed."""
+    children: dict[str, list[tuple[str, int, str]]] = {folder: [] for folder in folders}
+    for path, mode, sha in files:
+        folder, _, name = path.rpartition("/")
+        if folder in children:
+            children[folder].append((name, mode, sha))
+    result = dict(known)
+    subfolders: dict[str, list[str]] = {}
+    for folder in result.keys() | folders:
+        if folder:
+            subfolders.setdefault(folder.rpartition("/")[0], []).append(folder)
+    for folder in sorted(folders, key=lambda f: -f.count("/") - (1 if f else 0)):
+        start = len(folder) + 1 if folder else 0
+        entries = children[folder] + [
+            (sub[start:], loose.TREE_MODE, result[sub]) for sub in subfolders.get(folder, ())
+        ]
+        content = loose.tree_content(entries)
+        if write is None:
+            result[folder] = loose.object_sha(b"tree", content)
+        else:
+            result[folder] = loose.write_object(write[0], b"tree", content, write[1])
+    return result
+
+
+def index_layout(agent: Agent, paths: list[str]) -> tuple[Any, list[int]] | None:
+    """The index file's identity and where each of ``paths``' entries starts in it, if it
+    lists exactly those paths (what lets the next commit splice it without parsing it)."""
+    found = gitindex.entry_offsets(agent.history.control_dir)
+    if found is None or len(found[1]) != len(paths):
+        return None
+    known, offsets = found
+    try:
+        return known, [offsets[path] for path in paths]
+    except KeyError:
+        return None
