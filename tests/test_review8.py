@@ -27,7 +27,7 @@ from memfs.remotes import add_remote
 from memfs.remotes.storage import open_storage
 
 from .conftest import git, run_cli, write
-from .test_statusrecord import served
+from .test_statusrecord import fresh, served
 
 PLANTED = "e-00000000000000aa"
 
@@ -223,3 +223,25 @@ def test_status_record_sees_secrets_of_an_agent_with_a_gitdir_file(tmp_path: Pat
         assert answer["held"], "the file holding the value is held back"
         (opened.history.state_dir / statusrecord.RECORD).unlink()
         assert answer == served(opened)[0]
+
+
+@pytest.mark.xfail(strict=True, reason="F3, for commit12: INSIDE files are lstat'ed only")
+def test_an_ignore_file_that_is_a_symlink_out_of_the_tree_is_followed(tmp_path: Path) -> None:
+    """.memfsignore as a link to rules kept elsewhere (a dotfiles folder), itself ignored by
+    .gitignore: the key holds the link's lstat, so after the rules changed status kept
+    naming the files the old rules let through."""
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    rules = tmp_path / "dotfiles-ignore"
+    rules.write_text("a/*\n")
+    write(agent.root, "a/new.md", "x\n")
+    write(agent.root, "b/new.md", "x\n")
+    os.symlink(rules, agent.root / ".memfsignore")
+    write(agent.root, ".gitignore", ".memfsignore\n")
+    settle_tree(agent.root, [agent.root / ".git/config", rules])
+    served(agent)
+    before, _ = served(agent)  # from the record, before the fix
+    assert {"path": "b/new.md", "status": "added"} in before["changes"]  # type: ignore[operator]
+    rules.write_text("b/*\n")
+    answer, _ = served(agent)
+    assert {"path": "a/new.md", "status": "added"} in answer["changes"]  # type: ignore[operator]
+    assert answer == fresh(agent)
