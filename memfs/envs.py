@@ -12,6 +12,8 @@ it never makes the listing fail.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,19 @@ if TYPE_CHECKING:
 
 OVERDUE = 2.5  # heartbeats without a beat before an environment counts as offline
 MAX_RECORD = 64 * 1024  # a presence record is ~600 bytes: anything far larger is not one
+MAX_HEARTBEAT_S = 86_400.0  # a record claiming a slower heartbeat is read as beating daily
+SHA = re.compile(r"^[0-9a-f]{40}$")
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    **dict.fromkeys(
+        ("name", "host", "os", "memfs", "mode", "started_at", "local_head", "remote_head",
+         "last_sync", "last_error", "state", "at"),
+        str,
+    ),
+    **dict.fromkeys(("format", "pid", "dirty", "ahead", "behind", "seq"), int),
+    "heartbeat_s": (int, float),
+}  # fmt: skip
+"""The fields a presence record holds and their types: a record from the store is shown
+with any other type read as absent (None), so no reader meets a list where it wants a name."""
 NO_PRESENCE = "no object-store remote: git hosts hold no presence (add an s3:// or file:// one)"
 
 
@@ -113,19 +128,17 @@ def judge(env: str, body: bytes | Exception | None, last_seen_s: float) -> dict[
     elif body is None:
         problem = "gone while listing"
     else:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
+        parsed = _parse(body)
         if not isinstance(parsed, dict):
             problem = "not a presence record (not a JSON object)"
         elif parsed.get("env_id") != env:
             problem = f"holds the record of another environment ({str(parsed.get('env_id'))[:40]})"
         else:
-            record = parsed
+            record = _typed(parsed)
     heartbeat = record.get("heartbeat_s")
-    if not isinstance(heartbeat, (int, float)) or isinstance(heartbeat, bool) or heartbeat <= 0:
+    if heartbeat is None or heartbeat <= 0:
         heartbeat = DEFAULT_HEARTBEAT_S
+    heartbeat = min(heartbeat, MAX_HEARTBEAT_S)
     online = problem is None and record.get("state") != "stopped"
     online = online and last_seen_s <= OVERDUE * heartbeat
     if not ENV_ID.match(env):
@@ -138,6 +151,38 @@ def judge(env: str, body: bytes | Exception | None, last_seen_s: float) -> dict[
         "online": online,
         "problem": problem,
     }
+
+
+def _parse(body: bytes) -> Any:
+    """A record's JSON; None for what is not JSON, nests too deep for the parser (a planted
+    ``[[[[...`` raises RecursionError), or holds NaN or Infinity, which JSON lacks and which
+    would make ``memfs envs --json`` unreadable to a strict parser."""
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _typed(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with each known field of the wrong type read as absent (``FIELDS``), numbers
+    finite, and ``local_head``/``remote_head`` only as full shas: a head is looked up in the
+    object store (``_behind``), where any other string is a path."""
+    typed = dict(record)
+    for name, kind in FIELDS.items():
+        value = typed.get(name)
+        if value is None:
+            continue
+        finite = not isinstance(value, float) or math.isfinite(value)  # 1e400 parses as inf
+        if not isinstance(value, kind) or isinstance(value, bool) or not finite:
+            typed[name] = None
+    for name in ("local_head", "remote_head"):
+        if typed.get(name) is not None and not SHA.match(typed[name]):
+            typed[name] = None
+    return typed
 
 
 def _read_all(storage: Storage, envs: list[str]) -> dict[str, bytes | Exception | None]:
@@ -167,7 +212,7 @@ def _read_all(storage: Storage, envs: list[str]) -> dict[str, bytes | Exception 
 def _behind(agent: Agent, remote_head: str | None, local_head: Any) -> int | None:
     """Commits the remote has that the environment's head lacks, when both are here."""
     history = agent.history
-    if not isinstance(local_head, str) or remote_head is None:
+    if not isinstance(local_head, str) or not SHA.match(local_head) or remote_head is None:
         return None
     try:
         if not (history.has_commit(remote_head) and history.has_commit(local_head)):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -61,15 +62,18 @@ def heartbeat_interval() -> float:
     ``MEMFS_HEARTBEAT_MIN`` lowers that floor, for tests that watch an environment go
     offline without waiting minutes.
     """
+    floor = _seconds("MEMFS_HEARTBEAT_MIN", MIN_HEARTBEAT_S)
+    return max(_seconds("MEMFS_HEARTBEAT", DEFAULT_HEARTBEAT_S), floor, 0.1)
+
+
+def _seconds(variable: str, default: float) -> float:
+    """A number of seconds from the environment; ``default`` for anything else, NaN and
+    infinity included (written into a record they are not JSON, and NaN beats never)."""
     try:
-        floor = float(os.environ.get("MEMFS_HEARTBEAT_MIN", MIN_HEARTBEAT_S))
+        value = float(os.environ.get(variable, default))
     except ValueError:
-        floor = MIN_HEARTBEAT_S
-    try:
-        chosen = float(os.environ.get("MEMFS_HEARTBEAT", DEFAULT_HEARTBEAT_S))
-    except ValueError:
-        chosen = DEFAULT_HEARTBEAT_S
-    return max(chosen, floor, 0.1)
+        return default
+    return value if math.isfinite(value) else default
 
 
 def default_name() -> str:

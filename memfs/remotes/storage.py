@@ -237,8 +237,10 @@ class LocalStorage:
 
     @_local_errors
     def list_stamped(self, prefix: str = "") -> Stamped:
-        """The listing with mtimes and sizes; the folder's clock is this machine's."""
-        now = time.time()  # read first: an object written during the listing is not "future"
+        """The listing with mtimes and sizes; the folder's clock is this machine's. Not the
+        newest mtime: a file's time is whatever its writer (or a folder-syncing tool copying
+        it) set, and one file dated in the future would age every other one by as much."""
+        now = time.time()  # an object written during the listing is a little "future": age 0
         entries = []
         for key in self.list(prefix):
             if key.rsplit("/", 1)[-1].startswith(".tmp-"):
@@ -248,7 +250,7 @@ class LocalStorage:
             except FileNotFoundError:
                 continue  # deleted since listed
             entries.append((key, stat.st_mtime, stat.st_size))
-        return entries, max([now, *(mtime for _, mtime, _ in entries)])
+        return entries, now
 
     @_local_errors
     def folders(self) -> list[str]:
