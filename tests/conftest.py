@@ -144,6 +144,23 @@ def write(root: Path, path: str, text: str | bytes) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def compiled_sources() -> None:
+    """memfs's (and the benchmarks') bytecode written once, before any test starts a process.
+
+    Why: with PYTHONDONTWRITEBYTECODE=1 in the environment (as on the developers' machines)
+    no process writes __pycache__, so every ``python -m memfs`` a test starts compiled each
+    module it imports from source again, about half of a short command's CPU; the suite
+    starts thousands. An installed memfs has its bytecode (pip compiles on install), so this
+    is also what users run. Files already compiled are only stat'ed."""
+    import compileall
+
+    root = Path(memfs.__file__).resolve().parent
+    for folder in (root, root.parent / "benchmarks"):
+        if folder.is_dir():
+            compileall.compile_dir(folder, quiet=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def no_watcher_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """At the end, stop any watcher daemon a test started in its temp dir and left running."""
     yield
