@@ -415,13 +415,14 @@ def prepare_merge(
     edits one file and deletes another without committing: the pull commits them first.
     """
     write_tokens(a, ledger, [f"{tag}/log", f"{tag}/two.md", f"{tag}/three.c", f"{tag}/four.md"])
-    for machine in (a, b):
-        done = machine.memfs("sync")
-        assert done.returncode == 0, f"{machine.name}: sync: {done.stderr}"
+    done = a.memfs("sync")
+    assert done.returncode == 0, f"a: sync: {done.stderr}"
     write_tokens(a, ledger, [f"{tag}/log"])
     done = a.memfs("commit")
     assert done.returncode == 0, f"a: commit: {done.stderr}"
     committed_at = int(time.time())
+    done = b.memfs("sync")  # b takes the shared files (not a's commit) while the second passes
+    assert done.returncode == 0, f"b: sync: {done.stderr}"
     wait_for(lambda: int(time.time()) > committed_at, 5, "the next second")
     write_tokens(b, ledger, [f"{tag}/log", f"{tag}/four.md", f"{tag}/five.md", f"{tag}/six"])
     done = b.memfs("sync")

@@ -25,13 +25,20 @@ def bare_repo(path: Path) -> Path:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Wait until ``condition()`` holds, failing after ``timeout`` seconds (never a bare sleep)."""
+    """Wait until ``condition()`` holds, failing after ``timeout`` seconds (never a bare sleep).
+
+    Between two checks it sleeps 20 ms, or as long as the last check took if that was longer
+    (at most 0.5 s): a check that runs processes (git, memfs) then takes at most half a core,
+    not the whole one the watchers and servers under test need (CI has two)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        started = time.monotonic()
         if condition():
             return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        now = time.monotonic()
+        if now >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(min(max(0.02, now - started), 0.5, deadline - now))
 
 
 def wait_for_port(

@@ -24,9 +24,11 @@ from .servers import bare_repo, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 # small heartbeats (MEMFS_HEARTBEAT_MIN lowers the 60 s floor): coalesce = heartbeat, offline
-# after 2.5 heartbeats; wide enough that a loaded machine's watcher still beats in time
+# after 2.5 heartbeats. STEADY is wide enough that a loaded machine's watcher stays online
+# through a dozen commands; FAST is only waited on (a late beat delays the wait, never fails
+# it), so it can be short: the killed watcher is offline 2.5 s after its last beat.
 STEADY = {"MEMFS_HEARTBEAT": "3", "MEMFS_HEARTBEAT_MIN": "0.5"}
-FAST = {"MEMFS_HEARTBEAT": "2", "MEMFS_HEARTBEAT_MIN": "0.5"}
+FAST = {"MEMFS_HEARTBEAT": "1", "MEMFS_HEARTBEAT_MIN": "0.5"}
 
 
 @pytest.fixture(params=["s3", "file"])

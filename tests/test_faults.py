@@ -61,7 +61,9 @@ def test_the_proxy_injects_each_kind_and_can_be_switched_off(
         "s3",
         endpoint_url=proxy.endpoint,
         region_name="us-east-1",
-        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+        # one attempt, no retry: botocore's "max_attempts" counts retries (1 = one retry
+        # after a ~0.5 s backoff, 6 s of sleeping over the 12 requests)
+        config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
     proxy.rate = 1.0
     outcomes: Counter[str] = Counter()

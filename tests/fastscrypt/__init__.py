@@ -1,0 +1,1 @@
+"""A test-only cheap scrypt for age passphrase files (see agescrypt.py)."""
