@@ -1,177 +1,51 @@
 """The watcher: file events -> debounce -> index-free commits -> push; remote polling -> pull.
 
-Pieces, each testable without threads (DESIGN.md §7):
-- ``EventFilter`` turns watchdog events into agent-relative paths, dropping ``.git`` and
-  editor litter (it only translates; what gets committed is decided by ``commit_paths``).
-- ``Debouncer`` decides when a batch is due: after a quiet period, but no later than a maximum
-  delay after its first event.
-- ``Watcher`` runs one loop per agent: commit due batches, push with capped exponential backoff
-  while the remote is unreachable, poll remotes cheaply and pull when they moved, rescan fully
-  now and then to catch anything an event missed, and flush on stop.
-- ``RemotePoller`` (memfs/remotepoll.py) says when to look at the remotes and whether they
+``Watcher`` runs one loop per agent: commit due batches, push with capped exponential backoff
+while the remote is unreachable, poll remotes cheaply and pull when they moved, rescan fully
+now and then to catch anything an event missed, and flush on stop. Its pieces, each testable
+without threads (DESIGN.md §7), live beside it:
+- memfs/watchevents.py: the event source (watchdog's inotify observer, or polling the folder
+  at the inotify limit) and ``EventFilter``, turning events into agent-relative paths without
+  ``.git`` and editor litter (what gets committed is decided by ``commit_paths``).
+- memfs/watchpace.py: ``WatchSettings``, and ``Debouncer`` deciding when a batch is due (after
+  a quiet period, but no later than a maximum delay after its first event).
+- memfs/remotepoll.py: ``RemotePoller`` says when to look at the remotes and whether they
   moved: a hot/cold ``PollSchedule`` (memfs/pollschedule.py), every second while there are
   edits or remote changes, backing off to 30-60 s when idle; conditional manifest reads (no
   body when unchanged); folder clouds (``file://``) followed by inotify instead of polled.
+- memfs/watchdaemon.py: the watcher as a background process; memfs/watchstate.py: its state.
 Memfs's own writes (merges) leave files equal to the new head, so they commit nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 from memfs.agent import Agent
-from memfs.errors import MemfsError, WatcherError
+from memfs.errors import MemfsError
 from memfs.lettahook import hook_installed
-from memfs.pollschedule import (
-    HOT_S_BUCKET,
-    HOT_S_GIT,
-    ScheduleSettings,
-    default_cold_s,
-    default_hot_for_s,
-)
 from memfs.remotepoll import RemotePoller
-from memfs.util import atomic_write, utc_now
-from memfs.watchstate import is_running, lock_path, read_state
+from memfs.util import utc_now
+from memfs.watchdaemon import start_daemon as start_daemon  # re-exported: memfs watch --daemon
+from memfs.watchdaemon import stop_daemon as stop_daemon
+from memfs.watchevents import EventFilter as EventFilter  # re-exported
+from memfs.watchevents import is_litter as is_litter
+from memfs.watchevents import start_observer
+from memfs.watchpace import LETTA_CODE_QUIET_S, schedule_settings
+from memfs.watchpace import Debouncer as Debouncer  # re-exported
+from memfs.watchpace import WatchSettings as WatchSettings
+from memfs.watchstate import WatchState as WatchState  # re-exported
+from memfs.watchstate import claim, write_state
+from memfs.watchstate import is_running as is_running  # re-exported
+from memfs.watchstate import read_state as read_state
 from memfs.watchstate import status as status  # re-exported: memfs watch --status
 
 Log = Callable[[str], None]
-# watchdog registers a folder created inside a watched tree twice (its creation event and
-# its recursive walk both add it) and warns that the second replaces the first: harmless,
-# but printed to the user's terminal mid-watch.
-warnings.filterwarnings(
-    "ignore", message=r"Callback with id .* already exists", category=RuntimeWarning
-)
-# The same editor litter as ignore.LITTER_PATTERNS, matched by name without pathspec: this
-# runs for every event. Anything else is decided by commit_paths with the full rules.
-LITTER_NAMES = ("4913", ".DS_Store")
-LITTER_PREFIXES = (".#", ".memfs-tmp-", "#")
-LITTER_SUFFIXES = (".swp", ".swo", ".swx", "~", ".tmp")
-
-
-@dataclass
-class WatchSettings:
-    """How the watcher paces itself (milliseconds and seconds as the CLI names them)."""
-
-    quiet_ms: int = 300
-    max_delay_ms: int = 2000
-    poll_s: float | None = None  # a fixed interval; None: the hot/cold schedule below
-    poll_hot_s: float | None = None  # None: 1 s for object stores, 10 s for git hosts
-    poll_cold_s: float = field(default_factory=default_cold_s)  # MEMFS_WATCH_COLD_S, 45 s
-    poll_hot_for_s: float = field(default_factory=default_hot_for_s)  # MEMFS_WATCH_HOT_FOR_S
-    push: bool = True
-    pull_only: bool = False  # a read-only mount: follow the remote, commit and push nothing
-    rescan_s: float = 60.0
-    backoff_max_s: float = 60.0
-    env_name: str | None = None  # 'memfs envs' name; None: MEMFS_ENV_NAME, else the host
-
-
-class Debouncer:
-    """Collects paths; a batch is due after ``quiet_s`` without events or ``max_delay_s``
-    after its first event, whichever comes first."""
-
-    def __init__(self, quiet_s: float, max_delay_s: float) -> None:
-        self.quiet_s = quiet_s
-        self.max_delay_s = max_delay_s
-        self.paths: set[str] = set()
-        self._first = 0.0
-        self._last = 0.0
-
-    def add(self, path: str, now: float) -> None:
-        if not self.paths:
-            self._first = now
-        self.paths.add(path)
-        self._last = now
-
-    def deadline(self) -> float | None:
-        """When the current batch falls due, or None if there is none."""
-        if not self.paths:
-            return None
-        return min(self._last + self.quiet_s, self._first + self.max_delay_s)
-
-    def take(self, now: float) -> list[str]:
-        """The batch if it is due (emptying it), else []."""
-        due = self.deadline()
-        if due is None or now < due:
-            return []
-        batch, self.paths = sorted(self.paths), set()
-        return batch
-
-
-# The least quiet time in a repo with Letta Code's hooks: its memory tool writes a file, then
-# runs git add and git commit (a v2 commit's hook takes a second or more, during which git
-# holds index.lock, which the watcher also waits out). On a loaded machine the gap between
-# the write and ``git add`` passed 1.5 s; the watcher is the backstop for edits Letta Code
-# does not commit (a person's editor), for which 3 s is no real delay.
-LETTA_CODE_QUIET_S = 3.0
-
-
-def is_litter(path: str) -> bool:
-    """Editor swap, backup and lock files, and memfs's own temp files (and folders)."""
-    if "/.memfs-tmp-" in "/" + path:
-        return True
-    name = PurePosixPath(path).name
-    return (
-        name in LITTER_NAMES or name.startswith(LITTER_PREFIXES) or name.endswith(LITTER_SUFFIXES)
-    )
-
-
-class EventFilter:
-    """watchdog events -> agent-relative paths worth looking at."""
-
-    def __init__(self, root: Path, on_path: Callable[[str], None]) -> None:
-        self.root = os.path.realpath(root)
-        self.on_path = on_path
-
-    def dispatch(self, event: Any) -> None:
-        """watchdog's handler entry point."""
-        if getattr(event, "event_type", "") in ("opened", "closed_no_write"):
-            return
-        for raw in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
-            path = self.relative(os.fsdecode(raw)) if raw else None
-            if path is not None:
-                self.on_path(path)
-
-    def relative(self, absolute: str) -> str | None:
-        try:
-            rel = os.path.relpath(os.path.realpath(absolute), self.root)
-        except ValueError:
-            return None
-        if rel == "." or rel.startswith(".."):
-            return None
-        rel = rel.replace(os.sep, "/")
-        if rel.split("/", 1)[0] == ".git" or is_litter(rel):
-            return None
-        return rel
-
-
-@dataclass
-class WatchState:
-    """What ``status`` shows about a watcher."""
-
-    pid: int
-    started_at: str
-    last_commit: str | None = None
-    last_sync: str | None = None
-    last_error: str | None = None
-    pending_push: bool = False
-    mode: str = "inotify"
-    remote_mode: str = "polling"  # "inotify" when every polled remote is a watched folder
-    ready: bool = False
-    commits: int = 0
 
 
 class Watcher:
@@ -201,7 +75,11 @@ class Watcher:
         self._push_due = 0.0
         self._backoff = 1.0
         self._poller = RemotePoller(
-            agent, self._schedule_settings(), self.settings.poll_cold_s, self._note_error, self.log
+            agent,
+            schedule_settings(self.settings, agent.history),
+            self.settings.poll_cold_s,
+            self._note_error,
+            self.log,
         )
         self._next_rescan = time.monotonic() + self.settings.rescan_s
         self._claim_fd: int | None = None
@@ -221,21 +99,8 @@ class Watcher:
         return Heartbeat(self.agent, mode, self.settings.env_name, log=self.log)
 
     def _claim(self) -> None:
-        """Hold ``.git/memfs/watch.lock`` while running: one watcher per agent.
-
-        The kernel drops the lock if this process dies, so a crash never blocks a restart.
-        """
-        fd = os.open(lock_path(self.agent), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            os.close(fd)
-            holder = read_state(self.agent).get("pid", "?")
-            raise WatcherError(
-                f"a watcher already runs for {self.agent.root} (pid {holder}); "
-                f"stop it with 'memfs watch --stop {self.agent.root}'"
-            ) from error
-        self._claim_fd = fd
+        """Hold ``.git/memfs/watch.lock`` while running: one watcher per agent."""
+        self._claim_fd = claim(self.agent)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -536,123 +401,14 @@ class Watcher:
             with contextlib.suppress(MemfsError):
                 self._after_sync(sync.pull(self.agent, origin="watch"))
 
-    def _schedule_settings(self) -> ScheduleSettings:
-        """A fixed interval if one was asked for (``--poll-s``), else the hot/cold schedule,
-        hot at 1 s for object stores and 10 s as soon as a git host is among the remotes."""
-        settings = self.settings
-        if settings.poll_s is not None:
-            return ScheduleSettings.fixed(settings.poll_s)
-        hot_s = settings.poll_hot_s
-        if hot_s is None:
-            from memfs.remotes import list_remotes
-
-            kinds = {config.kind for config in list_remotes(self.agent.history)}
-            hot_s = HOT_S_BUCKET if kinds <= {"bucket"} else HOT_S_GIT
-        return ScheduleSettings(
-            hot_s=hot_s, cold_s=settings.poll_cold_s, hot_for_s=settings.poll_hot_for_s
-        )
-
     # -- the observer -------------------------------------------------------------------
 
     def _start_observer(self) -> None:
-        from watchdog import events
-        from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
-
-        filter_ = EventFilter(self.agent.root, self.notify)
-
-        class Handler(events.FileSystemEventHandler):
-            def on_any_event(self, event: Any) -> None:
-                filter_.dispatch(event)
-
-        # Only changes: every read of a file (memfs's own polling reads .git often) would
-        # otherwise be an open and a close event.
-        changes: list[type[events.FileSystemEvent]] = [
-            events.FileCreatedEvent, events.FileModifiedEvent, events.FileMovedEvent,
-            events.FileDeletedEvent, events.FileClosedEvent, events.DirCreatedEvent,
-            events.DirMovedEvent, events.DirDeletedEvent,
-        ]  # fmt: skip
-        try:
-            observer = Observer()
-            observer.schedule(Handler(), str(self.agent.root), recursive=True, event_filter=changes)
-            observer.start()
-            if _unwatched_folders(observer, self.agent.root):
-                observer.stop()
-                observer.join(timeout=10)
-                raise OSError(errno.ENOSPC, "inotify watch limit reached")
-        except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EMFILE):
-                raise
-            self.log("inotify watch limit reached: falling back to polling the folder every 2 s")
-            self.state.mode = "polling"
-            observer = PollingObserver(timeout=2)
-            observer.schedule(Handler(), str(self.agent.root), recursive=True, event_filter=changes)
-            observer.start()
-        self._observer = observer
+        """Follow the agent's files (memfs/watchevents.py): inotify, else polling."""
+        self._observer, self.state.mode = start_observer(self.agent.root, self.notify, self.log)
 
     def _write_state(self, running: bool = True) -> None:
-        path = self.agent.history.state_dir / "watch.json"
-        data = {**self.state.__dict__, "running": running}
-        with contextlib.suppress(OSError):
-            atomic_write(path, json.dumps(data, indent=2).encode())
-
-
-def _unwatched_folders(observer: Any, root: Path) -> int:
-    """How many folders an inotify observer failed to watch.
-
-    watchdog swallows the limit error for every folder but the root, which would leave parts
-    of the agent silently unwatched. Counting its watches reads a watchdog internal; if that is
-    not there, this trusts the observer (the periodic rescan still catches what it misses).
-    """
-    try:
-        watched = sum(len(e._inotify._active_callbacks_by_path) for e in observer.emitters)
-    except AttributeError:
-        return 0
-    folders = sum(1 for _ in os.walk(root))
-    return max(0, folders - watched)
-
-
-def start_daemon(agent: Agent, args: list[str], timeout_s: float = 30.0) -> int:
-    """Start ``memfs watch`` for ``agent`` in the background; its pid once it runs.
-
-    It logs to ``.git/memfs/watch.log`` and survives the terminal that started it.
-    """
-    if is_running(agent):
-        raise WatcherError(
-            f"a watcher already runs for {agent.root} (pid {read_state(agent).get('pid')})"
-        )
-    log = agent.history.state_dir / "watch.log"
-    command = [sys.executable, "-m", "memfs", "watch", str(agent.root), "--log", str(log), *args]
-    with open(os.devnull, "rb") as stdin, open(log, "ab") as output:
-        child = subprocess.Popen(
-            command, stdin=stdin, stdout=output, stderr=output, start_new_session=True
-        )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise WatcherError(f"the watcher exited at once (code {child.returncode}); see {log}")
-        state = read_state(agent)
-        if state.get("pid") == child.pid and state.get("ready") and state.get("running", True):
-            return child.pid
-        time.sleep(0.05)
-    child.terminate()
-    raise WatcherError(f"the watcher did not start within {timeout_s:g}s; see {log}")
-
-
-def stop_daemon(agent: Agent, timeout_s: float = 60.0) -> int:
-    """Ask the agent's watcher to flush and stop (SIGTERM); its pid once it has exited."""
-    if not is_running(agent):
-        raise WatcherError(f"no watcher runs for {agent.root}")
-    pid = int(read_state(agent).get("pid", 0))
-    if pid <= 0:
-        raise WatcherError(f"the watcher of {agent.root} did not record its pid")
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not is_running(agent):
-            return pid
-        time.sleep(0.05)
-    raise WatcherError(f"the watcher (pid {pid}) did not stop within {timeout_s:g}s")
+        write_state(self.agent, self.state, running)
 
 
 def watch(agent: Agent, settings: WatchSettings | None = None, log: Log | None = None) -> Watcher:

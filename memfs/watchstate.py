@@ -1,4 +1,5 @@
-"""A watcher's state as other processes see it: its lock and its state file.
+"""A watcher's state as other processes see it: its lock and its state file, and the
+running watcher's side of both (``claim``, ``write_state``).
 
 Apart from ``memfs.watcher`` so that ``memfs status`` (which shows whether a watcher runs)
 imports neither the watcher nor the sync stack: it needs two small files in ``.git/memfs``.
@@ -6,14 +7,35 @@ imports neither the watcher nor the sync stack: it needs two small files in ``.g
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memfs.errors import WatcherError
+from memfs.util import atomic_write
+
 if TYPE_CHECKING:
     from memfs.agent import Agent
+
+
+@dataclass
+class WatchState:
+    """What ``status`` shows about a watcher."""
+
+    pid: int
+    started_at: str
+    last_commit: str | None = None
+    last_sync: str | None = None
+    last_error: str | None = None
+    pending_push: bool = False
+    mode: str = "inotify"
+    remote_mode: str = "polling"  # "inotify" when every polled remote is a watched folder
+    ready: bool = False
+    commits: int = 0
 
 
 def lock_path(agent: Agent) -> Path:
@@ -59,3 +81,30 @@ def status(agent: Agent) -> dict[str, Any]:
         "running": running,
         "pid": state.get("pid") if running else None,
     }
+
+
+def claim(agent: Agent) -> int:
+    """Lock ``.git/memfs/watch.lock`` for a watcher about to run: one watcher per agent; the
+    open file, held until the watcher closes it.
+
+    The kernel drops the lock if this process dies, so a crash never blocks a restart.
+    """
+    fd = os.open(lock_path(agent), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        holder = read_state(agent).get("pid", "?")
+        raise WatcherError(
+            f"a watcher already runs for {agent.root} (pid {holder}); "
+            f"stop it with 'memfs watch --stop {agent.root}'"
+        ) from error
+    return fd
+
+
+def write_state(agent: Agent, state: WatchState, running: bool = True) -> None:
+    """Write a running watcher's state to ``.git/memfs/watch.json`` (best effort)."""
+    path = agent.history.state_dir / "watch.json"
+    data = {**state.__dict__, "running": running}
+    with contextlib.suppress(OSError):
+        atomic_write(path, json.dumps(data, indent=2).encode())

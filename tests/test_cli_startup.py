@@ -171,7 +171,8 @@ def test_a_command_loads_no_heavy_module_it_does_not_use(agent_dir: Path, comman
 # What a clean harness-path command (status, context, ls: every turn of an agent) must not load:
 # dulwich's repository and object model (refs and loose objects are read by
 # memfs/history/light.py), YAML (the parse cache and the agent.yaml memo answer), pydantic,
-# the watcher (status reads its state file) and the work-tree updater.
+# the watcher (status reads its state file), the work-tree updater, and the parts of Agent a
+# read does not use (committing, Letta's rules, history, updating: memfs/agent*.py).
 HARNESS_PATH = (
     *READ_ONLY,
     "dulwich.repo",
@@ -182,6 +183,10 @@ HARNESS_PATH = (
     "yaml",
     "memfs.watcher",
     "memfs.apply",
+    "memfs.agentcommit",
+    "memfs.agentrules",
+    "memfs.agenthistory",
+    "memfs.agentupdate",
 )
 
 

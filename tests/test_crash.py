@@ -230,7 +230,27 @@ def test_kill_at_random_moments_of_commit_push_and_pull(pair: tuple[Machine, Mac
         delay = rng.uniform(0.0, pull_time * 1.2)
         result = a.memfs_killed_after(delay, command)
         assert_exit_is_documented(result, f"{command} killed after {delay:.3f} s")
+        if kind == "git":
+            remove_lock_a_killed_push_left(a)
         check_after_crash([a, b], ledger, f"{command} killed after {delay:.3f} s ({kind})")
+
+
+def remove_lock_a_killed_push_left(machine: Machine) -> None:
+    """Do what the user is told when a kill left a ref lock in a local bare hub.
+
+    A push killed inside git's ref update leaves ``<ref>.lock`` in the hub; memfs cannot know
+    that no other pusher holds it, so it names the lock and exits 7 (like git's 'cannot lock
+    ref'; test_a_ref_lock_in_a_bare_remote_is_named_not_retried). The user removes it.
+    """
+    result = machine.memfs("push")
+    if result.returncode != 7 or ".lock" not in result.stderr:
+        return
+    url = git(machine.root, "config", "remote.origin.url").strip()
+    hub = Path(url)
+    assert hub.is_dir(), f"not a local bare hub: {url}"
+    for lock in (hub / "refs").rglob("*.lock"):
+        assert lock.name in result.stderr, f"an unnamed lock: {lock}: {result.stderr.strip()}"
+        lock.unlink()
 
 
 # -- what a kill inside dulwich's ref update leaves ------------------------------------------

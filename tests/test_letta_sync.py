@@ -450,11 +450,24 @@ def test_letta_code_peer_converges_with_memfs(letta_code: LettaCode, tmp_path: P
     assert_git_agrees(a.root)
 
 
+def write_whole(root: Path, path: str, text: str) -> None:
+    """Write ``path`` the way an editor saves: a temp file beside it, renamed over it."""
+    target = root / path
+    temp = target.with_name(f".{target.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, target)
+
+
 def test_letta_code_peer_and_the_memfs_watcher_converge(
     letta_code: LettaCode, tmp_path: Path
 ) -> None:
     """The same with memfs's watcher on machine A, editing at the same time as Letta Code:
-    whichever push loses (memfs merges, or Letta Code rebases), both end on one commit."""
+    whichever push loses (memfs merges, or Letta Code rebases), both end on one commit.
+
+    A's edits are written whole (temp file, rename): a plain write truncates first, and a
+    watcher with a 50 ms quiet time on a loaded machine may commit the empty file between.
+    A's checkout has no Letta hook installed, so nothing holds that commit back, and B's hook
+    flags it afterwards: the test is about convergence, not torn writes."""
     from memfs.watcher import Watcher, WatchSettings
 
     hub = bare_repo(tmp_path / "hub" / "memory.git")
@@ -467,13 +480,13 @@ def test_letta_code_peer_and_the_memfs_watcher_converge(
     persona = lettafm.parse((b / "system/persona.md").read_text()).body.splitlines()[0]
     with Watcher(a, fast):
         for round_number in range(3):
-            write(
+            write_whole(
                 a.root,
                 "system/human.md",
                 (a.root / "system/human.md").read_text() + f"memfs-human-{round_number}\n",
             )
             text = (a.root / "system/persona.md").read_text()
-            write(
+            write_whole(
                 a.root,
                 "system/persona.md",
                 text.replace(persona, f"{persona} memfs-persona-{round_number}", 1),
