@@ -148,6 +148,8 @@ def remember(
     context taken before the walk. Nothing is recorded for any other tree."""
     forget(agent)
     scan = snapshot.scan
+    if scan.custom_ignores:
+        return  # a nested .gitignore or exclude lines: rules the record does not stat
     if scan.skipped or agent.held or snapshot.files != tree or set(snapshot.stats) != set(tree):
         return
     if any(sig is not None and trusted(sig, started_ns) is None for sig in made_for[3]):

@@ -1,8 +1,11 @@
-"""Which files memfs leaves out: editor litter, secrets, .gitignore and .memfsignore.
+"""Which files memfs leaves out: editor litter, secrets, .gitignore files, .memfsignore and
+the user's lines of ``.git/info/exclude``.
 
 All rules use gitignore syntax (pathspec), later rules win, so a ``!.env`` line in .memfsignore
-opts a file back in. The same rules are mirrored into ``.git/info/exclude`` so that the real
-``git status`` agrees with memfs about what is not versioned. A line that is not a valid
+opts a file back in. As in git, a ``.gitignore`` in a folder speaks for the paths below it and
+wins over the files above it (the walk loads each one as it lists its folder). memfs's own
+rules and .memfsignore are mirrored into ``.git/info/exclude`` so that the real ``git status``
+agrees with memfs about what is not versioned. A line that is not a valid
 pattern (``\\`` alone) is left out and reported as a problem, never an error.
 """
 
@@ -56,32 +59,92 @@ _BLOCK_END = "# <<< memfs"
 class IgnoreRules:
     """The ignore rules of one agent directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, control_dir: Path | None = None) -> None:
         self.root = root
         self.problems: list[Problem] = []
+        if control_dir is None:
+            from memfs.damage import control_dir_of
+
+            control_dir = control_dir_of(root)
+        # the user's own lines of .git/info/exclude: those before memfs's block lose to it (as
+        # in git, where later lines win), those after it win
+        before, after = _user_exclude_lines(control_dir / "info" / "exclude")
+        self.excludes = before + after
         self.user_lines = self._valid_lines(".gitignore") + self._valid_lines(MEMFSIGNORE)
         self._own = [*LITTER_PATTERNS, *SECRET_PATTERNS]
         self._spec: pathspec.GitIgnoreSpec | None = None
-        if self.user_lines:
+        if self.user_lines or self.excludes:
             import pathspec
 
-            self._spec = pathspec.GitIgnoreSpec.from_lines([*self._own, *self.user_lines])
-        self._first_user_rule = len(self._own)
-        self._secret_rules = range(len(LITTER_PATTERNS), len(self._own))
+            lines = [*before, *self._own, *after, *self.user_lines]
+            self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        first = len(before) + len(LITTER_PATTERNS)
+        self._secret_rules = range(first, first + len(SECRET_PATTERNS))
         self._litter, self._secret, self._either = _own_regexes()
+        # a nested folder's .gitignore, by folder (None: the folder has none), as git reads it
+        self._nested: dict[str, pathspec.GitIgnoreSpec | None] = {}
+
+    @property
+    def custom(self) -> bool:
+        """Whether rules beyond the root's files apply (a nested .gitignore, the user's
+        exclude lines): a record that only stats the tree cannot see them change."""
+        return bool(self.excludes) or any(spec is not None for spec in self._nested.values())
+
+    def load_nested(self, folder: str) -> bool:
+        """Read ``folder``'s .gitignore (a walk calls this for each folder it lists holding
+        one, before classifying its entries); whether it held any rule."""
+        if folder not in self._nested:
+            lines = self._valid_lines(folder + "/.gitignore")
+            spec = None
+            if lines:
+                import pathspec
+
+                spec = pathspec.GitIgnoreSpec.from_lines(lines)
+            self._nested[folder] = spec
+        return self._nested[folder] is not None
+
+    def load_ancestors(self, path: str) -> None:
+        """Read the .gitignore of each folder above ``path`` not read yet (for a check of a
+        few paths with no walk to list their folders)."""
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in self._nested:
+                self.load_nested(folder)
+
+    def _nested_verdict(self, path: str, is_dir: bool) -> bool | None:
+        """What the deepest nested .gitignore with a rule matching ``path`` says; None if
+        none does (the root's rules decide)."""
+        parts = path.split("/")
+        for depth in range(len(parts) - 1, 0, -1):
+            spec = self._nested.get("/".join(parts[:depth]))
+            if spec is None:
+                continue
+            rel = "/".join(parts[depth:])
+            verdict = _dir_verdict(spec, rel) if is_dir else spec.check_file(rel).include
+            if verdict is not None:
+                return verdict
+        return None
 
     def is_ignored(self, path: str, is_dir: bool = False) -> bool:
         """Whether ``path`` (posix, relative to the root) is left out."""
+        if self._nested:
+            verdict = self._nested_verdict(path, is_dir)
+            if verdict is not None:
+                return verdict
         if self._spec is None:
             litter, secret = self._litter, self._secret
             return any(litter.match(part) or secret.match(part) for part in path.split("/"))
-        return self._spec.match_file(path + "/" if is_dir else path)
+        if is_dir:
+            return bool(_dir_verdict(self._spec, path))
+        return self._spec.match_file(path)
 
     @property
     def by_name_only(self) -> bool:
         """Whether a path is ignored exactly when one of its parts is (memfs's own rules, no
-        .gitignore or .memfsignore): a walk that kept a folder checks only names inside it."""
-        return self._spec is None
+        .gitignore, .memfsignore or exclude lines): a walk that kept a folder checks only
+        names inside it."""
+        return self._spec is None and not any(self._nested.values())
 
     def name_is_ignored(self, name: str) -> bool:
         """``is_ignored`` of one path part alone; the answer for a path under kept folders
@@ -90,6 +153,8 @@ class IgnoreRules:
 
     def is_secret(self, path: str) -> bool:
         """Whether ``path`` is left out because it looks like a secret."""
+        if self._nested and self._nested_verdict(path, False) is not None:
+            return False  # a user's rule decides
         if self._spec is None:  # as gitignore decides: a rule naming the file itself wins
             *folders, name = path.split("/")
             litter, secret = self._litter, self._secret
@@ -132,6 +197,43 @@ class IgnoreRules:
                 continue
             valid.append(line)
         return valid
+
+
+def _dir_verdict(spec: pathspec.GitIgnoreSpec, path: str) -> bool | None:
+    """Whether the last pattern of ``spec`` matching the folder ``path`` ignores it (None: no
+    pattern matches). As git decides for a folder; pathspec's own order for files ranks a
+    match through a ``dir/`` pattern below any other, so ``*`` then ``!*/`` would ignore it."""
+    for pattern in reversed(spec.patterns):
+        if pattern.include is not None and pattern.match_file(path + "/") is not None:
+            return pattern.include
+    return None
+
+
+def _user_exclude_lines(path: Path) -> tuple[list[str], list[str]]:
+    """The valid pattern lines of ``.git/info/exclude`` before and after memfs's block."""
+    text = "\n".join(_read_lines(path))
+    if _BLOCK_START not in text:
+        return _patterns(text.splitlines()), []
+    before, _, rest = text.partition(_BLOCK_START)
+    _, _, after = rest.partition(_BLOCK_END)
+    return _patterns(before.splitlines()), _patterns(after.splitlines())
+
+
+def _patterns(lines: list[str]) -> list[str]:
+    """The lines that are patterns (not blank, not comments) and valid ones."""
+    lines = [line for line in lines if line.strip() and not line.startswith("#")]
+    if not lines:
+        return []
+    import pathspec
+
+    valid = []
+    for line in lines:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except (ValueError, TypeError):
+            continue
+        valid.append(line)
+    return valid
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -157,6 +157,8 @@ def save(
     ``time.time_ns``, with ``made_for`` its ``key``), with the stat data the walk took;
     unless some entry changed too near that moment to be trusted."""
     scan = snapshot.scan
+    if scan.custom_ignores:
+        return  # a nested .gitignore or exclude lines: rules the record does not stat
     seen = {**scan.files, **scan.skipped_stats}
     if any(stat.S_ISLNK(st.st_mode) for st in seen.values()):
         return  # where a link leads depends on entries a walk may not list: walk each time

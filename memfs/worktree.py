@@ -63,6 +63,9 @@ class Scan:
     # walk listed them after taking the folder's stat: what ``memfs.fastcommit`` compares a
     # folder's listing with when its stat changed
     listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # rules a record cannot watch applied (a nested .gitignore, exclude lines of the user):
+    # the status and commit records are not kept for such a tree, so each command walks
+    custom_ignores: bool = False
 
 
 def scan(
@@ -81,6 +84,7 @@ def scan(
     with contextlib.suppress(OSError):  # walk says why
         walker.result.folders[""] = os.lstat(root)
     walker.walk("", kept=True)
+    walker.result.custom_ignores = rules.custom
     return walker.result
 
 
@@ -126,7 +130,10 @@ class _Walker:
                 Skipped(prefix or ".", f"cannot list folder: {error.strerror}")
             )
             return
-        self.result.listed[prefix.rstrip("/")] = tuple(entry.name for entry in entries)
+        names = tuple(entry.name for entry in entries)
+        self.result.listed[prefix.rstrip("/")] = names
+        if prefix and kept and ".gitignore" in names:  # git reads no rules in ignored folders
+            self.rules.load_nested(prefix[:-1])
         by_name = kept and self.rules.by_name_only
         name_is_ignored = self.rules.name_is_ignored
         files = self.result.files
@@ -152,18 +159,20 @@ class _Walker:
             ):
                 files[path] = st
                 continue
-            self.visit(path, st)
+            self.visit(path, st, kept)
 
-    def visit(self, path: str, st: os.stat_result) -> None:
-        """Classify one entry: walk a folder, keep, ignore or skip a file."""
+    def visit(self, path: str, st: os.stat_result, kept: bool = True) -> None:
+        """Classify one entry: walk a folder, keep, ignore or skip a file. Below a folder a
+        rule ignores (``kept`` false) every untracked entry is ignored: as in git, no rule
+        can take it back in."""
         out = self.result
         if stat.S_ISDIR(st.st_mode):
-            ignored = self.rules.is_ignored(path, is_dir=True)
+            ignored = not kept or self.rules.is_ignored(path, is_dir=True)
             if not ignored or path + "/" in self.tracked_dirs:
                 out.folders[path] = st
                 self.walk(path + "/", kept=not ignored)
             return
-        if path not in self.tracked and self.rules.is_ignored(path):
+        if path not in self.tracked and (not kept or self.rules.is_ignored(path)):
             if self.rules.is_secret(path):
                 out.secrets.append(display_path(path))
             return
@@ -226,7 +235,9 @@ def scan_paths(
         if link is not None:
             walker.result.skipped.append(Skipped(path, f"{link} is a symlink"))
             continue
+        rules.load_ancestors(path)
         walker.visit(path, st)
+    walker.result.custom_ignores = rules.custom
     return walker.result
 
 
