@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,7 +96,7 @@ class IgnoreRules:
         """Read ``folder``'s .gitignore (a walk calls this for each folder it lists holding
         one, before classifying its entries); whether it held any rule."""
         if folder not in self._nested:
-            lines = self._valid_lines(folder + "/.gitignore")
+            lines = self._valid_lines(folder + "/.gitignore", nested=True)
             spec = None
             if lines:
                 import pathspec
@@ -181,10 +183,11 @@ class IgnoreRules:
             exclude.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(exclude, wanted.encode())
 
-    def _valid_lines(self, name: str, report: bool = True) -> list[str]:
-        """The lines of the ignore file ``name`` that are valid patterns; the rest reported."""
+    def _valid_lines(self, name: str, report: bool = True, nested: bool = False) -> list[str]:
+        """The lines of the ignore file ``name`` that are valid patterns; the rest reported.
+        A ``nested`` one that is a symlink is not read (as git, and it may lead outside)."""
         valid = []
-        lines = _read_lines(self.root / name)
+        lines = _read_nested_lines(self.root / name) if nested else _read_lines(self.root / name)
         if lines:
             import pathspec
         for number, line in enumerate(lines, start=1):
@@ -234,6 +237,21 @@ def _patterns(lines: list[str]) -> list[str]:
             continue
         valid.append(line)
     return valid
+
+
+def _read_nested_lines(path: Path) -> list[str]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []  # absent, a symlink, unreadable
+    with os.fdopen(fd, "rb") as file:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return []
+            data = file.read()
+        except OSError:
+            return []
+    return data.decode("utf-8", errors="replace").splitlines()
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -184,6 +184,33 @@ def test_exclude_is_read_through_a_gitdir_file(tmp_path: Path) -> None:
     assert {change.path for change in agent.status().changes} == {"a.md"}
 
 
+def test_the_watchers_path_commit_reads_the_nested_rules_above_its_paths(tmp_path: Path) -> None:
+    """``commit_paths`` (the watcher's commit, no walk of the tree) leaves out what a
+    .gitignore of a folder above a path ignores, and what the exclude lines ignore."""
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    _add_excludes(agent, [], ["*.secret"])
+    write(agent.root, "notes/.gitignore", "sub/*.log\n")
+    paths = ["notes/sub/a.log", "notes/sub/a.md", "notes/x.secret", "notes/sub/deep/b.log"]
+    for path in paths:
+        write(agent.root, path, "x")
+    agent.commit_paths([*paths, "notes/.gitignore"])
+    committed = set(git(agent.root, "ls-files").split())
+    assert committed & set(paths) == {"notes/sub/a.md", "notes/sub/deep/b.log"}
+    assert _porcelain(agent.root)[0] == set()
+
+
+def test_a_symlinked_nested_gitignore_is_not_read(tmp_path: Path) -> None:
+    """git does not follow a .gitignore that is a symlink; nor does memfs (it could lead
+    outside the agent)."""
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    (tmp_path / "rules").write_text("*.md\n")
+    write(agent.root, "notes/a.md", "x")
+    os.symlink(tmp_path / "rules", agent.root / "notes/.gitignore")
+    untracked, _ = _porcelain(agent.root)
+    assert "notes/a.md" in untracked
+    assert "notes/a.md" in {change.path for change in agent.status().changes}
+
+
 def test_no_record_is_kept_while_nested_rules_apply(tmp_path: Path) -> None:
     """A nested .gitignore added after a status was recorded changes its folder's stat: the
     record gives way; while one is there, status and commit records are not kept."""
