@@ -278,3 +278,26 @@ def test_commit_and_sync_processes_never_version_an_ignored_file(tmp_path: Path)
     assert (copy / "notes/sub/b.md").exists()
     assert not any((copy / path).exists() for path in leaked)
     subprocess.run(["git", "fsck", "--strict"], cwd=copy, check=True, capture_output=True)
+
+
+def test_a_walk_without_nested_rules_loads_no_pathspec(tmp_path: Path) -> None:
+    """The usual agent (no nested .gitignore; an exclude file with git's comments and
+    memfs's block only) is walked by memfs's own rules alone: pathspec is not imported."""
+    from .harness import fresh_python
+
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    _add_excludes(agent, ["# git ls-files --others --exclude-from=.git/info/exclude", "#"], [])
+    write(agent.root, "notes/sub/a.md", "x")
+    write(agent.root, "notes/.env", "x")
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from memfs import worktree\n"
+        "from memfs.ignore import IgnoreRules\n"
+        f"root = Path({str(agent.root)!r})\n"
+        "found = worktree.scan(root, IgnoreRules(root))\n"
+        "assert 'notes/sub/a.md' in found.files and found.secrets == ['notes/.env']\n"
+        "assert not found.custom_ignores\n"
+        "print('pathspec' in sys.modules)\n"
+    )
+    assert fresh_python(probe) == "False"
