@@ -148,6 +148,17 @@ class IgnoreRules:
         names inside it."""
         return self._spec is None and not any(self._nested.values())
 
+    def by_name_only_in(self, folder: str) -> bool:
+        """``by_name_only`` for the paths in ``folder`` ("" the root): no nested .gitignore
+        above it has rules, so a folder beside one with a .gitignore keeps the quick way."""
+        if self._spec is not None:
+            return False
+        nested = self._nested
+        if not nested:
+            return True
+        parts = folder.split("/")
+        return not any(nested.get("/".join(parts[:depth])) for depth in range(1, len(parts) + 1))
+
     def name_is_ignored(self, name: str) -> bool:
         """``is_ignored`` of one path part alone; the answer for a path under kept folders
         when ``by_name_only``."""

@@ -134,7 +134,7 @@ class _Walker:
         self.result.listed[prefix.rstrip("/")] = names
         if prefix and kept and ".gitignore" in names:  # git reads no rules in ignored folders
             self.rules.load_nested(prefix[:-1])
-        by_name = kept and self.rules.by_name_only
+        by_name = kept and self.rules.by_name_only_in(prefix[:-1])
         name_is_ignored = self.rules.name_is_ignored
         files = self.result.files
         plainly_versioned = self.plainly_versioned
