@@ -270,7 +270,7 @@ def load(agent: Agent) -> dict[str, Any] | None:
         return None
     try:
         _check(record)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
     return record
 
@@ -316,8 +316,7 @@ def _check(record: dict[str, Any]) -> None:
         known, starts = layout
         if not _is_sig((*known, 0, 0)) or type(starts) is not list or len(starts) != len(paths):
             raise ValueError("not an index layout")
-        if any(type(start) is not int or start < 0 for start in starts):
-            raise ValueError("not an index layout")
+        array("Q", starts)  # TypeError for anything but int, OverflowError below 0
 
 
 def subtree_shas(tree: Files) -> dict[str, str]:

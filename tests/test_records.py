@@ -134,8 +134,15 @@ def _git_file(record: list[Any]) -> None:
 
 
 def _outside_in_snapshot(record: list[Any]) -> None:
-    listed, entries = marshal.loads(record[3])
-    record[3] = marshal.dumps((listed, {**entries, "../outside.md": (0o100644, "0" * 40)}))
+    listed, paths, modes, shas = marshal.loads(record[3])
+    record[3] = marshal.dumps(
+        (listed, [*paths, "../outside.md"], [*modes, 0o100644], shas + "0" * 40)
+    )
+
+
+def _spaced_sha_in_snapshot(record: list[Any]) -> None:
+    listed, paths, modes, shas = marshal.loads(record[3])
+    record[3] = marshal.dumps((listed, paths, modes, " " + shas[1:]))
 
 
 def _wrong_status(record: list[Any]) -> None:
@@ -143,7 +150,15 @@ def _wrong_status(record: list[Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "change", [_code, _outside_folder, _git_file, _outside_in_snapshot, _wrong_status]
+    "change",
+    [
+        _code,
+        _outside_folder,
+        _git_file,
+        _outside_in_snapshot,
+        _spaced_sha_in_snapshot,
+        _wrong_status,
+    ],
 )
 def test_a_record_not_of_the_shape_written_is_not_used(tmp_path: Path, change: Any) -> None:
     """A code object, a path out of the tree or into .git, an unknown kind of change: the
@@ -151,7 +166,7 @@ def test_a_record_not_of_the_shape_written_is_not_used(tmp_path: Path, change: A
     agent = recorded_clean(tmp_path)
     _planted(agent, change)
     key = statusrecord.key(agent, agent.history.head())
-    if change is _outside_in_snapshot:  # read by ls and context only
+    if change in (_outside_in_snapshot, _spaced_sha_in_snapshot):  # read by ls and context only
         assert statusrecord.recorded(agent, key) is not None
     else:
         assert statusrecord.recorded(agent, key) is None
@@ -192,6 +207,7 @@ def test_a_planted_path_in_the_commit_record_is_never_committed(tmp_path: Path) 
             files=(r["files"][0], r["files"][1], b"\x07" * len(r["files"][2]), r["files"][3])
         ),
         lambda r: r.update(index=("known", [0])),
+        lambda r: r.update(index=(r["index"][0], [-1] * len(r["index"][1]))),
         lambda r: r.update(extra=compile("1", "x", "eval")),
     ],
 )
