@@ -246,7 +246,6 @@ def _status_of(data: Any) -> Status:
     from memfs.agentstatus import Status
     from memfs.schema import Problem
     from memfs.trees import FileChange
-    from memfs.worktree import Skipped
 
     if type(data) is not tuple or len(data) != 8:
         raise ValueError("not a status")
@@ -264,6 +263,11 @@ def _status_of(data: Any) -> Status:
         raise ValueError("not a severity")
     if type(secrets) is not list or any(type(name) is not str for name in secrets):
         raise ValueError("not a list of secrets")
+    skipped_files = []
+    if _rows(skipped, (_STR, _STR)):  # the work tree's module only when a file was skipped
+        from memfs.worktree import Skipped
+
+        skipped_files = [Skipped(*row) for row in skipped]
     open_conflicts = []
     if _rows(conflicts, (_STR, _STR, _OPT_STR)):
         from memfs.conflicts import OpenConflict
@@ -275,7 +279,7 @@ def _status_of(data: Any) -> Status:
         changes=found,
         problems=[Problem(*row) for row in problems],
         secrets=secrets,
-        skipped=[Skipped(*row) for row in _rows(skipped, (_STR, _STR))],
+        skipped=skipped_files,
         conflicts=open_conflicts,
         held=[Problem(*row) for row in held],
         blocked=blocked,
