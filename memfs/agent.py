@@ -250,6 +250,7 @@ class Agent:
         origin: str = "cli",
         paths: tuple[str, ...] = (),
         allow_read_only: tuple[str, ...] = (),
+        remember: bool = True,
     ) -> CommitInfo | None:
         """Commit every change in the work tree (or only under ``paths``); None if none.
 
@@ -258,11 +259,13 @@ class Agent:
         pre-commit hook rejects) is left in the work tree and listed in ``self.held``;
         ``allow_read_only`` (a person's command only) lets read-only files at those paths change.
         GitOperationInProgressError while plain git is midway through a rebase or merge here,
-        DetachedHeadError while HEAD is not a branch.
+        DetachedHeadError while HEAD is not a branch. ``remember``: keep the commit record
+        that makes the next commit stat-only (memfs.fastcommit); a pull, whose merge moves
+        HEAD right after, passes False and spares writing one it would invalidate.
         """
         from memfs import agentcommit
 
-        return agentcommit.commit(self, message, origin, paths, allow_read_only)
+        return agentcommit.commit(self, message, origin, paths, allow_read_only, remember)
 
     def commit_paths(
         self,

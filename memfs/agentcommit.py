@@ -40,6 +40,7 @@ def commit(
     origin: str = "cli",
     paths: tuple[str, ...] = (),
     allow_read_only: tuple[str, ...] = (),
+    remember: bool = True,
 ) -> CommitInfo | None:
     """Commit every change in the work tree (or only under ``paths``); None if none.
 
@@ -74,7 +75,7 @@ def commit(
                 # a commit killed before its index write, or index-free commits (the
                 # watcher's): git status must describe HEAD, not an older tree
                 history.write_index(head_tree, snapshot.stats_matching(head_tree), commit=head)
-            if head is not None and not paths:
+            if head is not None and not paths and remember:
                 fastcommit.remember(agent, made_for, head, head_tree, snapshot, started)
             return None
         payload: dict[str, tuple[int, bytes] | None] = {}
@@ -109,7 +110,7 @@ def commit(
             commit=sha if exact else None,
             changed=payload.keys(),
         )
-        if exact and not paths and len(effective) == len(changes):
+        if exact and not paths and remember and len(effective) == len(changes):
             fastcommit.remember(agent, made_for, sha, committed, snapshot, started)
         return history.commit_info(sha)
 

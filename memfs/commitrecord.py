@@ -10,13 +10,24 @@ read (``statusrecord.key``: ``.git/config``, the hook, the secrets, ``.gitignore
 ``.memfsignore``, ``agent.yaml``, ``MEMORY.md``).
 
 An entry's stat data is trusted only if it is older than the moment it was taken by more than
-a clock tick (``statusrecord.RACY_NS``, git's "racily clean" rule, per entry): a younger entry
-is kept without stat data and read every time until it ages. The record is a cache: torn,
-from another memfs or another HEAD, it is not used, and a commit walks the tree.
+a clock tick (``statusrecord.RACY_NS``, git's "racily clean" rule, per entry; a file whose
+ctime has no part below the millisecond gets ``statusrecord.COARSE_RACY_NS``): a younger
+entry is kept without stat data and read every time until it ages. The rule is applied twice:
+on this machine's clock, and on the file system's (the mtime of the record's temp file,
+created after every stat was taken: a network file system stamps times with its server's
+clock). No record is made while a file of the key is a symlink (its lstat does not move when
+its target changes).
+
+The record is plain data (``marshal``), checked on load: of the shape and types written,
+every path relative with no empty, ``.``, ``..`` or ``.git`` part (``statusrecord.
+sound_paths``): a record that lied would make a commit miss an edit, or read a file outside
+the agent into history. It is a cache: torn, planted, from another memfs, format, user or
+HEAD, it is not used, and a commit walks the tree.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import marshal
 import os
@@ -36,7 +47,7 @@ if TYPE_CHECKING:
     from memfs.agent import Agent, Snapshot
 
 RECORD = "commit.bin"
-FORMAT = 2
+FORMAT = 3  # with statusrecord.FORMAT (in the key): bumped when the record's meaning changes
 
 Sig = tuple[int, int, int, int, int]
 
@@ -48,9 +59,7 @@ def stat_sig(st: os.stat_result) -> Sig:
 def trusted(sig: Sig, taken_ns: int) -> Sig | None:
     """``sig`` if its entry last changed long enough before ``taken_ns`` (when the stat was
     taken, or a moment before) that any later change shows in it; else None."""
-    ctime = sig[1]
-    window = statusrecord.RACY_NS if ctime % 1_000_000 else statusrecord.COARSE_RACY_NS
-    return sig if max(ctime, sig[0]) < taken_ns - window else None
+    return sig if max(sig[1], sig[0]) < taken_ns - statusrecord.window(sig[1]) else None
 
 
 _STAT = attrgetter("st_mtime_ns", "st_ctime_ns", "st_size", "st_ino", "st_mode")
@@ -152,8 +161,9 @@ def remember(
         return  # a nested .gitignore or exclude lines: rules the record does not stat
     if scan.skipped or agent.held or snapshot.files != tree or set(snapshot.stats) != set(tree):
         return
-    if any(sig is not None and trusted(sig, started_ns) is None for sig in made_for[3]):
-        return  # a rule file changed a moment ago: it may change again unseen
+    for sig in made_for[3]:
+        if sig is not None and (trusted(sig, started_ns) is None or stat.S_ISLNK(sig[4])):
+            return  # a rule file changed a moment ago, or a link: it may change again unseen
     rows: list[tuple[str, int, str, Sig | None]] = []
     for path, st in snapshot.stats.items():
         if not stat.S_ISREG(st.st_mode):
@@ -199,27 +209,116 @@ def _record(
 
 
 def write(agent: Agent, record: dict[str, Any]) -> None:
-    """Replace the record whole, without fsync: a torn or lost record costs a full commit."""
+    """Replace the record whole, without fsync: a torn or lost record costs a full commit.
+    Its temp file (named for this process and thread) is created first: its mtime, on the
+    file system's clock, is later than every stat the record holds; an entry too near it
+    loses its stat data (``_untrust_fresh``), and a key file too near it drops the record."""
     path = _path(agent)
-    temp = path.with_name(f".{RECORD}.{os.getpid()}")
+    temp = path.with_name(f".{RECORD}.{os.getpid()}.{_thread.get_ident()}")
     try:
-        temp.write_bytes(marshal.dumps(record))
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()  # left by a process of this pid that died: a new file, a new mtime
+        with open(temp, "xb") as file:
+            record = _untrust_fresh(record, os.fstat(file.fileno()).st_mtime_ns)
+            if record is None:
+                raise OSError("a file of the key is too fresh on the file system's clock")
+            file.write(marshal.dumps(record))
         os.replace(temp, path)
     except (OSError, ValueError):
         with contextlib.suppress(OSError):
             temp.unlink()
 
 
+def _untrust_fresh(record: dict[str, Any], fs_now_ns: int) -> dict[str, Any] | None:
+    """``record`` with the stat data of every entry changed too near ``fs_now_ns`` (a time on
+    the file system's clock, after every stat was taken) dropped; None if a file of the key
+    is that fresh. Nothing to do, the usual case, costs two ``max`` over the columns."""
+    if any(s is not None and trusted(s, fs_now_ns) is None for s in record["key"][3]):
+        return None
+    folders = record["folders"]
+    if any(s is not None and trusted(s, fs_now_ns) is None for s, _ in folders.values()):
+        folders = {f: (s and trusted(s, fs_now_ns), names) for f, (s, names) in folders.items()}
+        record = {**record, "folders": folders}
+    paths, shas, modes, packed = record["files"]
+    sigs = array("Q")
+    sigs.frombytes(packed)
+    limit = fs_now_ns - statusrecord.COARSE_RACY_NS  # older than this: trusted in any case
+    if paths and max(max(sigs[0::5]), max(sigs[1::5])) >= limit:
+        fresh = [
+            i
+            for i, (mtime, ctime) in enumerate(zip(sigs[0::5], sigs[1::5], strict=True))
+            if mtime >= limit or ctime >= limit
+        ]
+        for i in fresh:
+            row = tuple(sigs[5 * i : 5 * i + 5])
+            if row[4] and trusted(row, fs_now_ns) is None:  # mode 0: untrusted already
+                sigs[5 * i : 5 * i + 5] = array("Q", _UNTRUSTED)
+        record = {**record, "files": (paths, shas, modes, sigs.tobytes())}
+    return record
+
+
+_KEYS = frozenset(("format", "version", "key", "cap", "files", "folders", "trees", "index"))
+
+
 def load(agent: Agent) -> dict[str, Any] | None:
+    """The record, if it is one of this format, memfs and shape (``_check``); else None."""
     try:
         record = marshal.loads(_path(agent).read_bytes())
     except Exception:  # a cache: whatever is wrong with it, commit in full
         return None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    if type(record) is not dict or record.get("format") != FORMAT:
         return None
     if record.get("version") != __version__:
         return None
+    try:
+        _check(record)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
     return record
+
+
+def _is_sig(value: Any) -> bool:
+    return type(value) is tuple and len(value) == 5 and all(type(f) is int for f in value)
+
+
+def _check(record: dict[str, Any]) -> None:
+    """ValueError (or KeyError, TypeError) unless ``record`` is of the shape ``remember`` and
+    ``fastcommit`` write: plain types only, every path sound, every sha 40 hex digits."""
+    if not _KEYS.issuperset(record) or type(record["cap"]) is not int:
+        raise ValueError("not a commit record")
+    if type(record["key"]) is not tuple or len(record["key"]) != 4:
+        raise ValueError("not a key")
+    files = record["files"]
+    if type(files) is not tuple or len(files) != 4:
+        raise ValueError("not the columns")
+    paths, shas, modes, packed = files
+    if not statusrecord.sound_paths(paths) or len(set(paths)) != len(paths):
+        raise ValueError("a path outside the tree, or twice")
+    if not (type(shas) is bytes and type(modes) is bytes and type(packed) is bytes):
+        raise ValueError("not the columns")
+    if modes.translate(None, b"\x00\x01"):
+        raise ValueError("a mode memfs does not write")
+    folders, trees = record["folders"], record["trees"]
+    if type(folders) is not dict or type(trees) is not dict:
+        raise ValueError("not the folders")
+    if not statusrecord.sound_paths([f for f in [*folders, *trees] if f != ""]):
+        raise ValueError("a folder outside the tree")
+    for value in folders.values():
+        sig, names = value
+        if (sig is not None and not _is_sig(sig)) or type(names) is not tuple:
+            raise ValueError("not a folder")
+        if any(type(name) is not str for name in names):
+            raise ValueError("not a folder")
+    hexes = list(trees.values())
+    joined = "".join(hexes)  # TypeError for anything but str
+    if len(joined) != 40 * len(hexes) or len(bytes.fromhex(joined)) != 20 * len(hexes):
+        raise ValueError("not a tree sha")
+    layout = record.get("index")
+    if layout is not None:
+        known, starts = layout
+        if not _is_sig((*known, 0, 0)) or type(starts) is not list or len(starts) != len(paths):
+            raise ValueError("not an index layout")
+        array("Q", starts)  # TypeError for anything but int, OverflowError below 0
 
 
 def subtree_shas(tree: Files) -> dict[str, str]:

@@ -202,7 +202,7 @@ def integrate(
     with history.locked():
         for attempt in range(ATTEMPTS):
             if attempt or not committed:
-                agent.commit(origin=origin)
+                agent.commit(origin=origin, remember=False)  # a merge follows
             ours = history.head()
             if theirs is None or ours == theirs or (ours and history.is_ancestor(theirs, ours)):
                 return "up to date", kept

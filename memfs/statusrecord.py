@@ -24,38 +24,60 @@ What the answer reads live each time is not recorded: the branch, a merge's jour
 plain-git operation midway, a detached HEAD, and what ``status`` prints beside (remotes,
 watcher).
 
-The record is a cache: unreadable, from another memfs version, or stale, it is ignored and
-the tree is walked; a failure to write it costs nothing but speed (a read-only agent).
+The same rule is applied again on the file system's own clock (a network or FUSE file system
+stamps times with its server's): the record's temp file is created after every stat was
+taken, and an entry whose ctime is within the window of that file's mtime is too fresh (git's
+rule, with the index file's mtime). A file whose ctime has no part below the millisecond gets
+``COARSE_RACY_NS``, file by file (a coarse mount inside the agent). Nor is a tree recorded
+while a file of the key (``INSIDE``, ``OUTSIDE``) is a symlink: its lstat does not move when
+its target changes.
+
+The record is plain data (``marshal`` of str, int, bytes, tuple, list, dict: nothing in it
+runs), checked on load: of the shape and types written, every path relative with no empty,
+``.``, ``..`` or ``.git`` part; anything else is ignored. It is a cache: unreadable, from
+another memfs version, format or user, or stale, it is ignored and the tree is walked; a
+failure to write it costs nothing but speed (a read-only agent).
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import marshal
 import os
 import stat
 import time
+from array import array
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memfs import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from memfs.agent import Agent, Snapshot, Status
 
 RECORD = "status.bin"
-FORMAT = 3
+FORMAT = 4
+"""What the record holds and means, bumped by hand whenever that changes (its fields, the
+Status it rebuilds, how the answer is worked out): tests/test_records.py pins it to the
+record's field list, so a field changed without a bump fails there. In the key, with this
+memfs's version and the user's id."""
 RACY_NS = 50_000_000
 """An entry changed less than this before the walk began makes the tree too fresh to record:
 well over a coarse kernel clock tick (1-10 ms), which is what file times advance by."""
 COARSE_RACY_NS = 2_500_000_000
-"""The window where no file time has a part below the millisecond: a file system that keeps
-times in seconds (or FAT's two) shows a change as made up to that much earlier."""
+"""The window for a file whose ctime has no part below the millisecond: a file system that
+keeps times in seconds (or FAT's two) shows a change as made up to that much earlier."""
 
-OUTSIDE = (".git/config", ".git/hooks/pre-commit", ".git/memfs/secrets.enc")
-"""Files outside the work tree that ``status``'s answer depends on: the git config, the hook,
-the secrets (whose values the commit guard looks for). The caches beside them, parsed files
-and conflict markers by blob, only save work."""
+OUTSIDE = ("config", "hooks/pre-commit", "memfs/secrets.enc")
+"""Files of the git folder (``History.control_dir``: ``.git``, or where a ``gitdir:`` file
+points) that ``status``'s answer depends on: the git config, the hook, the secrets (whose
+values the commit guard looks for). The caches beside them, parsed files and conflict
+markers by blob, only save work."""
 INSIDE = (".gitignore", ".memfsignore", "agent.yaml", "MEMORY.md")
 """Files of the tree that decide how the rest is read (rules, layout): stat'ed even when
 ignored, so their coming and going is seen."""
@@ -70,6 +92,16 @@ def sig(st: os.stat_result) -> Sig:
     return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode)
 
 
+_SIG = attrgetter("st_mtime_ns", "st_ctime_ns", "st_size", "st_ino", "st_mode")
+
+
+def packed(stats: Iterable[os.stat_result]) -> bytes:
+    """The ``sig`` of each of ``stats`` as one column of unsigned 64-bit numbers (what the
+    record holds: loaded and compared without an object per field); OverflowError for a
+    time before 1970."""
+    return array("Q", chain.from_iterable(map(_SIG, stats))).tobytes()
+
+
 def _sig_or_none(path: str) -> Sig | None:
     try:
         return sig(os.lstat(path))
@@ -78,52 +110,199 @@ def _sig_or_none(path: str) -> Sig | None:
 
 
 def key(agent: Agent, head: str | None) -> tuple[Any, ...]:
-    """What a record must have been made for: this memfs, HEAD, the files beside the tree.
-    Taken before the tree is looked at, so a file changed meanwhile fails the next check."""
+    """What a record must have been made for: this record format and user, this memfs, HEAD,
+    the files beside the tree. Taken before the tree is looked at, so a file changed meanwhile
+    fails the next check. (``commitrecord`` keeps positions 0, 1 and 3.)"""
+    control = str(agent.history.control_dir) + "/"
     base = str(agent.root) + "/"
     return (
-        FORMAT,
+        (FORMAT, os.geteuid()),
         __version__,
         head,
-        tuple(_sig_or_none(base + name) for name in OUTSIDE + INSIDE),
+        tuple(_sig_or_none(control + name) for name in OUTSIDE)
+        + tuple(_sig_or_none(base + name) for name in INSIDE),
     )
+
+
+def window(ctime_ns: int) -> int:
+    """The racy window for an entry with this ctime: wide where the file system keeps no
+    time below the millisecond (decided per file: one mount may be coarse, another not)."""
+    return RACY_NS if ctime_ns % 1_000_000 else COARSE_RACY_NS
+
+
+def racy(sigs: Iterable[Sig], now_ns: int) -> bool:
+    """Whether any entry changed too near ``now_ns`` (a time taken after its stat, on the
+    clock its ctime comes from) for a later change in the same clock tick to show."""
+    return any(s[1] >= now_ns - (RACY_NS if s[1] % 1_000_000 else COARSE_RACY_NS) for s in sigs)
+
+
+_BAD_PARTS = ("//", "/./", "/../", "/.git/", "/git~1/", "\0")
+
+
+def sound_paths(paths: Any) -> bool:
+    """Whether ``paths`` (read from a record) is a list of relative paths inside the tree:
+    str, with no empty, ``.``, ``..`` or ``.git`` part (any case), no NUL. One join, a few
+    substring searches, no loop per path (10,000 paths: well under a millisecond)."""
+    if type(paths) is not list:
+        return False
+    if not paths:
+        return True
+    try:
+        joined = "/" + "/".join(paths).lower() + "/"
+    except TypeError:
+        return False
+    return not any(bad in joined for bad in _BAD_PARTS)
 
 
 def _path(agent: Agent) -> Path:
     return agent.history.state_dir / RECORD
 
 
-def _valid(agent: Agent, wanted: tuple[Any, ...]) -> tuple[dict[str, Any], list[Any]] | None:
-    """The record and the fresh stat of each file it lists, if it was made for ``wanted``
-    (``key``) and every folder and file it saw still stats the same; else None."""
-    import pickle  # on use: a commit asks only for ``key``
-
+def _valid(agent: Agent, wanted: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[Any]] | None:
+    """The record and the fresh stat of each file it lists, if it is of the shape written,
+    was made for ``wanted`` (``key``) and every folder and file it saw still stats the same;
+    else None."""
     try:
-        record = pickle.loads(_path(agent).read_bytes())
+        record = marshal.loads(_path(agent).read_bytes())
     except Exception:  # a cache: whatever is wrong with it, walk the tree
         return None
-    if not isinstance(record, dict) or record.get("key") != wanted:
+    if type(record) is not tuple or len(record) != 5 or record[0] != wanted:
         return None
     base = str(agent.root) + "/"
     lstat = os.lstat
+    stats: list[os.stat_result] = []
     try:
-        for paths, sigs in (record["folders"], record["files"]):  # the files' stats last
-            stats = [lstat(base + path) for path in paths]
-            now = [(s.st_mtime_ns, s.st_ctime_ns, s.st_size, s.st_ino, s.st_mode) for s in stats]
-            if now != sigs:
+        for pair in (record[1], record[2]):  # the folders, then the files' stats last
+            paths, sigs = pair if type(pair) is tuple and len(pair) == 2 else (None, None)
+            if type(paths) is not list:
                 return None
-    except (OSError, KeyError, TypeError, ValueError):
+            if not sound_paths([path for path in paths if path] if pair is record[1] else paths):
+                return None  # a folder "" is the root
+            stats = [lstat(base + path) for path in paths]
+            if type(sigs) is not bytes or packed(stats) != sigs:
+                return None
+    except (OSError, TypeError, ValueError, OverflowError):
         return None
     global records_used
     records_used += 1
     return record, stats
 
 
+def _status_data(status: Status) -> tuple[Any, ...]:
+    """``status`` as plain data; what ``live`` fills in (branch, journal, git operation,
+    detached) is not kept."""
+    return (
+        status.head,
+        [(c.path, c.status, _entry(c.old), _entry(c.new)) for c in status.changes],
+        [(p.path, p.line, p.message, p.severity) for p in status.problems],
+        list(status.secrets),
+        [(s.path, s.reason) for s in status.skipped],
+        [(c.path, c.kind, c.copy_path) for c in status.conflicts],
+        [(p.path, p.line, p.message, p.severity) for p in status.held],
+        status.blocked,
+    )
+
+
+def _entry(entry: Any) -> tuple[int, str] | None:
+    return None if entry is None else (entry.mode, entry.sha)
+
+
+_STR, _INT, _OPT_STR = (str,), (int,), (str, type(None))
+_ANY = (int, str, bytes, tuple, list, dict, bool, float, type(None))  # checked apart
+_PROBLEM = (_STR, _INT, _STR, _STR)
+_SEVERITIES = ("error", "warning")
+_CHANGES = ("added", "modified", "deleted")
+
+
+def _rows(value: Any, kinds: tuple[tuple[type, ...], ...]) -> list[tuple[Any, ...]]:
+    """``value`` if it is a list of tuples whose fields are of ``kinds``; else ValueError."""
+    if type(value) is not list:
+        raise ValueError("not a list")
+    width = len(kinds)
+    for row in value:
+        if type(row) is not tuple or len(row) != width:
+            raise ValueError("not a row")
+        for field, kind in zip(row, kinds, strict=True):
+            if type(field) not in kind:
+                raise ValueError("a field of another type")
+    return value
+
+
+def _tree_entry(value: Any) -> Any:
+    from memfs.trees import TreeEntry
+
+    if value is None:
+        return None
+    if type(value) is not tuple or len(value) != 2:
+        raise ValueError("not an entry")
+    mode, sha = value
+    if type(mode) is not int or type(sha) is not str or len(sha) != 40:
+        raise ValueError("not an entry")
+    return TreeEntry(mode, sha)
+
+
+def _status_of(data: Any) -> Status:
+    """The Status ``_status_data`` made ``data`` of; ValueError for anything else."""
+    from memfs.agentstatus import Status
+    from memfs.schema import Problem
+    from memfs.trees import FileChange
+
+    if type(data) is not tuple or len(data) != 8:
+        raise ValueError("not a status")
+    head, changes, problems, secrets, skipped, conflicts, held, blocked = data
+    if type(head) not in _OPT_STR or type(blocked) is not bool:
+        raise ValueError("not a status")
+    found = [
+        FileChange(path, kind, _tree_entry(old), _tree_entry(new))
+        for path, kind, old, new in _rows(changes, (_STR, _STR, _ANY, _ANY))
+    ]
+    if any(change.status not in _CHANGES for change in found):
+        raise ValueError("not a change")
+    problem_rows = _rows(problems, _PROBLEM) + _rows(held, _PROBLEM)
+    if any(row[3] not in _SEVERITIES for row in problem_rows):
+        raise ValueError("not a severity")
+    if type(secrets) is not list or any(type(name) is not str for name in secrets):
+        raise ValueError("not a list of secrets")
+    skipped_files = []
+    if _rows(skipped, (_STR, _STR)):  # the work tree's module only when a file was skipped
+        from memfs.worktree import Skipped
+
+        skipped_files = [Skipped(*row) for row in skipped]
+    open_conflicts = []
+    if _rows(conflicts, (_STR, _STR, _OPT_STR)):
+        from memfs.conflicts import OpenConflict
+
+        open_conflicts = [OpenConflict(*row) for row in conflicts]
+    return Status(
+        branch="",  # filled in live
+        head=head,
+        changes=found,
+        problems=[Problem(*row) for row in problems],
+        secrets=secrets,
+        skipped=skipped_files,
+        conflicts=open_conflicts,
+        held=[Problem(*row) for row in held],
+        blocked=blocked,
+    )
+
+
+_MODES = frozenset((0o100644, 0o100755, 0o120000, 0o160000))  # what a git tree holds
+
+
+def _split40(shas: str) -> Iterable[str]:
+    return (shas[i : i + 40] for i in range(0, len(shas), 40))
+
+
 def recorded(agent: Agent, wanted: tuple[Any, ...]) -> Status | None:
     """The recorded answer if nothing it was made from changed (``_valid``); None (walk the
     tree) otherwise. The caller fills in the fields read live."""
     found = _valid(agent, wanted)
-    return None if found is None else found[0]["status"]
+    if found is None:
+        return None
+    try:
+        return _status_of(found[0][4])
+    except (TypeError, ValueError):
+        return None
 
 
 def recorded_snapshot(agent: Agent, wanted: tuple[Any, ...]) -> Snapshot | None:
@@ -138,11 +317,18 @@ def recorded_snapshot(agent: Agent, wanted: tuple[Any, ...]) -> Snapshot | None:
     if found is None:
         return None
     record, stats = found
-    status = record["status"]
     try:
-        listed, entries = marshal.loads(record["snapshot"])
-        files = {path: TreeEntry(mode, sha) for path, (mode, sha) in entries.items()}
-        seen = dict(zip(record["files"][0], stats, strict=True))
+        status = _status_of(record[4])
+        listed, paths, modes, shas = marshal.loads(record[3])
+        count = len(paths)
+        if not sound_paths(paths) or type(modes) is not list or len(modes) != count:
+            return None
+        if not _MODES.issuperset(modes) or type(shas) is not str or len(shas) != 40 * count:
+            return None
+        if len(bytes.fromhex(shas)) != 20 * count:
+            return None  # fromhex takes spaces too
+        files = dict(zip(paths, map(TreeEntry, modes, _split40(shas)), strict=True))
+        seen = dict(zip(record[2][0], stats, strict=True))
         scanned = {path: seen[path] for path in listed}
     except (KeyError, TypeError, ValueError, EOFError):
         return None
@@ -155,43 +341,61 @@ def save(
 ) -> None:
     """Record ``status``, the answer for ``snapshot`` (its walk begun at ``started_ns``,
     ``time.time_ns``, with ``made_for`` its ``key``), with the stat data the walk took;
-    unless some entry changed too near that moment to be trusted."""
+    unless some entry changed too near that moment to be trusted, on this machine's clock
+    or on the file system's (``_write``)."""
     scan = snapshot.scan
     if scan.custom_ignores:
         return  # a nested .gitignore or exclude lines: rules the record does not stat
     seen = {**scan.files, **scan.skipped_stats}
     if any(stat.S_ISLNK(st.st_mode) for st in seen.values()):
         return  # where a link leads depends on entries a walk may not list: walk each time
-    window = RACY_NS
-    if not any(st.st_ctime_ns % 1_000_000 for st in seen.values()):
-        window = COARSE_RACY_NS  # times in whole milliseconds or coarser (FAT, some mounts)
-    limit = started_ns - window
-    for stats in (scan.folders.values(), seen.values()):
-        if any(st.st_ctime_ns >= limit for st in stats):
-            return
-    if any(s is not None and s[1] >= limit for s in made_for[3]):
+    beside = [s for s in made_for[3] if s is not None]
+    if any(stat.S_ISLNK(s[4]) for s in beside):
+        return  # a rule file that is a link: its lstat does not move when its target does
+    folders = [sig(st) for st in scan.folders.values()]
+    files = [sig(st) for st in seen.values()]
+    every = [*folders, *files, *beside]
+    if racy(every, started_ns):
         return
-    record = {
-        "key": made_for,
-        "folders": (list(scan.folders), [sig(st) for st in scan.folders.values()]),
-        "files": (list(seen), [sig(st) for st in seen.values()]),
-        # marshal'd apart: what ls and context need, left unread by status
-        "snapshot": marshal.dumps(
-            (list(scan.files), {path: tuple(entry) for path, entry in snapshot.files.items()})
-        ),
-        "status": status,
-    }
-    import pickle
-
-    _write(_path(agent), pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Replace the record whole (a temp file renamed over it), without fsync: after a crash
-    it is there whole, absent, or unreadable, and either of the last two costs one walk."""
-    temp = path.with_name(f".{RECORD}.{os.getpid()}")
+    folder_paths, file_paths = list(scan.folders), list(seen)
+    entries = snapshot.files
+    snap_paths, modes = list(entries), [entry.mode for entry in entries.values()]
+    if not (
+        sound_paths([path for path in folder_paths if path])
+        and sound_paths(file_paths)
+        and sound_paths(snap_paths)
+        and _MODES.issuperset(modes)
+    ):
+        return  # a record that would not be read (a nested ".GIT" folder, say)
     try:
-        with open(temp, "wb") as file:
+        columns = packed(scan.folders.values()), packed(seen.values())
+    except OverflowError:
+        return  # a time before 1970: not kept in the columns
+    record = (
+        made_for,
+        (folder_paths, columns[0]),
+        (file_paths, columns[1]),
+        # marshal'd apart: what ls and context need, left unread by status
+        marshal.dumps(
+            (list(scan.files), snap_paths, modes, "".join(e.sha for e in entries.values()))
+        ),
+        _status_data(status),
+    )
+    _write(_path(agent), marshal.dumps(record), every)
+
+
+def _write(path: Path, data: bytes, sigs: list[Sig]) -> None:
+    """Replace the record whole (a temp file, named for this process and thread, renamed over
+    it), without fsync: after a crash it is there whole, absent, or unreadable, and either of
+    the last two costs one walk. Not written if any of ``sigs`` is racy on the file system's
+    clock: the temp file's mtime, set when it is created after every stat was taken."""
+    temp = path.with_name(f".{RECORD}.{os.getpid()}.{_thread.get_ident()}")
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()  # left by a process of this pid that died: a new file, a new mtime
+        with open(temp, "xb") as file:
+            if racy(sigs, os.fstat(file.fileno()).st_mtime_ns):
+                raise OSError("too fresh on the file system's clock")
             file.write(data)
         os.replace(temp, path)
     except OSError:

@@ -2,32 +2,27 @@
 
 Each test is a finding: what an attacker or an unlucky user did, and what must hold. Presence
 records are planted in a folder cloud the way another machine sharing it (or a folder-syncing
-tool) would write them; the CLI runs in-process. The status-record cases marked xfail are
-for the helper who owns memfs/statusrecord.py (findings F1, F2): strict, so they fail the
-suite the day the fix lands and the marker must go.
+tool) would write them; the CLI runs in-process. The status-record findings F1-F3 (a planted
+pickle, a `gitdir:` agent, a symlinked ignore file) and their fixes are in tests/test_records.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import memfs
 from memfs import presence, statusrecord, sync
-from memfs.cli import cli
 from memfs.envs import environments, online_count
 from memfs.remotes import add_remote
 from memfs.remotes.storage import open_storage
 
-from .conftest import git, run_cli, write
-from .test_statusrecord import fresh, served
+from .conftest import git, run_cli
 
 PLANTED = "e-00000000000000aa"
 
@@ -179,69 +174,3 @@ def settle_tree(root: Path, beside: list[Path]) -> None:
     while time.time_ns() <= newest + statusrecord.RACY_NS + 20_000_000:
         assert time.monotonic() < deadline, "the clock does not advance"
         time.sleep(0.005)
-
-
-@pytest.mark.xfail(strict=True, reason="F1, for commit12: status.bin is unpickled")
-def test_a_planted_status_record_runs_no_code(tmp_path: Path) -> None:
-    """`.git/memfs/status.bin` is read with pickle: a planted one ran its code in every
-    `status`, `ls` and `context` (and `memfs serve`), then the answer came from a walk."""
-    import pickle
-
-    agent = memfs.init(tmp_path / "agent", name="agent")
-    marker = tmp_path / "ran"
-
-    class Payload:
-        def __reduce__(self) -> tuple[Any, ...]:
-            return (exec, (f"open({str(marker)!r}, 'w').write('ran')",))
-
-    (agent.root / ".git/memfs" / statusrecord.RECORD).write_bytes(pickle.dumps(Payload()))
-    assert agent.status().clean
-    assert not marker.exists(), "a cache file ran code"
-
-
-@pytest.mark.xfail(strict=True, reason="F2, for commit12: OUTSIDE is stat'ed under root/.git")
-def test_status_record_sees_secrets_of_an_agent_with_a_gitdir_file(tmp_path: Path) -> None:
-    """An agent whose .git is a `gitdir:` file (git worktree, --separate-git-dir): a secret
-    set after the status was recorded did not show the file holding its value as held."""
-    agent = memfs.init(tmp_path / "agent", name="agent")
-    agent.close()
-    elsewhere = tmp_path / "gitdir"
-    shutil.move(agent.root / ".git", elsewhere)
-    (agent.root / ".git").write_text(f"gitdir: {elsewhere}\n")
-    value = "hunter2-very-secret-xyz"
-    write(agent.root, "notes/token.md", f"the token is {value}\n")
-    with memfs.open(agent.root) as opened:
-        settle_tree(opened.root, [elsewhere / "config"])
-        served(opened)
-        assert served(opened)[1], "recorded"
-    done = CliRunner().invoke(
-        cli, ["-C", str(agent.root), "secret", "set", "TOKEN"], input=value + "\n"
-    )
-    assert done.exit_code == 0, done.output
-    with memfs.open(agent.root) as opened:
-        answer, _ = served(opened)
-        assert answer["held"], "the file holding the value is held back"
-        (opened.history.state_dir / statusrecord.RECORD).unlink()
-        assert answer == served(opened)[0]
-
-
-@pytest.mark.xfail(strict=True, reason="F3, for commit12: INSIDE files are lstat'ed only")
-def test_an_ignore_file_that_is_a_symlink_out_of_the_tree_is_followed(tmp_path: Path) -> None:
-    """.memfsignore as a link to rules kept elsewhere (a dotfiles folder), itself ignored by
-    .gitignore: the key holds the link's lstat, so after the rules changed status kept
-    naming the files the old rules let through."""
-    agent = memfs.init(tmp_path / "agent", name="agent")
-    rules = tmp_path / "dotfiles-ignore"
-    rules.write_text("a/*\n")
-    write(agent.root, "a/new.md", "x\n")
-    write(agent.root, "b/new.md", "x\n")
-    os.symlink(rules, agent.root / ".memfsignore")
-    write(agent.root, ".gitignore", ".memfsignore\n")
-    settle_tree(agent.root, [agent.root / ".git/config", rules])
-    served(agent)
-    before, _ = served(agent)  # from the record, before the fix
-    assert {"path": "b/new.md", "status": "added"} in before["changes"]  # type: ignore[operator]
-    rules.write_text("b/*\n")
-    answer, _ = served(agent)
-    assert {"path": "a/new.md", "status": "added"} in answer["changes"]  # type: ignore[operator]
-    assert answer == fresh(agent)

@@ -312,7 +312,9 @@ def test_coarse_file_times_widen_the_racy_window(
     from memfs.worktree import Scan
 
     agent = make_agent(tmp_path)
-    started = 1_800_000_000 * 10**9  # a walk "began" then; the files were changed before
+    # a walk "began" a minute ago, in whole seconds; the files were changed before (not in
+    # the future on the file system's clock either: the record's own mtime is checked too)
+    started = (time.time_ns() // 10**9 - 60) * 10**9
     st = _stat(started - ctime_before_walk_ns)
     scan = Scan(files={"reference/a.md": st}, folders={"": st})
     status = agent.status()

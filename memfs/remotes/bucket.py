@@ -34,8 +34,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import (
-    NotAMemfsRemoteError,
-    PackCorruptError,
     PushRejectedError,
     RemoteCorruptError,
     RemoteError,
@@ -43,6 +41,7 @@ from memfs.errors import (
 from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
 from memfs.remotes.background import Keeping, Reading, Uploading
+from memfs.remotes.bucketfetch import fetch, size_text
 from memfs.remotes.bucketgc import DEFAULT_GRACE_S, compact, compact_if_due
 from memfs.remotes.manifest import (
     BucketIdentity,
@@ -62,7 +61,6 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
-FETCH_BATCH = 8  # packs downloaded at once: small packs overlap, big ones stay bounded in memory
 Progress = Callable[[str], None]
 
 
@@ -90,10 +88,6 @@ def _identity_at(
         if same and entry == history.entries_at(before, MANIFEST_FILE):
             return {"name": manifest.name, "description": manifest.description}
     return _agent_identity(history, sha)
-
-
-class _PackGone(Exception):
-    """A pack the manifest listed has been deleted by a compaction: read the manifest again."""
 
 
 class BucketRemote:
@@ -315,93 +309,9 @@ class BucketRemote:
             ) from error
 
     def fetch(self, history: History, branch: str) -> str | None:
-        """Import the packs the local repo lacks; the branch's sha, or None if absent."""
-        self._taken()
-        for attempt in range(3):
-            if attempt == 0 and self._last_read is not None:
-                manifest = self._last_read[0]  # read by head() just now: one GET less per race
-            else:
-                manifest, _ = self.read_manifest()
-            self._note_encrypted(history)
-            if manifest is None and self.storage.list(""):
-                raise NotAMemfsRemoteError(self.url, branch, "it holds files but no manifest.json")
-            if manifest is None or branch not in manifest.refs:
-                return None
-            sha = manifest.refs[branch]
-            if history.has_commit(sha):
-                return sha
-            try:
-                self._import_holding(history, manifest.packs, [sha])
-            except _PackGone:
-                continue  # a compaction replaced the packs: the new manifest lists the new one
-            if not history.has_commit(sha):
-                raise RemoteCorruptError(
-                    self.url, f"the manifest names {sha[:7]} but no pack holds it"
-                )
-            return sha
-        raise RemoteError(
-            self.url, f"{self.url}: packs kept disappearing while fetching; try again"
-        )
-
-    def _import_holding(self, history: History, names: list[str], shas: list[str]) -> None:
-        """``_import``, then, if a commit of ``shas`` is still missing, once more without the
-        held-packs record of ``names``: it vouched for objects git gc has pruned since."""
-        self._import(history, names, shas[0] if len(shas) == 1 else None)
-        if not all(history.has_commit(sha) for sha in shas) and history.release_packs(names):
-            self._import(history, names)
-
-    def _import(self, history: History, names: list[str], tip: str | None = None) -> None:
-        missing = [name for name in names if not history.has_pack(name)]
-        if missing:
-            history.drop_unpacked()  # keep this fetch's objects (for a checkout), not the last's
-        if missing and tip is not None and history.head() is None:
-            self._import_checked(history, missing, tip)
-            return
-        received = done = 0
-        for start in range(0, len(missing), FETCH_BATCH):
-            batch = missing[start : start + FETCH_BATCH]
-            # the .idx is rebuilt here, never trusted: only the .pack is downloaded
-            packs = self.storage.get_many([f"packs/{name}.pack" for name in batch])
-            for name, pack in zip(batch, packs, strict=True):
-                if pack is None:
-                    raise _PackGone(name)
-                received += len(pack[0])
-                done += 1
-                self.progress(f"fetched pack {done}/{len(missing)}, {_size(received)}")
-                crash_point("fetch.import")
-                try:
-                    history.import_pack(name, pack[0])
-                except PackCorruptError as error:
-                    raise RemoteCorruptError(self.url, str(error)) from error
-
-    def _import_checked(self, history: History, names: list[str], tip: str) -> None:
-        """A first fetch (a clone): each pack with the index its pusher uploaded beside it,
-        checked against the pack instead of rebuilt object by object, and the objects a
-        checkout of ``tip`` reads hashed, before anything is stored (``memfs.packcheck``)."""
-        from memfs.packcheck import check_received
-        from memfs.packs import PackError
-
-        received: list[tuple[str, bytes, bytes | None]] = []
-        size = 0
-        for start in range(0, len(names), FETCH_BATCH):
-            batch = names[start : start + FETCH_BATCH]
-            got = self.storage.get_many(
-                [f"packs/{name}{suffix}" for name in batch for suffix in (".pack", ".idx")]
-            )
-            for name, pack, index in zip(batch, got[::2], got[1::2], strict=True):
-                if pack is None:
-                    raise _PackGone(name)
-                received.append((name, pack[0], index[0] if index is not None else None))
-                size += len(pack[0]) + (len(index[0]) if index is not None else 0)
-                self.progress(f"fetched pack {len(received)}/{len(names)}, {_size(size)}")
-        try:
-            checked, objects = check_received(received, bytes.fromhex(tip))
-        except PackError as error:
-            raise RemoteCorruptError(self.url, str(error)) from error
-        for item in checked:
-            crash_point("fetch.import")
-            history.import_pack(item.name, item.pack, item.index)
-        history.keep_unpacked(objects)
+        """Import the packs the local repo lacks; the branch's sha, or None if absent
+        (memfs.remotes.bucketfetch)."""
+        return fetch(self, history, branch)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -470,7 +380,7 @@ class BucketRemote:
 
     def _put_pack(self, pack: PackFiles) -> None:
         """Upload a pack, then its index (create-if-absent: named by their content)."""
-        self.progress(f"uploading {pack.count} objects, {_size(len(pack.pack))}")
+        self.progress(f"uploading {pack.count} objects, {size_text(len(pack.pack))}")
         crash_point("push.pack")
         self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
         crash_point("push.index")
@@ -601,7 +511,3 @@ def is_stub(data: bytes) -> bool:
 
 def _encode(manifest: BucketManifest) -> bytes:
     return json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode()
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from memfs.errors import MemfsError, PushRejectedError
+from memfs.remotes.bucketfetch import import_holding
 from memfs.remotes.manifest import RetiredPack
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def compact(
     merged = 0
     packs, retired = list(manifest.packs), [r for r in manifest.retired if r not in expired]
     if len(manifest.packs) > 1 or (reseal and remote.sealed is not None and manifest.packs):
-        remote._import_holding(history, manifest.packs, list(manifest.refs.values()))
+        import_holding(remote, history, manifest.packs, list(manifest.refs.values()))
         source = remote.storage
         if remote.sealed is not None:  # no .idx there: the base pack is indexed here
             source = cast("Storage", IndexedHere(remote.storage))
