@@ -73,11 +73,11 @@ COARSE_RACY_NS = 2_500_000_000
 """The window for a file whose ctime has no part below the millisecond: a file system that
 keeps times in seconds (or FAT's two) shows a change as made up to that much earlier."""
 
-OUTSIDE = ("config", "hooks/pre-commit", "memfs/secrets.enc")
+OUTSIDE = ("config", "hooks/pre-commit", "memfs/secrets.enc", "info/exclude")
 """Files of the git folder (``History.control_dir``: ``.git``, or where a ``gitdir:`` file
 points) that ``status``'s answer depends on: the git config, the hook, the secrets (whose
-values the commit guard looks for). The caches beside them, parsed files and conflict
-markers by blob, only save work."""
+values the commit guard looks for), the exclude file (the user's own ignore lines). The
+caches beside them, parsed files and conflict markers by blob, only save work."""
 INSIDE = (".gitignore", ".memfsignore", "agent.yaml", "MEMORY.md")
 """Files of the tree that decide how the rest is read (rules, layout): stat'ed even when
 ignored, so their coming and going is seen."""

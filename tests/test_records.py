@@ -365,3 +365,21 @@ def test_statuses_in_many_threads_share_no_temp_file(tmp_path: Path) -> None:
     assert answers == [truth] * 6
     assert not list((agent.root / RECORD).parent.glob(".status.bin.*"))
     assert served(agent) == (truth, True)
+
+
+def test_exclude_lines_added_after_a_recorded_status_are_seen(tmp_path: Path) -> None:
+    """A line the user adds to .git/info/exclude changes what is untracked: the status on
+    record (made when the file was to be added) gives way (found by the ignore helper)."""
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    write(agent.root, "scratch/notes.md", "local only\n")
+    exclude = agent.history.control_dir / "info" / "exclude"
+    settle_tree(agent.root, [exclude, agent.history.control_dir / "config"])
+    served(agent)
+    before, used = served(agent)
+    assert used, "recorded"
+    assert {"path": "scratch/notes.md", "status": "added"} in before["changes"]  # type: ignore[operator]
+    with exclude.open("a", encoding="utf-8") as handle:
+        handle.write("scratch/\n")
+    answer, _ = served(agent)
+    assert answer["changes"] == [], answer
+    assert answer == fresh(agent)
