@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memfs.agent import Agent
@@ -45,7 +42,7 @@ from memfs.remotestate import RemoteState, remote_states  # noqa: F401 (sync's A
 from memfs.schema import MANIFEST_FILE
 from memfs.secrets.hooks import push_pending, read_meta
 from memfs.syncreport import RemoteOutcome, SyncReport
-from memfs.util import TEMP_PREFIX, utc_now
+from memfs.util import replace_unsynced, utc_now
 
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
     from memfs.merge import Policy
@@ -355,24 +352,8 @@ def _record(agent: Agent, report: SyncReport) -> None:
     errors = [o.error for o in report.remotes if o.error]
     state["last_error"] = errors[0] if errors else None
     with contextlib.suppress(OSError):
-        _replace_unsynced(path, json.dumps(state, indent=2).encode())
-
-
-def _replace_unsynced(path: Path, data: bytes) -> None:
-    """Replace ``path`` whole by a rename, without fsync: for ``state.json``, which only
-    reports (``status``). A crash may lose the last report, read as none, never a commit;
-    two fsyncs less in every push, pull and sync (each several ms on a busy disk). The temp
-    file is named by process and time, created exclusively (tempfile costs ~3 ms to import)."""
-    temp = path.parent / f"{TEMP_PREFIX}{path.name}-{os.getpid()}-{time.monotonic_ns()}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # as mkstemp made it
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+        # only reports (``status``): a crash may lose the last report, never a commit
+        replace_unsynced(path, json.dumps(state, indent=2).encode())
 
 
 def compact_remote(agent: Agent, remote: str, grace_s: float) -> tuple[int, int]:

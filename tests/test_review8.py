@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import memfs
-from memfs import presence, statusrecord, sync
+from memfs import presence, sync
 from memfs.envs import environments, online_count
 from memfs.remotes import add_remote
 from memfs.remotes.storage import open_storage
@@ -160,17 +160,3 @@ def test_a_heartbeat_setting_that_is_no_number_of_seconds_is_the_default(
     monkeypatch.setenv("MEMFS_HEARTBEAT", "120")
     monkeypatch.setenv("MEMFS_HEARTBEAT_MIN", chosen)
     assert presence.heartbeat_interval() == 120
-
-
-# -- the status record (memfs/statusrecord.py): for commit12 ---------------------------------
-
-
-def settle_tree(root: Path, beside: list[Path]) -> None:
-    """Wait, with a deadline, until every entry of the tree and ``beside`` is older than the
-    racy window: a status now may be recorded."""
-    paths = [root, *beside, *(p for p in root.rglob("*") if ".git" not in p.parts)]
-    newest = max(os.lstat(path).st_ctime_ns for path in paths)
-    deadline = time.monotonic() + 5
-    while time.time_ns() <= newest + statusrecord.RACY_NS + 20_000_000:
-        assert time.monotonic() < deadline, "the clock does not advance"
-        time.sleep(0.005)

@@ -37,7 +37,7 @@ from memfs.crypto.identity import private_folder
 from memfs.crypto.keycache import KeyCache, Seen
 from memfs.errors import DowngradeError, ForkError, RollbackError
 from memfs.remotes.bucket import is_stub
-from memfs.util import utc_now
+from memfs.util import replace_unsynced, utc_now
 
 MANIFEST = "manifest.json"
 PINS_FILE = "remotes.json"
@@ -155,22 +155,8 @@ class RepoPins:
             before = dict(pins)
             yield pins
             if pins != before:
-                _replace(self.path, json.dumps(pins, indent=1).encode() + b"\n")
+                # a cache of what each store's memfs.json says: lost or torn by a crash, the
+                # pins read as empty (``_read``) and the next command reads memfs.json again
+                replace_unsynced(self.path, json.dumps(pins, indent=1).encode() + b"\n")
         finally:
             os.close(lock)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically (0600), without fsync: the pins are a cache of what each
-    store's memfs.json says. Lost or torn by a crash, they read as empty (``_read``), and the
-    next command reads memfs.json once more; an encrypted first push spares two fsyncs."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
