@@ -150,15 +150,10 @@ def test_key_rotate_refuses_a_secrets_blob_changed_unseen(tmp_path: Path) -> Non
     reach no `memfs run`."""
     import sys
 
-    from .test_keys import cached_keys, join, machine, ok, plain_cloud_with_a_secret, run
+    from .test_keys import a_machine_removed, cached_keys, run
 
     url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
-    a = plain_cloud_with_a_secret(tmp_path, url)
-    c = machine(tmp_path, "c")
-    join(a, c, url)
-    ok(c, "sync")
-    ok(a, "key", "rm", "c")
-    ok(a, "sync")
+    a, c = a_machine_removed(tmp_path, url)
     _plant_secrets(tmp_path, url, cached_keys(c)[1], 1, {"API_TOKEN": "planted-by-c-0123456"})
     done = run(a, "key", "rotate")
     assert done.returncode == 10, done.stdout + done.stderr

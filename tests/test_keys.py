@@ -108,6 +108,18 @@ def plain_cloud_with_a_secret(tmp_path: Path, url: str) -> Machine:
     return a
 
 
+def a_machine_removed(tmp_path: Path, url: str) -> tuple[Machine, Machine]:
+    """Machines a and c of ``plain_cloud_with_a_secret``: c joined, synced the secrets, then
+    was removed by a (``key rm c``: a rotation) and a synced: c keeps its old epoch's key."""
+    a = plain_cloud_with_a_secret(tmp_path, url)
+    c = machine(tmp_path, "c")
+    join(a, c, url)
+    ok(c, "sync")
+    ok(a, "key", "rm", "c")
+    ok(a, "sync")
+    return a, c
+
+
 # -- id, add, list -------------------------------------------------------------------------
 
 

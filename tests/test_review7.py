@@ -158,15 +158,10 @@ def test_a_removed_machine_cannot_plant_secrets_under_its_old_epoch(tmp_path: Pa
     from memfs.crypto.envelope import Role, seal
     from memfs.keys import storage_for_url
 
-    from .test_keys import cached_keys, join, machine, ok, plain_cloud_with_a_secret
+    from .test_keys import a_machine_removed, cached_keys, ok
 
     url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
-    a = plain_cloud_with_a_secret(tmp_path, url)
-    c = machine(tmp_path, "c")
-    join(a, c, url)
-    ok(c, "sync")
-    ok(a, "key", "rm", "c")
-    ok(a, "sync")
+    a, c = a_machine_removed(tmp_path, url)
     old_key = cached_keys(c)[1]
     storage = storage_for_url(url)
     repo = bytes.fromhex(json.loads(storage.get("keys.json")[0])["repo_id"])  # type: ignore[index]
