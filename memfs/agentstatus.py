@@ -9,20 +9,21 @@ record (memfs/statusrecord.py) while nothing it was made from changed. ``Agent.s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from memfs import agentmanifest
 from memfs.ignore import IgnoreRules
 from memfs.layout import Layout, is_memory_path
 from memfs.parsecache import ParseCache, Parsed
+from memfs.record import Record
 from memfs.schema import Problem
 from memfs.secrets.hooks import has_secrets
 from memfs.trees import FileChange, Files, TreeEntry, compare_trees, read_worktree_data
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
+    from typing import Any
 
     from memfs import worktree
     from memfs.agent import Agent
@@ -34,25 +35,66 @@ if TYPE_CHECKING:
 JOURNAL = "update.json"  # memfs.apply.JOURNAL: a merge's journal, there while it runs
 
 
-@dataclass
-class Status:
+class Status(Record):
     """What differs from the last commit, and what is wrong or left out."""
 
+    __slots__ = _fields = (
+        "branch",
+        "head",
+        "changes",
+        "problems",
+        "secrets",
+        "skipped",
+        "conflicts",
+        "update_pending",
+        "held",
+        "blocked",
+        "git_operation",
+        "detached",
+    )
     branch: str
     head: str | None
     changes: list[FileChange]
     problems: list[Problem]
-    secrets: list[str] = field(default_factory=list)
-    skipped: list[worktree.Skipped] = field(default_factory=list)
-    conflicts: list[OpenConflict] = field(default_factory=list)
-    update_pending: bool = False  # a merge's journal is there: running now, or stopped midway
+    secrets: list[str]
+    skipped: list[worktree.Skipped]
+    conflicts: list[OpenConflict]
+    update_pending: bool  # a merge's journal is there: running now, or stopped midway
     # Changes the next commit leaves in the work tree, and why (a Letta repo's read_only, or
     # what Letta's installed pre-commit hook would refuse): kept, never committed by memfs.
-    held: list[Problem] = field(default_factory=list)
-    blocked: bool = False  # Letta's hook refuses any commit until the tree is fixed
+    held: list[Problem]
+    blocked: bool  # Letta's hook refuses any commit until the tree is fixed
     # plain git stopped midway here ("rebase", "merge", ...): memfs commits nothing until done
-    git_operation: str | None = None
-    detached: bool = False  # HEAD names a commit, not a branch: memfs commits nothing
+    git_operation: str | None
+    detached: bool  # HEAD names a commit, not a branch: memfs commits nothing
+
+    def __init__(
+        self,
+        branch: str,
+        head: str | None,
+        changes: list[FileChange],
+        problems: list[Problem],
+        secrets: list[str] | None = None,
+        skipped: list[worktree.Skipped] | None = None,
+        conflicts: list[OpenConflict] | None = None,
+        update_pending: bool = False,
+        held: list[Problem] | None = None,
+        blocked: bool = False,
+        git_operation: str | None = None,
+        detached: bool = False,
+    ) -> None:
+        self.branch = branch
+        self.head = head
+        self.changes = changes
+        self.problems = problems
+        self.secrets = [] if secrets is None else secrets
+        self.skipped = [] if skipped is None else skipped
+        self.conflicts = [] if conflicts is None else conflicts
+        self.update_pending = update_pending
+        self.held = [] if held is None else held
+        self.blocked = blocked
+        self.git_operation = git_operation
+        self.detached = detached
 
     @property
     def clean(self) -> bool:
@@ -76,13 +118,18 @@ class Status:
         }
 
 
-@dataclass
-class Snapshot:
+class Snapshot(Record):
     """The work tree as the next commit would record it."""
 
+    __slots__ = _fields = ("files", "stats", "scan")
     files: Files
     stats: dict[str, os.stat_result]
     scan: worktree.Scan
+
+    def __init__(self, files: Files, stats: dict[str, os.stat_result], scan: worktree.Scan) -> None:
+        self.files = files
+        self.stats = stats
+        self.scan = scan
 
     def stats_matching(self, tree: Files) -> dict[str, os.stat_result]:
         """Stat data that may vouch for ``tree``'s shas: where the file on disk is what it holds."""

@@ -31,7 +31,6 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +38,7 @@ from memfs import worktree
 from memfs.errors import LocalEditError, UnsafePathError
 from memfs.faults import crash_point
 from memfs.layout import MANIFEST_FILE
+from memfs.record import FrozenRecord
 from memfs.trees import (
     MODE_EXECUTABLE,
     MODE_SYMLINK,
@@ -58,11 +58,16 @@ JOURNAL = "update.json"
 MODE_FOLDER = 0o040000
 
 
-@dataclass(frozen=True)
-class _Change:
+class _Change(FrozenRecord):
+    """One path the update changes: its entry before and after."""
+
+    __slots__ = _fields = ("path", "old", "new")
     path: str
     old: TreeEntry | None
     new: TreeEntry | None
+
+    def __init__(self, path: str, old: TreeEntry | None, new: TreeEntry | None) -> None:
+        self._set(path, old, new)
 
 
 def entry_on_disk(path: Path) -> TreeEntry | None:

@@ -13,20 +13,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from memfs.record import FrozenRecord
 from memfs.util import atomic_write
 
 MARKER = Path(".git") / "memfs" / "checkout.json"
 
 
-@dataclass(frozen=True)
-class UnfinishedCheckout:
+class UnfinishedCheckout(FrozenRecord):
     """What a stopped checkout was bringing in: from where, and which commit."""
 
+    __slots__ = _fields = ("url", "sha")
     url: str
     sha: str
+
+    def __init__(self, url: str, sha: str) -> None:
+        self._set(url, sha)
 
 
 def mark_started(root: Path, url: str, sha: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
@@ -22,6 +21,7 @@ from memfs.markers import (
     is_conflict_copy,
     resolve_markers,
 )
+from memfs.record import FrozenRecord
 from memfs.trees import CommitInfo, blob_sha, read_worktree_data
 from memfs.util import atomic_write
 from memfs.worktree import read_inside, remove_file, write_file
@@ -32,13 +32,16 @@ if TYPE_CHECKING:  # agent.py uses find_in for its status: no import cycle at ru
 Keep = Literal["ours", "theirs", "both"]
 
 
-@dataclass(frozen=True)
-class OpenConflict:
+class OpenConflict(FrozenRecord):
     """One unresolved conflict: a copy beside ``path``, or markers inside it."""
 
+    __slots__ = _fields = ("path", "kind", "copy_path")
     path: str
     kind: str  # "copy" | "markers"
-    copy_path: str | None = None
+    copy_path: str | None
+
+    def __init__(self, path: str, kind: str, copy_path: str | None = None) -> None:
+        self._set(path, kind, copy_path)
 
     def to_dict(self) -> dict[str, str | None]:
         return {"path": self.path, "kind": self.kind, "copy_path": self.copy_path}

@@ -14,8 +14,6 @@ skips files it cannot read.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
 
 from memfs import frontmatter
 from memfs.agent import Agent
@@ -25,20 +23,25 @@ from memfs.layout import Layout, in_context, is_memory_path, is_projected
 from memfs.markers import has_markers, is_conflict_copy
 from memfs.memory import MemoryFile
 from memfs.parsecache import Parsed
+from memfs.record import FrozenRecord, Record
 from memfs.schema import Problem
 from memfs.secrets.hooks import masker
 from memfs.secrets.hooks import names as secret_names
 from memfs.trees import Files
 from memfs.worktree import read_inside
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 SECRETS_LINE = "Secrets (environment variables for memfs run; values hidden): "
 GITLINK_MODE = 0o160000  # a submodule: a commit, not a file
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(FrozenRecord):
     """A pinned memory file, as the agent sees it."""
 
+    __slots__ = _fields = ("label", "path", "description", "chars", "limit", "read_only", "value")
     label: str
     path: str
     description: str | None
@@ -47,33 +50,64 @@ class Block:
     read_only: bool
     value: str
 
+    def __init__(
+        self,
+        label: str,
+        path: str,
+        description: str | None,
+        chars: int,
+        limit: int | None,
+        read_only: bool,
+        value: str,
+    ) -> None:
+        self._set(label, path, description, chars, limit, read_only, value)
 
-@dataclass(frozen=True)
-class Entry:
+
+class Entry(FrozenRecord):
     """A memory file that is not pinned: listed with its description, read on demand."""
 
+    __slots__ = _fields = ("path", "label", "description")
     path: str
     label: str
     description: str | None
 
+    def __init__(self, path: str, label: str, description: str | None) -> None:
+        self._set(path, label, description)
 
-@dataclass
-class Context:
+
+class Context(Record):
     """An agent's prompt context."""
 
+    __slots__ = _fields = ("name", "blocks", "files", "conflicts", "problems", "secrets")
     name: str
-    blocks: list[Block] = field(default_factory=list)
-    files: list[Entry] = field(default_factory=list)
-    conflicts: list[OpenConflict] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    secrets: list[str] = field(default_factory=list)  # names only (memfs.secrets)
+    blocks: list[Block]
+    files: list[Entry]
+    conflicts: list[OpenConflict]
+    problems: list[Problem]
+    secrets: list[str]  # names only (memfs.secrets)
+
+    def __init__(
+        self,
+        name: str,
+        blocks: list[Block] | None = None,
+        files: list[Entry] | None = None,
+        conflicts: list[OpenConflict] | None = None,
+        problems: list[Problem] | None = None,
+        secrets: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.blocks = [] if blocks is None else blocks
+        self.files = [] if files is None else files
+        self.conflicts = [] if conflicts is None else conflicts
+        self.problems = [] if problems is None else problems
+        self.secrets = [] if secrets is None else secrets
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "agent": self.name,
             "conflicts": [c.to_dict() for c in self.conflicts],
-            "blocks": [asdict(b) for b in self.blocks],
-            "files": [asdict(f) for f in self.files],
+            "blocks": [b._asdict() for b in self.blocks],
+            "files": [f._asdict() for f in self.files],
             "problems": [p.to_dict() for p in self.problems],
             "secrets": self.secrets,
         }
@@ -143,8 +177,7 @@ def build_context(agent: Agent, rev: str | None = None) -> Context:
     context = _build(agent, rev)
     mask = masker(agent)  # a file the commit guard holds may hold a secret's value (§6.2)
     context.blocks = [
-        replace(
-            b,
+        b._replace(
             label=mask(b.label),
             path=mask(b.path),
             value=mask(b.value),
@@ -153,8 +186,7 @@ def build_context(agent: Agent, rev: str | None = None) -> Context:
         for b in context.blocks
     ]
     context.files = [
-        replace(
-            f,
+        f._replace(
             label=mask(f.label),
             path=mask(f.path),
             description=mask(f.description) if f.description else f.description,

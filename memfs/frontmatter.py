@@ -12,9 +12,9 @@ hanging memfs. Issue 11's line-by-line front matter reader is meant to go throug
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
+from memfs.record import FrozenRecord
 from memfs.yamllib import yaml
 
 
@@ -35,15 +35,25 @@ _OPENING = re.compile(r"---[ \t]*(\r?\n)")
 _CLOSING = re.compile(r"^---[ \t]*(?:\r?\n|\Z)", re.MULTILINE)
 
 
-@dataclass(frozen=True)
-class Document:
+class Document(FrozenRecord):
     """A memory file cut into its parts; ``front_matter`` is None when the file has none."""
 
+    __slots__ = _fields = ("front_matter", "body", "opening", "closing", "unclosed")
     front_matter: str | None
     body: str
-    opening: str = "---\n"
-    closing: str = "---\n"
-    unclosed: bool = False
+    opening: str
+    closing: str
+    unclosed: bool
+
+    def __init__(
+        self,
+        front_matter: str | None,
+        body: str,
+        opening: str = "---\n",
+        closing: str = "---\n",
+        unclosed: bool = False,
+    ) -> None:
+        self._set(front_matter, body, opening, closing, unclosed)
 
     @property
     def body_line(self) -> int:

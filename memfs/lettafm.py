@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+
+from memfs.record import FrozenRecord
 
 # What JavaScript's String.prototype.trim() removes (WhiteSpace and LineTerminator): Python's
 # str.strip() differs (it keeps U+FEFF and removes U+001C..U+001F and U+0085).
@@ -50,8 +51,7 @@ def normalize_newlines(text: str) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
-@dataclass(frozen=True)
-class LettaDocument:
+class LettaDocument(FrozenRecord):
     """A memory file as Letta Code reads it.
 
     ``fields`` are the front matter values as Letta's reader gives them (strings, lists for
@@ -61,11 +61,22 @@ class LettaDocument:
     when Letta finds none (the whole text is then the body).
     """
 
+    __slots__ = _fields = ("fields", "body", "has_front_matter", "front_matter", "keys")
     fields: dict[str, FieldValue]
     body: str
     has_front_matter: bool
-    front_matter: str = ""
-    keys: tuple[str, ...] = field(default=())
+    front_matter: str
+    keys: tuple[str, ...]
+
+    def __init__(
+        self,
+        fields: dict[str, FieldValue],
+        body: str,
+        has_front_matter: bool,
+        front_matter: str = "",
+        keys: tuple[str, ...] = (),
+    ) -> None:
+        self._set(fields, body, has_front_matter, front_matter, keys)
 
     @property
     def letta_value(self) -> str:

@@ -33,12 +33,12 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from memfs import lettafm
 from memfs.layout import V2_CONFIG, V2_MARKER, Layout, is_memory_path
+from memfs.record import FrozenRecord, Record
 from memfs.schema import Problem
 from memfs.trees import Files, TreeEntry, blob_sha
 
@@ -63,14 +63,23 @@ Payload = Mapping[str, tuple[int, bytes] | None]
 """A proposed commit: path -> (mode, content), or None for a deletion."""
 
 
-@dataclass(frozen=True)
-class Rules:
+class Rules(FrozenRecord):
     """Which of Letta's rules a repo's commits must keep."""
 
+    __slots__ = _fields = ("layout", "hook_installed", "policy", "allow_read_only")
     layout: Layout
-    hook_installed: bool = False
-    policy: str = ""  # the layout policy Letta's hook reads; "" when the file is absent
-    allow_read_only: frozenset[str] = frozenset()
+    hook_installed: bool
+    policy: str  # the layout policy Letta's hook reads; "" when the file is absent
+    allow_read_only: frozenset[str]
+
+    def __init__(
+        self,
+        layout: Layout,
+        hook_installed: bool = False,
+        policy: str = "",
+        allow_read_only: frozenset[str] = frozenset(),
+    ) -> None:
+        self._set(layout, hook_installed, policy, allow_read_only)
 
     @classmethod
     def of_repo(
@@ -127,14 +136,17 @@ def layout_policy(control_dir: Path) -> str:
     return text.rstrip("\n")
 
 
-@dataclass(frozen=True)
-class Refusal:
+class Refusal(FrozenRecord):
     """One reason a change is not committed: the hook's message, located to a line."""
 
+    __slots__ = _fields = ("path", "message", "line", "blocking")
     path: str
     message: str
-    line: int = 1
-    blocking: bool = False  # no held change settles it: the hook refuses every commit
+    line: int
+    blocking: bool  # no held change settles it: the hook refuses every commit
+
+    def __init__(self, path: str, message: str, line: int = 1, blocking: bool = False) -> None:
+        self._set(path, message, line, blocking)
 
     def problem(self) -> Problem:
         return Problem(self.path, self.line, self.message)
@@ -143,14 +155,26 @@ class Refusal:
         return f"{self.path}:{self.line}: {self.message}"
 
 
-@dataclass
-class Verdict:
+class Verdict(Record):
     """A proposed commit, split: what may be committed, and what is held and why."""
 
+    __slots__ = _fields = ("allowed", "held", "blocked", "overridden")
     allowed: dict[str, tuple[int, bytes] | None]
-    held: dict[str, list[Refusal]] = field(default_factory=dict)
-    blocked: list[Refusal] = field(default_factory=list)  # no held change settles these
-    overridden: list[str] = field(default_factory=list)  # read-only, committed on request
+    held: dict[str, list[Refusal]]
+    blocked: list[Refusal]  # no held change settles these
+    overridden: list[str]  # read-only, committed on request
+
+    def __init__(
+        self,
+        allowed: dict[str, tuple[int, bytes] | None],
+        held: dict[str, list[Refusal]] | None = None,
+        blocked: list[Refusal] | None = None,
+        overridden: list[str] | None = None,
+    ) -> None:
+        self.allowed = allowed
+        self.held = {} if held is None else held
+        self.blocked = [] if blocked is None else blocked
+        self.overridden = [] if overridden is None else overridden
 
     @property
     def errors(self) -> list[Refusal]:

@@ -7,8 +7,9 @@ stack: it needs only the remote-tracking refs, the remotes' config and ``state.j
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from memfs.record import FrozenRecord
 
 if TYPE_CHECKING:
     from memfs.agent import Agent
@@ -20,10 +21,10 @@ def tracking_ref(remote: str, branch: str) -> str:
     return f"refs/remotes/{remote}/{branch}"
 
 
-@dataclass(frozen=True)
-class RemoteState:
+class RemoteState(FrozenRecord):
     """Where a remote stood at the last fetch or push, as far as this machine knows."""
 
+    __slots__ = _fields = ("name", "url", "mirror", "ahead", "behind", "last_ok", "last_error")
     name: str
     url: str
     mirror: bool
@@ -32,8 +33,20 @@ class RemoteState:
     last_ok: str | None
     last_error: str | None
 
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        mirror: bool,
+        ahead: int,
+        behind: int,
+        last_ok: str | None,
+        last_error: str | None,
+    ) -> None:
+        self._set(name, url, mirror, ahead, behind, last_ok, last_error)
+
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return self._asdict()
 
 
 def remote_states(agent: Agent) -> list[RemoteState]:

@@ -7,11 +7,14 @@ into typed values and say precisely what is wrong, as ``path:line: message``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
 
+from memfs.record import FrozenRecord
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from pydantic import ValidationError
 
     # The pydantic models, for type checkers; at run time __getattr__ loads them on first use.
@@ -31,21 +34,31 @@ MANIFEST_FILE = "agent.yaml"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(FrozenRecord):
     """One thing wrong with one file, located to a line."""
 
+    __slots__ = _fields = ("path", "line", "message", "severity")
     path: str
     line: int
     message: str
-    severity: Literal["error", "warning"] = "error"
+    severity: Literal["error", "warning"]
+
+    def __init__(
+        self, path: str, line: int, message: str, severity: Literal["error", "warning"] = "error"
+    ) -> None:
+        self._set(path, line, message, severity)
 
     def render(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""
         return f"{self.path}:{self.line}: {prefix}{self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "path": self.path,
+            "line": self.line,
+            "message": self.message,
+            "severity": self.severity,
+        }
 
 
 def is_valid_name(name: str) -> bool:

@@ -12,10 +12,14 @@ import io
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
+
+from memfs.record import FrozenRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
 
 MODE_FILE = 0o100644
 MODE_EXECUTABLE = 0o100755
@@ -35,26 +39,42 @@ Files = dict[str, TreeEntry]
 """A tree or a work tree, flattened: posix path -> entry."""
 
 
-@dataclass(frozen=True)
-class FileChange:
+class FileChange(FrozenRecord):
     """How one path differs between two trees."""
 
+    __slots__ = _fields = ("path", "status", "old", "new")
     path: str
     status: str  # "added" | "modified" | "deleted"
     old: TreeEntry | None
     new: TreeEntry | None
 
+    def __init__(
+        self, path: str, status: str, old: TreeEntry | None, new: TreeEntry | None
+    ) -> None:
+        self._set(path, status, old, new)
 
-@dataclass(frozen=True)
-class CommitInfo:
+
+class CommitInfo(FrozenRecord):
     """A commit as memfs shows it."""
 
+    __slots__ = _fields = ("sha", "parents", "author", "date", "message", "trailers")
     sha: str
     parents: list[str]
     author: str
     date: datetime
     message: str
-    trailers: dict[str, str] = field(default_factory=dict)
+    trailers: dict[str, str]
+
+    def __init__(
+        self,
+        sha: str,
+        parents: list[str],
+        author: str,
+        date: datetime,
+        message: str,
+        trailers: dict[str, str] | None = None,
+    ) -> None:
+        self._set(sha, parents, author, date, message, {} if trailers is None else trailers)
 
     @property
     def short(self) -> str:

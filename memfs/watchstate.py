@@ -11,31 +11,66 @@ import contextlib
 import fcntl
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import WatcherError
+from memfs.record import Record
 from memfs.util import atomic_write
 
 if TYPE_CHECKING:
     from memfs.agent import Agent
 
 
-@dataclass
-class WatchState:
+class WatchState(Record):
     """What ``status`` shows about a watcher."""
 
+    __slots__ = _fields = (
+        "pid",
+        "started_at",
+        "last_commit",
+        "last_sync",
+        "last_error",
+        "pending_push",
+        "mode",
+        "remote_mode",
+        "ready",
+        "commits",
+    )
     pid: int
     started_at: str
-    last_commit: str | None = None
-    last_sync: str | None = None
-    last_error: str | None = None
-    pending_push: bool = False
-    mode: str = "inotify"
-    remote_mode: str = "polling"  # "inotify" when every polled remote is a watched folder
-    ready: bool = False
-    commits: int = 0
+    last_commit: str | None
+    last_sync: str | None
+    last_error: str | None
+    pending_push: bool
+    mode: str
+    remote_mode: str  # "inotify" when every polled remote is a watched folder
+    ready: bool
+    commits: int
+
+    def __init__(
+        self,
+        pid: int,
+        started_at: str,
+        last_commit: str | None = None,
+        last_sync: str | None = None,
+        last_error: str | None = None,
+        pending_push: bool = False,
+        mode: str = "inotify",
+        remote_mode: str = "polling",
+        ready: bool = False,
+        commits: int = 0,
+    ) -> None:
+        self.pid = pid
+        self.started_at = started_at
+        self.last_commit = last_commit
+        self.last_sync = last_sync
+        self.last_error = last_error
+        self.pending_push = pending_push
+        self.mode = mode
+        self.remote_mode = remote_mode
+        self.ready = ready
+        self.commits = commits
 
 
 def lock_path(agent: Agent) -> Path:
@@ -105,6 +140,6 @@ def claim(agent: Agent) -> int:
 def write_state(agent: Agent, state: WatchState, running: bool = True) -> None:
     """Write a running watcher's state to ``.git/memfs/watch.json`` (best effort)."""
     path = agent.history.state_dir / "watch.json"
-    data = {**state.__dict__, "running": running}
+    data = {**state._asdict(), "running": running}
     with contextlib.suppress(OSError):
         atomic_write(path, json.dumps(data, indent=2).encode())

@@ -15,12 +15,12 @@ import errno
 import functools
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from memfs.errors import UnsafePathError
 from memfs.faults import crash_point
 from memfs.ignore import IgnoreRules
+from memfs.record import FrozenRecord, Record
 from memfs.trees import MODE_EXECUTABLE, MODE_SYMLINK
 from memfs.util import atomic_write
 
@@ -29,16 +29,19 @@ MANIFEST = "agent.yaml"  # memfs.schema.MANIFEST_FILE; written last by a fresh c
 scans = 0  # whole work-tree walks made by this process: for tests and benchmarks
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(FrozenRecord):
     """A file memfs does not version, and why.
 
     ``path`` is the name as the file system gave it (matching history's keys, so a tracked
     file keeps its last version); ``shown`` is the same name safe to print.
     """
 
+    __slots__ = _fields = ("path", "reason")
     path: str
     reason: str
+
+    def __init__(self, path: str, reason: str) -> None:
+        self._set(path, reason)
 
     @property
     def shown(self) -> str:
@@ -48,24 +51,50 @@ class Skipped:
         return {"path": self.shown, "reason": self.reason}
 
 
-@dataclass
-class Scan:
+class Scan(Record):
     """The outcome of walking the work tree."""
 
-    files: dict[str, os.stat_result] = field(default_factory=dict)
-    secrets: list[str] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+    __slots__ = _fields = (
+        "files",
+        "secrets",
+        "skipped",
+        "folders",
+        "skipped_stats",
+        "listed",
+        "custom_ignores",
+    )
+    files: dict[str, os.stat_result]
+    secrets: list[str]
+    skipped: list[Skipped]
     # what the walk saw of every folder it listed ("" is the root) and of every file it
     # skipped for what its stat said: what ``memfs.statusrecord`` checks is unchanged
-    folders: dict[str, os.stat_result] = field(default_factory=dict)
-    skipped_stats: dict[str, os.stat_result] = field(default_factory=dict)
+    folders: dict[str, os.stat_result]
+    skipped_stats: dict[str, os.stat_result]
     # the names each listed folder held (every entry, ignored ones and ``.git`` too), as the
     # walk listed them after taking the folder's stat: what ``memfs.fastcommit`` compares a
     # folder's listing with when its stat changed
-    listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    listed: dict[str, tuple[str, ...]]
     # rules a record cannot watch applied (a nested .gitignore, exclude lines of the user):
     # the status and commit records are not kept for such a tree, so each command walks
-    custom_ignores: bool = False
+    custom_ignores: bool
+
+    def __init__(
+        self,
+        files: dict[str, os.stat_result] | None = None,
+        secrets: list[str] | None = None,
+        skipped: list[Skipped] | None = None,
+        folders: dict[str, os.stat_result] | None = None,
+        skipped_stats: dict[str, os.stat_result] | None = None,
+        listed: dict[str, tuple[str, ...]] | None = None,
+        custom_ignores: bool = False,
+    ) -> None:
+        self.files = {} if files is None else files
+        self.secrets = [] if secrets is None else secrets
+        self.skipped = [] if skipped is None else skipped
+        self.folders = {} if folders is None else folders
+        self.skipped_stats = {} if skipped_stats is None else skipped_stats
+        self.listed = {} if listed is None else listed
+        self.custom_ignores = custom_ignores
 
 
 def scan(

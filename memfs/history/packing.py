@@ -5,7 +5,6 @@ fetched pack only after verifying and indexing it ourselves, and dulwich's pack 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from memfs.damage import reads_objects
@@ -13,6 +12,7 @@ from memfs.errors import (
     PackCorruptError,
 )
 from memfs.history.base import HistoryBase
+from memfs.record import FrozenRecord
 from memfs.util import atomic_write
 
 if TYPE_CHECKING:
@@ -171,11 +171,14 @@ class Packing(HistoryBase):
         self._unpacked_bytes += size
 
 
-@dataclass(frozen=True)
-class PackFiles:
+class PackFiles(FrozenRecord):
     """A pack ready to upload: its name (``pack-<checksum>``), bytes, index, object count."""
 
+    __slots__ = _fields = ("name", "pack", "index", "count")
     name: str
     pack: bytes
     index: bytes
     count: int
+
+    def __init__(self, name: str, pack: bytes, index: bytes, count: int) -> None:
+        self._set(name, pack, index, count)

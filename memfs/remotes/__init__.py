@@ -23,13 +23,13 @@ import contextlib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from memfs.errors import MemfsError, UnknownRemoteError, UnsupportedURLError
 from memfs.gitconfig import save_config
+from memfs.record import FrozenRecord
 
 if TYPE_CHECKING:
     from dulwich.config import Config
@@ -75,15 +75,25 @@ class Remote(Protocol):
         """
 
 
-@dataclass(frozen=True)
-class RemoteConfig:
+class RemoteConfig(FrozenRecord):
     """A remote as configured: name, URL, and whether it is a push-only mirror."""
 
+    __slots__ = _fields = ("name", "url", "mirror", "config_key", "encrypt")
     name: str
     url: str
-    mirror: bool = False
-    config_key: str = ""  # where it is set, if not a remote section (letta.memoryRepository.url)
-    encrypt: bool = False  # remote.NAME.memfs-encrypt: everything sealed, a plain store refused
+    mirror: bool
+    config_key: str  # where it is set, if not a remote section (letta.memoryRepository.url)
+    encrypt: bool  # remote.NAME.memfs-encrypt: everything sealed, a plain store refused
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        mirror: bool = False,
+        config_key: str = "",
+        encrypt: bool = False,
+    ) -> None:
+        self._set(name, url, mirror, config_key, encrypt)
 
     @property
     def kind(self) -> str:

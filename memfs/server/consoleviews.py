@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import re
-from dataclasses import asdict
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -110,14 +109,14 @@ def overview(agent: Agent, served: dict[str, Any]) -> dict[str, Any]:
         except (OSError, MemfsError):
             raw = block.value.encode("utf-8")
         chars, limit = _size(raw, block.value, block.limit, file_limit)
-        pinned.append(asdict(block) | {"chars": chars, "limit": limit})
+        pinned.append(block._asdict() | {"chars": chars, "limit": limit})
     return {
         "agent": served,
         "layout": LAYOUT_NAMES[agent.layout],
         "head": agent.history.head(),
         "core": {"chars": sum(b["chars"] for b in pinned), "limit": core_limit},
         "pinned": pinned,
-        "files": [asdict(entry) for entry in context.files],
+        "files": [entry._asdict() for entry in context.files],
         "conflicts": [c.to_dict() for c in context.conflicts],
         "problems": [p.to_dict() for p in agent.check()],
     }
