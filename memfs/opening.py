@@ -9,7 +9,6 @@ recorded in .git/config (``record_letta_identity``) rather than in its tree.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 from memfs.agent import Agent
@@ -157,6 +156,8 @@ def record_letta_identity(
     """Write memfs's metadata for a Letta repo into .git/config (kept by clones: not synced)."""
     values = {"layout": layout.value, "name": name}
     if history.config_value("memfs", "id") is None:
+        import uuid  # with platform, ~2 ms: an agent's id is made only here and by init
+
         values["id"] = f"agent-{uuid.uuid4()}"
         values["created"] = utc_now().isoformat().replace("+00:00", "Z")
     if description:
@@ -202,6 +203,8 @@ def init_agent(
         for file_name, text in (("persona.md", PERSONA_TEMPLATE), ("human.md", HUMAN_TEMPLATE)):
             if not (system / file_name).exists():
                 atomic_write(system / file_name, text.encode())
+    import uuid  # with platform, ~2 ms: an agent's id is made only here and by adoption
+
     manifest = {
         "name": name,
         "id": f"agent-{uuid.uuid4()}",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from datetime import datetime, timezone
 from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
 
 TEMP_PREFIX = ".memfs-tmp-"
 
@@ -85,4 +88,6 @@ def hostname() -> str:
 
 def utc_now() -> datetime:
     """The current time in UTC, to the second."""
+    from datetime import datetime, timezone  # ~1 ms: not every command tells the time
+
     return datetime.now(timezone.utc).replace(microsecond=0)

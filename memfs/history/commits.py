@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from memfs.damage import reads_objects
@@ -148,6 +147,8 @@ class Commits(HistoryBase):
 
 
 def _commit_info(commit: Commit) -> CommitInfo:
+    from datetime import datetime, timedelta, timezone  # ~1 ms: a clean status shows no date
+
     message, trailers = parse_trailers(commit.message.decode("utf-8", "replace"))
     tz = timezone(timedelta(seconds=commit.author_timezone))
     return CommitInfo(
