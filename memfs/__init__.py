@@ -15,7 +15,6 @@ Names are imported on first use, so ``import memfs`` (and the ``memfs`` command)
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -52,7 +51,10 @@ _LAZY = {
     "errors": ("memfs.errors", None),
 }
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs import errors
     from memfs.agent import Agent, Status
     from memfs.cloning import clone

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from memfs import agentmanifest, agentstatus
 from memfs.agentmanifest import MANIFEST_MEMO as MANIFEST_MEMO  # re-exported
@@ -35,7 +34,10 @@ from memfs.parsecache import Parsed
 from memfs.schema import MANIFEST_FILE, Problem
 from memfs.trees import CommitInfo, FileChange, Files, file_mode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs import lettahook, worktree
     from memfs.models import AgentManifest
 

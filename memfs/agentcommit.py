@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from memfs import agentmanifest, worktree
 from memfs.agentrules import gate
@@ -30,6 +29,7 @@ from memfs.trees import (
 )
 from memfs.util import hostname
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.agent import Agent
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
 
 from memfs.errors import MemfsError, SchemaError
 from memfs.layout import letta_repo_name
@@ -25,7 +24,10 @@ from memfs.schema import (
 from memfs.util import atomic_write
 from memfs.yamllib import yaml
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
     from memfs.models import AgentManifest
 

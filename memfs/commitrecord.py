@@ -37,13 +37,15 @@ from collections.abc import Iterable
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from memfs import __version__, gitindex, statusrecord
 from memfs.history import loose
 from memfs.trees import MODE_EXECUTABLE, MODE_FILE, Files, TreeEntry
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent, Snapshot
 
 RECORD = "commit.bin"

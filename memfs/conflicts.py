@@ -11,7 +11,6 @@ import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
 
 from memfs.errors import MemfsError, UnsafePathError
 from memfs.markers import (
@@ -26,10 +25,13 @@ from memfs.trees import CommitInfo, blob_sha, read_worktree_data
 from memfs.util import atomic_write
 from memfs.worktree import read_inside, remove_file, write_file
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # agent.py uses find_in for its status: no import cycle at runtime
+    from typing import Literal
+
     from memfs.agent import Agent
 
-Keep = Literal["ours", "theirs", "both"]
+    Keep = Literal["ours", "theirs", "both"]
 
 
 class OpenConflict(FrozenRecord):

@@ -32,8 +32,8 @@ MemfsError
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.schema import Problem
 

@@ -23,7 +23,6 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from memfs import gitindex, indexfile
 from memfs.commitrecord import (
@@ -54,7 +53,10 @@ from memfs.trees import (
 )
 from memfs.util import hostname
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
 
 _TRUE = ("true", "yes", "on", "1")

@@ -12,10 +12,13 @@ hanging memfs. Issue 11's line-by-line front matter reader is meant to go throug
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from memfs.record import FrozenRecord
 from memfs.yamllib import yaml
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def yaml_loader() -> Any:

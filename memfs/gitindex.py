@@ -14,7 +14,6 @@ import stat
 import struct
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from memfs import indexfile
 from memfs.trees import (
@@ -27,6 +26,7 @@ from memfs.trees import (
     read_worktree_data,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dulwich.file import FileLocked
 

@@ -17,11 +17,11 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from memfs.schema import Problem
 from memfs.util import TEMP_PREFIX, atomic_write
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import pathspec
 

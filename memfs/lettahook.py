@@ -34,13 +34,16 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from memfs import lettafm
 from memfs.layout import V2_CONFIG, V2_MARKER, Layout, is_memory_path
 from memfs.record import FrozenRecord, Record
 from memfs.schema import Problem
 from memfs.trees import Files, TreeEntry, blob_sha
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HOOK_MARK = "# Installed by Letta Code CLI"
 POLICY_FILE = "letta-memory-layout-policy"

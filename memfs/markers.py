@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
 
 CONFLICT_COPY = re.compile(r"\.conflict-[0-9a-f]{7,40}(?:-\d+)?(?=\.[^./]*$|$)")
 START_MARKER = b"<<<<<<< "

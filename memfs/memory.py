@@ -8,7 +8,6 @@ matter keys and, when only the body changed, the front matter text byte-for-byte
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
 
 from memfs.errors import SchemaError
 from memfs.layout import Layout, hook_checks, in_context
@@ -23,7 +22,10 @@ from memfs.schema import (
 from memfs.util import atomic_write
 from memfs.yamllib import yaml
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs import lettafm
 
 # The readers (memfs.frontmatter, memfs.lettafm) and the work tree's file access are imported

@@ -7,11 +7,13 @@ stack: it needs only the remote-tracking refs, the remotes' config and ``state.j
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
 
 from memfs.record import FrozenRecord
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
     from memfs.gitconfig import PlainConfig
 

@@ -17,16 +17,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from memfs.errors import ConcurrentUpdateError, LockTimeoutError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported where a ref is updated: a read-only command loads no dulwich.file
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
     from dulwich.file import FileLocked
 
 STALE_GIT_LOCK_S = 2.0  # git holds a ref lock for milliseconds: one this old was left by a crash
-
-_T = TypeVar("_T")
 
 
 class RepoLock:

@@ -51,12 +51,13 @@ from array import array
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from memfs import __version__
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any
 
     from memfs.agent import Agent, Snapshot, Status
 

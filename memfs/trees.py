@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections import namedtuple
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 from memfs.record import FrozenRecord
 
@@ -28,8 +28,11 @@ TRAILER_HOST = "Memfs-Host"
 TRAILER_ORIGIN = "Memfs-Origin"
 
 
-class TreeEntry(NamedTuple):
-    """One file in a tree: its git mode and the hex sha of its blob."""
+class TreeEntry(namedtuple("TreeEntry", ("mode", "sha"))):
+    """One file in a tree: its git mode and the hex sha of its blob (a
+    ``collections.namedtuple``: ``typing.NamedTuple`` imports typing, ~3 ms a command)."""
+
+    __slots__ = ()
 
     mode: int
     sha: str

@@ -12,13 +12,15 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from memfs.errors import WatcherError
 from memfs.record import Record
 from memfs.util import atomic_write
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
 
 

@@ -22,7 +22,6 @@ import atexit
 import contextlib
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from memfs.config import seconds_from_env
 from memfs.damage import control_dir_of, damage_of
@@ -42,6 +41,7 @@ from memfs.history.writing import Writing
 from memfs.repolock import RepoLock, git_running_in, survive_stale_object_locks
 from memfs.trees import Files
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dulwich.config import ConfigFile
     from dulwich.objects import Commit

@@ -4,8 +4,8 @@ so each mixin (refs, commits, objects, writing, packing) can name it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dulwich.objects import Commit
     from dulwich.repo import Repo

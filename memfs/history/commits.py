@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import TYPE_CHECKING
 
 from memfs.damage import reads_objects
 from memfs.history.base import HistoryBase
 from memfs.trees import CommitInfo, FileChange, compare_trees, parse_trailers
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dulwich.objects import Commit
 

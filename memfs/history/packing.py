@@ -5,7 +5,6 @@ fetched pack only after verifying and indexing it ourselves, and dulwich's pack 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from memfs.damage import reads_objects
 from memfs.errors import (
@@ -15,7 +14,10 @@ from memfs.history.base import HistoryBase
 from memfs.record import FrozenRecord
 from memfs.util import atomic_write
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.packs import RawObject
 
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size

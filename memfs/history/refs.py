@@ -7,7 +7,6 @@ never both win; a ``.lock`` file a killed git left behind is cleared (``repolock
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from memfs.damage import reads_objects
 from memfs.errors import (
@@ -18,7 +17,11 @@ from memfs.errors import (
 from memfs.history.base import HistoryBase
 from memfs.repolock import retry_past_stale_git_lock
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
 
 
 class Refs(HistoryBase):

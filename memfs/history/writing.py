@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
 
 from memfs import gitindex
 from memfs.damage import reads_objects
@@ -18,6 +17,7 @@ from memfs.faults import crash_point
 from memfs.history.base import HistoryBase
 from memfs.trees import Files, TreeEntry
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dulwich.objects import Tree
 

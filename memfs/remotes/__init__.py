@@ -24,17 +24,21 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from memfs.errors import MemfsError, UnknownRemoteError, UnsupportedURLError
 from memfs.gitconfig import save_config
 from memfs.record import FrozenRecord
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from dulwich.config import Config
 
     from memfs.history import History
+else:
+    Protocol = object  # Remote is a type only: nothing subclasses it or checks isinstance
 
 BUCKET_PREFIX = "memfs::"
 BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"})

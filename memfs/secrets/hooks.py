@@ -9,9 +9,11 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
     from memfs.remotes import Remote, RemoteConfig
     from memfs.remotes.manifest import BucketManifest
