@@ -15,37 +15,45 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-from dulwich.errors import (
-    ChecksumMismatch,
-    FileFormatException,
-    NotCommitError,
-    NotTreeError,
-)
 
 from memfs.errors import RepositoryDamagedError
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol, TypeVar
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+
+    class _Rooted(Protocol):
+        """What ``reads_objects`` needs of the object whose method it wraps: its work tree."""
+
+        root: Path
 
 
-class _Rooted(Protocol):
-    """What ``reads_objects`` needs of the object whose method it wraps: its work tree."""
+@functools.cache
+def object_damage() -> tuple[type[BaseException], ...]:
+    """What reading a corrupt object or ref raises, from dulwich or below it.
 
-    root: Path
+    A function, so that dulwich (and typing, which it imports) loads only when something is
+    raised: a clean ``status`` reads no object through dulwich. An ``except`` clause's
+    expression is evaluated only when an exception reaches it.
+    """
+    from dulwich.errors import (
+        ChecksumMismatch,
+        FileFormatException,
+        NotCommitError,
+        NotTreeError,
+    )
 
-
-_DAMAGE = (
-    zlib.error,
-    struct.error,
-    ChecksumMismatch,
-    FileFormatException,  # ObjectFormatException among them
-    NotCommitError,
-    NotTreeError,
-    UnicodeDecodeError,
-)
-"""What reading a corrupt object or ref raises, from dulwich or below it."""
-OBJECT_DAMAGE = _DAMAGE
+    return (
+        zlib.error,
+        struct.error,
+        ChecksumMismatch,
+        FileFormatException,  # ObjectFormatException among them
+        NotCommitError,
+        NotTreeError,
+        UnicodeDecodeError,
+    )
 
 
 def _missing_object(error: KeyError) -> str | None:
@@ -84,7 +92,7 @@ def reads_objects(method: _F) -> _F:
                 # another process consolidated the store between this read's look at the
                 # packs and at the loose objects: the object is in the new pack; look again
                 return method(self, *args, **kwargs)
-        except _DAMAGE as error:
+        except object_damage() as error:
             kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
                 type(error), type(error).__name__
             )

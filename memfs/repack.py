@@ -35,7 +35,7 @@ from dulwich.objects import ShaFile
 from dulwich.pack import Pack, write_pack_index, write_pack_objects
 
 from memfs.config import count_from_env
-from memfs.damage import OBJECT_DAMAGE
+from memfs.damage import object_damage
 from memfs.errors import RepositoryDamagedError
 from memfs.faults import crash_point
 from memfs.util import atomic_write
@@ -184,7 +184,7 @@ def _gather(
             try:
                 listed = set(pack)
                 objects.update((obj.id, obj) for obj in pack.iterobjects())
-            except OBJECT_DAMAGE as error:
+            except object_damage() as error:
                 # raised once the pack is closed: the error's frames hold views of its map
                 damage = f"{name}: {type(error).__name__}: {str(error)[:200]}"
         if damage is None and not listed <= objects.keys():
@@ -203,7 +203,7 @@ def _gather(
                     obj = ShaFile.from_path(str(path))
                 except FileNotFoundError:
                     continue  # packed meanwhile by git itself: not ours to handle
-                except OBJECT_DAMAGE:
+                except object_damage():
                     continue  # damaged: left where it is, for git fsck to name
                 if obj.id != key:
                     continue

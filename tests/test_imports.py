@@ -260,3 +260,102 @@ def test_an_encrypted_push_and_pull_with_cached_keys_load_nothing_of_age(tmp_pat
     )
     assert fresh_python(probe, os.environ) == "[]"
     assert (b.root / "notes.md").read_text() == "one more line\n"
+
+
+# What the library calls behind a harness's every turn (status, context, ls) must not load: the
+# dataclass machinery (inspect, ast, dis, tokenize: ~7 ms, plus ~0.5 ms a class), typing
+# (~3 ms, with dulwich's package, which imports it), an agent id's uuid (with platform), and
+# datetime. memfs.record's classes stand for dataclasses, TYPE_CHECKING = False for typing.
+HARNESS_LIBRARY_UNLOADED = (
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
+    "tokenize",
+    "typing",
+    "dulwich",
+    "uuid",
+    "platform",
+    "datetime",
+)
+HARNESS_CALLS = """
+import sys
+from memfs.opening import find_agent
+from memfs.remotestate import remote_states
+from memfs.secrets.hooks import pending_count, shown_paths
+from memfs.watchstate import status as watcher_status
+from memfs.context import build_context
+from memfs.layout import in_context
+
+agent = find_agent(ROOT)
+report = agent.status()
+assert report.clean, report
+assert [r.to_dict()["name"] for r in remote_states(agent)] == REMOTES
+watcher_status(agent)
+pending_count(agent)
+shown_paths(agent, report)
+assert "persona" in build_context(agent).render()
+layout = agent.layout
+rows = agent.parsed_memory(agent.snapshot(), layout)
+assert sorted(rows) == ["reference/notes.md", "system/persona.md"], rows
+assert [in_context(path, layout) for path in sorted(rows)] == [False, True]
+agent.close()
+print(sorted(m for m in HEAVY if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["plain", "with-remote"])
+def test_the_harness_library_calls_load_no_dataclasses_typing_or_uuid(
+    tmp_path: Path, remote: bool
+) -> None:
+    """``find_agent(...).status()``, context building and the listing ``ls`` makes, on a
+    clean agent whose caches are filled, load none of ``HARNESS_LIBRARY_UNLOADED``."""
+    import os
+    import time
+
+    from memfs.remotes import add_remote
+
+    root = tmp_path / "agent"
+    with memfs.init(root, name="harness") as agent:
+        (root / "system" / "persona.md").write_text("---\ndescription: me\n---\nCurious.\n")
+        (root / "reference").mkdir()
+        (root / "reference" / "notes.md").write_text("---\ndescription: notes\n---\nNotes.\n")
+        for extra in (root / "system").glob("*.md"):
+            if extra.name != "persona.md":
+                extra.unlink()
+        agent.commit(message="memory")
+        if remote:  # where the branch is, as after a push: ahead/behind need no walk
+            add_remote(agent.history, "cloud", "memfs::" + (tmp_path / "cloud").as_uri())
+            head = agent.history.head()
+            assert head is not None
+            agent.history.set_ref("refs/remotes/cloud/main", head, "pushed")
+    day_ago = time.time_ns() - 86_400 * 1_000_000_000
+    for path in root.rglob("*"):  # out of the racy window, so the caches keep them
+        if ".git" not in path.parts and path.is_file():
+            os.utime(path, ns=(day_ago, day_ago))
+    with memfs.open(root) as agent:  # fills the parse cache and the status record
+        assert agent.status().clean
+        agent.parsed_memory(agent.snapshot(), agent.layout)
+    probe = (
+        HARNESS_CALLS.replace("ROOT", repr(str(root)))
+        .replace("REMOTES", repr(["cloud"] if remote else []))
+        .replace("HEAVY", repr(HARNESS_LIBRARY_UNLOADED))
+    )
+    assert fresh_python(probe) == "[]"
+
+
+def test_a_commit_loads_no_uuid(tmp_path: Path) -> None:
+    """An agent's id is made by init only: a commit (and status) loads no uuid (nor platform,
+    which uuid imports)."""
+    root = tmp_path / "agent"
+    memfs.init(root, name="ids").close()
+    (root / "system" / "persona.md").write_text("---\ndescription: me\n---\nChanged.\n")
+    probe = (
+        "import sys\n"
+        "from memfs.opening import find_agent\n"
+        f"agent = find_agent({str(root)!r})\n"
+        "assert agent.commit(message='edit') is not None\n"
+        "agent.close()\n"
+        "print(sorted(m for m in ('uuid', 'platform') if m in sys.modules))\n"
+    )
+    assert fresh_python(probe) == "[]"

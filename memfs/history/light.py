@@ -15,8 +15,6 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from dulwich.errors import NotCommitError, NotTreeError, ObjectFormatException
-
 _HEX = frozenset(b"0123456789abcdef")
 
 
@@ -85,6 +83,8 @@ class LightRepo:
         header, nul, content = raw.partition(b"\0")
         kind, _, size = header.partition(b" ")
         if not nul or not size.isdigit() or int(size) != len(content):
+            from dulwich.errors import ObjectFormatException  # dulwich (typing): only if damaged
+
             raise ObjectFormatException(f"object {hex_sha} has a garbled header")
         return kind, content
 
@@ -95,9 +95,13 @@ class LightRepo:
             return None
         kind, content = found
         if kind != b"commit":
+            from dulwich.errors import NotCommitError
+
             raise NotCommitError(sha)
         tree = content[5:45]
         if not content.startswith(b"tree ") or content[45:46] != b"\n" or not _is_hex(tree):
+            from dulwich.errors import ObjectFormatException
+
             raise ObjectFormatException(f"commit {sha.decode()} names no tree")
         return tree
 
@@ -108,6 +112,8 @@ class LightRepo:
         if found is None:
             return None
         if found[0] != b"tree":
+            from dulwich.errors import NotTreeError
+
             raise NotTreeError(sha)
         return True
 
