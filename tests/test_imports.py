@@ -359,3 +359,47 @@ def test_a_commit_loads_no_uuid(tmp_path: Path) -> None:
         "print(sorted(m for m in ('uuid', 'platform') if m in sys.modules))\n"
     )
     assert fresh_python(probe) == "[]"
+
+
+USER_FOLDER_ENVIRONMENTS: list[dict[str, str]] = [
+    {"HOME": "/home/ada"},
+    {"HOME": "/home/ada/", "XDG_CONFIG_HOME": "/cfg", "XDG_DATA_HOME": "/data/"},
+    {"HOME": "/", "XDG_CONFIG_HOME": "", "XDG_DATA_HOME": ""},
+    {"HOME": "//net/ada"},
+    {"HOME": "/home/ada", "XDG_CONFIG_HOME": "relative", "XDG_DATA_HOME": " /x"},
+    {"HOME": "relative-home"},
+    {"HOME": ""},
+]
+
+
+@pytest.mark.parametrize("environment", USER_FOLDER_ENVIRONMENTS, ids=repr)
+def test_user_folders_found_without_platformdirs_are_platformdirs_answers(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """memfs.config finds ~/.config/memfs and ~/.local/share/memfs by hand on Linux (importing
+    platformdirs costs a push or pull ~4 ms): the answers must be platformdirs' own."""
+    import platformdirs
+
+    from memfs.config import config_path, data_dir
+
+    for name in ("MEMFS_CONFIG", "MEMFS_DATA_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert config_path() == platformdirs.user_config_path("memfs") / "config.yaml"
+    assert data_dir() == platformdirs.user_data_path("memfs")
+
+
+def test_user_folders_under_home_load_no_platformdirs(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMFS_", "XDG_"))}
+    env["HOME"] = str(tmp_path)
+    probe = (
+        "import sys\n"
+        "from memfs.config import commit_identity, config_path, data_dir\n"
+        "assert commit_identity() is None\n"
+        "print(config_path().parent == data_dir().parent.parent.parent / '.config' / 'memfs',\n"
+        "      sorted(m for m in ('platformdirs', 'tempfile', 'shutil') if m in sys.modules))\n"
+    )
+    assert fresh_python(probe, env) == "True []"
