@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import re
 import time
 from collections.abc import Callable
@@ -155,7 +154,7 @@ def record(
         "env_id": env,
         "name": name,
         "host": hostname(),
-        "os": f"{platform.system().lower()}-{platform.machine().lower()}",
+        "os": os_tag(),
         "memfs": _version(),
         "mode": mode,
         "pid": os.getpid(),
@@ -377,3 +376,15 @@ def sending(
         return bool(result and result[0])
 
     return wait
+
+
+def os_tag() -> str:
+    """``linux-x86_64``: ``platform.system()`` and ``platform.machine()``, lower case, read
+    from ``os.uname()`` where there is one (as platform does there): importing platform
+    costs a push ~1.5 ms."""
+    if hasattr(os, "uname"):
+        uname = os.uname()
+        return f"{uname.sysname.lower()}-{uname.machine.lower()}"
+    import platform
+
+    return f"{platform.system().lower()}-{platform.machine().lower()}"

@@ -403,3 +403,12 @@ def test_user_folders_under_home_load_no_platformdirs(tmp_path: Path) -> None:
         "      sorted(m for m in ('platformdirs', 'tempfile', 'shutil') if m in sys.modules))\n"
     )
     assert fresh_python(probe, env) == "True []"
+
+
+def test_the_os_tag_of_a_presence_record_is_platforms() -> None:
+    """memfs.presence reads the OS and machine from os.uname(), without importing platform."""
+    import platform
+
+    from memfs.presence import os_tag
+
+    assert os_tag() == f"{platform.system().lower()}-{platform.machine().lower()}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -397,8 +398,6 @@ class BucketRemote:
     ) -> int:
         """Compare-and-swap the manifest to list ``new`` (and the pack); PushRejectedError if
         it changed since it was read. The number of packs it lists now."""
-        import uuid  # with platform, ~2 ms: for the push id only
-
         packs = list(manifest.packs) if manifest else []
         if pack is not None and pack.name not in packs:
             packs.append(pack.name)
@@ -407,7 +406,7 @@ class BucketRemote:
             refs={**(manifest.refs if manifest else {}), branch: new},
             packs=packs,
             retired=list(manifest.retired) if manifest else [],
-            push_id=uuid.uuid4().hex,
+            push_id=os.urandom(16).hex(),  # as uuid4().hex, opaque: uuid imports platform
             pushed_at=utc_now().isoformat(),
             host=hostname(),
             name=str(agent.get("name", "")),
