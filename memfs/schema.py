@@ -6,9 +6,8 @@ into typed values and say precisely what is wrong, as ``path:line: message``.
 
 from __future__ import annotations
 
-import re
-
 from memfs.record import FrozenRecord
+from memfs.util import LazyPattern
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
         UserConfig,
     )
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NAME_PATTERN = LazyPattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MANIFEST_FILE = "agent.yaml"
 FORMAT_VERSION = 1
 
@@ -71,9 +70,9 @@ KNOWN_FRONT_MATTER_KEYS = frozenset({"description", "read_only", "limit"})
 # an object key and a local file name, a branch a ref name, so each is held to its exact form.
 PACK_NAME_PATTERN = r"^pack-[0-9a-f]{40}(?:[0-9a-f]{24})?$"
 SHA_PATTERN = r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$"
-BRANCH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+BRANCH_PART = LazyPattern(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 # The timestamps memfs writes (and most people type); anything else goes to pydantic's parser.
-_PLAIN_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?")
+_PLAIN_TIMESTAMP = LazyPattern(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?")
 # The pydantic models live in memfs.models, imported on first use (they cost ~0.1 s to import).
 _MODELS = frozenset(
     {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     from datetime import datetime
 
 TEMP_PREFIX = ".memfs-tmp-"
@@ -91,3 +92,33 @@ def utc_now() -> datetime:
     from datetime import datetime, timezone  # ~1 ms: not every command tells the time
 
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+class LazyPattern:
+    """A regular expression compiled on its first use: ``re.compile`` at import costs every
+    command that loads the module (~0.1 ms a pattern), and most never match it (URL and
+    name rules, the manifest's timestamp form). Has what memfs uses of a ``re.Pattern``."""
+
+    __slots__ = ("_compiled", "flags", "pattern")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern = pattern
+        self.flags = flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def compiled(self) -> re.Pattern[str]:
+        """The compiled pattern (compiled once)."""
+        if self._compiled is None:
+            import re
+
+            self._compiled = re.compile(self.pattern, self.flags)
+        return self._compiled
+
+    def fullmatch(self, string: str) -> re.Match[str] | None:
+        return self.compiled().fullmatch(string)
+
+    def match(self, string: str) -> re.Match[str] | None:
+        return self.compiled().match(string)
+
+    def search(self, string: str) -> re.Match[str] | None:
+        return self.compiled().search(string)

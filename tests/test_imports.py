@@ -412,3 +412,32 @@ def test_the_os_tag_of_a_presence_record_is_platforms() -> None:
     from memfs.presence import os_tag
 
     assert os_tag() == f"{platform.system().lower()}-{platform.machine().lower()}"
+
+
+def test_the_harness_library_calls_compile_no_name_or_url_pattern(tmp_path: Path) -> None:
+    """memfs.schema's and memfs.remotes' patterns are compiled on first use (LazyPattern): a
+    status of an agent with a remote matches none of them, so compiles none."""
+    from memfs.remotes import add_remote
+
+    root = tmp_path / "agent"
+    with memfs.init(root, name="patterns") as agent:
+        add_remote(agent.history, "cloud", "memfs::" + (tmp_path / "cloud").as_uri())
+        agent.status()
+    probe = (
+        "from memfs.opening import find_agent\n"
+        "from memfs.remotestate import remote_states\n"
+        "from memfs import remotes, schema\n"
+        "from memfs.util import LazyPattern\n"
+        f"agent = find_agent({str(root)!r})\n"
+        "agent.status()\n"
+        "assert [r.name for r in remote_states(agent)] == ['cloud']\n"
+        "lazy = [v for m in (remotes, schema) for v in vars(m).values()\n"
+        "        if isinstance(v, LazyPattern)]\n"
+        "assert len(lazy) == 6, lazy\n"
+        "print([p.pattern for p in lazy if p._compiled is not None])\n"
+    )
+    assert fresh_python(probe) == "[]"
+    from memfs.schema import NAME_PATTERN, is_valid_name
+
+    assert is_valid_name("agent-1.x") and not is_valid_name("-agent")
+    assert NAME_PATTERN.compiled().pattern == NAME_PATTERN.pattern

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from memfs.errors import MemfsError, UnknownRemoteError, UnsupportedURLError
 from memfs.gitconfig import save_config
 from memfs.record import FrozenRecord
+from memfs.util import LazyPattern
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,13 +44,13 @@ else:
 BUCKET_PREFIX = "memfs::"
 BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "memory"})
 GIT_SCHEMES = frozenset({"file", "git", "ssh", "git+ssh", "ssh+git", "http", "https"})
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME = LazyPattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # scp-style ``[user@]host:path`` as git reads it: a ':' before any '/'; the host is a name
 # or a bracketed IPv6 address (``[::1]:repo``).
-SCP_LIKE = re.compile(
+SCP_LIKE = LazyPattern(
     r"(?:(?P<user>[^@/:]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\[\]]*):(?P<path>.*)"
 )
-HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+HOST_NAME = LazyPattern(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 MIRROR_KEY = b"memfs-mirror"
 ENCRYPT_KEY = b"memfs-encrypt"  # an object store whose agent is encrypted (issue 14)
 # Letta Code's MEMORY_REPOSITORY_CONFIG_KEY, letta.memoryRepository.url (memory-git.ts)
