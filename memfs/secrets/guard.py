@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from memfs.errors import CommitRefusedError
@@ -63,13 +62,19 @@ def reason(name: str, in_name: bool = False) -> str:
     return f"{HOLDS_SECRET}{name}: kept on disk, left out of commits; write ${name} instead"
 
 
-@dataclass(frozen=True)
 class NamedRefusal(Refusal):
     """A file held because its *name* holds a value: it is kept out of commits by its real
     path, and shown (status, the watcher log, a refused commit) by ``shown``, the path with
     the value's part redacted."""
 
-    shown: str = ""
+    __slots__ = ("shown",)
+    _fields = (*Refusal._fields, "shown")
+    shown: str
+
+    def __init__(
+        self, path: str, message: str, line: int = 1, blocking: bool = False, shown: str = ""
+    ) -> None:
+        self._set(path, message, line, blocking, shown)
 
     def problem(self) -> Problem:
         return Problem(self.shown, self.line, self.message)
