@@ -307,8 +307,7 @@ def _check(record: dict[str, Any]) -> None:
         sig, names = value
         if (sig is not None and not _is_sig(sig)) or type(names) is not tuple:
             raise ValueError("not a folder")
-        if any(type(name) is not str for name in names):
-            raise ValueError("not a folder")
+        "".join(names)  # TypeError for a name that is not a str (one C loop, not a genexpr)
     hexes = list(trees.values())
     joined = "".join(hexes)  # TypeError for anything but str
     if len(joined) != 40 * len(hexes) or len(bytes.fromhex(joined)) != 20 * len(hexes):

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memfs import gitindex, indexfile
+from memfs import gitindex, indexfile, statusrecord
 from memfs.commitrecord import (
     Sig,
     Table,
@@ -105,7 +105,7 @@ def commit(
         return FALLBACK
     paths = table.paths
     try:
-        stats = [lstat(base + path) for path in paths]
+        stats = statusrecord.lstat_all(base, paths)
         dirty = table.changed(stats)
     except (OSError, OverflowError):
         return FALLBACK  # gone (its folder's listing changed too, or is changing now)
