@@ -223,6 +223,11 @@ def status(agent: Agent) -> Status:
     if found is not None:
         return live(agent, found)
     started = statusrecord.now_ns()
+    from memfs import statuscarry  # right after a commit: the record of the HEAD before
+
+    found = statuscarry.carried(agent, made_for, started)
+    if found is not None:
+        return live(agent, found)
     found, taken, reviewed = work_out(agent, head)
     if not reviewed:  # Letta's review reads the environment too: not recorded
         statusrecord.save(agent, made_for, found, taken, started)
