@@ -164,3 +164,15 @@ def test_a_status_record_of_another_head_with_a_skipped_file_is_walked(tmp_path:
     settle(agent.root)
     answer, used = carried(agent)
     assert not used and answer == fresh(agent)
+
+
+def test_ls_and_context_right_after_a_commit_carry_the_record(tmp_path: Path) -> None:
+    from .test_statusrecord import _reads
+
+    agent = committed_after_status(tmp_path)
+    before = statuscarry.records_carried
+    *carried_reads, used = _reads(agent)
+    assert used and statuscarry.records_carried == before + 1
+    (agent.root / RECORD).unlink()
+    *walked, used = _reads(agent)
+    assert not used and carried_reads == walked
