@@ -31,7 +31,7 @@ from array import array
 from typing import TYPE_CHECKING, Any
 
 from memfs import statusrecord
-from memfs.commitrecord import _MODES
+from memfs.commitrecord import _MODES, differing
 
 if TYPE_CHECKING:
     from memfs.agent import Agent, Status
@@ -88,7 +88,7 @@ def _carry(
     seen.frombytes(sigs)
     if len(seen) != len(now):
         return None
-    new_rows = set(_differing(now, seen)) | set(_differing(now, table.sigs))
+    new_rows = set(differing(now, seen)) | set(differing(now, table.sigs))
     cap, uid = commit["cap"], os.getuid()
     problem_paths = {row[0] for row in record[4][2]}
     fresh = []
@@ -122,21 +122,6 @@ def _carry(
     global records_carried
     records_carried += 1
     return status
-
-
-def _differing(now: array[int], then: array[int]) -> list[int]:
-    """The rows (five numbers each) where ``now`` and ``then`` differ: 256 rows compared at
-    once, one by one only inside a block that differs."""
-    if now == then:
-        return []
-    found = []
-    step = 5 * 256
-    for start in range(0, len(now), step):
-        if now[start : start + step] != then[start : start + step]:
-            for i in range(start // 5, min(start // 5 + 256, len(now) // 5)):
-                if now[5 * i : 5 * i + 5] != then[5 * i : 5 * i + 5]:
-                    found.append(i)
-    return found
 
 
 def _as_committed(agent: Agent, table: Any, row: int, st: os.stat_result, path: str) -> bool:
