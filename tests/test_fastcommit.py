@@ -357,7 +357,8 @@ def test_a_native_agent_without_rules_commits_without_loading_letta_s_rules(
     tmp_path: Path,
 ) -> None:
     """No Letta layout, no pre-commit hook, no secrets: the gate lets everything through, so
-    the fast path does not load memfs.lettahook; Letta's hook installed, it holds as before."""
+    the fast path does not load memfs.lettahook (nor dulwich's lock file, for the index);
+    Letta's hook installed, it holds as before."""
     from memfs import lettahook
 
     from .test_cli_startup import loaded_by
@@ -368,6 +369,7 @@ def test_a_native_agent_without_rules_commits_without_loading_letta_s_rules(
     loaded = loaded_by(agent.root, ["commit", "-m", "plain"])
     assert "memfs.lettahook" not in loaded
     assert "memfs.fastcommit" in loaded
+    assert "dulwich.file" not in loaded  # the index is written under index.lock by gitindex
     assert shown(agent, EDITED).endswith(b"changed\n")
     hook = agent.root / ".git/hooks/pre-commit"
     hook.parent.mkdir(exist_ok=True)
