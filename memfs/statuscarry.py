@@ -7,7 +7,9 @@ status record was made for another HEAD and the commit record (``memfs.commitrec
 this one, the two together answer for the tree, with one ``lstat`` per file:
 
 - the status record is of the shape written, for this memfs, user and files beside the tree
-  (``statusrecord.key`` but HEAD), and listed no skipped file and no open conflict;
+  (``statusrecord.key`` but HEAD), and listed no skipped file, no open conflict and no file
+  added or deleted (HEAD then tracked the same paths: a walk lists the same folders); the
+  layout is decided by those files (agent.yaml or MEMORY.md is there), not by HEAD;
 - the commit record was made for exactly this key (HEAD, the files beside the tree);
 - every folder the status record saw stats as it did then: no entry came or went, so the
   same files are walked and the same secrets ignored; it saw exactly the commit record's
@@ -69,6 +71,10 @@ def _carry(
     old_status = statusrecord._status_of(record[4])  # ValueError unless of the shape written
     if old_status.skipped or old_status.conflicts:
         return None
+    if any(change.status != "modified" for change in old_status.changes):
+        return None  # HEAD then tracked other paths: a walk may list other folders
+    if not _layout_on_disk(wanted):
+        return None  # the rules files are read by may depend on HEAD (Letta v1 or v2)
     commit = commitrecord.load(agent)
     if commit is None or commit["key"] != wanted:
         return None
@@ -122,6 +128,16 @@ def _carry(
     global records_carried
     records_carried += 1
     return status
+
+
+def _layout_on_disk(wanted: tuple[Any, ...]) -> bool:
+    """Whether the key's files alone decide the layout (``Agent.layout``): agent.yaml or
+    MEMORY.md is a regular file. Otherwise HEAD's tree decides between Letta's v1 and v2."""
+    beside = dict(zip(statusrecord.INSIDE, wanted[3][len(statusrecord.OUTSIDE) :], strict=True))
+    return any(
+        (found := beside[name]) is not None and stat.S_ISREG(found[4])
+        for name in ("agent.yaml", "MEMORY.md")
+    )
 
 
 def _as_committed(agent: Agent, table: Any, row: int, st: os.stat_result, path: str) -> bool:

@@ -176,3 +176,32 @@ def test_ls_and_context_right_after_a_commit_carry_the_record(tmp_path: Path) ->
     (agent.root / RECORD).unlink()
     *walked, used = _reads(agent)
     assert not used and carried_reads == walked
+
+
+def test_a_status_record_listing_an_added_file_is_walked(tmp_path: Path) -> None:
+    """The record before listed a file added: HEAD then tracked other paths (a walk may go
+    into other folders), so the status after committing it is walked."""
+    agent = make_agent(tmp_path)
+    agent.commit()
+    write(agent.root, "reference/t1/added.md", "---\ndescription: added\n---\nx\n")
+    settle(agent.root)
+    answer, _ = served(agent)
+    assert answer["changes"] == [{"path": "reference/t1/added.md", "status": "added"}]
+    agent.commit()
+    settle(agent.root)
+    answer, used = carried(agent)
+    assert not used and answer["clean"] and answer == fresh(agent)
+
+
+def test_a_letta_repo_whose_layout_head_decides_is_walked(letta_v1_repo: Path) -> None:
+    with memfs.open(letta_v1_repo) as agent:
+        agent.commit()
+        settle(agent.root)
+        served(agent)
+        memory = next(p for p in agent.root.rglob("*.md") if ".git" not in p.parts)
+        memory.write_text(memory.read_text() + "\nmore\n")
+        settle(agent.root)
+        agent.commit()
+        settle(agent.root)
+        answer, used = carried(agent)
+        assert not used and answer == fresh(agent)
