@@ -151,9 +151,16 @@ def snapshot(agent: Agent, head_tree: Files | None = None) -> Snapshot:
         from memfs import statusrecord
 
         head = agent.history.head()
-        recorded = statusrecord.recorded_snapshot(agent, statusrecord.key(agent, head))
+        made_for = statusrecord.key(agent, head)
+        recorded = statusrecord.recorded_snapshot(agent, made_for)
         if recorded is not None:  # the tree is as the last status saw it
             return recorded
+        from memfs import statuscarry  # right after a commit: carried, then read as recorded
+
+        if statuscarry.carried(agent, made_for, statusrecord.now_ns()) is not None:
+            recorded = statusrecord.recorded_snapshot(agent, made_for)
+            if recorded is not None:
+                return recorded
         head_tree = agent.history.head_tree(head)
     return scan(agent, head_tree)
 
@@ -270,6 +277,11 @@ def status(agent: Agent) -> Status:
     if found is not None:
         return live(agent, found)
     started = statusrecord.now_ns()
+    from memfs import statuscarry  # right after a commit: the record of the HEAD before
+
+    found = statuscarry.carried(agent, made_for, started)
+    if found is not None:
+        return live(agent, found)
     found, taken, reviewed = work_out(agent, head)
     if not reviewed:  # Letta's review reads the environment too: not recorded
         statusrecord.save(agent, made_for, found, taken, started)

@@ -116,18 +116,24 @@ class Table:
     def changed(self, stats: list[os.stat_result]) -> list[int]:
         """The rows whose stat is not ``stats``' (or untrusted); OverflowError for a stat
         field outside the columns' range (a time before 1970)."""
-        now = array("Q", chain.from_iterable(map(_STAT, stats)))
-        if now == self.sigs:
-            return []
-        found = []
-        step = 5 * 256
-        for start in range(0, len(now), step):
-            if now[start : start + step] != self.sigs[start : start + step]:
-                first = start // 5
-                for i in range(first, min(first + 256, len(self.paths))):
-                    if now[5 * i : 5 * i + 5] != self.sigs[5 * i : 5 * i + 5]:
-                        found.append(i)
-        return found
+        return differing(array("Q", chain.from_iterable(map(_STAT, stats))), self.sigs)
+
+
+def differing(now: array[int], then: array[int]) -> list[int]:
+    """The rows (five numbers each) where the columns ``now`` and ``then`` differ: 256 rows
+    compared at once, one by one only inside a block that differs."""
+    if now == then:
+        return []
+    found = []
+    step = 5 * 256
+    rows = min(len(now), len(then)) // 5
+    for start in range(0, 5 * rows, step):
+        if now[start : start + step] != then[start : start + step]:
+            first = start // 5
+            for i in range(first, min(first + 256, rows)):
+                if now[5 * i : 5 * i + 5] != then[5 * i : 5 * i + 5]:
+                    found.append(i)
+    return found
 
 
 def _path(agent: Agent) -> Path:
@@ -309,8 +315,7 @@ def _check(record: dict[str, Any]) -> None:
         sig, names = value
         if (sig is not None and not _is_sig(sig)) or type(names) is not tuple:
             raise ValueError("not a folder")
-        if any(type(name) is not str for name in names):
-            raise ValueError("not a folder")
+        "".join(names)  # TypeError for a name that is not a str (one C loop, not a genexpr)
     hexes = list(trees.values())
     joined = "".join(hexes)  # TypeError for anything but str
     if len(joined) != 40 * len(hexes) or len(bytes.fromhex(joined)) != 20 * len(hexes):

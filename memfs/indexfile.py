@@ -195,21 +195,28 @@ def splice(
     ``index_mtime_ns``, with ``replacements`` (path -> ``pack_entry``, None to drop
     it). An entry copied over that was racily clean (modified no earlier than
     the old index was written) is smudged, as git does: its size is zeroed so the next read
-    hashes the file instead of trusting a stat the new index's later time would vouch for."""
-    chunks = dict(raw)
-    for name, entry in entries.items():
-        if entry is not None and entry[1] >= index_mtime_ns - RACY_NS and name not in replacements:
-            chunk = chunks[name]
-            chunks[name] = chunk[:36] + bytes(4) + chunk[40:]
-    for name, packed in replacements.items():
-        if packed is None:
-            chunks.pop(name, None)
-        else:
-            chunks[name] = packed
-    data = b"".join(
-        [b"DIRC", struct.pack(">LL", 2, len(chunks))]
-        + [chunks[n] for n in sorted(chunks, key=git_order)]
-    )
+    hashes the file instead of trusting a stat the new index's later time would vouch for.
+
+    ``raw`` is in the index's order (git's): when no name is new the entries keep it and
+    nothing is sorted (10,000 names encoded and sorted cost a commit ~5 ms)."""
+    racy_from = index_mtime_ns - RACY_NS
+    smudged = {
+        name: chunk[:36] + bytes(4) + chunk[40:]
+        for name, chunk in raw.items()
+        if (entry := entries.get(name)) is not None
+        and entry[1] >= racy_from
+        and name not in replacements
+    }
+    overrides: dict[str, bytes | None] = {**smudged, **replacements}
+    if overrides.keys() <= raw.keys():
+        kept = (overrides.get(name, chunk) for name, chunk in raw.items())
+        parts = [part for part in kept if part is not None]
+    else:  # a name that is new: sorted in
+        chunks = {**raw, **overrides}
+        parts = [
+            chunk for name in sorted(chunks, key=git_order) if (chunk := chunks[name]) is not None
+        ]
+    data = b"".join([b"DIRC", struct.pack(">LL", 2, len(parts)), *parts])
     import hashlib
 
     return data + hashlib.sha1(data).digest()

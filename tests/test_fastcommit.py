@@ -351,3 +351,30 @@ def test_the_git_identity_is_read_as_dulwich_reads_it(tmp_path: Path, text: str)
     except KeyError:
         pass
     assert memfs.open(agent.root).history.git_identity() == expected
+
+
+def test_a_native_agent_without_rules_commits_without_loading_letta_s_rules(
+    tmp_path: Path,
+) -> None:
+    """No Letta layout, no pre-commit hook, no secrets: the gate lets everything through, so
+    the fast path does not load memfs.lettahook (nor dulwich's lock file, for the index);
+    Letta's hook installed, it holds as before."""
+    from memfs import lettahook
+
+    from .test_cli_startup import loaded_by
+
+    agent = make_agent(tmp_path)
+    write(agent.root, EDITED, "---\ndescription: n1\n---\nchanged\n")
+    settle(agent.root)
+    loaded = loaded_by(agent.root, ["commit", "-m", "plain"])
+    assert "memfs.lettahook" not in loaded
+    assert "memfs.fastcommit" in loaded
+    assert "dulwich.file" not in loaded  # the index is written under index.lock by gitindex
+    assert shown(agent, EDITED).endswith(b"changed\n")
+    hook = agent.root / ".git/hooks/pre-commit"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f"#!/bin/sh\n{lettahook.HOOK_MARK}\nexit 0\n")
+    write(agent.root, EDITED, "no front matter at all\n")
+    agent.commit()
+    assert [p.path for p in agent.held] == [EDITED]
+    assert shown(agent, EDITED).endswith(b"changed\n")
