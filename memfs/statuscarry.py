@@ -30,12 +30,14 @@ import marshal
 import os
 import stat
 from array import array
-from typing import TYPE_CHECKING, Any
 
 from memfs import statusrecord
 from memfs.commitrecord import _MODES, differing
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent, Status
 
 records_carried = 0  # answers carried over a commit by this process: for tests and benchmarks
