@@ -273,6 +273,8 @@ def test_a_command_imports_no_other_commands_module(agent_dir: Path) -> None:
     """Commands register lazily: ``memfs status`` builds no option of push, watch or mount."""
     loaded = loaded_by(agent_dir, ["status"])
     assert sorted(m for m in loaded if m.startswith("memfs.cli.")) == [
+        "memfs.cli.app",
+        "memfs.cli.failure",
         "memfs.cli.output",
         "memfs.cli.repo",
     ]

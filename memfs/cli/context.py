@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from memfs.cli import AppState, pass_state
+from memfs.cli.app import AppState, pass_state
 from memfs.cli.output import emit_json, warn
 
 if TYPE_CHECKING:
