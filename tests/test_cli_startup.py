@@ -275,6 +275,7 @@ def test_a_command_imports_no_other_commands_module(agent_dir: Path) -> None:
     assert sorted(m for m in loaded if m.startswith("memfs.cli.")) == [
         "memfs.cli.app",
         "memfs.cli.failure",
+        "memfs.cli.localcmds",
         "memfs.cli.output",
         "memfs.cli.repo",
     ]
