@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing costs a command ~3 ms to import; mypy reads the block
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from memfs.agent import Agent
 
 # An option: its names on the command line -> (the body's argument, its kind). A "flag" takes
