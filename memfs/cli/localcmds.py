@@ -153,10 +153,14 @@ def ls(agent: Agent, as_json: bool) -> int:
         emit_json(rows)
         return 0
     width = max((len(row["label"]) for row in rows), default=5)
+    lines = []
     for row in rows:
         pinned = "pinned" if row["pinned"] else "      "
         size = f"{row['size']}/{row['limit']}" if row["limit"] else str(row["size"])
         flags = " read-only" if row["read_only"] else ""
         description = row["description"] or ""
-        echo(f"{row['label']:<{width}}  {pinned}  {size:>11}{flags}  {description}".rstrip())
+        line = f"{row['label']:<{width}}  {pinned}  {size:>11}{flags}  {description}"
+        lines.append(line.rstrip())
+    if lines:  # one write, not one flushed write per file (10,000 files: ~20 ms)
+        echo("\n".join(lines))
     return 0
