@@ -201,6 +201,26 @@ def test_stdout_and_stderr_keep_their_order_on_one_pipe(
     assert "memfs: " in outcomes[0][0], "both streams were written"
 
 
+def test_changes_letta_holds_back_are_told_alike(letta_v1_repo: Path, tmp_path: Path) -> None:
+    """A Letta Code repo with an edit of a read-only file (held: exit 1) and of another file."""
+    for path, old, new in (
+        ("system/rules.md", "Never force-push.", "Force-push whenever."),
+        ("system/human.md", "Name: Ada", "Name: Ada Lovelace"),
+    ):
+        target = letta_v1_repo / path
+        target.write_text(target.read_text(encoding="utf-8").replace(old, new, 1), "utf-8")
+    cases = (["status"], ["commit"], ["commit", "--allow-read-only", "system/rules.md"])
+    for number, args in enumerate(cases):
+        outcomes = []
+        for fast in (True, False):
+            root = tmp_path / f"{number}-{fast}" / "repo"
+            shutil.copytree(letta_v1_repo, root, symlinks=True)
+            out, err, code = run(args, root, fast)
+            outcomes.append((masked(out, root), masked(err, root), code))
+        assert outcomes[0] == outcomes[1], args
+        assert outcomes[0][2] == (1 if args == ["commit"] else 0), outcomes[0]
+
+
 def test_memfs_agent_in_the_environment_names_the_agent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
