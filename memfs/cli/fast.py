@@ -96,7 +96,10 @@ def run_fast(argv: list[str]) -> int | None:
         return _RUNNERS[parsed.command](parsed)
     except (Exception, KeyboardInterrupt) as error:
         message, code = explain(error)
-        warn(message)
+        try:
+            warn(message)
+        except BrokenPipeError:  # stderr is gone: nobody reads the line; exit 1, no traceback
+            return 1
         return code
 
 
