@@ -25,7 +25,7 @@ from memfs import sync
 from memfs.cli.fast import parse
 from memfs.cloning import clone
 from memfs.remotes import add_remote
-from tests.conftest import write
+from tests.conftest import git, write
 from tests.servers import bare_repo
 
 CLICK = "from memfs.cli.app import cli; cli(prog_name='memfs')"
@@ -183,8 +183,17 @@ def test_the_fast_path_says_what_click_says(
         if fast:
             assert parse(argv) is not None, "a shape the fast path runs"
         out, err, code = run(argv, cwd, fast)
-        outcomes.append((masked(out, base), masked(err, base), code))
+        outcomes.append((masked(out, base), masked(err, base), code, left_behind(cwd)))
     assert outcomes[0] == outcomes[1]
+
+
+def left_behind(root: Path) -> tuple[str, str]:
+    """What a command leaves in the agent: the files of its last commit and the work tree's
+    state (not their ids: conflict markers name commits, and those differ by their times)."""
+    if not (root / ".git").exists():
+        return "", ""
+    committed = git(root, "ls-tree", "-r", "--name-only", "HEAD")
+    return committed, git(root, "status", "--porcelain", "--untracked-files=all")
 
 
 @pytest.mark.parametrize(
