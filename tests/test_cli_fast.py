@@ -135,8 +135,6 @@ def twins(tmp_path: Path, situation: str) -> tuple[Path, Path]:
 # the agent's folder unless the argv names it.
 CASES = [
     ("clean", ["status"]),
-    ("clean", ["status", "--json"]),
-    ("clean", ["ls"]),
     ("clean", ["context", "--format", "letta", "--from-head"]),
     ("clean", ["context", "--rev", "nosuch"]),
     ("clean", ["commit"]),
@@ -154,7 +152,6 @@ CASES = [
     ("dirty", ["sync", "--env-name", "box", "--quiet"]),
     ("held", ["status"]),
     ("held", ["commit"]),
-    ("behind", ["status"]),
     ("behind", ["fetch", "origin", "--json"]),
     ("behind", ["pull", "--ff-only"]),
     ("behind", ["pull", "origin", "--json"]),
@@ -163,7 +160,6 @@ CASES = [
     ("diverged", ["sync", "--conflict=markers"]),
     ("bad remote", ["push"]),
     ("bad remote", ["push", "nosuch"]),
-    ("bad remote", ["fetch", "-q"]),
     ("not an agent", ["status"]),
     ("not an agent", ["-C", "{base}/missing", "ls"]),
     ("not an agent", ["context", "{base}/missing"]),
