@@ -273,6 +273,9 @@ def test_a_command_imports_no_other_commands_module(agent_dir: Path) -> None:
     """Commands register lazily: ``memfs status`` builds no option of push, watch or mount."""
     loaded = loaded_by(agent_dir, ["status"])
     assert sorted(m for m in loaded if m.startswith("memfs.cli.")) == [
+        "memfs.cli.app",
+        "memfs.cli.failure",
+        "memfs.cli.localcmds",
         "memfs.cli.output",
         "memfs.cli.repo",
     ]
@@ -310,3 +313,41 @@ def test_a_one_file_commit_from_its_record_reads_no_object_model(tmp_path: Path)
     assert heavy_in(loaded_by(root, ["commit"]), FAST_COMMIT) == []
     with memfs.open(root) as agent:
         assert agent.status().clean
+
+
+# The fast path (memfs/cli/fast.py), as ``main`` runs it: no click at all.
+FAST_PROBE = """
+import json, sys
+from memfs.cli.fast import run_fast
+code = run_fast(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["context"],
+        ["ls"],
+        ["commit", "-m", "edit"],
+        ["push", "-q"],
+        ["pull", "cloud"],
+        ["fetch"],
+        ["sync"],
+    ],
+)
+def test_the_commands_a_harness_runs_load_no_click(agent_dir: Path, args: list[str]) -> None:
+    if args[0] == "commit":
+        write(agent_dir, "reference/notes.md", "---\ndescription: notes\n---\nfast commit\n")
+    result = subprocess.run(
+        [sys.executable, "-c", FAST_PROBE, "-C", str(agent_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["code"] == 0, result.stderr
+    assert heavy_in(set(outcome["modules"]), ("click",)) == []

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import click
 
-from memfs.cli import AppState, pass_state
-from memfs.cli.output import emit_json, warn
-
-if TYPE_CHECKING:
-    from memfs.schema import Problem
+from memfs.cli.app import AppState, pass_state
 
 
 @click.command()
@@ -106,86 +101,34 @@ def context(
       memfs context --format letta --from-head --metadata --agent-id agent-123
       memfs context --format letta --from-head --system system.md > prompt.txt
     """
+    from memfs.cli.contextcmd import LETTA_ONLY, BadOption
+    from memfs.cli.contextcmd import context as run
     from memfs.opening import open_agent
 
     if from_head and rev is not None:
         raise click.UsageError("--from-head and --rev are the same thing: give one")
-    letta_only = {
-        "--metadata": metadata,
-        "--agent-id": agent_id,
-        "--conversation-id": conversation_id,
-        "--now": compiled_at,
-        "--messages": messages,
-        "--system": system_file,
-        "--root-projection": root_projection,
-    }
+    values = (metadata, agent_id, conversation_id, compiled_at, messages, system_file)
+    letta_only = dict(zip(LETTA_ONLY, (*values, root_projection), strict=True))
     given = [name for name, value in letta_only.items() if value is not None and value is not False]
     if given and output_format != "letta":
         raise click.UsageError(f"{given[0]} goes with --format letta")
     agent = open_agent(directory) if directory else state.agent()
     click.get_current_context().with_resource(agent)
-    rev = "HEAD" if from_head else rev
-    if output_format == "letta":
-        from memfs.lettacontext import (
-            MemoryMetadata,
-            build_letta_context,
-            inject_core_memory,
-            letta_agent_id,
+    try:
+        code = run(
+            agent,
+            output_format,
+            "HEAD" if from_head else rev,
+            given,
+            agent_id,
+            conversation_id,
+            compiled_at,
+            messages,
+            system_file,
+            root_projection,
+            strict,
         )
-
-        memory_metadata = None
-        if [name for name in given if name != "--root-projection"]:
-            memory_metadata = MemoryMetadata(
-                agent_id=agent_id or letta_agent_id(agent),
-                conversation_id=conversation_id or "default",
-                compiled_at=_parse_time(compiled_at),
-                previous_messages=messages or 0,
-            )
-        letta = build_letta_context(agent, rev, memory_metadata, root_projection)
-        _report(letta.problems)
-        text = letta.text
-        if system_file is not None:
-            text = inject_core_memory(_system_prompt(system_file), text)
-        click.echo(text, nl=False)
-        _exit_if_strict(letta.problems, strict)
-        return
-    from memfs.context import build_context  # not with Letta's: that one is another module
-
-    built = build_context(agent, rev)
-    _report(built.problems)
-    if output_format == "json":
-        emit_json(built.to_dict())
-    else:
-        click.echo(built.render(), nl=False)
-    _exit_if_strict(built.problems, strict)
-
-
-def _report(problems: list[Problem]) -> None:
-    for problem in problems:
-        warn(problem.render())
-
-
-def _exit_if_strict(problems: list[Problem], strict: bool) -> None:
-    if strict and problems:
-        click.get_current_context().exit(1)
-
-
-def _parse_time(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(timezone.utc)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint="--now") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _system_prompt(system_file: BinaryIO) -> str:
-    """The text of ``--system FILE``; a usage error (exit 2) if it is not UTF-8."""
-    data = system_file.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise click.BadParameter(
-            f"{system_file.name} is not UTF-8 text (byte {error.start})", param_hint="'--system'"
-        ) from error
+    except BadOption as error:
+        raise click.BadParameter(error.message, param_hint=error.hint) from error
+    if code:
+        click.get_current_context().exit(code)

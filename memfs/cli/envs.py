@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from memfs.cli import AppState, pass_state
+from memfs.cli.app import AppState, pass_state
 from memfs.cli.output import emit_json, json_option
 
 

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from memfs.cli import AppState, CommandError, pass_state
+from memfs.cli.app import AppState, pass_state
+from memfs.cli.failure import CommandError
 from memfs.cli.output import emit_json, json_option, warn
 
 if TYPE_CHECKING:

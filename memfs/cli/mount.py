@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from memfs.cli import CommandError
+from memfs.cli.failure import CommandError
 from memfs.cli.output import emit_json, json_option
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from memfs.cli import AppState, pass_state
+from memfs.cli.app import AppState, pass_state
 from memfs.cli.output import emit_json, json_option
 
 

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from memfs.cli import AppState, pass_state
-from memfs.cli.output import emit_bytes, emit_json, json_option, warn
+from memfs.cli import localcmds
+from memfs.cli.app import AppState, pass_state
+from memfs.cli.localcmds import warn_held
+from memfs.cli.output import emit_bytes, emit_json, json_option
 
 if TYPE_CHECKING:
-    from memfs.lettahook import Refusal
     from memfs.trees import CommitInfo
 
 ALLOW_READ_ONLY_HELP = (
@@ -47,18 +48,9 @@ def init(directory: str, name: str | None, description: str) -> None:
         click.echo(f"{files} memory files, commit {latest[0].short}")
     else:  # a Letta repo whose every file its installed hook refuses
         click.echo(f"{files} memory files, nothing committed yet")
-    _warn_held(agent.held)
+    warn_held(agent.held)
     if agent.held:
         click.get_current_context().exit(1)
-
-
-def _warn_held(held: list[Refusal]) -> None:
-    """Each change Letta's rules keep out of a commit, on stderr."""
-    for refusal in held:
-        if refusal.blocking:
-            warn(f"Letta's hook refuses every commit until this is fixed: {refusal.render()}")
-        else:
-            warn(f"not committed, kept in the work tree: {refusal.render()}")
 
 
 @click.command()
@@ -71,89 +63,7 @@ def status(state: AppState, as_json: bool) -> None:
     Example:
       memfs status --json
     """
-    from memfs.remotestate import remote_states
-    from memfs.secrets.hooks import HOLDS_SECRET, pending_count, shown_paths
-    from memfs.watchstate import status as watcher_status
-
-    agent = state.agent()
-    report = agent.status()
-    remotes = remote_states(agent)
-    watcher = watcher_status(agent)
-    pending = pending_count(agent)
-    shown = shown_paths(agent, report)  # a held file's name may hold a secret's value
-    if as_json:
-        remote_dicts = [r.to_dict() for r in remotes]
-        extra = {"remotes": remote_dicts, "watcher": watcher, "secrets_pending": pending}
-        data = report.to_dict()
-        data["changes"] = [{**c, "path": shown(c["path"])} for c in data["changes"]]
-        emit_json({**data, **extra})
-        return
-    head = report.head[:7] if report.head else "no commits yet"
-    click.echo(f"On branch {report.branch} at {head}")
-    if report.git_operation:
-        operation = report.git_operation
-        click.echo(
-            f"A git {operation} is in progress: memfs commits and merges nothing until "
-            f"'git {operation} --continue' (or --abort) ends it"
-        )
-    elif report.detached:
-        click.echo("HEAD is detached (not on a branch): memfs commits nothing until 'git switch'")
-    if report.clean:
-        click.echo("Nothing to commit: the memory matches the last commit.")
-    else:
-        click.echo("Changes not committed (run 'memfs commit'):")
-        held = {problem.path for problem in report.held}
-        for change in report.changes:
-            path = shown(change.path)
-            kept = "  (kept out of commits, see below)" if path in held else ""
-            click.echo(f"  {change.status + ':':<10} {path}{kept}")
-    holding = [p for p in report.held if p.message.startswith(HOLDS_SECRET)]
-    letta = [p for p in report.held if p not in holding]
-    if letta:
-        click.echo(
-            "Letta refuses these, so memfs leaves them in the work tree, uncommitted"
-            + (" (and commits nothing until the first is fixed):" if report.blocked else ":")
-        )
-        for problem in letta:
-            click.echo(f"  {problem.render()}")
-    if holding:
-        click.echo("These hold a secret's value: memfs leaves them in the work tree, uncommitted:")
-        for problem in holding:
-            click.echo(f"  {problem.render()}")
-    if pending:
-        click.echo(f"Secrets: {pending} change{'s' if pending > 1 else ''} not pushed yet")
-    if report.update_pending:
-        click.echo(
-            "A merge is updating the files, or stopped midway: the next commit or sync puts"
-            " back what it wrote and merges again (nothing is lost)"
-        )
-    if report.conflicts:
-        click.echo("Open conflicts (reconcile, then 'memfs resolve PATH --keep ours|theirs|both'):")
-        for conflict in report.conflicts:
-            if conflict.kind == "copy":
-                click.echo(f"  {conflict.path}: other version at {conflict.copy_path}")
-            else:
-                click.echo(f"  {conflict.path}: conflict markers")
-    if report.problems:
-        click.echo("Problems (run 'memfs check' for details):")
-        for problem in report.problems:
-            click.echo(f"  {problem.render()}")
-    if report.secrets:
-        click.echo("Ignored, looks like a secret: " + ", ".join(report.secrets))
-    for skipped in report.skipped:
-        click.echo(f"Not versioned: {skipped.shown}: {skipped.reason}")
-    for remote in remotes:
-        line = f"Remote {remote.name}: {remote.ahead} ahead, {remote.behind} behind"
-        if remote.last_error:
-            line += f"; last sync failed: {remote.last_error}"
-        elif remote.last_ok:
-            line += f"; last sync {remote.last_ok}"
-        click.echo(line)
-    if watcher["running"]:
-        line = f"Watcher: running (pid {watcher['pid']}), last commit {watcher.get('last_commit')}"
-        click.echo(
-            line + (f"; last error: {watcher['last_error']}" if watcher.get("last_error") else "")
-        )
+    _exit_with(localcmds.status(state.agent(), as_json))
 
 
 @click.command()
@@ -182,21 +92,7 @@ def commit(state: AppState, message: str | None, allow_read_only: tuple[str, ...
       memfs commit -m "remember the user's timezone"
       memfs commit --allow-read-only system/rules.md
     """
-    agent = state.agent()
-    info = agent.commit(message=message, allow_read_only=allow_read_only)
-    held = agent.held
-    if info is None:
-        click.echo("Nothing to commit." if not held else "Nothing committed.")
-    else:
-        click.echo(f"[{agent.history.branch()} {info.short}] {info.summary}")
-        for path in agent.overridden:
-            warn(f"{path} is read-only in Letta: changed on purpose (Letta's hook would refuse it)")
-    _warn_held(held)
-    skipped = agent.skipped
-    for item in skipped:
-        warn(f"not versioned: {item.shown}: {item.reason}")
-    if skipped or held:
-        click.get_current_context().exit(1)
+    _exit_with(localcmds.commit(state.agent(), message, allow_read_only))
 
 
 @click.command()
@@ -339,36 +235,10 @@ def ls(state: AppState, as_json: bool) -> None:
     A file memfs cannot read (not UTF-8, front matter it cannot parse) is still listed, and
     named on stderr as 'path:line: what' (exit 0: 'memfs check' says more).
     """
-    from memfs.layout import in_context
+    _exit_with(localcmds.ls(state.agent(), as_json))
 
-    agent = state.agent()
-    layout = agent.layout
-    # From the parse cache: a file is read only when its stat data changed since last time.
-    parsed = agent.parsed_memory(agent.snapshot(), layout)
-    for path, found in parsed.items():
-        if found.unreadable:
-            for problem in found.problem_list(path):
-                if problem.severity == "error":
-                    warn(problem.render())
-    rows = [
-        {
-            "label": found.label,
-            "path": path,
-            "description": found.description,
-            "pinned": in_context(path, layout),
-            "read_only": found.read_only,
-            "size": found.size,
-            "limit": found.limit,
-        }
-        for path, found in parsed.items()
-    ]
-    if as_json:
-        emit_json(rows)
-        return
-    width = max((len(row["label"]) for row in rows), default=5)
-    for row in rows:
-        pinned = "pinned" if row["pinned"] else "      "
-        size = f"{row['size']}/{row['limit']}" if row["limit"] else str(row["size"])
-        flags = " read-only" if row["read_only"] else ""
-        description = row["description"] or ""
-        click.echo(f"{row['label']:<{width}}  {pinned}  {size:>11}{flags}  {description}".rstrip())
+
+def _exit_with(code: int) -> None:
+    """End the click command with a body's exit code (memfs/cli/py)."""
+    if code:
+        click.get_current_context().exit(code)

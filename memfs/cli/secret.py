@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from memfs.cli import AppState, pass_state
+from memfs.cli.app import AppState, pass_state
 from memfs.cli.output import emit_json, json_option, warn
 
 if TYPE_CHECKING:

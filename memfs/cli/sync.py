@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-from memfs.cli import AppState, CommandError, pass_state
-from memfs.cli.output import emit_json, json_option, progress_printer, warn
-
-if TYPE_CHECKING:
-    from memfs.sync import SyncReport
+from memfs.cli import synccmds
+from memfs.cli.app import AppState, pass_state
+from memfs.cli.output import emit_json, json_option, progress_printer
 
 POLICY_CHOICE = click.Choice(["copy", "markers", "ours", "theirs"])
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
@@ -35,52 +31,6 @@ unrelated_option = click.option(
 )
 
 
-def _report(report: SyncReport, as_json: bool) -> None:
-    """Print a report, then fail with the first remote error, if any."""
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        if report.committed is not None:
-            click.echo(f"committed {report.committed.short} {report.committed.summary}")
-        for outcome in report.remotes:
-            steps = []
-            if outcome.integrated:
-                steps.append(outcome.integrated)
-            if outcome.pushed:
-                steps.append(outcome.pushed)
-            if outcome.error:
-                steps.append("failed")
-            click.echo(f"{outcome.remote}: {', '.join(steps) or 'nothing to do'}")
-            for conflict in outcome.conflicts:
-                where = (
-                    f"other version at {conflict.copy_path}"
-                    if conflict.copy_path
-                    else conflict.resolution
-                )
-                click.echo(f"  conflict in {conflict.path} ({conflict.kind}): {where}")
-        if not report.remotes:
-            click.echo("No remotes: add one with 'memfs remote add NAME URL'.")
-        for outcome in report.mirrors:
-            if outcome.error is None:
-                click.echo(f"{outcome.remote}: {outcome.pushed or 'nothing to do'} (mirror)")
-    if report.conflicts and not as_json:
-        warn(
-            f"{len(report.conflicts)} conflicts settled, both versions kept: see 'memfs conflicts'"
-        )
-    for outcome in report.mirrors:
-        if outcome.error is not None:
-            warn(f"warning: mirror {outcome.remote} not updated (nothing lost): {outcome.error}")
-    _fail_on_remote_errors(report)
-
-
-def _fail_on_remote_errors(report: SyncReport) -> None:
-    """Exit 7 (10 for a key or integrity problem) with the first remote's error, once
-    everything else has been reported."""
-    failed = [o for o in report.remotes if o.error]
-    if failed:
-        raise CommandError(failed[0].error or "", failed[0].exit_code)
-
-
 @click.command()
 @click.argument("remote", required=False)
 @conflict_option
@@ -102,20 +52,7 @@ def push(
     An agent with no remote is pushed to the default cloud (see 'memfs cloud'). A push into
     an agent folder with its files checked out is refused (exit 7): pull there instead.
     """
-    from memfs.sync import push as run
-
-    progress = progress_printer(quiet)
-    report = run(
-        state.agent(),
-        remote,
-        policy,
-        progress=progress,
-        allow_unrelated=allow_unrelated,
-        announce=True,
-    )
-    if report.created_remote is not None and not as_json:
-        click.echo(f"Added remote origin: {report.created_remote.display_url}")
-    _report(report, as_json)
+    _exit_with(synccmds.push(state.agent(), remote, policy, allow_unrelated, quiet, as_json))
 
 
 @click.command()
@@ -125,16 +62,7 @@ def push(
 @pass_state
 def fetch(state: AppState, remote: str | None, quiet: bool, as_json: bool) -> None:
     """Download new commits from REMOTE (default: every non-mirror remote); change nothing else."""
-    from memfs.sync import fetch as run
-
-    report = run(state.agent(), remote, progress=progress_printer(quiet))
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for outcome in report.remotes:
-            at = outcome.fetched[:7] if outcome.fetched else "empty"
-            click.echo(f"{outcome.remote}: {'failed' if outcome.error else at}")
-    _fail_on_remote_errors(report)
+    _exit_with(synccmds.fetch(state.agent(), remote, quiet, as_json))
 
 
 @click.command()
@@ -155,19 +83,8 @@ def pull(
     as_json: bool,
 ) -> None:
     """Commit, then fetch and merge from REMOTE (default: every non-mirror remote)."""
-    from memfs.sync import pull as run
-
-    progress = progress_printer(quiet)
-    report = run(
-        state.agent(),
-        remote,
-        policy,
-        ff_only=ff_only,
-        progress=progress,
-        allow_unrelated=allow_unrelated,
-        announce=True,
-    )
-    _report(report, as_json)
+    agent = state.agent()
+    _exit_with(synccmds.pull(agent, remote, policy, ff_only, allow_unrelated, quiet, as_json))
 
 
 @click.command()
@@ -191,18 +108,8 @@ def sync(
     Example:
       memfs sync --conflict markers
     """
-    from memfs.sync import sync as run
-
-    progress = progress_printer(quiet)
-    report = run(
-        state.agent(),
-        policy,
-        progress=progress,
-        allow_unrelated=allow_unrelated,
-        announce=True,
-        env_name=env_name,
-    )
-    _report(report, as_json)
+    agent = state.agent()
+    _exit_with(synccmds.sync(agent, policy, allow_unrelated, env_name, quiet, as_json))
 
 
 @click.command()
@@ -316,3 +223,9 @@ def gc(state: AppState, remote_name: str | None, grace: float) -> None:
     if remote_name is not None:
         merged, deleted = compact_remote(agent, remote_name, grace)
         click.echo(f"{remote_name}: {merged} packs merged into one, {deleted} old packs deleted.")
+
+
+def _exit_with(code: int) -> None:
+    """End the click command with a body's exit code (memfs/cli/synccmds.py)."""
+    if code:
+        click.get_current_context().exit(code)
