@@ -10,6 +10,7 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from memfs import updaterecord
 from memfs.agent import Agent
 from memfs.apply import MODE_FOLDER, entry_on_disk
 from memfs.errors import (
@@ -202,7 +203,7 @@ def integrate(
     with history.locked():
         for attempt in range(ATTEMPTS):
             if attempt or not committed:
-                agent.commit(origin=origin, remember=False)  # a merge follows
+                agent.commit(origin=origin)  # its record is carried across the merge
             ours = history.head()
             if theirs is None or ours == theirs or (ours and history.is_ancestor(theirs, ours)):
                 return "up to date", kept
@@ -210,8 +211,11 @@ def integrate(
             try:
                 if ours is None or history.is_ancestor(ours, theirs):
                     current = _on_disk_now(history.head_tree(ours), set_aside)
-                    with agent.updating(current, history.tree_of(theirs)):
+                    target = history.tree_of(theirs)
+                    carried = None if set_aside else updaterecord.before_update(agent, ours)
+                    with agent.updating(current, target):
                         history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
+                    updaterecord.after_update(agent, carried, current, target)
                     return "fast-forward", kept
                 if ff_only:
                     raise DivergedError(source, ours, theirs)
@@ -284,8 +288,11 @@ def _merge_commit(
         summary + ("\n\n" + body if body else ""),
         {TRAILER_HOST: hostname(), TRAILER_ORIGIN: "merge"},
     )
-    with agent.updating(_on_disk_now(local.files, set_aside or {}), result.files):
+    current = _on_disk_now(local.files, set_aside or {})
+    carried = None if set_aside else updaterecord.before_update(agent, ours)
+    with agent.updating(current, result.files):
         history.commit_tree(tree, (ours, theirs), message, agent.author())
+    updaterecord.after_update(agent, carried, current, result.files)
     return result.conflicts
 
 

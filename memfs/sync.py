@@ -115,8 +115,9 @@ def pull(
     chosen = conflict_policy(agent, policy)
     opened = dict(opened or {})  # and those opened here: the presence record goes through them
     _open_reading(agent, remote, remote is not None, progress, opened)
-    # no commit record: the merge that follows moves HEAD and would make it stale at once
-    report = SyncReport(committed=agent.commit(origin=origin, remember=False))
+    # a commit record, made here if there is none, is carried across the merge that follows
+    # (memfs.updaterecord): the next pull's or push's commit stats the tree, never walks it
+    report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
         report.remotes.append(
             _pull_one(agent, config, chosen, ff_only, origin, progress, opened, allow_unrelated)
@@ -244,7 +245,7 @@ def sync(
 
     ``announce``: write this one-shot environment's presence record (``memfs sync``)."""
     chosen = conflict_policy(agent, policy)
-    report = SyncReport(committed=agent.commit(origin=origin, remember=False))  # as pull
+    report = SyncReport(committed=agent.commit(origin=origin))  # as pull
     outcomes: dict[str, RemoteOutcome] = {}
     opened: dict[str, Remote] = {}  # one connection per remote for the whole cycle
     for config in _selected(agent, None, include_mirrors=True):
