@@ -36,6 +36,7 @@ from memfs.outgoing import (  # noqa: F401 (sync's API, moved)
     PUSH_ATTEMPTS,
     push_letta_mirror,
     push_remote,
+    upload_ahead,
 )
 from memfs.remotes import Remote, RemoteConfig, get_remote, list_remotes
 from memfs.remotestate import RemoteState, remote_states  # noqa: F401 (sync's API, moved)
@@ -133,11 +134,14 @@ def _open_reading(
     include_mirrors: bool,
     progress: Progress | None,
     opened: dict[str, Remote],
+    ahead: bool = False,
 ) -> None:
     """Open the remotes a push or pull will use and start reading their manifests
     (``BucketRemote.prefetch``) before the local commit, so that round trip (on S3 with the
-    connection's TLS handshake) overlaps the commit's scan and the loading of the repository.
-    What cannot be opened is left to the step that needs it, which reports it as before."""
+    connection's TLS handshake) overlaps the commit's scan and the loading of the repository;
+    with ``ahead`` (a push) the upload of what is committed already starts too
+    (``outgoing.upload_ahead``). What cannot be opened is left to the step that needs it,
+    which reports it as before."""
     try:
         configs = _selected(agent, name, include_mirrors)
     except MemfsError:
@@ -152,6 +156,8 @@ def _open_reading(
         prefetch = getattr(remote, "prefetch", None)
         if prefetch is not None:
             prefetch()
+        if ahead:
+            upload_ahead(agent, config, remote)
         opened[config.name] = remote
 
 
@@ -205,7 +211,7 @@ def push(
     chosen = conflict_policy(agent, policy)
     opened: dict[str, Remote] = {}  # the presence record goes through these
     if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
-        _open_reading(agent, remote, True, progress, opened)
+        _open_reading(agent, remote, True, progress, opened, ahead=True)
     report = SyncReport(committed=agent.commit(origin=origin))
     if remote is None and not list_remotes(agent.history):
         from memfs.cloud import add_default_cloud_remote

@@ -113,6 +113,8 @@ class BucketRemote:
         self._contended = False  # a push through this remote lost a race: others are pushing
         # (new, guess, pack) uploaded by head_while_uploading, for the push of new that follows
         self._uploaded: tuple[str, str, PackFiles] | None = None
+        # (new, guess, pack, sealed, upload) started by upload_ahead before the local commit
+        self._ahead: tuple[str, str, PackFiles, bool, Uploading] | None = None
         self._reading: Reading | None = None  # the manifest's read started by ``prefetch``
         self._prefetched = False  # _last_read is that read, not yet taken by a read_manifest
 
@@ -253,11 +255,18 @@ class BucketRemote:
         pushed meanwhile), the pack is left unlisted, as a lost race leaves one, and the push
         goes the usual way.
         """
-        pack = history.pack_between([new], [guess])
-        if pack is None:
-            return self.head(branch)
-        sealed = self.sealed is not None
-        uploading = Uploading(self, pack)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[:2] == (new, guess):
+            pack, sealed, uploading = ahead[2:]
+        else:
+            if ahead is not None:  # the commit before the push moved the branch: left unlisted
+                with contextlib.suppress(Exception):
+                    ahead[4].wait()
+            pack = history.pack_between([new], [guess])
+            if pack is None:
+                return self.head(branch)
+            sealed = self.sealed is not None
+            uploading = Uploading(self, pack)
         try:
             head = self.head(branch)
         finally:
@@ -269,6 +278,17 @@ class BucketRemote:
         self._uploaded = (new, guess, pack) if head == guess and sealed == self.encrypted else None
         self._note_encrypted(history)
         return head
+
+    def upload_ahead(self, history: History, new: str, guess: str) -> None:
+        """Start uploading the pack of what ``new`` adds to ``guess`` now, before the commit a
+        push makes first, so the upload overlaps that commit's scan of the work tree; the
+        ``head_while_uploading`` of the same two commits takes it over. If the commit moves
+        the branch, the pack is left unlisted (as a lost race leaves one) and another made."""
+        if self._ahead is not None:
+            return
+        pack = history.pack_between([new], [guess])
+        if pack is not None:
+            self._ahead = (new, guess, pack, self.sealed is not None, Uploading(self, pack))
 
     def _unsend(self, name: str) -> None:
         """Delete a pack uploaded in the clear before the read found the agent encrypted (a
