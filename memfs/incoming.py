@@ -84,8 +84,9 @@ def fetch_remote(
             f"{config.display_url} holds another agent (id {theirs}, this one is {ours}); "
             "nothing was merged",
         )
-    if sha != history.ref(_tracking_ref(config.name, branch)):
-        _refuse_foreign_entries(history, sha, config.display_url)
+    seen = history.ref(_tracking_ref(config.name, branch))
+    if sha != seen:
+        _refuse_foreign_entries(history, sha, config.display_url, seen)
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     after_fetch(agent, config, remote)  # the secrets of the manifest read, once it is ours (§6)
     return sha
@@ -133,13 +134,19 @@ def _refuse_other_kind(history: History, sha: str, url: str, branch: str) -> Non
         )
 
 
-def _refuse_foreign_entries(history: History, sha: str, url: str) -> None:
+def _refuse_foreign_entries(history: History, sha: str, url: str, seen: str | None) -> None:
     """Refuse a fetched commit whose tree holds anything but files, folders and symlinks.
 
     A submodule (gitlink, mode 160000) names a commit of another repository that no pack
     carries: checking it out or merging it would fail halfway. Nothing is merged from it.
+    Only what changed since ``seen`` (the commit last fetched from there, checked then) is
+    looked at, when it is here: a one-file pull flattens no tree for this.
     """
-    tree = history.tree_of(sha)
+    changes = history.tree_changes(seen, sha) if seen and history.has_commit(seen) else None
+    if changes is not None:
+        tree = {path: new for path, (_, new) in changes.items() if new is not None}
+    else:
+        tree = history.tree_of(sha)
     modes = {entry.mode for entry in tree.values()}  # a few distinct modes: checked once each
     if all(stat.S_ISREG(mode) or mode == 0o120000 for mode in modes):
         return
@@ -210,8 +217,9 @@ def integrate(
             refuse_unrelated(history, ours, theirs, source, allow_unrelated)
             try:
                 if ours is None or history.is_ancestor(ours, theirs):
-                    current = _on_disk_now(history.head_tree(ours), set_aside)
-                    target = history.tree_of(theirs)
+                    files = history.head_tree(ours)
+                    current = _on_disk_now(files, set_aside)
+                    target = history.tree_after(files, ours, theirs)  # flattens no tree
                     carried = None if set_aside else updaterecord.before_update(agent, ours)
                     with agent.updating(current, target):
                         history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
