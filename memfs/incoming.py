@@ -273,10 +273,11 @@ def _merge_commit(
     history = agent.history
     ours_newer = (history.commit_time(ours), ours) >= (history.commit_time(theirs), theirs)
     local = Side(history.head_tree(ours), ours, ours[:7])  # ours is HEAD: the index has it
-    remote = Side(history.tree_of(theirs), theirs, theirs[:7])
+    # theirs and the base, as ours with what changed: subtrees of equal sha skipped whole
+    remote = Side(history.tree_after(local.files, ours, theirs), theirs, theirs[:7])
     newer, older = (local, remote) if ours_newer else (remote, local)
     result = merge(
-        merge_base_tree(history, ours, theirs),
+        merge_base_tree(history, ours, theirs, known=local.files),
         newer,
         older,
         read=history.blob,
@@ -390,21 +391,27 @@ def merge_layout(ours: Files, theirs: Files) -> Layout:
     return Layout.LETTA_V2 if V2_MARKER in ours or V2_MARKER in theirs else Layout.LETTA_V1
 
 
-def merge_base_tree(history: History, a: str, b: str, depth: int = 0) -> Files:
+def merge_base_tree(
+    history: History, a: str, b: str, depth: int = 0, known: Files | None = None
+) -> Files:
     """The tree to merge ``a`` and ``b`` against: their merge base, or, after criss-cross
     merges left several, a virtual base merged from them (git's recursive strategy).
 
     Picking one of several bases makes a merge see both sides change a file only one side
     changed, and can bring an older version back. The bases are folded oldest first, each
     pair against its own base; a conflict inside the virtual base goes to the newer side.
-    Every machine computes the same virtual base for the same two commits.
+    Every machine computes the same virtual base for the same two commits. ``known``: the
+    files of ``a``, if the caller has them (the base is then read as what changed from ``a``).
     """
     from memfs.merge import Side, merge
 
     bases = history.merge_bases(a, b)
     if not bases:
         return {}
-    tree = history.tree_of(bases[0])
+    if known is not None:
+        tree = history.tree_after(known, a, bases[0])
+    else:
+        tree = history.tree_of(bases[0])
     if depth > MAX_BASE_DEPTH:
         return tree
     folded = bases[0]
