@@ -1,6 +1,7 @@
 """Steps a push or pull runs on a thread beside its other work: the manifest's read started
 before the local work (``Reading``), the pack's upload while the manifest is read
-(``Uploading``), and the local copy of the pack a push sends (``Keeping``)."""
+(``Uploading``) with its index beside it (``Putting``), and the local copy of the pack a push
+sends (``Keeping``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     from memfs.history import History
     from memfs.history.packing import PackFiles
     from memfs.remotes.bucket import BucketRemote
+    from memfs.remotes.storage import Storage
 
 
 class Background:
@@ -59,6 +61,20 @@ class Uploading(Background):
 
     def run(self) -> None:
         self.remote._put_pack(self.pack)
+
+
+class Putting(Background):
+    """One object written on a thread (a pack's index while the pack itself goes)."""
+
+    def __init__(self, storage: Storage, key: str, data: bytes, point: str) -> None:
+        self.storage, self.key, self.data, self.point = storage, key, data, point
+        super().__init__("memfs-put")
+
+    def run(self) -> None:
+        from memfs.faults import crash_point
+
+        crash_point(self.point)
+        self.storage.put_if_absent(self.key, self.data)
 
 
 class Keeping(Background):
