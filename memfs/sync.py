@@ -39,13 +39,14 @@ from memfs.outgoing import (  # noqa: F401 (sync's API, moved)
     upload_ahead,
 )
 from memfs.remotes import Remote, RemoteConfig, get_remote, list_remotes
-from memfs.remotestate import RemoteState, remote_states  # noqa: F401 (sync's API, moved)
+from memfs.remotestate import RemoteState, remote_states, tracking_ref  # noqa: F401 (sync's API, moved)
 from memfs.schema import MANIFEST_FILE
 from memfs.secrets.hooks import push_pending, read_meta
 from memfs.syncreport import RemoteOutcome, SyncReport
 from memfs.util import replace_unsynced, utc_now
 
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
+    from memfs.history import History
     from memfs.merge import Policy
 
 
@@ -155,10 +156,24 @@ def _open_reading(
             continue
         prefetch = getattr(remote, "prefetch", None)
         if prefetch is not None:
-            prefetch()
+            prefetch(None if ahead else _packs_for(agent, config.name))
         if ahead:
             upload_ahead(agent, config, remote)
         opened[config.name] = remote
+
+
+def _packs_for(agent: Agent, name: str) -> tuple[History, str, str | None] | None:
+    """What a pull's prefetch needs to download the packs its fetch will import
+    (``BucketRemote.download_ahead``); None for an agent with no commit yet (a first fetch
+    takes the packs with their indexes, checked: memfs.remotes.bucketfetch)."""
+    history = agent.history
+    try:
+        if history.head() is None:
+            return None
+        branch = history.branch()
+        return history, branch, history.ref(tracking_ref(name, branch))
+    except MemfsError:
+        return None
 
 
 def _pull_one(

@@ -59,3 +59,38 @@ def test_a_commit_made_by_the_push_itself_still_arrives(tmp_path: Path, s3: S3Bu
     assert (clone.root / "reference/a/b/x.md").read_text().endswith("committed\n")
     assert (clone.root / "reference/a/b/y.md").read_text().endswith("not yet\n")
     git(clone.root, "fsck", "--strict", "--no-progress")
+
+
+def test_a_pull_downloads_the_new_pack_once_while_it_commits(tmp_path: Path, s3: S3Bucket) -> None:
+    agent = pushed_agent(tmp_path, s3)
+    other = memfs.open(sync.clone(s3.url("ahead"), tmp_path / "other").root)
+    write(agent.root, "reference/a/b/x.md", "---\ndescription: x\n---\nfrom a\n")
+    assert sync.push(agent).ok
+    s3.server.requests.clear()
+    write(other.root, "reference/a/b/y.md", "---\ndescription: y\n---\nlocal\n")  # a commit
+    report = sync.pull(other)
+    assert report.ok and report.committed is not None
+    assert s3.server.count("GET", ".pack") == 1 and s3.server.count("GET", ".idx") == 0
+    assert (other.root / "reference/a/b/x.md").read_text().endswith("from a\n")
+    assert (other.root / "reference/a/b/y.md").read_text().endswith("local\n")
+    git(other.root, "fsck", "--strict", "--no-progress")
+    s3.server.requests.clear()
+    assert sync.pull(other).remotes[0].integrated == "up to date"
+    assert s3.server.count("GET", "/packs/") == 0  # the branch did not move: nothing ahead
+
+
+def test_download_ahead_holds_the_packs_the_fetch_lacks(tmp_path: Path, s3: S3Bucket) -> None:
+    agent = pushed_agent(tmp_path, s3)
+    other = memfs.open(sync.clone(s3.url("ahead"), tmp_path / "other").root)
+    write(agent.root, "reference/a/b/x.md", "---\ndescription: x\n---\nfrom a\n")
+    assert sync.push(agent).ok
+    new = listed_packs(s3) - set(
+        p.stem for p in (other.history.control_dir / "objects" / "pack").glob("*.pack")
+    )
+    remote = sync.open_for(other, sync.get_remote(other.history, "origin"))
+    seen = other.history.ref("refs/remotes/origin/main")
+    remote.prefetch((other.history, "main", seen))  # type: ignore[attr-defined]
+    remote.settle()  # type: ignore[attr-defined]
+    held = remote.take_downloaded(sorted(new))  # type: ignore[attr-defined]
+    assert set(held) == new and all(data.startswith(b"PACK") for data in held.values())
+    assert remote.take_downloaded(sorted(new)) == {}  # type: ignore[attr-defined]

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from memfs.remotes.bucket import BucketRemote
     from memfs.remotes.storage import Storage
 
+PacksFor = tuple["History", str, "str | None"]
+"""A pull's prefetch: the repository, the branch, and where it last saw the branch there."""
+
 
 class Background:
     """A step run on a thread; ``wait`` joins it and raises what it raised."""
@@ -42,14 +45,16 @@ class Background:
 
 class Reading(Background):
     """The manifest read on a thread (``BucketRemote.prefetch``): the answer is the remote's
-    ``_last_read`` once ``wait`` returns."""
+    ``_last_read`` once ``wait`` returns; for a pull, the packs it lacks downloaded after."""
 
-    def __init__(self, remote: BucketRemote) -> None:
-        self.remote = remote
+    def __init__(self, remote: BucketRemote, packs_for: PacksFor | None = None) -> None:
+        self.remote, self.packs_for = remote, packs_for
         super().__init__("memfs-read-manifest")
 
     def run(self) -> None:
         self.remote.read_manifest_now()
+        if self.packs_for is not None:
+            self.remote.download_ahead(*self.packs_for)
 
 
 class Uploading(Background):

@@ -40,7 +40,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
-from memfs.remotes.background import Keeping, Putting, Reading, Uploading
+from memfs.remotes.background import Keeping, PacksFor, Putting, Reading, Uploading
 from memfs.remotes.bucketfetch import fetch, size_text
 from memfs.remotes.bucketgc import DEFAULT_GRACE_S, compact, compact_if_due
 from memfs.remotes.manifest import (
@@ -116,6 +116,7 @@ class BucketRemote:
         # (new, guess, pack, sealed, upload) started by upload_ahead before the local commit
         self._ahead: tuple[str, str, PackFiles, bool, Uploading] | None = None
         self._reading: Reading | None = None  # the manifest's read started by ``prefetch``
+        self._downloaded: dict[str, bytes] = {}  # packs by name, from ``download_ahead``
         self._prefetched = False  # _last_read is that read, not yet taken by a read_manifest
 
     @property
@@ -124,7 +125,7 @@ class BucketRemote:
         self.settle()
         return self.sealed is not None
 
-    def prefetch(self) -> None:
+    def prefetch(self, packs_for: PacksFor | None = None) -> None:
         """Start reading the manifest on a thread; the next read takes its answer.
 
         A push or pull starts it before its local work (the commit's scan, loading the
@@ -132,9 +133,34 @@ class BucketRemote:
         that work. Nothing is decided on it that a read just before would not decide: a push
         swaps the manifest only if it is still the one read (compare-and-swap). Every method
         that reads the manifest, or the state a read sets, waits for it first (``settle``).
+        ``packs_for`` (a pull): the packs the fetch will need are downloaded too
+        (``download_ahead``).
         """
         if self._reading is None and self._last_read is None:
-            self._reading = Reading(self)
+            self._reading = Reading(self, packs_for)
+
+    def download_ahead(self, history: History, branch: str, seen: str | None) -> None:
+        """On the prefetching thread, once the manifest is read: download the packs it lists
+        that this repository lacks, if ``branch`` moved there since this machine last saw
+        it (``seen``) and they are few (one batch of the fetch), for the fetch to import
+        without waiting for them. Nothing is imported here; a plain remote only."""
+        from memfs.remotes.bucketfetch import FETCH_BATCH
+
+        manifest = self._last_read[0] if self._last_read is not None else None
+        if manifest is None or self.sealed is not None:
+            return
+        tip = manifest.refs.get(branch)
+        if tip is None or tip == seen:
+            return
+        missing = [name for name in manifest.packs if not history.has_pack(name)]
+        if not missing or len(missing) > FETCH_BATCH:
+            return
+        got = self.storage.get_many([f"packs/{name}.pack" for name in missing])
+        self._downloaded = {n: g[0] for n, g in zip(missing, got, strict=True) if g is not None}
+
+    def take_downloaded(self, names: list[str]) -> dict[str, bytes]:
+        """The packs of ``names`` ``download_ahead`` holds, handed over once."""
+        return {name: self._downloaded.pop(name) for name in names if name in self._downloaded}
 
     def settle(self) -> None:
         """Wait for a read ``prefetch`` started, if one is pending: then ``_last_read`` is its
