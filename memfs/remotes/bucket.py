@@ -155,7 +155,10 @@ class BucketRemote:
         missing = [name for name in manifest.packs if not history.has_pack(name)]
         if not missing or len(missing) > FETCH_BATCH:
             return
-        got = self.storage.get_many([f"packs/{name}.pack" for name in missing])
+        try:
+            got = self.storage.get_many([f"packs/{name}.pack" for name in missing])
+        except RemoteError:
+            return  # the fetch asks again, and says what went wrong
         self._downloaded = {n: g[0] for n, g in zip(missing, got, strict=True) if g is not None}
 
     def take_downloaded(self, names: list[str]) -> dict[str, bytes]:
