@@ -313,8 +313,8 @@ class BucketRemote:
         push makes first, so the upload overlaps that commit's scan of the work tree; the
         ``head_while_uploading`` of the same two commits takes it over. If the commit moves
         the branch, the pack is left unlisted (as a lost race leaves one) and another made."""
-        if self._ahead is not None:
-            return
+        if self._ahead is not None or self.encrypt:
+            return  # sealing (keys loaded on use) is left to the push, after the commit
         pack = history.pack_between([new], [guess])
         if pack is not None:
             self._ahead = (new, guess, pack, self.sealed is not None, Uploading(self, pack))
