@@ -10,6 +10,7 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from memfs import updaterecord
 from memfs.agent import Agent
 from memfs.apply import MODE_FOLDER, entry_on_disk
 from memfs.errors import (
@@ -83,8 +84,9 @@ def fetch_remote(
             f"{config.display_url} holds another agent (id {theirs}, this one is {ours}); "
             "nothing was merged",
         )
-    if sha != history.ref(_tracking_ref(config.name, branch)):
-        _refuse_foreign_entries(history, sha, config.display_url)
+    seen = history.ref(_tracking_ref(config.name, branch))
+    if sha != seen:
+        _refuse_foreign_entries(history, sha, config.display_url, seen)
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     after_fetch(agent, config, remote)  # the secrets of the manifest read, once it is ours (§6)
     return sha
@@ -132,13 +134,19 @@ def _refuse_other_kind(history: History, sha: str, url: str, branch: str) -> Non
         )
 
 
-def _refuse_foreign_entries(history: History, sha: str, url: str) -> None:
+def _refuse_foreign_entries(history: History, sha: str, url: str, seen: str | None) -> None:
     """Refuse a fetched commit whose tree holds anything but files, folders and symlinks.
 
     A submodule (gitlink, mode 160000) names a commit of another repository that no pack
     carries: checking it out or merging it would fail halfway. Nothing is merged from it.
+    Only what changed since ``seen`` (the commit last fetched from there, checked then) is
+    looked at, when it is here: a one-file pull flattens no tree for this.
     """
-    tree = history.tree_of(sha)
+    changes = history.tree_changes(seen, sha) if seen and history.has_commit(seen) else None
+    if changes is not None:
+        tree = {path: new for path, (_, new) in changes.items() if new is not None}
+    else:
+        tree = history.tree_of(sha)
     modes = {entry.mode for entry in tree.values()}  # a few distinct modes: checked once each
     if all(stat.S_ISREG(mode) or mode == 0o120000 for mode in modes):
         return
@@ -202,16 +210,20 @@ def integrate(
     with history.locked():
         for attempt in range(ATTEMPTS):
             if attempt or not committed:
-                agent.commit(origin=origin, remember=False)  # a merge follows
+                agent.commit(origin=origin)  # its record is carried across the merge
             ours = history.head()
             if theirs is None or ours == theirs or (ours and history.is_ancestor(theirs, ours)):
                 return "up to date", kept
             refuse_unrelated(history, ours, theirs, source, allow_unrelated)
             try:
                 if ours is None or history.is_ancestor(ours, theirs):
-                    current = _on_disk_now(history.head_tree(ours), set_aside)
-                    with agent.updating(current, history.tree_of(theirs)):
+                    files = history.head_tree(ours)
+                    current = _on_disk_now(files, set_aside)
+                    target = history.tree_after(files, ours, theirs)  # flattens no tree
+                    carried = None if set_aside else updaterecord.before_update(agent, ours)
+                    with agent.updating(current, target):
                         history.move_branch(ours, theirs, f"fast-forward to {source}".encode())
+                    updaterecord.after_update(agent, carried, current, target)
                     return "fast-forward", kept
                 if ff_only:
                     raise DivergedError(source, ours, theirs)
@@ -261,10 +273,11 @@ def _merge_commit(
     history = agent.history
     ours_newer = (history.commit_time(ours), ours) >= (history.commit_time(theirs), theirs)
     local = Side(history.head_tree(ours), ours, ours[:7])  # ours is HEAD: the index has it
-    remote = Side(history.tree_of(theirs), theirs, theirs[:7])
+    # theirs and the base, as ours with what changed: subtrees of equal sha skipped whole
+    remote = Side(history.tree_after(local.files, ours, theirs), theirs, theirs[:7])
     newer, older = (local, remote) if ours_newer else (remote, local)
     result = merge(
-        merge_base_tree(history, ours, theirs),
+        merge_base_tree(history, ours, theirs, known=local.files),
         newer,
         older,
         read=history.blob,
@@ -284,8 +297,11 @@ def _merge_commit(
         summary + ("\n\n" + body if body else ""),
         {TRAILER_HOST: hostname(), TRAILER_ORIGIN: "merge"},
     )
-    with agent.updating(_on_disk_now(local.files, set_aside or {}), result.files):
+    current = _on_disk_now(local.files, set_aside or {})
+    carried = None if set_aside else updaterecord.before_update(agent, ours)
+    with agent.updating(current, result.files):
         history.commit_tree(tree, (ours, theirs), message, agent.author())
+    updaterecord.after_update(agent, carried, current, result.files)
     return result.conflicts
 
 
@@ -375,21 +391,27 @@ def merge_layout(ours: Files, theirs: Files) -> Layout:
     return Layout.LETTA_V2 if V2_MARKER in ours or V2_MARKER in theirs else Layout.LETTA_V1
 
 
-def merge_base_tree(history: History, a: str, b: str, depth: int = 0) -> Files:
+def merge_base_tree(
+    history: History, a: str, b: str, depth: int = 0, known: Files | None = None
+) -> Files:
     """The tree to merge ``a`` and ``b`` against: their merge base, or, after criss-cross
     merges left several, a virtual base merged from them (git's recursive strategy).
 
     Picking one of several bases makes a merge see both sides change a file only one side
     changed, and can bring an older version back. The bases are folded oldest first, each
     pair against its own base; a conflict inside the virtual base goes to the newer side.
-    Every machine computes the same virtual base for the same two commits.
+    Every machine computes the same virtual base for the same two commits. ``known``: the
+    files of ``a``, if the caller has them (the base is then read as what changed from ``a``).
     """
     from memfs.merge import Side, merge
 
     bases = history.merge_bases(a, b)
     if not bases:
         return {}
-    tree = history.tree_of(bases[0])
+    if known is not None:
+        tree = history.tree_after(known, a, bases[0])
+    else:
+        tree = history.tree_of(bases[0])
     if depth > MAX_BASE_DEPTH:
         return tree
     folded = bases[0]

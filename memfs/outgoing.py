@@ -107,6 +107,25 @@ def _head_while_uploading(history: History, remote: Remote, name: str, branch: s
     return overlap(history, branch, local, seen)  # type: ignore[no-any-return]
 
 
+def upload_ahead(agent: Agent, config: RemoteConfig, remote: Remote) -> None:
+    """Before the commit a push makes first: start uploading to a bucket what the branch
+    already adds to where this machine last saw the remote (``BucketRemote.upload_ahead``),
+    so the upload overlaps the commit's scan. Nothing is started when nothing is committed
+    ahead of the remote-tracking ref; a failure here is left to the push, which says it."""
+    start = getattr(remote, "upload_ahead", None)
+    if start is None or config.mirror:
+        return
+    history = agent.history
+    try:
+        local, seen = history.head(), history.ref(_tracking_ref(config.name, history.branch()))
+        if local is None or seen is None or seen == local:
+            return
+        if history.has_commit(seen) and history.is_ancestor(seen, local):
+            start(history, local, seen)
+    except MemfsError:
+        return
+
+
 def push_letta_mirror(
     agent: Agent, policy: Policy, origin: str = "cli", progress: Progress | None = None
 ) -> RemoteOutcome | None:

@@ -36,15 +36,17 @@ from memfs.outgoing import (  # noqa: F401 (sync's API, moved)
     PUSH_ATTEMPTS,
     push_letta_mirror,
     push_remote,
+    upload_ahead,
 )
 from memfs.remotes import Remote, RemoteConfig, get_remote, list_remotes
-from memfs.remotestate import RemoteState, remote_states  # noqa: F401 (sync's API, moved)
+from memfs.remotestate import RemoteState, remote_states, tracking_ref  # noqa: F401 (sync's API, moved)
 from memfs.schema import MANIFEST_FILE
 from memfs.secrets.hooks import push_pending, read_meta
 from memfs.syncreport import RemoteOutcome, SyncReport
 from memfs.util import replace_unsynced, utc_now
 
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
+    from memfs.history import History
     from memfs.merge import Policy
 
 
@@ -115,8 +117,9 @@ def pull(
     chosen = conflict_policy(agent, policy)
     opened = dict(opened or {})  # and those opened here: the presence record goes through them
     _open_reading(agent, remote, remote is not None, progress, opened)
-    # no commit record: the merge that follows moves HEAD and would make it stale at once
-    report = SyncReport(committed=agent.commit(origin=origin, remember=False))
+    # a commit record, made here if there is none, is carried across the merge that follows
+    # (memfs.updaterecord): the next pull's or push's commit stats the tree, never walks it
+    report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
         report.remotes.append(
             _pull_one(agent, config, chosen, ff_only, origin, progress, opened, allow_unrelated)
@@ -132,11 +135,14 @@ def _open_reading(
     include_mirrors: bool,
     progress: Progress | None,
     opened: dict[str, Remote],
+    ahead: bool = False,
 ) -> None:
     """Open the remotes a push or pull will use and start reading their manifests
     (``BucketRemote.prefetch``) before the local commit, so that round trip (on S3 with the
-    connection's TLS handshake) overlaps the commit's scan and the loading of the repository.
-    What cannot be opened is left to the step that needs it, which reports it as before."""
+    connection's TLS handshake) overlaps the commit's scan and the loading of the repository;
+    with ``ahead`` (a push) the upload of what is committed already starts too
+    (``outgoing.upload_ahead``). What cannot be opened is left to the step that needs it,
+    which reports it as before."""
     try:
         configs = _selected(agent, name, include_mirrors)
     except MemfsError:
@@ -150,8 +156,24 @@ def _open_reading(
             continue
         prefetch = getattr(remote, "prefetch", None)
         if prefetch is not None:
-            prefetch()
+            prefetch(None if ahead else _packs_for(agent, config.name))
+        if ahead:
+            upload_ahead(agent, config, remote)
         opened[config.name] = remote
+
+
+def _packs_for(agent: Agent, name: str) -> tuple[History, str, str | None] | None:
+    """What a pull's prefetch needs to download the packs its fetch will import
+    (``BucketRemote.download_ahead``); None for an agent with no commit yet (a first fetch
+    takes the packs with their indexes, checked: memfs.remotes.bucketfetch)."""
+    history = agent.history
+    try:
+        if history.head() is None:
+            return None
+        branch = history.branch()
+        return history, branch, history.ref(tracking_ref(name, branch))
+    except MemfsError:
+        return None
 
 
 def _pull_one(
@@ -204,7 +226,7 @@ def push(
     chosen = conflict_policy(agent, policy)
     opened: dict[str, Remote] = {}  # the presence record goes through these
     if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
-        _open_reading(agent, remote, True, progress, opened)
+        _open_reading(agent, remote, True, progress, opened, ahead=True)
     report = SyncReport(committed=agent.commit(origin=origin))
     if remote is None and not list_remotes(agent.history):
         from memfs.cloud import add_default_cloud_remote
@@ -244,7 +266,7 @@ def sync(
 
     ``announce``: write this one-shot environment's presence record (``memfs sync``)."""
     chosen = conflict_policy(agent, policy)
-    report = SyncReport(committed=agent.commit(origin=origin, remember=False))  # as pull
+    report = SyncReport(committed=agent.commit(origin=origin))  # as pull
     outcomes: dict[str, RemoteOutcome] = {}
     opened: dict[str, Remote] = {}  # one connection per remote for the whole cycle
     for config in _selected(agent, None, include_mirrors=True):

@@ -82,8 +82,8 @@ def test_incremental_push_is_one_pack_one_index_one_manifest(tmp_path: Path, s3:
     assert sync.push(agent).ok
     writes = [path for method, path in s3.server.requests if method == "PUT"]
     assert len(writes) == 3
-    assert writes[0].endswith(".pack") and writes[1].endswith(".idx")
-    assert writes[2].endswith("/manifest.json")
+    assert sorted(w.rsplit(".", 1)[1] for w in writes[:2]) == ["idx", "pack"]  # side by side
+    assert writes[2].endswith("/manifest.json")  # only once both are there
     assert s3.server.by_method() == {"GET": 1, "PUT": 3}, s3.server.requests
 
 

@@ -17,6 +17,8 @@ from memfs.history.base import HistoryBase
 from memfs.trees import Files, TreeEntry
 
 SHA_BYTES = 20
+Changes = dict[str, tuple[TreeEntry | None, TreeEntry | None]]
+"""What differs between two commits' files: path -> (entry before, entry after)."""
 FLAT_TREES_KEPT = 4  # a pull's trees: before, remote, base, after
 # git's object type numbers (dulwich's ``type_num``), for the objects kept from a fetch
 COMMIT_TYPE, TREE_TYPE, BLOB_TYPE = 1, 2, 3
@@ -181,3 +183,56 @@ class Objects(HistoryBase):
             entry.path.decode("utf-8", "surrogateescape"): TreeEntry(entry.mode, entry.sha.decode())
             for entry in iter_tree_contents(self.repo.object_store, tree_sha.encode())
         }
+
+    @reads_objects
+    def tree_changes(self, a: str | None, b: str) -> Changes | None:
+        """The files that differ between commits ``a`` and ``b``, path -> (entry at ``a``,
+        entry at ``b``), from their tree objects: a subtree whose sha is the same on both
+        sides is skipped whole, so a one-file change costs the folders on its path, not a
+        flattening of every tree. None where a tree lists a name twice (only a hand-made
+        tree does: ``tree_of`` decides how that reads)."""
+        tree_a = self._commit(a.encode()).tree if a is not None else None
+        changes: Changes = {}
+        stack = [("", tree_a, self._commit(b.encode()).tree)]
+        while stack:
+            prefix, sha_a, sha_b = stack.pop()
+            items_a = self._named(sha_a) if sha_a is not None else {}
+            items_b = self._named(sha_b) if sha_b is not None else {}
+            if items_a is None or items_b is None:
+                return None
+            for name in items_a.keys() | items_b.keys():
+                old, new = items_a.get(name), items_b.get(name)
+                if old == new:
+                    continue
+                path = prefix + name.decode("utf-8", "surrogateescape")
+                old_dir = old is not None and stat.S_ISDIR(old[0])
+                new_dir = new is not None and stat.S_ISDIR(new[0])
+                if old_dir or new_dir:
+                    stack.append(
+                        (path + "/", old[1] if old_dir else None, new[1] if new_dir else None)
+                    )  # type: ignore[index]
+                before = TreeEntry(old[0], old[1].decode()) if old and not old_dir else None
+                after = TreeEntry(new[0], new[1].decode()) if new and not new_dir else None
+                if before != after:
+                    changes[path] = (before, after)
+        return changes
+
+    def _named(self, sha: bytes) -> dict[bytes, tuple[int, bytes]] | None:
+        """Tree ``sha``'s entries by name; None if a name is there twice."""
+        items = self._tree_items(sha)
+        named = {name: (mode, entry) for name, mode, entry in items}
+        return named if len(named) == len(items) else None
+
+    def tree_after(self, base: Files, a: str | None, b: str) -> Files:
+        """``tree_of(b)``, made from ``base`` (the files of commit ``a``) and what changed
+        from ``a`` to ``b`` (``tree_changes``): a pull of one file flattens no tree."""
+        changes = self.tree_changes(a, b)
+        if changes is None:
+            return self.tree_of(b)
+        files = dict(base)
+        for path, (_, after) in changes.items():
+            if after is None:
+                files.pop(path, None)
+            else:
+                files[path] = after
+        return files

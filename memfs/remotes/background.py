@@ -1,6 +1,7 @@
 """Steps a push or pull runs on a thread beside its other work: the manifest's read started
 before the local work (``Reading``), the pack's upload while the manifest is read
-(``Uploading``), and the local copy of the pack a push sends (``Keeping``)."""
+(``Uploading``) with its index beside it (``Putting``), and the local copy of the pack a push
+sends (``Keeping``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ if TYPE_CHECKING:
     from memfs.history import History
     from memfs.history.packing import PackFiles
     from memfs.remotes.bucket import BucketRemote
+    from memfs.remotes.storage import Storage
+
+PacksFor = tuple["History", str, "str | None"]
+"""A pull's prefetch: the repository, the branch, and where it last saw the branch there."""
 
 
 class Background:
@@ -40,14 +45,16 @@ class Background:
 
 class Reading(Background):
     """The manifest read on a thread (``BucketRemote.prefetch``): the answer is the remote's
-    ``_last_read`` once ``wait`` returns."""
+    ``_last_read`` once ``wait`` returns; for a pull, the packs it lacks downloaded after."""
 
-    def __init__(self, remote: BucketRemote) -> None:
-        self.remote = remote
+    def __init__(self, remote: BucketRemote, packs_for: PacksFor | None = None) -> None:
+        self.remote, self.packs_for = remote, packs_for
         super().__init__("memfs-read-manifest")
 
     def run(self) -> None:
         self.remote.read_manifest_now()
+        if self.packs_for is not None:
+            self.remote.download_ahead(*self.packs_for)
 
 
 class Uploading(Background):
@@ -59,6 +66,20 @@ class Uploading(Background):
 
     def run(self) -> None:
         self.remote._put_pack(self.pack)
+
+
+class Putting(Background):
+    """One object written on a thread (a pack's index while the pack itself goes)."""
+
+    def __init__(self, storage: Storage, key: str, data: bytes, point: str) -> None:
+        self.storage, self.key, self.data, self.point = storage, key, data, point
+        super().__init__("memfs-put")
+
+    def run(self) -> None:
+        from memfs.faults import crash_point
+
+        crash_point(self.point)
+        self.storage.put_if_absent(self.key, self.data)
 
 
 class Keeping(Background):

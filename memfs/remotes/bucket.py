@@ -40,7 +40,7 @@ from memfs.errors import (
 )
 from memfs.faults import crash_point
 from memfs.remotes import BUCKET_PREFIX, redact
-from memfs.remotes.background import Keeping, Reading, Uploading
+from memfs.remotes.background import Keeping, PacksFor, Putting, Reading, Uploading
 from memfs.remotes.bucketfetch import fetch, size_text
 from memfs.remotes.bucketgc import DEFAULT_GRACE_S, compact, compact_if_due
 from memfs.remotes.manifest import (
@@ -113,7 +113,10 @@ class BucketRemote:
         self._contended = False  # a push through this remote lost a race: others are pushing
         # (new, guess, pack) uploaded by head_while_uploading, for the push of new that follows
         self._uploaded: tuple[str, str, PackFiles] | None = None
+        # (new, guess, pack, sealed, upload) started by upload_ahead before the local commit
+        self._ahead: tuple[str, str, PackFiles, bool, Uploading] | None = None
         self._reading: Reading | None = None  # the manifest's read started by ``prefetch``
+        self._downloaded: dict[str, bytes] = {}  # packs by name, from ``download_ahead``
         self._prefetched = False  # _last_read is that read, not yet taken by a read_manifest
 
     @property
@@ -122,7 +125,7 @@ class BucketRemote:
         self.settle()
         return self.sealed is not None
 
-    def prefetch(self) -> None:
+    def prefetch(self, packs_for: PacksFor | None = None) -> None:
         """Start reading the manifest on a thread; the next read takes its answer.
 
         A push or pull starts it before its local work (the commit's scan, loading the
@@ -130,9 +133,37 @@ class BucketRemote:
         that work. Nothing is decided on it that a read just before would not decide: a push
         swaps the manifest only if it is still the one read (compare-and-swap). Every method
         that reads the manifest, or the state a read sets, waits for it first (``settle``).
+        ``packs_for`` (a pull): the packs the fetch will need are downloaded too
+        (``download_ahead``).
         """
         if self._reading is None and self._last_read is None:
-            self._reading = Reading(self)
+            self._reading = Reading(self, packs_for)
+
+    def download_ahead(self, history: History, branch: str, seen: str | None) -> None:
+        """On the prefetching thread, once the manifest is read: download the packs it lists
+        that this repository lacks, if ``branch`` moved there since this machine last saw
+        it (``seen``) and they are few (one batch of the fetch), for the fetch to import
+        without waiting for them. Nothing is imported here; a plain remote only."""
+        from memfs.remotes.bucketfetch import FETCH_BATCH
+
+        manifest = self._last_read[0] if self._last_read is not None else None
+        if manifest is None or self.sealed is not None:
+            return
+        tip = manifest.refs.get(branch)
+        if tip is None or tip == seen:
+            return
+        missing = [name for name in manifest.packs if not history.has_pack(name)]
+        if not missing or len(missing) > FETCH_BATCH:
+            return
+        try:
+            got = self.storage.get_many([f"packs/{name}.pack" for name in missing])
+        except RemoteError:
+            return  # the fetch asks again, and says what went wrong
+        self._downloaded = {n: g[0] for n, g in zip(missing, got, strict=True) if g is not None}
+
+    def take_downloaded(self, names: list[str]) -> dict[str, bytes]:
+        """The packs of ``names`` ``download_ahead`` holds, handed over once."""
+        return {name: self._downloaded.pop(name) for name in names if name in self._downloaded}
 
     def settle(self) -> None:
         """Wait for a read ``prefetch`` started, if one is pending: then ``_last_read`` is its
@@ -253,11 +284,18 @@ class BucketRemote:
         pushed meanwhile), the pack is left unlisted, as a lost race leaves one, and the push
         goes the usual way.
         """
-        pack = history.pack_between([new], [guess])
-        if pack is None:
-            return self.head(branch)
-        sealed = self.sealed is not None
-        uploading = Uploading(self, pack)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[:2] == (new, guess):
+            pack, sealed, uploading = ahead[2:]
+        else:
+            if ahead is not None:  # the commit before the push moved the branch: left unlisted
+                with contextlib.suppress(Exception):
+                    ahead[4].wait()
+            pack = history.pack_between([new], [guess])
+            if pack is None:
+                return self.head(branch)
+            sealed = self.sealed is not None
+            uploading = Uploading(self, pack)
         try:
             head = self.head(branch)
         finally:
@@ -269,6 +307,17 @@ class BucketRemote:
         self._uploaded = (new, guess, pack) if head == guess and sealed == self.encrypted else None
         self._note_encrypted(history)
         return head
+
+    def upload_ahead(self, history: History, new: str, guess: str) -> None:
+        """Start uploading the pack of what ``new`` adds to ``guess`` now, before the commit a
+        push makes first, so the upload overlaps that commit's scan of the work tree; the
+        ``head_while_uploading`` of the same two commits takes it over. If the commit moves
+        the branch, the pack is left unlisted (as a lost race leaves one) and another made."""
+        if self._ahead is not None or self.encrypt:
+            return  # sealing (keys loaded on use) is left to the push, after the commit
+        pack = history.pack_between([new], [guess])
+        if pack is not None:
+            self._ahead = (new, guess, pack, self.sealed is not None, Uploading(self, pack))
 
     def _unsend(self, name: str) -> None:
         """Delete a pack uploaded in the clear before the read found the agent encrypted (a
@@ -379,12 +428,22 @@ class BucketRemote:
             self.storage.put_if_absent(key, pack.pack)  # there already: sealed again in place
 
     def _put_pack(self, pack: PackFiles) -> None:
-        """Upload a pack, then its index (create-if-absent: named by their content)."""
+        """Upload a pack and its index (create-if-absent: named by their content); on a
+        plain remote both requests at once, one round trip instead of two. Neither is read
+        before the manifest lists the pack, after both are done; a crash between leaves an
+        unlisted pack or index, which compaction deletes as it deletes a lost race's."""
         self.progress(f"uploading {pack.count} objects, {size_text(len(pack.pack))}")
         crash_point("push.pack")
-        self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
-        crash_point("push.index")
-        self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
+        if self.sealed is not None:  # sealing keeps its order (memfs.remotes.sealedremote)
+            self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
+            crash_point("push.index")
+            self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
+            return
+        index = Putting(self.storage, f"packs/{pack.name}.idx", pack.index, "push.index")
+        try:
+            self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
+        finally:
+            index.wait()
 
     def _swap(
         self,

@@ -78,17 +78,25 @@ def _import(
     received = done = 0
     for start in range(0, len(missing), FETCH_BATCH):
         batch = missing[start : start + FETCH_BATCH]
-        # the .idx is rebuilt here, never trusted: only the .pack is downloaded
-        packs = remote.storage.get_many([f"packs/{name}.pack" for name in batch])
-        for name, pack in zip(batch, packs, strict=True):
+        # the .idx is rebuilt here, never trusted: only the .pack is downloaded, unless the
+        # manifest's prefetch did already (BucketRemote.download_ahead)
+        packs: dict[str, bytes | None] = dict(remote.take_downloaded(batch))
+        rest = [name for name in batch if name not in packs]
+        if rest:
+            got = remote.storage.get_many([f"packs/{name}.pack" for name in rest])
+            packs.update(
+                (n, g[0] if g is not None else None) for n, g in zip(rest, got, strict=True)
+            )
+        for name in batch:
+            pack = packs[name]
             if pack is None:
                 raise PackGone(name)
-            received += len(pack[0])
+            received += len(pack)
             done += 1
             remote.progress(f"fetched pack {done}/{len(missing)}, {size_text(received)}")
             crash_point("fetch.import")
             try:
-                history.import_pack(name, pack[0])
+                history.import_pack(name, pack)
             except PackCorruptError as error:
                 raise RemoteCorruptError(remote.url, str(error)) from error
 
