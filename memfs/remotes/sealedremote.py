@@ -294,7 +294,17 @@ class SealedRemote:
                     "push to another URL or name",
                 )
             return {"agent_id": theirs or agent_id, "created_at": manifest.extra.get("created_at")}
-        repo_id = self._claim_identity()
+        # memfs.json's PUT waits on a thread while this one loads what sealing needs: age
+        # (this machine's recipient, for keys.json's slot) and the AEAD's binding
+        claiming = Beside(self._claim_identity, "memfs-claim")
+        try:
+            from memfs.crypto.envelope import load_cipher
+
+            _ = self.identity().recipient  # derived by age, once
+            load_cipher()
+        finally:
+            claiming.wait()
+        repo_id: bytes = claiming.result
         self.pins().pin(self.url, repo_id)
         from memfs.crypto.keyring import create_keyring
 
