@@ -120,3 +120,30 @@ def test_a_first_push_asks_the_store_once_before_it_writes(tmp_path: Path, s3: S
     assert sorted(puts[:3]) == ["keys.json", "manifest.json", "memfs.json"]
     assert puts[0] == "memfs.json"  # the repo id is there before anything is sealed with it
     assert puts[3].startswith("packs/") and puts[4:] == ["manifest.json.enc"]
+
+
+def test_a_first_push_racing_another_machines_gets_a_clear_error(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    """Machine A reads the empty store; machine B's first push lands (its memfs.json and
+    keys.json); A's push then finds B's repo id and a keyring with no slot of A's: NoKeyError
+    naming A's recipient, and B's agent stays whole."""
+    from memfs.errors import NoKeyError
+
+    from .test_sealed import on, recipient
+
+    url = s3.url("agents/two-machines")
+    a = agent_with_notes(tmp_path / "a", "a")
+    b = agent_with_notes(tmp_path / "b", "b")
+    add_remote(a.history, "origin", url, encrypt=True)
+    add_remote(b.history, "origin", url, encrypt=True)
+    with on(tmp_path, "a"):
+        racing = BucketRemote("memfs::" + url, encrypt=True)
+        assert racing.read_manifest() == (None, None)
+    with on(tmp_path, "b"):
+        assert sync.push(b).ok
+    with on(tmp_path, "a"), pytest.raises(NoKeyError) as refused:
+        racing.push(a.history, "main", a.history.head(), None)
+    assert recipient(tmp_path, "a") in str(refused.value)
+    with on(tmp_path, "b"):
+        assert_clones_whole(url, tmp_path / "fresh", b)

@@ -46,12 +46,21 @@ class Beside(Background):
         self.wait()
         return self.result
 
+    def settle(self) -> None:
+        """Join the thread, dropping what it raised: the caller is raising its own error."""
+        self._thread.join()
+
 
 def at_once(raw: Storage, keys: list[str]) -> list[Got | None]:
     """``raw.get`` of each key, the requests overlapping on threads: one round trip, and no
     thread pool to import (``concurrent.futures`` costs a process ~5 ms)."""
     others = [Beside(lambda key=key: raw.get(key), "memfs-get") for key in keys[1:]]
-    first = raw.get(keys[0])
+    try:
+        first = raw.get(keys[0])
+    except BaseException:
+        for other in others:
+            other.settle()
+        raise
     return [first, *(other.answer() for other in others)]
 
 
@@ -302,9 +311,10 @@ class SealedRemote:
 
             _ = self.identity().recipient  # derived by age, once
             load_cipher()
-        finally:
-            claiming.wait()
-        repo_id: bytes = claiming.result
+        except BaseException:
+            claiming.settle()
+            raise
+        repo_id: bytes = claiming.answer()
         self.pins().pin(self.url, repo_id)
         from memfs.crypto.keyring import create_keyring
 
@@ -315,8 +325,10 @@ class SealedRemote:
         try:
             # the key is cached with the manifest's rollback record (one key cache write)
             keys = create_keyring(self.raw, repo_id, self.identity(), name, defer_cache=True)
-        finally:
-            stub.wait()
+        except BaseException:  # a race lost to another machine: NoKeyError, not the stub's
+            stub.settle()
+            raise
+        stub.wait()
         self._stubbed = True
         self.lazy.set(keys)
         return {"agent_id": agent_id, "created_at": str(agent.get("created_at", "") or "")}
