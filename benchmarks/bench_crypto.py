@@ -1,7 +1,8 @@
 """What encryption costs (issue 14): encrypted vs plain, whole processes, same run.
 
     python benchmarks/bench_crypto.py [--sizes 100,1000 | --full] [--repeat 5]
-                                      [--stores s3,file] [--dir FOLDER] [--json FILE]
+                                      [--stores s3,file] [--rows "first push,clone"]
+                                      [--dir FOLDER] [--json FILE]
 
 For each store (moto S3 over HTTP on 127.0.0.1, a file:// folder cloud) and agent size (N small
 memory files over 100 folders, benchmarks._common.populate) two agents of the same files are
@@ -79,8 +80,8 @@ def edit(setup: Setup, side: str, tag: str) -> None:
     path.write_text(f"---\ndescription: note {i}\n---\nfact edited, {tag}\n")
 
 
-def measure(runner: Runner, setup: Setup, repeat: int) -> None:
-    """Every row at one store and size; plain and encrypted in turns."""
+def measure(runner: Runner, setup: Setup, repeat: int, rows: Sequence[str] = ROWS) -> None:
+    """The rows (and those they need) at one store and size; plain and encrypted in turns."""
     files, key = setup.files, f"{setup.store}"
     setup.folder.mkdir(parents=True)
     for side in SIDES:
@@ -110,9 +111,11 @@ def measure(runner: Runner, setup: Setup, repeat: int) -> None:
         pull = setup.memfs("pull")
         runner.time(row(PULL_ONE), files, side, [pull], setup.clone_dir(side, 0))
 
-    interleaved(repeat, SIDES, first_push)
-    interleaved(repeat, SIDES, clone)
-    interleaved(repeat, SIDES, one_file)
+    interleaved(repeat, SIDES, first_push)  # every other row reads what these pushed
+    if {CLONE, PUSH_ONE, PULL_ONE} & set(rows):  # a pull is on a clone
+        interleaved(repeat, SIDES, clone)
+    if {PUSH_ONE, PULL_ONE} & set(rows):
+        interleaved(repeat, SIDES, one_file)
     shutil.rmtree(setup.folder, ignore_errors=True)
 
 
@@ -208,6 +211,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help="100, 1,000 and 10,000 files")
     parser.add_argument("--repeat", type=int, default=5, help="runs per side and row")
     parser.add_argument("--stores", default=",".join(STORES), help="s3, file or both")
+    parser.add_argument(
+        "--rows", default=",".join(ROWS), help="rows to measure, comma-separated (default all)"
+    )
     parser.add_argument("--dir", default=None, help="where to write (default: temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -220,6 +226,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args.stores = [store.strip() for store in args.stores.split(",") if store.strip()]
     if not args.stores or any(store not in STORES for store in args.stores):
         parser.error(f"--stores: choose from {', '.join(STORES)}")
+    args.rows = [row.strip() for row in args.rows.split(",") if row.strip()]
+    if not args.rows or any(row not in ROWS for row in args.rows):
+        parser.error(f"--rows: choose from {', '.join(ROWS)}")
     if args.repeat < 1 or any(size < 1 for size in args.sizes):
         parser.error("--repeat and --sizes must be at least 1")
     return args
@@ -237,11 +246,11 @@ def run(args: argparse.Namespace) -> list[Line]:
             for store in args.stores:
                 for files in args.sizes:
                     setup = Setup(store, files, work / f"{store}-{files}", script)
-                    measure(runner, setup, args.repeat)
+                    measure(runner, setup, args.repeat, args.rows)
                     print(f"  measured {store}, {files:,} files", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return collect(runner)
+    return [line for line in collect(runner) if line.row in args.rows]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import memfs
 from memfs.models import AgentManifest, FrontMatter
 from memfs.schema import front_matter_error, manifest_error
 
+from .conftest import S3Bucket
 from .harness import fresh_python
 
 # The hand-written checks must accept only what the pydantic models accept (a strict subset:
@@ -441,3 +442,22 @@ def test_the_harness_library_calls_compile_no_name_or_url_pattern(tmp_path: Path
 
     assert is_valid_name("agent-1.x") and not is_valid_name("-agent")
     assert NAME_PATTERN.compiled().pattern == NAME_PATTERN.pattern
+
+
+def test_an_encrypted_first_push_to_s3_loads_no_thread_pool(tmp_path: Path, s3: S3Bucket) -> None:
+    """The first read at an encrypted URL asks its three objects on plain threads:
+    concurrent.futures (~5 ms a process) stays unloaded, as on a plain first push."""
+    import os
+
+    from memfs.remotes import add_remote
+
+    a = memfs.init(tmp_path / "a", name="a")
+    add_remote(a.history, "origin", s3.url("agents/pool"), encrypt=True)
+    probe = (
+        "import sys\n"
+        "import memfs\n"
+        "from memfs import sync\n"
+        f"assert sync.push(memfs.open({str(a.root)!r})).ok\n"
+        "print(sorted(m for m in sys.modules if m.startswith('concurrent')))\n"
+    )
+    assert fresh_python(probe, os.environ) == "[]"

@@ -135,21 +135,27 @@ def stored_repo_id(storage: Storage) -> bytes | None:
     encrypted agent), else keys.json's ``repo_id`` (a plain agent with secrets), else None."""
     for key, path in ((IDENTITY_OBJECT, ("encryption", "repo_id")), (KEYS_OBJECT, ("repo_id",))):
         got = storage.get(key)
-        if got is None:
-            continue
-        try:
-            value: object = json.loads(got[0])
-            for part in path:
-                value = value.get(part) if isinstance(value, dict) else None
-            if value is None:
-                continue
-            repo_id = bytes.fromhex(str(value))
-        except ValueError as error:
-            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id") from error
-        if len(repo_id) != REPO_ID_BYTES:
-            raise RemoteCorruptError(storage.url, f"{key} has no valid repo id")
-        return repo_id
+        repo_id = None if got is None else repo_id_in(storage, key, got[0], path)
+        if repo_id is not None:
+            return repo_id
     return None
+
+
+def repo_id_in(storage: Storage, key: str, data: bytes, path: tuple[str, ...]) -> bytes | None:
+    """The repo id at ``path`` in object ``key``'s JSON ``data``, None if it holds none;
+    RemoteCorruptError if it holds one that is not a repo id."""
+    try:
+        value: object = json.loads(data)
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            return None
+        repo_id = bytes.fromhex(str(value))
+    except ValueError as error:
+        raise RemoteCorruptError(storage.url, f"{key} has no valid repo id") from error
+    if len(repo_id) != REPO_ID_BYTES:
+        raise RemoteCorruptError(storage.url, f"{key} has no valid repo id")
+    return repo_id
 
 
 def check_ring(url: str, ring: Keyring, repo_id: bytes) -> None:

@@ -131,6 +131,11 @@ class SealedStorage:
             return None
         return self._open(key, self.inner.get(self._stored(key)))
 
+    def opened(self, key: str, got: Got | None) -> Got | None:
+        """What ``get(key)`` answers, for ``got``: the stored object read another way (with
+        others at once, before the keys were known)."""
+        return self._open(key, got)
+
     def get_if_changed(self, key: str, etag: str | None) -> Got | Unchanged | None:
         got = self.inner.get_if_changed(self._stored(key), etag)
         return got if isinstance(got, Unchanged) else self._open(key, got)

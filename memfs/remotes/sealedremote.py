@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import NoKeyError, RemoteCorruptError, RemoteError, TamperError
-from memfs.remotes.bucket import stub_bytes
+from memfs.remotes.background import Background
+from memfs.remotes.bucket import is_stub, stub_bytes
 from memfs.remotes.guard import MANIFEST, ManifestGuard, RepoPins
 from memfs.remotes.sealed import SUFFIX, Got, SealedStorage
 from memfs.remotes.storage import Storage, Unchanged
@@ -28,6 +29,39 @@ if TYPE_CHECKING:
 IDENTITY = "memfs.json"
 SCHEME = "memfs-enc-1"
 REPO_ID_BYTES = 16
+
+
+class Beside(Background):
+    """``call`` on a thread beside the caller's own request; ``wait`` returns its answer."""
+
+    def __init__(self, call: Callable[[], Any], name: str = "memfs-sealed") -> None:
+        self.call = call
+        self.result: Any = None
+        super().__init__(name)
+
+    def run(self) -> None:
+        self.result = self.call()
+
+    def answer(self) -> Any:
+        self.wait()
+        return self.result
+
+    def settle(self) -> None:
+        """Join the thread, dropping what it raised: the caller is raising its own error."""
+        self._thread.join()
+
+
+def at_once(raw: Storage, keys: list[str]) -> list[Got | None]:
+    """``raw.get`` of each key, the requests overlapping on threads: one round trip, and no
+    thread pool to import (``concurrent.futures`` costs a process ~5 ms)."""
+    others = [Beside(lambda key=key: raw.get(key), "memfs-get") for key in keys[1:]]
+    try:
+        first = raw.get(keys[0])
+    except BaseException:
+        for other in others:
+            other.settle()
+        raise
+    return [first, *(other.answer() for other in others)]
 
 
 class LazyKeys:
@@ -72,6 +106,8 @@ class SealedRemote:
         self._identity: Identity | None = None
         self._guard: ManifestGuard | None = None
         self._read_identity = False  # memfs.json read by this remote (not only remembered)
+        self._none_here = False  # memfs.json read, absent, and no manifest: no agent here yet
+        self._stubbed = False  # this process put the stub manifest.json (the first push)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -92,7 +128,7 @@ class SealedRemote:
     def repo_id(self) -> bytes | None:
         """The agent's repo id: remembered for this URL, else memfs.json's (remembered)."""
         pinned = self.pins().get(self.url)
-        if pinned is not None:
+        if pinned is not None or self._none_here:
             return pinned
         from memfs.crypto.keyfile import stored_repo_id
 
@@ -152,12 +188,16 @@ class SealedRemote:
     ) -> tuple[BucketManifest | None, str | None] | Unchanged:
         """The sealed manifest and its ETag (``UNCHANGED`` if ``etag`` still holds), checked
         by the guard; (None, None) when nothing was pushed yet."""
+        first = self._read_unpinned() if etag is None and self._unpinned() else None
         guard = self.guard()
         seen = guard.before() if guard is not None else None
         plain: Got | None = None
-        if guard is None:  # no memfs.json: nothing was pushed here, unless planted plain
+        if first is not None:  # asked with memfs.json (its repo id pinned, if it is there)
+            sealed, plain = first
+            got = None if sealed is None else self.storage.opened(MANIFEST, sealed)
+        elif guard is None:  # no memfs.json: nothing was pushed here, unless planted plain
             # both asked at once (one round trip on S3, not two): a first push needs both
-            sealed, plain = self.raw.get_many([MANIFEST + SUFFIX, MANIFEST])
+            sealed, plain = at_once(self.raw, [MANIFEST + SUFFIX, MANIFEST])
             got = None if sealed is None else self._no_identity()
         else:
             try:
@@ -173,7 +213,7 @@ class SealedRemote:
         if isinstance(got, Unchanged):
             return got
         if got is None:
-            plain = plain if guard is None else self.raw.get(MANIFEST)
+            plain = plain if guard is None or first is not None else self.raw.get(MANIFEST)
             ManifestGuard(self.url, None).missing(seen, plain[0] if plain else None, self.expected)
             return None, None
         assert guard is not None
@@ -190,6 +230,32 @@ class SealedRemote:
         guard.accept(manifest.generation, digest, epoch)
         return manifest, got[1]
 
+    def _unpinned(self) -> bool:
+        """Whether this machine knows no repo id for the URL and has not looked it up yet."""
+        return self._guard is None and not self._read_identity and self.pins().get(self.url) is None
+
+    def _read_unpinned(self) -> tuple[Got | None, Got | None] | None:
+        """The first read at a URL this machine has no repo id for: both manifests and
+        memfs.json asked at once (one round trip instead of three). memfs.json's repo id is
+        pinned, and then (sealed, plain) is the manifests' answer; with no memfs.json and no
+        manifest, nothing was pushed here: ((None, None), the repo id None without another
+        read). Anything else (a plain agent, a manifest without memfs.json) returns None:
+        the read goes the usual way, memfs.json and keys.json asked one after another."""
+        from memfs.crypto.keyfile import repo_id_in
+
+        sealed, plain, identity = at_once(self.raw, [MANIFEST + SUFFIX, MANIFEST, IDENTITY])
+        if identity is not None:
+            repo_id = repo_id_in(self.raw, IDENTITY, identity[0], ("encryption", "repo_id"))
+            if repo_id is None:
+                return None
+            self._read_identity = True
+            self.pins().pin(self.url, repo_id)
+            return sealed, plain
+        if sealed is not None or (plain is not None and not is_stub(plain[0])):
+            return None
+        self._none_here = True
+        return None, plain
+
     def put_manifest(
         self, manifest: BucketManifest, etag: str | None, encode: Callable[[BucketManifest], bytes]
     ) -> bool:
@@ -203,7 +269,8 @@ class SealedRemote:
             extra["prev"] = self.storage.digest(MANIFEST)
         manifest = dataclasses.replace(manifest, extra=extra)
         if etag is None:
-            self.raw.put_if_absent(MANIFEST, stub_bytes())  # old memfs: "format 2, upgrade"
+            if not self._stubbed:
+                self.raw.put_if_absent(MANIFEST, stub_bytes())  # old memfs: "format 2, upgrade"
             moved = self.storage.put_if_absent(MANIFEST, encode(manifest))
         else:
             moved = self.storage.put_if_match(MANIFEST, encode(manifest), etag)
@@ -236,13 +303,34 @@ class SealedRemote:
                     "push to another URL or name",
                 )
             return {"agent_id": theirs or agent_id, "created_at": manifest.extra.get("created_at")}
-        repo_id = self._claim_identity()
+        # memfs.json's PUT waits on a thread while this one loads what sealing needs: age
+        # (this machine's recipient, for keys.json's slot) and the AEAD's binding
+        claiming = Beside(self._claim_identity, "memfs-claim")
+        try:
+            from memfs.crypto.envelope import load_cipher
+
+            _ = self.identity().recipient  # derived by age, once
+            load_cipher()
+        except BaseException:
+            claiming.settle()
+            raise
+        repo_id: bytes = claiming.answer()
         self.pins().pin(self.url, repo_id)
         from memfs.crypto.keyring import create_keyring
 
+        # memfs.json is there: the stub manifest.json (old memfs: "format 2, upgrade") goes
+        # beside keys.json, one round trip for both; the sealed manifest follows them both
+        stub = Beside(lambda: self.raw.put_if_absent(MANIFEST, stub_bytes()), "memfs-stub")
         name = os.environ.get("MEMFS_ENV_NAME") or hostname()
-        # the key is cached with the manifest's rollback record (one key cache write)
-        self.lazy.set(create_keyring(self.raw, repo_id, self.identity(), name, defer_cache=True))
+        try:
+            # the key is cached with the manifest's rollback record (one key cache write)
+            keys = create_keyring(self.raw, repo_id, self.identity(), name, defer_cache=True)
+        except BaseException:  # a race lost to another machine: NoKeyError, not the stub's
+            stub.settle()
+            raise
+        stub.wait()
+        self._stubbed = True
+        self.lazy.set(keys)
         return {"agent_id": agent_id, "created_at": str(agent.get("created_at", "") or "")}
 
     def _claim_identity(self) -> bytes:
