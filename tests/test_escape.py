@@ -9,6 +9,7 @@ memory read (context, ls, conflicts) and no commit follows them out.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,45 @@ def test_a_memory_file_become_a_named_pipe_never_hangs_a_command(
         done = memfs_process(command, cwd=agent.root, timeout=10)
         assert done.returncode in (0, 1), (command, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_a_tree_entry_named_with_a_slash_is_refused_by_pull(tmp_path: Path) -> None:
+    """A hand-made tree naming an entry ``a/b.md`` inside ``system`` (git fsck --strict:
+    fullPathname) would be written as system/a/b.md and the invalid tree carried on: refused
+    as an unsafe path, nothing written (found from outside)."""
+    hub = bare_repo(tmp_path / "hub.git")
+    a = memfs.init(tmp_path / "a" / "agent", name="shared")
+    add_remote(a.history, "origin", str(hub))
+    assert sync.push(a).ok
+    b = sync.clone(str(hub), tmp_path / "b" / "agent")
+
+    def hub_git(*args: str, data: bytes | None = None) -> str:
+        run = subprocess.run(
+            ["git", "-c", "user.name=attacker", "-c", "user.email=a@example.org", "-C", str(hub),
+             *args],
+            input=data, capture_output=True, check=True,
+        )  # fmt: skip
+        return run.stdout.decode().strip()
+
+    blob = hub_git("hash-object", "-w", "--stdin", data=b"---\ndescription: x\n---\nx\n")
+    top = hub_git("rev-parse", "main^{tree}")
+    system = hub_git("rev-parse", "main:system")
+    listing = subprocess.run(
+        ["git", "-C", str(hub), "cat-file", "tree", system], capture_output=True, check=True
+    ).stdout
+    evil = hub_git(
+        "hash-object", "-w", "-t", "tree", "--literally", "--stdin",
+        data=listing + b"100644 a/b.md\0" + bytes.fromhex(blob),
+    )  # fmt: skip
+    entries = subprocess.run(
+        ["git", "-C", str(hub), "ls-tree", top], capture_output=True, text=True, check=True
+    ).stdout.replace(system, evil)
+    tree = hub_git("mktree", data=entries.encode())
+    commit = hub_git("commit-tree", tree, "-p", "main", "-m", "a slash in a name")
+    hub_git("update-ref", "refs/heads/main", commit)
+
+    result = run_cli("-C", str(b.root), "pull")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("memfs: refusing unsafe path 'a/b.md': tree ")
+    assert not (b.root / "system" / "a").exists()
+    assert git(b.root, "rev-parse", "HEAD") != commit

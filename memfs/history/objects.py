@@ -10,9 +10,7 @@ from __future__ import annotations
 import stat
 
 from memfs.damage import reads_objects
-from memfs.errors import (
-    PathNotFoundError,
-)
+from memfs.errors import PathNotFoundError, UnsafePathError
 from memfs.history.base import HistoryBase
 from memfs.trees import Files, TreeEntry
 
@@ -80,11 +78,16 @@ class Objects(HistoryBase):
 
         kept = self._kept(sha, TREE_TYPE)
         if kept is not None:
-            return list(parse_tree(kept, SHA_BYTES))
-        tree = self.repo.object_store[sha]
-        if not isinstance(tree, Tree):
-            raise NotTreeError(sha)
-        return [(entry.path, entry.mode, entry.sha) for entry in tree.iteritems()]
+            items = list(parse_tree(kept, SHA_BYTES))
+        else:
+            tree = self.repo.object_store[sha]
+            if not isinstance(tree, Tree):
+                raise NotTreeError(sha)
+            items = [(entry.path, entry.mode, entry.sha) for entry in tree.iteritems()]
+        for name, _, _ in items:
+            if not name or b"/" in name or b"\0" in name:
+                _refuse_name(sha, name)
+        return items
 
     @reads_objects
     def entries_at(self, commit_sha: str | None, path: str) -> Files:
@@ -236,3 +239,13 @@ class Objects(HistoryBase):
             else:
                 files[path] = after
         return files
+
+
+def _refuse_name(tree_sha: bytes, name: bytes) -> None:
+    """A tree entry named with a '/' (or nothing) is no git path: git fsck --strict calls it
+    ``fullPathname``; checked out, ``a/b.md`` inside ``notes`` would land as notes/a/b.md
+    and the repository would carry an invalid tree on. Refused like any unsafe path."""
+    shown = name.decode("utf-8", "surrogateescape")
+    raise UnsafePathError(
+        shown, f"tree {tree_sha.decode()[:7]} names an entry with '/' or nothing, not a git path"
+    )
