@@ -48,6 +48,8 @@ def commit(
     ``agent.held``; refused while plain git is midway or HEAD is detached.
     """
     agent.held = []
+    if message:
+        check_message_text(message)
     if message and has_secrets(agent):
         from memfs.secrets.guard import check_message
 
@@ -199,6 +201,19 @@ def author(agent: Agent) -> str:
     from memfs.config import commit_identity
 
     return commit_identity() or agent.history.git_identity() or f"memfs <memfs@{hostname()}>"
+
+
+def check_message_text(message: str) -> None:
+    """Refuse a message that is not UTF-8 text before anything is done: a shell passes a
+    Latin-1 byte as a lone surrogate, which no commit object can be written with."""
+    from memfs.errors import InvalidMessageError
+
+    if "\0" in message:
+        raise InvalidMessageError("holds a NUL character")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessageError("is not valid UTF-8 (a byte of another encoding?)") from None
 
 
 def generated_message(changes: list[FileChange]) -> str:

@@ -75,6 +75,15 @@ class InvalidNameError(MemfsError):
         )
 
 
+class InvalidMessageError(MemfsError):
+    """A commit message git cannot hold as UTF-8 text (a byte that is not UTF-8, a NUL)."""
+
+    exit_code = 2
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the commit message {why}: nothing was committed")
+
+
 class RevisionNotFoundError(MemfsError):
     """A revision that names no commit."""
 

@@ -302,3 +302,63 @@ def test_the_fast_path_reads_what_it_runs() -> None:
     parsed = parse(["pull", "-q", "origin", "--conflict=ours", "--ff-only"])
     assert parsed is not None and parsed.arguments == ["origin"]
     assert parsed.options == {"quiet": True, "policy": "ours", "ff_only": True}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "click"])
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
+def test_a_command_started_with_a_closed_descriptor_succeeds_quietly(
+    tmp_path: Path, fast: bool, closed: int
+) -> None:
+    """``memfs ls >&-``: Python has no sys.stdout then; the command still ends with its own
+    exit code, no traceback (found from outside: ``_exit_now`` flushed ``None``)."""
+    root = clean(tmp_path)
+    entry = ["-m", "memfs"] if fast else ["-c", CLICK]
+    keep = 2 if closed == 1 else 1
+    result = subprocess.run(
+        ["sh", "-c", f'"$@" {closed}>&- {keep}>"{tmp_path}/out"', "sh", sys.executable, *entry,
+         "-C", str(root), "ls"],
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert "Traceback" not in (tmp_path / "out").read_text()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "click"])
+def test_a_commit_message_that_is_not_utf8_is_a_usage_error(tmp_path: Path, fast: bool) -> None:
+    """A Latin-1 byte from the shell reaches Python as a lone surrogate: one line, exit 2,
+    nothing committed, the edit kept (was an internal error, exit 70)."""
+    root = dirty(tmp_path)
+    head = git(root, "rev-parse", "HEAD")
+    entry = ["-m", "memfs"] if fast else ["-c", CLICK]
+    result = subprocess.run(
+        [sys.executable.encode(), *(a.encode() for a in entry), b"commit", b"-m", b"caf\xe9"],
+        cwd=root,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        b"memfs: the commit message is not valid UTF-8 (a byte of another encoding?): "
+        b"nothing was committed\n"
+    )
+    assert git(root, "rev-parse", "HEAD") == head
+    assert "Curious, kind." in (root / PERSONA).read_text()
+
+
+def test_ctrl_c_while_starting_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """An interrupt that lands before a command's own handler (here: raised in the process
+    at the first step of ``main``) prints ``memfs: interrupted``, exit 130, no traceback."""
+    root = clean(tmp_path)
+    probe = (
+        "import os, signal, sys\n"
+        "import memfs.cli as cli\n"
+        "cli._collect_later = lambda: os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.argv = ['memfs', 'status']\n"
+        "cli.main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stderr) == (130, "memfs: interrupted\n")

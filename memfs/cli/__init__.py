@@ -36,20 +36,24 @@ def main() -> None:
     """Entry point of the ``memfs`` console script and ``python -m memfs``."""
     import sys
 
-    _collect_later()
-    from memfs.cli.fast import run_fast
-
-    code = run_fast(sys.argv[1:])
-    if code is not None:
-        _exit_now(code)
-        sys.exit(code)
-    from memfs.cli.app import cli
-
     try:
-        cli(prog_name="memfs")
+        _collect_later()
+        from memfs.cli.fast import run_fast
+
+        code = run_fast(sys.argv[1:])
+        if code is None:
+            from memfs.cli.app import cli
+
+            cli(prog_name="memfs")  # ends with SystemExit
     except SystemExit as done:
         _exit_now(done.code)
         raise
+    except KeyboardInterrupt:  # Ctrl-C while starting, before a command's own handler runs
+        if sys.stderr is not None:
+            sys.stderr.write("memfs: interrupted\n")
+        code = 130
+    _exit_now(code)
+    sys.exit(code)
 
 
 # What moved to memfs/cli/app.py with click, still importable from here (tests, users).
@@ -110,6 +114,8 @@ def _exit_now(code: object) -> None:
             return
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed: nothing to flush
+            continue
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
             stream.flush()
     os._exit(code or 0)
