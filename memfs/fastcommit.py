@@ -83,6 +83,8 @@ def commit(
         return FALLBACK
     if history.commit_tree_sha(head) != record["trees"].get(""):
         return FALLBACK
+    if not gitindex.index_is_for(history.control_dir, record["trees"][""]):
+        return FALLBACK  # the index is not HEAD's (git held index.lock): the full commit writes it
     started = time.time_ns()
     base = str(agent.root) + "/"
     lstat = os.lstat

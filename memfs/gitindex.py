@@ -221,6 +221,18 @@ def _recorded_tree(control_dir: Path, cache: _StatCache) -> str | None:
     return tree_sha if cache.stat is not None and key == _record_key(cache.stat) else None
 
 
+def index_is_for(control_dir: Path, tree_sha: str) -> bool:
+    """Whether the index file there now was written for tree ``tree_sha`` (the record names
+    it): one stat and one small read. A write skipped because git held ``index.lock`` leaves
+    no record, so the index behind HEAD is seen and written again."""
+    try:
+        st = os.stat(control_dir / "index")
+        recorded = (control_dir / "memfs" / INDEX_TREE).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return recorded == f"{tree_sha} {_record_key(st)}\n"
+
+
 def tree_from_index(control_dir: Path, tree_sha: str) -> Files | None:
     """The files of tree ``tree_sha`` read from the index, if the index was written for that
     tree and is unchanged since; None otherwise (the caller reads the tree's objects)."""

@@ -378,3 +378,33 @@ def test_a_native_agent_without_rules_commits_without_loading_letta_s_rules(
     agent.commit()
     assert [p.path for p in agent.held] == [EDITED]
     assert shown(agent, EDITED).endswith(b"changed\n")
+
+
+@pytest.mark.parametrize("next_edit", [None, "reference/t2/n002.md"], ids=["clean", "other-file"])
+def test_an_index_left_behind_by_git_holding_its_lock_is_written_again(
+    tmp_path: Path, next_edit: str | None
+) -> None:
+    """A commit while git holds index.lock moves the branch but cannot write the index; once
+    the lock is gone, the next commit (with nothing to commit, or an edit elsewhere) must
+    bring the index to HEAD: else ``git status`` shows the commit undone (MM) and a user's
+    ``git commit`` would revert it (found from outside)."""
+    agent = make_agent(tmp_path)
+    write(agent.root, EDITED, "---\ndescription: n1\n---\nwhile git works\n")
+    lock = agent.history.control_dir / "index.lock"
+    lock.touch()  # fresh: git is writing the index, memfs leaves it alone
+    assert agent.commit() is not None
+    assert git(agent.root, "status", "--porcelain") != ""  # behind, as git's lock demanded
+    lock.unlink()
+    settle(agent.root)
+    if next_edit is not None:
+        write(agent.root, next_edit, "---\ndescription: n2\n---\nlater\n")
+        assert agent.commit() is not None
+    else:
+        assert agent.commit() is None
+    # the index lists HEAD's tree (git diff-index reads it, never rewrites it, as status may)
+    assert git(agent.root, "diff-index", "--cached", "--name-only", "HEAD") == ""
+    settle(agent.root)
+    write(agent.root, EDITED, "---\ndescription: n1\n---\nfast again\n")
+    assert fast_commit(agent)  # the record is trusted again once the index is HEAD's
+    assert git(agent.root, "status", "--porcelain") == ""
+    assert_head_is_disk(agent)
