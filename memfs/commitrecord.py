@@ -192,7 +192,7 @@ def remember(
     except (OverflowError, ValueError):
         return  # a time before 1970: not kept in the columns
     record = _record(made_for, commit, agent._max_file_size(), table.dumps(), folders, trees)
-    record["index"] = index_layout(agent, table.paths)
+    record["index"] = index_layout(agent, table.paths, trees[""])
     write(agent, record)
 
 
@@ -371,9 +371,13 @@ def trees_of(
     return result
 
 
-def index_layout(agent: Agent, paths: list[str]) -> tuple[Any, list[int]] | None:
+def index_layout(agent: Agent, paths: list[str], tree_sha: str) -> tuple[Any, list[int]] | None:
     """The index file's identity and where each of ``paths``' entries starts in it, if it
-    lists exactly those paths (what lets the next commit splice it without parsing it)."""
+    was written for tree ``tree_sha`` and lists exactly those paths (what lets the next
+    commit splice it without parsing it). An index whose write was skipped (git held
+    ``index.lock``) has no layout: splicing it would keep its stale entries for good."""
+    if not gitindex.index_is_for(agent.history.control_dir, tree_sha):
+        return None
     found = gitindex.entry_offsets(agent.history.control_dir)
     if found is None or len(found[1]) != len(paths):
         return None

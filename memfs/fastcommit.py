@@ -83,8 +83,6 @@ def commit(
         return FALLBACK
     if history.commit_tree_sha(head) != record["trees"].get(""):
         return FALLBACK
-    if not gitindex.index_is_for(history.control_dir, record["trees"][""]):
-        return FALLBACK  # the index is not HEAD's (git held index.lock): the full commit writes it
     started = time.time_ns()
     base = str(agent.root) + "/"
     lstat = os.lstat
@@ -154,6 +152,12 @@ def commit(
     for i, (mode, sha, sig) in new_sigs.items():
         table.set(i, mode, sha, sig)
     if not payload:
+        if not gitindex.index_is_for(history.control_dir, record["trees"][""]):
+            # git rewrote the index (its status does), or a write was skipped while git held
+            # index.lock: the index must still list HEAD, or git shows the commit undone
+            committed = {path: table.entry(i) for i, path in enumerate(paths)}
+            if not history.index_describes(committed, commit=head):
+                return FALLBACK  # the full commit writes it
         agent.skipped, agent.held, agent.overridden = [], [], []
         if before != bytes(table.sigs) or new_folders != folders:
             write(agent, {**record, "files": table.dumps(), "folders": new_folders})
@@ -214,7 +218,7 @@ def commit(
             if committed[path] == TreeEntry(*new_files[path][:2]):
                 index_stats[path] = st
         history.write_index(committed, index_stats, commit=sha, changed=list(allowed))
-        index = index_layout(agent, paths)
+        index = index_layout(agent, paths, trees[""])
     if agent.held:
         forget(agent)  # held changes stay in the work tree: the record would hide them
     else:
