@@ -36,7 +36,7 @@ from memfs.watchdaemon import stop_daemon as stop_daemon
 from memfs.watchevents import EventFilter as EventFilter  # re-exported
 from memfs.watchevents import is_litter as is_litter
 from memfs.watchevents import start_observer
-from memfs.watchpace import LETTA_CODE_QUIET_S, schedule_settings
+from memfs.watchpace import LETTA_CODE_QUIET_S, FailureWait, schedule_settings
 from memfs.watchpace import Debouncer as Debouncer  # re-exported
 from memfs.watchpace import WatchSettings as WatchSettings
 from memfs.watchstate import WatchState as WatchState  # re-exported
@@ -48,7 +48,6 @@ from memfs.watchstate import status as status  # re-exported: memfs watch --stat
 Log = Callable[[str], None]
 
 ALIVE_CHECK_S = 2.0  # how often an idle watcher makes sure its agent is still there (2 stats)
-ERROR_WAIT_S = 0.5  # after a failed turn of the loop, the first wait (doubled each time)
 
 
 class Watcher:
@@ -93,8 +92,7 @@ class Watcher:
         self._beat_after = 0.0  # no beat before this (presence with nowhere to go says 'now')
         self._identity = identity(agent)
         self._next_alive_check = 0.0
-        self._error_wait = 0.0  # after a failed turn: wait this long before the next one
-        self._retry_at = 0.0
+        self._failures = FailureWait(self.settings.backoff_max_s)  # after a turn that raised
         self.gone: str | None = None  # why the agent went away, once it has: the watcher ended
         self.on_gone: Callable[[], None] | None = None  # called then (memfs watch exits)
 
@@ -209,7 +207,7 @@ class Watcher:
                 if self._stopping:
                     return
                 now = time.monotonic()
-                if now < self._retry_at:
+                if now < self._failures.until:
                     continue  # woken early after a failure: wait out the rest (no busy loop)
                 batch = self.debouncer.take(now)
             if self._agent_gone(now):  # before any work: nothing is written where it was
@@ -221,18 +219,16 @@ class Watcher:
                     return
                 self._failed_turn(batch, f"{type(error).__name__}: {error}")
             else:
-                self._error_wait = 0.0
+                self._failures.succeeded()
 
     def _failed_turn(self, batch: list[str], message: str) -> None:
-        """A turn raised: note it, keep its batch, and wait before the next turn (0.5 s,
-        doubled each time up to ``backoff_max_s``): whatever keeps failing, it never spins."""
+        """A turn raised: note it, keep its batch, and wait before the next turn."""
         self._note_error(message)
         now = time.monotonic()
         with self._wake:
             for path in batch:
                 self.debouncer.add(path, now)
-        self._error_wait = min(max(self._error_wait * 2, ERROR_WAIT_S), self.settings.backoff_max_s)
-        self._retry_at = now + self._error_wait
+        self._failures.failed(now)
 
     def _agent_gone(self, now: float) -> bool:
         """Whether the agent went away (checked at every turn, and every ``ALIVE_CHECK_S``
@@ -250,7 +246,7 @@ class Watcher:
         return True
 
     def _next_wake(self) -> float:
-        return max(self._due(), self._retry_at)
+        return max(self._due(), self._failures.until)
 
     def _due(self) -> float:
         candidates = [self._next_rescan, self._next_alive_check]

@@ -21,6 +21,7 @@ import pytest
 
 import memfs
 from memfs.remotes import add_remote
+from memfs.watchpace import FailureWait
 
 from .conftest import write
 from .servers import free_port, wait_for
@@ -73,6 +74,18 @@ class WatchProcess:
         if not self.exited():
             self.proc.kill()
             wait_for(self.exited, what="the killed watcher to be reaped")
+
+
+def test_failed_turns_wait_longer_each_time_up_to_the_cap() -> None:
+    wait = FailureWait(max_s=3.0)
+    waits = []
+    for now in (10.0, 20.0, 30.0, 40.0):
+        wait.failed(now)
+        waits.append(wait.until - now)
+    assert waits == [0.5, 1.0, 2.0, 3.0]
+    wait.succeeded()
+    wait.failed(50.0)
+    assert wait.until == 50.5, "a turn that worked starts over"
 
 
 @pytest.fixture
