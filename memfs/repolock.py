@@ -78,7 +78,8 @@ class RepoLock:
         return clear_stale_git_lock(lock)
 
     def _acquire(self, timeout: float) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # .git/memfs only: never .git or the agent folder, which may have just been removed
+        self.path.parent.mkdir(exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + timeout
         delay = 0.001

@@ -36,16 +36,18 @@ from memfs.watchdaemon import stop_daemon as stop_daemon
 from memfs.watchevents import EventFilter as EventFilter  # re-exported
 from memfs.watchevents import is_litter as is_litter
 from memfs.watchevents import start_observer
-from memfs.watchpace import LETTA_CODE_QUIET_S, schedule_settings
+from memfs.watchpace import LETTA_CODE_QUIET_S, FailureWait, schedule_settings
 from memfs.watchpace import Debouncer as Debouncer  # re-exported
 from memfs.watchpace import WatchSettings as WatchSettings
 from memfs.watchstate import WatchState as WatchState  # re-exported
-from memfs.watchstate import claim, write_state
+from memfs.watchstate import claim, gone_reason, identity, release_gone, write_state
 from memfs.watchstate import is_running as is_running  # re-exported
 from memfs.watchstate import read_state as read_state
 from memfs.watchstate import status as status  # re-exported: memfs watch --status
 
 Log = Callable[[str], None]
+
+ALIVE_CHECK_S = 2.0  # how often an idle watcher makes sure its agent is still there (2 stats)
 
 
 class Watcher:
@@ -87,6 +89,12 @@ class Watcher:
         self._own_index = self._index_stamp()  # the index as memfs itself last left it
         self._known_head = agent.history.head()  # as the watcher last committed or synced it
         self._presence = self._heartbeat() if self._syncing else None
+        self._beat_after = 0.0  # no beat before this (presence with nowhere to go says 'now')
+        self._identity = identity(agent)
+        self._next_alive_check = 0.0
+        self._failures = FailureWait(self.settings.backoff_max_s)  # after a turn that raised
+        self.gone: str | None = None  # why the agent went away, once it has: the watcher ended
+        self.on_gone: Callable[[], None] | None = None  # called then (memfs watch exits)
 
     def _heartbeat(self) -> Any:
         """This environment's presence in the store (memfs/presence.py): mode ``mount`` for a
@@ -136,6 +144,11 @@ class Watcher:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=10)
+        if self.gone is not None:  # nothing to flush to, and nothing to create where it was
+            if self._claim_fd is not None:
+                release_gone(self._claim_fd, self.state)
+                self._claim_fd = None
+            return
         self.flush()
         if self._presence is not None and self._thread is not None:
             self._presence.stop()  # a clean exit: 'stopped', not left to go stale
@@ -193,14 +206,50 @@ class Watcher:
                     self._wake.wait(timeout)
                 if self._stopping:
                     return
-                batch = self.debouncer.take(time.monotonic())
+                now = time.monotonic()
+                if now < self._failures.until:
+                    continue  # woken early after a failure: wait out the rest (no busy loop)
+                batch = self.debouncer.take(now)
+            if self._agent_gone(now):  # before any work: nothing is written where it was
+                return
             try:
                 self.step(batch)
             except Exception as error:  # the loop must survive anything one step does
-                self._note_error(f"{type(error).__name__}: {error}")
+                if self._agent_gone(time.monotonic()):
+                    return
+                self._failed_turn(batch, f"{type(error).__name__}: {error}")
+            else:
+                self._failures.succeeded()
+
+    def _failed_turn(self, batch: list[str], message: str) -> None:
+        """A turn raised: note it, keep its batch, and wait before the next turn."""
+        self._note_error(message)
+        now = time.monotonic()
+        with self._wake:
+            for path in batch:
+                self.debouncer.add(path, now)
+        self._failures.failed(now)
+
+    def _agent_gone(self, now: float) -> bool:
+        """Whether the agent went away (checked at every turn, and every ``ALIVE_CHECK_S``
+        when idle: two ``stat`` calls); if so, say so once and end: ``memfs watch`` exits 8."""
+        self._next_alive_check = now + ALIVE_CHECK_S
+        reason = gone_reason(self.agent, self._identity)
+        if reason is None:
+            return False
+        self.gone = f"agent folder gone: {reason}; the watcher stops"
+        self.log(self.gone)
+        with self._wake:
+            self._stopping = True
+        if self.on_gone is not None:
+            self.on_gone()
+        return True
 
     def _next_wake(self) -> float:
-        candidates = [self._next_rescan]
+        return max(self._due(), self._failures.until)
+
+    def _due(self) -> float:
+        candidates = [self._next_rescan, self._next_alive_check]
         if self._syncing:
             candidates.append(self._poller.next_due(time.monotonic()))
         deadline = self.debouncer.deadline()
@@ -210,7 +259,7 @@ class Watcher:
             candidates.append(self._push_due)
         beat = self._presence.next_due() if self._presence is not None else None
         if beat is not None:
-            candidates.append(beat)
+            candidates.append(max(beat, self._beat_after))
         return min(candidates)
 
     def step(self, batch: list[str]) -> None:
@@ -242,8 +291,21 @@ class Watcher:
         if self._syncing:  # --no-push: commit only
             self._poll_due(now)
         beat = self._presence.next_due() if self._presence is not None else None
-        if beat is not None and time.monotonic() >= beat:
-            self._presence.beat()  # type: ignore[union-attr]  # idle heartbeat, or coalesced
+        if beat is not None and time.monotonic() >= max(beat, self._beat_after):
+            self._beat()
+
+    def _beat(self) -> None:
+        """An idle or coalesced heartbeat. With no object store to write to (no remote, git
+        hosts only) or a failed first write, presence stays due 'now': look again only after
+        its coalescing window, or the loop would spin on it."""
+        presence = self._presence
+        assert presence is not None
+        try:
+            presence.beat()
+        finally:
+            due = presence.next_due()
+            now = time.monotonic()
+            self._beat_after = now + presence.coalesce_s if due is not None and due <= now else 0.0
 
     # -- the work -----------------------------------------------------------------------
 

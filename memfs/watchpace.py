@@ -75,6 +75,26 @@ class Debouncer:
         return batch
 
 
+class FailureWait:
+    """How long the watcher's loop waits after a turn that raised: 0.5 s, doubled after each
+    failure in a row up to ``max_s``, none once a turn works. Whatever keeps failing (a file
+    it cannot read, a bug), the loop never spins."""
+
+    FIRST_S = 0.5
+
+    def __init__(self, max_s: float) -> None:
+        self.max_s = max_s
+        self.wait_s = 0.0
+        self.until = 0.0  # no turn before this (monotonic)
+
+    def failed(self, now: float) -> None:
+        self.wait_s = min(max(self.wait_s * 2, self.FIRST_S), max(self.max_s, self.FIRST_S))
+        self.until = now + self.wait_s
+
+    def succeeded(self) -> None:
+        self.wait_s = 0.0
+
+
 def schedule_settings(settings: WatchSettings, history: History) -> ScheduleSettings:
     """A fixed interval if one was asked for (``--poll-s``), else the hot/cold schedule,
     hot at 1 s for object stores and 10 s as soon as a git host is among the remotes."""

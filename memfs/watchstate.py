@@ -145,3 +145,44 @@ def write_state(agent: Agent, state: WatchState, running: bool = True) -> None:
     data = {**state._asdict(), "running": running}
     with contextlib.suppress(OSError):
         atomic_write(path, json.dumps(data, indent=2).encode())
+
+
+# -- a watcher whose agent went away ---------------------------------------------------------
+
+Identity = tuple[tuple[int, int], tuple[int, int]]  # (device, inode) of the folder and .git
+
+
+def identity(agent: Agent) -> Identity:
+    """What the watcher watches: the device and inode of the agent folder and its ``.git``, so
+    that a folder put in its place (a restored backup, another clone) is not taken for it."""
+    root, control = os.stat(agent.root), os.stat(agent.history.control_dir)
+    return (root.st_dev, root.st_ino), (control.st_dev, control.st_ino)
+
+
+def gone_reason(agent: Agent, started: Identity) -> str | None:
+    """Why the agent the watcher started on is no longer there (removed, moved, unmounted, its
+    ``.git`` removed, another folder in its place), or None while it is. Two ``stat`` calls."""
+    try:
+        root = os.stat(agent.root)
+    except OSError:
+        return f"{agent.root} was removed or moved"
+    try:
+        control = os.stat(agent.history.control_dir)
+    except OSError:
+        return f"{agent.history.control_dir} was removed or moved"
+    now = (root.st_dev, root.st_ino), (control.st_dev, control.st_ino)
+    if now != started:
+        return f"{agent.root} is another folder now"
+    return None
+
+
+def release_gone(claim_fd: int, state: WatchState) -> None:
+    """Let go of an agent that went away: say ``running: false`` in the state file next to the
+    lock file if that still exists (it moved with the folder: ``/proc`` knows where to), and
+    release the lock. Nothing is created where the agent was."""
+    with contextlib.suppress(OSError):
+        where = os.readlink(f"/proc/self/fd/{claim_fd}")
+        if not where.endswith(" (deleted)") and os.path.exists(where):
+            data = {**state._asdict(), "running": False}
+            atomic_write(Path(where).parent / "watch.json", json.dumps(data, indent=2).encode())
+    os.close(claim_fd)  # releases the flock

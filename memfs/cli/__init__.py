@@ -25,7 +25,7 @@ Exit codes:
   5  agent busy (lock held) or changed meanwhile; try again
   6  revert conflicts with later edits, diverged with --ff-only, or unrelated histories
   7  a remote failed: unreachable, refused credentials, not found, not an agent
-  8  a watcher already runs for the agent, or none does (--stop)
+  8  a watcher already runs for the agent, or none does (--stop), or its agent went away
   9  the agent's git repository is damaged
   10 a key or integrity problem: no key for an encrypted remote, tampered, rolled back
   70 internal error (set MEMFS_DEBUG=1 for the traceback)

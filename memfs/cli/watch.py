@@ -126,6 +126,7 @@ def watch(
 def run_foreground(agents: list[Any], settings: Any, log_file: str | None) -> None:
     """Watch ``agents`` in this process until SIGINT or SIGTERM; every watcher flushes."""
     from memfs import watcher as watching
+    from memfs.errors import WatcherError
 
     sink = open(log_file, "a", buffering=1) if log_file else sys.stderr  # noqa: SIM115
 
@@ -139,10 +140,17 @@ def run_foreground(agents: list[Any], settings: Any, log_file: str | None) -> No
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    watchers = []
+    watchers: list[Any] = []
+
+    def on_gone() -> None:  # an agent went away: its watcher ended; exit once all have
+        if all(watcher.gone for watcher in watchers):
+            stopping.set()
+
     try:
         for agent in agents:
-            watchers.append(watching.Watcher(agent, settings, logger(agent.name)).start())
+            watcher = watching.Watcher(agent, settings, logger(agent.name))
+            watcher.on_gone = on_gone
+            watchers.append(watcher.start())
             logger(agent.name)(f"watching {agent.root}")
         while not stopping.wait(3600):
             pass
@@ -152,6 +160,9 @@ def run_foreground(agents: list[Any], settings: Any, log_file: str | None) -> No
             watcher.log("stopped")
         if sink is not sys.stderr:
             sink.close()
+    gone = [watcher.gone for watcher in watchers if watcher.gone]
+    if gone:
+        raise WatcherError(gone[0])
 
 
 def _print_status(states: list[dict[str, Any]], as_json: bool) -> None:
