@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from memfs.util import atomic_write, hostname, utc_now
+from memfs.util import atomic_write, hostname, utc_now_text
 
 if TYPE_CHECKING:
     from memfs.agent import Agent
@@ -169,7 +169,7 @@ def record(
         "state": state,
         "heartbeat_s": heartbeat_s,
         "seq": seq,
-        "at": utc_now().isoformat(),  # the writer's clock: shown, never used for "last seen"
+        "at": utc_now_text(),  # the writer's clock: shown, never used for "last seen"
     }
 
 
@@ -205,7 +205,7 @@ class Heartbeat:
         self.enabled = enabled()
         self.heartbeat_s = heartbeat_interval()
         self.coalesce_s = min(COALESCE_S, self.heartbeat_s)
-        self.started_at = utc_now().isoformat()
+        self.started_at = utc_now_text()
         self.state = "running"
         self.seq = 0
         self.writes = 0

@@ -43,7 +43,7 @@ from memfs.remotestate import RemoteState, remote_states, tracking_ref  # noqa: 
 from memfs.schema import MANIFEST_FILE
 from memfs.secrets.hooks import push_pending, read_meta
 from memfs.syncreport import RemoteOutcome, SyncReport
-from memfs.util import replace_unsynced, utc_now
+from memfs.util import replace_unsynced, utc_now_text
 
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
     from memfs.history import History
@@ -364,7 +364,7 @@ def _record(agent: Agent, report: SyncReport) -> None:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
         state = {}
-    state["last_sync"] = utc_now().isoformat()
+    state["last_sync"] = utc_now_text()
     remotes = state.setdefault("remotes", {})
     for outcome in report.remotes + report.mirrors:
         entry = remotes.setdefault(outcome.remote, {})

@@ -87,6 +87,14 @@ def hostname() -> str:
     return found or "localhost"
 
 
+def utc_now_text() -> str:
+    """``utc_now().isoformat()`` (``2026-11-30T19:08:28+00:00``) without importing datetime
+    (~1-3 ms), for the records every push, pull and presence beat writes."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+
+
 def utc_now() -> datetime:
     """The current time in UTC, to the second."""
     from datetime import datetime, timezone  # ~1 ms: not every command tells the time
