@@ -244,7 +244,8 @@ class Heartbeat:
             return None
         try:
             target = self._target()
-            if target is None:
+            if target is None:  # nowhere to write yet: asked again a coalescing window later
+                self._last_write, self._pending = now, True
                 return None
             config, storage = target
             current = self._record(config, report)
@@ -257,6 +258,7 @@ class Heartbeat:
             self._last_write = now
             return _Write(self, storage, current)
         except Exception as error:  # presence never breaks what it reports on
+            self._last_write = now  # an attempt: next_due() is a window later, never "now"
             self._failed(error)
             return None
 

@@ -203,6 +203,22 @@ def test_a_git_host_gets_no_presence(tmp_path: Path) -> None:
     assert not (tmp_path / "hub.git" / "envs").exists()
 
 
+@pytest.mark.parametrize("remote", ["none", "git host"])
+def test_with_nowhere_to_write_the_next_beat_is_a_window_away(tmp_path: Path, remote: str) -> None:
+    """No object store to write presence to: ``next_due()`` said "now" for ever, and a watcher
+    that trusted it spun at 100% of a core (found this session); asked again 60 s later."""
+    from .servers import bare_repo
+
+    agent = memfs.init(tmp_path / "agent", name="agent")
+    if remote == "git host":
+        add_remote(agent.history, "origin", str(bare_repo(tmp_path / "hub.git")))
+    clock = Clock()
+    beat = Heartbeat(agent, "watch", clock=clock)
+    assert beat.next_due() == clock.now, "due at once: on start"
+    assert not beat.beat()
+    assert beat.next_due() == pytest.approx(clock.now + 60)
+
+
 def test_an_incremental_cli_push_costs_one_presence_put_more(s3: S3Bucket, tmp_path: Path) -> None:
     """push = 4 requests (GET manifest, PUT pack, PUT idx, CAS manifest) + 1 presence PUT."""
     agent = memfs.init(tmp_path / "agent", name="agent")
