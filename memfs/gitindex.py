@@ -212,13 +212,13 @@ def _record_index_tree(control_dir: Path, tree_sha: str, key: str) -> None:
         os.replace(temp, path)
 
 
-def _recorded_tree(control_dir: Path, cache: _StatCache) -> str | None:
-    """The tree sha the record names, if it was made for the index ``cache`` was read from."""
+def _recorded_tree(control_dir: Path, st: os.stat_result | None) -> str | None:
+    """The tree sha the record names, if it was made for the index file of stat ``st``."""
     try:
         tree_sha, _, key = (control_dir / "memfs" / INDEX_TREE).read_text().strip().partition(" ")
     except (OSError, UnicodeDecodeError):
         return None
-    return tree_sha if cache.stat is not None and key == _record_key(cache.stat) else None
+    return tree_sha if st is not None and key == _record_key(st) else None
 
 
 def index_is_for(control_dir: Path, tree_sha: str) -> bool:
@@ -227,17 +227,16 @@ def index_is_for(control_dir: Path, tree_sha: str) -> bool:
     no record, so the index behind HEAD is seen and written again."""
     try:
         st = os.stat(control_dir / "index")
-        recorded = (control_dir / "memfs" / INDEX_TREE).read_text()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return False
-    return recorded == f"{tree_sha} {_record_key(st)}\n"
+    return _recorded_tree(control_dir, st) == tree_sha
 
 
 def tree_from_index(control_dir: Path, tree_sha: str) -> Files | None:
     """The files of tree ``tree_sha`` read from the index, if the index was written for that
     tree and is unchanged since; None otherwise (the caller reads the tree's objects)."""
     cache = _load_stat_cache(control_dir)
-    if _recorded_tree(control_dir, cache) != tree_sha:
+    if _recorded_tree(control_dir, cache.stat) != tree_sha:
         return None
     files = cache.files()
     return dict(files) if len(files) == len(cache.entries) else None  # None: a conflict
