@@ -89,7 +89,6 @@ class Watcher:
         self._own_index = self._index_stamp()  # the index as memfs itself last left it
         self._known_head = agent.history.head()  # as the watcher last committed or synced it
         self._presence = self._heartbeat() if self._syncing else None
-        self._beat_after = 0.0  # no beat before this (presence with nowhere to go says 'now')
         self._identity = identity(agent)
         self._next_alive_check = 0.0
         self._failures = FailureWait(self.settings.backoff_max_s)  # after a turn that raised
@@ -259,7 +258,7 @@ class Watcher:
             candidates.append(self._push_due)
         beat = self._presence.next_due() if self._presence is not None else None
         if beat is not None:
-            candidates.append(max(beat, self._beat_after))
+            candidates.append(beat)
         return min(candidates)
 
     def step(self, batch: list[str]) -> None:
@@ -291,21 +290,8 @@ class Watcher:
         if self._syncing:  # --no-push: commit only
             self._poll_due(now)
         beat = self._presence.next_due() if self._presence is not None else None
-        if beat is not None and time.monotonic() >= max(beat, self._beat_after):
-            self._beat()
-
-    def _beat(self) -> None:
-        """An idle or coalesced heartbeat. With no object store to write to (no remote, git
-        hosts only) or a failed first write, presence stays due 'now': look again only after
-        its coalescing window, or the loop would spin on it."""
-        presence = self._presence
-        assert presence is not None
-        try:
-            presence.beat()
-        finally:
-            due = presence.next_due()
-            now = time.monotonic()
-            self._beat_after = now + presence.coalesce_s if due is not None and due <= now else 0.0
+        if beat is not None and time.monotonic() >= beat:
+            self._presence.beat()  # type: ignore[union-attr]  # idle heartbeat, or coalesced
 
     # -- the work -----------------------------------------------------------------------
 
