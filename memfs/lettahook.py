@@ -21,15 +21,14 @@ stays in the work tree, uncommitted, and is reported as ``path:line: what is wro
 no held change can settle (the tree at HEAD already breaks a constraint) blocks the whole
 commit, as the hook would refuse every commit until it is fixed.
 
-The rules are ports of Letta Code 0.32.18's ``validateMemoryTreeConstraints`` and
-``parseMemoryConstraintsConfig`` (src/memory-constraints.ts) and of the hook script's file
-selection; ``memfs.lettafm.validate`` is its ``validateMemoryFileFrontmatter``.
+The tree constraints are ``memfs.lettaconstraints`` (ports of Letta Code 0.32.18's
+``validateMemoryTreeConstraints`` and ``parseMemoryConstraintsConfig``); this module ports the
+hook script's file selection and turns their messages into refusals;
+``memfs.lettafm.validate`` is its ``validateMemoryFileFrontmatter``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +36,15 @@ from pathlib import Path
 
 from memfs import lettafm
 from memfs.layout import V2_CONFIG, V2_MARKER, Layout, is_memory_path
+from memfs.lettaconstraints import (
+    CORE,
+    DEFAULT_CONFIG,
+    V1_CHECKED,
+    indexes,
+    parse_config,
+    regular,
+    tree_constraint_errors,
+)
 from memfs.record import FrozenRecord, Record
 from memfs.schema import Problem
 from memfs.trees import Files, TreeEntry, blob_sha
@@ -48,19 +56,10 @@ if TYPE_CHECKING:
 HOOK_MARK = "# Installed by Letta Code CLI"
 POLICY_FILE = "letta-memory-layout-policy"
 CONFIG_UPDATE_ENV = "LETTA_MEMORY_CONSTRAINTS_UPDATE"
-DEFAULT_CONFIG: dict[str, Any] = {
-    "version": 1,
-    "maxDepth": 2,
-    "maxFileCharacters": 20000,
-    "maxCoreMemoryCharacters": 65536,
-}
 FLAT_SKILL_V1 = re.compile(r"(?:memory/)?skills/[^/]+\.md\Z", re.DOTALL)
 FLAT_SKILL_V2 = re.compile(r"skills/[^/]+\.md\Z", re.DOTALL)
-V1_CHECKED = re.compile(r"(?:memory/)?(?:system|reference)/.*\.md\Z", re.DOTALL)
 FLAT_SKILL_MESSAGE = "invalid skill path (skills must be folders). Use skills/<name>/SKILL.md"
-CORE = "core memory"
 WAITING = "waits: Letta's hook refuses every commit until the error above is fixed"
-MAX_SAFE_INTEGER = 2**53 - 1
 
 Payload = Mapping[str, tuple[int, bytes] | None]
 """A proposed commit: path -> (mode, content), or None for a deletion."""
@@ -349,7 +348,7 @@ def _hook_refusals(
             if path in included:
                 found.setdefault(path, []).extend(refusals)
                 continue
-            culprits = [index for index in _indexes(path) if index in included]
+            culprits = [index for index in indexes(path) if index in included]
             if culprits:  # a MEMORY.md added now brings the file into view
                 for culprit in culprits:
                     found.setdefault(culprit, []).extend(_blame(r, culprit) for r in refusals)
@@ -381,14 +380,8 @@ def _blame(refusal: Refusal, culprit: str) -> Refusal:
     return Refusal(culprit, f"{refusal.path}: {refusal.message}")
 
 
-def _indexes(path: str) -> list[str]:
-    """The ``MEMORY.md`` of every folder above ``path``."""
-    folders = path.split("/")[:-1]
-    return ["/".join(folders[: depth + 1]) + "/" + V2_MARKER for depth in range(len(folders))]
-
-
 def _indexed(path: str, entries: Files) -> bool:
-    return all(index in entries for index in _indexes(path))
+    return all(index in entries for index in indexes(path))
 
 
 def _file_refusals(
@@ -444,7 +437,7 @@ def _constraint_refusals(
         return refusals
     config: dict[str, Any] = dict(DEFAULT_CONFIG)
     if has_config:
-        if not _regular(entries[V2_CONFIG].mode):
+        if not regular(entries[V2_CONFIG].mode):
             return [*refusals, Refusal(V2_CONFIG, "constraint config must be a regular file")]
         data = tree.data(V2_CONFIG, included) or b""
         parsed, errors = parse_config(decode(data))
@@ -470,10 +463,6 @@ def _constraint_refusal(error: str) -> Refusal:
         return Refusal(V2_CONFIG, error.removeprefix(f"{V2_CONFIG} "))
     path, _, what = error.partition(": ")
     return Refusal(path, what)
-
-
-def _regular(mode: int) -> bool:
-    return oct(mode)[2:].startswith("100")
 
 
 def _characters(tree: _Tree, path: str, included: set[str], cache: dict[str, Any]) -> int:
@@ -504,158 +493,3 @@ def _culprits(
         if index in included:  # deleted now: keeping it keeps the file's edit too
             return [index]
     return [path] if path in included else []
-
-
-def parse_config(content: str) -> tuple[dict[str, Any] | None, list[str]]:
-    """``parseMemoryConstraintsConfig``: the config, or the validator's errors."""
-    path = V2_CONFIG
-    try:
-        value = json.loads(content, parse_constant=_no_constant)
-    except ValueError as error:
-        return None, [f"{path}: invalid JSON ({error})"]
-    if not isinstance(value, dict):
-        return None, [f"{path}: expected a JSON object"]
-    errors: list[str] = []
-    keys = {"version", "maxDepth", "maxFileCharacters", "maxCoreMemoryCharacters"}
-    keys.add("fileCharacterLimits")
-    errors.extend(f"{path}: unknown field '{key}'" for key in value if key not in keys)
-    if not (_is_int(value.get("version")) and value.get("version") == 1):
-        errors.append(f"{path}: version must be 1")
-    if "maxDepth" in value and not (_is_int(value["maxDepth"]) and value["maxDepth"] >= 0):
-        errors.append(f"{path}: maxDepth must be a non-negative integer")
-    for key in ("maxFileCharacters", "maxCoreMemoryCharacters"):
-        if key in value and not (_is_int(value[key]) and value[key] > 0):
-            errors.append(f"{path}: {key} must be a positive integer")
-    overrides = value.get("fileCharacterLimits")
-    if "fileCharacterLimits" in value and not isinstance(overrides, list):
-        errors.append(f"{path}: fileCharacterLimits must be an array")
-    if isinstance(overrides, list):
-        for index, override in enumerate(overrides):
-            errors.extend(_override_errors(f"{path}: fileCharacterLimits[{index}]", override))
-    return (None, errors) if errors else (value, [])
-
-
-def _no_constant(name: str) -> Any:
-    """JSON.parse knows no NaN or Infinity."""
-    raise ValueError(f"Unexpected token {name[0]}")
-
-
-def _override_errors(label: str, override: Any) -> list[str]:
-    if not isinstance(override, dict):
-        return [f"{label} must be an object"]
-    errors = [
-        f"{label}: unknown field '{key}'"
-        for key in override
-        if key not in ("pattern", "maxCharacters")
-    ]
-    pattern = override.get("pattern")
-    if (
-        not isinstance(pattern, str)
-        or not pattern
-        or pattern.startswith("/")
-        or "\\" in pattern
-        or ".." in pattern.split("/")
-    ):
-        errors.append(f"{label}: pattern must be a non-empty repo-relative glob using '/'")
-    elif any("**" in segment and segment != "**" for segment in pattern.split("/")):
-        errors.append(f"{label}: '**' must be a complete path segment")
-    maximum = override.get("maxCharacters", "absent")  # JavaScript: undefined is not null
-    if maximum is not None and not (_is_int(maximum) and maximum > 0):
-        errors.append(f"{label}: maxCharacters must be a positive integer or null")
-    return errors
-
-
-def _is_int(value: Any) -> bool:
-    """``Number.isSafeInteger``: a whole number (JSON 2.0 is one too) within 2^53 - 1."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return math.isfinite(value) and value == int(value) and abs(value) <= MAX_SAFE_INTEGER
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A ``fileCharacterLimits`` glob as the validator compiles it (``*``, ``**``, ``?``)."""
-    source = "^"
-    index = 0
-    while index < len(pattern):
-        character = pattern[index]
-        if character == "*":
-            if pattern[index + 1 : index + 2] == "*":
-                if pattern[index + 2 : index + 3] == "/":
-                    source += "(?:.*/)?"
-                    index += 2
-                else:
-                    source += ".*"
-                    index += 1
-            else:
-                source += "[^/]*"
-        elif character == "?":
-            source += "[^/]"
-        else:
-            source += re.escape(character)
-        index += 1
-    return re.compile(source + r"\Z", re.DOTALL)
-
-
-def tree_constraint_errors(
-    modes: Mapping[str, int],
-    characters: Callable[[str], int],
-    config: Mapping[str, Any],
-    policy: str,
-    require_root_marker: bool,
-) -> list[str]:
-    """``validateMemoryTreeConstraints`` over a tree (path -> git mode), its messages."""
-    errors: list[str] = []
-    paths = sorted(path for path in modes if path.endswith(".md"))
-    present = set(paths)
-    v2 = policy == "root-marker" and (require_root_marker or V2_MARKER in present)
-    if v2 and V2_MARKER not in present:
-        errors.append(f"{V2_MARKER}: root memory index is required for MemFS v2")
-    memory = [
-        path
-        for path in paths
-        if not path.startswith("skills/")
-        and (v2 or policy == "shared-memory" or V1_CHECKED.match(path))
-    ]
-    if v2:
-        for path in memory:
-            missing = next((index for index in _indexes(path) if index not in present), None)
-            if missing is not None:
-                errors.append(f"{path}: missing required index {missing}")
-    overrides = [
-        (_glob_regex(str(item["pattern"])), item)
-        for item in config.get("fileCharacterLimits") or []
-    ]
-    core = 0
-    max_depth = config.get("maxDepth")
-    core_limit = config.get("maxCoreMemoryCharacters")
-    for path in memory:
-        if not _regular(modes[path]):
-            errors.append(f"{path}: memory Markdown must be a regular file")
-            continue
-        depth = path.count("/")
-        if max_depth is not None and depth > max_depth:
-            errors.append(f"{path}: depth {depth} exceeds maxDepth {_js_number(max_depth)}")
-        override = next((item for regex, item in overrides if regex.match(path)), None)
-        limit = override.get("maxCharacters") if override else config.get("maxFileCharacters")
-        source = f"glob '{override['pattern']}'" if override else "maxFileCharacters"
-        count_core = policy == "root-marker" and "/" not in path and core_limit is not None
-        if limit is None and not count_core:
-            continue
-        count = characters(path)
-        if count_core:
-            core += count
-        if limit is not None and count > limit:
-            errors.append(f"{path}: {count} characters exceeds {_js_number(limit)} from {source}")
-    if policy == "root-marker" and core_limit is not None and core > core_limit:
-        limit_text = _js_number(core_limit)
-        errors.append(
-            f"{CORE}: {core} characters exceeds {limit_text} from maxCoreMemoryCharacters"
-        )
-    return errors
-
-
-def _js_number(value: Any) -> str:
-    """A number as JavaScript prints it in a template string (``2.0`` is ``2``)."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

@@ -69,7 +69,7 @@ def _memory_path(agent: Agent, path: str) -> str:
 def limits(agent: Agent) -> tuple[int | None, int | None]:
     """Characters allowed a file and all pinned files together, as Letta Code checks them
     (``.memfs.config.json`` or its defaults in a v2 repo); (None, None) where nothing limits."""
-    from memfs.lettahook import DEFAULT_CONFIG, parse_config
+    from memfs.lettaconstraints import DEFAULT_CONFIG, parse_config
 
     if not agent.layout.is_letta:
         return None, None
