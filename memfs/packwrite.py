@@ -18,10 +18,10 @@ import mmap
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from memfs.packs import TYPE_NAMES, index_v2
+from memfs.record import FrozenRecord
 
 REUSE_MIN_OBJECTS = 64  # below this a pack is small: reading local indexes would cost more
 IDX_MAGIC = b"\377tOc"
@@ -31,14 +31,17 @@ RawReader = Callable[[bytes], tuple[int, bytes]]
 """(type number, content) of an object by hex sha (an object store's ``get_raw``)."""
 
 
-@dataclass(frozen=True)
-class BuiltPack:
+class BuiltPack(FrozenRecord):
     """A pack in memory: its bytes, its ``.idx``, its checksum, how many objects it holds."""
 
+    __slots__ = _fields = ("pack", "index", "checksum", "count")
     pack: bytes
     index: bytes
     checksum: bytes
     count: int
+
+    def __init__(self, pack: bytes, index: bytes, checksum: bytes, count: int) -> None:
+        self._set(pack, index, checksum, count)
 
 
 def entry_header(type_num: int, size: int) -> bytes:

@@ -129,6 +129,50 @@ def move_ref(control: Path, ref: str, old: str, new: str) -> bool | None:
     return moved
 
 
+def set_ref(control: Path, ref: str, new: str) -> bool:
+    """Point the loose ref ``ref`` (a remote-tracking ref) at ``new`` unconditionally, under
+    git's ``.lock`` protocol, fsynced before the rename. Whether it was written: False leaves
+    it to dulwich (a name git would not take, a ``.lock`` in the way, a folder where the ref
+    goes). No reflog line is written: git keeps none for a ref whose log file is absent,
+    and a tracking ref's log is nothing memfs or git relies on."""
+    parts = ref.split("/")
+    if len(parts) < 3 or parts[0] != "refs" or not all(map(_plain_ref_part, parts[1:])):
+        return False
+    path = control / ref
+    lock = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return False
+    try:
+        try:
+            os.write(fd, new.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(lock, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        return False
+    return True
+
+
+_REF_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _plain_ref_part(part: str) -> bool:
+    """Whether one ``/``-separated part of a ref name is plainly one git accepts."""
+    return (
+        bool(part)
+        and _REF_CHARS.issuperset(part)
+        and not part.startswith(".")
+        and not part.endswith((".lock", "."))
+        and ".." not in part
+    )
+
+
 def _read_ref(control: Path, ref: str) -> str | None:
     """The sha a loose or packed ref holds; None for anything else (symbolic, missing)."""
     try:

@@ -77,7 +77,14 @@ class Refs(HistoryBase):
             return None
 
     def set_ref(self, name: str, sha: str, reason: str) -> None:
-        """Point ``name`` (a remote-tracking ref) at ``sha`` unconditionally."""
+        """Point ``name`` (a remote-tracking ref) at ``sha`` unconditionally: written as a
+        loose ref without dulwich where that is plain (``loose.set_ref``)."""
+        if self._light.plain and len(sha) == 40:
+            from memfs.history import loose
+
+            with self.locked():
+                if loose.set_ref(self._control, name, sha):
+                    return
         self._update_refs(
             lambda: self.repo.refs.set_if_equals(
                 name.encode(), None, sha.encode(), message=reason.encode()

@@ -26,7 +26,6 @@ its requests are memfs.remotes.background.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import time
@@ -52,7 +51,7 @@ from memfs.remotes.manifest import (
 )
 from memfs.remotes.storage import Storage, Unchanged, open_storage
 from memfs.schema import MANIFEST_FILE, manifest_data
-from memfs.util import hostname, utc_now
+from memfs.util import hostname, utc_now_text
 
 if TYPE_CHECKING:
     from memfs.history import History
@@ -466,7 +465,7 @@ class BucketRemote:
             packs=packs,
             retired=list(manifest.retired) if manifest else [],
             push_id=os.urandom(16).hex(),  # as uuid4().hex, opaque: uuid imports platform
-            pushed_at=utc_now().isoformat(),
+            pushed_at=utc_now_text(),
             host=hostname(),
             name=str(agent.get("name", "")),
             description=str(agent.get("description", "") or ""),
@@ -474,7 +473,7 @@ class BucketRemote:
         )
         if self.sealed is not None:  # who the agent is lives in the sealed manifest only
             sealed = {k: agent[k] for k in ("agent_id", "created_at") if agent.get(k)}
-            updated = dataclasses.replace(updated, extra={**updated.extra, **sealed})
+            updated = updated._replace(extra={**updated.extra, **sealed})
         crash_point("push.manifest")
         if manifest is None and self.sealed is None:
             self._claim(agent)
@@ -498,7 +497,7 @@ class BucketRemote:
             manifest, etag = self.read_manifest()
             if manifest is None or etag is None:
                 raise RemoteError(self.url, f"{self.url} holds no agent yet: push one first")
-            updated = dataclasses.replace(change(manifest), generation=manifest.generation + 1)
+            updated = change(manifest)._replace(generation=manifest.generation + 1)
             if self._put_manifest(updated, etag):
                 self._last_read = None
                 return updated

@@ -7,7 +7,6 @@ itself once the list is long; ``memfs gc --remote`` does it all at once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from typing import TYPE_CHECKING, cast
 
@@ -91,8 +90,8 @@ def compact(
             retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
             merged, packs = len(packs), [whole.name]
     if merged or expired:
-        updated = dataclasses.replace(
-            manifest, generation=manifest.generation + 1, packs=packs, retired=retired
+        updated = manifest._replace(
+            generation=manifest.generation + 1, packs=packs, retired=retired
         )
         assert etag is not None
         if not remote._put_manifest(updated, etag):

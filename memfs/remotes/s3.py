@@ -30,10 +30,10 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from memfs.record import Record
 from memfs.remotes.s3config import S3Config
 from memfs.remotes.s3http import (
     BadAnswer,
@@ -85,13 +85,18 @@ class S3ConnectionError(Exception):
         self.retryable = retryable
 
 
-@dataclass
-class Response:
+class Response(Record):
     """One answer: status, headers (lower-case names) and body."""
 
+    __slots__ = _fields = ("status", "headers", "body")
     status: int
     headers: dict[str, str]
     body: bytes
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
 
 
 def sign(
@@ -151,18 +156,19 @@ def encode_query(params: dict[str, str]) -> str:
     return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in params.items())
 
 
-@dataclass
 class S3Client:
     """Requests to one S3 endpoint, safe to share between threads."""
 
-    config: S3Config
-    kept: KeptConnections = field(
-        default_factory=lambda: KeptConnections(IDLE_REUSE, IDLE_KEPT), repr=False
-    )
-    _regions: dict[str, str] = field(default_factory=dict, repr=False)
-    _pool: Executor | None = field(default=None, repr=False)
-    _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    def __init__(self, config: S3Config, kept: KeptConnections | None = None) -> None:
+        self.config = config
+        self.kept = KeptConnections(IDLE_REUSE, IDLE_KEPT) if kept is None else kept
+        self._regions: dict[str, str] = {}
+        self._pool: Executor | None = None
+        self._pool_lock = threading.Lock()
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def __repr__(self) -> str:
+        return f"S3Client(config={self.config!r})"
 
     def request(
         self,
