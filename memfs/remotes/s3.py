@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
-import re
 import socket
 import threading
 import time
@@ -43,6 +42,7 @@ from memfs.remotes.s3http import (
     http_date,
     iso_date,
 )
+from memfs.util import LazyPattern
 
 if TYPE_CHECKING:
     import ssl
@@ -62,7 +62,7 @@ RETRY_CODES = {
     "TooManyRequestsException", "SlowDown", "RequestLimitExceeded", "BandwidthLimitExceeded",
     "RequestThrottled", "ServiceUnavailable",
 }  # fmt: skip
-_DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_DNS_BUCKET = LazyPattern(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
 class S3Error(Exception):
