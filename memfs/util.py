@@ -44,7 +44,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
             mode = path.lstat().st_mode & 0o777 if not path.is_symlink() else 0o644
         except FileNotFoundError:
             mode = 0o644
-    fd, tmp_name = _temp_file(folder)
+    fd, tmp_name = make_temp_file(folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -59,13 +59,13 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     fsync_dir(folder)
 
 
-def _temp_file(folder: Path) -> tuple[int, str]:
-    """A new file ``TEMP_PREFIX<random>`` in ``folder``, open for writing (mode 0600), as
-    ``tempfile.mkstemp`` makes it: tempfile imports shutil, bz2, lzma and random (~3 ms of
-    every push, which writes the pack it keeps with ``atomic_write``)."""
+def make_temp_file(folder: Path, prefix: str = TEMP_PREFIX) -> tuple[int, str]:
+    """A new file ``<prefix><random>`` in ``folder``, open for writing (mode 0600): what
+    ``tempfile.mkstemp`` makes, without importing tempfile (shutil, bz2, lzma, random: ~3 ms
+    of every push, which writes the pack it keeps with ``atomic_write``)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     for _ in range(100):
-        name = os.path.join(folder, TEMP_PREFIX + os.urandom(6).hex())
+        name = os.path.join(folder, prefix + os.urandom(6).hex())
         try:
             return os.open(name, flags, 0o600), name
         except FileExistsError:
