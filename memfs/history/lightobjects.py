@@ -188,13 +188,14 @@ class LightObjects:
     def _relist(self) -> bool:
         """List the pack folder again; whether its packs changed."""
         try:
-            names = frozenset(
-                name[:-4]
-                for name in os.listdir(self.objects / "pack")
-                if name.startswith("pack-") and name.endswith(".idx")
-            )
+            files = set(os.listdir(self.objects / "pack"))
         except FileNotFoundError:
-            names = frozenset()
+            files = set()
+        names = frozenset(  # a pack with its index, as dulwich lists them
+            name[:-4]
+            for name in files
+            if name.startswith("pack-") and name.endswith(".idx") and f"{name[:-4]}.pack" in files
+        )
         if names == self._listed:
             return False
         for gone in self._indexes.keys() - names:
