@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from memfs import updaterecord
 from memfs.agent import Agent
-from memfs.apply import MODE_FOLDER, entry_on_disk
 from memfs.errors import (
     ConcurrentUpdateError,
     DivergedError,
@@ -335,7 +334,8 @@ def _set_aside_held_edit(
     has on disk (None: deleted) and the conflict to report.
     """
     from memfs import lettahook  # Letta's rules: only a held edit in a Letta repo needs them
-    from memfs.merge import Conflict
+    from memfs.apply import MODE_FOLDER, entry_on_disk  # a push or pull that merges nothing
+    from memfs.merge import Conflict  # loads neither
 
     if not agent.layout.is_letta:
         return None
@@ -368,6 +368,7 @@ def _set_aside_held_edit(
 def _write_held_copy(agent: Agent, path: str, entry: TreeEntry, data: bytes) -> tuple[str, bool]:
     """The copy of a held edit under ``.memfs-conflicts/``: one already holding it, or a new
     one; and whether it was written now."""
+    from memfs.apply import entry_on_disk
     from memfs.merge import letta_conflict_copy_path
 
     label = entry.sha[:7]

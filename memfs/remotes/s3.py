@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import random
 import socket
 import threading
 import time
@@ -197,6 +196,8 @@ class S3Client:
                 error, retryable = dropped, dropped.retryable  # type: ignore[assignment]
             if not retryable or attempt == MAX_ATTEMPTS:
                 raise error
+            import random  # only a retry waits: its jitter
+
             time.sleep(min(20.0, random.random() * 0.5 * 2 ** (attempt - 1)))
         raise AssertionError("unreachable")
 
