@@ -18,11 +18,14 @@ so an object that moves meanwhile is found in one place or the other.
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import struct
 import zlib
 from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import mmap
 
 TYPE_NUMBERS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 IDX_MAGIC = b"\377tOc"
@@ -57,7 +60,7 @@ class PackIndex:
         self.count = count
         self.shas = memoryview(data)[SHAS_AT : SHAS_AT + count * SHA_LENGTH]
         self.offsets_at = SHAS_AT + count * (SHA_LENGTH + 4)
-        self._pack: mmap.mmap | None = None
+        self._pack: mmap.mmap | None = None  # mapped on the first read of an object
 
     def position(self, sha: bytes) -> int | None:
         """Where the binary ``sha`` is in the index, or None if the pack does not hold it."""
@@ -97,6 +100,8 @@ class PackIndex:
 
     def _mapped(self) -> mmap.mmap:
         if self._pack is None:
+            import mmap  # status reads no packed object
+
             with open(self.path.with_suffix(".pack"), "rb") as file:
                 pack = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
             checksum = self.data[-2 * SHA_LENGTH : -SHA_LENGTH]
