@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from memfs import updaterecord
 from memfs.agent import Agent
@@ -44,6 +43,7 @@ from memfs.trees import (
 from memfs.util import hostname
 from memfs.worktree import remove_file, write_file
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
     from memfs.merge import Conflict, Policy
 

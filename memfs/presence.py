@@ -26,11 +26,13 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from memfs.util import LazyPattern, atomic_write, hostname, utc_now_text
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
     from memfs.remotes import RemoteConfig
     from memfs.remotes.storage import Storage

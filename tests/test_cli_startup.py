@@ -366,6 +366,7 @@ ONE_FILE_PUSH = (
     "tempfile",
     "shutil",
     "datetime",
+    "typing",
     "click",
     "pydantic",
     "memfs.models",

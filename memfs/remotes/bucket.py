@@ -30,7 +30,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from memfs.errors import (
     PushRejectedError,
@@ -53,7 +52,10 @@ from memfs.remotes.storage import Storage, Unchanged, open_storage
 from memfs.schema import MANIFEST_FILE, manifest_data
 from memfs.util import hostname, utc_now_text
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.history import History
     from memfs.history.packing import PackFiles
     from memfs.remotes.sealedremote import SealedRemote

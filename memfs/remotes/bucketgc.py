@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, cast
 
 from memfs.errors import MemfsError, PushRejectedError
 from memfs.remotes.bucketfetch import import_holding
 from memfs.remotes.manifest import RetiredPack
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.history import History
     from memfs.remotes.bucket import BucketRemote
@@ -81,7 +81,7 @@ def compact(
         import_holding(remote, history, manifest.packs, list(manifest.refs.values()))
         source = remote.storage
         if remote.sealed is not None:  # no .idx there: the base pack is indexed here
-            source = cast("Storage", IndexedHere(remote.storage))
+            source = IndexedHere(remote.storage)  # type: ignore[assignment]
         whole = compacted_pack(history, source, manifest)
         if whole is not None:
             remote.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)

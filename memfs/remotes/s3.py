@@ -28,7 +28,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from memfs.record import Record
@@ -43,9 +42,11 @@ from memfs.remotes.s3http import (
 )
 from memfs.util import LazyPattern
 
+TYPE_CHECKING = False  # typing costs an S3 push ~2 ms to import
 if TYPE_CHECKING:
     import ssl
     from concurrent.futures import Executor
+    from typing import Any
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CONNECT_TIMEOUT = 5.0

@@ -16,10 +16,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from memfs.record import Record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
