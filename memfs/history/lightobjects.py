@@ -18,6 +18,7 @@ so an object that moves meanwhile is found in one place or the other.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import struct
 import zlib
@@ -52,8 +53,10 @@ class PackIndex:
             raise NotAnswered(path)
         fanout = struct.unpack_from(">256L", data, FANOUT_AT)
         count = fanout[255]
-        if len(data) < SHAS_AT + count * (SHA_LENGTH + 8) + 2 * SHA_LENGTH:
-            raise NotAnswered(path)
+        if len(data) < SHAS_AT + count * (SHA_LENGTH + 8) + 2 * SHA_LENGTH or any(
+            before > after for before, after in itertools.pairwise(fanout)
+        ):
+            raise NotAnswered(path)  # dulwich reads it, and says what is wrong
         self.path = path
         self.data = data
         self.fanout = fanout
