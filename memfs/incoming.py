@@ -254,7 +254,9 @@ def refuse_unrelated(
     becomes an add/add conflict (a partial checkout committed as a new root, an agent folder
     created twice). An agent with no commit yet is not unrelated: it simply takes theirs.
     """
-    if allow or ours is None or history.merge_bases(ours, theirs):
+    if allow or ours is None or history.is_ancestor(ours, theirs):
+        return  # a fast-forward (the walk is the new commits; no merge-base search)
+    if history.merge_bases(ours, theirs):
         return
     raise UnrelatedHistoriesError(source, ours, theirs)
 

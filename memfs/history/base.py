@@ -28,3 +28,5 @@ class HistoryBase:
     _objects: LightObjects  # loose and packed objects read without dulwich
     _commits: dict[bytes, Commit | LightCommit]
     _unpacked: dict[bytes, RawObject]
+
+    def _light_raw(self, sha: bytes) -> tuple[int, bytes] | None: ...  # objects.py

@@ -69,7 +69,7 @@ class Commits(HistoryBase):
         """Commit ``sha`` read by ``LightObjects``; None when dulwich must read it."""
         from memfs.history.lightobjects import parse_commit
 
-        found = self._objects.raw(sha.decode("ascii", "replace"))
+        found = self._light_raw(sha)
         if found is None or found[0] != 1:
             return None  # not answered here, or not a commit: dulwich says what it is
         return parse_commit(sha, found[1])

@@ -72,18 +72,25 @@ class Objects(HistoryBase):
         return unpacked[1] if unpacked is not None and unpacked[0] == type_num else None
 
     def _raw(self, sha: bytes) -> tuple[int, bytes]:
-        """(type number, content) of object ``sha`` (binary hex): ``LightObjects`` where it
-        answers, else dulwich's store; KeyError if it is nowhere."""
-        found = self._objects.raw(sha.decode("ascii", "replace"))
+        """(type number, content) of object ``sha`` (binary hex): kept from the last fetch,
+        or read by ``LightObjects`` where it answers, else by dulwich's store; KeyError if it
+        is nowhere."""
+        found = self._light_raw(sha)
         if found is not None:
             return found
         return self.repo.object_store.get_raw(sha)  # type: ignore[no-any-return]
 
+    def _light_raw(self, sha: bytes) -> tuple[int, bytes] | None:
+        """``_raw`` without dulwich: kept from the last fetch, or ``LightObjects``' answer."""
+        kept = self._unpacked.get(sha)
+        if kept is not None:
+            return kept
+        return self._objects.raw(sha.decode("ascii", "replace"))
+
     def _tree_entries(self, sha: bytes) -> dict[bytes, tuple[int, bytes]] | None:
         """Tree ``sha``'s entries by name, (mode, hex sha); None if ``sha`` is no tree.
         What the push's walk reads (``walks.objects_of``)."""
-        kept = self._unpacked.get(sha)
-        type_num, content = kept if kept is not None else self._raw(sha)
+        type_num, content = self._raw(sha)
         if type_num != TREE_TYPE:
             return None
         from memfs.history.lightobjects import parse_tree
@@ -119,11 +126,9 @@ class Objects(HistoryBase):
         return items
 
     def _light_tree_items(self, sha: bytes) -> list[tuple[bytes, int, bytes]] | None:
-        """``_tree_items`` of a tree ``LightObjects`` reads and finds plain (``parse_tree``);
-        None for dulwich to read."""
-        if sha in self._unpacked:
-            return None
-        found = self._objects.raw(sha.decode("ascii", "replace"))
+        """``_tree_items`` of a tree kept from the last fetch or read by ``LightObjects``,
+        when ``parse_tree`` finds it plain; None for dulwich to read."""
+        found = self._light_raw(sha)
         if found is None or found[0] != TREE_TYPE:
             return None
         from memfs.history.lightobjects import parse_tree
@@ -188,14 +193,14 @@ class Objects(HistoryBase):
 
     @reads_objects
     def blob(self, sha: str) -> bytes:
-        from dulwich.objects import Blob
-
         kept = self._kept(sha.encode(), BLOB_TYPE)
         if kept is not None:
             return kept
         found = self._objects.raw(sha)
         if found is not None and found[0] == BLOB_TYPE:
             return found[1]
+        from dulwich.objects import Blob
+
         blob = self.repo.object_store[sha.encode()]
         assert isinstance(blob, Blob)
         return blob.as_raw_string()
