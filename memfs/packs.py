@@ -11,12 +11,16 @@ reader, at several times the cost; this one reads the pack from memory in one sw
 from __future__ import annotations
 
 import bisect
-import hashlib
 import io
 import struct
 import zlib
 
+from memfs.digests import sha1_for
 from memfs.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from memfs.digests import Hasher
 
 TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 OFS_DELTA = 6
@@ -84,15 +88,19 @@ def index_v2(entries: list[tuple[bytes, int, int]], checksum: bytes) -> bytes:
             checksum,
         )
     )
-    return body + hashlib.sha1(body).digest()
+    return body + sha1_for(len(body))(body).digest()
 
 
 def object_id(type_num: int, data: bytes) -> bytes:
     """The binary sha git gives an object of this type and content."""
+    return _object_id(type_num, data, sha1_for(len(data)))
+
+
+def _object_id(type_num: int, data: bytes, sha1: Hasher) -> bytes:
     header = TYPE_NAMES[type_num] + b" " + str(len(data)).encode() + b"\0"
-    digest = hashlib.sha1(header)
+    digest = sha1(header)
     digest.update(data)
-    return digest.digest()
+    return digest.digest()  # type: ignore[no-any-return]
 
 
 def index_pack(pack: bytes) -> IndexedPack:
@@ -106,7 +114,8 @@ def index_pack(pack: bytes) -> IndexedPack:
         raise PackError("not a pack (no PACK header)")
     view = memoryview(pack)
     checksum = bytes(view[-SHA_LENGTH:])
-    if hashlib.sha1(view[:-SHA_LENGTH]).digest() != checksum:
+    sha1 = sha1_for(len(pack))  # one choice for the whole pack (memfs.digests)
+    if sha1(view[:-SHA_LENGTH]).digest() != checksum:
         raise PackError("its checksum does not match its content (truncated or corrupted)")
     version, count = struct.unpack_from(">II", pack, 4)
     if version not in (2, 3):
@@ -131,7 +140,7 @@ def index_pack(pack: bytes) -> IndexedPack:
         data, offset = inflate(view, offset, end, size, start)
         crc = zlib.crc32(view[start:offset])
         if base is None:
-            sha = object_id(type_num, data)
+            sha = _object_id(type_num, data, sha1)
             objects[sha] = (type_num, data)
             by_offset[start] = sha
             entries.append((sha, start, crc))

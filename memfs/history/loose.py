@@ -14,11 +14,12 @@ the lock: a branch moved meanwhile is a lost race, never overwritten.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+
+from memfs.digests import sha1_for
 
 OBJECT_MODE = 0o444  # dulwich's PACK_MODE, git's loose-object mode
 TREE_MODE = 0o040000
@@ -28,7 +29,7 @@ _counter = 0
 
 def object_sha(kind: bytes, content: bytes) -> str:
     """The hex sha git gives an object of ``kind`` holding ``content``."""
-    digest = hashlib.sha1(b"%s %d\0" % (kind, len(content)))
+    digest = sha1_for(len(content))(b"%s %d\0" % (kind, len(content)))
     digest.update(content)
     return digest.hexdigest()
 
@@ -37,7 +38,7 @@ def write_object(control: Path, kind: bytes, content: bytes, fsync: bool = False
     """Store ``content`` as a loose object of ``kind`` in the repository at ``control`` (its
     ``.git`` folder); its hex sha. Crash-safe: temp file, optional fsync, rename."""
     header = b"%s %d\0" % (kind, len(content))
-    digest = hashlib.sha1(header)
+    digest = sha1_for(len(content))(header)
     digest.update(content)
     sha = digest.hexdigest()
     folder = control / "objects" / sha[:2]

@@ -3,7 +3,7 @@
 s3fs, aiobotocore and aiohttp cost ~0.4 s of imports and client set-up in every ``memfs
 push/pull/clone`` process (benchmarks/bench_s3stack.py); memfs makes six kinds of request,
 so this client makes them itself: HTTP/1.1 with kept-alive connections per host shared by
-the threads (``s3http.KeptConnections``), AWS Signature Version 4 with ``hashlib``/``hmac``
+the threads (``s3http.KeptConnections``), AWS Signature Version 4 with ``memfs.digests``
 (botocore's ``S3SigV4Auth``: the payload's sha256 is always signed, object keys are sent
 and signed percent-encoded once),
 and botocore's standard retry mode (up to 4 attempts on 500/502/503/504, throttling and
@@ -22,14 +22,13 @@ answer); ``memfs/remotes/s3storage.py`` maps them to memfs's errors.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
+from memfs.digests import hmac_sha256, sha256_hex
 from memfs.record import Record
 from memfs.remotes.s3config import S3Config
 from memfs.remotes.s3http import (
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
     from typing import Any
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # of b""
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 IDLE_REUSE = 15.0  # seconds: an idler connection may have been dropped by S3 or a NAT
@@ -130,13 +129,11 @@ def sign(
         payload_sha256,
     ])  # fmt: skip
     scope = f"{stamp[:8]}/{region or config.region}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, sha256_hex(canonical.encode())])
     key = ("AWS4" + credentials.secret_key).encode()
     for part in scope.split("/"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        key = hmac_sha256(key, part.encode())
+    signature = hmac_sha256(key, to_sign.encode()).hex()
     headers["Authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
         f"SignedHeaders={';'.join(names)}, Signature={signature}"
@@ -230,7 +227,7 @@ class S3Client:
         host, path = self._address(bucket, key)
         query = encode_query(params or {})
         headers = {"host": host, **(extra or {})}
-        payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        payload = sha256_hex(body) if body else EMPTY_SHA256
         sign(self.config, method, path, query, headers, payload, region=self._region(bucket))
         target = f"{path}?{query}" if query else path
         for fresh in (False, True):

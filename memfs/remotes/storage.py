@@ -26,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from memfs.digests import sha256_hex
 from memfs.errors import (
     RemoteError,
     RemoteNotFoundError,
@@ -164,7 +164,7 @@ class LocalStorage:
             data = self._path(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return data, hashlib.sha256(data).hexdigest()
+        return data, sha256_hex(data)
 
     def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | Unchanged | None:
         """Read ``key`` unless it still has ``etag`` (a local read costs no request)."""
@@ -304,7 +304,7 @@ class _FsspecStorage:
             data = self.fs.cat_file(self._path(key))
         except FileNotFoundError:
             return None
-        return data, hashlib.sha256(data).hexdigest()
+        return data, sha256_hex(data)
 
     def get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | Unchanged | None:
         """Read ``key`` unless it still has ``etag`` (here a full read, then compared)."""
