@@ -134,8 +134,9 @@ def set_ref(control: Path, ref: str, new: str) -> bool:
     """Point the loose ref ``ref`` (a remote-tracking ref) at ``new`` unconditionally, under
     git's ``.lock`` protocol, fsynced before the rename. Whether it was written: False leaves
     it to dulwich (a name git would not take, a ``.lock`` in the way, a folder where the ref
-    goes). No reflog line is written: git keeps none for a ref whose log file is absent,
-    and a tracking ref's log is nothing memfs or git relies on."""
+    goes). No reflog line is written (dulwich's writer added one; a commit's ``move_ref``
+    writes none either): nothing in memfs or in git's own work relies on a tracking ref's
+    log."""
     parts = ref.split("/")
     if len(parts) < 3 or parts[0] != "refs" or not all(map(_plain_ref_part, parts[1:])):
         return False
