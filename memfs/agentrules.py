@@ -9,7 +9,6 @@ refuses, a file holding a secret's value), listed in ``Agent.held``. Restore and
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from memfs import agentmanifest, worktree
 from memfs.agentstatus import (
@@ -24,6 +23,7 @@ from memfs.schema import Problem
 from memfs.secrets.hooks import has_secrets
 from memfs.trees import Files, compare_trees
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs import lettahook
     from memfs.agent import Agent

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from memfs import worktree
 from memfs.agentcommit import refresh_index
@@ -16,7 +15,10 @@ from memfs.agentstatus import on_disk, on_disk_stat
 from memfs.faults import crash_point
 from memfs.trees import Files, compare_trees
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
 
 # memfs.apply (the work-tree updater) is imported where used: a clean ``status`` needs none.

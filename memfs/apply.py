@@ -32,7 +32,6 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from memfs import worktree
 from memfs.errors import LocalEditError, UnsafePathError
@@ -51,6 +50,7 @@ from memfs.trees import (
 )
 from memfs.util import TEMP_PREFIX, atomic_write, fsync_dir
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.history import History
 

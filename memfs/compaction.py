@@ -109,7 +109,8 @@ def append_to_base(history: History, base: CheckedPack, refs: list[str]) -> Buil
             continue
         new.append(commit)
         stack.extend(commit.parents)
-    listed = walks.objects_of(store.__getitem__, lookup, walks.parents_first(new))
+    trees = walks.tree_lookup(store.__getitem__)
+    listed = walks.objects_of(trees, lookup, walks.parents_first(new))
     added = [
         (sha, *store.get_raw(sha))
         for sha in dict.fromkeys(listed)

@@ -7,6 +7,7 @@ there when read back. ``save_config`` writes the file as dulwich does, quoting s
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -55,9 +56,14 @@ def save_config(config: ConfigFile | PlainConfig) -> None:
 
 Section = tuple[bytes, ...]
 
-_NAME = re.compile(rb"[A-Za-z0-9-]+")
-_SECTION = re.compile(rb'\[([A-Za-z0-9-]+)(?: "([^"\\\n]*)")?\]')
-_PLAIN_VALUE = re.compile(rb'[^"\\#;\r]*')
+_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_NOT_PLAIN = frozenset(b'"\\#;\r')  # what a plain value holds none of
+
+
+@functools.cache
+def _section() -> re.Pattern[bytes]:
+    """A section header's pattern, compiled on first use (every command loads this module)."""
+    return re.compile(rb'\[([A-Za-z0-9-]+)(?: "([^"\\\n]*)")?\]')
 
 
 class PlainConfig:
@@ -152,7 +158,7 @@ def read_config(path: str) -> PlainConfig | None:
         if not line or line[:1] in (b"#", b";"):
             continue
         if line[:1] == b"[":
-            match = _SECTION.fullmatch(line)
+            match = _section().fullmatch(line)
             if match is None or match[1].lower() in (b"include", b"includeif"):
                 return None
             section = (match[1],) if match[2] is None else (match[1], match[2])
@@ -160,9 +166,9 @@ def read_config(path: str) -> PlainConfig | None:
             continue
         name, equals, value = line.partition(b"=")
         name, value = name.rstrip(b" \t"), value.strip(b" \t")
-        if pairs is None or not equals or not _NAME.fullmatch(name):
+        if pairs is None or not equals or not name or not _NAME_CHARS.issuperset(name):
             return None
-        if not _PLAIN_VALUE.fullmatch(value):
+        if not _NOT_PLAIN.isdisjoint(value):
             return None
         pairs.append((name, value))
     return PlainConfig(path, values)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from memfs import updaterecord
 from memfs.agent import Agent
-from memfs.apply import MODE_FOLDER, entry_on_disk
 from memfs.errors import (
     ConcurrentUpdateError,
     DivergedError,
@@ -45,6 +43,7 @@ from memfs.trees import (
 from memfs.util import hostname
 from memfs.worktree import remove_file, write_file
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
     from memfs.merge import Conflict, Policy
 
@@ -255,7 +254,9 @@ def refuse_unrelated(
     becomes an add/add conflict (a partial checkout committed as a new root, an agent folder
     created twice). An agent with no commit yet is not unrelated: it simply takes theirs.
     """
-    if allow or ours is None or history.merge_bases(ours, theirs):
+    if allow or ours is None or history.is_ancestor(ours, theirs):
+        return  # a fast-forward (the walk is the new commits; no merge-base search)
+    if history.merge_bases(ours, theirs):
         return
     raise UnrelatedHistoriesError(source, ours, theirs)
 
@@ -335,7 +336,8 @@ def _set_aside_held_edit(
     has on disk (None: deleted) and the conflict to report.
     """
     from memfs import lettahook  # Letta's rules: only a held edit in a Letta repo needs them
-    from memfs.merge import Conflict
+    from memfs.apply import MODE_FOLDER, entry_on_disk  # a push or pull that merges nothing
+    from memfs.merge import Conflict  # loads neither
 
     if not agent.layout.is_letta:
         return None
@@ -368,6 +370,7 @@ def _set_aside_held_edit(
 def _write_held_copy(agent: Agent, path: str, entry: TreeEntry, data: bytes) -> tuple[str, bool]:
     """The copy of a held edit under ``.memfs-conflicts/``: one already holding it, or a new
     one; and whether it was written now."""
+    from memfs.apply import entry_on_disk
     from memfs.merge import letta_conflict_copy_path
 
     label = entry.sha[:7]

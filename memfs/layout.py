@@ -19,13 +19,14 @@ from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
 from memfs.schema import is_valid_name
+from memfs.util import LazyPattern
 
 MANIFEST_FILE = "agent.yaml"
 V2_MARKER = "MEMORY.md"
 V2_CONFIG = ".memfs.config.json"
 # The files Letta's v1 hook checks (added or modified): system/ and reference/ Markdown.
-_V1_CHECKED = re.compile(r"(?:memory/)?(?:system|reference)/.*\.md\Z", re.DOTALL)
-_SKILL = re.compile(r"skills/[^/]+/SKILL\.md\Z")
+_V1_CHECKED = LazyPattern(r"(?:memory/)?(?:system|reference)/.*\.md\Z", re.DOTALL)
+_SKILL = LazyPattern(r"skills/[^/]+/SKILL\.md\Z")
 
 
 class Layout(enum.Enum):

@@ -10,7 +10,6 @@ remote and reports; the fetch and merge it needs are memfs.incoming's.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from memfs.agent import Agent
 from memfs.errors import MemfsError, NotAnAgentError, PushRejectedError, RemoteError
@@ -20,6 +19,7 @@ from memfs.remotes import Remote, RemoteConfig, letta_mirror
 from memfs.remotestate import tracking_ref as _tracking_ref
 from memfs.syncreport import RemoteOutcome
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push spares)
     from memfs.merge import Policy
 

@@ -11,13 +11,16 @@ reader, at several times the cost; this one reads the pack from memory in one sw
 from __future__ import annotations
 
 import bisect
-import hashlib
 import io
 import struct
 import zlib
-from dataclasses import dataclass
 
-from dulwich.pack import apply_delta, write_pack_index_v2
+from memfs.digests import sha1_for
+from memfs.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from memfs.digests import Hasher
 
 TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 OFS_DELTA = 6
@@ -33,13 +36,23 @@ class PackError(ValueError):
     """The pack's bytes do not make a valid pack; the message says where and why."""
 
 
-@dataclass
-class IndexedPack:
+class IndexedPack(Record):
     """What one sweep over a pack found."""
 
+    __slots__ = _fields = ("checksum", "entries", "objects")
     checksum: bytes
     entries: list[tuple[bytes, int, int]]  # (binary sha, offset, crc32), sorted by sha
     objects: dict[bytes, RawObject]  # every object, by binary sha
+
+    def __init__(
+        self,
+        checksum: bytes,
+        entries: list[tuple[bytes, int, int]],
+        objects: dict[bytes, RawObject],
+    ) -> None:
+        self.checksum = checksum
+        self.entries = entries
+        self.objects = objects
 
     def index_bytes(self) -> bytes:
         """The pack's ``.idx`` (version 2)."""
@@ -56,6 +69,8 @@ def index_v2(entries: list[tuple[bytes, int, int]], checksum: bytes) -> bytes:
     else:
         shas, offsets, crcs = zip(*entries, strict=True)
     if offsets and max(offsets) >= 2**31:
+        from dulwich.pack import write_pack_index_v2
+
         out = io.BytesIO()  # a pack over 2 GiB: rare enough for dulwich's general writer
         write_pack_index_v2(out, entries, checksum)
         return out.getvalue()
@@ -73,15 +88,19 @@ def index_v2(entries: list[tuple[bytes, int, int]], checksum: bytes) -> bytes:
             checksum,
         )
     )
-    return body + hashlib.sha1(body).digest()
+    return body + sha1_for(len(body))(body).digest()
 
 
 def object_id(type_num: int, data: bytes) -> bytes:
     """The binary sha git gives an object of this type and content."""
+    return _object_id(type_num, data, sha1_for(len(data)))
+
+
+def _object_id(type_num: int, data: bytes, sha1: Hasher) -> bytes:
     header = TYPE_NAMES[type_num] + b" " + str(len(data)).encode() + b"\0"
-    digest = hashlib.sha1(header)
+    digest = sha1(header)
     digest.update(data)
-    return digest.digest()
+    return digest.digest()  # type: ignore[no-any-return]
 
 
 def index_pack(pack: bytes) -> IndexedPack:
@@ -95,7 +114,8 @@ def index_pack(pack: bytes) -> IndexedPack:
         raise PackError("not a pack (no PACK header)")
     view = memoryview(pack)
     checksum = bytes(view[-SHA_LENGTH:])
-    if hashlib.sha1(view[:-SHA_LENGTH]).digest() != checksum:
+    sha1 = sha1_for(len(pack))  # one choice for the whole pack (memfs.digests)
+    if sha1(view[:-SHA_LENGTH]).digest() != checksum:
         raise PackError("its checksum does not match its content (truncated or corrupted)")
     version, count = struct.unpack_from(">II", pack, 4)
     if version not in (2, 3):
@@ -117,10 +137,10 @@ def index_pack(pack: bytes) -> IndexedPack:
             offset += SHA_LENGTH
         elif type_num != OFS_DELTA and type_num not in TYPE_NAMES:
             raise PackError(f"object at {start} has unknown type {type_num}")
-        data, offset = _inflate(view, offset, end, size, start)
+        data, offset = inflate(view, offset, end, size, start)
         crc = zlib.crc32(view[start:offset])
         if base is None:
-            sha = object_id(type_num, data)
+            sha = _object_id(type_num, data, sha1)
             objects[sha] = (type_num, data)
             by_offset[start] = sha
             entries.append((sha, start, crc))
@@ -170,7 +190,7 @@ def object_header(pack: bytes, start: int, end: int) -> tuple[int, int, int, int
     return type_num, size, at, base
 
 
-def _inflate(view: memoryview, offset: int, end: int, size: int, start: int) -> tuple[bytes, int]:
+def inflate(view: memoryview, offset: int, end: int, size: int, start: int) -> tuple[bytes, int]:
     """Inflate the zlib stream at ``offset`` to exactly ``size`` bytes; (data, end offset)."""
     if size > MAX_INFLATE_RATIO * (end - offset) + 64:
         raise PackError(f"object at {start} claims {size} bytes, more than the pack can hold")
@@ -208,6 +228,10 @@ def _resolve_deltas(
     entries: list[tuple[bytes, int, int]],
 ) -> None:
     """Apply every delta once its base is known; a base may be a delta itself."""
+    if not deltas:
+        return
+    from dulwich.pack import apply_delta  # a pack with deltas only (git's, a compaction's)
+
     pending = deltas
     while pending:
         waiting: list[tuple[int, int | bytes, bytes, int]] = []

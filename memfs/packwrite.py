@@ -13,15 +13,14 @@ again, at about 150 us an object: most of a first push of 10,000 files.
 
 from __future__ import annotations
 
-import hashlib
-import mmap
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from memfs.digests import sha1_for
 from memfs.packs import TYPE_NAMES, index_v2
+from memfs.record import FrozenRecord
 
 REUSE_MIN_OBJECTS = 64  # below this a pack is small: reading local indexes would cost more
 IDX_MAGIC = b"\377tOc"
@@ -31,14 +30,17 @@ RawReader = Callable[[bytes], tuple[int, bytes]]
 """(type number, content) of an object by hex sha (an object store's ``get_raw``)."""
 
 
-@dataclass(frozen=True)
-class BuiltPack:
+class BuiltPack(FrozenRecord):
     """A pack in memory: its bytes, its ``.idx``, its checksum, how many objects it holds."""
 
+    __slots__ = _fields = ("pack", "index", "checksum", "count")
     pack: bytes
     index: bytes
     checksum: bytes
     count: int
+
+    def __init__(self, pack: bytes, index: bytes, checksum: bytes, count: int) -> None:
+        self._set(pack, index, checksum, count)
 
 
 def entry_header(type_num: int, size: int) -> bytes:
@@ -67,7 +69,6 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
         if pack_dir is not None and len(binary) >= REUSE_MIN_OBJECTS
         else {}
     )
-    digest = hashlib.sha1()
     chunks: list[bytes] = []
     entries: list[tuple[bytes, int, int]] = []
     header = b"PACK" + struct.pack(">II", 2, len(binary))
@@ -85,8 +86,7 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
         entries.append((sha, offset, crc))
         offset += len(entry)
     pack = b"".join(chunks)
-    digest.update(pack)
-    checksum = digest.digest()
+    checksum = sha1_for(len(pack))(pack).digest()
     entries.sort()
     return BuiltPack(pack + checksum, index_v2(entries, checksum), checksum, len(binary))
 
@@ -132,7 +132,7 @@ def _entries_of(idx_path: Path, wanted: set[bytes]) -> dict[bytes, tuple[bytes, 
     index = idx_path.read_bytes()
     if index[:4] != IDX_MAGIC or struct.unpack_from(">L", index, 4)[0] != 2:
         raise ValueError("not a version 2 index")
-    if hashlib.sha1(index[:-SHA_LENGTH]).digest() != index[-SHA_LENGTH:]:
+    if sha1_for(len(index))(index[:-SHA_LENGTH]).digest() != index[-SHA_LENGTH:]:
         raise ValueError("index checksum")
     count = struct.unpack_from(">L", index, 8 + 255 * 4)[0]
     shas_at = 8 + 256 * 4
@@ -151,6 +151,8 @@ def _entries_of(idx_path: Path, wanted: set[bytes]) -> dict[bytes, tuple[bytes, 
     hits = [(sha, positions[sha]) for sha in wanted if sha in positions]
     if not hits:
         return {}
+    import mmap  # a pack big enough to reuse local entries only
+
     with (
         open(idx_path.with_suffix(".pack"), "rb") as file,
         mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data,

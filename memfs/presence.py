@@ -24,14 +24,15 @@ import contextlib
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from memfs.util import atomic_write, hostname, utc_now_text
+from memfs.util import LazyPattern, atomic_write, hostname, utc_now_text
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
     from memfs.remotes import RemoteConfig
     from memfs.remotes.storage import Storage
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 FORMAT = 1
 PREFIX = "envs"
 ENV_ID_FILE = "env-id"
-ENV_ID = re.compile(r"^e-[0-9a-f]{16}$")
+ENV_ID = LazyPattern(r"^e-[0-9a-f]{16}$")
 DEFAULT_HEARTBEAT_S = 300.0
 MIN_HEARTBEAT_S = 60.0
 COALESCE_S = 60.0

@@ -27,20 +27,20 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from dulwich.objects import ShaFile
-from dulwich.pack import Pack, write_pack_index, write_pack_objects
 
 from memfs.config import count_from_env
 from memfs.damage import object_damage
 from memfs.errors import RepositoryDamagedError
 from memfs.faults import crash_point
+from memfs.record import FrozenRecord
 from memfs.util import atomic_write
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False  # dulwich's pack code loads when a consolidation is due, not on every
+if TYPE_CHECKING:  # push's check (``consolidate_if_due``)
+    from dulwich.objects import ShaFile
+    from dulwich.pack import Pack
+
     from memfs.history import History
 
 PACK_LIMIT_ENV = "MEMFS_PACK_LIMIT"
@@ -52,14 +52,17 @@ GEOMETRIC_FACTOR = 2  # git's --geometric=2
 HEX = frozenset("0123456789abcdef")
 
 
-@dataclass(frozen=True)
-class Consolidation:
+class Consolidation(FrozenRecord):
     """What one consolidation did: packs merged, loose objects packed, the new pack."""
 
+    __slots__ = _fields = ("packs", "loose", "objects", "name")
     packs: int
     loose: int
     objects: int
     name: str | None
+
+    def __init__(self, packs: int, loose: int, objects: int, name: str | None) -> None:
+        self._set(packs, loose, objects, name)
 
 
 def pack_folder(history: History) -> Path:
@@ -177,6 +180,8 @@ def _gather(
     """The objects of the merged packs and the loose objects no kept pack holds; and the loose
     objects that can go (packed now, or already in a kept pack). A damaged pack stops the
     consolidation (RepositoryDamagedError); a damaged loose object is left where it is."""
+    from dulwich.objects import ShaFile
+
     objects: dict[bytes, ShaFile] = {}
     for name in merged:
         damage = None
@@ -213,11 +218,15 @@ def _gather(
 
 
 def _open_pack(history: History, path: Path) -> Pack:
+    from dulwich.pack import Pack
+
     return Pack(str(path), object_format=history.repo.object_store.object_format)
 
 
 def _write_pack(history: History, folder: Path, objects: dict[bytes, ShaFile]) -> str:
     """Write ``objects`` as one pack and its index, durable (fsynced) before this returns."""
+    from dulwich.pack import write_pack_index, write_pack_objects
+
     store = history.repo.object_store
     pack = io.BytesIO()
     entries, checksum = write_pack_objects(

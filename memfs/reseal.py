@@ -163,7 +163,7 @@ def reseal_secrets(
     plain = json.dumps(doc, sort_keys=True).encode()
     sealed = seal(keys.key(epoch), epoch, Role.SECRETS, keys.repo_id, SECRETS_NAME, plain)
     extra = {**manifest.extra, SECRETS_FIELD: base64.b64encode(sealed).decode()}
-    return dataclasses.replace(manifest, extra=extra)
+    return manifest._replace(extra=extra)
 
 
 def _write_presence(agent: Agent, remote: object) -> bool:

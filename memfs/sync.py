@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
 
 from memfs.agent import Agent
 from memfs.errors import LockTimeoutError, MemfsError, RemoteError, RepositoryDamagedError
@@ -45,7 +44,10 @@ from memfs.secrets.hooks import push_pending, read_meta
 from memfs.syncreport import RemoteOutcome, SyncReport
 from memfs.util import replace_unsynced, utc_now_text
 
-if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
+TYPE_CHECKING = False  # typing and memfs.merge load when used (~2 and ~9 ms of a push)
+if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.history import History
     from memfs.merge import Policy
 

@@ -16,16 +16,17 @@ landing at any time changes that file's stat, so the next commit reads it.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
 
 from memfs.trees import Files, compare_trees
 
+TYPE_CHECKING = False  # typing costs a push or pull ~2 ms to import
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.agent import Agent
 
-
-Carried = tuple[tuple[Any, ...], dict[str, Any]]
-"""The context a record was made for, and the record, taken before an update."""
+    Carried = tuple[tuple[Any, ...], dict[str, Any]]
+    """The context a record was made for, and the record, taken before an update."""
 
 
 def before_update(agent: Agent, head: str | None) -> Carried | None:

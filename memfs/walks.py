@@ -2,8 +2,9 @@
 
 dulwich's generic walks (``MissingObjectFinder``, ``can_fast_forward``) visit the whole
 history on every push; these visit the new commits and their boundary, as git does. They
-work on plain lookups, a commit by binary-hex sha and an object by binary-hex sha, so they
-need no repository; ``History`` passes its cached commit lookup and its object store.
+work on plain lookups, a commit by binary-hex sha and a tree's entries by binary-hex sha,
+so they need no repository (nor dulwich: a push reads its objects with
+``memfs.history.lightobjects``); ``History`` passes its cached commit lookup and tree reader.
 """
 
 from __future__ import annotations
@@ -13,12 +14,41 @@ import itertools
 import stat
 from collections.abc import Callable
 
-from dulwich.objects import S_ISGITLINK, Commit, ShaFile, Tree
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
 
-CommitLookup = Callable[[bytes], Commit]
+    from dulwich.objects import ShaFile
+
+    class Commit(Protocol):
+        """What the walks read of a commit (dulwich's ``Commit``, or ``LightCommit``)."""
+
+        id: bytes
+        tree: bytes
+        parents: list[bytes]
+        commit_time: int
+
+
+CommitLookup = Callable[[bytes], "Commit"]
 """A commit by binary-hex sha (``History._commit``: cached, damage translated)."""
-ObjectLookup = Callable[[bytes], ShaFile]
-"""Any object by binary-hex sha (an object store's ``__getitem__``)."""
+TreeEntries = dict[bytes, tuple[int, bytes]]
+"""A tree's entries by name: (mode, binary-hex sha)."""
+TreeLookup = Callable[[bytes], "TreeEntries | None"]
+"""A tree's entries by binary-hex sha; None if the object is no tree."""
+S_IFGITLINK = 0o160000  # a submodule's commit, as git (and dulwich's S_ISGITLINK) mark it
+
+
+def tree_lookup(read: Callable[[bytes], ShaFile]) -> TreeLookup:
+    """A ``TreeLookup`` over dulwich objects (an object store's ``__getitem__``)."""
+    from dulwich.objects import Tree
+
+    def entries(sha: bytes) -> TreeEntries | None:
+        tree = read(sha)
+        if not isinstance(tree, Tree):
+            return None
+        return {entry.path: (entry.mode, entry.sha) for entry in tree.iteritems()}
+
+    return entries
 
 
 def is_ancestor(lookup: CommitLookup, ancestor: str, descendant: str) -> bool:
@@ -123,7 +153,7 @@ def parents_first(commits: list[Commit]) -> list[Commit]:
     return ordered
 
 
-def objects_of(read: ObjectLookup, lookup: CommitLookup, commits: list[Commit]) -> list[bytes]:
+def objects_of(read: TreeLookup, lookup: CommitLookup, commits: list[Commit]) -> list[bytes]:
     """The commits and every tree and blob they add over their parents.
 
     ``commits`` must come parents first (``parents_first``). Subtrees equal to a parent's
@@ -144,17 +174,17 @@ def objects_of(read: ObjectLookup, lookup: CommitLookup, commits: list[Commit]) 
         listed.add(sha)
         result.append(sha)
         tree = read(sha)
-        assert isinstance(tree, Tree)
+        assert tree is not None
         parents = [read(p) for p in parent_shas]
-        for name, mode, entry_sha in tree.iteritems():
+        for name, (mode, entry_sha) in tree.items():
             if entry_sha in listed:
                 continue
-            before = [p[name] for p in parents if isinstance(p, Tree) and name in p]
+            before = [p[name] for p in parents if p is not None and name in p]
             if any(old_sha == entry_sha for _, old_sha in before):
                 continue
             if stat.S_ISDIR(mode):
                 add_tree(entry_sha, [old for m, old in before if stat.S_ISDIR(m)])
-            elif not S_ISGITLINK(mode):  # a submodule commit is not ours to send
+            elif mode & 0o170000 != S_IFGITLINK:  # a submodule commit is not ours to send
                 listed.add(entry_sha)
                 result.append(entry_sha)
 

@@ -219,6 +219,7 @@ def test_a_miss_while_another_process_consolidates_looks_again(tmp_path: Path) -
     head = agent.history.head()
     assert head is not None
     reader = memfs.open(agent.root)
+    reader.history._objects.plain = False  # dulwich's reads (LightObjects': the test below)
     store = reader.history.repo.object_store
     reader.history.tree_of(head)  # packs listed and opened
     blob = agent.history.tree_of(head)["notes/loose.md"].sha.encode()
@@ -234,6 +235,30 @@ def test_a_miss_while_another_process_consolidates_looks_again(tmp_path: Path) -
     store._get_loose_object = lookup_during_consolidation  # type: ignore[method-assign]
     assert reader.history.file_at(head, "notes/loose.md") == b"only loose\n"
     assert raced
+    reader.close()
+
+
+def test_a_light_read_finds_an_object_another_process_packed_after_it_listed_the_packs(
+    tmp_path: Path,
+) -> None:
+    """The same race for the reads without dulwich (memfs/history/lightobjects.py): the
+    reader has listed the packs, the other process packs the loose object and removes it,
+    then the reader looks for it: loose first, then the packs listed again."""
+    agent = pushed_agent(tmp_path, 2)
+    write(agent.root, "notes/loose.md", "only loose\n")
+    agent.commit()
+    head = agent.history.head()
+    assert head is not None
+    blob = agent.history.tree_of(head)["notes/loose.md"].sha
+    first = [entry.sha for entry in agent.history.log()][-1]
+    reader = memfs.open(agent.root)
+    assert reader.history._objects.contains(first)  # in a pack: the packs are listed now
+    assert reader.history._objects.contains(blob)  # loose
+    assert memfs_process("gc", cwd=agent.root).returncode == 0
+    assert not (agent.root / ".git/objects" / blob[:2] / blob[2:]).exists()
+    assert reader.history._objects.raw(blob) == (3, b"only loose\n")
+    assert reader.history.file_at(head, "notes/loose.md") == b"only loose\n"
+    assert reader.history._repo is None, "answered without dulwich"
     reader.close()
 
 

@@ -7,7 +7,6 @@ switch between them in-process with ``on(machine)``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -166,9 +165,7 @@ def test_update_manifest_swaps_the_sealed_manifest(tmp_path: Path, store: str) -
         remote = open_remote(store)
         assert isinstance(remote, BucketRemote)
         blob = f"a newer memfs wrote this: {MARKER}"
-        done = remote.update_manifest(
-            lambda m: dataclasses.replace(m, extra={**m.extra, "newer": blob})
-        )
+        done = remote.update_manifest(lambda m: m._replace(extra={**m.extra, "newer": blob}))
         assert done.extra["newer"] == blob
     with on(tmp_path, "b"):
         remote = open_remote(store, encrypt=True)

@@ -34,6 +34,7 @@ from memfs.errors import (
 from memfs.gitconfig import PlainConfig, read_config, save_config
 from memfs.history.commits import Commits
 from memfs.history.light import LightRepo
+from memfs.history.lightobjects import LightCommit, LightObjects
 from memfs.history.objects import Objects
 from memfs.history.packing import PackFiles, Packing
 from memfs.history.refs import Refs
@@ -76,12 +77,13 @@ class History(Refs, Commits, Objects, Writing, Packing):
             survive_stale_object_locks(repo.object_store)
         self._control = Path(repo.controldir()) if repo is not None else control_dir_of(root)
         self._light = LightRepo(self._control)
+        self._objects = LightObjects(self._control, self._light.plain)
         self._lock = RepoLock(self._control / "memfs" / "lock")
         # The objects of the packs imported last (one fetch's), by hex sha: a fresh checkout
         # reads its trees and blobs from here instead of inflating them from the packs again.
         self._unpacked: dict[bytes, RawObject] = {}
         self._unpacked_bytes = 0  # the size of their contents, bounded by packing's cache size
-        self._commits: dict[bytes, Commit] = {}
+        self._commits: dict[bytes, Commit | LightCommit] = {}
         self._flat_trees: dict[bytes, Files] = {}  # the last trees tree_of flattened, by sha
         _open_histories.add(self)
 
@@ -140,6 +142,7 @@ class History(Refs, Commits, Objects, Writing, Packing):
 
     def close(self) -> None:
         self.drop_unpacked()
+        self._objects.close()
         if self._repo is not None:
             self._repo.close()
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo
 
     from memfs.history.light import LightRepo
+    from memfs.history.lightobjects import LightCommit, LightObjects
     from memfs.packs import RawObject
     from memfs.repolock import RepoLock
 
@@ -20,8 +21,12 @@ class HistoryBase:
 
     root: Path
     repo: Repo
+    _repo: Repo | None  # dulwich's repository once opened (``History.repo``)
     _control: Path  # the .git folder
     _lock: RepoLock
     _light: LightRepo  # refs and loose objects read without dulwich
-    _commits: dict[bytes, Commit]
+    _objects: LightObjects  # loose and packed objects read without dulwich
+    _commits: dict[bytes, Commit | LightCommit]
     _unpacked: dict[bytes, RawObject]
+
+    def _light_raw(self, sha: bytes) -> tuple[int, bytes] | None: ...  # objects.py

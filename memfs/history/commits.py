@@ -18,6 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dulwich.objects import Commit
 
+    from memfs.history.lightobjects import LightCommit
+
 # dulwich is imported inside the methods: a clean ``status`` reads no commit graph, and
 # dulwich's object store costs it ~15 ms (see memfs/history/light.py).
 
@@ -30,6 +32,10 @@ class Commits(HistoryBase):
     """The commit-graph half of ``History``."""
 
     def has_commit(self, sha: str) -> bool:
+        """Whether object ``sha`` is here (loose or packed: ``LightObjects``, else dulwich)."""
+        found = self._objects.contains(sha)
+        if found is not None:
+            return found
         return sha.encode() in self.repo.object_store
 
     @reads_objects
@@ -41,19 +47,32 @@ class Commits(HistoryBase):
         return walks.is_ancestor(self._commit, ancestor, descendant)
 
     @reads_objects
-    def _commit(self, sha: bytes) -> Commit:
+    def _commit(self, sha: bytes) -> Commit | LightCommit:
         """A commit by binary-hex sha, cached: walks revisit the same commits on every push,
-        and a lookup in a store of many small packs costs a scan of every pack index."""
-        from dulwich.objects import Commit
-
+        and a lookup in a store of many small packs costs a scan of every pack index. Read
+        without dulwich where ``LightObjects`` answers (what a walk needs of it)."""
         commit = self._commits.get(sha)
         if commit is None:
-            found = self.repo[sha]
-            assert isinstance(found, Commit)
+            commit = self._light_commit(sha)
+            if commit is None:
+                from dulwich.objects import Commit
+
+                found = self.repo[sha]
+                assert isinstance(found, Commit)
+                commit = found
             if len(self._commits) >= COMMIT_CACHE_SIZE:
                 self._commits.clear()
-            commit = self._commits[sha] = found
+            self._commits[sha] = commit
         return commit
+
+    def _light_commit(self, sha: bytes) -> LightCommit | None:
+        """Commit ``sha`` read by ``LightObjects``; None when dulwich must read it."""
+        from memfs.history.lightobjects import parse_commit
+
+        found = self._light_raw(sha)
+        if found is None or found[0] != 1:
+            return None  # not answered here, or not a commit: dulwich says what it is
+        return parse_commit(sha, found[1])
 
     @reads_objects
     def merge_bases(self, a: str, b: str) -> list[str]:

@@ -14,11 +14,12 @@ the lock: a branch moved meanwhile is a lost race, never overwritten.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+
+from memfs.digests import sha1_for
 
 OBJECT_MODE = 0o444  # dulwich's PACK_MODE, git's loose-object mode
 TREE_MODE = 0o040000
@@ -28,7 +29,7 @@ _counter = 0
 
 def object_sha(kind: bytes, content: bytes) -> str:
     """The hex sha git gives an object of ``kind`` holding ``content``."""
-    digest = hashlib.sha1(b"%s %d\0" % (kind, len(content)))
+    digest = sha1_for(len(content))(b"%s %d\0" % (kind, len(content)))
     digest.update(content)
     return digest.hexdigest()
 
@@ -37,7 +38,7 @@ def write_object(control: Path, kind: bytes, content: bytes, fsync: bool = False
     """Store ``content`` as a loose object of ``kind`` in the repository at ``control`` (its
     ``.git`` folder); its hex sha. Crash-safe: temp file, optional fsync, rename."""
     header = b"%s %d\0" % (kind, len(content))
-    digest = hashlib.sha1(header)
+    digest = sha1_for(len(content))(header)
     digest.update(content)
     sha = digest.hexdigest()
     folder = control / "objects" / sha[:2]
@@ -127,6 +128,51 @@ def move_ref(control: Path, ref: str, old: str, new: str) -> bool | None:
             with contextlib.suppress(OSError):
                 os.unlink(lock)
     return moved
+
+
+def set_ref(control: Path, ref: str, new: str) -> bool:
+    """Point the loose ref ``ref`` (a remote-tracking ref) at ``new`` unconditionally, under
+    git's ``.lock`` protocol, fsynced before the rename. Whether it was written: False leaves
+    it to dulwich (a name git would not take, a ``.lock`` in the way, a folder where the ref
+    goes). No reflog line is written (dulwich's writer added one; a commit's ``move_ref``
+    writes none either): nothing in memfs or in git's own work relies on a tracking ref's
+    log."""
+    parts = ref.split("/")
+    if len(parts) < 3 or parts[0] != "refs" or not all(map(_plain_ref_part, parts[1:])):
+        return False
+    path = control / ref
+    lock = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return False
+    try:
+        try:
+            os.write(fd, new.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(lock, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        return False
+    return True
+
+
+_REF_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _plain_ref_part(part: str) -> bool:
+    """Whether one ``/``-separated part of a ref name is plainly one git accepts."""
+    return (
+        bool(part)
+        and _REF_CHARS.issuperset(part)
+        and not part.startswith(".")
+        and not part.endswith((".lock", "."))
+        and ".." not in part
+    )
 
 
 def _read_ref(control: Path, ref: str) -> str | None:

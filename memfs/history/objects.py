@@ -71,8 +71,44 @@ class Objects(HistoryBase):
         unpacked = self._unpacked.get(sha)
         return unpacked[1] if unpacked is not None and unpacked[0] == type_num else None
 
+    def _raw(self, sha: bytes) -> tuple[int, bytes]:
+        """(type number, content) of object ``sha`` (binary hex): kept from the last fetch,
+        or read by ``LightObjects`` where it answers, else by dulwich's store; KeyError if it
+        is nowhere."""
+        found = self._light_raw(sha)
+        if found is not None:
+            return found
+        return self.repo.object_store.get_raw(sha)  # type: ignore[no-any-return]
+
+    def _light_raw(self, sha: bytes) -> tuple[int, bytes] | None:
+        """``_raw`` without dulwich: kept from the last fetch, or ``LightObjects``' answer."""
+        kept = self._unpacked.get(sha)
+        if kept is not None:
+            return kept
+        return self._objects.raw(sha.decode("ascii", "replace"))
+
+    def _tree_entries(self, sha: bytes) -> dict[bytes, tuple[int, bytes]] | None:
+        """Tree ``sha``'s entries by name, (mode, hex sha); None if ``sha`` is no tree.
+        What the push's walk reads (``walks.objects_of``)."""
+        type_num, content = self._raw(sha)
+        if type_num != TREE_TYPE:
+            return None
+        from memfs.history.lightobjects import parse_tree
+
+        entries = parse_tree(content)
+        if entries is None:  # unusual (a name twice, a mode that is not octal): dulwich's read
+            from dulwich.objects import Tree
+
+            tree = self.repo.object_store[sha]
+            assert isinstance(tree, Tree)
+            entries = {entry.path: (entry.mode, entry.sha) for entry in tree.iteritems()}
+        return entries
+
     def _tree_items(self, sha: bytes) -> list[tuple[bytes, int, bytes]]:
         """(name, mode, hex sha) of each entry of tree ``sha``."""
+        items = self._light_tree_items(sha)
+        if items is not None:
+            return items
         from dulwich.errors import NotTreeError
         from dulwich.objects import Tree, parse_tree
 
@@ -89,12 +125,28 @@ class Objects(HistoryBase):
                 _refuse_name(sha, name)
         return items
 
+    def _light_tree_items(self, sha: bytes) -> list[tuple[bytes, int, bytes]] | None:
+        """``_tree_items`` of a tree kept from the last fetch or read by ``LightObjects``,
+        when ``parse_tree`` finds it plain; None for dulwich to read."""
+        found = self._light_raw(sha)
+        if found is None or found[0] != TREE_TYPE:
+            return None
+        from memfs.history.lightobjects import parse_tree
+
+        entries = parse_tree(found[1])
+        if entries is None:
+            return None
+        return [(name, mode, entry) for name, (mode, entry) in entries.items()]
+
     @reads_objects
     def entries_at(self, commit_sha: str | None, path: str) -> Files:
         """The files at ``path`` in a commit (one file, or all under a folder), without
         flattening the whole tree: O(depth + files under path)."""
         if commit_sha is None:
             return {}
+        light = self._light_entry_at(commit_sha, path)
+        if light is not None:
+            return light
         from dulwich.errors import NotTreeError
         from dulwich.object_store import iter_tree_contents, tree_lookup_path
         from dulwich.objects import Commit
@@ -116,13 +168,39 @@ class Objects(HistoryBase):
             }
         return {path: TreeEntry(mode, sha.decode())}
 
+    def _light_entry_at(self, commit_sha: str, path: str) -> Files | None:
+        """``entries_at`` of one file (or of nothing) looked up through trees
+        ``_light_tree_items`` reads; None for dulwich to answer (a folder, a path that is not
+        plain, a tree it does not read)."""
+        parts = path.encode("utf-8", "surrogateescape").split(b"/")
+        if not all(parts):
+            return None
+        sha = self._commit(commit_sha.encode()).tree
+        mode = stat.S_IFDIR
+        for part in parts:
+            if not stat.S_ISDIR(mode):
+                return None  # a file or a submodule on the way: dulwich says which
+            items = self._light_tree_items(sha)
+            if items is None:
+                return None
+            found = next(((m, s) for name, m, s in items if name == part), None)
+            if found is None:
+                return {}
+            mode, sha = found
+        if stat.S_ISDIR(mode):
+            return None
+        return {path: TreeEntry(mode, sha.decode())}
+
     @reads_objects
     def blob(self, sha: str) -> bytes:
-        from dulwich.objects import Blob
-
         kept = self._kept(sha.encode(), BLOB_TYPE)
         if kept is not None:
             return kept
+        found = self._objects.raw(sha)
+        if found is not None and found[0] == BLOB_TYPE:
+            return found[1]
+        from dulwich.objects import Blob
+
         blob = self.repo.object_store[sha.encode()]
         assert isinstance(blob, Blob)
         return blob.as_raw_string()

@@ -37,14 +37,13 @@ class Packing(HistoryBase):
         from memfs import walks
         from memfs.packwrite import build_pack
 
-        store = self.repo.object_store
         haves = [sha.encode() for sha in exclude if self.has_commit(sha)]
         wants = [sha.encode() for sha in include]
         commits = walks.parents_first(walks.commits_between(self._commit, wants, haves))
-        shas = walks.objects_of(store.__getitem__, self._commit, commits)
+        shas = walks.objects_of(self._tree_entries, self._commit, commits)
         if not shas:
             return None
-        built = build_pack(shas, store.get_raw, self.control_dir / "objects" / "pack")
+        built = build_pack(shas, self._raw, self.control_dir / "objects" / "pack")
         return PackFiles(f"pack-{built.checksum.hex()}", built.pack, built.index, built.count)
 
     def pack_data(
@@ -157,7 +156,8 @@ class Packing(HistoryBase):
         # marks the pack complete.
         atomic_write(pack_dir / f"{name}.pack", pack, 0o444)
         atomic_write(pack_dir / f"{name}.idx", index, 0o444)
-        self.repo.object_store._update_pack_cache()
+        if self._repo is not None:  # dulwich's list of packs, if it has one (LightObjects
+            self._repo.object_store._update_pack_cache()  # lists them again on a miss)
 
     def keep_unpacked(self, objects: dict[bytes, RawObject]) -> None:
         """Keep a fetched pack's objects beside those of the packs imported with it (a clone

@@ -77,7 +77,14 @@ class Refs(HistoryBase):
             return None
 
     def set_ref(self, name: str, sha: str, reason: str) -> None:
-        """Point ``name`` (a remote-tracking ref) at ``sha`` unconditionally."""
+        """Point ``name`` (a remote-tracking ref) at ``sha`` unconditionally: written as a
+        loose ref without dulwich where that is plain (``loose.set_ref``)."""
+        if self._light.plain and len(sha) == 40:
+            from memfs.history import loose
+
+            with self.locked():
+                if loose.set_ref(self._control, name, sha):
+                    return
         self._update_refs(
             lambda: self.repo.refs.set_if_equals(
                 name.encode(), None, sha.encode(), message=reason.encode()
@@ -100,16 +107,28 @@ class Refs(HistoryBase):
             return retry_past_stale_git_lock(update)
 
     def move_branch(self, old: str | None, new: str, reason: bytes = b"memfs") -> None:
-        """Compare-and-swap the branch from ``old`` to ``new``."""
+        """Compare-and-swap the branch from ``old`` to ``new`` (a loose ref is moved without
+        dulwich, as a commit moves it: ``loose.move_ref``; no reflog line, as there)."""
         ref = self.branch_ref()
         message = b"commit: " + reason
         if old is None:
             moved = self._update_refs(lambda: self.repo.refs.add_if_new(ref, new.encode(), message))
         else:
-            moved = self._update_refs(
-                lambda: self.repo.refs.set_if_equals(ref, old.encode(), new.encode(), message)
-            )
+            moved = self._move_loose(ref, old, new)
+            if moved is None:  # a case the light writer leaves to dulwich
+                moved = self._update_refs(
+                    lambda: self.repo.refs.set_if_equals(ref, old.encode(), new.encode(), message)
+                )
         if not moved:
             raise ConcurrentUpdateError(
                 f"{ref.decode()} moved while memfs was committing; nothing was lost, try again"
             )
+
+    def _move_loose(self, ref: bytes, old: str, new: str) -> bool | None:
+        """``loose.move_ref`` under the agent's lock; None where dulwich must move it."""
+        if not self._light.plain or not ref.startswith(b"refs/"):
+            return None
+        from memfs.history import loose
+
+        with self.locked():
+            return loose.move_ref(self._control, ref.decode(), old, new)

@@ -6,8 +6,8 @@ sends (``Keeping``)."""
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.history import History
     from memfs.history.packing import PackFiles

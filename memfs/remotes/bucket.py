@@ -26,12 +26,10 @@ its requests are memfs.remotes.background.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from memfs.errors import (
     PushRejectedError,
@@ -52,9 +50,12 @@ from memfs.remotes.manifest import (
 )
 from memfs.remotes.storage import Storage, Unchanged, open_storage
 from memfs.schema import MANIFEST_FILE, manifest_data
-from memfs.util import hostname, utc_now
+from memfs.util import hostname, utc_now_text
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.history import History
     from memfs.history.packing import PackFiles
     from memfs.remotes.sealedremote import SealedRemote
@@ -466,7 +467,7 @@ class BucketRemote:
             packs=packs,
             retired=list(manifest.retired) if manifest else [],
             push_id=os.urandom(16).hex(),  # as uuid4().hex, opaque: uuid imports platform
-            pushed_at=utc_now().isoformat(),
+            pushed_at=utc_now_text(),
             host=hostname(),
             name=str(agent.get("name", "")),
             description=str(agent.get("description", "") or ""),
@@ -474,7 +475,7 @@ class BucketRemote:
         )
         if self.sealed is not None:  # who the agent is lives in the sealed manifest only
             sealed = {k: agent[k] for k in ("agent_id", "created_at") if agent.get(k)}
-            updated = dataclasses.replace(updated, extra={**updated.extra, **sealed})
+            updated = updated._replace(extra={**updated.extra, **sealed})
         crash_point("push.manifest")
         if manifest is None and self.sealed is None:
             self._claim(agent)
@@ -498,7 +499,7 @@ class BucketRemote:
             manifest, etag = self.read_manifest()
             if manifest is None or etag is None:
                 raise RemoteError(self.url, f"{self.url} holds no agent yet: push one first")
-            updated = dataclasses.replace(change(manifest), generation=manifest.generation + 1)
+            updated = change(manifest)._replace(generation=manifest.generation + 1)
             if self._put_manifest(updated, etag):
                 self._last_read = None
                 return updated

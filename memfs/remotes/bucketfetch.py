@@ -10,11 +10,10 @@ manifest again. ``BucketRemote.fetch`` and compaction (memfs.remotes.bucketgc) c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from memfs.errors import NotAMemfsRemoteError, PackCorruptError, RemoteCorruptError, RemoteError
 from memfs.faults import crash_point
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.history import History
     from memfs.remotes.bucket import BucketRemote

@@ -7,14 +7,13 @@ itself once the list is long; ``memfs gc --remote`` does it all at once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
-from typing import TYPE_CHECKING, cast
 
 from memfs.errors import MemfsError, PushRejectedError
 from memfs.remotes.bucketfetch import import_holding
 from memfs.remotes.manifest import RetiredPack
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.history import History
     from memfs.remotes.bucket import BucketRemote
@@ -82,7 +81,7 @@ def compact(
         import_holding(remote, history, manifest.packs, list(manifest.refs.values()))
         source = remote.storage
         if remote.sealed is not None:  # no .idx there: the base pack is indexed here
-            source = cast("Storage", IndexedHere(remote.storage))
+            source = IndexedHere(remote.storage)  # type: ignore[assignment]
         whole = compacted_pack(history, source, manifest)
         if whole is not None:
             remote.storage.put_if_absent(f"packs/{whole.name}.pack", whole.pack)
@@ -91,8 +90,8 @@ def compact(
             retired += [RetiredPack(name=n, retired_at=now) for n in packs if n != whole.name]
             merged, packs = len(packs), [whole.name]
     if merged or expired:
-        updated = dataclasses.replace(
-            manifest, generation=manifest.generation + 1, packs=packs, retired=retired
+        updated = manifest._replace(
+            generation=manifest.generation + 1, packs=packs, retired=retired
         )
         assert etag is not None
         if not remote._put_manifest(updated, etag):

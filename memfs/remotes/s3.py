@@ -3,7 +3,7 @@
 s3fs, aiobotocore and aiohttp cost ~0.4 s of imports and client set-up in every ``memfs
 push/pull/clone`` process (benchmarks/bench_s3stack.py); memfs makes six kinds of request,
 so this client makes them itself: HTTP/1.1 with kept-alive connections per host shared by
-the threads (``s3http.KeptConnections``), AWS Signature Version 4 with ``hashlib``/``hmac``
+the threads (``s3http.KeptConnections``), AWS Signature Version 4 with ``memfs.digests``
 (botocore's ``S3SigV4Auth``: the payload's sha256 is always signed, object keys are sent
 and signed percent-encoded once),
 and botocore's standard retry mode (up to 4 attempts on 500/502/503/504, throttling and
@@ -22,18 +22,14 @@ answer); ``memfs/remotes/s3storage.py`` maps them to memfs's errors.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import random
-import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from memfs.digests import hmac_sha256, sha256_hex
+from memfs.record import Record
 from memfs.remotes.s3config import S3Config
 from memfs.remotes.s3http import (
     BadAnswer,
@@ -43,12 +39,15 @@ from memfs.remotes.s3http import (
     http_date,
     iso_date,
 )
+from memfs.util import LazyPattern
 
+TYPE_CHECKING = False  # typing costs an S3 push ~2 ms to import
 if TYPE_CHECKING:
     import ssl
     from concurrent.futures import Executor
+    from typing import Any
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # of b""
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 IDLE_REUSE = 15.0  # seconds: an idler connection may have been dropped by S3 or a NAT
@@ -62,7 +61,7 @@ RETRY_CODES = {
     "TooManyRequestsException", "SlowDown", "RequestLimitExceeded", "BandwidthLimitExceeded",
     "RequestThrottled", "ServiceUnavailable",
 }  # fmt: skip
-_DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_DNS_BUCKET = LazyPattern(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
 class S3Error(Exception):
@@ -85,13 +84,18 @@ class S3ConnectionError(Exception):
         self.retryable = retryable
 
 
-@dataclass
-class Response:
+class Response(Record):
     """One answer: status, headers (lower-case names) and body."""
 
+    __slots__ = _fields = ("status", "headers", "body")
     status: int
     headers: dict[str, str]
     body: bytes
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
 
 
 def sign(
@@ -125,13 +129,11 @@ def sign(
         payload_sha256,
     ])  # fmt: skip
     scope = f"{stamp[:8]}/{region or config.region}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, sha256_hex(canonical.encode())])
     key = ("AWS4" + credentials.secret_key).encode()
     for part in scope.split("/"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        key = hmac_sha256(key, part.encode())
+    signature = hmac_sha256(key, to_sign.encode()).hex()
     headers["Authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
         f"SignedHeaders={';'.join(names)}, Signature={signature}"
@@ -151,18 +153,19 @@ def encode_query(params: dict[str, str]) -> str:
     return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in params.items())
 
 
-@dataclass
 class S3Client:
     """Requests to one S3 endpoint, safe to share between threads."""
 
-    config: S3Config
-    kept: KeptConnections = field(
-        default_factory=lambda: KeptConnections(IDLE_REUSE, IDLE_KEPT), repr=False
-    )
-    _regions: dict[str, str] = field(default_factory=dict, repr=False)
-    _pool: Executor | None = field(default=None, repr=False)
-    _pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    def __init__(self, config: S3Config, kept: KeptConnections | None = None) -> None:
+        self.config = config
+        self.kept = KeptConnections(IDLE_REUSE, IDLE_KEPT) if kept is None else kept
+        self._regions: dict[str, str] = {}
+        self._pool: Executor | None = None
+        self._pool_lock = threading.Lock()
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def __repr__(self) -> str:
+        return f"S3Client(config={self.config!r})"
 
     def request(
         self,
@@ -191,6 +194,8 @@ class S3Client:
                 error, retryable = dropped, dropped.retryable  # type: ignore[assignment]
             if not retryable or attempt == MAX_ATTEMPTS:
                 raise error
+            import random  # only a retry waits: its jitter
+
             time.sleep(min(20.0, random.random() * 0.5 * 2 ** (attempt - 1)))
         raise AssertionError("unreachable")
 
@@ -222,7 +227,7 @@ class S3Client:
         host, path = self._address(bucket, key)
         query = encode_query(params or {})
         headers = {"host": host, **(extra or {})}
-        payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        payload = sha256_hex(body) if body else EMPTY_SHA256
         sign(self.config, method, path, query, headers, payload, region=self._region(bucket))
         target = f"{path}?{query}" if query else path
         for fresh in (False, True):

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
+
+from memfs.record import FrozenRecord
+
+TYPE_CHECKING = False  # typing costs an S3 push ~2 ms to import
+if TYPE_CHECKING:
+    from typing import Any
 
 # Options s3fs takes that the thin client understands (others go to s3fs).
 _OPTIONS = {"key", "secret", "token", "anon", "profile", "endpoint_url", "client_kwargs",
@@ -46,26 +50,47 @@ class NoCredentials(Exception):
     """No credentials anywhere, and no metadata service to ask."""
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(FrozenRecord):
     """The keys that sign requests."""
 
+    __slots__ = _fields = ("access_key", "secret_key", "token")
     access_key: str
     secret_key: str
-    token: str | None = None
+    token: str | None
+
+    def __init__(self, access_key: str, secret_key: str, token: str | None = None) -> None:
+        self._set(access_key, secret_key, token)
+
+    def __repr__(self) -> str:
+        """Names the key, never the secret or the token (errors and logs show no values)."""
+        return f"Credentials(access_key={self.access_key!r}, secret_key=..., token=...)"
 
 
-@dataclass(frozen=True)
-class S3Config:
+class S3Config(FrozenRecord):
     """One client's endpoint, region and credentials (None: unsigned, ``anon=True``)."""
 
+    __slots__ = _fields = (
+        "scheme", "host", "region", "credentials", "path_style", "region_fixed", "ca_bundle"
+    )  # fmt: skip
     scheme: str
     host: str  # host[:port] as sent in the Host header
     region: str
     credentials: Credentials | None
     path_style: bool  # custom endpoints: /bucket/key; AWS: bucket.s3.region.amazonaws.com/key
     region_fixed: bool  # False: region guessed, follow S3's x-amz-bucket-region redirects
-    ca_bundle: str | None = None  # certificates to trust for https instead of the system's
+    ca_bundle: str | None  # certificates to trust for https instead of the system's
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        region: str,
+        credentials: Credentials | None,
+        path_style: bool,
+        region_fixed: bool,
+        ca_bundle: str | None = None,
+    ) -> None:
+        self._set(scheme, host, region, credentials, path_style, region_fixed, ca_bundle)
 
 
 def resolve(options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> S3Config:

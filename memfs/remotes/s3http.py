@@ -16,9 +16,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from memfs.record import Record
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
 
@@ -35,14 +36,20 @@ class BadAnswer(OSError):
     """What the server sent is not an HTTP answer."""
 
 
-@dataclass
-class Answer:
+class Answer(Record):
     """One HTTP answer: status, headers (lower-case names; repeated ones joined), body."""
 
+    __slots__ = _fields = ("status", "headers", "body", "will_close")
     status: int
     headers: dict[str, str]
     body: bytes
     will_close: bool  # the server closes the connection after this answer
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, will_close: bool) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.will_close = will_close
 
 
 def split_host(host: str, default_port: int) -> tuple[str, int]:

@@ -261,13 +261,11 @@ class SealedRemote:
     ) -> bool:
         """Compare-and-swap the sealed manifest (create it when ``etag`` is None), naming the
         ciphertext it replaces in ``prev``; the guard's record follows a swap that landed."""
-        import dataclasses
-
         extra = dict(manifest.extra)
         extra.pop("prev", None)
         if etag is not None:
             extra["prev"] = self.storage.digest(MANIFEST)
-        manifest = dataclasses.replace(manifest, extra=extra)
+        manifest = manifest._replace(extra=extra)
         if etag is None:
             if not self._stubbed:
                 self.raw.put_if_absent(MANIFEST, stub_bytes())  # old memfs: "format 2, upgrade"

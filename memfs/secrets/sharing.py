@@ -7,7 +7,6 @@ field, and taking a fetched blob as this machine's view.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +169,7 @@ def push(agent: Agent, remote: str | None = None) -> bool:
         sealed = seal_doc(keys, doc.dump())
         done.update(doc=doc, blob=sealed)
         extra = {**manifest.extra, FIELD: base64.b64encode(sealed).decode()}
-        return dataclasses.replace(manifest, extra=extra)
+        return manifest._replace(extra=extra)
 
     try:
         bucket.update_manifest(change)
