@@ -38,7 +38,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from memfs import lettahook, worktree
+    from memfs import lettahook, prescan, worktree
     from memfs.models import AgentManifest
 
 __all__ = ["JOURNAL", "MANIFEST_MEMO", "Agent", "Snapshot", "Status"]
@@ -62,6 +62,8 @@ class Agent:
         # leaving the agent...): what ``status().skipped`` would say, without a second walk.
         self.skipped: list[worktree.Skipped] = []
         self.overridden: list[str] = []  # read-only files it changed on a person's request
+        # The next commit's scan, started early in a child by a push (memfs.prescan).
+        self.prescan: prescan.Early | None = None
 
     def __repr__(self) -> str:
         return f"<Agent {self.root}>"

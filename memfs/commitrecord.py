@@ -270,8 +270,22 @@ _KEYS = frozenset(("format", "version", "key", "cap", "files", "folders", "trees
 
 def load(agent: Agent) -> dict[str, Any] | None:
     """The record, if it is one of this format, memfs and shape (``_check``); else None."""
+    data = read(agent)
+    return None if data is None else parse(data)
+
+
+def read(agent: Agent) -> bytes | None:
+    """The record's bytes as stored, None if there are none."""
     try:
-        record = marshal.loads(_path(agent).read_bytes())
+        return _path(agent).read_bytes()
+    except OSError:
+        return None
+
+
+def parse(data: bytes) -> dict[str, Any] | None:
+    """The record stored as ``data``, if it is one of this format, memfs and shape."""
+    try:
+        record = marshal.loads(data)
     except Exception:  # a cache: whatever is wrong with it, commit in full
         return None
     if type(record) is not dict or record.get("format") != FORMAT:

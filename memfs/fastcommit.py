@@ -31,7 +31,8 @@ from memfs.commitrecord import (
     Table,
     forget,
     index_layout,
-    load,
+    parse,
+    read,
     stat_sig,
     trees_of,
     trusted,
@@ -74,7 +75,19 @@ def commit(
     """Commit every change in the work tree from the record, or ``FALLBACK`` when the record
     cannot vouch for the tree (the caller then commits in full). Runs under the agent's lock,
     after the checks a full commit makes first (a git operation midway, a merge to recover)."""
-    record = load(agent)
+    early, agent.prescan = agent.prescan, None  # a child's scan, started by a push
+    data = read(agent)
+    answer: tuple[int, list[int]] | None = None
+    if early is not None and data is not None and data == early.data:
+        record, answer = early.record, early.answer()  # what the child compared against
+        if answer is not None:
+            from memfs import prescan
+
+            prescan.answers_taken += 1
+    else:
+        if early is not None:
+            early.discard()  # another record now (a commit in between): scan here
+        record = None if data is None else parse(data)
     if record is None:
         return FALLBACK
     history = agent.history
@@ -84,7 +97,7 @@ def commit(
         return FALLBACK
     if history.commit_tree_sha(head) != record["trees"].get(""):
         return FALLBACK
-    started = time.time_ns()
+    started = time.time_ns() if answer is None else answer[0]  # before any stat used
     base = str(agent.root) + "/"
     lstat = os.lstat
     folders: dict[str, tuple[Sig | None, tuple[str, ...]]] = record["folders"]
@@ -108,17 +121,23 @@ def commit(
     except (KeyError, TypeError, ValueError):
         return FALLBACK
     paths = table.paths
+    stats: list[os.stat_result] | None = None
     try:
-        stats = statusrecord.lstat_all(base, paths)
-        dirty = table.changed(stats)
-    except (OSError, OverflowError):
+        if answer is None:
+            stats = statusrecord.lstat_all(base, paths)
+            dirty = table.changed(stats)
+            picked = {i: stats[i] for i in dirty}
+        else:  # the rows the child found changed, stat again here before they are read
+            dirty = answer[1]
+            picked = {i: lstat(base + paths[i]) for i in dirty}
+    except (OSError, OverflowError, IndexError, TypeError):
         return FALLBACK  # gone (its folder's listing changed too, or is changing now)
     payload: dict[str, tuple[int, bytes] | None] = {}
     fresh: dict[str, os.stat_result] = {}
     cap, uid = record["cap"], os.getuid()
     new_sigs: dict[int, tuple[int, str, Sig | None]] = {}
     for i in dirty:
-        path, st = paths[i], stats[i]
+        path, st = paths[i], picked[i]
         mode_bits = st.st_mode
         if not (
             stat.S_ISREG(mode_bits)
@@ -211,10 +230,7 @@ def commit(
     index = _write_index(agent, record, table, updated, new_files, fresh, trees[""])
     if index is None:  # the index is not the one recorded: written in full, as a full commit
         committed = {path: table.entry(i) for i, path in enumerate(paths)}
-        dirty_paths = set(row)
-        index_stats = {
-            path: st for path, st in zip(paths, stats, strict=True) if path not in dirty_paths
-        }
+        index_stats = _vouched(base, table, stats, set(row))
         for path, st in fresh.items():  # read whole and unchanged: vouches for what is committed
             if committed[path] == TreeEntry(*new_files[path][:2]):
                 index_stats[path] = st
@@ -266,6 +282,26 @@ def _no_rules(agent: Agent) -> bool:
     if agent.layout.is_letta or has_secrets(agent):
         return False
     return not os.path.lexists(agent.history.control_dir / "hooks" / "pre-commit")
+
+
+def _vouched(
+    base: str, table: Table, stats: list[os.stat_result] | None, skip: set[str]
+) -> dict[str, os.stat_result]:
+    """The stat of each file of ``table`` but ``skip`` that the table's stat data vouches
+    for: ``stats`` (the scan's, each equal to what the table holds), or, after a child's
+    scan, a stat taken now and kept only where it still is what the table holds."""
+    moved: set[int] = set()
+    if stats is None:
+        try:
+            stats = statusrecord.lstat_all(base, table.paths)
+            moved = set(table.changed(stats))
+        except (OSError, OverflowError):
+            return {}  # no stat data: git and memfs hash those files
+    return {
+        path: st
+        for i, (path, st) in enumerate(zip(table.paths, stats, strict=True))
+        if path not in skip and i not in moved
+    }
 
 
 def _info(sha: str, parent: str, author: str, when: int, offset: int, text: str) -> CommitInfo:

@@ -217,17 +217,29 @@ def push(
     allow_unrelated: bool = False,
     announce: bool = False,
     env_name: str | None = None,
+    prescan: bool = False,
 ) -> SyncReport:
     """Commit local edits and push to one remote or to every remote (mirrors included).
 
     An agent with no remote at all is pushed to the default cloud, as remote ``origin``.
     ``announce``: write this one-shot environment's presence record (``memfs push``).
+    ``prescan``: the commit's scan runs in a child process while the remotes are opened
+    (``memfs.prescan``): for a one-shot process with no thread of its own at work yet.
     """
     chosen = conflict_policy(agent, policy)
     opened: dict[str, Remote] = {}  # the presence record goes through these
-    if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
-        _open_reading(agent, remote, True, progress, opened, ahead=True)
-    report = SyncReport(committed=agent.commit(origin=origin))
+    try:
+        if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
+            if prescan:
+                from memfs import prescan as early
+
+                agent.prescan = early.start(agent)
+            _open_reading(agent, remote, True, progress, opened, ahead=True)
+        report = SyncReport(committed=agent.commit(origin=origin))
+    finally:
+        if agent.prescan is not None:  # not taken by the commit (it failed, or took none)
+            agent.prescan.discard()
+            agent.prescan = None
     if remote is None and not list_remotes(agent.history):
         from memfs.cloud import add_default_cloud_remote
 
