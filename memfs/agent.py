@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
 from memfs import agentmanifest, agentstatus
@@ -379,7 +380,10 @@ class Agent:
 
     def recover(self) -> bool:
         """Finish or roll back a work-tree update that a crash left behind (memfs/apply.py);
-        whether there was one."""
+        whether there was one. Without a journal there is none: nothing more is loaded (the
+        updater and its imports, ~3 ms of every commit)."""
+        if not os.path.lexists(self.history.state_dir / JOURNAL):
+            return False
         from memfs import agentupdate
 
         return agentupdate.recover(self)
