@@ -64,7 +64,7 @@ def trusted(sig: Sig, taken_ns: int) -> Sig | None:
     return sig if max(sig[1], sig[0]) < taken_ns - statusrecord.window(sig[1]) else None
 
 
-_STAT = attrgetter("st_mtime_ns", "st_ctime_ns", "st_size", "st_ino", "st_mode")
+_FIELDS = tuple(map(attrgetter, ("st_mtime_ns", "st_ctime_ns", "st_size", "st_ino", "st_mode")))
 _MODES = (MODE_FILE, MODE_EXECUTABLE)
 _UNTRUSTED = (0, 0, 0, 0, 0)  # no file has mode 0: never equal to a stat taken now
 
@@ -115,23 +115,30 @@ class Table:
 
     def changed(self, stats: list[os.stat_result]) -> list[int]:
         """The rows whose stat is not ``stats``' (or untrusted); OverflowError for a stat
-        field outside the columns' range (a time before 1970)."""
-        return differing(array("Q", chain.from_iterable(map(_STAT, stats))), self.sigs)
+        field outside the columns' range (a time before 1970). Field by field: one array of
+        10,000 numbers per field costs less than a tuple per file (~2 ms against ~3)."""
+        found: set[int] = set()
+        for k, field in enumerate(_FIELDS):
+            now = array("Q", map(field, stats))
+            then = self.sigs[k::5]
+            if now != then:
+                found.update(differing(now, then, 1))
+        return sorted(found)
 
 
-def differing(now: array[int], then: array[int]) -> list[int]:
-    """The rows (five numbers each) where the columns ``now`` and ``then`` differ: 256 rows
-    compared at once, one by one only inside a block that differs."""
+def differing(now: array[int], then: array[int], width: int = 5) -> list[int]:
+    """The rows (``width`` numbers each) where the columns ``now`` and ``then`` differ: 256
+    rows compared at once, one by one only inside a block that differs."""
     if now == then:
         return []
     found = []
-    step = 5 * 256
-    rows = min(len(now), len(then)) // 5
-    for start in range(0, 5 * rows, step):
+    step = width * 256
+    rows = min(len(now), len(then)) // width
+    for start in range(0, width * rows, step):
         if now[start : start + step] != then[start : start + step]:
-            first = start // 5
+            first = start // width
             for i in range(first, min(first + 256, rows)):
-                if now[5 * i : 5 * i + 5] != then[5 * i : 5 * i + 5]:
+                if now[width * i : width * i + width] != then[width * i : width * i + width]:
                     found.append(i)
     return found
 
@@ -251,11 +258,14 @@ def _untrust_fresh(record: dict[str, Any], fs_now_ns: int) -> dict[str, Any] | N
     sigs = array("Q")
     sigs.frombytes(packed)
     limit = fs_now_ns - statusrecord.COARSE_RACY_NS  # older than this: trusted in any case
-    if paths and max(max(sigs[0::5]), max(sigs[1::5])) >= limit:
-        fresh = [
+    mtimes, ctimes = sigs[0::5], sigs[1::5]
+    if paths and max(max(mtimes), max(ctimes)) >= limit:
+        fresh = [  # 256 rows at a time, one by one only in a block holding a fresh one
             i
-            for i, (mtime, ctime) in enumerate(zip(sigs[0::5], sigs[1::5], strict=True))
-            if mtime >= limit or ctime >= limit
+            for start in range(0, len(mtimes), 256)
+            if max(max(mtimes[start : start + 256]), max(ctimes[start : start + 256])) >= limit
+            for i in range(start, min(start + 256, len(mtimes)))
+            if mtimes[i] >= limit or ctimes[i] >= limit
         ]
         for i in fresh:
             row = tuple(sigs[5 * i : 5 * i + 5])
