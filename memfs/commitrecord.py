@@ -292,8 +292,10 @@ def read(agent: Agent) -> bytes | None:
         return None
 
 
-def parse(data: bytes) -> dict[str, Any] | None:
-    """The record stored as ``data``, if it is one of this format, memfs and shape."""
+def parse(data: bytes, checked: bool = False) -> dict[str, Any] | None:
+    """The record stored as ``data``, if it is one of this format, memfs and shape.
+    ``checked``: these very bytes were parsed and checked already (by ``memfs.prescan``'s
+    child): the shape is not checked again (~3.5 ms at 10,000 files)."""
     try:
         record = marshal.loads(data)
     except Exception:  # a cache: whatever is wrong with it, commit in full
@@ -302,6 +304,8 @@ def parse(data: bytes) -> dict[str, Any] | None:
         return None
     if record.get("version") != __version__:
         return None
+    if checked:
+        return record
     try:
         _check(record)
     except (KeyError, TypeError, ValueError, OverflowError):

@@ -79,7 +79,8 @@ def commit(
     data = read(agent)
     answer: tuple[int, list[int]] | None = None
     if early is not None and data is not None and data == early.data:
-        record, answer = early.record, early.answer()  # what the child compared against
+        answer = early.answer()  # against these very bytes, which it parsed and checked
+        record = parse(data, checked=answer is not None)
         if answer is not None:
             from memfs import prescan
 

@@ -33,13 +33,11 @@ from memfs import commitrecord, statusrecord
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from memfs.agent import Agent
 
-MIN_FILES = 1000
-"""The fewest files of a record for which a child scans: at 1,000 files the scan is ~3 ms,
-about what a fork, its pipe and its reaping cost."""
+MIN_BYTES = 100_000
+"""The smallest record for which a child scans (~1,000 files, ~115 bytes each): at 1,000
+files the scan is ~3 ms, about what a fork, its pipe and its reaping cost."""
 MIN_CORES = 2
 """The child runs beside the push only with another core to run on; on one, it would only
 add the fork's cost (~5-10 ms of page faults at 10,000 files)."""
@@ -48,17 +46,19 @@ answers_taken = 0  # child answers a commit used in this process: for tests and 
 
 
 class Early:
-    """A child scanning against the record ``data`` (parsed: ``record``); ``answer`` waits
-    for it once and keeps what it said."""
+    """A child scanning against the record stored as ``data``; ``answer`` waits for it once
+    and keeps what it said."""
 
-    def __init__(self, data: bytes, record: dict[str, Any], pid: int, pipe: int) -> None:
-        self.data, self.record, self.pid, self.pipe = data, record, pid, pipe
+    def __init__(self, data: bytes, pid: int, pipe: int) -> None:
+        self.data, self.pid, self.pipe = data, pid, pipe
         self._answer: tuple[int, list[int]] | None = None
         self._done = False
 
     def answer(self) -> tuple[int, list[int]] | None:
         """(when the child began, in ns; the rows whose stat differs or is untrusted), or
-        None if it failed (a file gone, a stat field outside the columns, killed...)."""
+        None if it failed (not a record ``commitrecord.parse`` takes, a file gone, a stat
+        field outside the columns, killed...). An answer says the child parsed ``data``
+        and found it sound: the commit need not check the same bytes again."""
         if self._done:
             return self._answer
         self._done = True
@@ -108,14 +108,13 @@ def _reap(pid: int) -> None:
 
 def start(agent: Agent) -> Early | None:
     """Start a child scanning the work tree against the commit record, if there is one of
-    ``MIN_FILES`` files or more and this system forks; else None (the commit scans)."""
+    ``MIN_BYTES`` or more and this system forks; else None (the commit scans). The record
+    is parsed and checked in the child: the push's own work goes on at once."""
     if not hasattr(os, "fork") or _cores() < MIN_CORES:
         return None
     data = commitrecord.read(agent)
-    record = commitrecord.parse(data) if data is not None else None
-    if record is None or len(record["files"][0]) < MIN_FILES:
+    if data is None or len(data) < MIN_BYTES:
         return None
-    table = commitrecord.Table.loads(record["files"])
     base = str(agent.root) + "/"
     reading, writing = os.pipe()
     parent = os.getpid()
@@ -127,7 +126,7 @@ def start(agent: Agent) -> Early | None:
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
-            _child(base, table, writing)
+            _child(base, data, writing)
     except OSError:
         os.close(reading)
         return None
@@ -135,13 +134,18 @@ def start(agent: Agent) -> Early | None:
         if os.getpid() != parent:
             os._exit(1)  # the child, whatever happened (an interrupt included)
         os.close(writing)
-    return Early(data, record, pid, reading)
+    return Early(data, pid, reading)
 
 
-def _child(base: str, table: commitrecord.Table, pipe: int) -> None:
-    """The child's whole life: stat every file of ``table``, write the answer, exit."""
+def _child(base: str, data: bytes, pipe: int) -> None:
+    """The child's whole life: parse and check the record, stat every file it lists, write
+    the answer, exit (without an answer if the record is not one)."""
     code = 1
     try:
+        record = commitrecord.parse(data)
+        if record is None:
+            return
+        table = commitrecord.Table.loads(record["files"])
         started = time.time_ns()
         rows = table.changed(statusrecord.lstat_all(base, table.paths))
         view = memoryview(marshal.dumps((started, rows)))

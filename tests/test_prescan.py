@@ -8,6 +8,7 @@ reaped. Every test ends with the real git CLI agreeing with the files on disk
 
 from __future__ import annotations
 
+import marshal
 import os
 import subprocess
 import sys
@@ -26,12 +27,13 @@ from .conftest import git, write
 from .test_fastcommit import EDITED, assert_head_is_disk, fast_commit, make_agent, settle, shown
 
 OTHER = "reference/t2/n002.md"
+FORKS_AT = prescan.MIN_BYTES  # the size of record a process of its own scans in a child at
 
 
 @pytest.fixture(autouse=True)
 def any_record(monkeypatch: pytest.MonkeyPatch) -> None:
     """A child for every record, on any machine (the limits are about cost, not meaning)."""
-    monkeypatch.setattr(prescan, "MIN_FILES", 1)
+    monkeypatch.setattr(prescan, "MIN_BYTES", 1)
     monkeypatch.setattr(prescan, "MIN_CORES", 1)
 
 
@@ -104,7 +106,9 @@ def test_a_record_rewritten_since_the_child_began_is_not_its_answer(tmp_path: Pa
     early = prescan.start(agent)
     assert early is not None
     answer = early.answer()
-    row = commitrecord.Table.loads(early.record["files"]).paths.index(EDITED)
+    record = commitrecord.parse(early.data)
+    assert record is not None
+    row = commitrecord.Table.loads(record["files"]).paths.index(EDITED)
     assert answer is not None and answer[1] == [row]
     settle(agent.root)
     assert agent.commit() is None  # nothing new: the record is written trusting it
@@ -167,13 +171,14 @@ def test_a_child_whose_answer_is_not_taken_is_reaped(tmp_path: Path) -> None:
 def test_memfs_push_as_a_process_scans_in_a_child(tmp_path: Path) -> None:
     """The CLI's push at the size it forks at: the edit is pushed, nothing on stderr."""
     agent = memfs.init(tmp_path / "agent", name="agent")
-    for i in range(1000):  # prescan.MIN_FILES in a process of its own
+    for i in range(1000):
         write(agent.root, f"reference/t{i % 10}/n{i:04d}.md", f"note {i}\n")
     url = f"memfs::{(tmp_path / 'cloud' / 'agent').as_uri()}"
     add_remote(agent.history, "origin", url)
     assert sync.push(agent).ok
     settle_git(agent)
     assert agent.commit() is None
+    assert len(commitrecord.read(agent) or b"") >= FORKS_AT
     write(agent.root, "reference/t3/n0003.md", "edited, then pushed by the CLI\n")
     done = subprocess.run(
         [sys.executable, "-m", "memfs", "-C", str(agent.root), "push"],
@@ -185,4 +190,26 @@ def test_memfs_push_as_a_process_scans_in_a_child(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (0, "")
     assert shown(agent, "reference/t3/n0003.md") == b"edited, then pushed by the CLI\n"
     assert BucketRemote(url).head("main") == agent.history.head()
+    assert_head_is_disk(agent)
+
+
+def test_a_record_that_is_not_sound_gets_no_answer(tmp_path: Path) -> None:
+    """The child checks the record it parses (the commit then trusts those bytes): a planted
+    path leaving the agent gets no answer, and the commit checks and refuses it too."""
+    agent, _ = pushed(tmp_path)
+    (tmp_path / "outside.md").write_text("not the agent's\n")
+    record = commitrecord.load(agent)
+    assert record is not None
+    paths = list(record["files"][0])
+    paths[paths.index(EDITED)] = "../outside.md"
+    planted = {**record, "files": (paths, *record["files"][1:])}
+    path = agent.history.state_dir / commitrecord.RECORD
+    path.write_bytes(marshal.dumps(planted))
+    early = prescan.start(agent)
+    assert early is not None and early.answer() is None
+    write(agent.root, EDITED, "---\ndescription: n1\n---\nmine\n")
+    agent.prescan, taken = early, prescan.answers_taken
+    assert agent.commit() is not None  # the full commit: the record is not one
+    assert prescan.answers_taken == taken
+    assert "outside.md" not in git(agent.root, "ls-tree", "-r", "--name-only", "HEAD")
     assert_head_is_disk(agent)
