@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from memfs.agent import Agent
@@ -108,18 +109,21 @@ def pull(
     opened: dict[str, Remote] | None = None,
     announce: bool = False,
     env_name: str | None = None,
+    prescan: bool = False,
 ) -> SyncReport:
     """Commit local edits, then fetch and merge from one remote or every non-mirror remote.
 
     ``opened``: remotes already open, by name (the watcher's, holding the manifest its poll
     just read, so the fetch does not read it again). ``announce``: write this one-shot
-    environment's presence record (named ``env_name``), as ``memfs pull`` does."""
+    environment's presence record (named ``env_name``), as ``memfs pull`` does.
+    ``prescan``: as ``push``'s."""
     chosen = conflict_policy(agent, policy)
     opened = dict(opened or {})  # and those opened here: the presence record goes through them
-    _open_reading(agent, remote, remote is not None, progress, opened)
-    # a commit record, made here if there is none, is carried across the merge that follows
-    # (memfs.updaterecord): the next pull's or push's commit stats the tree, never walks it
-    report = SyncReport(committed=agent.commit(origin=origin))
+    with _scanning_early(agent, prescan):
+        _open_reading(agent, remote, remote is not None, progress, opened)
+        # a commit record, made here if there is none, is carried across the merge that
+        # follows (memfs.updaterecord): the next pull's or push's commit stats the tree
+        report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
         report.remotes.append(
             _pull_one(agent, config, chosen, ff_only, origin, progress, opened, allow_unrelated)
@@ -127,6 +131,23 @@ def pull(
     report.head = agent.history.head()
     _finish(agent, report, announce, env_name, opened)
     return report
+
+
+@contextlib.contextmanager
+def _scanning_early(agent: Agent, wanted: bool) -> Iterator[None]:
+    """With ``wanted``, the scan of the commit that follows starts in a child process now
+    (``memfs.prescan``), while the remotes are opened; a child whose answer the commit did
+    not take (it failed, or took another path) is ended on the way out."""
+    if wanted and not agent.is_read_only_mount():
+        from memfs import prescan
+
+        agent.prescan = prescan.start(agent)
+    try:
+        yield
+    finally:
+        if agent.prescan is not None:
+            agent.prescan.discard()
+            agent.prescan = None
 
 
 def _open_reading(
@@ -228,18 +249,10 @@ def push(
     """
     chosen = conflict_policy(agent, policy)
     opened: dict[str, Remote] = {}  # the presence record goes through these
-    try:
+    with _scanning_early(agent, prescan):
         if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
-            if prescan:
-                from memfs import prescan as early
-
-                agent.prescan = early.start(agent)
             _open_reading(agent, remote, True, progress, opened, ahead=True)
         report = SyncReport(committed=agent.commit(origin=origin))
-    finally:
-        if agent.prescan is not None:  # not taken by the commit (it failed, or took none)
-            agent.prescan.discard()
-            agent.prescan = None
     if remote is None and not list_remotes(agent.history):
         from memfs.cloud import add_default_cloud_remote
 

@@ -213,3 +213,19 @@ def test_a_record_that_is_not_sound_gets_no_answer(tmp_path: Path) -> None:
     assert prescan.answers_taken == taken
     assert "outside.md" not in git(agent.root, "ls-tree", "-r", "--name-only", "HEAD")
     assert_head_is_disk(agent)
+
+
+def test_a_pull_commits_what_the_child_found_and_merges(tmp_path: Path) -> None:
+    agent, url = pushed(tmp_path)
+    other = sync.clone(url, tmp_path / "other")
+    write(other.root, OTHER, "---\ndescription: n2\n---\nfrom the other machine\n")
+    assert sync.push(other).ok
+    write(agent.root, EDITED, "---\ndescription: n1\n---\nedited before the pull\n")
+    taken = prescan.answers_taken
+    report = sync.pull(agent, prescan=True)
+    assert report.ok and report.committed is not None
+    assert prescan.answers_taken == taken + 1
+    assert shown(agent, EDITED).endswith(b"edited before the pull\n")
+    assert shown(agent, OTHER).endswith(b"from the other machine\n")
+    assert_head_is_disk(agent)
+    assert agent.prescan is None

@@ -79,6 +79,7 @@ def pull(
         progress=progress,
         allow_unrelated=allow_unrelated,
         announce=True,
+        prescan=True,  # a one-shot process: its commit scan may run in a child
     )
     _report(report, as_json)
     return 0
