@@ -35,6 +35,7 @@ def any_record(monkeypatch: pytest.MonkeyPatch) -> None:
     """A child for every record, on any machine (the limits are about cost, not meaning)."""
     monkeypatch.setattr(prescan, "MIN_BYTES", 1)
     monkeypatch.setattr(prescan, "MIN_CORES", 1)
+    monkeypatch.setattr(prescan, "MIN_IDLE", float("-inf"))
 
 
 def children() -> set[int]:
