@@ -63,7 +63,7 @@ class Agent:
         # leaving the agent...): what ``status().skipped`` would say, without a second walk.
         self.skipped: list[worktree.Skipped] = []
         self.overridden: list[str] = []  # read-only files it changed on a person's request
-        # The next commit's scan, started early in a child by a push (memfs.prescan).
+        # The next commit's scan, started early in a child by a push or pull (memfs.prescan).
         self.prescan: prescan.Early | None = None
 
     def __repr__(self) -> str:
