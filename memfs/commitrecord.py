@@ -247,7 +247,7 @@ def write(agent: Agent, record: dict[str, Any]) -> None:
 def _untrust_fresh(record: dict[str, Any], fs_now_ns: int) -> dict[str, Any] | None:
     """``record`` with the stat data of every entry changed too near ``fs_now_ns`` (a time on
     the file system's clock, after every stat was taken) dropped; None if a file of the key
-    is that fresh. Nothing to do, the usual case, costs two ``max`` over the columns."""
+    is that fresh. Nothing to do, the usual case, costs a ``max`` over each column."""
     if any(s is not None and trusted(s, fs_now_ns) is None for s in record["key"][3]):
         return None
     folders = record["folders"]
@@ -259,18 +259,18 @@ def _untrust_fresh(record: dict[str, Any], fs_now_ns: int) -> dict[str, Any] | N
     sigs.frombytes(packed)
     limit = fs_now_ns - statusrecord.COARSE_RACY_NS  # older than this: trusted in any case
     mtimes, ctimes = sigs[0::5], sigs[1::5]
-    if paths and max(max(mtimes), max(ctimes)) >= limit:
-        fresh = [  # 256 rows at a time, one by one only in a block holding a fresh one
-            i
-            for start in range(0, len(mtimes), 256)
-            if max(max(mtimes[start : start + 256]), max(ctimes[start : start + 256])) >= limit
-            for i in range(start, min(start + 256, len(mtimes)))
-            if mtimes[i] >= limit or ctimes[i] >= limit
-        ]
-        for i in fresh:
-            row = tuple(sigs[5 * i : 5 * i + 5])
-            if row[4] and trusted(row, fs_now_ns) is None:  # mode 0: untrusted already
-                sigs[5 * i : 5 * i + 5] = array("Q", _UNTRUSTED)
+    dropped = False
+    for start in range(0, len(mtimes), 256):  # a block at a time, row by row in a fresh one
+        end = min(start + 256, len(mtimes))
+        if max(mtimes[start:end]) < limit and max(ctimes[start:end]) < limit:
+            continue
+        for i in range(start, end):
+            if mtimes[i] >= limit or ctimes[i] >= limit:
+                row = tuple(sigs[5 * i : 5 * i + 5])
+                if row[4] and trusted(row, fs_now_ns) is None:  # mode 0: untrusted already
+                    sigs[5 * i : 5 * i + 5] = array("Q", _UNTRUSTED)
+                    dropped = True
+    if dropped:
         record = {**record, "files": (paths, shas, modes, sigs.tobytes())}
     return record
 
