@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from array import array
 from pathlib import Path
 
 from memfs import gitindex, indexfile, statusrecord
@@ -169,7 +168,7 @@ def commit(
         head_tree = {path: table.entry(i) for i, path in enumerate(paths)}
     else:
         head_tree = {path: table.entry(row[path]) for path in payload}
-    before = bytes(table.sigs)
+    before = {i: tuple(table.sigs[5 * i : 5 * i + 5]) for i in new_sigs}  # the rows read
     for i, (mode, sha, sig) in new_sigs.items():
         table.set(i, mode, sha, sig)
     if not payload:
@@ -180,7 +179,7 @@ def commit(
             if not history.index_describes(committed, commit=head):
                 return FALLBACK  # the full commit writes it
         agent.skipped, agent.held, agent.overridden = [], [], []
-        if _worth_writing(before, new_sigs, folders, new_folders):
+        if _worth_writing(before, new_sigs, folders, new_folders, len(paths)):
             write(agent, {**record, "files": table.dumps(), "folders": new_folders})
         return None
     agent.skipped = []
@@ -253,26 +252,27 @@ measured on this project's CI machine."""
 
 
 def _worth_writing(
-    before: bytes,
+    before: dict[int, tuple[int, ...]],
     new_sigs: dict[int, tuple[int, str, Sig | None]],
     folders: dict[str, tuple[Sig | None, tuple[str, ...]]],
     new_folders: dict[str, tuple[Sig | None, tuple[str, ...]]],
+    rows: int,
 ) -> bool:
-    """Whether a scan that found nothing to commit should write the stat data it learnt:
+    """Whether a scan that found nothing to commit should write the stat data it learnt
+    (``before``: the rows it read, as the record held them; ``rows``: the record's files):
     only when re-reading the files (and listing the folders) it could now trust, on every
     later scan, costs more than rewriting the whole record once. The usual case, a file
     committed a moment ago (too fresh to trust then) and trusted now, is not worth 5 ms at
     10,000 files. Not writing is always safe: the record keeps what it held, and what no
     longer stats as it says is read."""
-    sigs = array("Q", before)
     gained = 0
     for i, (_, _, sig) in new_sigs.items():
-        if sig is not None and tuple(sigs[5 * i : 5 * i + 5]) != sig:
+        if sig is not None and before[i] != sig:
             gained += REREAD_NS + REREAD_BYTE_NS * sig[2]
     for folder, (sig, _) in new_folders.items():
         if sig is not None and folders[folder][0] != sig:
             gained += REREAD_NS
-    return gained >= REWRITE_ROW_NS * (len(sigs) // 5)
+    return gained >= REWRITE_ROW_NS * rows
 
 
 def _no_rules(agent: Agent) -> bool:
