@@ -34,13 +34,14 @@ import os
 import stat
 from array import array
 from collections.abc import Iterable
-from itertools import chain
-from operator import attrgetter
 from pathlib import Path
 
 from memfs import __version__, gitindex, statusrecord
+from memfs.filecolumns import _MODES as _MODES  # re-exported: the record's readers use them
+from memfs.filecolumns import _UNTRUSTED, Sig, Table
+from memfs.filecolumns import differing as differing
 from memfs.history import loose
-from memfs.trees import MODE_EXECUTABLE, MODE_FILE, Files, TreeEntry
+from memfs.trees import Files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 RECORD = "commit.bin"
 FORMAT = 3  # with statusrecord.FORMAT (in the key): bumped when the record's meaning changes
 
-Sig = tuple[int, int, int, int, int]
-
 
 def stat_sig(st: os.stat_result) -> Sig:
     return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_mode)
@@ -62,85 +61,6 @@ def trusted(sig: Sig, taken_ns: int) -> Sig | None:
     """``sig`` if its entry last changed long enough before ``taken_ns`` (when the stat was
     taken, or a moment before) that any later change shows in it; else None."""
     return sig if max(sig[1], sig[0]) < taken_ns - statusrecord.window(sig[1]) else None
-
-
-_FIELDS = tuple(map(attrgetter, ("st_mtime_ns", "st_ctime_ns", "st_size", "st_ino", "st_mode")))
-_MODES = (MODE_FILE, MODE_EXECUTABLE)
-_UNTRUSTED = (0, 0, 0, 0, 0)  # no file has mode 0: never equal to a stat taken now
-
-
-class Table:
-    """The record's files in three flat columns (a path list, 20-byte shas, five unsigned
-    64-bit stat fields each, zeros where untrusted), read and written without an object per
-    field: loading 10,000 files as tuples cost a commit more than the rest of its record."""
-
-    def __init__(self, paths: list[str], shas: bytes, modes: bytes, sigs: array[int]) -> None:
-        self.paths, self.sigs = paths, sigs
-        self.shas, self.modes = bytearray(shas), bytearray(modes)
-
-    @classmethod
-    def of(cls, rows: list[tuple[str, int, str, Sig | None]]) -> Table:
-        sigs = array("Q", chain.from_iterable(row[3] or _UNTRUSTED for row in rows))
-        return cls(
-            [row[0] for row in rows],
-            b"".join(bytes.fromhex(row[2]) for row in rows),
-            bytes(_MODES.index(row[1]) for row in rows),
-            sigs,
-        )
-
-    def dumps(self) -> tuple[list[str], bytes, bytes, bytes]:
-        return (self.paths, bytes(self.shas), bytes(self.modes), self.sigs.tobytes())
-
-    @classmethod
-    def loads(cls, data: tuple[list[str], bytes, bytes, bytes]) -> Table:
-        sigs = array("Q")
-        sigs.frombytes(data[3])
-        table = cls(data[0], data[1], data[2], sigs)
-        if not (len(table.shas) == 20 * len(table.paths) == 20 * len(table.modes)):
-            raise ValueError("a torn record")
-        if len(sigs) != 5 * len(table.paths):
-            raise ValueError("a torn record")
-        return table
-
-    def entry(self, i: int) -> TreeEntry:
-        return TreeEntry(_MODES[self.modes[i]], self.shas[20 * i : 20 * i + 20].hex())
-
-    def set(self, i: int, mode: int, sha: str, sig: Sig | None) -> None:
-        self.modes[i] = _MODES.index(mode)
-        self.shas[20 * i : 20 * i + 20] = bytes.fromhex(sha)
-        try:
-            self.sigs[5 * i : 5 * i + 5] = array("Q", sig or _UNTRUSTED)
-        except OverflowError:  # a time before 1970: read every time
-            self.sigs[5 * i : 5 * i + 5] = array("Q", _UNTRUSTED)
-
-    def changed(self, stats: list[os.stat_result]) -> list[int]:
-        """The rows whose stat is not ``stats``' (or untrusted); OverflowError for a stat
-        field outside the columns' range (a time before 1970). Field by field: one array of
-        10,000 numbers per field costs less than a tuple per file (~2 ms against ~3)."""
-        found: set[int] = set()
-        for k, field in enumerate(_FIELDS):
-            now = array("Q", map(field, stats))
-            then = self.sigs[k::5]
-            if now != then:
-                found.update(differing(now, then, 1))
-        return sorted(found)
-
-
-def differing(now: array[int], then: array[int], width: int = 5) -> list[int]:
-    """The rows (``width`` numbers each) where the columns ``now`` and ``then`` differ: 256
-    rows compared at once, one by one only inside a block that differs."""
-    if now == then:
-        return []
-    found = []
-    step = width * 256
-    rows = min(len(now), len(then)) // width
-    for start in range(0, width * rows, step):
-        if now[start : start + step] != then[start : start + step]:
-            first = start // width
-            for i in range(first, min(first + 256, rows)):
-                if now[width * i : width * i + width] != then[width * i : width * i + width]:
-                    found.append(i)
-    return found
 
 
 def _path(agent: Agent) -> Path:

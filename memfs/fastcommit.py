@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 from memfs import gitindex, indexfile, statusrecord
+from memfs.commitrecord import context as context
 from memfs.commitrecord import (
-    Sig,
-    Table,
     forget,
     index_layout,
     parse,
@@ -37,9 +36,9 @@ from memfs.commitrecord import (
     trusted,
     write,
 )
-from memfs.commitrecord import context as context
 from memfs.commitrecord import remember as remember
 from memfs.faults import crash_point
+from memfs.filecolumns import Sig, Table
 from memfs.history import loose
 from memfs.secrets.hooks import has_secrets
 from memfs.trees import (
@@ -123,10 +122,8 @@ def commit(
     paths = table.paths
     stats: list[os.stat_result] | None = None
     try:
-        if answer is None:
-            stats = statusrecord.lstat_all(base, paths)
-            dirty = table.changed(stats)
-            picked = {i: stats[i] for i in dirty}
+        if answer is None:  # every stat kept only if the index is not the one to splice
+            dirty, picked, stats = table.scan(base, keep=not _splices(agent, record))
         else:  # the rows the child found changed, stat again here before they are read
             dirty = answer[1]
             picked = {i: lstat(base + paths[i]) for i in dirty}
@@ -285,12 +282,24 @@ def _no_rules(agent: Agent) -> bool:
     return not os.path.lexists(agent.history.control_dir / "hooks" / "pre-commit")
 
 
+def _splices(agent: Agent, record: dict[str, Any]) -> bool:
+    """Whether the index is the one the record's layout was taken from (``_write_index``
+    splices it); if not, the commit writes it whole, with the scan's stat of every file."""
+    layout = record.get("index")
+    try:
+        st = os.stat(agent.history.control_dir / "index")
+    except OSError:
+        return False
+    return bool(layout) and gitindex.identity(st) == tuple(layout[0])
+
+
 def _vouched(
     base: str, table: Table, stats: list[os.stat_result] | None, skip: set[str]
 ) -> dict[str, os.stat_result]:
     """The stat of each file of ``table`` but ``skip`` that the table's stat data vouches
-    for: ``stats`` (the scan's, each equal to what the table holds), or, after a child's
-    scan, a stat taken now and kept only where it still is what the table holds."""
+    for: ``stats`` (the scan's, each equal to what the table holds), or, after a scan that
+    kept none (a child's, or one that expected to splice the index), a stat taken now and
+    kept only where it still is what the table holds."""
     moved: set[int] = set()
     if stats is None:
         try:

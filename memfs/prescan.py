@@ -36,7 +36,7 @@ import marshal
 import os
 import time
 
-from memfs import commitrecord, statusrecord
+from memfs import commitrecord
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def _child(base: str, data: bytes, pipe: int) -> None:
             return
         table = commitrecord.Table.loads(record["files"])
         started = time.time_ns()
-        rows = table.changed(statusrecord.lstat_all(base, table.paths))
+        rows = table.scan(base)[0]
         view = memoryview(marshal.dumps((started, rows)))
         while view:
             view = view[os.write(pipe, view) :]

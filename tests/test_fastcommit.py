@@ -442,3 +442,20 @@ def test_a_scan_that_trusts_a_file_writes_the_record_only_when_it_pays(
     table = commitrecord.Table.loads(record["files"])
     assert table.changed([os.lstat(agent.root / p) for p in table.paths]) == []
     assert_head_is_disk(agent)
+
+
+def test_an_index_git_rewrote_is_written_whole_with_every_files_stat(tmp_path: Path) -> None:
+    """git rewrote the index (here without stat data: ``git read-tree HEAD``), so it is not
+    the one the record's layout was taken from: the commit writes it whole, and with the
+    stat data of every file it did not read (taken by its scan, which kept them only
+    because it would not splice), so git need not hash them again."""
+    agent = make_agent(tmp_path)
+    git(agent.root, "read-tree", "HEAD")
+    write(agent.root, EDITED, "---\ndescription: n1\n---\nafter read-tree\n")
+    assert fast_commit(agent)
+    assert_head_is_disk(agent)
+    debug = git(agent.root, "ls-files", "--debug")
+    blocks = debug.split("\n  ctime: ")
+    assert len(blocks) == len(in_head(agent.root)) + 1
+    without = [b for b in blocks[1:] if "mtime: 0:0" in b]
+    assert len(without) <= 1  # the edited file, if too fresh to vouch for
