@@ -159,7 +159,7 @@ def write(agent: Agent, record: dict[str, Any]) -> None:
                 raise OSError("a file of the key is too fresh on the file system's clock")
             file.write(marshal.dumps(record))
         os.replace(temp, path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         with contextlib.suppress(OSError):
             temp.unlink()
 
@@ -175,22 +175,23 @@ def _untrust_fresh(record: dict[str, Any], fs_now_ns: int) -> dict[str, Any] | N
         folders = {f: (s and trusted(s, fs_now_ns), names) for f, (s, names) in folders.items()}
         record = {**record, "folders": folders}
     paths, shas, modes, packed = record["files"]
-    sigs = array("Q")
-    sigs.frombytes(packed)
+    view = memoryview(packed).cast("Q")  # read in place: copied only if a row is dropped
     limit = fs_now_ns - statusrecord.COARSE_RACY_NS  # older than this: trusted in any case
-    mtimes, ctimes = sigs[0::5], sigs[1::5]
-    dropped = False
+    mtimes, ctimes = view[0::5], view[1::5]
+    sigs: array[int] | None = None
     for start in range(0, len(mtimes), 256):  # a block at a time, row by row in a fresh one
         end = min(start + 256, len(mtimes))
         if max(mtimes[start:end]) < limit and max(ctimes[start:end]) < limit:
             continue
         for i in range(start, end):
             if mtimes[i] >= limit or ctimes[i] >= limit:
-                row = tuple(sigs[5 * i : 5 * i + 5])
+                row = tuple(view[5 * i : 5 * i + 5])
                 if row[4] and trusted(row, fs_now_ns) is None:  # mode 0: untrusted already
+                    if sigs is None:
+                        sigs = array("Q")
+                        sigs.frombytes(packed)
                     sigs[5 * i : 5 * i + 5] = array("Q", _UNTRUSTED)
-                    dropped = True
-    if dropped:
+    if sigs is not None:
         record = {**record, "files": (paths, shas, modes, sigs.tobytes())}
     return record
 
