@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 
 from memfs import agentmanifest, worktree
-from memfs.agentrules import gate
 from memfs.agentstatus import Snapshot, ignore_rules, on_disk, on_disk_stat, read_change, scan
 from memfs.faults import crash_point
 from memfs.secrets.hooks import has_secrets
@@ -83,6 +82,8 @@ def commit(
         payload: dict[str, tuple[int, bytes] | None] = {}
         for change in changes:
             payload[change.path] = read_change(agent, change, snapshot)
+        from memfs.agentrules import gate  # Letta's rules and the guard: the full path only
+
         payload = gate(
             agent, head_tree, payload, origin, allow_read_only, first_commit=head is None
         ).allowed
@@ -160,6 +161,8 @@ def commit_paths(
         payload = {change.path: read_change(agent, change, snapshot) for change in changes}
         # Letta's hook looks at the whole tree: only then is HEAD's tree flattened
         rules_tree = history.tree_of(head) if agent.letta_rules().tree_wide else before
+        from memfs.agentrules import gate
+
         payload = gate(agent, rules_tree, payload, origin).allowed
         if not payload:
             return None

@@ -25,20 +25,20 @@ import time
 from pathlib import Path
 
 from memfs import gitindex, indexfile, statusrecord
+from memfs.commitrecord import context as context
 from memfs.commitrecord import (
-    Sig,
-    Table,
     forget,
     index_layout,
-    load,
+    parse,
+    read,
     stat_sig,
     trees_of,
     trusted,
     write,
 )
-from memfs.commitrecord import context as context
 from memfs.commitrecord import remember as remember
 from memfs.faults import crash_point
+from memfs.filecolumns import Sig, Table
 from memfs.history import loose
 from memfs.secrets.hooks import has_secrets
 from memfs.trees import (
@@ -73,7 +73,20 @@ def commit(
     """Commit every change in the work tree from the record, or ``FALLBACK`` when the record
     cannot vouch for the tree (the caller then commits in full). Runs under the agent's lock,
     after the checks a full commit makes first (a git operation midway, a merge to recover)."""
-    record = load(agent)
+    early, agent.prescan = agent.prescan, None  # a child's scan, started by a push
+    data = read(agent)
+    answer: tuple[int, list[int]] | None = None
+    if early is not None and data is not None and data == early.data:
+        answer = early.answer()  # against these very bytes, which it parsed and checked
+        record = parse(data, checked=answer is not None)
+        if answer is not None:
+            from memfs import prescan
+
+            prescan.answers_taken += 1
+    else:
+        if early is not None:
+            early.discard()  # another record now (a commit in between): scan here
+        record = None if data is None else parse(data)
     if record is None:
         return FALLBACK
     history = agent.history
@@ -83,7 +96,7 @@ def commit(
         return FALLBACK
     if history.commit_tree_sha(head) != record["trees"].get(""):
         return FALLBACK
-    started = time.time_ns()
+    started = time.time_ns() if answer is None else answer[0]  # before any stat used
     base = str(agent.root) + "/"
     lstat = os.lstat
     folders: dict[str, tuple[Sig | None, tuple[str, ...]]] = record["folders"]
@@ -107,17 +120,21 @@ def commit(
     except (KeyError, TypeError, ValueError):
         return FALLBACK
     paths = table.paths
+    stats: list[os.stat_result] | None = None
     try:
-        stats = statusrecord.lstat_all(base, paths)
-        dirty = table.changed(stats)
-    except (OSError, OverflowError):
+        if answer is None:  # every stat kept only if the index is not the one to splice
+            dirty, picked, stats = table.scan(base, keep=not _splices(agent, record))
+        else:  # the rows the child found changed, stat again here before they are read
+            dirty = answer[1]
+            picked = {i: lstat(base + paths[i]) for i in dirty}
+    except (OSError, OverflowError, IndexError, TypeError):
         return FALLBACK  # gone (its folder's listing changed too, or is changing now)
     payload: dict[str, tuple[int, bytes] | None] = {}
     fresh: dict[str, os.stat_result] = {}
     cap, uid = record["cap"], os.getuid()
     new_sigs: dict[int, tuple[int, str, Sig | None]] = {}
     for i in dirty:
-        path, st = paths[i], stats[i]
+        path, st = paths[i], picked[i]
         mode_bits = st.st_mode
         if not (
             stat.S_ISREG(mode_bits)
@@ -148,7 +165,7 @@ def commit(
         head_tree = {path: table.entry(i) for i, path in enumerate(paths)}
     else:
         head_tree = {path: table.entry(row[path]) for path in payload}
-    before = bytes(table.sigs)
+    before = {i: tuple(table.sigs[5 * i : 5 * i + 5]) for i in new_sigs}  # the rows read
     for i, (mode, sha, sig) in new_sigs.items():
         table.set(i, mode, sha, sig)
     if not payload:
@@ -159,7 +176,7 @@ def commit(
             if not history.index_describes(committed, commit=head):
                 return FALLBACK  # the full commit writes it
         agent.skipped, agent.held, agent.overridden = [], [], []
-        if before != bytes(table.sigs) or new_folders != folders:
+        if _worth_writing(before, new_sigs, folders, new_folders, len(paths)):
             write(agent, {**record, "files": table.dumps(), "folders": new_folders})
         return None
     agent.skipped = []
@@ -210,10 +227,7 @@ def commit(
     index = _write_index(agent, record, table, updated, new_files, fresh, trees[""])
     if index is None:  # the index is not the one recorded: written in full, as a full commit
         committed = {path: table.entry(i) for i, path in enumerate(paths)}
-        dirty_paths = set(row)
-        index_stats = {
-            path: st for path, st in zip(paths, stats, strict=True) if path not in dirty_paths
-        }
+        index_stats = _vouched(base, table, stats, set(row))
         for path, st in fresh.items():  # read whole and unchanged: vouches for what is committed
             if committed[path] == TreeEntry(*new_files[path][:2]):
                 index_stats[path] = st
@@ -228,6 +242,36 @@ def commit(
     return _info(sha, head, author, when, offset, full_text)
 
 
+REREAD_NS, REREAD_BYTE_NS, REWRITE_ROW_NS = 20_000, 2, 500
+"""What a later scan pays for a file the record does not trust (open, read, lstat, sha-1: ~20
+us and ~2 ns a byte) and what writing the record costs per file (~0.5 us: 5 ms at 10,000),
+measured on this project's CI machine."""
+
+
+def _worth_writing(
+    before: dict[int, tuple[int, ...]],
+    new_sigs: dict[int, tuple[int, str, Sig | None]],
+    folders: dict[str, tuple[Sig | None, tuple[str, ...]]],
+    new_folders: dict[str, tuple[Sig | None, tuple[str, ...]]],
+    rows: int,
+) -> bool:
+    """Whether a scan that found nothing to commit should write the stat data it learnt
+    (``before``: the rows it read, as the record held them; ``rows``: the record's files):
+    only when re-reading the files (and listing the folders) it could now trust, on every
+    later scan, costs more than rewriting the whole record once. The usual case, a file
+    committed a moment ago (too fresh to trust then) and trusted now, is not worth 5 ms at
+    10,000 files. Not writing is always safe: the record keeps what it held, and what no
+    longer stats as it says is read."""
+    gained = 0
+    for i, (_, _, sig) in new_sigs.items():
+        if sig is not None and before[i] != sig:
+            gained += REREAD_NS + REREAD_BYTE_NS * sig[2]
+    for folder, (sig, _) in new_folders.items():
+        if sig is not None and folders[folder][0] != sig:
+            gained += REREAD_NS
+    return gained >= REWRITE_ROW_NS * rows
+
+
 def _no_rules(agent: Agent) -> bool:
     """Whether nothing can hold a change back: a memfs-native agent with no pre-commit hook
     (so no Letta rule is active, ``lettahook.Rules.active``) and no secrets (the guard).
@@ -236,6 +280,38 @@ def _no_rules(agent: Agent) -> bool:
     if agent.layout.is_letta or has_secrets(agent):
         return False
     return not os.path.lexists(agent.history.control_dir / "hooks" / "pre-commit")
+
+
+def _splices(agent: Agent, record: dict[str, Any]) -> bool:
+    """Whether the index is the one the record's layout was taken from (``_write_index``
+    splices it); if not, the commit writes it whole, with the scan's stat of every file."""
+    layout = record.get("index")
+    try:
+        st = os.stat(agent.history.control_dir / "index")
+    except OSError:
+        return False
+    return bool(layout) and gitindex.identity(st) == tuple(layout[0])
+
+
+def _vouched(
+    base: str, table: Table, stats: list[os.stat_result] | None, skip: set[str]
+) -> dict[str, os.stat_result]:
+    """The stat of each file of ``table`` but ``skip`` that the table's stat data vouches
+    for: ``stats`` (the scan's, each equal to what the table holds), or, after a scan that
+    kept none (a child's, or one that expected to splice the index), a stat taken now and
+    kept only where it still is what the table holds."""
+    moved: set[int] = set()
+    if stats is None:
+        try:
+            stats = statusrecord.lstat_all(base, table.paths)
+            moved = set(table.changed(stats))
+        except (OSError, OverflowError):
+            return {}  # no stat data: git and memfs hash those files
+    return {
+        path: st
+        for i, (path, st) in enumerate(zip(table.paths, stats, strict=True))
+        if path not in skip and i not in moved
+    }
 
 
 def _info(sha: str, parent: str, author: str, when: int, offset: int, text: str) -> CommitInfo:

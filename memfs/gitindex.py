@@ -125,7 +125,7 @@ def splice_index(
 
 def write_index_data(
     control_dir: Path,
-    data: bytes,
+    data: bytes | bytearray,
     cleared_stale_lock: Callable[[FileLocked], bool],
     tree_sha: str | None = None,
 ) -> os.stat_result | None:
@@ -156,7 +156,7 @@ def write_index_data(
     return written
 
 
-def _write_locked(index: str, data: bytes) -> os.stat_result | None:
+def _write_locked(index: str, data: bytes | bytearray) -> os.stat_result | None:
     """Write ``data`` as ``index`` the way git and dulwich's ``GitFile`` do: into
     ``index.lock``, created exclusively (the lock), renamed over ``index``; the stat of the
     file written (the rename keeps its inode), or None if ``index.lock`` is there already.
@@ -380,9 +380,12 @@ def splice_at(
     whose stat data it trusts)."""
     try:
         with open(control_dir / "index", "rb") as handle:
-            if identity(os.fstat(handle.fileno())) != known:
+            st = os.fstat(handle.fileno())
+            if identity(st) != known:
                 return None
-            data = bytearray(handle.read())
+            data = bytearray(st.st_size)  # read into, spliced and written: one buffer
+            if handle.readinto(data) != st.st_size:
+                return None
     except OSError:
         return None
     for path, packed in replacements.items():
@@ -398,7 +401,7 @@ def splice_at(
 
     del data[-20:]
     data += hashlib.sha1(data).digest()
-    written = write_index_data(control_dir, bytes(data), cleared_stale_lock, tree_sha)
+    written = write_index_data(control_dir, data, cleared_stale_lock, tree_sha)
     return None if written is None else identity(written)
 
 

@@ -142,17 +142,21 @@ _BAD_PARTS = ("//", "/./", "/../", "/.git/", "/git~1/", "\0")
 
 def sound_paths(paths: Any) -> bool:
     """Whether ``paths`` (read from a record) is a list of relative paths inside the tree:
-    str, with no empty, ``.``, ``..`` or ``.git`` part (any case), no NUL. One join, a few
-    substring searches, no loop per path (10,000 paths: well under a millisecond)."""
+    str, with no empty, ``.``, ``..`` or ``.git`` part (any case), no NUL. A join and a few
+    substring searches per 256 paths, no loop per path: each path is between two slashes
+    either way, and no bad part holds one inside, so a match never spans two paths. In
+    blocks, as one join of 10,000 paths (~350 KB, four copies) costs more in fresh pages
+    than in searching: ~2 ms in a new process, ~0.7 in blocks."""
     if type(paths) is not list:
         return False
-    if not paths:
-        return True
     try:
-        joined = "/" + "/".join(paths).lower() + "/"
+        for start in range(0, len(paths), 256):
+            joined = "/" + "/".join(paths[start : start + 256]).lower() + "/"
+            if any(bad in joined for bad in _BAD_PARTS):
+                return False
     except TypeError:
         return False
-    return not any(bad in joined for bad in _BAD_PARTS)
+    return True
 
 
 def _path(agent: Agent) -> Path:

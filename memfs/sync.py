@@ -46,6 +46,7 @@ from memfs.util import replace_unsynced, utc_now_text
 
 TYPE_CHECKING = False  # typing and memfs.merge load when used (~2 and ~9 ms of a push)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from memfs.history import History
@@ -110,18 +111,21 @@ def pull(
     opened: dict[str, Remote] | None = None,
     announce: bool = False,
     env_name: str | None = None,
+    prescan: bool = False,
 ) -> SyncReport:
     """Commit local edits, then fetch and merge from one remote or every non-mirror remote.
 
     ``opened``: remotes already open, by name (the watcher's, holding the manifest its poll
     just read, so the fetch does not read it again). ``announce``: write this one-shot
-    environment's presence record (named ``env_name``), as ``memfs pull`` does."""
+    environment's presence record (named ``env_name``), as ``memfs pull`` does.
+    ``prescan``: as ``push``'s."""
     chosen = conflict_policy(agent, policy)
     opened = dict(opened or {})  # and those opened here: the presence record goes through them
-    _open_reading(agent, remote, remote is not None, progress, opened)
-    # a commit record, made here if there is none, is carried across the merge that follows
-    # (memfs.updaterecord): the next pull's or push's commit stats the tree, never walks it
-    report = SyncReport(committed=agent.commit(origin=origin))
+    with _scanning_early(agent, prescan):
+        _open_reading(agent, remote, remote is not None, progress, opened)
+        # a commit record, made here if there is none, is carried across the merge that
+        # follows (memfs.updaterecord): the next pull's or push's commit stats the tree
+        report = SyncReport(committed=agent.commit(origin=origin))
     for config in _selected(agent, remote, include_mirrors=remote is not None):
         report.remotes.append(
             _pull_one(agent, config, chosen, ff_only, origin, progress, opened, allow_unrelated)
@@ -129,6 +133,23 @@ def pull(
     report.head = agent.history.head()
     _finish(agent, report, announce, env_name, opened)
     return report
+
+
+@contextlib.contextmanager
+def _scanning_early(agent: Agent, wanted: bool) -> Iterator[None]:
+    """With ``wanted``, the scan of the commit that follows starts in a child process now
+    (``memfs.prescan``), while the remotes are opened; a child whose answer the commit did
+    not take (it failed, or took another path) is ended on the way out."""
+    if wanted and not agent.is_read_only_mount():
+        from memfs import prescan
+
+        agent.prescan = prescan.start(agent)
+    try:
+        yield
+    finally:
+        if agent.prescan is not None:
+            agent.prescan.discard()
+            agent.prescan = None
 
 
 def _open_reading(
@@ -219,17 +240,21 @@ def push(
     allow_unrelated: bool = False,
     announce: bool = False,
     env_name: str | None = None,
+    prescan: bool = False,
 ) -> SyncReport:
     """Commit local edits and push to one remote or to every remote (mirrors included).
 
     An agent with no remote at all is pushed to the default cloud, as remote ``origin``.
     ``announce``: write this one-shot environment's presence record (``memfs push``).
+    ``prescan``: the commit's scan runs in a child process while the remotes are opened
+    (``memfs.prescan``): for a one-shot process with no thread of its own at work yet.
     """
     chosen = conflict_policy(agent, policy)
     opened: dict[str, Remote] = {}  # the presence record goes through these
-    if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
-        _open_reading(agent, remote, True, progress, opened, ahead=True)
-    report = SyncReport(committed=agent.commit(origin=origin))
+    with _scanning_early(agent, prescan):
+        if not agent.is_read_only_mount():  # push_remote says why nothing is pushed
+            _open_reading(agent, remote, True, progress, opened, ahead=True)
+        report = SyncReport(committed=agent.commit(origin=origin))
     if remote is None and not list_remotes(agent.history):
         from memfs.cloud import add_default_cloud_remote
 

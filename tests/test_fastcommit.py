@@ -408,3 +408,54 @@ def test_an_index_left_behind_by_git_holding_its_lock_is_written_again(
     assert fast_commit(agent)  # the record is trusted again once the index is HEAD's
     assert git(agent.root, "status", "--porcelain") == ""
     assert_head_is_disk(agent)
+
+
+def test_a_scan_that_trusts_a_file_writes_the_record_only_when_it_pays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file committed a moment ago is not trusted by the record; the next scan reads it and
+    could trust it. At 10,000 files that rewrite costs more than reading one file again: it is
+    not written, and a later edit of that file (same size, same mtime) is still committed."""
+    agent = make_agent(tmp_path)
+    target = write(agent.root, EDITED, "---\ndescription: n1\n---\nAAAA\n")
+    assert fast_commit(agent)
+    settle(agent.root)
+    kept = commitrecord.read(agent)
+    monkeypatch.setattr(fastcommit, "REWRITE_ROW_NS", 10**9)  # as if the record were large
+    assert agent.commit() is None
+    assert commitrecord.read(agent) == kept  # not rewritten: the file is read next time
+    assert agent.status().clean
+    mtime = target.stat().st_mtime_ns
+    target.write_text("---\ndescription: n1\n---\nBBBB\n")
+    os.utime(target, ns=(mtime, mtime))
+    assert not agent.status().clean
+    assert fast_commit(agent)
+    assert shown(agent, EDITED).endswith(b"BBBB\n")
+    assert_head_is_disk(agent)
+    settle(agent.root)
+    monkeypatch.undo()  # a small record: trusting the file is worth its rewrite
+    kept = commitrecord.read(agent)
+    assert agent.commit() is None
+    assert commitrecord.read(agent) != kept
+    record = commitrecord.load(agent)
+    assert record is not None
+    table = commitrecord.Table.loads(record["files"])
+    assert table.changed([os.lstat(agent.root / p) for p in table.paths]) == []
+    assert_head_is_disk(agent)
+
+
+def test_an_index_git_rewrote_is_written_whole_with_every_files_stat(tmp_path: Path) -> None:
+    """git rewrote the index (here without stat data: ``git read-tree HEAD``), so it is not
+    the one the record's layout was taken from: the commit writes it whole, and with the
+    stat data of every file it did not read (taken by its scan, which kept them only
+    because it would not splice), so git need not hash them again."""
+    agent = make_agent(tmp_path)
+    git(agent.root, "read-tree", "HEAD")
+    write(agent.root, EDITED, "---\ndescription: n1\n---\nafter read-tree\n")
+    assert fast_commit(agent)
+    assert_head_is_disk(agent)
+    debug = git(agent.root, "ls-files", "--debug")
+    blocks = debug.split("\n  ctime: ")
+    assert len(blocks) == len(in_head(agent.root)) + 1
+    without = [b for b in blocks[1:] if "mtime: 0:0" in b]
+    assert len(without) <= 1  # the edited file, if too fresh to vouch for

@@ -461,3 +461,28 @@ def test_an_encrypted_first_push_to_s3_loads_no_thread_pool(tmp_path: Path, s3: 
         "print(sorted(m for m in sys.modules if m.startswith('concurrent')))\n"
     )
     assert fresh_python(probe, os.environ) == "[]"
+
+
+def test_a_commit_from_the_record_loads_no_updater_nor_lettas_rules(tmp_path: Path) -> None:
+    """A one-file commit the commit record makes (memfs.fastcommit) on a memfs-native agent
+    with no journal left by a crash loads neither the work-tree updater (agentupdate, apply)
+    nor Letta's rules and gate (agentrules, lettahook), nor typing."""
+    from .test_fastcommit import EDITED, make_agent
+
+    agent = make_agent(tmp_path)
+    root = agent.root
+    agent.close()
+    (root / EDITED).write_text("---\ndescription: n1\n---\nedited\n")
+    probe = (
+        "import sys\n"
+        "from memfs.opening import find_agent\n"
+        f"agent = find_agent({str(root)!r})\n"
+        "assert agent.commit(message='edit') is not None\n"
+        "from memfs import fastcommit\n"
+        "assert fastcommit.commits_fast == 1\n"
+        "agent.close()\n"
+        "unloaded = ('memfs.agentupdate', 'memfs.apply', 'memfs.agentrules', 'memfs.lettahook',"
+        " 'typing')\n"
+        "print(sorted(m for m in unloaded if m in sys.modules))\n"
+    )
+    assert fresh_python(probe) == "[]"

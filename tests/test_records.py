@@ -383,3 +383,29 @@ def test_exclude_lines_added_after_a_recorded_status_are_seen(tmp_path: Path) ->
     answer, _ = served(agent)
     assert answer["changes"] == [], answer
     assert answer == fresh(agent)
+
+
+def _sound(path: object) -> bool:
+    """The rule ``statusrecord.sound_paths`` keeps, path by path."""
+    if type(path) is not str or "\0" in path:
+        return False
+    parts = path.split("/")
+    return all(p not in ("", ".", "..") and p.lower() not in (".git", "git~1") for p in parts)
+
+
+@pytest.mark.parametrize("where", [0, 1, 255, 256, 257, 511, 599])
+@pytest.mark.parametrize(
+    "bad", ["", "a//b", "a/", "/a", ".", "a/./b", "..", "x/..", ".GIT/config", "a/Git~1/b", "a\0b"]
+)
+def test_sound_paths_in_blocks_is_the_rule_path_by_path(where: int, bad: str) -> None:
+    """Checked 256 paths at a time: a bad path is found wherever it falls, first or last of
+    a block included, and good neighbours never make one."""
+    paths = [f"reference/t{i % 7}/n{i:04d}.md" for i in range(600)]
+    assert statusrecord.sound_paths(paths)
+    assert all(map(_sound, paths))
+    paths[where] = bad
+    assert not _sound(bad)
+    assert not statusrecord.sound_paths(paths)
+    assert statusrecord.sound_paths(["a.", "b..", ".gitx/y", "x.git", "git~10", "...", ".a"])
+    assert not statusrecord.sound_paths([*paths[:3], 7])  # type: ignore[list-item]
+    assert not statusrecord.sound_paths(tuple(paths[:3]))

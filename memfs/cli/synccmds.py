@@ -29,7 +29,13 @@ def push(
 
     progress = progress_printer(quiet)
     report = run(
-        agent, remote, policy, progress=progress, allow_unrelated=allow_unrelated, announce=True
+        agent,
+        remote,
+        policy,
+        progress=progress,
+        allow_unrelated=allow_unrelated,
+        announce=True,
+        prescan=True,  # a one-shot process: its commit scan may run in a child
     )
     if report.created_remote is not None and not as_json:
         echo(f"Added remote origin: {report.created_remote.display_url}")
@@ -73,6 +79,7 @@ def pull(
         progress=progress,
         allow_unrelated=allow_unrelated,
         announce=True,
+        prescan=True,  # a one-shot process: its commit scan may run in a child
     )
     _report(report, as_json)
     return 0
