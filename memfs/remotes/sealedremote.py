@@ -22,7 +22,10 @@ from memfs.remotes.storage import Storage, Unchanged
 from memfs.util import hostname, utc_now
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from memfs.crypto.identity import Identity
+    from memfs.crypto.keycache import KeyCache
     from memfs.crypto.keyring import RingKeys
     from memfs.remotes.manifest import BucketManifest
 
@@ -65,23 +68,61 @@ def at_once(raw: Storage, keys: list[str]) -> list[Got | None]:
 
 
 class LazyKeys:
-    """The agent's keys, opened on first seal or open: a poll answered unchanged unwraps
-    nothing, and a machine with the keys cached reads no keyring."""
+    """The agent's keys as sealing and opening ask for them. The key cache answers first,
+    read once (with the guard's ``seen`` record): a machine that holds the epoch asked for,
+    and to seal any epoch, reads no keyring and loads nothing of age. An epoch it does not
+    hold opens the keyring (``RingKeys``: keys.json read, this machine's slot unwrapped,
+    checked against the keys held, cached), which answers from then on, so a key rotated
+    since the cache was written is found (a newer epoch seals), and a removed machine gets
+    NoKeyError. A poll answered unchanged opens nothing."""
 
     def __init__(self, remote: SealedRemote) -> None:
         self.remote = remote
         self._keys: RingKeys | None = None
+        self._cached: tuple[bytes, dict[int, bytes]] | None = None  # repo id, epoch keys
         self._lock = threading.Lock()
 
     @property
     def repo_id(self) -> bytes:
+        with self._lock:
+            cached = self._from_cache()
+            if cached is not None:
+                return cached[0]
         return self.opened().repo_id
 
     def current(self) -> tuple[int, bytes]:
+        with self._lock:
+            cached = self._from_cache()
+            if cached is not None and cached[1]:
+                top = max(cached[1])
+                return top, cached[1][top]
         return self.opened().current()
 
     def key(self, epoch: int) -> bytes:
+        with self._lock:
+            cached = self._from_cache()
+            if cached is not None and epoch in cached[1]:
+                return cached[1][epoch]
         return self.opened().key(epoch)
+
+    def cached(self) -> bool:
+        """Whether the key cache holds a key of the agent (then nothing opens the keyring
+        to seal)."""
+        with self._lock:
+            cached = self._from_cache()
+            return cached is not None and bool(cached[1])
+
+    def _from_cache(self) -> tuple[bytes, dict[int, bytes]] | None:
+        """The repo id and the cached keys (None once the keyring is open, or with no repo id
+        known for the URL); the caller holds the lock."""
+        if self._keys is not None:
+            return None
+        if self._cached is None:
+            repo_id = self.remote.repo_id()
+            if repo_id is None:
+                return None
+            self._cached = repo_id, self.remote.key_cache(repo_id).held()
+        return self._cached
 
     def opened(self) -> RingKeys:
         with self._lock:
@@ -104,6 +145,8 @@ class SealedRemote:
         self.lazy = LazyKeys(self)
         self.storage = SealedStorage(raw, self.lazy)
         self._identity: Identity | None = None
+        self._folder: Path | None = None
+        self._cache: tuple[bytes, KeyCache] | None = None  # repo id, its key cache
         self._guard: ManifestGuard | None = None
         self._read_identity = False  # memfs.json read by this remote (not only remembered)
         self._none_here = False  # memfs.json read, absent, and no manifest: no agent here yet
@@ -119,11 +162,26 @@ class SealedRemote:
             self._identity = ensure_identity()
         return self._identity
 
-    def pins(self) -> RepoPins:
-        from memfs.crypto.identity import config_dir
+    def folder(self) -> Path:
+        """This machine's config folder, where its identity, key caches and pins are (found
+        without reading the identity: a command with its keys cached needs none)."""
+        if self._folder is None:
+            from memfs.crypto.keycache import config_dir
 
-        folder = self.identity().config_dir
-        return RepoPins(folder if folder is not None else config_dir())
+            self._folder = config_dir()
+        return self._folder
+
+    def pins(self) -> RepoPins:
+        return RepoPins(self.folder())
+
+    def key_cache(self, repo_id: bytes) -> KeyCache:
+        """This machine's key cache of the agent ``repo_id``: one object per remote, so the
+        guard's read of its ``seen`` record gives the keys too (``KeyCache.held``)."""
+        from memfs.crypto.keycache import KeyCache
+
+        if self._cache is None or self._cache[0] != repo_id:
+            self._cache = repo_id, KeyCache.for_repo(repo_id, self.folder())
+        return self._cache[1]
 
     def repo_id(self) -> bytes | None:
         """The agent's repo id: remembered for this URL, else memfs.json's (remembered)."""
@@ -166,19 +224,16 @@ class SealedRemote:
         repo_id = self.repo_id()
         if repo_id is None:
             raise NoKeyError(self.url, identity.recipient)
-        cache = KeyCache.for_repo(repo_id, identity.config_dir)
+        cache = KeyCache.for_repo(repo_id, identity.config_dir)  # its own: read afresh
         return open_keys(self.raw, repo_id, identity, cache)
 
     def guard(self) -> ManifestGuard | None:
         """The rollback guard of this URL on this machine; None while no agent is here."""
         if self._guard is None:
-            from memfs.crypto.keycache import KeyCache
-
             repo_id = self.repo_id()
             if repo_id is None:
                 return None
-            cache = KeyCache.for_repo(repo_id, self.identity().config_dir)
-            self._guard = ManifestGuard(self.url, cache)
+            self._guard = ManifestGuard(self.url, self.key_cache(repo_id))
         return self._guard
 
     # -- the manifest -------------------------------------------------------------------
@@ -227,7 +282,7 @@ class SealedRemote:
         prev = manifest.extra.get("prev")
         prev = prev if isinstance(prev, str) else None
         guard.check(seen, manifest.generation, digest, epoch, prev)
-        guard.accept(manifest.generation, digest, epoch)
+        guard.accept(manifest.generation, digest, epoch, seen)
         return manifest, got[1]
 
     def _unpinned(self) -> bool:
