@@ -312,12 +312,19 @@ class BucketRemote:
         """Start uploading the pack of what ``new`` adds to ``guess`` now, before the commit a
         push makes first, so the upload overlaps that commit's scan of the work tree; the
         ``head_while_uploading`` of the same two commits takes it over. If the commit moves
-        the branch, the pack is left unlisted (as a lost race leaves one) and another made."""
-        if self._ahead is not None or self.encrypt:
-            return  # sealing (keys loaded on use) is left to the push, after the commit
+        the branch, the pack is left unlisted (as a lost race leaves one) and another made.
+        An encrypted remote seals it once the manifest's read (``prefetch``) has opened the
+        manifest: the agent, its keys and their epoch are then known (``UploadingSealed``)."""
+        if self._ahead is not None:
+            return
+        start: Callable[[BucketRemote, PackFiles], Uploading] = Uploading
+        if self.encrypt:
+            if self.sealed is None or self._reading is None:
+                return  # nothing read yet: sealing is left to the push, after the commit
+            start = self.sealed.uploading_after(self._reading)
         pack = history.pack_between([new], [guess])
         if pack is not None:
-            self._ahead = (new, guess, pack, self.sealed is not None, Uploading(self, pack))
+            self._ahead = (new, guess, pack, self.sealed is not None, start(self, pack))
 
     def _unsend(self, name: str) -> None:
         """Delete a pack uploaded in the clear before the read found the agent encrypted (a

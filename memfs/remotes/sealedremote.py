@@ -1,25 +1,23 @@
 """The encrypted side of a ``BucketRemote`` (docs/design-encryption.md §2, §4, §5): the agent's
-keys, opened lazily from the repo id remembered for the URL (no ``memfs.json`` read on a
-normal push); the sealed manifest read and written with the rollback guard
-(``memfs.remotes.guard``); and the first push's ``memfs.json`` (with its ``encryption``
-block) and keyring. Its storage is a ``SealedStorage`` (``memfs.remotes.sealed``).
+keys, answered from this machine's key cache for the repo id remembered for the URL (no
+``memfs.json`` or keys.json read on a normal push); the sealed manifest read and written with
+the rollback guard (``memfs.remotes.guard``); a pack sealed and uploaded ahead of a push's
+commit. Its storage is a ``SealedStorage`` (``memfs.remotes.sealed``); the first push's
+``memfs.json`` and keyring are ``memfs.remotes.sealedclaim``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import NoKeyError, RemoteCorruptError, RemoteError, TamperError
-from memfs.remotes.background import Background
+from memfs.remotes.background import Background, Uploading
 from memfs.remotes.bucket import is_stub, stub_bytes
 from memfs.remotes.guard import MANIFEST, ManifestGuard, RepoPins
 from memfs.remotes.sealed import SUFFIX, Got, SealedStorage
 from memfs.remotes.storage import Storage, Unchanged
-from memfs.util import hostname, utc_now
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,11 +25,12 @@ if TYPE_CHECKING:
     from memfs.crypto.identity import Identity
     from memfs.crypto.keycache import KeyCache
     from memfs.crypto.keyring import RingKeys
+    from memfs.history.packing import PackFiles
+    from memfs.remotes.background import Reading
+    from memfs.remotes.bucket import BucketRemote
     from memfs.remotes.manifest import BucketManifest
 
 IDENTITY = "memfs.json"
-SCHEME = "memfs-enc-1"
-REPO_ID_BYTES = 16
 
 
 class Beside(Background):
@@ -65,6 +64,26 @@ def at_once(raw: Storage, keys: list[str]) -> list[Got | None]:
             other.settle()
         raise
     return [first, *(other.answer() for other in others)]
+
+
+class UploadingSealed(Uploading):
+    """A push's pack sealed and uploaded ahead of its commit (``BucketRemote.upload_ahead``),
+    once the manifest's read started before it has opened the manifest: then the agent the
+    store holds is known (a repo id changed there is followed first) and so are its keys, at
+    the newest epoch the read met, from the key cache or the keyring the read opened. A read
+    that failed, or found no manifest, uploads nothing: the push says the read's error, or
+    sees the branch is not where it guessed and uploads the pack itself."""
+
+    def __init__(
+        self, remote: BucketRemote, pack: PackFiles, sealed: SealedRemote, reading: Reading
+    ) -> None:
+        self.sealed, self.reading = sealed, reading
+        super().__init__(remote, pack)
+
+    def run(self) -> None:
+        opened = self.reading.finished() and self.sealed.storage.digest(MANIFEST) is not None
+        if opened:
+            super().run()
 
 
 class LazyKeys:
@@ -150,7 +169,14 @@ class SealedRemote:
         self._guard: ManifestGuard | None = None
         self._read_identity = False  # memfs.json read by this remote (not only remembered)
         self._none_here = False  # memfs.json read, absent, and no manifest: no agent here yet
-        self._stubbed = False  # this process put the stub manifest.json (the first push)
+        self.stubbed = False  # this process put the stub manifest.json (the first push)
+
+    def uploading_after(
+        self, reading: Reading
+    ) -> Callable[[BucketRemote, PackFiles], UploadingSealed]:
+        """How ``BucketRemote.upload_ahead`` starts a pack's upload: sealed after ``reading``
+        (the manifest's read its ``prefetch`` started) has opened the manifest."""
+        return lambda remote, pack: UploadingSealed(remote, pack, self, reading)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -324,7 +350,7 @@ class SealedRemote:
             extra["prev"] = self.storage.digest(MANIFEST)
         manifest = dataclasses.replace(manifest, extra=extra)
         if etag is None:
-            if not self._stubbed:
+            if not self.stubbed:
                 self.raw.put_if_absent(MANIFEST, stub_bytes())  # old memfs: "format 2, upgrade"
             moved = self.storage.put_if_absent(MANIFEST, encode(manifest))
         else:
@@ -342,12 +368,13 @@ class SealedRemote:
             self.url, "manifest.json.enc is there but memfs.json, which names its agent, is not"
         )
 
-    # -- the first push -----------------------------------------------------------------
+    # -- the first push ------------------------------------------------------------------
 
     def claim(self, manifest: BucketManifest | None, agent: dict[str, Any]) -> dict[str, Any]:
         """Before a push uploads: refuse another agent's store; for the first push, write
-        memfs.json (with the ``encryption`` block) and the keyring. What goes into the
-        sealed manifest about the agent (``agent_id``, ``created_at``)."""
+        memfs.json (with the ``encryption`` block) and the keyring
+        (``memfs.remotes.sealedclaim``). What goes into the sealed manifest about the agent
+        (``agent_id``, ``created_at``)."""
         agent_id = str(agent.get("id", "") or "")
         if manifest is not None:
             theirs = manifest.extra.get("agent_id")
@@ -358,53 +385,6 @@ class SealedRemote:
                     "push to another URL or name",
                 )
             return {"agent_id": theirs or agent_id, "created_at": manifest.extra.get("created_at")}
-        # memfs.json's PUT waits on a thread while this one loads what sealing needs: age
-        # (this machine's recipient, for keys.json's slot) and the AEAD's binding
-        claiming = Beside(self._claim_identity, "memfs-claim")
-        try:
-            from memfs.crypto.envelope import load_cipher
+        from memfs.remotes.sealedclaim import first_claim
 
-            _ = self.identity().recipient  # derived by age, once
-            load_cipher()
-        except BaseException:
-            claiming.settle()
-            raise
-        repo_id: bytes = claiming.answer()
-        self.pins().pin(self.url, repo_id)
-        from memfs.crypto.keyring import create_keyring
-
-        # memfs.json is there: the stub manifest.json (old memfs: "format 2, upgrade") goes
-        # beside keys.json, one round trip for both; the sealed manifest follows them both
-        stub = Beside(lambda: self.raw.put_if_absent(MANIFEST, stub_bytes()), "memfs-stub")
-        name = os.environ.get("MEMFS_ENV_NAME") or hostname()
-        try:
-            # the key is cached with the manifest's rollback record (one key cache write)
-            keys = create_keyring(self.raw, repo_id, self.identity(), name, defer_cache=True)
-        except BaseException:  # a race lost to another machine: NoKeyError, not the stub's
-            stub.settle()
-            raise
-        stub.wait()
-        self._stubbed = True
-        self.lazy.set(keys)
-        return {"agent_id": agent_id, "created_at": str(agent.get("created_at", "") or "")}
-
-    def _claim_identity(self) -> bytes:
-        """memfs.json, written once: its repo id (one already there is used)."""
-        from memfs.crypto.keyfile import stored_repo_id
-
-        created = utc_now().isoformat().replace("+00:00", "Z")
-        record = {
-            "format": 1,
-            "name": "",
-            "id": "",
-            "created_at": created,
-            "encryption": {"scheme": SCHEME, "repo_id": os.urandom(REPO_ID_BYTES).hex()},
-        }
-        if self.raw.put_if_absent(IDENTITY, json.dumps(record, indent=1).encode()):
-            return bytes.fromhex(record["encryption"]["repo_id"])  # type: ignore[index]
-        found = stored_repo_id(self.raw)
-        if found is None:
-            raise RemoteCorruptError(
-                self.url, "memfs.json holds an unencrypted agent; push to another URL or name"
-            )
-        return found
+        return first_claim(self, agent)
