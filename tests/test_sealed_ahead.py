@@ -2,8 +2,9 @@
 one does (memfs.outgoing.upload_ahead), sealing it once the manifest's read has opened the
 manifest (memfs.remotes.sealedremote.UploadingSealed): a key cached here but rotated since
 is replaced by the newer one first, and a machine removed from the agent uploads nothing.
-The keys of a push or pull come from the key cache, read once; the keyring is opened only
-for an epoch the cache lacks (issue 14's fixed cost of an encrypted command)."""
+A pull downloads the packs it lacks beside its commit, as for a plain remote. The keys of a
+push or pull come from the key cache, read once; the keyring is opened only for an epoch
+the cache lacks (issue 14's fixed cost of an encrypted command)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from memfs.crypto.envelope import peek
 from memfs.keys import storage_for_url
 from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotestate import tracking_ref
 
 from .conftest import S3Bucket, git, write
 from .servers import wait_for
@@ -139,3 +141,38 @@ def test_a_push_and_pull_with_cached_keys_read_the_key_cache_once(
     assert pushed == ["read", "read"] and pulled == ["read"]
     assert json.loads(cache.read_text())["seen"]
     assert (b.root / "notes.md").read_text() == "one more line\n"
+
+
+def test_an_encrypted_pull_downloads_the_new_pack_beside_its_commit(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    """As for a plain remote: once the manifest's read (started before the pull's commit) has
+    opened the manifest, the pack it lists and this clone lacks is downloaded and opened on
+    the same thread; the fetch imports it without asking again."""
+    url = "memfs::" + s3.url("agents/down")
+    agent = memfs.init(tmp_path / "a", name="down")
+    write(agent.root, "reference/x.md", "---\ndescription: x\n---\nfirst\n")
+    add_remote(agent.history, "origin", url, encrypt=True)
+    assert sync.push(agent).ok
+    other = memfs.open(sync.clone(url, tmp_path / "other").root)
+    write(agent.root, "reference/x.md", "---\ndescription: x\n---\nfrom a\n")
+    assert sync.push(agent).ok
+
+    remote = BucketRemote(url, encrypt=True)
+    seen = other.history.ref(tracking_ref("origin", "main"))
+    remote.prefetch((other.history, "main", seen))
+    manifest, _ = remote.read_manifest()
+    assert manifest is not None
+    lacking = [name for name in manifest.packs if not other.history.has_pack(name)]
+    downloaded = remote.take_downloaded(lacking)
+    assert len(lacking) == 1 and set(downloaded) == set(lacking)
+    assert all(pack.startswith(b"PACK") for pack in downloaded.values())  # opened
+
+    write(other.root, "reference/y.md", "---\ndescription: y\n---\nlocal\n")  # a commit
+    s3.server.requests.clear()
+    report = sync.pull(other)
+    assert report.ok and report.committed is not None
+    assert s3.server.count("GET", ".pack") == 1 and s3.server.count("GET", "keys.json") == 0
+    assert (other.root / "reference/x.md").read_text().endswith("from a\n")
+    assert (other.root / "reference/y.md").read_text().endswith("local\n")
+    git(other.root, "fsck", "--strict", "--no-progress")

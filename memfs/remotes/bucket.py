@@ -143,11 +143,12 @@ class BucketRemote:
         """On the prefetching thread, once the manifest is read: download the packs it lists
         that this repository lacks, if ``branch`` moved there since this machine last saw
         it (``seen``) and they are few (one batch of the fetch), for the fetch to import
-        without waiting for them. Nothing is imported here; a plain remote only."""
+        without waiting for them. Nothing is imported here; an encrypted remote's packs are
+        opened (authenticated) as the fetch would open them, with the keys the read used."""
         from memfs.remotes.bucketfetch import FETCH_BATCH
 
         manifest = self._last_read[0] if self._last_read is not None else None
-        if manifest is None or self.sealed is not None:
+        if manifest is None:
             return
         tip = manifest.refs.get(branch)
         if tip is None or tip == seen:
