@@ -124,13 +124,6 @@ class LazyKeys:
                 return cached[1][epoch]
         return self.opened().key(epoch)
 
-    def cached(self) -> bool:
-        """Whether the key cache holds a key of the agent (then nothing opens the keyring
-        to seal)."""
-        with self._lock:
-            cached = self._from_cache()
-            return cached is not None and bool(cached[1])
-
     def _from_cache(self) -> tuple[bytes, dict[int, bytes]] | None:
         """The repo id and the cached keys (None once the keyring is open, or with no repo id
         known for the URL); the caller holds the lock."""
@@ -368,7 +361,7 @@ class SealedRemote:
             self.url, "manifest.json.enc is there but memfs.json, which names its agent, is not"
         )
 
-    # -- the first push ------------------------------------------------------------------
+    # -- the first push -----------------------------------------------------------------
 
     def claim(self, manifest: BucketManifest | None, agent: dict[str, Any]) -> dict[str, Any]:
         """Before a push uploads: refuse another agent's store; for the first push, write
