@@ -176,3 +176,26 @@ def test_an_encrypted_pull_downloads_the_new_pack_beside_its_commit(
     assert (other.root / "reference/x.md").read_text().endswith("from a\n")
     assert (other.root / "reference/y.md").read_text().endswith("local\n")
     git(other.root, "fsck", "--strict", "--no-progress")
+
+
+def test_a_push_whose_read_is_refused_uploads_nothing_ahead(tmp_path: Path) -> None:
+    """A flipped byte in the sealed manifest: the read fails authentication, the early upload
+    waiting on it sends nothing, and the push says why (exit 10), its commit kept locally."""
+    cloud = tmp_path / "cloud"
+    url = "memfs::" + cloud.as_uri()
+    agent = memfs.init(tmp_path / "a", name="refused")
+    write(agent.root, "reference/x.md", "---\ndescription: x\n---\nfirst\n")
+    add_remote(agent.history, "origin", url, encrypt=True)
+    assert sync.push(agent).ok
+    before = sealed_packs(url)
+    manifest = cloud / "manifest.json.enc"
+    blob = bytearray(manifest.read_bytes())
+    blob[-1] ^= 1
+    manifest.write_bytes(bytes(blob))
+    write(agent.root, "reference/x.md", "---\ndescription: x\n---\nsecond\n")
+    assert agent.commit() is not None
+    report = sync.push(agent)
+    (outcome,) = report.remotes
+    assert outcome.exit_code == 10 and "manifest.json" in (outcome.error or ""), outcome.error
+    assert sealed_packs(url) == before
+    assert (agent.root / "reference/x.md").read_text().endswith("second\n")
