@@ -2,7 +2,7 @@
 
     python benchmarks/bench_crypto.py [--sizes 100,1000 | --full] [--repeat 5]
                                       [--stores s3,file] [--rows "first push,clone"]
-                                      [--dir FOLDER] [--json FILE]
+                                      [--base-memfs PATH] [--dir FOLDER] [--json FILE]
 
 For each store (moto S3 over HTTP on 127.0.0.1, a file:// folder cloud) and agent size (N small
 memory files over 100 folders, benchmarks._common.populate) two agents of the same files are
@@ -12,6 +12,9 @@ and encrypted take turns (plain, encrypted, plain, ...) so a slow spell of a loa
 falls on both; each figure is the median of --repeat runs; the S3 server counts requests and
 body bytes per operation. Target (issue 14): encrypted / plain <= 1.2 on every row; the CPU
 ratio (user + sys of the command) says the same without a loaded machine's waits.
+``--base-memfs``: another build's ``memfs`` script (main's, say) runs a plain and an encrypted
+agent of its own in the same turns, so a change is measured against its base in one run
+(the base's ratios beside this build's).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from benchmarks.process.s3server import counting_moto_s3
 
 BUCKET = "bench-crypto"
 SIDES = ("plain", "encrypted")
+BASE = "base-"  # the sides a --base-memfs build runs: base-plain, base-encrypted
 STORES = ("s3", "file")
 FIRST_PUSH, CLONE, PUSH_ONE, PULL_ONE = "first push", "clone", "1-file push", "1-file pull"
 ROWS = (FIRST_PUSH, CLONE, PUSH_ONE, PULL_ONE)
@@ -56,6 +60,11 @@ class Setup:
     files: int
     folder: Path
     script: str
+    base: str | None = None  # the --base-memfs script
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return SIDES if self.base is None else (*SIDES, *(BASE + side for side in SIDES))
 
     def origin(self, side: str) -> Path:
         return self.folder / f"{side}-origin"
@@ -69,8 +78,9 @@ class Setup:
     def clone_dir(self, side: str, n: int) -> Path:
         return self.folder / f"{side}-clone-{n}"
 
-    def memfs(self, *args: str) -> list[str]:
-        return [self.script, *args]
+    def memfs(self, side: str, *args: str) -> list[str]:
+        """A command of the build that runs ``side``."""
+        return [self.base if side.startswith(BASE) and self.base else self.script, *args]
 
 
 def edit(setup: Setup, side: str, tag: str) -> None:
@@ -84,38 +94,40 @@ def measure(runner: Runner, setup: Setup, repeat: int, rows: Sequence[str] = ROW
     """The rows (and those they need) at one store and size; plain and encrypted in turns."""
     files, key = setup.files, f"{setup.store}"
     setup.folder.mkdir(parents=True)
-    for side in SIDES:
+    for side in setup.sides:
         populate(setup.origin(side), files)
-        runner.run(setup.memfs("init", str(setup.origin(side)), "--name", side), setup.folder)
+        init = setup.memfs(side, "init", str(setup.origin(side)), "--name", side)
+        runner.run(init, setup.folder)
         for n in range(repeat):
-            flags = ["--encrypt"] if side == "encrypted" else []
-            add = setup.memfs("remote", "add", f"push-{n}", setup.remote(side, n), *flags)
+            flags = ["--encrypt"] if side.endswith("encrypted") else []
+            add = setup.memfs(side, "remote", "add", f"push-{n}", setup.remote(side, n), *flags)
             runner.run(add, setup.origin(side))
 
     def row(what: str) -> str:
         return f"{key}|{what}"
 
     def first_push(n: int, side: str) -> None:
-        command = setup.memfs("push", f"push-{n}")
+        command = setup.memfs(side, "push", f"push-{n}")
         runner.time(row(FIRST_PUSH), files, side, [command], setup.origin(side))
 
     def clone(n: int, side: str) -> None:
-        command = setup.memfs("clone", setup.remote(side, 0), str(setup.clone_dir(side, n)))
+        where = str(setup.clone_dir(side, n))
+        command = setup.memfs(side, "clone", setup.remote(side, 0), where)
         runner.time(row(CLONE), files, side, [command], setup.folder)
 
     def one_file(n: int, side: str) -> None:
         edit(setup, side, f"push {n}")
-        runner.run(setup.memfs("commit"), setup.origin(side))
-        push = setup.memfs("push", "push-0")
+        runner.run(setup.memfs(side, "commit"), setup.origin(side))
+        push = setup.memfs(side, "push", "push-0")
         runner.time(row(PUSH_ONE), files, side, [push], setup.origin(side))
-        pull = setup.memfs("pull")
+        pull = setup.memfs(side, "pull")
         runner.time(row(PULL_ONE), files, side, [pull], setup.clone_dir(side, 0))
 
-    interleaved(repeat, SIDES, first_push)  # every other row reads what these pushed
+    interleaved(repeat, setup.sides, first_push)  # every other row reads what these pushed
     if {CLONE, PUSH_ONE, PULL_ONE} & set(rows):  # a pull is on a clone
-        interleaved(repeat, SIDES, clone)
+        interleaved(repeat, setup.sides, clone)
     if {PUSH_ONE, PULL_ONE} & set(rows):
-        interleaved(repeat, SIDES, one_file)
+        interleaved(repeat, setup.sides, one_file)
     shutil.rmtree(setup.folder, ignore_errors=True)
 
 
@@ -128,17 +140,17 @@ class Line:
     files: int
     plain: Median
     encrypted: Median
+    base: tuple[Median, Median] | None = None  # the --base-memfs build's plain, encrypted
 
     @property
     def ratio(self) -> float:
-        return self.encrypted.seconds / self.plain.seconds if self.plain.seconds > 0 else 0.0
+        return _ratio(self.plain.seconds, self.encrypted.seconds)
 
     @property
     def cpu_ratio(self) -> float:
         """encrypted / plain of the child's CPU time (user + sys): what the wall ratio says
         without the waits of a loaded machine (2 cores shared by many processes)."""
-        plain, encrypted = self.plain.cpu_seconds, self.encrypted.cpu_seconds
-        return encrypted / plain if plain > 0 else 0.0
+        return _ratio(self.plain.cpu_seconds, self.encrypted.cpu_seconds)
 
     @property
     def verdict(self) -> str:
@@ -155,7 +167,16 @@ class Line:
             "cpu_ratio": round(self.cpu_ratio, 3),
             "target": TARGET,
             "verdict": self.verdict,
+            **(
+                {"base_plain": asdict(self.base[0]), "base_encrypted": asdict(self.base[1])}
+                if self.base
+                else {}
+            ),
         }
+
+
+def _ratio(plain: float, encrypted: float) -> float:
+    return encrypted / plain if plain > 0 else 0.0
 
 
 def collect(runner: Runner) -> list[Line]:
@@ -167,7 +188,13 @@ def collect(runner: Runner) -> list[Line]:
         store, what = key.split("|")
         plain = median(runner.samples[(key, files, "plain")])
         encrypted = median(runner.samples[(key, files, "encrypted")])
-        lines.append(Line(store, what, files, plain, encrypted))
+        base = None
+        if (key, files, BASE + "plain") in runner.samples:
+            base = (
+                median(runner.samples[(key, files, BASE + "plain")]),
+                median(runner.samples[(key, files, BASE + "encrypted")]),
+            )
+        lines.append(Line(store, what, files, plain, encrypted, base))
     order = {(store, row): i for i, (store, row) in enumerate(
         (store, row) for store in STORES for row in ROWS)}  # fmt: skip
     return sorted(lines, key=lambda line: (order[(line.store, line.row)], line.files))
@@ -183,21 +210,33 @@ def _traffic(m: Median) -> str:
 
 def markdown(lines: Sequence[Line]) -> str:
     """The table: times, ratio and verdict, then what each side cost the S3 server."""
+    based = any(line.base for line in lines)
+    base_header = " base plain | base encrypted | base ratio | base CPU | base CPU ratio |"
     out = [
         "| store | row | files | plain | encrypted | ratio | target | verdict "
         "| plain req / KiB up / KiB down | encrypted req / KiB up / KiB down "
-        "| plain CPU | encrypted CPU | CPU ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|",
+        "| plain CPU | encrypted CPU | CPU ratio |" + (base_header if based else ""),
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|"
+        + ("---:|---:|---:|---:|---:|" if based else ""),
     ]
     for line in lines:
         s3 = line.store == "s3"
-        out.append(
+        text = (
             f"| {line.store} | {line.row} | {line.files} | {_ms(line.plain.seconds)} "
             f"| {_ms(line.encrypted.seconds)} | {line.ratio:.2f} | {TARGET}x | {line.verdict} "
             f"| {_traffic(line.plain) if s3 else '-'} | {_traffic(line.encrypted) if s3 else '-'} "
             f"| {_ms(line.plain.cpu_seconds)} | {_ms(line.encrypted.cpu_seconds)} "
             f"| {line.cpu_ratio:.2f} |"
         )
+        if line.base:
+            plain, encrypted = line.base
+            text += (
+                f" {_ms(plain.seconds)} | {_ms(encrypted.seconds)} "
+                f"| {_ratio(plain.seconds, encrypted.seconds):.2f} "
+                f"| {_ms(plain.cpu_seconds)} / {_ms(encrypted.cpu_seconds)} "
+                f"| {_ratio(plain.cpu_seconds, encrypted.cpu_seconds):.2f} |"
+            )
+        out.append(text)
     return "\n".join(out)
 
 
@@ -213,6 +252,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--stores", default=",".join(STORES), help="s3, file or both")
     parser.add_argument(
         "--rows", default=",".join(ROWS), help="rows to measure, comma-separated (default all)"
+    )
+    parser.add_argument(
+        "--base-memfs",
+        type=Path,
+        default=None,
+        help="another build's memfs script, measured in the same turns (its own agents)",
     )
     parser.add_argument("--dir", default=None, help="where to write (default: temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -231,12 +276,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--rows: choose from {', '.join(ROWS)}")
     if args.repeat < 1 or any(size < 1 for size in args.sizes):
         parser.error("--repeat and --sizes must be at least 1")
+    if args.base_memfs is not None and not args.base_memfs.is_file():
+        parser.error(f"--base-memfs: no such file: {args.base_memfs}")
     return args
 
 
 def run(args: argparse.Namespace) -> list[Line]:
     """Measure every row for every store and size."""
     script = memfs_script()
+    base = str(args.base_memfs.resolve()) if args.base_memfs is not None else None
     work = Path(tempfile.mkdtemp(prefix="memfs-bench-crypto-", dir=args.dir))
     try:
         with counting_moto_s3() as server:
@@ -245,7 +293,7 @@ def run(args: argparse.Namespace) -> list[Line]:
             runner = Runner(isolated_environment(work, server.endpoint), server)
             for store in args.stores:
                 for files in args.sizes:
-                    setup = Setup(store, files, work / f"{store}-{files}", script)
+                    setup = Setup(store, files, work / f"{store}-{files}", script, base)
                     measure(runner, setup, args.repeat, args.rows)
                     print(f"  measured {store}, {files:,} files", file=sys.stderr)
     finally:

@@ -238,7 +238,9 @@ def test_an_encrypted_push_and_pull_with_cached_keys_load_nothing_of_age(tmp_pat
     """Issue 14's fixed cost of an encrypted command: with the agent's keys in this machine's
     key cache, a push and a pull open no keys.json and no age slot, so pyrage, pydantic and the
     keyring's models stay unloaded, and of cryptography only the compiled binding that holds
-    ChaCha20-Poly1305 loads (not its primitives package: every block cipher and mode)."""
+    ChaCha20-Poly1305 loads (not its primitives package: every block cipher and mode). The
+    keys come from the key cache itself: neither the keyring's operations, keys.json's
+    format, this machine's identity nor the first push's claim is imported."""
     import os
 
     from memfs import sync
@@ -257,7 +259,9 @@ def test_an_encrypted_push_and_pull_with_cached_keys_load_nothing_of_age(tmp_pat
         f"assert sync.push(memfs.open({str(a.root)!r})).ok\n"
         f"assert sync.pull(memfs.open({str(b.root)!r})).ok\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyrage', 'pydantic')\n"
-        "    or m.startswith(('cryptography.hazmat.primitives', 'memfs.crypto.keymodels'))))\n"
+        "    or m.startswith(('cryptography.hazmat.primitives', 'memfs.crypto.keymodels'))\n"
+        "    or m in ('memfs.crypto.keyring', 'memfs.crypto.keyfile', 'memfs.crypto.identity',\n"
+        "             'memfs.remotes.sealedclaim')))\n"
     )
     assert fresh_python(probe, os.environ) == "[]"
     assert (b.root / "notes.md").read_text() == "one more line\n"

@@ -13,7 +13,9 @@ The package map, one concept per module:
 - ``keyring``: the operations: open, create, add a slot, rotate, remove a slot (rotating),
   unlock a passphrase slot; each a compare-and-swap of ``keys.json``, retried on a lost race.
 - ``keycache``: this machine's copy of the epoch keys it opened and the ``seen`` state the
-  rollback guard compares against, flock'd, 0600.
+  rollback guard compares against, flock'd, 0600; and the rules every private file of the
+  machine is kept under (the identity's too), so that a push or pull with its keys cached
+  loads neither ``identity``, ``keyfile`` nor ``keyring``.
 
 Nothing here is imported unless a remote is encrypted or an agent has secrets, and the
 modules import ``cryptography`` and ``pyrage`` only when they seal, open or wrap, so this

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memfs.errors import EncryptionError, KeyringError
+from memfs.crypto.keycache import (  # the private-file rules, kept beside the key cache
+    IdentityError,
+    check_private_file,
+    config_dir,
+    private_folder,
+)
+from memfs.errors import KeyringError
 from memfs.util import fsync_dir, utc_now
 
 if TYPE_CHECKING:
@@ -28,14 +33,6 @@ if TYPE_CHECKING:
 IDENTITY_FILE = "identity"
 MAX_FILE = 4096
 SECRET_PREFIX = "AGE-SECRET-KEY-1"
-
-
-class IdentityError(EncryptionError):
-    """This machine's identity file cannot be used safely (mode, owner, content)."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        self.path = path
-        super().__init__("", f"{path}: {what}; memfs refuses to use it")
 
 
 class InvalidRecipientError(KeyringError):
@@ -169,13 +166,6 @@ def wrap(payload: bytes, recipient: str) -> bytes:
     return pyrage.encrypt(payload, [pyrage.x25519.Recipient.from_str(recipient)])
 
 
-def config_dir() -> Path:
-    """This machine's memfs config folder: the folder of the user config file."""
-    from memfs.config import config_path
-
-    return config_path().parent
-
-
 def identity_path(folder: Path | None = None) -> Path:
     """Where the machine identity lives (in ``folder``, default the config folder)."""
     return (folder or config_dir()) / IDENTITY_FILE
@@ -236,25 +226,3 @@ def ensure_identity(folder: Path | None = None) -> Identity:
     loaded = load_identity(folder)
     assert loaded is not None  # just linked, or linked by the process that won
     return loaded
-
-
-def private_folder(folder: Path) -> None:
-    """Make ``folder`` exist with mode 0700 (tightening memfs's own config folder if needed)."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.stat()
-    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
-        folder.chmod(0o700)
-
-
-def check_private_file(path: Path, info: os.stat_result) -> None:
-    """Refuse what ssh refuses: a file others could read or swap, or not ours."""
-    mode = stat.S_IMODE(info.st_mode)
-    if not stat.S_ISREG(info.st_mode):
-        raise IdentityError(path, "not a regular file")
-    if info.st_uid != os.geteuid():
-        raise IdentityError(path, "owned by another user")
-    if mode & 0o077:
-        raise IdentityError(path, f"mode {mode:04o} lets others read it: run chmod 600 {path}")
-    folder = path.parent.stat()
-    if stat.S_IMODE(folder.st_mode) & 0o022 and not folder.st_mode & stat.S_ISVTX:
-        raise IdentityError(path, f"its folder lets others replace it: run chmod 700 {path.parent}")

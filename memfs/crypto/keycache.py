@@ -17,6 +17,10 @@ atomically (temp, fsync, rename); reads need no lock. A key this process made it
 wrapped into keys.json already (an encrypted first push's) may be ``hold``-ed instead of
 added: it joins the file with this process's next write (the first push's rollback record),
 one write and two fsyncs fewer; lost in a crash before that, it is read from keys.json again.
+
+The rules of this machine's private files (the identity file and these: 0600, in a 0700
+folder, ours, no symlink) are here, where the commonest command needs them: a push or pull
+with its keys cached loads nothing of ``identity`` (age's side).
 """
 
 from __future__ import annotations
@@ -26,16 +30,55 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from memfs.crypto.identity import IdentityError, check_private_file, config_dir, private_folder
+from memfs.errors import EncryptionError
 from memfs.util import atomic_write
 
 MAX_FILE = 1 << 20
 # epoch -> (key, kid) per cache file, held by this process until its next write of the file
 _HELD: dict[Path, dict[str, tuple[str, str]]] = {}
+
+
+class IdentityError(EncryptionError):
+    """A private file of this machine (its identity, a key cache) cannot be used safely (mode,
+    owner, content)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        super().__init__("", f"{path}: {what}; memfs refuses to use it")
+
+
+def config_dir() -> Path:
+    """This machine's memfs config folder: the folder of the user config file."""
+    from memfs.config import config_path
+
+    return config_path().parent
+
+
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` exist with mode 0700 (tightening memfs's own config folder if needed)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        folder.chmod(0o700)
+
+
+def check_private_file(path: Path, info: os.stat_result) -> None:
+    """Refuse what ssh refuses: a file others could read or swap, or not ours."""
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISREG(info.st_mode):
+        raise IdentityError(path, "not a regular file")
+    if info.st_uid != os.geteuid():
+        raise IdentityError(path, "owned by another user")
+    if mode & 0o077:
+        raise IdentityError(path, f"mode {mode:04o} lets others read it: run chmod 600 {path}")
+    folder = path.parent.stat()
+    if stat.S_IMODE(folder.st_mode) & 0o022 and not folder.st_mode & stat.S_ISVTX:
+        raise IdentityError(path, f"its folder lets others replace it: run chmod 700 {path.parent}")
 
 
 class Seen:
@@ -113,6 +156,7 @@ class KeyCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._last: dict[str, str] | None = None  # the epochs of this object's last read
 
     @classmethod
     def for_repo(cls, repo_id: bytes, folder: Path | None = None) -> KeyCache:
@@ -122,6 +166,16 @@ class KeyCache:
     def epochs(self) -> dict[int, bytes]:
         """Every epoch key held, by epoch."""
         return {int(e): _unb64(k) for e, k in self._read()["epochs"].items()}
+
+    def held(self) -> dict[int, bytes]:
+        """The epoch keys as this object last read the file (read now if it never did): a
+        command asks the file once for its keys and its ``seen`` record together. Keys are
+        only ever added, so an older answer can only lack a key, and a caller that misses
+        one asks ``epochs`` again (``RingKeys.key``)."""
+        if self._last is None:
+            self._read()
+        assert self._last is not None
+        return {int(e): _unb64(k) for e, k in self._last.items()}
 
     def key(self, epoch: int) -> bytes | None:
         """The key of ``epoch``, None if not held."""
@@ -187,7 +241,9 @@ class KeyCache:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            return self._with_held({"epochs": {}, "kids": {}, "seen": {}})
+            data = self._with_held({"epochs": {}, "kids": {}, "seen": {}})
+            self._last = dict(data["epochs"])
+            return data
         except OSError as error:
             raise IdentityError(self.path, error.strerror or str(error)) from None
         with os.fdopen(fd, "rb") as handle:
@@ -206,7 +262,9 @@ class KeyCache:
             )
         for name in ("epochs", "kids", "seen"):
             data.setdefault(name, {})
-        return self._with_held(data)
+        data = self._with_held(data)
+        self._last = dict(data["epochs"])
+        return data
 
     def _with_held(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` with the keys this process holds for the file (a key held keeps its own)."""

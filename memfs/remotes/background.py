@@ -42,6 +42,11 @@ class Background:
         if self._error is not None:
             raise self._error
 
+    def finished(self) -> bool:
+        """Join the thread; whether the step succeeded (what it raised is kept for ``wait``)."""
+        self._thread.join()
+        return self._error is None
+
 
 class Reading(Background):
     """The manifest read on a thread (``BucketRemote.prefetch``): the answer is the remote's

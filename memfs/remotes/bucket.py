@@ -144,11 +144,12 @@ class BucketRemote:
         """On the prefetching thread, once the manifest is read: download the packs it lists
         that this repository lacks, if ``branch`` moved there since this machine last saw
         it (``seen``) and they are few (one batch of the fetch), for the fetch to import
-        without waiting for them. Nothing is imported here; a plain remote only."""
+        without waiting for them. Nothing is imported here; an encrypted remote's packs are
+        opened (authenticated) as the fetch would open them, with the keys the read used."""
         from memfs.remotes.bucketfetch import FETCH_BATCH
 
         manifest = self._last_read[0] if self._last_read is not None else None
-        if manifest is None or self.sealed is not None:
+        if manifest is None:
             return
         tip = manifest.refs.get(branch)
         if tip is None or tip == seen:
@@ -313,12 +314,19 @@ class BucketRemote:
         """Start uploading the pack of what ``new`` adds to ``guess`` now, before the commit a
         push makes first, so the upload overlaps that commit's scan of the work tree; the
         ``head_while_uploading`` of the same two commits takes it over. If the commit moves
-        the branch, the pack is left unlisted (as a lost race leaves one) and another made."""
-        if self._ahead is not None or self.encrypt:
-            return  # sealing (keys loaded on use) is left to the push, after the commit
+        the branch, the pack is left unlisted (as a lost race leaves one) and another made.
+        An encrypted remote seals it once the manifest's read (``prefetch``) has opened the
+        manifest: the agent, its keys and their epoch are then known (``UploadingSealed``)."""
+        if self._ahead is not None:
+            return
+        start: Callable[[BucketRemote, PackFiles], Uploading] = Uploading
+        if self.encrypt:
+            if self.sealed is None or self._reading is None:
+                return  # nothing read yet: sealing is left to the push, after the commit
+            start = self.sealed.uploading_after(self._reading)
         pack = history.pack_between([new], [guess])
         if pack is not None:
-            self._ahead = (new, guess, pack, self.sealed is not None, Uploading(self, pack))
+            self._ahead = (new, guess, pack, self.sealed is not None, start(self, pack))
 
     def _unsend(self, name: str) -> None:
         """Delete a pack uploaded in the clear before the read found the agent encrypted (a

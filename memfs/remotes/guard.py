@@ -30,14 +30,14 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from memfs.crypto.identity import private_folder
-from memfs.crypto.keycache import KeyCache, Seen
+from memfs.crypto.keycache import KeyCache, Seen, private_folder
 from memfs.errors import DowngradeError, ForkError, RollbackError
 from memfs.remotes.bucket import is_stub
-from memfs.util import replace_unsynced, utc_now
+from memfs.util import replace_unsynced
 
 MANIFEST = "manifest.json"
 PINS_FILE = "remotes.json"
@@ -87,9 +87,14 @@ class ManifestGuard:
                 manifest=True,
             )
 
-    def accept(self, generation: int, digest: str, epoch: int) -> None:
-        """Record a manifest read (after ``check``) or written; the record only moves forward."""
-        new = Seen(generation, digest, epoch, utc_now().isoformat().replace("+00:00", "Z"))
+    def accept(self, generation: int, digest: str, epoch: int, seen: Seen | None = None) -> None:
+        """Record a manifest read (after ``check``) or written; the record only moves forward.
+        ``seen``, the record as read before (``before``): at or past ``generation`` already,
+        nothing is locked, read or written (a push's read of the manifest it last wrote)."""
+        if seen is not None and seen.generation >= generation:
+            return
+        # the time as datetime's isoformat() gave it, without loading datetime (~1-3 ms)
+        new = Seen(generation, digest, epoch, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
         def change(current: Seen | None) -> Seen | None:
             if current is not None and current.generation >= generation:

@@ -1,34 +1,36 @@
 """The encrypted side of a ``BucketRemote`` (docs/design-encryption.md §2, §4, §5): the agent's
-keys, opened lazily from the repo id remembered for the URL (no ``memfs.json`` read on a
-normal push); the sealed manifest read and written with the rollback guard
-(``memfs.remotes.guard``); and the first push's ``memfs.json`` (with its ``encryption``
-block) and keyring. Its storage is a ``SealedStorage`` (``memfs.remotes.sealed``).
+keys, answered from this machine's key cache for the repo id remembered for the URL (no
+``memfs.json`` or keys.json read on a normal push); the sealed manifest read and written with
+the rollback guard (``memfs.remotes.guard``); a pack sealed and uploaded ahead of a push's
+commit. Its storage is a ``SealedStorage`` (``memfs.remotes.sealed``); the first push's
+``memfs.json`` and keyring are ``memfs.remotes.sealedclaim``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from memfs.errors import NoKeyError, RemoteCorruptError, RemoteError, TamperError
-from memfs.remotes.background import Background
+from memfs.remotes.background import Background, Uploading
 from memfs.remotes.bucket import is_stub, stub_bytes
 from memfs.remotes.guard import MANIFEST, ManifestGuard, RepoPins
 from memfs.remotes.sealed import SUFFIX, Got, SealedStorage
 from memfs.remotes.storage import Storage, Unchanged
-from memfs.util import hostname, utc_now
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from memfs.crypto.identity import Identity
+    from memfs.crypto.keycache import KeyCache
     from memfs.crypto.keyring import RingKeys
+    from memfs.history.packing import PackFiles
+    from memfs.remotes.background import Reading
+    from memfs.remotes.bucket import BucketRemote
     from memfs.remotes.manifest import BucketManifest
 
 IDENTITY = "memfs.json"
-SCHEME = "memfs-enc-1"
-REPO_ID_BYTES = 16
 
 
 class Beside(Background):
@@ -64,24 +66,75 @@ def at_once(raw: Storage, keys: list[str]) -> list[Got | None]:
     return [first, *(other.answer() for other in others)]
 
 
+class UploadingSealed(Uploading):
+    """A push's pack sealed and uploaded ahead of its commit (``BucketRemote.upload_ahead``),
+    once the manifest's read started before it has opened the manifest: then the agent the
+    store holds is known (a repo id changed there is followed first) and so are its keys, at
+    the newest epoch the read met, from the key cache or the keyring the read opened. A read
+    that failed, or found no manifest, uploads nothing: the push says the read's error, or
+    sees the branch is not where it guessed and uploads the pack itself."""
+
+    def __init__(
+        self, remote: BucketRemote, pack: PackFiles, sealed: SealedRemote, reading: Reading
+    ) -> None:
+        self.sealed, self.reading = sealed, reading
+        super().__init__(remote, pack)
+
+    def run(self) -> None:
+        opened = self.reading.finished() and self.sealed.storage.digest(MANIFEST) is not None
+        if opened:
+            super().run()
+
+
 class LazyKeys:
-    """The agent's keys, opened on first seal or open: a poll answered unchanged unwraps
-    nothing, and a machine with the keys cached reads no keyring."""
+    """The agent's keys as sealing and opening ask for them. The key cache answers first,
+    read once (with the guard's ``seen`` record): a machine that holds the epoch asked for,
+    and to seal any epoch, reads no keyring and loads nothing of age. An epoch it does not
+    hold opens the keyring (``RingKeys``: keys.json read, this machine's slot unwrapped,
+    checked against the keys held, cached), which answers from then on, so a key rotated
+    since the cache was written is found (a newer epoch seals), and a removed machine gets
+    NoKeyError. A poll answered unchanged opens nothing."""
 
     def __init__(self, remote: SealedRemote) -> None:
         self.remote = remote
         self._keys: RingKeys | None = None
+        self._cached: tuple[bytes, dict[int, bytes]] | None = None  # repo id, epoch keys
         self._lock = threading.Lock()
 
     @property
     def repo_id(self) -> bytes:
+        with self._lock:
+            cached = self._from_cache()
+            if cached is not None:
+                return cached[0]
         return self.opened().repo_id
 
     def current(self) -> tuple[int, bytes]:
+        with self._lock:
+            cached = self._from_cache()
+            if cached is not None and cached[1]:
+                top = max(cached[1])
+                return top, cached[1][top]
         return self.opened().current()
 
     def key(self, epoch: int) -> bytes:
+        with self._lock:
+            cached = self._from_cache()
+            if cached is not None and epoch in cached[1]:
+                return cached[1][epoch]
         return self.opened().key(epoch)
+
+    def _from_cache(self) -> tuple[bytes, dict[int, bytes]] | None:
+        """The repo id and the cached keys (None once the keyring is open, or with no repo id
+        known for the URL); the caller holds the lock."""
+        if self._keys is not None:
+            return None
+        if self._cached is None:
+            repo_id = self.remote.repo_id()
+            if repo_id is None:
+                return None
+            self._cached = repo_id, self.remote.key_cache(repo_id).held()
+        return self._cached
 
     def opened(self) -> RingKeys:
         with self._lock:
@@ -104,10 +157,19 @@ class SealedRemote:
         self.lazy = LazyKeys(self)
         self.storage = SealedStorage(raw, self.lazy)
         self._identity: Identity | None = None
+        self._folder: Path | None = None
+        self._cache: tuple[bytes, KeyCache] | None = None  # repo id, its key cache
         self._guard: ManifestGuard | None = None
         self._read_identity = False  # memfs.json read by this remote (not only remembered)
         self._none_here = False  # memfs.json read, absent, and no manifest: no agent here yet
-        self._stubbed = False  # this process put the stub manifest.json (the first push)
+        self.stubbed = False  # this process put the stub manifest.json (the first push)
+
+    def uploading_after(
+        self, reading: Reading
+    ) -> Callable[[BucketRemote, PackFiles], UploadingSealed]:
+        """How ``BucketRemote.upload_ahead`` starts a pack's upload: sealed after ``reading``
+        (the manifest's read its ``prefetch`` started) has opened the manifest."""
+        return lambda remote, pack: UploadingSealed(remote, pack, self, reading)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -119,11 +181,26 @@ class SealedRemote:
             self._identity = ensure_identity()
         return self._identity
 
-    def pins(self) -> RepoPins:
-        from memfs.crypto.identity import config_dir
+    def folder(self) -> Path:
+        """This machine's config folder, where its identity, key caches and pins are (found
+        without reading the identity: a command with its keys cached needs none)."""
+        if self._folder is None:
+            from memfs.crypto.keycache import config_dir
 
-        folder = self.identity().config_dir
-        return RepoPins(folder if folder is not None else config_dir())
+            self._folder = config_dir()
+        return self._folder
+
+    def pins(self) -> RepoPins:
+        return RepoPins(self.folder())
+
+    def key_cache(self, repo_id: bytes) -> KeyCache:
+        """This machine's key cache of the agent ``repo_id``: one object per remote, so the
+        guard's read of its ``seen`` record gives the keys too (``KeyCache.held``)."""
+        from memfs.crypto.keycache import KeyCache
+
+        if self._cache is None or self._cache[0] != repo_id:
+            self._cache = repo_id, KeyCache.for_repo(repo_id, self.folder())
+        return self._cache[1]
 
     def repo_id(self) -> bytes | None:
         """The agent's repo id: remembered for this URL, else memfs.json's (remembered)."""
@@ -166,19 +243,16 @@ class SealedRemote:
         repo_id = self.repo_id()
         if repo_id is None:
             raise NoKeyError(self.url, identity.recipient)
-        cache = KeyCache.for_repo(repo_id, identity.config_dir)
+        cache = KeyCache.for_repo(repo_id, identity.config_dir)  # its own: read afresh
         return open_keys(self.raw, repo_id, identity, cache)
 
     def guard(self) -> ManifestGuard | None:
         """The rollback guard of this URL on this machine; None while no agent is here."""
         if self._guard is None:
-            from memfs.crypto.keycache import KeyCache
-
             repo_id = self.repo_id()
             if repo_id is None:
                 return None
-            cache = KeyCache.for_repo(repo_id, self.identity().config_dir)
-            self._guard = ManifestGuard(self.url, cache)
+            self._guard = ManifestGuard(self.url, self.key_cache(repo_id))
         return self._guard
 
     # -- the manifest -------------------------------------------------------------------
@@ -227,7 +301,7 @@ class SealedRemote:
         prev = manifest.extra.get("prev")
         prev = prev if isinstance(prev, str) else None
         guard.check(seen, manifest.generation, digest, epoch, prev)
-        guard.accept(manifest.generation, digest, epoch)
+        guard.accept(manifest.generation, digest, epoch, seen)
         return manifest, got[1]
 
     def _unpinned(self) -> bool:
@@ -267,7 +341,7 @@ class SealedRemote:
             extra["prev"] = self.storage.digest(MANIFEST)
         manifest = manifest._replace(extra=extra)
         if etag is None:
-            if not self._stubbed:
+            if not self.stubbed:
                 self.raw.put_if_absent(MANIFEST, stub_bytes())  # old memfs: "format 2, upgrade"
             moved = self.storage.put_if_absent(MANIFEST, encode(manifest))
         else:
@@ -289,8 +363,9 @@ class SealedRemote:
 
     def claim(self, manifest: BucketManifest | None, agent: dict[str, Any]) -> dict[str, Any]:
         """Before a push uploads: refuse another agent's store; for the first push, write
-        memfs.json (with the ``encryption`` block) and the keyring. What goes into the
-        sealed manifest about the agent (``agent_id``, ``created_at``)."""
+        memfs.json (with the ``encryption`` block) and the keyring
+        (``memfs.remotes.sealedclaim``). What goes into the sealed manifest about the agent
+        (``agent_id``, ``created_at``)."""
         agent_id = str(agent.get("id", "") or "")
         if manifest is not None:
             theirs = manifest.extra.get("agent_id")
@@ -301,53 +376,6 @@ class SealedRemote:
                     "push to another URL or name",
                 )
             return {"agent_id": theirs or agent_id, "created_at": manifest.extra.get("created_at")}
-        # memfs.json's PUT waits on a thread while this one loads what sealing needs: age
-        # (this machine's recipient, for keys.json's slot) and the AEAD's binding
-        claiming = Beside(self._claim_identity, "memfs-claim")
-        try:
-            from memfs.crypto.envelope import load_cipher
+        from memfs.remotes.sealedclaim import first_claim
 
-            _ = self.identity().recipient  # derived by age, once
-            load_cipher()
-        except BaseException:
-            claiming.settle()
-            raise
-        repo_id: bytes = claiming.answer()
-        self.pins().pin(self.url, repo_id)
-        from memfs.crypto.keyring import create_keyring
-
-        # memfs.json is there: the stub manifest.json (old memfs: "format 2, upgrade") goes
-        # beside keys.json, one round trip for both; the sealed manifest follows them both
-        stub = Beside(lambda: self.raw.put_if_absent(MANIFEST, stub_bytes()), "memfs-stub")
-        name = os.environ.get("MEMFS_ENV_NAME") or hostname()
-        try:
-            # the key is cached with the manifest's rollback record (one key cache write)
-            keys = create_keyring(self.raw, repo_id, self.identity(), name, defer_cache=True)
-        except BaseException:  # a race lost to another machine: NoKeyError, not the stub's
-            stub.settle()
-            raise
-        stub.wait()
-        self._stubbed = True
-        self.lazy.set(keys)
-        return {"agent_id": agent_id, "created_at": str(agent.get("created_at", "") or "")}
-
-    def _claim_identity(self) -> bytes:
-        """memfs.json, written once: its repo id (one already there is used)."""
-        from memfs.crypto.keyfile import stored_repo_id
-
-        created = utc_now().isoformat().replace("+00:00", "Z")
-        record = {
-            "format": 1,
-            "name": "",
-            "id": "",
-            "created_at": created,
-            "encryption": {"scheme": SCHEME, "repo_id": os.urandom(REPO_ID_BYTES).hex()},
-        }
-        if self.raw.put_if_absent(IDENTITY, json.dumps(record, indent=1).encode()):
-            return bytes.fromhex(record["encryption"]["repo_id"])  # type: ignore[index]
-        found = stored_repo_id(self.raw)
-        if found is None:
-            raise RemoteCorruptError(
-                self.url, "memfs.json holds an unencrypted agent; push to another URL or name"
-            )
-        return found
+        return first_claim(self, agent)
