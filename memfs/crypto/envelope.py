@@ -153,8 +153,8 @@ def _chacha() -> type[ChaCha20Poly1305]:
 
 
 def load_cipher() -> None:
-    """Load the AEAD's compiled binding now (~5 ms): a first push does it while it waits for
-    a request, instead of on its way to the first seal."""
+    """Load the AEAD's compiled binding now (~4 ms): an encrypted remote does it as it is
+    opened, on the thread that opens it, not on a thread reading beside that one's work."""
     _chacha()
 
 

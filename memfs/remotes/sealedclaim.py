@@ -26,14 +26,11 @@ REPO_ID_BYTES = 16
 def first_claim(remote: SealedRemote, agent: dict[str, Any]) -> dict[str, Any]:
     """Write memfs.json (or use the repo id one already there names) and the keyring, and
     hand the keys to ``remote``; what goes into the sealed manifest about the agent."""
-    # memfs.json's PUT waits on a thread while this one loads what sealing needs: age
-    # (this machine's recipient, for keys.json's slot) and the AEAD's binding
+    # memfs.json's PUT waits on a thread while this one loads age (this machine's recipient,
+    # for keys.json's slot); the AEAD's binding came with the remote (SealedRemote)
     claiming = Beside(lambda: claim_identity(remote), "memfs-claim")
     try:
-        from memfs.crypto.envelope import load_cipher
-
         _ = remote.identity().recipient  # derived by age, once
-        load_cipher()
     except BaseException:
         claiming.settle()
         raise
