@@ -23,22 +23,23 @@ TamperError. Malformed headers are refused before any cryptography runs.
 ``peek`` and ``HEADER_LEN`` cost nothing to import. Of it, only the ChaCha20-Poly1305 class is
 loaded, from the compiled binding the public ``cryptography.hazmat.primitives.ciphers.aead``
 re-exports (that package also loads every block cipher and mode: ~2.5 ms more of every
-encrypted command); HKDF (RFC 5869) is two ``hmac.digest`` calls of the standard library,
-proven against RFC 5869's test vectors and cryptography's HKDF (tests/test_crypto_envelope.py).
+encrypted command); HKDF (RFC 5869) is two HMAC-SHA256 calls (``memfs.digests``: RFC 2104 over
+CPython's own SHA-256, as the ``hmac`` module computes it, so ``import hmac`` does not load
+OpenSSL's libcrypto beside cryptography's: ~2 ms), proven against RFC 5869's test vectors and
+cryptography's HKDF (tests/test_crypto_envelope.py) and against ``hmac`` (tests/test_digests.py).
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import struct
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
 
 from memfs.errors import NoKeyError, TamperError
 
+TYPE_CHECKING = False  # typing costs an encrypted command ~1.5 ms: used for types only
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol
 
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -119,13 +120,15 @@ def _check_inputs(key: bytes, epoch: int, repo_id: bytes) -> None:
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
-    """HKDF-SHA256 (RFC 5869): extract then expand, over the standard library's HMAC."""
+    """HKDF-SHA256 (RFC 5869): extract then expand, over HMAC-SHA256 (``memfs.digests``)."""
     if not 0 < length <= 255 * 32:
         raise ValueError(f"HKDF-SHA256 gives 1..{255 * 32} bytes, not {length}")
-    prk = hmac.digest(salt or bytes(32), ikm, "sha256")
+    from memfs.digests import hmac_sha256
+
+    prk = hmac_sha256(salt or bytes(32), ikm)
     okm, block = b"", b""
     for counter in range(1, -(-length // 32) + 1):
-        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
+        block = hmac_sha256(prk, block + info + bytes([counter]))
         okm += block
     return okm[:length]
 

@@ -33,10 +33,13 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from memfs.errors import EncryptionError
 from memfs.util import atomic_write
+
+TYPE_CHECKING = False  # typing (~1.5 ms of an encrypted command) for types only
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_FILE = 1 << 20
 # epoch -> (key, kid) per cache file, held by this process until its next write of the file

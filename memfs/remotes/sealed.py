@@ -17,14 +17,14 @@ first push's claim) is ``memfs.remotes.sealedremote``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from memfs.crypto.envelope import Role, open_sealed, peek, role_for_name, seal
+from memfs.digests import sha256_hex
 from memfs.errors import RollbackError, TamperError
 from memfs.remotes.storage import Storage, Unchanged
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from memfs.crypto.envelope import Keys
 
@@ -91,7 +91,7 @@ class SealedStorage:
         return landed
 
     def _note(self, key: str, blob: bytes, epoch: int) -> None:
-        self._digests[key] = hashlib.sha256(blob).hexdigest()
+        self._digests[key] = sha256_hex(blob)  # memfs.digests: no OpenSSL for a small blob
         self._epochs[key] = epoch
 
     def _open(self, key: str, got: Got | None) -> Got | None:
