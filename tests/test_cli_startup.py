@@ -438,6 +438,20 @@ def test_an_encrypted_one_file_push_loads_only_the_cipher(tmp_path: Path) -> Non
         assert agent.history.ref("refs/remotes/cloud/main") == agent.history.head()
 
 
+def test_an_encrypted_first_push_loads_no_typing_and_no_keyring_models(tmp_path: Path) -> None:
+    """The first push to an encrypted store makes the keyring (pyrage wraps the key for this
+    machine) and writes keys.json without its pydantic models, and, like every encrypted
+    push, without typing or hmac."""
+    root = tmp_path / "agent"
+    with memfs.init(root, name="first") as agent:
+        write(root, "reference/n.md", "---\ndescription: a note\n---\nA note.\n")
+        agent.commit(message="memory")
+        add_remote(agent.history, "cloud", "memfs::" + (tmp_path / "cloud").as_uri(), encrypt=True)
+    loaded = _fast_push_loads(root)
+    assert "memfs.crypto.keyring" in loaded  # it did make the keyring
+    assert heavy_in(loaded, ("typing", "hmac", "pydantic", "memfs.crypto.keymodels")) == []
+
+
 def test_a_one_file_push_to_s3_loads_no_dulwich(tmp_path: Path, s3: S3Bucket) -> None:
     root = tmp_path / "agent"
     _pushed_once(root, s3.url("agents/pushed"))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from memfs.crypto.keycache import (  # the private-file rules, kept beside the key cache
     IdentityError,
@@ -27,6 +26,7 @@ from memfs.crypto.keycache import (  # the private-file rules, kept beside the k
 from memfs.errors import KeyringError
 from memfs.util import fsync_dir, utc_now
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import pyrage
 

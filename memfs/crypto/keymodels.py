@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memfs.crypto.keyfile import MAX_SLOTS, MAX_WRAPPED, SlotKind
+from memfs.crypto.keyfile import MAX_SLOTS, MAX_WRAPPED
+
+SlotKind = Literal["x25519", "passphrase"]
 
 
 class Slot(BaseModel):

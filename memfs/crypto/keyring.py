@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, cast
 
 from memfs.crypto.envelope import KEY_LEN, Role, seal
 from memfs.crypto.identity import Identity, IdentityError, parse_recipient, wrap
@@ -27,7 +26,6 @@ from memfs.crypto.keyfile import (
     MAX_FILE,
     MAX_PASSPHRASE_SLOTS,
     MAX_SLOTS,
-    SlotKind,
     b64,
     commitment,
     kid,
@@ -39,7 +37,10 @@ from memfs.crypto.keyfile import (
 from memfs.errors import ConcurrentUpdateError, KeyringError, NoKeyError, RollbackError
 from memfs.util import hostname, utc_now
 
+TYPE_CHECKING = False  # typing (~2 ms of an encrypted first push) for types only
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.crypto.keymodels import Keyring, Slot
     from memfs.remotes.storage import Storage
 
@@ -243,13 +244,14 @@ def add_slot(
         if kind == "passphrase" and sealed_identity is None:  # one scrypt run, after the checks
             import pyrage
 
+            assert passphrase is not None  # refused above when missing
             recovery = Identity.generate()
             target = recovery.recipient
-            sealed_identity = b64(
-                pyrage.passphrase.encrypt(recovery.secret.encode(), cast(str, passphrase))
-            )
+            sealed_identity = b64(pyrage.passphrase.encrypt(recovery.secret.encode(), passphrase))
         current = keys.key(ring.epoch)
-        from memfs.crypto.keymodels import Slot
+        from typing import cast  # loaded with pydantic, which the models bring
+
+        from memfs.crypto.keymodels import Slot, SlotKind
 
         slot = Slot(
             id=_new_slot_id(ring),

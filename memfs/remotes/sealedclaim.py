@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
 
 from memfs.errors import RemoteCorruptError
 from memfs.remotes.bucket import stub_bytes
@@ -16,7 +15,10 @@ from memfs.remotes.guard import MANIFEST
 from memfs.remotes.sealedremote import IDENTITY, Beside
 from memfs.util import hostname, utc_now
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from memfs.remotes.sealedremote import SealedRemote
 
 SCHEME = "memfs-enc-1"
