@@ -45,9 +45,12 @@ def object_damage() -> tuple[type[BaseException], ...]:
         NotTreeError,
     )
 
+    from memfs.packwrite import ObjectMismatchError
+
     return (
         zlib.error,
         struct.error,
+        ObjectMismatchError,
         ChecksumMismatch,
         FileFormatException,  # ObjectFormatException among them
         NotCommitError,
@@ -93,11 +96,12 @@ def reads_objects(method: _F) -> _F:
                 # packs and at the loose objects: the object is in the new pack; look again
                 return method(self, *args, **kwargs)
         except object_damage() as error:
-            kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
-                type(error), type(error).__name__
-            )
-            what = kind + (f": {str(error)[:200]}" if str(error) else "")
-            raise RepositoryDamagedError(str(self.root), what) from error
+            raise RepositoryDamagedError(str(self.root), _what(error)) from error
+        except AssertionError as error:
+            if not _raised_in_dulwich(error):
+                raise  # a bug of ours: not damage
+            # dulwich checks a pack's layout with asserts (cut short, too small for a pack)
+            raise RepositoryDamagedError(str(self.root), _what(error)) from error
         except KeyError as error:
             sha = _missing_object(error)
             if sha is None:
@@ -105,6 +109,21 @@ def reads_objects(method: _F) -> _F:
             raise RepositoryDamagedError(str(self.root), f"object {sha} is missing") from error
 
     return reading  # type: ignore[return-value]
+
+
+def _what(error: BaseException) -> str:
+    kind = {zlib.error: "zlib.error", struct.error: "struct.error"}.get(
+        type(error), type(error).__name__
+    )
+    return kind + (f": {str(error)[:200]}" if str(error) else "")
+
+
+def _raised_in_dulwich(error: BaseException) -> bool:
+    """Whether ``error`` was raised by dulwich's own code (its innermost frame)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("dulwich")
 
 
 def damage_of(control: Path) -> str | None:

@@ -22,6 +22,10 @@ from memfs.digests import sha1_for
 from memfs.packs import TYPE_NAMES, index_v2
 from memfs.record import FrozenRecord
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 REUSE_MIN_OBJECTS = 64  # below this a pack is small: reading local indexes would cost more
 IDX_MAGIC = b"\377tOc"
 SHA_LENGTH = 20
@@ -69,6 +73,8 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
         if pack_dir is not None and len(binary) >= REUSE_MIN_OBJECTS
         else {}
     )
+    # ~256 bytes an object: a big pack's objects are hashed by OpenSSL (its checksum loads it)
+    new_sha1 = sha1_for(len(binary) * 256)
     chunks: list[bytes] = []
     entries: list[tuple[bytes, int, int]] = []
     header = b"PACK" + struct.pack(">II", 2, len(binary))
@@ -80,6 +86,7 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
             entry, crc = found
         else:
             type_num, data = read_raw(hex_sha)
+            _check_object(new_sha1, sha, type_num, data)
             entry = entry_header(type_num, len(data)) + zlib.compress(data)
             crc = zlib.crc32(entry)
         chunks.append(entry)
@@ -89,6 +96,24 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
     checksum = sha1_for(len(pack))(pack).digest()
     entries.sort()
     return BuiltPack(pack + checksum, index_v2(entries, checksum), checksum, len(binary))
+
+
+class ObjectMismatchError(ValueError):
+    """An object read for a pack does not hold what its name (its sha) says: the local store
+    is damaged (a flipped type or byte in a pack entry, a loose file overwritten). Raised
+    before anything is uploaded; ``memfs.damage`` reports it as damage (exit 9)."""
+
+
+def _check_object(new_sha1: Callable[[bytes], Any], sha: bytes, type_num: int, data: bytes) -> None:
+    """Refuse an object whose (type, content) does not hash to ``sha``: neither dulwich nor
+    memfs's own readers check an object's sha on read, and a push must never carry to a
+    cloud what every later clone would refuse (packs with whole entries reused from local
+    packs are checked by their CRC32 instead: ``LocalPacks``)."""
+    kind = TYPE_NAMES.get(type_num)
+    digest = new_sha1(b"%s %d\0" % (kind or b"?", len(data)))
+    digest.update(data)
+    if kind is None or digest.digest() != sha:
+        raise ObjectMismatchError(f"object {sha.hex()} does not hold what its name says")
 
 
 class LocalPacks:

@@ -144,7 +144,11 @@ class History(Refs, Commits, Objects, Writing, Packing):
         self.drop_unpacked()
         self._objects.close()
         if self._repo is not None:
-            self._repo.close()
+            # BufferError: a damaged pack's read failed while a view of its map was exported
+            # (the traceback holds it); raising here would hide that error. The map goes
+            # with the process.
+            with contextlib.suppress(BufferError):
+                self._repo.close()
 
     @property
     def control_dir(self) -> Path:
