@@ -67,6 +67,16 @@ def fetch_remote(
 ) -> str | None:
     """Fetch the agent's branch from one remote; its sha, or None if the remote has none."""
     history = agent.history
+    try:
+        return _fetch(agent, config, progress, remote)
+    finally:
+        history.release_kept()  # a ref reaches the fetched objects now (or none will)
+
+
+def _fetch(
+    agent: Agent, config: RemoteConfig, progress: Progress | None, remote: Remote | None
+) -> str | None:
+    history = agent.history
     branch = history.branch()
     remote = remote or open_for(agent, config, progress)
     sha = remote.fetch(history, branch)

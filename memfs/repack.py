@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import time
 from pathlib import Path
 
 from memfs.config import count_from_env
@@ -82,6 +83,25 @@ def _complete_packs(folder: Path) -> dict[str, int]:
             with contextlib.suppress(FileNotFoundError):
                 packs[base] = (folder / name).stat().st_size
     return packs
+
+
+def _remove_stale_keeps(folder: Path) -> None:
+    """Remove the ``.keep`` files an import left when its process was killed before a ref
+    reached the pack (``packing.FETCH_KEEP``, older than ``STALE_KEEP_SECONDS``): the pack is
+    then consolidated like any other (its objects are reachable, or no one needs them). A
+    ``.keep`` of anyone else's is left alone."""
+    from memfs.history.packing import FETCH_KEEP, STALE_KEEP_SECONDS
+
+    try:
+        keeps = [folder / name for name in os.listdir(folder) if name.endswith(".keep")]
+    except FileNotFoundError:
+        return
+    for keep in keeps:
+        with contextlib.suppress(OSError):
+            if time.time() - keep.stat().st_mtime < STALE_KEEP_SECONDS:
+                continue
+            if keep.read_bytes() == FETCH_KEEP:
+                keep.unlink()
 
 
 def _estimated_loose(objects: Path) -> int:
@@ -153,6 +173,7 @@ def consolidate(
     pack; nothing is lost, whatever happens (see the module docstring)."""
     with history.locked(lock_timeout):
         folder = pack_folder(history)
+        _remove_stale_keeps(folder)
         sizes = _complete_packs(folder)
         merged = sorted(sizes) if everything else rollup(sizes)
         loose = _loose_objects(folder.parent)

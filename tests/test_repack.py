@@ -430,3 +430,55 @@ def test_a_push_that_compacts_leaves_unlisted_packs_to_a_manual_gc(
     assert in_flight.exists(), "an unlisted pack outlives a push's compaction"
     sync.compact_remote(agent, "origin", 0.0)
     assert not in_flight.exists(), "gc --remote deletes it"
+
+
+def test_a_git_repack_beside_a_pull_keeps_the_pack_the_pull_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside (session 10): ``git repack -a -d`` (or ``git gc``) running while a
+    pull had imported its pack but not yet written the remote-tracking ref dropped the pack's
+    objects, which no ref reached yet: the pull said fast-forward, exit 0, and the branch then
+    named a missing commit (exit 9 for every command). The imported pack is kept (a ``.keep``
+    beside it, as git's own fetch does) until the ref reaches it. The repack is the real git
+    CLI, run at the one moment of the race: just before the pull writes the tracking ref."""
+    from memfs.history import History
+
+    url = "memfs::" + (tmp_path / "cloud").as_uri()
+    a, b = two_machines(tmp_path, url)
+    write(a.root, "notes.md", "from A\n")
+    assert sync.push(a).ok
+    original = History.set_ref
+    repacked: list[str] = []
+
+    def set_ref_after_a_repack(self: History, name: str, sha: str, reason: str) -> None:
+        if self.root == b.root and not repacked:
+            git(b.root, "repack", "-a", "-d", "-q")
+            repacked.append(name)
+        original(self, name, sha, reason)
+
+    monkeypatch.setattr(History, "set_ref", set_ref_after_a_repack)
+    report = sync.pull(b)
+    assert report.ok and repacked
+    assert (b.root / "notes.md").read_text() == "from A\n"
+    git(b.root, "fsck", "--strict")
+    assert b.history.head() == a.history.head()
+    assert list((b.history.control_dir / "objects/pack").glob("*.keep")) == []  # released
+
+
+def test_a_keep_left_by_a_killed_import_is_removed_by_a_later_consolidation(
+    tmp_path: Path,
+) -> None:
+    from memfs.history.packing import FETCH_KEEP, STALE_KEEP_SECONDS
+
+    agent = memfs.init(tmp_path / "agent", name="kept")
+    folder = agent.history.control_dir / "objects" / "pack"
+    folder.mkdir(parents=True, exist_ok=True)
+    stale, fresh, theirs = (folder / f"pack-{c * 40}.keep" for c in "abc")
+    stale.write_bytes(FETCH_KEEP)
+    fresh.write_bytes(FETCH_KEEP)
+    theirs.write_bytes(b"kept by a person\n")
+    old = time.time() - STALE_KEEP_SECONDS - 60
+    for path in (stale, theirs):
+        os.utime(path, (old, old))
+    repack.consolidate(agent.history, everything=True)
+    assert not stale.exists() and fresh.exists() and theirs.exists()

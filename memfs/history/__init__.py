@@ -83,6 +83,7 @@ class History(Refs, Commits, Objects, Writing, Packing):
         # reads its trees and blobs from here instead of inflating them from the packs again.
         self._unpacked: dict[bytes, RawObject] = {}
         self._unpacked_bytes = 0  # the size of their contents, bounded by packing's cache size
+        self._keep_files: list[Path] = []  # .keep files of imported packs no ref reaches yet
         self._commits: dict[bytes, Commit | LightCommit] = {}
         self._flat_trees: dict[bytes, Files] = {}  # the last trees tree_of flattened, by sha
         _open_histories.add(self)
@@ -141,6 +142,7 @@ class History(Refs, Commits, Objects, Writing, Packing):
         self._unpacked_bytes = 0
 
     def close(self) -> None:
+        self.release_kept()
         self.drop_unpacked()
         self._objects.close()
         if self._repo is not None:

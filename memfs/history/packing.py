@@ -4,7 +4,10 @@ fetched pack only after verifying and indexing it ourselves, and dulwich's pack 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from memfs.damage import reads_objects
 from memfs.errors import (
@@ -23,6 +26,13 @@ if TYPE_CHECKING:
 UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to this size
 HELD_PACKS = "packs-held"  # in .git/memfs: packs whose objects are here under another name
 HELD_PACKS_KEPT = 20_000  # the newest names kept; a forgotten one is only downloaded again
+FETCH_KEEP = b"memfs: a fetched pack no ref reaches yet\n"
+"""What a ``.keep`` file memfs writes beside a pack it imports says (git's own fetch writes
+one the same way, ``index-pack --keep``): ``git repack -a -d`` and ``git gc`` leave a kept
+pack alone, so a repack running beside a pull cannot drop the objects it just imported before
+the remote-tracking ref reaches them. Removed once it does (``release_kept``); one left by a
+killed process is removed by the next consolidation after ``STALE_KEEP_SECONDS``."""
+STALE_KEEP_SECONDS = 3600
 
 
 class Packing(HistoryBase):
@@ -30,6 +40,7 @@ class Packing(HistoryBase):
 
     _held_cache: tuple[tuple[int, int, int], frozenset[str]] | None
     _unpacked_bytes: int
+    _keep_files: list[Path]
 
     @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
@@ -141,6 +152,7 @@ class Packing(HistoryBase):
         """
         from memfs.packs import PackError, index_pack
 
+        fetched = index is None  # a remote's objects no ref here reaches yet
         if index is None:
             try:
                 indexed = index_pack(pack)
@@ -152,12 +164,34 @@ class Packing(HistoryBase):
             self.keep_unpacked(indexed.objects)
         pack_dir = self.control_dir / "objects" / "pack"
         pack_dir.mkdir(parents=True, exist_ok=True)
+        if fetched:
+            self._keep(pack_dir / f"{name}.keep")
         # Durable before any ref can point into it (as git fsyncs its packs); the .idx, last,
         # marks the pack complete.
         atomic_write(pack_dir / f"{name}.pack", pack, 0o444)
         atomic_write(pack_dir / f"{name}.idx", index, 0o444)
         if self._repo is not None:  # dulwich's list of packs, if it has one (LightObjects
             self._repo.object_store._update_pack_cache()  # lists them again on a miss)
+
+    def _keep(self, path: Path) -> None:
+        """Write ``FETCH_KEEP`` at ``path`` unless a ``.keep`` is there already (git's, or one
+        of an earlier import: that one stays as it is)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, FETCH_KEEP)
+        finally:
+            os.close(fd)
+        self._keep_files.append(path)
+
+    def release_kept(self) -> None:
+        """Remove the ``.keep`` files this process wrote beside the packs it imported: a ref
+        now reaches their objects (or the command ended), so git may consolidate them."""
+        while self._keep_files:
+            with contextlib.suppress(OSError):
+                self._keep_files.pop().unlink()
 
     def keep_unpacked(self, objects: dict[bytes, RawObject]) -> None:
         """Keep a fetched pack's objects beside those of the packs imported with it (a clone
