@@ -18,6 +18,7 @@ from memfs.errors import (
     MemfsError,
     NotAMemfsRemoteError,
     RemoteError,
+    RepositoryDamagedError,
     UncommittableEditError,
     UnrelatedHistoriesError,
 )
@@ -151,11 +152,17 @@ def _refuse_foreign_entries(history: History, sha: str, url: str, seen: str | No
     Only what changed since ``seen`` (the commit last fetched from there, checked then) is
     looked at, when it is here: a one-file pull flattens no tree for this.
     """
-    changes = history.tree_changes(seen, sha) if seen and history.has_commit(seen) else None
-    if changes is not None:
-        tree = {path: new for path, (_, new) in changes.items() if new is not None}
-    else:
-        tree = history.tree_of(sha)
+    try:
+        changes = history.tree_changes(seen, sha) if seen and history.has_commit(seen) else None
+        if changes is not None:
+            tree = {path: new for path, (_, new) in changes.items() if new is not None}
+        else:
+            tree = history.tree_of(sha)
+    except RepositoryDamagedError as error:  # a commit or tree of the fetched tip is in no pack
+        raise _incomplete(url, sha, str(error)) from error
+    for path, entry in tree.items():  # each file the tip brings must have come with it
+        if entry.mode != 0o160000 and not history.has_commit(entry.sha):
+            raise _incomplete(url, sha, f"{path!r} (object {entry.sha}) is in none of its packs")
     modes = {entry.mode for entry in tree.values()}  # a few distinct modes: checked once each
     if all(stat.S_ISREG(mode) or mode == 0o120000 for mode in modes):
         return
@@ -167,6 +174,13 @@ def _refuse_foreign_entries(history: History, sha: str, url: str, seen: str | No
                 f"{url}: commit {sha[:7]} holds {what} at {path!r}; memfs agents hold only "
                 "files and symlinks, so nothing was merged (remove it from that history)",
             )
+
+
+def _incomplete(url: str, sha: str, what: str) -> RemoteError:
+    """A fetched commit whose objects the remote's packs do not all hold: refused before any
+    ref names it (the local repository stays whole; a clone from there would not be)."""
+    text = f"{url}: commit {sha[:7]} is incomplete there: {what}; nothing was merged"
+    return RemoteError(url, text)
 
 
 def _same_agent_file(history: History, a: str | None, b: str) -> bool:
