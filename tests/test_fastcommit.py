@@ -459,3 +459,32 @@ def test_an_index_git_rewrote_is_written_whole_with_every_files_stat(tmp_path: P
     assert len(blocks) == len(in_head(agent.root)) + 1
     without = [b for b in blocks[1:] if "mtime: 0:0" in b]
     assert len(without) <= 1  # the edited file, if too fresh to vouch for
+
+
+def test_a_loose_object_is_written_when_git_prunes_its_empty_folder_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside (session 10): `git repack -d` (prune-packed) beside a commit removed
+    the empty fan-out folder between memfs's mkdir and its temp file's open, and the commit
+    failed (exit 1). The folder is made again, as git does. The removal is made to happen at
+    that very moment: right after the mkdir."""
+    import os as real_os
+
+    from memfs.history import loose
+
+    made = real_os.mkdir
+    pruned: list[str] = []
+
+    def mkdir_then_pruned(path: object, *args: object) -> None:
+        made(path, *args)  # type: ignore[arg-type]
+        if not pruned:
+            real_os.rmdir(path)  # type: ignore[arg-type]
+            pruned.append(str(path))
+
+    control = tmp_path / ".git"
+    (control / "objects").mkdir(parents=True)
+    monkeypatch.setattr(loose.os, "mkdir", mkdir_then_pruned)
+    sha = loose.write_object(control, b"blob", b"a memory\n")
+    monkeypatch.undo()
+    assert pruned
+    assert (control / "objects" / sha[:2] / sha[2:]).exists()

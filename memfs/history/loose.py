@@ -50,12 +50,20 @@ def write_object(control: Path, kind: bytes, content: bytes, fsync: bool = False
         pass
     compressor = zlib.compressobj()
     data = compressor.compress(header) + compressor.compress(content) + compressor.flush()
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(folder)
     global _counter
     _counter += 1
     temp = folder / f"tmp_obj_{os.getpid()}_{_counter}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, OBJECT_MODE)
+    for attempt in range(3):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, OBJECT_MODE)
+            break
+        except FileNotFoundError:
+            # git prune-packed (git gc, git repack -d) removed the empty fan-out folder
+            # between the mkdir and the open: make it again, as git itself does
+            if attempt == 2:
+                raise
     try:
         try:
             view = memoryview(data)
