@@ -32,7 +32,11 @@ class Commits(HistoryBase):
     """The commit-graph half of ``History``."""
 
     def has_commit(self, sha: str) -> bool:
-        """Whether object ``sha`` is here (loose or packed: ``LightObjects``, else dulwich)."""
+        """Whether object ``sha`` is here (loose or packed: ``LightObjects``, else dulwich); an
+        object of the packs fetched last is answered from their kept objects (a clone's check
+        of every file of its tree costs a dict lookup each)."""
+        if sha.encode() in self._unpacked:
+            return True
         found = self._objects.contains(sha)
         if found is not None:
             return found
