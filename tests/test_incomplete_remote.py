@@ -12,13 +12,16 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .conftest import git, write
 from .harness import memfs_command
 from .test_damaged_push import _env
 
 
-def test_a_pull_of_a_commit_whose_blob_is_in_no_pack_is_refused_as_the_remotes(
-    tmp_path: Path,
+@pytest.mark.parametrize("lacking", ["the edited file", "its folder's tree"])
+def test_a_pull_of_a_commit_whose_objects_are_in_no_pack_is_refused_as_the_remotes(
+    tmp_path: Path, lacking: str
 ) -> None:
     env = _env(tmp_path)
     cloud = tmp_path / "cloud"
@@ -50,7 +53,11 @@ def test_a_pull_of_a_commit_whose_blob_is_in_no_pack_is_refused_as_the_remotes(
         timeout=60,
     )
     listing = git(scratch, "cat-file", "--batch-all-objects", "--batch-check")
-    kept = [line.split()[0] for line in listing.splitlines() if line.split()[1] != "blob"]
+    if lacking == "the edited file":  # its commit and trees, and another blob
+        kept = [line.split()[0] for line in listing.splitlines() if line.split()[1] != "blob"]
+    else:  # everything but the tree of memory/, which names the edited file
+        folder = git(a, "rev-parse", "HEAD:memory").strip()
+        kept = [line.split()[0] for line in listing.splitlines() if line.split()[0] != folder]
     evil = subprocess.run(
         ["git", "-C", str(scratch), "hash-object", "-w", "--stdin"],
         input="EVIL\n",
