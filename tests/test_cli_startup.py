@@ -24,7 +24,7 @@ DAY_NS = 86_400 * 1_000_000_000
 HEAVY = ("dulwich", "pydantic", "s3fs", "fsspec", "watchdog", "yaml", "botocore")
 # Encryption loads only for an encrypted remote or an agent with secrets (issue 14): no
 # existing command imports it.
-CRYPTO = ("cryptography", "pyrage", "memfs.crypto")
+CRYPTO = ("cryptography", "nacl", "pyrage", "memfs.crypto")
 
 
 def test_help_imports_no_heavy_library() -> None:
@@ -408,14 +408,15 @@ def test_a_one_file_push_to_a_folder_bucket_loads_no_dulwich(tmp_path: Path) -> 
     assert fsck.returncode == 0, fsck.stderr
 
 
-# What encryption adds to a one-file push with the keys cached: cryptography's compiled
-# binding and memfs's sealing modules, no more (issue 14's 1.2x: the encrypted push's whole
-# extra is ~7 ms). typing, and hmac (which loads OpenSSL's libcrypto beside cryptography's own:
-# ~3.5 ms together), stay out: HKDF and the sealed store's digests use memfs.digests. (hashlib
-# itself is not listed: the first commit scan of an agent made in-process reads its index.)
+# What encryption adds to a one-file push with the keys cached: libsodium (PyNaCl's compiled
+# module) and memfs's sealing modules, no more (issue 14's 1.2x). cryptography (~4.5 ms with
+# OpenSSL's first cipher fetch), PyNaCl's public nacl.bindings (~13 ms), typing, and hmac (which
+# loads OpenSSL's libcrypto: ~2 ms) stay out: HKDF and the sealed store's digests use
+# memfs.digests. (hashlib itself is not listed: the first commit scan of an agent made
+# in-process reads its index.)
 ENCRYPTED_ONE_FILE_PUSH = (
-    *(name for name in ONE_FILE_PUSH if name not in ("cryptography", "memfs.crypto")),
-    *("hmac", "cryptography.hazmat.primitives"),
+    *(name for name in ONE_FILE_PUSH if name not in ("nacl", "memfs.crypto")),
+    *("hmac", "nacl.bindings", "nacl.public", "nacl.secret"),
     *("memfs.crypto.keyring", "memfs.crypto.keyfile", "memfs.crypto.identity"),
 )
 

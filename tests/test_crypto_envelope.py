@@ -18,7 +18,6 @@ from memfs.crypto.envelope import (
     OVERHEAD,
     Role,
     StaticKeys,
-    _chacha,
     hkdf_sha256,
     open_sealed,
     peek,
@@ -352,11 +351,6 @@ def test_hkdf_refuses_lengths_rfc_5869_does_not_allow() -> None:
     for length in (0, 255 * 32 + 1):
         with pytest.raises(ValueError, match="HKDF-SHA256 gives"):
             hkdf_sha256(KEY, b"", b"", length)
-
-
-def test_the_cipher_is_cryptographys_chacha20poly1305() -> None:
-    """Loaded from the binding cryptography's public aead module re-exports: the same class."""
-    assert _chacha() is ChaCha20Poly1305
 
 
 def test_a_tag_failure_is_a_tamper_error_and_other_errors_pass_through() -> None:

@@ -205,7 +205,7 @@ def test_yaml_still_refuses_control_characters(loader: str) -> None:
 
 
 def test_plain_library_modules_load_no_encryption() -> None:
-    """cryptography and pyrage load for an encrypted remote or an agent with secrets only
+    """The AEAD and pyrage load for an encrypted remote or an agent with secrets only
     (issue 14): the modules every plain push, pull, watch and mount uses import neither."""
     probe = (
         "import sys\n"
@@ -214,7 +214,8 @@ def test_plain_library_modules_load_no_encryption() -> None:
         "import memfs.secrets.hooks, memfs.secrets.guard, memfs.secrets.scrub\n"
         "import memfs.cloning, memfs.keys\n"
         "import memfs.presence, memfs.envs\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in ('cryptography', 'pyrage', 'nacl')\n"
         "             or m.startswith('memfs.crypto')))\n"
     )
     assert fresh_python(probe) == "[]"
@@ -237,8 +238,8 @@ def test_no_submodule_shadows_a_lazy_name_of_the_package() -> None:
 def test_an_encrypted_push_and_pull_with_cached_keys_load_nothing_of_age(tmp_path: Path) -> None:
     """Issue 14's fixed cost of an encrypted command: with the agent's keys in this machine's
     key cache, a push and a pull open no keys.json and no age slot, so pyrage, pydantic and the
-    keyring's models stay unloaded, and of cryptography only the compiled binding that holds
-    ChaCha20-Poly1305 loads (not its primitives package: every block cipher and mode). The
+    keyring's models stay unloaded, and of the AEAD only PyNaCl's compiled libsodium module
+    loads (not cryptography, not nacl.bindings). The
     keys come from the key cache itself: neither the keyring's operations, keys.json's
     format, this machine's identity nor the first push's claim is imported."""
     import os
@@ -258,8 +259,9 @@ def test_an_encrypted_push_and_pull_with_cached_keys_load_nothing_of_age(tmp_pat
         "from memfs import sync\n"
         f"assert sync.push(memfs.open({str(a.root)!r})).ok\n"
         f"assert sync.pull(memfs.open({str(b.root)!r})).ok\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyrage', 'pydantic')\n"
-        "    or m.startswith(('cryptography.hazmat.primitives', 'memfs.crypto.keymodels'))\n"
+        "print(sorted(m for m in sys.modules\n"
+        "    if m.split('.')[0] in ('pyrage', 'pydantic', 'cryptography')\n"
+        "    or m.startswith(('nacl.bindings', 'memfs.crypto.keymodels'))\n"
         "    or m in ('memfs.crypto.keyring', 'memfs.crypto.keyfile', 'memfs.crypto.identity',\n"
         "             'memfs.remotes.sealedclaim')))\n"
     )

@@ -281,7 +281,7 @@ def test_plain_remotes_load_no_crypto_and_keep_their_request_counts(
         "from memfs import sync; import memfs\n"
         f"agent = memfs.open({str(agent.root)!r})\n"
         "assert sync.push(agent).ok and sync.pull(agent).ok\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyrage')"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'nacl', 'pyrage')"
         " or m.startswith(('memfs.crypto', 'memfs.remotes.sealed'))))\n"
     )
     assert fresh_python(probe, os.environ) == "[]"

@@ -2,6 +2,7 @@
 
 The package map, one concept per module:
 
+- ``aead``: ChaCha20-Poly1305 (RFC 8439) from libsodium through PyNaCl's compiled module.
 - ``envelope``: the byte layout of every sealed object (``MFE1`` header, ChaCha20-Poly1305
   under a per-object HKDF subkey, associated data binding repo id, role and logical name),
   ``seal``/``peek``/``open_sealed``, the ``Keys`` protocol and ``StaticKeys`` for tests.
@@ -18,6 +19,6 @@ The package map, one concept per module:
   loads neither ``identity``, ``keyfile`` nor ``keyring``.
 
 Nothing here is imported unless a remote is encrypted or an agent has secrets, and the
-modules import ``cryptography`` and ``pyrage`` only when they seal, open or wrap, so this
+modules import libsodium (PyNaCl) and ``pyrage`` only when they seal, open or wrap, so this
 package map costs nothing (tests/test_cli_startup.py, tests/test_imports.py).
 """

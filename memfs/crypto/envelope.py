@@ -19,14 +19,12 @@ header's. So a flipped byte anywhere, a pack copied under another name, an objec
 agent (``repo_id``) or of another role, a header epoch changed: all fail ``open_sealed`` with
 TamperError. Malformed headers are refused before any cryptography runs.
 
-``cryptography`` is imported on the first seal or open, not with this module: ``Role``,
-``peek`` and ``HEADER_LEN`` cost nothing to import. Of it, only the ChaCha20-Poly1305 class is
-loaded, from the compiled binding the public ``cryptography.hazmat.primitives.ciphers.aead``
-re-exports (that package also loads every block cipher and mode: ~2.5 ms more of every
-encrypted command); HKDF (RFC 5869) is two HMAC-SHA256 calls (``memfs.digests``: RFC 2104 over
+The AEAD (``memfs.crypto.aead``: libsodium's ChaCha20-Poly1305 through PyNaCl) is loaded on
+the first seal or open, not with this module: ``Role``, ``peek`` and ``HEADER_LEN`` cost
+nothing to import. HKDF (RFC 5869) is two HMAC-SHA256 calls (``memfs.digests``: RFC 2104 over
 CPython's own SHA-256, as the ``hmac`` module computes it, so ``import hmac`` does not load
-OpenSSL's libcrypto beside cryptography's: ~2 ms), proven against RFC 5869's test vectors and
-cryptography's HKDF (tests/test_crypto_envelope.py) and against ``hmac`` (tests/test_digests.py).
+OpenSSL's libcrypto: ~2 ms), proven against RFC 5869's test vectors and cryptography's HKDF
+(tests/test_crypto_envelope.py) and against ``hmac`` (tests/test_digests.py).
 """
 
 from __future__ import annotations
@@ -39,9 +37,7 @@ from memfs.errors import NoKeyError, TamperError
 
 TYPE_CHECKING = False  # typing costs an encrypted command ~1.5 ms: used for types only
 if TYPE_CHECKING:
-    from typing import Any, Protocol
-
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from typing import Protocol
 
 MAGIC = b"MFE1"
 HEADER_LEN = 25
@@ -49,6 +45,7 @@ TAG_LEN = 16
 OVERHEAD = HEADER_LEN + TAG_LEN
 KEY_LEN = 32
 NONCE_LEN = 16
+AEAD_NONCE = bytes(12)  # each subkey seals one message (as age's payload key)
 REPO_ID_LEN = 16
 MAX_EPOCH = 2**32 - 1
 INFO_PREFIX = b"memfs-enc-1/"
@@ -138,31 +135,12 @@ def subkey(key: bytes, nonce: bytes, role: Role) -> bytes:
     return hkdf_sha256(key, nonce, INFO_PREFIX + role.name.lower().encode(), KEY_LEN)
 
 
-_CIPHER: list[Any] = []  # the ChaCha20Poly1305 class, once loaded
-
-
-def _chacha() -> type[ChaCha20Poly1305]:
-    """cryptography's ChaCha20Poly1305, imported once, without the rest of its ciphers."""
-    if not _CIPHER:
-        try:  # what cryptography.hazmat.primitives.ciphers.aead re-exports, without the
-            # package that also loads every block cipher and mode
-            from cryptography.hazmat.bindings._rust import openssl
-
-            cipher = openssl.aead.ChaCha20Poly1305
-        except (ImportError, AttributeError):  # a cryptography that moved it
-            from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305 as cipher
-        _CIPHER.append(cipher)
-    return _CIPHER[0]  # type: ignore[no-any-return]
-
-
 def load_cipher() -> None:
-    """Load the AEAD's compiled binding now (~4 ms): an encrypted remote does it as it is
+    """Load the AEAD's compiled binding now (~1 ms): an encrypted remote does it as it is
     opened, on the thread that opens it, not on a thread reading beside that one's work."""
-    _chacha()
+    from memfs.crypto import aead
 
-
-def _aead(key: bytes, nonce: bytes, role: Role) -> ChaCha20Poly1305:
-    return _chacha()(subkey(key, nonce, role))
+    aead.load()
 
 
 def _associated(header: bytes, repo_id: bytes, name: str) -> bytes:
@@ -182,11 +160,11 @@ def seal_with_nonce(
     _check_name(name, role)
     if len(nonce) != NONCE_LEN:
         raise ValueError(f"a nonce is {NONCE_LEN} bytes, not {len(nonce)}")
+    from memfs.crypto import aead
+
     header = _HEADER.pack(MAGIC, int(role), epoch, nonce)
-    sealed = _aead(key, nonce, role).encrypt(
-        b"\0" * 12, plaintext, _associated(header, repo_id, name)
-    )
-    return header + sealed
+    associated = _associated(header, repo_id, name)
+    return aead.encrypt(subkey(key, nonce, role), AEAD_NONCE, plaintext, associated, header)
 
 
 def peek(blob: bytes) -> tuple[Role, int]:
@@ -220,18 +198,16 @@ def open_sealed(key: bytes, repo_id: bytes, name: str, role: Role, blob: bytes) 
             "", name, f"is sealed as a {found.name.lower()}, not a {role.name.lower()}"
         )
     _check_inputs(key, epoch, repo_id)
-    header, nonce = blob[:HEADER_LEN], blob[9:HEADER_LEN]
-    aead = _aead(key, nonce, role)
-    try:
-        return aead.decrypt(
-            b"\0" * 12, memoryview(blob)[HEADER_LEN:], _associated(header, repo_id, name)
-        )
-    except Exception as error:
-        from cryptography.exceptions import InvalidTag  # loaded by now: it was raised
+    from memfs.crypto import aead
 
-        if isinstance(error, InvalidTag):
-            raise TamperError("", name) from None
-        raise
+    header, nonce = blob[:HEADER_LEN], blob[9:HEADER_LEN]
+    sealed = memoryview(blob)[HEADER_LEN:]
+    opened = aead.decrypt(
+        subkey(key, nonce, role), AEAD_NONCE, sealed, _associated(header, repo_id, name)
+    )
+    if opened is None:
+        raise TamperError("", name)
+    return opened
 
 
 if TYPE_CHECKING:  # a Protocol class costs every encrypted command ~0.1 ms to build
