@@ -391,7 +391,7 @@ class Agent:
     def check_out_fresh(self, sha: str, reason: str) -> None:
         """Fill an empty work tree with commit ``sha`` and point the unborn branch at it.
 
-        Every path is checked before the first file is written (see worktree.populate).
+        Every path is checked before the first file is written (see worktreewrite.populate).
         """
         from memfs import agentupdate
 

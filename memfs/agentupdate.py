@@ -9,7 +9,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from memfs import worktree
 from memfs.agentcommit import refresh_index
 from memfs.agentstatus import on_disk, on_disk_stat
 from memfs.faults import crash_point
@@ -82,13 +81,15 @@ def recover(agent: Agent) -> bool:
 def check_out_fresh(agent: Agent, sha: str, reason: str) -> None:
     """Fill an empty work tree with commit ``sha`` and point the unborn branch at it.
 
-    Every path is checked before the first file is written (see worktree.populate).
+    Every path is checked before the first file is written (see worktreewrite.populate).
     """
+    from memfs.worktreewrite import populate  # a clone's only: an update writes through apply
+
     history = agent.history
     tree = history.tree_of(sha)
     blobs = history.read_blobs({entry.sha for entry in tree.values()})
     entries = {path: (entry.mode, blobs[entry.sha]) for path, entry in tree.items()}
-    stats = worktree.populate(agent.root, entries)
+    stats = populate(agent.root, entries)
     history.move_branch(None, sha, reason.encode())
     history.write_index(tree, stats, commit=sha)
     history.drop_unpacked()  # written out: the pack on disk serves from now on

@@ -33,7 +33,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from memfs import worktree
+from memfs import pathcheck
 from memfs.errors import LocalEditError, UnsafePathError
 from memfs.faults import crash_point
 from memfs.layout import MANIFEST_FILE
@@ -147,7 +147,7 @@ class TreeUpdate:
                 for path, old, new in document["changes"]
             ]
             for change in changes:
-                worktree.check_path(change.path)
+                pathcheck.check_path(change.path)
             return cls(root, history, document["head"], changes, str(document["token"]))
         except FileNotFoundError:
             return None
@@ -165,9 +165,9 @@ class TreeUpdate:
             c.new.sha: self.history.blob(c.new.sha) for c in self.changes if c.new is not None
         }
         for change in self.changes:
-            worktree.safe_path(self.root, change.path)
+            pathcheck.safe_path(self.root, change.path)
             if change.new is not None:
-                worktree.check_symlink(
+                pathcheck.check_symlink(
                     self.root, change.path, change.new.mode, contents[change.new.sha]
                 )
         self._record()
@@ -183,7 +183,7 @@ class TreeUpdate:
         crash_point("apply.commit")
 
     def _apply_one(self, index: int, change: _Change, contents: dict[str, bytes]) -> bool:
-        target = worktree.safe_path(self.root, change.path)
+        target = pathcheck.safe_path(self.root, change.path)
         replacement = None
         if change.new is not None:
             if target.is_dir() and not target.is_symlink():
@@ -302,7 +302,7 @@ def apply_tree(
 
     The caller commits (or moves the branch away from ``head``), then calls ``finish``.
     """
-    worktree.check_tree_links(
+    pathcheck.check_tree_links(
         {p: history.blob(e.sha) for p, e in target.items() if e.mode == MODE_SYMLINK}
     )
     # Deletions first, so a folder that becomes a file is gone before the file is written.

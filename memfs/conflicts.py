@@ -20,10 +20,10 @@ from memfs.markers import (
     is_conflict_copy,
     resolve_markers,
 )
+from memfs.pathcheck import read_inside
 from memfs.record import FrozenRecord
 from memfs.trees import CommitInfo, blob_sha, read_worktree_data
 from memfs.util import atomic_write
-from memfs.worktree import read_inside, remove_file, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # agent.py uses find_in for its status: no import cycle at runtime
@@ -135,6 +135,8 @@ def resolve(agent: Agent, path: str, keep: Keep) -> CommitInfo | None:
 def settle(agent: Agent, path: str, keep: Keep) -> OpenConflict:
     """The work-tree half of ``resolve``: rewrite the files, commit nothing (a caller that
     commits and pushes on its own, like ``memfs serve``, does the rest); the conflict settled."""
+    from memfs.worktreewrite import write_file  # the writers load only to settle
+
     path = path.strip("/")
     matches = [c for c in find(agent) if path in (c.path, c.copy_path)]
     if not matches:
@@ -155,6 +157,8 @@ def settle(agent: Agent, path: str, keep: Keep) -> OpenConflict:
 
 
 def _resolve_copy(agent: Agent, path: str, copy_path: str, keep: Keep) -> None:
+    from memfs.worktreewrite import remove_file, write_file
+
     copy_mode = agent.file_mode(copy_path)
     copy_data = read_worktree_data(agent.root / copy_path, copy_mode)
     if keep == "theirs":

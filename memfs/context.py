@@ -23,12 +23,12 @@ from memfs.layout import Layout, in_context, is_memory_path, is_projected
 from memfs.markers import has_markers, is_conflict_copy
 from memfs.memory import MemoryFile
 from memfs.parsecache import Parsed
+from memfs.pathcheck import read_inside
 from memfs.record import FrozenRecord, Record
 from memfs.schema import Problem
 from memfs.secrets.hooks import masker
 from memfs.secrets.hooks import names as secret_names
 from memfs.trees import Files
-from memfs.worktree import read_inside
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

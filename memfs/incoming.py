@@ -42,7 +42,6 @@ from memfs.trees import (
     with_trailers,
 )
 from memfs.util import hostname
-from memfs.worktree import remove_file, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # memfs.merge is imported when a merge happens (~9 ms a push or pull spares)
@@ -362,6 +361,7 @@ def _set_aside_held_edit(
     from memfs import lettahook  # Letta's rules: only a held edit in a Letta repo needs them
     from memfs.apply import MODE_FOLDER, entry_on_disk  # a push or pull that merges nothing
     from memfs.merge import Conflict  # loads neither
+    from memfs.worktreewrite import remove_file  # nor the work tree's writers
 
     if not agent.layout.is_letta:
         return None
@@ -396,6 +396,7 @@ def _write_held_copy(agent: Agent, path: str, entry: TreeEntry, data: bytes) -> 
     one; and whether it was written now."""
     from memfs.apply import entry_on_disk
     from memfs.merge import letta_conflict_copy_path
+    from memfs.worktreewrite import write_file
 
     label = entry.sha[:7]
     for number in range(1, 100):

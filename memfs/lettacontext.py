@@ -34,8 +34,8 @@ from memfs.context import GITLINK_MODE
 from memfs.errors import MemfsError, UnsafePathError
 from memfs.layout import Layout, is_projected
 from memfs.localecompare import collation_key
+from memfs.pathcheck import read_inside
 from memfs.schema import Problem
-from memfs.worktree import read_inside
 
 MEMORY_DIR_PLACEHOLDER = "${MEMORY_DIR}"
 # Letta reads each file with execFileSync("git", ["show", ...]): node's default maxBuffer

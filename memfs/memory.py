@@ -74,7 +74,7 @@ class MemoryFile:
     @classmethod
     def load(cls, root: Path, path: str, layout: Layout = Layout.NATIVE) -> MemoryFile:
         """Read the file at ``path``; UnsafePathError if it resolves outside the agent."""
-        from memfs.worktree import read_inside
+        from memfs.pathcheck import read_inside
 
         return cls(root, path, read_inside(root, path), layout)
 

@@ -149,8 +149,8 @@ def _as_committed(agent: Agent, table: Any, row: int, st: os.stat_result, path: 
     from memfs.history import loose
     from memfs.layout import is_memory_path
     from memfs.markers import has_markers
+    from memfs.pathcheck import read_inside
     from memfs.trees import MODE_EXECUTABLE, MODE_FILE
-    from memfs.worktree import read_inside
 
     try:
         data = read_inside(agent.root, path)

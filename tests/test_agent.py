@@ -540,8 +540,8 @@ def test_an_unsafe_path_is_refused_even_among_safe_ones_in_its_folder(
     tmp_path: Path, bad: str
 ) -> None:
     from memfs.errors import UnsafePathError
+    from memfs.pathcheck import check_incoming_tree
     from memfs.trees import MODE_SYMLINK
-    from memfs.worktree import check_incoming_tree
 
     entries = {f"notes/n{i}.md": (0o100644, b"x") for i in range(5)}
     entries["link"] = (MODE_SYMLINK, b"notes")

@@ -95,7 +95,7 @@ def test_the_watchers_commit_never_reads_beneath_a_symlinked_folder(
 def test_read_inside_checks_the_file_the_kernel_opened(agent: memfs.Agent) -> None:
     """A folder link in the middle of a path (followed by open) and a link as the last part
     (O_NOFOLLOW refuses it, realpath decides): both are checked where they end."""
-    from memfs.worktree import read_inside
+    from memfs.pathcheck import read_inside
 
     (agent.root.parent / "SECRET.txt").write_text(SECRET)
     os.symlink("..", agent.root / "up")

@@ -19,28 +19,23 @@ read the manifest, write the pack, the index, the manifest. Once a push has lost
 (others are pushing), it reads the manifest again after its uploads, so that its swap
 follows a fresh read instead of racing the whole upload: 5 requests, far fewer lost swaps.
 
-Compaction of the packs is memfs.remotes.bucketgc; the steps a push runs on threads beside
-its requests are memfs.remotes.background.
+This module is the remote and its reading half (the manifest, its prefetch and poll, the
+agent's identity). The writing half, the push and its uploads, is memfs.remotes.bucketpush,
+loaded by the first write; fetching is memfs.remotes.bucketfetch; compaction of the packs is
+memfs.remotes.bucketgc; the steps a push runs on threads beside its requests are
+memfs.remotes.background.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import time
 from collections.abc import Callable
 
-from memfs.errors import (
-    PushRejectedError,
-    RemoteCorruptError,
-    RemoteError,
-)
-from memfs.faults import crash_point
+from memfs.errors import RemoteCorruptError, RemoteError
 from memfs.remotes import BUCKET_PREFIX, redact
-from memfs.remotes.background import Keeping, PacksFor, Putting, Reading, Uploading
-from memfs.remotes.bucketfetch import fetch, size_text
-from memfs.remotes.bucketgc import DEFAULT_GRACE_S, compact, compact_if_due
+from memfs.remotes.background import PacksFor, Reading, Uploading
+from memfs.remotes.bucketfetch import fetch
 from memfs.remotes.manifest import (
     BucketIdentity,
     BucketManifest,
@@ -49,8 +44,6 @@ from memfs.remotes.manifest import (
     parse_manifest,
 )
 from memfs.remotes.storage import Storage, Unchanged, open_storage
-from memfs.schema import MANIFEST_FILE, manifest_data
-from memfs.util import hostname, utc_now_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,32 +56,6 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 IDENTITY = "memfs.json"
 Progress = Callable[[str], None]
-
-
-def _agent_identity(history: History, sha: str) -> dict[str, Any]:
-    """Who the agent at ``sha`` is: its agent.yaml, or for a Letta Code repo (no agent.yaml
-    in its tree) what memfs recorded in .git/config (``[memfs]``: memfs.opening)."""
-    data = manifest_data(history.file_at(sha, MANIFEST_FILE))
-    if data:
-        return data
-    keys = {"name": "name", "id": "id", "created_at": "created", "description": "description"}
-    found = {key: history.config_value("memfs", name) for key, name in keys.items()}
-    return {key: value for key, value in found.items() if value}
-
-
-def _identity_at(
-    history: History, sha: str, manifest: BucketManifest | None, branch: str
-) -> dict[str, Any]:
-    """``_agent_identity`` for a push of ``sha``: the manifest's name and description as they
-    are when ``sha`` holds the agent.yaml of the commit the manifest names (most pushes), so
-    no YAML is parsed; read from agent.yaml otherwise."""
-    before = manifest.refs.get(branch) if manifest is not None else None
-    if manifest is not None and manifest.name is not None and before is not None:
-        entry = history.entries_at(sha, MANIFEST_FILE)
-        same = entry and history.has_commit(before)
-        if same and entry == history.entries_at(before, MANIFEST_FILE):
-            return {"name": manifest.name, "description": manifest.description}
-    return _agent_identity(history, sha)
 
 
 class BucketRemote:
@@ -277,63 +244,20 @@ class BucketRemote:
     def head_while_uploading(
         self, history: History, branch: str, new: str, guess: str
     ) -> str | None:
-        """``head(branch)``, with the upload of ``new``'s pack overlapping the manifest read.
+        """``head(branch)``, with the upload of ``new``'s pack (what it adds to ``guess``,
+        where this machine last saw the branch) overlapping the manifest read: one round trip
+        less for a push (memfs.remotes.bucketpush)."""
+        from memfs.remotes.bucketpush import head_while_uploading
 
-        ``guess`` is where this machine last saw the branch here (its remote-tracking ref,
-        an ancestor of ``new``): the pack of what ``new`` adds to it is uploaded on a thread
-        while the manifest is read, one round trip less for a push. If the branch is indeed
-        at ``guess``, the next ``push`` of ``new`` swaps the manifest at once; if not (others
-        pushed meanwhile), the pack is left unlisted, as a lost race leaves one, and the push
-        goes the usual way.
-        """
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[:2] == (new, guess):
-            pack, sealed, uploading = ahead[2:]
-        else:
-            if ahead is not None:  # the commit before the push moved the branch: left unlisted
-                with contextlib.suppress(Exception):
-                    ahead[4].wait()
-            pack = history.pack_between([new], [guess])
-            if pack is None:
-                return self.head(branch)
-            sealed = self.sealed is not None
-            uploading = Uploading(self, pack)
-        try:
-            head = self.head(branch)
-        finally:
-            try:
-                uploading.wait()
-            finally:
-                if not sealed and self.sealed is not None:
-                    self._unsend(pack.name)
-        self._uploaded = (new, guess, pack) if head == guess and sealed == self.encrypted else None
-        self._note_encrypted(history)
-        return head
+        return head_while_uploading(self, history, branch, new, guess)
 
     def upload_ahead(self, history: History, new: str, guess: str) -> None:
         """Start uploading the pack of what ``new`` adds to ``guess`` now, before the commit a
-        push makes first, so the upload overlaps that commit's scan of the work tree; the
-        ``head_while_uploading`` of the same two commits takes it over. If the commit moves
-        the branch, the pack is left unlisted (as a lost race leaves one) and another made.
-        An encrypted remote seals it once the manifest's read (``prefetch``) has opened the
-        manifest: the agent, its keys and their epoch are then known (``UploadingSealed``)."""
-        if self._ahead is not None:
-            return
-        start: Callable[[BucketRemote, PackFiles], Uploading] = Uploading
-        if self.encrypt:
-            if self.sealed is None or self._reading is None:
-                return  # nothing read yet: sealing is left to the push, after the commit
-            start = self.sealed.uploading_after(self._reading)
-        pack = history.pack_between([new], [guess])
-        if pack is not None:
-            self._ahead = (new, guess, pack, self.sealed is not None, start(self, pack))
+        push makes first; ``head_while_uploading`` of the same two commits takes it over
+        (memfs.remotes.bucketpush)."""
+        from memfs.remotes.bucketpush import upload_ahead
 
-    def _unsend(self, name: str) -> None:
-        """Delete a pack uploaded in the clear before the read found the agent encrypted (a
-        remote not yet marked so, whose tracking ref predates the marking): it is uploaded
-        again sealed by the push."""
-        self.raw.delete(f"packs/{name}.idx")
-        self.raw.delete(f"packs/{name}.pack")
+        upload_ahead(self, history, new, guess)
 
     def default_branch(self) -> str | None:
         manifest, _ = self.read_manifest()
@@ -371,192 +295,49 @@ class BucketRemote:
         (memfs.remotes.bucketfetch)."""
         return fetch(self, history, branch)
 
-    # -- writing ------------------------------------------------------------------------
+    # -- writing: memfs.remotes.bucketpush, loaded by the first write --------------------
 
     def push(self, history: History, branch: str, new: str, expected: str | None) -> None:
         """Upload what the remote lacks, then compare-and-swap the manifest to ``new``."""
-        self._taken()
-        manifest, etag = self._last_read if self._last_read is not None else self.read_manifest()
-        self._last_read = None  # a cached read serves one push; the swap checks it anyway
-        uploaded, self._uploaded = self._uploaded, None
-        self._note_encrypted(history)
-        self._check_expected(manifest, branch, expected)
-        if uploaded is not None and uploaded[:2] == (new, expected):
-            pack: PackFiles | None = uploaded[2]  # uploaded while the manifest was read
-        else:
-            uploaded = None
-            known = [
-                sha
-                for sha in (manifest.refs.values() if manifest else ())
-                if history.has_commit(sha)
-            ]
-            pack = history.pack_between([new], known)
-        agent = _identity_at(history, new, manifest, branch)
-        if self.sealed is not None:  # the first push makes memfs.json and the keyring first
-            agent = {**agent, **self.sealed.claim(manifest, agent)}
-        keeping = Keeping(history, pack) if pack is not None else None
-        try:
-            if uploaded is None:
-                manifest, etag = self._upload(pack, manifest, etag, branch, expected)
-            self._reseal_if_stale(pack)
-            listed = self._swap(history, branch, new, manifest, etag, pack, agent)
-        finally:
-            if keeping is not None:
-                keeping.wait()
-        compact_if_due(self, history, listed)
+        from memfs.remotes.bucketpush import push
 
-    def _upload(
-        self,
-        pack: PackFiles | None,
-        manifest: BucketManifest | None,
-        etag: str | None,
-        branch: str,
-        expected: str | None,
-    ) -> tuple[BucketManifest | None, str | None]:
-        """Upload the pack and its index; the manifest to swap (read again if contended)."""
-        if pack is None:
-            return manifest, etag
-        self._put_pack(pack)
-        if self._contended:
-            # Others are pushing too: read again after the uploads, so that the swap
-            # follows its read at once instead of racing the whole upload (one GET more).
-            manifest, etag = self.read_manifest()
-            self._check_expected(manifest, branch, expected)
-            self._last_read = None
-        return manifest, etag
-
-    def _reseal_if_stale(self, pack: PackFiles | None) -> None:
-        """A pack sealed under an older epoch than the newest this push has learnt (a key
-        rotation landed while it uploaded: the manifest read told it) is sealed again before
-        the manifest lists it, so a machine the rotation removed cannot read it."""
-        if self.sealed is None or pack is None:
-            return
-        key = f"packs/{pack.name}.pack"
-        sealed_under = self.sealed.storage.epoch(key)
-        if sealed_under is not None and sealed_under < self.sealed.lazy.current()[0]:
-            self.storage.put_if_absent(key, pack.pack)  # there already: sealed again in place
+        push(self, history, branch, new, expected)
 
     def _put_pack(self, pack: PackFiles) -> None:
-        """Upload a pack and its index (create-if-absent: named by their content); on a
-        plain remote both requests at once, one round trip instead of two. Neither is read
-        before the manifest lists the pack, after both are done; a crash between leaves an
-        unlisted pack or index, which compaction deletes as it deletes a lost race's."""
-        self.progress(f"uploading {pack.count} objects, {size_text(len(pack.pack))}")
-        crash_point("push.pack")
-        if self.sealed is not None:  # sealing keeps its order (memfs.remotes.sealedremote)
-            self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
-            crash_point("push.index")
-            self.storage.put_if_absent(f"packs/{pack.name}.idx", pack.index)
-            return
-        index = Putting(self.storage, f"packs/{pack.name}.idx", pack.index, "push.index")
-        try:
-            self.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
-        finally:
-            index.wait()
+        """Upload a pack and its index (create-if-absent); what an ``Uploading`` runs."""
+        from memfs.remotes.bucketpush import put_pack
 
-    def _swap(
-        self,
-        history: History,
-        branch: str,
-        new: str,
-        manifest: BucketManifest | None,
-        etag: str | None,
-        pack: PackFiles | None,
-        agent: dict[str, Any],
-    ) -> int:
-        """Compare-and-swap the manifest to list ``new`` (and the pack); PushRejectedError if
-        it changed since it was read. The number of packs it lists now."""
-        packs = list(manifest.packs) if manifest else []
-        if pack is not None and pack.name not in packs:
-            packs.append(pack.name)
-        updated = BucketManifest(
-            generation=(manifest.generation + 1) if manifest else 1,
-            refs={**(manifest.refs if manifest else {}), branch: new},
-            packs=packs,
-            retired=list(manifest.retired) if manifest else [],
-            push_id=os.urandom(16).hex(),  # as uuid4().hex, opaque: uuid imports platform
-            pushed_at=utc_now_text(),
-            host=hostname(),
-            name=str(agent.get("name", "")),
-            description=str(agent.get("description", "") or ""),
-            extra=manifest.extra if manifest else {},  # what a newer memfs wrote is kept
-        )
-        if self.sealed is not None:  # who the agent is lives in the sealed manifest only
-            sealed = {k: agent[k] for k in ("agent_id", "created_at") if agent.get(k)}
-            updated = updated._replace(extra={**updated.extra, **sealed})
-        crash_point("push.manifest")
-        if manifest is None and self.sealed is None:
-            self._claim(agent)
-        if not self._put_manifest(updated, etag if manifest is not None else None):
-            self._contended = True
-            raise PushRejectedError(self.url)
-        return len(packs)
+        put_pack(self, pack)
 
     def update_manifest(
         self, change: Callable[[BucketManifest], BucketManifest], attempts: int = 20
     ) -> BucketManifest:
         """Compare-and-swap the manifest to ``change(current)`` without a pack: what a secret
-        push and a key rotation need. ``change`` gets the manifest as read and returns the
-        one to write (its generation is set here); it is called again after a lost race, on
-        the newer manifest, so it must re-apply its edit rather than return a stale copy.
-        RemoteError if nothing was ever pushed here; PushRejectedError after ``attempts``
-        lost races (jittered back-off between them)."""
-        import random
+        push and a key rotation need (memfs.remotes.bucketpush)."""
+        from memfs.remotes.bucketpush import update_manifest
 
-        for attempt in range(attempts):
-            manifest, etag = self.read_manifest()
-            if manifest is None or etag is None:
-                raise RemoteError(self.url, f"{self.url} holds no agent yet: push one first")
-            updated = change(manifest)._replace(generation=manifest.generation + 1)
-            if self._put_manifest(updated, etag):
-                self._last_read = None
-                return updated
-            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
-        raise PushRejectedError(self.url, "the manifest kept changing")
+        return update_manifest(self, change, attempts)
 
     def _put_manifest(self, manifest: BucketManifest, etag: str | None) -> bool:
-        """Compare-and-swap the manifest (create it if ``etag`` is None); sealed, with the
-        digest of the ciphertext it replaces, on an encrypted remote."""
-        if self.sealed is not None:
-            return self.sealed.put_manifest(manifest, etag, _encode)
-        if etag is None:
-            return self.storage.put_if_absent(MANIFEST, _encode(manifest))
-        return self.storage.put_if_match(MANIFEST, _encode(manifest), etag)
+        """Compare-and-swap the manifest (create it if ``etag`` is None)."""
+        from memfs.remotes.bucketpush import put_manifest
+
+        return put_manifest(self, manifest, etag)
 
     def compact(
         self,
         history: History,
-        grace_s: float = DEFAULT_GRACE_S,
+        grace_s: float | None = None,
         orphans: bool = True,
         reseal: bool = False,
     ) -> tuple[int, int]:
-        """memfs.remotes.bucketgc.compact: one pack for the listed ones, the expired deleted."""
+        """memfs.remotes.bucketgc.compact: one pack for the listed ones, the expired deleted
+        (``grace_s`` None: its DEFAULT_GRACE_S)."""
+        from memfs.remotes.bucketgc import DEFAULT_GRACE_S, compact
+
         self.settle()
-        return compact(self, history, grace_s, orphans, reseal)
-
-    def _check_expected(
-        self, manifest: BucketManifest | None, branch: str, expected: str | None
-    ) -> None:
-        if (manifest.refs.get(branch) if manifest else None) != expected:
-            self._contended = True
-            raise PushRejectedError(self.url)
-
-    def _claim(self, agent: dict[str, Any]) -> None:
-        """Write memfs.json once; refuse if another agent already lives at this URL."""
-        identity = BucketIdentity(
-            name=str(agent.get("name", "")),
-            id=str(agent.get("id", "")),
-            created_at=str(agent.get("created_at", "")),
-        )
-        if self.storage.put_if_absent(IDENTITY, json.dumps(identity.to_json(), indent=1).encode()):
-            return
-        existing = self.identity()
-        if existing is not None and existing.id != identity.id:
-            raise RemoteError(
-                self.url,
-                f"{self.url} holds another agent ({existing.name}, {existing.id}); "
-                "push to another URL or name",
-            )
+        grace = DEFAULT_GRACE_S if grace_s is None else grace_s
+        return compact(self, history, grace, orphans, reseal)
 
 
 STUB = {"format": 2, "encryption": "memfs-enc-1"}
@@ -575,7 +356,3 @@ def is_stub(data: bytes) -> bool:
         raw = json.loads(data)
         return isinstance(raw, dict) and raw.get("encryption") == STUB["encryption"]
     return False
-
-
-def _encode(manifest: BucketManifest) -> bytes:
-    return json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode()

@@ -20,18 +20,7 @@ if TYPE_CHECKING:
     from memfs.remotes.storage import Storage
 
 DEFAULT_GRACE_S = 3600.0
-COMPACT_PACKS_ENV = "MEMFS_COMPACT_PACKS"  # a push compacts when the manifest lists more
-DEFAULT_COMPACT_PACKS = 50
 COMPACT_GRACE_ENV = "MEMFS_COMPACT_GRACE"  # seconds a pack replaced by it stays readable
-
-
-def compact_if_due(remote: BucketRemote, history: History, listed: int) -> None:
-    """Compact once the manifest lists more than ``MEMFS_COMPACT_PACKS`` packs."""
-    from memfs.config import count_from_env  # loaded by the push already
-
-    limit = count_from_env(COMPACT_PACKS_ENV, DEFAULT_COMPACT_PACKS)
-    if listed > limit and not remote._contended:
-        compact_after_push(remote, history)
 
 
 def compact_after_push(remote: BucketRemote, history: History) -> None:

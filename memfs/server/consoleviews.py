@@ -22,10 +22,10 @@ from memfs.agent import Agent
 from memfs.errors import MemfsError, PathNotFoundError
 from memfs.layout import V2_CONFIG, Layout, in_context, is_memory_path
 from memfs.memory import MemoryFile
+from memfs.pathcheck import read_inside
 from memfs.server.agents import WriteConflictError
 from memfs.trees import blob_sha, compare_trees, write_diff
 from memfs.util import atomic_write
-from memfs.worktree import read_inside
 
 REGULAR_MODES = (0o100644, 0o100755)
 SHA = re.compile(r"[0-9a-f]{40}")
