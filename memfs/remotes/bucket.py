@@ -297,7 +297,7 @@ class BucketRemote:
             if pack is None:
                 return self.head(branch)
             sealed = self.sealed is not None
-            uploading = Uploading(self, pack)
+            uploading = self._uploading(pack)
         try:
             head = self.head(branch)
         finally:
@@ -309,6 +309,16 @@ class BucketRemote:
         self._uploaded = (new, guess, pack) if head == guess and sealed == self.encrypted else None
         self._note_encrypted(history)
         return head
+
+    def _uploading(self, pack: PackFiles) -> Uploading:
+        """The upload of a push's pack beside the manifest's read. Sealed, it waits for the
+        read (started here if none is pending) to open the manifest: a machine removed from
+        the agent finds out there, before it uploads anything (review10 F3); no request
+        more, the read is the one ``head`` takes."""
+        if self.sealed is None:
+            return Uploading(self, pack)
+        self.prefetch()
+        return self.sealed.uploading_after(self._reading)(self, pack)
 
     def upload_ahead(self, history: History, new: str, guess: str) -> None:
         """Start uploading the pack of what ``new`` adds to ``guess`` now, before the commit a
