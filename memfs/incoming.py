@@ -68,6 +68,7 @@ def fetch_remote(
     """Fetch the agent's branch from one remote; its sha, or None if the remote has none."""
     history = agent.history
     try:
+        history.adopt_orphan_keeps()  # those of a fetch killed before its ref: released below
         return _fetch(agent, config, progress, remote)
     finally:
         history.release_kept()  # a ref reaches the fetched objects now (or none will)

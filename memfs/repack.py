@@ -87,11 +87,15 @@ def _complete_packs(folder: Path) -> dict[str, int]:
 
 def _remove_stale_keeps(folder: Path) -> None:
     """Remove the ``.keep`` files an import left when its process was killed before a ref
-    reached the pack (``packing.FETCH_KEEP``, older than ``STALE_KEEP_SECONDS``): the pack is
-    then consolidated like any other (its objects are reachable, or no one needs them). A
-    ``.keep`` of anyone else's is left alone."""
-    from memfs.history.packing import FETCH_KEEP, STALE_KEEP_SECONDS
+    reached the pack: at once when the process it names is gone (``packing.orphan_keeps``),
+    after ``STALE_KEEP_SECONDS`` when it names none (``packing.FETCH_KEEP`` alone, memfs
+    before session 11): the pack is then consolidated like any other (its objects are
+    reachable, or no one needs them). A ``.keep`` of anyone else's is left alone."""
+    from memfs.history.packing import FETCH_KEEP, STALE_KEEP_SECONDS, orphan_keeps
 
+    for orphan in orphan_keeps(folder):
+        with contextlib.suppress(OSError):
+            orphan.unlink()
     try:
         keeps = [folder / name for name in os.listdir(folder) if name.endswith(".keep")]
     except FileNotFoundError:

@@ -697,11 +697,12 @@ def test_a_slot_is_a_real_age_file(file_store: Storage, machines: Callable[[str]
 def test_key_cache_is_private_and_adds_only(tmp_path: Path) -> None:
     cache = KeyCache.for_repo(REPO, tmp_path / "config")
     assert cache.epochs() == {} and cache.newest() is None
-    cache.add({1: b"a" * 32}, {1: "k1"})
+    k1, k2 = kid(b"a" * 32, REPO), kid(b"c" * 32, REPO)
+    cache.add({1: b"a" * 32}, {1: k1})
     assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(cache.path.parent.stat().st_mode) == 0o700
-    assert cache.add({1: b"b" * 32, 2: b"c" * 32}, {2: "k2"}) == {1: b"a" * 32, 2: b"c" * 32}
-    assert cache.newest() == (2, b"c" * 32) and cache.kids() == {1: "k1", 2: "k2"}
+    assert cache.add({1: b"b" * 32, 2: b"c" * 32}, {2: k2}) == {1: b"a" * 32, 2: b"c" * 32}
+    assert cache.newest() == (2, b"c" * 32) and cache.kids() == {1: k1, 2: k2}
     cache.path.chmod(0o644)
     with pytest.raises(IdentityError, match="chmod 600"):
         cache.epochs()
@@ -709,6 +710,39 @@ def test_key_cache_is_private_and_adds_only(tmp_path: Path) -> None:
     cache.path.write_text("{not json")
     with pytest.raises(IdentityError, match="damaged"):
         cache.epochs()
+
+
+@pytest.mark.parametrize("damage", ["key", "kid", "not base64", "short key", "no kid"])
+def test_a_cached_key_its_kid_does_not_name_is_not_held_and_is_replaced(
+    tmp_path: Path, damage: str
+) -> None:
+    """Found from outside (review10 F6): a key damaged in the cache file (a disk error, a bad
+    restore) was used as the epoch's key for good, and every command blamed the store. A key
+    is held only while its kid names it: a damaged one is as if never cached (so the keyring
+    is opened for its epoch), the sound ones stay, and the keyring's key is written over it."""
+    cache = KeyCache.for_repo(REPO, tmp_path / "config")
+    good = {1: b"a" * 32, 2: b"c" * 32}
+    cache.add(good, {e: kid(k, REPO) for e, k in good.items()})
+    data = json.loads(cache.path.read_text())
+    if damage == "key":
+        data["epochs"]["2"] = base64.b64encode(os.urandom(32)).decode()
+    elif damage == "kid":
+        data["kids"]["2"] = "0" * 16
+    elif damage == "not base64":
+        data["epochs"]["2"] = "%%%"
+    elif damage == "short key":
+        data["epochs"]["2"] = base64.b64encode(b"c" * 31).decode()
+    else:
+        del data["kids"]["2"]
+    cache.path.write_text(json.dumps(data))
+    fresh = KeyCache.for_repo(REPO, tmp_path / "config")
+    assert fresh.epochs() == {1: good[1]} and fresh.held() == {1: good[1]}
+    assert fresh.key(2) is None and fresh.newest() == (1, good[1])
+    assert fresh.add({2: good[2]}, {2: kid(good[2], REPO)}) == good  # the keyring's, written
+    written = json.loads(cache.path.read_text())
+    assert written["epochs"]["2"] == base64.b64encode(good[2]).decode()
+    assert written["kids"]["2"] == kid(good[2], REPO)
+    assert KeyCache.for_repo(REPO, tmp_path / "config").epochs() == good
 
 
 def test_a_first_pushs_key_joins_the_cache_with_its_next_write(

@@ -480,5 +480,66 @@ def test_a_keep_left_by_a_killed_import_is_removed_by_a_later_consolidation(
     old = time.time() - STALE_KEEP_SECONDS - 60
     for path in (stale, theirs):
         os.utime(path, (old, old))
+    orphan = folder / f"pack-{'d' * 40}.keep"  # names a process that is gone: at once
+    orphan.write_bytes(FETCH_KEEP + b"pid %d start 1\n" % os.getpid())
     repack.consolidate(agent.history, everything=True)
     assert not stale.exists() and fresh.exists() and theirs.exists()
+    assert not orphan.exists()
+
+
+def test_a_pull_killed_before_its_ref_leaves_no_keep_after_the_next_pull(tmp_path: Path) -> None:
+    """Found from outside (review10 F8): a pull killed between a pack's import and the
+    tracking ref left the pack's ``.keep`` for good (neither memfs gc nor git gc merged that
+    pack again). The keep names its process; the next pull takes over the keeps whose process
+    is gone and removes them once its ref is written. The kill is a whole process's SIGKILL
+    after the first of two packs is imported."""
+    url = "memfs::" + (tmp_path / "cloud").as_uri()
+    a, b = two_machines(tmp_path, url)
+    for i in range(2):  # two pushes: two packs for b's pull to import
+        write(a.root, f"notes/n{i}.md", f"from A {i}\n")
+        assert sync.push(a).ok
+    killed = memfs_process("-C", str(b.root), "pull", crash_at="fetch.import:2")
+    assert killed.returncode == KILLED, killed.stderr
+    folder = b.history.control_dir / "objects" / "pack"
+    assert len(list(folder.glob("*.keep"))) == 1  # what the kill leaves
+    done = memfs_process("-C", str(b.root), "pull")
+    assert done.returncode == 0, done.stderr
+    assert list(folder.glob("*.keep")) == []
+    assert (b.root / "notes/n1.md").read_text() == "from A 1\n"
+    git(b.root, "fsck", "--strict")
+
+
+def test_a_keep_whose_process_runs_or_that_names_none_is_left_to_its_owner(
+    tmp_path: Path,
+) -> None:
+    """The next fetch takes over only the keeps of processes that are gone: a running
+    fetch's (this test process's, another pid's that runs) and one naming no process (memfs
+    before keeps named theirs: the hour-old rule) stay; a dead pid's, or a pid that runs but
+    started at another time (reused), are removed after the fetch."""
+    from memfs.history.packing import FETCH_KEEP, owner_line
+
+    url = "memfs::" + (tmp_path / "cloud").as_uri()
+    a, b = two_machines(tmp_path, url)
+    folder = b.history.control_dir / "objects" / "pack"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        keeps = {
+            "mine": FETCH_KEEP + owner_line(),
+            "running": FETCH_KEEP + b"pid %d start 0\n" % sleeper.pid,
+            "no owner": FETCH_KEEP,
+            "dead": FETCH_KEEP + b"pid %s start 0\n" % gone.encode(),
+            "reused": FETCH_KEEP + b"pid %d start 1\n" % os.getpid(),
+        }
+        paths = {what: folder / f"pack-{i:040d}.keep" for i, what in enumerate(keeps)}
+        for what, text in keeps.items():
+            paths[what].write_bytes(text)
+        write(a.root, "notes.md", "from A\n")
+        assert sync.push(a).ok
+        assert sync.pull(b).ok
+        left = {what for what, path in paths.items() if path.exists()}
+        assert left == {"mine", "running", "no owner"}
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=30)

@@ -259,6 +259,36 @@ def test_a_pack_sealed_under_an_older_epoch_is_resealed_when_pushed_again(
         assert fresh.storage.get(name) is not None and fresh.storage.get(name)[0] == plain[0]  # type: ignore[index]
 
 
+def test_a_pack_there_that_its_epochs_key_does_not_open_is_replaced_when_pushed_again(
+    tmp_path: Path, store: str
+) -> None:
+    """A pack sealed under a wrong key (by a machine whose cached key was damaged, before
+    that was caught: review10 F6) and named by its content is not left in place when a push
+    sends the same pack: it is sealed again, so the manifest never lists one others cannot
+    open."""
+    from memfs.crypto.envelope import Role, peek, seal
+
+    shared(tmp_path, store)
+    with on(tmp_path, "a"):
+        remote = open_remote(store)
+        assert isinstance(remote, BucketRemote)
+        manifest, _ = remote.read_manifest()
+        assert manifest is not None
+        name = f"packs/{manifest.packs[0]}.pack"
+        plain = remote.storage.get(name)
+        assert plain is not None
+        repo = remote.storage.keys.repo_id  # type: ignore[attr-defined]
+        wrong = seal(os.urandom(32), 1, Role.PACK, repo, name, plain[0])
+        remote.raw.delete(name + ".enc")
+        assert remote.raw.put_if_absent(name + ".enc", wrong)
+        fresh = open_remote(store, encrypt=True)
+        assert isinstance(fresh, BucketRemote)
+        assert fresh.storage.put_if_absent(name, plain[0]) is False
+        resealed = fresh.raw.get(name + ".enc")
+        assert resealed is not None and resealed[0] != wrong and peek(resealed[0])[1] == 1
+        assert open_remote(store, encrypt=True).storage.get(name)[0] == plain[0]  # type: ignore[index]
+
+
 def test_the_owner_of_another_agent_cannot_push_over_it(tmp_path: Path, store: str) -> None:
     shared(tmp_path, store)
     with on(tmp_path, "a"):

@@ -7,7 +7,11 @@
 Keys are cached so a normal push or fetch reads no keyring: keys.json is read only for an epoch
 not held here. Epoch keys are only ever added, never replaced (a different key for a held epoch
 is a fork, which the keyring refuses before it gets here), so a machine removed from an agent
-keeps opening what was sealed while it was a member, and only that. ``seen`` is the last
+keeps opening what was sealed while it was a member, and only that. A key is held only while it
+is the one its kid names (``kid = HKDF(K, repo_id)[:8]``, checked at every read, ~6 us a key):
+one damaged on disk (a bad restore, a half-written copy) is not held, so the keyring is opened
+for its epoch as if it were not cached, and its key written over the damaged one; a damaged
+cache never seals a push and is never taken for a tampered store. ``seen`` is the last
 manifest state accepted per remote, what the rollback guard compares a fetched manifest with;
 ``update_seen`` runs its check and the write under one lock, so two processes of this machine
 cannot both accept and then overwrite each other's newer state.
@@ -42,6 +46,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_FILE = 1 << 20
+KEY_LEN = 32
+KID_INFO = b"memfs-enc-1/kid"  # keyfile.kid's, without importing keyfile (identity, age)
+# (repo id, b64 key, kid) found to agree in this process: each is checked once
+_AGREED: set[tuple[bytes, str, str]] = set()
 # epoch -> (key, kid) per cache file, held by this process until its next write of the file
 _HELD: dict[Path, dict[str, tuple[str, str]]] = {}
 
@@ -160,6 +168,10 @@ class KeyCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._last: dict[str, str] | None = None  # the epochs of this object's last read
+        try:  # the file is named by the repo id its keys' kids are derived with
+            self._repo_id: bytes | None = bytes.fromhex(path.stem)
+        except ValueError:
+            self._repo_id = None
 
     @classmethod
     def for_repo(cls, repo_id: bytes, folder: Path | None = None) -> KeyCache:
@@ -206,8 +218,7 @@ class KeyCache:
         with self._locked() as data:
             for epoch, key in sorted(keys.items()):
                 data["epochs"].setdefault(str(epoch), _b64(key))
-                if epoch in kids:
-                    data["kids"].setdefault(str(epoch), kids[epoch])
+                data["kids"].setdefault(str(epoch), kids.get(epoch) or self._kid(key))
             return {int(e): _unb64(k) for e, k in data["epochs"].items()}
 
     def hold(self, epoch: int, key: bytes, kid: str) -> None:
@@ -265,9 +276,43 @@ class KeyCache:
             )
         for name in ("epochs", "kids", "seen"):
             data.setdefault(name, {})
+        self._drop_unsound(data)
         data = self._with_held(data)
         self._last = dict(data["epochs"])
         return data
+
+    def _drop_unsound(self, data: dict[str, Any]) -> None:
+        """Drop each epoch key that is not the one its kid names (or is no key at all), and
+        that kid: the epoch is then not held, so its key is fetched from keys.json again and
+        written in its place (``add``), as for an epoch never cached."""
+        epochs, kids = data["epochs"], data["kids"]
+        for epoch in [e for e in epochs if not self._sound(e, epochs[e], kids.get(e))]:
+            del epochs[epoch]
+        for epoch in [e for e in kids if e not in epochs]:
+            del kids[epoch]
+
+    def _kid(self, key: bytes) -> str:
+        """``keyfile.kid`` of ``key`` (what a key without one is cached with)."""
+        from memfs.crypto.envelope import hkdf_sha256
+
+        return hkdf_sha256(key, self._repo_id or b"", KID_INFO, 8).hex()
+
+    def _sound(self, epoch: object, key: object, named: object) -> bool:
+        """Whether ``key`` (base64) is a key of an epoch and the one ``named`` (its kid) names."""
+        if not (isinstance(epoch, str) and epoch.isdigit() and isinstance(key, str)):
+            return False
+        if not isinstance(named, str) or self._repo_id is None:
+            return False
+        if (self._repo_id, key, named) in _AGREED:
+            return True
+        try:
+            raw = _unb64(key)
+        except (binascii.Error, ValueError):
+            return False
+        if len(raw) != KEY_LEN or self._kid(raw) != named:
+            return False
+        _AGREED.add((self._repo_id, key, named))
+        return True
 
     def _with_held(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` with the keys this process holds for the file (a key held keeps its own)."""

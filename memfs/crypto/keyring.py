@@ -73,6 +73,7 @@ class RingKeys:
         self.identity = identity
         self.cache = cache
         self._keys = cache.epochs()
+        self._ring_epoch = 0  # keys.json's epoch, once read: newer than any held, no slot here
 
     @property
     def url(self) -> str:
@@ -80,10 +81,14 @@ class RingKeys:
         return self.storage.url
 
     def current(self) -> tuple[int, bytes]:
-        """The newest epoch held (reading keys.json only when none is)."""
+        """The newest epoch held (reading keys.json only when none is). NoKeyError once
+        keys.json was read at a newer epoch whose key this machine did not get: its slot is
+        gone (``memfs key rm``), so nothing is sealed under an epoch the others left."""
         if not self._keys:
             self.refresh()
         top = max(self._keys)
+        if self._ring_epoch > top:
+            raise NoKeyError(self.url, self.identity.recipient, epoch=self._ring_epoch)
         return top, self._keys[top]
 
     def key(self, epoch: int) -> bytes:
@@ -109,6 +114,7 @@ class RingKeys:
     def read(self) -> tuple[Keyring, str]:
         """keys.json (opened, checked, its keys cached) and its etag, for a compare-and-swap."""
         ring, etag = read_keyring(self.storage, self.repo_id)
+        self._ring_epoch = max(self._ring_epoch, ring.epoch)
         self.accept(ring)
         return ring, etag
 

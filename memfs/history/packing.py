@@ -27,12 +27,17 @@ UNPACKED_CACHE_BYTES = 256 * 1024 * 1024  # keep a fetched pack's objects up to 
 HELD_PACKS = "packs-held"  # in .git/memfs: packs whose objects are here under another name
 HELD_PACKS_KEPT = 20_000  # the newest names kept; a forgotten one is only downloaded again
 FETCH_KEEP = b"memfs: a fetched pack no ref reaches yet\n"
-"""What a ``.keep`` file memfs writes beside a pack it imports says (git's own fetch writes
-one the same way, ``index-pack --keep``): ``git repack -a -d`` and ``git gc`` leave a kept
-pack alone, so a repack running beside a pull cannot drop the objects it just imported before
-the remote-tracking ref reaches them. Removed once it does (``release_kept``); one left by a
-killed process is removed by the next consolidation after ``STALE_KEEP_SECONDS``."""
+"""What a ``.keep`` file memfs writes beside a pack it imports starts with (git's own fetch
+writes one the same way, ``index-pack --keep``): ``git repack -a -d`` and ``git gc`` leave a
+kept pack alone, so a repack running beside a pull cannot drop the objects it just imported
+before the remote-tracking ref reaches them. Removed once it does (``release_kept``). The line
+after it names the process that wrote it (``owner``): one left by a killed process is taken
+over by the next fetch (``adopt_orphan_keeps``, under the agent's lock) and removed when that
+fetch's ref is written; one without an owner line (memfs before session 11) by the next
+consolidation after ``STALE_KEEP_SECONDS``."""
 STALE_KEEP_SECONDS = 3600
+KEEP_OWNER = b"pid "  # the owner line: b"pid <pid> start <start time in clock ticks>\n"
+ORPHAN_LOCK_TIMEOUT_S = 1.0  # a fetch waits this long for the lock to adopt orphans, then not
 
 
 class Packing(HistoryBase):
@@ -174,17 +179,40 @@ class Packing(HistoryBase):
             self._repo.object_store._update_pack_cache()  # lists them again on a miss)
 
     def _keep(self, path: Path) -> None:
-        """Write ``FETCH_KEEP`` at ``path`` unless a ``.keep`` is there already (git's, or one
-        of an earlier import: that one stays as it is)."""
+        """Write ``FETCH_KEEP`` and this process's owner line at ``path`` unless a ``.keep``
+        is there already (git's, or one of an earlier import: that one stays as it is)."""
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
             return
         try:
-            os.write(fd, FETCH_KEEP)
+            os.write(fd, FETCH_KEEP + owner_line())
         finally:
             os.close(fd)
         self._keep_files.append(path)
+
+    def adopt_orphan_keeps(self) -> None:
+        """Take over the ``.keep`` files of fetches killed before their ref was written (their
+        owner is gone, review10 F8): each is this fetch's from now on, removed by
+        ``release_kept`` once this fetch's ref is written, so its pack is consolidated like
+        any other, and a ``git repack`` beside this fetch still cannot drop the objects it is
+        about to name (it finds the pack here and imports nothing). Under the agent's lock
+        (waited for ``ORPHAN_LOCK_TIMEOUT_S``, else left for the next fetch); a keep whose
+        owner runs (another fetch, here or in another process) is never touched. One folder
+        listing when there is nothing to adopt."""
+        folder = self.control_dir / "objects" / "pack"
+        if not orphan_keeps(folder, self._keep_files):
+            return
+        from memfs.errors import LockTimeoutError
+
+        try:
+            with self.locked(ORPHAN_LOCK_TIMEOUT_S):
+                for path in orphan_keeps(folder, self._keep_files):
+                    with contextlib.suppress(OSError):
+                        atomic_write(path, FETCH_KEEP + owner_line())
+                        self._keep_files.append(path)
+        except LockTimeoutError:
+            return
 
     def release_kept(self) -> None:
         """Remove the ``.keep`` files this process wrote beside the packs it imported: a ref
@@ -205,6 +233,67 @@ class Packing(HistoryBase):
                 return
         self._unpacked.update((sha.hex().encode(), obj) for sha, obj in objects.items())
         self._unpacked_bytes += size
+
+
+def owner_line() -> bytes:
+    """The line naming this process in a ``.keep`` it writes: its pid and, where the system
+    says, its start time (a pid reused by another process is not taken for the owner)."""
+    return b"%s%d start %d\n" % (KEEP_OWNER, os.getpid(), _started(os.getpid()))
+
+
+def _started(pid: int) -> int:
+    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc``); 0 if the
+    system does not say, -1 if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except FileNotFoundError:
+        return -1 if os.path.isdir("/proc/self") else 0
+    except OSError:
+        return 0
+    try:  # the fields after the name, which is in parentheses and may hold anything
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (ValueError, IndexError):
+        return 0
+
+
+def _owner_runs(text: bytes) -> bool | None:
+    """Whether the process a memfs ``.keep`` names still runs; None if it names none (one
+    written before keeps had owners)."""
+    line = text[len(FETCH_KEEP) :].strip()
+    parts = line.split()
+    if not line.startswith(KEEP_OWNER) or len(parts) != 4 or not parts[1].isdigit():
+        return None
+    pid, start = int(parts[1]), int(parts[3]) if parts[3].lstrip(b"-").isdigit() else 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # there, another user's (EPERM)
+        pass
+    now = _started(pid)
+    return not (now == -1 or (start > 0 and now > 0 and now != start))
+
+
+def orphan_keeps(folder: Path, own: list[Path] | None = None) -> list[Path]:
+    """The ``.keep`` files memfs wrote in ``folder`` whose owner process is gone (none of
+    ``own``, this object's): one listing, and a read of each memfs-looking ``.keep``."""
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(".keep")]
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = folder / name
+        if own and path in own:
+            continue
+        try:
+            text = path.read_bytes()
+        except OSError:
+            continue
+        if text.startswith(FETCH_KEEP) and _owner_runs(text) is False:
+            found.append(path)
+    return found
 
 
 class PackFiles(FrozenRecord):

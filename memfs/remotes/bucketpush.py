@@ -98,7 +98,7 @@ def head_while_uploading(
         if pack is None:
             return remote.head(branch)
         sealed = remote.sealed is not None
-        uploading = Uploading(remote, pack)
+        uploading = _uploading(remote, pack)
     try:
         head = remote.head(branch)
     finally:
@@ -110,6 +110,17 @@ def head_while_uploading(
     remote._uploaded = (new, guess, pack) if head == guess and sealed == remote.encrypted else None
     remote._note_encrypted(history)
     return head
+
+
+def _uploading(remote: BucketRemote, pack: PackFiles) -> Uploading:
+    """The upload of a push's pack beside the manifest's read. Sealed, it waits for the read
+    (started here if none is pending) to open the manifest: a machine removed from the agent
+    finds out there, before it uploads anything (review10 F3); no request more, the read is
+    the one ``head`` takes."""
+    if remote.sealed is None:
+        return Uploading(remote, pack)
+    remote.prefetch()
+    return remote.sealed.uploading_after(remote._reading)(remote, pack)
 
 
 def upload_ahead(remote: BucketRemote, history: History, new: str, guess: str) -> None:

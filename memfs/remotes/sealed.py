@@ -157,13 +157,18 @@ class SealedStorage:
 
     def _reseal_pack(self, key: str, blob: bytes, current: int) -> None:
         """A pack already there (same content, named by it) sealed under an older epoch, or
-        damaged, is replaced by ``blob``: a push racing a rotation lists no old-epoch pack."""
+        damaged, or that its epoch's key does not open (sealed by a machine whose cached key
+        was damaged, before that was caught: review10 F6), is replaced by ``blob``: a push
+        lists no pack that the others cannot open, and a push racing a rotation no old-epoch
+        pack."""
         got = self.inner.get(self._stored(key))
         if got is None:
             self._wrote(key, blob, current, self.inner.put_if_absent(self._stored(key), blob))
             return
         try:
             _, epoch = peek(got[0])
+            if epoch == current:
+                open_sealed(self.keys.key(epoch), self.keys.repo_id, key, Role.PACK, got[0])
         except TamperError:
             epoch = 0
         if epoch < current:

@@ -69,22 +69,24 @@ def at_once(raw: Storage, keys: list[str]) -> list[Got | None]:
 
 
 class UploadingSealed(Uploading):
-    """A push's pack sealed and uploaded ahead of its commit (``BucketRemote.upload_ahead``),
-    once the manifest's read started before it has opened the manifest: then the agent the
-    store holds is known (a repo id changed there is followed first) and so are its keys, at
-    the newest epoch the read met, from the key cache or the keyring the read opened. A read
-    that failed, or found no manifest, uploads nothing: the push says the read's error, or
-    sees the branch is not where it guessed and uploads the pack itself."""
+    """A push's pack sealed and uploaded before the push swaps the manifest (ahead of its
+    commit, ``BucketRemote.upload_ahead``, or beside the manifest's read,
+    ``head_while_uploading``), once the manifest's read has opened the manifest: then the
+    agent the store holds is known (a repo id changed there is followed first) and so are its
+    keys, at the newest epoch the read met, from the key cache or the keyring the read opened.
+    A read that failed (a machine removed: NoKeyError, review10 F3), or found no manifest,
+    uploads nothing: the push says the read's error, or sees the branch is not where it
+    guessed and uploads the pack itself. ``reading`` None: the manifest was read already."""
 
     def __init__(
-        self, remote: BucketRemote, pack: PackFiles, sealed: SealedRemote, reading: Reading
+        self, remote: BucketRemote, pack: PackFiles, sealed: SealedRemote, reading: Reading | None
     ) -> None:
         self.sealed, self.reading = sealed, reading
         super().__init__(remote, pack)
 
     def run(self) -> None:
-        opened = self.reading.finished() and self.sealed.storage.digest(MANIFEST) is not None
-        if opened:
+        read = self.reading is None or self.reading.finished()
+        if read and self.sealed.storage.digest(MANIFEST) is not None:
             super().run()
 
 
@@ -174,10 +176,11 @@ class SealedRemote:
         load_cipher()
 
     def uploading_after(
-        self, reading: Reading
+        self, reading: Reading | None
     ) -> Callable[[BucketRemote, PackFiles], UploadingSealed]:
-        """How ``BucketRemote.upload_ahead`` starts a pack's upload: sealed after ``reading``
-        (the manifest's read its ``prefetch`` started) has opened the manifest."""
+        """How ``BucketRemote`` starts a pack's upload ahead of its push: sealed after
+        ``reading`` (the manifest's read its ``prefetch`` started; None: read already) has
+        opened the manifest."""
         return lambda remote, pack: UploadingSealed(remote, pack, self, reading)
 
     # -- keys ---------------------------------------------------------------------------
