@@ -49,17 +49,32 @@ def test_a_first_push_killed_midway_is_completed_by_the_next(
     killed = memfs_process("push", cwd=agent.root, crash_at=crash_at)
     assert killed.returncode == -9, killed.stderr
     raw = BucketRemote("memfs::" + url).raw
-    assert raw.get("memfs.json") is not None and raw.get("keys.json") is not None
-    assert json.loads(raw.get("manifest.json")[0]) == json.loads(stub_bytes())  # type: ignore[index]
+    assert raw.get("memfs.json") is not None
+    if crash_at == "push.manifest":  # keys.json and the stub land beside the pack, before it
+        assert raw.get("keys.json") is not None
+        assert json.loads(raw.get("manifest.json")[0]) == json.loads(stub_bytes())  # type: ignore[index]
     assert raw.get("manifest.json.enc") is None
     assert sync.push(agent).ok
     assert_clones_whole(url, tmp_path / "fresh", agent)
 
 
-@pytest.mark.parametrize("left", ["memfs.json", "memfs.json+stub", "memfs.json+keys.json"])
+@pytest.mark.parametrize(
+    "left",
+    [
+        "memfs.json",
+        "memfs.json+stub",
+        "memfs.json+keys.json",
+        "memfs.json+keys.json uncached",
+        "memfs.json+pack",
+    ],
+)
 def test_what_a_first_push_can_leave_is_completed(tmp_path: Path, s3: S3Bucket, left: str) -> None:
     """memfs.json alone (killed before keys.json and the stub), with the stub only (keys.json
-    lost, the stub beside it landed), with keys.json only (the stub lost)."""
+    lost, the stub beside it landed), with keys.json only (the stub lost); uncached: another
+    first push of this machine is between its keys.json and its key cache write, so this push
+    seals its pack under a key of its own, loses keys.json's race, and must seal it again
+    under the key there (and cache that one, not its own); pack: killed after its pack landed
+    (sealed under the key it made) and before its keys.json did, so no key opens that pack."""
     url = s3.url(f"agents/left-{left}")
     agent = agent_with_notes(tmp_path / "a")
     add_remote(agent.history, "origin", url, encrypt=True)
@@ -71,12 +86,32 @@ def test_what_a_first_push_can_leave_is_completed(tmp_path: Path, s3: S3Bucket, 
     crashed.sealed.pins().pin(crashed.url, repo_id)
     if "stub" in left:
         assert crashed.raw.put_if_absent("manifest.json", stub_bytes())
-    if "keys.json" in left:
+    theirs = None
+    if left == "memfs.json+keys.json":
         from memfs.crypto.keyring import create_keyring
 
         create_keyring(crashed.raw, repo_id, crashed.sealed.identity(), "crashed")
+    elif left == "memfs.json+pack":
+        import os
+
+        from memfs.crypto.envelope import StaticKeys
+        from memfs.remotes.sealed import SealedStorage
+
+        pack = agent.history.pack_between([agent.history.head()], [])
+        assert pack is not None
+        lost = SealedStorage(crashed.raw, StaticKeys(repo_id, {1: os.urandom(32)}))
+        assert lost.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
+    elif left == "memfs.json+keys.json uncached":
+        from memfs.crypto.keyring import new_keyring
+
+        theirs, ring = new_keyring(repo_id, crashed.sealed.identity(), "crashed")
+        assert crashed.raw.put_if_absent("keys.json", ring)
     assert sync.push(agent).ok
     assert crashed.raw.get("manifest.json.enc") is not None
+    if theirs is not None:
+        from memfs.crypto.keycache import KeyCache
+
+        assert KeyCache.for_repo(repo_id).epochs() == {1: theirs}
     assert_clones_whole(url, tmp_path / "fresh", agent)
 
 
@@ -149,3 +184,31 @@ def test_a_first_push_racing_another_machines_gets_a_clear_error(
     assert recipient(tmp_path, "a") in str(refused.value)
     with on(tmp_path, "b"):
         assert_clones_whole(url, tmp_path / "fresh", b)
+
+
+def test_a_first_push_failing_midway_leaves_no_key_of_its_own_to_cache(
+    tmp_path: Path, s3: S3Bucket
+) -> None:
+    """keys.json and the stub land on threads while the pack uploads: a push failing there
+    joins them and keeps no key for a later write of the key cache in this process (a
+    watcher's): had keys.json lost a race, that key would seal what no other machine opens.
+    The next push finds its key in keys.json and completes the agent."""
+    from memfs import faults
+    from memfs.crypto import keycache
+
+    url = s3.url("agents/failing")
+    agent = agent_with_notes(tmp_path / "a")
+    add_remote(agent.history, "origin", url, encrypt=True)
+
+    def fail() -> None:
+        raise OSError("the network went away")
+
+    with faults.at("push.pack", fail), pytest.raises(OSError, match="network"):
+        sync.push(agent)
+    raw = BucketRemote("memfs::" + url).raw
+    identity = json.loads(raw.get("memfs.json")[0])  # type: ignore[index]
+    repo_id = bytes.fromhex(identity["encryption"]["repo_id"])
+    assert not keycache._HELD.get(keycache.KeyCache.for_repo(repo_id).path)
+    assert raw.get("keys.json") is not None and raw.get("manifest.json.enc") is None
+    assert sync.push(agent).ok
+    assert_clones_whole(url, tmp_path / "fresh", agent)

@@ -227,6 +227,11 @@ class KeyCache:
         loses only the cached copy."""
         _HELD.setdefault(self.path, {})[str(epoch)] = (_b64(key), kid)
 
+    def unhold(self, epoch: int) -> None:
+        """Forget a key ``hold`` kept for the next write: keys.json it was made for lost the
+        race to another's, so it wraps no key of this agent."""
+        _HELD.get(self.path, {}).pop(str(epoch), None)
+
     def seen(self, url: str) -> Seen | None:
         """What this machine last accepted from remote ``url``."""
         record = self._read()["seen"].get(url)

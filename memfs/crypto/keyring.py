@@ -166,6 +166,17 @@ def create_keyring(
     ``defer_cache``: the key joins the key cache with the process's next write of it (an
     encrypted first push's rollback record), not in a write of its own."""
     cache = cache or KeyCache.for_repo(repo_id, identity.config_dir)
+    key, data = new_keyring(repo_id, identity, name)
+    if not storage.put_if_absent(KEYS_OBJECT, data):
+        return open_keys(storage, repo_id, identity, cache)
+    keys = RingKeys(storage, repo_id, identity, cache)
+    keys.remember(1, key, durable=not defer_cache)
+    return keys
+
+
+def new_keyring(repo_id: bytes, identity: Identity, name: str) -> tuple[bytes, bytes]:
+    """Epoch 1 of a new encrypted agent: its key, and keys.json's bytes with the key wrapped
+    to ``identity`` (slot ``name``). Nothing is written: the caller puts keys.json if absent."""
     key = os.urandom(KEY_LEN)
     slot_id = _new_slot_id(None)
     # Written as JSON directly, in the models' own field order (memfs.crypto.keymodels
@@ -188,12 +199,7 @@ def create_keyring(
             }
         ],
     }
-    data = json.dumps(ring, indent=1).encode() + b"\n"
-    if not storage.put_if_absent(KEYS_OBJECT, data):
-        return open_keys(storage, repo_id, identity, cache)
-    keys = RingKeys(storage, repo_id, identity, cache)
-    keys.remember(1, key, durable=not defer_cache)
-    return keys
+    return key, json.dumps(ring, indent=1).encode() + b"\n"
 
 
 def _now() -> str:

@@ -172,12 +172,18 @@ def push(
     if remote.sealed is not None:  # the first push makes memfs.json and the keyring first
         agent = {**agent, **remote.sealed.claim(manifest, agent)}
     keeping = Keeping(history, pack) if pack is not None else None
+    claiming = remote.sealed.claiming if remote.sealed is not None else None
     try:
-        if uploaded is None:
+        if uploaded is None:  # a first push's keys.json and stub land beside it
             manifest, etag = _upload(remote, pack, manifest, etag, branch, expected)
+        if claiming is not None:
+            _settle_claim(remote, pack)
+            claiming = None
         _reseal_if_stale(remote, pack)
         listed = _swap(remote, history, branch, new, manifest, etag, pack, agent)
     finally:
+        if claiming is not None:  # failing: its threads are joined, their errors dropped
+            claiming.abandon()
         if keeping is not None:
             keeping.wait()
     compact_if_due(remote, history, listed)
@@ -202,6 +208,17 @@ def _upload(
         _check_expected(remote, manifest, branch, expected)
         remote._last_read = None
     return manifest, etag
+
+
+def _settle_claim(remote: BucketRemote, pack: PackFiles | None) -> None:
+    """Wait for the first push's keys.json and stub manifest.json (before the manifest: a
+    reader must find the keyring the manifest is sealed under). If another first push of the
+    agent put its keyring first, the pack sealed under this push's own key is sealed again
+    under the keys there (``SealedStorage`` replaces a pack there that does not open)."""
+    assert remote.sealed is not None and remote.sealed.claiming is not None
+    claiming, remote.sealed.claiming = remote.sealed.claiming, None
+    if not claiming.settle(remote.sealed) and pack is not None:
+        remote.storage.put_if_absent(f"packs/{pack.name}.pack", pack.pack)
 
 
 def _reseal_if_stale(remote: BucketRemote, pack: PackFiles | None) -> None:

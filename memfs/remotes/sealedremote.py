@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from memfs.remotes.background import Reading
     from memfs.remotes.bucket import BucketRemote
     from memfs.remotes.manifest import BucketManifest
+    from memfs.remotes.sealedclaim import Claiming
 
 IDENTITY = "memfs.json"
 
@@ -167,6 +168,7 @@ class SealedRemote:
         self._read_identity = False  # memfs.json read by this remote (not only remembered)
         self._none_here = False  # memfs.json read, absent, and no manifest: no agent here yet
         self.stubbed = False  # this process put the stub manifest.json (the first push)
+        self.claiming: Claiming | None = None  # a first push's keys.json, stub on their way
         # The AEAD's compiled binding (~4 ms) is loaded now, by the thread that opens the
         # remote, before a push or pull starts reading the manifest on another: loaded there,
         # beside this thread's own imports (the repository's), it cost an encrypted push 4-13 ms
