@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from tests.conftest import S3Bucket, write
 
 DAY_NS = 86_400 * 1_000_000_000
