@@ -470,7 +470,8 @@ def test_an_encrypted_first_push_to_s3_loads_no_thread_pool(tmp_path: Path, s3: 
 def test_a_commit_from_the_record_loads_no_updater_nor_lettas_rules(tmp_path: Path) -> None:
     """A one-file commit the commit record makes (memfs.fastcommit) on a memfs-native agent
     with no journal left by a crash loads neither the work-tree updater (agentupdate, apply)
-    nor Letta's rules and gate (agentrules, lettahook), nor typing."""
+    nor Letta's rules and gate (agentrules, lettahook, lettahookscript, lettaconstraints), nor
+    the index's stat cache (gitindex: it splices), nor the status as rows, nor typing."""
     from .test_fastcommit import EDITED, make_agent
 
     agent = make_agent(tmp_path)
@@ -486,6 +487,7 @@ def test_a_commit_from_the_record_loads_no_updater_nor_lettas_rules(tmp_path: Pa
         "assert fastcommit.commits_fast == 1\n"
         "agent.close()\n"
         "unloaded = ('memfs.agentupdate', 'memfs.apply', 'memfs.agentrules', 'memfs.lettahook',"
+        " 'memfs.lettahookscript', 'memfs.lettaconstraints', 'memfs.gitindex', 'memfs.statusdata',"
         " 'typing')\n"
         "print(sorted(m for m in unloaded if m in sys.modules))\n"
     )
