@@ -36,7 +36,8 @@ import boto3
 import memfs
 from benchmarks._common import git, populate
 from memfs import sync
-from memfs.remotes import add_remote, get_remote
+from memfs.remotes import get_remote
+from memfs.remotes.configure import add_remote
 from tests.s3 import CREDENTIALS, moto_s3
 
 WRITER = textwrap.dedent(

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import memfs
 from benchmarks._common import populate
 from memfs import sync
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 OPERATIONS = ("status", "commit", "push", "pull", "clone")
 EDITED = 20  # the cycles edit these files in turn

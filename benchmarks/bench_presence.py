@@ -31,8 +31,8 @@ from memfs import sync
 from memfs.envs import environments
 from memfs.pollschedule import PollSchedule, ScheduleSettings
 from memfs.presence import DEFAULT_HEARTBEAT_S, Heartbeat
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.remotes.storage import Unchanged
 from tests.s3 import CREDENTIALS
 from tests.s3meter import MeteredServer, metered_moto_s3

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import memfs  # noqa: E402
 from benchmarks._common import populate  # noqa: E402
-from memfs.remotes import add_remote  # noqa: E402
+from memfs.remotes.configure import add_remote  # noqa: E402
 from tests.s3 import CREDENTIALS, moto_s3  # noqa: E402
 
 BUCKET, KEY = "stack-bench", "agents/a/manifest.json"

@@ -42,8 +42,8 @@ import memfs
 from benchmarks._common import GIT_ENV, populate
 from memfs import sync
 from memfs.pollschedule import COLD_ENV, HOT_FOR_ENV, PollSchedule, ScheduleSettings
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.watcher import start_daemon, stop_daemon
 from tests.s3 import CREDENTIALS
 from tests.s3meter import MeteredServer, metered_moto_s3

@@ -32,7 +32,7 @@ boto3.client("s3").create_bucket(Bucket="agents")
 
 import memfs  # noqa: E402
 from memfs import sync  # noqa: E402
-from memfs.remotes import add_remote  # noqa: E402
+from memfs.remotes.configure import add_remote  # noqa: E402
 
 work = Path(tempfile.mkdtemp(prefix="memfs-example-s3-"))
 agent = memfs.init(work / "garden", name="garden")

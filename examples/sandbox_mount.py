@@ -11,7 +11,7 @@ from pathlib import Path
 import memfs
 from memfs import sync
 from memfs.context import build_context
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 work = Path(tempfile.mkdtemp(prefix="memfs-example-mount-"))
 home = memfs.init(work / "home" / "garden", name="garden")

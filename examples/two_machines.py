@@ -13,7 +13,7 @@ import memfs
 from memfs import sync
 from memfs.cloud import agent_url, checkout
 from memfs.context import build_context
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="memfs-example-"))
 cloud = (work / "cloud").as_uri()

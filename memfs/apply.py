@@ -33,7 +33,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from memfs import pathcheck
+from memfs import pathcheck, worktree
 from memfs.errors import LocalEditError, UnsafePathError
 from memfs.faults import crash_point
 from memfs.layout import MANIFEST_FILE
@@ -147,7 +147,7 @@ class TreeUpdate:
                 for path, old, new in document["changes"]
             ]
             for change in changes:
-                pathcheck.check_path(change.path)
+                worktree.check_path(change.path)
             return cls(root, history, document["head"], changes, str(document["token"]))
         except FileNotFoundError:
             return None

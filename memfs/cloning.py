@@ -21,14 +21,8 @@ from memfs.faults import crash_point
 from memfs.history import History
 from memfs.incoming import Progress, fetch_remote, remote_layout
 from memfs.layout import Layout
-from memfs.remotes import (
-    Remote,
-    add_remote,
-    check_outside,
-    open_remote,
-    redact,
-    resolve_url,
-)
+from memfs.remotes import Remote, check_outside, open_remote, redact, resolve_url
+from memfs.remotes.configure import add_remote
 from memfs.schema import is_valid_branch, is_valid_name
 from memfs.util import utc_now
 

@@ -21,8 +21,9 @@ from memfs.errors import (
     RemoteCorruptError,
     RemoteNotFoundError,
 )
-from memfs.remotes import BUCKET_PREFIX, RemoteConfig, add_remote, url_kind
+from memfs.remotes import BUCKET_PREFIX, RemoteConfig, url_kind
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.remotes.storage import open_storage
 from memfs.schema import CloudConfig, is_valid_name
 

@@ -36,7 +36,7 @@ from array import array
 from collections.abc import Iterable
 from pathlib import Path
 
-from memfs import __version__, gitindex, statusrecord
+from memfs import __version__, statusrecord
 from memfs.filecolumns import _MODES as _MODES  # re-exported: the record's readers use them
 from memfs.filecolumns import _UNTRUSTED, Sig, Table
 from memfs.filecolumns import differing as differing
@@ -325,9 +325,11 @@ def index_layout(agent: Agent, paths: list[str], tree_sha: str) -> tuple[Any, li
     was written for tree ``tree_sha`` and lists exactly those paths (what lets the next
     commit splice it without parsing it). An index whose write was skipped (git held
     ``index.lock``) has no layout: splicing it would keep its stale entries for good."""
-    if not gitindex.index_is_for(agent.history.control_dir, tree_sha):
+    from memfs import gitindexwrite  # loaded by the commit that writes the record already
+
+    if not gitindexwrite.index_is_for(agent.history.control_dir, tree_sha):
         return None
-    found = gitindex.entry_offsets(agent.history.control_dir)
+    found = gitindexwrite.entry_offsets(agent.history.control_dir)
     if found is None or len(found[1]) != len(paths):
         return None
     known, offsets = found

@@ -15,7 +15,7 @@ from memfs import sync
 from memfs.cloud import agent_url, checkout
 from memfs.context import build_context
 from memfs.opening import init_agent
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import stat
 import time
 from pathlib import Path
 
-from memfs import gitindex, indexfile, statusrecord
+from memfs import gitindexwrite, indexfile, statusrecord
 from memfs.commitrecord import context as context
 from memfs.commitrecord import (
     forget,
@@ -169,7 +169,7 @@ def commit(
     for i, (mode, sha, sig) in new_sigs.items():
         table.set(i, mode, sha, sig)
     if not payload:
-        if not gitindex.index_is_for(history.control_dir, record["trees"][""]):
+        if not gitindexwrite.index_is_for(history.control_dir, record["trees"][""]):
             # git rewrote the index (its status does), or a write was skipped while git held
             # index.lock: the index must still list HEAD, or git shows the commit undone
             committed = {path: table.entry(i) for i, path in enumerate(paths)}
@@ -290,7 +290,7 @@ def _splices(agent: Agent, record: dict[str, Any]) -> bool:
         st = os.stat(agent.history.control_dir / "index")
     except OSError:
         return False
-    return bool(layout) and gitindex.identity(st) == tuple(layout[0])
+    return bool(layout) and gitindexwrite.identity(st) == tuple(layout[0])
 
 
 def _vouched(
@@ -349,7 +349,7 @@ def _write_index(
             continue
         replacements[path] = indexfile.pack_entry(path, entry, st)
     where = {path: starts[table.paths.index(path)] for path in replacements}
-    written = gitindex.splice_at(
+    written = gitindexwrite.splice_at(
         agent.history.control_dir, tuple(known), where, replacements,
         agent.history._lock.cleared_stale_git_lock, tree_sha,
     )  # fmt: skip

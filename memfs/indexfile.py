@@ -3,18 +3,25 @@
 dulwich's ``Index`` builds an object per entry and makes a dozen small writes per entry: at
 10,000 entries reading costs ~0.2 s and writing ~0.1 s, more than the rest of a ``status``
 (measured on this project's 10,000-file benchmark agent). memfs keeps the index only as a
-stat cache (``gitindex.py``), so it needs the fields git compares and nothing else; a
-version 4 index (path prefix compression) is read through dulwich.
+stat cache (``gitindex.py`` reads it, ``gitindexwrite.py`` writes it), so it needs the
+fields git compares and nothing else; a version 4 index (path prefix compression) is read
+through dulwich. The small record of the tree an index file was written for (``index-tree``,
+below) is here too: the reader and the writer both consult it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 from collections.abc import Mapping
 
 from memfs.trees import Files, TreeEntry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENTRY = struct.Struct(">10L20sH")
 U32 = 0xFFFFFFFF
@@ -220,3 +227,45 @@ def splice(
     import hashlib
 
     return data + hashlib.sha1(data).digest()
+
+
+# The index as git's cache-tree: ``.git/memfs/index-tree`` names the tree object the index
+# was written for, with the index file's mtime, size and inode then. While both still hold,
+# the index lists that tree exactly, and reading it (one struct call per entry) is cheaper
+# than flattening the tree's objects. Removed before every index write, written after, so a
+# crash between leaves no record, never a wrong one; git replacing the index (a new file)
+# changes its inode and mtime.
+INDEX_TREE = "index-tree"
+
+
+def record_key(st: os.stat_result) -> str:
+    return f"{st.st_mtime_ns} {st.st_size} {st.st_ino}"
+
+
+def forget_index_tree(control_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (control_dir / "memfs" / INDEX_TREE).unlink()
+
+
+def record_index_tree(control_dir: Path, tree_sha: str, key: str) -> None:
+    record = f"{tree_sha} {key}\n".encode()
+    path = control_dir / "memfs" / INDEX_TREE
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == record:
+            return
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(exist_ok=True)
+        # not fsynced, as the index it describes is not: after a power cut it is whole,
+        # absent or names another index (its key), and then it is simply not used
+        temp = path.with_name(f".{INDEX_TREE}.{os.getpid()}")
+        temp.write_bytes(record)
+        os.replace(temp, path)
+
+
+def recorded_tree(control_dir: Path, st: os.stat_result | None) -> str | None:
+    """The tree sha the record names, if it was made for the index file of stat ``st``."""
+    try:
+        tree_sha, _, key = (control_dir / "memfs" / INDEX_TREE).read_text().strip().partition(" ")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return tree_sha if st is not None and key == record_key(st) else None

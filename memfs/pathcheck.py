@@ -1,8 +1,9 @@
 """Where memfs may read and write: the agent's own files, never outside it or in ``.git``.
 
 Every path memfs writes into the work tree (a checkout, a merge, a pull, the server) and
-every memory file it reads passes here first: ``check_path`` is the rule for a name,
-``check_symlink``/``check_tree_links`` for where links lead (alone and through each other),
+every memory file it reads passes here first. The rule for a name is ``check_path``
+(``memfs.worktree``, whose walk commits no name it refuses); here are ``check_symlink`` and
+``check_tree_links`` for where links lead (alone and through each other),
 ``check_incoming_tree`` for a whole tree before its first file is written, ``safe_path`` and
 ``read_inside`` for the disk as it is now (DESIGN.md §4). It stands alone because the walk
 (``memfs.worktree``), the writers (``memfs.worktreewrite``, ``memfs.apply``) and the readers
@@ -19,19 +20,7 @@ from pathlib import Path
 
 from memfs.errors import UnsafePathError
 from memfs.trees import MODE_SYMLINK
-
-
-def check_path(path: str) -> list[str]:
-    """The parts of ``path``, refusing anything that escapes the agent or touches ``.git``."""
-    if not path or path.startswith("/") or "\\" in path or "\0" in path:
-        raise UnsafePathError(path, "not a relative path inside the agent")
-    parts = path.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise UnsafePathError(path, "it climbs out of the agent")
-        if part.lower().rstrip(". ") in (".git", "git~1"):
-            raise UnsafePathError(path, "it writes into the .git folder")
-    return parts
+from memfs.worktree import check_path
 
 
 def check_symlink(root: Path, path: str, mode: int, data: bytes) -> None:

@@ -31,7 +31,7 @@ import os
 import stat
 from array import array
 
-from memfs import statusrecord
+from memfs import statusdata, statusrecord
 from memfs.commitrecord import _MODES, differing
 
 TYPE_CHECKING = False
@@ -70,7 +70,7 @@ def _carry(
 ) -> Status | None:
     from memfs import commitrecord
 
-    old_status = statusrecord._status_of(record[4])  # ValueError unless of the shape written
+    old_status = statusdata.status_of(record[4])  # ValueError unless of the shape written
     if old_status.skipped or old_status.conflicts:
         return None
     if any(change.status != "modified" for change in old_status.changes):
@@ -123,7 +123,7 @@ def _carry(
         record[1],
         (paths, now.tobytes()),
         marshal.dumps((paths, paths, [_MODES[m] for m in table.modes], table.shas.hex())),
-        statusrecord._status_data(status),
+        statusdata.status_data(status),
     )  # fmt: skip
     beside = [s for s in wanted[3] if s is not None]
     statusrecord._write(statusrecord._path(agent), marshal.dumps(data), fresh + beside)

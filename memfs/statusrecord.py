@@ -205,104 +205,6 @@ def _valid(agent: Agent, wanted: tuple[Any, ...]) -> tuple[tuple[Any, ...], list
     return record, stats
 
 
-def _status_data(status: Status) -> tuple[Any, ...]:
-    """``status`` as plain data; what ``live`` fills in (branch, journal, git operation,
-    detached) is not kept."""
-    return (
-        status.head,
-        [(c.path, c.status, _entry(c.old), _entry(c.new)) for c in status.changes],
-        [(p.path, p.line, p.message, p.severity) for p in status.problems],
-        list(status.secrets),
-        [(s.path, s.reason) for s in status.skipped],
-        [(c.path, c.kind, c.copy_path) for c in status.conflicts],
-        [(p.path, p.line, p.message, p.severity) for p in status.held],
-        status.blocked,
-    )
-
-
-def _entry(entry: Any) -> tuple[int, str] | None:
-    return None if entry is None else (entry.mode, entry.sha)
-
-
-_STR, _INT, _OPT_STR = (str,), (int,), (str, type(None))
-_ANY = (int, str, bytes, tuple, list, dict, bool, float, type(None))  # checked apart
-_PROBLEM = (_STR, _INT, _STR, _STR)
-_SEVERITIES = ("error", "warning")
-_CHANGES = ("added", "modified", "deleted")
-
-
-def _rows(value: Any, kinds: tuple[tuple[type, ...], ...]) -> list[tuple[Any, ...]]:
-    """``value`` if it is a list of tuples whose fields are of ``kinds``; else ValueError."""
-    if type(value) is not list:
-        raise ValueError("not a list")
-    width = len(kinds)
-    for row in value:
-        if type(row) is not tuple or len(row) != width:
-            raise ValueError("not a row")
-        for field, kind in zip(row, kinds, strict=True):
-            if type(field) not in kind:
-                raise ValueError("a field of another type")
-    return value
-
-
-def _tree_entry(value: Any) -> Any:
-    from memfs.trees import TreeEntry
-
-    if value is None:
-        return None
-    if type(value) is not tuple or len(value) != 2:
-        raise ValueError("not an entry")
-    mode, sha = value
-    if type(mode) is not int or type(sha) is not str or len(sha) != 40:
-        raise ValueError("not an entry")
-    return TreeEntry(mode, sha)
-
-
-def _status_of(data: Any) -> Status:
-    """The Status ``_status_data`` made ``data`` of; ValueError for anything else."""
-    from memfs.agentstatus import Status
-    from memfs.schema import Problem
-    from memfs.trees import FileChange
-
-    if type(data) is not tuple or len(data) != 8:
-        raise ValueError("not a status")
-    head, changes, problems, secrets, skipped, conflicts, held, blocked = data
-    if type(head) not in _OPT_STR or type(blocked) is not bool:
-        raise ValueError("not a status")
-    found = [
-        FileChange(path, kind, _tree_entry(old), _tree_entry(new))
-        for path, kind, old, new in _rows(changes, (_STR, _STR, _ANY, _ANY))
-    ]
-    if any(change.status not in _CHANGES for change in found):
-        raise ValueError("not a change")
-    problem_rows = _rows(problems, _PROBLEM) + _rows(held, _PROBLEM)
-    if any(row[3] not in _SEVERITIES for row in problem_rows):
-        raise ValueError("not a severity")
-    if type(secrets) is not list or any(type(name) is not str for name in secrets):
-        raise ValueError("not a list of secrets")
-    skipped_files = []
-    if _rows(skipped, (_STR, _STR)):  # the work tree's module only when a file was skipped
-        from memfs.worktree import Skipped
-
-        skipped_files = [Skipped(*row) for row in skipped]
-    open_conflicts = []
-    if _rows(conflicts, (_STR, _STR, _OPT_STR)):
-        from memfs.conflicts import OpenConflict
-
-        open_conflicts = [OpenConflict(*row) for row in conflicts]
-    return Status(
-        branch="",  # filled in live
-        head=head,
-        changes=found,
-        problems=[Problem(*row) for row in problems],
-        secrets=secrets,
-        skipped=skipped_files,
-        conflicts=open_conflicts,
-        held=[Problem(*row) for row in held],
-        blocked=blocked,
-    )
-
-
 _MODES = frozenset((0o100644, 0o100755, 0o120000, 0o160000))  # what a git tree holds
 
 
@@ -313,11 +215,13 @@ def _split40(shas: str) -> Iterable[str]:
 def recorded(agent: Agent, wanted: tuple[Any, ...]) -> Status | None:
     """The recorded answer if nothing it was made from changed (``_valid``); None (walk the
     tree) otherwise. The caller fills in the fields read live."""
+    from memfs.statusdata import status_of
+
     found = _valid(agent, wanted)
     if found is None:
         return None
     try:
-        return _status_of(found[0][4])
+        return status_of(found[0][4])
     except (TypeError, ValueError):
         return None
 
@@ -327,6 +231,7 @@ def recorded_snapshot(agent: Agent, wanted: tuple[Any, ...]) -> Snapshot | None:
     if nothing it was made from changed; None (walk the tree) otherwise. What ``ls`` and
     ``context`` read: no walk, no index, no hashing."""
     from memfs.agent import Snapshot
+    from memfs.statusdata import status_of
     from memfs.trees import TreeEntry
     from memfs.worktree import Scan
 
@@ -335,7 +240,7 @@ def recorded_snapshot(agent: Agent, wanted: tuple[Any, ...]) -> Snapshot | None:
         return None
     record, stats = found
     try:
-        status = _status_of(record[4])
+        status = status_of(record[4])
         listed, paths, modes, shas = marshal.loads(record[3])
         count = len(paths)
         if not sound_paths(paths) or type(modes) is not list or len(modes) != count:
@@ -360,6 +265,8 @@ def save(
     ``time.time_ns``, with ``made_for`` its ``key``), with the stat data the walk took;
     unless some entry changed too near that moment to be trusted, on this machine's clock
     or on the file system's (``_write``)."""
+    from memfs.statusdata import status_data
+
     scan = snapshot.scan
     if scan.custom_ignores:
         return  # a nested .gitignore or exclude lines: rules the record does not stat
@@ -396,7 +303,7 @@ def save(
         marshal.dumps(
             (list(scan.files), snap_paths, modes, "".join(e.sha for e in entries.values()))
         ),
-        _status_data(status),
+        status_data(status),
     )
     _write(_path(agent), marshal.dumps(record), every)
 

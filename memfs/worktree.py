@@ -2,9 +2,10 @@
 
 ``scan`` walks the work tree and sorts every file into versioned, ignored as a secret, or
 skipped (too large, a symlink leaving the agent, a nested repository, not a regular file, a
-name another machine could not check out). What ``check_path`` (``memfs.pathcheck``) refuses
-to check out is never committed: the scan applies the same predicate to every path it would
-version. Writing files back is ``memfs.worktreewrite``'s.
+name another machine could not check out). What ``check_path``, the rule a checkout applies
+to a name, refuses to check out is never committed: the scan applies the same predicate to
+every path it would version. The rest of the path checks (links, whole trees, reading only
+inside the agent) is ``memfs.pathcheck``; writing files back is ``memfs.worktreewrite``.
 """
 
 from __future__ import annotations
@@ -277,8 +278,6 @@ def name_refusal(path: str) -> str:
     out on another machine, it never commits. A name that is not UTF-8 cannot be stored as a
     git path other machines read the same way, so it is refused too.
     """
-    from memfs.pathcheck import check_path  # a clean ls or context walks nothing: no checks
-
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -289,6 +288,19 @@ def name_refusal(path: str) -> str:
         why = "a backslash in the name" if "\\" in path else str(error).rpartition(": ")[2]
         return f"memfs would refuse to check this name out on another machine ({why})"
     return ""
+
+
+def check_path(path: str) -> list[str]:
+    """The parts of ``path``, refusing anything that escapes the agent or touches ``.git``."""
+    if not path or path.startswith("/") or "\\" in path or "\0" in path:
+        raise UnsafePathError(path, "not a relative path inside the agent")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePathError(path, "it climbs out of the agent")
+        if part.lower().rstrip(". ") in (".git", "git~1"):
+            raise UnsafePathError(path, "it writes into the .git folder")
+    return parts
 
 
 def _skip_reason(root: Path, path: str, st: os.stat_result, cap: int, real_root: str) -> str:

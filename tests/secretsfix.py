@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import memfs
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.secrets.store import SecretStore, push_secrets
 from memfs.sync import push
 

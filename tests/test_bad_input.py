@@ -125,7 +125,7 @@ def with_bare_remote(tmp: Path) -> dict[str, str]:
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(tmp / "hub.git")], check=True)
     with memfs.open(tmp / "agent") as opened:
         from memfs import sync
-        from memfs.remotes import add_remote
+        from memfs.remotes.configure import add_remote
 
         add_remote(opened.history, "origin", str(tmp / "hub.git"))
         assert sync.push(opened).ok

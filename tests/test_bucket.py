@@ -27,8 +27,9 @@ from memfs.errors import (
     RemoteUnreachableError,
     UnsupportedURLError,
 )
-from memfs.remotes import add_remote, get_remote, list_remotes
+from memfs.remotes import get_remote, list_remotes
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 
 from .conftest import S3Bucket, assert_git_agrees, git, run_cli, write
 from .test_sync import assert_converged, contents, two_machines

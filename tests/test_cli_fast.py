@@ -24,7 +24,7 @@ import memfs
 from memfs import sync
 from memfs.cli.fast import parse
 from memfs.cloning import clone
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from tests.conftest import git, write
 from tests.servers import bare_repo
 

@@ -12,7 +12,7 @@ import pytest
 
 import memfs
 from memfs import sync
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import git, write
 

@@ -23,7 +23,7 @@ import pytest
 
 import memfs
 from memfs import sync
-from memfs.remotes import add_remote, remove_remote
+from memfs.remotes.configure import add_remote, remove_remote
 
 from .conftest import _git_env, git, run_cli, write
 from .servers import bare_repo

@@ -17,7 +17,7 @@ import pytest
 import memfs
 from memfs import sync
 from memfs.errors import UnsafePathError
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import git, memfs_process, run_cli, write
 from .servers import bare_repo

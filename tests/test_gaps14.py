@@ -350,7 +350,7 @@ def test_a_machine_without_a_slot_asks_for_the_keyring_only_if_it_changed(
     Once A adds B's slot (keys.json changes), B's next sync reads the secrets."""
     import memfs
     from memfs import sync
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
     from memfs.secrets.store import SecretStore, push_secrets
 
     from .conftest import write

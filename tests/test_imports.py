@@ -245,7 +245,7 @@ def test_an_encrypted_push_and_pull_with_cached_keys_load_nothing_of_age(tmp_pat
     import os
 
     from memfs import sync
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
 
     cloud = f"memfs::{(tmp_path / 'cloud').as_uri()}"
     a = memfs.init(tmp_path / "a", name="a")
@@ -320,7 +320,7 @@ def test_the_harness_library_calls_load_no_dataclasses_typing_or_uuid(
     import os
     import time
 
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
 
     root = tmp_path / "agent"
     with memfs.init(root, name="harness") as agent:
@@ -424,7 +424,7 @@ def test_the_os_tag_of_a_presence_record_is_platforms() -> None:
 def test_the_harness_library_calls_compile_no_name_or_url_pattern(tmp_path: Path) -> None:
     """memfs.schema's and memfs.remotes' patterns are compiled on first use (LazyPattern): a
     status of an agent with a remote matches none of them, so compiles none."""
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
 
     root = tmp_path / "agent"
     with memfs.init(root, name="patterns") as agent:
@@ -455,7 +455,7 @@ def test_an_encrypted_first_push_to_s3_loads_no_thread_pool(tmp_path: Path, s3: 
     concurrent.futures (~5 ms a process) stays unloaded, as on a plain first push."""
     import os
 
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
 
     a = memfs.init(tmp_path / "a", name="a")
     add_remote(a.history, "origin", s3.url("agents/pool"), encrypt=True)
@@ -472,7 +472,8 @@ def test_an_encrypted_first_push_to_s3_loads_no_thread_pool(tmp_path: Path, s3: 
 def test_a_commit_from_the_record_loads_no_updater_nor_lettas_rules(tmp_path: Path) -> None:
     """A one-file commit the commit record makes (memfs.fastcommit) on a memfs-native agent
     with no journal left by a crash loads neither the work-tree updater (agentupdate, apply)
-    nor Letta's rules and gate (agentrules, lettahook), nor typing."""
+    nor Letta's rules and gate (agentrules, lettahook, lettahookscript, lettaconstraints), nor
+    the index's stat cache (gitindex: it splices), nor the status as rows, nor typing."""
     from .test_fastcommit import EDITED, make_agent
 
     agent = make_agent(tmp_path)
@@ -488,6 +489,7 @@ def test_a_commit_from_the_record_loads_no_updater_nor_lettas_rules(tmp_path: Pa
         "assert fastcommit.commits_fast == 1\n"
         "agent.close()\n"
         "unloaded = ('memfs.agentupdate', 'memfs.apply', 'memfs.agentrules', 'memfs.lettahook',"
+        " 'memfs.lettahookscript', 'memfs.lettaconstraints', 'memfs.gitindex', 'memfs.statusdata',"
         " 'typing')\n"
         "print(sorted(m for m in unloaded if m in sys.modules))\n"
     )

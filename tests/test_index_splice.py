@@ -1,4 +1,4 @@
-"""The index written by splicing the changed entries into the one there (memfs/gitindex.py,
+"""The index written by splicing the changed entries into the one there (memfs/gitindexwrite.py,
 memfs/indexfile.py): byte for byte the index written in full, and whatever git wrote
 meanwhile (its own index, version 4, extensions, a split index, a conflict) either spliced
 soundly or written in full. The real git CLI is the oracle.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs import gitindex, indexfile
+from memfs import gitindexwrite, indexfile
 from memfs.trees import Files, TreeEntry
 
 from .conftest import assert_git_agrees, git, write
@@ -98,7 +98,7 @@ def test_a_spliced_index_is_the_index_written_in_full(tmp_path: Path, kind: str)
         else:
             del tree[path]
     stats = {path: os.lstat(again.root / path) for path in tree}
-    spliced = gitindex._spliced_for(again.history.control_dir, tree, stats, changed)
+    spliced = gitindexwrite._spliced_for(again.history.control_dir, tree, stats, changed)
     assert spliced is not None and spliced == indexfile.serialize(tree, stats)
 
 
@@ -146,7 +146,7 @@ def test_a_conflicted_index_is_written_in_full(tmp_path: Path) -> None:
         ["git", "update-index", "--index-info"], cwd=agent.root, input=info.encode(), check=True
     )
     tree, stats = on_disk(agent)
-    assert gitindex._spliced_for(agent.history.control_dir, tree, stats, []) is None
+    assert gitindexwrite._spliced_for(agent.history.control_dir, tree, stats, []) is None
     change(agent, "edit")
     full_commit(agent)
     assert_index_clean(agent)

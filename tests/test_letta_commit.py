@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs import lettahook
+from memfs import lettahook, lettahookscript
 from memfs.errors import CommitRefusedError, MemfsError
 from memfs.layout import Layout
 from memfs.watcher import Watcher, WatchSettings
@@ -391,7 +391,7 @@ def test_v2_config_changes_need_the_human_approval_the_hook_asks_for(
         assert [r.render() for r in agent.held] == [
             ".memfs.config.json:1: is protected and requires human approval to change"
         ]
-        monkeypatch.setenv(lettahook.CONFIG_UPDATE_ENV, "1")
+        monkeypatch.setenv(lettahookscript.CONFIG_UPDATE_ENV, "1")
         assert agent.commit() is not None
 
 

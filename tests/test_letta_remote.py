@@ -19,7 +19,8 @@ import pytest
 import memfs
 from memfs import sync
 from memfs.errors import UnsupportedURLError
-from memfs.remotes import add_remote, letta, list_remotes, url_kind
+from memfs.remotes import letta, list_remotes, url_kind
+from memfs.remotes.configure import add_remote
 
 from .conftest import git, memfs_process, write
 from .lettacode import LettaCode, hook_rejections

@@ -20,7 +20,7 @@ from memfs.conflicts import find, resolve
 from memfs.errors import NotAMemfsRemoteError, RemoteError, UnrelatedHistoriesError
 from memfs.layout import Layout, in_context, is_memory_path
 from memfs.merge import LETTA_CONFLICTS, Side, merge
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.trees import TreeEntry, blob_sha
 
 from . import lettacode

@@ -16,7 +16,7 @@ import memfs
 from memfs import sync
 from memfs.errors import RepositoryDamagedError
 from memfs.history.lightobjects import LightObjects, parse_commit, parse_tree
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import git, write
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import memfs
 from memfs import sync
 from memfs.mount import mount, unmount
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.watcher import is_running, read_state
 
 from .conftest import run_cli, write

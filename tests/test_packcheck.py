@@ -18,7 +18,7 @@ from memfs.errors import RemoteCorruptError
 from memfs.packcheck import PackSet, check_index
 from memfs.packs import PackError, index_pack, index_v2, object_id
 from memfs.packwrite import entry_header
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import S3Bucket, git, run_cli, write
 from .test_packs import git_repo_with_deltas

@@ -13,7 +13,7 @@ from memfs import sync
 from memfs.errors import RepositoryDamagedError
 from memfs.history import History
 from memfs.packwrite import REUSE_MIN_OBJECTS, entry_header
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import assert_git_agrees
 

@@ -20,7 +20,7 @@ import pytest
 import memfs
 from memfs import faults, gitindex, parsecache, statusrecord, sync, worktree
 from memfs.context import build_context
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import assert_git_agrees, git, write
 from .servers import bare_repo

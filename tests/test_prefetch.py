@@ -9,8 +9,9 @@ from pathlib import Path
 
 import memfs
 from memfs import sync
-from memfs.remotes import add_remote, get_remote
+from memfs.remotes import get_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 
 from .conftest import assert_git_agrees, write
 

@@ -20,8 +20,8 @@ import pytest
 import memfs
 from memfs import commitrecord, fastcommit, prescan, statusrecord, sync
 from memfs.errors import MemfsError
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 
 from .conftest import git, write
 from .test_fastcommit import EDITED, assert_head_is_disk, fast_commit, make_agent, settle, shown

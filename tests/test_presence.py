@@ -14,8 +14,8 @@ import pytest
 import memfs
 from memfs import sync
 from memfs.presence import DEFAULT_HEARTBEAT_S, ENV_ID, Heartbeat, env_id
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.remotes.s3fsstorage import open_s3fs
 from memfs.remotes.storage import Storage, open_storage
 

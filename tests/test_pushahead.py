@@ -9,7 +9,7 @@ from pathlib import Path
 
 import memfs
 from memfs import sync
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import S3Bucket, git, write
 

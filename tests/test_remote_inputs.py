@@ -20,7 +20,7 @@ from dulwich.repo import Repo
 
 import memfs
 from memfs import sync
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import git, run_cli
 from .faultproxy import fault_proxy

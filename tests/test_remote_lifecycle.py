@@ -13,7 +13,8 @@ from memfs import sync
 from memfs.checkout import MARKER
 from memfs.errors import RemoteError
 from memfs.history import History
-from memfs.remotes import add_remote, list_remotes
+from memfs.remotes import list_remotes
+from memfs.remotes.configure import add_remote
 from memfs.remotes.git import GitRemote
 
 from .conftest import assert_git_agrees, git, memfs_process, run_cli, write

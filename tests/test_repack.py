@@ -20,8 +20,8 @@ import pytest
 import memfs
 from memfs import repack, sync
 from memfs.errors import LockTimeoutError
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 
 from .conftest import S3Bucket, git, memfs_process, write
 from .harness import KILLED

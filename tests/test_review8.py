@@ -19,7 +19,7 @@ import pytest
 import memfs
 from memfs import presence, sync
 from memfs.envs import environments, online_count
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.remotes.storage import open_storage
 
 from .conftest import git, run_cli

@@ -22,7 +22,7 @@ import pytest
 
 import memfs
 from memfs.errors import RemoteAuthError, RemoteUnreachableError
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.remotes.s3 import S3Client, sign
 from memfs.remotes.s3config import Credentials, NeedsBotocore, NoCredentials, S3Config, resolve
 from memfs.remotes.s3storage import S3Storage

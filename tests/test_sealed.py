@@ -19,8 +19,9 @@ import memfs
 from memfs import sync
 from memfs.cloud import add_cloud, checkout, list_agents
 from memfs.errors import DowngradeError, NoKeyError, RemoteError
-from memfs.remotes import add_remote, get_remote, open_remote
+from memfs.remotes import get_remote, open_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.remotes.storage import Storage
 
 from .conftest import S3Bucket, git, run_cli, write

@@ -19,8 +19,8 @@ import memfs
 from memfs import sync
 from memfs.crypto.envelope import peek
 from memfs.keys import storage_for_url
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.remotestate import tracking_ref
 
 from .conftest import S3Bucket, git, write

@@ -15,8 +15,8 @@ import pytest
 import memfs
 from memfs import sync
 from memfs.errors import PushRejectedError
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote, stub_bytes
+from memfs.remotes.configure import add_remote
 
 from .conftest import S3Bucket, git, memfs_process, write
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.secrets.store import SecretStore, SecretValue
 
 from .conftest import memfs_process, write

@@ -21,7 +21,7 @@ from letta_client import Letta
 import memfs
 from memfs.cloud import agent_url
 from memfs.layout import Layout
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.server.blocks import block_id
 from memfs.sync import push
 

@@ -11,7 +11,7 @@ import pytest
 import memfs
 from memfs.agent import Agent
 from memfs.cloud import agent_url
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.server.agents import AgentCache, AgentNotFoundError, WriteConflictError
 from memfs.sync import pull, push
 from tests.conftest import S3Bucket, write

@@ -20,7 +20,7 @@ import pytest
 import memfs
 from memfs import sync
 from memfs.cloud import agent_url
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from tests.conftest import S3Bucket, assert_git_agrees
 from tests.serve import ServerHandle, running_server
 

@@ -21,8 +21,8 @@ import pytest
 
 import memfs
 from memfs.cloud import agent_url
-from memfs.remotes import add_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.sync import pull, push
 from tests.conftest import S3Bucket
 from tests.lettacode import LettaCode

@@ -254,7 +254,7 @@ def test_ls_and_context_take_their_snapshot_from_the_record(tmp_path: Path) -> N
 def test_ahead_and_behind_are_counted_once_per_pair_of_commits(tmp_path: Path) -> None:
     """status with a remote behind HEAD remembers the count by the two shas: the next
     status loads no object store; a commit moves HEAD and the count is made anew."""
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
     from memfs.remotestate import remote_states
 
     from .test_cli_startup import loaded_by
@@ -332,7 +332,7 @@ def test_status_of_an_agent_without_remotes_loads_no_remote_rules(tmp_path: Path
     agent.status()
     agent.close()
     assert "memfs.remotes" not in loaded_by(agent.root, ["status"])
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
     from memfs.remotestate import remote_states
 
     with memfs.open(agent.root) as again:

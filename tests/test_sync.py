@@ -24,7 +24,8 @@ from memfs.errors import (
     UnsafePathError,
     UnsupportedURLError,
 )
-from memfs.remotes import add_remote, list_remotes, remove_remote
+from memfs.remotes import list_remotes
+from memfs.remotes.configure import add_remote, remove_remote
 
 from .conftest import assert_git_agrees, git, run_cli, write
 from .servers import bare_repo, git_daemon, http_git_server

@@ -14,7 +14,7 @@ from dulwich.repo import Repo
 import memfs
 from memfs import sync
 from memfs.errors import RemoteError
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.trees import compare_trees
 
 from .conftest import write

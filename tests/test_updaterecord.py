@@ -15,7 +15,7 @@ import pytest
 
 import memfs
 from memfs import commitrecord, fastcommit, statusrecord, sync
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 
 from .conftest import write
 from .test_fastcommit import assert_head_is_disk, settle

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import memfs
-from memfs.remotes import add_remote
+from memfs.remotes.configure import add_remote
 from memfs.watchpace import FailureWait
 
 from .conftest import write

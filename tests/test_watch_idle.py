@@ -14,8 +14,9 @@ import pytest
 import memfs
 from memfs import sync
 from memfs.pollschedule import PollSchedule, ScheduleSettings
-from memfs.remotes import add_remote, open_remote
+from memfs.remotes import open_remote
 from memfs.remotes.bucket import BucketRemote
+from memfs.remotes.configure import add_remote
 from memfs.remotes.storage import UNCHANGED
 from memfs.watcher import Watcher, WatchSettings, read_state, start_daemon, stop_daemon
 

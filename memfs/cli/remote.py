@@ -48,7 +48,7 @@ def add(state: AppState, name: str, url: str, mirror: bool, encrypt: bool) -> No
       memfs remote add backup /mnt/usb/garden-agent.git --mirror
       memfs remote add origin s3://acme-agents/garden --encrypt
     """
-    from memfs.remotes import add_remote
+    from memfs.remotes.configure import add_remote
 
     config = add_remote(state.agent().history, name, url, mirror=mirror, encrypt=encrypt)
     kind = "mirror" if config.mirror else "remote"
@@ -97,7 +97,7 @@ def remove(state: AppState, name: str) -> None:
 
     'letta.memoryRepository' unsets Letta Code's letta.memoryRepository.url.
     """
-    from memfs.remotes import remove_remote
+    from memfs.remotes.configure import remove_remote
 
     remove_remote(state.agent().history, name)
     click.echo(f"Removed remote {name}")

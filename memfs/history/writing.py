@@ -2,7 +2,7 @@
 
 A commit stores blobs for the changed paths, builds trees with ``commit_tree_changes`` on
 the parent's tree, then compare-and-swaps the branch. The index is rewritten afterwards only
-so ``git status`` agrees with memfs (``gitindex.py``).
+so ``git status`` agrees with memfs (``gitindexwrite.py``; read back by ``gitindex.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Collection, Mapping
 
-from memfs import gitindex
 from memfs.damage import reads_objects
 from memfs.faults import crash_point
 from memfs.history.base import HistoryBase
@@ -32,6 +31,8 @@ class Writing(HistoryBase):
         killed before its index write, it holds an older tree, and git status would show
         that tree staged. With ``commit`` (whose tree ``tree`` is), a yes lets ``head_tree``
         read that tree from the index from then on."""
+        from memfs import gitindex
+
         tree_sha = self.commit_tree_sha(commit) if commit else None
         return gitindex.index_describes(self.control_dir, tree, tree_sha)
 
@@ -43,6 +44,8 @@ class Writing(HistoryBase):
         Returns the entries and the paths that vanished or became unreadable meanwhile.
         ``use_index=False`` hashes everything: cheaper for a few files than reading the index.
         """
+        from memfs import gitindex
+
         return gitindex.hash_worktree(self.root, self.control_dir, files, use_index)
 
     def write_index(
@@ -58,8 +61,10 @@ class Writing(HistoryBase):
         from the index (git's cache-tree, in effect). ``changed``, the paths where ``tree``
         may differ from the index now, lets the other entries be copied, not packed again.
         """
+        from memfs import gitindexwrite
+
         tree_sha = self.commit_tree_sha(commit) if commit else None
-        gitindex.write_index(
+        gitindexwrite.write_index(
             self.control_dir, tree, stats, self._lock.cleared_stale_git_lock, tree_sha, changed
         )
 
@@ -72,8 +77,10 @@ class Writing(HistoryBase):
     ) -> bool:
         """Write the index for ``tree`` replacing only the ``changed`` entries, if it lists
         ``tree`` everywhere else; whether it could. ``commit`` as for ``write_index``."""
+        from memfs import gitindexwrite
+
         tree_sha = self.commit_tree_sha(commit) if commit else None
-        return gitindex.splice_index(
+        return gitindexwrite.splice_index(
             self.control_dir, tree, stats, changed, self._lock.cleared_stale_git_lock, tree_sha
         )
 
@@ -86,6 +93,8 @@ class Writing(HistoryBase):
         The root tree object is still read, so a damaged or missing one is reported as
         ``tree_of`` reports it (damage deeper down shows when a command reads that folder).
         """
+        from memfs import gitindex
+
         if commit is None:
             return {}
         tree = self.commit_tree_sha(commit)
@@ -113,7 +122,9 @@ class Writing(HistoryBase):
         self, updates: Mapping[str, TreeEntry | None], stats: Mapping[str, os.stat_result]
     ) -> None:
         """Bring the index in line for some paths only (after an index-free commit)."""
-        gitindex.update_index_paths(
+        from memfs import gitindexwrite
+
+        gitindexwrite.update_index_paths(
             self.control_dir, updates, stats, self._lock.cleared_stale_git_lock
         )
 

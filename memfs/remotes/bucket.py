@@ -152,7 +152,7 @@ class BucketRemote:
     def _note_encrypted(self, history: History) -> None:
         """A remote found encrypted (not configured so) is marked so in .git/config."""
         if self.sealed is not None and not self.encrypt:
-            from memfs.remotes import record_encrypted
+            from memfs.remotes.configure import record_encrypted
 
             record_encrypted(history, self._config_url)
             self.encrypt = self.sealed.expected = True

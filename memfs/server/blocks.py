@@ -32,9 +32,8 @@ from memfs import lettahook
 from memfs.errors import MemfsError, UnsafePathError
 from memfs.layout import Layout, is_memory_path, label_of
 from memfs.memory import MemoryFile
-from memfs.pathcheck import check_path
 from memfs.trees import MODE_EXECUTABLE, MODE_FILE, TreeEntry, blob_sha
-from memfs.worktree import DEFAULT_MAX_FILE_SIZE
+from memfs.worktree import DEFAULT_MAX_FILE_SIZE, check_path
 
 if TYPE_CHECKING:
     from memfs.agent import Agent

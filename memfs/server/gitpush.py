@@ -30,12 +30,13 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from memfs.agent import Agent
 from memfs.errors import MemfsError, PushRejectedError, RepositoryDamagedError, UnsafePathError
 from memfs.faults import crash_point
-from memfs.pathcheck import check_incoming_tree, check_path
+from memfs.pathcheck import check_incoming_tree
 from memfs.remotes.bucket import BucketRemote
 from memfs.remotestate import tracking_ref
 from memfs.schema import MANIFEST_FILE, manifest_data
 from memfs.server.gitpack import RefUpdate
 from memfs.trees import MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK
+from memfs.worktree import check_path
 
 log = logging.getLogger("memfs.server.git")
 

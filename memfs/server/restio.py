@@ -95,7 +95,7 @@ def safe_path(path: str | None) -> str | None:
     """A path parameter, refused (400) unless it is a plain relative path inside the agent."""
     if not path:
         return None
-    from memfs.pathcheck import check_path
+    from memfs.worktree import check_path
 
     check_path(path)
     return path
