@@ -494,3 +494,19 @@ def test_a_commit_from_the_record_loads_no_updater_nor_lettas_rules(tmp_path: Pa
         "print(sorted(m for m in unloaded if m in sys.modules))\n"
     )
     assert fresh_python(probe) == "[]"
+
+
+def test_the_remote_configuration_is_importable_from_memfs_remotes_as_before() -> None:
+    """Scripts written from the old examples import add_remote from memfs.remotes; it lives in
+    memfs.remotes.configure now and loads only when asked for."""
+    probe = (
+        "import sys\n"
+        "import memfs.remotes\n"
+        "before = 'memfs.remotes.configure' in sys.modules\n"
+        "from memfs.remotes import add_remote, record_encrypted, remove_remote\n"
+        "from memfs.remotes import configure\n"
+        "assert add_remote is configure.add_remote and remove_remote is configure.remove_remote\n"
+        "assert record_encrypted is configure.record_encrypted\n"
+        "print(before)\n"
+    )
+    assert fresh_python(probe) == "False"

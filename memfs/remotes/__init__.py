@@ -380,3 +380,17 @@ def get_remote(history: History, name: str) -> RemoteConfig:
         if remote.name == name:
             return remote
     raise UnknownRemoteError(name)
+
+
+_CONFIGURE = ("add_remote", "remove_remote", "record_encrypted")
+
+
+def __getattr__(name: str) -> object:
+    """``from memfs.remotes import add_remote`` as before the configuration moved to
+    ``memfs.remotes.configure`` (scripts written from the old examples): loaded on use, so a
+    status or push that never changes a remote loads nothing more."""
+    if name in _CONFIGURE:
+        from memfs.remotes import configure
+
+        return getattr(configure, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
