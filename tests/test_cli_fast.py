@@ -179,13 +179,15 @@ def test_the_fast_path_says_what_click_says(
         if fast:
             assert parse(argv) is not None, "a shape the fast path runs"
         out, err, code = run(argv, cwd, fast)
-        outcomes.append((masked(out, base), masked(err, base), code, left_behind(cwd)))
+        behind = tuple(masked(listing, base) for listing in left_behind(cwd))
+        outcomes.append((masked(out, base), masked(err, base), code, behind))
     assert outcomes[0] == outcomes[1]
 
 
 def left_behind(root: Path) -> tuple[str, str]:
     """What a command leaves in the agent: the files of its last commit and the work tree's
-    state (not their ids: conflict markers name commits, and those differ by their times)."""
+    state (not their ids: conflict markers and a conflict copy's name name commits, and those
+    differ by their times: the caller masks them)."""
     if not (root / ".git").exists():
         return "", ""
     committed = git(root, "ls-tree", "-r", "--name-only", "HEAD")
