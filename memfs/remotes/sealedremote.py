@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from memfs.remotes.manifest import BucketManifest
 
 IDENTITY = "memfs.json"
+ROTATING = "rotating"
+"""The sealed manifest's field naming the epoch a ``key rm`` / ``key rotate`` is moving
+keys.json to (``memfs.reseal.mark_rotation``), set before keys.json moves: a reader holding
+an older epoch reads keys.json first (``SealedRemote._follow_rotation``), and the first
+manifest sealed under that epoch or a newer one drops it (``put_manifest``)."""
 
 
 class Beside(Background):
@@ -167,6 +172,7 @@ class SealedRemote:
         self._read_identity = False  # memfs.json read by this remote (not only remembered)
         self._none_here = False  # memfs.json read, absent, and no manifest: no agent here yet
         self.stubbed = False  # this process put the stub manifest.json (the first push)
+        self._followed = False  # keys.json read for a manifest marked ROTATING
         # The AEAD's compiled binding (~4 ms) is loaded now, by the thread that opens the
         # remote, before a push or pull starts reading the manifest on another: loaded there,
         # beside this thread's own imports (the repository's), it cost an encrypted push 4-13 ms
@@ -314,7 +320,20 @@ class SealedRemote:
         prev = prev if isinstance(prev, str) else None
         guard.check(seen, manifest.generation, digest, epoch, prev)
         guard.accept(manifest.generation, digest, epoch, seen)
+        self._follow_rotation(manifest)
         return manifest, got[1]
+
+    def _follow_rotation(self, manifest: BucketManifest) -> None:
+        """A manifest marked ``ROTATING`` to an epoch beyond the newest this machine holds:
+        keys.json is read now (once a command), so what this command seals is sealed under the
+        newest epoch keys.json gives it, and a machine the rotation removed gets NoKeyError
+        here, before anything is uploaded. An unmarked manifest costs nothing."""
+        mark = manifest.extra.get(ROTATING)
+        if self._followed or not isinstance(mark, int) or isinstance(mark, bool):
+            return
+        if mark > self.lazy.current()[0]:
+            self._followed = True
+            self.lazy.opened().refresh()
 
     def _unpinned(self) -> bool:
         """Whether this machine knows no repo id for the URL and has not looked it up yet."""
@@ -349,6 +368,9 @@ class SealedRemote:
         ciphertext it replaces in ``prev``; the guard's record follows a swap that landed."""
         extra = dict(manifest.extra)
         extra.pop("prev", None)
+        mark = extra.get(ROTATING)
+        if isinstance(mark, int) and self.lazy.current()[0] >= mark:
+            extra.pop(ROTATING)  # sealed under the epoch the rotation moved to: done
         if etag is not None:
             extra["prev"] = self.storage.digest(MANIFEST)
         manifest = manifest._replace(extra=extra)
