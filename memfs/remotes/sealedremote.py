@@ -12,7 +12,14 @@ import threading
 from collections.abc import Callable
 
 from memfs.crypto.envelope import load_cipher
-from memfs.errors import NoKeyError, RemoteCorruptError, RemoteError, TamperError
+from memfs.errors import (
+    ForkError,
+    MemfsError,
+    NoKeyError,
+    RemoteCorruptError,
+    RemoteError,
+    TamperError,
+)
 from memfs.remotes.background import Background, Uploading
 from memfs.remotes.bucket import is_stub, stub_bytes
 from memfs.remotes.guard import MANIFEST, ManifestGuard, RepoPins
@@ -132,6 +139,24 @@ class LazyKeys:
             if cached is not None and epoch in cached[1]:
                 return cached[1][epoch]
         return self.opened().key(epoch)
+
+    def confirm(self, epoch: int) -> None:
+        """After an object sealed under ``epoch`` failed to open with the key the cache gave
+        (the keyring not opened yet by this command): open the keyring once, as without a
+        cache, before the object is blamed. Its check against the keys held raises ForkError
+        if keys.json holds another key for the epoch (the cache and the store disagree: a
+        cached key is never replaced by keys.json's, or a store could wrap a key of its own
+        to a machine); a cached key damaged on disk is not held at all (``KeyCache``, its
+        kid). Any other failure to open keys.json leaves the object's error to be said."""
+        with self._lock:
+            if self._keys is not None or self._cached is None or epoch not in self._cached[1]:
+                return
+        try:
+            self.opened().refresh()
+        except ForkError:
+            raise
+        except (MemfsError, OSError):  # keys.json unreadable, or refused: the object's error
+            return
 
     def _from_cache(self) -> tuple[bytes, dict[int, bytes]] | None:
         """The repo id and the cached keys (None once the keyring is open, or with no repo id
