@@ -309,9 +309,10 @@ def remove_key(
             f"{slot.id} ({slot.name}) is this machine's own slot: it could no longer read the "
             "agent; pass --force to remove it anyway",
         )
-    from memfs.reseal import check_before_rotation
+    from memfs.reseal import check_before_rotation, mark_rotation
 
     check_before_rotation(agent, store, keys)
+    mark_rotation(agent, store, ring.epoch + 1)
     epoch = remove_slot(store.storage, keys, slot.id)
     rotation = Rotation(store.remote, epoch, removed=slot.id)
     if slot.recipient == keys.identity.recipient:
@@ -333,9 +334,10 @@ def rotate_keys(agent: Agent, remote: str | None = None, reseal: bool = True) ->
     store = key_store(agent, remote)
     _repo_id(store)
     keys = agent_keys(store.storage)
-    from memfs.reseal import check_before_rotation
+    from memfs.reseal import check_before_rotation, mark_rotation
 
     check_before_rotation(agent, store, keys)
+    mark_rotation(agent, store, keys.refresh().epoch + 1)
     epoch = rotate(store.storage, keys)
     from memfs.reseal import reseal as run
 

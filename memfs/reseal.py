@@ -29,6 +29,28 @@ SECRETS_NAME = "manifest.json#secrets"  # the logical name of the sealed secrets
 SECRETS_FIELD = "secrets"
 
 
+def mark_rotation(agent: Agent, store: KeyStore, epoch: int) -> bool:
+    """(0) Before keys.json moves to ``epoch``: the sealed manifest names it (``rotating``,
+    ``memfs.remotes.sealedremote.ROTATING``), so a member that reads the manifest while
+    keys.json is ahead of it (the rotation's window, or for good after a ``key rm`` killed
+    between its steps) reads keys.json and seals under the new epoch, not the one its key
+    cache holds, which the removed machine holds too; and that machine finds out it is
+    removed before it uploads anything. The first manifest sealed under ``epoch`` drops the
+    mark. Whether the manifest was marked (an encrypted remote with a manifest)."""
+    from memfs.incoming import open_for
+    from memfs.remotes import get_remote
+    from memfs.remotes.sealedremote import ROTATING
+
+    remote = open_for(agent, get_remote(agent.history, store.remote))
+    update = getattr(remote, "update_manifest", None)
+    if update is None or not getattr(remote, "encrypted", False):
+        return False
+    if remote.read_manifest()[0] is None:  # type: ignore[attr-defined]
+        return False
+    update(lambda manifest: manifest._replace(extra={**manifest.extra, ROTATING: epoch}))
+    return True
+
+
 def reseal(
     agent: Agent, store: KeyStore, keys: RingKeys, rotation: Rotation, packs: bool
 ) -> Rotation:

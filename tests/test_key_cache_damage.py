@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from .test_keys import cached_keys, encrypted_agent, ok, opened_with, repo_id, store_objects
+from .test_keys import (
+    cached_keys,
+    encrypted_agent,
+    ok,
+    opened_with,
+    repo_id,
+    run,
+    store_objects,
+)
 
 
 def key_cache_file(machine_home: Path) -> Path:
@@ -63,3 +71,31 @@ def test_a_damaged_cached_key_is_fetched_again_and_seals_nothing(
     sealed = {key for key in objects if key.endswith(".enc")}
     assert set(opened_with(cached_keys(a), repo_id(url), objects)) == sealed
     ok(b, "pull")
+
+
+def test_a_cached_key_its_kid_names_is_not_replaced_but_the_disagreement_is_said(
+    tmp_path: Path,
+) -> None:
+    """b's cache holds another key for epoch 1 with that key's own kid (no damage a kid
+    check finds). The keyring is opened once before the store is blamed: it holds another key
+    for an epoch b holds, so b says they disagree (a fork, exit 10) rather than that the
+    manifest was tampered with; the cache is not overwritten by keys.json (else a store could
+    wrap a key of its own to any machine), and nothing is uploaded."""
+    from memfs.crypto.keyfile import kid
+
+    url = "memfs::" + (tmp_path / "cloud" / "agent").as_uri()
+    _, b = encrypted_agent(tmp_path, url, "b")
+    path = key_cache_file(b.home)
+    data = json.loads(path.read_text())
+    other = os.urandom(32)
+    data["epochs"]["1"] = base64.b64encode(other).decode()
+    data["kids"]["1"] = kid(other, bytes.fromhex(path.stem))
+    path.write_text(json.dumps(data))
+    before = store_objects(url)
+    (b.root / "reference/from-b.md").write_text("---\ndescription: b\n---\nb\n")
+    done = run(b, "push")
+    assert done.returncode == 10, done.stderr
+    assert "key is not the one this machine holds" in done.stderr, done.stderr
+    assert "failed authentication" not in done.stderr
+    assert cached_keys(b) == {1: other}
+    assert store_objects(url) == before

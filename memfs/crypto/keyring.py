@@ -34,7 +34,13 @@ from memfs.crypto.keyfile import (
     read_keyring,
     unb64,
 )
-from memfs.errors import ConcurrentUpdateError, KeyringError, NoKeyError, RollbackError
+from memfs.errors import (
+    ConcurrentUpdateError,
+    EncryptionError,
+    KeyringError,
+    NoKeyError,
+    RollbackError,
+)
 from memfs.util import hostname, utc_now
 
 TYPE_CHECKING = False  # typing (~2 ms of an encrypted first push) for types only
@@ -74,6 +80,7 @@ class RingKeys:
         self.cache = cache
         self._keys = cache.epochs()
         self._ring_epoch = 0  # keys.json's epoch, once read: newer than any held, no slot here
+        self._refused: EncryptionError | None = None  # what the check of keys.json raised
 
     @property
     def url(self) -> str:
@@ -83,7 +90,11 @@ class RingKeys:
     def current(self) -> tuple[int, bytes]:
         """The newest epoch held (reading keys.json only when none is). NoKeyError once
         keys.json was read at a newer epoch whose key this machine did not get: its slot is
-        gone (``memfs key rm``), so nothing is sealed under an epoch the others left."""
+        gone (``memfs key rm``), so nothing is sealed under an epoch the others left; what
+        the check of keys.json raised (ForkError, ...) once it failed: nothing is sealed
+        under keys the store disagrees with."""
+        if self._refused is not None:  # keys.json and the keys held disagree: seal nothing
+            raise self._refused
         if not self._keys:
             self.refresh()
         top = max(self._keys)
@@ -115,7 +126,11 @@ class RingKeys:
         """keys.json (opened, checked, its keys cached) and its etag, for a compare-and-swap."""
         ring, etag = read_keyring(self.storage, self.repo_id)
         self._ring_epoch = max(self._ring_epoch, ring.epoch)
-        self.accept(ring)
+        try:
+            self.accept(ring)
+        except EncryptionError as error:
+            self._refused = error
+            raise
         return ring, etag
 
     def accept(self, ring: Keyring) -> dict[int, bytes]:

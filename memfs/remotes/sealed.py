@@ -107,6 +107,9 @@ class SealedStorage:
         try:
             plain = open_sealed(secret, self.keys.repo_id, key, role, blob)
         except TamperError as error:
+            confirm = getattr(self.keys, "confirm", None)
+            if confirm is not None:  # a cached key: keys.json asked first (ForkError if
+                confirm(epoch)  # it holds another key for the epoch), then the object blamed
             raise TamperError(self.url, key, error.why) from None
         self._note(key, blob, epoch)
         return plain, etag

@@ -12,7 +12,14 @@ import threading
 from collections.abc import Callable
 
 from memfs.crypto.envelope import load_cipher
-from memfs.errors import NoKeyError, RemoteCorruptError, RemoteError, TamperError
+from memfs.errors import (
+    ForkError,
+    MemfsError,
+    NoKeyError,
+    RemoteCorruptError,
+    RemoteError,
+    TamperError,
+)
 from memfs.remotes.background import Background, Uploading
 from memfs.remotes.bucket import is_stub, stub_bytes
 from memfs.remotes.guard import MANIFEST, ManifestGuard, RepoPins
@@ -34,6 +41,11 @@ if TYPE_CHECKING:
     from memfs.remotes.sealedclaim import Claiming
 
 IDENTITY = "memfs.json"
+ROTATING = "rotating"
+"""The sealed manifest's field naming the epoch a ``key rm`` / ``key rotate`` is moving
+keys.json to (``memfs.reseal.mark_rotation``), set before keys.json moves: a reader holding
+an older epoch reads keys.json first (``SealedRemote._follow_rotation``), and the first
+manifest sealed under that epoch or a newer one drops it (``put_manifest``)."""
 
 
 class Beside(Background):
@@ -129,6 +141,24 @@ class LazyKeys:
                 return cached[1][epoch]
         return self.opened().key(epoch)
 
+    def confirm(self, epoch: int) -> None:
+        """After an object sealed under ``epoch`` failed to open with the key the cache gave
+        (the keyring not opened yet by this command): open the keyring once, as without a
+        cache, before the object is blamed. Its check against the keys held raises ForkError
+        if keys.json holds another key for the epoch (the cache and the store disagree: a
+        cached key is never replaced by keys.json's, or a store could wrap a key of its own
+        to a machine); a cached key damaged on disk is not held at all (``KeyCache``, its
+        kid). Any other failure to open keys.json leaves the object's error to be said."""
+        with self._lock:
+            if self._keys is not None or self._cached is None or epoch not in self._cached[1]:
+                return
+        try:
+            self.opened().refresh()
+        except ForkError:
+            raise
+        except (MemfsError, OSError):  # keys.json unreadable, or refused: the object's error
+            return
+
     def _from_cache(self) -> tuple[bytes, dict[int, bytes]] | None:
         """The repo id and the cached keys (None once the keyring is open, or with no repo id
         known for the URL); the caller holds the lock."""
@@ -169,10 +199,12 @@ class SealedRemote:
         self._none_here = False  # memfs.json read, absent, and no manifest: no agent here yet
         self.stubbed = False  # this process put the stub manifest.json (the first push)
         self.claiming: Claiming | None = None  # a first push's keys.json, stub on their way
-        # The AEAD's compiled binding (~4 ms) is loaded now, by the thread that opens the
+        self._followed = False  # keys.json read for a manifest marked ROTATING
+        # The AEAD's compiled binding (~1 ms) is loaded now, by the thread that opens the
         # remote, before a push or pull starts reading the manifest on another: loaded there,
-        # beside this thread's own imports (the repository's), it cost an encrypted push 4-13 ms
-        # of wall in A/B runs (the two threads contend for the interpreter), CPU unchanged.
+        # beside this thread's own imports (the repository's), cryptography's binding then
+        # cost a push 4-13 ms of wall in A/B runs (the two threads contend for the
+        # interpreter), CPU unchanged.
         # Every command that opens an encrypted remote seals or opens something with it; only
         # a watcher's poll answered unchanged does not, once per watcher.
         load_cipher()
@@ -316,7 +348,20 @@ class SealedRemote:
         prev = prev if isinstance(prev, str) else None
         guard.check(seen, manifest.generation, digest, epoch, prev)
         guard.accept(manifest.generation, digest, epoch, seen)
+        self._follow_rotation(manifest)
         return manifest, got[1]
+
+    def _follow_rotation(self, manifest: BucketManifest) -> None:
+        """A manifest marked ``ROTATING`` to an epoch beyond the newest this machine holds:
+        keys.json is read now (once a command), so what this command seals is sealed under the
+        newest epoch keys.json gives it, and a machine the rotation removed gets NoKeyError
+        here, before anything is uploaded. An unmarked manifest costs nothing."""
+        mark = manifest.extra.get(ROTATING)
+        if self._followed or not isinstance(mark, int) or isinstance(mark, bool):
+            return
+        if mark > self.lazy.current()[0]:
+            self._followed = True
+            self.lazy.opened().refresh()
 
     def _unpinned(self) -> bool:
         """Whether this machine knows no repo id for the URL and has not looked it up yet."""
@@ -351,6 +396,9 @@ class SealedRemote:
         ciphertext it replaces in ``prev``; the guard's record follows a swap that landed."""
         extra = dict(manifest.extra)
         extra.pop("prev", None)
+        mark = extra.get(ROTATING)
+        if isinstance(mark, int) and self.lazy.current()[0] >= mark:
+            extra.pop(ROTATING)  # sealed under the epoch the rotation moved to: done
         if etag is not None:
             extra["prev"] = self.storage.digest(MANIFEST)
         manifest = manifest._replace(extra=extra)
