@@ -31,7 +31,7 @@ from memfs.cli import cli
 from .conftest import write
 from .test_fastcommit import EDITED, assert_head_is_disk, in_head
 from .test_fastcommit import make_agent as committed_agent
-from .test_statusrecord import RECORD, _stat, fresh, recorded_clean, served
+from .test_statusrecord import RECORD, _stat, fresh, recorded_clean, served, still_fresh
 
 
 def settle_tree(root: Path, beside: list[Path]) -> None:
@@ -225,26 +225,6 @@ def test_a_commit_record_not_of_the_shape_written_is_not_loaded(
 
 
 # -- F4, F5: the racy window on the file system's clock, and per file ----------------------------
-
-
-def fs_clock(folder: Path) -> int:
-    """The file system's clock now: the mtime of a file created in ``folder`` now."""
-    probe = folder / f".clock.{os.getpid()}.{threading.get_ident()}"
-    with open(probe, "xb") as handle:
-        now = os.fstat(handle.fileno()).st_mtime_ns
-    probe.unlink()
-    return now
-
-
-def still_fresh(path: Path, folder: Path, mtime: bool = False) -> bool:
-    """Whether ``path`` (its ctime; with ``mtime``, the later of the two) is still within
-    the racy window of the file system's clock now. Asked after a record was written: then
-    its temp file, made before now, was made within the window too, and the record must
-    have left ``path`` untrusted. If not (a busy machine took longer than the window between
-    the write and the record), the attempt proves nothing either way and is made again."""
-    st = os.lstat(path)
-    changed = max(st.st_ctime_ns, st.st_mtime_ns) if mtime else st.st_ctime_ns
-    return fs_clock(folder) - changed < statusrecord.window(st.st_ctime_ns)
 
 
 def test_a_tree_fresh_on_the_file_systems_clock_is_not_recorded(tmp_path: Path) -> None:
