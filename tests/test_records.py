@@ -31,18 +31,23 @@ from memfs.cli import cli
 from .conftest import write
 from .test_fastcommit import EDITED, assert_head_is_disk, in_head
 from .test_fastcommit import make_agent as committed_agent
-from .test_statusrecord import RECORD, _stat, fresh, recorded_clean, served, still_fresh
+from .test_statusrecord import (
+    RECORD,
+    _stat,
+    fresh,
+    recorded_clean,
+    served,
+    still_fresh,
+    wait_past,
+)
 
 
 def settle_tree(root: Path, beside: list[Path]) -> None:
     """Wait, with a deadline, until every entry of the tree and ``beside`` is older than the
-    racy window: a status now may be recorded."""
+    racy window on both clocks: a status now may be recorded."""
     paths = [root, *beside, *(p for p in root.rglob("*") if ".git" not in p.parts)]
-    newest = max(os.lstat(path).st_ctime_ns for path in paths)
-    deadline = time.monotonic() + 5
-    while time.time_ns() <= newest + statusrecord.RACY_NS + 20_000_000:
-        assert time.monotonic() < deadline, "the clock does not advance"
-        time.sleep(0.005)
+    stats = [os.lstat(path) for path in paths]
+    wait_past(max(st.st_ctime_ns + statusrecord.window(st.st_ctime_ns) for st in stats), root)
 
 
 # -- review8's tests (F1, F2, F3) --------------------------------------------------------------
