@@ -14,8 +14,9 @@ agent, a watcher's harness) keep writing. Two rules hold (DESIGN.md §6):
   committed half-applied as if it were a local edit. Before the first write a journal in
   ``.git/memfs/`` lists every path with its old and new version. Until the change's commit
   moves the branch, a journal means "unfinished": ``recover`` puts back the old version of
-  every path that holds the new one and leaves every other file (an edit) as it is; the
-  caller then commits those edits and merges again.
+  every path that holds the new one and leaves every other file (an edit) as it is (an edit
+  of a file the change wrote keeps the version it replaced beside it, as a conflict copy);
+  the caller then commits those edits and merges again.
 
 Files moved aside or prepared live in the update's own folder at the agent's root,
 ``.memfs-tmp-update-<token>/`` (ignored, so never committed), never inside a folder the
@@ -254,7 +255,10 @@ class TreeUpdate:
     def roll_back(self) -> None:
         """Undo what was applied: every path holding its new version gets its old one back.
 
-        A path holding anything else is an edit and stays as it is.
+        A path holding anything else is an edit and stays as it is; if this update had
+        written it and the edit does not begin with the version it replaced (moved aside),
+        that version becomes a conflict copy: committed on the old HEAD, the edit alone
+        would drop it from the tree.
         """
         self.staging.mkdir(exist_ok=True)
         for index in reversed(range(len(self.changes))):
@@ -266,6 +270,11 @@ class TreeUpdate:
                 self._undo_write(index, change, target, aside)
             elif on_disk is None and os.path.lexists(aside):
                 _put_back(aside, target, self.root)
+            elif on_disk != change.old and os.path.lexists(aside) and not _begins(target, aside):
+                # Edited after this update wrote it (an append to the new version): the edit
+                # stays and will be committed on the old HEAD, so what the update replaced,
+                # though committed, is no longer in the tree unless kept: a conflict copy.
+                _keep_as_copy(aside, target, self.root)
             self._settle_aside(index, change)
             self.prepared(index).unlink(missing_ok=True)
             if change.old is None:
@@ -376,6 +385,17 @@ def _discard(replacement: Path | None) -> bool:
     if replacement is not None:
         replacement.unlink(missing_ok=True)
     return False
+
+
+def _begins(path: Path, start: Path) -> bool:
+    """Whether the regular file ``path`` holds all of the regular file ``start`` first (an
+    append to it: committing ``path`` loses nothing of ``start``)."""
+    try:
+        if not (stat.S_ISREG(path.lstat().st_mode) and stat.S_ISREG(start.lstat().st_mode)):
+            return False
+        return path.read_bytes().startswith(start.read_bytes())
+    except OSError:
+        return False
 
 
 def _put_back(aside: Path, target: Path, root: Path) -> None:
