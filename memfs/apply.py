@@ -270,10 +270,15 @@ class TreeUpdate:
                 self._undo_write(index, change, target, aside)
             elif on_disk is None and os.path.lexists(aside):
                 _put_back(aside, target, self.root)
-            elif on_disk != change.old and os.path.lexists(aside) and not _begins(target, aside):
-                # Edited after this update wrote it (an append to the new version): the edit
-                # stays and will be committed on the old HEAD, so what the update replaced,
-                # though committed, is no longer in the tree unless kept: a conflict copy.
+            if (
+                os.path.lexists(aside)
+                and entry_on_disk(target) != change.old
+                and not _begins(target, aside)
+            ):
+                # Edited after this update wrote it (an append to the new version, before or
+                # while it was being undone): the edit stays and will be committed on the old
+                # HEAD, so what the update replaced, though committed, is no longer in the
+                # tree unless kept: a conflict copy.
                 _keep_as_copy(aside, target, self.root)
             self._settle_aside(index, change)
             self.prepared(index).unlink(missing_ok=True)
@@ -283,15 +288,25 @@ class TreeUpdate:
         self.journal.unlink(missing_ok=True)
 
     def _undo_write(self, index: int, change: _Change, target: Path, aside: Path) -> None:
+        """Put back what was moved aside (or the old version) at ``target``, which holds the
+        new one. A moved-aside file goes back as a copy of it: a swap that gives up (an
+        edit landed at the path meanwhile) discards its replacement, and the moved-aside
+        file must then stay for ``roll_back`` to keep."""
         replacement: Path | None = None
-        if os.path.lexists(aside):
+        if os.path.lexists(aside) and stat.S_ISDIR(aside.lstat().st_mode):
             replacement = aside
+        elif os.path.lexists(aside):
+            replacement = self.prepared(index)
+            mode = file_mode(aside.lstat())
+            _prepare(replacement, mode, read_worktree_data(aside, mode))
         elif change.old is not None:
             replacement = self.prepared(index)
             _prepare(replacement, change.old.mode, self.history.blob(change.old.sha))
         undone = self._beside(index, "undone")
         if self._swap(target, change.new, replacement, undone):
             undone.unlink(missing_ok=True)  # the new version: the merge can write it again
+            if replacement is not aside:
+                aside.unlink(missing_ok=True)  # back at its path
 
     def _settle_aside(self, index: int, change: _Change) -> None:
         """Drop a moved-aside file that holds the old version; keep any other as a copy."""
