@@ -14,8 +14,9 @@ agent, a watcher's harness) keep writing. Two rules hold (DESIGN.md §6):
   committed half-applied as if it were a local edit. Before the first write a journal in
   ``.git/memfs/`` lists every path with its old and new version. Until the change's commit
   moves the branch, a journal means "unfinished": ``recover`` puts back the old version of
-  every path that holds the new one and leaves every other file (an edit) as it is; the
-  caller then commits those edits and merges again.
+  every path that holds the new one and leaves every other file (an edit) as it is (an edit
+  of a file the change wrote keeps the version it replaced beside it, as a conflict copy);
+  the caller then commits those edits and merges again.
 
 Files moved aside or prepared live in the update's own folder at the agent's root,
 ``.memfs-tmp-update-<token>/`` (ignored, so never committed), never inside a folder the
@@ -254,7 +255,10 @@ class TreeUpdate:
     def roll_back(self) -> None:
         """Undo what was applied: every path holding its new version gets its old one back.
 
-        A path holding anything else is an edit and stays as it is.
+        A path holding anything else is an edit and stays as it is; if this update had
+        written it and the edit does not begin with the version it replaced (moved aside),
+        that version becomes a conflict copy: committed on the old HEAD, the edit alone
+        would drop it from the tree.
         """
         self.staging.mkdir(exist_ok=True)
         for index in reversed(range(len(self.changes))):
@@ -266,6 +270,16 @@ class TreeUpdate:
                 self._undo_write(index, change, target, aside)
             elif on_disk is None and os.path.lexists(aside):
                 _put_back(aside, target, self.root)
+            if (
+                os.path.lexists(aside)
+                and entry_on_disk(target) != change.old
+                and not _begins(target, aside)
+            ):
+                # Edited after this update wrote it (an append to the new version, before or
+                # while it was being undone): the edit stays and will be committed on the old
+                # HEAD, so what the update replaced, though committed, is no longer in the
+                # tree unless kept: a conflict copy.
+                _keep_as_copy(aside, target, self.root)
             self._settle_aside(index, change)
             self.prepared(index).unlink(missing_ok=True)
             if change.old is None:
@@ -274,15 +288,25 @@ class TreeUpdate:
         self.journal.unlink(missing_ok=True)
 
     def _undo_write(self, index: int, change: _Change, target: Path, aside: Path) -> None:
+        """Put back what was moved aside (or the old version) at ``target``, which holds the
+        new one. A moved-aside file goes back as a copy of it: a swap that gives up (an
+        edit landed at the path meanwhile) discards its replacement, and the moved-aside
+        file must then stay for ``roll_back`` to keep."""
         replacement: Path | None = None
-        if os.path.lexists(aside):
+        if os.path.lexists(aside) and stat.S_ISDIR(aside.lstat().st_mode):
             replacement = aside
+        elif os.path.lexists(aside):
+            replacement = self.prepared(index)
+            mode = file_mode(aside.lstat())
+            _prepare(replacement, mode, read_worktree_data(aside, mode))
         elif change.old is not None:
             replacement = self.prepared(index)
             _prepare(replacement, change.old.mode, self.history.blob(change.old.sha))
         undone = self._beside(index, "undone")
         if self._swap(target, change.new, replacement, undone):
             undone.unlink(missing_ok=True)  # the new version: the merge can write it again
+            if replacement is not aside:
+                aside.unlink(missing_ok=True)  # back at its path
 
     def _settle_aside(self, index: int, change: _Change) -> None:
         """Drop a moved-aside file that holds the old version; keep any other as a copy."""
@@ -376,6 +400,17 @@ def _discard(replacement: Path | None) -> bool:
     if replacement is not None:
         replacement.unlink(missing_ok=True)
     return False
+
+
+def _begins(path: Path, start: Path) -> bool:
+    """Whether the regular file ``path`` holds all of the regular file ``start`` first (an
+    append to it: committing ``path`` loses nothing of ``start``)."""
+    try:
+        if not (stat.S_ISREG(path.lstat().st_mode) and stat.S_ISREG(start.lstat().st_mode)):
+            return False
+        return path.read_bytes().startswith(start.read_bytes())
+    except OSError:
+        return False
 
 
 def _put_back(aside: Path, target: Path, root: Path) -> None:

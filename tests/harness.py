@@ -168,9 +168,11 @@ def assert_exit_is_documented(result: subprocess.CompletedProcess[str], what: st
 
 
 def setup_two_machines(
-    base: Path, url: str, extra_env: dict[str, str] | None = None
+    base: Path, url: str, extra_env: dict[str, str] | None = None, encrypt: bool = False
 ) -> tuple[Machine, Machine]:
-    """Machine a creates agent 'shared' and pushes it to ``url``; machine b clones it."""
+    """Machine a creates agent 'shared' and pushes it to ``url``; machine b clones it.
+    ``encrypt``: the remote is encrypted (``remote add --encrypt``, an object store only),
+    and a adds b's recipient (``memfs key add``) before b clones."""
     a = Machine.create(base, "a", extra_env)
     b = Machine.create(base, "b", extra_env)
     for machine in (a, b):
@@ -178,13 +180,21 @@ def setup_two_machines(
             subprocess.run(
                 ["git", "config", "--file", str(machine.home / ".gitconfig"), *setting], check=True
             )
+    sealed = ("--encrypt",) if encrypt else ()
     for args in (
         ("init", str(a.root), "--name", "shared"),
-        ("-C", str(a.root), "remote", "add", "origin", url),
+        ("-C", str(a.root), "remote", "add", "origin", url, *sealed),
         ("-C", str(a.root), "push"),
     ):
         done = a.memfs(*args, agent=False)
         assert done.returncode == 0, f"machine a: memfs {' '.join(args)}: {done.stderr}"
+    if encrypt:
+        done = b.memfs("key", "id", agent=False)
+        assert done.returncode == 0, f"machine b: key id: {done.stderr}"
+        recipient = re.findall(r"age1[0-9a-z]{20,}", done.stdout)
+        assert len(recipient) == 1, f"machine b: key id printed {done.stdout!r}"
+        done = a.memfs("key", "add", recipient[0], "--name", "b")
+        assert done.returncode == 0, f"machine a: key add: {done.stderr}"
     done = b.memfs("clone", url, str(b.root), agent=False)
     assert done.returncode == 0, f"machine b: clone: {done.stderr}"
     return a, b
@@ -539,9 +549,22 @@ def faulty_two_machine_run(
 
 
 def watched_two_machine_run(
-    a: Machine, b: Machine, url: str, seed: int, edits_per_machine: int
+    a: Machine,
+    b: Machine,
+    url: str,
+    seed: int,
+    edits_per_machine: int,
+    remote_head: Callable[[], str | None] | None = None,
+    max_pause_s: float = 0.3,
 ) -> tuple[Ledger, dict[str, str]]:
-    """Watchers on both, random editors on both; wait for convergence; the lost tokens."""
+    """Watchers on both, random editors on both; wait for convergence; the lost tokens.
+    ``remote_head``: how to read the remote's head (by default in this process: a plain
+    remote; an encrypted one is read with a machine's keys, ``remote_head_as``)."""
+    if remote_head is None:
+
+        def remote_head() -> str | None:
+            return open_remote(url).head("main")
+
     ledger = Ledger()
     rng = random.Random(seed)
     editors = [RandomEditor(m.name, m.root, ledger, random.Random(rng.random())) for m in (a, b)]
@@ -549,7 +572,7 @@ def watched_two_machine_run(
         start_watcher(machine)
     try:
         threads = [
-            threading.Thread(target=edit_for_a_while, args=(editor, edits_per_machine))
+            threading.Thread(target=edit_for_a_while, args=(editor, edits_per_machine, max_pause_s))
             for editor in editors
         ]
         for thread in threads:
@@ -557,7 +580,7 @@ def watched_two_machine_run(
         for thread in threads:
             thread.join()
         wait_for(
-            lambda: watched_machines_converged([a, b], lambda: open_remote(url).head("main")),
+            lambda: watched_machines_converged([a, b], remote_head),
             timeout=60,
             what="both watched machines to converge on the remote's head",
         )
@@ -565,6 +588,18 @@ def watched_two_machine_run(
         stopped = [stop_watcher(machine) for machine in (a, b)]
     assert all(done.returncode == 0 for done in stopped), [d.stderr for d in stopped]
     return ledger, ledger.lost(committed_files(a.root))
+
+
+def remote_head_as(machine: Machine, url: str) -> Callable[[], str | None]:
+    """A reader of the head of ``url``'s main as ``machine`` sees it (its identity and key
+    cache: an encrypted remote), in a new process each time."""
+
+    def head() -> str | None:
+        code = f"from memfs.remotes import open_remote; print(open_remote({url!r}).head('main'))"
+        found = fresh_python(code, machine.env())
+        return None if found == "None" else found
+
+    return head
 
 
 def isolate_this_process(base: Path) -> None:

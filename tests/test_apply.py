@@ -176,6 +176,64 @@ def test_an_edit_of_a_later_file_rolls_the_whole_merge_back_first(tmp_path: Path
     assert_nothing_lost(a, b, extra=("edited mid-merge",))
 
 
+def test_an_append_to_a_written_file_before_a_roll_back_keeps_the_version_it_replaced(
+    tmp_path: Path,
+) -> None:
+    """stress/watchers.py lost a token this way (folder store, sealed, --pause 0.05): the
+    merge wrote A's version of a conflicting file (B's moved aside), an editor appended to
+    it, then a later file's edit rolled the merge back. The append made the file an edit,
+    left as it was, and the moved-aside version was dropped as "committed already": the next
+    commit recorded A's version plus the append as B's own edit, and B's lines were gone."""
+    a, b = diverged(tmp_path)
+    todo = b.root / "notes/todo"
+    seen: list[int] = []
+
+    def append_then_edit_a_later_file() -> None:
+        seen.append(1)
+        if len(seen) == 3:  # todo.md and its copy are written; human.md is not reached yet
+            assert todo.read_text() == "todo: from A\n"
+            with open(todo, "a") as handle:  # an editor appending to what it finds there
+                handle.write("appended after the merge wrote it\n")
+            human = b.root / "system/human.md"
+            human.write_text("human: from B\nedited mid-merge\n")
+
+    with faults.at("apply.write", append_then_edit_a_later_file):
+        assert sync.pull(b).ok
+    assert len(seen) >= 3
+    assert_nothing_lost(a, b, extra=("edited mid-merge", "appended after the merge wrote it"))
+
+
+def test_an_append_landing_while_a_roll_back_moves_a_file_keeps_the_version_it_replaced(
+    tmp_path: Path,
+) -> None:
+    """stress/watchers.py (s3, plain, seed 24, --pause 0.05): the roll-back moved the merge's
+    version of a file aside to put the replaced one back, an append landed at the path in
+    between, and the swap gave up, deleting what it was putting back: B's lines were gone."""
+    a, b = diverged(tmp_path)
+    todo = b.root / "notes/todo"
+    seen: list[int] = []
+
+    def edit_a_later_file() -> None:
+        seen.append(1)
+        if len(seen) == 3:  # todo.md and its copy are written: roll the merge back
+            (b.root / "system/human.md").write_text("human: from B\nedited mid-merge\n")
+
+    def append_as_the_roll_back_moves_it() -> None:  # the merge's version just moved aside
+        if len(seen) >= 3 and not todo.exists() and not appended:
+            appended.append(True)
+            with open(todo, "a") as handle:  # an editor's append: a new file at the path
+                handle.write("appended during the roll-back\n")
+
+    appended: list[bool] = []
+    with (
+        faults.at("apply.write", edit_a_later_file),
+        faults.at("apply.moved", append_as_the_roll_back_moves_it),
+    ):
+        assert sync.pull(b).ok
+    assert appended, "the append landed while the roll-back had the file moved aside"
+    assert_nothing_lost(a, b, extra=("edited mid-merge", "appended during the roll-back"))
+
+
 def _kill_points() -> list[str]:
     writes = 6  # todo, its copy, human.md, its copy, new-a.md, y.md deleted
     return [
