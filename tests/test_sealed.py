@@ -235,6 +235,18 @@ def test_an_encrypted_cloud_pushes_sealed_and_lists_what_it_cannot_open(
         assert got.history.head() == agent.history.head()
 
 
+def first_pack(store: str) -> tuple[BucketRemote, str, bytes]:
+    """The shared agent's remote, its first pack's name and that pack's plaintext."""
+    remote = open_remote(store)
+    assert isinstance(remote, BucketRemote)
+    manifest, _ = remote.read_manifest()
+    assert manifest is not None
+    name = f"packs/{manifest.packs[0]}.pack"
+    got = remote.storage.get(name)
+    assert got is not None
+    return remote, name, got[0]
+
+
 def test_a_pack_sealed_under_an_older_epoch_is_resealed_when_pushed_again(
     tmp_path: Path, store: str
 ) -> None:
@@ -244,20 +256,15 @@ def test_a_pack_sealed_under_an_older_epoch_is_resealed_when_pushed_again(
 
     shared(tmp_path, store)
     with on(tmp_path, "a"):
-        remote = open_remote(store)
-        assert isinstance(remote, BucketRemote)
-        manifest, _ = remote.read_manifest()
-        assert manifest is not None
-        name = f"packs/{manifest.packs[0]}.pack"
-        plain = remote.storage.get(name)
-        assert plain is not None and peek(remote.raw.get(name + ".enc")[0])[1] == 1  # type: ignore[index]
+        remote, name, plain = first_pack(store)
+        assert peek(remote.raw.get(name + ".enc")[0])[1] == 1  # type: ignore[index]
         assert rotate(remote.raw, agent_keys(remote.raw)) == 2
         fresh = open_remote(store, encrypt=True)
         assert isinstance(fresh, BucketRemote)
-        assert fresh.storage.put_if_absent(name, plain[0]) is False
+        assert fresh.storage.put_if_absent(name, plain) is False
         resealed = fresh.raw.get(name + ".enc")
         assert resealed is not None and peek(resealed[0])[1] == 2
-        assert fresh.storage.get(name) is not None and fresh.storage.get(name)[0] == plain[0]  # type: ignore[index]
+        assert fresh.storage.get(name) is not None and fresh.storage.get(name)[0] == plain  # type: ignore[index]
 
 
 def test_a_pack_there_that_its_epochs_key_does_not_open_is_replaced_when_pushed_again(
@@ -271,23 +278,17 @@ def test_a_pack_there_that_its_epochs_key_does_not_open_is_replaced_when_pushed_
 
     shared(tmp_path, store)
     with on(tmp_path, "a"):
-        remote = open_remote(store)
-        assert isinstance(remote, BucketRemote)
-        manifest, _ = remote.read_manifest()
-        assert manifest is not None
-        name = f"packs/{manifest.packs[0]}.pack"
-        plain = remote.storage.get(name)
-        assert plain is not None
+        remote, name, plain = first_pack(store)
         repo = remote.storage.keys.repo_id  # type: ignore[attr-defined]
-        wrong = seal(os.urandom(32), 1, Role.PACK, repo, name, plain[0])
+        wrong = seal(os.urandom(32), 1, Role.PACK, repo, name, plain)
         remote.raw.delete(name + ".enc")
         assert remote.raw.put_if_absent(name + ".enc", wrong)
         fresh = open_remote(store, encrypt=True)
         assert isinstance(fresh, BucketRemote)
-        assert fresh.storage.put_if_absent(name, plain[0]) is False
+        assert fresh.storage.put_if_absent(name, plain) is False
         resealed = fresh.raw.get(name + ".enc")
         assert resealed is not None and resealed[0] != wrong and peek(resealed[0])[1] == 1
-        assert open_remote(store, encrypt=True).storage.get(name)[0] == plain[0]  # type: ignore[index]
+        assert open_remote(store, encrypt=True).storage.get(name)[0] == plain  # type: ignore[index]
 
 
 def test_the_owner_of_another_agent_cannot_push_over_it(tmp_path: Path, store: str) -> None:
