@@ -336,8 +336,8 @@ class KeyCache:
             data = self._read()
             before = json.dumps(data, sort_keys=True)
             yield data
-            after = json.dumps(data, sort_keys=True, indent=1)
             if json.dumps(data, sort_keys=True) != before:  # held keys go with a change
+                after = json.dumps(data, sort_keys=True, indent=1)
                 atomic_write(self.path, after.encode() + b"\n", mode=0o600)
                 _HELD.pop(self.path, None)
         finally:

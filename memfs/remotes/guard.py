@@ -162,6 +162,16 @@ class RepoPins:
             if pins != before:
                 # a cache of what each store's memfs.json says: lost or torn by a crash, the
                 # pins read as empty (``_read``) and the next command reads memfs.json again
-                replace_unsynced(self.path, json.dumps(pins, indent=1).encode() + b"\n")
+                replace_unsynced(self.path, _flat_json(pins))
         finally:
             os.close(lock)
+
+
+def _flat_json(pins: dict[str, str]) -> bytes:
+    """``json.dumps(pins, indent=1)`` + newline, byte for byte, from the C encoder's strings:
+    with ``indent`` json encodes in Python, ~2 ms for a machine that has used a few hundred
+    encrypted remotes (a CI runner), on every first push."""
+    if not pins:
+        return b"{}\n"
+    lines = ",\n".join(f" {json.dumps(url)}: {json.dumps(repo)}" for url, repo in pins.items())
+    return ("{\n" + lines + "\n}\n").encode()
