@@ -2,7 +2,8 @@
 
 A proposed commit goes through ``gate``, which splits it into what is let through and what
 stays in the work tree (a Letta repo's read_only files, what Letta's installed pre-commit hook
-refuses, a file holding a secret's value), listed in ``Agent.held``. Restore and revert ask
+refuses, a file holding a secret's value, agent.yaml deleted or given another id: see
+memfs/agentidentity.py), listed in ``Agent.held``. Restore and revert ask
 ``refuse`` first, so a change Letta's rules would hold back is refused before anything moves.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from memfs import agentmanifest, worktree
+from memfs import agentidentity, agentmanifest, worktree
 from memfs.agentstatus import (
     Snapshot,
     ignore_rules,
@@ -62,6 +63,10 @@ def gate(
         from memfs.secrets.guard import guard_verdict
 
         guard_verdict(agent, verdict)
+    identity = agentidentity.refusal(head_tree, verdict.allowed, agent.history.blob)
+    if identity is not None:  # agent.yaml deleted or given another id: every pull refuses it
+        del verdict.allowed[identity.path]
+        verdict.held.setdefault(identity.path, []).append(identity)
     agent.held = verdict.refusals
     agent.overridden = [path for path in verdict.overridden if path in verdict.allowed]
     return verdict

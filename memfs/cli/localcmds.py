@@ -52,7 +52,16 @@ def status(agent: Agent, as_json: bool) -> int:
             kept = "  (kept out of commits, see below)" if path in held else ""
             echo(f"  {change.status + ':':<10} {path}{kept}")
     holding = [p for p in report.held if p.message.startswith(HOLDS_SECRET)]
-    letta = [p for p in report.held if p not in holding]
+    identity = []
+    if report.held:  # agent.yaml deleted or given another id (memfs/agentidentity.py)
+        from memfs.agentidentity import MANIFEST_FILE, REFUSED
+
+        identity = [p for p in report.held if p.path == MANIFEST_FILE and REFUSED in p.message]
+    letta = [p for p in report.held if p not in holding and p not in identity]
+    if identity:
+        echo("memfs leaves this in the work tree, uncommitted:")
+        for problem in identity:
+            echo(f"  {problem.render()}")
     if letta:
         echo(
             "Letta refuses these, so memfs leaves them in the work tree, uncommitted"
