@@ -298,14 +298,15 @@ class BucketRemote:
                 return self.head(branch)
             sealed = self.sealed is not None
             uploading = Uploading(self, pack)
+        head: str | None = guess  # until read (a failed read unsends nothing for it)
         try:
             head = self.head(branch)
         finally:
             try:
                 uploading.wait()
             finally:
-                if not sealed and self.sealed is not None:
-                    self._unsend(pack.name)
+                if not sealed and (self.sealed is not None or head is None):
+                    self._unsend(pack.name)  # (no agent there now: the push refuses it)
         self._uploaded = (new, guess, pack) if head == guess and sealed == self.encrypted else None
         self._note_encrypted(history)
         return head
