@@ -20,6 +20,7 @@ from memfs.agentstatus import (
     scan,
 )
 from memfs.errors import CommitRefusedError, MemfsError
+from memfs.layout import MANIFEST_FILE
 from memfs.schema import Problem
 from memfs.secrets.hooks import has_secrets
 from memfs.trees import Files, compare_trees
@@ -102,8 +103,9 @@ def refuse(
     allow_read_only: bool,
 ) -> tuple[str, ...]:
     """Raise CommitRefusedError if Letta's rules would hold back any part of going from
-    ``current`` to ``target`` (or an edit waiting there that memfs cannot commit), before
-    anything is written; the paths read_only is lifted for."""
+    ``current`` to ``target`` (or an edit waiting there that memfs cannot commit), or it
+    would delete agent.yaml or change its id (memfs/agentidentity.py), before anything is
+    written; the paths read_only is lifted for."""
     changes = compare_trees(current, target)
     waiting = [r.render() for r in agent.held if any(c.path == r.path for c in changes)]
     if waiting:
@@ -111,6 +113,15 @@ def refuse(
             action,
             [f"{line} (an uncommitted edit there would be overwritten)" for line in waiting],
         )
+    for change in changes:  # never a commit that makes the agent another (or none)
+        if change.path == MANIFEST_FILE:
+            before = head_tree.get(MANIFEST_FILE)
+            reason = agentidentity.change_reason(
+                None if before is None else agent.history.blob(before.sha),
+                None if change.new is None else agent.history.blob(change.new.sha),
+            )
+            if reason is not None:
+                raise CommitRefusedError(action, [reason])
     allowed = tuple(change.path for change in changes) if allow_read_only else ()
     if not letta_rules(agent).active:
         return allowed

@@ -101,3 +101,19 @@ def test_a_commit_keeps_agent_yaml_edits_that_leave_the_id(tmp_path: Path) -> No
         assert [refusal.path for refusal in agent.held] == ["agent.yaml"]
     finally:
         agent.close()
+
+
+def test_revert_of_the_first_commit_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    """review11 F03: reverting a new agent's only commit deleted agent.yaml in a commit,
+    and every command then exited 3 ("not a memfs agent")."""
+    a = Machine.create(tmp_path, "a")
+    assert a.memfs("init", str(a.root), agent=False).returncode == 0
+    head = a.head()
+    done = a.memfs("revert", "HEAD")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"memfs: cannot revert HEAD: agent.yaml is deleted: a memfs agent keeps it, and {KEEPS}; "
+        "nothing was changed\n"
+    )
+    assert a.head() == head and a.clean()
+    assert a.memfs("status").returncode == 0
