@@ -137,7 +137,9 @@ def warn_held(held: list[Refusal]) -> None:
 def ls(agent: Agent, as_json: bool) -> int:
     """List memory files: label, pinned or not, size against limit, description."""
     from memfs.layout import in_context
+    from memfs.secrets.hooks import masker
 
+    mask = masker(agent)  # a file the commit guard holds may hold a secret's value (§6.2)
     layout = agent.layout
     # From the parse cache: a file is read only when its stat data changed since last time.
     parsed = agent.parsed_memory(agent.snapshot(), layout)
@@ -148,9 +150,9 @@ def ls(agent: Agent, as_json: bool) -> int:
                     warn(problem.render())
     rows = [
         {
-            "label": found.label,
-            "path": path,
-            "description": found.description,
+            "label": mask(found.label),
+            "path": mask(path),
+            "description": mask(found.description) if found.description else found.description,
             "pinned": in_context(path, layout),
             "read_only": found.read_only,
             "size": found.size,
