@@ -26,3 +26,15 @@ def test_ls_diff_and_show_mask_a_held_files_value(tmp_path: Path) -> None:
         assert VALUE not in done.stdout + done.stderr, args
     assert "API_KEY=<REDACTED>" in memfs_process("-C", str(root), "ls").stdout
     assert "API_KEY=<REDACTED>" in memfs_process("-C", str(root), "diff").stdout
+
+
+def test_export_af_masks_a_held_files_value_unless_asked_for_values(tmp_path: Path) -> None:
+    """review11 F19: export-af without --with-secrets wrote a held block's value in the clear
+    into a file meant for sharing."""
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    write(root, "system/human.md", f"---\ndescription: the human\n---\nHer key: {VALUE}\n")
+    done = memfs_process("-C", str(root), "export-af", "-o", str(tmp_path / "out.af"))
+    assert done.returncode == 0, done.stderr
+    exported = (tmp_path / "out.af").read_text()
+    assert VALUE not in exported and "API_KEY=<REDACTED>" in exported
+    assert "masked in the export" in done.stderr and VALUE not in done.stderr
