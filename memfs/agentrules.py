@@ -2,7 +2,8 @@
 
 A proposed commit goes through ``gate``, which splits it into what is let through and what
 stays in the work tree (a Letta repo's read_only files, what Letta's installed pre-commit hook
-refuses, a file holding a secret's value), listed in ``Agent.held``. Restore and revert ask
+refuses, a file holding a secret's value, agent.yaml deleted or given another id: see
+memfs/agentidentity.py), listed in ``Agent.held``. Restore and revert ask
 ``refuse`` first, so a change Letta's rules would hold back is refused before anything moves.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from memfs import agentmanifest, worktree
+from memfs import agentidentity, agentmanifest, worktree
 from memfs.agentstatus import (
     Snapshot,
     ignore_rules,
@@ -19,6 +20,7 @@ from memfs.agentstatus import (
     scan,
 )
 from memfs.errors import CommitRefusedError, MemfsError
+from memfs.layout import MANIFEST_FILE
 from memfs.schema import Problem
 from memfs.secrets.hooks import has_secrets
 from memfs.trees import Files, compare_trees
@@ -62,6 +64,10 @@ def gate(
         from memfs.secrets.guard import guard_verdict
 
         guard_verdict(agent, verdict)
+    identity = agentidentity.refusal(head_tree, verdict.allowed, agent.history.blob)
+    if identity is not None:  # agent.yaml deleted or given another id: every pull refuses it
+        del verdict.allowed[identity.path]
+        verdict.held.setdefault(identity.path, []).append(identity)
     agent.held = verdict.refusals
     agent.overridden = [path for path in verdict.overridden if path in verdict.allowed]
     return verdict
@@ -97,8 +103,9 @@ def refuse(
     allow_read_only: bool,
 ) -> tuple[str, ...]:
     """Raise CommitRefusedError if Letta's rules would hold back any part of going from
-    ``current`` to ``target`` (or an edit waiting there that memfs cannot commit), before
-    anything is written; the paths read_only is lifted for."""
+    ``current`` to ``target`` (or an edit waiting there that memfs cannot commit), or it
+    would delete agent.yaml or change its id (memfs/agentidentity.py), before anything is
+    written; the paths read_only is lifted for."""
     changes = compare_trees(current, target)
     waiting = [r.render() for r in agent.held if any(c.path == r.path for c in changes)]
     if waiting:
@@ -106,9 +113,18 @@ def refuse(
             action,
             [f"{line} (an uncommitted edit there would be overwritten)" for line in waiting],
         )
+    for change in changes:  # never a commit that makes the agent another (or none)
+        if change.path == MANIFEST_FILE:
+            before = head_tree.get(MANIFEST_FILE)
+            reason = agentidentity.change_reason(
+                None if before is None else agent.history.blob(before.sha),
+                None if change.new is None else agent.history.blob(change.new.sha),
+            )
+            if reason is not None:
+                raise CommitRefusedError(action, [reason])
     allowed = tuple(change.path for change in changes) if allow_read_only else ()
-    if not letta_rules(agent).active:
-        return allowed
+    if not letta_rules(agent).active and not has_secrets(agent):
+        return allowed  # else Letta's rules or the secrets guard may hold a part back
     blobs = agent.history.read_blobs({c.new.sha for c in changes if c.new is not None})
     payload = {
         c.path: (c.new.mode, blobs[c.new.sha]) if c.new is not None else None for c in changes

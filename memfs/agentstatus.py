@@ -12,7 +12,7 @@ import os
 
 from memfs import agentmanifest
 from memfs.ignore import IgnoreRules
-from memfs.layout import Layout, is_memory_path
+from memfs.layout import MANIFEST_FILE, Layout, is_memory_path
 from memfs.parsecache import ParseCache, Parsed
 from memfs.record import Record
 from memfs.schema import Problem
@@ -328,6 +328,13 @@ def work_out(agent: Agent, head: str | None) -> tuple[Status, Snapshot, bool]:
         payload = {c.path: read_change(agent, c, taken) for c in changes}
         held += [refusal.problem() for refusal in review(payload, values_of(agent))[1]]
         reviewed = True  # the verdict depends on the secrets' values too: not recorded
+    if any(change.path == MANIFEST_FILE for change in changes):
+        from memfs.agentidentity import refusal as identity_refusal
+
+        payload = {c.path: read_change(agent, c, taken) for c in changes if c.path == MANIFEST_FILE}
+        identity = identity_refusal(head_tree, payload, agent.history.blob)
+        if identity is not None:
+            held.append(identity.problem())
     found = Status(
         branch="",
         head=head,

@@ -61,3 +61,25 @@ def unfinished(root: Path) -> UnfinishedCheckout | None:
         return UnfinishedCheckout(str(data["url"]), str(data["sha"]))
     except (OSError, ValueError, KeyError, TypeError):
         return UnfinishedCheckout("<its remote>", "")
+
+
+def only_a_fresh_repo(root: Path) -> bool:
+    """Whether ``root`` holds nothing but a ``.git`` as a clone killed before its marker left
+    it: dulwich's ``Repo.init`` layout (its description, no hook samples as git writes), no
+    ref, no object, no index. Nothing in it is anyone's: a clone may take the folder over."""
+    try:
+        if [entry.name for entry in os.scandir(root)] != [".git"]:
+            return False
+        git = root / ".git"
+        description = git / "description"
+        if description.exists() and description.read_bytes() != b"Unnamed repository":
+            return False
+        if any((git / name).exists() for name in ("index", "packed-refs", "memfs")):
+            return False
+        for folder in ("refs", "objects", "hooks"):
+            for _, _, files in os.walk(git / folder):
+                if files:
+                    return False
+    except OSError:
+        return False
+    return True

@@ -11,7 +11,13 @@ import shutil
 from pathlib import Path
 
 from memfs.agent import Agent
-from memfs.checkout import UnfinishedCheckout, mark_finished, mark_started, unfinished
+from memfs.checkout import (
+    UnfinishedCheckout,
+    mark_finished,
+    mark_started,
+    only_a_fresh_repo,
+    unfinished,
+)
 from memfs.errors import (
     MemfsError,
     RemoteCorruptError,
@@ -57,6 +63,8 @@ def clone(
     stale = unfinished(root) if root.is_dir() else None
     if stale is not None:
         _clear_unfinished(root, stale)
+    elif root.is_dir() and only_a_fresh_repo(root):  # killed before its marker was written
+        shutil.rmtree(root / ".git")
     created = not root.exists()
     if not created and (not root.is_dir() or any(root.iterdir())):
         raise MemfsError(f"{root} already exists and is not an empty folder")
@@ -70,6 +78,7 @@ def clone(
             raise RemoteCorruptError(redact(url), f"its default branch {branch!r} is not a name")
         root.mkdir(parents=True, exist_ok=True)
         history = History.create(root)
+        crash_point("clone.created")
         mark_started(root, redact(url), "")
         history.point_head_at(branch)
         # an encrypted agent is found so by the manifest read above (its stub), and recorded:

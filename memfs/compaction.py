@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from dulwich.objects import Commit
@@ -45,9 +46,17 @@ if TYPE_CHECKING:
     from memfs.remotes.manifest import BucketManifest
     from memfs.remotes.storage import Storage
 
+Candidate = tuple[int, int, bytes, int, Counter[bytes]]  # type, offset, content, depth, lines
+TREE = 2  # the pack type of a tree
 DELTA_WINDOW = 10  # git's pack.window
 DELTA_DEPTH = 50  # git's pack.depth
 DELTA_MIN_SIZE = 64  # smaller objects are stored whole: a delta would save next to nothing
+# dulwich's create_delta is a Myers diff: its time grows as (base + target) x the bytes that
+# differ, ~5 s for two unrelated 300 KB files. A pair is tried only when its lines say the
+# delta can save half and this product stays under DELTA_WORK (~0.5 s at most; a version of
+# the same file with a few edits is milliseconds); git's own size cuts come first.
+DELTA_WORK = 2 * 10**11
+DELTA_ANY = 8 * 1024  # a pair this small is always tried (Myers: a few ms at worst)
 
 
 def compacted_pack(
@@ -133,12 +142,13 @@ def _write(base: CheckedPack, added: list[tuple[bytes, int, bytes]]) -> BuiltPac
     chunks: list[bytes | memoryview] = [head, memoryview(base.pack)[12:-20]]
     offset = len(base.pack) - 20
     entries = list(zip(base.shas, base.offsets, base.crcs, strict=True))
-    window: list[tuple[int, int, bytes, int]] = []  # (type, offset, content, depth), newest last
+    window: list[Candidate] = []  # newest last
     for hex_sha, type_num, data in sorted(added, key=lambda item: (item[1], -len(item[2]))):
-        entry, depth = _entry(type_num, data, offset, window)
+        lines = _lines(data, type_num)
+        entry, depth = _entry(type_num, data, offset, window, lines)
         chunks.append(entry)
         entries.append((bytes.fromhex(hex_sha.decode()), offset, zlib.crc32(entry)))
-        window.append((type_num, offset, data, depth))
+        window.append((type_num, offset, data, depth, lines))
         del window[:-DELTA_WINDOW]
         offset += len(entry)
     digest = hashlib.sha1()
@@ -151,15 +161,22 @@ def _write(base: CheckedPack, added: list[tuple[bytes, int, bytes]]) -> BuiltPac
 
 
 def _entry(
-    type_num: int, data: bytes, offset: int, window: list[tuple[int, int, bytes, int]]
+    type_num: int,
+    data: bytes,
+    offset: int,
+    window: list[Candidate],
+    lines: Counter[bytes] | None = None,
 ) -> tuple[bytes, int]:
     """The pack entry of one object at ``offset``: whole, or an offset delta against the
     object of ``window`` that gives the smallest one; and its delta chain's depth."""
     best: tuple[bytes, int, int] | None = None  # (delta, base offset, base depth)
     if len(data) >= DELTA_MIN_SIZE:
+        lines = _lines(data, type_num) if lines is None else lines
         limit = len(data) // 2  # git's: a delta must save at least half to be worth a chain
-        for base_type, base_offset, base_data, base_depth in window:
+        for base_type, base_offset, base_data, base_depth, base_lines in window:
             if base_type != type_num or base_depth >= DELTA_DEPTH:
+                continue
+            if not worth_trying(base_data, base_lines, data, lines):
                 continue
             delta = b"".join(create_delta(base_data, data))
             if len(delta) < limit and (best is None or len(delta) < len(best[0])):
@@ -169,6 +186,43 @@ def _entry(
     delta, base_offset, base_depth = best
     head = entry_header(OFS_DELTA, len(delta)) + _ofs_distance(offset - base_offset)
     return head + zlib.compress(delta), base_depth + 1
+
+
+def _lines(data: bytes, type_num: int) -> Counter[bytes]:
+    """The lines of ``data``, counted (how ``worth_trying`` sees what two objects share); a
+    tree's are its entries' ``mode name`` and their 20-byte shas, apart."""
+    if type_num != TREE:
+        return Counter(data.split(b"\n"))
+    tokens: Counter[bytes] = Counter()
+    pos = 0
+    while pos < len(data):
+        nul = data.find(b"\0", pos)
+        if nul < 0:
+            tokens[data[pos:]] += 1
+            break
+        tokens[data[pos:nul]] += 1
+        tokens[data[nul + 1 : nul + 21]] += 1
+        pos = nul + 21
+    return tokens
+
+
+def worth_trying(
+    base: bytes, base_lines: Counter[bytes], data: bytes, lines: Counter[bytes]
+) -> bool:
+    """Whether a delta of ``data`` against ``base`` can save half of ``data`` at a bounded
+    cost: any small pair (``DELTA_ANY``); else git's size cuts (try_delta: a target under
+    1/32 of the base, sizes apart by half the target), then the bytes of the lines they
+    share (a delta copies at most those; Myers' work grows with the rest, ``DELTA_WORK``)."""
+    size, base_size = len(data), len(base)
+    if size + base_size <= DELTA_ANY:
+        return True
+    if size < base_size // 32 or abs(size - base_size) >= size // 2:
+        return False
+    shared = sum((len(line) + 1) * count for line, count in (lines & base_lines).items())
+    differ = max(size - shared, 0)
+    if differ >= size // 2:
+        return False
+    return (size + base_size) * (differ + max(base_size - shared, 0)) <= DELTA_WORK
 
 
 def _ofs_distance(distance: int) -> bytes:

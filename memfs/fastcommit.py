@@ -40,6 +40,7 @@ from memfs.commitrecord import remember as remember
 from memfs.faults import crash_point
 from memfs.filecolumns import Sig, Table
 from memfs.history import loose
+from memfs.layout import MANIFEST_FILE
 from memfs.secrets.hooks import has_secrets
 from memfs.trees import (
     MODE_EXECUTABLE,
@@ -159,7 +160,7 @@ def commit(
             payload[path] = (mode, data)
     row = {paths[i]: i for i in dirty}
     new_files = {paths[i]: found for i, found in new_sigs.items()}
-    plain = not allow_read_only and _no_rules(agent)
+    plain = not allow_read_only and MANIFEST_FILE not in payload and _no_rules(agent)
     # HEAD's tree for Letta's rules: all of it only where they look at the whole tree
     if not plain and agent.letta_rules().tree_wide:
         head_tree = {path: table.entry(i) for i, path in enumerate(paths)}

@@ -21,6 +21,7 @@ Points (``memfs/faults.py`` is the list; grep for ``crash_point(``):
   checkout not yet moved to it
 - ``fetch.import``: a fetched pack is downloaded (bucket: not yet imported; git: stored,
   no ref pointing at it yet)
+- ``clone.created``: a clone's ``.git`` is made, its unfinished marker not yet written
 - ``checkout.write``: before each file of a fresh clone or checkout is written
 - ``checkout.finish``: a clone's files, branch and index are written, its unfinished
   marker (``memfs.checkout``) not yet removed

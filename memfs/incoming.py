@@ -82,6 +82,7 @@ def _fetch(
     remote = remote or open_for(agent, config, progress)
     sha = remote.fetch(history, branch)
     if sha is None:
+        refuse_vanished(history, config, branch)
         return None
     _refuse_other_kind(history, sha, config.display_url, branch)
     head = history.head()
@@ -100,6 +101,22 @@ def _fetch(
     history.set_ref(_tracking_ref(config.name, branch), sha, f"fetch: from {config.name}")
     after_fetch(agent, config, remote)  # the secrets of the manifest read, once it is ours (§6)
     return sha
+
+
+def refuse_vanished(history: History, config: RemoteConfig, branch: str) -> None:
+    """Refuse an object store this checkout has synced with (its tracking ref is here) that
+    now holds no agent: a folder cloud whose disk is not mounted looks just so, and a push
+    would write a new store under the empty mountpoint that no other machine sees. Only a
+    first push creates a store."""
+    if config.kind != "bucket" or history.ref(_tracking_ref(config.name, branch)) is None:
+        return
+    url = config.display_url
+    raise RemoteError(
+        url,
+        f"{url} is gone: this agent synced with it before and it holds no agent now (a "
+        f"folder not mounted?); nothing was pushed. If it was emptied on purpose, 'memfs "
+        f"remote remove {config.name}' and 'memfs remote add {config.name} URL' start it anew",
+    )
 
 
 def remote_layout(history: History, sha: str) -> Layout | None:

@@ -14,7 +14,7 @@ import time
 from memfs.agent import Agent
 from memfs.errors import MemfsError, NotAnAgentError, PushRejectedError, RemoteError
 from memfs.history import History
-from memfs.incoming import Progress, fetch_remote, integrate, open_for
+from memfs.incoming import Progress, fetch_remote, integrate, open_for, refuse_vanished
 from memfs.remotes import Remote, RemoteConfig, letta_mirror
 from memfs.remotestate import tracking_ref as _tracking_ref
 from memfs.syncreport import RemoteOutcome
@@ -53,6 +53,8 @@ def push_remote(
         if config.mirror  # a mirror with commits of its own is refused, not merged: no upload
         else _head_while_uploading(history, remote, config.name, branch)
     )
+    if theirs is None:
+        refuse_vanished(history, config, branch)  # a folder not mounted is no new store
     for attempt in range(PUSH_ATTEMPTS):
         local = history.head()
         if local is None or theirs == local:

@@ -120,6 +120,7 @@ def _twin(tmp_path: Path, hub: Path) -> memfs.Agent:
     original = sync.clone(str(hub), tmp_path / "original")
     twin = memfs.init(tmp_path / "twin", name=original.name)
     (twin.root / "agent.yaml").write_bytes((original.root / "agent.yaml").read_bytes())
+    git(twin.root, "commit", "-qm", "the original's id", "agent.yaml")  # memfs holds an id change
     write(twin.root, "system/human.md", "the twin's own version\n")
     twin.commit()
     add_remote(twin.history, "origin", str(hub))

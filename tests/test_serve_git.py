@@ -299,7 +299,7 @@ def test_a_push_that_drops_agent_yaml_is_refused(
     git(tmp_path / "clone", "commit", "-q", "-m", "drop")
     done = git(tmp_path / "clone", "push", "origin", "main", check=False)
     assert done.returncode != 0
-    assert "the push removes agent.yaml" in done.stderr
+    assert "agent.yaml is deleted: a memfs agent keeps it" in done.stderr
     assert bucket_head(cloud) == agent.history.head()
 
 

@@ -75,6 +75,17 @@ def export_agent_files(
     if result.document.pop(FIRST_SCHEMA_KEY, None) is not None:
         result.document = to_first_schema(result.document)
     data = json.dumps(result.document, indent=2, ensure_ascii=False).encode()
+    if not with_secrets:  # a file the commit guard holds may hold a value: masked (§6.2)
+        from memfs.secrets.hooks import byte_masker
+
+        for agent in agents:
+            masked = byte_masker(agent)(data)
+            if masked != data:
+                data = masked
+                result.warnings.append(
+                    f"{agent.name}: a memory file holds a secret's value: masked in the "
+                    "export as NAME=<REDACTED> (--with-secrets writes values)"
+                )
     atomic_write(Path(target), data, mode=0o600 if filled else None)
     return result
 

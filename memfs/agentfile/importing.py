@@ -28,7 +28,7 @@ from typing import Any
 from memfs import frontmatter, lettafm, worktree
 from memfs.agent import Agent
 from memfs.agentfile.document import AgentFileError, read_agent_file
-from memfs.agentfile.secrets import keep_in_store, strip_secrets
+from memfs.agentfile.secrets import check_storable, keep_in_store, strip_secrets
 from memfs.agentfile.sidecar import SIDECAR, carried, make_sidecar
 from memfs.errors import MemfsError
 from memfs.history import History
@@ -139,6 +139,8 @@ def import_agent_file(
         PlannedAgent(i, name, root, _plan_blocks(root, document, i, layout, str(source), warnings))
         for i, name, root in zip(indexes, names, roots, strict=True)
     ]
+    for plan in plans:
+        check_storable(document["agents"][plan.index])  # before anything is written
     kept = copy.deepcopy(document)
     secrets = strip_secrets(kept)
     source_id = str(uuid.uuid4())

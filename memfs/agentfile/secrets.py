@@ -89,6 +89,16 @@ def _pairs(values: Any) -> list[tuple[str, Any]]:
     return []
 
 
+def check_storable(data: dict[str, Any]) -> None:
+    """SecretUsageError (exit 2) if a value ``keep_in_store`` would keep cannot be a secret
+    (memfs.secrets.store.check_value: a NUL byte, not text, too long): asked before the
+    import writes anything."""
+    from memfs.secrets.store import check_value
+
+    for name, value in agent_values(data).items():
+        check_value(name, value, f"nothing was imported ({owner_of(data)})")
+
+
 def keep_in_store(agent: Any, data: dict[str, Any]) -> list[str]:
     """Put an imported agent's secret values into its secret store (memfs.secrets): kept
     sealed, never committed. The names kept (left-out entries as ``strip_secrets`` names them).

@@ -52,7 +52,16 @@ def status(agent: Agent, as_json: bool) -> int:
             kept = "  (kept out of commits, see below)" if path in held else ""
             echo(f"  {change.status + ':':<10} {path}{kept}")
     holding = [p for p in report.held if p.message.startswith(HOLDS_SECRET)]
-    letta = [p for p in report.held if p not in holding]
+    identity = []
+    if report.held:  # agent.yaml deleted or given another id (memfs/agentidentity.py)
+        from memfs.agentidentity import MANIFEST_FILE, REFUSED
+
+        identity = [p for p in report.held if p.path == MANIFEST_FILE and REFUSED in p.message]
+    letta = [p for p in report.held if p not in holding and p not in identity]
+    if identity:
+        echo("memfs leaves this in the work tree, uncommitted:")
+        for problem in identity:
+            echo(f"  {problem.render()}")
     if letta:
         echo(
             "Letta refuses these, so memfs leaves them in the work tree, uncommitted"
@@ -128,7 +137,9 @@ def warn_held(held: list[Refusal]) -> None:
 def ls(agent: Agent, as_json: bool) -> int:
     """List memory files: label, pinned or not, size against limit, description."""
     from memfs.layout import in_context
+    from memfs.secrets.hooks import masker
 
+    mask = masker(agent)  # a file the commit guard holds may hold a secret's value (§6.2)
     layout = agent.layout
     # From the parse cache: a file is read only when its stat data changed since last time.
     parsed = agent.parsed_memory(agent.snapshot(), layout)
@@ -139,9 +150,9 @@ def ls(agent: Agent, as_json: bool) -> int:
                     warn(problem.render())
     rows = [
         {
-            "label": found.label,
-            "path": path,
-            "description": found.description,
+            "label": mask(found.label),
+            "path": mask(path),
+            "description": mask(found.description) if found.description else found.description,
             "pinned": in_context(path, layout),
             "read_only": found.read_only,
             "size": found.size,

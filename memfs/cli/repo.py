@@ -133,9 +133,11 @@ def diff(state: AppState, args: tuple[str, ...]) -> None:
       memfs diff HEAD~3 system/persona.md
       memfs diff HEAD~2 HEAD
     """
+    from memfs.secrets.hooks import byte_masker
+
     agent = state.agent()
     revs, paths = agent.split_revisions(args)
-    emit_bytes(agent.diff(*revs, paths=paths))
+    emit_bytes(byte_masker(agent)(agent.diff(*revs, paths=paths)))  # as context masks (§6.2)
 
 
 @click.command()
@@ -149,7 +151,10 @@ def show(state: AppState, spec: str) -> None:
       memfs show HEAD
       memfs show HEAD~2:system/persona.md
     """
-    emit_bytes(state.agent().show(spec))
+    from memfs.secrets.hooks import byte_masker
+
+    agent = state.agent()
+    emit_bytes(byte_masker(agent)(agent.show(spec)))  # as context masks (§6.2)
 
 
 @click.command()

@@ -29,7 +29,7 @@ def run(state: AppState, only: str | None, no_mask: bool, command: tuple[str, ..
       memfs run -- sh -c 'curl -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/v1/models'
       memfs run --only GITHUB_TOKEN -- gh repo list
     """
-    from memfs.secrets.run import exec_unmasked
+    from memfs.secrets.run import check_environment, exec_unmasked
     from memfs.secrets.run import run as run_command
     from memfs.secrets.store import SecretStore, UnknownSecretError
 
@@ -45,6 +45,7 @@ def run(state: AppState, only: str | None, no_mask: bool, command: tuple[str, ..
     except UnknownSecretError as error:
         raise click.UsageError(str(error)) from None
     values = {name: value.reveal() for name, value in chosen.items()}
+    check_environment(values)  # before --no-mask's warning: one line when refused
     click.get_current_context().close()  # the agent's files are not held by the command
     if no_mask:
         warn("--no-mask: the command's output is not masked")

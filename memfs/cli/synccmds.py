@@ -13,6 +13,7 @@ from memfs.cli.output import echo, emit_json, progress_printer, warn
 TYPE_CHECKING = False  # typing costs a command ~3 ms to import; mypy reads the block
 if TYPE_CHECKING:
     from memfs.agent import Agent
+    from memfs.lettahook import Refusal
     from memfs.sync import SyncReport
 
 
@@ -39,7 +40,7 @@ def push(
     )
     if report.created_remote is not None and not as_json:
         echo(f"Added remote origin: {report.created_remote.display_url}")
-    _report(report, as_json)
+    _report(report, as_json, agent.held)
     return 0
 
 
@@ -81,7 +82,7 @@ def pull(
         announce=True,
         prescan=True,  # a one-shot process: its commit scan may run in a child
     )
-    _report(report, as_json)
+    _report(report, as_json, agent.held)
     return 0
 
 
@@ -105,12 +106,13 @@ def sync(
         announce=True,
         env_name=env_name,
     )
-    _report(report, as_json)
+    _report(report, as_json, agent.held)
     return 0
 
 
-def _report(report: SyncReport, as_json: bool) -> None:
-    """Print a report, then fail with the first remote error, if any."""
+def _report(report: SyncReport, as_json: bool, held: list[Refusal]) -> None:
+    """Print a report and what the commit held back, then fail with the first remote
+    error, if any."""
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -144,6 +146,10 @@ def _report(report: SyncReport, as_json: bool) -> None:
     for outcome in report.mirrors:
         if outcome.error is not None:
             warn(f"warning: mirror {outcome.remote} not updated (nothing lost): {outcome.error}")
+    if held:
+        from memfs.cli.localcmds import warn_held
+
+        warn_held(held)
     _fail_on_remote_errors(report)
 
 

@@ -99,14 +99,15 @@ def head_while_uploading(
             return remote.head(branch)
         sealed = remote.sealed is not None
         uploading = _uploading(remote, pack)
+    head: str | None = guess  # until read (a failed read unsends nothing for it)
     try:
         head = remote.head(branch)
     finally:
         try:
             uploading.wait()
         finally:
-            if not sealed and remote.sealed is not None:
-                _unsend(remote, pack.name)
+            if not sealed and (remote.sealed is not None or head is None):
+                _unsend(remote, pack.name)  # (no agent there now: the push refuses it)
     remote._uploaded = (new, guess, pack) if head == guess and sealed == remote.encrypted else None
     remote._note_encrypted(history)
     return head

@@ -57,11 +57,19 @@ def masker(agent: Agent) -> Callable[[str], str]:
     may hold one. The identity, with no import, for an agent without secrets."""
     if not has_secrets(agent):
         return lambda text: text
+    mask = byte_masker(agent)
+    return lambda text: mask(text.encode()).decode(errors="replace")
+
+
+def byte_masker(agent: Agent) -> Callable[[bytes], bytes]:
+    """``masker`` for bytes (a diff, a file as it was): the identity without secrets."""
+    if not has_secrets(agent):
+        return lambda data: data
     from memfs.secrets.guard import values_of
     from memfs.secrets.scrub import Scrubber
 
     scrubber = Scrubber(values_of(agent))  # built once: scrub() leaves it empty for the next
-    return lambda text: scrubber.scrub(text.encode()).decode(errors="replace")
+    return scrubber.scrub
 
 
 def shown_paths(agent: Agent, report: Any) -> Callable[[str], str]:

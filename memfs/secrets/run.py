@@ -35,8 +35,23 @@ class CommandNotRunError(MemfsError):
 
 
 def child_env(values: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment with the secrets added (they win over inherited names)."""
+    """This process's environment with the secrets added (they win over inherited names).
+    SecretUsageError (exit 2), before anything runs, for a value no environment variable
+    can hold (set by an older memfs: a NUL byte), naming the secret, never the value
+    (``check_environment``)."""
+    check_environment(values)
     return {**os.environ, **values}
+
+
+def check_environment(values: Mapping[str, str]) -> None:
+    """SecretUsageError (exit 2) for the first value no environment variable can hold."""
+    from memfs.secrets.store import check_value
+
+    for name, value in values.items():
+        check_value(
+            name, value, f"nothing was run ('memfs secret set {name}' replaces it, "
+            "'--only' leaves it out)"
+        )  # fmt: skip
 
 
 def _pump(source: IO[bytes], target: int, scrubber: Scrubber) -> None:

@@ -198,6 +198,24 @@ def check_name(name: str) -> None:
         )
 
 
+def check_value(name: str, value: str, outcome: str = "nothing was set") -> None:
+    """Refuse a value that cannot be a secret: empty, over ``MAX_VALUE`` bytes, not text
+    (a lone surrogate, from JSON), or holding a NUL byte, which no environment variable
+    can (``memfs run`` would fail on it on every machine the secret reaches)."""
+    if not value:
+        raise SecretUsageError(f"the value of {name} is empty: {outcome}")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise SecretUsageError(f"the value of {name} is not UTF-8 text: {outcome}") from None
+    if size > MAX_VALUE:
+        raise SecretUsageError(f"the value of {name} is over {MAX_VALUE} bytes: {outcome}")
+    if "\0" in value:
+        raise SecretUsageError(
+            f"the value of {name} holds a NUL byte, which an environment variable cannot: {outcome}"
+        )
+
+
 def env_name() -> str:
     """This environment's name: ``MEMFS_ENV_NAME``, else the host name."""
     return os.environ.get("MEMFS_ENV_NAME") or hostname()
@@ -363,10 +381,7 @@ class SecretStore:
     def set(self, name: str, value: str) -> None:
         """Set ``name`` here and queue the change for the store (``push_secrets`` sends it)."""
         check_name(name)
-        if not value:
-            raise SecretUsageError(f"the value of {name} is empty: nothing was set")
-        if len(value.encode()) > MAX_VALUE:
-            raise SecretUsageError(f"the value of {name} is over {MAX_VALUE} bytes")
+        check_value(name, value)
         if name not in self.doc.secrets and len(self.doc.secrets) >= MAX_SECRETS:
             raise SecretUsageError(f"an agent holds at most {MAX_SECRETS} secrets")
         self._change(Op("set", name, _now(), env_name(), value))

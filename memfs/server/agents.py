@@ -93,6 +93,7 @@ class _Entry:
         self.etag: str | None = None
         self.head: str | None = None  # the bucket's head at the last look
         self.looked_at = float("-inf")  # time.monotonic() of the last look
+        self.polled_at = float("-inf")  # time.monotonic() of the last poll of the bucket
         self.agent: Agent | None = None  # the checkout left open by the last user, and
         self.stamp: tuple[object, ...] | None = None  # what its .git looked like then
         self.manifest: BucketManifest | None = None  # the manifest at the last look
@@ -231,6 +232,7 @@ class AgentCache:
         if not force and now - entry.looked_at < self.fresh_s:
             return entry.head is not None
         self.polls += 1
+        entry.polled_at = time.monotonic()
         got = entry.remote.poll(entry.etag)
         if not isinstance(got, Unchanged):
             entry.manifest, entry.etag = got
@@ -242,6 +244,7 @@ class AgentCache:
         """The checkout of ``name`` at the bucket's head (as of the last look); the lock held."""
         from memfs.sync import fetch_remote
 
+        started = time.monotonic()
         if not self._look(entry):
             raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud")
         folder = self.cache_dir / name
@@ -254,6 +257,8 @@ class AgentCache:
             agent.close()
             raise AgentNotFoundError(f"agent {name!r} is no longer in this cloud")
         if head == entry.head:
+            if entry.polled_at >= started:  # the manifest as the bucket holds it now
+                self._secrets_seen(name, entry, agent)
             return agent
         try:
             config = self._config(name)
@@ -261,10 +266,22 @@ class AgentCache:
             if theirs is not None:
                 move_to(agent, theirs, "serve: to the bucket's head")
                 self.pulls += 1
-            return agent
+            return agent  # the fetch gave the secrets hook the manifest it read
         except MemfsError:
             agent.close()
             return self._clone(name)
+
+    def _secrets_seen(self, name: str, entry: _Entry, agent: Agent) -> None:
+        """Give the manifest just polled (under the checkout's lock: nothing newer can have
+        reached the checkout since) to the secrets hook, as a fetch gives it the manifest it
+        read: a secret set anywhere moves no head, so without this a checkout opened before
+        it was set never learns it, and the guard lets its value into a commit (every write
+        polls). Unchanged secrets cost a digest (``manifest_seen``)."""
+        if entry.manifest is None:
+            return
+        from memfs.secrets.hooks import manifest_seen
+
+        manifest_seen(agent, self._config(name), entry.manifest, entry.remote.raw)
 
     def _take(self, entry: _Entry, folder: Path) -> Agent | None:
         """The checkout the last user left open, if its ``.git`` is as that user left it (no

@@ -217,14 +217,29 @@ def upload(repo: Repo, refs: Mapping[str, str], body: bytes) -> bytes:
     return out.getvalue()
 
 
-def receive(repo: Repo, refs: Mapping[str, str], body: bytes, decide: Decide) -> bytes:
+def receive(
+    repo: Repo,
+    refs: Mapping[str, str],
+    body: bytes,
+    decide: Decide,
+    limits: tuple[int, int] | None = None,
+) -> bytes:
     """The body of ``POST git-receive-pack``: store the pack, let ``decide`` settle each ref
-    command, report each outcome as git expects (``ok`` / ``ng <ref> <reason>``)."""
+    command, report each outcome as git expects (``ok`` / ``ng <ref> <reason>``).
+
+    ``limits`` (the size cap of one object, of all of them) bound what the pack may inflate
+    to, checked from its headers before anything is inflated (memfs/server/packlimit.py): a
+    pack over them is an unpack error, nothing stored."""
     out = io.BytesIO()
     stream = io.BytesIO(body)
     proto = ReceivableProtocol(stream.read, out.write)
     served = ServedRepo(repo, refs, {})
-    _ReceivePack(_OneRepo(served), ["."], proto, stateless_rpc=True, decide=decide).handle()
+    handler = _ReceivePack(_OneRepo(served), ["."], proto, stateless_rpc=True, decide=decide)
+    if limits is not None:
+        from memfs.server.packlimit import refusal
+
+        handler.refused = refusal(body, *limits)
+    handler.handle()
     return out.getvalue()
 
 
@@ -250,12 +265,18 @@ class _ReceivePack(ReceivePackHandler):
     def __init__(self, *args: Any, decide: Decide | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.decide: Decide = decide or (lambda updates, atomic: ["refused"] * len(updates))
+        self.refused: str | None = None  # why the pack is not stored (packlimit), if it is not
 
     def _apply_pack(
         self, refs: list[tuple[ObjectID, ObjectID, Ref]]
     ) -> Iterator[tuple[bytes, bytes]]:
         zero = ZERO_SHA
         if any(new != zero for _, new, _ in refs):
+            if self.refused is not None:
+                yield (b"unpack", _one_line(self.refused))
+                for _, _, ref in refs:
+                    yield (ref, b"unpacker error")
+                return
             try:
                 self.repo.object_store.add_thin_pack(
                     self.proto.read, getattr(self.proto, "recv", None)

@@ -28,12 +28,13 @@ from dulwich.errors import ObjectFormatException
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 
 from memfs.agent import Agent
+from memfs.agentidentity import change_reason
 from memfs.errors import MemfsError, PushRejectedError, RepositoryDamagedError, UnsafePathError
 from memfs.faults import crash_point
+from memfs.layout import MANIFEST_FILE
 from memfs.pathcheck import check_incoming_tree
 from memfs.remotes.bucket import BucketRemote
 from memfs.remotestate import tracking_ref
-from memfs.schema import MANIFEST_FILE, manifest_data
 from memfs.server.gitpack import RefUpdate
 from memfs.trees import MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK
 from memfs.worktree import check_path
@@ -242,24 +243,15 @@ def _check_same_agent(agent: Agent, new: str, base: str | None) -> None:
         return
     history = agent.history
     before, after = history.file_at(base, MANIFEST_FILE), history.file_at(new, MANIFEST_FILE)
-    if (before is None) != (after is None):
-        change = "removes" if after is None else "adds"
-        raise Refused(
-            f"memfs: the push {change} {MANIFEST_FILE}: a memfs-native agent keeps it and a "
-            "Letta memory repo has none, so other memfs clients would refuse it"
-        )
+    reason = change_reason(before, after)  # as the commit gate holds it (memfs/agentrules.py)
+    if reason is not None:
+        raise Refused(f"memfs: {reason}")
     from memfs.sync import remote_layout
 
     if after is None and remote_layout(history, new) is None:
         raise Refused(
             "memfs: the push leaves no system/ folder and no root MEMORY.md: a Letta Code "
             "memory repo keeps one, so other memfs clients would refuse it"
-        )
-    old_id = manifest_data(before).get("id")
-    new_id = manifest_data(after).get("id")
-    if old_id and new_id and old_id != new_id:
-        raise Refused(
-            f"memfs: the push changes the agent id in {MANIFEST_FILE} ({old_id} -> {new_id})"
         )
 
 

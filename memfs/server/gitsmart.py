@@ -166,8 +166,12 @@ class _GitRoutes:
             def decide(updates: list[gitpack.RefUpdate], atomic: bool) -> list[str | None]:
                 return gitpush.decide(agent, remote, updates, atomic)
 
+            from memfs.agentmanifest import max_file_size
+            from memfs.config import count_from_env
+
+            limits = (max_file_size(agent), count_from_env(MAX_BODY_ENV, DEFAULT_MAX_BODY))
             try:
-                return gitpack.receive(agent.history.repo, refs, body, decide)
+                return gitpack.receive(agent.history.repo, refs, body, decide, limits)
             finally:
                 # the bucket moved (this push) or was found moved (fetch first): the next
                 # read, the client's pull first of all, must look at it again
