@@ -60,17 +60,24 @@ def entry_header(type_num: int, size: int) -> bytes:
     return bytes(out)
 
 
-def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None) -> BuiltPack:
+def build_pack(
+    shas: Iterable[bytes],
+    read_raw: RawReader,
+    pack_dir: Path | None,
+    check: Callable[[bytes, int, bytes], None] | None = None,
+) -> BuiltPack:
     """A version 2 pack (no deltas) of the objects ``shas`` (hex), in that order, and its index.
 
     ``pack_dir`` is the local store's pack folder, whose entries are reused when the pack is
-    big enough for that to pay; None reads every object through ``read_raw``.
+    big enough for that to pay; None reads every object through ``read_raw``. ``check``
+    (the push guard of an agent with secrets, memfs.secrets.outgoing) sees every object's
+    content and may refuse the pack: no local entry is reused then, each is read.
     """
     wanted = list(dict.fromkeys(shas))  # once each, in order
     binary = [bytes.fromhex(sha.decode()) for sha in wanted]
     local = (
         LocalPacks(pack_dir).find(set(binary))
-        if pack_dir is not None and len(binary) >= REUSE_MIN_OBJECTS
+        if pack_dir is not None and len(binary) >= REUSE_MIN_OBJECTS and check is None
         else {}
     )
     # ~256 bytes an object: a big pack's objects are hashed by OpenSSL (its checksum loads it)
@@ -87,6 +94,8 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
         else:
             type_num, data = read_raw(hex_sha)
             _check_object(new_sha1, sha, type_num, data)
+            if check is not None:
+                check(sha, type_num, data)
             entry = entry_header(type_num, len(data)) + zlib.compress(data)
             crc = zlib.crc32(entry)
         chunks.append(entry)
