@@ -3,10 +3,12 @@ masked (docs/design-encryption.md §6.1).
 
 The child inherits stdin; its stdout and stderr go through pipes, each pumped by a thread
 through its own ``Scrubber`` to ours, so a value (or an encoding of it) split across writes
-is masked too and text that cannot begin one is passed on at once. SIGINT, SIGTERM, SIGHUP
-and SIGQUIT are forwarded to the child. Its exit code is returned; a child killed by signal N
-makes this process die of N too, so a shell sees 128+N. ``exec_unmasked`` replaces this
-process by the command (a TTY stays a TTY) for interactive programs: nothing is masked.
+is masked too and text that cannot begin one is passed on at once; when one of ours can no
+longer be written (its reader went away), the child's pipe is closed so it gets SIGPIPE.
+SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the child. Its exit code is returned; a
+child killed by signal N makes this process die of N too, so a shell sees 128+N.
+``exec_unmasked`` replaces this process by the command (a TTY stays a TTY) for interactive
+programs: nothing is masked.
 """
 
 from __future__ import annotations
@@ -40,29 +42,41 @@ def child_env(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def _pump(source: IO[bytes], target: int, scrubber: Scrubber) -> None:
-    """Copy ``source`` to fd ``target`` through ``scrubber`` until end of file; a closed
-    target (EPIPE) stops the writing, not the draining, so the child never blocks on us."""
-    writable = True
+    """Copy ``source`` to fd ``target`` through ``scrubber`` until end of file.
 
-    def write(data: bytes) -> None:
-        nonlocal writable
-        view = memoryview(data)
-        while writable and view:
-            try:
-                view = view[os.write(target, view) :]
-            except OSError:
-                writable = False
-
+    When ``target`` cannot be written any more (its reader went away: EPIPE), ``source`` is
+    closed at once, so the child's next write to it meets EPIPE / SIGPIPE as it would
+    without memfs between (``memfs run -- yes | head -1`` ends; review11 F08)."""
     fd = source.fileno()
-    while True:
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, CHUNK)
+            except OSError:
+                return
+            if not chunk:
+                break
+            if not _write_all(target, scrubber.feed(chunk)):
+                return
+        _write_all(target, scrubber.close())
+    finally:
+        source.close()
+
+
+def _write_all(target: int, data: bytes) -> bool:
+    """Write all of ``data`` to fd ``target`` (waiting while a non-blocking one is full);
+    False once it cannot be written (closed reader, an I/O error)."""
+    view = memoryview(data)
+    while view:
         try:
-            chunk = os.read(fd, CHUNK)
+            view = view[os.write(target, view) :]
+        except BlockingIOError:
+            import select
+
+            select.select([], [target], [])
         except OSError:
-            break
-        if not chunk:
-            break
-        write(scrubber.feed(chunk))
-    write(scrubber.close())
+            return False
+    return True
 
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
