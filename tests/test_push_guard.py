@@ -15,7 +15,7 @@ from memfs.remotes import add_remote
 from memfs.secrets.outgoing import SecretInPushError
 from memfs.sync import push
 
-from .harness import git, memfs_command
+from .harness import fresh_python, git, memfs_command
 from .secretsfix import agent_with_secrets
 
 VALUE = "sk-live-0123456789abcdef"
@@ -80,3 +80,12 @@ def test_push_to_git_remote_is_guarded_too_and_plain_agents_are_not(tmp_path: Pa
         add_remote(plain.history, "origin", "memfs::" + (tmp_path / "cloud2").as_uri())
         assert push(plain).ok
         assert plain.history.outgoing_check is None
+        (plain.root / "notes.md").write_text("more\n")
+    probe = (
+        "import sys, memfs\n"
+        "from memfs.sync import push\n"
+        f"with memfs.open({str(tmp_path / 'plain')!r}) as agent:\n"
+        "    assert push(agent).ok\n"
+        "print(sorted(m for m in sys.modules if m.startswith('memfs.secrets.')))\n"
+    )
+    assert "outgoing" not in fresh_python(probe)  # a plain agent's push pays a stat
