@@ -89,3 +89,21 @@ def test_push_to_git_remote_is_guarded_too_and_plain_agents_are_not(tmp_path: Pa
         "print(sorted(m for m in sys.modules if m.startswith('memfs.secrets.')))\n"
     )
     assert "outgoing" not in fresh_python(probe)  # a plain agent's push pays a stat
+
+
+def test_whole_entries_reused_from_local_packs_are_checked_too(tmp_path: Path) -> None:
+    """A pack of 64 objects or more copies whole entries out of the local packs without
+    reading them (packwrite.LocalPacks): the guard inflates those too."""
+    root = agent_with_secrets(tmp_path, {"API_KEY": VALUE})
+    for i in range(70):
+        (root / "notes" / f"n{i}.md").parent.mkdir(exist_ok=True)
+        (root / "notes" / f"n{i}.md").write_text(f"note {i}\n")
+    _commit_with_git(root, "system/keys.md", f"key: {VALUE}\n")
+    git(root, "repack", "-a", "-d", "-q")  # every object whole in one local pack
+    second = tmp_path / "second"
+    with memfs.open(root) as agent:
+        add_remote(agent.history, "second", "memfs::" + second.as_uri())
+        with pytest.raises(SecretInPushError) as caught:
+            push(agent, remote="second")
+    assert "system/keys.md" in str(caught.value) and VALUE not in str(caught.value)
+    assert not list(second.rglob("*.pack"))  # nothing uploaded
