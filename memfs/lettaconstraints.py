@@ -12,11 +12,11 @@ refusals of a proposed commit, the console shows the limits.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
 
+from memfs.jsonbound import loads as bounded_loads
 from memfs.layout import V2_CONFIG, V2_MARKER
 
 TYPE_CHECKING = False
@@ -49,7 +49,7 @@ def parse_config(content: str) -> tuple[dict[str, Any] | None, list[str]]:
     """``parseMemoryConstraintsConfig``: the config, or the validator's errors."""
     path = V2_CONFIG
     try:
-        value = json.loads(content, parse_constant=_no_constant)
+        value = bounded_loads(content, parse_constant=_no_constant)
     except ValueError as error:
         return None, [f"{path}: invalid JSON ({error})"]
     if not isinstance(value, dict):

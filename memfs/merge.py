@@ -23,13 +23,13 @@ stays at the path.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
 from memfs import lettafm
+from memfs.jsonbound import loads as bounded_loads
 from memfs.layout import V2_CONFIG, Layout
 from memfs.markers import END_MARKER, LETTA_CONFLICTS, MID_MARKER, START_MARKER
 from memfs.trees import Files, TreeEntry, blob_sha
@@ -298,7 +298,7 @@ def _read_only_value(text: str | None) -> str:
 
 def _json_object(data: bytes) -> bool:
     try:
-        return isinstance(json.loads(data), dict)
+        return isinstance(bounded_loads(data), dict)
     except ValueError:
         return False
 

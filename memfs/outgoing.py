@@ -17,6 +17,7 @@ from memfs.history import History
 from memfs.incoming import Progress, fetch_remote, integrate, open_for, refuse_vanished
 from memfs.remotes import Remote, RemoteConfig, letta_mirror
 from memfs.remotestate import tracking_ref as _tracking_ref
+from memfs.secrets.hooks import has_secrets
 from memfs.syncreport import RemoteOutcome
 
 TYPE_CHECKING = False
@@ -41,12 +42,47 @@ def push_remote(
     push is tried at once against the state just fetched; only a lost swap backs off.
     """
     history = agent.history
-    branch = history.branch()
-    outcome = RemoteOutcome(config.name)
     if agent.is_read_only_mount():
         raise RemoteError(
             config.display_url, f"{agent.root} is a read-only mount: nothing is pushed from it"
         )
+    if not _guarded(agent):
+        return _push(agent, config, policy, origin, progress, remote, allow_unrelated)
+    from memfs.secrets.outgoing import SecretInPushError
+
+    try:
+        return _push(agent, config, policy, origin, progress, remote, allow_unrelated)
+    except SecretInPushError as error:
+        error.locate(history, history.head())
+        raise
+
+
+def _guarded(agent: Agent) -> bool:
+    """Arm the push guard of an agent with secrets: a blob holding a secret's value is
+    refused before anything is uploaded (memfs.secrets.outgoing, review11 F12). A plain
+    agent pays a stat, no import."""
+    if not has_secrets(agent):
+        agent.history.outgoing_check = None
+        return False
+    from memfs.secrets.outgoing import arm
+
+    arm(agent)
+    return True
+
+
+def _push(
+    agent: Agent,
+    config: RemoteConfig,
+    policy: Policy,
+    origin: str,
+    progress: Progress | None,
+    remote: Remote | None,
+    allow_unrelated: bool,
+) -> RemoteOutcome:
+    """``push_remote`` once its guard is armed."""
+    history = agent.history
+    branch = history.branch()
+    outcome = RemoteOutcome(config.name)
     remote = remote or open_for(agent, config, progress)
     theirs = (
         remote.head(branch)
@@ -123,6 +159,7 @@ def upload_ahead(agent: Agent, config: RemoteConfig, remote: Remote) -> None:
         if local is None or seen is None or seen == local:
             return
         if history.has_commit(seen) and history.is_ancestor(seen, local):
+            _guarded(agent)  # a pack holding a secret's value is not started (the push says why)
             start(history, local, seen)
     except MemfsError:
         return

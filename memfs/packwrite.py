@@ -60,11 +60,18 @@ def entry_header(type_num: int, size: int) -> bytes:
     return bytes(out)
 
 
-def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None) -> BuiltPack:
+def build_pack(
+    shas: Iterable[bytes],
+    read_raw: RawReader,
+    pack_dir: Path | None,
+    check: Callable[[bytes, int, bytes], None] | None = None,
+) -> BuiltPack:
     """A version 2 pack (no deltas) of the objects ``shas`` (hex), in that order, and its index.
 
     ``pack_dir`` is the local store's pack folder, whose entries are reused when the pack is
-    big enough for that to pay; None reads every object through ``read_raw``.
+    big enough for that to pay; None reads every object through ``read_raw``. ``check``
+    (the push guard of an agent with secrets, memfs.secrets.outgoing) sees every object's
+    content and may refuse the pack (a reused entry is inflated for it).
     """
     wanted = list(dict.fromkeys(shas))  # once each, in order
     binary = [bytes.fromhex(sha.decode()) for sha in wanted]
@@ -84,9 +91,13 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
         found = local.get(sha)
         if found is not None:
             entry, crc = found
+            if check is not None:
+                check(sha, *_inflated(entry))
         else:
             type_num, data = read_raw(hex_sha)
             _check_object(new_sha1, sha, type_num, data)
+            if check is not None:
+                check(sha, type_num, data)
             entry = entry_header(type_num, len(data)) + zlib.compress(data)
             crc = zlib.crc32(entry)
         chunks.append(entry)
@@ -96,6 +107,15 @@ def build_pack(shas: Iterable[bytes], read_raw: RawReader, pack_dir: Path | None
     checksum = sha1_for(len(pack))(pack).digest()
     entries.sort()
     return BuiltPack(pack + checksum, index_v2(entries, checksum), checksum, len(binary))
+
+
+def _inflated(entry: bytes) -> tuple[int, bytes]:
+    """(type number, content) of a whole pack entry: its header skipped, its data inflated
+    (cheaper than reading the object again and deflating it anew)."""
+    at = 1
+    while entry[at - 1] & 0x80:
+        at += 1
+    return (entry[0] >> 4) & 7, zlib.decompress(entry[at:])
 
 
 class ObjectMismatchError(ValueError):

@@ -10,12 +10,12 @@ with is refused here, once, with the reason (``AgentFileError``).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from memfs.errors import MemfsError
+from memfs.jsonbound import loads as bounded_loads
 from memfs.util import utc_now
 
 # A document read from Letta's first .af schema carries this key until it is written back.
@@ -33,9 +33,9 @@ class AgentFileError(MemfsError):
 def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The .af document, decoding it twice if it is a JSON string holding the JSON."""
     try:
-        data: Any = json.loads(Path(path).read_text(encoding="utf-8"))
+        data: Any = bounded_loads(Path(path).read_text(encoding="utf-8"))
         if isinstance(data, str):
-            data = json.loads(data)
+            data = bounded_loads(data)
     except FileNotFoundError:
         raise AgentFileError(str(path), "no such file") from None
     except IsADirectoryError:

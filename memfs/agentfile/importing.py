@@ -147,11 +147,12 @@ def import_agent_file(
     created = [path for path in {base, *roots} if not path.exists()]
     agents: list[Agent] = []
     stored: list[str] = []
+    skipped: list[str] = []
     try:
         for plan in plans:
             sidecar = make_sidecar(kept, plan, source_id, secrets)
             agents.append(_import_into(plan, sidecar, document, layout, str(source)))
-            stored += keep_in_store(agents[-1], document["agents"][plan.index])
+            stored += keep_in_store(agents[-1], document["agents"][plan.index], skipped)
     except BaseException:
         for opened in agents:
             opened.close()
@@ -162,11 +163,18 @@ def import_agent_file(
         raise
     warnings.extend(
         f"kept the value of secret {key} in the agent's secrets (memfs secret list), never "
-        "committed"
+        "committed: an environment variable of every 'memfs run'"
         if key in stored
         else f"left out the value of secret {key}: memfs never commits it"
         for key in secrets
+        if key not in skipped
     )
+    if skipped:
+        warnings.append(
+            f"skipped {', '.join(skipped)}: a name that changes how programs load or run is "
+            "never taken from an Agent File into 'memfs run' ('memfs secret set NAME' sets "
+            "one on purpose)"
+        )
     return AgentFileImport(agents, warnings, secrets)  # the files hold none of the values
 
 

@@ -99,11 +99,27 @@ def check_storable(data: dict[str, Any]) -> None:
         check_value(name, value, f"nothing was imported ({owner_of(data)})")
 
 
-def keep_in_store(agent: Any, data: dict[str, Any]) -> list[str]:
+def keep_in_store(agent: Any, data: dict[str, Any], skipped: list[str] | None = None) -> list[str]:
     """Put an imported agent's secret values into its secret store (memfs.secrets): kept
     sealed, never committed. The names kept (left-out entries as ``strip_secrets`` names them).
+
+    A name that changes how programs load or run (``PATH``, ``LD_PRELOAD``, ``BASH_ENV``...:
+    memfs.secrets.loadnames) is never kept: it would reach every ``memfs run`` on every
+    machine; its left-out entry is added to ``skipped`` (review11 F11).
     """
+    from memfs.secrets.loadnames import changes_loading
+
     values = agent_values(data)
+    planted = {name for name in values if changes_loading(name)}
+    if planted and skipped is not None:
+        owner = owner_of(data)
+        skipped += [
+            f"{owner} {key}.{name}"
+            for key in AGENT_KEYS
+            for name, value in _pairs(data.get(key))
+            if name in planted and value
+        ]
+    values = {name: value for name, value in values.items() if name not in planted}
     if not values:
         return []
     from memfs.secrets.store import SecretStore

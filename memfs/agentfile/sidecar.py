@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from memfs.agent import Agent
 from memfs.agentfile.document import AgentFileError, shape_problem
+from memfs.jsonbound import loads as bounded_loads
 from memfs.memory import MemoryFile
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def make_sidecar(
 
 def read_sidecar(agent: Agent) -> dict[str, Any] | None:
     try:
-        data = json.loads((agent.root / SIDECAR).read_text(encoding="utf-8"))
+        data = bounded_loads((agent.root / SIDECAR).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (ValueError, UnicodeDecodeError) as error:

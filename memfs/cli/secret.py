@@ -56,6 +56,7 @@ def set_(state: AppState, name: str, refused: tuple[str, ...]) -> None:
       pass show openai | memfs secret set OPENAI_API_KEY
     """
     from memfs.secrets.forms import MIN_MASKED, is_masked
+    from memfs.secrets.loadnames import changes_loading
     from memfs.secrets.store import SecretStore, check_name
 
     check_name(name)
@@ -68,6 +69,11 @@ def set_(state: AppState, name: str, refused: tuple[str, ...]) -> None:
     agent = state.agent()
     store = SecretStore.load(agent)
     store.set(name, value)
+    if changes_loading(name):
+        warn(
+            f"{name} changes how programs load or run: every 'memfs run' of this agent, on "
+            "every machine it syncs to, runs with this value"
+        )
     if not is_masked(value):
         warn(
             f"{name} is shorter than {MIN_MASKED} bytes: stored, but not masked in "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from memfs.damage import reads_objects
@@ -46,6 +46,9 @@ class Packing(HistoryBase):
     _held_cache: tuple[tuple[int, int, int], frozenset[str]] | None
     _unpacked_bytes: int
     _keep_files: list[Path]
+    outgoing_check: Callable[[bytes, int, bytes], None] | None = None
+    """Set by a push for an agent with secrets (memfs.secrets.outgoing.arm): sees every
+    object the push packs and refuses a blob holding a secret's value."""
 
     @reads_objects
     def pack_between(self, include: list[str], exclude: list[str]) -> PackFiles | None:
@@ -59,7 +62,8 @@ class Packing(HistoryBase):
         shas = walks.objects_of(self._tree_entries, self._commit, commits)
         if not shas:
             return None
-        built = build_pack(shas, self._raw, self.control_dir / "objects" / "pack")
+        pack_dir = self.control_dir / "objects" / "pack"
+        built = build_pack(shas, self._raw, pack_dir, self.outgoing_check)
         return PackFiles(f"pack-{built.checksum.hex()}", built.pack, built.index, built.count)
 
     def pack_data(
@@ -70,8 +74,24 @@ class Packing(HistoryBase):
         The objects are read lazily while the pack is sent, so each is read under the same
         translation as ``History``'s other reads (``reads_objects``).
         """
+        if self.outgoing_check is not None:
+            self._check_outgoing(haves, wants)
         count, objects = self._pack_data_start(haves, wants, ofs_delta, progress)
         return count, self._translated_objects(objects)
+
+    @reads_objects
+    def _check_outgoing(self, haves: set[bytes], wants: set[bytes]) -> None:
+        """Show ``outgoing_check`` every object a git push of ``wants`` sends (dulwich
+        builds that pack itself): the same objects ``pack_between`` would pack."""
+        from memfs import walks
+
+        check = self.outgoing_check
+        assert check is not None
+        have = [sha for sha in haves if self.has_commit(sha.decode())]
+        commits = walks.parents_first(walks.commits_between(self._commit, list(wants), have))
+        for sha in walks.objects_of(self._tree_entries, self._commit, commits):
+            type_num, data = self._raw(sha)
+            check(bytes.fromhex(sha.decode()), type_num, data)
 
     @reads_objects
     def _pack_data_start(

@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable
 
 from memfs.errors import RemoteCorruptError, RemoteError
+from memfs.jsonbound import loads as bounded_loads
 from memfs.remotes import BUCKET_PREFIX, redact
 from memfs.remotes.background import PacksFor, Reading, Uploading
 from memfs.remotes.bucketfetch import fetch
@@ -220,7 +221,7 @@ class BucketRemote:
     def _parse_manifest(self, data: bytes) -> BucketManifest:
         """manifest.json's bytes -> the manifest; RemoteError if this memfs cannot read it."""
         try:
-            raw = json.loads(data)
+            raw = bounded_loads(data)
         except ValueError as error:
             raise RemoteCorruptError(self.url, "manifest.json is not valid JSON") from error
         if isinstance(raw, dict) and raw.get("format", 1) != 1:
@@ -284,7 +285,7 @@ class BucketRemote:
         if got is None:
             return None
         try:
-            return parse_identity(json.loads(got[0]))
+            return parse_identity(bounded_loads(got[0]))
         except ValueError as error:  # not JSON, or ManifestInvalid
             raise RemoteCorruptError(
                 self.url, "memfs.json is not a memfs agent identity"
@@ -353,6 +354,6 @@ def is_stub(data: bytes) -> bool:
     if b"encryption" not in data:
         return False  # a plain manifest: no JSON parse here
     with contextlib.suppress(ValueError):
-        raw = json.loads(data)
+        raw = bounded_loads(data)
         return isinstance(raw, dict) and raw.get("encryption") == STUB["encryption"]
     return False

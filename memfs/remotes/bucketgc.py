@@ -35,11 +35,17 @@ def compact_after_push(remote: BucketRemote, history: History) -> None:
     # a held-packs record vouches for, pruned since by git gc) must not turn the landed
     # push into a failure (exit 9 with git fsck clean, the tracking ref left behind).
     grace_s = seconds_from_env(COMPACT_GRACE_ENV, DEFAULT_GRACE_S)  # a bad value: exit 2
-    with contextlib.suppress(MemfsError):
-        # Unlisted packs are left to a manual 'gc --remote': one may belong to a push
-        # still in flight (a laptop asleep mid-push, a retry that found its pack there
-        # from a killed try), and deleting it would let that push list a missing pack.
-        compact(remote, history, grace_s, orphans=False)
+    # The push guard (memfs.secrets.outgoing) is for what a push adds: a compaction packs
+    # again what the store holds already, so it is not asked.
+    check, history.outgoing_check = history.outgoing_check, None
+    try:
+        with contextlib.suppress(MemfsError):
+            # Unlisted packs are left to a manual 'gc --remote': one may belong to a push
+            # still in flight (a laptop asleep mid-push, a retry that found its pack there
+            # from a killed try), and deleting it would let that push list a missing pack.
+            compact(remote, history, grace_s, orphans=False)
+    finally:
+        history.outgoing_check = check
 
 
 def compact(

@@ -3,10 +3,13 @@ masked (docs/design-encryption.md §6.1).
 
 The child inherits stdin; its stdout and stderr go through pipes, each pumped by a thread
 through its own ``Scrubber`` to ours, so a value (or an encoding of it) split across writes
-is masked too and text that cannot begin one is passed on at once. SIGINT, SIGTERM, SIGHUP
-and SIGQUIT are forwarded to the child. Its exit code is returned; a child killed by signal N
-makes this process die of N too, so a shell sees 128+N. ``exec_unmasked`` replaces this
-process by the command (a TTY stays a TTY) for interactive programs: nothing is masked.
+is masked too and text that cannot begin one is passed on at once; when one of ours can no
+longer be written (its reader went away), the child's pipe is closed so it gets SIGPIPE.
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to memfs are forwarded to the child, but not those
+the terminal sent to both (``_wait_forwarding``). Its exit code is returned; a child killed
+by signal N makes this process die of N too, so a shell sees 128+N.
+``exec_unmasked`` replaces this process by the command (a TTY stays a TTY) for interactive
+programs: nothing is masked.
 """
 
 from __future__ import annotations
@@ -55,34 +58,53 @@ def check_environment(values: Mapping[str, str]) -> None:
 
 
 def _pump(source: IO[bytes], target: int, scrubber: Scrubber) -> None:
-    """Copy ``source`` to fd ``target`` through ``scrubber`` until end of file; a closed
-    target (EPIPE) stops the writing, not the draining, so the child never blocks on us."""
-    writable = True
+    """Copy ``source`` to fd ``target`` through ``scrubber`` until end of file.
 
-    def write(data: bytes) -> None:
-        nonlocal writable
-        view = memoryview(data)
-        while writable and view:
-            try:
-                view = view[os.write(target, view) :]
-            except OSError:
-                writable = False
-
+    When ``target`` cannot be written any more (its reader went away: EPIPE), ``source`` is
+    closed at once, so the child's next write to it meets EPIPE / SIGPIPE as it would
+    without memfs between (``memfs run -- yes | head -1`` ends; review11 F08)."""
     fd = source.fileno()
-    while True:
-        try:
-            chunk = os.read(fd, CHUNK)
-        except OSError:
-            break
-        if not chunk:
-            break
-        write(scrubber.feed(chunk))
-    write(scrubber.close())
-
-
-def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     try:
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        while True:
+            try:
+                chunk = os.read(fd, CHUNK)
+            except OSError:
+                return
+            if not chunk:
+                break
+            if not _write_all(target, scrubber.feed(chunk)):
+                return
+        _write_all(target, scrubber.close())
+    finally:
+        source.close()
+
+
+def _write_all(target: int, data: bytes) -> bool:
+    """Write all of ``data`` to fd ``target`` (waiting while a non-blocking one is full);
+    False once it cannot be written (closed reader, an I/O error)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(target, view) :]
+        except BlockingIOError:
+            import select
+
+            select.select([], [target], [])
+        except OSError:
+            return False
+    return True
+
+
+def _start(
+    command: list[str], env: dict[str, str], mask: set[signal.Signals] | None = None
+) -> subprocess.Popen[bytes]:
+    """The child, its stdout and stderr piped to us; ``mask``: the signal mask it gets back
+    (ours blocks the forwarded signals, and a child inherits a mask through exec)."""
+    restore = None if mask is None else lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    try:
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=restore
+        )
     except FileNotFoundError:
         raise CommandNotRunError(command[0], "command not found", 127) from None
     except PermissionError:
@@ -110,8 +132,14 @@ def run(command: list[str], values: Mapping[str, str]) -> int:
             started[0].send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    # Where the kernel says who sent a signal (sigtimedwait: Linux), the signals are taken
+    # from a mask instead of a handler, so one the terminal sent is told apart (F07).
+    by_mask = hasattr(signal, "sigtimedwait")
+    mask: set[signal.Signals] | None = None
     try:
-        child = _start(command, child_env(values))
+        if by_mask:  # blocked before the child and the pumps start (threads inherit it)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+        child = _start(command, child_env(values), mask)
         started.append(child)
         for signum in caught:
             forward(signum, None)
@@ -124,15 +152,40 @@ def run(command: list[str], values: Mapping[str, str]) -> int:
         ]
         for pump in pumps:
             pump.start()
-        code = child.wait()
+        code = _wait_forwarding(child) if by_mask else child.wait()
         for pump in pumps:
             pump.join()
     finally:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if code < 0:
         die_of(-code)
     return code
+
+
+def _wait_forwarding(child: subprocess.Popen[bytes]) -> int:
+    """Wait for ``child`` (SIGCHLD and ``FORWARDED`` blocked), forwarding each signal it did
+    not get already: one key press, one signal (review11 F07).
+
+    The child shares this process's group, so what the terminal sends (Ctrl-C, Ctrl-\\, a
+    hangup: ``si_code`` SI_KERNEL) reaches both and is not sent again; nor is one the child
+    sent itself (to its group). Signals a process sent (``kill``, ``timeout``) are forwarded,
+    as before: memfs may be all that was signalled. A group signal from another process
+    (``kill -INT -PGID``) still reaches the child twice, as under sudo's forwarding."""
+    watched = {*FORWARDED, signal.SIGCHLD}
+    while True:
+        code = child.poll()
+        if code is not None:
+            return code
+        info = signal.sigtimedwait(watched, 1.0)  # a lost SIGCHLD costs a second at most
+        if info is None or info.si_signo == signal.SIGCHLD:
+            continue
+        if info.si_code > 0 or info.si_pid == child.pid:  # the kernel's (tty), the child's
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(info.si_signo)
 
 
 def die_of(signum: int) -> None:
