@@ -77,7 +77,6 @@ def test_one_ctrl_c_on_a_terminal_reaches_the_command_once(root: Path, tmp_path:
     """Ctrl-C on a terminal signals the whole foreground group, memfs and its child: memfs
     must not send its copy too (a second SIGINT is 'abort now' to many programs)."""
     import pty
-    import select
     import time
 
     script = tmp_path / "counter.py"
@@ -86,30 +85,17 @@ def test_one_ctrl_c_on_a_terminal_reaches_the_command_once(root: Path, tmp_path:
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session of its own, the pty its terminal
         os.execvp(argv[0], argv)
-    output = b""
-
-    def read_until(text: bytes, deadline: float) -> None:
-        nonlocal output
-        while text not in output:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no {text!r} in {output!r}"
-            if select.select([fd], [], [], left)[0]:
-                try:
-                    output += os.read(fd, 4096)
-                except OSError:
-                    break
-        assert text in output, output
-
+    terminal = Terminal(fd, time.monotonic() + 30)
     try:
-        deadline = time.monotonic() + 30
-        read_until(b"ready", deadline)
+        terminal.read_until(b"ready")
         presses = 30
         for press in range(1, presses + 1):
             os.write(fd, b"\x03")
-            read_until(f"INT {press}".encode(), deadline)
+            terminal.read_until(f"INT {press}".encode())
         os.write(fd, b"done\n")
-        read_until(b"delivered", deadline)
-        read_until(b"\n", deadline)
+        terminal.read_until(b"delivered")
+        terminal.read_until(b"\n")
+        output = terminal.output
         delivered = output.split(b"delivered ")[1].split()[0]
         assert int(delivered) == presses, output
         assert b"INT 31" not in output
@@ -142,7 +128,6 @@ def test_memfs_run_forwards_no_signal_the_terminal_sent(root: Path, tmp_path: Pa
     child that left the group, as without memfs, does not get it); a SIGTERM another process
     sends memfs afterwards still is, and the child's handler says how many SIGINTs it had."""
     import pty
-    import select
     import time
 
     script = tmp_path / "left.py"
@@ -151,29 +136,42 @@ def test_memfs_run_forwards_no_signal_the_terminal_sent(root: Path, tmp_path: Pa
     pid, fd = pty.fork()
     if pid == 0:
         os.execvp(argv[0], argv)
-    output = b""
-
-    def read_until(text: bytes, deadline: float) -> None:
-        nonlocal output
-        while text not in output and time.monotonic() < deadline:
-            if select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                try:
-                    output += os.read(fd, 4096)
-                except OSError:
-                    break
-        assert text in output, output
-
+    terminal = Terminal(fd, time.monotonic() + 30)
     try:
-        deadline = time.monotonic() + 30
-        read_until(b"ready", deadline)
+        terminal.read_until(b"ready")
         os.write(fd, b"\x03")
-        read_until(b"^C", deadline)  # echoed once the terminal has signalled its group
+        terminal.read_until(b"^C")  # echoed once the terminal has signalled its group
         os.kill(pid, signal.SIGTERM)
-        read_until(b"SIGINTs", deadline)
-        read_until(b"\n", deadline)
+        terminal.read_until(b"SIGINTs")
+        terminal.read_until(b"\n")
+        output = terminal.output
         assert output.split(b"SIGINTs ")[1].split()[0] == b"0", output
     finally:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(fd)
+
+
+class Terminal:
+    """The controlling side of a pty: what the program behind it wrote, read up to a text."""
+
+    def __init__(self, fd: int, deadline: float) -> None:
+        self.fd, self.deadline, self.output = fd, deadline, b""
+
+    def read_until(self, text: bytes) -> None:
+        """Read until ``text`` has appeared (fails at the deadline, or if the pty closes
+        without it)."""
+        import select
+        import time
+
+        while text not in self.output:
+            left = self.deadline - time.monotonic()
+            assert left > 0, f"no {text!r} in {self.output!r}"
+            if not select.select([self.fd], [], [], left)[0]:
+                continue
+            try:
+                self.output += os.read(self.fd, 4096)
+            except OSError:  # the program is gone and the pty closed
+                break
+        assert text in self.output, self.output
