@@ -21,6 +21,7 @@ from pathlib import Path
 
 from memfs import indexfile
 from memfs.trees import Files, TreeEntry
+from memfs.util import write_and_rename
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,17 +113,7 @@ def _write_locked(index: str, data: bytes | bytearray) -> os.stat_result | None:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return None
-    try:
-        with open(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            written = os.fstat(handle.fileno())
-        os.replace(lock, index)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
-        raise
-    return written
+    return write_and_rename(fd, lock, index, data, fsync=False)
 
 
 def index_is_for(control_dir: Path, tree_sha: str) -> bool:

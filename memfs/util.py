@@ -59,6 +59,31 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     fsync_dir(folder)
 
 
+def write_and_rename(
+    fd: int, temp: str | Path, path: str | Path, data: bytes | bytearray, fsync: bool
+) -> os.stat_result:
+    """Write all of ``data`` to ``fd`` (the file just created exclusively at ``temp``: a temp
+    name, or git's ``.lock``), fsync it if asked, close it and rename it over ``path``; on any
+    failure ``temp`` is removed and the error raised. The stat of the file written (the rename
+    keeps its inode). What a loose object, a tracking ref and the index are written with."""
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+            written = os.fstat(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return written
+
+
 def make_temp_file(folder: Path, prefix: str = TEMP_PREFIX) -> tuple[int, str]:
     """A new file ``<prefix><random>`` in ``folder``, open for writing (mode 0600): what
     ``tempfile.mkstemp`` makes, without importing tempfile (shutil, bz2, lzma, random: ~3 ms

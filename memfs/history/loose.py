@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from memfs.digests import sha1_for
+from memfs.util import write_and_rename
 
 OBJECT_MODE = 0o444  # dulwich's PACK_MODE, git's loose-object mode
 TREE_MODE = 0o040000
@@ -64,20 +65,7 @@ def write_object(control: Path, kind: bytes, content: bytes, fsync: bool = False
             # between the mkdir and the open: make it again, as git itself does
             if attempt == 2:
                 raise
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    write_and_rename(fd, temp, path, data, fsync)
     return sha
 
 
@@ -156,15 +144,8 @@ def set_ref(control: Path, ref: str, new: str) -> bool:
     except OSError:
         return False
     try:
-        try:
-            os.write(fd, new.encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(lock, path)
+        write_and_rename(fd, lock, path, new.encode() + b"\n", fsync=True)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
         return False
     return True
 
